@@ -1,0 +1,17 @@
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.shared.config import get_settings
+from functions.shared.ingest import enqueue_step
+from functions.shared.observability import logger, metrics, tracer
+from functions.shared.queue import DeliveryQueue
+from functions.shared.repository import MessageRepository
+
+
+@logger.inject_lambda_context(correlation_id_path="message.messageId")
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = get_settings()
+    return enqueue_step(event, MessageRepository(settings.table_name), DeliveryQueue(settings.queue_url))

@@ -1,0 +1,78 @@
+"""Runtime settings of every Lambda, read once from the environment.
+
+Defaults of the message limits come from `schemas/message.schema.json` (`x-relay-limits`), so the
+schema stays the single source; a deployment overrides them through `cdk.json` context, which
+the stack turns into these environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+# In the repository and in the Lambda asset alike, `schemas/` sits beside the `functions/` package.
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+MESSAGE_SCHEMA_PATH = SCHEMA_DIR / "message.schema.json"
+
+
+@lru_cache(maxsize=1)
+def message_schema() -> dict[str, Any]:
+    with MESSAGE_SCHEMA_PATH.open(encoding="utf-8") as schema_file:
+        schema: dict[str, Any] = json.load(schema_file)
+    return schema
+
+
+def _schema_default(name: str) -> int:
+    return int(message_schema()["x-relay-limits"][name])
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    queue_url: str
+    ttl_days: int
+    max_body_bytes: int
+    max_header_count: int
+    max_header_bytes: int
+    max_future_skew_seconds: int
+    allow_private_targets: bool
+    # How long a stored message may wait for its first delivery run before the reconciler
+    # treats it as stuck and re-drives it.
+    redrive_after_seconds: int
+
+    @property
+    def ttl_seconds(self) -> int:
+        return self.ttl_days * 86_400
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings(
+        table_name=os.environ.get("RELAY_TABLE_NAME", "relay"),
+        queue_url=os.environ.get("RELAY_QUEUE_URL", ""),
+        ttl_days=_env_int("RELAY_TTL_DAYS", _schema_default("ttlDays")),
+        max_body_bytes=_env_int("RELAY_MAX_BODY_BYTES", _schema_default("maxBodyBytes")),
+        max_header_count=_env_int("RELAY_MAX_HEADER_COUNT", _schema_default("maxHeaderCount")),
+        max_header_bytes=_env_int("RELAY_MAX_HEADER_BYTES", _schema_default("maxHeaderBytes")),
+        max_future_skew_seconds=_env_int(
+            "RELAY_MAX_FUTURE_SKEW_SECONDS", _schema_default("maxFutureSkewSeconds")
+        ),
+        allow_private_targets=_env_bool("RELAY_ALLOW_PRIVATE_TARGETS", False),
+        redrive_after_seconds=_env_int("RELAY_REDRIVE_AFTER_SECONDS", 300),
+    )

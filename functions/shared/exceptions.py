@@ -1,0 +1,62 @@
+"""Relay's domain exceptions, in one place.
+
+The class names matter beyond Python: a Lambda error's `errorType` is the class name, and the
+state machines' `Retry`/`Catch` clauses match on it (see statemachines/*.asl.json).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class RelayError(Exception):
+    """Base of every error Relay raises on purpose."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    path: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+
+class MessageInvalid(RelayError):
+    """The request is not a valid message; `details` names every offending field."""
+
+    def __init__(self, details: list[FieldError], message: str = "The message is invalid.") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class MalformedRequest(RelayError):
+    """The body is not JSON (or not UTF-8)."""
+
+
+class PayloadTooLarge(RelayError):
+    """The request or one of its parts is over a configured size limit."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class SenderMismatch(RelayError):
+    """The body's senderId is not the authenticated sender."""
+
+
+class StorageUnavailable(RelayError):
+    """DynamoDB throttled or failed transiently; the step is retried by its state machine."""
+
+
+class StorageError(RelayError):
+    """DynamoDB refused a request for a reason a retry will not fix."""
+
+
+class QueueUnavailable(RelayError):
+    """SQS did not take the message; the step is retried, then the reconciler re-drives it."""
+
+
+class MessageNotFound(RelayError):
+    """No message with that key exists (or it belongs to another sender)."""
