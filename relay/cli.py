@@ -49,14 +49,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
     relay.start()
     print(f"Relay is running at {relay.url} (embedded AWS, no account needed). Ctrl-C stops it.")
     print("Send a message:")
-    print(f"  relay send --url {relay.url} --target-url https://example.com/webhook --body '{{\"hello\":\"world\"}}'")
+    print(f'  relay send --url {relay.url} --target-url https://example.com/webhook --body \'{{"hello":"world"}}\'')
     print(f"  curl -s -X POST {relay.url}/messages -H 'Content-Type: application/json' \\")
     print(
         '    -d \'{"messageId":"m-1","senderId":"dev","timestamp":"'
         + datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         + '","targetUrl":"https://example.com/webhook","body":{"hello":"world"}}\''
     )
-    print(f"Private targets are {'allowed' if args.allow_private_targets else 'blocked'}; time scale {args.time_scale}.")
+    print(
+        f"Private targets are {'allowed' if args.allow_private_targets else 'blocked'}; time scale {args.time_scale}."
+    )
     sys.stdout.flush()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -89,9 +91,7 @@ def build_message(args: argparse.Namespace) -> dict[str, Any]:
     if args.sender_id or "senderId" not in message:
         message["senderId"] = args.sender_id or os.environ.get("RELAY_SENDER_ID", DEFAULT_SENDER)
     if args.timestamp or "timestamp" not in message:
-        message["timestamp"] = args.timestamp or datetime.now(UTC).isoformat(timespec="seconds").replace(
-            "+00:00", "Z"
-        )
+        message["timestamp"] = args.timestamp or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     if args.target_url:
         message["targetUrl"] = args.target_url
     if args.method:

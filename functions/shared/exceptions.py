@@ -60,3 +60,23 @@ class QueueUnavailable(RelayError):
 
 class MessageNotFound(RelayError):
     """No message with that key exists (or it belongs to another sender)."""
+
+
+class DeliveryError(RelayError):
+    """Base of the errors the delivery client raises instead of returning a response."""
+
+
+class TargetBlocked(DeliveryError):
+    """The target URL breaks a rule or resolves to a blocked address; retrying will not help."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TargetUnreachable(DeliveryError):
+    """DNS failure, connection refused or reset, or a TLS error; a later attempt may succeed."""
+
+
+class TargetTimeout(DeliveryError):
+    """The target did not connect or answer within the configured timeouts."""

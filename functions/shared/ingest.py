@@ -148,9 +148,7 @@ def enqueue_step(
         # The message is stored and stays PENDING; mark it due now so the reconciler re-drives it
         # even though this request ends in SYSTEM_ERROR. Best effort: the head is due anyway.
         try:
-            repository.append_event(
-                key, EventType.ENQUEUE_FAILED, iso(now), state["ttl"], suffix=state["requestId"]
-            )
+            repository.append_event(key, EventType.ENQUEUE_FAILED, iso(now), state["ttl"], suffix=state["requestId"])
             repository.set_due(key, int(now.timestamp()))
         except RelayError:
             logger.exception("Could not record the failed enqueue")

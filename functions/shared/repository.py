@@ -198,7 +198,7 @@ class MessageRepository:
         except ClientError as error:
             if not _is_condition_failure(error):
                 raise
-            existing = error.response.get("Item")
+            existing: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
             if existing is None:  # older emulators do not return the item
                 response = self._call("get_item", Key=_to_item({"pk": item["pk"], "sk": item["sk"]}))
                 existing = response.get("Item", {})

@@ -35,6 +35,7 @@ BLOCKED_NETWORKS: tuple[tuple[str, str], ...] = (
     # IPv6
     ("::/128", "unspecified"),
     ("::1/128", "loopback"),
+    ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation (RFC 8215)"),
     ("100::/64", "discard-only"),
     ("2001::/23", "IETF protocol assignments (includes Teredo)"),
     ("2001:db8::/32", "documentation"),
@@ -42,13 +43,20 @@ BLOCKED_NETWORKS: tuple[tuple[str, str], ...] = (
     ("fe80::/10", "link-local"),
     ("fec0::/10", "site-local (deprecated)"),
     ("ff00::/8", "multicast"),
+    # Everything outside 2000::/3 (global unicast) is reserved, e.g. the SIIT form ::ffff:0:a.b.c.d.
+    # Listed last so that the specific reasons above win; embedded IPv4 forms are unwrapped first.
+    ("::/3", "reserved (outside global unicast 2000::/3)"),
+    ("4000::/2", "reserved (outside global unicast 2000::/3)"),
+    ("8000::/1", "reserved (outside global unicast 2000::/3)"),
 )
 _BLOCKED = tuple((ipaddress.ip_network(cidr), reason) for cidr, reason in BLOCKED_NETWORKS)
 
 # IPv6 ranges that embed an IPv4 address; the embedded address is checked against the list.
 _IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+# Only the well-known /96 prefix is unwrapped: in the local-use 64:ff9b:1::/48 (RFC 8215) the IPv4
+# address may sit at other bit offsets (RFC 6052), so that whole range is blocked instead.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"),)
 _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")

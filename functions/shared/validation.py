@@ -10,12 +10,14 @@ import base64
 import binascii
 import hashlib
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 
 from functions.shared.config import Settings, message_schema
@@ -65,11 +67,49 @@ class ValidMessage:
         return str(self.message["messageId"])
 
 
+@lru_cache(maxsize=64)
+def _ecma_regex(pattern: str) -> re.Pattern[str]:
+    # JSON Schema patterns are ECMA-262 regexes, where `$` (without the m flag) matches only at the
+    # end of the input. Python's `$` also matches before a final newline, so "id\n" would pass
+    # "^[A-Za-z0-9._:-]+$" and a header name "X-A\n" would pass the header-name pattern.
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _ecma_pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_MessageValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+
+
 @lru_cache(maxsize=1)
-def _schema_validator() -> Draft202012Validator:
+def _schema_validator() -> Any:
     schema = message_schema()
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=FormatChecker())
+    return _MessageValidator(schema, format_checker=FormatChecker())
+
+
+_JSON_PATH_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
+
+
+def _json_path(*parts: str | int) -> str:
+    """A JSON path in the notation jsonschema's `ValidationError.json_path` uses, so every detail
+    about one field carries the same path: `$.headers['X-Trace']`, `$.messageId`."""
+    path = "$"
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _JSON_PATH_NAME.match(part):
+            path += f".{part}"
+        else:
+            escaped = part.replace("\\", "\\\\").replace("'", "\\'")
+            path += f"['{escaped}']"
+    return path
 
 
 def decode_request_body(body_base64: str | None, settings: Settings) -> Any:
@@ -89,36 +129,59 @@ def decode_request_body(body_base64: str | None, settings: Settings) -> Any:
     except UnicodeDecodeError:
         raise MalformedRequest("The request body is not valid UTF-8.") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
         raise MalformedRequest("The request body is nested too deeply.") from None
     except json.JSONDecodeError as error:
         raise MalformedRequest(f"The request body is not valid JSON: {error.msg} at position {error.pos}.") from None
+    except ValueError as error:
+        # NaN/Infinity (not JSON), or an integer over Python's digit limit (int_max_str_digits).
+        raise MalformedRequest(f"The request body is not valid JSON: {error}") from None
 
 
-def _schema_errors(document: Any) -> list[FieldError]:
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value.")
+
+
+def _schema_errors(errors: list[ValidationError]) -> list[FieldError]:
     details: list[FieldError] = []
-    errors = sorted(_schema_validator().iter_errors(document), key=lambda e: (list(e.absolute_path), e.message))
-    for error in errors:
-        details.extend(_describe_schema_error(error))
+    for error in sorted(errors, key=lambda e: (list(e.absolute_path), e.message)):
+        for detail in _describe_schema_error(error):
+            # jsonschema reports each missing property as its own `required` error; name each once.
+            if detail not in details:
+                details.append(detail)
     return details
 
 
 def _describe_schema_error(error: ValidationError) -> list[FieldError]:
     path = error.json_path
+    parent = list(error.absolute_path)
     if error.validator == "required":
         missing = [name for name in error.validator_value if name not in error.instance]
-        return [FieldError(f"{path}.{name}", f"'{name}' is required") for name in missing]
+        return [FieldError(_json_path(*parent, name), f"'{name}' is required") for name in missing]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
         extra = sorted(name for name in error.instance if name not in allowed)
-        return [FieldError(f"{path}.{name}", f"'{name}' is not a known field") for name in extra]
+        return [FieldError(_json_path(*parent, name), f"'{name}' is not a known field") for name in extra]
     if "propertyNames" in error.schema_path:
-        return [FieldError(f"{path}.{error.instance}", "is not a valid HTTP header name")]
+        return [FieldError(_json_path(*parent, str(error.instance)), "is not a valid HTTP header name")]
     if error.validator == "pattern" and path == "$.targetUrl":
         return [FieldError(path, "must be an absolute http:// or https:// URL")]
+    if error.validator == "format" and path == "$.targetUrl":
+        return [FieldError(path, "must be a valid URI (RFC 3986); percent-encode spaces and non-ASCII text")]
+    if error.validator == "minLength" and isinstance(error.instance, str):
+        if error.validator_value == 1:
+            return [FieldError(path, "must not be empty")]
+        return [FieldError(path, f"must be at least {error.validator_value} characters long")]
+    if error.validator == "maxLength" and isinstance(error.instance, str):
+        return [
+            FieldError(
+                path, f"is {len(error.instance)} characters long; the limit is {error.validator_value}"
+            )
+        ]
     if error.validator == "pattern" and path.endswith(("messageId", "senderId")):
-        return [FieldError(path, "must use only letters, digits and . _ : -")]
+        # An empty id is reported once, by minLength ("must not be empty").
+        return [FieldError(path, "must use only letters, digits and . _ : -")] if error.instance else []
     if error.validator == "pattern" and ".headers" in path:
         return [FieldError(path, "header values must not contain CR, LF or NUL")]
     if error.validator == "type" and path == "$":
@@ -135,15 +198,44 @@ def _serialise_body(body: Any) -> str:
     if isinstance(body, str):
         return body
     # JSON bodies are serialised once, compactly; the text is sent byte-exact from then on.
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    # allow_nan=False: NaN and Infinity are not JSON, and the body goes out as application/json.
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _header_errors(headers: dict[str, str], settings: Settings) -> list[FieldError]:
+_CR_LF_NUL = frozenset("\r\n\x00")
+
+
+def _sendable(details: list[FieldError]) -> list[FieldError]:
+    """Details whose text can be encoded as UTF-8: a path or message quoting a field name with a
+    lone surrogate gets the escape (\\ud800) instead, so the error response itself can be sent."""
+
+    def clean(text: str) -> str:
+        return text if _is_unicode_text(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+    return [FieldError(clean(detail.path), clean(detail.message)) for detail in details]
+
+
+def _utf8_size(text: str) -> int:
+    # surrogatepass: a lone surrogate (JSON allows the escape "\ud800") must not crash the count;
+    # such text is rejected on its own.
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _is_unicode_text(text: str) -> bool:
+    """False when `text` holds a lone surrogate, which has no UTF-8 form and cannot be sent."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _header_errors(headers: dict[str, Any], settings: Settings) -> list[FieldError]:
     details: list[FieldError] = []
     seen: dict[str, str] = {}
     for name, value in headers.items():
         lowered = name.lower()
-        path = f"$.headers.{name}"
+        path = _json_path("headers", name)
         if lowered in RESERVED_HEADERS:
             details.append(FieldError(path, f"'{name}' is set by the relay and cannot be given"))
         elif lowered.startswith(RESERVED_HEADER_PREFIX):
@@ -151,11 +243,16 @@ def _header_errors(headers: dict[str, str], settings: Settings) -> list[FieldErr
         if lowered in seen:
             details.append(FieldError(path, f"duplicates header '{seen[lowered]}' (names are case-insensitive)"))
         seen[lowered] = name
-        if isinstance(value, str) and any(not ch.isprintable() and ch != "\t" for ch in value):
+        # CR, LF and NUL are reported by the schema; this catches the other control characters.
+        if (
+            isinstance(value, str)
+            and not _CR_LF_NUL.intersection(value)
+            and any(not ch.isprintable() and ch != "\t" for ch in value)
+        ):
             details.append(FieldError(path, "header values must be printable text"))
     if len(headers) > settings.max_header_count:
         details.append(FieldError("$.headers", f"has {len(headers)} headers; the limit is {settings.max_header_count}"))
-    total = sum(len(name.encode()) + len(str(value).encode()) + 4 for name, value in headers.items())
+    total = sum(_utf8_size(name) + _utf8_size(str(value)) + 4 for name, value in headers.items())
     if total > settings.max_header_bytes:
         details.append(FieldError("$.headers", f"are {total} bytes in all; the limit is {settings.max_header_bytes}"))
     return details
@@ -198,17 +295,29 @@ def validate_message(
     senderId must name it.
     """
     now = now or datetime.now(UTC)
-    details = _schema_errors(document)
+    schema_errors = list(_schema_validator().iter_errors(document))
     if not isinstance(document, dict):
-        raise MessageInvalid(details)
-    failed_paths = {detail.path for detail in details}
+        raise MessageInvalid(_sendable(_schema_errors(schema_errors)))
 
     target = document.get("targetUrl")
-    if isinstance(target, str) and "$.targetUrl" not in failed_paths:
+    target_error: FieldError | None = None
+    if isinstance(target, str):
         try:
             parse_target_url(target, allow_private=settings.allow_private_targets)
         except UnsafeTarget as error:
-            details.append(FieldError("$.targetUrl", f"targetUrl {error}"))
+            target_error = FieldError("$.targetUrl", f"targetUrl {error}")
+    if target_error is not None:
+        # The URL check names the precise problem (scheme, whitespace, credentials, address...);
+        # the schema's generic pattern/format messages about the same URL would only repeat it.
+        schema_errors = [
+            error
+            for error in schema_errors
+            if not (error.json_path == "$.targetUrl" and error.validator in ("pattern", "format"))
+        ]
+    details = _schema_errors(schema_errors)
+    if target_error is not None:
+        details.append(target_error)
+    failed_paths = {detail.path for detail in details}
     timestamp = document.get("timestamp")
     if isinstance(timestamp, str) and "$.timestamp" not in failed_paths:
         details.extend(_timestamp_errors(timestamp, settings, now))
@@ -223,14 +332,22 @@ def validate_message(
     if "body" in document and isinstance(document["body"], (str, dict, list)):
         try:
             body_text = _serialise_body(document["body"])
-        except (RecursionError, ValueError):
-            details.append(FieldError("$.body", "could not be serialised as JSON"))
+        except RecursionError:
+            details.append(FieldError("$.body", "is nested too deeply to be serialised as JSON"))
+        except ValueError:
+            details.append(FieldError("$.body", "is not serialisable as JSON (NaN/Infinity are not JSON)"))
+    if body_text is not None and not _is_unicode_text(body_text):
+        details.append(FieldError("$.body", "must be valid Unicode (no lone surrogates such as \\ud800)"))
+    body_size = _utf8_size(body_text) if body_text is not None else 0
+    body_too_large = body_size > settings.max_body_bytes
+    body_size_message = f"The body is {body_size} bytes; the limit is {settings.max_body_bytes}."
     if details:
-        raise MessageInvalid(details)
-    if body_text is not None:
-        size = len(body_text.encode("utf-8"))
-        if size > settings.max_body_bytes:
-            raise PayloadTooLarge("$.body", f"The body is {size} bytes; the limit is {settings.max_body_bytes}.")
+        if body_too_large:
+            # Report every problem in one round trip, the size of the body included.
+            details.append(FieldError("$.body", body_size_message))
+        raise MessageInvalid(_sendable(details))
+    if body_too_large:
+        raise PayloadTooLarge("$.body", body_size_message)
 
     sender_id = document["senderId"]
     if authenticated_sender_id is not None and sender_id != authenticated_sender_id:

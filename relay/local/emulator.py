@@ -22,7 +22,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,7 @@ class LocalLambdaContext:
         return 30_000
 
 
-@lru_cache(maxsize=None)
+@cache
 def _import_handler(dotted: str) -> Handler:
     module_name, _, attribute = dotted.rpartition(".")
     handler: Handler = getattr(importlib.import_module(module_name), attribute)
@@ -156,7 +156,7 @@ class LocalAws:
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         base_env = {
             "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto's fake credentials
+            "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_SESSION_TOKEN": "local",
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
@@ -184,14 +184,12 @@ class LocalAws:
 
         sfn = boto3.client("stepfunctions", region_name=REGION)
         for name, (file_name, machine_type, placeholders) in STATE_MACHINES.items():
-            definition = load_definition(
-                file_name, {key: function_arn(value) for key, value in placeholders.items()}
-            )
+            definition = load_definition(file_name, {key: function_arn(value) for key, value in placeholders.items()})
             self.state_machine_arns[name] = sfn.create_state_machine(
                 name=name,
                 definition=definition,
                 roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/relay-local",
-                type=machine_type,
+                type=machine_type,  # type: ignore[arg-type]
             )["stateMachineArn"]
         return self
 
@@ -292,11 +290,12 @@ def _install_patches() -> None:
         from moto.stepfunctions.parser.backend import execution_worker
 
         LambdaSimpleBackend.invoke = _local_invoke  # type: ignore[method-assign]
+        _serialise_dynamodb_writes()
         retrier_decl.time = _ScaledSleep()  # type: ignore[assignment]
         try:
             from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 
-            wait_function.time = _ScaledSleep()  # type: ignore[attr-defined]
+            wait_function.time = _ScaledSleep()  # type: ignore[attr-defined,assignment]
         except ImportError:  # pragma: no cover - moto layout differs
             pass
 
@@ -311,8 +310,29 @@ def _install_patches() -> None:
         def entrypoint(worker: Any) -> Any:
             return cached_parse(worker._evaluation_details.state_machine_details.definition)[0]
 
-        execution_worker.ExecutionWorker._get_evaluation_entrypoint = entrypoint  # type: ignore[method-assign]
+        execution_worker.ExecutionWorker._get_evaluation_entrypoint = entrypoint  # type: ignore[method-assign,assignment]
         _patched = True
+
+
+def _serialise_dynamodb_writes() -> None:
+    """DynamoDB applies each conditional write atomically; moto's backend is not thread-safe.
+
+    One lock around moto's write paths restores that guarantee, so concurrent twins race exactly
+    as they do on AWS (one conditional put wins) instead of on moto's internals.
+    """
+    import functools
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "get_item", "query"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(*args, **kwargs)
+
+        setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
 
 
 def _backend() -> Any:
@@ -321,7 +341,9 @@ def _backend() -> Any:
     return stepfunctions_parser_backends[ACCOUNT_ID][REGION]
 
 
-def run_sync_execution(state_machine_arn: str, execution_input: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+def run_sync_execution(
+    state_machine_arn: str, execution_input: dict[str, Any], name: str | None = None
+) -> dict[str, Any]:
     """Run one execution to its end in this thread and answer like StartSyncExecution."""
     from moto.stepfunctions.parser.backend.execution import SyncExecution
     from moto.stepfunctions.parser.utils import TMP_THREADS

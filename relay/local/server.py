@@ -31,6 +31,7 @@ _MESSAGE_PATH = re.compile(r"^/messages/([A-Za-z0-9._:-]{1,128})$")
 class RelayHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # bursts of concurrent senders must not be reset
 
     def __init__(self, address: tuple[str, int], local: LocalAws) -> None:
         super().__init__(address, _RequestHandler)
@@ -47,7 +48,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "relay-dev"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: the CLI prints what matters
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -78,7 +79,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     # -- routes ---------------------------------------------------------------------------------
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         request_id = str(uuid.uuid4())
         path = urlsplit(self.path).path
         if path != "/messages":
@@ -102,7 +103,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             # Same mapping as the API Gateway response template: a failed run is a 500.
             self._error(500, SYSTEM_ERROR, "Relay could not process the request.", request_id)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         request_id = str(uuid.uuid4())
         parts = urlsplit(self.path)
         if parts.path == "/health":

@@ -1,0 +1,568 @@
+"""The SSRF-safe HTTP client that delivers messages to their targets.
+
+One `send` does, in order:
+
+1. parse the URL with `parse_target_url` (scheme, credentials, odd IPv4 spellings, literal
+   addresses on the block list);
+2. resolve the host now (literal addresses skip DNS) and check EVERY resolved address with
+   `blocked_reason`; one blocked address refuses the whole target, before any connection;
+3. connect to a checked address only: the urllib3 pool is created for the IP itself, while the
+   `Host` header, TLS SNI and certificate verification use the real host name, so a second DNS
+   answer (DNS rebinding) can never change where the request goes;
+4. send method, headers and body as given; never follow redirects (a 3xx is a response); read at
+   most `max_response_bytes` of the response body.
+
+Timeouts: `connect_timeout` bounds connecting (and the TLS handshake); `total_timeout` is a hard
+deadline for the whole request, enforced by a watchdog that shuts the socket down, so a target
+that trickles bytes cannot hold the delivery Lambda past it.
+
+Pools are cached per (scheme, address, port, host name, TLS context) at module level, so warm
+Lambda invocations reuse keep-alive connections. A request that fails on a reused keep-alive
+connection before any response arrives (the target closed it while the Lambda was frozen) is
+sent again once on a new connection; receivers dedupe on `webhook-id` (at-least-once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import (
+    ClosedPoolError,
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.response import BaseHTTPResponse
+from urllib3.util import Timeout
+from urllib3.util.ssl_match_hostname import CertificateError as HostnameMismatch
+
+from functions.shared.exceptions import TargetBlocked, TargetTimeout, TargetUnreachable
+from functions.shared.url_safety import IPAddress, TargetUrl, UnsafeTarget, blocked_reason, parse_target_url
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "DeliveryClient",
+    "DeliveryResponse",
+    "Resolver",
+    "TargetBlocked",
+    "TargetTimeout",
+    "TargetUnreachable",
+    "parse_retry_after",
+]
+
+DEFAULT_USER_AGENT = "Relay-Webhooks/1.0"
+# Set by the client itself; a caller giving one would break the framing or the pinning.
+CLIENT_OWNED_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade"}
+)
+# Response headers kept on DeliveryResponse (values cut to this many characters).
+MAX_RESPONSE_HEADER_VALUE = 512
+_READ_CHUNK = 64 * 1024
+_POOL_CACHE_SIZE = 64
+_POOL_MAXSIZE = 4
+# Attempts on the same address when a reused keep-alive connection turns out to be dead.
+_STALE_CONNECTION_RETRIES = _POOL_MAXSIZE
+
+Resolver = Callable[..., Sequence[tuple[Any, ...]]]
+
+
+@dataclass
+class DeliveryResponse:
+    status_code: int
+    duration_ms: int
+    body_snippet: str
+    retry_after_seconds: int | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> int | None:
+    """Seconds to wait from a `Retry-After` value (delta-seconds or HTTP-date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None or when.tzinfo is None:  # HTTP-dates are always GMT; a naive one is malformed
+        return None
+    current = time.time() if now is None else now
+    return max(0, round(when.timestamp() - current))
+
+
+# --- the hard deadline ---------------------------------------------------------------------------
+
+
+class _Attempt:
+    """One request in flight: its deadline, its connection, whether that connection was reused."""
+
+    def __init__(self, expires_at: float) -> None:
+        self.expires_at = expires_at
+        self.expired = False
+        self.reused = False
+        self._connection: HTTPConnection | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, expires_at - time.monotonic()), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Attempt:
+        self._timer.start()
+        _current.attempt = self
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.attempt = None
+        self._timer.cancel()
+
+    def remaining(self) -> float:
+        return self.expires_at - time.monotonic()
+
+    def attach(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            self._connection = connection
+            if self.expired:
+                _shutdown(connection)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._connection is not None:
+                _shutdown(self._connection)
+
+
+def _shutdown(connection: HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is None:
+        return
+    # socket.socket.shutdown on purpose: SSLSocket.shutdown would tear down the SSL object under
+    # the reading thread. Shutting the descriptor down wakes a blocked recv with EOF.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+_current = threading.local()
+
+
+def _current_attempt() -> _Attempt | None:
+    return getattr(_current, "attempt", None)
+
+
+class _TrackedConnectionMixin:
+    """Registers the connection with the thread's attempt (deadline watchdog, reuse detection)."""
+
+    sock: Any
+    _relay_requests = 0
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self._relay_requests = 0
+        attempt = _current_attempt()
+        if attempt is not None:
+            attempt.attach(self)  # type: ignore[arg-type]  # shuts the socket if already too late
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        attempt = _current_attempt()
+        if attempt is not None:
+            attempt.reused = self.sock is not None and self._relay_requests > 0
+            attempt.attach(self)  # type: ignore[arg-type]
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            self._relay_requests += 1
+
+
+class _TrackedHTTPConnection(_TrackedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _TrackedHTTPSConnection(_TrackedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _PinnedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+
+class _PinnedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+# --- pools ---------------------------------------------------------------------------------------
+
+_PoolKey = tuple[str, str, int, str, ssl.SSLContext | None]
+_pools: OrderedDict[_PoolKey, HTTPConnectionPool] = OrderedDict()
+_pools_lock = threading.Lock()
+_default_context: ssl.SSLContext | None = None
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """TLS with certificate verification against certifi's CA bundle (the system store without it)."""
+    global _default_context
+    with _pools_lock:
+        if _default_context is None:
+            try:
+                import certifi
+
+                _default_context = ssl.create_default_context(cafile=certifi.where())
+            except ImportError:  # pragma: no cover - certifi ships with botocore's dependencies
+                _default_context = ssl.create_default_context()
+            _default_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return _default_context
+
+
+def _pool_for(key: _PoolKey) -> HTTPConnectionPool:
+    scheme, address, port, hostname, context = key
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is not None:
+            _pools.move_to_end(key)
+            return pool
+        if scheme == "https":
+            tls_name = hostname.rstrip(".")
+            pool = _PinnedHTTPSPool(
+                address,
+                port,
+                maxsize=_POOL_MAXSIZE,
+                block=False,
+                retries=False,
+                ssl_context=context,
+                server_hostname=tls_name,
+                assert_hostname=tls_name,
+            )
+        else:
+            pool = _PinnedHTTPPool(address, port, maxsize=_POOL_MAXSIZE, block=False, retries=False)
+        _pools[key] = pool
+        while len(_pools) > _POOL_CACHE_SIZE:
+            _, evicted = _pools.popitem(last=False)
+            evicted.close()
+        return pool
+
+
+def _forget_pool(key: _PoolKey, pool: HTTPConnectionPool) -> None:
+    with _pools_lock:
+        if _pools.get(key) is pool:
+            del _pools[key]
+
+
+def close_pools() -> None:
+    """Close every cached connection (tests; a long-lived process shutting down)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.close()
+
+
+# --- the client ----------------------------------------------------------------------------------
+
+
+def _header_value(value: str) -> str:
+    # http.client encodes header values as Latin-1. Passing the UTF-8 bytes through Latin-1 sends
+    # exactly the UTF-8 encoding of what the sender gave (identical for ASCII, no error for "€").
+    return value.encode("utf-8").decode("latin-1")
+
+
+def _describe(host: str, address: str, port: int) -> str:
+    where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    return host if host == address else f"{host} ({where})"
+
+
+class DeliveryClient:
+    """Sends one HTTP request to a target, refusing blocked addresses; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        connect_timeout: float,
+        total_timeout: float,
+        max_response_bytes: int,
+        resolver: Resolver = socket.getaddrinfo,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if connect_timeout <= 0 or total_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        if max_response_bytes < 0:
+            raise ValueError("max_response_bytes must not be negative")
+        self.allow_private = allow_private
+        self.connect_timeout = connect_timeout
+        self.total_timeout = total_timeout
+        self.max_response_bytes = max_response_bytes
+        self._resolver = resolver
+        self._ssl_context = ssl_context
+
+    def send(self, url: str, method: str, headers: dict[str, str], body: bytes | None) -> DeliveryResponse:
+        started = time.monotonic()
+        expires_at = started + self.total_timeout
+        try:
+            target = parse_target_url(url, self.allow_private)
+        except UnsafeTarget as error:
+            raise TargetBlocked(f"the target URL {error}") from None
+        addresses = self._checked_addresses(target)
+        request_headers = self._request_headers(target, headers)
+        last_error: TargetUnreachable | TargetTimeout | None = None
+        for address in addresses:
+            if time.monotonic() >= expires_at:
+                break
+            try:
+                return self._send_to(target, str(address), method, request_headers, body, started, expires_at)
+            except _ConnectFailed as failed:
+                # Nothing was sent: the next checked address (if any) may answer.
+                last_error = failed.error
+        if last_error is None:
+            last_error = self._deadline_error(target.host)
+        raise last_error
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _checked_addresses(self, target: TargetUrl) -> list[IPAddress]:
+        literal = target.literal_address
+        addresses = [literal] if literal is not None else self._resolve(target)
+        if not self.allow_private:
+            for address in addresses:
+                reason = blocked_reason(address)
+                if reason:
+                    raise TargetBlocked(f"{target.host} resolves to {address}, which is blocked: {reason}")
+        return addresses
+
+    def _resolve(self, target: TargetUrl) -> list[IPAddress]:
+        try:
+            infos = self._resolver(target.host, target.port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as error:
+            detail = getattr(error, "strerror", None) or type(error).__name__
+            raise TargetUnreachable(f"could not resolve {target.host}: {detail}") from None
+        addresses: list[IPAddress] = []
+        for info in infos:
+            sockaddr = info[4]
+            try:
+                address = ipaddress.ip_address(sockaddr[0])
+            except (ValueError, IndexError, TypeError):
+                raise TargetBlocked(f"{target.host} resolves to an unreadable address {sockaddr!r}") from None
+            scope = sockaddr[3] if len(sockaddr) >= 4 else 0
+            if isinstance(address, ipaddress.IPv6Address) and scope and not address.scope_id:
+                address = ipaddress.IPv6Address(f"{address}%{scope}")
+            if address not in addresses:
+                addresses.append(address)
+        if not addresses:
+            raise TargetUnreachable(f"could not resolve {target.host}: no addresses")
+        return addresses
+
+    @staticmethod
+    def _request_headers(target: TargetUrl, headers: dict[str, str]) -> dict[str, str]:
+        result = {"Host": target.host_header}
+        for name, value in headers.items():
+            if name.lower() in CLIENT_OWNED_HEADERS:
+                raise ValueError(f"header {name!r} is set by the delivery client and cannot be given")
+            result[name] = _header_value(value)
+        if not any(name.lower() == "user-agent" for name in headers):
+            result["User-Agent"] = DEFAULT_USER_AGENT
+        return result
+
+    def _send_to(
+        self,
+        target: TargetUrl,
+        address: str,
+        method: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        started: float,
+        expires_at: float,
+    ) -> DeliveryResponse:
+        context = (self._ssl_context or default_ssl_context()) if target.scheme == "https" else None
+        key: _PoolKey = (target.scheme, address, target.port, target.host, context)
+        where = _describe(target.host, address, target.port)
+        for _ in range(_STALE_CONNECTION_RETRIES + 1):
+            pool = _pool_for(key)
+            with _Attempt(expires_at) as attempt:
+                try:
+                    return self._exchange(pool, target, method, headers, body, started, attempt)
+                except ClosedPoolError:
+                    _forget_pool(key, pool)  # evicted by another thread meanwhile: take a new pool
+                    continue
+                except _DeadlinePassed:
+                    raise self._deadline_error(where) from None
+                except ProtocolError as error:
+                    if attempt.expired:
+                        raise self._deadline_error(where) from None
+                    if attempt.reused and not _is_broken_body(error):
+                        continue  # the kept-alive connection was dead; again on a fresh one
+                    raise TargetUnreachable(f"{where}: {_connection_problem(error)}") from None
+                except NewConnectionError as error:  # before ConnectTimeoutError: it is a subclass
+                    if attempt.expired:
+                        raise self._deadline_error(where) from None
+                    cause = _root_cause(error)
+                    if isinstance(cause, TimeoutError):
+                        raise _ConnectFailed(self._connect_timeout_error(where)) from None
+                    message = f"{where}: could not connect ({_os_detail(cause)})"
+                    raise _ConnectFailed(TargetUnreachable(message)) from None
+                except ConnectTimeoutError:
+                    raise _ConnectFailed(self._connect_timeout_error(where)) from None
+                except ReadTimeoutError:
+                    raise self._deadline_error(where) from None
+                except SSLError as error:
+                    if attempt.expired:
+                        raise self._deadline_error(where) from None
+                    raise TargetUnreachable(f"{where}: TLS failed ({_ssl_detail(error)})") from None
+                except (HTTPError, OSError) as error:
+                    if attempt.expired:
+                        raise self._deadline_error(where) from None
+                    raise TargetUnreachable(f"{where}: {type(error).__name__}") from None
+        raise TargetUnreachable(f"{where}: every kept-alive connection was closed by the target")
+
+    def _exchange(
+        self,
+        pool: HTTPConnectionPool,
+        target: TargetUrl,
+        method: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        started: float,
+        attempt: _Attempt,
+    ) -> DeliveryResponse:
+        remaining = attempt.remaining()
+        if remaining <= 0:
+            raise _DeadlinePassed
+        timeout = Timeout(connect=min(self.connect_timeout, remaining), read=remaining)
+        response = pool.urlopen(
+            method,
+            target.request_target,
+            body=body,
+            headers=headers,
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            timeout=timeout,
+            preload_content=False,
+            decode_content=False,
+        )
+        try:
+            data, complete = self._read_capped(response, attempt)
+        except BaseException:
+            response.close()
+            response.release_conn()
+            raise
+        if complete:
+            response.release_conn()  # body fully read: the connection goes back for keep-alive
+        else:
+            response.close()  # unread bytes remain on the wire: this connection cannot be reused
+            response.release_conn()
+        if attempt.expired:
+            raise _DeadlinePassed
+        return DeliveryResponse(
+            status_code=response.status,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            body_snippet=data.decode("utf-8", errors="replace"),
+            retry_after_seconds=parse_retry_after(response.headers.get("retry-after")),
+            headers=_response_headers(response),
+        )
+
+    def _read_capped(self, response: BaseHTTPResponse, attempt: _Attempt) -> tuple[bytes, bool]:
+        """At most max_response_bytes of the body, and whether the body ended within them."""
+        chunks: list[bytes] = []
+        wanted = self.max_response_bytes + 1  # one byte more tells whether the body went on
+        while wanted > 0:
+            if attempt.expired:
+                raise _DeadlinePassed
+            chunk = response.read(min(_READ_CHUNK, wanted))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            wanted -= len(chunk)
+        data = b"".join(chunks)
+        complete = len(data) <= self.max_response_bytes
+        return data[: self.max_response_bytes], complete
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    def _connect_timeout_error(self, where: str) -> TargetTimeout:
+        return TargetTimeout(f"{where}: connecting timed out after {self.connect_timeout:g}s")
+
+    def _deadline_error(self, where: str) -> TargetTimeout:
+        return TargetTimeout(f"{where}: no complete answer within the {self.total_timeout:g}s total timeout")
+
+
+class _DeadlinePassed(Exception):
+    """The total timeout ran out between two steps."""
+
+
+class _ConnectFailed(Exception):
+    """Connecting to one address failed before anything was sent."""
+
+    def __init__(self, error: TargetUnreachable | TargetTimeout) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _response_headers(response: BaseHTTPResponse) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, value in response.headers.items():
+        lowered = name.lower()
+        joined = f"{result[lowered]}, {value}" if lowered in result else value
+        result[lowered] = joined[:MAX_RESPONSE_HEADER_VALUE]
+    return result
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    seen = 0
+    while seen < 10:
+        inner = error.__cause__ or error.__context__
+        if inner is None:
+            break
+        error, seen = inner, seen + 1
+    return error
+
+
+def _os_detail(error: BaseException) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return type(error).__name__
+
+
+def _is_broken_body(error: ProtocolError) -> bool:
+    """True when the failure came after the response began (not a dead kept-alive connection)."""
+    return "Connection broken" in str(error)
+
+
+def _connection_problem(error: ProtocolError) -> str:
+    cause = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], BaseException) else None
+    if _is_broken_body(error):
+        return "the connection broke while reading the response"
+    if isinstance(cause, ConnectionResetError) and type(cause) is ConnectionResetError:
+        return "connection reset by the target"
+    if cause is not None and type(cause).__name__ == "RemoteDisconnected":
+        return "the target closed the connection without a response"
+    if isinstance(cause, BrokenPipeError):
+        return "the target closed the connection while the request was sent"
+    return "the connection failed"
+
+
+def _ssl_detail(error: SSLError) -> str:
+    cause = error.args[0] if error.args else None
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"certificate verification failed: {cause.verify_message}"
+    if isinstance(cause, HostnameMismatch | ssl.CertificateError):
+        return "the certificate does not match the host name"
+    if isinstance(cause, ssl.SSLError) and cause.reason:
+        return str(cause.reason).lower().replace("_", " ")
+    return "handshake failed"

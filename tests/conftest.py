@@ -1,0 +1,73 @@
+"""Shared fixtures: an embedded AWS (moto + real handlers + real ASL) and message builders."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+# Never let a test reach a real AWS account.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def make_message(**overrides: Any) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "messageId": f"msg-{uuid.uuid4().hex[:12]}",
+        "senderId": "sender-a",
+        "timestamp": now_iso(),
+        "targetUrl": "https://example.com/hooks/orders",
+        "body": {"order": 42},
+    }
+    message.update(overrides)
+    return message
+
+
+def ingest_input(message: dict[str, Any] | bytes, request_id: str | None = None) -> dict[str, Any]:
+    raw = message if isinstance(message, bytes) else json.dumps(message).encode()
+    return {
+        "requestId": request_id or str(uuid.uuid4()),
+        "senderId": "",
+        "bodyBase64": base64.b64encode(raw).decode(),
+    }
+
+
+@pytest.fixture
+def local_aws() -> Iterator[Any]:
+    from relay.local.emulator import LocalAws
+
+    with LocalAws(time_scale=0.001) as local:
+        yield local
+
+
+@pytest.fixture
+def post(local_aws: Any) -> Any:
+    """Run the ingest machine like API Gateway would and return (statusCode, parsed body)."""
+
+    def _post(message: dict[str, Any] | bytes, request_id: str | None = None) -> tuple[int, dict[str, Any]]:
+        result = local_aws.start_sync_execution("relay-ingest", ingest_input(message, request_id))
+        assert result["status"] == "SUCCEEDED", result
+        answer = json.loads(result["output"])
+        return int(answer["statusCode"]), json.loads(answer["body"])
+
+    return _post
