@@ -66,9 +66,7 @@ def layer_requirements(pyproject: Path = PYPROJECT) -> list[str]:
     with pyproject.open("rb") as handle:
         dependencies: list[str] = tomllib.load(handle)["project"]["dependencies"]
     return sorted(
-        requirement.strip()
-        for requirement in dependencies
-        if _requirement_name(requirement) not in RUNTIME_PROVIDED
+        requirement.strip() for requirement in dependencies if _requirement_name(requirement) not in RUNTIME_PROVIDED
     )
 
 

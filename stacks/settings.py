@@ -21,11 +21,24 @@ CONTEXT_KEY = "relay"
 # functions/shared/config.py uses the same default when RELAY_REDRIVE_AFTER_SECONDS is absent.
 DEFAULT_REDRIVE_AFTER_SECONDS = 300
 
-# Step Functions refuses execution inputs over 256 KiB. The request reaches the ingest machine
-# base64-encoded (4/3 of its size), and may be ENVELOPE_ALLOWANCE_BYTES larger than the body.
+# Step Functions refuses execution inputs over 256 KiB. The API forwards the request base64-encoded
+# (4/3 of its size) and cuts it just over the largest request validate accepts, which is
+# ENVELOPE_ALLOWANCE_BYTES more than the body limit (see forwarded_base64_chars).
 STEP_FUNCTIONS_PAYLOAD_LIMIT = 256 * 1024
-_INPUT_OVERHEAD = 1024  # requestId, senderId and the JSON around them
-MAX_BODY_BYTES_LIMIT = (STEP_FUNCTIONS_PAYLOAD_LIMIT - _INPUT_OVERHEAD) * 3 // 4 - ENVELOPE_ALLOWANCE_BYTES
+INPUT_OVERHEAD_BYTES = 1024  # requestId, senderId and the JSON around them
+
+
+def forwarded_base64_chars(max_request_bytes: int) -> int:
+    """Length of the base64 text of the smallest request over `max_request_bytes` (a multiple of 4).
+
+    The API forwards at most this much, so an oversized request still reaches validate (which then
+    answers 413) and the execution input stays under Step Functions' limit.
+    """
+    return 4 * -(-(max_request_bytes + 1) // 3)
+
+
+# The largest maxBodyBytes whose forwarded request still fits an execution input.
+MAX_BODY_BYTES_LIMIT = (STEP_FUNCTIONS_PAYLOAD_LIMIT - INPUT_OVERHEAD_BYTES) // 4 * 3 - 1 - ENVELOPE_ALLOWANCE_BYTES
 
 
 class SettingsError(ValueError):

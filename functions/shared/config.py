@@ -55,6 +55,15 @@ class Settings:
     # How long a stored message may wait for its first delivery run before the reconciler
     # treats it as stuck and re-drives it.
     redrive_after_seconds: int
+    # Delivery
+    fast_lane_arn: str
+    slow_lane_arn: str
+    failed_queue_url: str
+    connect_timeout_seconds: float
+    total_timeout_seconds: float
+    max_response_bytes: int
+    fast_lane_lease_seconds: int
+    slow_lane_lease_seconds: int
 
     @property
     def ttl_seconds(self) -> int:
@@ -75,4 +84,13 @@ def get_settings() -> Settings:
         ),
         allow_private_targets=_env_bool("RELAY_ALLOW_PRIVATE_TARGETS", False),
         redrive_after_seconds=_env_int("RELAY_REDRIVE_AFTER_SECONDS", 300),
+        fast_lane_arn=os.environ.get("RELAY_FAST_LANE_ARN", ""),
+        slow_lane_arn=os.environ.get("RELAY_SLOW_LANE_ARN", ""),
+        failed_queue_url=os.environ.get("RELAY_FAILED_QUEUE_URL", ""),
+        connect_timeout_seconds=float(os.environ.get("RELAY_CONNECT_TIMEOUT_SECONDS") or 10),
+        total_timeout_seconds=float(os.environ.get("RELAY_TOTAL_TIMEOUT_SECONDS") or 15),
+        max_response_bytes=_env_int("RELAY_MAX_RESPONSE_BYTES", 65_536),
+        # An Express run lives at most 5 minutes; the lease outlives it so a crashed run is noticed.
+        fast_lane_lease_seconds=_env_int("RELAY_FAST_LANE_LEASE_SECONDS", 360),
+        slow_lane_lease_seconds=_env_int("RELAY_SLOW_LANE_LEASE_SECONDS", 200_000),
     )

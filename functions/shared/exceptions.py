@@ -80,3 +80,17 @@ class TargetUnreachable(DeliveryError):
 
 class TargetTimeout(DeliveryError):
     """The target did not connect or answer within the configured timeouts."""
+
+
+class DeliveryRetryable(RelayError):
+    """An attempt failed in a way a later attempt may fix (408/425/429/5xx, timeout, connection).
+
+    The delivery state machines' Retry policies match this class name.
+    """
+
+
+class DeliveryRejected(RelayError):
+    """An attempt failed for good (other 4xx, 3xx, blocked address, expired message).
+
+    The delivery state machines catch this class name and mark the message FAILED at once.
+    """

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -97,8 +98,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> int | None
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
-        return int(value)
+    if value.isascii() and value.isdigit():
+        return int(value) if len(value) <= 10 else None  # more than 300 years is not a real answer
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -141,6 +142,12 @@ class _Attempt:
             self._connection = connection
             if self.expired:
                 _shutdown(connection)
+
+    def detach(self) -> bool:
+        """Stop watching the connection (it is about to go back to the pool); False if too late."""
+        with self._lock:
+            self._connection = None
+            return not self.expired
 
     def _expire(self) -> None:
         with self._lock:
@@ -281,6 +288,15 @@ def _header_value(value: str) -> str:
     return value.encode("utf-8").decode("latin-1")
 
 
+def _host_hint(url: str) -> str:
+    """` (host: ...)` for a refused URL, when a host can be read from it (never credentials)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return ""
+    return f" (host: {host[:253]!r})" if host else ""
+
+
 def _describe(host: str, address: str, port: int) -> str:
     where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     return host if host == address else f"{host} ({where})"
@@ -316,7 +332,7 @@ class DeliveryClient:
         try:
             target = parse_target_url(url, self.allow_private)
         except UnsafeTarget as error:
-            raise TargetBlocked(f"the target URL {error}") from None
+            raise TargetBlocked(f"the target URL {error}{_host_hint(url)}") from None
         addresses = self._checked_addresses(target)
         request_headers = self._request_headers(target, headers)
         last_error: TargetUnreachable | TargetTimeout | None = None
@@ -456,16 +472,17 @@ class DeliveryClient:
         )
         try:
             data, complete = self._read_capped(response, attempt)
+            in_time = attempt.detach()  # from here on the watchdog must not touch this connection
         except BaseException:
             response.close()
             response.release_conn()
             raise
-        if complete:
+        if complete and in_time:
             response.release_conn()  # body fully read: the connection goes back for keep-alive
         else:
             response.close()  # unread bytes remain on the wire: this connection cannot be reused
             response.release_conn()
-        if attempt.expired:
+        if not in_time:
             raise _DeadlinePassed
         return DeliveryResponse(
             status_code=response.status,

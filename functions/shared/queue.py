@@ -1,8 +1,9 @@
-"""The data-access layer over the delivery queue."""
+"""The data-access layer over SQS: the delivery queue and the failed-messages queue."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -11,16 +12,22 @@ from functions.shared.exceptions import QueueUnavailable
 from functions.shared.model import MessageKey
 
 
-class DeliveryQueue:
+class MessageQueue:
     def __init__(self, queue_url: str) -> None:
         self.queue_url = queue_url
 
-    def send(self, key: MessageKey, run: int = 0) -> str:
-        """Enqueue a message key for delivery; returns the SQS message id."""
-        body = json.dumps({**key.to_dict(), "run": run}, separators=(",", ":"))
+    def send_json(self, payload: dict[str, Any]) -> str:
+        """Send one JSON message; returns the SQS message id."""
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         try:
             response = aws.client("sqs").send_message(QueueUrl=self.queue_url, MessageBody=body)
         except (ClientError, BotoCoreError) as error:
             code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
             raise QueueUnavailable(f"SQS did not accept the message ({code or type(error).__name__})") from error
         return str(response["MessageId"])
+
+
+class DeliveryQueue(MessageQueue):
+    def send(self, key: MessageKey, run: int = 0) -> str:
+        """Enqueue a message key for delivery (the content stays in DynamoDB)."""
+        return self.send_json({**key.to_dict(), "run": run})

@@ -244,3 +244,160 @@ class MessageRepository:
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues=_to_item({":due": due_at, ":shard": key.due_shard}),
         )
+
+    # -- delivery --------------------------------------------------------------------------------
+
+    def _update_head(
+        self,
+        key: MessageKey,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """A conditional update of the head; None when the condition does not hold."""
+        kwargs: dict[str, Any] = {
+            "Key": _to_item({"pk": key.partition_key, "sk": HEAD_SORT_KEY}),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": _to_item(values),
+            "ReturnValues": "ALL_NEW",
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        try:
+            response = self._call("update_item", **kwargs)
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None
+            raise
+        return _from_item(response["Attributes"])
+
+    def get_head_and_content(self, key: MessageKey) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """The head and the received content, in one consistent batch read."""
+        keys = [
+            {"pk": key.partition_key, "sk": HEAD_SORT_KEY},
+            {"pk": key.partition_key, "sk": event_sort_key(EventType.RECEIVED, run=0, slot=0)},
+        ]
+        try:
+            response = self._client.batch_get_item(
+                RequestItems={self.table_name: {"Keys": [_to_item(k) for k in keys], "ConsistentRead": True}}
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise _storage_failure(error) from error
+        head: dict[str, Any] | None = None
+        content: dict[str, Any] = {}
+        for item in response.get("Responses", {}).get(self.table_name, []):
+            plain = _from_item(item)
+            if plain["sk"] == HEAD_SORT_KEY:
+                head = plain
+            else:
+                content = dict(plain.get("message", {}))
+        return head, content
+
+    def claim_delivery(self, key: MessageKey, run: int, execution_name: str, lease_until: int, now: int) -> bool:
+        """Take the single delivery lease of a run; False when another run holds it or it is over.
+
+        A redelivered queue message therefore never starts a second concurrent run, and never one
+        for a terminal message.
+        """
+        updated = self._update_head(
+            key,
+            "SET leaseUntil = :lease, executionName = :name, dueAt = :lease, dueShard = :shard",
+            "#run = :run AND NOT (#status IN (:delivered, :failed, :cancelled)) "
+            "AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)",
+            {
+                ":lease": lease_until,
+                ":name": execution_name,
+                ":shard": key.due_shard,
+                ":run": run,
+                ":now": now,
+                ":delivered": "DELIVERED",
+                ":failed": "FAILED",
+                ":cancelled": "CANCELLED",
+            },
+            {"#run": "run", "#status": "status"},
+        )
+        return updated is not None
+
+    def extend_claim(self, key: MessageKey, run: int, lease_until: int, execution_name: str) -> None:
+        """Hand the lease to the slow lane's run (or keep it for a long wait)."""
+        self._update_head(
+            key,
+            "SET leaseUntil = :lease, dueAt = :lease, executionName = :name",
+            "#run = :run",
+            {":lease": lease_until, ":run": run, ":name": execution_name},
+            {"#run": "run"},
+        )
+
+    def release_claim(self, key: MessageKey, run: int) -> None:
+        self._update_head(key, "REMOVE leaseUntil", "#run = :run", {":run": run}, {"#run": "run"})
+
+    def begin_attempt(self, key: MessageKey, run: int, at: str, execution_arn: str) -> dict[str, Any] | None:
+        """Count an attempt atomically and mark the message DELIVERING; None if the run is stale."""
+        return self._update_head(
+            key,
+            "ADD attempts :one SET #status = :delivering, updatedAt = :at, executionArn = :arn, gsi1pk = :gsi",
+            "#run = :run AND #status IN (:pending, :retrying, :delivering)",
+            {
+                ":one": 1,
+                ":delivering": "DELIVERING",
+                ":pending": "PENDING",
+                ":retrying": "RETRYING",
+                ":at": at,
+                ":arn": execution_arn,
+                ":run": run,
+                ":gsi": status_index_key(key.sender_id, "DELIVERING"),
+            },
+            {"#status": "status", "#run": "run"},
+        )
+
+    def record_retrying(self, key: MessageKey, run: int, at: str, last_error: str) -> None:
+        # dueAt stays the run's lease: the reconciler only steps in when the whole run is overdue.
+        self._update_head(
+            key,
+            "SET #status = :retrying, updatedAt = :at, lastError = :error, gsi1pk = :gsi",
+            "#run = :run AND #status = :delivering",
+            {
+                ":retrying": "RETRYING",
+                ":delivering": "DELIVERING",
+                ":at": at,
+                ":error": last_error,
+                ":run": run,
+                ":gsi": status_index_key(key.sender_id, "RETRYING"),
+            },
+            {"#status": "status", "#run": "run"},
+        )
+
+    def finish(
+        self, key: MessageKey, run: int, status: str, at: str, last_error: str | None = None
+    ) -> dict[str, Any] | None:
+        """Move a run's message to a terminal status and take it off the reconciler's index.
+
+        None when the message is already terminal or was replayed meanwhile (a retried step).
+        """
+        stamp = "deliveredAt" if status == "DELIVERED" else "failedAt" if status == "FAILED" else "cancelledAt"
+        update = (
+            f"SET #status = :status, updatedAt = :at, {stamp} = :at, gsi1pk = :gsi "
+            + (", lastError = :error " if last_error else "")
+            # A delivered message's earlier failures stay in its events, not in its status.
+            + ("REMOVE dueAt, dueShard, leaseUntil" + (", lastError" if status == "DELIVERED" else ""))
+        )
+        values: dict[str, Any] = {
+            ":status": status,
+            ":at": at,
+            ":run": run,
+            ":gsi": status_index_key(key.sender_id, status),
+            ":delivered": "DELIVERED",
+            ":failed": "FAILED",
+            ":cancelled": "CANCELLED",
+        }
+        if last_error:
+            values[":error"] = last_error
+        return self._update_head(
+            key,
+            update,
+            "#run = :run AND NOT (#status IN (:delivered, :failed, :cancelled))",
+            values,
+            {"#status": "status", "#run": "run"},
+        )

@@ -49,6 +49,9 @@ RESERVED_HEADER_PREFIX = "webhook-"
 METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD"})
 # The request envelope may exceed the body limit by this much (ids, URL, headers, JSON quoting).
 ENVELOPE_ALLOWANCE_BYTES = 64 * 1024
+# An error answer names at most this many problems, each path and message cut to this length.
+MAX_DETAILS = 50
+MAX_DETAIL_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -145,10 +148,12 @@ def _reject_constant(name: str) -> Any:
 
 def _schema_errors(errors: list[ValidationError]) -> list[FieldError]:
     details: list[FieldError] = []
+    seen: set[FieldError] = set()
     for error in sorted(errors, key=lambda e: (list(e.absolute_path), e.message)):
         for detail in _describe_schema_error(error):
             # jsonschema reports each missing property as its own `required` error; name each once.
-            if detail not in details:
+            if detail not in seen:
+                seen.add(detail)
                 details.append(detail)
     return details
 
@@ -206,13 +211,19 @@ _CR_LF_NUL = frozenset("\r\n\x00")
 
 
 def _sendable(details: list[FieldError]) -> list[FieldError]:
-    """Details whose text can be encoded as UTF-8: a path or message quoting a field name with a
-    lone surrogate gets the escape (\\ud800) instead, so the error response itself can be sent."""
+    """Details an error response can carry: at most MAX_DETAILS of them, each path and message cut
+    to MAX_DETAIL_CHARS (a request may name thousands of unknown fields, or one 100 KB field name),
+    and UTF-8-encodable (a lone surrogate in a quoted name becomes the escape \\ud800)."""
 
     def clean(text: str) -> str:
+        if len(text) > MAX_DETAIL_CHARS:
+            text = text[:MAX_DETAIL_CHARS] + "..."
         return text if _is_unicode_text(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
-    return [FieldError(clean(detail.path), clean(detail.message)) for detail in details]
+    cleaned = [FieldError(clean(detail.path), clean(detail.message)) for detail in details[:MAX_DETAILS]]
+    if len(details) > MAX_DETAILS:
+        cleaned[-1] = FieldError("$", f"and {len(details) - MAX_DETAILS + 1} more problems")
+    return cleaned
 
 
 def _utf8_size(text: str) -> int:
@@ -325,7 +336,7 @@ def validate_message(
     if isinstance(headers, dict):
         details.extend(_header_errors(headers, settings))
     method = document.get("method", "POST")
-    if "body" in document and method in METHODS_WITHOUT_BODY:
+    if "body" in document and isinstance(method, str) and method in METHODS_WITHOUT_BODY:
         details.append(FieldError("$.body", f"must be absent when method is {method}"))
 
     body_text: str | None = None

@@ -23,13 +23,12 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from pathlib import Path
 from typing import Any
+
+from relay.definitions import render_definition
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-STATEMACHINE_DIR = PROJECT_ROOT / "statemachines"
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -39,10 +38,19 @@ FUNCTIONS: dict[str, str] = {
     "relay-dedup": "functions.dedup.handler.lambda_handler",
     "relay-store": "functions.store.handler.lambda_handler",
     "relay-enqueue": "functions.enqueue.handler.lambda_handler",
+    "relay-dispatcher": "functions.dispatcher.handler.lambda_handler",
+    "relay-deliver": "functions.deliver.handler.lambda_handler",
+    "relay-fail": "functions.finalize.handler.lambda_handler",
+    "relay-handoff": "functions.handoff.handler.lambda_handler",
+}
+_DELIVERY_FUNCTIONS = {
+    "DeliverFunctionArn": "relay-deliver",
+    "FailFunctionArn": "relay-fail",
+    "HandoffFunctionArn": "relay-handoff",
 }
 
-# State machine name -> (file, type, placeholder -> function name)
-STATE_MACHINES: dict[str, tuple[str, str, dict[str, str]]] = {
+# State machine name -> (file, type, placeholder -> function name, delivery policy key)
+STATE_MACHINES: dict[str, tuple[str, str, dict[str, str], str | None]] = {
     "relay-ingest": (
         "ingest.asl.json",
         "EXPRESS",
@@ -52,22 +60,18 @@ STATE_MACHINES: dict[str, tuple[str, str, dict[str, str]]] = {
             "StoreFunctionArn": "relay-store",
             "EnqueueFunctionArn": "relay-enqueue",
         },
+        None,
     ),
+    "relay-delivery-fast": ("delivery_fast.asl.json", "EXPRESS", _DELIVERY_FUNCTIONS, "fastLane"),
+    "relay-delivery-slow": ("delivery_slow.asl.json", "STANDARD", _DELIVERY_FUNCTIONS, "slowLane"),
 }
+
+
+_ARN_ENV = {"relay-delivery-fast": "RELAY_FAST_LANE_ARN", "relay-delivery-slow": "RELAY_SLOW_LANE_ARN"}
 
 
 def function_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
-
-
-def load_definition(file_name: str, substitutions: dict[str, str]) -> str:
-    """Read an ASL file and replace its `${Placeholder}` tokens, as CDK's definition_substitutions do."""
-    text = (STATEMACHINE_DIR / file_name).read_text(encoding="utf-8")
-    for placeholder, value in substitutions.items():
-        text = text.replace("${" + placeholder + "}", value)
-    if "${" in text:
-        raise ValueError(f"{file_name} has placeholders without a value")
-    return text
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
@@ -137,7 +141,10 @@ class LocalAws:
 
     table_name: str = "relay-local"
     queue_name: str = "relay-delivery"
+    failed_queue_name: str = "relay-failed"
     time_scale: float = 1.0
+    # cdk.json's `relay.delivery` shape: {"fastLane": {...}, "slowLane": {...}}
+    delivery_policy: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     overrides: dict[str, Handler] = field(default_factory=dict)
     state_machine_arns: dict[str, str] = field(default_factory=dict)
@@ -177,14 +184,33 @@ class LocalAws:
             TableName=self.table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
         )
         sqs = boto3.client("sqs", region_name=REGION)
-        for name in (self.queue_name, f"{self.queue_name}-dlq"):
-            self.queue_urls[name] = sqs.create_queue(QueueName=name)["QueueUrl"]
+        dead_letters = sqs.create_queue(QueueName=f"{self.queue_name}-dlq")["QueueUrl"]
+        dead_letters_arn = sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["QueueArn"])
+        self.queue_urls[f"{self.queue_name}-dlq"] = dead_letters
+        self.queue_urls[self.queue_name] = sqs.create_queue(
+            QueueName=self.queue_name,
+            Attributes={
+                "VisibilityTimeout": "5",
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dead_letters_arn["Attributes"]["QueueArn"], "maxReceiveCount": "5"}
+                ),
+            },
+        )["QueueUrl"]
+        self.queue_urls[self.failed_queue_name] = sqs.create_queue(QueueName=self.failed_queue_name)["QueueUrl"]
         base_env["RELAY_QUEUE_URL"] = self.queue_urls[self.queue_name]
+        base_env["RELAY_FAILED_QUEUE_URL"] = self.queue_urls[self.failed_queue_name]
+        for name in STATE_MACHINES:
+            base_env[_ARN_ENV.get(name, "")] = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{name}"
+        base_env.pop("", None)
         self._apply_env({**base_env, **self.environment})
 
         sfn = boto3.client("stepfunctions", region_name=REGION)
-        for name, (file_name, machine_type, placeholders) in STATE_MACHINES.items():
-            definition = load_definition(file_name, {key: function_arn(value) for key, value in placeholders.items()})
+        for name, (file_name, machine_type, placeholders, policy_key) in STATE_MACHINES.items():
+            definition = render_definition(
+                file_name,
+                {key: function_arn(value) for key, value in placeholders.items()},
+                self.delivery_policy.get(policy_key) if policy_key else None,
+            )
             self.state_machine_arns[name] = sfn.create_state_machine(
                 name=name,
                 definition=definition,
@@ -292,12 +318,14 @@ def _install_patches() -> None:
         LambdaSimpleBackend.invoke = _local_invoke  # type: ignore[method-assign]
         _serialise_dynamodb_writes()
         retrier_decl.time = _ScaledSleep()  # type: ignore[assignment]
-        try:
-            from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
-            wait_function.time = _ScaledSleep()  # type: ignore[attr-defined,assignment]
-        except ImportError:  # pragma: no cover - moto layout differs
-            pass
+        def scaled_wait(self: Any, env: Any, wait_seconds: int) -> None:
+            scale = _ACTIVE[-1].time_scale if _ACTIVE else 1.0
+            if wait_seconds > 0:
+                env.program_state_event.wait(wait_seconds * scale)
+
+        WaitFunction._wait_interval = scaled_wait  # type: ignore[method-assign]
 
         # Parsing a definition is two thirds of a run's cost; programs keep per-run state in the
         # evaluation environment, so one parsed program serves every execution of a definition.
@@ -325,7 +353,19 @@ def _serialise_dynamodb_writes() -> None:
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "get_item", "query"):
+    for name in (
+        "put_item",
+        "update_item",
+        "delete_item",
+        "transact_write_items",
+        "get_item",
+        "query",
+        "scan",
+        "batch_get_item",
+        "batch_write_item",
+    ):
+        if not hasattr(DynamoDBBackend, name):
+            continue
         original = getattr(DynamoDBBackend, name)
 
         def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from relay.local.emulator import LocalAws
 from relay.local.server import RelayHttpServer
+from relay.local.workers import QueueWorker
+from relay.project_config import delivery_policy
+
+DEV_SENDER = "dev"
 
 
 @dataclass
@@ -15,8 +20,12 @@ class LocalRelay:
     time_scale: float = 1.0
     allow_private_targets: bool = True
     environment: dict[str, str] = field(default_factory=dict)
+    # None: the policy of cdk.json, as a deployment would run it.
+    policy: dict[str, Any] | None = None
     local: LocalAws | None = None
     server: RelayHttpServer | None = None
+    workers: list[QueueWorker] = field(default_factory=list)
+    dev_secret: str = ""
 
     @property
     def url(self) -> str:
@@ -25,11 +34,19 @@ class LocalRelay:
         return f"http://{host!s}:{port}"
 
     def start(self) -> LocalRelay:
+        from functions.shared.secrets import SigningSecrets
+
         environment = {
             "RELAY_ALLOW_PRIVATE_TARGETS": "true" if self.allow_private_targets else "false",
             **self.environment,
         }
-        self.local = LocalAws(time_scale=self.time_scale, environment=environment).start()
+        self.local = LocalAws(
+            time_scale=self.time_scale,
+            environment=environment,
+            delivery_policy=delivery_policy() if self.policy is None else self.policy,
+        ).start()
+        self.dev_secret = SigningSecrets().create(DEV_SENDER)
+        self.workers = [QueueWorker(self.local, self.local.queue_urls[self.local.queue_name]).start()]
         self.server = RelayHttpServer((self.host, self.port), self.local)
         self.server.serve_in_background()
         return self
@@ -39,6 +56,9 @@ class LocalRelay:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
         if self.local is not None:
             self.local.stop()
             self.local = None

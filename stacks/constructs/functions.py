@@ -60,9 +60,7 @@ class RelayFunction(Construct):
         timeout: Duration = DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
-        )
+        self.log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY)
         # An own role instead of the default one with the AWSLambdaBasicExecutionRole managed
         # policy: that one may write to every log group of the account.
         self.role = iam.Role(
@@ -91,17 +89,16 @@ class RelayFunction(Construct):
         acknowledge(
             self.function,
             "AwsSolutions-L1",
-                "Python 3.12 is the runtime Relay targets: the dependency layer is built for cp312 "
+            "Python 3.12 is the runtime Relay targets: the dependency layer is built for cp312 "
             "(stacks/bundling.py). Moving runtimes is a deliberate change of both, not a default.",
         )
         acknowledge(
             self.role,
             "AwsSolutions-IAM5[Resource::*]",
-                "X-Ray tracing (Tracing.ACTIVE) adds xray:PutTraceSegments and xray:PutTelemetryRecords, "
+            "X-Ray tracing (Tracing.ACTIVE) adds xray:PutTraceSegments and xray:PutTelemetryRecords, "
             "which support no resource-level permissions.",
         )
 
     def grant(self, resource_arns: list[str], *actions: str) -> None:
         """Allow exactly `actions` on exactly `resource_arns` (no index or sub-resource wildcards)."""
         self.role.add_to_principal_policy(iam.PolicyStatement(actions=list(actions), resources=resource_arns))
-

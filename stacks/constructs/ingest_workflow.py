@@ -37,8 +37,7 @@ def load_definition(path: Path, substitutions: dict[str, str]) -> str:
     placeholders = set(_PLACEHOLDER.findall(text))
     if placeholders != set(substitutions):
         raise ValueError(
-            f"{path.name} uses placeholders {sorted(placeholders)} but the stack substitutes "
-            f"{sorted(substitutions)}"
+            f"{path.name} uses placeholders {sorted(placeholders)} but the stack substitutes {sorted(substitutions)}"
         )
     return text
 

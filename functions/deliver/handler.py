@@ -1,0 +1,14 @@
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.shared.config import get_settings
+from functions.shared.delivery import attempt, dependencies
+from functions.shared.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context(correlation_id_path="messageId")
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return attempt(event, dependencies(get_settings()))

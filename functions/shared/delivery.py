@@ -1,0 +1,304 @@
+"""Delivery as plain functions over the data-access layer: dispatch, attempt, fail, hand off.
+
+The retrying itself is not here: the delivery state machines' Retry policies re-run `attempt`
+whenever it raises DeliveryRetryable. Every attempt counts itself atomically in the head and
+appends ATTEMPT_STARTED (and ATTEMPT_FAILED) under keys derived from its attempt number, so a
+retried step never writes an event twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from functions.shared.config import Settings
+from functions.shared.exceptions import (
+    DeliveryRejected,
+    DeliveryRetryable,
+    TargetBlocked,
+    TargetTimeout,
+    TargetUnreachable,
+)
+from functions.shared.http_client import DeliveryClient, DeliveryResponse
+from functions.shared.model import TERMINAL_STATUSES, EventType, MessageKey, Status
+from functions.shared.observability import logger, metrics
+from functions.shared.queue import MessageQueue
+from functions.shared.repository import MessageRepository
+from functions.shared.secrets import SigningSecrets
+from functions.shared.signing import signature_headers
+from functions.shared.workflows import Workflows, execution_name
+
+RETRYABLE_STATUS_CODES = frozenset({408, 425, 429})
+SNIPPET_CHARS = 512
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_retryable_status(status_code: int) -> bool:
+    return status_code in RETRYABLE_STATUS_CODES or 500 <= status_code <= 599
+
+
+def webhook_id(key: MessageKey) -> str:
+    """The same id on every delivery of a message, so receivers can dedupe."""
+    return f"{key.sender_id}:{key.message_id}"
+
+
+def _is_expired(head: dict[str, Any], now: datetime) -> bool:
+    return datetime.fromisoformat(head["expiresAt"].replace("Z", "+00:00")) <= now
+
+
+@dataclass
+class DeliveryDependencies:
+    settings: Settings
+    repository: MessageRepository
+    workflows: Workflows
+    secrets: SigningSecrets
+    client: DeliveryClient
+    failed_queue: MessageQueue
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryDependencies:
+        return cls(
+            settings=settings,
+            repository=MessageRepository(settings.table_name),
+            workflows=Workflows(),
+            secrets=SigningSecrets(),
+            client=DeliveryClient(
+                allow_private=settings.allow_private_targets,
+                connect_timeout=settings.connect_timeout_seconds,
+                total_timeout=settings.total_timeout_seconds,
+                max_response_bytes=settings.max_response_bytes,
+            ),
+            failed_queue=MessageQueue(settings.failed_queue_url),
+        )
+
+
+@lru_cache(maxsize=4)
+def dependencies(settings: Settings) -> DeliveryDependencies:
+    """One set of clients per process (and per settings), reused across warm invocations."""
+    return DeliveryDependencies.from_settings(settings)
+
+
+def run_input(key: MessageKey, run: int) -> dict[str, Any]:
+    return {**key.to_dict(), "run": run}
+
+
+# -- dispatcher -------------------------------------------------------------------------------------
+
+
+def dispatch(queued: dict[str, Any], deps: DeliveryDependencies) -> str:
+    """Start the fast-lane run of one queued message, unless it is done, stale or already running."""
+    key = MessageKey(queued["senderId"], queued["messageId"])
+    run = int(queued.get("run", 0))
+    logger.set_correlation_id(key.message_id)
+    head = deps.repository.get_head(key)
+    if head is None:
+        logger.warning("Queued message has no stored head; dropping it")
+        return "missing"
+    if head["status"] in TERMINAL_STATUSES:
+        return "terminal"
+    if int(head.get("run", 0)) != run:
+        return "stale-run"
+    now = datetime.now(UTC)
+    if _is_expired(head, now):
+        fail_message({**run_input(key, run), "reason": "expired before delivery"}, deps)
+        return "expired"
+    name = execution_name(key, run, "fast", unique=uuid.uuid4().hex[:8])
+    epoch = int(now.timestamp())
+    if not deps.repository.claim_delivery(key, run, name, epoch + deps.settings.fast_lane_lease_seconds, epoch):
+        return "already-running"
+    try:
+        deps.workflows.start(deps.settings.fast_lane_arn, name, run_input(key, run))
+    except Exception:
+        # Give the lease back so the queue's redelivery (or the reconciler) can start it again.
+        deps.repository.release_claim(key, run)
+        raise
+    return "started"
+
+
+# -- one attempt ------------------------------------------------------------------------------------
+
+
+def _attempt_failed(
+    deps: DeliveryDependencies,
+    key: MessageKey,
+    run: int,
+    attempt: int,
+    ttl: int,
+    error: str,
+    detail: str,
+    response: DeliveryResponse | None,
+    duration_ms: int,
+) -> None:
+    now = datetime.now(UTC)
+    details: dict[str, Any] = {"attempt": attempt, "error": error, "detail": detail[:SNIPPET_CHARS]}
+    details["durationMs"] = duration_ms
+    if response is not None:
+        details["statusCode"] = response.status_code
+        if response.body_snippet:
+            details["responseSnippet"] = response.body_snippet[:SNIPPET_CHARS]
+        if response.retry_after_seconds is not None:
+            details["retryAfterSeconds"] = response.retry_after_seconds
+    deps.repository.append_event(key, EventType.ATTEMPT_FAILED, iso(now), ttl, run=run, slot=attempt, **details)
+    metrics.add_metric(name="DeliveryAttemptsFailed", unit=MetricUnit.Count, value=1)
+
+
+def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]:
+    """One delivery attempt. Raises DeliveryRetryable (the Retry policy runs it again) or
+    DeliveryRejected (the run marks the message FAILED); returns when delivered or nothing to do."""
+    key = MessageKey(event["senderId"], event["messageId"])
+    run = int(event.get("run", 0))
+    lane = str(event.get("lane", "fast"))
+    logger.set_correlation_id(key.message_id)
+    head, content = deps.repository.get_head_and_content(key)
+    if head is None or head["status"] in TERMINAL_STATUSES or int(head.get("run", 0)) != run:
+        return {"outcome": "skipped", "status": head["status"] if head else None}
+    now = datetime.now(UTC)
+    if _is_expired(head, now):
+        raise DeliveryRejected("expired: the message passed its expiry before it could be delivered")
+
+    started = deps.repository.begin_attempt(key, run, iso(now), str(event.get("executionArn", "")))
+    if started is None:
+        return {"outcome": "skipped", "status": None}
+    number = int(started["attempts"])
+    ttl = int(head["ttl"])
+    deps.repository.append_event(
+        key,
+        EventType.ATTEMPT_STARTED,
+        iso(now),
+        ttl,
+        run=run,
+        slot=number,
+        attempt=number,
+        lane=lane,
+        executionArn=str(event.get("executionArn", "")),
+    )
+    metrics.add_metric(name="DeliveryAttempts", unit=MetricUnit.Count, value=1)
+
+    body = content["body"].encode("utf-8") if "body" in content else None
+    secret = deps.secrets.get_or_create(key.sender_id)
+    headers = dict(content.get("headers", {}))
+    headers.update(signature_headers(secret, webhook_id(key), int(time.time()), body or b""))
+
+    started_clock = time.monotonic()
+    response: DeliveryResponse | None = None
+    try:
+        response = deps.client.send(content["targetUrl"], content.get("method", "POST"), headers, body)
+    except TargetBlocked as error:
+        _attempt_failed(deps, key, run, number, ttl, "TargetBlocked", str(error), None, _ms(started_clock))
+        raise DeliveryRejected(f"blocked: {error}") from None
+    except (TargetTimeout, TargetUnreachable) as error:
+        name = type(error).__name__
+        _attempt_failed(deps, key, run, number, ttl, name, str(error), None, _ms(started_clock))
+        deps.repository.record_retrying(key, run, iso(datetime.now(UTC)), f"{name}: {error}"[:SNIPPET_CHARS])
+        raise DeliveryRetryable(f"{name}: {error}") from None
+
+    if 200 <= response.status_code <= 299:
+        finished_at = datetime.now(UTC)
+        if deps.repository.finish(key, run, Status.DELIVERED.value, iso(finished_at)) is not None:
+            deps.repository.append_event(
+                key,
+                EventType.DELIVERED,
+                iso(finished_at),
+                ttl,
+                run=run,
+                slot=number,
+                attempt=number,
+                statusCode=response.status_code,
+                durationMs=response.duration_ms,
+            )
+            metrics.add_metric(name="MessagesDelivered", unit=MetricUnit.Count, value=1)
+            accepted = datetime.fromisoformat(head["acceptedAt"].replace("Z", "+00:00"))
+            metrics.add_metric(
+                name="DeliveryLatency",
+                unit=MetricUnit.Milliseconds,
+                value=(finished_at - accepted).total_seconds() * 1000,
+            )
+        return {"outcome": "DELIVERED", "attempt": number, "statusCode": response.status_code}
+
+    summary = f"HTTP {response.status_code}"
+    _attempt_failed(deps, key, run, number, ttl, summary, summary, response, response.duration_ms)
+    if is_retryable_status(response.status_code):
+        deps.repository.record_retrying(key, run, iso(datetime.now(UTC)), summary)
+        raise DeliveryRetryable(summary)
+    kind = "redirects are not followed" if 300 <= response.status_code <= 399 else "not retried"
+    raise DeliveryRejected(f"{summary}: {kind}")
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+# -- endings ----------------------------------------------------------------------------------------
+
+
+def failure_reason(event: dict[str, Any]) -> str:
+    """A readable reason from a Catch's `{Error, Cause}` (Cause is Lambda's error JSON)."""
+    if event.get("reason"):
+        return str(event["reason"])
+    failure = event.get("failure") or {}
+    error = str(failure.get("Error", "Unknown"))
+    cause = failure.get("Cause") or ""
+    try:
+        message = str(json.loads(cause).get("errorMessage", ""))
+    except (ValueError, AttributeError):
+        message = str(cause)
+    if error == "DeliveryRetryable":
+        return f"retries exhausted; last error: {message}"[:SNIPPET_CHARS]
+    if error == "DeliveryRejected":
+        return message[:SNIPPET_CHARS]
+    return f"{error}: {message}"[:SNIPPET_CHARS] if message else error
+
+
+def fail_message(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]:
+    """Mark a run's message FAILED with its reason, record the event and dead-letter it."""
+    key = MessageKey(event["senderId"], event["messageId"])
+    run = int(event.get("run", 0))
+    reason = failure_reason(event)
+    now = datetime.now(UTC)
+    head = deps.repository.finish(key, run, Status.FAILED.value, iso(now), last_error=reason)
+    if head is None:
+        head = deps.repository.get_head(key)
+        if head is None or head["status"] != Status.FAILED.value or int(head.get("run", 0)) != run:
+            return {"outcome": "skipped"}
+        reason = str(head.get("lastError", reason))  # a retried step: keep the first reason
+    attempts = int(head.get("attempts", 0))
+    deps.repository.append_event(
+        key, EventType.FAILED, head["failedAt"], int(head["ttl"]), run=run, slot=attempts, reason=reason
+    )
+    deps.failed_queue.send_json({**run_input(key, run), "reason": reason, "attempts": attempts, "failedAt": head["failedAt"]})
+    metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=1)
+    return {"outcome": "FAILED", "reason": reason}
+
+
+def move_to_slow_lane(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]:
+    """Hand a message that exhausted the fast lane to the STANDARD slow lane (idempotent by name)."""
+    key = MessageKey(event["senderId"], event["messageId"])
+    run = int(event.get("run", 0))
+    head = deps.repository.get_head(key)
+    if head is None or head["status"] in TERMINAL_STATUSES or int(head.get("run", 0)) != run:
+        return {"outcome": "skipped"}
+    name = execution_name(key, run, "slow")
+    now = datetime.now(UTC)
+    deps.repository.extend_claim(key, run, int(now.timestamp()) + deps.settings.slow_lane_lease_seconds, name)
+    execution_arn = deps.workflows.start(deps.settings.slow_lane_arn, name, run_input(key, run))
+    deps.repository.append_event(
+        key,
+        EventType.MOVED_TO_SLOW_LANE,
+        iso(now),
+        int(head["ttl"]),
+        run=run,
+        slot=int(head.get("attempts", 0)),
+        executionArn=execution_arn,
+        reason=failure_reason(event),
+    )
+    return {"outcome": "MOVED_TO_SLOW_LANE", "executionArn": execution_arn}

@@ -1,0 +1,94 @@
+"""Loading `statemachines/*.asl.json` for CDK and for the local runtime alike.
+
+The files are valid, runnable ASL with the documented default retry policy written in. A
+deployment may override the delivery policy in `cdk.json` (context `relay.delivery`), and the
+same function applies those overrides for `relay dev`, so both run the same definition.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STATEMACHINE_DIR = Path(__file__).resolve().parents[1] / "statemachines"
+DELIVERY_RETRY_ERROR = "DeliveryRetryable"
+
+_POLICY_FIELDS = {
+    "intervalSeconds": "IntervalSeconds",
+    "backoffRate": "BackoffRate",
+    "maxAttempts": "MaxAttempts",
+    "maxDelaySeconds": "MaxDelaySeconds",
+    "jitterStrategy": "JitterStrategy",
+}
+
+
+def read_definition(file_name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((STATEMACHINE_DIR / file_name).read_text(encoding="utf-8"))
+    return document
+
+
+def apply_delivery_policy(document: dict[str, Any], policy: dict[str, Any] | None) -> dict[str, Any]:
+    """Set the Deliver task's DeliveryRetryable retrier (and the slow lane's first wait) from `policy`."""
+    if not policy:
+        return document
+    unknown = set(policy) - set(_POLICY_FIELDS) - {"initialWaitSeconds"}
+    if unknown:
+        raise ValueError(f"unknown delivery policy settings: {sorted(unknown)}")
+    for state in document["States"].values():
+        for retrier in state.get("Retry", []):
+            if DELIVERY_RETRY_ERROR in retrier["ErrorEquals"]:
+                for name, asl_name in _POLICY_FIELDS.items():
+                    if name in policy:
+                        retrier[asl_name] = policy[name]
+        if state.get("Type") == "Wait" and "initialWaitSeconds" in policy:
+            state["Seconds"] = int(policy["initialWaitSeconds"])
+    return document
+
+
+def render_definition(
+    file_name: str, substitutions: dict[str, str] | None = None, policy: dict[str, Any] | None = None
+) -> str:
+    """The definition text with the policy applied and `${Placeholder}` tokens replaced.
+
+    CDK passes tokens through `definition_substitutions` instead (substitutions=None keeps them).
+    """
+    text = json.dumps(apply_delivery_policy(read_definition(file_name), policy), indent=2)
+    for placeholder, value in (substitutions or {}).items():
+        text = text.replace("${" + placeholder + "}", value)
+    if substitutions is not None and "${" in text:
+        raise ValueError(f"{file_name} has placeholders without a value")
+    return text
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """What a lane's DeliveryRetryable retrier means in time (FULL jitter draws each wait in [0, w])."""
+
+    attempts: int
+    initial_wait_seconds: int
+    waits: tuple[float, ...]
+
+    @property
+    def max_horizon_seconds(self) -> float:
+        return self.initial_wait_seconds + sum(self.waits)
+
+    @property
+    def expected_horizon_seconds(self) -> float:
+        return self.initial_wait_seconds + sum(self.waits) / 2
+
+
+def retry_schedule(file_name: str, policy: dict[str, Any] | None = None) -> RetrySchedule:
+    document = apply_delivery_policy(read_definition(file_name), policy)
+    initial_wait = sum(int(s.get("Seconds", 0)) for s in document["States"].values() if s.get("Type") == "Wait")
+    for state in document["States"].values():
+        for retrier in state.get("Retry", []):
+            if DELIVERY_RETRY_ERROR in retrier["ErrorEquals"]:
+                interval = float(retrier.get("IntervalSeconds", 1))
+                rate = float(retrier.get("BackoffRate", 2.0))
+                cap = float(retrier.get("MaxDelaySeconds", float("inf")))
+                retries = int(retrier.get("MaxAttempts", 3))
+                waits = tuple(min(interval * rate**n, cap) for n in range(retries))
+                return RetrySchedule(attempts=retries + 1, initial_wait_seconds=initial_wait, waits=waits)
+    raise ValueError(f"{file_name} has no {DELIVERY_RETRY_ERROR} retrier")

@@ -1,0 +1,24 @@
+"""Settings a deployment keeps in `cdk.json` (context `relay`), read for `relay dev` too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
+
+
+def relay_context() -> dict[str, Any]:
+    try:
+        document = json.loads(CDK_JSON.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    context: dict[str, Any] = document.get("context", {}).get("relay", {})
+    return context
+
+
+def delivery_policy() -> dict[str, Any]:
+    """`{"fastLane": {...}, "slowLane": {...}}` overrides of the retry policies in statemachines/."""
+    policy: dict[str, Any] = relay_context().get("delivery", {})
+    return policy

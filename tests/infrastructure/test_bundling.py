@@ -1,0 +1,105 @@
+"""The Lambda code asset and the dependency layer, built without Docker."""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks import bundling
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_layer_requirements_are_the_runtime_dependencies_without_the_aws_sdk() -> None:
+    # Given the project's runtime dependencies
+    with (PROJECT_ROOT / "pyproject.toml").open("rb") as handle:
+        dependencies = tomllib.load(handle)["project"]["dependencies"]
+    # When the layer's requirement list is made
+    requirements = bundling.layer_requirements()
+    # Then it is all of them but boto3, which the Lambda runtime provides
+    assert requirements == sorted(d for d in dependencies if not d.lower().startswith("boto3"))
+    assert any(r.startswith("aws-lambda-powertools[tracer]") for r in requirements)
+    assert any(r.startswith("jsonschema[format-nongpl]") for r in requirements)
+
+
+def test_layer_key_follows_the_requirements() -> None:
+    # Given two requirement lists
+    # Then equal lists share a cache entry and different ones do not
+    assert bundling.layer_key(["a==1"]) == bundling.layer_key(["a==1"])
+    assert bundling.layer_key(["a==1"]) != bundling.layer_key(["a==2"])
+
+
+def test_staged_source_holds_only_functions_and_schemas(tmp_path: Path) -> None:
+    # Given bytecode lying around in the source tree
+    cache = PROJECT_ROOT / "functions" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    # When the source is staged
+    staged = bundling.stage_function_source(tmp_path / "lambda-src")
+    # Then only the two packages are there, without bytecode
+    assert sorted(entry.name for entry in staged.iterdir()) == ["functions", "schemas"]
+    assert not [path for path in staged.rglob("*") if path.name == "__pycache__" or path.suffix == ".pyc"]
+    assert (staged / "functions" / "validate" / "handler.py").is_file()
+
+
+def test_a_cached_layer_is_used_without_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a layer already built for these requirements
+    monkeypatch.setattr(bundling, "LAYER_ROOT", tmp_path)
+    cached = bundling.layer_directory(["a==1"])
+    (cached / "python").mkdir(parents=True)
+
+    def no_network(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("pip must not run")
+
+    monkeypatch.setattr(subprocess, "run", no_network)
+    # When the layer is asked for
+    # Then the cache answers
+    assert bundling.ensure_dependency_layer(["a==1"]) == cached
+
+
+def test_a_missing_layer_without_network_fails_with_instructions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given no cached layer and a pip that cannot reach the index
+    monkeypatch.setattr(bundling, "LAYER_ROOT", tmp_path)
+
+    def offline(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args[0], 1, stdout="", stderr="No matching distribution found")
+
+    monkeypatch.setattr(subprocess, "run", offline)
+    # When the layer is asked for
+    with pytest.raises(bundling.LayerBuildError) as failure:
+        bundling.ensure_dependency_layer(["a==1"])
+    # Then the error says how to fix it, and no half-built layer is left to be mistaken for a cache
+    assert "make install" in str(failure.value)
+    assert "No matching distribution found" in str(failure.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pip_targets_lambda_arm64_python_312_wheels_only() -> None:
+    # Given the pip command line of a layer build
+    arguments = bundling._pip_arguments(["a==1"], Path("/tmp/target"))
+    # Then it fetches manylinux aarch64 CPython 3.12 wheels (no sdists, so no compiler or Docker)
+    joined = " ".join(arguments)
+    assert "--platform manylinux2014_aarch64" in joined
+    assert "--implementation cp" in joined
+    assert "--python-version 3.12" in joined
+    assert "--only-binary=:all:" in joined
+    assert "--target /tmp/target" in joined
+
+
+def test_pruning_drops_the_aws_sdk_and_bytecode(tmp_path: Path) -> None:
+    # Given an installed tree with the SDK pulled in by a dependency, bytecode and scripts
+    for name in ("boto3", "botocore", "s3transfer", "jsonschema", "jsonschema/__pycache__", "bin"):
+        (tmp_path / name).mkdir(parents=True)
+    for name in ("botocore-1.0.dist-info", "boto3-1.0.dist-info", "jsonschema-4.0.dist-info"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "jsonschema" / "__pycache__" / "x.cpython-312.pyc").write_bytes(b"")
+    # When it is pruned
+    bundling._prune(tmp_path)
+    # Then only the real dependencies remain
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["jsonschema", "jsonschema-4.0.dist-info"]
+    assert not (tmp_path / "jsonschema" / "__pycache__").exists()

@@ -1,0 +1,123 @@
+"""Deployment settings: cdk.json's `relay` object over the schema's `x-relay-limits` defaults."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from infra_support import Synthesized, synthesize
+
+from functions.shared.config import message_schema
+from stacks.settings import (
+    INPUT_OVERHEAD_BYTES,
+    MAX_BODY_BYTES_LIMIT,
+    STEP_FUNCTIONS_PAYLOAD_LIMIT,
+    RelaySettings,
+    SettingsError,
+    forwarded_base64_chars,
+)
+
+OVERRIDES = {
+    "ttlDays": 7,
+    "maxBodyBytes": 32768,
+    "maxHeaderCount": 10,
+    "maxHeaderBytes": 4096,
+    "maxFutureSkewSeconds": 60,
+    "redriveAfterSeconds": 120,
+    "apiThrottlingRateLimit": 20,
+    "apiThrottlingBurstLimit": 40,
+}
+
+
+def test_defaults_are_the_schemas_limits() -> None:
+    # Given the schema's documented limits
+    limits = message_schema()["x-relay-limits"]
+    # When no `relay` context is given
+    settings = RelaySettings.from_mapping(None)
+    # Then the settings are those limits
+    assert settings.ttl_days == limits["ttlDays"]
+    assert settings.max_body_bytes == limits["maxBodyBytes"]
+    assert settings.max_header_count == limits["maxHeaderCount"]
+    assert settings.max_header_bytes == limits["maxHeaderBytes"]
+    assert settings.max_future_skew_seconds == limits["maxFutureSkewSeconds"]
+    assert settings == RelaySettings.defaults()
+
+
+def test_context_overrides_each_setting_and_reaches_the_function_environment() -> None:
+    # Given every setting in the context
+    # When the settings are read
+    settings = RelaySettings.from_mapping(OVERRIDES)
+    # Then each is taken, and the functions get them as RELAY_* variables
+    assert settings.function_environment() == {
+        "RELAY_TTL_DAYS": "7",
+        "RELAY_MAX_BODY_BYTES": "32768",
+        "RELAY_MAX_HEADER_COUNT": "10",
+        "RELAY_MAX_HEADER_BYTES": "4096",
+        "RELAY_MAX_FUTURE_SKEW_SECONDS": "60",
+        "RELAY_REDRIVE_AFTER_SECONDS": "120",
+    }
+    assert (settings.api_throttling_rate_limit, settings.api_throttling_burst_limit) == (20, 40)
+
+
+def test_context_given_as_json_text_is_accepted() -> None:
+    # Given `cdk synth -c relay='{"ttlDays": 3}'`, which arrives as a string
+    # Then it is read like the object
+    assert RelaySettings.from_mapping(json.dumps({"ttlDays": 3})).ttl_days == 3
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"ttlDay": 3}, "unknown setting"),
+        ({"ttlDays": 0}, "positive integer"),
+        ({"ttlDays": -1}, "positive integer"),
+        ({"ttlDays": "soon"}, "positive integer"),
+        ({"ttlDays": True}, "positive integer"),
+        ({"maxBodyBytes": 1.5}, "positive integer"),
+        ({"maxBodyBytes": MAX_BODY_BYTES_LIMIT + 1}, "Step Functions"),
+        ({"apiThrottlingRateLimit": 100, "apiThrottlingBurstLimit": 50}, "apiThrottlingBurstLimit"),
+        ("[1, 2]", "must be an object"),
+        ("{not json", "not a JSON object"),
+    ],
+)
+def test_invalid_settings_fail_synthesis_with_a_clear_message(raw: object, message: str) -> None:
+    # Given a `relay` context with a mistake
+    # Then reading it fails and says what is wrong
+    with pytest.raises(SettingsError, match=message):
+        RelaySettings.from_mapping(raw)
+
+
+def test_the_largest_body_still_fits_a_step_functions_input() -> None:
+    # Given the largest maxBodyBytes the settings accept
+    settings = RelaySettings.from_mapping({"maxBodyBytes": MAX_BODY_BYTES_LIMIT})
+    from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
+
+    # Then the longest body the API forwards (base64) plus the input's JSON fits in 256 KiB
+    longest = forwarded_base64_chars(settings.max_body_bytes + ENVELOPE_ALLOWANCE_BYTES)
+    assert longest + INPUT_OVERHEAD_BYTES <= STEP_FUNCTIONS_PAYLOAD_LIMIT
+    # And one byte more would not
+    one_more = forwarded_base64_chars(settings.max_body_bytes + 1 + ENVELOPE_ALLOWANCE_BYTES)
+    assert one_more + INPUT_OVERHEAD_BYTES > STEP_FUNCTIONS_PAYLOAD_LIMIT
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    # Given cdk.json context overridden like `cdk synth -c relay=...`
+    # When the app is synthesized once for this module
+    return synthesize(tmp_path_factory.mktemp("cdk.out"), context={"relay": OVERRIDES})
+
+
+def test_overrides_reach_every_function_and_the_stage(synth: Synthesized) -> None:
+    # Given the synthesized functions and stage
+    functions = synth.of_type("AWS::Lambda::Function").values()
+    (stage,) = synth.of_type("AWS::ApiGateway::Stage").values()
+    # Then every function carries the overridden limits
+    for function in functions:
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["RELAY_TTL_DAYS"] == "7"
+        assert variables["RELAY_MAX_BODY_BYTES"] == "32768"
+        assert variables["RELAY_REDRIVE_AFTER_SECONDS"] == "120"
+    # And the stage throttles with the overridden limits
+    (method_settings,) = stage["Properties"]["MethodSettings"]
+    assert (method_settings["ThrottlingRateLimit"], method_settings["ThrottlingBurstLimit"]) == (20, 40)
+    assert synth.error is None

@@ -1,0 +1,221 @@
+"""Delivery end to end in one process: the real dispatcher, delivery state machines and handlers on
+moto, delivering over real HTTP to local targets."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from functions.shared import delivery
+from functions.shared.config import get_settings
+from functions.shared.model import MessageKey
+from functions.shared.repository import MessageRepository
+from functions.shared.secrets import SigningSecrets
+from relay.client import RelayClient
+from relay.local.runtime import LocalRelay
+from relay.local.targets import TargetServer
+from tests.conftest import make_message
+
+# Short waits keep the suite quick; the counts are the configured ones.
+POLICY = {
+    "fastLane": {"intervalSeconds": 1, "maxAttempts": 2, "backoffRate": 2.0},
+    "slowLane": {"initialWaitSeconds": 2, "intervalSeconds": 2, "maxAttempts": 2},
+}
+FAST_ATTEMPTS = 1 + POLICY["fastLane"]["maxAttempts"]
+SLOW_ATTEMPTS = 1 + POLICY["slowLane"]["maxAttempts"]
+TERMINAL = ("DELIVERED", "FAILED", "CANCELLED")
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[TargetServer]:
+    with TargetServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[LocalRelay]:
+    with LocalRelay(
+        port=0, time_scale=0.01, policy=POLICY, environment={"RELAY_TOTAL_TIMEOUT_SECONDS": "1"}
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def client(relay: LocalRelay) -> RelayClient:
+    return RelayClient(relay.url)
+
+
+def wait_until_terminal(client: RelayClient, message: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.status(message["messageId"], message["senderId"])
+        if answer.ok and answer.body["status"] in TERMINAL:
+            return dict(answer.body)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not terminal in {timeout}s: {answer.body}")
+        time.sleep(0.05)
+
+
+def event_types(record: dict[str, Any]) -> list[str]:
+    return [event["type"] for event in record["events"]]
+
+
+def send(client: RelayClient, **fields: Any) -> dict[str, Any]:
+    message = make_message(**fields)
+    answer = client.send(message)
+    assert answer.status == 202, answer.body
+    return message
+
+
+def test_healthy_target_gets_the_exact_request_signed(client: RelayClient, target: TargetServer) -> None:
+    # Given a message with a method, headers and a body with non-ASCII text
+    body = '{"name": "Zoë", "amount": 12.50}'
+    message = send(
+        client, targetUrl=f"{target.url}/ok", method="PUT", headers={"X-Order": "42"}, body=body, senderId="shop"
+    )
+    # When it is delivered
+    record = wait_until_terminal(client, message)
+    # Then it is DELIVERED after one attempt
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
+    assert event_types(record) == ["RECEIVED", "ENQUEUED", "ATTEMPT_STARTED", "DELIVERED"]
+    # And the target received method, headers and body byte-exact
+    [request] = [r for r in target.requests_to("/ok") if r.header("webhook-id") == f"shop:{message['messageId']}"]
+    assert request.method == "PUT"
+    assert request.header("X-Order") == "42"
+    assert request.body == body.encode("utf-8")
+    # And the Standard Webhooks signature verifies with the sender's secret
+    secret = SigningSecrets().get("shop")
+    assert secret is not None
+    verified = Webhook(secret).verify(request.body, {k.lower(): v for k, v in request.headers.items()})
+    assert verified == json.loads(body)
+
+
+def test_target_failing_twice_then_ok_is_delivered_on_attempt_three(client: RelayClient, target: TargetServer) -> None:
+    message = send(client, targetUrl=f"{target.url}/flaky/2")
+    record = wait_until_terminal(client, message)
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 3)
+    failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
+    assert [event["statusCode"] for event in failures] == [503, 503]
+    assert "lastError" not in record
+
+
+def test_always_500_fails_after_the_configured_attempts_with_a_dead_letter(
+    client: RelayClient, target: TargetServer, relay: LocalRelay
+) -> None:
+    # Given a target that always answers 500
+    message = send(client, targetUrl=f"{target.url}/fail")
+    # When the fast and slow lanes are exhausted
+    record = wait_until_terminal(client, message, timeout=60)
+    # Then the message is FAILED after every configured attempt, with its whole history
+    assert record["status"] == "FAILED"
+    assert record["attempts"] == FAST_ATTEMPTS + SLOW_ATTEMPTS, json.dumps(record["events"], indent=1)
+    types = event_types(record)
+    assert types.count("ATTEMPT_STARTED") == types.count("ATTEMPT_FAILED") == FAST_ATTEMPTS + SLOW_ATTEMPTS
+    assert types.index("MOVED_TO_SLOW_LANE") == 2 + 2 * FAST_ATTEMPTS
+    assert types[-1] == "FAILED"
+    assert "retries exhausted" in record["lastError"]
+    # And it lands on the failed-messages queue with its reason
+    assert relay.local is not None
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    letters = sqs.receive_message(QueueUrl=relay.local.queue_urls["relay-failed"], MaxNumberOfMessages=10)
+    bodies = [json.loads(m["Body"]) for m in letters.get("Messages", [])]
+    assert any(b["messageId"] == message["messageId"] and "HTTP 500" in b["reason"] for b in bodies)
+
+
+def test_404_fails_after_one_attempt(client: RelayClient, target: TargetServer) -> None:
+    message = send(client, targetUrl=f"{target.url}/missing")
+    record = wait_until_terminal(client, message)
+    assert (record["status"], record["attempts"]) == ("FAILED", 1)
+    assert record["lastError"] == "HTTP 404: not retried"
+
+
+def test_redirect_is_not_followed(client: RelayClient, target: TargetServer) -> None:
+    before = len(target.requests_to("/ok"))
+    message = send(client, targetUrl=f"{target.url}/redirect")
+    record = wait_until_terminal(client, message)
+    assert (record["status"], record["attempts"]) == ("FAILED", 1)
+    assert "redirects are not followed" in record["lastError"]
+    assert len(target.requests_to("/ok")) == before
+
+
+def test_target_that_never_answers_times_out_and_is_retried(client: RelayClient, target: TargetServer) -> None:
+    message = send(client, targetUrl=f"{target.url}/hang")
+    record = wait_until_terminal(client, message, timeout=90)
+    assert record["status"] == "FAILED"
+    failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
+    assert len(failures) == FAST_ATTEMPTS + SLOW_ATTEMPTS
+    assert {event["error"] for event in failures} == {"TargetTimeout"}
+
+
+def test_429_records_retry_after_and_is_retried(client: RelayClient, target: TargetServer) -> None:
+    message = send(client, targetUrl=f"{target.url}/throttle")
+    record = wait_until_terminal(client, message, timeout=60)
+    failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
+    assert len(failures) == FAST_ATTEMPTS + SLOW_ATTEMPTS
+    assert failures[0]["statusCode"] == 429 and failures[0]["retryAfterSeconds"] == 1
+
+
+def test_redelivered_queue_message_never_delivers_twice(client: RelayClient, target: TargetServer) -> None:
+    # Given a delivered message
+    message = send(client, targetUrl=f"{target.url}/ok")
+    wait_until_terminal(client, message)
+    hits = len(target.requests_to("/ok"))
+    # When its queue message arrives again
+    outcome = delivery.dispatch(
+        {"senderId": message["senderId"], "messageId": message["messageId"], "run": 0},
+        delivery.dependencies(get_settings()),
+    )
+    # Then nothing is started and the target is not called again
+    assert outcome == "terminal"
+    time.sleep(0.3)
+    assert len(target.requests_to("/ok")) == hits
+
+
+def test_duplicate_dispatch_while_running_starts_one_run(client: RelayClient, target: TargetServer) -> None:
+    # Given a message whose delivery is in flight (the target is slow)
+    message = send(client, targetUrl=f"{target.url}/slow/800")
+    time.sleep(0.3)
+    # When the queue message is dispatched again
+    outcome = delivery.dispatch(
+        {"senderId": message["senderId"], "messageId": message["messageId"], "run": 0},
+        delivery.dependencies(get_settings()),
+    )
+    # Then the second dispatch does not start a run, and one attempt delivers it
+    assert outcome == "already-running"
+    record = wait_until_terminal(client, message)
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
+
+
+def test_expired_message_is_never_sent(client: RelayClient, target: TargetServer) -> None:
+    # Given a stored message whose expiry has passed before its delivery
+    message = send(client, targetUrl=f"{target.url}/slow/1")
+    wait_until_terminal(client, message)
+    repository = MessageRepository(get_settings().table_name)
+    key = MessageKey(message["senderId"], message["messageId"])
+    expired = make_message(targetUrl=f"{target.url}/ok", senderId="late")
+    assert client.send(expired).status == 202
+    wait_until_terminal(client, expired)
+    hits = len(target.requests_to("/ok"))
+    repository._call(
+        "update_item",
+        Key={"pk": {"S": MessageKey("late", expired["messageId"]).partition_key}, "sk": {"S": "MSG"}},
+        UpdateExpression="SET #s = :p, expiresAt = :past, #r = :r",
+        ExpressionAttributeNames={"#s": "status", "#r": "run"},
+        ExpressionAttributeValues={":p": {"S": "PENDING"}, ":past": {"S": "2020-01-01T00:00:00.000Z"}, ":r": {"N": "0"}},
+    )
+    # When it is dispatched
+    outcome = delivery.dispatch(
+        {"senderId": "late", "messageId": expired["messageId"], "run": 0}, delivery.dependencies(get_settings())
+    )
+    # Then it ends FAILED as expired and the target never sees it again
+    assert outcome == "expired"
+    record = client.status(expired["messageId"], "late").body
+    assert record["status"] == "FAILED" and "expired" in record["lastError"]
+    assert len(target.requests_to("/ok")) == hits
+    assert repository.get_head(key) is not None
