@@ -48,6 +48,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     )
     relay.start()
     print(f"Relay is running at {relay.url} (embedded AWS, no account needed). Ctrl-C stops it.")
+    print(f"Development sender '{DEFAULT_SENDER}' signs deliveries with {relay.dev_secret} (shown once).")
     print("Send a message:")
     print(f'  relay send --url {relay.url} --target-url https://example.com/webhook --body \'{{"hello":"world"}}\'')
     print(f"  curl -s -X POST {relay.url}/messages -H 'Content-Type: application/json' \\")
@@ -117,6 +118,13 @@ def cmd_send(args: argparse.Namespace) -> int:
     return _finish(answer, args.json, render)
 
 
+def render_events(events: list[dict[str, Any]], indent: str = "    ") -> None:
+    for event in events:
+        details = {key: value for key, value in event.items() if key not in ("type", "at", "executionArn")}
+        suffix = "  " + json.dumps(details, ensure_ascii=False) if details else ""
+        print(f"{indent}{event.get('at')}  {event.get('type'):<18}{suffix}")
+
+
 def render_status(body: dict[str, Any]) -> None:
     print(f"{body['messageId']} (sender {body['senderId']}): {body['status']}, attempts {body.get('attempts', 0)}")
     print(f"  {body.get('method', 'POST')} {body.get('targetUrl', '')}")
@@ -124,16 +132,72 @@ def render_status(body: dict[str, Any]) -> None:
     if body.get("lastError"):
         print(f"  last error: {body['lastError']}")
     print("  events:")
-    for event in body.get("events", []):
-        details = {key: value for key, value in event.items() if key not in ("type", "at")}
-        suffix = "  " + json.dumps(details, ensure_ascii=False) if details else ""
-        print(f"    {event.get('at')}  {event.get('type')}{suffix}")
+    render_events(body.get("events", []))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     sender = args.sender_id or os.environ.get("RELAY_SENDER_ID", DEFAULT_SENDER)
     answer = _client(args).status(args.message_id, sender)
     return _finish(answer, args.json, render_status)
+
+
+# -- demo -------------------------------------------------------------------------------------------
+
+# A shortened schedule so the demo ends in seconds; `relay dev` runs the one in cdk.json.
+DEMO_POLICY = {
+    "fastLane": {"intervalSeconds": 1, "maxAttempts": 2},
+    "slowLane": {"initialWaitSeconds": 2, "intervalSeconds": 2, "maxAttempts": 2},
+}
+DEMO_TARGETS = {
+    "healthy": "/ok",
+    "fails twice, then OK": "/flaky/2",
+    "always 500": "/fail",
+    "404": "/missing",
+}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from relay.local.runtime import LocalRelay
+    from relay.local.targets import TargetServer
+
+    with TargetServer() as targets, LocalRelay(port=0, time_scale=args.time_scale, policy=DEMO_POLICY) as relay:
+        client = RelayClient(relay.url)
+        print(f"Local relay at {relay.url}, demo targets at {targets.url} (time scale {args.time_scale}).")
+        print("Retry policy for the demo: fast lane 3 attempts, slow lane 3 attempts (see cdk.json for the real one).")
+        sent: dict[str, str] = {}
+        for label, path in DEMO_TARGETS.items():
+            message = {
+                "messageId": f"demo-{uuid.uuid4().hex[:8]}",
+                "senderId": DEFAULT_SENDER,
+                "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "targetUrl": f"{targets.url}{path}",
+                "body": {"demo": label},
+            }
+            answer = client.send(message)
+            print(f"  sent {message['messageId']} -> {label:<22} {answer.status} {answer.body.get('status', '')}")
+            sent[label] = message["messageId"]
+        deadline = time.monotonic() + args.timeout
+        records: dict[str, dict[str, Any]] = {}
+        while time.monotonic() < deadline:
+            records = {label: client.status(mid, DEFAULT_SENDER).body for label, mid in sent.items()}
+            if all(r.get("status") in ("DELIVERED", "FAILED", "CANCELLED") for r in records.values()):
+                break
+            time.sleep(0.2)
+        if args.json:
+            _print_json(records)
+            return 0
+        print()
+        print(f"{'target':<24}{'status':<12}{'attempts':<10}last error")
+        for label, record in records.items():
+            print(
+                f"{label:<24}{record.get('status', '?'):<12}{record.get('attempts', 0)!s:<10}{record.get('lastError', '')}"
+            )
+        for label, record in records.items():
+            print(f"\n{label}: {record.get('messageId')}")
+            render_events(record.get("events", []), indent="  ")
+    return 0
 
 
 # -- parser -----------------------------------------------------------------------------------------
@@ -172,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--body", help="the request body as text")
     send.add_argument("--body-file", help="read the body from a file")
     send.set_defaults(handler=cmd_send)
+
+    demo = sub.add_parser("demo", help="start a local relay and demo targets, send one message to each, show them")
+    demo.add_argument("--time-scale", type=float, default=0.1)
+    demo.add_argument("--timeout", type=float, default=120)
+    demo.add_argument("--json", action="store_true")
+    demo.set_defaults(handler=cmd_demo)
 
     status = sub.add_parser("status", help="show a message's status and events")
     api_options(status)

@@ -8,7 +8,7 @@ stays the single source.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from constructs import Node
@@ -17,6 +17,10 @@ from functions.shared.config import message_schema
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
 
 CONTEXT_KEY = "relay"
+
+# Objects inside the `relay` context that other capabilities read themselves (the delivery retry
+# policies: relay/project_config.delivery_policy); kept as they are, in `RelaySettings.sections`.
+SECTIONS = frozenset({"delivery"})
 
 # functions/shared/config.py uses the same default when RELAY_REDRIVE_AFTER_SECONDS is absent.
 DEFAULT_REDRIVE_AFTER_SECONDS = 300
@@ -58,6 +62,8 @@ class RelaySettings:
     # Stage-wide API Gateway throttling (requests per second, and burst).
     api_throttling_rate_limit: int = 100
     api_throttling_burst_limit: int = 200
+    # The SECTIONS present in the context, unvalidated here.
+    sections: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def defaults(cls) -> RelaySettings:
@@ -86,17 +92,22 @@ class RelaySettings:
                 raise SettingsError(f"context '{CONTEXT_KEY}' is not a JSON object: {error}") from None
         if not isinstance(raw, dict):
             raise SettingsError(f"context '{CONTEXT_KEY}' must be an object, got {type(raw).__name__}")
-        unknown = sorted(set(raw) - set(CONTEXT_NAMES.values()))
+        known = set(CONTEXT_NAMES.values()) | SECTIONS
+        unknown = sorted(set(raw) - known)
         if unknown:
             raise SettingsError(
                 f"unknown setting(s) in context '{CONTEXT_KEY}': {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(CONTEXT_NAMES.values()))}"
+                f"known: {', '.join(sorted(known))}"
             )
-        values = {name: getattr(cls.defaults(), name) for name in CONTEXT_NAMES}
+        values: dict[str, Any] = {name: getattr(cls.defaults(), name) for name in CONTEXT_NAMES}
         for name, context_name in CONTEXT_NAMES.items():
             if context_name in raw:
                 values[name] = _positive_int(context_name, raw[context_name])
-        settings = cls(**values)
+        sections = {name: raw[name] for name in SECTIONS if name in raw}
+        for name, section in sections.items():
+            if not isinstance(section, dict):
+                raise SettingsError(f"{CONTEXT_KEY}.{name} must be an object")
+        settings = cls(**values, sections=sections)
         settings.check()
         return settings
 
@@ -127,7 +138,9 @@ def _camel(name: str) -> str:
 
 
 # Python field name -> cdk.json key (ttl_days -> ttlDays, the spelling of x-relay-limits).
-CONTEXT_NAMES: dict[str, str] = {field.name: _camel(field.name) for field in fields(RelaySettings)}
+CONTEXT_NAMES: dict[str, str] = {
+    setting.name: _camel(setting.name) for setting in fields(RelaySettings) if setting.name != "sections"
+}
 
 
 def _positive_int(name: str, value: Any) -> int:

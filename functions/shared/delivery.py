@@ -12,8 +12,8 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -140,8 +140,9 @@ def _attempt_failed(
     duration_ms: int,
 ) -> None:
     now = datetime.now(UTC)
-    details: dict[str, Any] = {"attempt": attempt, "error": error, "detail": detail[:SNIPPET_CHARS]}
-    details["durationMs"] = duration_ms
+    details: dict[str, Any] = {"attempt": attempt, "error": error, "durationMs": duration_ms}
+    if detail:
+        details["detail"] = detail[:SNIPPET_CHARS]
     if response is not None:
         details["statusCode"] = response.status_code
         if response.body_snippet:
@@ -226,7 +227,7 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
         return {"outcome": "DELIVERED", "attempt": number, "statusCode": response.status_code}
 
     summary = f"HTTP {response.status_code}"
-    _attempt_failed(deps, key, run, number, ttl, summary, summary, response, response.duration_ms)
+    _attempt_failed(deps, key, run, number, ttl, "HttpStatus", "", response, response.duration_ms)
     if is_retryable_status(response.status_code):
         deps.repository.record_retrying(key, run, iso(datetime.now(UTC)), summary)
         raise DeliveryRetryable(summary)
@@ -275,7 +276,9 @@ def fail_message(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str,
     deps.repository.append_event(
         key, EventType.FAILED, head["failedAt"], int(head["ttl"]), run=run, slot=attempts, reason=reason
     )
-    deps.failed_queue.send_json({**run_input(key, run), "reason": reason, "attempts": attempts, "failedAt": head["failedAt"]})
+    deps.failed_queue.send_json(
+        {**run_input(key, run), "reason": reason, "attempts": attempts, "failedAt": head["failedAt"]}
+    )
     metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=1)
     return {"outcome": "FAILED", "reason": reason}
 

@@ -125,9 +125,9 @@ class IngestWorkflow(Construct):
         acknowledge(
             self.state_machine,
             "AwsSolutions-SF1",
-            "Logging ALL events writes every state transition of every request (~5 KB per message "
-            "even without execution data, several dollars per million messages, a large share of "
-            "Relay's cost budget). ERROR logs every failed run; X-Ray traces the rest.",
+            "Logging ALL events writes some 30 history events per request (several KB even without "
+            "execution data, a few dollars per million messages at CloudWatch's ingestion price: a large "
+            "share of Relay's cost budget). ERROR still logs every failed step and run; X-Ray samples the rest.",
         )
         acknowledge(
             self.state_machine,

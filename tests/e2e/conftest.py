@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,9 +25,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_relay_dev(*extra: str) -> tuple[subprocess.Popen[str], str]:
+@dataclass
+class RelayDev:
+    process: subprocess.Popen[str]
+    url: str
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def dev_secret(self) -> str:
+        for line in self.output:
+            match = re.search(r"(whsec_[A-Za-z0-9+/=]+)", line)
+            if match:
+                return match.group(1)
+        raise AssertionError("relay dev did not print the development sender's secret")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_relay_dev(*extra: str) -> RelayDev:
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "relay.cli", "dev", "--port", str(port), *extra],
         cwd=ROOT,
@@ -33,27 +57,36 @@ def start_relay_dev(*extra: str) -> tuple[subprocess.Popen[str], str]:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    relay = RelayDev(process, f"http://127.0.0.1:{port}")
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            relay.output.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"relay dev exited: {process.stdout.read() if process.stdout else ''}")
+            raise RuntimeError("relay dev exited:\n" + "".join(relay.output))
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1):
-                return process, url
+            with urllib.request.urlopen(f"{relay.url}/health", timeout=1):
+                return relay
         except OSError:
             time.sleep(0.2)
-    process.kill()
+    relay.stop()
     raise RuntimeError("relay dev did not start within 60 s")
 
 
 @pytest.fixture(scope="module")
-def relay_dev() -> Iterator[str]:
-    process, url = start_relay_dev("--time-scale", "0.01")
+def relay_dev_process() -> Iterator[RelayDev]:
+    relay = start_relay_dev("--time-scale", "0.01")
     try:
-        yield url
+        yield relay
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        relay.stop()
+
+
+@pytest.fixture(scope="module")
+def relay_dev(relay_dev_process: RelayDev) -> str:
+    return relay_dev_process.url

@@ -59,6 +59,15 @@ def test_context_overrides_each_setting_and_reaches_the_function_environment() -
     assert (settings.api_throttling_rate_limit, settings.api_throttling_burst_limit) == (20, 40)
 
 
+def test_sections_other_capabilities_read_are_kept_as_given() -> None:
+    # Given the delivery retry policies in the `relay` context (read by the delivery workflow)
+    policy = {"fastLane": {"maxAttempts": 3}}
+    # When the settings are read
+    settings = RelaySettings.from_mapping({"delivery": policy})
+    # Then the section is kept untouched, and does not count as an unknown setting
+    assert settings.sections == {"delivery": policy}
+
+
 def test_context_given_as_json_text_is_accepted() -> None:
     # Given `cdk synth -c relay='{"ttlDays": 3}'`, which arrives as a string
     # Then it is read like the object
@@ -76,6 +85,7 @@ def test_context_given_as_json_text_is_accepted() -> None:
         ({"maxBodyBytes": 1.5}, "positive integer"),
         ({"maxBodyBytes": MAX_BODY_BYTES_LIMIT + 1}, "Step Functions"),
         ({"apiThrottlingRateLimit": 100, "apiThrottlingBurstLimit": 50}, "apiThrottlingBurstLimit"),
+        ({"delivery": []}, "must be an object"),
         ("[1, 2]", "must be an object"),
         ("{not json", "not a JSON object"),
     ],

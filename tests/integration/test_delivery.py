@@ -207,7 +207,11 @@ def test_expired_message_is_never_sent(client: RelayClient, target: TargetServer
         Key={"pk": {"S": MessageKey("late", expired["messageId"]).partition_key}, "sk": {"S": "MSG"}},
         UpdateExpression="SET #s = :p, expiresAt = :past, #r = :r",
         ExpressionAttributeNames={"#s": "status", "#r": "run"},
-        ExpressionAttributeValues={":p": {"S": "PENDING"}, ":past": {"S": "2020-01-01T00:00:00.000Z"}, ":r": {"N": "0"}},
+        ExpressionAttributeValues={
+            ":p": {"S": "PENDING"},
+            ":past": {"S": "2020-01-01T00:00:00.000Z"},
+            ":r": {"N": "0"},
+        },
     )
     # When it is dispatched
     outcome = delivery.dispatch(
