@@ -168,7 +168,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("Retry policy for the demo: fast lane 3 attempts, slow lane 3 attempts (see cdk.json for the real one).")
         sent: dict[str, str] = {}
         for label, path in DEMO_TARGETS.items():
-            message = {
+            message: dict[str, Any] = {
                 "messageId": f"demo-{uuid.uuid4().hex[:8]}",
                 "senderId": DEFAULT_SENDER,
                 "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -177,7 +177,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             }
             answer = client.send(message)
             print(f"  sent {message['messageId']} -> {label:<22} {answer.status} {answer.body.get('status', '')}")
-            sent[label] = message["messageId"]
+            sent[label] = str(message["messageId"])
         deadline = time.monotonic() + args.timeout
         records: dict[str, dict[str, Any]] = {}
         while time.monotonic() < deadline:

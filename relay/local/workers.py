@@ -46,7 +46,7 @@ class QueueWorker:
         ).get("Messages", [])
         if not received:
             return 0
-        event = {"Records": [_sqs_record(message, self.queue_url) for message in received]}
+        event = {"Records": [_sqs_record(dict(message), self.queue_url) for message in received]}
         try:
             answer = self.local.invoke(self.function_name, event) or {}
             failed = {item["itemIdentifier"] for item in answer.get("batchItemFailures", [])}
