@@ -191,9 +191,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print()
         print(f"{'target':<24}{'status':<12}{'attempts':<10}last error")
         for label, record in records.items():
-            print(
-                f"{label:<24}{record.get('status', '?'):<12}{record.get('attempts', 0)!s:<10}{record.get('lastError', '')}"
-            )
+            status, attempts = record.get("status", "?"), record.get("attempts", 0)
+            print(f"{label:<24}{status:<12}{attempts!s:<10}{record.get('lastError', '')}")
         for label, record in records.items():
             print(f"\n{label}: {record.get('messageId')}")
             render_events(record.get("events", []), indent="  ")

@@ -372,9 +372,9 @@ def validate_message(
         "method": method,
     }
     message_headers = dict(headers) if isinstance(headers, dict) else {}
-    if body_text is not None and not isinstance(document["body"], str):
-        if not any(name.lower() == "content-type" for name in message_headers):
-            message_headers["Content-Type"] = "application/json"
+    body_is_json = body_text is not None and not isinstance(document["body"], str)
+    if body_is_json and not any(name.lower() == "content-type" for name in message_headers):
+        message_headers["Content-Type"] = "application/json"
     if message_headers:
         message["headers"] = message_headers
     if body_text is not None:
