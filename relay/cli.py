@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from relay.client import DEFAULT_URL, ApiAnswer, RelayClient
+from relay.client import DEFAULT_URL, ApiAnswer, RelayClient, load_credentials, save_credentials
 
 DEFAULT_SENDER = "dev"
 
@@ -23,7 +23,12 @@ def _print_json(value: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> RelayClient:
-    return RelayClient(args.url, token=args.token)
+    token = args.token or load_credentials(args.url).get("token")
+    return RelayClient(args.url, token=token)
+
+
+def _default_sender(args: argparse.Namespace) -> str:
+    return str(os.environ.get("RELAY_SENDER_ID") or load_credentials(args.url).get("senderId") or DEFAULT_SENDER)
 
 
 def _finish(answer: ApiAnswer, as_json: bool, render: Any = None) -> int:
@@ -47,19 +52,32 @@ def cmd_dev(args: argparse.Namespace) -> int:
         allow_private_targets=args.allow_private_targets,
     )
     relay.start()
+    saved = save_credentials(
+        relay.url, {"senderId": DEFAULT_SENDER, "token": relay.dev_token, "signingSecret": relay.dev_secret}
+    )
+    url_flag = "" if relay.url == DEFAULT_URL else f" --url {relay.url}"
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     print(f"Relay is running at {relay.url} (embedded AWS, no account needed). Ctrl-C stops it.")
-    print(f"Development sender '{DEFAULT_SENDER}' signs deliveries with {relay.dev_secret} (shown once).")
+    print(f"Development sender '{DEFAULT_SENDER}' (the CLI uses it by default; saved in {saved}):")
+    print(f"  API token:      {relay.dev_token}")
+    print(f"  signing secret: {relay.dev_secret}  (receivers verify deliveries with it)")
     print("Send a message:")
-    print(f'  relay send --url {relay.url} --target-url https://example.com/webhook --body \'{{"hello":"world"}}\'')
+    print(f"  relay send{url_flag} --target-url https://example.com/webhook --body '{{\"hello\":\"world\"}}'")
     print(f"  curl -s -X POST {relay.url}/messages -H 'Content-Type: application/json' \\")
-    print(
-        '    -d \'{"messageId":"m-1","senderId":"dev","timestamp":"'
-        + datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        + '","targetUrl":"https://example.com/webhook","body":{"hello":"world"}}\''
+    print(f"    -H 'Authorization: Bearer {relay.dev_token}' \\")
+    example = json.dumps(
+        {
+            "messageId": "m-1",
+            "senderId": DEFAULT_SENDER,
+            "timestamp": now,
+            "targetUrl": "https://example.com/webhook",
+            "body": {"hello": "world"},
+        },
+        separators=(",", ":"),
     )
-    print(
-        f"Private targets are {'allowed' if args.allow_private_targets else 'blocked'}; time scale {args.time_scale}."
-    )
+    print(f"    -d '{example}'")
+    print(f"Then: relay status m-1{url_flag}  |  relay events m-1{url_flag}  |  relay list --status DELIVERED{url_flag}")
+    print(f"Private targets are {'allowed' if args.allow_private_targets else 'blocked'}; time scale {args.time_scale}.")
     sys.stdout.flush()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -90,7 +108,7 @@ def build_message(args: argparse.Namespace) -> dict[str, Any]:
     if args.message_id or "messageId" not in message:
         message["messageId"] = args.message_id or f"msg-{uuid.uuid4().hex[:16]}"
     if args.sender_id or "senderId" not in message:
-        message["senderId"] = args.sender_id or os.environ.get("RELAY_SENDER_ID", DEFAULT_SENDER)
+        message["senderId"] = args.sender_id or _default_sender(args)
     if args.timestamp or "timestamp" not in message:
         message["timestamp"] = args.timestamp or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     if args.target_url:
@@ -136,9 +154,112 @@ def render_status(body: dict[str, Any]) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    sender = args.sender_id or os.environ.get("RELAY_SENDER_ID", DEFAULT_SENDER)
-    answer = _client(args).status(args.message_id, sender)
-    return _finish(answer, args.json, render_status)
+    return _finish(_client(args).status(args.message_id), args.json, render_status)
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    def render(body: dict[str, Any]) -> None:
+        print(f"{body['messageId']}: {body['status']} after {body.get('attempts', 0)} attempt(s)")
+        render_events(body.get("events", []), indent="  ")
+        for execution in body.get("executions", []):
+            print(f"  run: {execution['executionArn']}")
+            print(f"       {execution['consoleUrl']}")
+
+    return _finish(_client(args).status(args.message_id), args.json, render)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    client = _client(args)
+    items: list[dict[str, Any]] = []
+    cursor = args.cursor
+    while True:
+        answer = client.list(args.status, args.limit, cursor)
+        if not answer.ok:
+            return _finish(answer, args.json)
+        items.extend(answer.body["items"])
+        cursor = answer.body.get("nextCursor")
+        if not args.all or not cursor:
+            break
+    if args.json:
+        _print_json({"items": items, "nextCursor": cursor})
+        return 0
+    for item in items:
+        line = f"{item['acceptedAt']}  {item['messageId']:<40} {item['status']:<10} attempts {item.get('attempts', 0)}"
+        print(line + (f"  {item['lastError']}" if item.get("lastError") else ""))
+    if cursor:
+        print(f"(more: --cursor {cursor})")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    def render(body: dict[str, Any]) -> None:
+        print(f"replaying {body['messageId']}: {body['status']} (run {body['run']})")
+
+    return _finish(_client(args).replay(args.message_id), args.json, render)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    def render(body: dict[str, Any]) -> None:
+        print(f"{body['messageId']}: {body['status']}")
+
+    return _finish(_client(args).cancel(args.message_id), args.json, render)
+
+
+# -- senders ----------------------------------------------------------------------------------------
+
+
+def _deployment_admin(args: argparse.Namespace) -> Any:
+    """SenderAdmin against a deployment's table (named directly or read from the stack outputs)."""
+    from relay.admin import SenderAdmin
+
+    table, plan = args.table, args.usage_plan_id
+    if args.stack:
+        import boto3
+
+        stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        table, plan = table or outputs.get("TableName"), plan or outputs.get("UsagePlanId")
+    return SenderAdmin(table, usage_plan_id=plan) if table else None
+
+
+def cmd_senders(args: argparse.Namespace) -> int:
+    from functions.shared.exceptions import RelayError
+
+    admin = _deployment_admin(args)
+    action, sender = args.action, args.sender_id
+    if action != "list" and not sender:
+        print("relay: this action needs a SENDER_ID", file=sys.stderr)
+        return 2
+    if admin is not None:
+        try:
+            result: Any
+            if action == "create":
+                result = admin.create(sender, args.rate, args.burst)
+            elif action == "list":
+                result = admin.list()
+            elif action == "rotate-token":
+                result = admin.rotate_token(sender, args.grace_hours)
+            elif action == "rotate-secret":
+                result = admin.rotate_secret(sender)
+            else:
+                result = admin.set_status(sender, enabled=action == "enable")
+        except RelayError as error:
+            print(f"relay: {error}", file=sys.stderr)
+            return 1
+        _print_json(result)
+        return 0
+    client = _client(args)
+    if action == "list":
+        answer = client.admin("GET", "/senders")
+    elif action == "create":
+        payload: dict[str, Any] = {"senderId": sender}
+        payload.update({k: v for k, v in (("ratePerSecond", args.rate), ("burst", args.burst)) if v is not None})
+        answer = client.admin("POST", "/senders", payload)
+    elif action == "rotate-token":
+        answer = client.admin("POST", f"/senders/{sender}/rotate-token", {"graceHours": args.grace_hours})
+    else:
+        answer = client.admin("POST", f"/senders/{sender}/{action}", {})
+    return _finish(answer, True)
 
 
 # -- demo -------------------------------------------------------------------------------------------
@@ -163,7 +284,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from relay.local.targets import TargetServer
 
     with TargetServer() as targets, LocalRelay(port=0, time_scale=args.time_scale, policy=DEMO_POLICY) as relay:
-        client = RelayClient(relay.url)
+        client = RelayClient(relay.url, token=relay.dev_token)
         print(f"Local relay at {relay.url}, demo targets at {targets.url} (time scale {args.time_scale}).")
         print("Retry policy for the demo: fast lane 3 attempts, slow lane 3 attempts (see cdk.json for the real one).")
         sent: dict[str, str] = {}
@@ -181,7 +302,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + args.timeout
         records: dict[str, dict[str, Any]] = {}
         while time.monotonic() < deadline:
-            records = {label: client.status(mid, DEFAULT_SENDER).body for label, mid in sent.items()}
+            records = {label: client.status(mid).body for label, mid in sent.items()}
             if all(r.get("status") in ("DELIVERED", "FAILED", "CANCELLED") for r in records.values()):
                 break
             time.sleep(0.2)
@@ -242,11 +363,39 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(handler=cmd_demo)
 
-    status = sub.add_parser("status", help="show a message's status and events")
-    api_options(status)
-    status.add_argument("message_id")
-    status.add_argument("--sender-id")
-    status.set_defaults(handler=cmd_status)
+    for name, handler, help_text in (
+        ("status", cmd_status, "show a message's status, attempts and events"),
+        ("events", cmd_events, "show a message's timeline and its Step Functions runs"),
+        ("replay", cmd_replay, "deliver a DELIVERED or FAILED message again"),
+        ("cancel", cmd_cancel, "stop a pending or retrying message"),
+    ):
+        command = sub.add_parser(name, help=help_text)
+        api_options(command)
+        command.add_argument("message_id")
+        command.set_defaults(handler=handler)
+    sub._name_parser_map["trace"] = sub._name_parser_map["events"]  # `relay trace` is `relay events`
+
+    listing = sub.add_parser("list", help="list your messages in one status, newest first")
+    api_options(listing)
+    listing.add_argument(
+        "--status", required=True, choices=["PENDING", "DELIVERING", "RETRYING", "DELIVERED", "FAILED", "CANCELLED"]
+    )
+    listing.add_argument("--limit", type=int)
+    listing.add_argument("--cursor")
+    listing.add_argument("--all", action="store_true", help="follow every page")
+    listing.set_defaults(handler=cmd_list)
+
+    senders = sub.add_parser("senders", help="manage senders (local relay, or a deployment with --stack/--table)")
+    api_options(senders)
+    senders.add_argument("action", choices=["create", "list", "rotate-token", "rotate-secret", "disable", "enable"])
+    senders.add_argument("sender_id", nargs="?")
+    senders.add_argument("--rate", type=float, help="requests per second for this sender")
+    senders.add_argument("--burst", type=int, help="burst size for this sender")
+    senders.add_argument("--grace-hours", type=float, default=24.0, help="how long old tokens keep working")
+    senders.add_argument("--stack", help="a deployed stack's name: manage its senders (AWS credentials needed)")
+    senders.add_argument("--table", help="a deployed table's name (instead of --stack)")
+    senders.add_argument("--usage-plan-id", help="the stack's UsagePlanId output (with --table)")
+    senders.set_defaults(handler=cmd_senders)
     return parser
 
 

@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def credentials_path() -> Path:
+    return Path(os.environ.get("RELAY_HOME", Path.home() / ".relay")) / "credentials.json"
+
+
+def load_credentials(url: str) -> dict[str, Any]:
+    """What `relay dev` saved for the API at `url` (its development sender's token)."""
+    try:
+        saved = json.loads(credentials_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    entry = saved.get(url.rstrip("/"), {})
+    return entry if isinstance(entry, dict) else {}
+
+
+def save_credentials(url: str, entry: dict[str, Any]) -> Path:
+    path = credentials_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
+    saved[url.rstrip("/")] = entry
+    path.write_text(json.dumps(saved, indent=2), encoding="utf-8")
+    path.chmod(0o600)
+    return path
 
 
 @dataclass
@@ -28,7 +57,7 @@ class RelayClient:
         self.token = token
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, payload: bytes | None = None) -> ApiAnswer:
+    def request(self, method: str, path: str, payload: bytes | None = None) -> ApiAnswer:
         request = urllib.request.Request(self.base_url + path, data=payload, method=method)
         request.add_header("Content-Type", "application/json")
         if self.token:
@@ -41,11 +70,24 @@ class RelayClient:
 
     def send(self, message: dict[str, Any] | bytes) -> ApiAnswer:
         payload = message if isinstance(message, bytes) else json.dumps(message).encode("utf-8")
-        return self._request("POST", "/messages", payload)
+        return self.request("POST", "/messages", payload)
 
-    def status(self, message_id: str, sender_id: str | None = None) -> ApiAnswer:
-        query = f"?{urlencode({'senderId': sender_id})}" if sender_id else ""
-        return self._request("GET", f"/messages/{quote(message_id, safe='')}{query}")
+    def status(self, message_id: str) -> ApiAnswer:
+        return self.request("GET", f"/messages/{quote(message_id, safe='')}")
+
+    def list(self, status: str, limit: int | None = None, cursor: str | None = None) -> ApiAnswer:
+        query = {"status": status, **({"limit": str(limit)} if limit else {}), **({"cursor": cursor} if cursor else {})}
+        return self.request("GET", f"/messages?{urlencode(query)}")
+
+    def replay(self, message_id: str) -> ApiAnswer:
+        return self.request("POST", f"/messages/{quote(message_id, safe='')}/replay", b"")
+
+    def cancel(self, message_id: str) -> ApiAnswer:
+        return self.request("POST", f"/messages/{quote(message_id, safe='')}/cancel", b"")
+
+    def admin(self, method: str, path: str, payload: dict[str, Any] | None = None) -> ApiAnswer:
+        body = json.dumps(payload).encode() if payload is not None else (b"" if method == "POST" else None)
+        return self.request(method, f"/_admin{path}", body)
 
 
 def _decode(raw: bytes) -> Any:

@@ -1,8 +1,15 @@
 """RelayStack: one deployable stack, composed of one construct per capability.
 
-Later capabilities (delivery workflow, dispatcher, authorizer, reconciler, ...) are more
-constructs in stacks/constructs/, wired here from the attributes the existing ones expose
-(`storage.table`, `storage.queue`, `function_package`, `api.rest_api`, ...).
+    Storage            table, delivery queue (+ dead letters)
+    IngestWorkflow     POST /messages -> ingest machine (EXPRESS) -> delivery queue
+    DeliveryWorkflow   dispatcher -> fast lane (EXPRESS) -> slow lane (STANDARD); failed messages
+    SenderAuthentication  token authorizer in front of every route (per-sender API keys)
+    Api                REST API, stage, usage plan, gateway responses
+    Operations         GET /messages[/{id}], replay, cancel
+    Reconciler         re-drives overdue messages every minute
+    Observability      alarms and the dashboard
+
+Each is wired here from the attributes the others expose (`storage.table`, `delivery.fast_lane`, ...).
 """
 
 from __future__ import annotations
@@ -15,8 +22,13 @@ from constructs import Construct
 
 from stacks import bundling
 from stacks.constructs.api import Api
+from stacks.constructs.authentication import SenderAuthentication
+from stacks.constructs.delivery_workflow import DeliveryWorkflow
 from stacks.constructs.functions import FunctionPackage
 from stacks.constructs.ingest_workflow import IngestWorkflow
+from stacks.constructs.observability import Observability
+from stacks.constructs.operations import Operations
+from stacks.constructs.reconciler import Reconciler
 from stacks.constructs.storage import Storage
 from stacks.settings import RelaySettings
 
@@ -36,26 +48,57 @@ class RelayStack(Stack):
         self.settings = settings
 
         self.storage = Storage(self, "Storage")
+        table, queue = self.storage.table, self.storage.queue
         self.function_package = FunctionPackage(
             self,
             "FunctionPackage",
             source_dir=function_source or bundling.stage_function_source(),
             layer_dir=dependency_layer or bundling.ensure_dependency_layer(),
         )
-        self.ingest = IngestWorkflow(
+        package = self.function_package
+        self.ingest = IngestWorkflow(self, "Ingest", package=package, table=table, queue=queue, settings=settings)
+        self.delivery = DeliveryWorkflow(
+            self, "Delivery", package=package, table=table, queue=queue, settings=settings
+        )
+        self.authentication = SenderAuthentication(
+            self, "Authentication", package=package, table=table, settings=settings
+        )
+        self.api = Api(
             self,
-            "Ingest",
-            package=self.function_package,
-            table=self.storage.table,
-            queue=self.storage.queue,
+            "Api",
+            ingest_state_machine=self.ingest.state_machine,
+            authorizer=self.authentication.authorizer,
             settings=settings,
         )
-        self.api = Api(self, "Api", ingest_state_machine=self.ingest.state_machine, settings=settings)
+        self.operations = Operations(
+            self, "Operations", package=package, api=self.api, table=table, queue=queue, settings=settings
+        )
+        self.reconciler = Reconciler(
+            self,
+            "Reconciler",
+            package=package,
+            table=table,
+            queue=queue,
+            failed_queue=self.delivery.failed_queue,
+            settings=settings,
+        )
+        self.observability = Observability(
+            self,
+            "Observability",
+            rest_api=self.api.rest_api,
+            ingest=self.ingest.state_machine,
+            fast_lane=self.delivery.fast_lane,
+            slow_lane=self.delivery.slow_lane,
+            queue=queue,
+            dead_letter_queue=self.storage.dead_letter_queue,
+            failed_queue=self.delivery.failed_queue,
+            reconciler=self.reconciler.function.function,
+        )
 
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the Relay API")
         CfnOutput(self, "MessagesUrl", value=self.api.messages_url, description="POST messages here")
-        CfnOutput(self, "TableName", value=self.storage.table.table_name, description="Message table")
-        CfnOutput(self, "QueueUrl", value=self.storage.queue.queue_url, description="Delivery queue")
+        CfnOutput(self, "TableName", value=table.table_name, description="Message table")
+        CfnOutput(self, "QueueUrl", value=queue.queue_url, description="Delivery queue")
         CfnOutput(
             self,
             "DeadLetterQueueUrl",
@@ -67,4 +110,34 @@ class RelayStack(Stack):
             "IngestStateMachineArn",
             value=self.ingest.state_machine.state_machine_arn,
             description="Ingest state machine (EXPRESS)",
+        )
+        CfnOutput(
+            self,
+            "UsagePlanId",
+            value=self.api.usage_plan.usage_plan_id,
+            description="Usage plan that senders' API keys join (relay senders create --usage-plan-id)",
+        )
+        CfnOutput(
+            self,
+            "FailedQueueUrl",
+            value=self.delivery.failed_queue.queue_url,
+            description="Messages that ended FAILED, with their reason",
+        )
+        CfnOutput(
+            self,
+            "FastLaneArn",
+            value=self.delivery.fast_lane.state_machine_arn,
+            description="Delivery fast lane (EXPRESS)",
+        )
+        CfnOutput(
+            self,
+            "SlowLaneArn",
+            value=self.delivery.slow_lane.state_machine_arn,
+            description="Delivery slow lane (STANDARD)",
+        )
+        CfnOutput(
+            self,
+            "DashboardName",
+            value=self.observability.dashboard.dashboard_name,
+            description="CloudWatch dashboard of the whole path",
         )

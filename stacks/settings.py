@@ -8,6 +8,7 @@ stays the single source.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -15,6 +16,7 @@ from constructs import Node
 
 from functions.shared.config import message_schema
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
+from relay.definitions import RetrySchedule, retry_schedule
 
 CONTEXT_KEY = "relay"
 
@@ -22,8 +24,44 @@ CONTEXT_KEY = "relay"
 # policies: relay/project_config.delivery_policy); kept as they are, in `RelaySettings.sections`.
 SECTIONS = frozenset({"delivery"})
 
-# functions/shared/config.py uses the same default when RELAY_REDRIVE_AFTER_SECONDS is absent.
+# `relay.delivery`: per-lane overrides of the DeliveryRetryable retrier in the lane's definition
+# (relay/definitions.apply_delivery_policy), the same ones `relay dev` applies.
+DELIVERY_LANES = {"fastLane": "delivery_fast.asl.json", "slowLane": "delivery_slow.asl.json"}
+# Field -> (kind, smallest, largest): the ranges Step Functions accepts for a Retrier (and a Wait).
+_POLICY_RANGES: dict[str, tuple[type, float, float]] = {
+    "intervalSeconds": (int, 1, 99_999_999),
+    "maxAttempts": (int, 0, 99_999_999),
+    "backoffRate": (float, 1.0, 99_999_999),
+    "maxDelaySeconds": (int, 1, 31_622_400),
+    "initialWaitSeconds": (int, 0, 99_999_999),
+}
+_JITTER_STRATEGIES = ("FULL", "NONE")
+
+# functions/shared/config.py uses the same defaults when the RELAY_* variables are absent.
 DEFAULT_REDRIVE_AFTER_SECONDS = 300
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
+DEFAULT_TOTAL_TIMEOUT_SECONDS = 15
+DEFAULT_MAX_RESPONSE_BYTES = 65_536
+
+# A delivery attempt reads at most this much of a target's answer (only a snippet is kept): the
+# cap protects the deliver function's memory, not the targets.
+MAX_RESPONSE_BYTES_LIMIT = 1_048_576
+# The deliver function's timeout is the attempt's total timeout plus this much for its own
+# DynamoDB writes; Lambda allows 900 s, and an EXPRESS fast-lane run 300 s (checked by the
+# delivery workflow against the retry policy).
+DELIVER_OVERHEAD_SECONDS = 10
+MAX_TOTAL_TIMEOUT_SECONDS = 120
+
+# Delivery leases (functions/shared/config.py): while one is held, the reconciler leaves the message
+# alone. An EXPRESS fast-lane run lives at most 300 s, so its lease outlives any run.
+EXPRESS_MAX_SECONDS = 300
+STANDARD_MAX_SECONDS = 365 * 86_400
+FAST_LANE_LEASE_SECONDS = 360
+# What a fast-lane run needs after its last attempt to hand a message to the slow lane (the handoff
+# step's own retries); the attempts must leave this much of the 300 s.
+FAST_LANE_HANDOFF_BUDGET_SECONDS = 60
+# The slow lane's lease covers its whole retry horizon and every attempt, plus this margin.
+SLOW_LANE_LEASE_MARGIN_SECONDS = 3600
 
 # Step Functions refuses execution inputs over 256 KiB. The API forwards the request base64-encoded
 # (4/3 of its size) and cuts it just over the largest request validate accepts, which is
@@ -62,6 +100,10 @@ class RelaySettings:
     # Stage-wide API Gateway throttling (requests per second, and burst).
     api_throttling_rate_limit: int = 100
     api_throttling_burst_limit: int = 200
+    # One delivery attempt: connecting (with TLS) and the whole request, and the response read cap.
+    connect_timeout_seconds: int = DEFAULT_CONNECT_TIMEOUT_SECONDS
+    total_timeout_seconds: int = DEFAULT_TOTAL_TIMEOUT_SECONDS
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     # The SECTIONS present in the context, unvalidated here.
     sections: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -107,6 +149,7 @@ class RelaySettings:
         for name, section in sections.items():
             if not isinstance(section, dict):
                 raise SettingsError(f"{CONTEXT_KEY}.{name} must be an object")
+        _check_delivery_policy(sections.get("delivery", {}))
         settings = cls(**values, sections=sections)
         settings.check()
         return settings
@@ -119,6 +162,63 @@ class RelaySettings:
             )
         if self.api_throttling_burst_limit < self.api_throttling_rate_limit:
             raise SettingsError(f"{CONTEXT_KEY}.apiThrottlingBurstLimit must be at least apiThrottlingRateLimit")
+        if self.connect_timeout_seconds > self.total_timeout_seconds:
+            raise SettingsError(f"{CONTEXT_KEY}.connectTimeoutSeconds must not exceed totalTimeoutSeconds")
+        if self.total_timeout_seconds > MAX_TOTAL_TIMEOUT_SECONDS:
+            raise SettingsError(
+                f"{CONTEXT_KEY}.totalTimeoutSeconds is {self.total_timeout_seconds}; at most "
+                f"{MAX_TOTAL_TIMEOUT_SECONDS} (an attempt runs inside a fast-lane EXPRESS run of at most 300 s)"
+            )
+        if self.max_response_bytes > MAX_RESPONSE_BYTES_LIMIT:
+            raise SettingsError(
+                f"{CONTEXT_KEY}.maxResponseBytes is {self.max_response_bytes}; at most {MAX_RESPONSE_BYTES_LIMIT} "
+                "(the deliver function holds what it reads in memory)"
+            )
+        fast_lane = self.fast_lane_run_seconds
+        if fast_lane + FAST_LANE_HANDOFF_BUDGET_SECONDS > EXPRESS_MAX_SECONDS:
+            raise SettingsError(
+                f"the fast lane's attempts may take {fast_lane:g} s (waits plus attempts of up to "
+                f"{self.deliver_timeout_seconds} s each); with {FAST_LANE_HANDOFF_BUDGET_SECONDS} s for the "
+                f"handoff that exceeds an EXPRESS run's {EXPRESS_MAX_SECONDS} s: lower "
+                f"{CONTEXT_KEY}.delivery.fastLane (maxAttempts, intervalSeconds, maxDelaySeconds) or totalTimeoutSeconds"
+            )
+        if self.slow_lane_lease_seconds > STANDARD_MAX_SECONDS:
+            raise SettingsError(
+                f"the slow lane's retries may take {self.slow_lane_lease_seconds} s, longer than a STANDARD run "
+                f"may last ({STANDARD_MAX_SECONDS} s): lower {CONTEXT_KEY}.delivery.slowLane"
+            )
+
+    def lane_schedule(self, lane: str) -> RetrySchedule:
+        """What a lane's DeliveryRetryable retrier (with this deployment's overrides) means in time."""
+        return retry_schedule(DELIVERY_LANES[lane], self.lane_policy(lane))
+
+    @property
+    def fast_lane_run_seconds(self) -> float:
+        """The longest a fast-lane run spends on attempts: every wait at its maximum, every attempt timing out."""
+        schedule = self.lane_schedule("fastLane")
+        return schedule.max_horizon_seconds + schedule.attempts * self.deliver_timeout_seconds
+
+    @property
+    def slow_lane_lease_seconds(self) -> int:
+        """The slow lane's lease: its whole retry horizon, every attempt timing out, and a margin."""
+        schedule = self.lane_schedule("slowLane")
+        return (
+            math.ceil(schedule.max_horizon_seconds)
+            + schedule.attempts * self.deliver_timeout_seconds
+            + SLOW_LANE_LEASE_MARGIN_SECONDS
+        )
+
+    def lane_policy(self, lane: str) -> dict[str, Any] | None:
+        """`relay.delivery.<lane>` (fastLane or slowLane); None keeps the definition file's policy."""
+        if lane not in DELIVERY_LANES:
+            raise KeyError(lane)
+        policy: dict[str, Any] | None = self.sections.get("delivery", {}).get(lane)
+        return policy
+
+    @property
+    def deliver_timeout_seconds(self) -> int:
+        """The deliver function's timeout: one attempt plus its own bookkeeping."""
+        return self.total_timeout_seconds + DELIVER_OVERHEAD_SECONDS
 
     def function_environment(self) -> dict[str, str]:
         """The variables functions/shared/config.py reads (table and queue are added per function)."""
@@ -129,6 +229,19 @@ class RelaySettings:
             "RELAY_MAX_HEADER_BYTES": str(self.max_header_bytes),
             "RELAY_MAX_FUTURE_SKEW_SECONDS": str(self.max_future_skew_seconds),
             "RELAY_REDRIVE_AFTER_SECONDS": str(self.redrive_after_seconds),
+            # Private and internal targets are for local development only; on AWS they are always
+            # refused (validate checks the URL, deliver every resolved address).
+            "RELAY_ALLOW_PRIVATE_TARGETS": "false",
+        }
+
+    def delivery_environment(self) -> dict[str, str]:
+        """How one delivery attempt behaves (functions/shared/config.py); lanes and queues are added per function."""
+        return {
+            "RELAY_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
+            "RELAY_TOTAL_TIMEOUT_SECONDS": str(self.total_timeout_seconds),
+            "RELAY_MAX_RESPONSE_BYTES": str(self.max_response_bytes),
+            "RELAY_FAST_LANE_LEASE_SECONDS": str(FAST_LANE_LEASE_SECONDS),
+            "RELAY_SLOW_LANE_LEASE_SECONDS": str(self.slow_lane_lease_seconds),
         }
 
 
@@ -141,6 +254,35 @@ def _camel(name: str) -> str:
 CONTEXT_NAMES: dict[str, str] = {
     setting.name: _camel(setting.name) for setting in fields(RelaySettings) if setting.name != "sections"
 }
+
+
+def _check_delivery_policy(section: dict[str, Any]) -> None:
+    """Catch a wrong retry policy at synth time (Step Functions would refuse it only at deploy)."""
+    unknown = sorted(set(section) - set(DELIVERY_LANES))
+    if unknown:
+        raise SettingsError(
+            f"unknown lane(s) in {CONTEXT_KEY}.delivery: {', '.join(unknown)}; known: {', '.join(DELIVERY_LANES)}"
+        )
+    for lane, policy in section.items():
+        where = f"{CONTEXT_KEY}.delivery.{lane}"
+        if not isinstance(policy, dict):
+            raise SettingsError(f"{where} must be an object")
+        known = set(_POLICY_RANGES) | {"jitterStrategy"}
+        extra = sorted(set(policy) - known)
+        if extra:
+            raise SettingsError(f"unknown setting(s) in {where}: {', '.join(extra)}; known: {', '.join(sorted(known))}")
+        for name, value in policy.items():
+            if name == "jitterStrategy":
+                if value not in _JITTER_STRATEGIES:
+                    raise SettingsError(f"{where}.jitterStrategy must be one of {', '.join(_JITTER_STRATEGIES)}")
+                continue
+            kind, lowest, highest = _POLICY_RANGES[name]
+            valid_type = isinstance(value, int | float) if kind is float else isinstance(value, int)
+            if isinstance(value, bool) or not valid_type or not lowest <= value <= highest:
+                kind_name = "a number" if kind is float else "a whole number"
+                raise SettingsError(f"{where}.{name} must be {kind_name} from {lowest:g} to {highest:g}, got {value!r}")
+        if "initialWaitSeconds" in policy and lane != "slowLane":
+            raise SettingsError(f"{where}.initialWaitSeconds applies to the slow lane only")
 
 
 def _positive_int(name: str, value: Any) -> int:

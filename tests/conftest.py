@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ os.environ.update(
         "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
 )
+# relay dev saves development credentials under RELAY_HOME; keep them out of the user's home.
+os.environ.setdefault("RELAY_HOME", tempfile.mkdtemp(prefix="relay-home-"))
 
 
 def now_iso() -> str:

@@ -7,13 +7,14 @@ machine's output is exactly that HTTP answer.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.shared.config import Settings
-from functions.shared.exceptions import QueueUnavailable, RelayError
+from functions.shared.exceptions import PayloadTooLarge, QueueUnavailable, RelayError
 from functions.shared.model import EventType, MessageKey, Status
 from functions.shared.observability import logger, metrics
 from functions.shared.queue import DeliveryQueue
@@ -67,6 +68,19 @@ def _answer_existing(head: dict[str, Any], content_hash: str, key: MessageKey, r
     return conflict_response(key, request_id)
 
 
+# Step Functions refuses states over 256 KiB; control characters grow sixfold once JSON-escaped, so
+# the escaped message is checked, leaving room for the rest of the state.
+MAX_STATE_MESSAGE_BYTES = 200_000
+
+
+def _check_state_size(message: dict[str, Any]) -> None:
+    size = len(json.dumps(message).encode("utf-8"))
+    if size > MAX_STATE_MESSAGE_BYTES:
+        raise PayloadTooLarge(
+            "$.body", f"The message is {size} bytes once JSON-escaped; the limit is {MAX_STATE_MESSAGE_BYTES}."
+        )
+
+
 def validate_step(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
     request_id = str(state.get("requestId") or "unknown")
     authenticated = state.get("senderId") or None
@@ -75,6 +89,7 @@ def validate_step(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
         if isinstance(document, dict) and isinstance(document.get("messageId"), str):
             logger.set_correlation_id(document["messageId"])
         valid = validate_message(document, settings, authenticated_sender_id=authenticated)
+        _check_state_size(valid.message)
     except RelayError as rejection:
         metrics.add_metric(name="MessagesRejected", unit=MetricUnit.Count, value=1)
         logger.info("Message rejected", extra={"reason": type(rejection).__name__})

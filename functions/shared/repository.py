@@ -41,7 +41,7 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
-def _to_item(values: dict[str, Any]) -> dict[str, Any]:
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
     return {name: _serializer.serialize(value) for name, value in values.items() if value is not None}
 
 
@@ -55,7 +55,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _from_item(item: dict[str, Any]) -> dict[str, Any]:
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {name: _plain(_deserializer.deserialize(value)) for name, value in item.items()}
 
 
@@ -108,7 +108,7 @@ class MessageRepository:
     def _conditional_put(self, item: dict[str, Any], condition: str, **kwargs: Any) -> bool:
         """Put an item if `condition` holds; False when it does not (the item is someone else's)."""
         try:
-            self._call("put_item", Item=_to_item(item), ConditionExpression=condition, **kwargs)
+            self._call("put_item", Item=to_item(item), ConditionExpression=condition, **kwargs)
         except ClientError as error:
             if _is_condition_failure(error):
                 return False
@@ -120,23 +120,23 @@ class MessageRepository:
     def get_head(self, key: MessageKey, consistent: bool = True) -> dict[str, Any] | None:
         response = self._call(
             "get_item",
-            Key=_to_item({"pk": key.partition_key, "sk": HEAD_SORT_KEY}),
+            Key=to_item({"pk": key.partition_key, "sk": HEAD_SORT_KEY}),
             ConsistentRead=consistent,
         )
         item = response.get("Item")
-        return _from_item(item) if item else None
+        return from_item(item) if item else None
 
     def get_message(self, key: MessageKey) -> StoredMessage | None:
         """The head and every event of a message, in lifecycle order (one query)."""
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": _to_item({":pk": key.partition_key}),
+            "ExpressionAttributeValues": to_item({":pk": key.partition_key}),
             "ConsistentRead": True,
         }
         while True:
             response = self._call("query", **kwargs)
-            items.extend(_from_item(item) for item in response.get("Items", []))
+            items.extend(from_item(item) for item in response.get("Items", []))
             if "LastEvaluatedKey" not in response:
                 break
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -152,12 +152,12 @@ class MessageRepository:
             "query",
             IndexName="due",
             KeyConditionExpression="dueShard = :shard AND dueAt <= :now",
-            ExpressionAttributeValues=_to_item({":shard": shard, ":now": due_before}),
+            ExpressionAttributeValues=to_item({":shard": shard, ":now": due_before}),
             Limit=limit,
         )
         keys = []
         for item in response.get("Items", []):
-            plain = _from_item(item)
+            plain = from_item(item)
             _, sender_id, message_id = plain["pk"].split("#", 2)
             keys.append(MessageKey(sender_id, message_id))
         return keys
@@ -191,7 +191,7 @@ class MessageRepository:
         try:
             self._call(
                 "put_item",
-                Item=_to_item(item),
+                Item=to_item(item),
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -200,9 +200,9 @@ class MessageRepository:
                 raise
             existing: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
             if existing is None:  # older emulators do not return the item
-                response = self._call("get_item", Key=_to_item({"pk": item["pk"], "sk": item["sk"]}))
+                response = self._call("get_item", Key=to_item({"pk": item["pk"], "sk": item["sk"]}))
                 existing = response.get("Item", {})
-            return bool(_from_item(existing).get("contentHash") == content_hash)
+            return bool(from_item(existing).get("contentHash") == content_hash)
         return True
 
     def create_head(self, head: dict[str, Any]) -> bool:
@@ -239,10 +239,10 @@ class MessageRepository:
         """Move the time after which the reconciler considers the message stuck."""
         self._call(
             "update_item",
-            Key=_to_item({"pk": key.partition_key, "sk": HEAD_SORT_KEY}),
+            Key=to_item({"pk": key.partition_key, "sk": HEAD_SORT_KEY}),
             UpdateExpression="SET dueAt = :due, dueShard = :shard",
             ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues=_to_item({":due": due_at, ":shard": key.due_shard}),
+            ExpressionAttributeValues=to_item({":due": due_at, ":shard": key.due_shard}),
         )
 
     # -- delivery --------------------------------------------------------------------------------
@@ -257,10 +257,10 @@ class MessageRepository:
     ) -> dict[str, Any] | None:
         """A conditional update of the head; None when the condition does not hold."""
         kwargs: dict[str, Any] = {
-            "Key": _to_item({"pk": key.partition_key, "sk": HEAD_SORT_KEY}),
+            "Key": to_item({"pk": key.partition_key, "sk": HEAD_SORT_KEY}),
             "UpdateExpression": update,
             "ConditionExpression": condition,
-            "ExpressionAttributeValues": _to_item(values),
+            "ExpressionAttributeValues": to_item(values),
             "ReturnValues": "ALL_NEW",
         }
         if names:
@@ -271,7 +271,7 @@ class MessageRepository:
             if _is_condition_failure(error):
                 return None
             raise
-        return _from_item(response["Attributes"])
+        return from_item(response["Attributes"])
 
     def get_head_and_content(self, key: MessageKey) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """The head and the received content, in one consistent batch read."""
@@ -281,14 +281,14 @@ class MessageRepository:
         ]
         try:
             response = self._client.batch_get_item(
-                RequestItems={self.table_name: {"Keys": [_to_item(k) for k in keys], "ConsistentRead": True}}
+                RequestItems={self.table_name: {"Keys": [to_item(k) for k in keys], "ConsistentRead": True}}
             )
         except (ClientError, BotoCoreError) as error:
             raise _storage_failure(error) from error
         head: dict[str, Any] | None = None
         content: dict[str, Any] = {}
         for item in response.get("Responses", {}).get(self.table_name, []):
-            plain = _from_item(item)
+            plain = from_item(item)
             if plain["sk"] == HEAD_SORT_KEY:
                 head = plain
             else:
@@ -400,4 +400,87 @@ class MessageRepository:
             "#run = :run AND NOT (#status IN (:delivered, :failed, :cancelled))",
             values,
             {"#status": "status", "#run": "run"},
+        )
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def list_by_status(
+        self, sender_id: str, status: str, limit: int, start_key: dict[str, Any] | None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """A sender's heads in one status, newest first; returns the next page's start key."""
+        kwargs: dict[str, Any] = {
+            "IndexName": "byStatus",
+            "KeyConditionExpression": "gsi1pk = :pk",
+            "ExpressionAttributeValues": to_item({":pk": status_index_key(sender_id, status)}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = to_item(start_key)
+        response = self._call("query", **kwargs)
+        items = [from_item(item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return items, (from_item(last) if last else None)
+
+    def start_replay(self, key: MessageKey, at: str, due_at: int) -> dict[str, Any] | None:
+        """Begin a new run of a finished message (DELIVERED or FAILED); None when it is not finished."""
+        return self._update_head(
+            key,
+            "SET #status = :pending, #run = #run + :one, updatedAt = :at, dueAt = :due, dueShard = :shard, "
+            "gsi1pk = :gsi REMOVE leaseUntil, deliveredAt, failedAt, lastError",
+            "#status IN (:delivered, :failed)",
+            {
+                ":pending": "PENDING",
+                ":one": 1,
+                ":at": at,
+                ":due": due_at,
+                ":shard": key.due_shard,
+                ":gsi": status_index_key(key.sender_id, "PENDING"),
+                ":delivered": "DELIVERED",
+                ":failed": "FAILED",
+            },
+            {"#status": "status", "#run": "run"},
+        )
+
+    def cancel(self, key: MessageKey, at: str) -> dict[str, Any] | None:
+        """Stop a message that has not finished; None when it already has."""
+        return self._update_head(
+            key,
+            "SET #status = :cancelled, updatedAt = :at, cancelledAt = :at, gsi1pk = :gsi "
+            "REMOVE dueAt, dueShard, leaseUntil",
+            "#status IN (:pending, :delivering, :retrying)",
+            {
+                ":cancelled": "CANCELLED",
+                ":at": at,
+                ":gsi": status_index_key(key.sender_id, "CANCELLED"),
+                ":pending": "PENDING",
+                ":delivering": "DELIVERING",
+                ":retrying": "RETRYING",
+            },
+            {"#status": "status"},
+        )
+
+    def note_redrive(self, key: MessageKey, run: int, due_at: int) -> dict[str, Any] | None:
+        """Count a reconciler re-drive and push the due time out; None if the message moved on."""
+        return self._update_head(
+            key,
+            "SET dueAt = :due ADD redrives :one REMOVE leaseUntil",
+            "#run = :run AND #status IN (:pending, :delivering, :retrying)",
+            {
+                ":due": due_at,
+                ":one": 1,
+                ":run": run,
+                ":pending": "PENDING",
+                ":delivering": "DELIVERING",
+                ":retrying": "RETRYING",
+            },
+            {"#run": "run", "#status": "status"},
+        )
+
+    def clear_due(self, key: MessageKey) -> None:
+        """Take a finished message off the reconciler's index (a leftover due time)."""
+        self._call(
+            "update_item",
+            Key=to_item({"pk": key.partition_key, "sk": HEAD_SORT_KEY}),
+            UpdateExpression="REMOVE dueAt, dueShard",
         )

@@ -20,7 +20,9 @@ _HEAD_FIELDS = (
     "targetUrl",
     "method",
     "ttl",
-    "executions",
+    "run",
+    "cancelledAt",
+    "redrives",
 )
 _EVENT_HIDDEN = frozenset({"pk", "sk", "ttl", "message", "contentHash"})
 
@@ -31,7 +33,7 @@ def status_view(stored: StoredMessage) -> dict[str, Any]:
     for optional in ("timestamp", "headers", "body"):
         if optional in content:
             view[optional] = content[optional]
-    view["events"] = [
-        {name: value for name, value in event.items() if name not in _EVENT_HIDDEN} for event in stored.events
-    ]
+    # Time order reads naturally; the sort key breaks ties within a millisecond.
+    ordered = sorted(stored.events, key=lambda event: (str(event.get("at", "")), str(event["sk"])))
+    view["events"] = [{name: value for name, value in event.items() if name not in _EVENT_HIDDEN} for event in ordered]
     return view

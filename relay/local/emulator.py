@@ -42,6 +42,9 @@ FUNCTIONS: dict[str, str] = {
     "relay-deliver": "functions.deliver.handler.lambda_handler",
     "relay-fail": "functions.finalize.handler.lambda_handler",
     "relay-handoff": "functions.handoff.handler.lambda_handler",
+    "relay-api": "functions.api.handler.lambda_handler",
+    "relay-authorizer": "functions.authorizer.handler.lambda_handler",
+    "relay-reconciler": "functions.reconciler.handler.lambda_handler",
 }
 _DELIVERY_FUNCTIONS = {
     "DeliverFunctionArn": "relay-deliver",

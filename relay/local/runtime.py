@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from relay.admin import SenderAdmin
 from relay.local.emulator import LocalAws
 from relay.local.server import RelayHttpServer
-from relay.local.workers import QueueWorker
+from relay.local.workers import QueueWorker, ScheduledWorker
 from relay.project_config import delivery_policy
 
 DEV_SENDER = "dev"
@@ -26,6 +27,10 @@ class LocalRelay:
     server: RelayHttpServer | None = None
     workers: list[QueueWorker] = field(default_factory=list)
     dev_secret: str = ""
+    dev_token: str = ""
+    # The reconciler's schedule (rate(1 minute) on AWS), in real seconds.
+    reconcile_every_seconds: float = 5.0
+    reconciler: ScheduledWorker | None = None
 
     @property
     def url(self) -> str:
@@ -34,8 +39,6 @@ class LocalRelay:
         return f"http://{host!s}:{port}"
 
     def start(self) -> LocalRelay:
-        from functions.shared.secrets import SigningSecrets
-
         environment = {
             "RELAY_ALLOW_PRIVATE_TARGETS": "true" if self.allow_private_targets else "false",
             **self.environment,
@@ -45,8 +48,10 @@ class LocalRelay:
             environment=environment,
             delivery_policy=delivery_policy() if self.policy is None else self.policy,
         ).start()
-        self.dev_secret = SigningSecrets().create(DEV_SENDER)
+        created = SenderAdmin(self.local.table_name).create(DEV_SENDER)
+        self.dev_token, self.dev_secret = created["token"], created["signingSecret"]
         self.workers = [QueueWorker(self.local, self.local.queue_urls[self.local.queue_name]).start()]
+        self.reconciler = ScheduledWorker(self.local, "relay-reconciler", self.reconcile_every_seconds).start()
         self.server = RelayHttpServer((self.host, self.port), self.local)
         self.server.serve_in_background()
         return self
@@ -58,6 +63,9 @@ class LocalRelay:
             self.server = None
         for worker in self.workers:
             worker.stop()
+        if self.reconciler is not None:
+            self.reconciler.stop()
+            self.reconciler = None
         self.workers = []
         if self.local is not None:
             self.local.stop()

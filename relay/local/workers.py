@@ -71,6 +71,34 @@ class QueueWorker:
                 time.sleep(0.5)
 
 
+@dataclass
+class ScheduledWorker:
+    """Plays an EventBridge schedule: invokes a handler every `every_seconds`."""
+
+    local: LocalAws
+    function_name: str
+    every_seconds: float
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> ScheduledWorker:
+        self._thread = threading.Thread(target=self._run, name=f"schedule-{self.function_name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_seconds):
+            try:
+                self.local.invoke(self.function_name, {"source": "aws.events", "detail-type": "Scheduled Event"})
+            except Exception:  # a failed round is retried on the next tick, as on AWS
+                continue
+
+
 def _sqs_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
     queue_name = queue_url.rsplit("/", 1)[-1]
     return {

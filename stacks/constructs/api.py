@@ -5,6 +5,9 @@ mapping builds the machine's input; the response mapping turns the machine's out
 already the HTTP answer `{"statusCode", "body"}`, into the response. StartSyncExecution answers
 200 even for a failed run, so the mapping reads the run's `status`. No text from AWS reaches a
 caller: every other outcome becomes Relay's own error body.
+
+Every method requires the sender token authorizer (stacks/constructs/authentication.py) and the
+API key it returns; the stage's usage plan throttles each sender's key.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ JSON = "application/json"
 
 SYSTEM_ERROR_MESSAGE = "Relay could not process the request; it is safe to retry with the same messageId."
 THROTTLED_MESSAGE = "Too many requests; retry later with the same messageId."
+UNAUTHORIZED_MESSAGE = "Send a valid API token as 'Authorization: Bearer <token>'."
+FORBIDDEN_MESSAGE = "This sender may not call this route (it may be disabled)."
+NO_API_KEY_MESSAGE = "This sender has no API key in this deployment's usage plan; ask an operator to set it up."
 
 # Status codes POST /messages answers with (declared for the API's documentation and SDKs).
 MESSAGE_STATUS_CODES = ("200", "202", "400", "401", "403", "409", "413", "429", "500")
@@ -41,9 +47,10 @@ def _error_json(code: str, message: str) -> str:
 def request_template(state_machine_arn: str, max_request_bytes: int) -> str:
     """StartSyncExecution request: the ingest input `{requestId, senderId, bodyBase64}` as a string.
 
-    - senderId is what an authorizer put in `$context.authorizer.senderId`, "" when there is none
-      (the validate step treats "" as unauthenticated). Anything outside the identifier alphabet
-      becomes a value no message can carry, so it can never break out of the JSON string.
+    - senderId is the sender the token authorizer authenticated (`$context.authorizer.senderId`;
+      every method requires the authorizer), never a value from the request; validate checks the
+      body's senderId against it. Anything outside the identifier alphabet becomes a value no
+      message can carry, so it can never break out of the JSON string.
     - A body over the limit is cut to just over it: validate then answers 413 PAYLOAD_TOO_LARGE
       instead of Step Functions refusing an input over 256 KiB (which could only become a 500).
       The cut happens on the base64 text at a multiple of 4, so it stays valid base64.
@@ -130,7 +137,25 @@ GATEWAY_RESPONSES: list[tuple[str, apigateway.ResponseType, str | None, str, str
         "SYSTEM_ERROR",
         SYSTEM_ERROR_MESSAGE,
     ),
+    # Authentication (stacks/constructs/authentication.py): no or an unknown token, a disabled
+    # sender, a sender without an API key in the usage plan.
+    ("Unauthorized", apigateway.ResponseType.UNAUTHORIZED, "401", "UNAUTHORIZED", UNAUTHORIZED_MESSAGE),
+    ("AccessDenied", apigateway.ResponseType.ACCESS_DENIED, "403", "FORBIDDEN", FORBIDDEN_MESSAGE),
+    ("InvalidApiKey", apigateway.ResponseType.INVALID_API_KEY, "403", "FORBIDDEN", NO_API_KEY_MESSAGE),
+    # API Gateway's answer for a path or method the API does not have.
+    (
+        "MissingAuthenticationToken",
+        apigateway.ResponseType.MISSING_AUTHENTICATION_TOKEN,
+        "404",
+        "NOT_FOUND",
+        "No such route.",
+    ),
 ]
+
+# Extra headers of some gateway responses (values are mapping expressions: literals in quotes).
+GATEWAY_RESPONSE_HEADERS: dict[str, dict[str, str]] = {
+    "Unauthorized": {"WWW-Authenticate": "'Bearer'"},
+}
 
 
 def gateway_response_template(code: str, message: str | None) -> str:
@@ -164,7 +189,11 @@ ACCESS_LOG_FORMAT = {
 
 
 class Api(Construct):
-    """REST API with `POST /messages`; later routes hang off `rest_api.root` / `messages`."""
+    """REST API with `POST /messages`; later routes hang off `rest_api.root` / `messages`.
+
+    Every method of the API, present and future, requires `authorizer` and an API key, which the
+    authorizer supplies (the sender's key): that is what lets the usage plan throttle per sender.
+    """
 
     def __init__(
         self,
@@ -172,6 +201,7 @@ class Api(Construct):
         construct_id: str,
         *,
         ingest_state_machine: sfn.IStateMachine,
+        authorizer: apigateway.IAuthorizer,
         settings: RelaySettings,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -184,6 +214,13 @@ class Api(Construct):
             "RestApi",
             description="Relay: accepts messages once and delivers them with retries",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
+            # The authorizer returns the sender's API key; callers never send one themselves.
+            api_key_source_type=apigateway.ApiKeySourceType.AUTHORIZER,
+            default_method_options=apigateway.MethodOptions(
+                authorization_type=apigateway.AuthorizationType.CUSTOM,
+                authorizer=authorizer,
+                api_key_required=True,
+            ),
             # Execution logging (ERROR level) needs the account's API Gateway CloudWatch role;
             # CDK creates it, and keeps it when the stack is deleted (other APIs may use it).
             cloud_watch_role=True,
@@ -209,7 +246,20 @@ class Api(Construct):
                 type=response_type,
                 status_code=status,
                 templates={JSON: gateway_response_template(code, message)},
+                response_headers=GATEWAY_RESPONSE_HEADERS.get(response_id),
             )
+
+        # The plan every sender's API key is in unless it has limits of its own (relay/admin.py
+        # gives such a sender its own plan on the same stage). Its throttle applies per key.
+        self.usage_plan = self.rest_api.add_usage_plan(
+            "UsagePlan",
+            description="Relay senders: per-sender throttling (each sender's API key is in this plan)",
+            throttle=apigateway.ThrottleSettings(
+                rate_limit=settings.api_throttling_rate_limit,
+                burst_limit=settings.api_throttling_burst_limit,
+            ),
+            api_stages=[apigateway.UsagePlanPerApiStage(api=self.rest_api, stage=self.rest_api.deployment_stage)],
+        )
 
         # API Gateway may start this one machine synchronously, and do nothing else.
         self.start_execution_role = iam.Role(
@@ -274,15 +324,10 @@ class Api(Construct):
             "associate a web ACL with the stage. Throttling is set on the stage.",
         )
         acknowledge(
-            self.post_message,
-            "AwsSolutions-APIG4",
-            "Sender authentication (a Lambda authorizer with per-sender tokens) is the next issue; "
-            "until then the validate step treats every request as unauthenticated.",
-        )
-        acknowledge(
-            self.post_message,
+            self.rest_api,
             "AwsSolutions-COG4",
-            "Relay authenticates senders with its own per-sender tokens, not Cognito user pools.",
+            "Every method requires Relay's Lambda token authorizer (per-sender bearer tokens, stored as "
+            "hashes, rotated with a grace period); senders are machines, not Cognito user-pool users.",
         )
 
     @property

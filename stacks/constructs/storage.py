@@ -16,6 +16,10 @@ DUE_INDEX = "due"  # sparse: heads the reconciler must look at (dueShard / dueAt
 
 # A delivery message that failed this many receives goes to the dead-letter queue.
 MAX_RECEIVE_COUNT = 5
+# The dispatcher only starts a delivery run per message, so a short visibility timeout suffices.
+# Lambda asks for at least six times the consumer's timeout (stacks/constructs/delivery_workflow.py
+# checks its dispatcher against this).
+DELIVERY_QUEUE_VISIBILITY_SECONDS = 60
 
 
 class Storage(Construct):
@@ -65,9 +69,7 @@ class Storage(Construct):
             "DeliveryQueue",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            # The dispatcher only starts a delivery run per message, so a short timeout suffices;
-            # its Lambda timeout must stay below this.
-            visibility_timeout=Duration.seconds(60),
+            visibility_timeout=Duration.seconds(DELIVERY_QUEUE_VISIBILITY_SECONDS),
             retention_period=Duration.days(4),
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVE_COUNT, queue=self.dead_letter_queue),
         )

@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# relay dev saves its development credentials here; tests keep them out of the user's home.
+# (setdefault: this module may be imported twice, as pytest's conftest and as tests.e2e.conftest.)
+RELAY_HOME = Path(os.environ.setdefault("RELAY_HOME", tempfile.mkdtemp(prefix="relay-home-")))
 
 
 def free_port() -> int:
@@ -31,13 +35,24 @@ class RelayDev:
     url: str
     output: list[str] = field(default_factory=list)
 
+    def _printed(self, pattern: str, what: str) -> str:
+        # The banner is printed just after the server starts answering; give it a moment.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for line in list(self.output):
+                match = re.search(pattern, line)
+                if match:
+                    return match.group(1)
+            time.sleep(0.05)
+        raise AssertionError(f"relay dev did not print the development sender's {what}")
+
+    @property
+    def dev_token(self) -> str:
+        return self._printed(r"(rly_[A-Za-z0-9_-]+)", "token")
+
     @property
     def dev_secret(self) -> str:
-        for line in self.output:
-            match = re.search(r"(whsec_[A-Za-z0-9+/=]+)", line)
-            if match:
-                return match.group(1)
-        raise AssertionError("relay dev did not print the development sender's secret")
+        return self._printed(r"(whsec_[A-Za-z0-9+/=]+)", "signing secret")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -55,7 +70,7 @@ def start_relay_dev(*extra: str) -> RelayDev:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "RELAY_HOME": str(RELAY_HOME)},
     )
     relay = RelayDev(process, f"http://127.0.0.1:{port}")
 
@@ -90,3 +105,8 @@ def relay_dev_process() -> Iterator[RelayDev]:
 @pytest.fixture(scope="module")
 def relay_dev(relay_dev_process: RelayDev) -> str:
     return relay_dev_process.url
+
+
+@pytest.fixture(scope="module")
+def dev_token(relay_dev_process: RelayDev) -> str:
+    return relay_dev_process.dev_token

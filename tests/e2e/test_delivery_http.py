@@ -25,10 +25,10 @@ def target() -> Iterator[TargetServer]:
         yield server
 
 
-def wait_terminal(client: RelayClient, message_id: str, sender: str, timeout: float = 30) -> dict[str, Any]:
+def wait_terminal(client: RelayClient, message_id: str, timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = client.status(message_id, sender).body
+        body = client.status(message_id).body
         if body.get("status") in ("DELIVERED", "FAILED"):
             return dict(body)
         time.sleep(0.1)
@@ -39,12 +39,12 @@ def test_delivery_is_exact_and_verifiable_with_the_printed_secret(
     relay_dev_process: RelayDev, target: TargetServer
 ) -> None:
     # Given relay dev and its development sender's secret, printed once at start
-    client = RelayClient(relay_dev_process.url)
+    client = RelayClient(relay_dev_process.url, token=relay_dev_process.dev_token)
     body = '{"event":"order.paid","total":"9.99 €"}'
     message = make_message(senderId="dev", targetUrl=f"{target.url}/ok", headers={"X-Shop": "7"}, body=body)
     # When a message is sent
     assert client.send(message).status == 202
-    record = wait_terminal(client, message["messageId"], "dev")
+    record = wait_terminal(client, message["messageId"])
     # Then it is delivered once, byte-exact, and the signature verifies with standardwebhooks
     assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
     [request] = [r for r in target.requests_to("/ok") if r.header("webhook-id") == f"dev:{message['messageId']}"]
@@ -54,15 +54,15 @@ def test_delivery_is_exact_and_verifiable_with_the_printed_secret(
     assert Webhook(relay_dev_process.dev_secret).verify(request.body, headers) == json.loads(body)
 
 
-def test_flaky_and_missing_targets(relay_dev: str, target: TargetServer) -> None:
-    client = RelayClient(relay_dev)
-    flaky = make_message(targetUrl=f"{target.url}/flaky/2")
-    missing = make_message(targetUrl=f"{target.url}/missing")
+def test_flaky_and_missing_targets(relay_dev: str, dev_token: str, target: TargetServer) -> None:
+    client = RelayClient(relay_dev, token=dev_token)
+    flaky = make_message(senderId="dev", targetUrl=f"{target.url}/flaky/2")
+    missing = make_message(senderId="dev", targetUrl=f"{target.url}/missing")
     assert client.send(flaky).status == 202 and client.send(missing).status == 202
-    flaky_record = wait_terminal(client, flaky["messageId"], flaky["senderId"])
+    flaky_record = wait_terminal(client, flaky["messageId"])
     assert (flaky_record["status"], flaky_record["attempts"]) == ("DELIVERED", 3)
     assert [e.get("statusCode") for e in flaky_record["events"] if e["type"] == "ATTEMPT_FAILED"] == [503, 503]
-    missing_record = wait_terminal(client, missing["messageId"], missing["senderId"])
+    missing_record = wait_terminal(client, missing["messageId"])
     assert (missing_record["status"], missing_record["attempts"]) == ("FAILED", 1)
 
 
@@ -84,12 +84,12 @@ def test_host_resolving_to_a_private_address_is_blocked_without_connecting(targe
     # Given relay dev under the deployment's rule (private targets off)
     relay = start_relay_dev("--no-allow-private-targets", "--time-scale", "0.01")
     try:
-        client = RelayClient(relay.url)
+        client = RelayClient(relay.url, token=relay.dev_token)
         connections_before = target.connections
-        message = make_message(targetUrl=f"http://{hostname}:{target.port}/ok")
+        message = make_message(senderId="dev", targetUrl=f"http://{hostname}:{target.port}/ok")
         # When a message names a host that resolves to a private address
         assert client.send(message).status == 202
-        record = wait_terminal(client, message["messageId"], message["senderId"])
+        record = wait_terminal(client, message["messageId"])
         # Then it fails at once, no connection is made, and the event names the block
         assert (record["status"], record["attempts"]) == ("FAILED", 1)
         failure = next(e for e in record["events"] if e["type"] == "ATTEMPT_FAILED")
@@ -97,7 +97,7 @@ def test_host_resolving_to_a_private_address_is_blocked_without_connecting(targe
         assert hostname in failure["detail"]
         assert target.connections == connections_before
         # And a literal private address is refused at the door
-        literal = client.send(make_message(targetUrl="http://169.254.169.254/latest/meta-data/"))
+        literal = client.send(make_message(senderId="dev", targetUrl="http://169.254.169.254/latest/meta-data/"))
         assert literal.status == 400
     finally:
         relay.stop()

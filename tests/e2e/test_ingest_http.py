@@ -10,11 +10,26 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tests.conftest import make_message
+import pytest
+
+from tests.conftest import make_message as _make_message
 
 
-def http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+def make_message(**fields: Any) -> dict[str, Any]:
+    return _make_message(**{"senderId": "dev", **fields})
+
+
+TOKEN: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _token(dev_token: str) -> None:
+    TOKEN["value"] = dev_token
+
+
+def http(method: str, url: str, body: bytes | None = None, token: str | None = None) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token or TOKEN['value']}"}
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -62,7 +77,7 @@ def test_fifty_concurrent_posts_of_one_message_accept_once(relay_dev: str) -> No
 
 
 def test_cli_send_and_status(relay_dev: str) -> None:
-    # Given the CLI pointed at the local relay
+    # Given the CLI pointed at the local relay (it uses the development sender relay dev saved)
     base = [sys.executable, "-m", "relay.cli"]
     sent = subprocess.run(
         [
@@ -72,8 +87,6 @@ def test_cli_send_and_status(relay_dev: str) -> None:
             relay_dev,
             "--message-id",
             "cli-1",
-            "--sender-id",
-            "sender-cli",
             "--target-url",
             "https://example.com/in",
             "--body",
@@ -82,12 +95,12 @@ def test_cli_send_and_status(relay_dev: str) -> None:
         ],
         capture_output=True,
         text=True,
-        check=True,
     )
+    assert sent.returncode == 0, sent.stdout + sent.stderr
     assert json.loads(sent.stdout)["status"] == "PENDING"
     # When the status is asked for, Then the record and its events are printed
     shown = subprocess.run(
-        [*base, "status", "cli-1", "--sender-id", "sender-cli", "--url", relay_dev, "--json"],
+        [*base, "status", "cli-1", "--url", relay_dev, "--json"],
         capture_output=True,
         text=True,
         check=True,

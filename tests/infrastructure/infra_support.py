@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,3 +41,173 @@ def synthesize(outdir: Path, context: dict[str, Any] | None = None) -> Synthesiz
     report_file = outdir / "validation-report.json"
     report = json.loads(report_file.read_text(encoding="utf-8")) if report_file.exists() else {}
     return Synthesized(outdir=outdir, template=template, report=report, error=error)
+
+
+# -- reading the template ------------------------------------------------------------------------
+
+DATA_ACTION = re.compile(r"^(dynamodb|sqs|kms|secretsmanager|states):")
+
+
+def only(resources: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    assert len(resources) == 1, sorted(resources)
+    return next(iter(resources.items()))
+
+
+def handler_of(step: str) -> str:
+    return f"functions.{step}.handler.lambda_handler"
+
+
+def function_by_step(synth: Synthesized, step: str) -> tuple[str, dict[str, Any]]:
+    """The one function whose handler is functions/<step>/handler.py."""
+    handler = handler_of(step)
+    return only(
+        {
+            key: value
+            for key, value in synth.of_type("AWS::Lambda::Function").items()
+            if value["Properties"]["Handler"] == handler
+        }
+    )
+
+
+def step_role(synth: Synthesized, step: str) -> str:
+    role_id: str = function_by_step(synth, step)[1]["Properties"]["Role"]["Fn::GetAtt"][0]
+    return role_id
+
+
+def step_environment(synth: Synthesized, step: str) -> dict[str, Any]:
+    variables: dict[str, Any] = function_by_step(synth, step)[1]["Properties"]["Environment"]["Variables"]
+    return variables
+
+
+def role_statements(synth: Synthesized, role_logical_id: str) -> list[dict[str, Any]]:
+    """Every statement granted to a role: its attached AWS::IAM::Policy resources and inline policies."""
+    statements: list[dict[str, Any]] = []
+    for policy in synth.of_type("AWS::IAM::Policy").values():
+        if {"Ref": role_logical_id} in policy["Properties"]["Roles"]:
+            statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    for inline in synth.resources[role_logical_id]["Properties"].get("Policies", []):
+        statements.extend(inline["PolicyDocument"]["Statement"])
+    return statements
+
+
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def resources_of(statement: dict[str, Any]) -> list[Any]:
+    resources = statement["Resource"]
+    return resources if isinstance(resources, list) else [resources]
+
+
+def data_grants(synth: Synthesized, role_logical_id: str) -> dict[str, list[Any]]:
+    """DynamoDB/SQS/KMS/Secrets Manager/Step Functions action -> resources it is allowed on."""
+    grants: dict[str, list[Any]] = {}
+    for statement in role_statements(synth, role_logical_id):
+        assert statement["Effect"] == "Allow"
+        for action in actions_of(statement):
+            if DATA_ACTION.match(action):
+                grants.setdefault(action, []).extend(resources_of(statement))
+    return grants
+
+
+def table_id(synth: Synthesized) -> str:
+    return only(synth.of_type("AWS::DynamoDB::Table"))[0]
+
+
+def table_arn(synth: Synthesized) -> dict[str, Any]:
+    return {"Fn::GetAtt": [table_id(synth), "Arn"]}
+
+
+def index_arn(synth: Synthesized, index: str) -> dict[str, Any]:
+    return {"Fn::Join": ["", [table_arn(synth), f"/index/{index}"]]}
+
+
+def queue_ids(synth: Synthesized) -> tuple[str, str]:
+    """(delivery queue, its dead-letter queue): the queue with a redrive policy, and its target."""
+    queues = synth.of_type("AWS::SQS::Queue")
+    main = only({key: value for key, value in queues.items() if "RedrivePolicy" in value["Properties"]})[0]
+    dead: str = queues[main]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    return main, dead
+
+
+def failed_queue_id(synth: Synthesized) -> str:
+    """The failed-messages queue: the one queue that is neither the delivery queue nor its dead letters."""
+    return only({key: value for key, value in synth.of_type("AWS::SQS::Queue").items() if key not in queue_ids(synth)})[
+        0
+    ]
+
+
+def queue_arn(logical_id: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def state_machines(synth: Synthesized) -> dict[str, tuple[str, dict[str, Any]]]:
+    """'ingest' / 'fast' / 'slow' -> (logical id, resource), told apart by their definition."""
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for key, value in synth.of_type("AWS::StepFunctions::StateMachine").items():
+        definition = json.loads(value["Properties"]["DefinitionString"])
+        if definition["StartAt"] == "Validate":
+            found["ingest"] = (key, value)
+        elif definition["StartAt"] == "WaitBeforeSlowLane":
+            found["slow"] = (key, value)
+        else:
+            found["fast"] = (key, value)
+    assert len(found) == len(synth.of_type("AWS::StepFunctions::StateMachine")), sorted(found)
+    return found
+
+
+def machine_role(machine: dict[str, Any]) -> str:
+    role_id: str = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    return role_id
+
+
+def invoked_functions(synth: Synthesized, role_id: str) -> tuple[set[str], list[Any]]:
+    """(Lambda actions, function ARNs) a role is allowed."""
+    statements = role_statements(synth, role_id)
+    actions = {action for s in statements for action in actions_of(s) if action.startswith("lambda:")}
+    resources = [
+        resource
+        for statement in statements
+        if any(action.startswith("lambda:") for action in actions_of(statement))
+        for resource in resources_of(statement)
+    ]
+    return actions, resources
+
+
+def joined(value: Any) -> str:
+    """Flatten an Fn::Join into text, with references as <LogicalId>."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        return "".join(joined(part) for part in value["Fn::Join"][1])
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    if "Fn::GetAtt" in value:
+        return f"<{'.'.join(value['Fn::GetAtt'])}>"
+    raise AssertionError(f"unexpected intrinsic {value}")
+
+
+def api_resource_id(synth: Synthesized, path: str) -> str:
+    """The AWS::ApiGateway::Resource of a path such as /messages/{messageId}/replay."""
+    resources = synth.of_type("AWS::ApiGateway::Resource")
+
+    def path_of(logical_id: str) -> str:
+        props = resources[logical_id]["Properties"]
+        parent = props["ParentId"]
+        prefix = path_of(parent["Ref"]) if "Ref" in parent else ""
+        return f"{prefix}/{props['PathPart']}"
+
+    return only({key: value for key, value in resources.items() if path_of(key) == path})[0]
+
+
+def api_method(synth: Synthesized, http_method: str, path: str) -> dict[str, Any]:
+    resource_id = api_resource_id(synth, path)
+    return only(
+        {
+            key: value
+            for key, value in synth.of_type("AWS::ApiGateway::Method").items()
+            if value["Properties"]["ResourceId"] == {"Ref": resource_id}
+            and value["Properties"]["HttpMethod"] == http_method
+        }
+    )[1]

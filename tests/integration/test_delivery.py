@@ -48,13 +48,13 @@ def relay() -> Iterator[LocalRelay]:
 
 @pytest.fixture
 def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url)
+    return RelayClient(relay.url, token=relay.dev_token)
 
 
 def wait_until_terminal(client: RelayClient, message: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        answer = client.status(message["messageId"], message["senderId"])
+        answer = client.status(message["messageId"])
         if answer.ok and answer.body["status"] in TERMINAL:
             return dict(answer.body)
         if time.monotonic() > deadline:
@@ -67,7 +67,7 @@ def event_types(record: dict[str, Any]) -> list[str]:
 
 
 def send(client: RelayClient, **fields: Any) -> dict[str, Any]:
-    message = make_message(**fields)
+    message = make_message(**{"senderId": "dev", **fields})
     answer = client.send(message)
     assert answer.status == 202, answer.body
     return message
@@ -76,21 +76,19 @@ def send(client: RelayClient, **fields: Any) -> dict[str, Any]:
 def test_healthy_target_gets_the_exact_request_signed(client: RelayClient, target: TargetServer) -> None:
     # Given a message with a method, headers and a body with non-ASCII text
     body = '{"name": "Zoë", "amount": 12.50}'
-    message = send(
-        client, targetUrl=f"{target.url}/ok", method="PUT", headers={"X-Order": "42"}, body=body, senderId="shop"
-    )
+    message = send(client, targetUrl=f"{target.url}/ok", method="PUT", headers={"X-Order": "42"}, body=body)
     # When it is delivered
     record = wait_until_terminal(client, message)
     # Then it is DELIVERED after one attempt
     assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
     assert event_types(record) == ["RECEIVED", "ENQUEUED", "ATTEMPT_STARTED", "DELIVERED"]
     # And the target received method, headers and body byte-exact
-    [request] = [r for r in target.requests_to("/ok") if r.header("webhook-id") == f"shop:{message['messageId']}"]
+    [request] = [r for r in target.requests_to("/ok") if r.header("webhook-id") == f"dev:{message['messageId']}"]
     assert request.method == "PUT"
     assert request.header("X-Order") == "42"
     assert request.body == body.encode("utf-8")
     # And the Standard Webhooks signature verifies with the sender's secret
-    secret = SigningSecrets().get("shop")
+    secret = SigningSecrets().get("dev")
     assert secret is not None
     verified = Webhook(secret).verify(request.body, {k.lower(): v for k, v in request.headers.items()})
     assert verified == json.loads(body)
@@ -198,13 +196,13 @@ def test_expired_message_is_never_sent(client: RelayClient, target: TargetServer
     wait_until_terminal(client, message)
     repository = MessageRepository(get_settings().table_name)
     key = MessageKey(message["senderId"], message["messageId"])
-    expired = make_message(targetUrl=f"{target.url}/ok", senderId="late")
+    expired = make_message(targetUrl=f"{target.url}/ok", senderId="dev")
     assert client.send(expired).status == 202
     wait_until_terminal(client, expired)
     hits = len(target.requests_to("/ok"))
     repository._call(
         "update_item",
-        Key={"pk": {"S": MessageKey("late", expired["messageId"]).partition_key}, "sk": {"S": "MSG"}},
+        Key={"pk": {"S": MessageKey("dev", expired["messageId"]).partition_key}, "sk": {"S": "MSG"}},
         UpdateExpression="SET #s = :p, expiresAt = :past, #r = :r",
         ExpressionAttributeNames={"#s": "status", "#r": "run"},
         ExpressionAttributeValues={
@@ -215,11 +213,11 @@ def test_expired_message_is_never_sent(client: RelayClient, target: TargetServer
     )
     # When it is dispatched
     outcome = delivery.dispatch(
-        {"senderId": "late", "messageId": expired["messageId"], "run": 0}, delivery.dependencies(get_settings())
+        {"senderId": "dev", "messageId": expired["messageId"], "run": 0}, delivery.dependencies(get_settings())
     )
     # Then it ends FAILED as expired and the target never sees it again
     assert outcome == "expired"
-    record = client.status(expired["messageId"], "late").body
+    record = client.status(expired["messageId"]).body
     assert record["status"] == "FAILED" and "expired" in record["lastError"]
     assert len(target.requests_to("/ok")) == hits
     assert repository.get_head(key) is not None

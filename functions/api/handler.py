@@ -1,0 +1,64 @@
+"""The read-and-act API: GET /messages/{id}, GET /messages, POST /messages/{id}/replay|cancel.
+
+The sender comes from the authorizer's context, never from the request.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.shared import operations
+from functions.shared.api_errors import register_error_handlers
+from functions.shared.config import get_settings
+from functions.shared.observability import logger, metrics, tracer
+from functions.shared.queue import DeliveryQueue
+from functions.shared.repository import MessageRepository
+
+app = APIGatewayRestResolver()
+register_error_handlers(app)
+
+
+def _sender() -> str:
+    authorizer = app.current_event.request_context.authorizer
+    sender = authorizer.get("senderId") if authorizer else None
+    if not sender:  # API Gateway never lets an unauthenticated call through; this is defence in depth
+        raise PermissionError("no authenticated sender")
+    return str(sender)
+
+
+def _repository() -> MessageRepository:
+    return MessageRepository(get_settings().table_name)
+
+
+@app.get("/messages/<message_id>")
+def get_message(message_id: str) -> dict[str, Any]:
+    return operations.get_status(_repository(), _sender(), message_id)
+
+
+@app.get("/messages")
+def list_messages() -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    return operations.list_messages(
+        _repository(), _sender(), query.get("status"), query.get("limit"), query.get("cursor")
+    )
+
+
+@app.post("/messages/<message_id>/replay")
+def replay_message(message_id: str) -> Response[dict[str, Any]]:
+    settings = get_settings()
+    body = operations.replay(_repository(), DeliveryQueue(settings.queue_url), settings, _sender(), message_id)
+    return Response(status_code=202, content_type="application/json", body=body)
+
+
+@app.post("/messages/<message_id>/cancel")
+def cancel_message(message_id: str) -> dict[str, Any]:
+    return operations.cancel(_repository(), _sender(), message_id)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

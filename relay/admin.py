@@ -1,0 +1,109 @@
+"""Sender administration: `relay senders ...` against a deployment, and `relay dev`'s admin routes.
+
+Creating a sender makes its record, a first API token (shown once) and its signing secret; on a
+deployment it also gives the sender an API Gateway key in the stack's usage plan, which is how
+API Gateway throttles each sender on its own (429).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from functions.shared import aws
+from functions.shared.secrets import SigningSecrets
+from functions.shared.senders import ACTIVE, DISABLED, SenderRepository, SenderUnknown, rotation_deadline
+
+
+@dataclass
+class SenderAdmin:
+    table_name: str
+    usage_plan_id: str | None = None
+
+    @property
+    def senders(self) -> SenderRepository:
+        return SenderRepository(self.table_name)
+
+    def create(self, sender_id: str, rate_per_second: float | None = None, burst: int | None = None) -> dict[str, Any]:
+        limits = {
+            key: value for key, value in (("ratePerSecond", rate_per_second), ("burst", burst)) if value is not None
+        }
+        self.senders.create(sender_id, limits or None)
+        if self.usage_plan_id:
+            self._attach_api_key(sender_id, limits)
+        token = self.senders.add_token(sender_id)
+        secret = SigningSecrets().get_or_create(sender_id)
+        return {"senderId": sender_id, "status": ACTIVE, "token": token, "signingSecret": secret, "limits": limits}
+
+    def _attach_api_key(self, sender_id: str, limits: dict[str, Any]) -> None:
+        apigateway = aws.client("apigateway")
+        value = secrets.token_urlsafe(30)
+        key = apigateway.create_api_key(name=f"relay-sender-{sender_id}", enabled=True, value=value)
+        plan_id = self.usage_plan_id
+        if limits:
+            # A sender with its own limits gets its own plan on the same API stages.
+            base = apigateway.get_usage_plan(usagePlanId=self.usage_plan_id)
+            plan = apigateway.create_usage_plan(
+                name=f"relay-sender-{sender_id}",
+                apiStages=base.get("apiStages", []),
+                throttle={
+                    "rateLimit": float(limits.get("ratePerSecond", base.get("throttle", {}).get("rateLimit", 10))),
+                    "burstLimit": int(limits.get("burst", base.get("throttle", {}).get("burstLimit", 20))),
+                },
+            )
+            plan_id = plan["id"]
+        apigateway.create_usage_plan_key(usagePlanId=plan_id, keyId=key["id"], keyType="API_KEY")
+        self.senders.set_field(sender_id, "apiKey", value)
+        self.senders.set_field(sender_id, "apiKeyId", key["id"])
+
+    def list(self) -> list[dict[str, Any]]:
+        result = []
+        for sender in self.senders.list_all():
+            tokens = self.senders.tokens(sender["senderId"])
+            result.append(
+                {
+                    "senderId": sender["senderId"],
+                    "status": sender.get("status"),
+                    "createdAt": sender.get("createdAt"),
+                    "limits": sender.get("limits", {}),
+                    "tokens": [
+                        {key: token[key] for key in ("hint", "createdAt", "expiresAt") if key in token}
+                        for token in tokens
+                    ],
+                }
+            )
+        return result
+
+    def _require(self, sender_id: str) -> dict[str, Any]:
+        sender = self.senders.get(sender_id)
+        if sender is None:
+            raise SenderUnknown(f"no sender '{sender_id}'")
+        return sender
+
+    def rotate_token(self, sender_id: str, grace_hours: float = 24.0) -> dict[str, Any]:
+        """A new token now; the old ones keep working for `grace_hours`, then stop."""
+        self._require(sender_id)
+        token = self.senders.add_token(sender_id)
+        deadline = rotation_deadline(grace_hours)
+        expired = self.senders.expire_tokens(sender_id, deadline, keep=token)
+        return {
+            "senderId": sender_id,
+            "token": token,
+            "oldTokensExpireAt": deadline.isoformat(timespec="seconds"),
+            "oldTokens": expired,
+        }
+
+    def rotate_secret(self, sender_id: str) -> dict[str, Any]:
+        self._require(sender_id)
+        return {"senderId": sender_id, "signingSecret": SigningSecrets().rotate(sender_id)}
+
+    def set_status(self, sender_id: str, enabled: bool) -> dict[str, Any]:
+        self.senders.set_status(sender_id, ACTIVE if enabled else DISABLED)
+        sender = self._require(sender_id)
+        if sender.get("apiKeyId"):
+            aws.client("apigateway").update_api_key(
+                apiKey=sender["apiKeyId"],
+                patchOperations=[{"op": "replace", "path": "/enabled", "value": "true" if enabled else "false"}],
+            )
+        return {"senderId": sender_id, "status": ACTIVE if enabled else DISABLED}

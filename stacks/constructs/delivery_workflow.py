@@ -1,0 +1,205 @@
+"""The delivery path: dispatcher, the fast (EXPRESS) and slow (STANDARD) lanes, and failed messages.
+
+    delivery queue --SqsEventSource--> dispatcher --StartExecution--> fast lane (EXPRESS)
+        fast lane: Deliver (short Retry) -> Delivered | MarkFailed | MoveToSlowLane (handoff)
+        handoff --StartExecution (name from the message key)--> slow lane (STANDARD)
+        slow lane: Wait -> Deliver (long Retry) -> Delivered | MarkFailed
+    MarkFailed (finalize): FAILED in DynamoDB + the message on the failed-messages queue
+
+The definitions are statemachines/delivery_{fast,slow}.asl.json with the deployment's retry
+policy (`relay.delivery` context) applied by relay.definitions.render_definition, the same
+function `relay dev` uses, so both run the same machines (relay/local/emulator.STATE_MACHINES).
+
+Each function receives only the ARNs it uses. That is also what keeps the template acyclic: a
+machine's definition names its functions, so a function it invokes cannot name that machine.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from relay.definitions import render_definition
+from stacks.constructs.functions import FunctionPackage, RelayFunction
+from stacks.constructs.storage import DELIVERY_QUEUE_VISIBILITY_SECONDS
+from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
+from stacks.nag import acknowledge
+from stacks.settings import DELIVERY_LANES, RelaySettings
+
+DISPATCHER_TIMEOUT_SECONDS = 10
+# Lambda's guidance for an SQS consumer: visibility timeout at least six times the function timeout.
+VISIBILITY_TO_TIMEOUT_RATIO = 6
+DISPATCH_BATCH_SIZE = 10
+DISPATCH_BATCHING_WINDOW = Duration.seconds(1)
+FAILED_QUEUE_RETENTION = Duration.days(14)
+# functions/shared/secrets.py: one secret per sender, named relay/senders/<sender>/signing-secret.
+SENDER_SECRETS = "relay/senders/*"
+
+# Placeholder -> the function it names, as in relay/local/emulator._DELIVERY_FUNCTIONS.
+DELIVER_PLACEHOLDER = "DeliverFunctionArn"
+FAIL_PLACEHOLDER = "FailFunctionArn"
+HANDOFF_PLACEHOLDER = "HandoffFunctionArn"
+
+if DISPATCHER_TIMEOUT_SECONDS * VISIBILITY_TO_TIMEOUT_RATIO > DELIVERY_QUEUE_VISIBILITY_SECONDS:
+    raise ValueError("the delivery queue's visibility timeout must be at least six times the dispatcher's timeout")
+
+
+def lane_definition(settings: RelaySettings, lane: str) -> str:
+    """A lane's definition with this deployment's policy applied, `${...}` placeholders kept for CDK."""
+    return render_definition(DELIVERY_LANES[lane], None, settings.lane_policy(lane))
+
+
+class DeliveryWorkflow(Construct):
+    """Dispatcher, deliver, finalize and handoff functions; the two lanes; the failed-messages queue."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        package: FunctionPackage,
+        table: dynamodb.ITable,
+        queue: sqs.IQueue,
+        settings: RelaySettings,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        table_arn = table.table_arn
+
+        # Where a message that ends FAILED lands, with its reason, for operators to inspect or
+        # replay (the delivery queue keeps its own dead-letter queue for dispatch failures).
+        self.failed_queue = sqs.Queue(
+            self,
+            "FailedMessagesQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=FAILED_QUEUE_RETENTION,
+        )
+        acknowledge(
+            self.failed_queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself the end of the line: the finalize step puts every message that ended "
+            "FAILED here for operators (an alarm fires on its depth). Nothing consumes it automatically, so "
+            "there is no failed processing to redrive to a further dead-letter queue.",
+        )
+
+        environment = {
+            "RELAY_TABLE_NAME": table.table_name,
+            **settings.function_environment(),
+            **settings.delivery_environment(),
+        }
+
+        def step(
+            name: str, description: str, extra: dict[str, str] | None = None, timeout: int | None = None
+        ) -> RelayFunction:
+            options = {"timeout": Duration.seconds(timeout)} if timeout else {}
+            return RelayFunction(
+                self,
+                name.capitalize(),
+                package=package,
+                handler=handler_path(name),
+                description=description,
+                environment={**environment, **(extra or {})},
+                **options,
+            )
+
+        failed_queue_url = {"RELAY_FAILED_QUEUE_URL": self.failed_queue.queue_url}
+        self.deliver = step(
+            "deliver",
+            "Relay delivery: one signed, SSRF-checked HTTP attempt, recorded in DynamoDB",
+            # The whole HTTP attempt plus the function's own reads and writes.
+            timeout=settings.deliver_timeout_seconds,
+        )
+        self.finalize = step(
+            "finalize", "Relay delivery: mark a message FAILED and put it on the failed-messages queue", failed_queue_url
+        )
+
+        # Machine roles, definitions and substitutions: the slow lane first (handoff starts it).
+        slow_functions = {DELIVER_PLACEHOLDER: self.deliver, FAIL_PLACEHOLDER: self.finalize}
+        self.slow_lane, self.slow_lane_logs = relay_state_machine(
+            _Lane(self, "SlowLane"),
+            log_name="delivery-slow",
+            machine_type=sfn.StateMachineType.STANDARD,
+            definition=check_placeholders(
+                DELIVERY_LANES["slowLane"], lane_definition(settings, "slowLane"), dict.fromkeys(slow_functions, "")
+            ),
+            functions=slow_functions,
+        )
+
+        self.handoff = step(
+            "handoff",
+            "Relay delivery: move a message that exhausted the fast lane to the slow lane",
+            {"RELAY_SLOW_LANE_ARN": self.slow_lane.state_machine_arn},
+        )
+        fast_functions = {
+            DELIVER_PLACEHOLDER: self.deliver,
+            FAIL_PLACEHOLDER: self.finalize,
+            HANDOFF_PLACEHOLDER: self.handoff,
+        }
+        self.fast_lane, self.fast_lane_logs = relay_state_machine(
+            _Lane(self, "FastLane"),
+            log_name="delivery-fast",
+            machine_type=sfn.StateMachineType.EXPRESS,
+            definition=check_placeholders(
+                DELIVERY_LANES["fastLane"], lane_definition(settings, "fastLane"), dict.fromkeys(fast_functions, "")
+            ),
+            functions=fast_functions,
+        )
+
+        self.dispatcher = step(
+            "dispatcher",
+            "Relay delivery: start one fast-lane run per queued message",
+            {"RELAY_FAST_LANE_ARN": self.fast_lane.state_machine_arn, **failed_queue_url},
+            timeout=DISPATCHER_TIMEOUT_SECONDS,
+        )
+        self.dispatcher.function.add_event_source(
+            event_sources.SqsEventSource(
+                queue,
+                batch_size=DISPATCH_BATCH_SIZE,
+                max_batching_window=DISPATCH_BATCHING_WINDOW,
+                # A failed record is retried alone (functions/dispatcher: process_partial_response).
+                report_batch_item_failures=True,
+            )
+        )
+
+        # Least privilege, per function; DynamoDB on the table only (no index is queried here).
+        self.dispatcher.grant([table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        self.dispatcher.grant([self.fast_lane.state_machine_arn], "states:StartExecution")
+        # An expired message is failed by the dispatcher itself (fail_message -> failed queue).
+        self.dispatcher.grant([self.failed_queue.queue_arn], "sqs:SendMessage")
+
+        self.deliver.grant([table_arn], "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        sender_secrets = Stack.of(self).format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=SENDER_SECRETS,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.deliver.grant([sender_secrets], "secretsmanager:GetSecretValue", "secretsmanager:CreateSecret")
+        acknowledge(
+            self.deliver.role,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{SENDER_SECRETS}]",
+            "Each sender has its own signing secret, created when the sender is (or at its first delivery), "
+            "so the secrets are not known when the stack is deployed; the wildcard is limited to Relay's "
+            "relay/senders/ prefix and to reading and creating.",
+        )
+
+        self.finalize.grant([table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        self.finalize.grant([self.failed_queue.queue_arn], "sqs:SendMessage")
+
+        self.handoff.grant([table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        self.handoff.grant([self.slow_lane.state_machine_arn], "states:StartExecution")
+
+        self.functions = {
+            "dispatcher": self.dispatcher,
+            "deliver": self.deliver,
+            "finalize": self.finalize,
+            "handoff": self.handoff,
+        }
+
+
+class _Lane(Construct):
+    """Scope of one lane's machine and log group (FastLane/StateMachine, SlowLane/ExecutionLogs, ...)."""

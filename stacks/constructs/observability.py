@@ -1,0 +1,256 @@
+"""Alarms and the operations dashboard.
+
+Relay's own counts come from the functions' Powertools metrics (functions/shared/observability:
+namespace `Relay`, dimension `service=relay`); queues, runs and the API from AWS's metrics.
+
+Alarms have no actions here: a deployment attaches its own (SNS, chat, paging) to them.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+NAMESPACE = "Relay"
+DIMENSIONS = {"service": "relay"}
+PERIOD = Duration.minutes(5)
+
+# Relay's metrics (names as the functions emit them).
+ACCEPTED = "MessagesAccepted"
+DUPLICATE = "MessagesDuplicate"
+REJECTED = "MessagesRejected"
+DELIVERED = "MessagesDelivered"
+FAILED = "MessagesFailed"
+ATTEMPTS = "DeliveryAttempts"
+ATTEMPTS_FAILED = "DeliveryAttemptsFailed"
+LATENCY = "DeliveryLatency"
+REPLAYED = "MessagesReplayed"
+CANCELLED = "MessagesCancelled"
+REDRIVEN = "MessagesRedriven"
+
+# The share of finished deliveries that ended FAILED above which the failure-rate alarm fires
+# (in 2 of 3 five-minute periods, so one bad target does not page at low volume on its own).
+FAILURE_RATE_THRESHOLD = 0.1
+
+
+def relay_metric(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=NAMESPACE,
+        metric_name=name,
+        dimensions_map=DIMENSIONS,
+        statistic=statistic,
+        period=PERIOD,
+        label=label,
+    )
+
+
+def failure_rate() -> cloudwatch.MathExpression:
+    """MessagesFailed / (MessagesDelivered + MessagesFailed); no data when nothing finished."""
+    return cloudwatch.MathExpression(
+        expression="FILL(failed, 0) / (FILL(delivered, 0) + FILL(failed, 0))",
+        using_metrics={"failed": relay_metric(FAILED), "delivered": relay_metric(DELIVERED)},
+        label="Delivery failure rate",
+        period=PERIOD,
+    )
+
+
+def failed_runs(machine: sfn.IStateMachine, label: str) -> cloudwatch.MathExpression:
+    """Runs that failed, timed out or were aborted: an infrastructure problem, not a failed delivery
+    (a message that ends FAILED ends a run that succeeded)."""
+    return cloudwatch.MathExpression(
+        expression="FILL(failed, 0) + FILL(timedOut, 0) + FILL(aborted, 0)",
+        using_metrics={
+            "failed": machine.metric_failed(period=PERIOD),
+            "timedOut": machine.metric_timed_out(period=PERIOD),
+            "aborted": machine.metric_aborted(period=PERIOD),
+        },
+        label=label,
+        period=PERIOD,
+    )
+
+
+class Observability(Construct):
+    """Alarms on what needs a person, and one dashboard of the whole path."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        rest_api: apigateway.RestApi,
+        ingest: sfn.IStateMachine,
+        fast_lane: sfn.IStateMachine,
+        slow_lane: sfn.IStateMachine,
+        queue: sqs.IQueue,
+        dead_letter_queue: sqs.IQueue,
+        failed_queue: sqs.IQueue,
+        reconciler: lambda_.IFunction,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        def alarm(
+            alarm_id: str,
+            metric: cloudwatch.IMetric,
+            description: str,
+            threshold: float = 0,
+            evaluation_periods: int = 1,
+            datapoints_to_alarm: int | None = None,
+        ) -> cloudwatch.Alarm:
+            return cloudwatch.Alarm(
+                self,
+                alarm_id,
+                metric=metric,
+                threshold=threshold,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=evaluation_periods,
+                datapoints_to_alarm=datapoints_to_alarm,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=description,
+            )
+
+        def depth(queue_: sqs.IQueue, label: str) -> cloudwatch.Metric:
+            return queue_.metric_approximate_number_of_messages_visible(
+                period=PERIOD, statistic="Maximum", label=label
+            )
+
+        self.failed_messages_alarm = alarm(
+            "FailedMessagesAlarm",
+            depth(failed_queue, "Failed messages"),
+            "Messages ended FAILED (retries exhausted, rejected, blocked or expired) and wait on the "
+            "failed-messages queue: read the reason, fix the target, replay them.",
+        )
+        self.dead_letters_alarm = alarm(
+            "DeliveryDeadLettersAlarm",
+            depth(dead_letter_queue, "Delivery dead letters"),
+            "The dispatcher failed to start delivery for queued messages several times; the reconciler "
+            "re-drives them, but the dispatcher's errors need a look.",
+        )
+        self.fast_lane_alarm = alarm(
+            "FastLaneRunsFailedAlarm",
+            failed_runs(fast_lane, "Fast-lane runs failed"),
+            "Fast-lane runs failed, timed out or were aborted (for instance the slow lane could not be "
+            "started); the reconciler re-drives their messages when their lease ends.",
+        )
+        self.slow_lane_alarm = alarm(
+            "SlowLaneRunsFailedAlarm",
+            failed_runs(slow_lane, "Slow-lane runs failed"),
+            "Slow-lane runs failed, timed out or were aborted; the reconciler re-drives their messages "
+            "when their lease ends.",
+        )
+        self.api_errors_alarm = alarm(
+            "Api5xxAlarm",
+            rest_api.metric_server_error(period=PERIOD, statistic="Sum", label="API 5XX"),
+            "The API answered 5XX (SYSTEM_ERROR): the ingest path or the API function failed.",
+        )
+        self.failure_rate_alarm = alarm(
+            "DeliveryFailureRateAlarm",
+            failure_rate(),
+            f"More than {FAILURE_RATE_THRESHOLD:.0%} of finished deliveries ended FAILED.",
+            threshold=FAILURE_RATE_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+        )
+        self.reconciler_alarm = alarm(
+            "ReconcilerErrorsAlarm",
+            reconciler.metric_errors(period=PERIOD, statistic="Sum"),
+            "The reconciler has failed for 15 minutes: stuck messages are not being re-driven.",
+            evaluation_periods=3,
+        )
+        self.alarms = [
+            self.failed_messages_alarm,
+            self.dead_letters_alarm,
+            self.fast_lane_alarm,
+            self.slow_lane_alarm,
+            self.api_errors_alarm,
+            self.failure_rate_alarm,
+            self.reconciler_alarm,
+        ]
+
+        def graph(title: str, left: list[cloudwatch.IMetric], right: list[cloudwatch.IMetric] | None = None,
+                  width: int = 8) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(title=title, left=left, right=right or [], width=width, height=6)
+
+        def runs(machine: sfn.IStateMachine, lane: str) -> list[cloudwatch.IMetric]:
+            return [
+                machine.metric_started(period=PERIOD, label=f"{lane} started"),
+                machine.metric_succeeded(period=PERIOD, label=f"{lane} succeeded"),
+                machine.metric_failed(period=PERIOD, label=f"{lane} failed"),
+                machine.metric_timed_out(period=PERIOD, label=f"{lane} timed out"),
+            ]
+
+        self.dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"{Stack.of(self).stack_name}-operations",
+            default_interval=Duration.hours(3),
+        )
+        self.dashboard.add_widgets(
+            graph(
+                "Messages received",
+                [
+                    relay_metric(ACCEPTED, label="Accepted"),
+                    relay_metric(DUPLICATE, label="Duplicate"),
+                    relay_metric(REJECTED, label="Rejected"),
+                ],
+            ),
+            graph(
+                "Delivery attempts",
+                [relay_metric(ATTEMPTS, label="Attempts"), relay_metric(ATTEMPTS_FAILED, label="Failed attempts")],
+            ),
+            graph(
+                "Delivered and failed",
+                [relay_metric(DELIVERED, label="Delivered"), relay_metric(FAILED, label="Failed")],
+                [failure_rate()],
+            ),
+        )
+        self.dashboard.add_widgets(
+            graph(
+                "Delivery latency (accepted to delivered)",
+                [
+                    relay_metric(LATENCY, statistic="p50", label="p50"),
+                    relay_metric(LATENCY, statistic="p99", label="p99"),
+                ],
+            ),
+            graph(
+                "Queue depths",
+                [
+                    depth(queue, "Delivery queue"),
+                    depth(dead_letter_queue, "Delivery dead letters"),
+                    depth(failed_queue, "Failed messages"),
+                ],
+                [queue.metric_approximate_age_of_oldest_message(period=PERIOD, label="Oldest queued (s)")],
+            ),
+            graph(
+                "Executions",
+                [*runs(fast_lane, "Fast lane"), *runs(slow_lane, "Slow lane"), *runs(ingest, "Ingest")],
+            ),
+        )
+        self.dashboard.add_widgets(
+            graph(
+                "API",
+                [
+                    rest_api.metric_count(period=PERIOD, label="Requests"),
+                    rest_api.metric_client_error(period=PERIOD, statistic="Sum", label="4XX"),
+                    rest_api.metric_server_error(period=PERIOD, statistic="Sum", label="5XX"),
+                ],
+                [rest_api.metric_latency(period=PERIOD, statistic="p99", label="Latency p99 (ms)")],
+                width=12,
+            ),
+            graph(
+                "Operations",
+                [
+                    relay_metric(REPLAYED, label="Replayed"),
+                    relay_metric(CANCELLED, label="Cancelled"),
+                    relay_metric(REDRIVEN, label="Re-driven by the reconciler"),
+                ],
+                width=12,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=3)
+        )

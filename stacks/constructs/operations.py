@@ -1,0 +1,73 @@
+"""The read-and-act routes: a sender's messages, their status, replay and cancel (functions/api).
+
+    GET  /messages?status=...                  list a sender's messages by status, newest first
+    GET  /messages/{messageId}                 status, attempts, events, executions
+    POST /messages/{messageId}/replay          deliver a finished message again
+    POST /messages/{messageId}/cancel          stop a message that has not finished
+
+One Lambda behind a proxy integration serves them all; like every method of the API they
+require the sender token authorizer and its API key (stacks/constructs/api.py), and the
+function takes the sender from the authorizer's context only.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.constructs.api import Api
+from stacks.constructs.functions import FunctionPackage, RelayFunction
+from stacks.constructs.storage import STATUS_INDEX
+from stacks.constructs.workflow import handler_path
+from stacks.settings import RelaySettings
+
+
+class Operations(Construct):
+    """The `api` function and its four routes under /messages."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        package: FunctionPackage,
+        api: Api,
+        table: dynamodb.ITable,
+        queue: sqs.IQueue,
+        settings: RelaySettings,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.function = RelayFunction(
+            self,
+            "Api",
+            package=package,
+            handler=handler_path("api"),
+            description="Relay API: message status, listing, replay and cancel",
+            environment={
+                "RELAY_TABLE_NAME": table.table_name,
+                # Replay enqueues the new run; until the queue takes it, the reconciler owns it.
+                "RELAY_QUEUE_URL": queue.queue_url,
+                **settings.function_environment(),
+            },
+        )
+        # Status: a Query of the message's partition (head and events); listing: the byStatus
+        # index; replay and cancel: conditional updates of the head plus an event each.
+        self.function.grant(
+            [table.table_arn, f"{table.table_arn}/index/{STATUS_INDEX}"],
+            "dynamodb:Query",
+        )
+        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        self.function.grant([queue.queue_arn], "sqs:SendMessage")
+
+        # API Gateway may invoke the function from these four methods of the deployed stage only
+        # (no extra permission for the console's test-invoke).
+        integration = apigateway.LambdaIntegration(self.function.function, proxy=True, allow_test_invoke=False)
+        messages = api.messages
+        message = messages.add_resource("{messageId}")
+        self.list_messages = messages.add_method("GET", integration)
+        self.get_message = message.add_method("GET", integration)
+        self.replay = message.add_resource("replay").add_method("POST", integration)
+        self.cancel = message.add_resource("cancel").add_method("POST", integration)
+        self.methods = [self.list_messages, self.get_message, self.replay, self.cancel]

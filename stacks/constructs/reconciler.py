@@ -1,0 +1,69 @@
+"""The reconciler: every minute, re-drive messages that are overdue with no live run.
+
+It is what makes "nothing lost" hold when a queue send, a Lambda or a run fails between steps:
+it reads the sparse `due` index, re-enqueues a stuck message (or fails it for good after a few
+re-drives, like the finalize step: FAILED plus the failed-messages queue).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.constructs.functions import FunctionPackage, RelayFunction
+from stacks.constructs.storage import DUE_INDEX
+from stacks.constructs.workflow import handler_path
+from stacks.settings import RelaySettings
+
+SCHEDULE = events.Schedule.rate(Duration.minutes(1))
+# A round finishes well before the next one starts (conditional writes keep overlapping rounds safe).
+TIMEOUT = Duration.seconds(50)
+
+
+class Reconciler(Construct):
+    """The reconciler function and the EventBridge rule that runs it every minute."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        package: FunctionPackage,
+        table: dynamodb.ITable,
+        queue: sqs.IQueue,
+        failed_queue: sqs.IQueue,
+        settings: RelaySettings,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.function = RelayFunction(
+            self,
+            "Reconciler",
+            package=package,
+            handler=handler_path("reconciler"),
+            description="Relay: re-drive messages that are overdue with no live delivery run",
+            environment={
+                "RELAY_TABLE_NAME": table.table_name,
+                "RELAY_QUEUE_URL": queue.queue_url,
+                "RELAY_FAILED_QUEUE_URL": failed_queue.queue_url,
+                **settings.function_environment(),
+                **settings.delivery_environment(),
+            },
+            timeout=TIMEOUT,
+        )
+        self.function.grant([f"{table.table_arn}/index/{DUE_INDEX}"], "dynamodb:Query")
+        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        self.function.grant([queue.queue_arn, failed_queue.queue_arn], "sqs:SendMessage")
+        # A missed round is made up by the next one a minute later: no retries of old rounds.
+        self.function.function.configure_async_invoke(retry_attempts=0, max_event_age=Duration.minutes(1))
+
+        self.rule = events.Rule(
+            self,
+            "Schedule",
+            description="Run the Relay reconciler every minute",
+            schedule=SCHEDULE,
+            targets=[targets.LambdaFunction(self.function.function, retry_attempts=0, max_event_age=Duration.minutes(1))],
+        )
