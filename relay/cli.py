@@ -76,8 +76,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         separators=(",", ":"),
     )
     print(f"    -d '{example}'")
-    print(f"Then: relay status m-1{url_flag}  |  relay events m-1{url_flag}  |  relay list --status DELIVERED{url_flag}")
-    print(f"Private targets are {'allowed' if args.allow_private_targets else 'blocked'}; time scale {args.time_scale}.")
+    print(f"Then: relay status m-1{url_flag}  |  relay events m-1{url_flag}  |  relay list --status DELIVERED")
+    private = "allowed" if args.allow_private_targets else "blocked"
+    print(f"Private targets are {private}; time scale {args.time_scale}.")
     sys.stdout.flush()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -57,9 +57,7 @@ class RelayStack(Stack):
         )
         package = self.function_package
         self.ingest = IngestWorkflow(self, "Ingest", package=package, table=table, queue=queue, settings=settings)
-        self.delivery = DeliveryWorkflow(
-            self, "Delivery", package=package, table=table, queue=queue, settings=settings
-        )
+        self.delivery = DeliveryWorkflow(self, "Delivery", package=package, table=table, queue=queue, settings=settings)
         self.authentication = SenderAuthentication(
             self, "Authentication", package=package, table=table, settings=settings
         )

@@ -30,7 +30,8 @@ DELIVERY_LANES = {"fastLane": "delivery_fast.asl.json", "slowLane": "delivery_sl
 # Field -> (kind, smallest, largest): the ranges Step Functions accepts for a Retrier (and a Wait).
 _POLICY_RANGES: dict[str, tuple[type, float, float]] = {
     "intervalSeconds": (int, 1, 99_999_999),
-    "maxAttempts": (int, 0, 99_999_999),
+    # Step Functions allows up to 99,999,999; Relay's lanes never need more than this.
+    "maxAttempts": (int, 0, 1000),
     "backoffRate": (float, 1.0, 99_999_999),
     "maxDelaySeconds": (int, 1, 31_622_400),
     "initialWaitSeconds": (int, 0, 99_999_999),
@@ -179,8 +180,8 @@ class RelaySettings:
             raise SettingsError(
                 f"the fast lane's attempts may take {fast_lane:g} s (waits plus attempts of up to "
                 f"{self.deliver_timeout_seconds} s each); with {FAST_LANE_HANDOFF_BUDGET_SECONDS} s for the "
-                f"handoff that exceeds an EXPRESS run's {EXPRESS_MAX_SECONDS} s: lower "
-                f"{CONTEXT_KEY}.delivery.fastLane (maxAttempts, intervalSeconds, maxDelaySeconds) or totalTimeoutSeconds"
+                f"handoff that exceeds an EXPRESS run's {EXPRESS_MAX_SECONDS} s: lower {CONTEXT_KEY}.delivery."
+                "fastLane (maxAttempts, intervalSeconds, maxDelaySeconds) or totalTimeoutSeconds"
             )
         if self.slow_lane_lease_seconds > STANDARD_MAX_SECONDS:
             raise SettingsError(
@@ -190,7 +191,10 @@ class RelaySettings:
 
     def lane_schedule(self, lane: str) -> RetrySchedule:
         """What a lane's DeliveryRetryable retrier (with this deployment's overrides) means in time."""
-        return retry_schedule(DELIVERY_LANES[lane], self.lane_policy(lane))
+        try:
+            return retry_schedule(DELIVERY_LANES[lane], self.lane_policy(lane))
+        except OverflowError:
+            raise SettingsError(f"{CONTEXT_KEY}.delivery.{lane} backs off beyond any run's length") from None
 
     @property
     def fast_lane_run_seconds(self) -> float:

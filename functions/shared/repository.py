@@ -41,8 +41,19 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
+def _storable(value: Any) -> Any:
+    # DynamoDB numbers are decimals; boto3 refuses floats rather than round them silently.
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {key: _storable(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_storable(inner) for inner in value]
+    return value
+
+
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
-    return {name: _serializer.serialize(value) for name, value in values.items() if value is not None}
+    return {name: _serializer.serialize(_storable(value)) for name, value in values.items() if value is not None}
 
 
 def _plain(value: Any) -> Any:

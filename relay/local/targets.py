@@ -10,6 +10,7 @@ Paths choose the behaviour, so one server plays every kind of target:
   /throttle      429 with Retry-After: 1
   /redirect      302 to /ok (must not be followed)
   /reset         closes the connection without answering
+  /switch/NAME   500 until heal(NAME) is called, then 200 (a target that recovers)
 Every request is recorded (method, path, headers, body bytes).
 """
 
@@ -46,6 +47,11 @@ class TargetServer:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _counts: Counter[str] = field(default_factory=Counter)
     _release: threading.Event = field(default_factory=threading.Event)
+    _healed: set[str] = field(default_factory=set)
+
+    def heal(self, name: str) -> None:
+        with self._lock:
+            self._healed.add(name)
 
     @property
     def url(self) -> str:
@@ -109,6 +115,9 @@ class TargetServer:
             status = 503 if seen <= int(argument or 2) else 200
         elif kind == "fail":
             status = 500
+        elif kind == "switch":
+            with self._lock:
+                status = 200 if argument in self._healed else 500
         elif kind == "missing":
             status = 404
         elif kind == "slow":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -212,6 +212,8 @@ class Api(Construct):
         self.rest_api = apigateway.RestApi(
             self,
             "RestApi",
+            # Also the ApiName dimension of its metrics (stacks/constructs/observability.py).
+            rest_api_name=Stack.of(self).stack_name,
             description="Relay: accepts messages once and delivers them with retries",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             # The authorizer returns the sender's API key; callers never send one themselves.

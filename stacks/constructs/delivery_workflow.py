@@ -24,7 +24,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from relay.definitions import render_definition
-from stacks.constructs.functions import FunctionPackage, RelayFunction
+from stacks.constructs.functions import DEFAULT_TIMEOUT, FunctionPackage, RelayFunction
 from stacks.constructs.storage import DELIVERY_QUEUE_VISIBILITY_SECONDS
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
 from stacks.nag import acknowledge
@@ -93,9 +93,11 @@ class DeliveryWorkflow(Construct):
         }
 
         def step(
-            name: str, description: str, extra: dict[str, str] | None = None, timeout: int | None = None
+            name: str,
+            description: str,
+            extra: dict[str, str] | None = None,
+            timeout: Duration = DEFAULT_TIMEOUT,
         ) -> RelayFunction:
-            options = {"timeout": Duration.seconds(timeout)} if timeout else {}
             return RelayFunction(
                 self,
                 name.capitalize(),
@@ -103,7 +105,7 @@ class DeliveryWorkflow(Construct):
                 handler=handler_path(name),
                 description=description,
                 environment={**environment, **(extra or {})},
-                **options,
+                timeout=timeout,
             )
 
         failed_queue_url = {"RELAY_FAILED_QUEUE_URL": self.failed_queue.queue_url}
@@ -111,10 +113,12 @@ class DeliveryWorkflow(Construct):
             "deliver",
             "Relay delivery: one signed, SSRF-checked HTTP attempt, recorded in DynamoDB",
             # The whole HTTP attempt plus the function's own reads and writes.
-            timeout=settings.deliver_timeout_seconds,
+            timeout=Duration.seconds(settings.deliver_timeout_seconds),
         )
         self.finalize = step(
-            "finalize", "Relay delivery: mark a message FAILED and put it on the failed-messages queue", failed_queue_url
+            "finalize",
+            "Relay delivery: mark a message FAILED and put it on the failed-messages queue",
+            failed_queue_url,
         )
 
         # Machine roles, definitions and substitutions: the slow lane first (handoff starts it).
@@ -153,7 +157,7 @@ class DeliveryWorkflow(Construct):
             "dispatcher",
             "Relay delivery: start one fast-lane run per queued message",
             {"RELAY_FAST_LANE_ARN": self.fast_lane.state_machine_arn, **failed_queue_url},
-            timeout=DISPATCHER_TIMEOUT_SECONDS,
+            timeout=Duration.seconds(DISPATCHER_TIMEOUT_SECONDS),
         )
         self.dispatcher.function.add_event_source(
             event_sources.SqsEventSource(

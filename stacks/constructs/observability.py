@@ -114,9 +114,7 @@ class Observability(Construct):
             )
 
         def depth(queue_: sqs.IQueue, label: str) -> cloudwatch.Metric:
-            return queue_.metric_approximate_number_of_messages_visible(
-                period=PERIOD, statistic="Maximum", label=label
-            )
+            return queue_.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum", label=label)
 
         self.failed_messages_alarm = alarm(
             "FailedMessagesAlarm",
@@ -171,8 +169,9 @@ class Observability(Construct):
             self.reconciler_alarm,
         ]
 
-        def graph(title: str, left: list[cloudwatch.IMetric], right: list[cloudwatch.IMetric] | None = None,
-                  width: int = 8) -> cloudwatch.GraphWidget:
+        def graph(
+            title: str, left: list[cloudwatch.IMetric], right: list[cloudwatch.IMetric] | None = None, width: int = 8
+        ) -> cloudwatch.GraphWidget:
             return cloudwatch.GraphWidget(title=title, left=left, right=right or [], width=width, height=6)
 
         def runs(machine: sfn.IStateMachine, lane: str) -> list[cloudwatch.IMetric]:
@@ -251,6 +250,4 @@ class Observability(Construct):
                 width=12,
             ),
         )
-        self.dashboard.add_widgets(
-            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=3)
-        )
+        self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=3))

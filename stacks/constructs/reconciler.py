@@ -22,6 +22,7 @@ from stacks.settings import RelaySettings
 SCHEDULE = events.Schedule.rate(Duration.minutes(1))
 # A round finishes well before the next one starts (conditional writes keep overlapping rounds safe).
 TIMEOUT = Duration.seconds(50)
+ROUND_MAX_AGE = Duration.minutes(1)
 
 
 class Reconciler(Construct):
@@ -58,12 +59,12 @@ class Reconciler(Construct):
         self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
         self.function.grant([queue.queue_arn, failed_queue.queue_arn], "sqs:SendMessage")
         # A missed round is made up by the next one a minute later: no retries of old rounds.
-        self.function.function.configure_async_invoke(retry_attempts=0, max_event_age=Duration.minutes(1))
+        self.function.function.configure_async_invoke(retry_attempts=0, max_event_age=ROUND_MAX_AGE)
 
         self.rule = events.Rule(
             self,
             "Schedule",
             description="Run the Relay reconciler every minute",
             schedule=SCHEDULE,
-            targets=[targets.LambdaFunction(self.function.function, retry_attempts=0, max_event_age=Duration.minutes(1))],
+            targets=[targets.LambdaFunction(self.function.function, retry_attempts=0, max_event_age=ROUND_MAX_AGE)],
         )

@@ -6,8 +6,8 @@ import os
 import re
 import socket
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 import urllib.request

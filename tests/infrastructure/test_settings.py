@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from infra_support import Synthesized, synthesize
 
 from functions.shared.config import message_schema
+from relay.definitions import retry_schedule
 from stacks.settings import (
     INPUT_OVERHEAD_BYTES,
     MAX_BODY_BYTES_LIMIT,
@@ -26,6 +28,9 @@ OVERRIDES = {
     "redriveAfterSeconds": 120,
     "apiThrottlingRateLimit": 20,
     "apiThrottlingBurstLimit": 40,
+    "connectTimeoutSeconds": 5,
+    "totalTimeoutSeconds": 20,
+    "maxResponseBytes": 4096,
 }
 
 
@@ -55,8 +60,15 @@ def test_context_overrides_each_setting_and_reaches_the_function_environment() -
         "RELAY_MAX_HEADER_BYTES": "4096",
         "RELAY_MAX_FUTURE_SKEW_SECONDS": "60",
         "RELAY_REDRIVE_AFTER_SECONDS": "120",
+        "RELAY_ALLOW_PRIVATE_TARGETS": "false",
     }
     assert (settings.api_throttling_rate_limit, settings.api_throttling_burst_limit) == (20, 40)
+    # And the delivery functions get the attempt's timeouts and response cap
+    delivery = settings.delivery_environment()
+    assert delivery["RELAY_CONNECT_TIMEOUT_SECONDS"] == "5"
+    assert delivery["RELAY_TOTAL_TIMEOUT_SECONDS"] == "20"
+    assert delivery["RELAY_MAX_RESPONSE_BYTES"] == "4096"
+    assert settings.deliver_timeout_seconds == 30
 
 
 def test_sections_other_capabilities_read_are_kept_as_given() -> None:
@@ -86,6 +98,22 @@ def test_context_given_as_json_text_is_accepted() -> None:
         ({"maxBodyBytes": MAX_BODY_BYTES_LIMIT + 1}, "Step Functions"),
         ({"apiThrottlingRateLimit": 100, "apiThrottlingBurstLimit": 50}, "apiThrottlingBurstLimit"),
         ({"delivery": []}, "must be an object"),
+        ({"connectTimeoutSeconds": 20, "totalTimeoutSeconds": 10}, "connectTimeoutSeconds"),
+        ({"totalTimeoutSeconds": 121}, "totalTimeoutSeconds"),
+        ({"maxResponseBytes": 2_000_000}, "maxResponseBytes"),
+        ({"delivery": {"fast": {}}}, "unknown lane"),
+        ({"delivery": {"fastLane": []}}, "must be an object"),
+        ({"delivery": {"fastLane": {"retries": 3}}}, "unknown setting"),
+        ({"delivery": {"fastLane": {"backoffRate": 0.5}}}, "backoffRate"),
+        ({"delivery": {"fastLane": {"maxAttempts": 2.5}}}, "maxAttempts"),
+        ({"delivery": {"fastLane": {"maxAttempts": True}}}, "maxAttempts"),
+        ({"delivery": {"slowLane": {"jitterStrategy": "HALF"}}}, "jitterStrategy"),
+        ({"delivery": {"fastLane": {"initialWaitSeconds": 10}}}, "slow lane only"),
+        # Ten attempts of up to 25 s each cannot fit one EXPRESS run (300 s).
+        ({"delivery": {"fastLane": {"maxAttempts": 9}}}, "EXPRESS"),
+        ({"delivery": {"slowLane": {"maxAttempts": 1000, "maxDelaySeconds": 86400}}}, "STANDARD"),
+        ({"delivery": {"slowLane": {"maxAttempts": 1001}}}, "maxAttempts"),
+        ({"delivery": {"slowLane": {"maxAttempts": 1000, "backoffRate": 10_000}}}, "backs off"),
         ("[1, 2]", "must be an object"),
         ("{not json", "not a JSON object"),
     ],
@@ -95,6 +123,28 @@ def test_invalid_settings_fail_synthesis_with_a_clear_message(raw: object, messa
     # Then reading it fails and says what is wrong
     with pytest.raises(SettingsError, match=message):
         RelaySettings.from_mapping(raw)
+
+
+def test_the_slow_lane_lease_covers_its_whole_retry_horizon() -> None:
+    # Given the slow lane's default policy (delivery_slow.asl.json) and the default attempt timeout
+    settings = RelaySettings.defaults()
+    schedule = retry_schedule("delivery_slow.asl.json", None)
+    # Then the lease is the longest the lane can take: every wait at its cap, every attempt timing out,
+    # plus an hour
+    assert settings.slow_lane_lease_seconds == math.ceil(schedule.max_horizon_seconds) + schedule.attempts * (
+        15 + 10
+    ) + 3600
+    assert settings.slow_lane_lease_seconds == 186_185  # 300 + 181,560 s of waits, 17 x 25 s, 3,600 s
+    assert settings.delivery_environment()["RELAY_SLOW_LANE_LEASE_SECONDS"] == "186185"
+    assert settings.delivery_environment()["RELAY_FAST_LANE_LEASE_SECONDS"] == "360"
+
+
+def test_the_slow_lane_lease_follows_the_policy_and_the_timeout() -> None:
+    # Given a shorter slow lane and a longer attempt
+    policy = {"intervalSeconds": 30, "maxAttempts": 4, "backoffRate": 2, "initialWaitSeconds": 60}
+    settings = RelaySettings.from_mapping({"totalTimeoutSeconds": 20, "delivery": {"slowLane": policy}})
+    # Then the lease is 60 s of initial wait, waits of 30+60+120+240 s, 5 attempts of 30 s, and the margin
+    assert settings.slow_lane_lease_seconds == 60 + 450 + 5 * 30 + 3600
 
 
 def test_the_largest_body_still_fits_a_step_functions_input() -> None:
@@ -131,3 +181,20 @@ def test_overrides_reach_every_function_and_the_stage(synth: Synthesized) -> Non
     (method_settings,) = stage["Properties"]["MethodSettings"]
     assert (method_settings["ThrottlingRateLimit"], method_settings["ThrottlingBurstLimit"]) == (20, 40)
     assert synth.error is None
+
+
+def test_overrides_reach_the_usage_plan_and_the_delivery_functions(synth: Synthesized) -> None:
+    from infra_support import function_by_step, step_environment
+
+    # Given the usage plan and the delivery functions
+    (plan,) = synth.of_type("AWS::ApiGateway::UsagePlan").values()
+    # Then each sender's key is throttled with the overridden limits
+    assert plan["Properties"]["Throttle"] == {"RateLimit": 20, "BurstLimit": 40}
+    # And every delivery step uses the overridden attempt settings
+    for step in ("dispatcher", "deliver", "finalize", "handoff", "reconciler"):
+        variables = step_environment(synth, step)
+        assert variables["RELAY_CONNECT_TIMEOUT_SECONDS"] == "5"
+        assert variables["RELAY_TOTAL_TIMEOUT_SECONDS"] == "20"
+        assert variables["RELAY_MAX_RESPONSE_BYTES"] == "4096"
+    # And the deliver function may run the longer attempt plus its own bookkeeping
+    assert function_by_step(synth, "deliver")[1]["Properties"]["Timeout"] == 30

@@ -1,0 +1,284 @@
+"""Operating Relay: auth, tenant isolation, status and history, listing, replay, cancel, reconciler.
+
+Runs `relay dev` in-process (real handlers, real state machines on moto) over real HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from functions.shared import aws
+from relay.admin import SenderAdmin
+from relay.client import RelayClient
+from relay.local.runtime import LocalRelay
+from relay.local.targets import TargetServer
+from tests.conftest import make_message
+
+POLICY = {
+    "fastLane": {"intervalSeconds": 1, "maxAttempts": 1},
+    "slowLane": {"initialWaitSeconds": 1, "intervalSeconds": 1, "maxAttempts": 1},
+}
+TERMINAL = ("DELIVERED", "FAILED", "CANCELLED")
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[TargetServer]:
+    with TargetServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[LocalRelay]:
+    with LocalRelay(
+        port=0,
+        time_scale=0.01,
+        policy=POLICY,
+        reconcile_every_seconds=0.5,
+        environment={"RELAY_REDRIVE_AFTER_SECONDS": "1"},
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def admin(relay: LocalRelay) -> SenderAdmin:
+    assert relay.local is not None
+    return SenderAdmin(relay.local.table_name)
+
+
+@pytest.fixture(scope="module")
+def alice(relay: LocalRelay, admin: SenderAdmin) -> RelayClient:
+    return RelayClient(relay.url, token=admin.create("alice")["token"])
+
+
+@pytest.fixture(scope="module")
+def bob(relay: LocalRelay, admin: SenderAdmin) -> RelayClient:
+    return RelayClient(relay.url, token=admin.create("bob")["token"])
+
+
+def wait_for(client: RelayClient, message_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = client.status(message_id)
+        if answer.ok and answer.body["status"] in statuses:
+            return answer.body
+        time.sleep(0.05)
+    raise AssertionError(f"{message_id} never reached {statuses}: {client.status(message_id).body}")
+
+
+def types(record: dict[str, Any]) -> list[str]:
+    return [event["type"] for event in record["events"]]
+
+
+# -- auth -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, "rly_wrong", "not-even-a-token"])
+def test_missing_or_wrong_token_is_401_and_nothing_is_stored(
+    relay: LocalRelay, alice: RelayClient, target: TargetServer, token: str | None
+) -> None:
+    message = make_message(senderId="alice", targetUrl=f"{target.url}/ok")
+    answer = RelayClient(relay.url, token=token).send(message)
+    assert answer.status == 401
+    assert answer.body["error"]["code"] == "UNAUTHORIZED"
+    assert alice.status(message["messageId"]).status == 404
+
+
+def test_disabled_sender_is_403_and_nothing_is_stored(
+    relay: LocalRelay, admin: SenderAdmin, target: TargetServer
+) -> None:
+    created = admin.create("carol")
+    carol = RelayClient(relay.url, token=created["token"])
+    admin.set_status("carol", enabled=False)
+    message = make_message(senderId="carol", targetUrl=f"{target.url}/ok")
+    answer = carol.send(message)
+    assert (answer.status, answer.body["error"]["code"]) == (403, "FORBIDDEN")
+    admin.set_status("carol", enabled=True)
+    assert carol.status(message["messageId"]).status == 404
+
+
+def test_body_sender_must_be_the_token_sender(alice: RelayClient, target: TargetServer) -> None:
+    message = make_message(senderId="bob", targetUrl=f"{target.url}/ok")
+    answer = alice.send(message)
+    assert answer.status == 403
+    assert answer.body["error"]["details"][0]["path"] == "$.senderId"
+
+
+def test_rotated_token_keeps_old_one_for_the_grace_period(relay: LocalRelay, admin: SenderAdmin) -> None:
+    old = admin.create("dave")["token"]
+    rotated = admin.rotate_token("dave", grace_hours=1)
+    assert RelayClient(relay.url, token=old).list("PENDING").status == 200
+    assert RelayClient(relay.url, token=rotated["token"]).list("PENDING").status == 200
+    # A rotation with no grace retires the old tokens at once
+    newest = admin.rotate_token("dave", grace_hours=0)
+    assert RelayClient(relay.url, token=old).list("PENDING").status == 401
+    assert RelayClient(relay.url, token=newest["token"]).list("PENDING").status == 200
+
+
+def test_per_sender_throttling_answers_429(relay: LocalRelay, admin: SenderAdmin) -> None:
+    slow = RelayClient(relay.url, token=admin.create("erin", rate_per_second=0.5, burst=2)["token"])
+    statuses = [slow.list("PENDING").status for _ in range(5)]
+    assert statuses[:2] == [200, 200]
+    assert 429 in statuses[2:]
+
+
+# -- isolation --------------------------------------------------------------------------------------
+
+
+def test_another_senders_message_is_404_for_every_action(
+    alice: RelayClient, bob: RelayClient, target: TargetServer
+) -> None:
+    message = make_message(senderId="alice", targetUrl=f"{target.url}/missing")
+    assert alice.send(message).status == 202
+    wait_for(alice, message["messageId"])
+    for answer in (
+        bob.status(message["messageId"]),
+        bob.replay(message["messageId"]),
+        bob.cancel(message["messageId"]),
+    ):
+        assert (answer.status, answer.body["error"]["code"]) == (404, "MESSAGE_NOT_FOUND")
+    listed = bob.list("FAILED").body["items"]
+    assert message["messageId"] not in [item["messageId"] for item in listed]
+    # The owner still sees it
+    assert message["messageId"] in [item["messageId"] for item in alice.list("FAILED").body["items"]]
+
+
+# -- status, history, list ---------------------------------------------------------------------------
+
+
+def test_status_shows_the_whole_timeline_and_the_runs(alice: RelayClient, target: TargetServer) -> None:
+    message = make_message(senderId="alice", targetUrl=f"{target.url}/flaky/2")
+    assert alice.send(message).status == 202
+    record = wait_for(alice, message["messageId"])
+    assert record["status"] == "DELIVERED" and record["attempts"] == 3
+    assert types(record) == [
+        "RECEIVED",
+        "ENQUEUED",
+        "ATTEMPT_STARTED",
+        "ATTEMPT_FAILED",
+        "ATTEMPT_STARTED",
+        "ATTEMPT_FAILED",
+        "MOVED_TO_SLOW_LANE",
+        "ATTEMPT_STARTED",
+        "DELIVERED",
+    ]
+    assert {"acceptedAt", "updatedAt", "expiresAt", "deliveredAt"} <= set(record)
+    runs = [execution["executionArn"] for execution in record["executions"]]
+    assert any(":relay-delivery-fast:" in arn for arn in runs) and any(":relay-delivery-slow:" in arn for arn in runs)
+    assert all(message["messageId"] in arn for arn in runs)
+    assert all(e["consoleUrl"].startswith("https://") for e in record["executions"])
+
+
+def test_list_is_newest_first_and_paginates(alice: RelayClient, target: TargetServer) -> None:
+    ids = []
+    for _ in range(5):
+        message = make_message(senderId="alice", targetUrl=f"{target.url}/missing")
+        assert alice.send(message).status == 202
+        ids.append(message["messageId"])
+        time.sleep(0.01)
+    for message_id in ids:
+        wait_for(alice, message_id)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = alice.list("FAILED", limit=2, cursor=cursor).body
+        assert len(page["items"]) <= 2
+        seen.extend(item["messageId"] for item in page["items"])
+        cursor = page["nextCursor"]
+        if not cursor:
+            break
+    ours = [message_id for message_id in seen if message_id in ids]
+    assert ours == list(reversed(ids))
+
+
+def test_list_rejects_bad_queries_naming_the_field(alice: RelayClient, bob: RelayClient) -> None:
+    answer = alice.request("GET", "/messages?status=LOST")
+    assert answer.status == 400 and answer.body["error"]["details"][0]["path"] == "$.status"
+    answer = alice.list("FAILED", limit=1000)
+    assert answer.status == 400 and answer.body["error"]["details"][0]["path"] == "$.limit"
+    # A cursor of another listing (or sender) is refused, not followed
+    page = alice.list("FAILED", limit=1).body
+    if page["nextCursor"]:
+        answer = bob.list("FAILED", cursor=page["nextCursor"])
+        assert answer.status == 400 and answer.body["error"]["details"][0]["path"] == "$.cursor"
+
+
+# -- replay and cancel ------------------------------------------------------------------------------
+
+
+def test_replay_of_a_failed_message_after_the_target_recovers(alice: RelayClient, target: TargetServer) -> None:
+    # Given a message that failed because its target was down
+    message = make_message(senderId="alice", targetUrl=f"{target.url}/switch/replay-me")
+    assert alice.send(message).status == 202
+    failed = wait_for(alice, message["messageId"])
+    assert failed["status"] == "FAILED"
+    # When the target recovers and the message is replayed
+    target.heal("replay-me")
+    answer = alice.replay(message["messageId"])
+    assert answer.status == 202 and answer.body["status"] == "PENDING"
+    # Then it is delivered, with REPLAYED in its history after the failure
+    record = wait_for(alice, message["messageId"], ("DELIVERED",))
+    history = types(record)
+    assert history.index("FAILED") < history.index("REPLAYED") < history.index("DELIVERED")
+    # And a message that is not finished cannot be replayed
+    pending = make_message(senderId="alice", targetUrl=f"{target.url}/slow/1500")
+    assert alice.send(pending).status == 202
+    answer = alice.replay(pending["messageId"])
+    assert (answer.status, answer.body["error"]["code"]) == (409, "MESSAGE_NOT_FINISHED")
+
+
+def test_cancel_stops_a_retrying_message(alice: RelayClient, target: TargetServer) -> None:
+    message = make_message(senderId="alice", targetUrl=f"{target.url}/switch/never-heals")
+    assert alice.send(message).status == 202
+    wait_for(alice, message["messageId"], ("RETRYING",))
+    answer = alice.cancel(message["messageId"])
+    assert answer.status == 200 and answer.body["status"] == "CANCELLED"
+    time.sleep(0.5)
+    record = alice.status(message["messageId"]).body
+    assert record["status"] == "CANCELLED" and "CANCELLED" in types(record)
+    # Cancelling a finished message is refused
+    answer = alice.cancel(message["messageId"])
+    assert (answer.status, answer.body["error"]["code"]) == (409, "MESSAGE_ALREADY_FINISHED")
+
+
+# -- reconciler -------------------------------------------------------------------------------------
+
+
+def test_message_stored_while_the_queue_was_down_is_delivered_by_the_reconciler(
+    alice: RelayClient, target: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the delivery queue refuses every send
+    real_client = aws.client
+
+    class QueueDown:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "send_message":
+                from botocore.exceptions import ClientError
+
+                def refuse(**_: Any) -> Any:
+                    raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage")
+
+                return refuse
+            return getattr(self.real, name)
+
+    monkeypatch.setattr(
+        aws, "client", lambda service: QueueDown(real_client(service)) if service == "sqs" else real_client(service)
+    )
+    message = make_message(senderId="alice", targetUrl=f"{target.url}/ok")
+    # When a message is posted, the caller is told it failed, but it is stored
+    answer = alice.send(message)
+    assert answer.status == 500
+    assert alice.status(message["messageId"]).body["status"] == "PENDING"
+    # And once the queue is back, with no client action
+    monkeypatch.undo()
+    record = wait_for(alice, message["messageId"], timeout=30)
+    # Then the reconciler re-drove it and it was delivered
+    assert record["status"] == "DELIVERED"
+    history = types(record)
+    assert "ENQUEUE_FAILED" in history and "REDRIVEN" in history
