@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.shared import aws
+from functions.shared.exceptions import SenderUnknown
 from functions.shared.secrets import SigningSecrets
-from functions.shared.senders import ACTIVE, DISABLED, SenderRepository, SenderUnknown, rotation_deadline
+from functions.shared.senders import ACTIVE, DISABLED, SenderRepository, rotation_deadline
 
 
 @dataclass

@@ -6,9 +6,15 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
-from functions.shared.exceptions import MessageInvalid, MessageNotFound, RelayError
+from functions.shared.exceptions import (
+    MessageExpired,
+    MessageFinished,
+    MessageInvalid,
+    MessageNotFinished,
+    MessageNotFound,
+    RelayError,
+)
 from functions.shared.observability import logger
-from functions.shared.operations import MessageExpired, MessageFinished, MessageNotFinished
 from functions.shared.responses import SYSTEM_ERROR, VALIDATION_ERROR
 
 # exception class -> (HTTP status, error code)

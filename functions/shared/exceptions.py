@@ -94,3 +94,27 @@ class DeliveryRejected(RelayError):
 
     The delivery state machines catch this class name and mark the message FAILED at once.
     """
+
+
+class WorkflowUnavailable(RelayError):
+    """Step Functions did not start the run."""
+
+
+class MessageNotFinished(RelayError):
+    """Replay needs a DELIVERED or FAILED message."""
+
+
+class MessageFinished(RelayError):
+    """Cancel needs a message that has not finished."""
+
+
+class MessageExpired(RelayError):
+    """The message is past its expiry; it cannot be delivered again."""
+
+
+class SenderExists(RelayError):
+    """A sender with that id exists already."""
+
+
+class SenderUnknown(RelayError):
+    """No sender with that id."""

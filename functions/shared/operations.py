@@ -17,7 +17,15 @@ from urllib.parse import quote
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.shared.config import Settings
-from functions.shared.exceptions import FieldError, MessageInvalid, MessageNotFound, RelayError
+from functions.shared.exceptions import (
+    FieldError,
+    MessageExpired,
+    MessageFinished,
+    MessageInvalid,
+    MessageNotFinished,
+    MessageNotFound,
+    RelayError,
+)
 from functions.shared.model import DUE_SHARDS, TERMINAL_STATUSES, EventType, MessageKey, Status
 from functions.shared.observability import logger, metrics
 from functions.shared.queue import DeliveryQueue
@@ -30,16 +38,7 @@ DEFAULT_PAGE_SIZE = 25
 MAX_REDRIVES = 5
 
 
-class MessageNotFinished(RelayError):
-    """Replay needs a DELIVERED or FAILED message."""
 
-
-class MessageFinished(RelayError):
-    """Cancel needs a message that has not finished."""
-
-
-class MessageExpired(RelayError):
-    """The message is past its expiry; it cannot be delivered again."""
 
 
 def _iso(moment: datetime) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.shared.exceptions import RelayError
+from functions.shared.exceptions import SenderExists, SenderUnknown
 from functions.shared.repository import MessageRepository, from_item, to_item
 
 TOKEN_PREFIX = "rly_"
@@ -25,12 +25,6 @@ ACTIVE = "active"
 DISABLED = "disabled"
 
 
-class SenderExists(RelayError):
-    """A sender with that id exists already."""
-
-
-class SenderUnknown(RelayError):
-    """No sender with that id."""
 
 
 def hash_token(token: str) -> str:

@@ -10,14 +10,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.shared import aws
-from functions.shared.exceptions import RelayError
+from functions.shared.exceptions import WorkflowUnavailable
 from functions.shared.model import MessageKey
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
-
-class WorkflowUnavailable(RelayError):
-    """Step Functions did not start the run."""
 
 
 def execution_name(key: MessageKey, run: int, lane: str, unique: str = "") -> str:

@@ -21,9 +21,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from functions.shared.config import get_settings
-from functions.shared.exceptions import RelayError
+from functions.shared.exceptions import RelayError, SenderExists, SenderUnknown
 from functions.shared.responses import SYSTEM_ERROR, error_response
-from functions.shared.senders import Principal, SenderExists, SenderRepository, SenderUnknown
+from functions.shared.senders import Principal, SenderRepository
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
 from relay.admin import SenderAdmin
 from relay.local.emulator import LocalAws

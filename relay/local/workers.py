@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ import boto3
 
 from relay.local.emulator import REGION, LocalAws
 
+LOG = logging.getLogger("relay.local")
+
 
 @dataclass
 class QueueWorker:
@@ -24,6 +27,7 @@ class QueueWorker:
     function_name: str = "relay-dispatcher"
     batch_size: int = 10
     idle_sleep_seconds: float = 0.05
+    _sqs: Any = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -38,7 +42,9 @@ class QueueWorker:
             self._thread.join(timeout=10)
 
     def poll_once(self) -> int:
-        sqs = boto3.client("sqs", region_name=REGION)
+        if self._sqs is None:
+            self._sqs = boto3.client("sqs", region_name=REGION)
+        sqs = self._sqs
         received = sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=self.batch_size,
@@ -68,6 +74,7 @@ class QueueWorker:
                 if self.poll_once() == 0:
                     self._stop.wait(self.idle_sleep_seconds)
             except Exception:  # the worker must outlive a failing poll, as the event source does
+                LOG.exception("Polling %s failed; retrying", self.function_name)
                 time.sleep(0.5)
 
 
@@ -96,7 +103,7 @@ class ScheduledWorker:
             try:
                 self.local.invoke(self.function_name, {"source": "aws.events", "detail-type": "Scheduled Event"})
             except Exception:  # a failed round is retried on the next tick, as on AWS
-                continue
+                LOG.exception("Scheduled %s failed; next tick retries", self.function_name)
 
 
 def _sqs_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def target() -> Iterator[TargetServer]:
         yield server
 
 
-def wait_terminal(client: RelayClient, message_id: str, timeout: float = 30) -> dict[str, Any]:
+def wait_terminal(client: RelayClient, message_id: str, timeout: float = 90) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = client.status(message_id).body

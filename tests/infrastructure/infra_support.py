@@ -108,7 +108,12 @@ def data_grants(synth: Synthesized, role_logical_id: str) -> dict[str, list[Any]
         for action in actions_of(statement):
             if DATA_ACTION.match(action):
                 grants.setdefault(action, []).extend(resources_of(statement))
-    return grants
+    return {action: refs(*resources) for action, resources in grants.items()}
+
+
+def refs(*resources: Any) -> list[Any]:
+    """Resources in a canonical order (CDK orders merged statements its own way)."""
+    return sorted(resources, key=lambda resource: json.dumps(resource, sort_keys=True))
 
 
 def table_id(synth: Synthesized) -> str:

@@ -131,9 +131,10 @@ def test_the_slow_lane_lease_covers_its_whole_retry_horizon() -> None:
     schedule = retry_schedule("delivery_slow.asl.json", None)
     # Then the lease is the longest the lane can take: every wait at its cap, every attempt timing out,
     # plus an hour
-    assert settings.slow_lane_lease_seconds == math.ceil(schedule.max_horizon_seconds) + schedule.attempts * (
-        15 + 10
-    ) + 3600
+    assert (
+        settings.slow_lane_lease_seconds
+        == math.ceil(schedule.max_horizon_seconds) + schedule.attempts * (15 + 10) + 3600
+    )
     assert settings.slow_lane_lease_seconds == 186_185  # 300 + 181,560 s of waits, 17 x 25 s, 3,600 s
     assert settings.delivery_environment()["RELAY_SLOW_LANE_LEASE_SECONDS"] == "186185"
     assert settings.delivery_environment()["RELAY_FAST_LANE_LEASE_SECONDS"] == "360"

@@ -1,0 +1,609 @@
+"""The OpenAPI 3.1 document of the Relay API, generated from `schemas/message.schema.json`.
+
+The message schema stays the one source of the message contract: it becomes the request body of
+`POST /messages` (OpenAPI 3.1 speaks JSON Schema 2020-12, so it is embedded as it is, with its
+`$defs` moved under `components/schemas`). The statuses, event types and the error codes of the
+read-and-act routes come from the code that answers them, so the document cannot drift silently:
+`python -m relay.openapi --check` fails when `schemas/openapi.json` is not what this module writes.
+
+    python -m relay.openapi            # write schemas/openapi.json
+    python -m relay.openapi --check    # exit 1 when the file is stale
+    python -m relay.openapi --stdout   # print it
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from functions.shared.api_errors import ERROR_CODES
+from functions.shared.config import MESSAGE_SCHEMA_PATH
+from functions.shared.exceptions import MessageExpired, MessageFinished, MessageNotFinished, MessageNotFound
+from functions.shared.model import EventType, Status
+from functions.shared.operations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from functions.shared.responses import (
+    MESSAGE_ID_CONFLICT,
+    PAYLOAD_TOO_LARGE,
+    SYSTEM_ERROR,
+    VALIDATION_ERROR,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+OPENAPI_PATH = ROOT / "schemas" / "openapi.json"
+PYPROJECT_PATH = ROOT / "pyproject.toml"
+
+SCHEMA_REF = "#/components/schemas/"
+RESPONSE_REF = "#/components/responses/"
+
+# Codes answered by the authentication and throttling in front of every route (the Lambda
+# authorizer and API Gateway's gateway responses on AWS, relay/local/server.py locally), and by
+# API Gateway alone (stacks/constructs/api.py). tests/unit/test_openapi.py checks them against
+# both sources.
+UNAUTHORIZED = "UNAUTHORIZED"
+FORBIDDEN = "FORBIDDEN"
+THROTTLED = "THROTTLED"
+UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+NOT_FOUND = "NOT_FOUND"
+REQUEST_REJECTED = "REQUEST_REJECTED"
+
+
+def _code_of(exception_type: type[Exception]) -> str:
+    return ERROR_CODES[exception_type][1]
+
+
+def _status_of(exception_type: type[Exception]) -> int:
+    return ERROR_CODES[exception_type][0]
+
+
+MESSAGE_NOT_FOUND = _code_of(MessageNotFound)
+MESSAGE_NOT_FINISHED = _code_of(MessageNotFinished)
+MESSAGE_ALREADY_FINISHED = _code_of(MessageFinished)
+MESSAGE_EXPIRED = _code_of(MessageExpired)
+
+# Every error code, with the HTTP status it comes with and what it means.
+ERROR_CATALOG: dict[str, tuple[int | str, str]] = {
+    VALIDATION_ERROR: (400, "The request is not valid; `details` names every offending field by its JSON path."),
+    UNAUTHORIZED: (401, "No token, or an unknown one: send `Authorization: Bearer <token>`."),
+    FORBIDDEN: (403, "The sender is disabled, or the message's senderId is not the authenticated sender."),
+    MESSAGE_NOT_FOUND: (
+        _status_of(MessageNotFound),
+        "No such message for this sender (another sender's looks the same).",
+    ),
+    NOT_FOUND: (404, "No such route."),
+    MESSAGE_ID_CONFLICT: (409, "The messageId was already accepted with different content."),
+    MESSAGE_NOT_FINISHED: (_status_of(MessageNotFinished), "Only a DELIVERED or FAILED message can be replayed."),
+    MESSAGE_ALREADY_FINISHED: (_status_of(MessageFinished), "The message has finished and cannot be cancelled."),
+    MESSAGE_EXPIRED: (_status_of(MessageExpired), "The message is past its expiry and cannot be delivered again."),
+    PAYLOAD_TOO_LARGE: (413, "The request or the message body is over the configured size limit."),
+    UNSUPPORTED_MEDIA_TYPE: (415, "Send JSON with `Content-Type: application/json` (API Gateway only)."),
+    THROTTLED: (429, "Too many requests for this sender; retry later (with the same messageId)."),
+    REQUEST_REJECTED: ("4xx", "Any other request API Gateway refuses before it reaches Relay (AWS only)."),
+    SYSTEM_ERROR: (500, "Relay could not process the request; safe to retry with the same messageId."),
+}
+
+# Reusable responses: name -> (status, description, codes the body may carry, details required).
+_RESPONSES: dict[str, tuple[int, str, tuple[str, ...], bool]] = {
+    "ValidationError": (
+        400,
+        "The request is invalid; every problem is named by its JSON path.",
+        (VALIDATION_ERROR,),
+        True,
+    ),
+    "QueryInvalid": (400, "A query parameter is invalid; each is named as `$.<parameter>`.", (VALIDATION_ERROR,), True),
+    "Unauthorized": (401, "No valid API token.", (UNAUTHORIZED,), False),
+    "Forbidden": (403, "The sender is disabled.", (FORBIDDEN,), False),
+    "SenderForbidden": (
+        403,
+        "The sender is disabled, or the body's senderId is not the authenticated sender (then `details` "
+        "names `$.senderId`).",
+        (FORBIDDEN,),
+        False,
+    ),
+    "MessageNotFound": (
+        404,
+        "No such message for this sender. A path that is no route at all answers NOT_FOUND.",
+        (MESSAGE_NOT_FOUND, NOT_FOUND),
+        False,
+    ),
+    "Conflict": (409, "The messageId was already accepted with different content.", (MESSAGE_ID_CONFLICT,), False),
+    "ReplayConflict": (
+        409,
+        "The message has not finished (MESSAGE_NOT_FINISHED) or is past its expiry (MESSAGE_EXPIRED).",
+        (MESSAGE_NOT_FINISHED, MESSAGE_EXPIRED),
+        False,
+    ),
+    "CancelConflict": (409, "The message has already finished.", (MESSAGE_ALREADY_FINISHED,), False),
+    "PayloadTooLarge": (
+        413,
+        "The request or the message body is over the limit; `details` names `$` (the request) or `$.body`.",
+        (PAYLOAD_TOO_LARGE,),
+        False,
+    ),
+    "UnsupportedMediaType": (
+        415,
+        "The request is not `application/json` (API Gateway only).",
+        (UNSUPPORTED_MEDIA_TYPE,),
+        False,
+    ),
+    "Throttled": (429, "Too many requests for this sender.", (THROTTLED,), False),
+    "SystemError": (500, "Relay could not process the request; no internal detail is given.", (SYSTEM_ERROR,), False),
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": SCHEMA_REF + name}
+
+
+def _version() -> str:
+    with PYPROJECT_PATH.open("rb") as pyproject:
+        return str(tomllib.load(pyproject)["project"]["version"])
+
+
+def _rewrite_refs(node: Any, mapping: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: (mapping[value] if key == "$ref" and value in mapping else _rewrite_refs(value, mapping))
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_rewrite_refs(item, mapping) for item in node]
+    return node
+
+
+def _pascal(name: str) -> str:
+    return name[:1].upper() + name[1:]
+
+
+def message_schemas(source: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The message schema as components: `Message` plus one component per `$defs` entry."""
+    schema = copy.deepcopy(source)
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+    source_id = schema.pop("$id", None)
+    schema.pop("$schema", None)
+    mapping = {f"#/$defs/{name}": SCHEMA_REF + _pascal(name) for name in definitions}
+    components = {_pascal(name): _rewrite_refs(value, mapping) for name, value in definitions.items()}
+    message = _rewrite_refs(schema, mapping)
+    if source_id:
+        message["x-source"] = source_id
+    components["Message"] = message
+    return components
+
+
+def _error_schemas() -> dict[str, dict[str, Any]]:
+    catalog = "\n".join(f"- `{code}` ({status}): {text}" for code, (status, text) in ERROR_CATALOG.items())
+    return {
+        "FieldError": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["path", "message"],
+            "properties": {
+                "path": {
+                    "type": "string",
+                    "pattern": "^\\$",
+                    "description": "JSON path of the field: `$` (the whole request), `$.targetUrl`, "
+                    "`$.headers['X-Trace']`; query parameters as `$.<name>`.",
+                },
+                "message": {"type": "string"},
+            },
+        },
+        "Error": {
+            "description": "Every error answer of the API, whatever the route.\n\n" + catalog,
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["code", "message", "requestId"],
+                    "properties": {
+                        "code": {"type": "string", "enum": list(ERROR_CATALOG)},
+                        "message": {"type": "string", "description": "For people; never a stack trace or AWS text."},
+                        "requestId": {"type": "string", "description": "Quote it when reporting a problem."},
+                        "details": {"type": "array", "minItems": 1, "items": _ref("FieldError")},
+                    },
+                }
+            },
+        },
+    }
+
+
+_TIMESTAMP = {"type": "string", "format": "date-time"}
+
+
+def _resource_schemas(message_schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    statuses = [status.value for status in Status]
+    method = {"type": "string", "enum": list(message_schema["properties"]["method"]["enum"])}
+    return {
+        "Status": {
+            "type": "string",
+            "enum": statuses,
+            "description": "PENDING (stored, not yet attempted) -> DELIVERING -> DELIVERED | RETRYING -> ... -> "
+            "FAILED; CANCELLED by an operator. DELIVERED, FAILED and CANCELLED are final.",
+        },
+        "EventType": {"type": "string", "enum": [event.value for event in EventType]},
+        "Accepted": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["messageId", "senderId", "status", "acceptedAt", "expiresAt"],
+            "properties": {
+                "messageId": _ref("Identifier"),
+                "senderId": _ref("Identifier"),
+                "status": {"const": Status.PENDING.value},
+                "acceptedAt": _TIMESTAMP,
+                "expiresAt": _TIMESTAMP,
+            },
+        },
+        "Duplicate": {
+            "description": "The same message (same id, same content) again: nothing is stored twice; this is "
+            "its current state.",
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "duplicate",
+                "messageId",
+                "senderId",
+                "status",
+                "attempts",
+                "acceptedAt",
+                "updatedAt",
+                "expiresAt",
+            ],
+            "properties": {
+                "duplicate": {"const": True},
+                "messageId": _ref("Identifier"),
+                "senderId": _ref("Identifier"),
+                "status": _ref("Status"),
+                "attempts": {"type": "integer", "minimum": 0},
+                "acceptedAt": _TIMESTAMP,
+                "updatedAt": _TIMESTAMP,
+                "expiresAt": _TIMESTAMP,
+            },
+        },
+        "Event": {
+            "description": "One immutable event of the message's life. Fields beyond `type` and `at` depend on "
+            "the type (ATTEMPT_FAILED carries statusCode, error, durationMs, ...).",
+            "type": "object",
+            "required": ["type", "at"],
+            "properties": {
+                "type": _ref("EventType"),
+                "at": _TIMESTAMP,
+                "attempt": {"type": "integer", "minimum": 1},
+                "lane": {"type": "string"},
+                "statusCode": {"type": "integer"},
+                "durationMs": {"type": "integer", "minimum": 0},
+                "error": {"type": "string"},
+                "detail": {"type": "string"},
+                "reason": {"type": "string"},
+                "executionArn": {"type": "string"},
+                "previousStatus": _ref("Status"),
+                "requestId": {"type": "string"},
+            },
+        },
+        "Execution": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["executionArn", "consoleUrl"],
+            "properties": {"executionArn": {"type": "string"}, "consoleUrl": {"type": "string", "format": "uri"}},
+        },
+        "MessageStatus": {
+            "description": "A message's status, attempts, timestamps, last error, content, event history and the "
+            "state machine executions that delivered it.",
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "messageId",
+                "senderId",
+                "status",
+                "attempts",
+                "acceptedAt",
+                "expiresAt",
+                "events",
+                "executions",
+            ],
+            "properties": {
+                "messageId": _ref("Identifier"),
+                "senderId": _ref("Identifier"),
+                "status": _ref("Status"),
+                "attempts": {"type": "integer", "minimum": 0},
+                "acceptedAt": _TIMESTAMP,
+                "updatedAt": _TIMESTAMP,
+                "expiresAt": _TIMESTAMP,
+                "deliveredAt": _TIMESTAMP,
+                "failedAt": _TIMESTAMP,
+                "cancelledAt": _TIMESTAMP,
+                "lastError": {"type": "string"},
+                "targetUrl": {"type": "string"},
+                "method": method,
+                "ttl": {"type": "integer", "description": "Expiry as Unix seconds (DynamoDB TTL)."},
+                "run": {"type": "integer", "minimum": 0, "description": "How often the message was replayed."},
+                "redrives": {"type": "integer", "minimum": 0},
+                "timestamp": {"type": "string"},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "body": {"type": "string", "description": "The body exactly as it is delivered."},
+                "events": {"type": "array", "items": _ref("Event")},
+                "executions": {"type": "array", "items": _ref("Execution")},
+            },
+        },
+        "MessageSummary": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["messageId", "status", "attempts", "acceptedAt"],
+            "properties": {
+                "messageId": _ref("Identifier"),
+                "status": _ref("Status"),
+                "attempts": {"type": "integer", "minimum": 0},
+                "acceptedAt": _TIMESTAMP,
+                "updatedAt": _TIMESTAMP,
+                "targetUrl": {"type": "string"},
+                "method": method,
+                "lastError": {"type": "string"},
+            },
+        },
+        "MessageList": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["items", "nextCursor"],
+            "properties": {
+                "items": {"type": "array", "maxItems": MAX_PAGE_SIZE, "items": _ref("MessageSummary")},
+                "nextCursor": {
+                    "type": ["string", "null"],
+                    "description": "Pass as `cursor` to read the next page; null on the last page.",
+                },
+            },
+        },
+        "Replayed": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["messageId", "senderId", "status", "run"],
+            "properties": {
+                "messageId": _ref("Identifier"),
+                "senderId": _ref("Identifier"),
+                "status": {"const": Status.PENDING.value},
+                "run": {"type": "integer", "minimum": 1},
+            },
+        },
+        "Cancelled": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["messageId", "senderId", "status"],
+            "properties": {
+                "messageId": _ref("Identifier"),
+                "senderId": _ref("Identifier"),
+                "status": {"const": Status.CANCELLED.value},
+            },
+        },
+    }
+
+
+def _error_response(description: str, codes: tuple[str, ...], details_required: bool) -> dict[str, Any]:
+    narrowed: dict[str, Any] = {"code": {"enum": list(codes)} if len(codes) > 1 else {"const": codes[0]}}
+    inner: dict[str, Any] = {"properties": narrowed}
+    if details_required:
+        inner["required"] = ["details"]
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {"allOf": [_ref("Error"), {"properties": {"error": inner}}]},
+            }
+        },
+    }
+
+
+def _json_response(description: str, schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"description": description, "content": {"application/json": media}}
+
+
+def _responses(*names: str) -> dict[str, Any]:
+    return {str(_RESPONSES[name][0]): {"$ref": RESPONSE_REF + name} for name in names}
+
+
+_MESSAGE_ID_PARAMETER = {
+    "name": "messageId",
+    "in": "path",
+    "required": True,
+    "description": "The messageId the message was sent with.",
+    "schema": _ref("Identifier"),
+}
+
+_EXAMPLE_MESSAGE = {
+    "messageId": "order-1042.created",
+    "senderId": "acme",
+    "timestamp": "2026-01-31T12:00:00Z",
+    "targetUrl": "https://hooks.example.com/orders",
+    "headers": {"X-Trace": "abc123"},
+    "body": {"order": 1042, "event": "created"},
+}
+
+
+def _paths() -> dict[str, Any]:
+    common = ("Unauthorized", "Forbidden", "Throttled", "SystemError")
+    return {
+        "/messages": {
+            "post": {
+                "operationId": "sendMessage",
+                "summary": "Send a message",
+                "description": "Accepts the message exactly once per (senderId, messageId) and delivers it to "
+                "`targetUrl` with retries. Sending the same message again answers 200 with its current "
+                "state; the same messageId with other content answers 409.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Message"), "example": _EXAMPLE_MESSAGE}},
+                },
+                "responses": {
+                    "202": _json_response(
+                        "Accepted: stored, and queued for delivery.",
+                        _ref("Accepted"),
+                        {
+                            "messageId": "order-1042.created",
+                            "senderId": "acme",
+                            "status": "PENDING",
+                            "acceptedAt": "2026-01-31T12:00:00.123Z",
+                            "expiresAt": "2026-03-02T12:00:00.123Z",
+                        },
+                    ),
+                    "200": _json_response("The same message again; nothing new is stored.", _ref("Duplicate")),
+                    **_responses(
+                        "ValidationError",
+                        "Unauthorized",
+                        "SenderForbidden",
+                        "Conflict",
+                        "PayloadTooLarge",
+                        "UnsupportedMediaType",
+                        "Throttled",
+                        "SystemError",
+                    ),
+                },
+            },
+            "get": {
+                "operationId": "listMessages",
+                "summary": "List the sender's messages in one status",
+                "description": "Newest first, paginated with an opaque cursor.",
+                "parameters": [
+                    {"name": "status", "in": "query", "required": True, "schema": _ref("Status")},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_PAGE_SIZE,
+                            "default": DEFAULT_PAGE_SIZE,
+                        },
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "required": False,
+                        "description": "`nextCursor` of the previous page.",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": _json_response("One page of messages.", _ref("MessageList")),
+                    **_responses("QueryInvalid", *common),
+                },
+            },
+        },
+        "/messages/{messageId}": {
+            "parameters": [_MESSAGE_ID_PARAMETER],
+            "get": {
+                "operationId": "getMessage",
+                "summary": "A message's status and history",
+                "responses": {
+                    "200": _json_response("The message.", _ref("MessageStatus")),
+                    **_responses("MessageNotFound", *common),
+                },
+            },
+        },
+        "/messages/{messageId}/replay": {
+            "parameters": [_MESSAGE_ID_PARAMETER],
+            "post": {
+                "operationId": "replayMessage",
+                "summary": "Deliver a finished message again",
+                "description": "Starts a new delivery run of a DELIVERED or FAILED message; a REPLAYED event "
+                "records it.",
+                "responses": {
+                    "202": _json_response("The new run is queued.", _ref("Replayed")),
+                    **_responses("MessageNotFound", "ReplayConflict", *common),
+                },
+            },
+        },
+        "/messages/{messageId}/cancel": {
+            "parameters": [_MESSAGE_ID_PARAMETER],
+            "post": {
+                "operationId": "cancelMessage",
+                "summary": "Stop a message that has not finished",
+                "responses": {
+                    "200": _json_response("Cancelled; no further attempt is made.", _ref("Cancelled")),
+                    **_responses("MessageNotFound", "CancelConflict", *common),
+                },
+            },
+        },
+    }
+
+
+def build_document(message_schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole OpenAPI document as a dict."""
+    if message_schema is None:
+        message_schema = json.loads(MESSAGE_SCHEMA_PATH.read_text(encoding="utf-8"))
+    schemas: dict[str, Any] = {
+        **message_schemas(message_schema),
+        **_resource_schemas(message_schema),
+        **_error_schemas(),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Relay API",
+            "version": _version(),
+            "description": "Relay accepts a message once and delivers it to its target URL with retries, "
+            "recording every step as an event. The same contract is served by `relay dev` and by the "
+            "deployed API Gateway stage.\n\nGenerated by `python -m relay.openapi` from "
+            "`schemas/message.schema.json`; do not edit by hand.",
+        },
+        "servers": [
+            {"url": "http://127.0.0.1:8000", "description": "relay dev"},
+            {
+                "url": "https://{restApiId}.execute-api.{region}.amazonaws.com/v1",
+                "description": "A deployed stack (see the stack output ApiUrl)",
+                "variables": {"restApiId": {"default": "example"}, "region": {"default": "us-east-1"}},
+            },
+        ],
+        "security": [{"bearerAuth": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The sender's API token (`rly_...`), from `relay senders create` or `relay dev`.",
+                }
+            },
+            "schemas": schemas,
+            "responses": {
+                name: _error_response(description, codes, details_required)
+                for name, (_, description, codes, details_required) in _RESPONSES.items()
+            },
+        },
+    }
+
+
+def render(document: dict[str, Any] | None = None) -> str:
+    return json.dumps(document or build_document(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m relay.openapi", description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 when the file is not up to date")
+    mode.add_argument("--stdout", action="store_true", help="print the document instead of writing it")
+    parser.add_argument("--output", type=Path, default=OPENAPI_PATH)
+    args = parser.parse_args(argv)
+    text = render()
+    if args.stdout:
+        sys.stdout.write(text)
+        return 0
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current != text:
+            print(f"{args.output} is stale; run `python -m relay.openapi` to regenerate it.", file=sys.stderr)
+            return 1
+        return 0
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,375 @@
+"""The delivery path as synthesized from the real app: lanes, dispatcher, failed messages, grants."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from infra_support import (
+    Synthesized,
+    actions_of,
+    data_grants,
+    failed_queue_id,
+    function_by_step,
+    handler_of,
+    invoked_functions,
+    joined,
+    machine_role,
+    queue_arn,
+    queue_ids,
+    resources_of,
+    role_statements,
+    state_machines,
+    step_environment,
+    step_role,
+    synthesize,
+    table_arn,
+)
+
+from relay.definitions import render_definition
+from relay.local.emulator import FUNCTIONS, STATE_MACHINES
+from relay.project_config import delivery_policy
+from stacks.constructs.storage import DELIVERY_QUEUE_VISIBILITY_SECONDS
+from stacks.settings import RelaySettings
+
+DELIVERY_STEPS = ("dispatcher", "deliver", "finalize", "handoff")
+# Lane -> (file, machine type, emulator name, policy key), as relay dev runs it.
+LANES = {
+    "fast": ("delivery_fast.asl.json", "EXPRESS", "relay-delivery-fast", "fastLane"),
+    "slow": ("delivery_slow.asl.json", "STANDARD", "relay-delivery-slow", "slowLane"),
+}
+# Placeholder -> the step whose function it names.
+PLACEHOLDER_STEPS = {"DeliverFunctionArn": "deliver", "FailFunctionArn": "finalize", "HandoffFunctionArn": "handoff"}
+SENDER_SECRETS = {
+    "Fn::Join": [
+        "",
+        [
+            "arn:",
+            {"Ref": "AWS::Partition"},
+            ":secretsmanager:",
+            {"Ref": "AWS::Region"},
+            ":",
+            {"Ref": "AWS::AccountId"},
+            ":secret:relay/senders/*",
+        ],
+    ]
+}
+CONSUME_ACTIONS = (
+    "sqs:ReceiveMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueUrl",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    # Given the app as `cdk synth` builds it (cdk.json context, AwsSolutions checks)
+    # When it is synthesized once for the whole module
+    return synthesize(tmp_path_factory.mktemp("cdk.out"))
+
+
+def machine(synth: Synthesized, lane: str) -> tuple[str, dict[str, Any]]:
+    return state_machines(synth)[lane]
+
+
+def function_arn(synth: Synthesized, step: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [function_by_step(synth, step)[0], "Arn"]}
+
+
+def machine_ref(synth: Synthesized, lane: str) -> dict[str, Any]:
+    return {"Ref": machine(synth, lane)[0]}
+
+
+# -- the lanes -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_each_lane_is_its_file_with_the_configured_policy(synth: Synthesized, lane: str) -> None:
+    # Given a lane's machine, and the policy cdk.json sets for it (none: the file's defaults)
+    file_name, machine_type, _, policy_key = LANES[lane]
+    props = machine(synth, lane)[1]["Properties"]
+    policy = delivery_policy().get(policy_key)
+    # Then it has the lane's type, and its definition is exactly render_definition's text with the
+    # placeholders left to CloudFormation's DefinitionSubstitutions
+    assert props["StateMachineType"] == machine_type
+    assert props["DefinitionString"] == render_definition(file_name, None, policy)
+    # And after substitution no placeholder is left
+    rendered = props["DefinitionString"]
+    for placeholder, value in props["DefinitionSubstitutions"].items():
+        rendered = rendered.replace("${" + placeholder + "}", joined(value))
+    assert "${" not in rendered
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_each_lane_names_the_functions_relay_dev_wires_to_it(synth: Synthesized, lane: str) -> None:
+    # Given the lane's substitutions, and the same machine as relay dev creates it
+    file_name, machine_type, local_name, policy_key = LANES[lane]
+    substitutions = machine(synth, lane)[1]["Properties"]["DefinitionSubstitutions"]
+    local_file, local_type, local_placeholders, local_policy_key = STATE_MACHINES[local_name]
+    assert (local_file, local_type, local_policy_key) == (file_name, machine_type, policy_key)
+    # Then every placeholder the file uses is the ARN of the function relay dev runs for it
+    used = {
+        placeholder for placeholder in local_placeholders if "${" + placeholder + "}" in render_definition(file_name)
+    }
+    assert set(substitutions) == used
+    for placeholder, value in substitutions.items():
+        step = PLACEHOLDER_STEPS[placeholder]
+        assert FUNCTIONS[local_placeholders[placeholder]] == handler_of(step)
+        assert value == function_arn(synth, step)
+
+
+def test_the_fast_lane_uses_all_three_functions_and_the_slow_lane_two(synth: Synthesized) -> None:
+    # Given the substitutions of both lanes
+    fast = machine(synth, "fast")[1]["Properties"]["DefinitionSubstitutions"]
+    slow = machine(synth, "slow")[1]["Properties"]["DefinitionSubstitutions"]
+    # Then the fast lane can deliver, fail and hand off; the slow lane (the last lane) delivers and fails
+    assert set(fast) == {"DeliverFunctionArn", "FailFunctionArn", "HandoffFunctionArn"}
+    assert set(slow) == {"DeliverFunctionArn", "FailFunctionArn"}
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_each_lane_logs_errors_without_execution_data_and_is_traced(synth: Synthesized, lane: str) -> None:
+    # Given the lane's logging and tracing configuration
+    props = machine(synth, lane)[1]["Properties"]
+    logging = props["LoggingConfiguration"]
+    log_group_id = logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    # Then message content never reaches the logs, failures do, and runs are traced
+    assert logging == {**logging, "IncludeExecutionData": False, "Level": "ERROR"}
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    group = synth.resources[log_group_id]["Properties"]
+    assert group["RetentionInDays"] == 30
+    assert group["LogGroupName"].startswith("/aws/vendedlogs/states/")
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_each_lane_may_invoke_exactly_its_functions(synth: Synthesized, lane: str) -> None:
+    # Given the lane's role and the functions its definition names
+    props = machine(synth, lane)[1]["Properties"]
+    role_id = machine_role(machine(synth, lane)[1])
+    named = sorted(props["DefinitionSubstitutions"].values(), key=str)
+    # When its Lambda permissions are collected
+    actions, invoked = invoked_functions(synth, role_id)
+    # Then it may only invoke, and only those unqualified functions
+    assert actions == {"lambda:InvokeFunction"}
+    assert sorted(invoked, key=str) == named
+    # And it reaches no data store and starts no run itself
+    assert data_grants(synth, role_id) == {}
+
+
+# -- functions -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", DELIVERY_STEPS)
+def test_each_delivery_step_is_a_traced_arm_python_function(synth: Synthesized, step: str) -> None:
+    # Given the function of one delivery step
+    props = function_by_step(synth, step)[1]["Properties"]
+    # Then it runs Python 3.12 on Graviton with tracing, the shared layer and its own log group
+    assert props["Runtime"] == "python3.12"
+    assert props["Architectures"] == ["arm64"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert len(props["Layers"]) == 1
+    assert synth.resources[props["LoggingConfig"]["LogGroup"]["Ref"]]["Properties"]["RetentionInDays"] == 30
+    assert "ManagedPolicyArns" not in synth.resources[step_role(synth, step)]["Properties"]
+
+
+def test_deliver_may_run_one_whole_attempt(synth: Synthesized) -> None:
+    # Given the settings' attempt timeout (15 s by default)
+    settings = RelaySettings.defaults()
+    # Then deliver's timeout is that plus 10 s for its own reads and writes, and the others stay short
+    assert function_by_step(synth, "deliver")[1]["Properties"]["Timeout"] == settings.total_timeout_seconds + 10
+    for step in ("dispatcher", "finalize", "handoff"):
+        assert function_by_step(synth, step)[1]["Properties"]["Timeout"] <= 10
+
+
+def test_dispatcher_may_read_and_claim_messages_start_the_fast_lane_and_fail_expired_ones(
+    synth: Synthesized,
+) -> None:
+    # Given the dispatcher's role
+    grants = data_grants(synth, step_role(synth, "dispatcher"))
+    main, _ = queue_ids(synth)
+    # Then it may read and update heads and append events, start the fast lane, send to the
+    # failed-messages queue, and consume the delivery queue: nothing else
+    assert grants == {
+        "dynamodb:GetItem": [table_arn(synth)],
+        "dynamodb:UpdateItem": [table_arn(synth)],
+        "dynamodb:PutItem": [table_arn(synth)],
+        "states:StartExecution": [machine_ref(synth, "fast")],
+        "sqs:SendMessage": [queue_arn(failed_queue_id(synth))],
+        **{action: [queue_arn(main)] for action in CONSUME_ACTIONS},
+    }
+
+
+def test_deliver_may_read_and_record_attempts_and_use_sender_secrets(synth: Synthesized) -> None:
+    # Given deliver's role
+    grants = data_grants(synth, step_role(synth, "deliver"))
+    # Then it batch-reads head and content, updates the head, appends events, and reads (or
+    # creates) signing secrets under relay/senders/ only
+    assert grants == {
+        "dynamodb:BatchGetItem": [table_arn(synth)],
+        "dynamodb:UpdateItem": [table_arn(synth)],
+        "dynamodb:PutItem": [table_arn(synth)],
+        "secretsmanager:GetSecretValue": [SENDER_SECRETS],
+        "secretsmanager:CreateSecret": [SENDER_SECRETS],
+    }
+
+
+def test_finalize_may_fail_messages_and_dead_letter_them(synth: Synthesized) -> None:
+    # Given finalize's role
+    # Then it may read and update the head, append the FAILED event and send to the failed queue
+    assert data_grants(synth, step_role(synth, "finalize")) == {
+        "dynamodb:GetItem": [table_arn(synth)],
+        "dynamodb:UpdateItem": [table_arn(synth)],
+        "dynamodb:PutItem": [table_arn(synth)],
+        "sqs:SendMessage": [queue_arn(failed_queue_id(synth))],
+    }
+
+
+def test_handoff_may_only_start_the_slow_lane(synth: Synthesized) -> None:
+    # Given handoff's role
+    # Then it may read and update the head, append its event and start the slow lane
+    assert data_grants(synth, step_role(synth, "handoff")) == {
+        "dynamodb:GetItem": [table_arn(synth)],
+        "dynamodb:UpdateItem": [table_arn(synth)],
+        "dynamodb:PutItem": [table_arn(synth)],
+        "states:StartExecution": [machine_ref(synth, "slow")],
+    }
+
+
+def test_what_each_step_must_not_do(synth: Synthesized) -> None:
+    # Given the delivery steps' grants
+    grants = {step: data_grants(synth, step_role(synth, step)) for step in DELIVERY_STEPS}
+    # Then deliver starts no run, only deliver touches secrets, nobody deletes or scans
+    assert not [action for action in grants["deliver"] if action.startswith("states:")]
+    for step in ("dispatcher", "finalize", "handoff"):
+        assert not [action for action in grants[step] if action.startswith("secretsmanager:")]
+    for step_grants in grants.values():
+        assert not {"dynamodb:DeleteItem", "dynamodb:Scan", "states:StartSyncExecution"} & set(step_grants)
+
+
+@pytest.mark.parametrize("step", DELIVERY_STEPS)
+def test_no_delivery_step_has_wildcard_actions(synth: Synthesized, step: str) -> None:
+    # Given a step's role
+    # Then every action is named, and only X-Ray (no resource-level permissions) is on `*`
+    for statement in role_statements(synth, step_role(synth, step)):
+        assert all("*" not in action for action in actions_of(statement)), statement
+        if "*" in resources_of(statement):
+            assert all(action.startswith("xray:") for action in actions_of(statement)), statement
+
+
+def test_each_step_knows_only_the_lanes_and_queues_it_uses(synth: Synthesized) -> None:
+    # Given the delivery steps' environments
+    env = {step: step_environment(synth, step) for step in DELIVERY_STEPS}
+    failed_url = {"Ref": failed_queue_id(synth)}
+    # Then the dispatcher starts the fast lane, handoff the slow lane, and the steps that fail
+    # messages know the failed-messages queue
+    assert env["dispatcher"]["RELAY_FAST_LANE_ARN"] == machine_ref(synth, "fast")
+    assert env["handoff"]["RELAY_SLOW_LANE_ARN"] == machine_ref(synth, "slow")
+    assert env["dispatcher"]["RELAY_FAILED_QUEUE_URL"] == failed_url
+    assert env["finalize"]["RELAY_FAILED_QUEUE_URL"] == failed_url
+    # And the functions a lane invokes do not name that lane (the template stays acyclic)
+    for step in ("deliver", "finalize"):
+        assert "RELAY_FAST_LANE_ARN" not in env[step]
+        assert "RELAY_SLOW_LANE_ARN" not in env[step]
+    assert "RELAY_FAST_LANE_ARN" not in env["handoff"]
+
+
+@pytest.mark.parametrize("step", DELIVERY_STEPS)
+def test_each_step_has_the_attempt_settings_and_leases(synth: Synthesized, step: str) -> None:
+    # Given the settings cdk.json yields
+    settings = RelaySettings.defaults()
+    variables = step_environment(synth, step)
+    # Then the step carries the attempt's timeouts, the response cap and both leases
+    assert variables["RELAY_TABLE_NAME"] == {"Ref": only_table(synth)}
+    assert variables["RELAY_CONNECT_TIMEOUT_SECONDS"] == "10"
+    assert variables["RELAY_TOTAL_TIMEOUT_SECONDS"] == "15"
+    assert variables["RELAY_MAX_RESPONSE_BYTES"] == "65536"
+    assert variables["RELAY_FAST_LANE_LEASE_SECONDS"] == "360"
+    assert variables["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(settings.slow_lane_lease_seconds) == "186185"
+
+
+def only_table(synth: Synthesized) -> str:
+    return str(table_arn(synth)["Fn::GetAtt"][0])
+
+
+def test_private_targets_are_refused_by_every_function(synth: Synthesized) -> None:
+    # Given every function of the stack
+    functions = synth.of_type("AWS::Lambda::Function").values()
+    # Then each one says explicitly that private targets are not allowed (the local default is "true")
+    assert len(functions) == len(FUNCTIONS)
+    for function in functions:
+        assert function["Properties"]["Environment"]["Variables"]["RELAY_ALLOW_PRIVATE_TARGETS"] == "false"
+
+
+def test_every_function_relay_dev_runs_is_deployed(synth: Synthesized) -> None:
+    # Given the handlers relay dev wires (relay/local/emulator.FUNCTIONS)
+    deployed = {function["Properties"]["Handler"] for function in synth.of_type("AWS::Lambda::Function").values()}
+    # Then the stack deploys exactly those
+    assert deployed == set(FUNCTIONS.values())
+
+
+# -- dispatcher and queues -----------------------------------------------------------------------
+
+
+def test_dispatcher_consumes_the_delivery_queue_with_partial_batch_failures(synth: Synthesized) -> None:
+    # Given the event source mapping
+    mappings = synth.of_type("AWS::Lambda::EventSourceMapping").values()
+    (mapping,) = mappings
+    props = mapping["Properties"]
+    main, _ = queue_ids(synth)
+    # Then the dispatcher reads the delivery queue in batches of 10, reporting failed records alone
+    assert props["EventSourceArn"] == queue_arn(main)
+    assert props["FunctionName"] == {"Ref": function_by_step(synth, "dispatcher")[0]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BatchSize"] == 10
+    assert 0 < props["MaximumBatchingWindowInSeconds"] <= 5
+
+
+def test_delivery_queue_visibility_is_at_least_six_dispatcher_timeouts(synth: Synthesized) -> None:
+    # Given the delivery queue and the dispatcher
+    main, _ = queue_ids(synth)
+    visibility = synth.resources[main]["Properties"]["VisibilityTimeout"]
+    timeout = function_by_step(synth, "dispatcher")[1]["Properties"]["Timeout"]
+    # Then a batch can be retried (throttling included) before its messages reappear
+    assert visibility == DELIVERY_QUEUE_VISIBILITY_SECONDS
+    assert visibility >= 6 * timeout
+
+
+def test_failed_queue_is_encrypted_tls_only_and_keeps_messages_14_days(synth: Synthesized) -> None:
+    # Given the failed-messages queue
+    queue_id = failed_queue_id(synth)
+    props = synth.resources[queue_id]["Properties"]
+    # Then it uses SQS-managed encryption, keeps messages 14 days and is nobody's dead-letter queue
+    assert props["SqsManagedSseEnabled"] is True
+    assert props["MessageRetentionPeriod"] == 14 * 86_400
+    assert "RedrivePolicy" not in props
+    assert queue_id not in queue_ids(synth)
+    # And its policy refuses any request without TLS
+    denies = [
+        statement
+        for policy in synth.of_type("AWS::SQS::QueuePolicy").values()
+        if {"Ref": queue_id} in policy["Properties"]["Queues"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Deny"
+    ]
+    assert [statement["Condition"] for statement in denies] == [{"Bool": {"aws:SecureTransport": "false"}}]
+
+
+def test_outputs_name_the_lanes_and_the_failed_queue(synth: Synthesized) -> None:
+    # Given the stack outputs
+    outputs = synth.template["Outputs"]
+    # Then operators find both lanes and the failed-messages queue
+    assert outputs["FastLaneArn"]["Value"] == machine_ref(synth, "fast")
+    assert outputs["SlowLaneArn"]["Value"] == machine_ref(synth, "slow")
+    assert outputs["FailedQueueUrl"]["Value"] == {"Ref": failed_queue_id(synth)}
+
+
+def test_lanes_synthesize_without_findings(synth: Synthesized) -> None:
+    # Given the synthesis of this module (cdk-nag is on)
+    # Then it succeeded, and the definitions are valid JSON with the lane's first state
+    assert synth.error is None, synth.error
+    fast = json.loads(machine(synth, "fast")[1]["Properties"]["DefinitionString"])
+    slow = json.loads(machine(synth, "slow")[1]["Properties"]["DefinitionString"])
+    assert (fast["StartAt"], slow["StartAt"]) == ("Deliver", "WaitBeforeSlowLane")

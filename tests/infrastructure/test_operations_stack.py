@@ -1,0 +1,407 @@
+"""Authentication, the read-and-act routes, the reconciler and observability, as synthesized."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from infra_support import (
+    Synthesized,
+    actions_of,
+    api_method,
+    data_grants,
+    failed_queue_id,
+    function_by_step,
+    index_arn,
+    joined,
+    only,
+    queue_arn,
+    queue_ids,
+    refs,
+    resources_of,
+    role_statements,
+    state_machines,
+    step_environment,
+    step_role,
+    synthesize,
+    table_arn,
+    table_id,
+)
+
+from stacks.settings import RelaySettings
+
+ROUTES = [
+    ("POST", "/messages"),
+    ("GET", "/messages"),
+    ("GET", "/messages/{messageId}"),
+    ("POST", "/messages/{messageId}/replay"),
+    ("POST", "/messages/{messageId}/cancel"),
+]
+OPERATION_ROUTES = ROUTES[1:]
+RELAY_METRICS = (
+    "MessagesAccepted",
+    "MessagesDuplicate",
+    "MessagesRejected",
+    "DeliveryAttempts",
+    "DeliveryAttemptsFailed",
+    "MessagesDelivered",
+    "MessagesFailed",
+    "DeliveryLatency",
+)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    # Given the app as `cdk synth` builds it (cdk.json context, AwsSolutions checks)
+    # When it is synthesized once for the whole module
+    return synthesize(tmp_path_factory.mktemp("cdk.out"))
+
+
+def authorizer(synth: Synthesized) -> tuple[str, dict[str, Any]]:
+    return only(synth.of_type("AWS::ApiGateway::Authorizer"))
+
+
+def function_ref(synth: Synthesized, step: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [function_by_step(synth, step)[0], "Arn"]}
+
+
+# -- authentication ------------------------------------------------------------------------------
+
+
+def test_the_authorizer_reads_the_bearer_token_and_is_cached_five_minutes(synth: Synthesized) -> None:
+    # Given the API's authorizer
+    _, resource = authorizer(synth)
+    props = resource["Properties"]
+    # Then it is a TOKEN authorizer on the Authorization header, answered by the authorizer function
+    assert props["Type"] == "TOKEN"
+    assert props["IdentitySource"] == "method.request.header.Authorization"
+    assert props["AuthorizerResultTtlInSeconds"] == 300
+    uri = props["AuthorizerUri"]["Fn::Join"][1]
+    assert uri[-3:] == [":lambda:path/2015-03-31/functions/", function_ref(synth, "authorizer"), "/invocations"]
+
+
+def test_the_authorizer_function_may_only_get_items(synth: Synthesized) -> None:
+    # Given the authorizer's role
+    role_id = step_role(synth, "authorizer")
+    # Then it may GetItem on the table (token hashes and senders), and nothing else beyond logs and X-Ray
+    assert data_grants(synth, role_id) == {"dynamodb:GetItem": [table_arn(synth)]}
+    other = {
+        action
+        for statement in role_statements(synth, role_id)
+        for action in actions_of(statement)
+        if not action.startswith(("logs:", "xray:", "dynamodb:"))
+    }
+    assert other == set()
+
+
+def test_api_keys_come_from_the_authorizer(synth: Synthesized) -> None:
+    # Given the REST API
+    _, api = only(synth.of_type("AWS::ApiGateway::RestApi"))
+    # Then API Gateway takes each request's API key from the authorizer's usageIdentifierKey
+    assert api["Properties"]["ApiKeySourceType"] == "AUTHORIZER"
+
+
+@pytest.mark.parametrize(("http_method", "path"), ROUTES)
+def test_every_route_requires_the_authorizer_and_an_api_key(synth: Synthesized, http_method: str, path: str) -> None:
+    # Given one route of the API
+    props = api_method(synth, http_method, path)["Properties"]
+    # Then it is behind the token authorizer and needs the sender's API key (per-sender throttling)
+    assert props["AuthorizationType"] == "CUSTOM"
+    assert props["AuthorizerId"] == {"Ref": authorizer(synth)[0]}
+    assert props["ApiKeyRequired"] is True
+
+
+def test_the_api_has_no_other_methods(synth: Synthesized) -> None:
+    # Given every method of the API
+    methods = synth.of_type("AWS::ApiGateway::Method").values()
+    # Then they are exactly the routes above, so none escapes the authorizer
+    assert len(methods) == len(ROUTES)
+    for method in methods:
+        assert method["Properties"]["AuthorizationType"] == "CUSTOM"
+
+
+def test_post_messages_takes_the_sender_from_the_authorizer(synth: Synthesized) -> None:
+    # Given the ingest request template of POST /messages
+    integration = api_method(synth, "POST", "/messages")["Properties"]["Integration"]
+    template = joined(integration["RequestTemplates"]["application/json"])
+    # Then the execution input's senderId is the authorizer's senderId, never a request value
+    assert '#set($senderId = "$!context.authorizer.senderId")' in template
+    assert '\\"senderId\\":\\"$senderId\\"' in template
+    assert "$input.params" not in template
+
+
+def test_a_default_usage_plan_throttles_each_sender_on_the_stage(synth: Synthesized) -> None:
+    # Given the usage plan
+    _, plan = only(synth.of_type("AWS::ApiGateway::UsagePlan"))
+    settings = RelaySettings.defaults()
+    api_id = only(synth.of_type("AWS::ApiGateway::RestApi"))[0]
+    stage_id = only(synth.of_type("AWS::ApiGateway::Stage"))[0]
+    # Then it covers the API's stage and throttles every key with the settings' limits
+    (stage,) = plan["Properties"]["ApiStages"]
+    assert (stage["ApiId"], stage["Stage"]) == ({"Ref": api_id}, {"Ref": stage_id})
+    assert plan["Properties"]["Throttle"] == {
+        "RateLimit": settings.api_throttling_rate_limit,
+        "BurstLimit": settings.api_throttling_burst_limit,
+    }
+    # And its id is an output for `relay senders create`
+    assert synth.template["Outputs"]["UsagePlanId"]["Value"] == {
+        "Ref": only(synth.of_type("AWS::ApiGateway::UsagePlan"))[0]
+    }
+
+
+@pytest.mark.parametrize(
+    ("response_type", "status", "code"),
+    [
+        ("UNAUTHORIZED", "401", "UNAUTHORIZED"),
+        ("ACCESS_DENIED", "403", "FORBIDDEN"),
+        ("INVALID_API_KEY", "403", "FORBIDDEN"),
+        ("THROTTLED", "429", "THROTTLED"),
+        ("QUOTA_EXCEEDED", "429", "THROTTLED"),
+    ],
+)
+def test_authentication_and_throttling_errors_use_relays_error_shape(
+    synth: Synthesized, response_type: str, status: str, code: str
+) -> None:
+    # Given API Gateway's own answer of one type
+    responses = [
+        value["Properties"]
+        for value in synth.of_type("AWS::ApiGateway::GatewayResponse").values()
+        if value["Properties"]["ResponseType"] == response_type
+    ]
+    (response,) = responses
+    # Then it has the status and Relay's {"error": {code, message, requestId}} body
+    assert response["StatusCode"] == status
+    body = json.loads(response["ResponseTemplates"]["application/json"])
+    assert body["error"]["code"] == code
+    assert body["error"]["requestId"] == "$context.requestId"
+    assert body["error"]["message"]
+
+
+def test_unauthorized_names_the_bearer_scheme(synth: Synthesized) -> None:
+    # Given the 401 answer
+    (response,) = [
+        value["Properties"]
+        for value in synth.of_type("AWS::ApiGateway::GatewayResponse").values()
+        if value["Properties"]["ResponseType"] == "UNAUTHORIZED"
+    ]
+    # Then it tells the client which scheme to use
+    assert response["ResponseParameters"] == {"gatewayresponse.header.WWW-Authenticate": "'Bearer'"}
+
+
+# -- the read-and-act routes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("http_method", "path"), OPERATION_ROUTES)
+def test_operation_routes_proxy_to_the_api_function(synth: Synthesized, http_method: str, path: str) -> None:
+    # Given one of the read-and-act routes
+    integration = api_method(synth, http_method, path)["Properties"]["Integration"]
+    # Then API Gateway hands the whole request to the api function (Lambda proxy)
+    assert integration["Type"] == "AWS_PROXY"
+    assert integration["IntegrationHttpMethod"] == "POST"
+    assert f"/functions/<{function_by_step(synth, 'api')[0]}.Arn>/invocations" in joined(integration["Uri"])
+
+
+def test_the_api_function_may_query_the_status_index_act_on_heads_and_enqueue(synth: Synthesized) -> None:
+    # Given the api function's role
+    main, _ = queue_ids(synth)
+    # Then it queries a message's partition and the byStatus index, updates heads, appends events and
+    # sends replays to the delivery queue: nothing else (no run is started from the API)
+    assert data_grants(synth, step_role(synth, "api")) == {
+        "dynamodb:Query": refs(table_arn(synth), index_arn(synth, "byStatus")),
+        "dynamodb:GetItem": [table_arn(synth)],
+        "dynamodb:UpdateItem": [table_arn(synth)],
+        "dynamodb:PutItem": [table_arn(synth)],
+        "sqs:SendMessage": [queue_arn(main)],
+    }
+
+
+def test_the_api_function_is_configured_for_replays(synth: Synthesized) -> None:
+    # Given the api function's environment
+    variables = step_environment(synth, "api")
+    settings = RelaySettings.defaults()
+    main, _ = queue_ids(synth)
+    # Then it knows the table, the delivery queue and when the reconciler takes over a replay
+    assert variables["RELAY_TABLE_NAME"] == {"Ref": table_id(synth)}
+    assert variables["RELAY_QUEUE_URL"] == {"Ref": main}
+    assert variables["RELAY_REDRIVE_AFTER_SECONDS"] == str(settings.redrive_after_seconds)
+
+
+def test_api_gateway_may_invoke_the_functions_behind_it(synth: Synthesized) -> None:
+    # Given the functions' resource policies
+    permissions = synth.of_type("AWS::Lambda::Permission").values()
+    invoked = {
+        (json.dumps(p["Properties"]["FunctionName"], sort_keys=True), p["Properties"]["Principal"]) for p in permissions
+    }
+    # Then API Gateway may invoke the api function and the authorizer
+    for step in ("api", "authorizer"):
+        assert (json.dumps(function_ref(synth, step), sort_keys=True), "apigateway.amazonaws.com") in invoked
+
+
+# -- reconciler ----------------------------------------------------------------------------------
+
+
+def test_the_reconciler_runs_every_minute(synth: Synthesized) -> None:
+    # Given the schedule rule
+    _, rule = only(synth.of_type("AWS::Events::Rule"))
+    props = rule["Properties"]
+    # Then it runs the reconciler every minute, without retrying old rounds
+    assert props["ScheduleExpression"] == "rate(1 minute)"
+    assert props["State"] == "ENABLED"
+    (target,) = props["Targets"]
+    assert target["Arn"] == function_ref(synth, "reconciler")
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    # And a round ends before the next one starts
+    assert function_by_step(synth, "reconciler")[1]["Properties"]["Timeout"] < 60
+
+
+def test_the_reconciler_may_query_the_due_index_redrive_and_fail(synth: Synthesized) -> None:
+    # Given the reconciler's role
+    main, _ = queue_ids(synth)
+    # Then it queries only the sparse due index, reads and updates heads, appends events, re-enqueues
+    # and dead-letters: nothing else
+    assert data_grants(synth, step_role(synth, "reconciler")) == {
+        "dynamodb:Query": [index_arn(synth, "due")],
+        "dynamodb:GetItem": [table_arn(synth)],
+        "dynamodb:UpdateItem": [table_arn(synth)],
+        "dynamodb:PutItem": [table_arn(synth)],
+        "sqs:SendMessage": refs(queue_arn(main), queue_arn(failed_queue_id(synth))),
+    }
+
+
+def test_the_reconciler_is_configured_like_the_delivery_functions(synth: Synthesized) -> None:
+    # Given the reconciler's environment
+    variables = step_environment(synth, "reconciler")
+    main, _ = queue_ids(synth)
+    # Then it knows both queues and the delivery settings fail_message uses
+    assert variables["RELAY_QUEUE_URL"] == {"Ref": main}
+    assert variables["RELAY_FAILED_QUEUE_URL"] == {"Ref": failed_queue_id(synth)}
+    assert variables["RELAY_ALLOW_PRIVATE_TARGETS"] == "false"
+    assert variables["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(RelaySettings.defaults().slow_lane_lease_seconds)
+
+
+@pytest.mark.parametrize("step", ["authorizer", "api", "reconciler"])
+def test_no_operations_function_has_wildcard_actions(synth: Synthesized, step: str) -> None:
+    # Given a function's role
+    # Then every action is named, and only X-Ray (no resource-level permissions) is on `*`
+    for statement in role_statements(synth, step_role(synth, step)):
+        assert all("*" not in action for action in actions_of(statement)), statement
+        if "*" in resources_of(statement):
+            assert all(action.startswith("xray:") for action in actions_of(statement)), statement
+
+
+# -- observability -------------------------------------------------------------------------------
+
+
+def alarms(synth: Synthesized) -> list[dict[str, Any]]:
+    return [value["Properties"] for value in synth.of_type("AWS::CloudWatch::Alarm").values()]
+
+
+def alarm_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plain metrics an alarm reads (single-metric or metric-math form)."""
+    if "MetricName" in alarm:
+        return [{"MetricName": alarm["MetricName"], "Namespace": alarm["Namespace"], "Dimensions": alarm["Dimensions"]}]
+    return [query["MetricStat"]["Metric"] for query in alarm["Metrics"] if "MetricStat" in query]
+
+
+def alarms_on(synth: Synthesized, metric_name: str) -> list[dict[str, Any]]:
+    return [alarm for alarm in alarms(synth) if any(m["MetricName"] == metric_name for m in alarm_metrics(alarm))]
+
+
+def test_an_alarm_fires_when_a_message_lands_on_the_failed_queue(synth: Synthesized) -> None:
+    # Given the alarms on queue depth
+    failed = [
+        alarm
+        for alarm in alarms_on(synth, "ApproximateNumberOfMessagesVisible")
+        if alarm_metrics(alarm)[0]["Dimensions"]
+        == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [failed_queue_id(synth), "QueueName"]}}]
+    ]
+    # Then one fires as soon as the failed-messages queue holds any message
+    (alarm,) = failed
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
+@pytest.mark.parametrize("lane", ["fast", "slow"])
+def test_an_alarm_fires_when_a_lanes_runs_fail(synth: Synthesized, lane: str) -> None:
+    # Given the alarms on failed executions
+    machine = {"Ref": state_machines(synth)[lane][0]}
+    matching = [
+        alarm
+        for alarm in alarms_on(synth, "ExecutionsFailed")
+        if {"Name": "StateMachineArn", "Value": machine} in alarm_metrics(alarm)[0]["Dimensions"]
+    ]
+    # Then one watches this lane (timed-out runs count too)
+    (alarm,) = matching
+    assert {m["MetricName"] for m in alarm_metrics(alarm)} >= {"ExecutionsFailed", "ExecutionsTimedOut"}
+    assert alarm["Threshold"] == 0
+
+
+def test_an_alarm_fires_on_api_5xx(synth: Synthesized) -> None:
+    # Given the alarm on the API's server errors
+    (alarm,) = alarms_on(synth, "5XXError")
+    # Then it watches this API by name
+    (metric,) = alarm_metrics(alarm)
+    assert metric["Namespace"] == "AWS/ApiGateway"
+    api = only(synth.of_type("AWS::ApiGateway::RestApi"))[1]
+    assert metric["Dimensions"] == [{"Name": "ApiName", "Value": api["Properties"]["Name"]}]
+
+
+def test_an_alarm_fires_on_the_delivery_failure_rate(synth: Synthesized) -> None:
+    # Given the failure-rate alarm (metric math over Relay's own metrics)
+    (alarm,) = alarms_on(synth, "MessagesDelivered")
+    expressions = [query["Expression"] for query in alarm["Metrics"] if "Expression" in query]
+    by_id = {query["Id"]: query["MetricStat"]["Metric"] for query in alarm["Metrics"] if "MetricStat" in query}
+    # Then it divides failed by delivered + failed, from the Powertools namespace and service
+    (expression,) = expressions
+    assert re.fullmatch(r"FILL\(failed, 0\) / \(FILL\(delivered, 0\) \+ FILL\(failed, 0\)\)", expression)
+    assert by_id["failed"]["MetricName"] == "MessagesFailed"
+    assert by_id["delivered"]["MetricName"] == "MessagesDelivered"
+    for metric in by_id.values():
+        assert metric["Namespace"] == "Relay"
+        assert metric["Dimensions"] == [{"Name": "service", "Value": "relay"}]
+    assert 0 < alarm["Threshold"] < 1
+
+
+def test_alarms_treat_missing_data_as_fine(synth: Synthesized) -> None:
+    # Given every alarm
+    # Then quiet periods (no traffic) never alarm
+    assert alarms(synth)
+    assert {alarm["TreatMissingData"] for alarm in alarms(synth)} == {"notBreaching"}
+
+
+def test_one_dashboard_shows_the_whole_path(synth: Synthesized) -> None:
+    # Given the dashboard
+    dashboard_id, dashboard = only(synth.of_type("AWS::CloudWatch::Dashboard"))
+    body = joined(dashboard["Properties"]["DashboardBody"])
+    # Then it charts Relay's metrics, the latency percentiles, the queues and the runs
+    for name in RELAY_METRICS:
+        assert f'"{name}"' in body, name
+    assert '"stat":"p50"' in body
+    assert '"stat":"p99"' in body
+    assert "ApproximateNumberOfMessagesVisible" in body
+    for lane in ("fast", "slow"):
+        assert f"<{state_machines(synth)[lane][0]}>" in body
+    assert "ExecutionsStarted" in body
+    # And its name is an output
+    assert synth.template["Outputs"]["DashboardName"]["Value"] == {"Ref": dashboard_id}
+
+
+def test_outputs_name_what_operators_need(synth: Synthesized) -> None:
+    # Given the stack outputs
+    outputs = synth.template["Outputs"]
+    # Then the earlier ones are kept and the new ones added
+    assert {
+        "ApiUrl",
+        "MessagesUrl",
+        "TableName",
+        "QueueUrl",
+        "DeadLetterQueueUrl",
+        "IngestStateMachineArn",
+        "UsagePlanId",
+        "FailedQueueUrl",
+        "FastLaneArn",
+        "SlowLaneArn",
+        "DashboardName",
+    } <= set(outputs)
+    assert synth.error is None, synth.error
