@@ -1,0 +1,81 @@
+"""The authorizer and API Lambda handlers as API Gateway invokes them, against moto."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from functions.authorizer.handler import lambda_handler as authorize
+from functions.shared.config import get_settings
+from relay.admin import SenderAdmin
+from relay.local.emulator import LocalLambdaContext
+
+METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/POST/messages"
+
+
+def token_event(token: str) -> dict[str, Any]:
+    return {"type": "TOKEN", "authorizationToken": f"Bearer {token}", "methodArn": METHOD_ARN}
+
+
+def test_valid_token_allows_every_route_and_names_the_sender(local_aws: Any) -> None:
+    created = SenderAdmin(get_settings().table_name).create("shop")
+    policy = authorize(token_event(created["token"]), LocalLambdaContext("relay-authorizer"))
+    assert policy["principalId"] == "shop"
+    assert policy["context"] == {"senderId": "shop"}
+    [statement] = policy["policyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    # One policy for the whole API, so API Gateway's cache serves every route of the token
+    assert statement["Resource"] == ["arn:aws:execute-api:us-east-1:123456789012:abc123/v1/*/*"]
+
+
+def test_disabled_sender_is_denied(local_aws: Any) -> None:
+    admin = SenderAdmin(get_settings().table_name)
+    token = admin.create("gone")["token"]
+    admin.set_status("gone", enabled=False)
+    policy = authorize(token_event(token), LocalLambdaContext("relay-authorizer"))
+    assert policy["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
+@pytest.mark.parametrize("header", ["Bearer rly_unknown", "Basic abc", "", "Bearer "])
+def test_unknown_or_malformed_token_is_unauthorized(local_aws: Any, header: str) -> None:
+    event = {"type": "TOKEN", "authorizationToken": header, "methodArn": METHOD_ARN}
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        authorize(event, LocalLambdaContext("relay-authorizer"))
+
+
+def api_event(method: str, path: str, sender: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": {},
+        "queryStringParameters": query,
+        "requestContext": {"requestId": "req-1", "stage": "v1", "authorizer": {"senderId": sender}},
+        "body": None,
+        "isBase64Encoded": False,
+    }
+
+
+def test_api_handler_answers_in_relays_error_shape(local_aws: Any, post: Any) -> None:
+    from tests.conftest import make_message
+
+    message = make_message(senderId="shop")
+    assert post(message)[0] == 202
+    found = local_aws.invoke("relay-api", api_event("GET", f"/messages/{message['messageId']}", "shop"))
+    assert found["statusCode"] == 200
+    assert json.loads(found["body"])["status"] == "PENDING"
+    # Another sender: 404, exactly like a missing message
+    other = local_aws.invoke("relay-api", api_event("GET", f"/messages/{message['messageId']}", "intruder"))
+    assert other["statusCode"] == 404
+    assert json.loads(other["body"])["error"] == {
+        "code": "MESSAGE_NOT_FOUND",
+        "message": f"No message '{message['messageId']}'.",
+        "requestId": "req-1",
+    }
+    # Cancel, then replay of a cancelled message is refused
+    cancelled = local_aws.invoke("relay-api", api_event("POST", f"/messages/{message['messageId']}/cancel", "shop"))
+    assert json.loads(cancelled["body"])["status"] == "CANCELLED"
+    refused = local_aws.invoke("relay-api", api_event("POST", f"/messages/{message['messageId']}/replay", "shop"))
+    assert (refused["statusCode"], json.loads(refused["body"])["error"]["code"]) == (409, "MESSAGE_NOT_FINISHED")

@@ -1,0 +1,77 @@
+"""Execution names users search for in the console, and failure reasons users read."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from functions.shared.delivery import failure_reason, is_retryable_status
+from functions.shared.model import EventType, MessageKey, event_sort_key
+from functions.shared.workflows import execution_name
+
+STEP_FUNCTIONS_NAME = re.compile(r"^[^\s?*<>{}\[\]\"#%\\^|~`$&,;:/]{1,80}$")
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    ["order-42", "a:b:c", "x" * 128, "v1.2_3:4-5", "::::"],
+)
+def test_execution_names_follow_step_functions_rules_and_start_with_the_message_id(message_id: str) -> None:
+    name = execution_name(MessageKey("shop", message_id), run=2, lane="slow")
+    assert STEP_FUNCTIONS_NAME.match(name)
+    assert name.startswith(message_id.replace(":", "_")[:40])
+    assert "-r2-slow-" in name
+
+
+def test_slow_lane_names_are_stable_and_distinct_per_message_and_run() -> None:
+    key = MessageKey("shop", "m" * 128)
+    assert execution_name(key, 0, "slow") == execution_name(key, 0, "slow")
+    assert execution_name(key, 0, "slow") != execution_name(key, 1, "slow")
+    assert execution_name(key, 0, "slow") != execution_name(MessageKey("other", "m" * 128), 0, "slow")
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        (200, False),
+        (301, False),
+        (400, False),
+        (404, False),
+        (408, True),
+        (425, True),
+        (429, True),
+        (500, True),
+        (503, True),
+        (599, True),
+    ],
+)
+def test_outcome_rules(status: int, retryable: bool) -> None:
+    assert is_retryable_status(status) is retryable
+
+
+def test_failure_reasons_read_well() -> None:
+    retry = {"Error": "DeliveryRetryable", "Cause": json.dumps({"errorMessage": "HTTP 503", "errorType": "x"})}
+    assert failure_reason({"failure": retry}) == "retries exhausted; last error: HTTP 503"
+    rejected = {"Error": "DeliveryRejected", "Cause": json.dumps({"errorMessage": "HTTP 404: not retried"})}
+    assert failure_reason({"failure": rejected}) == "HTTP 404: not retried"
+    assert failure_reason({"failure": {"Error": "States.Timeout", "Cause": "not json"}}) == "States.Timeout: not json"
+    assert failure_reason({"reason": "expired before delivery"}) == "expired before delivery"
+
+
+def test_event_keys_sort_in_lifecycle_order() -> None:
+    keys = [
+        event_sort_key(EventType.RECEIVED, 0, 0),
+        event_sort_key(EventType.ENQUEUED, 0, 0),
+        event_sort_key(EventType.ATTEMPT_STARTED, 0, 1),
+        event_sort_key(EventType.ATTEMPT_FAILED, 0, 1),
+        event_sort_key(EventType.ATTEMPT_STARTED, 0, 2),
+        event_sort_key(EventType.FAILED, 0, 2),
+        event_sort_key(EventType.REPLAYED, 1, 2),
+        event_sort_key(EventType.ENQUEUED, 1, 2),
+        event_sort_key(EventType.ATTEMPT_STARTED, 1, 3),
+        event_sort_key(EventType.DELIVERED, 1, 3),
+    ]
+    assert sorted(keys) == keys
+    assert len(set(keys)) == len(keys)
