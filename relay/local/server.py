@@ -153,6 +153,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         self._error(404, "NOT_FOUND", "No such route.", request_id)
 
+    def _no_such_method(self) -> None:
+        self.close_connection = True  # any request body stays unread
+        self._error(404, "NOT_FOUND", "No such route.", str(uuid.uuid4()))
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server looks up `do_<METHOD>` and answers 501 with an HTML page when it is missing.
+        # API Gateway answers a method the API does not define with its MISSING_AUTHENTICATION_TOKEN
+        # gateway response, which the stack maps to 404 NOT_FOUND (stacks/constructs/api.py).
+        if name.startswith("do_"):
+            return self._no_such_method
+        raise AttributeError(name)
+
     def do_GET(self) -> None:
         request_id = str(uuid.uuid4())
         path = urlsplit(self.path).path

@@ -159,9 +159,11 @@ def test_a_default_usage_plan_throttles_each_sender_on_the_stage(synth: Synthesi
         ("INVALID_API_KEY", "403", "FORBIDDEN"),
         ("THROTTLED", "429", "THROTTLED"),
         ("QUOTA_EXCEEDED", "429", "THROTTLED"),
+        # An unknown path or method (API Gateway says "Missing Authentication Token").
+        ("MISSING_AUTHENTICATION_TOKEN", "404", "NOT_FOUND"),
     ],
 )
-def test_authentication_and_throttling_errors_use_relays_error_shape(
+def test_authentication_throttling_and_routing_errors_use_relays_error_shape(
     synth: Synthesized, response_type: str, status: str, code: str
 ) -> None:
     # Given API Gateway's own answer of one type

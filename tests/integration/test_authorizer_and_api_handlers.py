@@ -41,7 +41,7 @@ def test_disabled_sender_is_denied(local_aws: Any) -> None:
 @pytest.mark.parametrize("header", ["Bearer rly_unknown", "Basic abc", "", "Bearer "])
 def test_unknown_or_malformed_token_is_unauthorized(local_aws: Any, header: str) -> None:
     event = {"type": "TOKEN", "authorizationToken": header, "methodArn": METHOD_ARN}
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorize(event, LocalLambdaContext("relay-authorizer"))
 
 
