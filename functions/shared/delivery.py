@@ -186,7 +186,11 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
     metrics.add_metric(name="DeliveryAttempts", unit=MetricUnit.Count, value=1)
 
     body = content["body"].encode("utf-8") if "body" in content else None
-    secret = deps.secrets.get_or_create(key.sender_id)
+    secret = deps.secrets.get(key.sender_id)
+    if secret is None:
+        # Senders are created with their secret (relay senders create); nothing is sent unsigned.
+        _attempt_failed(deps, key, run, number, ttl, "NoSigningSecret", "the sender has no signing secret", None, 0)
+        raise DeliveryRejected("the sender has no signing secret; create the sender with `relay senders create`")
     headers = dict(content.get("headers", {}))
     headers.update(signature_headers(secret, webhook_id(key), int(time.time()), body or b""))
 

@@ -17,6 +17,8 @@ import json
 import os
 import uuid
 import zlib
+from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,6 +108,17 @@ def test_the_server_serves_this_document(local_relay: LocalRelay) -> None:
     assert status == 200 and served == json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
 
 
+STATS: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report() -> Iterator[None]:
+    yield
+    print("\nschemathesis answers by operation and status:")
+    for key, count in sorted(STATS.items()):
+        print(f"  {key}: {count}")
+
+
 def _pick(value: Any, choices: list[str]) -> str | None:
     """A deterministic choice from the generated value (Hypothesis replays must be stable)."""
     digest = zlib.crc32(repr(value).encode("utf-8", "surrogatepass"))
@@ -134,3 +147,4 @@ def test_every_operation_conforms_to_the_document(
         base_url=local_relay.url, headers={"Authorization": f"Bearer {local_relay.dev_token}"}
     )
     assert response.status_code < 500
+    STATS[f"{case.operation.method.upper()} {case.operation.path} {response.status_code}"] += 1
