@@ -579,6 +579,36 @@ def build_document(message_schema: dict[str, Any] | None = None) -> dict[str, An
     }
 
 
+# The document's URI for JSON Schema validation of bodies against its schemas.
+DOCUMENT_URI = "urn:relay:openapi"
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def response_schema_pointer(document: dict[str, Any], path: str, method: str, status: int | str) -> str:
+    """JSON pointer (`#/...`) to the schema of the JSON body documented for one answer.
+
+    Raises KeyError when the operation does not document that status.
+    """
+    response_pointer = f"#/paths/{_escape(path)}/{method.lower()}/responses/{status}"
+    response = document["paths"][path][method.lower()]["responses"][str(status)]
+    if "$ref" in response:
+        response_pointer = response["$ref"]
+    return response_pointer + "/content/application~1json/schema"
+
+
+def validator_for(document: dict[str, Any], pointer: str) -> Any:
+    """A JSON Schema 2020-12 validator (formats checked) for the schema at `pointer` in `document`."""
+    from jsonschema import Draft202012Validator, FormatChecker
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
+    registry: Registry[Any] = Registry().with_resource(DOCUMENT_URI, DRAFT202012.create_resource(document))
+    return Draft202012Validator({"$ref": DOCUMENT_URI + pointer}, registry=registry, format_checker=FormatChecker())
+
+
 def render(document: dict[str, Any] | None = None) -> str:
     return json.dumps(document or build_document(), indent=2, ensure_ascii=False) + "\n"
 

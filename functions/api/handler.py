@@ -4,6 +4,7 @@ The sender comes from the authorizer's context, never from the request.
 """
 
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -28,13 +29,19 @@ def _sender() -> str:
     return str(sender)
 
 
+def _message_id(raw: str) -> str:
+    # API Gateway REST hands the Lambda the path as sent, percent-encoded (relay.client quotes
+    # every id, so "order:1" arrives as "order%3A1"); no messageId contains "%", so decoding is safe.
+    return unquote(raw)
+
+
 def _repository() -> MessageRepository:
     return MessageRepository(get_settings().table_name)
 
 
 @app.get("/messages/<message_id>")
 def get_message(message_id: str) -> dict[str, Any]:
-    return operations.get_status(_repository(), _sender(), message_id)
+    return operations.get_status(_repository(), _sender(), _message_id(message_id))
 
 
 @app.get("/messages")
@@ -48,13 +55,15 @@ def list_messages() -> dict[str, Any]:
 @app.post("/messages/<message_id>/replay")
 def replay_message(message_id: str) -> Response[dict[str, Any]]:
     settings = get_settings()
-    body = operations.replay(_repository(), DeliveryQueue(settings.queue_url), settings, _sender(), message_id)
+    body = operations.replay(
+        _repository(), DeliveryQueue(settings.queue_url), settings, _sender(), _message_id(message_id)
+    )
     return Response(status_code=202, content_type="application/json", body=body)
 
 
 @app.post("/messages/<message_id>/cancel")
 def cancel_message(message_id: str) -> dict[str, Any]:
-    return operations.cancel(_repository(), _sender(), message_id)
+    return operations.cancel(_repository(), _sender(), _message_id(message_id))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import os
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -53,8 +54,20 @@ def console_link(execution_arn: str) -> str:
     )
 
 
+# A messageId from a URL that no message can carry (schemas/message.schema.json) names no message;
+# it is answered without asking DynamoDB, which refuses keys over 2 KB with an error (a 500).
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_CURSOR_KEYS = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
+
+
+def _message_key(sender_id: str, message_id: str) -> MessageKey:
+    if not _MESSAGE_ID.fullmatch(message_id):
+        raise MessageNotFound(f"No message '{message_id[:200]}'.")
+    return MessageKey(sender_id, message_id)
+
+
 def get_status(repository: MessageRepository, sender_id: str, message_id: str) -> dict[str, Any]:
-    stored = repository.get_message(MessageKey(sender_id, message_id))
+    stored = repository.get_message(_message_key(sender_id, message_id))
     if stored is None:
         raise MessageNotFound(f"No message '{message_id}'.")
     view = status_view(stored)
@@ -69,13 +82,18 @@ def get_status(repository: MessageRepository, sender_id: str, message_id: str) -
 def _decode_cursor(cursor: str, sender_id: str, status: str) -> dict[str, Any]:
     try:
         start = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         start = None
     # The cursor is opaque to clients but checked here: it must continue this very listing.
     from functions.shared.model import status_index_key
 
-    if not isinstance(start, dict) or start.get("gsi1pk") != status_index_key(sender_id, status):
-        raise MessageInvalid([FieldError("$.cursor", "is not a cursor of this listing")])
+    if (
+        not isinstance(start, dict)
+        or set(start) != _CURSOR_KEYS
+        or not all(isinstance(value, str) for value in start.values())
+        or start.get("gsi1pk") != status_index_key(sender_id, status)
+    ):
+        raise MessageInvalid([FieldError("$.cursor", "is not a cursor of this listing")], "The query is invalid.")
     return start
 
 
@@ -91,7 +109,8 @@ def list_messages(
         errors.append(FieldError("$.status", f"must be one of {', '.join(s.value for s in Status)}"))
     page_size = DEFAULT_PAGE_SIZE
     if limit is not None:
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE_SIZE:
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not re.fullmatch(r"[0-9]{1,6}", limit) or not 1 <= int(limit) <= MAX_PAGE_SIZE:
             errors.append(FieldError("$.limit", f"must be a whole number from 1 to {MAX_PAGE_SIZE}"))
         else:
             page_size = int(limit)
@@ -110,7 +129,7 @@ def list_messages(
 def replay(
     repository: MessageRepository, queue: DeliveryQueue, settings: Settings, sender_id: str, message_id: str
 ) -> dict[str, Any]:
-    key = MessageKey(sender_id, message_id)
+    key = _message_key(sender_id, message_id)
     head = repository.get_head(key)
     if head is None:
         raise MessageNotFound(f"No message '{message_id}'.")
@@ -145,7 +164,7 @@ def replay(
 
 
 def cancel(repository: MessageRepository, sender_id: str, message_id: str) -> dict[str, Any]:
-    key = MessageKey(sender_id, message_id)
+    key = _message_key(sender_id, message_id)
     now = datetime.now(UTC)
     updated = repository.cancel(key, _iso(now))
     if updated is None:

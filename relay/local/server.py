@@ -199,7 +199,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _api(self, method: str, principal: Principal, request_id: str, body: bytes | None) -> None:
         parts = urlsplit(self.path)
-        query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+        query = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
         event = {
             "resource": parts.path,
             "path": parts.path,

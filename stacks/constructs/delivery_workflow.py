@@ -182,13 +182,15 @@ class DeliveryWorkflow(Construct):
             resource_name=SENDER_SECRETS,
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        self.deliver.grant([sender_secrets], "secretsmanager:GetSecretValue", "secretsmanager:CreateSecret")
+        # Read only: senders are created with their secret (relay/admin.py); a sender without one
+        # fails delivery rather than being sent unsigned (functions/shared/delivery.attempt).
+        self.deliver.grant([sender_secrets], "secretsmanager:GetSecretValue")
         acknowledge(
             self.deliver.role,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{SENDER_SECRETS}]",
-            "Each sender has its own signing secret, created when the sender is (or at its first delivery), "
-            "so the secrets are not known when the stack is deployed; the wildcard is limited to Relay's "
-            "relay/senders/ prefix and to reading and creating.",
+            "Each sender has its own signing secret, created with the sender (relay senders create), so the "
+            "secrets are not known when the stack is deployed; the wildcard is limited to Relay's "
+            "relay/senders/ prefix and to reading (secretsmanager:GetSecretValue).",
         )
 
         self.finalize.grant([table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")

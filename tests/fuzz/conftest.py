@@ -7,14 +7,17 @@ the API accepts stay PENDING instead of being delivered to whatever URL a genera
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from relay.local.runtime import LocalRelay
+from relay.local.runtime import DEV_SENDER, LocalRelay
+from relay.local.targets import TargetServer
 
 
 def quiet_relay() -> LocalRelay:
@@ -58,3 +61,29 @@ def http(
         return status, json.loads(raw)
     except ValueError:
         return status, raw.decode("utf-8", "replace")
+
+
+def failed_message(relay: LocalRelay, message_id: str) -> None:
+    """Send a message whose target answers 404 and run its delivery by hand: it ends FAILED.
+
+    The queue must hold nothing else (the fixtures' workers are stopped; call this first).
+    """
+    with TargetServer() as target:
+        message = {
+            "messageId": message_id,
+            "senderId": DEV_SENDER,
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "targetUrl": f"{target.url}/missing",
+            "body": "x",
+        }
+        status, _ = http("POST", f"{relay.url}/messages", json.dumps(message).encode(), token=relay.dev_token)
+        assert status == 202
+        deadline = time.monotonic() + 30
+        view: Any = None
+        while time.monotonic() < deadline:
+            relay.workers[0].poll_once()
+            status, view = http("GET", f"{relay.url}/messages/{message_id}", token=relay.dev_token)
+            if status == 200 and view["status"] == "FAILED":
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{message_id} did not fail: {view}")

@@ -29,7 +29,7 @@ from schemathesis.generation.modes import GenerationMode
 
 from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.openapi import OPENAPI_PATH
-from tests.fuzz.conftest import http
+from tests.fuzz.conftest import failed_message, http
 
 # Examples per operation and generation phase; 5 operations. Raise it for a deeper local run:
 # RELAY_FUZZ_EXAMPLES=500 pytest tests/fuzz/test_schemathesis.py
@@ -57,9 +57,10 @@ def _max_examples() -> int:
 
 @pytest.fixture(scope="module")
 def existing(local_relay: LocalRelay) -> dict[str, str]:
-    """Message ids in known states: one PENDING (no worker runs) and one CANCELLED."""
-    ids = {"pending": f"fuzz-pending-{uuid.uuid4().hex[:8]}", "cancelled": f"fuzz-cancelled-{uuid.uuid4().hex[:8]}"}
-    for message_id in ids.values():
+    """Message ids in known states: FAILED, PENDING (no worker runs) and CANCELLED."""
+    ids = {name: f"fuzz-{name}-{uuid.uuid4().hex[:8]}" for name in ("failed", "pending", "cancelled")}
+    failed_message(local_relay, ids["failed"])
+    for message_id in (ids["pending"], ids["cancelled"]):
         status, _ = http(
             "POST",
             f"{local_relay.url}/messages",
@@ -139,9 +140,7 @@ def _steer(case: Any, existing: dict[str, str]) -> None:
 
 
 @schema.parametrize()
-def test_every_operation_conforms_to_the_document(
-    case: Any, local_relay: LocalRelay, existing: dict[str, str]
-) -> None:
+def test_every_operation_conforms_to_the_document(case: Any, local_relay: LocalRelay, existing: dict[str, str]) -> None:
     _steer(case, existing)
     response = case.call_and_validate(
         base_url=local_relay.url, headers={"Authorization": f"Bearer {local_relay.dev_token}"}

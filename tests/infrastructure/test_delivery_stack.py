@@ -202,17 +202,16 @@ def test_dispatcher_may_read_and_claim_messages_start_the_fast_lane_and_fail_exp
     }
 
 
-def test_deliver_may_read_and_record_attempts_and_use_sender_secrets(synth: Synthesized) -> None:
+def test_deliver_may_read_and_record_attempts_and_read_sender_secrets(synth: Synthesized) -> None:
     # Given deliver's role
     grants = data_grants(synth, step_role(synth, "deliver"))
-    # Then it batch-reads head and content, updates the head, appends events, and reads (or
-    # creates) signing secrets under relay/senders/ only
+    # Then it batch-reads head and content, updates the head, appends events, and reads signing
+    # secrets under relay/senders/ only (senders are created with theirs; it never creates one)
     assert grants == {
         "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
         "dynamodb:PutItem": [table_arn(synth)],
         "secretsmanager:GetSecretValue": [SENDER_SECRETS],
-        "secretsmanager:CreateSecret": [SENDER_SECRETS],
     }
 
 
@@ -243,6 +242,11 @@ def test_what_each_step_must_not_do(synth: Synthesized) -> None:
     grants = {step: data_grants(synth, step_role(synth, step)) for step in DELIVERY_STEPS}
     # Then deliver starts no run, only deliver touches secrets, nobody deletes or scans
     assert not [action for action in grants["deliver"] if action.startswith("states:")]
+    assert not [
+        action
+        for action in grants["deliver"]
+        if action != "secretsmanager:GetSecretValue" and action.startswith("secretsmanager:")
+    ]
     for step in ("dispatcher", "finalize", "handoff"):
         assert not [action for action in grants[step] if action.startswith("secretsmanager:")]
     for step_grants in grants.values():

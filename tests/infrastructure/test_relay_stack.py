@@ -43,7 +43,7 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-APIG3",
     "AwsSolutions-COG4",
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
-    # The deliver function reads and creates per-sender signing secrets under relay/senders/.
+    # The deliver function reads per-sender signing secrets under relay/senders/.
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:relay/senders/*]",
     # The failed-messages queue is a terminal sink for operators, not a queue with consumers.
     "AwsSolutions-SQS3",

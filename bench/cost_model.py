@@ -1,0 +1,276 @@
+"""The arithmetic of the cost model, kept pure so tests/unit/test_cost_model.py can check it.
+
+- DynamoDB item sizes follow AWS's documented rules (attribute names count; numbers take about one
+  byte per two significant digits plus one; lists and maps add 3 bytes plus 1 per element).
+- On-demand capacity: a write request unit per started KB of the item (an update is charged on the
+  larger of the item before and after), a read request unit per started 4 KB of a strongly
+  consistent read (half for eventually consistent; a query rounds the total of the items it
+  returns), twice for transactions. A global secondary index costs one write per index entry put
+  or deleted (changing an index key is a delete plus a put).
+- SQS bills every started 64 KB chunk of a request's payload as a request.
+- Lambda bills duration per started millisecond at the configured memory; Express Step Functions
+  bill per started 100 ms at no less than 64 MB; Standard bills every state entered and every retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+KB = 1024
+READ_UNIT_BYTES = 4 * KB
+GB = 1024**3
+MILLION = 1_000_000
+
+AttributeValue = dict[str, Any]
+Item = dict[str, AttributeValue]
+
+
+def load_prices(path: Path) -> dict[str, Any]:
+    prices: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return prices
+
+
+# -- DynamoDB sizes and capacity units ----------------------------------------------------------------
+
+
+def number_size(text: str) -> int:
+    """Bytes of a DynamoDB number: one per two significant digits, plus one."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return len(text)
+    digits = value.as_tuple().digits
+    significant = "".join(str(digit) for digit in digits).strip("0")
+    return math.ceil(len(significant) / 2) + 1 if significant else 1
+
+
+def attribute_value_size(value: AttributeValue) -> int:
+    """Bytes of one attribute value in DynamoDB's wire format ({"S": "..."}, {"M": {...}}, ...)."""
+    ((kind, inner),) = value.items()
+    if kind == "S":
+        return len(str(inner).encode("utf-8"))
+    if kind == "N":
+        return number_size(str(inner))
+    if kind == "B":
+        return len(inner) if isinstance(inner, bytes | bytearray) else len(base64.b64decode(inner))
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(str(element).encode("utf-8")) for element in inner)
+    if kind == "NS":
+        return sum(number_size(str(element)) for element in inner)
+    if kind == "BS":
+        return sum(attribute_value_size({"B": element}) for element in inner)
+    if kind == "L":
+        return 3 + sum(attribute_value_size(element) + 1 for element in inner)
+    if kind == "M":
+        return 3 + sum(len(name.encode("utf-8")) + attribute_value_size(element) + 1 for name, element in inner.items())
+    raise ValueError(f"unknown DynamoDB attribute type {kind!r}")
+
+
+def item_size(item: Item | None) -> int:
+    if not item:
+        return 0
+    return sum(len(name.encode("utf-8")) + attribute_value_size(value) for name, value in item.items())
+
+
+def write_units(size_bytes: int, transactional: bool = False) -> int:
+    """Write request units of one write of an item of this size (at least one)."""
+    units = max(1, math.ceil(size_bytes / KB))
+    return units * (2 if transactional else 1)
+
+
+def read_units(size_bytes: int, consistent: bool, transactional: bool = False) -> float:
+    """Read request units of one read returning this many bytes (at least one 4 KB unit, also for no item)."""
+    units = max(1, math.ceil(size_bytes / READ_UNIT_BYTES))
+    if transactional:
+        return float(units * 2)
+    return float(units) if consistent else units / 2
+
+
+def update_write_units(before: Item | None, after: Item | None) -> int:
+    """An update (or put over an existing item) is charged on the larger of the two images."""
+    return write_units(max(item_size(before), item_size(after)))
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    keys: tuple[str, ...]
+    projection: str  # ALL | KEYS_ONLY | INCLUDE
+    included: tuple[str, ...] = ()
+
+    @classmethod
+    def from_table_definition(cls, definition: dict[str, Any]) -> list[IndexSpec]:
+        specs = []
+        for index in definition.get("GlobalSecondaryIndexes", []):
+            projection = index.get("Projection", {})
+            specs.append(
+                cls(
+                    name=index["IndexName"],
+                    keys=tuple(key["AttributeName"] for key in index["KeySchema"]),
+                    projection=projection.get("ProjectionType", "ALL"),
+                    included=tuple(projection.get("NonKeyAttributes", [])),
+                )
+            )
+        return specs
+
+
+def table_keys(definition: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(key["AttributeName"] for key in definition["KeySchema"])
+
+
+def _projected(item: Item, index: IndexSpec, base_keys: tuple[str, ...]) -> Item:
+    if index.projection == "ALL":
+        return item
+    wanted = set(base_keys) | set(index.keys) | (set(index.included) if index.projection == "INCLUDE" else set())
+    return {name: value for name, value in item.items() if name in wanted}
+
+
+def _in_index(item: Item | None, index: IndexSpec) -> bool:
+    return bool(item) and all(key in item for key in index.keys)  # type: ignore[operator]
+
+
+def index_write_units(before: Item | None, after: Item | None, index: IndexSpec, base_keys: tuple[str, ...]) -> int:
+    """Write units one table write costs in one global secondary index.
+
+    `before`/`after` are the item's images (None: absent). A new entry or a removed one is one
+    index write; a changed index key is a delete plus a put; a change of projected attributes
+    under the same key is one write; anything else costs the index nothing.
+    """
+    was, now = _in_index(before, index), _in_index(after, index)
+    if not was and not now:
+        return 0
+    if was and not now:
+        return write_units(item_size(_projected(before or {}, index, base_keys)))
+    if now and not was:
+        return write_units(item_size(_projected(after or {}, index, base_keys)))
+    assert before is not None and after is not None
+    if any(before.get(key) != after.get(key) for key in index.keys):
+        return write_units(item_size(_projected(before, index, base_keys))) + write_units(
+            item_size(_projected(after, index, base_keys))
+        )
+    if _projected(before, index, base_keys) != _projected(after, index, base_keys):
+        return write_units(item_size(_projected(after, index, base_keys)))
+    return 0
+
+
+def index_storage_bytes(item: Item, indexes: list[IndexSpec], base_keys: tuple[str, ...]) -> int:
+    """Bytes an item occupies in the indexes (AWS adds 100 bytes of overhead per index entry)."""
+    return sum(item_size(_projected(item, index, base_keys)) + 100 for index in indexes if _in_index(item, index))
+
+
+# -- SQS, Lambda, Step Functions ----------------------------------------------------------------------
+
+
+def sqs_requests(payload_bytes: int, chunk_bytes: int = 64 * KB) -> int:
+    """Billed requests of one SQS API call carrying this payload (every started 64 KB chunk)."""
+    return max(1, math.ceil(payload_bytes / chunk_bytes))
+
+
+def lambda_billed_ms(duration_ms: float, increment_ms: int = 1) -> int:
+    return max(increment_ms, math.ceil(duration_ms / increment_ms) * increment_ms)
+
+
+def lambda_gb_seconds(billed_ms: float, memory_mb: int) -> float:
+    return billed_ms / 1000 * memory_mb / 1024
+
+
+def express_gb_seconds(duration_seconds: float, memory_mb: int = 64, increment_ms: int = 100, minimum_mb: int = 64) -> float:
+    """Billed GB-seconds of one Express execution (started 100 ms, at least 64 MB)."""
+    increments = max(1, math.ceil(duration_seconds * 1000 / increment_ms - 1e-9))
+    return increments * increment_ms / 1000 * max(memory_mb, minimum_mb) / 1024
+
+
+def expected_wait_seconds(waits: tuple[float, ...], retries: int, full_jitter: bool) -> float:
+    """The expected sum of the first `retries` waits (FULL jitter draws each uniformly in [0, w])."""
+    total = sum(waits[:retries])
+    return total / 2 if full_jitter else total
+
+
+def slow_lane_transitions(initial_wait_seconds: int, attempts: int) -> int:
+    """Standard transitions of one slow-lane run: states entered plus retries.
+
+    Wait (if any) + Deliver entered once + (attempts - 1) retries + MarkFailed or the Succeed state.
+    """
+    return (1 if initial_wait_seconds > 0 else 0) + 1 + (attempts - 1) + 1
+
+
+# -- line items ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Usage:
+    """What one message uses, on average, in billable units."""
+
+    api_requests: float = 0.0
+    lambda_invocations: dict[str, float] = field(default_factory=dict)
+    lambda_billed_ms: dict[str, float] = field(default_factory=dict)
+    lambda_memory_mb: dict[str, int] = field(default_factory=dict)
+    express_requests: float = 0.0
+    express_gb_seconds: float = 0.0
+    standard_transitions: float = 0.0
+    dynamodb_write_units: float = 0.0
+    dynamodb_read_units: float = 0.0
+    dynamodb_storage_gb_months: float = 0.0
+    sqs_requests: float = 0.0
+    secrets_calls: float = 0.0
+    log_bytes: float = 0.0
+    xray_traces: float = 0.0
+
+
+@dataclass(frozen=True)
+class LineItem:
+    group: str  # "core" (the services of the request path) or "observability"
+    service: str
+    item: str
+    quantity: float  # per message
+    unit: str
+    usd_per_million: float
+
+
+def line_items(usage: Usage, prices: dict[str, Any]) -> list[LineItem]:
+    lam, sfn, ddb = prices["lambda"], prices["step_functions"], prices["dynamodb"]
+    invocations = sum(usage.lambda_invocations.values())
+    gb_seconds = sum(
+        lambda_gb_seconds(usage.lambda_billed_ms.get(name, 0.0), usage.lambda_memory_mb.get(name, 256))
+        for name in usage.lambda_invocations
+    )
+    items = [
+        LineItem("core", "API Gateway", "REST requests", usage.api_requests, "requests",
+                 usage.api_requests * prices["api_gateway"]["rest_per_million_requests"]),
+        LineItem("core", "Lambda", "requests", invocations, "invocations", invocations * lam["per_million_requests"]),
+        LineItem("core", "Lambda", "duration (arm64)", gb_seconds, "GB-s",
+                 gb_seconds * lam["per_gb_second_arm64"] * MILLION),
+        LineItem("core", "Step Functions", "Express requests", usage.express_requests, "executions",
+                 usage.express_requests * sfn["express_per_million_requests"]),
+        LineItem("core", "Step Functions", "Express duration", usage.express_gb_seconds, "GB-s",
+                 usage.express_gb_seconds * sfn["express_per_gb_second"] * MILLION),
+        LineItem("core", "Step Functions", "Standard transitions", usage.standard_transitions, "transitions",
+                 usage.standard_transitions * sfn["standard_per_1000_transitions"] / 1000 * MILLION),
+        LineItem("core", "DynamoDB", "write request units (table + GSIs)", usage.dynamodb_write_units, "WRU",
+                 usage.dynamodb_write_units * ddb["per_million_write_request_units"]),
+        LineItem("core", "DynamoDB", "read request units", usage.dynamodb_read_units, "RRU",
+                 usage.dynamodb_read_units * ddb["per_million_read_request_units"]),
+        LineItem("core", "DynamoDB", "storage (until TTL)", usage.dynamodb_storage_gb_months, "GB-month",
+                 usage.dynamodb_storage_gb_months * prices["dynamodb_storage"]["per_gb_month"] * MILLION),
+        LineItem("core", "SQS", "requests (64 KB chunks)", usage.sqs_requests, "requests",
+                 usage.sqs_requests * prices["sqs"]["per_million_requests"]),
+        LineItem("core", "Secrets Manager", "API calls (amortised cache)", usage.secrets_calls, "calls",
+                 usage.secrets_calls * prices["secrets_manager"]["per_10000_api_calls"] / 10_000 * MILLION),
+        LineItem("observability", "CloudWatch Logs", "ingestion", usage.log_bytes, "bytes",
+                 usage.log_bytes / GB * prices["cloudwatch_logs"]["ingestion_per_gb"] * MILLION),
+        LineItem("observability", "X-Ray", "traces recorded", usage.xray_traces, "traces",
+                 usage.xray_traces * prices["xray"]["per_million_traces_recorded"]),
+    ]
+    return items
+
+
+def total(items: list[LineItem], group: str | None = None) -> float:
+    return sum(item.usd_per_million for item in items if group is None or item.group == group)
