@@ -89,6 +89,11 @@ def retry_schedule(file_name: str, policy: dict[str, Any] | None = None) -> Retr
                 rate = float(retrier.get("BackoffRate", 2.0))
                 cap = float(retrier.get("MaxDelaySeconds", float("inf")))
                 retries = int(retrier.get("MaxAttempts", 3))
-                waits = tuple(min(interval * rate**n, cap) for n in range(retries))
-                return RetrySchedule(attempts=retries + 1, initial_wait_seconds=initial_wait, waits=waits)
+                # Cap as the waits grow, so large attempt counts or rates cannot overflow.
+                waits: list[float] = []
+                wait = interval
+                for _ in range(retries):
+                    waits.append(min(wait, cap))
+                    wait = min(wait * rate, cap)
+                return RetrySchedule(attempts=retries + 1, initial_wait_seconds=initial_wait, waits=tuple(waits))
     raise ValueError(f"{file_name} has no {DELIVERY_RETRY_ERROR} retrier")

@@ -236,6 +236,8 @@ class RelaySettings:
             # Private and internal targets are for local development only; on AWS they are always
             # refused (validate checks the URL, deliver every resolved address).
             "RELAY_ALLOW_PRIVATE_TARGETS": "false",
+            # Every request on AWS passes the authorizer; a request without a sender is refused.
+            "RELAY_REQUIRE_SENDER": "true",
         }
 
     def delivery_environment(self) -> dict[str, str]:

@@ -52,6 +52,8 @@ class Settings:
     max_header_bytes: int
     max_future_skew_seconds: int
     allow_private_targets: bool
+    # Refuse an ingest request that carries no authenticated sender (always on in a deployment).
+    require_sender: bool
     # How long a stored message may wait for its first delivery run before the reconciler
     # treats it as stuck and re-drives it.
     redrive_after_seconds: int
@@ -83,6 +85,7 @@ def get_settings() -> Settings:
             "RELAY_MAX_FUTURE_SKEW_SECONDS", _schema_default("maxFutureSkewSeconds")
         ),
         allow_private_targets=_env_bool("RELAY_ALLOW_PRIVATE_TARGETS", False),
+        require_sender=_env_bool("RELAY_REQUIRE_SENDER", False),
         redrive_after_seconds=_env_int("RELAY_REDRIVE_AFTER_SECONDS", 300),
         fast_lane_arn=os.environ.get("RELAY_FAST_LANE_ARN", ""),
         slow_lane_arn=os.environ.get("RELAY_SLOW_LANE_ARN", ""),

@@ -22,6 +22,7 @@ from functions.shared.config import Settings
 from functions.shared.exceptions import (
     DeliveryRejected,
     DeliveryRetryable,
+    RelayError,
     TargetBlocked,
     TargetTimeout,
     TargetUnreachable,
@@ -138,7 +139,13 @@ def _attempt_failed(
     detail: str,
     response: DeliveryResponse | None,
     duration_ms: int,
+    retrying_because: str | None = None,
 ) -> None:
+    """Record a failed attempt (and RETRYING when it will be retried).
+
+    Bookkeeping is best effort here: the outcome the caller raises next decides what the state
+    machine does, and a storage hiccup must not turn a retryable failure into an extra attempt.
+    """
     now = datetime.now(UTC)
     details: dict[str, Any] = {"attempt": attempt, "error": error, "durationMs": duration_ms}
     if detail:
@@ -149,8 +156,13 @@ def _attempt_failed(
             details["responseSnippet"] = response.body_snippet[:SNIPPET_CHARS]
         if response.retry_after_seconds is not None:
             details["retryAfterSeconds"] = response.retry_after_seconds
-    deps.repository.append_event(key, EventType.ATTEMPT_FAILED, iso(now), ttl, run=run, slot=attempt, **details)
     metrics.add_metric(name="DeliveryAttemptsFailed", unit=MetricUnit.Count, value=1)
+    try:
+        deps.repository.append_event(key, EventType.ATTEMPT_FAILED, iso(now), ttl, run=run, slot=attempt, **details)
+        if retrying_because is not None:
+            deps.repository.record_retrying(key, run, iso(now), retrying_because[:SNIPPET_CHARS])
+    except RelayError:
+        logger.exception("Could not record the failed attempt")
 
 
 def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]:
@@ -203,8 +215,9 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
         raise DeliveryRejected(f"blocked: {error}") from None
     except (TargetTimeout, TargetUnreachable) as error:
         name = type(error).__name__
-        _attempt_failed(deps, key, run, number, ttl, name, str(error), None, _ms(started_clock))
-        deps.repository.record_retrying(key, run, iso(datetime.now(UTC)), f"{name}: {error}"[:SNIPPET_CHARS])
+        _attempt_failed(
+            deps, key, run, number, ttl, name, str(error), None, _ms(started_clock), retrying_because=f"{name}: {error}"
+        )
         raise DeliveryRetryable(f"{name}: {error}") from None
 
     if 200 <= response.status_code <= 299:
@@ -231,9 +244,20 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
         return {"outcome": "DELIVERED", "attempt": number, "statusCode": response.status_code}
 
     summary = f"HTTP {response.status_code}"
-    _attempt_failed(deps, key, run, number, ttl, "HttpStatus", "", response, response.duration_ms)
-    if is_retryable_status(response.status_code):
-        deps.repository.record_retrying(key, run, iso(datetime.now(UTC)), summary)
+    retryable = is_retryable_status(response.status_code)
+    _attempt_failed(
+        deps,
+        key,
+        run,
+        number,
+        ttl,
+        "HttpStatus",
+        "",
+        response,
+        response.duration_ms,
+        retrying_because=summary if retryable else None,
+    )
+    if retryable:
         raise DeliveryRetryable(summary)
     kind = "redirects are not followed" if 300 <= response.status_code <= 399 else "not retried"
     raise DeliveryRejected(f"{summary}: {kind}")

@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.shared.config import Settings
-from functions.shared.exceptions import PayloadTooLarge, QueueUnavailable, RelayError
+from functions.shared.exceptions import PayloadTooLarge, QueueUnavailable, RelayError, SenderMismatch
 from functions.shared.model import EventType, MessageKey, Status
 from functions.shared.observability import logger, metrics
 from functions.shared.queue import DeliveryQueue
@@ -85,6 +85,8 @@ def validate_step(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
     request_id = str(state.get("requestId") or "unknown")
     authenticated = state.get("senderId") or None
     try:
+        if authenticated is None and settings.require_sender:
+            raise SenderMismatch("The request has no authenticated sender.")
         document = decode_request_body(state.get("bodyBase64"), settings)
         if isinstance(document, dict) and isinstance(document.get("messageId"), str):
             logger.set_correlation_id(document["messageId"])

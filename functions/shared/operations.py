@@ -199,41 +199,41 @@ def reconcile(
     now = now or datetime.now(UTC)
     epoch = int(now.timestamp())
     counts = {"due": 0, "redriven": 0, "failed": 0, "finished": 0}
-    for shard in range(DUE_SHARDS):
-        for key in repository.find_due(f"DUE#{shard}", epoch):
-            counts["due"] += 1
-            head = repository.get_head(key)
-            if head is None:
-                continue
-            if head["status"] in TERMINAL_STATUSES:
-                repository.clear_due(key)
-                counts["finished"] += 1
-                continue
-            if int(head.get("leaseUntil", 0)) > epoch:
-                continue  # a run holds it and is not overdue
-            run = int(head.get("run", 0))
-            if int(head.get("redrives", 0)) >= MAX_REDRIVES:
-                fail({**key.to_dict(), "run": run, "reason": f"re-driven {MAX_REDRIVES} times without progress"})
-                counts["failed"] += 1
-                continue
-            updated = repository.note_redrive(key, run, epoch + settings.redrive_after_seconds)
-            if updated is None:
-                continue
-            repository.append_event(
-                key,
-                EventType.REDRIVEN,
-                _iso(now),
-                int(head["ttl"]),
-                run=run,
-                slot=int(head.get("attempts", 0)),
-                suffix=str(int(updated.get("redrives", 1))),
-                previousStatus=head["status"],
-            )
-            try:
-                queue.send(key, run=run)
-            except RelayError:
-                logger.exception("Re-drive could not enqueue; next round tries again")
-                continue
-            counts["redriven"] += 1
-            metrics.add_metric(name="MessagesRedriven", unit=MetricUnit.Count, value=1)
+    due_keys = (key for shard in range(DUE_SHARDS) for key in repository.iter_due(f"DUE#{shard}", epoch))
+    for key in due_keys:
+        counts["due"] += 1
+        head = repository.get_head(key)
+        if head is None:
+            continue
+        if head["status"] in TERMINAL_STATUSES:
+            repository.clear_due(key)
+            counts["finished"] += 1
+            continue
+        if int(head.get("leaseUntil", 0)) > epoch:
+            continue  # a run holds it and is not overdue
+        run = int(head.get("run", 0))
+        if int(head.get("redrives", 0)) >= MAX_REDRIVES:
+            fail({**key.to_dict(), "run": run, "reason": f"re-driven {MAX_REDRIVES} times without progress"})
+            counts["failed"] += 1
+            continue
+        updated = repository.note_redrive(key, run, epoch + settings.redrive_after_seconds)
+        if updated is None:
+            continue
+        repository.append_event(
+            key,
+            EventType.REDRIVEN,
+            _iso(now),
+            int(head["ttl"]),
+            run=run,
+            slot=int(head.get("attempts", 0)),
+            suffix=str(int(updated.get("redrives", 1))),
+            previousStatus=head["status"],
+        )
+        try:
+            queue.send(key, run=run)
+        except RelayError:
+            logger.exception("Re-drive could not enqueue; next round tries again")
+            continue
+        counts["redriven"] += 1
+        metrics.add_metric(name="MessagesRedriven", unit=MetricUnit.Count, value=1)
     return counts

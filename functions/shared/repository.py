@@ -9,6 +9,7 @@ Layout (one partition per message, everything expires together through `ttl`):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -157,21 +158,25 @@ class MessageRepository:
         events = [item for item in items if item["sk"].startswith(EVENT_PREFIX)]
         return StoredMessage(head=head, events=events)
 
-    def find_due(self, shard: str, due_before: int, limit: int = 100) -> list[MessageKey]:
-        """Heads whose `dueAt` has passed in one shard of the sparse `due` index."""
-        response = self._call(
-            "query",
-            IndexName="due",
-            KeyConditionExpression="dueShard = :shard AND dueAt <= :now",
-            ExpressionAttributeValues=to_item({":shard": shard, ":now": due_before}),
-            Limit=limit,
-        )
-        keys = []
-        for item in response.get("Items", []):
-            plain = from_item(item)
-            _, sender_id, message_id = plain["pk"].split("#", 2)
-            keys.append(MessageKey(sender_id, message_id))
-        return keys
+    def iter_due(self, shard: str, due_before: int, page_size: int = 100) -> Iterator[MessageKey]:
+        """Every due head of a shard, page by page (the reconciler walks them all each round)."""
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "IndexName": "due",
+                "KeyConditionExpression": "dueShard = :shard AND dueAt <= :now",
+                "ExpressionAttributeValues": to_item({":shard": shard, ":now": due_before}),
+                "Limit": page_size,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            response = self._call("query", **kwargs)
+            for item in response.get("Items", []):
+                _, sender_id, message_id = from_item(item)["pk"].split("#", 2)
+                yield MessageKey(sender_id, message_id)
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return
 
     # -- writes --------------------------------------------------------------------------------
 

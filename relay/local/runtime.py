@@ -41,6 +41,7 @@ class LocalRelay:
     def start(self) -> LocalRelay:
         environment = {
             "RELAY_ALLOW_PRIVATE_TARGETS": "true" if self.allow_private_targets else "false",
+            "RELAY_REQUIRE_SENDER": "true",
             **self.environment,
         }
         self.local = LocalAws(

@@ -111,12 +111,13 @@ def test_always_500_fails_after_the_configured_attempts_with_a_dead_letter(
     # When the fast and slow lanes are exhausted
     record = wait_until_terminal(client, message, timeout=60)
     # Then the message is FAILED after every configured attempt, with its whole history
-    assert record["status"] == "FAILED"
-    assert record["attempts"] == FAST_ATTEMPTS + SLOW_ATTEMPTS, json.dumps(record["events"], indent=1)
+    history = json.dumps(record["events"], indent=1)
+    assert record["status"] == "FAILED", history
+    assert record["attempts"] == FAST_ATTEMPTS + SLOW_ATTEMPTS, history
     types = event_types(record)
-    assert types.count("ATTEMPT_STARTED") == types.count("ATTEMPT_FAILED") == FAST_ATTEMPTS + SLOW_ATTEMPTS
-    assert types.index("MOVED_TO_SLOW_LANE") == 2 + 2 * FAST_ATTEMPTS
-    assert types[-1] == "FAILED"
+    assert types.count("ATTEMPT_STARTED") == types.count("ATTEMPT_FAILED") == FAST_ATTEMPTS + SLOW_ATTEMPTS, history
+    assert types.index("MOVED_TO_SLOW_LANE") == 2 + 2 * FAST_ATTEMPTS, history
+    assert types[-1] == "FAILED", history
     assert "retries exhausted" in record["lastError"]
     # And it lands on the failed-messages queue with its reason
     assert relay.local is not None

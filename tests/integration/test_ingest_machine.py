@@ -214,7 +214,7 @@ def test_enqueue_failure_keeps_the_message_stored_and_findable_for_redrive(
     # And the reconciler's index finds it as due now
     repository = MessageRepository(get_settings().table_name)
     key = MessageKey(message["senderId"], message["messageId"])
-    assert key in repository.find_due(key.due_shard, int(time.time()) + 1)
+    assert key in list(repository.iter_due(key.due_shard, int(time.time()) + 1))
     # And a retry by the client is answered as a duplicate, not stored twice
     monkeypatch.undo()
     status, body = post(message)

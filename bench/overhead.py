@@ -1,0 +1,166 @@
+"""The local ASL interpreter's share of a run: the same handlers, called directly vs through moto.
+
+- ingest: validate -> dedup -> store -> enqueue, each through LocalAws.invoke (the real handlers,
+  with the event copy Lambda makes) and the machine's Choice logic in Python, versus the same
+  input through the `relay-ingest` state machine (StartSyncExecution semantics, in this thread).
+- delivery: one attempt of the deliver handler versus the `relay-delivery-fast` machine running
+  that attempt, after a direct ingest and a claim of the message.
+
+Both variants alternate message by message against the same embedded AWS, so drift (the table
+growing, the machine's noise) hits them alike. Reported: medians per message and their ratio.
+
+Run as `python -m bench.overhead --out FILE` (bench.run does it in a fresh process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import bench_scale, machine_info, median, one_kb_body, percentile, scaled, write_json
+
+INGEST_STEPS = ("relay-validate", "relay-dedup", "relay-store", "relay-enqueue")
+
+
+def _ingest_input(target_url: str) -> tuple[str, dict[str, Any]]:
+    message_id = f"ovh-{uuid.uuid4().hex[:12]}"
+    message = {
+        "messageId": message_id,
+        "senderId": "dev",
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "targetUrl": f"{target_url}/ok",
+        "body": one_kb_body(message_id),
+    }
+    body = base64.b64encode(json.dumps(message).encode()).decode()
+    return message_id, {"requestId": str(uuid.uuid4()), "senderId": "dev", "bodyBase64": body}
+
+
+def ingest_direct(local: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """The ingest machine's logic without the interpreter: each step, stop once one answered."""
+    for step in INGEST_STEPS:
+        state = local.invoke(step, state)
+        if "response" in state:
+            response: dict[str, Any] = state["response"]
+            return response
+    raise RuntimeError("ingest ended without an answer")
+
+
+def ingest_asl(local: Any, state: dict[str, Any]) -> dict[str, Any]:
+    result = local.start_sync_execution("relay-ingest", state)
+    if result.get("status") != "SUCCEEDED":
+        raise RuntimeError(f"ingest run {result.get('status')}")
+    output: dict[str, Any] = json.loads(result["output"])
+    return output
+
+
+def _claim(local: Any, message_id: str) -> dict[str, Any]:
+    """What the dispatcher does before a run: the lease on the head (no run is started here)."""
+    from functions.shared.config import get_settings
+    from functions.shared.delivery import dependencies, run_input
+    from functions.shared.model import MessageKey
+
+    deps = dependencies(get_settings())
+    key = MessageKey("dev", message_id)
+    now = int(time.time())
+    if not deps.repository.claim_delivery(key, 0, f"ovh-{uuid.uuid4().hex[:8]}", now + 360, now):
+        raise RuntimeError("could not claim the message")
+    return run_input(key, 0)
+
+
+def deliver_direct(local: Any, run: dict[str, Any]) -> None:
+    answer = local.invoke("relay-deliver", {**run, "lane": "fast", "executionArn": "direct"})
+    if answer.get("outcome") != "DELIVERED":
+        raise RuntimeError(f"direct delivery answered {answer}")
+
+
+def deliver_asl(local: Any, run: dict[str, Any]) -> None:
+    from relay.local.emulator import run_sync_execution
+
+    result = run_sync_execution(local.state_machine_arns["relay-delivery-fast"], run)
+    if result.get("status") != "SUCCEEDED":
+        raise RuntimeError(f"fast lane run {result.get('status')}")
+
+
+def _timed(action: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def _summary(direct: list[float], asl: list[float]) -> dict[str, Any]:
+    direct_ms = [value * 1000 for value in direct]
+    asl_ms = [value * 1000 for value in asl]
+    d50, a50 = median(direct_ms), median(asl_ms)
+    return {
+        "runs_each": len(direct_ms),
+        "direct_ms": {"p50": d50, "p95": percentile(direct_ms, 0.95)},
+        "asl_ms": {"p50": a50, "p95": percentile(asl_ms, 0.95)},
+        "ratio_asl_to_direct_p50": a50 / d50 if d50 else None,
+        "interpreter_ms_p50": a50 - d50,
+        "interpreter_share_p50": (a50 - d50) / a50 if a50 else None,
+    }
+
+
+def run(scale: float) -> dict[str, Any]:
+    import os
+
+    os.environ.setdefault("RELAY_HOME", f"/tmp/relay-bench-home-{os.getpid()}")
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+    from relay.admin import SenderAdmin
+    from relay.local.emulator import LocalAws
+    from relay.local.targets import TargetServer
+
+    runs = scaled(60, scale, minimum=10)
+    results: dict[str, Any] = {}
+    with TargetServer() as target, LocalAws(environment={"RELAY_ALLOW_PRIVATE_TARGETS": "true"}) as local:
+        SenderAdmin(local.table_name).create("dev")  # the deliver step signs with the sender's secret
+        # Warm up imports, clients, parsed programs.
+        for _ in range(5):
+            ingest_direct(local, _ingest_input(target.url)[1])
+            ingest_asl(local, _ingest_input(target.url)[1])
+        direct: list[float] = []
+        asl: list[float] = []
+        for index in range(runs):
+            order = [(direct, ingest_direct), (asl, ingest_asl)]
+            for bucket, variant in order if index % 2 == 0 else reversed(order):
+                state = _ingest_input(target.url)[1]
+                bucket.append(_timed(lambda variant=variant, state=state: variant(local, state)))
+        results["ingest"] = _summary(direct, asl)
+
+        def prepared() -> dict[str, Any]:
+            message_id, state = _ingest_input(target.url)
+            ingest_direct(local, state)
+            return _claim(local, message_id)
+
+        for _ in range(3):
+            deliver_direct(local, prepared())
+            deliver_asl(local, prepared())
+        direct, asl = [], []
+        for index in range(runs):
+            deliver_order = [(direct, deliver_direct), (asl, deliver_asl)]
+            for bucket, action in deliver_order if index % 2 == 0 else reversed(deliver_order):
+                run_payload = prepared()
+                bucket.append(_timed(lambda action=action, run_payload=run_payload: action(local, run_payload)))
+        results["delivery_fast_lane"] = _summary(direct, asl)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the local interpreter's share of a run")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    results = run(bench_scale())
+    results["machine"] = machine_info()
+    write_json(Path(args.out), results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

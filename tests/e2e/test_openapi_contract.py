@@ -1,0 +1,244 @@
+"""The OpenAPI document against the real answers of `relay dev` (in-process, real HTTP).
+
+Every route is driven into each answer it documents (except 415, which only API Gateway gives),
+and each body is validated with jsonschema against the schema the document gives for that
+operation and status, as served by the server itself at GET /openapi.json. The last test checks
+that every documented answer was seen.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from openapi_spec_validator import validate
+
+from functions.shared.config import get_settings
+from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
+from relay.client import ApiAnswer, RelayClient
+from relay.local.emulator import REGION
+from relay.local.runtime import DEV_SENDER, LocalRelay
+from relay.local.targets import TargetServer
+from relay.openapi import OPENAPI_PATH, response_schema_pointer, validator_for
+from tests.conftest import make_message
+
+# (method, path template, status) -> times seen
+SEEN: dict[tuple[str, str, int], int] = {}
+ONLY_ON_AWS = {("post", "/messages", 415)}
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[TargetServer]:
+    with TargetServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def relay(target: TargetServer) -> Iterator[LocalRelay]:
+    local = LocalRelay(port=0, time_scale=0.01).start()
+    try:
+        yield local
+    finally:
+        target.stop()  # releases /hang first, so no worker waits on it while stopping
+        local.stop()
+
+
+@pytest.fixture(scope="module")
+def document(relay: LocalRelay) -> dict[str, Any]:
+    answer = RelayClient(relay.url).request("GET", "/openapi.json")
+    assert answer.status == 200
+    served: dict[str, Any] = answer.body
+    assert served == json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+    validate(served)
+    return served
+
+
+@pytest.fixture(scope="module")
+def client(relay: LocalRelay) -> RelayClient:
+    return RelayClient(relay.url, token=relay.dev_token)
+
+
+def conforms(document: dict[str, Any], method: str, path: str, answer: ApiAnswer, status: int) -> Any:
+    """The answer has `status`, and its body is valid against the documented schema."""
+    assert answer.status == status, answer
+    pointer = response_schema_pointer(document, path, method, status)
+    problems = [
+        f"{list(e.absolute_path)}: {e.message}" for e in validator_for(document, pointer).iter_errors(answer.body)
+    ]
+    assert problems == [], f"{method.upper()} {path} {status}: {problems}\n{answer.body}"
+    SEEN[(method, path, status)] = SEEN.get((method, path, status), 0) + 1
+    return answer.body
+
+
+def wait_for(client: RelayClient, message_id: str, *statuses: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    body: Any = None
+    while time.monotonic() < deadline:
+        body = client.status(message_id).body
+        if body.get("status") in statuses:
+            return dict(body)
+        time.sleep(0.05)
+    raise AssertionError(f"{message_id} never reached {statuses}: {body}")
+
+
+def dev_message(**fields: Any) -> dict[str, Any]:
+    return make_message(**{"senderId": DEV_SENDER, **fields})
+
+
+def test_send_message(document: dict[str, Any], client: RelayClient, target: TargetServer, relay: LocalRelay) -> None:
+    message = dev_message(targetUrl=f"{target.url}/ok")
+    accepted = conforms(document, "post", "/messages", client.send(message), 202)
+    assert accepted["status"] == "PENDING" and accepted["messageId"] == message["messageId"]
+    duplicate = conforms(document, "post", "/messages", client.send(message), 200)
+    assert duplicate["duplicate"] is True
+    conflict = conforms(document, "post", "/messages", client.send({**message, "body": "other"}), 409)
+    assert conflict["error"]["code"] == "MESSAGE_ID_CONFLICT"
+
+    invalid = conforms(document, "post", "/messages", client.send(dev_message(targetUrl="ftp://x", extra=1)), 400)
+    assert {d["path"] for d in invalid["error"]["details"]} == {"$.targetUrl", "$.extra"}
+    not_json = conforms(document, "post", "/messages", client.send(b"{not json"), 400)
+    assert not_json["error"]["details"][0]["path"] == "$"
+
+    other_sender = conforms(document, "post", "/messages", client.send(dev_message(senderId="mallory")), 403)
+    assert other_sender["error"]["details"] == [{"path": "$.senderId", "message": other_sender["error"]["message"]}]
+
+    limit = get_settings().max_body_bytes
+    big_body = conforms(document, "post", "/messages", client.send(dev_message(body="x" * (limit + 1))), 413)
+    assert big_body["error"]["details"][0]["path"] == "$.body"
+    huge_request = client.send(b"x" * (limit + ENVELOPE_ALLOWANCE_BYTES + 1))
+    assert conforms(document, "post", "/messages", huge_request, 413)["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+    nobody = RelayClient(relay.url, token="rly_not-a-token")
+    assert conforms(document, "post", "/messages", nobody.send(message), 401)["error"]["code"] == "UNAUTHORIZED"
+
+
+def test_forbidden_and_throttled_senders(document: dict[str, Any], relay: LocalRelay) -> None:
+    admin = RelayClient(relay.url)
+    disabled_id, throttled_id = f"off-{uuid.uuid4().hex[:6]}", f"slow-{uuid.uuid4().hex[:6]}"
+    disabled_token = admin.admin("POST", "/senders", {"senderId": disabled_id}).body["token"]
+    assert admin.admin("POST", f"/senders/{disabled_id}/disable", {}).status == 200
+    throttled = admin.admin("POST", "/senders", {"senderId": throttled_id, "ratePerSecond": 0.001, "burst": 1})
+    throttled_token = throttled.body["token"]
+
+    disabled = RelayClient(relay.url, token=disabled_token)
+    calls = [
+        ("post", "/messages", lambda c: c.send(make_message(senderId=disabled_id))),
+        ("get", "/messages", lambda c: c.list("FAILED")),
+        ("get", "/messages/{messageId}", lambda c: c.status("any")),
+        ("post", "/messages/{messageId}/replay", lambda c: c.replay("any")),
+        ("post", "/messages/{messageId}/cancel", lambda c: c.cancel("any")),
+    ]
+    for method, path, call in calls:
+        assert conforms(document, method, path, call(disabled), 403)["error"]["code"] == "FORBIDDEN"
+        assert conforms(document, method, path, call(RelayClient(relay.url)), 401)["error"]["code"] == "UNAUTHORIZED"
+
+    slow = RelayClient(relay.url, token=throttled_token)
+    assert slow.list("FAILED").status == 200  # the burst of one
+    for method, path, call in calls:
+        assert conforms(document, method, path, call(slow), 429)["error"]["code"] == "THROTTLED"
+
+
+def test_status_list_replay_cancel(document: dict[str, Any], client: RelayClient, target: TargetServer) -> None:
+    delivered = dev_message(messageId=f"ok:{uuid.uuid4().hex[:8]}", targetUrl=f"{target.url}/ok", headers={"X-A": "1"})
+    failed = dev_message(targetUrl=f"{target.url}/missing")
+    hanging = dev_message(targetUrl=f"{target.url}/hang")
+    for message in (delivered, failed, hanging):
+        assert client.send(message).status == 202
+    wait_for(client, delivered["messageId"], "DELIVERED")
+    wait_for(client, failed["messageId"], "FAILED")
+    wait_for(client, hanging["messageId"], "DELIVERING")
+
+    # GET /messages/{messageId}: the status view (an id with ':' is percent-encoded by the client)
+    view = conforms(document, "get", "/messages/{messageId}", client.status(delivered["messageId"]), 200)
+    assert view["status"] == "DELIVERED" and view["events"] and view["executions"]
+    assert [e["type"] for e in view["events"]][:2] == ["RECEIVED", "ENQUEUED"]
+    failed_view = conforms(document, "get", "/messages/{messageId}", client.status(failed["messageId"]), 200)
+    assert failed_view["lastError"]
+    missing = conforms(document, "get", "/messages/{messageId}", client.status("no-such-message"), 404)
+    assert missing["error"]["code"] == "MESSAGE_NOT_FOUND"
+    too_long = conforms(document, "get", "/messages/{messageId}", client.status("x" * 3000), 404)
+    assert too_long["error"]["code"] == "MESSAGE_NOT_FOUND"
+
+    # GET /messages: pages, newest first, and query errors
+    more = [dev_message(targetUrl=f"{target.url}/missing") for _ in range(2)]
+    for message in more:
+        assert client.send(message).status == 202
+    for message in more:
+        wait_for(client, message["messageId"], "FAILED")
+    first = conforms(document, "get", "/messages", client.list("FAILED", limit=1), 200)
+    assert len(first["items"]) == 1 and first["nextCursor"]
+    second = conforms(document, "get", "/messages", client.list("FAILED", limit=1, cursor=first["nextCursor"]), 200)
+    assert second["items"][0]["messageId"] != first["items"][0]["messageId"]
+    for query in ("status=BOGUS", "status=FAILED&limit=0", "status=FAILED&limit=%C2%B2", "status=FAILED&cursor=abc"):
+        bad = conforms(document, "get", "/messages", client.request("GET", f"/messages?{query}"), 400)
+        assert bad["error"]["details"][0]["path"].startswith("$.")
+    assert conforms(document, "get", "/messages", client.request("GET", "/messages"), 400)
+
+    # POST /messages/{messageId}/replay
+    replayed = conforms(document, "post", "/messages/{messageId}/replay", client.replay(failed["messageId"]), 202)
+    assert replayed["run"] == 1
+    busy = conforms(document, "post", "/messages/{messageId}/replay", client.replay(hanging["messageId"]), 409)
+    assert busy["error"]["code"] == "MESSAGE_NOT_FINISHED"
+    gone = conforms(document, "post", "/messages/{messageId}/replay", client.replay("no-such-message"), 404)
+    assert gone["error"]["code"] == "MESSAGE_NOT_FOUND"
+    _expire(delivered)
+    expired = conforms(document, "post", "/messages/{messageId}/replay", client.replay(delivered["messageId"]), 409)
+    assert expired["error"]["code"] == "MESSAGE_EXPIRED"
+
+    # POST /messages/{messageId}/cancel
+    cancelled = conforms(document, "post", "/messages/{messageId}/cancel", client.cancel(hanging["messageId"]), 200)
+    assert cancelled["status"] == "CANCELLED"
+    again = conforms(document, "post", "/messages/{messageId}/cancel", client.cancel(hanging["messageId"]), 409)
+    assert again["error"]["code"] == "MESSAGE_ALREADY_FINISHED"
+    unknown = conforms(document, "post", "/messages/{messageId}/cancel", client.cancel("no-such-message"), 404)
+    assert unknown["error"]["code"] == "MESSAGE_NOT_FOUND"
+
+
+def _expire(message: dict[str, Any]) -> None:
+    """Move a message's expiry into the past, as if its TTL had passed (DynamoDB keeps it a while)."""
+    boto3.client("dynamodb", region_name=REGION).update_item(
+        TableName=get_settings().table_name,
+        Key={"pk": {"S": f"MSG#{DEV_SENDER}#{message['messageId']}"}, "sk": {"S": "MSG"}},
+        UpdateExpression="SET expiresAt = :past",
+        ExpressionAttributeValues={":past": {"S": "2000-01-01T00:00:00.000Z"}},
+    )
+
+
+def test_system_errors(document: dict[str, Any], client: RelayClient, relay: LocalRelay) -> None:
+    assert relay.local is not None
+
+    def broken(event: dict[str, Any], context: Any) -> Any:
+        raise RuntimeError("boom with internal detail")
+
+    relay.local.overrides["relay-dedup"] = broken
+    relay.local.overrides["relay-api"] = broken
+    try:
+        failure = conforms(document, "post", "/messages", client.send(dev_message()), 500)
+        assert failure["error"]["code"] == "SYSTEM_ERROR" and "boom" not in json.dumps(failure)
+        for method, path, answer in [
+            ("get", "/messages", client.list("FAILED")),
+            ("get", "/messages/{messageId}", client.status("any")),
+            ("post", "/messages/{messageId}/replay", client.replay("any")),
+            ("post", "/messages/{messageId}/cancel", client.cancel("any")),
+        ]:
+            body = conforms(document, method, path, answer, 500)
+            assert body["error"]["code"] == "SYSTEM_ERROR" and "boom" not in json.dumps(body)
+    finally:
+        relay.local.overrides.clear()
+
+
+def test_every_documented_answer_was_seen(document: dict[str, Any]) -> None:
+    documented = {
+        (method, path, int(status))
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method != "parameters"
+        for status in operation["responses"]
+    }
+    assert documented - set(SEEN) == ONLY_ON_AWS
+    assert set(SEEN) <= documented

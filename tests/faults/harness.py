@@ -1,0 +1,541 @@
+"""The pieces of the fault suite: a retrying sender, a runtime restart, quiescence and the checks."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+
+from functions.shared.model import HEAD_SORT_KEY, MessageKey
+from functions.shared.repository import from_item
+from relay.client import RelayClient
+from relay.local.emulator import ACCOUNT_ID, REGION, LocalAws
+from relay.local.runtime import LocalRelay
+from relay.local.server import RelayHttpServer
+from relay.local.targets import TargetServer
+from relay.local.workers import QueueWorker, ScheduledWorker
+from tests.faults.injector import DELIVERY_FUNCTIONS, FaultInjector
+
+TERMINAL = frozenset({"DELIVERED", "FAILED"})
+# Answers after which a real client sends the same message again (same messageId, same content).
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+# Target paths of relay.local.targets.TargetServer and how often each is picked.
+TARGET_MIX: tuple[tuple[str, int], ...] = (
+    ("/ok", 58),
+    ("/slow/100", 5),
+    ("/flaky/1", 6),
+    ("/flaky/2", 6),
+    ("/missing", 5),
+    ("/fail", 5),
+    ("/throttle", 5),
+    ("/hang", 4),
+    ("/reset", 6),
+)
+
+
+# -- what each target must end with -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expectation:
+    status: str
+    attempts: int  # exact attempts when no delivery-side fault touched the message
+    # How many requests of a message the target answers with a non-2xx before it answers 2xx
+    # (None: it never answers 2xx).
+    failures_before_success: int | None
+
+
+def expectation(path: str, total_attempts: int) -> Expectation:
+    kind, _, argument = path.strip("/").partition("/")
+    if kind in ("ok", "slow"):
+        return Expectation("DELIVERED", 1, 0)
+    if kind == "flaky":
+        failures = int(argument or 2)
+        return Expectation("DELIVERED", failures + 1, failures)
+    if kind == "missing":
+        return Expectation("FAILED", 1, None)
+    if kind in ("fail", "throttle", "hang", "reset"):
+        return Expectation("FAILED", total_attempts, None)
+    raise ValueError(f"no expectation for target {path}")
+
+
+def successes(path: str, requests: int) -> int:
+    """How many of `requests` the target answered 2xx (its scripted behaviour)."""
+    failures = expectation(path, 0).failures_before_success
+    return 0 if failures is None else max(0, requests - failures)
+
+
+# -- sending like a real client -----------------------------------------------------------------------
+
+
+@dataclass
+class SendRecord:
+    message: dict[str, Any]
+    path: str
+    answers: list[int | str] = field(default_factory=list)
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["messageId"])
+
+    @property
+    def accepted(self) -> bool:
+        return any(answer in (200, 202) for answer in self.answers)
+
+    @property
+    def created(self) -> int:
+        """202 answers: each one claims to have stored the message anew."""
+        return sum(1 for answer in self.answers if answer == 202)
+
+
+class Sender:
+    """Sends every message over HTTP with the dev token, from a thread pool, retrying like a client.
+
+    A 5xx, a 429 or a broken connection is retried with the same messageId and content after a
+    jittered backoff; the relay must answer the retry 202 (not stored before) or 200 duplicate.
+    """
+
+    def __init__(
+        self, url: str, token: str, seed: int, concurrency: int = 8, give_up_after_seconds: float = 120
+    ) -> None:
+        self.client = RelayClient(url, token=token, timeout=30)
+        self.concurrency = concurrency
+        self.give_up_after_seconds = give_up_after_seconds
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self.sent = 0
+
+    def _backoff(self, retry: int) -> float:
+        with self._lock:
+            return self._random.uniform(0, min(1.0, 0.05 * 2**retry))
+
+    def send_one(self, record: SendRecord) -> SendRecord:
+        payload = json.dumps(record.message).encode("utf-8")
+        deadline = time.monotonic() + self.give_up_after_seconds
+        retry = 0
+        while True:
+            try:
+                answer: int | str = self.client.send(payload).status
+            except (OSError, http.client.HTTPException) as error:
+                answer = type(error).__name__
+            record.answers.append(answer)
+            if answer in (200, 202) or (isinstance(answer, int) and answer not in RETRY_STATUSES):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(self._backoff(retry))
+            retry += 1
+        with self._lock:
+            self.sent += 1
+        return record
+
+    def send_all(self, records: list[SendRecord], on_progress: Callable[[int], None] | None = None) -> None:
+        def task(record: SendRecord) -> SendRecord:
+            self.send_one(record)
+            if on_progress is not None:
+                on_progress(self.sent)
+            return record
+
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="fault-sender") as pool:
+            list(pool.map(task, records))
+
+
+# -- restarting the runtime -----------------------------------------------------------------------------
+
+
+def _executions(local: LocalAws, names: tuple[str, ...] = ("relay-delivery-fast", "relay-delivery-slow")) -> list[Any]:
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    backend = stepfunctions_parser_backends[ACCOUNT_ID][REGION]
+    found = []
+    for name in names:
+        found.extend(list(backend.describe_state_machine(local.state_machine_arns[name]).executions))
+    return found
+
+
+def _status(execution: Any) -> str:
+    return str(getattr(execution.exec_status, "value", "PENDING"))
+
+
+def running_executions(local: LocalAws) -> list[Any]:
+    return [execution for execution in _executions(local) if _status(execution) == "RUNNING"]
+
+
+def execution_counts(local: LocalAws) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for execution in _executions(local):
+        lane = "fast" if ":relay-delivery-fast:" in execution.exec_arn else "slow"
+        counts[f"{lane} {_status(execution)}"] += 1
+    return dict(sorted(counts.items()))
+
+
+@dataclass
+class RestartRecord:
+    at_sent: int
+    stopped_runs: list[str]
+    seconds: float
+
+
+def restart_runtime(relay: LocalRelay, injector: FaultInjector, downtime_seconds: float = 1.0) -> RestartRecord:
+    """Everything `relay dev` runs in its process dies and comes back; the embedded AWS stays.
+
+    While "down", every handler invocation crashes (before or after doing its work), the HTTP server
+    stops listening (clients get connection errors, in-flight requests 500), the queue worker and
+    the reconciler stop, and every running delivery execution is stopped as the process's threads
+    would be. Then a new server on the same port, a new queue worker and a new reconciler start.
+    """
+    assert relay.local is not None and relay.server is not None and relay.reconciler is not None
+    started = time.monotonic()
+    injector.down = True
+    port = int(relay.server.server_address[1])
+    relay.server.shutdown()
+    relay.server.server_close()
+    for worker in relay.workers:
+        worker.stop()
+    relay.reconciler.stop()
+    stopped = []
+    for execution in running_executions(relay.local):
+        execution.stop(stop_date=datetime.now(UTC), error="ProcessRestart", cause="relay dev restarted")
+        stopped.append(str(execution.input_data.get("messageId", "")))
+    time.sleep(downtime_seconds)
+    injector.down = False
+    relay.server = RelayHttpServer((relay.host, port), relay.local)
+    relay.server.serve_in_background()
+    relay.workers = [QueueWorker(relay.local, relay.local.queue_urls[relay.local.queue_name]).start()]
+    relay.reconciler = ScheduledWorker(relay.local, "relay-reconciler", relay.reconcile_every_seconds).start()
+    return RestartRecord(at_sent=0, stopped_runs=stopped, seconds=time.monotonic() - started)
+
+
+# -- waiting and reading the outcome ---------------------------------------------------------------------
+
+
+def _dynamodb() -> Any:
+    return boto3.client("dynamodb", region_name=REGION)
+
+
+def non_terminal(table: str, sender_id: str, message_ids: list[str]) -> list[str]:
+    """The ids among `message_ids` whose head exists and is not DELIVERED or FAILED."""
+    client = _dynamodb()
+    waiting = []
+    for start in range(0, len(message_ids), 100):
+        keys = [
+            {"pk": {"S": MessageKey(sender_id, message_id).partition_key}, "sk": {"S": HEAD_SORT_KEY}}
+            for message_id in message_ids[start : start + 100]
+        ]
+        request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
+        while request:
+            response = client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(table, []):
+                head = from_item(item)
+                if head["status"] not in TERMINAL:
+                    waiting.append(str(head["messageId"]))
+            request = response.get("UnprocessedKeys") or {}
+    return waiting
+
+
+def queue_depth(local: LocalAws) -> int:
+    attributes = boto3.client("sqs", region_name=REGION).get_queue_attributes(
+        QueueUrl=local.queue_urls[local.queue_name], AttributeNames=["All"]
+    )["Attributes"]
+    return sum(
+        int(attributes.get(name, 0))
+        for name in (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        )
+    )
+
+
+def wait_until_quiescent(
+    relay: LocalRelay, sender_id: str, message_ids: list[str], timeout_seconds: float
+) -> tuple[list[str], float]:
+    """Wait until every stored message is terminal, the delivery queue is empty and no delivery run
+    is running. Returns the ids still not terminal at the timeout (empty when quiescent)."""
+    assert relay.local is not None
+    started = time.monotonic()
+    deadline = started + timeout_seconds
+    waiting = list(message_ids)
+    while True:
+        waiting = non_terminal(relay.local.table_name, sender_id, waiting)
+        if not waiting and queue_depth(relay.local) == 0 and not running_executions(relay.local):
+            return [], time.monotonic() - started
+        if time.monotonic() > deadline:
+            return waiting, time.monotonic() - started
+        time.sleep(1.0)
+
+
+def scan_table(table: str) -> dict[str, list[dict[str, Any]]]:
+    """Every item of the table, grouped by partition key."""
+    client = _dynamodb()
+    items: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    kwargs: dict[str, Any] = {"TableName": table}
+    while True:
+        response = client.scan(**kwargs)
+        for item in response.get("Items", []):
+            plain = from_item(item)
+            items[str(plain["pk"])].append(plain)
+        if "LastEvaluatedKey" not in response:
+            return items
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def dead_letters(local: LocalAws) -> int:
+    sqs = boto3.client("sqs", region_name=REGION)
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=local.queue_urls[f"{local.queue_name}-dlq"], AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes.get("ApproximateNumberOfMessages", 0))
+
+
+def requests_per_webhook(target: TargetServer) -> Counter[tuple[str, str]]:
+    counts: Counter[tuple[str, str]] = Counter()
+    with target._lock:
+        received = list(target.received)
+    for request in received:
+        counts[(request.path, request.header("webhook-id") or "")] += 1
+    return counts
+
+
+# -- the checks ------------------------------------------------------------------------------------------
+
+
+def _slot(sort_key: str) -> tuple[int, int]:
+    _, run, slot, _rest = sort_key.split("#", 3)
+    return int(run), int(slot)
+
+
+@dataclass
+class Verdict:
+    """What the checks found for one message (problems are guarantee breaks; notes are explained)."""
+
+    message_id: str
+    path: str
+    status: str | None = None
+    attempts: int = 0
+    requests: int = 0
+    successes: int = 0
+    disturbed: bool = False
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    seed: int
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: dict[str, list[str]] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    distributions: dict[str, dict[str, int]] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, bucket: dict[str, list[str]], reason: str, message_id: str) -> None:
+        bucket.setdefault(reason, []).append(message_id)
+
+    def render(self) -> str:
+        lines = [f"fault suite, seed {self.seed}"]
+        lines.append("  counts: " + ", ".join(f"{name}={value}" for name, value in self.counts.items()))
+        for name, value in self.timings.items():
+            lines.append(f"  time {name}: {value:.1f}s")
+        for name, distribution in self.distributions.items():
+            lines.append(f"  {name}: " + ", ".join(f"{key}: {value}" for key, value in distribution.items()))
+        lines.append("  faults injected:")
+        lines.extend(f"    {value:5d}  {name}" for name, value in self.faults.items())
+        for name, value in self.extra.items():
+            lines.append(f"  {name}: {value}")
+        if self.notes:
+            lines.append("  explained by the faults (not failures):")
+            lines.extend(f"    {len(ids):5d}  {reason}  e.g. {ids[:3]}" for reason, ids in sorted(self.notes.items()))
+        if self.problems:
+            lines.append("  PROBLEMS:")
+            lines.extend(f"    {len(ids):5d}  {reason}  e.g. {ids[:5]}" for reason, ids in sorted(self.problems.items()))
+        return "\n".join(lines)
+
+
+def check_message(
+    record: SendRecord,
+    items: list[dict[str, Any]] | None,
+    requests: int,
+    total_attempts: int,
+    disturbed: bool,
+) -> Verdict:
+    """Every rule one message must satisfy, from its stored items and what its target received."""
+    verdict = Verdict(record.message_id, record.path, requests=requests, disturbed=disturbed)
+    problems, notes = verdict.problems, verdict.notes
+    if record.created > 1:
+        problems.append("accepted (202) more than once")
+    if items is None:
+        if record.accepted:
+            problems.append("LOST: accepted, but nothing is stored")
+        if requests:
+            problems.append("delivered although never stored")
+        return verdict
+    if not record.accepted:
+        notes.append("stored, but the client never saw it accepted (it gave up)")
+    heads = [item for item in items if item["sk"] == HEAD_SORT_KEY]
+    events = sorted((item for item in items if item["sk"].startswith("EVT#")), key=lambda item: item["sk"])
+    if len(heads) != 1:
+        problems.append(f"{len(heads)} heads")
+        return verdict
+    head = heads[0]
+    verdict.status = str(head["status"])
+    verdict.attempts = int(head.get("attempts", 0))
+    verdict.successes = successes(record.path, requests)
+    types = [str(event["type"]) for event in events]
+
+    # Accepted once, with the content that was sent.
+    if types.count("RECEIVED") != 1:
+        problems.append(f"RECEIVED {types.count('RECEIVED')} times")
+    received = next((event for event in events if event["type"] == "RECEIVED"), None)
+    if received is not None and received.get("message", {}).get("targetUrl") != record.message["targetUrl"]:
+        problems.append("stored content differs from what was sent")
+
+    # Nothing lost: a terminal status.
+    if verdict.status not in TERMINAL:
+        problems.append(f"LOST: stuck {verdict.status}")
+        return verdict
+
+    # A complete history.
+    if not types or types[0] != "RECEIVED":
+        problems.append("history does not start with RECEIVED")
+    if "ENQUEUED" not in types and "REDRIVEN" not in types:
+        problems.append("history has neither ENQUEUED nor REDRIVEN")
+    results = {
+        _slot(event["sk"]) for event in events if event["type"] in ("ATTEMPT_FAILED", "DELIVERED")
+    }
+    started = [_slot(event["sk"]) for event in events if event["type"] == "ATTEMPT_STARTED"]
+    unanswered = [slot for slot in started if slot not in results]
+    if unanswered:
+        problems.append("ATTEMPT_STARTED without a result")
+    terminal_events = [event for event in events if event["type"] in ("DELIVERED", "FAILED")]
+    if [event["type"] for event in terminal_events] != [verdict.status]:
+        problems.append(f"terminal events {[e['type'] for e in terminal_events]} for status {verdict.status}")
+    else:
+        in_time_order = sorted(events, key=lambda event: (str(event.get("at", "")), str(event["sk"])))
+        if in_time_order[-1]["type"] != verdict.status:
+            problems.append(f"{in_time_order[-1]['type']} recorded after the terminal event")
+    if verdict.attempts < len(started):
+        problems.append("fewer attempts counted than ATTEMPT_STARTED events")
+    elif verdict.attempts > len(started):
+        notes.append("attempt counted without its ATTEMPT_STARTED event (a write failed mid-attempt)")
+
+    # At-least-once, but no more deliveries than attempts.
+    limit = verdict.attempts * (2 if record.path == "/reset" else 1)
+    if requests > limit:
+        problems.append(f"target got more requests than attempts ({requests} > {verdict.attempts})")
+    if verdict.status == "DELIVERED" and verdict.successes < 1:
+        problems.append("DELIVERED but the target never answered 2xx")
+    if verdict.successes > 1:
+        notes.append("delivered more than once (at-least-once; every extra delivery is a counted attempt)")
+
+    # The outcome its target calls for.
+    expected = expectation(record.path, total_attempts)
+    failed_events = [event for event in events if event["type"] == "ATTEMPT_FAILED"]
+    load_only = all(event.get("error") in ("TargetTimeout", "TargetUnreachable") for event in failed_events)
+    if verdict.status != expected.status:
+        if disturbed:
+            notes.append(f"{verdict.status} instead of {expected.status} after a delivery-side fault")
+            if verdict.successes:
+                notes.append("FAILED although the target took a delivery (a fault cut the recording)")
+        else:
+            problems.append(f"{verdict.status}, expected {expected.status} for {record.path}")
+    elif verdict.attempts != expected.attempts:
+        if disturbed:
+            notes.append("attempts differ from the target's script after a delivery-side fault")
+        elif expected.status == "DELIVERED" and verdict.attempts > expected.attempts and load_only:
+            notes.append("extra attempts after timeouts under load")
+        else:
+            problems.append(f"{verdict.attempts} attempts, expected {expected.attempts} for {record.path}")
+    if expected.status == "FAILED" and verdict.status == "FAILED" and not disturbed:
+        reason = str(head.get("lastError", ""))
+        wanted = "not retried" if record.path == "/missing" else "retries exhausted"
+        if wanted not in reason:
+            problems.append(f"FAILED for '{reason[:60]}', expected '{wanted}'")
+    return verdict
+
+
+def build_report(
+    seed: int,
+    records: list[SendRecord],
+    table: dict[str, list[dict[str, Any]]],
+    target: TargetServer,
+    injector: FaultInjector,
+    restart: RestartRecord | None,
+    sender_id: str,
+    total_attempts: int,
+) -> tuple[Report, list[Verdict]]:
+    report = Report(seed)
+    requests = requests_per_webhook(target)
+    disturbed_ids = injector.touched(DELIVERY_FUNCTIONS) | injector.touched(frozenset({"", "-"}))
+    disturbed_ids |= {fault_id for fault in injector.faults if fault.kind == "down" for fault_id in fault.message_ids}
+    if restart is not None:
+        disturbed_ids |= set(restart.stopped_runs)
+    verdicts = []
+    for record in records:
+        key = MessageKey(sender_id, record.message_id)
+        verdict = check_message(
+            record,
+            table.get(key.partition_key),
+            requests[(record.path, f"{sender_id}:{record.message_id}")],
+            total_attempts,
+            record.message_id in disturbed_ids,
+        )
+        verdicts.append(verdict)
+        for problem in verdict.problems:
+            report.add(report.problems, problem, record.message_id)
+        for note in verdict.notes:
+            report.add(report.notes, note, record.message_id)
+
+    sent_keys = {MessageKey(sender_id, record.message_id).partition_key for record in records}
+    strays = [key for key in table if key.startswith("MSG#") and key not in sent_keys]
+    for key in strays:
+        report.add(report.problems, "stored message that was never sent", key)
+
+    lost = [v.message_id for v in verdicts if any(p.startswith("LOST") for p in v.problems)]
+    over = [v for v in verdicts if v.successes > 1]
+    report.counts = {
+        "sent": len(records),
+        "accepted": sum(1 for record in records if record.accepted),
+        "delivered": sum(1 for v in verdicts if v.status == "DELIVERED"),
+        "failed": sum(1 for v in verdicts if v.status == "FAILED"),
+        "lost": len(lost),
+        "duplicated": sum(1 for record in records if record.created > 1),
+        "over_delivered": len(over),
+        "extra_deliveries": sum(v.successes - 1 for v in over),
+        "disturbed": sum(1 for v in verdicts if v.disturbed),
+    }
+    answers: Counter[str] = Counter(str(answer) for record in records for answer in record.answers)
+    report.distributions["send answers"] = dict(sorted(answers.items()))
+    report.distributions["sends per message"] = dict(sorted(Counter(str(len(r.answers)) for r in records).items()))
+    delivered = [v for v in verdicts if v.status == "DELIVERED"]
+    report.distributions["2xx deliveries per DELIVERED message"] = dict(
+        sorted(Counter(str(v.successes) for v in delivered).items())
+    )
+    report.distributions["requests per message, by target"] = {
+        path: dict(sorted(Counter(v.requests for v in verdicts if v.path == path).items()))  # type: ignore[misc]
+        for path, _ in TARGET_MIX
+    }
+    report.distributions["outcome by target"] = {
+        path: dict(sorted(Counter(str(v.status) for v in verdicts if v.path == path).items()))  # type: ignore[misc]
+        for path, _ in TARGET_MIX
+    }
+    report.faults = injector.summary()
+    if restart is not None:
+        report.extra["restart"] = (
+            f"after {restart.at_sent} sends; {len(restart.stopped_runs)} delivery runs stopped; "
+            f"{restart.seconds:.1f}s down"
+        )
+    return report, verdicts
