@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.shared import aws
-from functions.shared.exceptions import SenderUnknown
+from functions.shared.exceptions import SenderExists, SenderUnknown
 from functions.shared.secrets import SigningSecrets
 from functions.shared.senders import ACTIVE, DISABLED, SenderRepository, rotation_deadline
 
@@ -30,14 +30,16 @@ class SenderAdmin:
         limits = {
             key: value for key, value in (("ratePerSecond", rate_per_second), ("burst", burst)) if value is not None
         }
-        self.senders.create(sender_id, limits or None)
-        if self.usage_plan_id:
-            self._attach_api_key(sender_id, limits)
+        if self.senders.get(sender_id) is not None:
+            raise SenderExists(f"sender '{sender_id}' exists already")
+        # The key first: a sender record never exists without the key API Gateway will ask for.
+        api_key = self._create_api_key(sender_id, limits) if self.usage_plan_id else {}
+        self.senders.create(sender_id, limits or None, extra=api_key)
         token = self.senders.add_token(sender_id)
         secret = SigningSecrets().get_or_create(sender_id)
         return {"senderId": sender_id, "status": ACTIVE, "token": token, "signingSecret": secret, "limits": limits}
 
-    def _attach_api_key(self, sender_id: str, limits: dict[str, Any]) -> None:
+    def _create_api_key(self, sender_id: str, limits: dict[str, Any]) -> dict[str, str]:
         apigateway = aws.client("apigateway")
         value = secrets.token_urlsafe(30)
         key = apigateway.create_api_key(name=f"relay-sender-{sender_id}", enabled=True, value=value)
@@ -55,8 +57,7 @@ class SenderAdmin:
             )
             plan_id = plan["id"]
         apigateway.create_usage_plan_key(usagePlanId=plan_id, keyId=key["id"], keyType="API_KEY")
-        self.senders.set_field(sender_id, "apiKey", value)
-        self.senders.set_field(sender_id, "apiKeyId", key["id"])
+        return {"apiKey": value, "apiKeyId": key["id"]}
 
     def list(self) -> list[dict[str, Any]]:
         result = []

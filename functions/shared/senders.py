@@ -84,7 +84,9 @@ class SenderRepository:
                 return items
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def create(self, sender_id: str, limits: dict[str, Any] | None = None) -> dict[str, Any]:
+    def create(
+        self, sender_id: str, limits: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         record = {
             "pk": f"SENDER#{sender_id}",
             "sk": SENDER_SORT_KEY,
@@ -94,6 +96,7 @@ class SenderRepository:
             "gsi1pk": "SENDERS",
             "gsi1sk": sender_id,
             **({"limits": limits} if limits else {}),
+            **(extra or {}),
         }
         try:
             self._call("put_item", Item=to_item(record), ConditionExpression="attribute_not_exists(pk)")
@@ -117,15 +120,6 @@ class SenderRepository:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 raise SenderUnknown(f"no sender '{sender_id}'") from None
             raise
-
-    def set_field(self, sender_id: str, name: str, value: Any) -> None:
-        self._call(
-            "update_item",
-            Key=to_item({"pk": f"SENDER#{sender_id}", "sk": SENDER_SORT_KEY}),
-            UpdateExpression="SET #field = :value",
-            ExpressionAttributeNames={"#field": name},
-            ExpressionAttributeValues=to_item({":value": value}),
-        )
 
     def add_token(self, sender_id: str) -> str:
         token = new_token()
