@@ -27,7 +27,7 @@ from functions.shared.exceptions import (
     MessageNotFound,
     RelayError,
 )
-from functions.shared.model import DUE_SHARDS, TERMINAL_STATUSES, EventType, MessageKey, Status
+from functions.shared.model import DUE_SHARDS, TERMINAL_STATUSES, EventType, MessageKey, Status, status_index_key
 from functions.shared.observability import logger, metrics
 from functions.shared.queue import DeliveryQueue
 from functions.shared.repository import MessageRepository
@@ -85,8 +85,6 @@ def _decode_cursor(cursor: str, sender_id: str, status: str) -> dict[str, Any]:
     except (ValueError, binascii.Error, RecursionError):
         start = None
     # The cursor is opaque to clients but checked here: it must continue this very listing.
-    from functions.shared.model import status_index_key
-
     if (
         not isinstance(start, dict)
         or set(start) != _CURSOR_KEYS
