@@ -10,10 +10,11 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(wildcard package.json package-lock.json)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	@if [ -f package.json ]; then npm ci --no-audit --no-fund; fi
 	@if [ -f stacks/bundling.py ]; then $(PY) -m stacks.bundling; fi
 	@touch $@
 
@@ -32,6 +33,10 @@ unit: install
 
 synth: install
 	$(PY) app.py
+
+# Throughput, latency, cold start, asset sizes and cost per million; BENCH_SCALE=5 for a bigger run.
+bench: install
+	$(PY) -m bench
 
 clean:
 	rm -rf .build cdk.out .pytest_cache .mypy_cache .ruff_cache

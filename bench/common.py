@@ -106,14 +106,14 @@ def package_versions(names: Sequence[str]) -> dict[str, str]:
 
 def fmt(value: Any, digits: int = 1) -> str:
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
         if math.isnan(value):
-            return "–"
+            return "-"
         return f"{value:,.{digits}f}"
     return str(value)
 

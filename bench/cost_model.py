@@ -182,7 +182,9 @@ def lambda_gb_seconds(billed_ms: float, memory_mb: int) -> float:
     return billed_ms / 1000 * memory_mb / 1024
 
 
-def express_gb_seconds(duration_seconds: float, memory_mb: int = 64, increment_ms: int = 100, minimum_mb: int = 64) -> float:
+def express_gb_seconds(
+    duration_seconds: float, memory_mb: int = 64, increment_ms: int = 100, minimum_mb: int = 64
+) -> float:
     """Billed GB-seconds of one Express execution (started 100 ms, at least 64 MB)."""
     increments = max(1, math.ceil(duration_seconds * 1000 / increment_ms - 1e-9))
     return increments * increment_ms / 1000 * max(memory_mb, minimum_mb) / 1024
@@ -243,31 +245,98 @@ def line_items(usage: Usage, prices: dict[str, Any]) -> list[LineItem]:
         for name in usage.lambda_invocations
     )
     items = [
-        LineItem("core", "API Gateway", "REST requests", usage.api_requests, "requests",
-                 usage.api_requests * prices["api_gateway"]["rest_per_million_requests"]),
+        LineItem(
+            "core",
+            "API Gateway",
+            "REST requests",
+            usage.api_requests,
+            "requests",
+            usage.api_requests * prices["api_gateway"]["rest_per_million_requests"],
+        ),
         LineItem("core", "Lambda", "requests", invocations, "invocations", invocations * lam["per_million_requests"]),
-        LineItem("core", "Lambda", "duration (arm64)", gb_seconds, "GB-s",
-                 gb_seconds * lam["per_gb_second_arm64"] * MILLION),
-        LineItem("core", "Step Functions", "Express requests", usage.express_requests, "executions",
-                 usage.express_requests * sfn["express_per_million_requests"]),
-        LineItem("core", "Step Functions", "Express duration", usage.express_gb_seconds, "GB-s",
-                 usage.express_gb_seconds * sfn["express_per_gb_second"] * MILLION),
-        LineItem("core", "Step Functions", "Standard transitions", usage.standard_transitions, "transitions",
-                 usage.standard_transitions * sfn["standard_per_1000_transitions"] / 1000 * MILLION),
-        LineItem("core", "DynamoDB", "write request units (table + GSIs)", usage.dynamodb_write_units, "WRU",
-                 usage.dynamodb_write_units * ddb["per_million_write_request_units"]),
-        LineItem("core", "DynamoDB", "read request units", usage.dynamodb_read_units, "RRU",
-                 usage.dynamodb_read_units * ddb["per_million_read_request_units"]),
-        LineItem("core", "DynamoDB", "storage (until TTL)", usage.dynamodb_storage_gb_months, "GB-month",
-                 usage.dynamodb_storage_gb_months * prices["dynamodb_storage"]["per_gb_month"] * MILLION),
-        LineItem("core", "SQS", "requests (64 KB chunks)", usage.sqs_requests, "requests",
-                 usage.sqs_requests * prices["sqs"]["per_million_requests"]),
-        LineItem("core", "Secrets Manager", "API calls (amortised cache)", usage.secrets_calls, "calls",
-                 usage.secrets_calls * prices["secrets_manager"]["per_10000_api_calls"] / 10_000 * MILLION),
-        LineItem("observability", "CloudWatch Logs", "ingestion", usage.log_bytes, "bytes",
-                 usage.log_bytes / GB * prices["cloudwatch_logs"]["ingestion_per_gb"] * MILLION),
-        LineItem("observability", "X-Ray", "traces recorded", usage.xray_traces, "traces",
-                 usage.xray_traces * prices["xray"]["per_million_traces_recorded"]),
+        LineItem(
+            "core", "Lambda", "duration (arm64)", gb_seconds, "GB-s", gb_seconds * lam["per_gb_second_arm64"] * MILLION
+        ),
+        LineItem(
+            "core",
+            "Step Functions",
+            "Express requests",
+            usage.express_requests,
+            "executions",
+            usage.express_requests * sfn["express_per_million_requests"],
+        ),
+        LineItem(
+            "core",
+            "Step Functions",
+            "Express duration",
+            usage.express_gb_seconds,
+            "GB-s",
+            usage.express_gb_seconds * sfn["express_per_gb_second"] * MILLION,
+        ),
+        LineItem(
+            "core",
+            "Step Functions",
+            "Standard transitions",
+            usage.standard_transitions,
+            "transitions",
+            usage.standard_transitions * sfn["standard_per_1000_transitions"] / 1000 * MILLION,
+        ),
+        LineItem(
+            "core",
+            "DynamoDB",
+            "write request units (table + GSIs)",
+            usage.dynamodb_write_units,
+            "WRU",
+            usage.dynamodb_write_units * ddb["per_million_write_request_units"],
+        ),
+        LineItem(
+            "core",
+            "DynamoDB",
+            "read request units",
+            usage.dynamodb_read_units,
+            "RRU",
+            usage.dynamodb_read_units * ddb["per_million_read_request_units"],
+        ),
+        LineItem(
+            "core",
+            "DynamoDB",
+            "storage (until TTL)",
+            usage.dynamodb_storage_gb_months,
+            "GB-month",
+            usage.dynamodb_storage_gb_months * prices["dynamodb_storage"]["per_gb_month"] * MILLION,
+        ),
+        LineItem(
+            "core",
+            "SQS",
+            "requests (64 KB chunks)",
+            usage.sqs_requests,
+            "requests",
+            usage.sqs_requests * prices["sqs"]["per_million_requests"],
+        ),
+        LineItem(
+            "core",
+            "Secrets Manager",
+            "API calls (amortised cache)",
+            usage.secrets_calls,
+            "calls",
+            usage.secrets_calls * prices["secrets_manager"]["per_10000_api_calls"] / 10_000 * MILLION,
+        ),
+        LineItem(
+            "observability",
+            "CloudWatch Logs",
+            "ingestion",
+            usage.log_bytes,
+            "bytes",
+            usage.log_bytes / GB * prices["cloudwatch_logs"]["ingestion_per_gb"] * MILLION,
+        ),
+        LineItem(
+            "observability",
+            "X-Ray",
+            "traces recorded",
+            usage.xray_traces,
+            "traces",
+            usage.xray_traces * prices["xray"]["per_million_traces_recorded"],
+        ),
     ]
     return items
 

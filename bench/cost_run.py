@@ -44,8 +44,8 @@ from bench.cost_model import (
     IndexSpec,
     Item,
     Usage,
-    express_gb_seconds,
     expected_wait_seconds,
+    express_gb_seconds,
     index_storage_bytes,
     index_write_units,
     item_size,
@@ -146,7 +146,7 @@ class Recorder:
     log_bytes: Counter[str] = field(default_factory=Counter)
     aws_calls: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (bucket, service, op)
     ddb_write_units: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (bucket, op, table|index)
-    ddb_read_units: Counter[tuple[str, str]] = field(default_factory=Counter)
+    ddb_read_units: defaultdict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
     sqs_requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     sqs_empty_receives: int = 0
     executions: list[ExecutionRecord] = field(default_factory=list)
@@ -232,9 +232,9 @@ class Hooks:
                     RECORDER.lambda_ms[function_name] += elapsed_ms
                     RECORDER.lambda_billed_ms[function_name] += lambda_billed_ms(elapsed_ms)
 
-        LocalAws.invoke = counting_invoke  # type: ignore[method-assign]
+        LocalAws.invoke = counting_invoke  # type: ignore[method-assign,assignment]
 
-        original_call = BaseClient._make_api_call
+        original_call = BaseClient._make_api_call  # type: ignore[attr-defined]
         hooks = self
 
         def counting_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
@@ -249,7 +249,7 @@ class Hooks:
                 hooks._sqs(operation, params, response, bucket)
             return response
 
-        BaseClient._make_api_call = counting_call  # type: ignore[method-assign]
+        BaseClient._make_api_call = counting_call  # type: ignore[attr-defined]
 
         machine_types = {name: spec[1] for name, spec in STATE_MACHINES.items()}
         original_start = moto_execution.Execution.start
@@ -270,8 +270,8 @@ class Hooks:
                     RECORDER.executions.append(record)
                     RECORDER.running_executions -= 1
 
-        moto_execution.Execution.start = counting_start  # type: ignore[method-assign]
-        moto_execution.BaseExecutionWorkerCommunication.terminated = counting_terminated  # type: ignore[method-assign]
+        moto_execution.Execution.start = counting_start  # type: ignore[method-assign,assignment]
+        moto_execution.BaseExecutionWorkerCommunication.terminated = counting_terminated  # type: ignore[method-assign,assignment]
 
     # -- DynamoDB ---------------------------------------------------------------------------------
 
@@ -290,17 +290,17 @@ class Hooks:
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                     # A failed condition still consumes the write, sized on the larger image.
-                    units = write_units(max(item_size(before), item_size(params.get("Item"))))
+                    consumed = write_units(max(item_size(before), item_size(params.get("Item"))))
                     with RECORDER.lock:
-                        RECORDER.ddb_write_units[(bucket, f"{operation} (condition failed)", "table")] += units
+                        RECORDER.ddb_write_units[(bucket, f"{operation} (condition failed)", "table")] += consumed
                 raise
             after = None if operation == "DeleteItem" else _moto_item(table, key)
             with RECORDER.lock:
                 RECORDER.ddb_write_units[(bucket, operation, "table")] += update_write_units(before, after)
                 for index in self.indexes:
-                    units = index_write_units(before, after, index, self.base_keys)
-                    if units:
-                        RECORDER.ddb_write_units[(bucket, operation, index.name)] += units
+                    consumed = index_write_units(before, after, index, self.base_keys)
+                    if consumed:
+                        RECORDER.ddb_write_units[(bucket, operation, index.name)] += consumed
             return response
         response = original(client, operation, params)
         units: float | None = None
@@ -700,7 +700,11 @@ def usage_per_message(
         },
         "secrets_manager_calls_measured_in_run": secrets_measured,
         "sqs_empty_receives_in_run (idle polling, fixed cost)": counted["sqs_empty_receives"],
-        "not_billed_local_only_calls": [row for row in counted["aws_calls"] if row[0] == LOCAL_ONLY],
+        # The local server's token checks and the harness (the interpreter's Lambda calls are counted as
+        # invocations above).
+        "not_billed_local_only_calls": [
+            row for row in counted["aws_calls"] if row[0] == LOCAL_ONLY and row[1] != "lambda"
+        ],
         "uncounted_operations": counted["uncounted"],
     }
     return usage, details
@@ -826,7 +830,11 @@ def run(scale: float) -> dict[str, Any]:
     }
     results["fixed_monthly"] = fixed_monthly_costs(prices, memory["default_mb"])
     results["prices"] = prices
-    results["peers"] = {k: v for k, v in prices["peers_per_million_messages"].items() if isinstance(v, int | float)}
+    results["peers"] = {
+        name: value
+        for name, value in prices["peers_per_million_messages"].items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
     results["seconds"] = time.perf_counter() - started
     return results
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import time
 import uuid
@@ -131,7 +132,7 @@ def run(scale: float) -> dict[str, Any]:
             order = [(direct, ingest_direct), (asl, ingest_asl)]
             for bucket, variant in order if index % 2 == 0 else reversed(order):
                 state = _ingest_input(target.url)[1]
-                bucket.append(_timed(lambda variant=variant, state=state: variant(local, state)))
+                bucket.append(_timed(functools.partial(variant, local, state)))
         results["ingest"] = _summary(direct, asl)
 
         def prepared() -> dict[str, Any]:
@@ -147,7 +148,7 @@ def run(scale: float) -> dict[str, Any]:
             deliver_order = [(direct, deliver_direct), (asl, deliver_asl)]
             for bucket, action in deliver_order if index % 2 == 0 else reversed(deliver_order):
                 run_payload = prepared()
-                bucket.append(_timed(lambda action=action, run_payload=run_payload: action(local, run_payload)))
+                bucket.append(_timed(functools.partial(action, local, run_payload)))
         results["delivery_fast_lane"] = _summary(direct, asl)
     return results
 

@@ -156,9 +156,12 @@ def _sender(relay: RelayProcess, target_url: str, ids: list[str], results: list[
     connection.close()
 
 
-def run_level(relay: RelayProcess, target: TimedTarget, concurrency: int, messages: int, timeout: float) -> dict[str, Any]:
+def run_level(
+    relay: RelayProcess, target: TimedTarget, concurrency: int, messages: int, timeout: float
+) -> dict[str, Any]:
     ids = [f"bench-c{concurrency}-{uuid.uuid4().hex[:12]}" for _ in range(messages)]
-    pending, results, lock = list(ids), [], threading.Lock()
+    pending, lock = list(ids), threading.Lock()
+    results: list[Sent] = []
     threads = [
         threading.Thread(target=_sender, args=(relay, target.url, pending, results, lock)) for _ in range(concurrency)
     ]
@@ -201,7 +204,8 @@ def run_level(relay: RelayProcess, target: TimedTarget, concurrency: int, messag
 def run(scale: float) -> dict[str, Any]:
     messages = scaled(BASE_MESSAGES, scale)
     home = tempfile.mkdtemp(prefix="relay-bench-home-")
-    target = TimedTarget().start()
+    target = TimedTarget()
+    target.start()
     relay = start_relay_dev(home)
     try:
         started_memory = relay.memory_kb()
@@ -213,7 +217,7 @@ def run(scale: float) -> dict[str, Any]:
     import resource
 
     return {
-        "relay": "relay dev subprocess (python -m relay.cli dev --port 0), default policy, time scale 1",
+        "relay": "python -m relay.cli dev --port 0: cdk.json policy, time scale 1",
         "message_body_bytes": len(one_kb_body()),
         "relay_memory_at_start_kb": started_memory,
         "warmup": {"messages": warmup["messages"], "delivered": warmup["delivered"]},

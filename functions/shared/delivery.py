@@ -174,8 +174,14 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
     logger.set_correlation_id(key.message_id)
     head, content = deps.repository.get_head_and_content(key)
     if head is None or head["status"] in TERMINAL_STATUSES or int(head.get("run", 0)) != run:
+        if head is not None and head["status"] == Status.DELIVERED and int(head.get("run", 0)) == run:
+            _ensure_delivered_event(deps, key, run, head)
         return {"outcome": "skipped", "status": head["status"] if head else None}
     now = datetime.now(UTC)
+    if head["status"] == Status.DELIVERING and int(head.get("attempts", 0)) > 0:
+        # The run's previous attempt started but did not record its result (its step failed after
+        # counting it: a write failed, the Lambda crashed); record it before counting another.
+        _record_interrupted(deps, key, run, int(head["attempts"]), int(head["ttl"]), now)
     if _is_expired(head, now):
         raise DeliveryRejected("expired: the message passed its expiry before it could be delivered")
 
@@ -267,6 +273,40 @@ def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
+def _ensure_delivered_event(deps: DeliveryDependencies, key: MessageKey, run: int, head: dict[str, Any]) -> None:
+    """A retried attempt found its message DELIVERED: the step that marked it may have failed before
+    its DELIVERED event was written. Write it now (a no-op when it exists: same key)."""
+    number = int(head.get("attempts", 0))
+    at = str(head.get("deliveredAt") or head.get("updatedAt") or iso(datetime.now(UTC)))
+    try:
+        deps.repository.append_event(
+            key, EventType.DELIVERED, at, int(head["ttl"]), run=run, slot=number, attempt=number
+        )
+    except RelayError:
+        logger.exception("Could not record the DELIVERED event")
+        raise
+
+
+def _record_interrupted(
+    deps: DeliveryDependencies, key: MessageKey, run: int, number: int, ttl: int, now: datetime
+) -> None:
+    """Give attempt `number` a result when it has none (a no-op when its ATTEMPT_FAILED exists)."""
+    try:
+        deps.repository.append_event(
+            key,
+            EventType.ATTEMPT_FAILED,
+            iso(now),
+            ttl,
+            run=run,
+            slot=number,
+            attempt=number,
+            error="AttemptInterrupted",
+            detail="the attempt's result was not recorded (its step failed); the request may have reached the target",
+        )
+    except RelayError:
+        logger.exception("Could not record the interrupted attempt")
+
+
 # -- endings ----------------------------------------------------------------------------------------
 
 
@@ -301,6 +341,9 @@ def fail_message(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str,
             return {"outcome": "skipped"}
         reason = str(head.get("lastError", reason))  # a retried step: keep the first reason
     attempts = int(head.get("attempts", 0))
+    if attempts > 0:
+        # The last attempt may not have recorded its result (a failed write); never end without one.
+        _record_interrupted(deps, key, run, attempts, int(head["ttl"]), now)
     deps.repository.append_event(
         key, EventType.FAILED, head["failedAt"], int(head["ttl"]), run=run, slot=attempts, reason=reason
     )
@@ -318,7 +361,10 @@ def move_to_slow_lane(event: dict[str, Any], deps: DeliveryDependencies) -> dict
     head = deps.repository.get_head(key)
     if head is None or head["status"] in TERMINAL_STATUSES or int(head.get("run", 0)) != run:
         return {"outcome": "skipped"}
-    name = execution_name(key, run, "slow")
+    # One slow-lane run per fast-lane run: a retried hand-off reads the same attempts count (the same
+    # name, so the start is idempotent), while a message re-driven after its slow-lane run died gets a
+    # new one. (A fixed name per run made every later hand-off find the dead run and start nothing.)
+    name = execution_name(key, run, "slow", unique=f"a{int(head.get('attempts', 0))}")
     now = datetime.now(UTC)
     deps.repository.extend_claim(key, run, int(now.timestamp()) + deps.settings.slow_lane_lease_seconds, name)
     execution_arn = deps.workflows.start(deps.settings.slow_lane_arn, name, run_input(key, run))

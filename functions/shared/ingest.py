@@ -25,7 +25,6 @@ from functions.shared.responses import (
     http_response,
     response_for_rejection,
 )
-from functions.shared.validation import decode_request_body, validate_message
 
 
 def iso(moment: datetime) -> str:
@@ -82,6 +81,10 @@ def _check_state_size(message: dict[str, Any]) -> None:
 
 
 def validate_step(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    # Imported here so dedup, store and enqueue (which share this module) never load jsonschema
+    # at cold start; only the validate function pays for it.
+    from functions.shared.validation import decode_request_body, validate_message
+
     request_id = str(state.get("requestId") or "unknown")
     authenticated = state.get("senderId") or None
     try:

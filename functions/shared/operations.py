@@ -196,7 +196,7 @@ def reconcile(
     """
     now = now or datetime.now(UTC)
     epoch = int(now.timestamp())
-    counts = {"due": 0, "redriven": 0, "failed": 0, "finished": 0}
+    counts = {"due": 0, "redriven": 0, "failed": 0, "finished": 0, "leased": 0}
     due_keys = (key for shard in range(DUE_SHARDS) for key in repository.iter_due(f"DUE#{shard}", epoch))
     for key in due_keys:
         counts["due"] += 1
@@ -207,8 +207,11 @@ def reconcile(
             repository.clear_due(key)
             counts["finished"] += 1
             continue
-        if int(head.get("leaseUntil", 0)) > epoch:
-            continue  # a run holds it and is not overdue
+        lease_until = int(head.get("leaseUntil", 0))
+        if lease_until > epoch:
+            repository.set_due(key, lease_until)  # a run holds it: look again when its lease ends
+            counts["leased"] += 1
+            continue
         run = int(head.get("run", 0))
         if int(head.get("redrives", 0)) >= MAX_REDRIVES:
             fail({**key.to_dict(), "run": run, "reason": f"re-driven {MAX_REDRIVES} times without progress"})

@@ -319,13 +319,14 @@ class MessageRepository:
         """
         updated = self._update_head(
             key,
-            "SET leaseUntil = :lease, executionName = :name, dueAt = :lease, dueShard = :shard",
+            # dueAt stays as stored: moving it would rewrite the `due` index entry on every message;
+            # the reconciler skips a leased message and only then pushes its due time out.
+            "SET leaseUntil = :lease, executionName = :name",
             "#run = :run AND NOT (#status IN (:delivered, :failed, :cancelled)) "
             "AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)",
             {
                 ":lease": lease_until,
                 ":name": execution_name,
-                ":shard": key.due_shard,
                 ":run": run,
                 ":now": now,
                 ":delivered": "DELIVERED",

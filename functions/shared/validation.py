@@ -94,7 +94,7 @@ _MessageValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_pa
 def _schema_validator() -> Any:
     schema = message_schema()
     Draft202012Validator.check_schema(schema)
-    return _MessageValidator(schema, format_checker=FormatChecker())
+    return _MessageValidator(schema, format_checker=FormatChecker(formats=("date-time", "uri")))
 
 
 _JSON_PATH_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")

@@ -5,7 +5,7 @@ Paths choose the behaviour, so one server plays every kind of target:
   /flaky/N       503 for the first N requests (per message), then 200
   /fail          500 always
   /missing       404 always
-  /slow/MS       waits MS milliseconds, then 200
+  /slow/MS[/S]   waits MS milliseconds, then answers S (default 200)
   /hang          accepts the request and never answers
   /throttle      429 with Retry-After: 1
   /redirect      302 to /ok (must not be followed)
@@ -122,7 +122,7 @@ class TargetServer:
             status = 404
         elif kind == "slow":
             time.sleep(int(argument or 1000) / 1000)
-            status = 200
+            status = int(parts[2]) if len(parts) > 2 else 200
         elif kind == "hang":
             self._release.wait(120)
             return

@@ -365,6 +365,15 @@ class Report:
         return "\n".join(lines)
 
 
+def _seconds_between(items: list[dict[str, Any]]) -> float:
+    head = next((item for item in items if item["sk"] == HEAD_SORT_KEY), None)
+    if head is None:
+        return 0.0
+    accepted = datetime.fromisoformat(str(head["acceptedAt"]).replace("Z", "+00:00"))
+    updated = datetime.fromisoformat(str(head.get("updatedAt", head["acceptedAt"])).replace("Z", "+00:00"))
+    return (updated - accepted).total_seconds()
+
+
 def check_message(
     record: SendRecord,
     items: list[dict[str, Any]] | None,
@@ -533,6 +542,19 @@ def build_report(
         path: dict(sorted(Counter(str(v.status) for v in verdicts if v.path == path).items()))
         for path, _ in TARGET_MIX
     }
+    latencies = sorted(
+        (_seconds_between(items), record.message_id)
+        for record in records
+        if (items := table.get(MessageKey(sender_id, record.message_id).partition_key))
+    )
+    if latencies:
+        report.distributions["seconds from accepted to terminal"] = {
+            "p50": round(latencies[len(latencies) // 2][0], 1),
+            "p90": round(latencies[int(len(latencies) * 0.9)][0], 1),
+            "p99": round(latencies[int(len(latencies) * 0.99)][0], 1),
+            "max": round(latencies[-1][0], 1),
+            "slowest": [message_id for _, message_id in latencies[-3:]],
+        }
     report.faults = injector.summary()
     if restart is not None:
         report.extra["restart"] = (

@@ -171,7 +171,19 @@ def test_every_message_survives_the_faults(fault_messages: int, fault_seed: int,
         print("\n" + text)
     if os.environ.get("RELAY_FAULT_REPORT"):
         with open(os.environ["RELAY_FAULT_REPORT"], "w", encoding="utf-8") as out:
-            json.dump(dataclasses.asdict(report), out, indent=1, default=str)
+            document: dict[str, Any] = dataclasses.asdict(report)
+            # The stored items, requests and faults of every message the checks had something to say about.
+            flagged = {message_id for ids in [*report.problems.values(), *report.notes.values()] for message_id in ids}
+            document["messages"] = {
+                message_id: {
+                    "items": table.get(f"MSG#{DEV_SENDER}#{message_id}", []),
+                    "faults": [dataclasses.asdict(f) for f in injector.faults if message_id in f.message_ids],
+                    "answers": next(r.answers for r in records if r.message_id == message_id),
+                }
+                for message_id in sorted(flagged)
+                if message_id.startswith("fault-")
+            }
+            json.dump(document, out, indent=1, default=str)
 
     # Then no accepted message is lost and none was accepted twice
     assert report.counts["lost"] == 0, text

@@ -230,16 +230,21 @@ def test_replay_of_a_failed_message_after_the_target_recovers(alice: RelayClient
     assert (answer.status, answer.body["error"]["code"]) == (409, "MESSAGE_NOT_FINISHED")
 
 
-def test_cancel_stops_a_retrying_message(alice: RelayClient, target: TargetServer) -> None:
-    message = make_message(senderId="alice", targetUrl=f"{target.url}/switch/never-heals")
+def test_cancel_stops_a_message_that_is_being_retried(alice: RelayClient, target: TargetServer) -> None:
+    # Given a message whose target fails slowly, so it is still being attempted
+    message = make_message(senderId="alice", targetUrl=f"{target.url}/slow/700/503")
     assert alice.send(message).status == 202
-    wait_for(alice, message["messageId"], ("RETRYING",))
+    wait_for(alice, message["messageId"], ("DELIVERING", "RETRYING"))
+    # When it is cancelled
     answer = alice.cancel(message["messageId"])
     assert answer.status == 200 and answer.body["status"] == "CANCELLED"
-    time.sleep(0.5)
+    # Then no attempt starts after the cancellation, and it stays CANCELLED
+    time.sleep(2)
     record = alice.status(message["messageId"]).body
-    assert record["status"] == "CANCELLED" and "CANCELLED" in types(record)
-    # Cancelling a finished message is refused
+    assert record["status"] == "CANCELLED"
+    history = types(record)
+    assert "ATTEMPT_STARTED" not in history[history.index("CANCELLED") :]
+    # And cancelling a finished message is refused
     answer = alice.cancel(message["messageId"])
     assert (answer.status, answer.body["error"]["code"]) == (409, "MESSAGE_ALREADY_FINISHED")
 
