@@ -180,6 +180,11 @@ class LocalAws:
         self._mock.start()
         _install_patches()
         _ACTIVE.append(self)
+        # CloudWatch has no local stand-in, and Powertools flushes every 100 metrics to stdout even
+        # when disabled; relay dev's output is for people, so metrics are dropped locally.
+        from functions.shared import observability
+
+        observability.metrics.add_metric = lambda *args, **kwargs: None  # type: ignore[method-assign]
         import boto3
 
         boto3.client("dynamodb", region_name=REGION).create_table(**table_definition(self.table_name))
