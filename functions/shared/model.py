@@ -82,5 +82,12 @@ def event_sort_key(event_type: EventType, run: int, slot: int, suffix: str = "")
     return f"{key}#{suffix}" if suffix else key
 
 
+# Messages in flight share one index partition, so moving between PENDING, DELIVERING and
+# RETRYING never rewrites the index (each re-key costs two index writes); listings of those
+# statuses filter on the head's status.
+ACTIVE_STATUSES = frozenset({Status.PENDING, Status.DELIVERING, Status.RETRYING})
+
+
 def status_index_key(sender_id: str, status: str) -> str:
-    return f"SENDER#{sender_id}#STATUS#{status}"
+    group = "ACTIVE" if status in ACTIVE_STATUSES else status
+    return f"SENDER#{sender_id}#STATUS#{group}"

@@ -354,7 +354,7 @@ class MessageRepository:
         """Count an attempt atomically and mark the message DELIVERING; None if the run is stale."""
         return self._update_head(
             key,
-            "ADD attempts :one SET #status = :delivering, updatedAt = :at, executionArn = :arn, gsi1pk = :gsi",
+            "ADD attempts :one SET #status = :delivering, updatedAt = :at, executionArn = :arn",
             "#run = :run AND #status IN (:pending, :retrying, :delivering)",
             {
                 ":one": 1,
@@ -364,7 +364,6 @@ class MessageRepository:
                 ":at": at,
                 ":arn": execution_arn,
                 ":run": run,
-                ":gsi": status_index_key(key.sender_id, "DELIVERING"),
             },
             {"#status": "status", "#run": "run"},
         )
@@ -373,7 +372,7 @@ class MessageRepository:
         # dueAt stays the run's lease: the reconciler only steps in when the whole run is overdue.
         self._update_head(
             key,
-            "SET #status = :retrying, updatedAt = :at, lastError = :error, gsi1pk = :gsi",
+            "SET #status = :retrying, updatedAt = :at, lastError = :error",
             "#run = :run AND #status = :delivering",
             {
                 ":retrying": "RETRYING",
@@ -381,7 +380,6 @@ class MessageRepository:
                 ":at": at,
                 ":error": last_error,
                 ":run": run,
-                ":gsi": status_index_key(key.sender_id, "RETRYING"),
             },
             {"#status": "status", "#run": "run"},
         )
@@ -421,23 +419,54 @@ class MessageRepository:
 
     # -- operations ------------------------------------------------------------------------------
 
-    def list_by_status(
-        self, sender_id: str, status: str, limit: int, start_key: dict[str, Any] | None
+    def query_index(
+        self,
+        partition: str,
+        limit: int | None = None,
+        start_key: dict[str, Any] | None = None,
+        newest_first: bool = False,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """A sender's heads in one status, newest first; returns the next page's start key."""
+        """Items of one `byStatus` partition (a keys-only index: the items are read from the table)."""
         kwargs: dict[str, Any] = {
             "IndexName": "byStatus",
             "KeyConditionExpression": "gsi1pk = :pk",
-            "ExpressionAttributeValues": to_item({":pk": status_index_key(sender_id, status)}),
-            "ScanIndexForward": False,
-            "Limit": limit,
+            "ExpressionAttributeValues": to_item({":pk": partition}),
+            "ScanIndexForward": not newest_first,
         }
+        if limit:
+            kwargs["Limit"] = limit
         if start_key:
             kwargs["ExclusiveStartKey"] = to_item(start_key)
         response = self._call("query", **kwargs)
-        items = [from_item(item) for item in response.get("Items", [])]
+        keys = [{"pk": from_item(item)["pk"], "sk": from_item(item)["sk"]} for item in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
-        return items, (from_item(last) if last else None)
+        return self.batch_get(keys), (from_item(last) if last else None)
+
+    def batch_get(self, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
+        """Items by key, in the order of `keys` (missing ones left out)."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for start in range(0, len(keys), 100):
+            pending: dict[str, Any] = {self.table_name: {"Keys": [to_item(k) for k in keys[start : start + 100]]}}
+            while pending:
+                try:
+                    response = self._client.batch_get_item(RequestItems=pending)
+                except (ClientError, BotoCoreError) as error:
+                    raise _storage_failure(error) from error
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    plain = from_item(item)
+                    found[(plain["pk"], plain["sk"])] = plain
+                pending = response.get("UnprocessedKeys") or {}
+        return [found[(k["pk"], k["sk"])] for k in keys if (k["pk"], k["sk"]) in found]
+
+    def list_by_status(
+        self, sender_id: str, status: str, limit: int, start_key: dict[str, Any] | None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """A sender's heads in one status, newest first; returns the next page's start key.
+
+        In-flight statuses share an index partition, so a page of them may hold fewer than `limit`.
+        """
+        heads, last = self.query_index(status_index_key(sender_id, status), limit, start_key, newest_first=True)
+        return [head for head in heads if head.get("status") == status], last
 
     def start_replay(self, key: MessageKey, at: str, due_at: int) -> dict[str, Any] | None:
         """Begin a new run of a finished message (DELIVERED or FAILED); None when it is not finished."""

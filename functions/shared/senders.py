@@ -25,8 +25,6 @@ ACTIVE = "active"
 DISABLED = "disabled"
 
 
-
-
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -71,18 +69,13 @@ class SenderRepository:
         return from_item(response["Item"]) if "Item" in response else None
 
     def list_all(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "IndexName": "byStatus",
-            "KeyConditionExpression": "gsi1pk = :kind",
-            "ExpressionAttributeValues": to_item({":kind": "SENDERS"}),
-        }
+        senders: list[dict[str, Any]] = []
+        start: dict[str, Any] | None = None
         while True:
-            response = self._call("query", **kwargs)
-            items.extend(from_item(item) for item in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            page, start = self._messages.query_index("SENDERS", start_key=start)
+            senders.extend(page)
+            if start is None:
+                return senders
 
     def create(
         self, sender_id: str, limits: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
@@ -141,13 +134,13 @@ class SenderRepository:
         return token
 
     def tokens(self, sender_id: str) -> list[dict[str, Any]]:
-        response = self._call(
-            "query",
-            IndexName="byStatus",
-            KeyConditionExpression="gsi1pk = :kind",
-            ExpressionAttributeValues=to_item({":kind": f"TOKENS#{sender_id}"}),
-        )
-        return [from_item(item) for item in response.get("Items", [])]
+        tokens: list[dict[str, Any]] = []
+        start: dict[str, Any] | None = None
+        while True:
+            page, start = self._messages.query_index(f"TOKENS#{sender_id}", start_key=start)
+            tokens.extend(page)
+            if start is None:
+                return tokens
 
     def expire_tokens(self, sender_id: str, after: datetime, keep: str | None = None) -> int:
         """Let a sender's tokens (except `keep`) stop working at `after`; TTL removes them later."""

@@ -101,7 +101,7 @@ def table_definition(table_name: str) -> dict[str, Any]:
                     {"AttributeName": "gsi1pk", "KeyType": "HASH"},
                     {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
             },
             {
                 "IndexName": "due",

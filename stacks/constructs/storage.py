@@ -48,7 +48,9 @@ class Storage(Construct):
             index_name=STATUS_INDEX,
             partition_key=dynamodb.Attribute(name="gsi1pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="gsi1sk", type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
+            # Keys only: an index entry is then written only when its keys change (listings read
+            # the heads from the table), which keeps every status update at one write.
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )
         self.table.add_global_secondary_index(
             index_name=DUE_INDEX,
