@@ -61,6 +61,7 @@ def test_context_overrides_each_setting_and_reaches_the_function_environment() -
         "RELAY_MAX_FUTURE_SKEW_SECONDS": "60",
         "RELAY_REDRIVE_AFTER_SECONDS": "120",
         "RELAY_ALLOW_PRIVATE_TARGETS": "false",
+        "RELAY_REQUIRE_SENDER": "true",
     }
     assert (settings.api_throttling_rate_limit, settings.api_throttling_burst_limit) == (20, 40)
     # And the delivery functions get the attempt's timeouts and response cap
