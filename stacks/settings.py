@@ -191,10 +191,7 @@ class RelaySettings:
 
     def lane_schedule(self, lane: str) -> RetrySchedule:
         """What a lane's DeliveryRetryable retrier (with this deployment's overrides) means in time."""
-        try:
-            return retry_schedule(DELIVERY_LANES[lane], self.lane_policy(lane))
-        except OverflowError:
-            raise SettingsError(f"{CONTEXT_KEY}.delivery.{lane} backs off beyond any run's length") from None
+        return retry_schedule(DELIVERY_LANES[lane], self.lane_policy(lane))
 
     @property
     def fast_lane_run_seconds(self) -> float:
