@@ -96,7 +96,12 @@ _RESPONSES: dict[str, tuple[int, str, tuple[str, ...], bool]] = {
     ),
     "QueryInvalid": (400, "A query parameter is invalid; each is named as `$.<parameter>`.", (VALIDATION_ERROR,), True),
     "Unauthorized": (401, "No valid API token.", (UNAUTHORIZED,), False),
-    "Forbidden": (403, "The sender is disabled.", (FORBIDDEN,), False),
+    "Forbidden": (
+        403,
+        "The sender is disabled (on AWS also: the sender has no API key in the stage's usage plan).",
+        (FORBIDDEN,),
+        False,
+    ),
     "SenderForbidden": (
         403,
         "The sender is disabled, or the body's senderId is not the authenticated sender (then `details` "
@@ -120,7 +125,9 @@ _RESPONSES: dict[str, tuple[int, str, tuple[str, ...], bool]] = {
     "CancelConflict": (409, "The message has already finished.", (MESSAGE_ALREADY_FINISHED,), False),
     "PayloadTooLarge": (
         413,
-        "The request or the message body is over the limit; `details` names `$` (the request) or `$.body`.",
+        "The request or the message body is over the limit; `details` names `$` (the request) or `$.body`. "
+        "A request refused by the HTTP layer before Relay reads it (relay dev's server, API Gateway) has no "
+        "`details`.",
         (PAYLOAD_TOO_LARGE,),
         False,
     ),
