@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import boto3
 
@@ -20,18 +20,14 @@ from relay.local.emulator import REGION, LocalAws
 LOG = logging.getLogger("relay.local")
 
 
-@dataclass
-class QueueWorker:
-    local: LocalAws
-    queue_url: str
-    function_name: str = "relay-dispatcher"
-    batch_size: int = 10
-    idle_sleep_seconds: float = 0.05
-    _sqs: Any = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+class _BackgroundWorker:
+    """A daemon thread running `_run` until `stop()`."""
 
-    def start(self) -> QueueWorker:
+    function_name: str
+    _stop: threading.Event
+    _thread: threading.Thread | None
+
+    def start(self) -> Self:
         self._thread = threading.Thread(target=self._run, name=f"worker-{self.function_name}", daemon=True)
         self._thread.start()
         return self
@@ -40,6 +36,21 @@ class QueueWorker:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class QueueWorker(_BackgroundWorker):
+    local: LocalAws
+    queue_url: str
+    function_name: str = "relay-dispatcher"
+    batch_size: int = 10
+    idle_sleep_seconds: float = 0.05
+    _sqs: Any = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
 
     def poll_once(self) -> int:
         if self._sqs is None:
@@ -79,7 +90,7 @@ class QueueWorker:
 
 
 @dataclass
-class ScheduledWorker:
+class ScheduledWorker(_BackgroundWorker):
     """Plays an EventBridge schedule: invokes a handler every `every_seconds`."""
 
     local: LocalAws
@@ -87,16 +98,6 @@ class ScheduledWorker:
     every_seconds: float
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-
-    def start(self) -> ScheduledWorker:
-        self._thread = threading.Thread(target=self._run, name=f"schedule-{self.function_name}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_seconds):
