@@ -29,7 +29,8 @@ def wait_terminal(client: RelayClient, message_id: str, timeout: float = 90) -> 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = client.status(message_id).body
-        if body.get("status") in ("DELIVERED", "FAILED"):
+        # A terminal status is written a moment before its terminal event: wait for both.
+        if body.get("status") in ("DELIVERED", "FAILED") and body["events"][-1]["type"] == body["status"]:
             return dict(body)
         time.sleep(0.1)
     raise AssertionError(f"{message_id} not terminal: {body}")

@@ -55,7 +55,8 @@ def wait_until_terminal(client: RelayClient, message: dict[str, Any], timeout: f
     deadline = time.monotonic() + timeout
     while True:
         answer = client.status(message["messageId"])
-        if answer.ok and answer.body["status"] in TERMINAL:
+        # The head turns terminal a moment before its terminal event is appended: wait for both.
+        if answer.ok and answer.body["status"] in TERMINAL and answer.body["events"][-1]["type"] in TERMINAL:
             return dict(answer.body)
         if time.monotonic() > deadline:
             raise AssertionError(f"not terminal in {timeout}s: {answer.body}")

@@ -63,7 +63,9 @@ def wait_for(client: RelayClient, message_id: str, statuses: tuple[str, ...] = T
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         answer = client.status(message_id)
-        if answer.ok and answer.body["status"] in statuses:
+        status = answer.body.get("status") if answer.ok else None
+        # A terminal status is written a moment before its terminal event: wait for both.
+        if status in statuses and (status not in TERMINAL or answer.body["events"][-1]["type"] == status):
             return answer.body
         time.sleep(0.05)
     raise AssertionError(f"{message_id} never reached {statuses}: {client.status(message_id).body}")

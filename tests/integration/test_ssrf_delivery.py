@@ -70,7 +70,9 @@ def test_blocked_resolution_fails_at_once_without_connecting(
         assert sent.status == 202, sent.body
         deadline = time.monotonic() + 30
         answer = client.status(message["messageId"])
-        while answer.body.get("status") not in ("DELIVERED", "FAILED") and time.monotonic() < deadline:
+        while answer.body.get("events", [{}])[-1].get("type") not in ("DELIVERED", "FAILED") and (
+            time.monotonic() < deadline
+        ):
             assert answer.ok, answer.body
             time.sleep(0.05)
             answer = client.status(message["messageId"])
