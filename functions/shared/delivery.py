@@ -274,8 +274,8 @@ def _ms(started: float) -> int:
 
 
 def _ensure_delivered_event(deps: DeliveryDependencies, key: MessageKey, run: int, head: dict[str, Any]) -> None:
-    """A retried attempt found its message DELIVERED: the step that marked it may have failed before
-    its DELIVERED event was written. Write it now (a no-op when it exists: same key)."""
+    """A later step of the run found its message DELIVERED: the attempt that marked it may have failed
+    before writing its DELIVERED event. Write it now (a no-op when it exists: same key)."""
     number = int(head.get("attempts", 0))
     at = str(head.get("deliveredAt") or head.get("updatedAt") or iso(datetime.now(UTC)))
     try:
@@ -338,6 +338,8 @@ def fail_message(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str,
     if head is None:
         head = deps.repository.get_head(key)
         if head is None or head["status"] != Status.FAILED.value or int(head.get("run", 0)) != run:
+            if head is not None and head["status"] == Status.DELIVERED and int(head.get("run", 0)) == run:
+                _ensure_delivered_event(deps, key, run, head)
             return {"outcome": "skipped"}
         reason = str(head.get("lastError", reason))  # a retried step: keep the first reason
     attempts = int(head.get("attempts", 0))
@@ -360,6 +362,8 @@ def move_to_slow_lane(event: dict[str, Any], deps: DeliveryDependencies) -> dict
     run = int(event.get("run", 0))
     head = deps.repository.get_head(key)
     if head is None or head["status"] in TERMINAL_STATUSES or int(head.get("run", 0)) != run:
+        if head is not None and head["status"] == Status.DELIVERED and int(head.get("run", 0)) == run:
+            _ensure_delivered_event(deps, key, run, head)
         return {"outcome": "skipped"}
     # One slow-lane run per fast-lane run: a retried hand-off reads the same attempts count (the same
     # name, so the start is idempotent), while a message re-driven after its slow-lane run died gets a

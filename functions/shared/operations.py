@@ -217,7 +217,7 @@ def reconcile(
             fail({**key.to_dict(), "run": run, "reason": f"re-driven {MAX_REDRIVES} times without progress"})
             counts["failed"] += 1
             continue
-        updated = repository.note_redrive(key, run, epoch + settings.redrive_after_seconds)
+        updated = repository.note_redrive(key, run, epoch + settings.redrive_after_seconds, epoch)
         if updated is None:
             continue
         repository.append_event(

@@ -506,16 +506,22 @@ class MessageRepository:
             {"#status": "status"},
         )
 
-    def note_redrive(self, key: MessageKey, run: int, due_at: int) -> dict[str, Any] | None:
-        """Count a reconciler re-drive and push the due time out; None if the message moved on."""
+    def note_redrive(self, key: MessageKey, run: int, due_at: int, now: int) -> dict[str, Any] | None:
+        """Count a reconciler re-drive and push the due time out; None if the message moved on.
+
+        The lease is checked again here, not only on the head the reconciler read: a run claimed
+        in between keeps its lease (removing it would let a queued duplicate start a second run).
+        """
         return self._update_head(
             key,
             "SET dueAt = :due ADD redrives :one REMOVE leaseUntil",
-            "#run = :run AND #status IN (:pending, :delivering, :retrying)",
+            "#run = :run AND #status IN (:pending, :delivering, :retrying) "
+            "AND (attribute_not_exists(leaseUntil) OR leaseUntil <= :now)",
             {
                 ":due": due_at,
                 ":one": 1,
                 ":run": run,
+                ":now": now,
                 ":pending": "PENDING",
                 ":delivering": "DELIVERING",
                 ":retrying": "RETRYING",

@@ -31,6 +31,7 @@ import binascii
 import hashlib
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -119,6 +120,8 @@ class FaultInjector:
     enabled: bool = True
     faults: list[Fault] = field(default_factory=list)
     invocations: Counter[str] = field(default_factory=Counter)
+    # Wall-clock seconds spent in each handler (all threads together).
+    seconds: Counter[str] = field(default_factory=Counter)
     _occurrences: Counter[tuple[str, ...]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _context: threading.local = field(default_factory=threading.local)
@@ -191,6 +194,7 @@ class FaultInjector:
                 injector.invocations[function_name] += 1
             outer = getattr(injector._context, "function", None)
             injector._context.function = function_name
+            started = time.monotonic()
             try:
                 crash = injector._crash_decision(function_name, message_ids)
                 if crash == "before":
@@ -202,6 +206,8 @@ class FaultInjector:
                 return result
             finally:
                 injector._context.function = outer
+                with injector._lock:
+                    injector.seconds[function_name] += time.monotonic() - started
 
         return wrapped
 
