@@ -1,7 +1,15 @@
-"""boto3 clients, created once per process (they are thread-safe and reuse connections)."""
+"""boto3 clients, created once per process (they are thread-safe and reuse connections).
+
+Everything a warm Lambda keeps between invocations that is bound to the AWS it talks to (clients,
+Powertools parameter providers and their value caches, objects built from the settings) is
+registered here with `on_reset`, so `reset_process_state()` forgets all of it at once. On AWS that
+never happens; `relay dev` and the tests call it whenever an embedded AWS starts or stops, so no
+client, cached secret or setting of one embedded AWS reaches the next.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -16,12 +24,22 @@ _CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 2},
 )
 
+_RESETS: list[Callable[[], None]] = []
+
 
 @cache
 def client(service: str) -> Any:
     return boto3.client(service, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
 
 
-def reset_clients() -> None:
-    """Forget cached clients (tests and the local runtime swap the AWS backend underneath)."""
+def on_reset(forget: Callable[[], None]) -> Callable[[], None]:
+    """Register a function that forgets process state bound to the current AWS endpoint."""
+    _RESETS.append(forget)
+    return forget
+
+
+def reset_process_state() -> None:
+    """Forget every client and cache bound to the current AWS (see the module docstring)."""
     client.cache_clear()
+    for forget in _RESETS:
+        forget()

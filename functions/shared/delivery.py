@@ -18,6 +18,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.shared import aws
 from functions.shared.config import Settings
 from functions.shared.exceptions import (
     DeliveryRejected,
@@ -28,6 +29,7 @@ from functions.shared.exceptions import (
     TargetUnreachable,
 )
 from functions.shared.http_client import DeliveryClient, DeliveryResponse
+from functions.shared.metric_names import Metric
 from functions.shared.model import TERMINAL_STATUSES, EventType, MessageKey, Status
 from functions.shared.observability import logger, metrics
 from functions.shared.queue import MessageQueue
@@ -38,6 +40,11 @@ from functions.shared.workflows import Workflows, execution_name
 
 RETRYABLE_STATUS_CODES = frozenset({408, 425, 429})
 SNIPPET_CHARS = 512
+SIGNING_SECRET_MISSING = "SigningSecretMissing"
+MISSING_SECRET_DETAIL = (
+    "the sender's signing secret was not found in Secrets Manager; nothing is sent unsigned. "
+    "Restore it (or run `relay senders rotate-secret`) and the next attempt delivers."
+)
 
 
 def iso(moment: datetime) -> str:
@@ -89,6 +96,10 @@ def dependencies(settings: Settings) -> DeliveryDependencies:
     return DeliveryDependencies.from_settings(settings)
 
 
+# They hold a secrets cache and clients of the AWS they were built for.
+aws.on_reset(dependencies.cache_clear)
+
+
 def run_input(key: MessageKey, run: int) -> dict[str, Any]:
     return {**key.to_dict(), "run": run}
 
@@ -106,6 +117,8 @@ def dispatch(queued: dict[str, Any], deps: DeliveryDependencies) -> str:
         logger.warning("Queued message has no stored head; dropping it")
         return "missing"
     if head["status"] in TERMINAL_STATUSES:
+        # A redelivery after the step that ended it failed before its event: complete the history.
+        _ensure_terminal_event(deps, key, run, head)
         return "terminal"
     if int(head.get("run", 0)) != run:
         return "stale-run"
@@ -156,7 +169,7 @@ def _attempt_failed(
             details["responseSnippet"] = response.body_snippet[:SNIPPET_CHARS]
         if response.retry_after_seconds is not None:
             details["retryAfterSeconds"] = response.retry_after_seconds
-    metrics.add_metric(name="DeliveryAttemptsFailed", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.ATTEMPTS_FAILED, unit=MetricUnit.Count, value=1)
     try:
         deps.repository.append_event(key, EventType.ATTEMPT_FAILED, iso(now), ttl, run=run, slot=attempt, **details)
         if retrying_because is not None:
@@ -174,8 +187,8 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
     logger.set_correlation_id(key.message_id)
     head, content = deps.repository.get_head_and_content(key)
     if head is None or head["status"] in TERMINAL_STATUSES or int(head.get("run", 0)) != run:
-        if head is not None and head["status"] == Status.DELIVERED and int(head.get("run", 0)) == run:
-            _ensure_delivered_event(deps, key, run, head)
+        if head is not None:
+            _ensure_terminal_event(deps, key, run, head)
         return {"outcome": "skipped", "status": head["status"] if head else None}
     now = datetime.now(UTC)
     if head["status"] == Status.DELIVERING and int(head.get("attempts", 0)) > 0:
@@ -201,14 +214,19 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
         lane=lane,
         executionArn=str(event.get("executionArn", "")),
     )
-    metrics.add_metric(name="DeliveryAttempts", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.ATTEMPTS, unit=MetricUnit.Count, value=1)
 
     body = content["body"].encode("utf-8") if "body" in content else None
     secret = deps.secrets.get(key.sender_id)
     if secret is None:
-        # Senders are created with their secret (relay senders create); nothing is sent unsigned.
-        _attempt_failed(deps, key, run, number, ttl, "NoSigningSecret", "the sender has no signing secret", None, 0)
-        raise DeliveryRejected("the sender has no signing secret; create the sender with `relay senders create`")
+        # Nothing is sent unsigned. A missing secret is the deployment's fault, not the message's:
+        # an operator can restore it, so the attempt fails retryably (and alarms) instead of FAILED.
+        metrics.add_metric(name=Metric.SIGNING_SECRET_MISSING, unit=MetricUnit.Count, value=1)
+        reason = f"{SIGNING_SECRET_MISSING}: {MISSING_SECRET_DETAIL}"
+        _attempt_failed(
+            deps, key, run, number, ttl, SIGNING_SECRET_MISSING, MISSING_SECRET_DETAIL, None, 0, retrying_because=reason
+        )
+        raise DeliveryRetryable(reason)
     headers = dict(content.get("headers", {}))
     headers.update(signature_headers(secret, webhook_id(key), int(time.time()), body or b""))
 
@@ -240,10 +258,10 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
                 statusCode=response.status_code,
                 durationMs=response.duration_ms,
             )
-            metrics.add_metric(name="MessagesDelivered", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name=Metric.DELIVERED, unit=MetricUnit.Count, value=1)
             accepted = datetime.fromisoformat(head["acceptedAt"].replace("Z", "+00:00"))
             metrics.add_metric(
-                name="DeliveryLatency",
+                name=Metric.LATENCY,
                 unit=MetricUnit.Milliseconds,
                 value=(finished_at - accepted).total_seconds() * 1000,
             )
@@ -273,24 +291,46 @@ def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _ensure_delivered_event(deps: DeliveryDependencies, key: MessageKey, run: int, head: dict[str, Any]) -> None:
-    """A later step of the run found its message DELIVERED: the attempt that marked it may have failed
-    before writing its DELIVERED event. Write it now (a no-op when it exists: same key)."""
-    number = int(head.get("attempts", 0))
-    at = str(head.get("deliveredAt") or head.get("updatedAt") or iso(datetime.now(UTC)))
+def _ensure_terminal_event(deps: DeliveryDependencies, key: MessageKey, run: int, head: dict[str, Any]) -> None:
+    """A later step (or a redelivered queue message) found the run's message DELIVERED or FAILED:
+    the step that marked it may have failed before writing its terminal event. Write it now; every
+    write here is keyed like the original (same run, slot and type), so an existing event is kept."""
+    if int(head.get("run", 0)) != run:
+        return
     try:
-        deps.repository.append_event(
-            key, EventType.DELIVERED, at, int(head["ttl"]), run=run, slot=number, attempt=number
-        )
+        if head["status"] == Status.DELIVERED:
+            number = int(head.get("attempts", 0))
+            at = str(head.get("deliveredAt") or head.get("updatedAt") or iso(datetime.now(UTC)))
+            deps.repository.append_event(
+                key, EventType.DELIVERED, at, int(head["ttl"]), run=run, slot=number, attempt=number
+            )
+        elif head["status"] == Status.FAILED:
+            _record_failed_events(deps, key, run, head, str(head.get("lastError") or "unknown"))
     except RelayError:
-        logger.exception("Could not record the DELIVERED event")
+        logger.exception("Could not record the terminal event")
         raise
+
+
+def _record_failed_events(
+    deps: DeliveryDependencies, key: MessageKey, run: int, head: dict[str, Any], reason: str
+) -> None:
+    """The last attempt's result (when it has none) and the FAILED event, both idempotent."""
+    attempts = int(head.get("attempts", 0))
+    at = str(head.get("failedAt") or head.get("updatedAt") or iso(datetime.now(UTC)))
+    if attempts > 0:
+        # The last attempt may not have recorded its result (a failed write); never end without one.
+        _record_interrupted(deps, key, run, attempts, int(head["ttl"]), datetime.now(UTC))
+    deps.repository.append_event(key, EventType.FAILED, at, int(head["ttl"]), run=run, slot=attempts, reason=reason)
 
 
 def _record_interrupted(
     deps: DeliveryDependencies, key: MessageKey, run: int, number: int, ttl: int, now: datetime
 ) -> None:
-    """Give attempt `number` a result when it has none (a no-op when its ATTEMPT_FAILED exists)."""
+    """Give attempt `number` a result when it has none (a no-op when its ATTEMPT_FAILED exists).
+
+    Raises when the write fails: the step is retried before another attempt is counted (or before
+    FAILED is recorded), so no attempt is left without a result.
+    """
     try:
         deps.repository.append_event(
             key,
@@ -305,6 +345,7 @@ def _record_interrupted(
         )
     except RelayError:
         logger.exception("Could not record the interrupted attempt")
+        raise
 
 
 # -- endings ----------------------------------------------------------------------------------------
@@ -338,21 +379,16 @@ def fail_message(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str,
     if head is None:
         head = deps.repository.get_head(key)
         if head is None or head["status"] != Status.FAILED.value or int(head.get("run", 0)) != run:
-            if head is not None and head["status"] == Status.DELIVERED and int(head.get("run", 0)) == run:
-                _ensure_delivered_event(deps, key, run, head)
+            if head is not None:
+                _ensure_terminal_event(deps, key, run, head)
             return {"outcome": "skipped"}
         reason = str(head.get("lastError", reason))  # a retried step: keep the first reason
     attempts = int(head.get("attempts", 0))
-    if attempts > 0:
-        # The last attempt may not have recorded its result (a failed write); never end without one.
-        _record_interrupted(deps, key, run, attempts, int(head["ttl"]), now)
-    deps.repository.append_event(
-        key, EventType.FAILED, head["failedAt"], int(head["ttl"]), run=run, slot=attempts, reason=reason
-    )
+    _record_failed_events(deps, key, run, head, reason)
     deps.failed_queue.send_json(
         {**run_input(key, run), "reason": reason, "attempts": attempts, "failedAt": head["failedAt"]}
     )
-    metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.FAILED, unit=MetricUnit.Count, value=1)
     return {"outcome": "FAILED", "reason": reason}
 
 
@@ -362,8 +398,8 @@ def move_to_slow_lane(event: dict[str, Any], deps: DeliveryDependencies) -> dict
     run = int(event.get("run", 0))
     head = deps.repository.get_head(key)
     if head is None or head["status"] in TERMINAL_STATUSES or int(head.get("run", 0)) != run:
-        if head is not None and head["status"] == Status.DELIVERED and int(head.get("run", 0)) == run:
-            _ensure_delivered_event(deps, key, run, head)
+        if head is not None:
+            _ensure_terminal_event(deps, key, run, head)
         return {"outcome": "skipped"}
     # One slow-lane run per fast-lane run: a retried hand-off reads the same attempts count (the same
     # name, so the start is idempotent), while a message re-driven after its slow-lane run died gets a

@@ -15,6 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.shared.config import Settings
 from functions.shared.exceptions import PayloadTooLarge, QueueUnavailable, RelayError, SenderMismatch
+from functions.shared.metric_names import Metric
 from functions.shared.model import EventType, MessageKey, Status
 from functions.shared.observability import logger, metrics
 from functions.shared.queue import DeliveryQueue
@@ -61,9 +62,9 @@ def conflict_response(key: MessageKey, request_id: str) -> dict[str, Any]:
 
 def _answer_existing(head: dict[str, Any], content_hash: str, key: MessageKey, request_id: str) -> dict[str, Any]:
     if head.get("contentHash") == content_hash:
-        metrics.add_metric(name="MessagesDuplicate", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.DUPLICATE, unit=MetricUnit.Count, value=1)
         return duplicate_response(head)
-    metrics.add_metric(name="MessagesConflicting", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.CONFLICTING, unit=MetricUnit.Count, value=1)
     return conflict_response(key, request_id)
 
 
@@ -96,7 +97,7 @@ def validate_step(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
         valid = validate_message(document, settings, authenticated_sender_id=authenticated)
         _check_state_size(valid.message)
     except RelayError as rejection:
-        metrics.add_metric(name="MessagesRejected", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.REJECTED, unit=MetricUnit.Count, value=1)
         logger.info("Message rejected", extra={"reason": type(rejection).__name__})
         return {"requestId": request_id, "response": response_for_rejection(rejection, request_id)}
     return {"requestId": request_id, "message": valid.message, "contentHash": valid.content_hash}
@@ -174,7 +175,7 @@ def enqueue_step(
             logger.exception("Could not record the failed enqueue")
         raise
     repository.append_event(key, EventType.ENQUEUED, iso(now), state["ttl"], queueMessageId=queue_message_id)
-    metrics.add_metric(name="MessagesAccepted", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.ACCEPTED, unit=MetricUnit.Count, value=1)
     body = {
         "messageId": key.message_id,
         "senderId": key.sender_id,

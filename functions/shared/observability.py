@@ -2,8 +2,8 @@
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
-SERVICE_NAME = "relay"
+from functions.shared.metric_names import NAMESPACE, SERVICE_NAME
 
 logger = Logger(service=SERVICE_NAME)
 tracer = Tracer(service=SERVICE_NAME)
-metrics = Metrics(namespace="Relay", service=SERVICE_NAME)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE_NAME)

@@ -27,6 +27,7 @@ from functions.shared.exceptions import (
     MessageNotFound,
     RelayError,
 )
+from functions.shared.metric_names import Metric
 from functions.shared.model import DUE_SHARDS, TERMINAL_STATUSES, EventType, MessageKey, Status, status_index_key
 from functions.shared.observability import logger, metrics
 from functions.shared.queue import DeliveryQueue
@@ -157,7 +158,7 @@ def replay(
     except RelayError:
         # Stored as PENDING with a due time: the reconciler re-drives it.
         logger.exception("Replay could not enqueue; the reconciler will re-drive it")
-    metrics.add_metric(name="MessagesReplayed", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.REPLAYED, unit=MetricUnit.Count, value=1)
     return {"messageId": message_id, "senderId": sender_id, "status": updated["status"], "run": run}
 
 
@@ -178,7 +179,7 @@ def cancel(repository: MessageRepository, sender_id: str, message_id: str) -> di
         run=int(updated.get("run", 0)),
         slot=int(updated.get("attempts", 0)),
     )
-    metrics.add_metric(name="MessagesCancelled", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.CANCELLED, unit=MetricUnit.Count, value=1)
     return {"messageId": message_id, "senderId": sender_id, "status": updated["status"]}
 
 
@@ -236,5 +237,5 @@ def reconcile(
             logger.exception("Re-drive could not enqueue; next round tries again")
             continue
         counts["redriven"] += 1
-        metrics.add_metric(name="MessagesRedriven", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.REDRIVEN, unit=MetricUnit.Count, value=1)
     return counts

@@ -1,12 +1,17 @@
 """The data-access layer over the senders' signing secrets (Secrets Manager).
 
-One `whsec_` secret per sender, read through Powertools' cached `get_secret`, so a warm Lambda
-asks Secrets Manager at most once per `max_age` seconds.
+One `whsec_` secret per sender, read through a Powertools `SecretsProvider` (cached), so a warm
+Lambda asks Secrets Manager at most once per `CACHE_SECONDS`. The provider is Relay's own, built on
+the shared client of `functions.shared.aws` and forgotten with it (`aws.on_reset`): a cached value
+or client never outlives the AWS it came from. Decisions that create something (get_or_create)
+read past the cache, so they never act on a value that only the cache still holds.
 """
 
 from __future__ import annotations
 
-from aws_lambda_powertools.utilities import parameters
+from functools import cache
+
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -23,10 +28,19 @@ def secret_name(sender_id: str) -> str:
     return f"{SECRET_PREFIX}{sender_id.replace(':', '@')}/signing-secret"
 
 
+@cache
+def _provider() -> SecretsProvider:
+    return SecretsProvider(boto3_client=aws.client("secretsmanager"))
+
+
+aws.on_reset(_provider.cache_clear)
+
+
 class SigningSecrets:
-    def get(self, sender_id: str) -> str | None:
+    def get(self, sender_id: str, fresh: bool = False) -> str | None:
+        """The sender's secret, or None when it does not exist (`fresh`: past the cache)."""
         try:
-            value = parameters.get_secret(secret_name(sender_id), max_age=CACHE_SECONDS)
+            value = _provider().get(secret_name(sender_id), max_age=CACHE_SECONDS, force_fetch=fresh)
         except GetParameterError as error:
             if "ResourceNotFoundException" in str(error.__cause__ or error):
                 return None
@@ -44,7 +58,7 @@ class SigningSecrets:
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ResourceExistsException":
-                existing = self.get(sender_id)
+                existing = self.get(sender_id, fresh=True)
                 if existing:
                     return existing
             raise StorageUnavailable("Secrets Manager refused the secret") from error
@@ -53,13 +67,18 @@ class SigningSecrets:
         return value
 
     def rotate(self, sender_id: str) -> str:
+        """A new secret for the sender; also restores one that was deleted (deliveries wait for it)."""
         value = generate_secret()
         try:
             aws.client("secretsmanager").put_secret_value(SecretId=secret_name(sender_id), SecretString=value)
-        except (ClientError, BotoCoreError) as error:
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return self.create(sender_id, value)
             raise StorageUnavailable("Secrets Manager refused the new secret") from error
-        parameters.clear_caches()
+        except BotoCoreError as error:
+            raise StorageUnavailable("Secrets Manager refused the new secret") from error
+        _provider().clear_cache()
         return value
 
     def get_or_create(self, sender_id: str) -> str:
-        return self.get(sender_id) or self.create(sender_id)
+        return self.get(sender_id, fresh=True) or self.create(sender_id)

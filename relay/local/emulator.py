@@ -11,6 +11,7 @@ This is the only place that knows Relay runs locally. It
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import importlib
@@ -18,8 +19,10 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -158,6 +161,10 @@ class LocalAws:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> LocalAws:
+        if _ACTIVE:
+            # moto's backends are process-wide: a second embedded AWS would share (and see) the
+            # first one's tables, queues, secrets and runs instead of starting clean.
+            raise RuntimeError("another LocalAws is running in this process; stop it first")
         # moto logs every Choice on a missing path as an error; those are normal control flow here.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -228,6 +235,8 @@ class LocalAws:
         return self
 
     def stop(self) -> None:
+        if self._mock is not None:
+            self._settle_executions()
         if self in _ACTIVE:
             _ACTIVE.remove(self)
         if self._mock is not None:
@@ -252,6 +261,26 @@ class LocalAws:
             os.environ[name] = value
         _reset_caches()
 
+    def _settle_executions(self, timeout_seconds: float = 20.0) -> None:
+        """Stop this AWS's running executions and wait for their threads, so that nothing of it
+        acts on the next embedded AWS (moto's backends and interpreter threads are process-wide).
+        A thread still busy after the timeout is refused every later Lambda invoke."""
+        from moto.stepfunctions.parser.utils import TMP_THREADS
+
+        backend = _backend()
+        for arn in self.state_machine_arns.values():
+            with contextlib.suppress(Exception):
+                for execution in list(backend.describe_state_machine(arn).executions):
+                    _stop_if_running(execution)
+        deadline = time.monotonic() + timeout_seconds
+        for thread in list(TMP_THREADS):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        leftovers = [thread for thread in TMP_THREADS if thread.is_alive()]
+        _ORPHANED_THREADS.update(leftovers)
+        TMP_THREADS[:] = [thread for thread in TMP_THREADS if thread.is_alive()]
+        if leftovers:
+            logging.getLogger("relay.local").warning("%d execution threads outlived their LocalAws", len(leftovers))
+
     # -- running things ----------------------------------------------------------------------------
 
     def invoke(self, function_name: str, event: dict[str, Any]) -> Any:
@@ -265,6 +294,8 @@ class LocalAws:
 
 
 _ACTIVE: list[LocalAws] = []
+# Threads of a stopped LocalAws that were still running a step when it stopped.
+_ORPHANED_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 _PATCH_LOCK = threading.Lock()
 _patched = False
 
@@ -273,7 +304,21 @@ def _reset_caches() -> None:
     from functions.shared import aws, config
 
     config.get_settings.cache_clear()
-    aws.reset_clients()
+    aws.reset_process_state()
+
+
+def _stop_if_running(execution: Any, error: str = "LocalAwsStopped", cause: str = "the embedded AWS stopped") -> None:
+    """Stop a running execution as its process ending would (a run that has just started has no
+    evaluation environment yet, so this tries again for a moment)."""
+    deadline = time.monotonic() + 5
+    while str(getattr(execution.exec_status, "value", "")) == "RUNNING":
+        try:
+            execution.stop(stop_date=datetime.datetime.now(tz=datetime.UTC), error=error, cause=cause)
+            return
+        except AttributeError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
 
 
 def _current() -> LocalAws:
@@ -288,6 +333,8 @@ def _local_invoke(
     name = function_name.rsplit(":", 1)[-1] if function_name.startswith("arn:") else function_name
     event = json.loads(body) if body else {}
     try:
+        if threading.current_thread() in _ORPHANED_THREADS:
+            raise RuntimeError("this run belongs to an embedded AWS that has stopped")
         result = _current().invoke(name, event)
     except Exception as error:
         # Lambda's error envelope: the interpreter reads the error name from errorType, so

@@ -10,6 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from functions.shared.metric_names import SERVICE_NAME
 from stacks.nag import acknowledge
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -19,7 +20,7 @@ DEFAULT_MEMORY_MB = 256
 DEFAULT_TIMEOUT = Duration.seconds(10)
 
 POWERTOOLS_ENVIRONMENT = {
-    "POWERTOOLS_SERVICE_NAME": "relay",
+    "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
     "POWERTOOLS_METRICS_NAMESPACE": "Relay",
 }
 

@@ -16,22 +16,24 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-NAMESPACE = "Relay"
-DIMENSIONS = {"service": "relay"}
+from functions.shared.metric_names import NAMESPACE, SERVICE_NAME, Metric
+
+DIMENSIONS = {"service": SERVICE_NAME}
 PERIOD = Duration.minutes(5)
 
-# Relay's metrics (names as the functions emit them).
-ACCEPTED = "MessagesAccepted"
-DUPLICATE = "MessagesDuplicate"
-REJECTED = "MessagesRejected"
-DELIVERED = "MessagesDelivered"
-FAILED = "MessagesFailed"
-ATTEMPTS = "DeliveryAttempts"
-ATTEMPTS_FAILED = "DeliveryAttemptsFailed"
-LATENCY = "DeliveryLatency"
-REPLAYED = "MessagesReplayed"
-CANCELLED = "MessagesCancelled"
-REDRIVEN = "MessagesRedriven"
+# Relay's metrics, as the functions emit them.
+ACCEPTED = Metric.ACCEPTED
+DUPLICATE = Metric.DUPLICATE
+REJECTED = Metric.REJECTED
+DELIVERED = Metric.DELIVERED
+FAILED = Metric.FAILED
+ATTEMPTS = Metric.ATTEMPTS
+ATTEMPTS_FAILED = Metric.ATTEMPTS_FAILED
+LATENCY = Metric.LATENCY
+REPLAYED = Metric.REPLAYED
+CANCELLED = Metric.CANCELLED
+REDRIVEN = Metric.REDRIVEN
+SIGNING_SECRET_MISSING = Metric.SIGNING_SECRET_MISSING
 
 # The share of finished deliveries that ended FAILED above which the failure-rate alarm fires
 # (in 2 of 3 five-minute periods, so one bad target does not page at low volume on its own).
@@ -159,8 +161,16 @@ class Observability(Construct):
             "The reconciler has failed for 15 minutes: stuck messages are not being re-driven.",
             evaluation_periods=3,
         )
+        self.signing_secret_alarm = alarm(
+            "SigningSecretMissingAlarm",
+            relay_metric(SIGNING_SECRET_MISSING),
+            "Deliveries found no signing secret for their sender in Secrets Manager (relay/senders/"
+            "<sender>/signing-secret). They are retried, not failed: restore the secret (or run "
+            "`relay senders rotate-secret`) before the retries run out.",
+        )
         self.alarms = [
             self.failed_messages_alarm,
+            self.signing_secret_alarm,
             self.dead_letters_alarm,
             self.fast_lane_alarm,
             self.slow_lane_alarm,

@@ -116,6 +116,24 @@ class SendRecord:
         return sum(1 for answer in self.answers if answer == 202)
 
 
+class Progress:
+    """When the relay last made progress; `stalled()` once it made none for `stall_seconds`.
+
+    Waits in the suite end on conditions, and give up only when nothing moves any more: a slow or
+    busy machine makes everything slower, never a different verdict.
+    """
+
+    def __init__(self, stall_seconds: float) -> None:
+        self.stall_seconds = stall_seconds
+        self._last = time.monotonic()
+
+    def made(self) -> None:
+        self._last = time.monotonic()
+
+    def stalled(self) -> bool:
+        return time.monotonic() - self._last > self.stall_seconds
+
+
 class Sender:
     """Sends every message over HTTP with the dev token, from a thread pool, retrying like a client.
 
@@ -123,20 +141,12 @@ class Sender:
     jittered backoff; the relay must answer the retry 202 (not stored before) or 200 duplicate.
     """
 
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        seed: int,
-        concurrency: int = 8,
-        give_up_after_seconds: float = 60,
-        stop_retrying_at: float = float("inf"),
-    ) -> None:
+    def __init__(self, url: str, token: str, seed: int, concurrency: int = 8, stall_seconds: float = 120) -> None:
         self.client = RelayClient(url, token=token, timeout=30)
         self.concurrency = concurrency
-        self.give_up_after_seconds = give_up_after_seconds
-        # A monotonic time after which nothing is retried: a broken relay fails the suite in minutes.
-        self.stop_retrying_at = stop_retrying_at
+        # Nothing is given up on while the relay makes progress, however slow the machine; only a
+        # relay that answered nothing for `stall_seconds` fails the suite (in minutes, not hours).
+        self.progress = Progress(stall_seconds)
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self.sent = 0
@@ -148,7 +158,6 @@ class Sender:
 
     def send_one(self, record: SendRecord) -> SendRecord:
         payload = json.dumps(record.message).encode("utf-8")
-        deadline = min(time.monotonic() + self.give_up_after_seconds, self.stop_retrying_at)
         retry = 0
         while True:
             try:
@@ -156,9 +165,11 @@ class Sender:
             except (OSError, http.client.HTTPException) as error:
                 answer = type(error).__name__
             record.answers.append(answer)
+            if answer in (200, 202):
+                self.progress.made()
             if answer in (200, 202) or (isinstance(answer, int) and answer not in RETRY_STATUSES):
                 break
-            if time.monotonic() > deadline:
+            if self.progress.stalled():
                 break
             time.sleep(self._backoff(retry))
             retry += 1
@@ -175,7 +186,7 @@ class Sender:
         """Send every record; `hold()` True keeps new messages back (retries of started ones go on)."""
 
         def task(record: SendRecord) -> SendRecord:
-            while hold is not None and hold() and time.monotonic() < self.stop_retrying_at:
+            while hold is not None and hold() and not self.progress.stalled():
                 with self._lock:
                     self.held_seconds += 0.05
                 time.sleep(0.05)
@@ -363,19 +374,25 @@ def queue_depth(local: LocalAws) -> int:
 
 
 def wait_until_quiescent(
-    relay: LocalRelay, sender_id: str, message_ids: list[str], timeout_seconds: float
+    relay: LocalRelay, sender_id: str, message_ids: list[str], stall_seconds: float
 ) -> tuple[list[str], float]:
     """Wait until every stored message is terminal, the delivery queue is empty and no delivery run
-    is running. Returns the ids still not terminal at the timeout (empty when quiescent)."""
+    is running. Gives up only when none of these moved for `stall_seconds` (progress, not the clock,
+    decides). Returns the ids still not terminal then (empty when quiescent)."""
     assert relay.local is not None
     started = time.monotonic()
-    deadline = started + timeout_seconds
+    progress = Progress(stall_seconds)
     waiting = list(message_ids)
+    last_state: tuple[int, int, int] | None = None
     while True:
         waiting = non_terminal(relay.local.table_name, sender_id, waiting)
-        if not waiting and queue_depth(relay.local) == 0 and not running_executions(relay.local):
+        state = (len(waiting), queue_depth(relay.local), len(running_executions(relay.local)))
+        if state == (0, 0, 0):
             return [], time.monotonic() - started
-        if time.monotonic() > deadline:
+        if state != last_state:
+            progress.made()
+            last_state = state
+        if progress.stalled():
             return waiting, time.monotonic() - started
         time.sleep(1.0)
 
@@ -607,7 +624,8 @@ def check_message(
     # The outcome its target calls for.
     expected = expectation(record.path, total_attempts)
     failed_events = [event for event in events if event["type"] == "ATTEMPT_FAILED"]
-    load_only = all(event.get("error") in ("TargetTimeout", "TargetUnreachable") for event in failed_events)
+    # A request that the target answered too late for the (short) total timeout failed under load.
+    timeouts = sum(1 for event in failed_events if event.get("error") in ("TargetTimeout", "TargetUnreachable"))
     if verdict.status != expected.status:
         if disturbed:
             notes.append(f"{verdict.status} instead of {expected.status} after a delivery-side fault")
@@ -618,7 +636,7 @@ def check_message(
     elif verdict.attempts != expected.attempts:
         if disturbed:
             notes.append("attempts differ from the target's script after a delivery-side fault")
-        elif expected.status == "DELIVERED" and verdict.attempts > expected.attempts and load_only:
+        elif expected.status == "DELIVERED" and 0 < verdict.attempts - expected.attempts <= timeouts:
             notes.append("extra attempts after timeouts under load")
         else:
             problems.append(f"{verdict.attempts} attempts, expected {expected.attempts} for {record.path}")

@@ -46,7 +46,7 @@ from relay.local.emulator import FUNCTIONS, LocalAws, _import_handler
 DYNAMODB_WRITES = frozenset({"put_item", "update_item"})
 INGEST_FUNCTIONS = frozenset({"relay-validate", "relay-dedup", "relay-store", "relay-enqueue"})
 DELIVERY_FUNCTIONS = frozenset({"relay-dispatcher", "relay-deliver", "relay-fail", "relay-handoff", "relay-reconciler"})
-# The steps that crash (the brief's list, plus dedup and the reconciler, which are steps too).
+# The steps that crash: every step of ingest and delivery, and the reconciler.
 CRASHING_FUNCTIONS = INGEST_FUNCTIONS | DELIVERY_FUNCTIONS
 _MESSAGE_PREFIX = "MSG#"
 
@@ -71,7 +71,7 @@ class FaultRates:
 class Fault:
     kind: str  # dynamodb | sqs | crash | down
     function: str  # the Lambda function it hit ("" outside a handler)
-    detail: str  # e.g. "update_item ProvisionedThroughputExceededException before"
+    detail: str  # e.g. "update_item InternalServerError applied", "before", "after"
     message_ids: tuple[str, ...]
 
 

@@ -15,8 +15,8 @@ from botocore.exceptions import ClientError
 
 from functions.shared import aws, delivery
 from functions.shared.config import get_settings
-from functions.shared.model import MessageKey
-from functions.shared.repository import MessageRepository
+from functions.shared.model import EventType, MessageKey
+from functions.shared.repository import MessageRepository, event_sort_key
 from relay.client import RelayClient
 from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.targets import TargetServer
@@ -50,9 +50,11 @@ def client(relay: LocalRelay) -> RelayClient:
     return RelayClient(relay.url, token=relay.dev_token)
 
 
-def fail_write_once(monkeypatch: pytest.MonkeyPatch, operation: str, message_id: str, sort_key_part: str) -> list[str]:
-    """The first `operation` (put_item/update_item) on `message_id` whose sort key contains
-    `sort_key_part` fails with InternalServerError, unapplied. Returns the list it logs hits into."""
+def fail_write_once(
+    monkeypatch: pytest.MonkeyPatch, operation: str, message_id: str, sort_key_part: str, times: int = 1
+) -> list[str]:
+    """The first `times` `operation`s (put_item/update_item) on `message_id` whose sort key contains
+    `sort_key_part` fail with InternalServerError, unapplied. Returns the list it logs hits into."""
     real = aws.client
     hits: list[str] = []
 
@@ -68,7 +70,7 @@ def fail_write_once(monkeypatch: pytest.MonkeyPatch, operation: str, message_id:
             def call(**kwargs: Any) -> Any:
                 item = kwargs.get("Item") or kwargs.get("Key") or {}
                 pk, sk = item.get("pk", {}).get("S", ""), item.get("sk", {}).get("S", "")
-                if not hits and pk.endswith(f"#{message_id}") and sort_key_part in sk:
+                if len(hits) < times and pk.endswith(f"#{message_id}") and sort_key_part in sk:
                     hits.append(sk)
                     raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, operation)
                 return attribute(**kwargs)
@@ -146,6 +148,28 @@ def test_attempt_whose_result_was_not_recorded_gets_one_from_the_next_attempt(
     ]
 
 
+def test_the_next_attempt_waits_until_the_interrupted_one_has_its_result(
+    client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a target failing once, and both the failure's write and its repair's first write failing
+    message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/flaky/1")
+    hits = fail_write_once(monkeypatch, "put_item", message["messageId"], "ATTEMPT_FAILED", times=2)
+    # When it is delivered
+    assert client.send(message).status == 202
+    record = wait_until_terminal(relay, message["messageId"])
+    # Then the step was retried until attempt 1 had its result, and only then attempt 2 counted
+    assert len(hits) == 2
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
+    assert [(kind, slot) for kind, slot, _ in history(message["messageId"])] == [
+        ("RECEIVED", 0),
+        ("ENQUEUED", 0),
+        ("ATTEMPT_STARTED", 1),
+        ("ATTEMPT_FAILED", 1),
+        ("ATTEMPT_STARTED", 2),
+        ("DELIVERED", 2),
+    ]
+
+
 def test_last_attempt_without_a_result_gets_one_before_failed(
     client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,3 +242,27 @@ def test_redrive_keeps_the_lease_of_a_run_claimed_after_the_reconciler_read_the_
     assert not delivery.dependencies(get_settings()).repository.claim_delivery(key, 0, "second", now + 60, now)
     record = wait_until_terminal(relay, message["messageId"])
     assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
+
+
+def test_failed_message_whose_failed_event_was_never_written_gets_it_from_the_redelivery(
+    client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a message failed at once (404) whose FAILED event write fails every time its step tries
+    message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/missing")
+    failed_event = event_sort_key(EventType.FAILED, run=0, slot=1)
+    hits = fail_write_once(monkeypatch, "put_item", message["messageId"], failed_event, times=1_000)
+    assert client.send(message).status == 202
+    record = wait_until_terminal(relay, message["messageId"])
+    assert hits and record["status"] == "FAILED"
+    assert "FAILED" not in [kind for kind, _, _ in history(message["messageId"])]
+    # When the storage recovers and its queue message is delivered again
+    monkeypatch.undo()
+    outcome = delivery.dispatch(
+        {**MessageKey(DEV_SENDER, message["messageId"]).to_dict(), "run": 0}, delivery.dependencies(get_settings())
+    )
+    # Then the history says why it failed, and nothing was sent again
+    assert outcome == "terminal"
+    assert history(message["messageId"])[-1] == ("FAILED", 1, "")
+    assert (
+        len([r for r in target.requests_to("/missing") if message["messageId"] in (r.header("webhook-id") or "")]) == 1
+    )

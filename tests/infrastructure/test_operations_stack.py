@@ -365,6 +365,16 @@ def test_an_alarm_fires_on_the_delivery_failure_rate(synth: Synthesized) -> None
     assert 0 < alarm["Threshold"] < 1
 
 
+def test_an_alarm_fires_when_deliveries_find_no_signing_secret(synth: Synthesized) -> None:
+    # Given the alarm on Relay's SigningSecretMissing metric (emitted by the deliver function)
+    (alarm,) = alarms_on(synth, "SigningSecretMissing")
+    # Then the first such attempt alarms, and the description tells the operator how to fix it
+    (metric,) = alarm_metrics(alarm)
+    assert metric["Namespace"] == "Relay"
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert "rotate-secret" in alarm["AlarmDescription"]
+
+
 def test_alarms_treat_missing_data_as_fine(synth: Synthesized) -> None:
     # Given every alarm
     # Then quiet periods (no traffic) never alarm

@@ -4,7 +4,9 @@ moto, delivering over real HTTP to local targets."""
 from __future__ import annotations
 
 import json
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,11 +14,14 @@ import boto3
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from functions.deliver import handler as deliver_handler
 from functions.shared import delivery
 from functions.shared.config import get_settings
+from functions.shared.exceptions import DeliveryRetryable
 from functions.shared.model import MessageKey
 from functions.shared.repository import MessageRepository
-from functions.shared.secrets import SigningSecrets
+from functions.shared.secrets import SigningSecrets, secret_name
+from relay.admin import SenderAdmin
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
@@ -226,3 +231,45 @@ def test_expired_message_is_never_sent(client: RelayClient, target: TargetServer
     assert record["status"] == "FAILED" and "expired" in record["lastError"]
     assert len(target.requests_to("/ok")) == hits
     assert repository.get_head(key) is not None
+
+
+def test_missing_signing_secret_is_retried_and_delivered_once_restored(
+    relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a sender whose signing secret is missing from Secrets Manager
+    assert relay.local is not None
+    sender_id = f"no-secret-{uuid.uuid4().hex[:8]}"
+    token = SenderAdmin(relay.local.table_name).create(sender_id)["token"]
+    boto3.client("secretsmanager", region_name="us-east-1").delete_secret(
+        SecretId=secret_name(sender_id), ForceDeleteWithoutRecovery=True
+    )
+    # And an operator who restores it as soon as a delivery reports it missing
+    restored: list[str] = []
+    real_deliver = deliver_handler.lambda_handler
+
+    def deliver(event: dict[str, Any], context: Any) -> Any:
+        try:
+            return real_deliver(event, context)
+        except DeliveryRetryable as error:
+            if "SigningSecretMissing" in str(error) and not restored:
+                # The operator acts from outside the Lambda (its own thread, its own credentials).
+                operator = threading.Thread(target=lambda: restored.append(SigningSecrets().rotate(sender_id)))
+                operator.start()
+                operator.join()
+            raise
+
+    monkeypatch.setitem(relay.local.overrides, "relay-deliver", deliver)
+    client = RelayClient(relay.url, token=token)
+    # When a message of that sender is delivered
+    message = send(client, senderId=sender_id, targetUrl=f"{target.url}/ok")
+    record = wait_until_terminal(client, message)
+    # Then the first attempt failed retryably with a clear reason, not FAILED for good
+    failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
+    assert [failure["error"] for failure in failures] == ["SigningSecretMissing"]
+    assert "signing secret was not found" in failures[0]["detail"]
+    # And the next attempt delivered it, signed with the restored secret, in one request
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
+    webhook = f"{sender_id}:{message['messageId']}"
+    [request] = [r for r in target.requests_to("/ok") if r.header("webhook-id") == webhook]
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    assert Webhook(restored[0]).verify(request.body, headers) == message["body"]

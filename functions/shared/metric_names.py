@@ -1,0 +1,28 @@
+"""Relay's CloudWatch metric names and namespace, defined once.
+
+The functions emit them (Powertools Metrics) and the stack's alarms and dashboard read them
+(stacks/constructs/observability.py); a name changed here changes both. No imports: the stack
+loads this module without the Lambda runtime's dependencies.
+"""
+
+from enum import StrEnum
+
+NAMESPACE = "Relay"
+SERVICE_NAME = "relay"
+
+
+class Metric(StrEnum):
+    ACCEPTED = "MessagesAccepted"
+    DUPLICATE = "MessagesDuplicate"
+    CONFLICTING = "MessagesConflicting"
+    REJECTED = "MessagesRejected"
+    DELIVERED = "MessagesDelivered"
+    FAILED = "MessagesFailed"
+    ATTEMPTS = "DeliveryAttempts"
+    ATTEMPTS_FAILED = "DeliveryAttemptsFailed"
+    LATENCY = "DeliveryLatency"
+    REPLAYED = "MessagesReplayed"
+    CANCELLED = "MessagesCancelled"
+    REDRIVEN = "MessagesRedriven"
+    # A delivery found no signing secret for its sender: a configuration error an operator fixes.
+    SIGNING_SECRET_MISSING = "SigningSecretMissing"
