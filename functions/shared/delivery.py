@@ -19,6 +19,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.shared import aws
+from functions.shared.clock import iso, parse_iso
 from functions.shared.config import Settings
 from functions.shared.exceptions import (
     DeliveryRejected,
@@ -47,10 +48,6 @@ MISSING_SECRET_DETAIL = (
 )
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def is_retryable_status(status_code: int) -> bool:
     return status_code in RETRYABLE_STATUS_CODES or 500 <= status_code <= 599
 
@@ -61,7 +58,7 @@ def webhook_id(key: MessageKey) -> str:
 
 
 def _is_expired(head: dict[str, Any], now: datetime) -> bool:
-    return datetime.fromisoformat(head["expiresAt"].replace("Z", "+00:00")) <= now
+    return parse_iso(head["expiresAt"]) <= now
 
 
 @dataclass
@@ -259,7 +256,7 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
                 durationMs=response.duration_ms,
             )
             metrics.add_metric(name=Metric.DELIVERED, unit=MetricUnit.Count, value=1)
-            accepted = datetime.fromisoformat(head["acceptedAt"].replace("Z", "+00:00"))
+            accepted = parse_iso(head["acceptedAt"])
             metrics.add_metric(
                 name=Metric.LATENCY,
                 unit=MetricUnit.Milliseconds,
@@ -319,7 +316,8 @@ def _record_failed_events(
     at = str(head.get("failedAt") or head.get("updatedAt") or iso(datetime.now(UTC)))
     if attempts > 0:
         # The last attempt may not have recorded its result (a failed write); never end without one.
-        _record_interrupted(deps, key, run, attempts, int(head["ttl"]), datetime.now(UTC))
+        # Dated with the failure, which it precedes (a repair later must not put it after FAILED).
+        _record_interrupted(deps, key, run, attempts, int(head["ttl"]), parse_iso(at))
     deps.repository.append_event(key, EventType.FAILED, at, int(head["ttl"]), run=run, slot=attempts, reason=reason)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.shared.clock import iso
 from functions.shared.config import Settings
 from functions.shared.exceptions import PayloadTooLarge, QueueUnavailable, RelayError, SenderMismatch
 from functions.shared.metric_names import Metric
@@ -26,10 +27,6 @@ from functions.shared.responses import (
     http_response,
     response_for_rejection,
 )
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _key(state: dict[str, Any]) -> MessageKey:

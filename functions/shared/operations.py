@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.shared.clock import iso, parse_iso
 from functions.shared.config import Settings
 from functions.shared.exceptions import (
     FieldError,
@@ -38,13 +39,6 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 25
 # A message the reconciler has re-driven this often without progress is failed for good.
 MAX_REDRIVES = 5
-
-
-
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def console_link(execution_arn: str) -> str:
@@ -133,9 +127,9 @@ def replay(
     if head is None:
         raise MessageNotFound(f"No message '{message_id}'.")
     now = datetime.now(UTC)
-    if datetime.fromisoformat(head["expiresAt"].replace("Z", "+00:00")) <= now:
+    if parse_iso(head["expiresAt"]) <= now:
         raise MessageExpired(f"Message '{message_id}' expired at {head['expiresAt']}.")
-    updated = repository.start_replay(key, _iso(now), int(now.timestamp()) + settings.redrive_after_seconds)
+    updated = repository.start_replay(key, iso(now), int(now.timestamp()) + settings.redrive_after_seconds)
     if updated is None:
         raise MessageNotFinished(
             f"Message '{message_id}' is {head['status']}; only DELIVERED or FAILED can be replayed."
@@ -144,7 +138,7 @@ def replay(
     repository.append_event(
         key,
         EventType.REPLAYED,
-        _iso(now),
+        iso(now),
         int(updated["ttl"]),
         run=run,
         slot=int(updated.get("attempts", 0)),
@@ -153,7 +147,7 @@ def replay(
     try:
         queue.send(key, run=run)
         repository.append_event(
-            key, EventType.ENQUEUED, _iso(now), int(updated["ttl"]), run=run, slot=int(updated.get("attempts", 0))
+            key, EventType.ENQUEUED, iso(now), int(updated["ttl"]), run=run, slot=int(updated.get("attempts", 0))
         )
     except RelayError:
         # Stored as PENDING with a due time: the reconciler re-drives it.
@@ -165,7 +159,7 @@ def replay(
 def cancel(repository: MessageRepository, sender_id: str, message_id: str) -> dict[str, Any]:
     key = _message_key(sender_id, message_id)
     now = datetime.now(UTC)
-    updated = repository.cancel(key, _iso(now))
+    updated = repository.cancel(key, iso(now))
     if updated is None:
         head = repository.get_head(key)
         if head is None:
@@ -174,7 +168,7 @@ def cancel(repository: MessageRepository, sender_id: str, message_id: str) -> di
     repository.append_event(
         key,
         EventType.CANCELLED,
-        _iso(now),
+        iso(now),
         int(updated["ttl"]),
         run=int(updated.get("run", 0)),
         slot=int(updated.get("attempts", 0)),
@@ -224,7 +218,7 @@ def reconcile(
         repository.append_event(
             key,
             EventType.REDRIVEN,
-            _iso(now),
+            iso(now),
             int(head["ttl"]),
             run=run,
             slot=int(head.get("attempts", 0)),
