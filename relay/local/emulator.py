@@ -271,7 +271,7 @@ class LocalAws:
         for arn in self.state_machine_arns.values():
             with contextlib.suppress(Exception):
                 for execution in list(backend.describe_state_machine(arn).executions):
-                    _stop_if_running(execution)
+                    stop_execution(execution)
         deadline = time.monotonic() + timeout_seconds
         for thread in list(TMP_THREADS):
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -307,18 +307,22 @@ def _reset_caches() -> None:
     aws.reset_process_state()
 
 
-def _stop_if_running(execution: Any, error: str = "LocalAwsStopped", cause: str = "the embedded AWS stopped") -> None:
-    """Stop a running execution as its process ending would (a run that has just started has no
-    evaluation environment yet, so this tries again for a moment)."""
+def stop_execution(execution: Any, error: str = "LocalAwsStopped", cause: str = "the embedded AWS stopped") -> bool:
+    """Stop a running execution as its process ending would; False when it had ended first.
+
+    A run that has just started has no evaluation environment yet (moto then fails to stop it), so
+    this tries again for a moment.
+    """
     deadline = time.monotonic() + 5
     while str(getattr(execution.exec_status, "value", "")) == "RUNNING":
         try:
             execution.stop(stop_date=datetime.datetime.now(tz=datetime.UTC), error=error, cause=cause)
-            return
+            return True
         except AttributeError:
             if time.monotonic() > deadline:
-                return
+                raise
             time.sleep(0.01)
+    return False
 
 
 def _current() -> LocalAws:

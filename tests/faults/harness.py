@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -21,7 +21,7 @@ import boto3
 from functions.shared.model import HEAD_SORT_KEY, MessageKey
 from functions.shared.repository import from_item
 from relay.client import RelayClient
-from relay.local.emulator import ACCOUNT_ID, REGION, LocalAws
+from relay.local.emulator import ACCOUNT_ID, REGION, LocalAws, stop_execution
 from relay.local.runtime import LocalRelay
 from relay.local.server import RelayHttpServer
 from relay.local.targets import TargetServer
@@ -261,36 +261,6 @@ def execution_counts(local: LocalAws) -> dict[str, Any]:
     return dict(sorted(counts.items()))
 
 
-def stop_execution(execution: Any, error: str = "ProcessRestart", cause: str = "relay dev restarted") -> bool:
-    """Stop a running delivery run as its process dying would; False when it ended first.
-
-    A run that has just started has no evaluation environment yet (moto then fails to stop it), so
-    this tries again for a moment.
-    """
-    deadline = time.monotonic() + 5
-    while _status(execution) == "RUNNING":
-        try:
-            execution.stop(stop_date=datetime.now(UTC), error=error, cause=cause)
-            return True
-        except AttributeError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-    return False
-
-
-def settle_executions(local: LocalAws, timeout_seconds: float = 15) -> None:
-    """Stop every running delivery run and wait for the threads still finishing a step, so nothing of
-    this LocalAws writes into the next one (moto's backends are process-wide)."""
-    from moto.stepfunctions.parser.utils import TMP_THREADS
-
-    for execution in running_executions(local):
-        stop_execution(execution, error="TestTeardown", cause="the test is over")
-    deadline = time.monotonic() + timeout_seconds
-    for thread in list(TMP_THREADS):
-        thread.join(max(0.0, deadline - time.monotonic()))
-
-
 @dataclass
 class RestartRecord:
     at_sent: int
@@ -319,7 +289,7 @@ def restart_runtime(relay: LocalRelay, injector: FaultInjector, downtime_seconds
             worker.stop()
         relay.reconciler.stop()
         for execution in running_executions(local):
-            if stop_execution(execution):
+            if stop_execution(execution, error="ProcessRestart", cause="relay dev restarted"):
                 stopped.append(str(execution.input_data.get("messageId", "")))
         time.sleep(downtime_seconds)
     finally:

@@ -13,15 +13,17 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from functions.deliver import handler as deliver_handler
 from functions.shared import aws, delivery
 from functions.shared.config import get_settings
 from functions.shared.model import EventType, MessageKey
 from functions.shared.repository import MessageRepository, event_sort_key
 from relay.client import RelayClient
+from relay.local.emulator import stop_execution
 from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.faults.harness import running_executions, settle_executions, stop_execution
+from tests.faults.harness import running_executions
 
 POLICY = {
     "fastLane": {"intervalSeconds": 1, "maxAttempts": 2, "backoffRate": 2.0},
@@ -41,8 +43,6 @@ def relay() -> Iterator[LocalRelay]:
         port=0, time_scale=0.01, policy=POLICY, environment={"RELAY_TOTAL_TIMEOUT_SECONDS": "1"}
     ) as running:
         yield running
-        assert running.local is not None
-        settle_executions(running.local)
 
 
 @pytest.fixture
@@ -266,3 +266,31 @@ def test_failed_message_whose_failed_event_was_never_written_gets_it_from_the_re
     assert (
         len([r for r in target.requests_to("/missing") if message["messageId"] in (r.header("webhook-id") or "")]) == 1
     )
+
+
+def test_crashing_deliver_step_in_the_slow_lane_is_retried_not_failed(
+    client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deliver step that crashes in every fast-lane run and in its first slow-lane run
+    assert relay.local is not None
+    message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/ok")
+    real_deliver = deliver_handler.lambda_handler
+    slow_crashes: list[str] = []
+
+    def deliver(event: dict[str, Any], context: Any) -> Any:
+        if event["messageId"] == message["messageId"]:
+            if event.get("lane") == "fast":
+                raise RuntimeError("injected crash (fast lane)")
+            if not slow_crashes:
+                slow_crashes.append(event["messageId"])
+                raise RuntimeError("injected crash (slow lane)")
+        return real_deliver(event, context)
+
+    monkeypatch.setitem(relay.local.overrides, "relay-deliver", deliver)
+    # When the message is delivered
+    assert client.send(message).status == 202
+    record = wait_until_terminal(relay, message["messageId"], timeout=60)
+    # Then the crash (not the target's answer) did not fail it: the retried step delivered it
+    assert slow_crashes
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
+    assert [kind for kind, _, _ in history(message["messageId"])][-2:] == ["ATTEMPT_STARTED", "DELIVERED"]

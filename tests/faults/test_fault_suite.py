@@ -44,7 +44,6 @@ from tests.faults.harness import (
     quiet_logs,
     restart_runtime,
     scan_table,
-    settle_executions,
     wait_until_quiescent,
 )
 from tests.faults.injector import FaultInjector, FaultRates
@@ -178,9 +177,7 @@ def test_every_message_survives_the_faults(fault_messages: int, fault_seed: int,
             if stuck:
                 report.extra["not quiet after the timeout"] = stuck[:20]
         finally:
-            if relay.local is not None:
-                settle_executions(relay.local)
-            relay.stop()
+            relay.stop()  # stops every run still going and waits for its threads
 
     text = report.render()
     with capsys.disabled():
