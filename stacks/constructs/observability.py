@@ -21,20 +21,6 @@ from functions.shared.metric_names import NAMESPACE, SERVICE_NAME, Metric
 DIMENSIONS = {"service": SERVICE_NAME}
 PERIOD = Duration.minutes(5)
 
-# Relay's metrics, as the functions emit them.
-ACCEPTED = Metric.ACCEPTED
-DUPLICATE = Metric.DUPLICATE
-REJECTED = Metric.REJECTED
-DELIVERED = Metric.DELIVERED
-FAILED = Metric.FAILED
-ATTEMPTS = Metric.ATTEMPTS
-ATTEMPTS_FAILED = Metric.ATTEMPTS_FAILED
-LATENCY = Metric.LATENCY
-REPLAYED = Metric.REPLAYED
-CANCELLED = Metric.CANCELLED
-REDRIVEN = Metric.REDRIVEN
-SIGNING_SECRET_MISSING = Metric.SIGNING_SECRET_MISSING
-
 # The share of finished deliveries that ended FAILED above which the failure-rate alarm fires
 # (in 2 of 3 five-minute periods, so one bad target does not page at low volume on its own).
 FAILURE_RATE_THRESHOLD = 0.1
@@ -55,7 +41,7 @@ def failure_rate() -> cloudwatch.MathExpression:
     """MessagesFailed / (MessagesDelivered + MessagesFailed); no data when nothing finished."""
     return cloudwatch.MathExpression(
         expression="FILL(failed, 0) / (FILL(delivered, 0) + FILL(failed, 0))",
-        using_metrics={"failed": relay_metric(FAILED), "delivered": relay_metric(DELIVERED)},
+        using_metrics={"failed": relay_metric(Metric.FAILED), "delivered": relay_metric(Metric.DELIVERED)},
         label="Delivery failure rate",
         period=PERIOD,
     )
@@ -163,7 +149,7 @@ class Observability(Construct):
         )
         self.signing_secret_alarm = alarm(
             "SigningSecretMissingAlarm",
-            relay_metric(SIGNING_SECRET_MISSING),
+            relay_metric(Metric.SIGNING_SECRET_MISSING),
             "Deliveries found no signing secret for their sender in Secrets Manager (relay/senders/"
             "<sender>/signing-secret). They are retried, not failed: restore the secret (or run "
             "`relay senders rotate-secret`) before the retries run out.",
@@ -202,18 +188,21 @@ class Observability(Construct):
             graph(
                 "Messages received",
                 [
-                    relay_metric(ACCEPTED, label="Accepted"),
-                    relay_metric(DUPLICATE, label="Duplicate"),
-                    relay_metric(REJECTED, label="Rejected"),
+                    relay_metric(Metric.ACCEPTED, label="Accepted"),
+                    relay_metric(Metric.DUPLICATE, label="Duplicate"),
+                    relay_metric(Metric.REJECTED, label="Rejected"),
                 ],
             ),
             graph(
                 "Delivery attempts",
-                [relay_metric(ATTEMPTS, label="Attempts"), relay_metric(ATTEMPTS_FAILED, label="Failed attempts")],
+                [
+                    relay_metric(Metric.ATTEMPTS, label="Attempts"),
+                    relay_metric(Metric.ATTEMPTS_FAILED, label="Failed attempts"),
+                ],
             ),
             graph(
                 "Delivered and failed",
-                [relay_metric(DELIVERED, label="Delivered"), relay_metric(FAILED, label="Failed")],
+                [relay_metric(Metric.DELIVERED, label="Delivered"), relay_metric(Metric.FAILED, label="Failed")],
                 [failure_rate()],
             ),
         )
@@ -221,8 +210,8 @@ class Observability(Construct):
             graph(
                 "Delivery latency (accepted to delivered)",
                 [
-                    relay_metric(LATENCY, statistic="p50", label="p50"),
-                    relay_metric(LATENCY, statistic="p99", label="p99"),
+                    relay_metric(Metric.LATENCY, statistic="p50", label="p50"),
+                    relay_metric(Metric.LATENCY, statistic="p99", label="p99"),
                 ],
             ),
             graph(
@@ -253,9 +242,9 @@ class Observability(Construct):
             graph(
                 "Operations",
                 [
-                    relay_metric(REPLAYED, label="Replayed"),
-                    relay_metric(CANCELLED, label="Cancelled"),
-                    relay_metric(REDRIVEN, label="Re-driven by the reconciler"),
+                    relay_metric(Metric.REPLAYED, label="Replayed"),
+                    relay_metric(Metric.CANCELLED, label="Cancelled"),
+                    relay_metric(Metric.REDRIVEN, label="Re-driven by the reconciler"),
                 ],
                 width=12,
             ),
