@@ -239,6 +239,8 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
                 attempt=number,
                 statusCode=response.status_code,
                 durationMs=response.duration_ms,
+                # The target took the request (2xx status line) but what followed was broken: say so.
+                **({"anomaly": response.anomaly[:SNIPPET_CHARS]} if response.anomaly else {}),
             )
             metrics.add_metric(name="MessagesDelivered", unit=MetricUnit.Count, value=1)
             accepted = datetime.fromisoformat(head["acceptedAt"].replace("Z", "+00:00"))
