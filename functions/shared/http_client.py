@@ -247,19 +247,14 @@ class _TrackedConnectionMixin:
     _relay_requests = 0
     response_class: type[http.client.HTTPResponse] = _ObservedResponse
 
-    def _new_conn(self) -> socket.socket:
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
-        attempt = _current_attempt()
-        if attempt is not None:
-            attempt.watch(sock)  # before any TLS handshake, which a target could trickle too
-        return sock
-
     def connect(self) -> None:
+        # Connecting and the TLS handshake are bounded by the connect timeout (CPython gives the
+        # whole handshake one deadline), so watching starts once connected.
         super().connect()  # type: ignore[misc]
         self._relay_requests = 0
         attempt = _current_attempt()
         if attempt is not None:
-            attempt.watch(self.sock)  # the TLS socket wraps the same descriptor; watched anyway
+            attempt.watch(self.sock)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         attempt = _current_attempt()
@@ -541,7 +536,7 @@ class DeliveryClient:
             if isinstance(cause, TimeoutError):
                 return _ConnectFailed(self._connect_timeout_error(where))
             return _ConnectFailed(TargetUnreachable(f"{where}: could not connect ({_os_detail(cause)})"))
-        if isinstance(error, ConnectTimeoutError):
+        if isinstance(error, ConnectTimeoutError) or _is_handshake_timeout(error, attempt):
             return _ConnectFailed(self._connect_timeout_error(where))
         if attempt.expired or isinstance(error, _DeadlinePassed | ReadTimeoutError):
             return self._deadline_error(where)
@@ -677,6 +672,11 @@ def _cause(error: BaseException) -> BaseException:
 def _is_broken_body(error: BaseException) -> bool:
     """True when the failure came after the response began (not a dead kept-alive connection)."""
     return "Connection broken" in str(error) or isinstance(error, IncompleteRead | InvalidChunkLength)
+
+
+def _is_handshake_timeout(error: BaseException, attempt: _Attempt) -> bool:
+    """The TLS handshake ran out of its connect timeout (urllib3 calls it a read timeout)."""
+    return isinstance(error, ReadTimeoutError) and not attempt.expired and "handshake" in str(_root_cause(error))
 
 
 def _dead_kept_alive_connection(error: BaseException, attempt: _Attempt) -> bool:

@@ -545,6 +545,34 @@ def test_slow_dns_is_bounded_by_the_total_timeout() -> None:
     assert time.monotonic() - started < 0.5 + LIMIT_SLACK
 
 
+def test_trickled_tls_handshake_is_bounded_by_the_connect_timeout() -> None:
+    # Given a "TLS" target that answers the ClientHello with a 16 KB record, one byte every 50 ms
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def handshake_trickle() -> None:
+        conn, _ = listener.accept()
+        with contextlib.suppress(OSError), conn:
+            conn.recv(65536)
+            conn.sendall(b"\x16\x03\x03\x40\x00")
+            while not stop.wait(0.05):
+                conn.sendall(b"\x00")
+
+    threading.Thread(target=handshake_trickle, daemon=True).start()
+    try:
+        # When delivered over https with a 0.5 s connect timeout
+        started = time.monotonic()
+        with pytest.raises(TargetTimeout, match=r"connecting timed out after 0\.5s"):
+            client(connect_timeout=0.5, total_timeout=5.0).send(
+                f"https://127.0.0.1:{listener.getsockname()[1]}/", "POST", {}, b""
+            )
+        # Then the handshake gives up after the connect timeout
+        assert time.monotonic() - started < 0.5 + LIMIT_SLACK
+    finally:
+        stop.set()
+        listener.close()
+
+
 @pytest.mark.parametrize(
     ("answer_bytes", "anomaly"),
     [
