@@ -161,9 +161,9 @@ class _Attempt:
         return self.expires_at - time.monotonic()
 
     @property
-    def delivered(self) -> bool:
-        """A 2xx status line was read: the target took the request, whatever follows."""
-        return self.status is not None and 200 <= self.status <= 299
+    def delivered_status(self) -> int | None:
+        """The status when a 2xx status line was read: the target took the request, whatever follows."""
+        return self.status if self.status is not None and 200 <= self.status <= 299 else None
 
     def watch(self, sock: socket.socket | None) -> None:
         """Shut `sock` down at the deadline (at once if it has passed)."""
@@ -505,22 +505,24 @@ class DeliveryClient:
                     _forget_pool(key, pool)  # evicted by another thread meanwhile: take a new pool
                     continue
                 except (HTTPError, http.client.HTTPException, OSError, _DeadlinePassed) as error:
-                    if attempt.delivered:
-                        return self._delivered_anyway(attempt, error, started)
+                    delivered_status = attempt.delivered_status
+                    if delivered_status is not None:
+                        return self._delivered_anyway(delivered_status, attempt, error, started)
                     if _dead_kept_alive_connection(error, attempt):
                         continue  # the kept-alive connection was dead; again on a fresh one
                     raise self._failure(error, attempt, where) from None
         raise TargetUnreachable(f"{where}: every kept-alive connection was closed by the target")
 
-    def _delivered_anyway(self, attempt: _Attempt, error: BaseException, started: float) -> DeliveryResponse:
+    def _delivered_anyway(
+        self, status: int, attempt: _Attempt, error: BaseException, started: float
+    ) -> DeliveryResponse:
         """A 2xx status line was read, then the response went wrong: delivered, with what went wrong."""
-        assert attempt.status is not None
         if attempt.expired or isinstance(error, _DeadlinePassed | ReadTimeoutError):
             anomaly = f"the rest of the response did not arrive within the {self.total_timeout:g}s total timeout"
         else:
             anomaly = _invalid_response_reason(_cause(error)) or _body_problem(error)
         return DeliveryResponse(
-            status_code=attempt.status,
+            status_code=status,
             duration_ms=int((time.monotonic() - started) * 1000),
             body_snippet="",
             retry_after_seconds=None,
@@ -684,7 +686,7 @@ def _dead_kept_alive_connection(error: BaseException, attempt: _Attempt) -> bool
     while it sat in the pool (a frozen Lambda), so the request can go out again on a new one."""
     if not attempt.reused or attempt.status is not None or attempt.expired or _is_broken_body(error):
         return False
-    return isinstance(_cause(error), ConnectionResetError | BrokenPipeError | ConnectionAbortedError)
+    return isinstance(_cause(error), ConnectionError)  # reset (RemoteDisconnected too), broken pipe, aborted
 
 
 def _invalid_response_reason(cause: BaseException) -> str | None:
