@@ -992,3 +992,22 @@ def test_https_target_that_trickles_bytes_hits_the_total_deadline(serve: Callabl
     with pytest.raises(TargetTimeout):
         local.send(f"https://relay-test.example:{target.port}/", "POST", {}, b"")
     assert 0.45 <= time.monotonic() - started < 1.0
+
+
+def test_https_trickled_body_after_connection_close_ends_within_the_total_timeout(
+    serve: Callable[..., Target], pki: Pki
+) -> None:
+    # Given a trusted TLS target that answers 200 with `Connection: close`, then trickles the body
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.cert_file, pki.key_file)
+    target = serve(raw(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", then_trickle=b"a"), tls=context)
+    local = client(resolver=resolver_for("127.0.0.1"), ssl_context=trusting(pki), total_timeout=1.0)
+
+    # When delivered
+    started = time.monotonic()
+    response = local.send(f"https://relay-test.example:{target.port}/", "POST", {}, b"")
+
+    # Then the watchdog ends the TLS read at the deadline: delivered, with the timeout recorded
+    assert time.monotonic() - started < 1.0 + LIMIT_SLACK
+    assert (response.status_code, len(target.requests)) == (200, 1)
+    assert response.anomaly == "the rest of the response did not arrive within the 1s total timeout"
