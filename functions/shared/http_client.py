@@ -206,9 +206,21 @@ class _ObservedResponse(http.client.HTTPResponse):
     if they turn out too many or too large, the attempt still knows the target took the request.
 
     Unlike http.client, a status line must be complete (end in LF): when the connection ends (or
-    the deadline cuts it) in the middle of one, nothing was answered."""
+    the deadline cuts it) in the middle of one, nothing was answered. Interim responses (102
+    Processing, 103 Early Hints) are skipped like 100 Continue: the final status decides."""
 
     def _read_status(self) -> tuple[str, int, str]:
+        version, status, reason = self._read_status_line()
+        while status in _SKIPPED_INTERIM_STATUSES:
+            http.client.parse_headers(self.fp)
+            version, status, reason = self._read_status_line()
+        attempt = _current_attempt()
+        if attempt is not None:
+            # http.client refuses other versions right after this (UnknownProtocol).
+            attempt.status = status if version.startswith("HTTP/1.") else None
+        return version, status, reason
+
+    def _read_status_line(self) -> tuple[str, int, str]:
         raw: bytes = self.fp.readline(_HTTP_MAX_LINE + 1)
         if len(raw) > _HTTP_MAX_LINE:
             raise http.client.LineTooLong("status line")
@@ -217,12 +229,12 @@ class _ObservedResponse(http.client.HTTPResponse):
         line = raw.decode("iso-8859-1")
         if not raw.endswith(b"\n") and raw.startswith(b"HTTP/"[: len(raw)]):
             raise _UnfinishedStatusLine(line)  # (an answer that is not HTTP at all is HTTP/0.9)
-        version, status, reason = _parse_status_line(line)
-        attempt = _current_attempt()
-        if attempt is not None:
-            # http.client refuses other versions right after this (UnknownProtocol).
-            attempt.status = status if version.startswith("HTTP/1.") else None
-        return version, status, reason
+        return _parse_status_line(line)
+
+
+# 1xx answers before the final one. 100 Continue is skipped by http.client itself; 101 Switching
+# Protocols is final (Relay never asks to upgrade, so it is an odd answer that is not retried).
+_SKIPPED_INTERIM_STATUSES = frozenset(range(102, 200))
 
 
 class _UnfinishedStatusLine(http.client.BadStatusLine):

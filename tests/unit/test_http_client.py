@@ -660,6 +660,18 @@ def test_an_invalid_response_gets_its_precise_reason_and_stays_retryable(
     assert len(target.requests) == 1
 
 
+def test_interim_responses_are_skipped_and_the_final_status_decides(serve: Callable[..., Target]) -> None:
+    # Given a target that answers 102 Processing and 103 Early Hints before its 200
+    interim = b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n"
+    target = serve(raw(interim + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+
+    # When delivered
+    response = client().send(f"http://127.0.0.1:{target.port}/", "POST", {}, b"x")
+
+    # Then the final answer is the response, a clean one
+    assert (response.status_code, response.body_snippet, response.anomaly) == (200, "ok", None)
+
+
 def test_a_2xx_with_too_many_headers_on_a_kept_alive_connection_is_not_sent_again(
     serve: Callable[..., Target],
 ) -> None:
