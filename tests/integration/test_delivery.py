@@ -253,9 +253,11 @@ class HostileTarget:
                 threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError), conn, conn.makefile("rb") as reader:
-            head = [line for line in iter(reader.readline, b"\r\n") if line]
-            length = next((int(line.split(b":")[1]) for line in head if line.lower().startswith(b"content-length")), 0)
+        with contextlib.suppress(OSError, ValueError), conn, conn.makefile("rb") as reader:
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
             reader.read(length)
             self.requests += 1
             conn.sendall(self.answer)
