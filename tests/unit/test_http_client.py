@@ -451,31 +451,19 @@ LIMIT_SLACK = 1.0  # the attempt may end at most this long after its total timeo
 
 
 def raw(*chunks: bytes, then_trickle: bytes = b"", every: float = 0.05) -> Respond:
-    """A target that writes `chunks` as given, then (optionally) `then_trickle` one byte at a time."""
+    """A target that writes `chunks` as given, then (optionally) `then_trickle` one byte at a time
+    until the client goes away (its next write fails) or 30 s pass."""
 
     def respond(request: Request, conn: socket.socket) -> bool:
         for chunk in chunks:
             conn.sendall(chunk)
-        while then_trickle and not target_stopped(conn).wait(every):
+        give_up = time.monotonic() + 30
+        while then_trickle and time.monotonic() < give_up:
+            time.sleep(every)
             conn.sendall(then_trickle)
         return False  # close the connection
 
     return respond
-
-
-_STOPS: dict[int, threading.Event] = {}
-
-
-def target_stopped(conn: socket.socket) -> threading.Event:
-    return _STOPS.setdefault(conn.getsockname()[1], threading.Event())
-
-
-@pytest.fixture(autouse=True)
-def _stop_tricklers() -> Iterator[None]:
-    yield
-    for stop in _STOPS.values():
-        stop.set()
-    _STOPS.clear()
 
 
 def many_headers(status: int, count: int) -> bytes:
