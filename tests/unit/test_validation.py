@@ -995,6 +995,18 @@ def test_given_validated_messages_with_reordered_headers_when_hashed_then_the_ha
     assert accept(message(headers={"X-A": "1", "X-B": "2"}, body="y")).content_hash != first.content_hash
 
 
+def test_every_field_of_a_stored_message_is_in_the_fingerprint_or_deliberately_left_out() -> None:
+    # Given a message with every field the schema allows / When validated
+    valid = accept(message(method="PUT", headers={"X-A": "1"}, body={"a": 1}))
+    # Then each stored field is compared (the request) or left out on purpose (the key, the stamp):
+    # a new field must be added to content_hash or to this list of deliberate omissions
+    fingerprinted, left_out = {"targetUrl", "method", "headers", "body"}, {"messageId", "senderId", "timestamp"}
+    assert set(valid.message) == fingerprinted | left_out
+    changed = {"targetUrl": "https://example.com/other", "method": "POST", "headers": {"X-A": "2"}, "body": "{}"}
+    for name in fingerprinted:
+        assert content_hash({**valid.message, name: changed[name]}) != valid.content_hash, name
+
+
 def test_given_a_re_stamped_retry_when_validated_then_the_content_hash_is_unchanged() -> None:
     # Given a message, and the same message re-stamped a minute later (a client retrying)
     first = accept(message(timestamp="2026-01-31T11:58:00Z", body={"order": 42}))
