@@ -286,6 +286,11 @@ def _resource_schemas(message_schema: dict[str, Any]) -> dict[str, dict[str, Any
                 "durationMs": {"type": "integer", "minimum": 0},
                 "error": {"type": "string"},
                 "detail": {"type": "string"},
+                "anomaly": {
+                    "type": "string",
+                    "description": "DELIVERED only: the target answered a 2xx status line, then the rest of its "
+                    "response was broken (too many or too large headers, a body cut short, the total timeout).",
+                },
                 "reason": {"type": "string"},
                 "executionArn": {"type": "string"},
                 "previousStatus": _ref("Status"),

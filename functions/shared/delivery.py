@@ -254,6 +254,8 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
                 attempt=number,
                 statusCode=response.status_code,
                 durationMs=response.duration_ms,
+                # The target took the request (2xx status line) but what followed was broken: say so.
+                **({"anomaly": response.anomaly[:SNIPPET_CHARS]} if response.anomaly else {}),
             )
             metrics.add_metric(name=Metric.DELIVERED, unit=MetricUnit.Count, value=1)
             accepted = parse_iso(head["acceptedAt"])

@@ -78,6 +78,12 @@ class TargetUnreachable(DeliveryError):
     """DNS failure, connection refused or reset, or a TLS error; a later attempt may succeed."""
 
 
+class InvalidResponse(TargetUnreachable):
+    """The target answered with something that is not an HTTP/1.x response (no or a malformed
+    status line, too many or too large headers) before any 2xx status; a later attempt may succeed.
+    After a 2xx status line nothing is an error: the delivery client returns the response."""
+
+
 class TargetTimeout(DeliveryError):
     """The target did not connect or answer within the configured timeouts."""
 

@@ -13,8 +13,18 @@ One `send` does, in order:
    most `max_response_bytes` of the response body.
 
 Timeouts: `connect_timeout` bounds connecting (and the TLS handshake); `total_timeout` is a hard
-deadline for the whole request, enforced by a watchdog that shuts the socket down, so a target
-that trickles bytes cannot hold the delivery Lambda past it.
+deadline for the whole attempt (resolving, connecting, TLS, sending, status line, headers, body),
+enforced by a watchdog that shuts down every socket the attempt opened, so a target that trickles
+bytes cannot hold the delivery Lambda past it. The watchdog keeps the socket itself, not the
+connection: http.client drops the connection's socket as soon as it reads `Connection: close`,
+while the response goes on reading from it.
+
+The status line decides. Once a 2xx status line has been read, the target has taken the request:
+whatever follows (more than 100 headers, a 64 KiB header line, a body that breaks off or trickles
+past the deadline) the result is a DeliveryResponse with `anomaly` saying what was wrong, never an
+error that would make the request be sent again. A response that is not HTTP/1.x (no status line,
+a malformed one, too many or too large headers before a non-2xx status) raises InvalidResponse
+with the precise reason; it stays retryable.
 
 Pools are cached per (scheme, address, port, host name, TLS context) at module level, so warm
 Lambda invocations reuse keep-alive connections. A request that fails on a reused keep-alive
@@ -25,6 +35,7 @@ sent again once on a new connection; receivers dedupe on `webhook-id` (at-least-
 from __future__ import annotations
 
 import contextlib
+import http.client
 import ipaddress
 import socket
 import ssl
@@ -43,6 +54,8 @@ from urllib3.exceptions import (
     ClosedPoolError,
     ConnectTimeoutError,
     HTTPError,
+    IncompleteRead,
+    InvalidChunkLength,
     NewConnectionError,
     ProtocolError,
     ReadTimeoutError,
@@ -52,13 +65,14 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util import Timeout
 from urllib3.util.ssl_match_hostname import CertificateError as HostnameMismatch
 
-from functions.shared.exceptions import TargetBlocked, TargetTimeout, TargetUnreachable
+from functions.shared.exceptions import InvalidResponse, TargetBlocked, TargetTimeout, TargetUnreachable
 from functions.shared.url_safety import IPAddress, TargetUrl, UnsafeTarget, blocked_reason, parse_target_url
 
 __all__ = [
     "DEFAULT_USER_AGENT",
     "DeliveryClient",
     "DeliveryResponse",
+    "InvalidResponse",
     "Resolver",
     "TargetBlocked",
     "TargetTimeout",
@@ -80,15 +94,22 @@ _POOL_MAXSIZE = 4
 _STALE_CONNECTION_RETRIES = _POOL_MAXSIZE
 
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
+# http.client's own limits on a response head, named in the reasons it gives.
+_HTTP_MAX_LINE: int = getattr(http.client, "_MAXLINE", 65536)
+_HTTP_MAX_HEADERS: int = getattr(http.client, "_MAXHEADERS", 100)
 
 
 @dataclass
 class DeliveryResponse:
+    """What the target answered. `anomaly` is set when the status line was read but what followed
+    was not a well-formed, complete response (the status still decides the outcome)."""
+
     status_code: int
     duration_ms: int
     body_snippet: str
     retry_after_seconds: int | None
     headers: dict[str, str] = field(default_factory=dict)
+    anomaly: str | None = None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> int | None:
@@ -114,13 +135,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> int | None
 
 
 class _Attempt:
-    """One request in flight: its deadline, its connection, whether that connection was reused."""
+    """One request in flight: its deadline, its sockets, whether its connection was reused, and the
+    status line the target answered (if any)."""
 
     def __init__(self, expires_at: float) -> None:
         self.expires_at = expires_at
         self.expired = False
         self.reused = False
-        self._connection: HTTPConnection | None = None
+        self.status: int | None = None  # from an HTTP/1.x status line, once read
+        self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._timer = threading.Timer(max(0.0, expires_at - time.monotonic()), self._expire)
         self._timer.daemon = True
@@ -137,31 +160,36 @@ class _Attempt:
     def remaining(self) -> float:
         return self.expires_at - time.monotonic()
 
-    def attach(self, connection: HTTPConnection) -> None:
+    @property
+    def delivered_status(self) -> int | None:
+        """The status when a 2xx status line was read: the target took the request, whatever follows."""
+        return self.status if self.status is not None and 200 <= self.status <= 299 else None
+
+    def watch(self, sock: socket.socket | None) -> None:
+        """Shut `sock` down at the deadline (at once if it has passed)."""
+        if sock is None:
+            return
         with self._lock:
-            self._connection = connection
+            self._sockets.append(sock)
             if self.expired:
-                _shutdown(connection)
+                _shutdown(sock)
 
     def detach(self) -> bool:
-        """Stop watching the connection (it is about to go back to the pool); False if too late."""
+        """Stop watching (the connection is about to go back to the pool); False if too late."""
         with self._lock:
-            self._connection = None
+            self._sockets.clear()
             return not self.expired
 
     def _expire(self) -> None:
         with self._lock:
             self.expired = True
-            if self._connection is not None:
-                _shutdown(self._connection)
+            for sock in self._sockets:
+                _shutdown(sock)
 
 
-def _shutdown(connection: HTTPConnection) -> None:
-    sock = connection.sock
-    if sock is None:
-        return
+def _shutdown(sock: socket.socket) -> None:
     # socket.socket.shutdown on purpose: SSLSocket.shutdown would tear down the SSL object under
-    # the reading thread. Shutting the descriptor down wakes a blocked recv with EOF.
+    # the reading thread. Shutting the descriptor down wakes a blocked recv (or send) at once.
     with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
@@ -173,24 +201,78 @@ def _current_attempt() -> _Attempt | None:
     return getattr(_current, "attempt", None)
 
 
+class _ObservedResponse(http.client.HTTPResponse):
+    """Reads the status line itself and tells the attempt the status before the headers are parsed:
+    if they turn out too many or too large, the attempt still knows the target took the request.
+
+    Unlike http.client, a status line must be complete (end in LF): when the connection ends (or
+    the deadline cuts it) in the middle of one, nothing was answered. Interim responses (102
+    Processing, 103 Early Hints) are skipped like 100 Continue: the final status decides."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        version, status, reason = self._read_status_line()
+        while status in _SKIPPED_INTERIM_STATUSES:
+            http.client.parse_headers(self.fp)
+            version, status, reason = self._read_status_line()
+        attempt = _current_attempt()
+        if attempt is not None:
+            # http.client refuses other versions right after this (UnknownProtocol).
+            attempt.status = status if version.startswith("HTTP/1.") else None
+        return version, status, reason
+
+    def _read_status_line(self) -> tuple[str, int, str]:
+        raw: bytes = self.fp.readline(_HTTP_MAX_LINE + 1)
+        if len(raw) > _HTTP_MAX_LINE:
+            raise http.client.LineTooLong("status line")
+        if not raw:
+            raise http.client.RemoteDisconnected("Remote end closed connection without response")
+        line = raw.decode("iso-8859-1")
+        if not raw.endswith(b"\n") and raw.startswith(b"HTTP/"[: len(raw)]):
+            raise _UnfinishedStatusLine(line)  # (an answer that is not HTTP at all is HTTP/0.9)
+        return _parse_status_line(line)
+
+
+# 1xx answers before the final one. 100 Continue is skipped by http.client itself; 101 Switching
+# Protocols is final (Relay never asks to upgrade, so it is an odd answer that is not retried).
+_SKIPPED_INTERIM_STATUSES = frozenset(range(102, 200))
+
+
+class _UnfinishedStatusLine(http.client.BadStatusLine):
+    """The connection ended before the status line did."""
+
+
+def _parse_status_line(line: str) -> tuple[str, int, str]:
+    """`HTTP/x.y SP code [SP reason]`, as leniently as http.client reads it."""
+    parts = line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+        raise http.client.BadStatusLine(line)
+    code = parts[1]
+    if not (len(code) == 3 and code.isascii() and code.isdigit()) or int(code) < 100:
+        raise http.client.BadStatusLine(line)
+    return parts[0], int(code), parts[2] if len(parts) > 2 else ""
+
+
 class _TrackedConnectionMixin:
-    """Registers the connection with the thread's attempt (deadline watchdog, reuse detection)."""
+    """Gives every socket to the thread's attempt (deadline watchdog) and detects reuse."""
 
     sock: Any
     _relay_requests = 0
+    response_class: type[http.client.HTTPResponse] = _ObservedResponse
 
     def connect(self) -> None:
+        # Connecting and the TLS handshake are bounded by the connect timeout (CPython gives the
+        # whole handshake one deadline), so watching starts once connected.
         super().connect()  # type: ignore[misc]
         self._relay_requests = 0
         attempt = _current_attempt()
         if attempt is not None:
-            attempt.attach(self)  # type: ignore[arg-type]  # shuts the socket if already too late
+            attempt.watch(self.sock)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         attempt = _current_attempt()
         if attempt is not None:
             attempt.reused = self.sock is not None and self._relay_requests > 0
-            attempt.attach(self)  # type: ignore[arg-type]
+            attempt.watch(self.sock)
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
         finally:
@@ -333,7 +415,7 @@ class DeliveryClient:
             target = parse_target_url(url, self.allow_private)
         except UnsafeTarget as error:
             raise TargetBlocked(f"the target URL {error}{_host_hint(url)}") from None
-        addresses = self._checked_addresses(target)
+        addresses = self._checked_addresses(target, expires_at)
         request_headers = self._request_headers(target, headers)
         last_error: TargetUnreachable | TargetTimeout | None = None
         for address in addresses:
@@ -350,9 +432,9 @@ class DeliveryClient:
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def _checked_addresses(self, target: TargetUrl) -> list[IPAddress]:
+    def _checked_addresses(self, target: TargetUrl, expires_at: float) -> list[IPAddress]:
         literal = target.literal_address
-        addresses = [literal] if literal is not None else self._resolve(target)
+        addresses = [literal] if literal is not None else self._resolve(target, expires_at)
         if not self.allow_private:
             for address in addresses:
                 reason = blocked_reason(address)
@@ -360,9 +442,29 @@ class DeliveryClient:
                     raise TargetBlocked(f"{target.host} resolves to {address}, which is blocked: {reason}")
         return addresses
 
-    def _resolve(self, target: TargetUrl) -> list[IPAddress]:
+    def _lookup(self, target: TargetUrl, expires_at: float) -> Sequence[tuple[Any, ...]]:
+        """The resolver's answer within the deadline: the name's DNS servers belong to whoever owns
+        the target, and getaddrinfo cannot be interrupted, so it runs on a daemon thread."""
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append(self._resolver(target.host, target.port, type=socket.SOCK_STREAM))
+            except BaseException as error:  # handed to the caller's thread below
+                outcome.append(error)
+
+        worker = threading.Thread(target=run, name="relay-resolve", daemon=True)
+        worker.start()
+        worker.join(max(0.0, expires_at - time.monotonic()))
+        if not outcome:
+            raise TargetTimeout(f"could not resolve {target.host} within the {self.total_timeout:g}s total timeout")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]  # type: ignore[no-any-return]
+
+    def _resolve(self, target: TargetUrl, expires_at: float) -> list[IPAddress]:
         try:
-            infos = self._resolver(target.host, target.port, type=socket.SOCK_STREAM)
+            infos = self._lookup(target, expires_at)
         except (OSError, UnicodeError) as error:
             detail = getattr(error, "strerror", None) or type(error).__name__
             raise TargetUnreachable(f"could not resolve {target.host}: {detail}") from None
@@ -414,35 +516,53 @@ class DeliveryClient:
                 except ClosedPoolError:
                     _forget_pool(key, pool)  # evicted by another thread meanwhile: take a new pool
                     continue
-                except _DeadlinePassed:
-                    raise self._deadline_error(where) from None
-                except ProtocolError as error:
-                    if attempt.expired:
-                        raise self._deadline_error(where) from None
-                    if attempt.reused and not _is_broken_body(error):
+                except (HTTPError, http.client.HTTPException, OSError, _DeadlinePassed) as error:
+                    delivered_status = attempt.delivered_status
+                    if delivered_status is not None:
+                        return self._delivered_anyway(delivered_status, attempt, error, started)
+                    if _dead_kept_alive_connection(error, attempt):
                         continue  # the kept-alive connection was dead; again on a fresh one
-                    raise TargetUnreachable(f"{where}: {_connection_problem(error)}") from None
-                except NewConnectionError as error:  # before ConnectTimeoutError: it is a subclass
-                    if attempt.expired:
-                        raise self._deadline_error(where) from None
-                    cause = _root_cause(error)
-                    if isinstance(cause, TimeoutError):
-                        raise _ConnectFailed(self._connect_timeout_error(where)) from None
-                    message = f"{where}: could not connect ({_os_detail(cause)})"
-                    raise _ConnectFailed(TargetUnreachable(message)) from None
-                except ConnectTimeoutError:
-                    raise _ConnectFailed(self._connect_timeout_error(where)) from None
-                except ReadTimeoutError:
-                    raise self._deadline_error(where) from None
-                except SSLError as error:
-                    if attempt.expired:
-                        raise self._deadline_error(where) from None
-                    raise TargetUnreachable(f"{where}: TLS failed ({_ssl_detail(error)})") from None
-                except (HTTPError, OSError) as error:
-                    if attempt.expired:
-                        raise self._deadline_error(where) from None
-                    raise TargetUnreachable(f"{where}: {type(error).__name__}") from None
+                    raise self._failure(error, attempt, where) from None
         raise TargetUnreachable(f"{where}: every kept-alive connection was closed by the target")
+
+    def _delivered_anyway(
+        self, status: int, attempt: _Attempt, error: BaseException, started: float
+    ) -> DeliveryResponse:
+        """A 2xx status line was read, then the response went wrong: delivered, with what went wrong."""
+        if attempt.expired or isinstance(error, _DeadlinePassed | ReadTimeoutError):
+            anomaly = f"the rest of the response did not arrive within the {self.total_timeout:g}s total timeout"
+        else:
+            anomaly = _invalid_response_reason(_cause(error)) or _body_problem(error)
+        return DeliveryResponse(
+            status_code=status,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            body_snippet="",
+            retry_after_seconds=None,
+            anomaly=anomaly,
+        )
+
+    def _failure(self, error: BaseException, attempt: _Attempt, where: str) -> Exception:
+        """The error to raise for a failed exchange (_ConnectFailed when nothing was sent)."""
+        if isinstance(error, NewConnectionError):  # before ConnectTimeoutError: it is a subclass
+            cause = _root_cause(error)
+            if attempt.expired:
+                return self._deadline_error(where)
+            if isinstance(cause, TimeoutError):
+                return _ConnectFailed(self._connect_timeout_error(where))
+            return _ConnectFailed(TargetUnreachable(f"{where}: could not connect ({_os_detail(cause)})"))
+        if isinstance(error, ConnectTimeoutError) or _is_handshake_timeout(error, attempt):
+            return _ConnectFailed(self._connect_timeout_error(where))
+        if attempt.expired or isinstance(error, _DeadlinePassed | ReadTimeoutError):
+            return self._deadline_error(where)
+        if isinstance(error, SSLError):
+            return TargetUnreachable(f"{where}: TLS failed ({_ssl_detail(error)})")
+        status = f"HTTP {attempt.status}: " if attempt.status is not None else ""
+        invalid = _invalid_response_reason(_cause(error))
+        if invalid is not None:
+            return InvalidResponse(f"{where}: {status}{invalid}")
+        if isinstance(error, ProtocolError):
+            return TargetUnreachable(f"{where}: {status}{_connection_problem(error)}")
+        return TargetUnreachable(f"{where}: {status}{type(error).__name__}")
 
     def _exchange(
         self,
@@ -556,19 +676,75 @@ def _os_detail(error: BaseException) -> str:
     return type(error).__name__
 
 
-def _is_broken_body(error: ProtocolError) -> bool:
+def _cause(error: BaseException) -> BaseException:
+    """The http.client/socket error inside urllib3's ProtocolError("Connection aborted.", cause)."""
+    if isinstance(error, ProtocolError) and len(error.args) > 1 and isinstance(error.args[1], BaseException):
+        return error.args[1]
+    return error
+
+
+def _is_broken_body(error: BaseException) -> bool:
     """True when the failure came after the response began (not a dead kept-alive connection)."""
-    return "Connection broken" in str(error)
+    return "Connection broken" in str(error) or isinstance(error, IncompleteRead | InvalidChunkLength)
+
+
+def _is_handshake_timeout(error: BaseException, attempt: _Attempt) -> bool:
+    """The TLS handshake ran out of its connect timeout (urllib3 calls it a read timeout)."""
+    return isinstance(error, ReadTimeoutError) and not attempt.expired and "handshake" in str(_root_cause(error))
+
+
+def _dead_kept_alive_connection(error: BaseException, attempt: _Attempt) -> bool:
+    """A reused connection that failed before the target answered anything: the target closed it
+    while it sat in the pool (a frozen Lambda), so the request can go out again on a new one."""
+    if not attempt.reused or attempt.status is not None or attempt.expired or _is_broken_body(error):
+        return False
+    return isinstance(_cause(error), ConnectionError)  # reset (RemoteDisconnected too), broken pipe, aborted
+
+
+def _invalid_response_reason(cause: BaseException) -> str | None:
+    """The precise reason for an answer that is not a well-formed HTTP/1.x response head, or None."""
+    if isinstance(cause, http.client.RemoteDisconnected):  # closed before any byte: not a response
+        return None
+    if isinstance(cause, http.client.LineTooLong):
+        if str(cause).endswith("status line"):
+            return f"invalid status line: longer than {_HTTP_MAX_LINE} bytes"
+        if str(cause).endswith("header line"):
+            return f"response header too large: a header line over {_HTTP_MAX_LINE} bytes"
+        return None  # a chunk-size or trailer line: a broken body
+    if isinstance(cause, http.client.UnknownProtocol):
+        return f"invalid status line: unsupported HTTP version {str(cause.args[0])[:40]!r}"
+    if isinstance(cause, _UnfinishedStatusLine):
+        return f"invalid status line: the connection ended in the middle of it ({cause.args[0][:80]!r})"
+    if isinstance(cause, http.client.BadStatusLine):
+        line = str(cause.args[0] if cause.args else "").strip()
+        if line.startswith("HTTP/"):
+            return f"invalid status line {line[:80]!r}"
+        return f"HTTP/0.9 response: the answer has no status line (it begins {line[:40]!r})"
+    if type(cause) is http.client.HTTPException and "more than" in str(cause):
+        return f"too many response headers: more than {_HTTP_MAX_HEADERS}"
+    return None
+
+
+def _body_problem(error: BaseException) -> str:
+    cause = _cause(error)
+    if isinstance(cause, InvalidChunkLength):
+        return "the response body broke off: invalid chunked encoding"
+    if isinstance(cause, http.client.IncompleteRead | IncompleteRead):
+        # http.client reports a body shorter than its Content-Length and a malformed chunk alike.
+        return f"the response body is incomplete or badly framed ({cause!r})"
+    if _is_broken_body(error):
+        return "the response body broke off: the connection broke while reading it"
+    return f"the response broke off after the status line ({type(cause).__name__})"
 
 
 def _connection_problem(error: ProtocolError) -> str:
-    cause = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], BaseException) else None
+    cause = _cause(error)
     if _is_broken_body(error):
         return "the connection broke while reading the response"
-    if isinstance(cause, ConnectionResetError) and type(cause) is ConnectionResetError:
-        return "connection reset by the target"
-    if cause is not None and type(cause).__name__ == "RemoteDisconnected":
+    if isinstance(cause, http.client.RemoteDisconnected):
         return "the target closed the connection without a response"
+    if type(cause) is ConnectionResetError:
+        return "connection reset by the target"
     if isinstance(cause, BrokenPipeError):
         return "the target closed the connection while the request was sent"
     return "the connection failed"

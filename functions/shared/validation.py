@@ -288,9 +288,26 @@ def _timestamp_errors(raw: str, settings: Settings, now: datetime) -> list[Field
 
 
 def content_hash(message: dict[str, Any]) -> str:
-    """Hash of what is delivered: two submissions of one id with equal hashes are the same message."""
-    content = {key: value for key, value in message.items() if key not in ("messageId", "senderId")}
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Fingerprint of the request to deliver; equal fingerprints answer `200 duplicate`.
+
+    Two submissions of one (senderId, messageId) are the same message when they would deliver the
+    same HTTP request. `timestamp` is not part of it: it says when the sender sent, is never
+    delivered, and clients re-stamp it when they retry. The ids are the key itself.
+
+    The rule (README, "Same message or conflict"): the target URL as written, the method, header
+    values exactly but header names case-insensitively and in any order (HTTP semantics: neither
+    changes the request), and the body byte for byte as it will be sent. A JSON body is compared
+    in its compact serialisation, so whitespace and escapes in the request do not count, but key
+    order does: the bytes are signed and delivered exactly, and reordered keys are other bytes.
+    """
+    headers = message.get("headers") or {}
+    content = {
+        "targetUrl": message.get("targetUrl"),
+        "method": message.get("method", "POST"),
+        "headers": sorted((str(name).lower(), value) for name, value in headers.items()),
+        "body": message.get("body"),
+    }
+    canonical = json.dumps(content, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -8,6 +8,7 @@ import sys
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -108,3 +109,19 @@ def test_cli_send_and_status(relay_dev: str) -> None:
     record = json.loads(shown.stdout)
     assert record["messageId"] == "cli-1" and record["body"] == "hello"
     assert [event["type"] for event in record["events"]][:2] == ["RECEIVED", "ENQUEUED"]
+
+
+def test_cli_send_twice_with_one_message_id_answers_duplicate(relay_dev: str) -> None:
+    # Given a message sent with the CLI a minute ago
+    base = [sys.executable, "-m", "relay.cli", "send", "--url", relay_dev, "--message-id", "cli-twice", "--json"]
+    base += ["--target-url", "https://example.com/in", "--body", "hello"]
+    minute_ago = (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    first = subprocess.run([*base, "--timestamp", minute_ago], capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout + first.stderr
+    # When the same command runs again (the CLI stamps the current time)
+    second = subprocess.run(base, capture_output=True, text=True)
+    # Then it answers 200 duplicate with the stored record, not 409
+    assert second.returncode == 0, second.stdout + second.stderr
+    answer = json.loads(second.stdout)
+    assert answer["duplicate"] is True
+    assert answer["acceptedAt"] == json.loads(first.stdout)["acceptedAt"]

@@ -3,7 +3,9 @@ moto, delivering over real HTTP to local targets."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 import uuid
@@ -273,3 +275,97 @@ def test_missing_signing_secret_is_retried_and_delivered_once_restored(
     [request] = [r for r in target.requests_to("/ok") if r.header("webhook-id") == webhook]
     headers = {name.lower(): value for name, value in request.headers.items()}
     assert Webhook(restored[0]).verify(request.body, headers) == message["body"]
+
+
+# -- hostile targets: one deadline per attempt, and a 2xx status line is a delivery -----------------
+
+
+class HostileTarget:
+    """A raw-socket target: reads each request, writes `answer` as is, then trickles `trickle` one
+    byte every 50 ms until stopped, and closes. Counts the requests it read."""
+
+    def __init__(self, answer: bytes, trickle: bytes = b"") -> None:
+        self.answer, self.trickle = answer, trickle
+        self.requests = 0
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError, ValueError), conn, conn.makefile("rb") as reader:
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+            self.requests += 1
+            conn.sendall(self.answer)
+            while self.trickle and not self.stop.wait(0.05):
+                conn.sendall(self.trickle)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[Any]:
+    started: list[HostileTarget] = []
+
+    def start(answer: bytes, trickle: bytes = b"") -> HostileTarget:
+        started.append(HostileTarget(answer, trickle))
+        return started[-1]
+
+    yield start
+    for target in started:
+        target.close()
+
+
+def delivered_event(record: dict[str, Any]) -> dict[str, Any]:
+    return next(event for event in record["events"] if event["type"] == "DELIVERED")
+
+
+def test_200_with_150_headers_is_delivered_after_one_attempt_and_sent_once(client: RelayClient, hostile: Any) -> None:
+    # Given a target that answers 200 with 150 response headers (http.client refuses more than 100)
+    headers = b"".join(b"X-H-%d: v\r\n" % number for number in range(150))
+    target = hostile(b"HTTP/1.1 200 OK\r\n" + headers + b"Content-Length: 2\r\n\r\nok")
+    # When a message is delivered to it
+    record = wait_until_terminal(client, send(client, targetUrl=target.url))
+    # Then it is DELIVERED after one attempt, the target saw one request, and the event says what was wrong
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
+    assert target.requests == 1
+    assert delivered_event(record)["anomaly"] == "too many response headers: more than 100"
+
+
+def test_trickled_connection_close_body_ends_the_attempt_within_the_total_timeout(
+    client: RelayClient, hostile: Any
+) -> None:
+    # Given a target that answers 200 with `Connection: close` and trickles its body forever
+    target = hostile(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", trickle=b"a")
+    # When a message is delivered to it (total timeout 1 s)
+    record = wait_until_terminal(client, send(client, targetUrl=target.url))
+    # Then the attempt is recorded within the total timeout + 1 s, as delivered, once
+    event = delivered_event(record)
+    assert event["durationMs"] <= 2000
+    assert (record["status"], record["attempts"], target.requests) == ("DELIVERED", 1, 1)
+    assert "did not arrive within the 1s total timeout" in event["anomaly"]
+
+
+def test_an_http09_answer_is_retried_with_its_reason(client: RelayClient, hostile: Any) -> None:
+    # Given a target that answers with a bare body and no status line
+    target = hostile(b"<html>hello</html>")
+    # When a message is delivered to it
+    record = wait_until_terminal(client, send(client, targetUrl=target.url), timeout=60)
+    # Then every attempt failed with the precise reason, and the message ended FAILED after its retries
+    failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
+    assert record["status"] == "FAILED"
+    assert len(failures) == FAST_ATTEMPTS + SLOW_ATTEMPTS == target.requests
+    assert {event["error"] for event in failures} == {"InvalidResponse"}
+    assert all("HTTP/0.9 response" in event["detail"] for event in failures)

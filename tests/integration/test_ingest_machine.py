@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -100,6 +100,36 @@ def test_same_id_different_body_is_a_conflict(post: Any) -> None:
     assert status == 409
     assert body["error"]["code"] == "MESSAGE_ID_CONFLICT"
     assert stored(message).content["body"] == '{"order":42}'
+
+
+def test_same_message_re_stamped_is_a_duplicate_answered_from_the_stored_record(post: Any) -> None:
+    # Given an accepted message
+    first_stamp = (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="seconds")
+    message = make_message(headers={"X-Shop": "7"}, timestamp=first_stamp)
+    assert post(message)[0] == 202
+    # When a client retries it with a new timestamp (and its header name in another case)
+    retry_stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    status, body = post({**message, "timestamp": retry_stamp, "headers": {"x-shop": "7"}})
+    # Then the answer is 200 duplicate with the stored status, and the first submission stays stored
+    assert status == 200
+    assert body["duplicate"] is True
+    assert body["status"] == "PENDING"
+    record = stored(message)
+    assert record.content["timestamp"] == first_stamp
+    assert record.content["headers"] == {"X-Shop": "7", "Content-Type": "application/json"}
+    assert [event["type"] for event in record.events] == ["RECEIVED", "ENQUEUED"]
+
+
+def test_same_id_with_json_keys_reordered_is_a_conflict(post: Any) -> None:
+    # Given an accepted message whose JSON body is {"order":42,"shop":7}
+    message = make_message(body={"order": 42, "shop": 7})
+    assert post(message)[0] == 202
+    # When the same id comes with the keys in another order (other bytes on the wire)
+    status, body = post({**message, "body": {"shop": 7, "order": 42}})
+    # Then it is a conflict, and the body delivered stays the first one, byte for byte
+    assert status == 409
+    assert body["error"]["code"] == "MESSAGE_ID_CONFLICT"
+    assert stored(message).content["body"] == '{"order":42,"shop":7}'
 
 
 @pytest.mark.parametrize(

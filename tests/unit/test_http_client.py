@@ -21,6 +21,7 @@ import urllib3.util.connection
 from functions.shared import http_client
 from functions.shared.http_client import (
     DeliveryClient,
+    InvalidResponse,
     TargetBlocked,
     TargetTimeout,
     TargetUnreachable,
@@ -363,9 +364,9 @@ def test_target_that_accepts_but_never_answers_times_out(serve: Callable[..., Ta
 
 
 def test_target_that_trickles_bytes_hits_the_total_deadline(serve: Callable[..., Target]) -> None:
-    # Given a target that sends one header byte every 50 ms, forever (each read is "in time")
+    # Given a target that sends its status line one byte every 50 ms, forever (each read is "in time")
     def trickle(request: Request, conn: socket.socket) -> bool:
-        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        conn.sendall(b"HTTP/1.1 200 ")
         while not target.stop.wait(0.05):
             conn.sendall(b"a")
         return False
@@ -442,6 +443,243 @@ def test_dns_failure_is_unreachable() -> None:
     # When delivered, Then the target is unreachable, naming the host
     with pytest.raises(TargetUnreachable, match=r"could not resolve hooks\.example\.com"):
         client(resolver=failing).send("https://hooks.example.com/in", "POST", {}, b"")
+
+
+# --- hostile targets: one deadline, and the status line decides ------------------------------------
+
+LIMIT_SLACK = 1.0  # the attempt may end at most this long after its total timeout
+
+
+def raw(*chunks: bytes, then_trickle: bytes = b"", every: float = 0.05) -> Respond:
+    """A target that writes `chunks` as given, then (optionally) `then_trickle` one byte at a time
+    until the client goes away (its next write fails) or 30 s pass."""
+
+    def respond(request: Request, conn: socket.socket) -> bool:
+        for chunk in chunks:
+            conn.sendall(chunk)
+        give_up = time.monotonic() + 30
+        while then_trickle and time.monotonic() < give_up:
+            time.sleep(every)
+            conn.sendall(then_trickle)
+        return False  # close the connection
+
+    return respond
+
+
+def many_headers(status: int, count: int) -> bytes:
+    lines = b"".join(b"X-Header-%d: v\r\n" % number for number in range(count))
+    return b"HTTP/1.1 %d X\r\n" % status + lines + b"Content-Length: 2\r\n\r\nok"
+
+
+def test_trickled_body_after_connection_close_ends_within_the_total_timeout(serve: Callable[..., Target]) -> None:
+    # Given a target that answers 200 with `Connection: close`, then trickles the body a byte per 50 ms
+    target = serve(raw(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", then_trickle=b"a"))
+
+    # When delivered with a 2 s total timeout
+    started = time.monotonic()
+    response = client(total_timeout=2.0).send(f"http://127.0.0.1:{target.port}/", "POST", {}, b"x")
+    elapsed = time.monotonic() - started
+
+    # Then the attempt ends at the deadline, not when the target stops, and its duration says so
+    assert 1.9 <= elapsed < 2.0 + LIMIT_SLACK
+    assert response.duration_ms <= (2.0 + LIMIT_SLACK) * 1000
+    # And the 2xx status line counts: delivered, with what went wrong recorded, sent once
+    assert response.status_code == 200
+    assert response.anomaly == "the rest of the response did not arrive within the 2s total timeout"
+    assert len(target.requests) == 1
+
+
+def test_trickled_error_body_after_connection_close_times_out_at_the_deadline(
+    serve: Callable[..., Target],
+) -> None:
+    # Given a target that answers 503 with `Connection: close`, then trickles the body
+    target = serve(raw(b"HTTP/1.1 503 Busy\r\nConnection: close\r\n\r\n", then_trickle=b"a"))
+
+    # When delivered with a 1 s total timeout
+    started = time.monotonic()
+    with pytest.raises(TargetTimeout, match=r"1s total timeout"):
+        client(total_timeout=1.0).send(f"http://127.0.0.1:{target.port}/", "POST", {}, b"x")
+
+    # Then the attempt fails (retryable) within the total timeout + 1 s
+    assert time.monotonic() - started < 1.0 + LIMIT_SLACK
+
+
+def test_trickled_headers_after_a_2xx_status_line_count_as_delivered(serve: Callable[..., Target]) -> None:
+    # Given a target that sends `200 OK`, then one header byte every 50 ms, forever
+    target = serve(raw(b"HTTP/1.1 200 OK\r\nX-Slow: ", then_trickle=b"a"))
+
+    # When delivered with a 0.5 s total timeout
+    started = time.monotonic()
+    response = client(total_timeout=0.5).send(f"http://127.0.0.1:{target.port}/", "POST", {}, b"x")
+
+    # Then it ends at the deadline as delivered, with the timeout recorded
+    assert time.monotonic() - started < 0.5 + LIMIT_SLACK
+    assert (response.status_code, len(target.requests)) == (200, 1)
+    assert response.anomaly is not None and "0.5s total timeout" in response.anomaly
+
+
+def test_slow_dns_is_bounded_by_the_total_timeout() -> None:
+    # Given a resolver that takes 5 s to answer (the target's DNS servers stalling)
+    def stalling(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        time.sleep(5)
+        return resolver_for("127.0.0.1")(host, port)
+
+    # When delivered with a 0.5 s total timeout
+    started = time.monotonic()
+    with pytest.raises(TargetTimeout, match=r"could not resolve relay-test\.example within the 0\.5s"):
+        client(resolver=stalling, total_timeout=0.5).send("http://relay-test.example/", "POST", {}, b"")
+
+    # Then it gives up at the deadline
+    assert time.monotonic() - started < 0.5 + LIMIT_SLACK
+
+
+def test_trickled_tls_handshake_is_bounded_by_the_connect_timeout() -> None:
+    # Given a "TLS" target that answers the ClientHello with a 16 KB record, one byte every 50 ms
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def handshake_trickle() -> None:
+        conn, _ = listener.accept()
+        with contextlib.suppress(OSError), conn:
+            conn.recv(65536)
+            conn.sendall(b"\x16\x03\x03\x40\x00")
+            while not stop.wait(0.05):
+                conn.sendall(b"\x00")
+
+    threading.Thread(target=handshake_trickle, daemon=True).start()
+    try:
+        # When delivered over https with a 0.5 s connect timeout
+        started = time.monotonic()
+        with pytest.raises(TargetTimeout, match=r"connecting timed out after 0\.5s"):
+            client(connect_timeout=0.5, total_timeout=5.0).send(
+                f"https://127.0.0.1:{listener.getsockname()[1]}/", "POST", {}, b""
+            )
+        # Then the handshake gives up after the connect timeout
+        assert time.monotonic() - started < 0.5 + LIMIT_SLACK
+    finally:
+        stop.set()
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("answer_bytes", "anomaly"),
+    [
+        (many_headers(200, 150), "too many response headers: more than 100"),
+        (
+            b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\nContent-Length: 2\r\n\r\nok",
+            "response header too large: a header line over 65536 bytes",
+        ),
+        (
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 100\r\n\r\n0123456789",
+            None,  # a 204 has no body by definition: the extra bytes are not read
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789",
+            "the response body is incomplete or badly framed (IncompleteRead(10 bytes read, 90 more expected))",
+        ),
+        (
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nabc\r\n",
+            "the response body is incomplete or badly framed (IncompleteRead(0 bytes read))",
+        ),
+    ],
+    ids=["150-headers", "70KB-header-line", "204-with-body", "body-cut-short", "broken-chunk"],
+)
+def test_a_2xx_status_line_is_delivered_whatever_follows(
+    serve: Callable[..., Target], answer_bytes: bytes, anomaly: str | None
+) -> None:
+    # Given a target that answers 2xx and then breaks the rest of its response
+    target = serve(raw(answer_bytes))
+
+    # When delivered
+    response = client().send(f"http://127.0.0.1:{target.port}/", "POST", {}, b"x")
+
+    # Then it is delivered (no error to retry on), with what was wrong, and the target saw one request
+    assert 200 <= response.status_code <= 299
+    assert response.anomaly == anomaly
+    assert (target.accepts, len(target.requests)) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("answer_bytes", "reason"),
+    [
+        (b"HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n", "invalid status line 'HTTP/1.1 2OO OK'"),
+        (b"HTTP/1.1 OK\r\nContent-Length: 0\r\n\r\n", "invalid status line 'HTTP/1.1 OK'"),
+        (b"HTTP/1.1 99 Low\r\n\r\n", "invalid status line 'HTTP/1.1 99 Low'"),
+        (b"HTTP/2 200\r\nContent-Length: 0\r\n\r\n", "invalid status line: unsupported HTTP version 'HTTP/2'"),
+        (b"HTTP/1.1 200 " + b"O" * 70_000 + b"\r\n\r\n", "invalid status line: longer than 65536 bytes"),
+        (b"HTTP/1.1 20", "invalid status line: the connection ended in the middle of it ('HTTP/1.1 20')"),
+        (
+            b"<html><body>hello</body></html>",
+            "HTTP/0.9 response: the answer has no status line (it begins '<html><body>hello</body></html>')",
+        ),
+        (
+            b"GARBAGE \x00\xff NOT HTTP\r\n\r\n",
+            "HTTP/0.9 response: the answer has no status line (it begins 'GARBAGE \\x00ÿ NOT HTTP')",
+        ),
+        (many_headers(404, 150), "HTTP 404: too many response headers: more than 100"),
+        (many_headers(503, 150), "HTTP 503: too many response headers: more than 100"),
+    ],
+    ids=[
+        "letters-in-code",
+        "no-code",
+        "code-below-100",
+        "http2-version",
+        "70KB-status-line",
+        "cut-in-status-line",
+        "http09-body",
+        "binary-garbage",
+        "404-with-150-headers",
+        "503-with-150-headers",
+    ],
+)
+def test_an_invalid_response_gets_its_precise_reason_and_stays_retryable(
+    serve: Callable[..., Target], answer_bytes: bytes, reason: str
+) -> None:
+    # Given a target whose answer is not a valid HTTP/1.x response (or breaks before a 2xx status)
+    target = serve(raw(answer_bytes))
+
+    # When delivered
+    with pytest.raises(InvalidResponse) as raised:
+        client().send(f"http://127.0.0.1:{target.port}/", "POST", {}, b"x")
+
+    # Then the error names what was wrong, not "the connection failed", and it is retryable
+    assert str(raised.value) == f"127.0.0.1: {reason}"
+    assert isinstance(raised.value, TargetUnreachable)
+    assert len(target.requests) == 1
+
+
+def test_interim_responses_are_skipped_and_the_final_status_decides(serve: Callable[..., Target]) -> None:
+    # Given a target that answers 102 Processing and 103 Early Hints before its 200
+    interim = b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n"
+    target = serve(raw(interim + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+
+    # When delivered
+    response = client().send(f"http://127.0.0.1:{target.port}/", "POST", {}, b"x")
+
+    # Then the final answer is the response, a clean one
+    assert (response.status_code, response.body_snippet, response.anomaly) == (200, "ok", None)
+
+
+def test_a_2xx_with_too_many_headers_on_a_kept_alive_connection_is_not_sent_again(
+    serve: Callable[..., Target],
+) -> None:
+    # Given a keep-alive target that answers its second request with 200 and 150 headers
+    answers = [reply(200, body=b"ok"), many_headers(200, 150)]
+
+    def respond(request: Request, conn: socket.socket) -> bool:
+        conn.sendall(answers[len(target.requests) - 1])
+        return True
+
+    target = serve(respond)
+    url = f"http://127.0.0.1:{target.port}/"
+    client().send(url, "POST", {}, b"one")
+
+    # When the second message goes out on the kept-alive connection
+    response = client().send(url, "POST", {}, b"two")
+
+    # Then it is delivered once: no resend on a fresh connection
+    assert (response.status_code, response.anomaly) == (200, "too many response headers: more than 100")
+    assert [request.body for request in target.requests] == [b"one", b"two"]
 
 
 # --- SSRF: blocked addresses, pinning --------------------------------------------------------------
@@ -736,12 +974,12 @@ def test_https_certificate_for_another_name_is_refused(tls_target: tuple[Target,
 
 
 def test_https_target_that_trickles_bytes_hits_the_total_deadline(serve: Callable[..., Target], pki: Pki) -> None:
-    # Given a trusted TLS target that sends one header byte every 50 ms, forever
+    # Given a trusted TLS target that sends its status line one byte every 50 ms, forever
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.cert_file, pki.key_file)
 
     def trickle(request: Request, conn: socket.socket) -> bool:
-        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        conn.sendall(b"HTTP/1.1 200 ")
         while not target.stop.wait(0.05):
             conn.sendall(b"a")
         return False
@@ -754,3 +992,22 @@ def test_https_target_that_trickles_bytes_hits_the_total_deadline(serve: Callabl
     with pytest.raises(TargetTimeout):
         local.send(f"https://relay-test.example:{target.port}/", "POST", {}, b"")
     assert 0.45 <= time.monotonic() - started < 1.0
+
+
+def test_https_trickled_body_after_connection_close_ends_within_the_total_timeout(
+    serve: Callable[..., Target], pki: Pki
+) -> None:
+    # Given a trusted TLS target that answers 200 with `Connection: close`, then trickles the body
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.cert_file, pki.key_file)
+    target = serve(raw(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", then_trickle=b"a"), tls=context)
+    local = client(resolver=resolver_for("127.0.0.1"), ssl_context=trusting(pki), total_timeout=1.0)
+
+    # When delivered
+    started = time.monotonic()
+    response = local.send(f"https://relay-test.example:{target.port}/", "POST", {}, b"")
+
+    # Then the watchdog ends the TLS read at the deadline: delivered, with the timeout recorded
+    assert time.monotonic() - started < 1.0 + LIMIT_SLACK
+    assert (response.status_code, len(target.requests)) == (200, 1)
+    assert response.anomaly == "the rest of the response did not arrive within the 1s total timeout"
