@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 from constructs import Node
@@ -88,6 +90,19 @@ class SettingsError(ValueError):
     """The `relay` context is not valid."""
 
 
+class Tracing(StrEnum):
+    """`relay.tracing`: which EXPRESS runs (ingest, fast lane) the Step Functions console can open.
+
+    An Express run has no history in Step Functions; the console rebuilds it from the machine's
+    CloudWatch Logs. `errors` logs only the events of failures (a failed run opens, a successful one
+    has nothing to show); `all` logs every event of every run, at the CloudWatch Logs price that
+    `make bench` shows. STANDARD runs (the slow lane) keep their history in Step Functions either way.
+    """
+
+    ERRORS = "errors"
+    ALL = "all"
+
+
 @dataclass(frozen=True)
 class RelaySettings:
     """Every knob of a deployment, with its cdk.json name in `CONTEXT_NAMES`."""
@@ -105,6 +120,7 @@ class RelaySettings:
     connect_timeout_seconds: int = DEFAULT_CONNECT_TIMEOUT_SECONDS
     total_timeout_seconds: int = DEFAULT_TOTAL_TIMEOUT_SECONDS
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    tracing: Tracing = Tracing.ERRORS
     # The SECTIONS present in the context, unvalidated here.
     sections: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -145,7 +161,7 @@ class RelaySettings:
         values: dict[str, Any] = {name: getattr(cls.defaults(), name) for name in CONTEXT_NAMES}
         for name, context_name in CONTEXT_NAMES.items():
             if context_name in raw:
-                values[name] = _positive_int(context_name, raw[context_name])
+                values[name] = _PARSERS.get(name, _positive_int)(context_name, raw[context_name])
         sections = {name: raw[name] for name in SECTIONS if name in raw}
         for name, section in sections.items():
             if not isinstance(section, dict):
@@ -288,6 +304,14 @@ def _check_delivery_policy(section: dict[str, Any]) -> None:
             raise SettingsError(f"{where}.initialWaitSeconds applies to the slow lane only")
 
 
+def _tracing(name: str, value: Any) -> Tracing:
+    if value not in {mode.value for mode in Tracing}:
+        raise SettingsError(
+            f"{CONTEXT_KEY}.{name} must be one of {', '.join(repr(mode.value) for mode in Tracing)}, got {value!r}"
+        )
+    return Tracing(value)
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise SettingsError(f"{CONTEXT_KEY}.{name} must be a positive integer, got {value!r}")
@@ -298,3 +322,7 @@ def _positive_int(name: str, value: Any) -> int:
     if number <= 0:
         raise SettingsError(f"{CONTEXT_KEY}.{name} must be a positive integer, got {value!r}")
     return number
+
+
+# Settings that are not positive integers, and how their cdk.json value is read.
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {"tracing": _tracing}
