@@ -17,6 +17,7 @@ from typing import Any
 from constructs import Node
 
 from functions.shared.config import message_schema
+from functions.shared.runs import EXPRESS_MAX_SECONDS
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
 from relay.definitions import RetrySchedule, retry_schedule
 
@@ -57,7 +58,6 @@ MAX_TOTAL_TIMEOUT_SECONDS = 120
 
 # Delivery leases (functions/shared/config.py): while one is held, the reconciler leaves the message
 # alone. An EXPRESS fast-lane run lives at most 300 s, so its lease outlives any run.
-EXPRESS_MAX_SECONDS = 300
 STANDARD_MAX_SECONDS = 365 * 86_400
 FAST_LANE_LEASE_SECONDS = 360
 # What a fast-lane run needs after its last attempt to hand a message to the slow lane (the handoff
