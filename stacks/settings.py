@@ -11,7 +11,6 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from enum import StrEnum
 from typing import Any
 
 from constructs import Node
@@ -20,6 +19,7 @@ from functions.shared.config import message_schema
 from functions.shared.runs import EXPRESS_MAX_SECONDS
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
 from relay.definitions import RetrySchedule, retry_schedule
+from relay.tracing import Tracing
 
 CONTEXT_KEY = "relay"
 
@@ -88,19 +88,6 @@ MAX_BODY_BYTES_LIMIT = (STEP_FUNCTIONS_PAYLOAD_LIMIT - INPUT_OVERHEAD_BYTES) // 
 
 class SettingsError(ValueError):
     """The `relay` context is not valid."""
-
-
-class Tracing(StrEnum):
-    """`relay.tracing`: which EXPRESS runs (ingest, fast lane) the Step Functions console can open.
-
-    An Express run has no history in Step Functions; the console rebuilds it from the machine's
-    CloudWatch Logs. `errors` logs only the events of failures (a failed run opens, a successful one
-    has nothing to show); `all` logs every event of every run, at the CloudWatch Logs price that
-    `make bench` shows. STANDARD runs (the slow lane) keep their history in Step Functions either way.
-    """
-
-    ERRORS = "errors"
-    ALL = "all"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The definition is inlined (DefinitionBody.from_string, so no bootstrap bucket is needed for it),
 its `${...Arn}` placeholders replaced by `definition_substitutions`; it logs to its own log group
-(how much: `execution_logging`), is traced, and may invoke exactly the functions it names.
+(how much: relay/tracing.py), is traced, and may invoke exactly the functions it names.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from relay.tracing import Tracing, execution_logging
 from stacks.constructs.functions import LOG_RETENTION, RelayFunction
 from stacks.nag import acknowledge
-from stacks.settings import Tracing
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
@@ -34,19 +34,6 @@ def check_placeholders(name: str, text: str, substitutions: dict[str, str]) -> s
             f"{name} uses placeholders {sorted(placeholders)} but the stack substitutes {sorted(substitutions)}"
         )
     return text
-
-
-def execution_logging(machine_type: sfn.StateMachineType, tracing: Tracing) -> sfn.LogOptions:
-    """What a machine logs, without the destination: what the console needs to open its runs.
-
-    An EXPRESS run exists for the console only in its log (read with CloudWatch Logs Insights), so
-    Express machines log with execution data: at ERROR a failed run can be opened, at ALL every run.
-    A STANDARD run keeps its whole history in Step Functions; its log only gathers the failures.
-    """
-    if machine_type == sfn.StateMachineType.EXPRESS:
-        level = sfn.LogLevel.ALL if tracing == Tracing.ALL else sfn.LogLevel.ERROR
-        return sfn.LogOptions(level=level, include_execution_data=True)
-    return sfn.LogOptions(level=sfn.LogLevel.ERROR, include_execution_data=False)
 
 
 def relay_state_machine(
@@ -72,7 +59,8 @@ def relay_state_machine(
         retention=LOG_RETENTION,
         removal_policy=RemovalPolicy.DESTROY,
     )
-    logging = execution_logging(machine_type, tracing)
+    # What the console needs to open this machine's runs (relay/tracing.py).
+    logging = execution_logging(machine_type.value, tracing)
     machine = sfn.StateMachine(
         scope,
         "StateMachine",
@@ -81,7 +69,9 @@ def relay_state_machine(
         definition_substitutions=substitutions,
         tracing_enabled=True,
         logs=sfn.LogOptions(
-            destination=log_group, level=logging.level, include_execution_data=logging.include_execution_data
+            destination=log_group,
+            level=sfn.LogLevel(logging.level),
+            include_execution_data=logging.include_execution_data,
         ),
     )
     # The definition is a string, so CDK cannot see which functions it calls: allow exactly
@@ -92,7 +82,7 @@ def relay_state_machine(
             resources=[fn.function.function_arn for fn in functions.values()],
         )
     )
-    if logging.level != sfn.LogLevel.ALL:
+    if logging.level != "ALL":
         acknowledge(
             machine,
             "AwsSolutions-SF1",

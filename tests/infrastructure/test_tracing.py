@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from infra_support import Synthesized, state_machines, synthesize
 
-from stacks.settings import RelaySettings, SettingsError, Tracing
+from relay.tracing import Tracing
+from stacks.settings import RelaySettings, SettingsError
 
 EXPRESS_MACHINES = ("ingest", "fast")
 
