@@ -197,11 +197,11 @@ def test_relay_trace_gives_each_run_its_type_arn_and_link(
     relay: LocalRelay, admin: SenderAdmin, target: TargetServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a message delivered after a retry, and the CLI pointed at relay dev
-    token = admin.create("carol")["token"]
-    carol = RelayClient(relay.url, token=token)
-    message = make_message(senderId="carol", targetUrl=f"{target.url}/flaky/1")
-    assert carol.send(message).status == 202
-    record = wait_for(carol, message["messageId"])
+    token = admin.create("tracer")["token"]
+    tracer = RelayClient(relay.url, token=token)
+    message = make_message(senderId="tracer", targetUrl=f"{target.url}/flaky/1")
+    assert tracer.send(message).status == 202
+    record = wait_for(tracer, message["messageId"])
     flags = ["--url", relay.url, "--token", token]
     # When `relay trace ID --json` runs
     assert cli.main(["trace", message["messageId"], "--json", *flags]) == 0
