@@ -106,3 +106,19 @@ def test_a_message_without_recorded_runs_has_none() -> None:
     events = [event(EventType.RECEIVED, STARTED), event(EventType.ENQUEUED, STARTED)]
     # Then it lists no runs rather than guessing
     assert message_runs(events) == []
+
+
+def test_each_listed_run_matches_the_published_api_schema() -> None:
+    # Given the Execution schema of schemas/openapi.json (what GET /messages/{id} promises)
+    import json
+    from pathlib import Path
+
+    from jsonschema import Draft202012Validator
+
+    document = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "openapi.json").read_text("utf-8"))
+    schema = {**document["components"]["schemas"]["Execution"], "components": document["components"]}
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    # When the runs of a full history are listed
+    # Then every one is valid against it
+    for run in message_runs(history()):
+        assert list(validator.iter_errors(run.to_dict())) == []
