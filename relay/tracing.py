@@ -4,7 +4,8 @@ Kept free of CDK so the stack (stacks/constructs/workflow.py) and the cost model
 mapping. Why the mapping is what it is (Step Functions Developer Guide, "Standard and Express Workflow
 executions in the console", "Log levels", "Logging using CloudWatch Logs"):
 - An EXPRESS run has no history in Step Functions. The console rebuilds it from the machine's
-  CloudWatch Logs (with Logs Insights), so a run opens only if its events were logged, with their data.
+  CloudWatch Logs (with Logs Insights), so a run opens only if its events were logged; with execution
+  data the logged events carry each state's input and output, without it the page has none to show.
 - At level ERROR only failure events are logged (ExecutionFailed, TaskFailed, ...; not
   ExecutionStarted or ExecutionSucceeded): failed runs open, successful ones have nothing to show.
   At ALL every event of every run is logged.
