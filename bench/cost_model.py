@@ -10,6 +10,9 @@
 - SQS bills every started 64 KB chunk of a request's payload as a request.
 - Lambda bills duration per started millisecond at the configured memory; Express Step Functions
   bill per started 100 ms at no less than 64 MB; Standard bills every state entered and every retry.
+- Step Functions writes a machine's execution history events to CloudWatch Logs as JSON records,
+  filtered by the log level and stripped of execution data unless includeExecutionData is on
+  (`execution_log_bytes`); ingestion is priced per GB.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -204,6 +208,84 @@ def slow_lane_transitions(initial_wait_seconds: int, attempts: int) -> int:
     return (1 if initial_wait_seconds > 0 else 0) + 1 + (attempts - 1) + 1
 
 
+# -- Step Functions execution logs ------------------------------------------------------------------
+
+# Step Functions Developer Guide, "Log levels": the event types logged at ERROR; ALL logs every type.
+ERROR_LEVEL_EVENTS = frozenset(
+    {
+        "ExecutionAborted",
+        "ExecutionFailed",
+        "ExecutionTimedOut",
+        "FailStateEntered",
+        "LambdaFunctionFailed",
+        "LambdaFunctionScheduleFailed",
+        "LambdaFunctionStartFailed",
+        "LambdaFunctionTimedOut",
+        "MapIterationAborted",
+        "MapIterationFailed",
+        "MapStateAborted",
+        "MapStateFailed",
+        "ParallelStateAborted",
+        "ParallelStateFailed",
+        "TaskFailed",
+        "TaskStartFailed",
+        "TaskStateAborted",
+        "TaskSubmitFailed",
+        "TaskTimedOut",
+        "WaitStateAborted",
+    }
+)
+# The details that carry execution data (state input and output, task parameters and results).
+EXECUTION_DATA_FIELDS = frozenset({"input", "output", "parameters"})
+# CloudWatch Logs counts each event as its UTF-8 bytes plus 26 (the PutLogEvents batch rule).
+LOG_EVENT_OVERHEAD_BYTES = 26
+_EPOCH_MILLIS = "1764532800000"  # a 13-digit event_timestamp, as every current one is
+
+
+def event_type(event: Mapping[str, Any]) -> str:
+    kind = event["type"]
+    return str(getattr(kind, "value", kind))
+
+
+def is_logged(kind: str, level: str) -> bool:
+    """Whether Step Functions logs an event of this type at this level (ALL, ERROR, FATAL or OFF)."""
+    if level == "ALL":
+        return True
+    if level == "ERROR":
+        return kind in ERROR_LEVEL_EVENTS
+    if level == "FATAL":
+        return kind in {"ExecutionAborted", "ExecutionFailed", "ExecutionTimedOut"}
+    return False
+
+
+def log_record(event: Mapping[str, Any], execution_arn: str, include_data: bool) -> dict[str, Any]:
+    """One history event (GetExecutionHistory's shape) as Step Functions writes it to CloudWatch Logs."""
+    details: dict[str, Any] = next((value for name, value in event.items() if name.endswith("EventDetails")), {})
+    if not include_data:
+        details = {name: value for name, value in details.items() if name not in EXECUTION_DATA_FIELDS}
+    return {
+        "id": str(event.get("id", 0)),
+        "type": event_type(event),
+        "details": details,
+        "previous_event_id": str(event.get("previousEventId", 0)),
+        "event_timestamp": _EPOCH_MILLIS,
+        "execution_arn": execution_arn,
+        "redrive_count": "0",
+    }
+
+
+def execution_log_bytes(
+    history: Iterable[Mapping[str, Any]], execution_arn: str, level: str, include_data: bool
+) -> int:
+    """Bytes of CloudWatch Logs ingestion one execution causes at this logging configuration."""
+    return sum(
+        len(json.dumps(log_record(event, execution_arn, include_data), separators=(",", ":")).encode("utf-8"))
+        + LOG_EVENT_OVERHEAD_BYTES
+        for event in history
+        if is_logged(event_type(event), level)
+    )
+
+
 # -- line items ---------------------------------------------------------------------------------------
 
 
@@ -343,3 +425,32 @@ def line_items(usage: Usage, prices: dict[str, Any]) -> list[LineItem]:
 
 def total(items: list[LineItem], group: str | None = None) -> float:
     return sum(item.usd_per_million for item in items if group is None or item.group == group)
+
+
+@dataclass(frozen=True)
+class TracingCost:
+    """What one `relay.tracing` mode costs per million messages of a scenario."""
+
+    mode: str
+    step_functions_log_bytes: float  # per message
+    step_functions_logs_usd_per_million: float
+    all_usd_per_million: float  # the scenario's whole cost, observability included, in this mode
+
+
+def tracing_costs(
+    log_bytes_by_mode: Mapping[str, float], default_mode: str, default_all_usd: float, prices: dict[str, Any]
+) -> list[TracingCost]:
+    """Each mode's Step Functions log cost, and the scenario's total with it instead of the default's.
+
+    `default_all_usd` already holds the default mode's Step Functions logs (in the CloudWatch Logs line).
+    """
+    per_gb = prices["cloudwatch_logs"]["ingestion_per_gb"]
+
+    def usd(size: float) -> float:
+        return size / GB * per_gb * MILLION
+
+    default = log_bytes_by_mode[default_mode]
+    return [
+        TracingCost(mode, size, usd(size), default_all_usd - usd(default) + usd(size))
+        for mode, size in log_bytes_by_mode.items()
+    ]

@@ -41,9 +41,12 @@ from typing import Any
 
 from bench.common import PRICES_PATH, ROOT, bench_scale, machine_info, one_kb_body, scaled, write_json
 from bench.cost_model import (
+    EXECUTION_DATA_FIELDS,
     IndexSpec,
     Item,
     Usage,
+    event_type,
+    execution_log_bytes,
     expected_wait_seconds,
     express_gb_seconds,
     index_storage_bytes,
@@ -57,9 +60,11 @@ from bench.cost_model import (
     sqs_requests,
     table_keys,
     total,
+    tracing_costs,
     update_write_units,
     write_units,
 )
+from relay.tracing import Tracing, execution_logging
 
 # Functions on a message's path; the reconciler runs on a schedule whatever the volume (a fixed
 # monthly cost) and the authorizer's answers are cached by API Gateway (amortised separately).
@@ -87,7 +92,6 @@ ASSUMPTIONS: dict[str, Any] = {
     "senders": 1,
     "xray_traces_per_message": 2,  # the API request's trace and the delivery's (SQS -> dispatcher -> lane)
     "xray_sampled_fraction": 1.0,  # default rule: 1 request/s reservoir + 5%; 1M/month is 0.4 msg/s
-    "stepfunctions_error_log_event_bytes": 350,  # one ERROR-level event, without execution data
 }
 SECONDS_PER_MONTH = 30 * 24 * 3600
 
@@ -101,6 +105,29 @@ PLATFORM_LOG_LINES = (
     "Sampled: true\t\n",
 )
 PLATFORM_LOG_BYTES = sum(len(line.encode()) for line in PLATFORM_LOG_LINES)
+
+# What AWS's lambda:invoke integration puts beside `Payload` in a task's result (moto returns only
+# StatusCode and Payload): it is in every TaskSucceeded event's output when execution data is logged.
+_TRACE = "Root=1-674a1b2c-5ac6c58f5f5e5b4c2a6b7c8d;Parent=6b7c8d9e0f1a2b3c;Sampled=1"
+_HEADERS = {
+    "Connection": "keep-alive",
+    "Content-Length": "412",
+    "Content-Type": "application/json",
+    "Date": "Mon, 30 Nov 2026 20:00:00 GMT",
+    "X-Amz-Executed-Version": "$LATEST",
+    "x-amzn-Remapped-Content-Length": "0",
+    "x-amzn-RequestId": _REQUEST_ID,
+    "X-Amzn-Trace-Id": _TRACE,
+}
+LAMBDA_RESULT_METADATA: dict[str, Any] = {
+    "ExecutedVersion": "$LATEST",
+    "SdkHttpMetadata": {
+        "AllHttpHeaders": {name: [value] for name, value in _HEADERS.items()},
+        "HttpHeaders": _HEADERS,
+        "HttpStatusCode": 200,
+    },
+    "SdkResponseMetadata": {"RequestId": _REQUEST_ID},
+}
 
 
 # -- recording ----------------------------------------------------------------------------------------
@@ -133,6 +160,8 @@ class ExecutionRecord:
     retries: int
     transitions: int
     failure_events: int
+    # CloudWatch Logs bytes of this run under each `relay.tracing` mode (relay/tracing.py).
+    log_bytes_by_tracing: dict[str, int]
     retries_by_state: dict[str, int]
     status: str
 
@@ -398,17 +427,54 @@ def _execution_record(execution: Any, machine_types: dict[str, str]) -> Executio
     retries = sum(retries_by_state.values())
     stop = execution.stop_date or datetime.now(UTC)
     name = execution.state_machine.name
+    machine_type = machine_types.get(name, "STANDARD")
     return ExecutionRecord(
         machine=name,
-        machine_type=machine_types.get(name, "STANDARD"),
+        machine_type=machine_type,
         duration_seconds=(stop - execution.start_date).total_seconds(),
         states_entered=states_entered,
         retries=retries,
         transitions=states_entered + retries,
         failure_events=failures,
+        log_bytes_by_tracing=_log_bytes_by_tracing(history, execution.exec_arn, machine_type),
         retries_by_state=retries_by_state,
         status=str(getattr(execution.exec_status, "value", execution.exec_status)),
     )
+
+
+def _as_aws_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """moto's history events with their data as AWS writes it: compact JSON, full lambda:invoke results."""
+    events = []
+    for event in history:
+        event = dict(event)
+        for name, details in list(event.items()):
+            if name.endswith("EventDetails") and isinstance(details, dict):
+                event[name] = {
+                    field: _compact(value) if field in EXECUTION_DATA_FIELDS else value
+                    for field, value in details.items()
+                }
+        details = event.get("taskSucceededEventDetails")
+        if event_type(event) == "TaskSucceeded" and details and details.get("resourceType") == "lambda":
+            result = json.loads(details["output"])
+            details["output"] = json.dumps({**LAMBDA_RESULT_METADATA, **result}, separators=(",", ":"))
+        events.append(event)
+    return events
+
+
+def _compact(value: Any) -> Any:
+    try:
+        return json.dumps(json.loads(value), separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return value
+
+
+def _log_bytes_by_tracing(history: list[dict[str, Any]], execution_arn: str, machine_type: str) -> dict[str, int]:
+    events = _as_aws_history(history)
+    sizes = {}
+    for mode in Tracing:
+        logging = execution_logging(machine_type, mode)
+        sizes[mode.value] = execution_log_bytes(events, execution_arn, logging.level, logging.include_execution_data)
+    return sizes
 
 
 # -- driving the scenarios ----------------------------------------------------------------------------
@@ -636,7 +702,9 @@ def usage_per_message(
     auth_reads = sum(row[-1] for row in authorizer["ddb_read_units"]) / auth_calls * per_message
 
     express_gb_s = 0.0
-    express_runs = standard_transitions = failure_events = 0
+    express_runs = standard_transitions = 0
+    sfn_log_by_tracing = dict.fromkeys((mode.value for mode in Tracing), 0.0)
+    sfn_log_by_machine: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(sfn_log_by_tracing, 0.0))
     modeled_waits = 0.0
     for record in counted["executions"]:
         if record["machine_type"] == "EXPRESS":
@@ -649,7 +717,9 @@ def usage_per_message(
             express_gb_s += express_gb_seconds(duration)
         else:
             standard_transitions += record["transitions"]
-        failure_events += record["failure_events"]
+        for mode, size in record["log_bytes_by_tracing"].items():
+            sfn_log_by_tracing[mode] += size / n
+            sfn_log_by_machine[record["machine"]][mode] += size / n
     usage.express_requests = express_runs / n
     usage.express_gb_seconds = express_gb_s / n
     usage.standard_transitions = standard_transitions / n
@@ -672,7 +742,8 @@ def usage_per_message(
 
     invocations = sum(usage.lambda_invocations.values())
     app_log = sum(counted["log_bytes"].get(name, 0) for name in MESSAGE_PATH_FUNCTIONS) / n
-    sfn_log = failure_events / n * ASSUMPTIONS["stepfunctions_error_log_event_bytes"]
+    # The log lines priced with the rest are those of the default deployment (relay.tracing: errors).
+    sfn_log = sfn_log_by_tracing[Tracing.ERRORS.value]
     usage.log_bytes = app_log + invocations * PLATFORM_LOG_BYTES + access_log_line + sfn_log
     usage.xray_traces = ASSUMPTIONS["xray_traces_per_message"] * ASSUMPTIONS["xray_sampled_fraction"]
 
@@ -696,8 +767,10 @@ def usage_per_message(
             "function_output (Powertools logs + EMF metrics)": app_log,
             "lambda_platform_lines": invocations * PLATFORM_LOG_BYTES,
             "api_gateway_access_log": access_log_line,
-            "step_functions_error_events": sfn_log,
+            "step_functions_execution_logs (tracing errors)": sfn_log,
         },
+        "step_functions_log_bytes_per_message_by_tracing": sfn_log_by_tracing,
+        "step_functions_log_bytes_per_message_by_machine": dict(sfn_log_by_machine),
         "secrets_manager_calls_measured_in_run": secrets_measured,
         "sqs_empty_receives_in_run (idle polling, fixed cost)": counted["sqs_empty_receives"],
         # The local server's token checks and the harness (the interpreter's Lambda calls are counted as
@@ -800,6 +873,15 @@ def run(scale: float) -> dict[str, Any]:
                     "all": total(items),
                 },
                 "details": details,
+                "tracing": [
+                    asdict(cost)
+                    for cost in tracing_costs(
+                        details["step_functions_log_bytes_per_message_by_tracing"],
+                        Tracing.ERRORS.value,
+                        total(items),
+                        prices,
+                    )
+                ],
                 "counted": outcome["counted"],
             }
     measured_slow = results["scenarios"]["slow_lane"]["details"]["executions_per_message"].get(

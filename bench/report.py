@@ -262,8 +262,47 @@ def cost_section(data: dict[str, Any]) -> str:
             + ("with FULL jitter (expected half) " if check["fast_lane_full_jitter"] else "")
             + "added to Express duration.",
         ]
-    parts += ["", assumptions_list(data)]
+    parts += ["", tracing_table(scenarios, names), "", assumptions_list(data)]
     return "\n".join(parts)
+
+
+def tracing_table(scenarios: dict[str, Any], names: list[str]) -> str:
+    """What each `relay.tracing` mode costs: the Step Functions execution logs, and the total with them."""
+    if not all("tracing" in scenarios[name] for name in names):
+        return ""
+    modes = [cost["mode"] for cost in scenarios[names[0]]["tracing"]]
+    by_mode = {name: {cost["mode"]: cost for cost in scenarios[name]["tracing"]} for name in names}
+    rows = []
+    for mode in modes:
+        rows.append(
+            [f"`{mode}`: Step Functions logs, bytes per message"]
+            + [fmt(by_mode[name][mode]["step_functions_log_bytes"], 0) for name in names]
+        )
+        rows.append(
+            [f"`{mode}`: Step Functions logs $"]
+            + [fmt(by_mode[name][mode]["step_functions_logs_usd_per_million"], 2) for name in names]
+        )
+        rows.append(
+            [f"**`{mode}`: total, all**"] + [fmt(by_mode[name][mode]["all_usd_per_million"], 2) for name in names]
+        )
+    machines = scenarios[names[0]]["details"].get("step_functions_log_bytes_per_message_by_machine", {})
+    split = "; ".join(
+        f"{machine} {', '.join(f'{mode} {fmt(size, 0)} B' for mode, size in sizes.items())}"
+        for machine, sizes in machines.items()
+    )
+    return "\n".join(
+        [
+            "Tracing in the Step Functions console (`relay.tracing`), $ per million messages: the execution "
+            "history events each mode logs, measured from the runs' histories (Express machines with execution "
+            "data, at ERROR for `errors` and ALL for `all`; the Standard slow lane at ERROR without data), "
+            "serialised as CloudWatch Logs records (+26 B each), lambda:invoke results with the SDK metadata "
+            "AWS adds, at the CloudWatch Logs ingestion price.",
+            "",
+            table(["mode"] + [SCENARIO_TITLES[name] for name in names], rows),
+            "",
+            f"By machine, per message, {SCENARIO_TITLES[names[0]]}: {split}.",
+        ]
+    )
 
 
 def dominant_items(scenario: dict[str, Any]) -> str:
@@ -364,8 +403,8 @@ def assumptions_list(data: dict[str, Any]) -> str:
         "sender, not per message.",
         f"- CloudWatch Logs *: bytes the functions printed (Powertools at INFO, EMF metrics on, as deployed) + "
         f"{a['lambda_platform_log_bytes_per_invocation']} B of Lambda platform lines per invocation + "
-        f"{a['api_gateway_access_log_bytes_per_request']} B API Gateway access log line + "
-        f"{a['stepfunctions_error_log_event_bytes']} B per Step Functions error event (level ERROR). Ingestion only.",
+        f"{a['api_gateway_access_log_bytes_per_request']} B API Gateway access log line + the Step Functions "
+        "execution logs of the default `relay.tracing: errors` (measured, see the tracing table). Ingestion only.",
         f"- X-Ray *: {a['xray_traces_per_message']} traces per message, sampled fraction "
         f"{a['xray_sampled_fraction']} (the default rule records 1 request/s plus 5%: at 1M messages/month, "
         "0.4 messages/s, nearly everything is recorded; at 20+ messages/s it tends to 5%, i.e. ~$0.50/M). "

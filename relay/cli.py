@@ -158,13 +158,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return _finish(_client(args).status(args.message_id), args.json, render_status)
 
 
+def render_runs(executions: list[dict[str, Any]]) -> None:
+    """Each Step Functions run of the message: workflow, type, ARN and the console page that opens it."""
+    if executions:
+        print("  runs (open in the Step Functions console; EXPRESS runs as relay.tracing allows):")
+    for execution in executions:
+        label = f"run {execution.get('run', 0)} {execution.get('workflow', '?')}"
+        print(f"    {label:<16} {execution.get('type', '?'):<9} {execution['executionArn']}")
+        print(f"    {'':<16} {'':<9} {execution['consoleUrl']}")
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     def render(body: dict[str, Any]) -> None:
         print(f"{body['messageId']}: {body['status']} after {body.get('attempts', 0)} attempt(s)")
         render_events(body.get("events", []), indent="  ")
-        for execution in body.get("executions", []):
-            print(f"  run: {execution['executionArn']}")
-            print(f"       {execution['consoleUrl']}")
+        render_runs(body.get("executions", []))
 
     return _finish(_client(args).status(args.message_id), args.json, render)
 

@@ -32,6 +32,7 @@ from functions.shared.responses import (
     SYSTEM_ERROR,
     VALIDATION_ERROR,
 )
+from functions.shared.runs import ExecutionType, Workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENAPI_PATH = ROOT / "schemas" / "openapi.json"
@@ -298,10 +299,20 @@ def _resource_schemas(message_schema: dict[str, Any]) -> dict[str, dict[str, Any
             },
         },
         "Execution": {
+            "description": "One Step Functions run that worked on the message, with the console page that opens "
+            "it. An EXPRESS run opens only if the deployment logged it (`relay.tracing`: failed runs with "
+            "`errors`, every run with `all`); a STANDARD run always opens.",
             "type": "object",
             "additionalProperties": False,
-            "required": ["executionArn", "consoleUrl"],
-            "properties": {"executionArn": {"type": "string"}, "consoleUrl": {"type": "string", "format": "uri"}},
+            "required": ["executionArn", "type", "workflow", "run", "startedAt", "consoleUrl"],
+            "properties": {
+                "executionArn": {"type": "string"},
+                "type": {"enum": [kind.value for kind in ExecutionType]},
+                "workflow": {"enum": [workflow.value for workflow in Workflow]},
+                "run": {"type": "integer", "minimum": 0, "description": "0, then one more per replay"},
+                "startedAt": {**_TIMESTAMP, "description": "When the run recorded its first event"},
+                "consoleUrl": {"type": "string", "format": "uri"},
+            },
         },
         "MessageStatus": {
             "description": "A message's status, attempts, timestamps, last error, content, event history and the "

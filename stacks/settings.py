@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from constructs import Node
 
 from functions.shared.config import message_schema
+from functions.shared.runs import EXPRESS_MAX_SECONDS
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
 from relay.definitions import RetrySchedule, retry_schedule
+from relay.tracing import Tracing
 
 CONTEXT_KEY = "relay"
 
@@ -55,7 +58,6 @@ MAX_TOTAL_TIMEOUT_SECONDS = 120
 
 # Delivery leases (functions/shared/config.py): while one is held, the reconciler leaves the message
 # alone. An EXPRESS fast-lane run lives at most 300 s, so its lease outlives any run.
-EXPRESS_MAX_SECONDS = 300
 STANDARD_MAX_SECONDS = 365 * 86_400
 FAST_LANE_LEASE_SECONDS = 360
 # What a fast-lane run needs after its last attempt to hand a message to the slow lane (the handoff
@@ -105,6 +107,7 @@ class RelaySettings:
     connect_timeout_seconds: int = DEFAULT_CONNECT_TIMEOUT_SECONDS
     total_timeout_seconds: int = DEFAULT_TOTAL_TIMEOUT_SECONDS
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    tracing: Tracing = Tracing.ERRORS
     # The SECTIONS present in the context, unvalidated here.
     sections: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -145,7 +148,7 @@ class RelaySettings:
         values: dict[str, Any] = {name: getattr(cls.defaults(), name) for name in CONTEXT_NAMES}
         for name, context_name in CONTEXT_NAMES.items():
             if context_name in raw:
-                values[name] = _positive_int(context_name, raw[context_name])
+                values[name] = _PARSERS.get(name, _positive_int)(context_name, raw[context_name])
         sections = {name: raw[name] for name in SECTIONS if name in raw}
         for name, section in sections.items():
             if not isinstance(section, dict):
@@ -288,6 +291,14 @@ def _check_delivery_policy(section: dict[str, Any]) -> None:
             raise SettingsError(f"{where}.initialWaitSeconds applies to the slow lane only")
 
 
+def _tracing(name: str, value: Any) -> Tracing:
+    if value not in {mode.value for mode in Tracing}:
+        raise SettingsError(
+            f"{CONTEXT_KEY}.{name} must be one of {', '.join(repr(mode.value) for mode in Tracing)}, got {value!r}"
+        )
+    return Tracing(value)
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise SettingsError(f"{CONTEXT_KEY}.{name} must be a positive integer, got {value!r}")
@@ -298,3 +309,7 @@ def _positive_int(name: str, value: Any) -> int:
     if number <= 0:
         raise SettingsError(f"{CONTEXT_KEY}.{name} must be a positive integer, got {value!r}")
     return number
+
+
+# Settings that are not positive integers, and how their cdk.json value is read.
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {"tracing": _tracing}

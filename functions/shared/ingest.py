@@ -160,18 +160,25 @@ def enqueue_step(
 ) -> dict[str, Any]:
     key = _key(state)
     now = now or datetime.now(UTC)
+    # The ingest run's ARN (the machine passes $$.Execution.Id), so `relay trace` can link the run.
+    # Recorded here, not by store: only the run that created the head gets this far, while a twin's
+    # run may have written the RECEIVED event. Both events are conditional puts under a fixed key, so
+    # a retried Enqueue step of the same run finds its event and the first run's ARN stays.
+    run = {"executionArn": state["executionArn"]} if state.get("executionArn") else {}
     try:
         queue_message_id = queue.send(key)
     except QueueUnavailable:
         # The message is stored and stays PENDING; mark it due now so the reconciler re-drives it
         # even though this request ends in SYSTEM_ERROR. Best effort: the head is due anyway.
         try:
-            repository.append_event(key, EventType.ENQUEUE_FAILED, iso(now), state["ttl"], suffix=state["requestId"])
+            repository.append_event(
+                key, EventType.ENQUEUE_FAILED, iso(now), state["ttl"], suffix=state["requestId"], **run
+            )
             repository.set_due(key, int(now.timestamp()))
         except RelayError:
             logger.exception("Could not record the failed enqueue")
         raise
-    repository.append_event(key, EventType.ENQUEUED, iso(now), state["ttl"], queueMessageId=queue_message_id)
+    repository.append_event(key, EventType.ENQUEUED, iso(now), state["ttl"], queueMessageId=queue_message_id, **run)
     metrics.add_metric(name=Metric.ACCEPTED, unit=MetricUnit.Count, value=1)
     body = {
         "messageId": key.message_id,

@@ -82,6 +82,11 @@ def event_sort_key(event_type: EventType, run: int, slot: int, suffix: str = "")
     return f"{key}#{suffix}" if suffix else key
 
 
+def event_run(sort_key: str) -> int:
+    """The message run (0, then one more per replay) an event belongs to, read from its sort key."""
+    return int(sort_key.removeprefix(EVENT_PREFIX).split("#", 1)[0])
+
+
 # Messages in flight share one index partition, so moving between PENDING, DELIVERING and
 # RETRYING never rewrites the index (each re-key costs two index writes); listings of those
 # statuses filter on the head's status.

@@ -9,11 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import re
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -33,6 +31,7 @@ from functions.shared.model import DUE_SHARDS, TERMINAL_STATUSES, EventType, Mes
 from functions.shared.observability import logger, metrics
 from functions.shared.queue import DeliveryQueue
 from functions.shared.repository import MessageRepository
+from functions.shared.runs import message_runs
 from functions.shared.status import status_view
 
 MAX_PAGE_SIZE = 100
@@ -41,12 +40,6 @@ DEFAULT_PAGE_SIZE = 25
 MAX_REDRIVES = 5
 
 
-def console_link(execution_arn: str) -> str:
-    region = execution_arn.split(":")[3] if execution_arn.count(":") >= 3 else os.environ.get("AWS_REGION", "")
-    return (
-        f"https://{region}.console.aws.amazon.com/states/home?region={region}"
-        f"#/v2/executions/details/{quote(execution_arn, safe='')}"
-    )
 
 
 # A messageId from a URL that no message can carry (schemas/message.schema.json) names no message;
@@ -66,11 +59,7 @@ def get_status(repository: MessageRepository, sender_id: str, message_id: str) -
     if stored is None:
         raise MessageNotFound(f"No message '{message_id}'.")
     view = status_view(stored)
-    arns = sorted(
-        {str(e["executionArn"]) for e in stored.events if e.get("executionArn")}
-        | ({str(stored.head["executionArn"])} if stored.head.get("executionArn") else set())
-    )
-    view["executions"] = [{"executionArn": arn, "consoleUrl": console_link(arn)} for arn in arns]
+    view["executions"] = [run.to_dict() for run in message_runs(stored.events)]
     return view
 
 

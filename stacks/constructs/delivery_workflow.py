@@ -131,6 +131,7 @@ class DeliveryWorkflow(Construct):
                 DELIVERY_LANES["slowLane"], lane_definition(settings, "slowLane"), dict.fromkeys(slow_functions, "")
             ),
             functions=slow_functions,
+            tracing=settings.tracing,
         )
 
         self.handoff = step(
@@ -151,6 +152,7 @@ class DeliveryWorkflow(Construct):
                 DELIVERY_LANES["fastLane"], lane_definition(settings, "fastLane"), dict.fromkeys(fast_functions, "")
             ),
             functions=fast_functions,
+            tracing=settings.tracing,
         )
 
         self.dispatcher = step(

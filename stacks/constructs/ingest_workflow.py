@@ -77,4 +77,5 @@ class IngestWorkflow(Construct):
             machine_type=sfn.StateMachineType.EXPRESS,
             definition=definition,
             functions=self.functions,
+            tracing=settings.tracing,
         )

@@ -1,8 +1,8 @@
 """How every Relay state machine is built from its statemachines/*.asl.json file.
 
 The definition is inlined (DefinitionBody.from_string, so no bootstrap bucket is needed for it),
-its `${...Arn}` placeholders replaced by `definition_substitutions`; it logs errors without
-execution data to its own log group, is traced, and may invoke exactly the functions it names.
+its `${...Arn}` placeholders replaced by `definition_substitutions`; it logs to its own log group
+(how much: relay/tracing.py), is traced, and may invoke exactly the functions it names.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from relay.tracing import Tracing, execution_logging
 from stacks.constructs.functions import LOG_RETENTION, RelayFunction
 from stacks.nag import acknowledge
 
@@ -42,10 +43,12 @@ def relay_state_machine(
     machine_type: sfn.StateMachineType,
     definition: str,
     functions: dict[str, RelayFunction],
+    tracing: Tracing,
 ) -> tuple[sfn.StateMachine, logs.LogGroup]:
     """The machine (`StateMachine`) and its log group (`ExecutionLogs`), as children of `scope`.
 
-    `functions` maps each placeholder of `definition` to the function it names.
+    `functions` maps each placeholder of `definition` to the function it names; `tracing` is the
+    deployment's `relay.tracing`.
     """
     substitutions = {placeholder: fn.function.function_arn for placeholder, fn in functions.items()}
     log_group = logs.LogGroup(
@@ -56,6 +59,8 @@ def relay_state_machine(
         retention=LOG_RETENTION,
         removal_policy=RemovalPolicy.DESTROY,
     )
+    # What the console needs to open this machine's runs (relay/tracing.py).
+    logging = execution_logging(machine_type.value, tracing)
     machine = sfn.StateMachine(
         scope,
         "StateMachine",
@@ -65,9 +70,8 @@ def relay_state_machine(
         tracing_enabled=True,
         logs=sfn.LogOptions(
             destination=log_group,
-            level=sfn.LogLevel.ERROR,
-            # Execution data holds message bodies and headers; they stay out of the logs.
-            include_execution_data=False,
+            level=sfn.LogLevel(logging.level),
+            include_execution_data=logging.include_execution_data,
         ),
     )
     # The definition is a string, so CDK cannot see which functions it calls: allow exactly
@@ -78,13 +82,15 @@ def relay_state_machine(
             resources=[fn.function.function_arn for fn in functions.values()],
         )
     )
-    acknowledge(
-        machine,
-        "AwsSolutions-SF1",
-        "Logging ALL events writes some 30 history events per request (several KB even without "
-        "execution data, a few dollars per million messages at CloudWatch's ingestion price: a large "
-        "share of Relay's cost budget). ERROR still logs every failed step and run; X-Ray samples the rest.",
-    )
+    if logging.level != "ALL":
+        acknowledge(
+            machine,
+            "AwsSolutions-SF1",
+            "Logging ALL events writes every history event of every run with its data (the cost per "
+            "million messages is in bench/README.md); `relay.tracing: all` turns it on for the EXPRESS "
+            "machines. ERROR still logs every failed step and run; X-Ray samples the rest, and a STANDARD "
+            "run keeps its full history in Step Functions.",
+        )
     acknowledge(
         machine,
         "AwsSolutions-IAM5[Resource::*]",

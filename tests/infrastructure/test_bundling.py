@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,33 @@ def test_layer_requirements_are_the_runtime_dependencies_without_the_aws_sdk() -
     # Only the format checkers the schema uses, not format-nongpl's import-time RFC 3987 grammar
     assert not any("format-nongpl" in r for r in requirements)
     assert {"rfc3339-validator", "rfc3986-validator"} <= {r.split(">")[0] for r in requirements}
+
+
+def _module_level_imports(package: Path) -> set[str]:
+    """Top-level names the package's modules import when loaded (not imports guarded inside functions)."""
+    names: set[str] = set()
+    for module in package.rglob("*.py"):
+        for node in ast.parse(module.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {name for name in names if name not in sys.stdlib_module_names and name != "functions"}
+
+
+def test_every_package_the_functions_import_is_declared_and_so_in_the_layer() -> None:
+    # Given the third-party packages the Lambda code imports as it loads (urllib3: the delivery client)
+    imported = _module_level_imports(PROJECT_ROOT / "functions")
+    assert "urllib3" in imported
+    # When each is traced to the distribution that provides it
+    providers = importlib.metadata.packages_distributions()
+    declared = {bundling._requirement_name(r) for r in bundling.layer_requirements()} | set(bundling.RUNTIME_PROVIDED)
+    undeclared = {
+        name for name in imported if not {bundling._normalise(d) for d in providers.get(name, [name])} & declared
+    }
+    # Then every one is a declared runtime dependency: in the layer, or provided by the Lambda runtime
+    assert undeclared == set()
+    assert any(r.startswith("urllib3>=2") for r in bundling.layer_requirements())
 
 
 def test_layer_key_follows_the_requirements() -> None:

@@ -131,13 +131,15 @@ def test_the_fast_lane_uses_all_three_functions_and_the_slow_lane_two(synth: Syn
 
 
 @pytest.mark.parametrize("lane", LANES)
-def test_each_lane_logs_errors_without_execution_data_and_is_traced(synth: Synthesized, lane: str) -> None:
-    # Given the lane's logging and tracing configuration
+def test_each_lane_logs_errors_and_is_traced(synth: Synthesized, lane: str) -> None:
+    # Given the lane's logging and tracing configuration (cdk.json: relay.tracing errors)
     props = machine(synth, lane)[1]["Properties"]
     logging = props["LoggingConfiguration"]
     log_group_id = logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
-    # Then message content never reaches the logs, failures do, and runs are traced
-    assert logging == {**logging, "IncludeExecutionData": False, "Level": "ERROR"}
+    # Then failures are logged (the EXPRESS fast lane with its data, so a failed run opens in the console;
+    # the STANDARD slow lane keeps its history in Step Functions) and runs are traced
+    express = props.get("StateMachineType") == "EXPRESS"
+    assert logging == {**logging, "IncludeExecutionData": express, "Level": "ERROR"}
     assert props["TracingConfiguration"] == {"Enabled": True}
     group = synth.resources[log_group_id]["Properties"]
     assert group["RetentionInDays"] == 30

@@ -299,14 +299,14 @@ def test_ingest_placeholders_name_the_four_step_functions(synth: Synthesized) ->
         assert substitutions[placeholder] == {"Fn::GetAtt": [function_by_step(synth, step)[0], "Arn"]}
 
 
-def test_ingest_machine_logs_errors_without_execution_data_and_is_traced(synth: Synthesized) -> None:
-    # Given the machine's logging and tracing configuration
+def test_ingest_machine_logs_failed_runs_with_their_data_and_is_traced(synth: Synthesized) -> None:
+    # Given the machine's logging and tracing configuration (cdk.json: relay.tracing errors)
     machine = state_machine(synth)["Properties"]
     logging = machine["LoggingConfiguration"]
     log_group_id = logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
-    # Then message content never reaches the logs, failures do, and runs are traced
-    assert logging["IncludeExecutionData"] is False
-    assert logging["Level"] in ("ERROR", "ALL")
+    # Then a failed run can be opened in the console (tests/infrastructure/test_tracing.py), and runs are traced
+    assert logging["IncludeExecutionData"] is True
+    assert logging["Level"] == "ERROR"
     assert synth.resources[log_group_id]["Properties"]["RetentionInDays"] == 30
     assert machine["TracingConfiguration"] == {"Enabled": True}
 

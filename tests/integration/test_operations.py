@@ -5,13 +5,16 @@ Runs `relay dev` in-process (real handlers, real state machines on moto) over re
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from functions.shared import aws
+from relay import cli
 from relay.admin import SenderAdmin
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
@@ -73,6 +76,16 @@ def wait_for(client: RelayClient, message_id: str, statuses: tuple[str, ...] = T
 
 def types(record: dict[str, Any]) -> list[str]:
     return [event["type"] for event in record["events"]]
+
+
+def assert_console_links(runs: list[dict[str, Any]]) -> None:
+    """Each link opens its run: Express runs by the console's Express route, Standard ones by theirs."""
+    console = "https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/"
+    for run in runs:
+        if run["type"] == "EXPRESS":
+            assert run["consoleUrl"].startswith(f"{console}express-executions/details/{run['executionArn']}?startDate=")
+        else:
+            assert run["consoleUrl"] == f"{console}v2/executions/details/{quote(run['executionArn'], safe='')}"
 
 
 # -- auth -------------------------------------------------------------------------------------------
@@ -168,10 +181,41 @@ def test_status_shows_the_whole_timeline_and_the_runs(alice: RelayClient, target
         "DELIVERED",
     ]
     assert {"acceptedAt", "updatedAt", "expiresAt", "deliveredAt"} <= set(record)
-    runs = [execution["executionArn"] for execution in record["executions"]]
-    assert any(":relay-delivery-fast:" in arn for arn in runs) and any(":relay-delivery-slow:" in arn for arn in runs)
-    assert all(message["messageId"] in arn for arn in runs)
-    assert all(e["consoleUrl"].startswith("https://") for e in record["executions"])
+    # And every run is listed: the ingest run, the fast lane's, the slow lane's, each with its type
+    runs = record["executions"]
+    assert [(run["workflow"], run["type"], run["run"]) for run in runs] == [
+        ("ingest", "EXPRESS", 0),
+        ("fastLane", "EXPRESS", 0),
+        ("slowLane", "STANDARD", 0),
+    ]
+    assert ":express:relay-ingest:" in runs[0]["executionArn"]
+    assert all(message["messageId"] in run["executionArn"] for run in runs[1:])
+    assert_console_links(runs)
+
+
+def test_relay_trace_gives_each_run_its_type_arn_and_link(
+    relay: LocalRelay, admin: SenderAdmin, target: TargetServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a message delivered after a retry, and the CLI pointed at relay dev
+    token = admin.create("tracer")["token"]
+    tracer = RelayClient(relay.url, token=token)
+    message = make_message(senderId="tracer", targetUrl=f"{target.url}/flaky/1")
+    assert tracer.send(message).status == 202
+    record = wait_for(tracer, message["messageId"])
+    flags = ["--url", relay.url, "--token", token]
+    # When `relay trace ID --json` runs
+    assert cli.main(["trace", message["messageId"], "--json", *flags]) == 0
+    runs = json.loads(capsys.readouterr().out)["executions"]
+    # Then it gives every run (ingest, fast lane) with its type, ARN and a link that opens it
+    assert runs == record["executions"]
+    assert [(run["workflow"], run["type"]) for run in runs] == [("ingest", "EXPRESS"), ("fastLane", "EXPRESS")]
+    assert_console_links(runs)
+    # And the text form prints each run's type, ARN and link
+    assert cli.main(["trace", message["messageId"], *flags]) == 0
+    printed = capsys.readouterr().out
+    for run in runs:
+        assert run["executionArn"] in printed and run["consoleUrl"] in printed
+    assert "run 0 ingest" in printed and "EXPRESS" in printed
 
 
 def test_list_is_newest_first_and_paginates(alice: RelayClient, target: TargetServer) -> None:
@@ -225,6 +269,12 @@ def test_replay_of_a_failed_message_after_the_target_recovers(alice: RelayClient
     record = wait_for(alice, message["messageId"], ("DELIVERED",))
     history = types(record)
     assert history.index("FAILED") < history.index("REPLAYED") < history.index("DELIVERED")
+    # And the replay's own runs are listed after the first delivery's, each with a link that opens it
+    runs = record["executions"]
+    listed = [(run["run"], run["workflow"]) for run in runs]
+    assert listed[0] == (0, "ingest") and (1, "fastLane") in listed
+    assert [run["run"] for run in runs] == sorted(run["run"] for run in runs)
+    assert_console_links(runs)
     # And a message that is not finished cannot be replayed
     pending = make_message(senderId="alice", targetUrl=f"{target.url}/slow/1500")
     assert alice.send(pending).status == 202

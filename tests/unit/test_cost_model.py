@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from bench.common import PRICES_PATH
 from bench.cost_model import (
+    ERROR_LEVEL_EVENTS,
+    LOG_EVENT_OVERHEAD_BYTES,
     IndexSpec,
     Usage,
+    execution_log_bytes,
     expected_wait_seconds,
     express_gb_seconds,
     index_write_units,
@@ -15,11 +21,13 @@ from bench.cost_model import (
     lambda_billed_ms,
     line_items,
     load_prices,
+    log_record,
     number_size,
     read_units,
     slow_lane_transitions,
     sqs_requests,
     total,
+    tracing_costs,
     update_write_units,
     write_units,
 )
@@ -130,3 +138,80 @@ def test_prices_multiply_per_million() -> None:
     assert items["DynamoDB: read request units"] == pytest.approx(0.50)
     assert items["SQS: requests (64 KB chunks)"] == pytest.approx(1.20)
     assert total(line_items(usage, prices), "observability") == 0
+
+
+# -- relay.tracing: Step Functions execution logs -------------------------------------------------------
+
+ARN = "arn:aws:states:us-east-1:123456789012:express:relay-ingest:name:id"
+BODY = '{"message":"' + "x" * 1000 + '"}'
+
+
+def history_event(kind: str, number: int, **details: str) -> dict[str, Any]:
+    field = kind[0].lower() + kind[1:] + "EventDetails"
+    return {"id": number, "previousEventId": number - 1, "type": kind, field: dict(details)}
+
+
+def successful_run() -> list[dict[str, Any]]:
+    """ExecutionStarted, a task that succeeds, ExecutionSucceeded: each event carries the 1 KB state."""
+    return [
+        history_event("ExecutionStarted", 1, input=BODY),
+        history_event("TaskStateEntered", 2, name="Deliver", input=BODY),
+        history_event("TaskScheduled", 3, resource="invoke", parameters=BODY),
+        history_event("TaskSucceeded", 4, resource="invoke", output=BODY),
+        history_event("TaskStateExited", 5, name="Deliver", output=BODY),
+        history_event("ExecutionSucceeded", 6, output=BODY),
+    ]
+
+
+def failed_run() -> list[dict[str, Any]]:
+    return [
+        history_event("ExecutionStarted", 1, input=BODY),
+        history_event("TaskFailed", 2, error="DeliveryRejected", cause="HTTP 410"),
+        history_event("ExecutionFailed", 3, error="DeliveryRejected", cause="HTTP 410"),
+    ]
+
+
+def test_error_level_logs_nothing_of_a_successful_run_and_the_failures_of_a_failed_one() -> None:
+    # Given a successful and a failed run
+    # When they are logged at ERROR with data (relay.tracing: errors)
+    # Then the successful run writes nothing and the failed one only its two failure events
+    assert execution_log_bytes(successful_run(), ARN, "ERROR", include_data=True) == 0
+    failed = execution_log_bytes(failed_run(), ARN, "ERROR", include_data=True)
+    records = [log_record(event, ARN, True) for event in failed_run()[1:]]
+    assert failed == sum(len(json.dumps(r, separators=(",", ":"))) + LOG_EVENT_OVERHEAD_BYTES for r in records)
+    assert {"TaskFailed", "ExecutionFailed"} <= ERROR_LEVEL_EVENTS
+    assert not {"ExecutionStarted", "ExecutionSucceeded", "TaskSucceeded"} & ERROR_LEVEL_EVENTS
+
+
+def test_all_level_logs_every_event_with_its_data() -> None:
+    # Given a successful run whose six events each carry a 1 KB state
+    # When it is logged at ALL with data (relay.tracing: all)
+    size = execution_log_bytes(successful_run(), ARN, "ALL", include_data=True)
+    # Then all six events are written, the data six times over
+    assert 6 * len(BODY) < size < 6 * (len(BODY) + 400)
+    # And without data the same events are small
+    assert execution_log_bytes(successful_run(), ARN, "ALL", include_data=False) < 6 * 400
+
+
+def test_a_log_record_has_the_cloudwatch_shape_and_drops_data_when_asked() -> None:
+    # Given a task's result event
+    event = history_event("TaskSucceeded", 4, resource="invoke", output=BODY)
+    # When it is written without execution data
+    record = log_record(event, ARN, include_data=False)
+    # Then the record names the event and the run, without the output; with data the output is kept
+    assert record["type"] == "TaskSucceeded" and record["execution_arn"] == ARN
+    assert record["details"] == {"resource": "invoke"}
+    assert log_record(event, ARN, include_data=True)["details"]["output"] == BODY
+
+
+def test_tracing_all_is_priced_per_million_messages_against_the_default() -> None:
+    # Given 52,000 bytes of Step Functions logs per message with `all` and none with `errors`
+    prices = load_prices(PRICES_PATH)
+    per_gb = prices["cloudwatch_logs"]["ingestion_per_gb"]
+    # When each mode is priced, with the default's total at $30 per million
+    costs = {cost.mode: cost for cost in tracing_costs({"errors": 0.0, "all": 52_000.0}, "errors", 30.0, prices)}
+    # Then `all` costs its logs' ingestion per million messages, on top of the default's total
+    logs = 52_000 / 1024**3 * per_gb * 1_000_000
+    assert costs["all"].step_functions_logs_usd_per_million == pytest.approx(logs)
+    assert costs["all"].all_usd_per_million == pytest.approx(30.0 + logs)
+    assert costs["errors"].all_usd_per_million == pytest.approx(30.0)
