@@ -9,7 +9,8 @@ Why: locally, a request must meet what it meets on AWS, decided by what the stac
    default plan's, and one bucket for all callers together only if the stage sets a throttle;
 3. POST /messages: the request template chosen by Content-Type (none: 415 with passthrough NEVER),
    rendered with Velocity, StartSyncExecution called with what it produced, the integration
-   response chosen by status pattern and rendered, `$context.responseOverride` applied;
+   response chosen by status pattern and rendered, `$context.responseOverride` applied; no answer
+   within API Gateway's 29 s is 504 (the run goes on, as it does on AWS);
 4. every refusal above is the template's gateway response of its type (DEFAULT_4XX/5XX otherwise).
 
 The authorizer's result is not cached (API Gateway caches it for 5 minutes): a disabled sender is
@@ -44,7 +45,14 @@ RESPONSE_TYPES: dict[str, tuple[int, str]] = {
     "UNSUPPORTED_MEDIA_TYPE": (415, "Unsupported Media Type"),
     "AUTHORIZER_FAILURE": (500, "Internal server error"),
     "API_CONFIGURATION_ERROR": (500, "Internal server error"),
+    "INTEGRATION_TIMEOUT": (504, "Endpoint request timed out"),
 }
+# API Gateway's integration timeout for REST APIs (the run goes on; the caller gets 504).
+INTEGRATION_TIMEOUT_SECONDS = 29.0
+
+
+class IntegrationTimeout(Exception):
+    """The integration did not answer within the timeout."""
 
 
 @dataclass(frozen=True)
@@ -118,8 +126,10 @@ class ApiGateway:
         invoke: Invoke,
         start_sync_execution: StartSyncExecution,
         sender_limits: SenderLimits,
+        integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
     ) -> None:
         self.definition = definition
+        self.integration_timeout = integration_timeout
         self._invoke = invoke
         self._start_sync_execution = start_sync_execution
         self._sender_limits = sender_limits
@@ -183,6 +193,8 @@ class ApiGateway:
             answer = render(response_template, body=payload, params=params, context=self._context(request, caller))
         except (MappingError, LookupError):
             return self.gateway_answer("API_CONFIGURATION_ERROR", request, caller)
+        except IntegrationTimeout:
+            return self.gateway_answer("INTEGRATION_TIMEOUT", request, caller)
         status_code = answer.status or int(rule.status_code)
         return Answer(status_code, answer.text, answer.headers, content_type)
 
@@ -201,15 +213,24 @@ class ApiGateway:
     def _call_step_functions(self, request_text: str) -> tuple[int, str]:
         """StartSyncExecution over Step Functions' JSON protocol: (HTTP status, response body)."""
         try:
-            call = json.loads(request_text)
-            arn, execution_input = str(call["stateMachineArn"]), json.loads(call.get("input") or "{}")
+            request = json.loads(request_text)
+            arn, execution_input = str(request["stateMachineArn"]), json.loads(request.get("input") or "{}")
         except (ValueError, KeyError, TypeError) as error:
             return 400, json.dumps({"__type": "InvalidExecutionInput", "message": str(error)})
-        try:
-            result = self._start_sync_execution(arn, execution_input)
-        except Exception as error:
-            return _aws_error(error)
-        return 200, json.dumps(result, default=str)
+        outcome: list[tuple[int, str]] = []
+
+        def start() -> None:
+            try:
+                outcome.append((200, json.dumps(self._start_sync_execution(arn, execution_input), default=str)))
+            except Exception as error:
+                outcome.append(_aws_error(error))
+
+        worker = threading.Thread(target=start, name="relay-integration", daemon=True)
+        worker.start()
+        worker.join(self.integration_timeout)
+        if not outcome:
+            raise IntegrationTimeout(f"no answer within {self.integration_timeout:g} s")
+        return outcome[0]
 
     # -- context and gateway responses --------------------------------------------------------------
 

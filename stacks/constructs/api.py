@@ -12,6 +12,7 @@ API key it returns; a usage plan throttles each sender's key (no stage-wide thro
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
@@ -70,8 +71,7 @@ class Api(Construct):
             # The account's API Gateway CloudWatch role is one setting for the whole account and
             # region: the stack sets it only when asked to (and keeps the role when deleted, since
             # other APIs may use it by then).
-            cloud_watch_role=settings.api_gateway_cloud_watch_role == CLOUD_WATCH_ROLE_CREATE,
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            **self._cloud_watch_role(settings),
             deploy_options=self._stage_options(settings),
         )
         # RestApi adds an "Endpoint" output of its own; RelayStack names its outputs itself.
@@ -99,13 +99,19 @@ class Api(Construct):
         self._add_post_messages(ingest_state_machine, settings)
         self._acknowledge_findings(settings)
 
+    @staticmethod
+    def _cloud_watch_role(settings: RelaySettings) -> dict[str, Any]:
+        if settings.api_gateway_cloud_watch_role != CLOUD_WATCH_ROLE_CREATE:
+            return {"cloud_watch_role": False}
+        return {"cloud_watch_role": True, "cloud_watch_role_removal_policy": RemovalPolicy.RETAIN}
+
     def _stage_options(self, settings: RelaySettings) -> apigateway.StageOptions:
         """Tracing; logging when the account has its CloudWatch role; a stage throttle only when set.
 
         Without a stage throttle the account's API Gateway limit is the only one on all callers
         together; each sender is held to its usage plan's rate.
         """
-        logging: dict[str, object] = {"logging_level": apigateway.MethodLoggingLevel.OFF}
+        logging: dict[str, Any] = {"logging_level": apigateway.MethodLoggingLevel.OFF}
         self.access_log_group: logs.LogGroup | None = None
         if settings.api_logging:
             self.access_log_group = logs.LogGroup(
@@ -124,7 +130,7 @@ class Api(Construct):
             metrics_enabled=False,
             throttling_rate_limit=settings.api_throttling_rate_limit,
             throttling_burst_limit=settings.api_throttling_burst_limit,
-            **logging,  # type: ignore[arg-type]
+            **logging,
         )
 
     def _add_post_messages(self, ingest_state_machine: sfn.IStateMachine, settings: RelaySettings) -> None:
