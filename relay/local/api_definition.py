@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = ROOT / "cdk.out" / "Relay.template.json"
 # What the API's part of the template is made from: a template older than any of these is stale.
 _SOURCES = ("stacks", "relay/api_mapping.py", "cdk.json", "schemas")
+_SOURCE_SUFFIXES = (".py", ".json")
 FROM_FUNCTIONS = "relay/api_mapping.py and cdk.json"
 
 
@@ -83,7 +84,7 @@ def _is_current(template: Path) -> bool:
     built = template.stat().st_mtime
     for source in _SOURCES:
         where = ROOT / source
-        files = where.rglob("*") if where.is_dir() else [where]
+        files = [file for file in where.rglob("*") if file.suffix in _SOURCE_SUFFIXES] if where.is_dir() else [where]
         if any(file.is_file() and file.stat().st_mtime > built for file in files):
             return False
     return True

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from relay.local.emulator import FUNCTIONS, LocalAws
+from relay.local.emulator import LocalAws
 from tests.conftest import make_message
 
 # What Step Functions calls Lambda's 429 (the function's concurrency quota is used up).
@@ -14,17 +14,15 @@ LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})
 
 
 def throttled(times: int, function: str, local: LocalAws) -> list[int]:
-    """Make `function` refuse `times` invocations the way a throttled Lambda does, then run."""
-    from relay.local.emulator import _import_handler
-
-    handler = _import_handler(FUNCTIONS[function])
+    """Make `function` refuse `times` invocations the way a throttled Lambda does, then run as usual."""
     calls = [0]
 
     def refuse_then_run(event: dict[str, Any], context: Any) -> Any:
         calls[0] += 1
         if calls[0] <= times:
             raise LambdaThrottled("Rate Exceeded.")
-        return handler(event, context)
+        local.overrides.pop(function)  # the real handler from now on
+        return local.invoke(function, event)
 
     local.overrides[function] = refuse_then_run
     return calls
