@@ -42,7 +42,7 @@ RESPONSE_REF = "#/components/responses/"
 
 # Codes answered by the authentication and throttling in front of every route (the Lambda
 # authorizer and API Gateway's gateway responses on AWS, relay/local/server.py locally), and by
-# API Gateway alone (stacks/constructs/api.py). tests/unit/test_openapi.py checks them against
+# API Gateway alone (relay/api_mapping.py). tests/unit/test_openapi.py checks them against
 # both sources.
 UNAUTHORIZED = "UNAUTHORIZED"
 FORBIDDEN = "FORBIDDEN"

@@ -174,7 +174,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def __getattr__(self, name: str) -> Any:
         # http.server looks up `do_<METHOD>` and answers 501 with an HTML page when it is missing.
         # API Gateway answers a method the API does not define with its MISSING_AUTHENTICATION_TOKEN
-        # gateway response, which the stack maps to 404 NOT_FOUND (stacks/constructs/api.py).
+        # gateway response, which the stack maps to 404 NOT_FOUND (relay/api_mapping.py).
         if name.startswith("do_"):
             return self._no_such_method
         raise AttributeError(name)
