@@ -41,9 +41,9 @@ SCHEMA_REF = "#/components/schemas/"
 RESPONSE_REF = "#/components/responses/"
 
 # Codes answered by the authentication and throttling in front of every route (the Lambda
-# authorizer and API Gateway's gateway responses on AWS, relay/local/server.py locally), and by
-# API Gateway alone (relay/api_mapping.py). tests/unit/test_openapi.py checks them against
-# both sources.
+# authorizer and API Gateway's gateway responses in relay/api_mapping.py, which relay dev renders
+# too), and by relay dev's HTTP server (relay/local/server.py). tests/unit/test_openapi.py checks
+# them against both sources.
 UNAUTHORIZED = "UNAUTHORIZED"
 FORBIDDEN = "FORBIDDEN"
 THROTTLED = "THROTTLED"
