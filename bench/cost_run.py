@@ -636,8 +636,12 @@ def lambda_memory_mb() -> dict[str, Any]:
 
 
 def access_log_bytes() -> int:
-    """One API Gateway access log line in the stack's format, filled with typical values."""
-    tree = ast.parse((ROOT / "stacks" / "constructs" / "api.py").read_text(encoding="utf-8"))
+    """One API Gateway access log line in the stack's format, filled with typical values.
+
+    Priced as if access logging were on (`relay.apiGatewayCloudWatchRole` existing or create); with
+    the default (none) the stage writes no access log, so the figure is an upper bound.
+    """
+    tree = ast.parse((ROOT / "relay" / "api_mapping.py").read_text(encoding="utf-8"))
     fields: dict[str, str] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(

@@ -42,9 +42,9 @@ SCHEMA_REF = "#/components/schemas/"
 RESPONSE_REF = "#/components/responses/"
 
 # Codes answered by the authentication and throttling in front of every route (the Lambda
-# authorizer and API Gateway's gateway responses on AWS, relay/local/server.py locally), and by
-# API Gateway alone (stacks/constructs/api.py). tests/unit/test_openapi.py checks them against
-# both sources.
+# authorizer and API Gateway's gateway responses in relay/api_mapping.py, which relay dev renders
+# too), and by relay dev's HTTP server (relay/local/server.py). tests/unit/test_openapi.py checks
+# them against both sources.
 UNAUTHORIZED = "UNAUTHORIZED"
 FORBIDDEN = "FORBIDDEN"
 THROTTLED = "THROTTLED"
@@ -81,7 +81,7 @@ ERROR_CATALOG: dict[str, tuple[int | str, str]] = {
     MESSAGE_ALREADY_FINISHED: (_status_of(MessageFinished), "The message has finished and cannot be cancelled."),
     MESSAGE_EXPIRED: (_status_of(MessageExpired), "The message is past its expiry and cannot be delivered again."),
     PAYLOAD_TOO_LARGE: (413, "The request or the message body is over the configured size limit."),
-    UNSUPPORTED_MEDIA_TYPE: (415, "Send JSON with `Content-Type: application/json` (API Gateway only)."),
+    UNSUPPORTED_MEDIA_TYPE: (415, "Send JSON with `Content-Type: application/json` (a charset parameter may follow)."),
     THROTTLED: (429, "Too many requests for this sender; retry later (with the same messageId)."),
     REQUEST_REJECTED: ("4xx", "Any other request API Gateway refuses before it reaches Relay (AWS only)."),
     SYSTEM_ERROR: (500, "Relay could not process the request; safe to retry with the same messageId."),
@@ -134,12 +134,20 @@ _RESPONSES: dict[str, tuple[int, str, tuple[str, ...], bool]] = {
     ),
     "UnsupportedMediaType": (
         415,
-        "The request is not `application/json` (API Gateway only).",
+        "The request's media type is not `application/json` (parameters such as `charset` aside; no "
+        "`Content-Type` counts as `application/json`).",
         (UNSUPPORTED_MEDIA_TYPE,),
         False,
     ),
     "Throttled": (429, "Too many requests for this sender.", (THROTTLED,), False),
     "SystemError": (500, "Relay could not process the request; no internal detail is given.", (SYSTEM_ERROR,), False),
+    "GatewayTimeout": (
+        504,
+        "No answer within API Gateway's 29 s; the message may have been accepted. Sending it again with the "
+        "same messageId is safe and tells its state.",
+        (SYSTEM_ERROR,),
+        False,
+    ),
 }
 
 
@@ -484,6 +492,7 @@ def _paths() -> dict[str, Any]:
                         "UnsupportedMediaType",
                         "Throttled",
                         "SystemError",
+                        "GatewayTimeout",
                     ),
                 },
             },

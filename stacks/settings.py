@@ -11,15 +11,16 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
-
-from constructs import Node
+from typing import TYPE_CHECKING, Any
 
 from functions.shared.config import message_schema
 from functions.shared.runs import EXPRESS_MAX_SECONDS
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
 from relay.definitions import RetrySchedule, retry_schedule
 from relay.tracing import Tracing
+
+if TYPE_CHECKING:  # importing constructs starts jsii; `relay dev` reads these settings without it
+    from constructs import Node
 
 CONTEXT_KEY = "relay"
 
@@ -66,6 +67,18 @@ FAST_LANE_HANDOFF_BUDGET_SECONDS = 60
 # The slow lane's lease covers its whole retry horizon and every attempt, plus this margin.
 SLOW_LANE_LEASE_MARGIN_SECONDS = 3600
 
+# The default usage plan's throttle: each sender's rate (per second) and burst.
+DEFAULT_SENDER_RATE_LIMIT = 100
+DEFAULT_SENDER_BURST_LIMIT = 200
+
+# `apiGatewayCloudWatchRole`: what the stack may assume about, or do to, the account's API Gateway
+# CloudWatch role (AWS::ApiGateway::Account sets it for the whole account and region).
+CLOUD_WATCH_ROLE_NONE = "none"  # leave it alone and log nothing that needs it (deploys anywhere)
+CLOUD_WATCH_ROLE_EXISTING = "existing"  # the account has one already: log errors and access, leave it alone
+CLOUD_WATCH_ROLE_CREATE = "create"  # create one and make it the account's (replaces any other), then log
+CLOUD_WATCH_ROLE_CHOICES = (CLOUD_WATCH_ROLE_NONE, CLOUD_WATCH_ROLE_EXISTING, CLOUD_WATCH_ROLE_CREATE)
+# Settings whose value is one of a few words (field name -> the words).
+
 # Step Functions refuses execution inputs over 256 KiB. The API forwards the request base64-encoded
 # (4/3 of its size) and cuts it just over the largest request validate accepts, which is
 # ENVELOPE_ALLOWANCE_BYTES more than the body limit (see forwarded_base64_chars).
@@ -100,9 +113,17 @@ class RelaySettings:
     max_header_bytes: int
     max_future_skew_seconds: int
     redrive_after_seconds: int = DEFAULT_REDRIVE_AFTER_SECONDS
-    # Stage-wide API Gateway throttling (requests per second, and burst).
-    api_throttling_rate_limit: int = 100
-    api_throttling_burst_limit: int = 200
+    # Each sender's own throttle (requests per second, and burst): the default usage plan, which
+    # every sender without limits of its own is in (relay/admin.py gives the others a plan each).
+    sender_rate_limit: int = DEFAULT_SENDER_RATE_LIMIT
+    sender_burst_limit: int = DEFAULT_SENDER_BURST_LIMIT
+    # A throttle on all callers together (the stage's method settings); None leaves the account's
+    # API Gateway limit as the only one.
+    api_throttling_rate_limit: int | None = None
+    api_throttling_burst_limit: int | None = None
+    # The account's API Gateway CloudWatch role (one per account and region), which execution and
+    # access logging to CloudWatch need: see CLOUD_WATCH_ROLE_CHOICES.
+    api_gateway_cloud_watch_role: str = CLOUD_WATCH_ROLE_NONE
     # One delivery attempt: connecting (with TLS) and the whole request, and the response read cap.
     connect_timeout_seconds: int = DEFAULT_CONNECT_TIMEOUT_SECONDS
     total_timeout_seconds: int = DEFAULT_TOTAL_TIMEOUT_SECONDS
@@ -164,7 +185,10 @@ class RelaySettings:
                 f"{CONTEXT_KEY}.maxBodyBytes is {self.max_body_bytes}; at most {MAX_BODY_BYTES_LIMIT} fits "
                 "a Step Functions execution input (256 KiB) once the request is base64-encoded"
             )
-        if self.api_throttling_burst_limit < self.api_throttling_rate_limit:
+        if self.sender_burst_limit < self.sender_rate_limit:
+            raise SettingsError(f"{CONTEXT_KEY}.senderBurstLimit must be at least senderRateLimit")
+        stage_rate, stage_burst = self.api_throttling_rate_limit, self.api_throttling_burst_limit
+        if stage_rate is not None and stage_burst is not None and stage_burst < stage_rate:
             raise SettingsError(f"{CONTEXT_KEY}.apiThrottlingBurstLimit must be at least apiThrottlingRateLimit")
         if self.connect_timeout_seconds > self.total_timeout_seconds:
             raise SettingsError(f"{CONTEXT_KEY}.connectTimeoutSeconds must not exceed totalTimeoutSeconds")
@@ -218,6 +242,11 @@ class RelaySettings:
             raise KeyError(lane)
         policy: dict[str, Any] | None = self.sections.get("delivery", {}).get(lane)
         return policy
+
+    @property
+    def api_logging(self) -> bool:
+        """Whether the stage logs to CloudWatch, which needs the account's API Gateway CloudWatch role."""
+        return self.api_gateway_cloud_watch_role != CLOUD_WATCH_ROLE_NONE
 
     @property
     def deliver_timeout_seconds(self) -> int:
@@ -299,6 +328,12 @@ def _tracing(name: str, value: Any) -> Tracing:
     return Tracing(value)
 
 
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise SettingsError(f"{CONTEXT_KEY}.{name} must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise SettingsError(f"{CONTEXT_KEY}.{name} must be a positive integer, got {value!r}")
@@ -312,4 +347,7 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 # Settings that are not positive integers, and how their cdk.json value is read.
-_PARSERS: dict[str, Callable[[str, Any], Any]] = {"tracing": _tracing}
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "tracing": _tracing,
+    "api_gateway_cloud_watch_role": lambda name, value: _choice(name, value, CLOUD_WATCH_ROLE_CHOICES),
+}

@@ -1,19 +1,17 @@
 """The local HTTP API of `relay dev`: the same contract as API Gateway in front of the stack.
 
-- Every /messages route needs `Authorization: Bearer <token>`, checked with the same code as the
-  Lambda authorizer (401 unknown token, 403 disabled sender), then throttled per sender (429).
-- POST /messages runs the ingest state machine exactly as API Gateway's StartSyncExecution
-  integration does (same input, the output passed through, a failed run mapped to 500).
+- Every /messages route passes API Gateway's front door as deployed (relay/local/gateway.py): the
+  real token authorizer (401 unknown token, 403 disabled sender), then the throttles (429).
+- POST /messages is the deployed integration: its request mapping template rendered, the ingest
+  machine started synchronously with what it produced, the integration response rendered.
 - The other /messages routes invoke the API Lambda handler with an API Gateway proxy event.
 - /_admin/senders... serves `relay senders` locally (the server only listens on loopback).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,34 +19,41 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from functions.shared.config import get_settings
-from functions.shared.exceptions import RelayError, SenderExists, SenderUnknown
+from functions.shared.exceptions import SenderExists, SenderUnknown
 from functions.shared.responses import SYSTEM_ERROR, error_response
-from functions.shared.senders import Principal, SenderRepository
+from functions.shared.senders import SenderRepository
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
 from relay.admin import SenderAdmin
-from relay.local.emulator import LocalAws
+from relay.local.api_definition import load_api_definition
+from relay.local.emulator import LocalAws, run_sync_execution
+from relay.local.gateway import Answer, ApiGateway, AuthorizeCall, Caller, GatewayRequest
 
 OPENAPI_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 
 
-class TokenBucket:
-    """Per-sender request throttling, as API Gateway usage plans do it (rate per second, burst)."""
+def local_gateway(
+    local: LocalAws, template: Path | None = None, authorize_call: AuthorizeCall | None = None
+) -> ApiGateway:
+    """API Gateway's rules as deployed (the synthesized template, else the same functions), run locally.
 
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self._state: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
+    `template`: a template to read instead of cdk.out's; `authorize_call`: IAM for the call the
+    integration makes with its role (states:StartSyncExecution).
+    """
+    definition = load_api_definition(local.state_machine_arns["relay-ingest"], template)
+    return ApiGateway(
+        definition,
+        invoke=local.invoke,
+        start_sync_execution=lambda arn, execution_input: run_sync_execution(arn, execution_input),
+        sender_limits=_sender_limits,
+        authorize_call=authorize_call,
+    )
 
-    def allow(self, key: str, rate: float | None = None, burst: int | None = None) -> bool:
-        rate = rate or self.rate
-        capacity = float(burst or self.burst)
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._state.get(key, (capacity, now))
-            tokens = min(capacity, tokens + (now - last) * rate)
-            allowed = tokens >= 1
-            self._state[key] = (tokens - 1 if allowed else tokens, now)
-            return allowed
+
+def _sender_limits(sender_id: str) -> dict[str, Any]:
+    """The limits a sender was created with (its own usage plan on AWS): ratePerSecond, burst."""
+    sender = SenderRepository(get_settings().table_name).get(sender_id) or {}
+    limits: dict[str, Any] = sender.get("limits") or {}
+    return limits
 
 
 class RelayHttpServer(ThreadingHTTPServer):
@@ -56,10 +61,10 @@ class RelayHttpServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256  # bursts of concurrent senders must not be reset
 
-    def __init__(self, address: tuple[str, int], local: LocalAws, rate: float = 100.0, burst: int = 200) -> None:
+    def __init__(self, address: tuple[str, int], local: LocalAws, gateway: ApiGateway | None = None) -> None:
         super().__init__(address, _RequestHandler)
         self.local = local
-        self.throttle = TokenBucket(rate, burst)
+        self.gateway = gateway or local_gateway(local)
 
     def serve_in_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, name="relay-http", daemon=True)
@@ -77,12 +82,21 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _send(self, status_code: int, body: str, request_id: str, content_type: str = "application/json") -> None:
-        payload = body.encode("utf-8")
+    def _send(
+        self,
+        status_code: int,
+        body: str,
+        request_id: str,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        payload = body.encode("utf-8", "surrogateescape")
         self.send_response(status_code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("x-request-id", request_id)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
@@ -109,26 +123,28 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
-    def _authenticate(self, request_id: str) -> Principal | None:
-        """The authorizer's decision, answered like API Gateway (401/403/429)."""
-        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
-        principal = None
-        if scheme.lower() == "bearer" and token.strip():
-            try:
-                principal = SenderRepository(get_settings().table_name).authenticate(token.strip())
-            except RelayError:
-                self._error(500, SYSTEM_ERROR, "Relay could not check the token.", request_id)
-                return None
-        if principal is None:
-            self._error(401, "UNAUTHORIZED", "A valid API token is required (Authorization: Bearer ...).", request_id)
+    def _gateway_request(self, body: bytes, request_id: str) -> GatewayRequest:
+        parts = urlsplit(self.path)
+        return GatewayRequest(
+            method=self.command,
+            path=parts.path,
+            headers=dict(self.headers.items()),
+            query={name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()},
+            body=body,
+            source_ip=self.client_address[0],
+            request_id=request_id,
+        )
+
+    def _send_gateway_answer(self, answer: Answer, request_id: str) -> None:
+        self._send(answer.status, answer.body, request_id, answer.content_type, answer.headers)
+
+    def _admit(self, request: GatewayRequest) -> Caller | None:
+        """API Gateway's front door (authorizer, throttles); its refusal is answered here."""
+        admitted = self.server.gateway.admit(request)
+        if isinstance(admitted, Answer):
+            self._send_gateway_answer(admitted, request.request_id)
             return None
-        if not principal.active:
-            self._error(403, "FORBIDDEN", "This sender is disabled.", request_id)
-            return None
-        if not self.server.throttle.allow(principal.sender_id, principal.rate_limit, principal.burst_limit):
-            self._error(429, "THROTTLED", "Too many requests for this sender; slow down.", request_id)
-            return None
-        return principal
+        return admitted
 
     # -- routes ---------------------------------------------------------------------------------
 
@@ -141,15 +157,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if path.startswith("/_admin/"):
             self._admin("POST", path, body, request_id)
             return
-        if path == "/messages":
-            principal = self._authenticate(request_id)
-            if principal is not None:
-                self._ingest(body, principal, request_id)
-            return
-        if path.startswith("/messages/"):
-            principal = self._authenticate(request_id)
-            if principal is not None:
-                self._api("POST", principal, request_id, body)
+        if path == "/messages" or path.startswith("/messages/"):
+            request = self._gateway_request(body, request_id)
+            caller = self._admit(request)
+            if caller is not None and path == "/messages":
+                self._send_gateway_answer(self.server.gateway.post_messages(request, caller), request_id)
+            elif caller is not None:
+                self._api("POST", caller, request_id, body)
             return
         self._error(404, "NOT_FOUND", "No such route.", request_id)
 
@@ -160,7 +174,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def __getattr__(self, name: str) -> Any:
         # http.server looks up `do_<METHOD>` and answers 501 with an HTML page when it is missing.
         # API Gateway answers a method the API does not define with its MISSING_AUTHENTICATION_TOKEN
-        # gateway response, which the stack maps to 404 NOT_FOUND (stacks/constructs/api.py).
+        # gateway response, which the stack maps to 404 NOT_FOUND (relay/api_mapping.py).
         if name.startswith("do_"):
             return self._no_such_method
         raise AttributeError(name)
@@ -175,29 +189,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         elif path.startswith("/_admin/"):
             self._admin("GET", path, b"", request_id)
         elif path == "/messages" or path.startswith("/messages/"):
-            principal = self._authenticate(request_id)
-            if principal is not None:
-                self._api("GET", principal, request_id, None)
+            caller = self._admit(self._gateway_request(b"", request_id))
+            if caller is not None:
+                self._api("GET", caller, request_id, None)
         else:
             self._error(404, "NOT_FOUND", "No such route.", request_id)
 
-    def _ingest(self, body: bytes, principal: Principal, request_id: str) -> None:
-        execution_input = {
-            "requestId": request_id,
-            "senderId": principal.sender_id,
-            "bodyBase64": base64.b64encode(body).decode("ascii"),
-        }
-        try:
-            result = self.server.local.start_sync_execution("relay-ingest", execution_input)
-        except Exception:
-            result = {"status": "FAILED"}
-        if result.get("status") == "SUCCEEDED":
-            self._send_answer(json.loads(result["output"]), request_id)
-        else:
-            # Same mapping as the API Gateway response template: a failed run is a 500.
-            self._error(500, SYSTEM_ERROR, "Relay could not process the request.", request_id)
-
-    def _api(self, method: str, principal: Principal, request_id: str, body: bytes | None) -> None:
+    def _api(self, method: str, caller: Caller, request_id: str, body: bytes | None) -> None:
         parts = urlsplit(self.path)
         query = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
         event = {
@@ -216,7 +214,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 "httpMethod": method,
                 "path": parts.path,
                 "resourcePath": parts.path,
-                "authorizer": {"senderId": principal.sender_id, "principalId": principal.sender_id},
+                "authorizer": {**caller.context, "principalId": caller.principal_id},
                 "identity": {"sourceIp": self.client_address[0]},
             },
             "body": body.decode("utf-8", errors="replace") if body else None,

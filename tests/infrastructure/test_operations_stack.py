@@ -138,12 +138,12 @@ def test_a_default_usage_plan_throttles_each_sender_on_the_stage(synth: Synthesi
     settings = RelaySettings.defaults()
     api_id = only(synth.of_type("AWS::ApiGateway::RestApi"))[0]
     stage_id = only(synth.of_type("AWS::ApiGateway::Stage"))[0]
-    # Then it covers the API's stage and throttles every key with the settings' limits
+    # Then it covers the API's stage and throttles every key on its own with the senders' default limits
     (stage,) = plan["Properties"]["ApiStages"]
     assert (stage["ApiId"], stage["Stage"]) == ({"Ref": api_id}, {"Ref": stage_id})
     assert plan["Properties"]["Throttle"] == {
-        "RateLimit": settings.api_throttling_rate_limit,
-        "BurstLimit": settings.api_throttling_burst_limit,
+        "RateLimit": settings.sender_rate_limit,
+        "BurstLimit": settings.sender_burst_limit,
     }
     # And its id is an output for `relay senders create`
     assert synth.template["Outputs"]["UsagePlanId"]["Value"] == {
@@ -179,6 +179,19 @@ def test_authentication_throttling_and_routing_errors_use_relays_error_shape(
     assert body["error"]["code"] == code
     assert body["error"]["requestId"] == "$context.requestId"
     assert body["error"]["message"]
+
+
+def test_a_disabled_senders_key_gets_the_same_answer_as_a_denied_sender(synth: Synthesized) -> None:
+    # Given the answers to a denied sender and to a disabled (or missing) API key: while API Gateway
+    # still serves a disabled sender's token from the authorizer cache, its disabled key refuses it
+    bodies = {
+        value["Properties"]["ResponseType"]: json.loads(value["Properties"]["ResponseTemplates"]["application/json"])
+        for value in synth.of_type("AWS::ApiGateway::GatewayResponse").values()
+        if value["Properties"]["ResponseType"] in ("INVALID_API_KEY", "ACCESS_DENIED")
+    }
+    # Then both are 403 FORBIDDEN with FORBIDDEN's text
+    assert bodies["INVALID_API_KEY"]["error"] == bodies["ACCESS_DENIED"]["error"]
+    assert "disabled" in bodies["INVALID_API_KEY"]["error"]["message"]
 
 
 def test_unauthorized_names_the_bearer_scheme(synth: Synthesized) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,9 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-APIG2",
     "AwsSolutions-APIG3",
     "AwsSolutions-COG4",
-    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+    # API Gateway logs to CloudWatch only when cdk.json says the account has its CloudWatch role.
+    "AwsSolutions-APIG1",
+    "AwsSolutions-APIG6",
     # The deliver function reads per-sender signing secrets under relay/senders/.
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:relay/senders/*]",
     # The failed-messages queue is a terminal sink for operators, not a queue with consumers.
@@ -328,6 +330,36 @@ def test_ingest_machine_may_invoke_exactly_the_four_steps(synth: Synthesized) ->
 # -- API -----------------------------------------------------------------------------------------
 
 
+# API Gateway's integration timeout: the whole ingest run must answer within it.
+API_INTEGRATION_TIMEOUT_SECONDS = 29
+
+
+def retry_waits(retrier: dict[str, Any]) -> list[float]:
+    """The longest wait before each retry (FULL jitter draws each in [0, wait])."""
+    wait, cap = float(retrier.get("IntervalSeconds", 1)), float(retrier.get("MaxDelaySeconds", float("inf")))
+    waits = []
+    for _ in range(int(retrier.get("MaxAttempts", 3))):
+        waits.append(min(wait, cap))
+        wait *= float(retrier.get("BackoffRate", 2.0))
+    return waits
+
+
+def test_ingest_steps_wait_out_lambda_throttling_within_the_apis_timeout() -> None:
+    # Given each Lambda step of the ingest machine
+    document = json.loads(INGEST_ASL.read_text(encoding="utf-8"))
+    steps = {name: state for name, state in document["States"].items() if "Retry" in state}
+    assert set(steps) == {"Validate", "Dedup", "StorePending", "Enqueue"}
+    for name, state in steps.items():
+        # Then Lambda's throttling (a new account may run only 10 functions at once) has a retrier
+        # of its own, spread with full jitter, that keeps trying for several seconds
+        (retrier,) = [r for r in state["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
+        assert retrier["ErrorEquals"] == ["Lambda.TooManyRequestsException"], name
+        assert retrier["JitterStrategy"] == "FULL" and retrier["MaxAttempts"] >= 5, name
+        assert sum(retry_waits(retrier)) >= 10, name
+        # And a throttled step gives up well inside API Gateway's integration timeout
+        assert sum(retry_waits(retrier)) < API_INTEGRATION_TIMEOUT_SECONDS / 2, name
+
+
 def test_post_messages_starts_the_ingest_machine_synchronously(synth: Synthesized) -> None:
     # Given POST /messages
     integration = post_messages(synth)["Properties"]["Integration"]
@@ -422,32 +454,48 @@ def test_gateway_errors_use_relays_error_shape(synth: Synthesized) -> None:
     assert responses["THROTTLED"]["StatusCode"] == "429"
 
 
-def test_stage_is_traced_throttled_and_access_logged_as_json(synth: Synthesized) -> None:
-    # Given the API's stage
+def test_stage_is_traced_and_caps_no_callers_together_by_default(synth: Synthesized) -> None:
+    # Given the API's stage as cdk.json leaves it
     _, stage = only(synth.of_type("AWS::ApiGateway::Stage"))
     props = stage["Properties"]
-    settings = RelaySettings.defaults()
-    # Then it is traced, logs errors without request data, and throttles every method
+    # Then it is traced and logs no request data
     assert props["TracingEnabled"] is True
     (method_settings,) = props["MethodSettings"]
-    assert method_settings["LoggingLevel"] == "ERROR"
     assert method_settings["DataTraceEnabled"] is False
-    assert method_settings["ThrottlingRateLimit"] == settings.api_throttling_rate_limit
-    assert method_settings["ThrottlingBurstLimit"] == settings.api_throttling_burst_limit
-    # And access logs are JSON lines in a log group kept one month
-    access_format = json.loads(props["AccessLogSetting"]["Format"])
-    assert access_format["requestId"] == "$context.requestId"
-    assert access_format["status"] == "$context.status"
-    log_group_ref = joined(props["AccessLogSetting"]["DestinationArn"])
-    log_group_id = re.search(r"log-group:<([A-Za-z0-9]+)>", log_group_ref)
-    assert log_group_id, log_group_ref
-    assert synth.resources[log_group_id.group(1)]["Properties"]["RetentionInDays"] == 30
+    # And no stage or method throttle caps all senders together (the account's limit is the only one)
+    for setting in props["MethodSettings"]:
+        assert "ThrottlingRateLimit" not in setting and "ThrottlingBurstLimit" not in setting
+
+
+def test_the_accounts_cloudwatch_role_is_neither_set_nor_needed_by_default(synth: Synthesized) -> None:
+    # Given the stack as cdk.json leaves `apiGatewayCloudWatchRole` (none)
+    # Then the account's API Gateway CloudWatch role setting is left alone
+    assert synth.of_type("AWS::ApiGateway::Account") == {}
+    # And the stage enables no CloudWatch logging, which would fail the deploy on an account without one
+    _, stage = only(synth.of_type("AWS::ApiGateway::Stage"))
+    (method_settings,) = stage["Properties"]["MethodSettings"]
+    assert method_settings["LoggingLevel"] == "OFF"
+    assert "AccessLogSetting" not in stage["Properties"]
+
+
+def test_relay_dev_reads_the_same_api_from_the_template_as_from_the_functions(synth: Synthesized) -> None:
+    from relay.local.api_definition import definition_from_functions, definition_from_template
+
+    # Given the synthesized template and the functions it is made from
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:relay-ingest"
+    from_template = definition_from_template(synth.template, arn, source="template")
+    from_functions = definition_from_functions(arn)
+    # Then relay dev runs the same mappings, gateway responses and throttles either way
+    assert replace(from_template, source="", credentials_role=None) == replace(from_functions, source="")
+    # And it knows the role API Gateway starts the machine with
+    role_id = post_messages(synth)["Properties"]["Integration"]["Credentials"]["Fn::GetAtt"][0]
+    assert from_template.credentials_role == role_id
 
 
 def test_every_log_group_is_kept_one_month(synth: Synthesized) -> None:
     # Given every log group of the stack
     groups = synth.of_type("AWS::Logs::LogGroup")
-    # Then there is one per function, the ingest machine and the API's access logs, and none keeps logs forever
+    # Then there is one per function and per state machine, and none keeps logs forever
     assert len(groups) >= 6
     assert {group["Properties"]["RetentionInDays"] for group in groups.values()} == {30}
 

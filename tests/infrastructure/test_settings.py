@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from infra_support import Synthesized, synthesize
@@ -28,6 +29,9 @@ OVERRIDES = {
     "redriveAfterSeconds": 120,
     "apiThrottlingRateLimit": 20,
     "apiThrottlingBurstLimit": 40,
+    "senderRateLimit": 7,
+    "senderBurstLimit": 14,
+    "apiGatewayCloudWatchRole": "create",
     "connectTimeoutSeconds": 5,
     "totalTimeoutSeconds": 20,
     "maxResponseBytes": 4096,
@@ -64,6 +68,8 @@ def test_context_overrides_each_setting_and_reaches_the_function_environment() -
         "RELAY_REQUIRE_SENDER": "true",
     }
     assert (settings.api_throttling_rate_limit, settings.api_throttling_burst_limit) == (20, 40)
+    assert (settings.sender_rate_limit, settings.sender_burst_limit) == (7, 14)
+    assert settings.api_gateway_cloud_watch_role == "create"
     # And the delivery functions get the attempt's timeouts and response cap
     delivery = settings.delivery_environment()
     assert delivery["RELAY_CONNECT_TIMEOUT_SECONDS"] == "5"
@@ -98,6 +104,10 @@ def test_context_given_as_json_text_is_accepted() -> None:
         ({"maxBodyBytes": 1.5}, "positive integer"),
         ({"maxBodyBytes": MAX_BODY_BYTES_LIMIT + 1}, "Step Functions"),
         ({"apiThrottlingRateLimit": 100, "apiThrottlingBurstLimit": 50}, "apiThrottlingBurstLimit"),
+        ({"senderRateLimit": 100, "senderBurstLimit": 50}, "senderBurstLimit"),
+        ({"senderRateLimit": 0}, "positive integer"),
+        ({"apiGatewayCloudWatchRole": "yes"}, "one of none, existing, create"),
+        ({"apiGatewayCloudWatchRole": True}, "one of none, existing, create"),
         ({"delivery": []}, "must be an object"),
         ({"connectTimeoutSeconds": 20, "totalTimeoutSeconds": 10}, "connectTimeoutSeconds"),
         ({"totalTimeoutSeconds": 121}, "totalTimeoutSeconds"),
@@ -178,10 +188,35 @@ def test_overrides_reach_every_function_and_the_stage(synth: Synthesized) -> Non
         assert variables["RELAY_TTL_DAYS"] == "7"
         assert variables["RELAY_MAX_BODY_BYTES"] == "32768"
         assert variables["RELAY_REDRIVE_AFTER_SECONDS"] == "120"
-    # And the stage throttles with the overridden limits
+    # And the stage caps all callers together with the limits set for it
     (method_settings,) = stage["Properties"]["MethodSettings"]
     assert (method_settings["ThrottlingRateLimit"], method_settings["ThrottlingBurstLimit"]) == (20, 40)
     assert synth.error is None
+
+
+def test_an_opted_in_cloudwatch_role_is_created_set_for_the_account_and_used(synth: Synthesized) -> None:
+    # Given `apiGatewayCloudWatchRole: create`
+    (account,) = synth.of_type("AWS::ApiGateway::Account").values()
+    (stage,) = synth.of_type("AWS::ApiGateway::Stage").values()
+    # Then the stack sets the account's API Gateway CloudWatch role to a role of its own, kept on delete
+    role_id = account["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]
+    assert synth.resources[role_id]["DeletionPolicy"] == "Retain"
+    # And the stage logs errors (without request data) and access, as JSON lines
+    (method_settings,) = stage["Properties"]["MethodSettings"]
+    assert (method_settings["LoggingLevel"], method_settings["DataTraceEnabled"]) == ("ERROR", False)
+    assert json.loads(stage["Properties"]["AccessLogSetting"]["Format"])["requestId"] == "$context.requestId"
+
+
+def test_relay_dev_reads_the_overridden_api_from_the_template_as_from_the_functions(synth: Synthesized) -> None:
+    from relay.local.api_definition import Throttle, definition_from_functions, definition_from_template
+
+    # Given the template synthesized with the overrides, and the functions given the same overrides
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:relay-ingest"
+    from_template = definition_from_template(synth.template, arn, source="template")
+    from_functions = definition_from_functions(arn, relay_context=OVERRIDES)
+    # Then relay dev applies the same stage cap, default plan and mappings either way
+    assert (from_template.stage_throttle, from_template.sender_throttle) == (Throttle(20, 40), Throttle(7, 14))
+    assert replace(from_template, source="", credentials_role=None) == replace(from_functions, source="")
 
 
 def test_overrides_reach_the_usage_plan_and_the_delivery_functions(synth: Synthesized) -> None:
@@ -189,8 +224,8 @@ def test_overrides_reach_the_usage_plan_and_the_delivery_functions(synth: Synthe
 
     # Given the usage plan and the delivery functions
     (plan,) = synth.of_type("AWS::ApiGateway::UsagePlan").values()
-    # Then each sender's key is throttled with the overridden limits
-    assert plan["Properties"]["Throttle"] == {"RateLimit": 20, "BurstLimit": 40}
+    # Then each sender's key is throttled on its own with the overridden sender limits
+    assert plan["Properties"]["Throttle"] == {"RateLimit": 7, "BurstLimit": 14}
     # And every delivery step uses the overridden attempt settings
     for step in ("dispatcher", "deliver", "finalize", "handoff", "reconciler"):
         variables = step_environment(synth, step)

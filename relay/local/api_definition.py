@@ -1,0 +1,250 @@
+"""What API Gateway runs in front of the stack, as `relay dev` reads it: the synthesized template first.
+
+Why: the deployed API and the local one must be one description. `load_api_definition` reads the
+POST /messages integration (request templates, passthrough behaviour, integration responses and
+the role it calls Step Functions with), the gateway responses and the throttles (stage method
+settings, the default usage plan) from `cdk.out/Relay.template.json` when that file is current,
+resolving its `Ref`/`Fn::Join` to the local ARNs. Without a current template it builds the same
+definition from relay/api_mapping.py and cdk.json, the very functions and settings the stack is
+synthesized from (tests/infrastructure checks that both give the same definition).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relay.api_mapping import GATEWAY_RESPONSES, JSON, PASSTHROUGH_BEHAVIOR, integration_responses, request_template
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TEMPLATE = ROOT / "cdk.out" / "Relay.template.json"
+# What the API's part of the template is made from: a template older than any of these is stale.
+_SOURCES = ("stacks", "relay/api_mapping.py", "cdk.json", "schemas")
+_SOURCE_SUFFIXES = (".py", ".json")
+FROM_FUNCTIONS = "relay/api_mapping.py and cdk.json"
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """A token bucket's shape: `rate` requests per second, at most `burst` at once."""
+
+    rate: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class IntegrationResponseRule:
+    status_code: str
+    templates: dict[str, str]
+    selection_pattern: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayResponseRule:
+    """A gateway response as deployed: status (None: the type's own), templates, extra headers."""
+
+    status_code: str | None
+    templates: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ApiDefinition:
+    """POST /messages and the front door every route shares."""
+
+    request_templates: dict[str, str]
+    passthrough_behavior: str
+    integration_responses: tuple[IntegrationResponseRule, ...]
+    gateway_responses: dict[str, GatewayResponseRule]
+    # The default usage plan: each sender's own throttle unless the sender has limits of its own.
+    sender_throttle: Throttle
+    # A throttle on all callers together (stage method settings), if the deployment sets one.
+    stage_throttle: Throttle | None
+    # The role API Gateway calls StartSyncExecution with (a logical id of the template, if known).
+    credentials_role: str | None
+    # Where this definition was read from (shown by `relay dev`).
+    source: str
+
+
+def load_api_definition(state_machine_arn: str, template_path: Path | None = None) -> ApiDefinition:
+    """The template at `template_path`, else a current cdk.out template, else the functions."""
+    path = template_path or (DEFAULT_TEMPLATE if _is_current(DEFAULT_TEMPLATE) else None)
+    if path is None:
+        return definition_from_functions(state_machine_arn)
+    template = json.loads(path.read_text(encoding="utf-8"))
+    return definition_from_template(template, state_machine_arn, source=str(path))
+
+
+def _is_current(template: Path) -> bool:
+    if not template.exists():
+        return False
+    built = template.stat().st_mtime
+    for source in _SOURCES:
+        where = ROOT / source
+        files = [file for file in where.rglob("*") if file.suffix in _SOURCE_SUFFIXES] if where.is_dir() else [where]
+        if any(file.is_file() and file.stat().st_mtime > built for file in files):
+            return False
+    return True
+
+
+def definition_from_functions(state_machine_arn: str, relay_context: dict[str, Any] | None = None) -> ApiDefinition:
+    """The definition the stack is synthesized from, with cdk.json's settings (or `relay_context`)."""
+    from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
+    from relay.project_config import relay_context as project_context
+    from stacks.settings import RelaySettings
+
+    settings = RelaySettings.from_mapping(project_context() if relay_context is None else relay_context)
+    stage = None
+    if settings.api_throttling_rate_limit is not None or settings.api_throttling_burst_limit is not None:
+        stage = _throttle(settings.api_throttling_rate_limit, settings.api_throttling_burst_limit)
+    return ApiDefinition(
+        request_templates={
+            JSON: request_template(state_machine_arn, settings.max_body_bytes + ENVELOPE_ALLOWANCE_BYTES)
+        },
+        passthrough_behavior=PASSTHROUGH_BEHAVIOR,
+        integration_responses=tuple(
+            IntegrationResponseRule(rule.status_code, rule.templates, rule.selection_pattern)
+            for rule in integration_responses()
+        ),
+        gateway_responses={
+            response.response_type: GatewayResponseRule(
+                response.status_code,
+                {JSON: response.template},
+                {name: value.strip("'") for name, value in response.headers.items()},
+            )
+            for response in GATEWAY_RESPONSES
+        },
+        sender_throttle=_throttle(settings.sender_rate_limit, settings.sender_burst_limit),
+        stage_throttle=stage,
+        credentials_role=None,
+        source=FROM_FUNCTIONS,
+    )
+
+
+# API Gateway's limits when a stage throttle sets only one of the two (the account defaults).
+ACCOUNT_RATE_LIMIT = 10_000.0
+ACCOUNT_BURST_LIMIT = 5_000
+
+
+def _throttle(rate: float | None, burst: int | None) -> Throttle:
+    return Throttle(float(rate if rate is not None else ACCOUNT_RATE_LIMIT), int(burst or ACCOUNT_BURST_LIMIT))
+
+
+# -- reading the synthesized template ----------------------------------------------------------------
+
+
+USAGE_PLAN = "AWS::ApiGateway::UsagePlan"
+
+
+class TemplateError(ValueError):
+    """The template does not have the API `relay dev` expects."""
+
+
+def definition_from_template(template: dict[str, Any], state_machine_arn: str, source: str) -> ApiDefinition:
+    resources: dict[str, Any] = template.get("Resources", {})
+    resolve = _resolver(template, state_machine_arn)
+    integration = _post_messages(resources)["Properties"]["Integration"]
+    return ApiDefinition(
+        request_templates={kind: resolve(text) for kind, text in integration.get("RequestTemplates", {}).items()},
+        passthrough_behavior=integration.get("PassthroughBehavior", "WHEN_NO_MATCH"),
+        integration_responses=tuple(
+            IntegrationResponseRule(
+                str(rule["StatusCode"]),
+                {kind: resolve(text) for kind, text in rule.get("ResponseTemplates", {}).items()},
+                rule.get("SelectionPattern") or None,
+            )
+            for rule in integration.get("IntegrationResponses", [])
+        ),
+        gateway_responses=_gateway_responses(resources, resolve),
+        sender_throttle=_default_plan_throttle(resources),
+        stage_throttle=_stage_throttle(resources),
+        credentials_role=_logical_id(integration.get("Credentials")),
+        source=source,
+    )
+
+
+def _of_type(resources: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {key: value for key, value in resources.items() if value.get("Type") == resource_type}
+
+
+def _post_messages(resources: dict[str, Any]) -> dict[str, Any]:
+    """The POST method of the `/messages` resource directly under the API's root."""
+    messages = {
+        key
+        for key, value in _of_type(resources, "AWS::ApiGateway::Resource").items()
+        if value["Properties"].get("PathPart") == "messages" and "Fn::GetAtt" in value["Properties"].get("ParentId", {})
+    }
+    for method in _of_type(resources, "AWS::ApiGateway::Method").values():
+        properties = method["Properties"]
+        if properties.get("HttpMethod") == "POST" and _logical_id(properties.get("ResourceId")) in messages:
+            return method
+    raise TemplateError("the template has no POST /messages method")
+
+
+def _gateway_responses(resources: dict[str, Any], resolve: Callable[[Any], str]) -> dict[str, GatewayResponseRule]:
+    rules = {}
+    for response in _of_type(resources, "AWS::ApiGateway::GatewayResponse").values():
+        properties = response["Properties"]
+        headers = {
+            name.removeprefix("gatewayresponse.header."): str(value).strip("'")
+            for name, value in properties.get("ResponseParameters", {}).items()
+            if name.startswith("gatewayresponse.header.")
+        }
+        rules[properties["ResponseType"]] = GatewayResponseRule(
+            str(properties["StatusCode"]) if "StatusCode" in properties else None,
+            {kind: resolve(text) for kind, text in properties.get("ResponseTemplates", {}).items()},
+            headers,
+        )
+    return rules
+
+
+def _default_plan_throttle(resources: dict[str, Any]) -> Throttle:
+    plans = [plan["Properties"].get("Throttle") or {} for plan in _of_type(resources, USAGE_PLAN).values()]
+    if len(plans) != 1:
+        raise TemplateError(f"the template has {len(plans)} usage plans; relay dev expects the one default plan")
+    return _throttle(plans[0].get("RateLimit"), plans[0].get("BurstLimit"))
+
+
+def _stage_throttle(resources: dict[str, Any]) -> Throttle | None:
+    """The stage-wide method setting (`/*`, `*`) that caps all callers together, if any."""
+    for stage in _of_type(resources, "AWS::ApiGateway::Stage").values():
+        for setting in stage["Properties"].get("MethodSettings", []):
+            rate, burst = setting.get("ThrottlingRateLimit"), setting.get("ThrottlingBurstLimit")
+            if setting.get("ResourcePath") == "/*" and (rate is not None or burst is not None):
+                return _throttle(rate, burst)
+    return None
+
+
+def _logical_id(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return str(value["Ref"])
+        if "Fn::GetAtt" in value:
+            return str(value["Fn::GetAtt"][0])
+    return None
+
+
+def _resolver(template: dict[str, Any], state_machine_arn: str) -> Callable[[Any], str]:
+    """Resolve `Ref` and `Fn::Join` as CloudFormation would, with the local ingest machine's ARN."""
+    from relay.local.emulator import ACCOUNT_ID, REGION
+
+    refs = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
+    refs["AWS::URLSuffix"] = "amazonaws.com"
+    ingest = _logical_id(template.get("Outputs", {}).get("IngestStateMachineArn", {}).get("Value"))
+    if ingest is not None:
+        refs[ingest] = state_machine_arn
+
+    def resolve(value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict) and "Ref" in value and value["Ref"] in refs:
+            return refs[value["Ref"]]
+        if isinstance(value, dict) and "Fn::Join" in value:
+            separator, parts = value["Fn::Join"]
+            return str(separator).join(resolve(part) for part in parts)
+        raise TemplateError(f"relay dev cannot resolve {json.dumps(value)[:200]}")
+
+    return resolve
