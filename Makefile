@@ -23,6 +23,7 @@ dev: install
 
 lint: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy functions relay stacks app.py
 
 test: install lint

@@ -62,7 +62,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     print(f"  API token:      {relay.dev_token}")
     print(f"  signing secret: {relay.dev_secret}  (receivers verify deliveries with it)")
     print("Send a message:")
-    print(f"  relay send{url_flag} --target-url https://example.com/webhook --body '{{\"hello\":\"world\"}}'")
+    print(f'  relay send{url_flag} --target-url https://example.com/webhook --body \'{{"hello":"world"}}\'')
     print(f"  curl -s -X POST {relay.url}/messages -H 'Content-Type: application/json' \\")
     print(f"    -H 'Authorization: Bearer {relay.dev_token}' \\")
     example = json.dumps(

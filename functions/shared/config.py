@@ -81,9 +81,7 @@ def get_settings() -> Settings:
         max_body_bytes=_env_int("RELAY_MAX_BODY_BYTES", _schema_default("maxBodyBytes")),
         max_header_count=_env_int("RELAY_MAX_HEADER_COUNT", _schema_default("maxHeaderCount")),
         max_header_bytes=_env_int("RELAY_MAX_HEADER_BYTES", _schema_default("maxHeaderBytes")),
-        max_future_skew_seconds=_env_int(
-            "RELAY_MAX_FUTURE_SKEW_SECONDS", _schema_default("maxFutureSkewSeconds")
-        ),
+        max_future_skew_seconds=_env_int("RELAY_MAX_FUTURE_SKEW_SECONDS", _schema_default("maxFutureSkewSeconds")),
         allow_private_targets=_env_bool("RELAY_ALLOW_PRIVATE_TARGETS", False),
         require_sender=_env_bool("RELAY_REQUIRE_SENDER", False),
         redrive_after_seconds=_env_int("RELAY_REDRIVE_AFTER_SECONDS", 300),

@@ -40,8 +40,6 @@ DEFAULT_PAGE_SIZE = 25
 MAX_REDRIVES = 5
 
 
-
-
 # A messageId from a URL that no message can carry (schemas/message.schema.json) names no message;
 # it is answered without asking DynamoDB, which refuses keys over 2 KB with an error (a 500).
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

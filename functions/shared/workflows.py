@@ -16,7 +16,6 @@ from functions.shared.model import MessageKey
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-
 def execution_name(key: MessageKey, run: int, lane: str, unique: str = "") -> str:
     """A Step Functions execution name a user can find from the message id (1-80 chars, no ':').
 
