@@ -80,9 +80,7 @@ def _ecma_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def _ecma_pattern(
-    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
-) -> Iterator[ValidationError]:
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
     if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
@@ -179,11 +177,7 @@ def _describe_schema_error(error: ValidationError) -> list[FieldError]:
             return [FieldError(path, "must not be empty")]
         return [FieldError(path, f"must be at least {error.validator_value} characters long")]
     if error.validator == "maxLength" and isinstance(error.instance, str):
-        return [
-            FieldError(
-                path, f"is {len(error.instance)} characters long; the limit is {error.validator_value}"
-            )
-        ]
+        return [FieldError(path, f"is {len(error.instance)} characters long; the limit is {error.validator_value}")]
     if error.validator == "pattern" and path.endswith(("messageId", "senderId")):
         # An empty id is reported once, by minLength ("must not be empty").
         return [FieldError(path, "must use only letters, digits and . _ : -")] if error.instance else []
@@ -277,11 +271,7 @@ def _timestamp_errors(raw: str, settings: Settings, now: datetime) -> list[Field
     if stamp.tzinfo is None:
         return [FieldError("$.timestamp", "must include a time zone offset, e.g. Z or +02:00")]
     if stamp > now + timedelta(seconds=settings.max_future_skew_seconds):
-        return [
-            FieldError(
-                "$.timestamp", f"is more than {settings.max_future_skew_seconds} seconds in the future"
-            )
-        ]
+        return [FieldError("$.timestamp", f"is more than {settings.max_future_skew_seconds} seconds in the future")]
     if stamp < now - timedelta(days=settings.ttl_days):
         return [FieldError("$.timestamp", f"is older than the retention of {settings.ttl_days} days")]
     return []

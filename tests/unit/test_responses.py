@@ -103,9 +103,7 @@ def test_given_a_message_invalid_without_details_when_answered_then_details_is_o
 @pytest.mark.parametrize(
     "error",
     [
-        StorageUnavailable(
-            "ProvisionedThroughputExceededException: arn:aws:dynamodb:eu-west-1:123:table/relay"
-        ),
+        StorageUnavailable("ProvisionedThroughputExceededException: arn:aws:dynamodb:eu-west-1:123:table/relay"),
         StorageError("ValidationException: secret internals"),
         QueueUnavailable("SQS did not accept the message (AccessDenied)"),
         MessageNotFound("MSG#s#m"),
@@ -128,9 +126,7 @@ def test_given_an_error_that_is_not_a_rejection_when_answered_then_500_without_i
 
 
 def test_given_non_ascii_text_when_answered_then_the_body_is_compact_utf8_json() -> None:
-    response = response_for_rejection(
-        MessageInvalid([FieldError("$.headers['X-Ünï']", "café ✓")]), REQUEST_ID
-    )
+    response = response_for_rejection(MessageInvalid([FieldError("$.headers['X-Ünï']", "café ✓")]), REQUEST_ID)
     assert "café ✓" in response["body"], "non-ASCII is kept readable (ensure_ascii=False)"
     assert ": " not in response["body"] and ", " not in response["body"].replace("café ✓", "")
     assert json.loads(response["body"].encode("utf-8"))["error"]["details"][0]["message"] == "café ✓"

@@ -204,9 +204,7 @@ def _reason(url: str, allow_private: bool = False) -> str:
         ("http://[v1.fe]/", "invalid IPv6 literal"),
     ],
 )
-def test_given_a_malformed_target_url_when_parsed_then_the_reason_says_what_to_fix(
-    url: str, fragment: str
-) -> None:
+def test_given_a_malformed_target_url_when_parsed_then_the_reason_says_what_to_fix(url: str, fragment: str) -> None:
     # Given a target URL that breaks a shape rule / When parsed / Then the reason names the rule
     assert fragment in _reason(url)
 

@@ -257,9 +257,7 @@ def test_given_a_non_string_identifier_when_validated_then_its_type_is_named(fie
 
 
 @pytest.mark.parametrize("field", IDENTIFIERS)
-@pytest.mark.parametrize(
-    "value", ["a", "a" * 128, "A-z_0.9:x", "urn:uuid:123e4567-e89b-12d3-a456-426614174000"]
-)
+@pytest.mark.parametrize("value", ["a", "a" * 128, "A-z_0.9:x", "urn:uuid:123e4567-e89b-12d3-a456-426614174000"])
 def test_given_an_identifier_within_the_rules_when_validated_then_it_is_kept(field: str, value: str) -> None:
     assert accept(message(**{field: value})).message[field] == value
 
@@ -333,10 +331,7 @@ def test_given_a_tighter_future_skew_setting_when_validated_then_it_applies() ->
     config = replace(SETTINGS, max_future_skew_seconds=10)
     ahead = (NOW + timedelta(seconds=11)).isoformat()
     # When a timestamp 11 s ahead is validated / Then the configured limit is named
-    assert (
-        only_detail(reject(message(timestamp=ahead), config)).message
-        == "is more than 10 seconds in the future"
-    )
+    assert only_detail(reject(message(timestamp=ahead), config)).message == "is more than 10 seconds in the future"
     assert accept(message(timestamp=(NOW + timedelta(seconds=10)).isoformat()), config)
 
 
@@ -353,10 +348,7 @@ def test_given_a_timestamp_older_than_the_ttl_when_validated_then_the_retention_
 def test_given_a_shorter_ttl_setting_when_an_old_timestamp_is_validated_then_the_setting_applies() -> None:
     config = replace(SETTINGS, ttl_days=1)
     stamp = (NOW - timedelta(days=1, minutes=1)).isoformat()
-    assert (
-        only_detail(reject(message(timestamp=stamp), config)).message
-        == "is older than the retention of 1 days"
-    )
+    assert only_detail(reject(message(timestamp=stamp), config)).message == "is older than the retention of 1 days"
 
 
 @pytest.mark.parametrize(
@@ -426,9 +418,7 @@ def test_given_a_valid_rfc3339_timestamp_when_validated_then_it_is_kept_verbatim
         ("http://0x7f.1/", "non-canonical IPv4"),
     ],
 )
-def test_given_a_bad_target_url_when_validated_then_one_detail_says_what_to_fix(
-    url: str, fragment: str
-) -> None:
+def test_given_a_bad_target_url_when_validated_then_one_detail_says_what_to_fix(url: str, fragment: str) -> None:
     # Given a message whose targetUrl breaks a rule
     error = reject(message(targetUrl=url))
     # When validated / Then exactly one detail, at $.targetUrl, names the rule broken
@@ -479,9 +469,7 @@ def test_given_a_public_target_url_when_validated_then_it_is_kept_verbatim(url: 
     assert accept(message(targetUrl=url)).message["targetUrl"] == url
 
 
-@pytest.mark.parametrize(
-    "url", ["http://127.0.0.1:9000/", "http://localhost:8080/hook", "http://[::1]:9000/"]
-)
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/", "http://localhost:8080/hook", "http://[::1]:9000/"])
 def test_given_private_targets_allowed_when_a_local_target_is_validated_then_it_passes(url: str) -> None:
     # Given local development with allow_private_targets=True
     config = replace(SETTINGS, allow_private_targets=True)
@@ -493,9 +481,7 @@ def test_given_private_targets_allowed_when_a_local_target_is_validated_then_it_
 
 def test_given_private_targets_allowed_when_an_integer_ip_spelling_is_validated_then_it_is_refused() -> None:
     config = replace(SETTINGS, allow_private_targets=True)
-    assert (
-        "non-canonical IPv4" in only_detail(reject(message(targetUrl="http://2130706433/"), config)).message
-    )
+    assert "non-canonical IPv4" in only_detail(reject(message(targetUrl="http://2130706433/"), config)).message
 
 
 # =============================================================================================
@@ -517,26 +503,21 @@ def test_given_get_or_head_without_a_body_when_validated_then_it_passes(method: 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("body", ["x", "", {"a": 1}, []])
-def test_given_get_or_head_with_a_body_when_validated_then_the_body_is_refused(
-    method: str, body: Any
-) -> None:
+def test_given_get_or_head_with_a_body_when_validated_then_the_body_is_refused(method: str, body: Any) -> None:
     # Given a GET/HEAD message that carries a body / When validated
     detail = only_detail(reject(message(method=method, body=body)))
     # Then the body is named, with the reason
     assert detail == FieldError("$.body", f"must be absent when method is {method}")
 
 
-@pytest.mark.parametrize(
-    "method", ["get", "Post", "OPTIONS", "CONNECT", "TRACE", "FETCH", "", "GET\n", 1, None]
-)
+@pytest.mark.parametrize("method", ["get", "Post", "OPTIONS", "CONNECT", "TRACE", "FETCH", "", "GET\n", 1, None])
 def test_given_a_method_outside_the_enum_when_validated_then_the_allowed_methods_are_listed(
     method: Any,
 ) -> None:
     error = reject(message(method=method))
     assert {detail.path for detail in error.details} == {"$.method"}
     assert any(
-        "is not one of ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']" in detail.message
-        for detail in error.details
+        "is not one of ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']" in detail.message for detail in error.details
     )
 
 
@@ -570,9 +551,7 @@ def test_given_a_header_value_with_cr_lf_or_nul_when_validated_then_header_injec
     # Given a header value that would split the request / When validated
     error = reject(message(headers={"X-Trace": value}))
     # Then exactly one detail at the header names CR, LF and NUL
-    assert only_detail(error) == FieldError(
-        "$.headers['X-Trace']", "header values must not contain CR, LF or NUL"
-    )
+    assert only_detail(error) == FieldError("$.headers['X-Trace']", "header values must not contain CR, LF or NUL")
 
 
 @pytest.mark.parametrize("value", ["\x01", "esc\x1b[31m", "del\x7f", "line\u2028sep", "bell\x07"], ids=repr)
@@ -617,9 +596,7 @@ def test_given_a_reserved_header_when_validated_then_it_is_refused_whatever_its_
 
 def test_given_headers_differing_only_by_case_when_validated_then_the_duplicate_is_named() -> None:
     detail = only_detail(reject(message(headers={"X-Trace": "1", "x-trace": "2"})))
-    assert detail == FieldError(
-        "$.headers['x-trace']", "duplicates header 'X-Trace' (names are case-insensitive)"
-    )
+    assert detail == FieldError("$.headers['x-trace']", "duplicates header 'X-Trace' (names are case-insensitive)")
 
 
 def test_given_more_headers_than_the_configured_count_when_validated_then_the_limit_is_named() -> None:
@@ -744,9 +721,7 @@ def test_given_a_body_over_the_limit_when_validated_then_payload_too_large_names
     [("\u00e9" * 6, 12), ("\U0001f642" * 3, 12), ("\u2713" * 4, 12), ({"k": "\u00e9\u00e9\u00e9"}, 14)],
     ids=["2-byte", "4-byte", "3-byte", "json-object"],
 )
-def test_given_a_multibyte_body_when_sized_then_utf8_bytes_are_counted_not_characters(
-    body: Any, size: int
-) -> None:
+def test_given_a_multibyte_body_when_sized_then_utf8_bytes_are_counted_not_characters(body: Any, size: int) -> None:
     config = replace(SETTINGS, max_body_bytes=10)
     with pytest.raises(PayloadTooLarge) as info:
         accept(message(body=body), config)
@@ -754,9 +729,7 @@ def test_given_a_multibyte_body_when_sized_then_utf8_bytes_are_counted_not_chara
     assert accept(message(body="\u00e9" * 5), config)  # 10 bytes
 
 
-def test_given_a_body_over_the_limit_and_other_problems_when_validated_then_all_are_reported_together() -> (
-    None
-):
+def test_given_a_body_over_the_limit_and_other_problems_when_validated_then_all_are_reported_together() -> None:
     config = replace(SETTINGS, max_body_bytes=10)
     error = reject(message(body="a" * 11, method="FETCH"), config)
     assert {detail.path for detail in error.details} == {"$.method", "$.body"}
@@ -832,9 +805,7 @@ def test_given_invalid_utf8_when_decoded_then_malformed_request_says_utf8(raw: b
         (b'\xef\xbb\xbf{"a": 1}', 0),
     ],
 )
-def test_given_malformed_json_when_decoded_then_the_message_names_the_position(
-    raw: bytes, position: int
-) -> None:
+def test_given_malformed_json_when_decoded_then_the_message_names_the_position(raw: bytes, position: int) -> None:
     with pytest.raises(MalformedRequest) as info:
         decode_request_body(b64(raw), SETTINGS)
     assert str(info.value).startswith("The request body is not valid JSON: ")
@@ -1050,17 +1021,11 @@ header_names = st.text(TOKEN_ALPHABET, min_size=1, max_size=20).filter(
 )
 header_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
 json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=30)
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30)
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
 nasty_strings = st.sampled_from(
