@@ -50,6 +50,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         port=args.port,
         time_scale=args.time_scale,
         allow_private_targets=args.allow_private_targets,
+        template=args.template,
     )
     relay.start()
     saved = save_credentials(
@@ -342,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="deliver to private/loopback addresses (on locally; deployments keep it off)",
+    )
+    dev.add_argument(
+        "--template",
+        type=Path,
+        help="run this synthesized template (default: cdk.out/Relay.template.json, synthesized when stale)",
     )
     dev.set_defaults(handler=cmd_dev)
 

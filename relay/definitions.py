@@ -14,6 +14,8 @@ from typing import Any
 
 STATEMACHINE_DIR = Path(__file__).resolve().parents[1] / "statemachines"
 DELIVERY_RETRY_ERROR = "DeliveryRetryable"
+# `relay.delivery` in cdk.json: each lane's definition file (the stack and relay dev apply its policy).
+DELIVERY_LANES = {"fastLane": "delivery_fast.asl.json", "slowLane": "delivery_slow.asl.json"}
 
 _POLICY_FIELDS = {
     "intervalSeconds": "IntervalSeconds",

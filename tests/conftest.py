@@ -59,7 +59,9 @@ def ingest_input(message: dict[str, Any] | bytes, request_id: str | None = None)
 def local_aws() -> Iterator[Any]:
     from relay.local.emulator import LocalAws
 
-    with LocalAws(time_scale=0.001) as local:
+    # The template's functions, with IAM enforced; these tests run the ingest machine without the
+    # authorizer in front (as the handler tests of API Gateway's own checks do), so no sender is required.
+    with LocalAws(time_scale=0.001, environment={"RELAY_REQUIRE_SENDER": "false"}) as local:
         yield local
 
 
