@@ -26,6 +26,11 @@ _POLICY_FIELDS = {
 }
 
 
+def machine_name(file_name: str) -> str:
+    """The local name of the machine a definition file deploys as (`delivery_fast.asl.json` -> relay-delivery-fast)."""
+    return "relay-" + file_name.removesuffix(".asl.json").replace("_", "-")
+
+
 def read_definition(file_name: str) -> dict[str, Any]:
     document: dict[str, Any] = json.loads((STATEMACHINE_DIR / file_name).read_text(encoding="utf-8"))
     return document

@@ -28,19 +28,25 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-from relay.definitions import DELIVERY_LANES, apply_delivery_policy
+from relay.definitions import DELIVERY_LANES, apply_delivery_policy, machine_name
 from relay.local import iam
 from relay.local.synth import current_template
 from relay.local.template import ACCOUNT_ID, DEFAULT_TABLE_NAME, REGION, Topology, function_arn, load_topology
 
-__all__ = ["ACCOUNT_ID", "REGION", "LocalAws", "LocalLambdaContext", "function_arn", "run_sync_execution"]
+__all__ = [
+    "ACCOUNT_ID",
+    "REGION",
+    "LocalAws",
+    "LocalLambdaContext",
+    "function_arn",
+    "run_sync_execution",
+    "template_topology",
+]
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
 # The local name of each delivery lane's machine (relay.definitions.DELIVERY_LANES names its file).
-LANE_MACHINES = {
-    lane: "relay-" + file_name.removesuffix(".asl.json").replace("_", "-") for lane, file_name in DELIVERY_LANES.items()
-}
+LANE_MACHINES = {lane: machine_name(file_name) for lane, file_name in DELIVERY_LANES.items()}
 _LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -48,6 +54,11 @@ _LOCAL_CREDENTIALS = {
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
 }
+
+
+def template_topology(template: Path | None = None, table_name: str = DEFAULT_TABLE_NAME) -> Topology:
+    """What relay dev runs (`template`, or the current cdk.out template), without starting anything."""
+    return load_topology(current_template(template), table_name)
 
 
 class TemplateEnvironmentConflict(ValueError):
@@ -115,7 +126,7 @@ class LocalAws:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> LocalAws:
-        self.topology = load_topology(current_template(self.template), self.table_name)
+        self.topology = template_topology(self.template, self.table_name)
         # moto logs every Choice on a missing path as an error; those are normal control flow here.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", message="No application metrics to publish")
