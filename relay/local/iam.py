@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import re
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -208,7 +209,13 @@ def access_denied(role_arn: str, request: Request, operation: str) -> ClientErro
         f"{request.action} on resource: {request.resource} because no identity-based policy allows the "
         f"{request.action} action"
     )
-    return ClientError({"Error": {"Code": ACCESS_DENIED, "Message": message}}, operation)
+    return ClientError(
+        {
+            "Error": {"Code": ACCESS_DENIED, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": 403, "RequestId": str(uuid.uuid4())},
+        },
+        operation,
+    )
 
 
 # -- enforcement -------------------------------------------------------------------------------------
@@ -259,8 +266,46 @@ def _install() -> None:
             return make_api_call(self, operation_name, api_params)
 
         BaseClient._make_api_call = checked_call  # type: ignore[method-assign]
+        _threads_inherit_identity()
         _run_executions_as_their_role()
         _installed = True
+
+
+def _threads_inherit_identity() -> None:
+    """A thread started (or a pool task submitted) under an identity acts with it.
+
+    Lambda's credentials hold for every thread of a function; moto's interpreter also evaluates
+    states in threads of its own. Context variables do not cross threads by themselves.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Thread.start
+
+    def start_with_identity(self: threading.Thread) -> None:
+        identity = _identity.get()
+        if identity is not None:
+            run = self.run
+
+            def run_as() -> None:
+                with acting_as(identity):
+                    run()
+
+            self.run = run_as  # type: ignore[method-assign]
+        start(self)
+
+    submit = ThreadPoolExecutor.submit
+
+    def submit_with_identity(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        identity = _identity.get()
+
+        def call_as(*call_args: Any, **call_kwargs: Any) -> Any:
+            with acting_as(identity):
+                return fn(*call_args, **call_kwargs)
+
+        return submit(self, call_as, *args, **kwargs)
+
+    threading.Thread.start = start_with_identity  # type: ignore[method-assign]
+    ThreadPoolExecutor.submit = submit_with_identity  # type: ignore[method-assign]
 
 
 def _run_executions_as_their_role() -> None:
