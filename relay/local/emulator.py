@@ -174,7 +174,8 @@ class LocalAws:
         assert self.topology is not None
         sqs = boto3.client("sqs", region_name=REGION)
         for spec in self.topology.queues.values():
-            self.queue_urls[spec.name] = sqs.create_queue(QueueName=spec.name, Attributes=spec.attributes)["QueueUrl"]
+            attributes: Any = spec.attributes
+            self.queue_urls[spec.name] = sqs.create_queue(QueueName=spec.name, Attributes=attributes)["QueueUrl"]
 
     def _create_state_machines(self) -> None:
         import boto3

@@ -64,7 +64,12 @@ _ACTION_NAMES = {
     ("sqs", "DeleteMessageBatch"): "DeleteMessage",
     ("sqs", "ChangeMessageVisibilityBatch"): "ChangeMessageVisibility",
 }
-_TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+_TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
 
 
 @dataclass(frozen=True)
@@ -209,13 +214,12 @@ def access_denied(role_arn: str, request: Request, operation: str) -> ClientErro
         f"{request.action} on resource: {request.resource} because no identity-based policy allows the "
         f"{request.action} action"
     )
-    return ClientError(
-        {
-            "Error": {"Code": ACCESS_DENIED, "Message": message},
-            "ResponseMetadata": {"HTTPStatusCode": 403, "RequestId": str(uuid.uuid4())},
-        },
-        operation,
-    )
+    # moto's interpreter reads the request id of a failed task's error, as from any AWS answer.
+    response: dict[str, Any] = {
+        "Error": {"Code": ACCESS_DENIED, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": 403, "RequestId": str(uuid.uuid4())},
+    }
+    return ClientError(response, operation)  # type: ignore[arg-type]
 
 
 # -- enforcement -------------------------------------------------------------------------------------
@@ -258,14 +262,14 @@ def _install() -> None:
             return
         from botocore.client import BaseClient
 
-        make_api_call = BaseClient._make_api_call
+        make_api_call = BaseClient._make_api_call  # type: ignore[attr-defined]
 
         def checked_call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
             if _identity.get() is not None:
                 authorize(operation_name, self.meta.service_model.signing_name, api_params)
             return make_api_call(self, operation_name, api_params)
 
-        BaseClient._make_api_call = checked_call  # type: ignore[method-assign]
+        BaseClient._make_api_call = checked_call  # type: ignore[attr-defined]
         _threads_inherit_identity()
         _run_executions_as_their_role()
         _installed = True
@@ -305,7 +309,7 @@ def _threads_inherit_identity() -> None:
         return submit(self, call_as, *args, **kwargs)
 
     threading.Thread.start = start_with_identity  # type: ignore[method-assign]
-    ThreadPoolExecutor.submit = submit_with_identity  # type: ignore[method-assign]
+    ThreadPoolExecutor.submit = submit_with_identity  # type: ignore[method-assign,assignment]
 
 
 def _run_executions_as_their_role() -> None:

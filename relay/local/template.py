@@ -31,7 +31,12 @@ DEFAULT_TABLE_NAME = "relay-local"
 # Queue URL variable -> the queue's local name.
 QUEUE_VARIABLES = {"RELAY_QUEUE_URL": "relay-delivery", "RELAY_FAILED_QUEUE_URL": "relay-failed"}
 DEAD_LETTER_SUFFIX = "-dlq"
-_PSEUDO = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": PARTITION, "AWS::URLSuffix": "amazonaws.com"}
+_PSEUDO = {
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT_ID,
+    "AWS::Partition": PARTITION,
+    "AWS::URLSuffix": "amazonaws.com",
+}
 _LOGICAL_HASH = re.compile(r"[0-9A-F]{8}$")
 _SUB_TOKEN = re.compile(r"\$\{([^}!]+)\}")
 
@@ -344,7 +349,10 @@ def _queues(template: Template) -> dict[str, QueueSpec]:
         dead_letters = None
         if redrive:
             attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": redrive["deadLetterTargetArn"], "maxReceiveCount": str(redrive["maxReceiveCount"])}
+                {
+                    "deadLetterTargetArn": redrive["deadLetterTargetArn"],
+                    "maxReceiveCount": str(redrive["maxReceiveCount"]),
+                }
             )
             dead_letters = str(redrive["deadLetterTargetArn"]).rsplit(":", 1)[-1]
         name = template.names[logical_id]

@@ -45,7 +45,9 @@ from relay.local.emulator import LocalAws, _import_handler
 
 DYNAMODB_WRITES = frozenset({"put_item", "update_item"})
 INGEST_FUNCTIONS = frozenset({"relay-validate", "relay-dedup", "relay-store", "relay-enqueue"})
-DELIVERY_FUNCTIONS = frozenset({"relay-dispatcher", "relay-deliver", "relay-finalize", "relay-handoff", "relay-reconciler"})
+DELIVERY_FUNCTIONS = frozenset(
+    {"relay-dispatcher", "relay-deliver", "relay-finalize", "relay-handoff", "relay-reconciler"}
+)
 # The steps that crash (the brief's list, plus dedup and the reconciler, which are steps too).
 CRASHING_FUNCTIONS = INGEST_FUNCTIONS | DELIVERY_FUNCTIONS
 _MESSAGE_PREFIX = "MSG#"

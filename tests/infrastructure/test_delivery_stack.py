@@ -112,7 +112,9 @@ def test_each_lane_names_the_functions_relay_dev_wires_to_it(synth: Synthesized,
     local = topology.state_machines[local_name]
     assert local.type == machine_type
     # Then every placeholder the file uses is the ARN of its step's function, which relay dev runs
-    used = {placeholder for placeholder in PLACEHOLDER_STEPS if "${" + placeholder + "}" in render_definition(file_name)}
+    used = {
+        placeholder for placeholder in PLACEHOLDER_STEPS if "${" + placeholder + "}" in render_definition(file_name)
+    }
     assert set(substitutions) == used
     for placeholder, value in substitutions.items():
         step = PLACEHOLDER_STEPS[placeholder]
