@@ -44,7 +44,10 @@ def _finish(answer: ApiAnswer, as_json: bool, render: Any = None) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from relay.local.runtime import LocalRelay
+    from relay.local.synth import is_current
 
+    if args.template is None and not is_current():
+        print("Synthesizing the stack first (cdk.out is missing or older than the sources)...", flush=True)
     relay = LocalRelay(
         host=args.host,
         port=args.port,
