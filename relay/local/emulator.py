@@ -26,12 +26,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from relay.definitions import DELIVERY_LANES, apply_delivery_policy, machine_name
 from relay.local import iam
 from relay.local.synth import current_template
-from relay.local.template import ACCOUNT_ID, DEFAULT_TABLE_NAME, REGION, Topology, function_arn, load_topology
+from relay.local.template import (
+    ACCOUNT_ID,
+    DEFAULT_TABLE_NAME,
+    QUEUE_VARIABLES,
+    REGION,
+    Topology,
+    function_arn,
+    load_topology,
+)
 
 __all__ = [
     "ACCOUNT_ID",
@@ -102,9 +110,11 @@ def _import_handler(dotted: str) -> Handler:
 class LocalAws:
     """One embedded AWS running the synthesized template: start() it, use boto3 as usual, stop() it."""
 
+    # The local names of the delivery and failed-messages queues (relay/local/template.py names them).
+    queue_name: ClassVar[str] = QUEUE_VARIABLES["RELAY_QUEUE_URL"]
+    failed_queue_name: ClassVar[str] = QUEUE_VARIABLES["RELAY_FAILED_QUEUE_URL"]
+
     table_name: str = DEFAULT_TABLE_NAME
-    queue_name: str = "relay-delivery"
-    failed_queue_name: str = "relay-failed"
     time_scale: float = 1.0
     # Overrides of the template's retry policies, cdk.json's `relay.delivery` shape:
     # {"fastLane": {...}, "slowLane": {...}} (empty: the template's policies as synthesized).

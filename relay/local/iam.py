@@ -184,6 +184,9 @@ def is_allowed(statements: tuple[dict[str, Any], ...], request: Request) -> bool
     return any(statement.get("Effect") == "Allow" and "Condition" not in statement for statement in applicable)
 
 
+_MAX_DECISIONS = 10_000
+
+
 class Authorizer:
     """The roles of one template, and the decisions made for them (cached: the same calls repeat)."""
 
@@ -198,6 +201,8 @@ class Authorizer:
         if decision is None:
             decision = is_allowed(self.policies.get(role_arn, ()), request)
             with self._lock:
+                if len(self._decisions) >= _MAX_DECISIONS:  # execution ARNs differ per run
+                    self._decisions.clear()
                 self._decisions[key] = decision
         return decision
 
