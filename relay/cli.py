@@ -44,7 +44,8 @@ def _finish(answer: ApiAnswer, as_json: bool, render: Any = None) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from relay.local.runtime import LocalRelay
-    from relay.local.synth import is_current
+    from relay.local.synth import SynthError, is_current
+    from relay.local.template import TemplateError
 
     if args.template is None and not is_current():
         print("Synthesizing the stack first (cdk.out is missing or older than the sources)...", flush=True)
@@ -55,7 +56,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
         allow_private_targets=args.allow_private_targets,
         template=args.template,
     )
-    relay.start()
+    try:
+        relay.start()
+    except (FileNotFoundError, SynthError, TemplateError) as error:
+        relay.stop()
+        print(f"relay dev cannot run the template: {error}", file=sys.stderr)
+        return 2
     saved = save_credentials(
         relay.url, {"senderId": DEFAULT_SENDER, "token": relay.dev_token, "signingSecret": relay.dev_secret}
     )
