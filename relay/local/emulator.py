@@ -8,7 +8,8 @@ This is the only place that knows Relay runs locally. It
 - enforces IAM: each handler, execution and API Gateway call acts as its role from the template
   (relay/local/iam.py),
 - runs EXPRESS machines synchronously (StartSyncExecution is missing from moto) and
-- scales Retry/Wait sleeps by `time_scale`, leaving counts and computed waits intact.
+- scales Retry/Wait sleeps and queue visibility timeouts by `time_scale`, leaving counts and
+  computed waits intact.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 # The local name of each delivery lane's machine (relay.definitions.DELIVERY_LANES names its file).
 LANE_MACHINES = {lane: machine_name(file_name) for lane, file_name in DELIVERY_LANES.items()}
+LOCAL_MIN_VISIBILITY_SECONDS = 5
 _LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -184,8 +186,20 @@ class LocalAws:
         assert self.topology is not None
         sqs = boto3.client("sqs", region_name=REGION)
         for spec in self.topology.queues.values():
-            attributes: Any = spec.attributes
+            attributes: Any = self._scaled_visibility(spec.attributes)
             self.queue_urls[spec.name] = sqs.create_queue(QueueName=spec.name, Attributes=attributes)["QueueUrl"]
+
+    def _scaled_visibility(self, attributes: dict[str, str]) -> dict[str, str]:
+        """A queue's visibility timeout is a retry wait too: scaled, down to a local floor.
+
+        The floor keeps a dispatcher batch that is slow in-process (moto, shared threads) from being
+        received twice while it still runs.
+        """
+        if "VisibilityTimeout" not in attributes:
+            return attributes
+        deployed = int(attributes["VisibilityTimeout"])
+        scaled = min(deployed, max(LOCAL_MIN_VISIBILITY_SECONDS, round(deployed * self.time_scale)))
+        return {**attributes, "VisibilityTimeout": str(scaled)}
 
     def _create_state_machines(self) -> None:
         import boto3
