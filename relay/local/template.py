@@ -23,6 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from relay.local.api_template import ApiSpec, build_api
+
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
@@ -48,7 +50,6 @@ ROLE = "AWS::IAM::Role"
 POLICY = "AWS::IAM::Policy"
 MANAGED_POLICY = "AWS::IAM::ManagedPolicy"
 LOG_GROUP = "AWS::Logs::LogGroup"
-API_METHOD = "AWS::ApiGateway::Method"
 
 
 class TemplateError(ValueError):
@@ -118,12 +119,17 @@ class Topology:
     table: TableSpec
     # Role ARN -> the statements of every policy attached to it (identity policies).
     policies: dict[str, tuple[dict[str, Any], ...]]
-    # The role API Gateway's POST /messages integration calls StartSyncExecution with.
-    api_start_role_arn: str | None = None
+    # Routes, integrations, gateway responses and throttling of the REST API (relay/local/api_template.py).
+    api: ApiSpec
     handlers: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "handlers", {name: spec.handler for name, spec in self.functions.items()})
+
+    @property
+    def api_start_role_arn(self) -> str | None:
+        """The role API Gateway's POST /messages integration calls StartSyncExecution with."""
+        return self.api.start_sync_role_arn
 
 
 def _stem(logical_id: str) -> str:
@@ -409,14 +415,6 @@ def _policies(template: Template) -> dict[str, tuple[dict[str, Any], ...]]:
     return {arn: tuple(statements) for arn, statements in attached.items()}
 
 
-def _api_start_role(template: Template) -> str | None:
-    for resource in template.of_type(API_METHOD).values():
-        integration = resource.get("Properties", {}).get("Integration", {})
-        if "Credentials" in integration and "StartSyncExecution" in str(template.resolve(integration.get("Uri", ""))):
-            return str(template.resolve(integration["Credentials"]))
-    return None
-
-
 def build_topology(document: dict[str, Any], table_name: str = DEFAULT_TABLE_NAME) -> Topology:
     template = Template(document, table_name)
     return Topology(
@@ -425,7 +423,7 @@ def build_topology(document: dict[str, Any], table_name: str = DEFAULT_TABLE_NAM
         queues=_queues(template),
         table=_table(template),
         policies=_policies(template),
-        api_start_role_arn=_api_start_role(template),
+        api=build_api(template),
     )
 
 

@@ -30,6 +30,7 @@ from infra_support import (
     table_id,
 )
 
+from relay.local.template import build_topology
 from stacks.settings import RelaySettings
 
 ROUTES = [
@@ -423,3 +424,18 @@ def test_outputs_name_what_operators_need(synth: Synthesized) -> None:
         "DashboardName",
     } <= set(outputs)
     assert synth.error is None, synth.error
+
+
+def test_relay_dev_reads_the_routes_and_gateway_responses_from_the_template(synth: Synthesized) -> None:
+    # Given the API as relay dev reads it from the synthesized template
+    api = build_topology(synth.template).api
+    # Then it has every route, POST /messages starts the local ingest machine with the integration's
+    # role, and each gateway response keeps its status, template and headers
+    assert {(method.http_method, method.path) for method in api.methods} == set(ROUTES)
+    post = api.method("POST", "/messages")
+    assert post is not None and post.authorization_type == "CUSTOM" and post.api_key_required
+    assert ":stateMachine:relay-ingest" in post.integration["RequestTemplates"]["application/json"]
+    assert api.start_sync_role_arn == post.integration["Credentials"]
+    unauthorized = api.gateway_responses["UNAUTHORIZED"]
+    assert (unauthorized.status_code, unauthorized.headers) == ("401", {"WWW-Authenticate": "'Bearer'"})
+    assert '"code":"UNAUTHORIZED"' in unauthorized.templates["application/json"]
