@@ -76,7 +76,7 @@ MESSAGE_PATH_FUNCTIONS = (
     "relay-dispatcher",
     "relay-deliver",
     "relay-handoff",
-    "relay-fail",
+    "relay-finalize",
 )
 EVENT_SOURCE = "sqs-event-source"  # Lambda's SQS poller: receives and deletes, billed to the account
 LOCAL_ONLY = "local-only"  # the local server's token check, the harness: not billed
@@ -236,7 +236,7 @@ class Hooks:
         from botocore.client import BaseClient
         from moto.stepfunctions.parser.backend import execution as moto_execution
 
-        from relay.local.emulator import STATE_MACHINES, LocalAws
+        from relay.local.emulator import LocalAws, template_topology
 
         original_invoke = LocalAws.invoke
 
@@ -280,7 +280,7 @@ class Hooks:
 
         BaseClient._make_api_call = counting_call  # type: ignore[attr-defined]
 
-        machine_types = {name: spec[1] for name, spec in STATE_MACHINES.items()}
+        machine_types = {name: spec.type for name, spec in template_topology().state_machines.items()}
         original_start = moto_execution.Execution.start
         original_terminated = moto_execution.BaseExecutionWorkerCommunication.terminated
 
@@ -831,7 +831,7 @@ def run(scale: float) -> dict[str, Any]:
     global _HOOKS
     _prepare_environment()
     from relay.definitions import read_definition, retry_schedule
-    from relay.local.emulator import table_definition
+    from relay.local.emulator import template_topology
     from relay.local.runtime import LocalRelay
     from relay.local.targets import TargetServer
     from relay.project_config import delivery_policy
@@ -840,7 +840,7 @@ def run(scale: float) -> dict[str, Any]:
     fast = retry_schedule("delivery_fast.asl.json", policy.get("fastLane"))
     slow = retry_schedule("delivery_slow.asl.json", policy.get("slowLane"))
     fast_full_jitter = '"JitterStrategy": "FULL"' in json.dumps(read_definition("delivery_fast.asl.json"))
-    _HOOKS = Hooks(table_definition("relay-local"))
+    _HOOKS = Hooks(template_topology().table.definition)
     _HOOKS.install()
 
     scenarios = [

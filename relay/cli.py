@@ -44,14 +44,24 @@ def _finish(answer: ApiAnswer, as_json: bool, render: Any = None) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from relay.local.runtime import LocalRelay
+    from relay.local.synth import SynthError, is_current
+    from relay.local.template import TemplateError
 
+    if args.template is None and not is_current():
+        print("Synthesizing the stack first (cdk.out is missing or older than the sources)...", flush=True)
     relay = LocalRelay(
         host=args.host,
         port=args.port,
         time_scale=args.time_scale,
         allow_private_targets=args.allow_private_targets,
+        template=args.template,
     )
-    relay.start()
+    try:
+        relay.start()
+    except (FileNotFoundError, SynthError, TemplateError) as error:
+        relay.stop()
+        print(f"relay dev cannot run the template: {error}", file=sys.stderr)
+        return 2
     saved = save_credentials(
         relay.url, {"senderId": DEFAULT_SENDER, "token": relay.dev_token, "signingSecret": relay.dev_secret}
     )
@@ -350,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="deliver to private/loopback addresses (on locally; deployments keep it off)",
+    )
+    dev.add_argument(
+        "--template",
+        type=Path,
+        help="run this synthesized template (default: cdk.out/Relay.template.json, synthesized when stale)",
     )
     dev.set_defaults(handler=cmd_dev)
 

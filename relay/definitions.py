@@ -14,6 +14,8 @@ from typing import Any
 
 STATEMACHINE_DIR = Path(__file__).resolve().parents[1] / "statemachines"
 DELIVERY_RETRY_ERROR = "DeliveryRetryable"
+# `relay.delivery` in cdk.json: each lane's definition file (the stack and relay dev apply its policy).
+DELIVERY_LANES = {"fastLane": "delivery_fast.asl.json", "slowLane": "delivery_slow.asl.json"}
 
 _POLICY_FIELDS = {
     "intervalSeconds": "IntervalSeconds",
@@ -22,6 +24,11 @@ _POLICY_FIELDS = {
     "maxDelaySeconds": "MaxDelaySeconds",
     "jitterStrategy": "JitterStrategy",
 }
+
+
+def machine_name(file_name: str) -> str:
+    """The local name of the machine a definition file deploys as (`delivery_fast.asl.json` -> relay-delivery-fast)."""
+    return "relay-" + file_name.removesuffix(".asl.json").replace("_", "-")
 
 
 def read_definition(file_name: str) -> dict[str, Any]:

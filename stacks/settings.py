@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from functions.shared.config import message_schema
 from functions.shared.runs import EXPRESS_MAX_SECONDS
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
-from relay.definitions import RetrySchedule, retry_schedule
+from relay.definitions import DELIVERY_LANES, RetrySchedule, retry_schedule
 from relay.tracing import Tracing
 
 if TYPE_CHECKING:  # importing constructs starts jsii; `relay dev` reads these settings without it
@@ -28,9 +28,8 @@ CONTEXT_KEY = "relay"
 # policies: relay/project_config.delivery_policy); kept as they are, in `RelaySettings.sections`.
 SECTIONS = frozenset({"delivery"})
 
-# `relay.delivery`: per-lane overrides of the DeliveryRetryable retrier in the lane's definition
-# (relay/definitions.apply_delivery_policy), the same ones `relay dev` applies.
-DELIVERY_LANES = {"fastLane": "delivery_fast.asl.json", "slowLane": "delivery_slow.asl.json"}
+# `relay.delivery` (DELIVERY_LANES): per-lane overrides of the DeliveryRetryable retrier in the lane's
+# definition (relay/definitions.apply_delivery_policy), the same ones `relay dev` applies.
 # Field -> (kind, smallest, largest): the ranges Step Functions accepts for a Retrier (and a Wait).
 _POLICY_RANGES: dict[str, tuple[type, float, float]] = {
     "intervalSeconds": (int, 1, 99_999_999),

@@ -9,6 +9,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,11 +56,42 @@ def ingest_input(message: dict[str, Any] | bytes, request_id: str | None = None)
     }
 
 
+def template_without(action: str, directory: Path, handler: str | None = None) -> Path:
+    """The current template with `action` taken out of the IAM policies (of `handler`'s role only, if given)."""
+    from relay.local.synth import current_template
+
+    document = json.loads(current_template().read_text(encoding="utf-8"))
+    resources = document["Resources"]
+    roles = [
+        function["Properties"]["Role"]["Fn::GetAtt"][0]
+        for function in resources.values()
+        if function["Type"] == "AWS::Lambda::Function" and function["Properties"]["Handler"] == handler
+    ]
+    removed = 0
+    for resource in resources.values():
+        if resource["Type"] != "AWS::IAM::Policy":
+            continue
+        if handler is not None and {"Ref": roles[0]} not in resource["Properties"]["Roles"]:
+            continue
+        statements = resource["Properties"]["PolicyDocument"]["Statement"]
+        for statement in statements:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            removed += action in actions
+            statement["Action"] = [name for name in actions if name != action]
+        resource["Properties"]["PolicyDocument"]["Statement"] = [s for s in statements if s["Action"]]
+    assert removed, f"the template grants no {action}"
+    path = directory / f"without-{action.replace(':', '-')}.template.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def local_aws() -> Iterator[Any]:
     from relay.local.emulator import LocalAws
 
-    with LocalAws(time_scale=0.001) as local:
+    # The template's functions, with IAM enforced; these tests run the ingest machine without the
+    # authorizer in front (as the handler tests of API Gateway's own checks do), so no sender is required.
+    with LocalAws(time_scale=0.001, environment={"RELAY_REQUIRE_SENDER": "false"}) as local:
         yield local
 
 

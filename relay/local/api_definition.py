@@ -1,12 +1,13 @@
-"""What API Gateway runs in front of the stack, as `relay dev` reads it: the synthesized template first.
+"""What API Gateway runs in front of the stack, as `relay dev` reads it from the synthesized template.
 
 Why: the deployed API and the local one must be one description. `load_api_definition` reads the
 POST /messages integration (request templates, passthrough behaviour, integration responses and
 the role it calls Step Functions with), the gateway responses and the throttles (stage method
-settings, the default usage plan) from `cdk.out/Relay.template.json` when that file is current,
-resolving its `Ref`/`Fn::Join` to the local ARNs. Without a current template it builds the same
-definition from relay/api_mapping.py and cdk.json, the very functions and settings the stack is
-synthesized from (tests/infrastructure checks that both give the same definition).
+settings, the default usage plan) from the template relay dev runs (relay/local/synth.py keeps
+cdk.out's current), resolving its `Ref`/`Fn::Join` to the local ARNs. `definition_from_functions`
+builds the same definition from relay/api_mapping.py and cdk.json, the very functions and settings
+the stack is synthesized from, for unit tests that need no synthesis (tests/infrastructure checks
+that both give the same definition).
 """
 
 from __future__ import annotations
@@ -19,11 +20,6 @@ from typing import Any
 
 from relay.api_mapping import GATEWAY_RESPONSES, JSON, PASSTHROUGH_BEHAVIOR, integration_responses, request_template
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TEMPLATE = ROOT / "cdk.out" / "Relay.template.json"
-# What the API's part of the template is made from: a template older than any of these is stale.
-_SOURCES = ("stacks", "relay/api_mapping.py", "cdk.json", "schemas")
-_SOURCE_SUFFIXES = (".py", ".json")
 FROM_FUNCTIONS = "relay/api_mapping.py and cdk.json"
 
 
@@ -69,25 +65,10 @@ class ApiDefinition:
     source: str
 
 
-def load_api_definition(state_machine_arn: str, template_path: Path | None = None) -> ApiDefinition:
-    """The template at `template_path`, else a current cdk.out template, else the functions."""
-    path = template_path or (DEFAULT_TEMPLATE if _is_current(DEFAULT_TEMPLATE) else None)
-    if path is None:
-        return definition_from_functions(state_machine_arn)
-    template = json.loads(path.read_text(encoding="utf-8"))
-    return definition_from_template(template, state_machine_arn, source=str(path))
-
-
-def _is_current(template: Path) -> bool:
-    if not template.exists():
-        return False
-    built = template.stat().st_mtime
-    for source in _SOURCES:
-        where = ROOT / source
-        files = [file for file in where.rglob("*") if file.suffix in _SOURCE_SUFFIXES] if where.is_dir() else [where]
-        if any(file.is_file() and file.stat().st_mtime > built for file in files):
-            return False
-    return True
+def load_api_definition(state_machine_arn: str, template_path: Path) -> ApiDefinition:
+    """The API part of the template at `template_path`, resolved against the local ingest ARN."""
+    template = json.loads(template_path.read_text(encoding="utf-8"))
+    return definition_from_template(template, state_machine_arn, source=str(template_path))
 
 
 def definition_from_functions(state_machine_arn: str, relay_context: dict[str, Any] | None = None) -> ApiDefinition:

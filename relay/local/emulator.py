@@ -1,12 +1,15 @@
 """The embedded AWS of `relay dev` and the tests: moto in-process, real handlers, real ASL.
 
 This is the only place that knows Relay runs locally. It
+- runs the synthesized template (relay/local/template.py reads it; relay/local/synth.py keeps it
+  current): the table, queues, functions and state machines are the template's,
 - starts moto with its Step Functions interpreter and without Docker,
-- creates the table and queues with the same keys and indexes as the CDK stack,
 - routes every Lambda invoke (from the interpreter or from code) to the real handler, in-process,
-- loads `statemachines/*.asl.json` with the same `${Placeholder}` substitution as the stack,
+- enforces IAM: each handler, execution and API Gateway call acts as its role from the template
+  (relay/local/iam.py),
 - runs EXPRESS machines synchronously (StartSyncExecution is missing from moto) and
-- scales Retry/Wait sleeps by `time_scale`, leaving counts and computed waits intact.
+- scales Retry/Wait sleeps and queue visibility timeouts by `time_scale`, leaving counts and
+  computed waits intact.
 """
 
 from __future__ import annotations
@@ -26,96 +29,63 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
-from relay.definitions import render_definition
+from relay.definitions import DELIVERY_LANES, apply_delivery_policy, machine_name
+from relay.local import iam
+from relay.local.synth import current_template
+from relay.local.template import (
+    ACCOUNT_ID,
+    DEFAULT_TABLE_NAME,
+    QUEUE_VARIABLES,
+    REGION,
+    Topology,
+    function_arn,
+    load_topology,
+)
 
-REGION = "us-east-1"
-ACCOUNT_ID = "123456789012"
+__all__ = [
+    "ACCOUNT_ID",
+    "REGION",
+    "LocalAws",
+    "LocalLambdaContext",
+    "function_arn",
+    "run_sync_execution",
+    "template_topology",
+]
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
-# Lambda function name -> handler, the same handlers the stack deploys.
-FUNCTIONS: dict[str, str] = {
-    "relay-validate": "functions.validate.handler.lambda_handler",
-    "relay-dedup": "functions.dedup.handler.lambda_handler",
-    "relay-store": "functions.store.handler.lambda_handler",
-    "relay-enqueue": "functions.enqueue.handler.lambda_handler",
-    "relay-dispatcher": "functions.dispatcher.handler.lambda_handler",
-    "relay-deliver": "functions.deliver.handler.lambda_handler",
-    "relay-fail": "functions.finalize.handler.lambda_handler",
-    "relay-handoff": "functions.handoff.handler.lambda_handler",
-    "relay-api": "functions.api.handler.lambda_handler",
-    "relay-authorizer": "functions.authorizer.handler.lambda_handler",
-    "relay-reconciler": "functions.reconciler.handler.lambda_handler",
-}
-_DELIVERY_FUNCTIONS = {
-    "DeliverFunctionArn": "relay-deliver",
-    "FailFunctionArn": "relay-fail",
-    "HandoffFunctionArn": "relay-handoff",
-}
-
-# State machine name -> (file, type, placeholder -> function name, delivery policy key)
-STATE_MACHINES: dict[str, tuple[str, str, dict[str, str], str | None]] = {
-    "relay-ingest": (
-        "ingest.asl.json",
-        "EXPRESS",
-        {
-            "ValidateFunctionArn": "relay-validate",
-            "DedupFunctionArn": "relay-dedup",
-            "StoreFunctionArn": "relay-store",
-            "EnqueueFunctionArn": "relay-enqueue",
-        },
-        None,
-    ),
-    "relay-delivery-fast": ("delivery_fast.asl.json", "EXPRESS", _DELIVERY_FUNCTIONS, "fastLane"),
-    "relay-delivery-slow": ("delivery_slow.asl.json", "STANDARD", _DELIVERY_FUNCTIONS, "slowLane"),
+# The local name of each delivery lane's machine (relay.definitions.DELIVERY_LANES names its file).
+LANE_MACHINES = {lane: machine_name(file_name) for lane, file_name in DELIVERY_LANES.items()}
+LOCAL_MIN_VISIBILITY_SECONDS = 5
+_LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
 }
 
 
-_ARN_ENV = {"relay-delivery-fast": "RELAY_FAST_LANE_ARN", "relay-delivery-slow": "RELAY_SLOW_LANE_ARN"}
+def template_topology(template: Path | None = None, table_name: str = DEFAULT_TABLE_NAME) -> Topology:
+    """What relay dev runs (`template`, or the current cdk.out template), without starting anything."""
+    return load_topology(current_template(template), table_name)
 
 
-def function_arn(name: str) -> str:
-    return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
+class TemplateEnvironmentConflict(ValueError):
+    """Two functions set one variable differently; in one process they share os.environ."""
 
 
-def table_definition(table_name: str) -> dict[str, Any]:
-    """The table as the stack defines it (stacks/constructs/storage.py mirrors this)."""
-    return {
-        "TableName": table_name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "gsi1pk", "AttributeType": "S"},
-            {"AttributeName": "gsi1sk", "AttributeType": "S"},
-            {"AttributeName": "dueShard", "AttributeType": "S"},
-            {"AttributeName": "dueAt", "AttributeType": "N"},
-        ],
-        "KeySchema": [
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": "byStatus",
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            },
-            {
-                "IndexName": "due",
-                "KeySchema": [
-                    {"AttributeName": "dueShard", "KeyType": "HASH"},
-                    {"AttributeName": "dueAt", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            },
-        ],
-    }
+def shared_environment(topology: Topology) -> dict[str, str]:
+    """Every function's environment from the template, as one (the handlers share a process)."""
+    merged: dict[str, str] = {}
+    for spec in topology.functions.values():
+        for name, value in spec.environment.items():
+            if merged.setdefault(name, value) != value:
+                raise TemplateEnvironmentConflict(f"functions set {name} to both {merged[name]!r} and {value!r}")
+    return merged
 
 
 class LocalLambdaContext:
@@ -143,19 +113,31 @@ def _import_handler(dotted: str) -> Handler:
 
 @dataclass
 class LocalAws:
-    """One embedded AWS: start() it, use boto3 as usual, stop() it."""
+    """One embedded AWS running the synthesized template: start() it, use boto3 as usual, stop() it."""
 
-    table_name: str = "relay-local"
-    queue_name: str = "relay-delivery"
-    failed_queue_name: str = "relay-failed"
+    # The local names of the delivery and failed-messages queues (relay/local/template.py names them).
+    queue_name: ClassVar[str] = QUEUE_VARIABLES["RELAY_QUEUE_URL"]
+    failed_queue_name: ClassVar[str] = QUEUE_VARIABLES["RELAY_FAILED_QUEUE_URL"]
+
+    table_name: str = DEFAULT_TABLE_NAME
     time_scale: float = 1.0
-    # cdk.json's `relay.delivery` shape: {"fastLane": {...}, "slowLane": {...}}
+    # Overrides of the template's retry policies, cdk.json's `relay.delivery` shape:
+    # {"fastLane": {...}, "slowLane": {...}} (empty: the template's policies as synthesized).
     delivery_policy: dict[str, Any] = field(default_factory=dict)
+    # Layered over the template's function environment (local settings such as private targets).
     environment: dict[str, str] = field(default_factory=dict)
     overrides: dict[str, Handler] = field(default_factory=dict)
+    # None: cdk.out/Relay.template.json, synthesized first when older than the sources.
+    template: Path | None = None
+    # The template it runs (set by start()).
+    template_path: Path | None = None
+    # Authorize every call of a handler or a state machine against its role in the template.
+    enforce_iam: bool = True
+    topology: Topology | None = None
     state_machine_arns: dict[str, str] = field(default_factory=dict)
     queue_urls: dict[str, str] = field(default_factory=dict)
     _mock: Any = None
+    _authorizer: iam.Authorizer | None = None
     _saved_env: dict[str, str | None] = field(default_factory=dict)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -165,20 +147,14 @@ class LocalAws:
             # moto's backends are process-wide: a second embedded AWS would share (and see) the
             # first one's tables, queues, secrets and runs instead of starting clean.
             raise RuntimeError("another LocalAws is running in this process; stop it first")
+        self.template_path = current_template(self.template)
+        self.topology = load_topology(self.template_path, self.table_name)
         # moto logs every Choice on a missing path as an error; those are normal control flow here.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-        base_env = {
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_SESSION_TOKEN": "local",
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "RELAY_TABLE_NAME": self.table_name,
-        }
         from moto import mock_aws
 
         self._mock = mock_aws(
@@ -192,51 +168,72 @@ class LocalAws:
         from functions.shared import observability
 
         observability.metrics.add_metric = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        self._create_table()
+        self._create_queues()
+        self._apply_env({**_LOCAL_CREDENTIALS, **shared_environment(self.topology), **self.environment})
+        self._create_state_machines()
+        if self.enforce_iam:
+            self._authorizer = iam.Authorizer(self.topology.policies)
+            iam.enforce(self._authorizer)
+        return self
+
+    def _create_table(self) -> None:
         import boto3
 
-        boto3.client("dynamodb", region_name=REGION).create_table(**table_definition(self.table_name))
-        boto3.client("dynamodb", region_name=REGION).update_time_to_live(
-            TableName=self.table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
-        )
-        sqs = boto3.client("sqs", region_name=REGION)
-        dead_letters = sqs.create_queue(QueueName=f"{self.queue_name}-dlq")["QueueUrl"]
-        dead_letters_arn = sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["QueueArn"])
-        self.queue_urls[f"{self.queue_name}-dlq"] = dead_letters
-        self.queue_urls[self.queue_name] = sqs.create_queue(
-            QueueName=self.queue_name,
-            Attributes={
-                "VisibilityTimeout": "5",
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dead_letters_arn["Attributes"]["QueueArn"], "maxReceiveCount": "5"}
-                ),
-            },
-        )["QueueUrl"]
-        self.queue_urls[self.failed_queue_name] = sqs.create_queue(QueueName=self.failed_queue_name)["QueueUrl"]
-        base_env["RELAY_QUEUE_URL"] = self.queue_urls[self.queue_name]
-        base_env["RELAY_FAILED_QUEUE_URL"] = self.queue_urls[self.failed_queue_name]
-        for name in STATE_MACHINES:
-            base_env[_ARN_ENV.get(name, "")] = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{name}"
-        base_env.pop("", None)
-        self._apply_env({**base_env, **self.environment})
-
-        sfn = boto3.client("stepfunctions", region_name=REGION)
-        for name, (file_name, machine_type, placeholders, policy_key) in STATE_MACHINES.items():
-            definition = render_definition(
-                file_name,
-                {key: function_arn(value) for key, value in placeholders.items()},
-                self.delivery_policy.get(policy_key) if policy_key else None,
+        assert self.topology is not None
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        table = self.topology.table
+        dynamodb.create_table(**table.definition)
+        if table.ttl_attribute:
+            dynamodb.update_time_to_live(
+                TableName=self.table_name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
             )
-            self.state_machine_arns[name] = sfn.create_state_machine(
-                name=name,
+
+    def _create_queues(self) -> None:
+        import boto3
+
+        assert self.topology is not None
+        sqs = boto3.client("sqs", region_name=REGION)
+        for spec in self.topology.queues.values():
+            attributes: Any = self._scaled_visibility(spec.attributes)
+            self.queue_urls[spec.name] = sqs.create_queue(QueueName=spec.name, Attributes=attributes)["QueueUrl"]
+
+    def _scaled_visibility(self, attributes: dict[str, str]) -> dict[str, str]:
+        """A queue's visibility timeout is a retry wait too: scaled, down to a local floor.
+
+        The floor keeps a dispatcher batch that is slow in-process (moto, shared threads) from being
+        received twice while it still runs.
+        """
+        if "VisibilityTimeout" not in attributes:
+            return attributes
+        deployed = int(attributes["VisibilityTimeout"])
+        scaled = min(deployed, max(LOCAL_MIN_VISIBILITY_SECONDS, round(deployed * self.time_scale)))
+        return {**attributes, "VisibilityTimeout": str(scaled)}
+
+    def _create_state_machines(self) -> None:
+        import boto3
+
+        assert self.topology is not None
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        policies = {LANE_MACHINES[lane]: policy for lane, policy in self.delivery_policy.items() if policy}
+        for spec in self.topology.state_machines.values():
+            definition = spec.definition
+            if spec.name in policies:
+                definition = json.dumps(apply_delivery_policy(json.loads(definition), policies[spec.name]))
+            self.state_machine_arns[spec.name] = sfn.create_state_machine(
+                name=spec.name,
                 definition=definition,
-                roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/relay-local",
-                type=machine_type,  # type: ignore[arg-type]
+                roleArn=spec.role_arn,
+                type=spec.type,  # type: ignore[arg-type]
             )["stateMachineArn"]
-        return self
 
     def stop(self) -> None:
         if self._mock is not None:
             self._settle_executions()
+        if self._authorizer is not None:
+            iam.release(self._authorizer)
+            self._authorizer = None
         if self in _ACTIVE:
             _ACTIVE.remove(self)
         if self._mock is not None:
@@ -283,14 +280,32 @@ class LocalAws:
 
     # -- running things ----------------------------------------------------------------------------
 
+    @property
+    def handlers(self) -> dict[str, str]:
+        """Local function name -> the handler the template deploys for it."""
+        assert self.topology is not None, "start() the LocalAws first"
+        return self.topology.handlers
+
+    def role_of(self, function_name: str) -> str | None:
+        """The role a function's calls are authorized against (None: not checked)."""
+        assert self.topology is not None, "start() the LocalAws first"
+        return self.topology.functions[function_name].role_arn if self.enforce_iam else None
+
     def invoke(self, function_name: str, event: dict[str, Any]) -> Any:
         """Run a handler in-process as Lambda would (overrides first, for fault injection)."""
-        handler = self.overrides.get(function_name) or _import_handler(FUNCTIONS[function_name])
-        return handler(copy.deepcopy(event), LocalLambdaContext(function_name))
+        handler = self.overrides.get(function_name) or _import_handler(self.handlers[function_name])
+        with iam.acting_as(self.role_of(function_name)):
+            return handler(copy.deepcopy(event), LocalLambdaContext(function_name))
 
     def start_sync_execution(self, state_machine: str, execution_input: dict[str, Any]) -> dict[str, Any]:
-        """StartSyncExecution for an EXPRESS machine, run in the calling thread."""
-        return run_sync_execution(self.state_machine_arns[state_machine], execution_input)
+        """StartSyncExecution for an EXPRESS machine (its name or ARN), as API Gateway's integration
+        makes it: authorized against the integration's role from the template (AccessDenied raises),
+        then run in the calling thread."""
+        arn = self.state_machine_arns.get(state_machine, state_machine)
+        assert self.topology is not None
+        if self.enforce_iam and self.topology.api_start_role_arn:
+            iam.authorize_as(self.topology.api_start_role_arn, "StartSyncExecution", "states", {"stateMachineArn": arn})
+        return run_sync_execution(arn, execution_input)
 
 
 _ACTIVE: list[LocalAws] = []

@@ -99,7 +99,6 @@ StartSyncExecution = Callable[[str, dict[str, Any]], dict[str, Any]]
 SenderLimits = Callable[[str], dict[str, Any]]
 # Checks one AWS call against a role of the template (its logical id, the action, the resource) and
 # raises, like AWS's AccessDenied, when the role does not allow it.
-AuthorizeCall = Callable[[str | None, str, str], None]
 
 
 class TokenBuckets:
@@ -130,12 +129,9 @@ class ApiGateway:
         start_sync_execution: StartSyncExecution,
         sender_limits: SenderLimits,
         integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
-        authorize_call: AuthorizeCall | None = None,
     ) -> None:
         self.definition = definition
         self.integration_timeout = integration_timeout
-        # IAM for the integration's own call (API Gateway calls Step Functions with the method's role).
-        self._authorize_call = authorize_call
         self._invoke = invoke
         self._start_sync_execution = start_sync_execution
         self._sender_limits = sender_limits
@@ -227,8 +223,6 @@ class ApiGateway:
 
         def start() -> None:
             try:
-                if self._authorize_call is not None:
-                    self._authorize_call(self.definition.credentials_role, "states:StartSyncExecution", arn)
                 outcome.append((200, json.dumps(self._start_sync_execution(arn, execution_input), default=str)))
             except Exception as error:
                 outcome.append(_aws_error(error))

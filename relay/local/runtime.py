@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from relay.admin import SenderAdmin
 from relay.local.emulator import LocalAws
 from relay.local.server import RelayHttpServer
 from relay.local.workers import QueueWorker, ScheduledWorker
-from relay.project_config import delivery_policy
 
 DEV_SENDER = "dev"
 
@@ -21,8 +21,11 @@ class LocalRelay:
     time_scale: float = 1.0
     allow_private_targets: bool = True
     environment: dict[str, str] = field(default_factory=dict)
-    # None: the policy of cdk.json, as a deployment would run it.
+    # None: the retry policies of the template, as the deployment runs them.
     policy: dict[str, Any] | None = None
+    # None: cdk.out/Relay.template.json, synthesized first when older than the sources.
+    template: Path | None = None
+    enforce_iam: bool = True
     local: LocalAws | None = None
     server: RelayHttpServer | None = None
     workers: list[QueueWorker] = field(default_factory=list)
@@ -47,7 +50,9 @@ class LocalRelay:
         self.local = LocalAws(
             time_scale=self.time_scale,
             environment=environment,
-            delivery_policy=delivery_policy() if self.policy is None else self.policy,
+            delivery_policy=self.policy or {},
+            template=self.template,
+            enforce_iam=self.enforce_iam,
         ).start()
         created = SenderAdmin(self.local.table_name).create(DEV_SENDER)
         self.dev_token, self.dev_secret = created["token"], created["signingSecret"]

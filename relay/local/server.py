@@ -25,27 +25,25 @@ from functions.shared.senders import SenderRepository
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
 from relay.admin import SenderAdmin
 from relay.local.api_definition import load_api_definition
-from relay.local.emulator import LocalAws, run_sync_execution
-from relay.local.gateway import Answer, ApiGateway, AuthorizeCall, Caller, GatewayRequest
+from relay.local.emulator import LocalAws
+from relay.local.gateway import Answer, ApiGateway, Caller, GatewayRequest
 
 OPENAPI_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 
 
-def local_gateway(
-    local: LocalAws, template: Path | None = None, authorize_call: AuthorizeCall | None = None
-) -> ApiGateway:
-    """API Gateway's rules as deployed (the synthesized template, else the same functions), run locally.
+def local_gateway(local: LocalAws) -> ApiGateway:
+    """API Gateway's rules as deployed, read from the template `local` runs, applied locally.
 
-    `template`: a template to read instead of cdk.out's; `authorize_call`: IAM for the call the
-    integration makes with its role (states:StartSyncExecution).
+    The integration's StartSyncExecution goes through `local`, which authorizes it against the
+    integration's role in that template (IAM enforced) before running the ingest machine.
     """
-    definition = load_api_definition(local.state_machine_arns["relay-ingest"], template)
+    assert local.template_path is not None, "start() the LocalAws first"
+    definition = load_api_definition(local.state_machine_arns["relay-ingest"], local.template_path)
     return ApiGateway(
         definition,
         invoke=local.invoke,
-        start_sync_execution=lambda arn, execution_input: run_sync_execution(arn, execution_input),
+        start_sync_execution=local.start_sync_execution,
         sender_limits=_sender_limits,
-        authorize_call=authorize_call,
     )
 
 

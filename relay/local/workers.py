@@ -2,7 +2,8 @@
 
 - QueueWorker plays the Lambda event source mapping: it polls the delivery queue and hands
   batches to the real dispatcher handler, deleting what it processed and leaving reported
-  failures for redelivery (SQS dead-letters them after maxReceiveCount).
+  failures for redelivery (SQS dead-letters them after maxReceiveCount). Like the mapping, it
+  reads and deletes with the function's role, so the role must grant the queue calls.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Self
 
 import boto3
 
+from relay.local import iam
 from relay.local.emulator import REGION, LocalAws
 
 LOG = logging.getLogger("relay.local")
@@ -56,11 +58,13 @@ class QueueWorker(_BackgroundWorker):
         if self._sqs is None:
             self._sqs = boto3.client("sqs", region_name=REGION)
         sqs = self._sqs
-        received = sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            AttributeNames=["All"],
-        ).get("Messages", [])
+        role = self.local.role_of(self.function_name)
+        with iam.acting_as(role):
+            received = sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=self.batch_size,
+                AttributeNames=["All"],
+            ).get("Messages", [])
         if not received:
             return 0
         event = {"Records": [_sqs_record(dict(message), self.queue_url) for message in received]}
@@ -70,13 +74,15 @@ class QueueWorker(_BackgroundWorker):
         except Exception:
             failed = {message["MessageId"] for message in received}
         done = [m for m in received if m["MessageId"] not in failed]
-        for start in range(0, len(done), 10):
-            sqs.delete_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])
-                ],
-            )
+        with iam.acting_as(role):
+            for start in range(0, len(done), 10):
+                sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(done[start : start + 10])
+                    ],
+                )
         return len(received)
 
     def _run(self) -> None:

@@ -7,8 +7,8 @@
     MarkFailed (finalize): FAILED in DynamoDB + the message on the failed-messages queue
 
 The definitions are statemachines/delivery_{fast,slow}.asl.json with the deployment's retry
-policy (`relay.delivery` context) applied by relay.definitions.render_definition, the same
-function `relay dev` uses, so both run the same machines (relay/local/emulator.STATE_MACHINES).
+policy (`relay.delivery` context) applied by relay.definitions.render_definition; `relay dev` runs
+the machines of the synthesized template, so both run the same definitions.
 
 Each function receives only the ARNs it uses. That is also what keeps the template acyclic: a
 machine's definition names its functions, so a function it invokes cannot name that machine.
@@ -39,7 +39,7 @@ FAILED_QUEUE_RETENTION = Duration.days(14)
 # functions/shared/secrets.py: one secret per sender, named relay/senders/<sender>/signing-secret.
 SENDER_SECRETS = "relay/senders/*"
 
-# Placeholder -> the function it names, as in relay/local/emulator._DELIVERY_FUNCTIONS.
+# The placeholders of the lane definitions, each naming one function.
 DELIVER_PLACEHOLDER = "DeliverFunctionArn"
 FAIL_PLACEHOLDER = "FailFunctionArn"
 HANDOFF_PLACEHOLDER = "HandoffFunctionArn"

@@ -53,12 +53,15 @@ class Operations(Construct):
             },
         )
         # Status: a Query of the message's partition (head and events); listing: the byStatus
-        # index; replay and cancel: conditional updates of the head plus an event each.
+        # index, which holds keys only, then the heads it names in one BatchGetItem per page;
+        # replay and cancel: conditional updates of the head plus an event each.
         self.function.grant(
             [table.table_arn, f"{table.table_arn}/index/{STATUS_INDEX}"],
             "dynamodb:Query",
         )
-        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        self.function.grant(
+            [table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"
+        )
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
 
         # API Gateway may invoke the function from these four methods of the deployed stage only

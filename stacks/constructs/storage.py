@@ -7,7 +7,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-# Key schema and indexes; relay/local/emulator.table_definition() is the same table for `relay dev`.
+# Key schema and indexes (`relay dev` creates the table from the synthesized template).
 PARTITION_KEY = "pk"
 SORT_KEY = "sk"
 TTL_ATTRIBUTE = "ttl"

@@ -41,11 +41,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from functions.shared import aws
-from relay.local.emulator import FUNCTIONS, LocalAws, _import_handler
+from relay.local.emulator import LocalAws, _import_handler
 
 DYNAMODB_WRITES = frozenset({"put_item", "update_item"})
 INGEST_FUNCTIONS = frozenset({"relay-validate", "relay-dedup", "relay-store", "relay-enqueue"})
-DELIVERY_FUNCTIONS = frozenset({"relay-dispatcher", "relay-deliver", "relay-fail", "relay-handoff", "relay-reconciler"})
+DELIVERY_FUNCTIONS = frozenset(
+    {"relay-dispatcher", "relay-deliver", "relay-finalize", "relay-handoff", "relay-reconciler"}
+)
 # The steps that crash: every step of ingest and delivery, and the reconciler.
 CRASHING_FUNCTIONS = INGEST_FUNCTIONS | DELIVERY_FUNCTIONS
 _MESSAGE_PREFIX = "MSG#"
@@ -149,8 +151,8 @@ class FaultInjector:
     def install(self, local: LocalAws) -> None:
         """Wrap every handler of `local` and the process's boto3 clients (undo with `uninstall`)."""
         self._local = local
-        for name in FUNCTIONS:
-            local.overrides[name] = self._wrap_handler(name, _import_handler(FUNCTIONS[name]))
+        for name, handler in local.handlers.items():
+            local.overrides[name] = self._wrap_handler(name, _import_handler(handler))
         self._real_client = aws.client
         injector = self
 
@@ -171,7 +173,7 @@ class FaultInjector:
             aws.client = self._real_client
             self._real_client = None
         if self._local is not None:
-            for name in FUNCTIONS:
+            for name in self._local.handlers:
                 self._local.overrides.pop(name, None)
             self._local = None
 

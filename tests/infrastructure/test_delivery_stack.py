@@ -28,7 +28,7 @@ from infra_support import (
 )
 
 from relay.definitions import render_definition
-from relay.local.emulator import FUNCTIONS, STATE_MACHINES
+from relay.local import template as local_template
 from relay.project_config import delivery_policy
 from stacks.constructs.storage import DELIVERY_QUEUE_VISIBILITY_SECONDS
 from stacks.settings import RelaySettings
@@ -105,20 +105,22 @@ def test_each_lane_is_its_file_with_the_configured_policy(synth: Synthesized, la
 
 @pytest.mark.parametrize("lane", LANES)
 def test_each_lane_names_the_functions_relay_dev_wires_to_it(synth: Synthesized, lane: str) -> None:
-    # Given the lane's substitutions, and the same machine as relay dev creates it
-    file_name, machine_type, local_name, policy_key = LANES[lane]
+    # Given the lane's substitutions, and the same machine as relay dev creates it from the template
+    file_name, machine_type, local_name, _ = LANES[lane]
     substitutions = machine(synth, lane)[1]["Properties"]["DefinitionSubstitutions"]
-    local_file, local_type, local_placeholders, local_policy_key = STATE_MACHINES[local_name]
-    assert (local_file, local_type, local_policy_key) == (file_name, machine_type, policy_key)
-    # Then every placeholder the file uses is the ARN of the function relay dev runs for it
+    topology = local_template.build_topology(synth.template)
+    local = topology.state_machines[local_name]
+    assert local.type == machine_type
+    # Then every placeholder the file uses is the ARN of its step's function, which relay dev runs
     used = {
-        placeholder for placeholder in local_placeholders if "${" + placeholder + "}" in render_definition(file_name)
+        placeholder for placeholder in PLACEHOLDER_STEPS if "${" + placeholder + "}" in render_definition(file_name)
     }
     assert set(substitutions) == used
     for placeholder, value in substitutions.items():
         step = PLACEHOLDER_STEPS[placeholder]
-        assert FUNCTIONS[local_placeholders[placeholder]] == handler_of(step)
         assert value == function_arn(synth, step)
+        assert topology.handlers[f"relay-{step}"] == handler_of(step)
+        assert f'"{local_template.function_arn(f"relay-{step}")}"' in local.definition
 
 
 def test_the_fast_lane_uses_all_three_functions_and_the_slow_lane_two(synth: Synthesized) -> None:
@@ -304,16 +306,18 @@ def test_private_targets_are_refused_by_every_function(synth: Synthesized) -> No
     # Given every function of the stack
     functions = synth.of_type("AWS::Lambda::Function").values()
     # Then each one says explicitly that private targets are not allowed (the local default is "true")
-    assert len(functions) == len(FUNCTIONS)
+    assert len(functions) == len(local_template.build_topology(synth.template).functions)
     for function in functions:
         assert function["Properties"]["Environment"]["Variables"]["RELAY_ALLOW_PRIVATE_TARGETS"] == "false"
 
 
-def test_every_function_relay_dev_runs_is_deployed(synth: Synthesized) -> None:
-    # Given the handlers relay dev wires (relay/local/emulator.FUNCTIONS)
+def test_relay_dev_runs_every_deployed_function_under_its_role(synth: Synthesized) -> None:
+    # Given the functions relay dev reads from the template
+    local = local_template.build_topology(synth.template).functions.values()
     deployed = {function["Properties"]["Handler"] for function in synth.of_type("AWS::Lambda::Function").values()}
-    # Then the stack deploys exactly those
-    assert deployed == set(FUNCTIONS.values())
+    # Then it runs exactly the deployed handlers, each with its own role (the one whose policies it is held to)
+    assert {spec.handler for spec in local} == deployed
+    assert len({spec.role_arn for spec in local}) == len(deployed)
 
 
 # -- dispatcher and queues -----------------------------------------------------------------------

@@ -30,6 +30,7 @@ from infra_support import (
     table_id,
 )
 
+from relay.local.template import build_topology
 from stacks.settings import RelaySettings
 
 ROUTES = [
@@ -218,17 +219,33 @@ def test_operation_routes_proxy_to_the_api_function(synth: Synthesized, http_met
     assert f"/functions/<{function_by_step(synth, 'api')[0]}.Arn>/invocations" in joined(integration["Uri"])
 
 
-def test_the_api_function_may_query_the_status_index_act_on_heads_and_enqueue(synth: Synthesized) -> None:
-    # Given the api function's role
+def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synthesized) -> None:
+    # Given what each route of the api function calls (functions/shared/operations.py and repository.py)
     main, _ = queue_ids(synth)
-    # Then it queries a message's partition and the byStatus index, updates heads, appends events and
-    # sends replays to the delivery queue: nothing else (no run is started from the API)
+    table, status_index = table_arn(synth), index_arn(synth, "byStatus")
+    needs: dict[str, dict[str, list[Any]]] = {
+        # a message's partition: head and events
+        "GET /messages/{messageId}": {"dynamodb:Query": [table]},
+        # the byStatus index holds keys only: a page of keys, then the heads it names in one batch
+        "GET /messages?status=": {"dynamodb:Query": [status_index], "dynamodb:BatchGetItem": [table]},
+        # conditional updates of the head plus an event; a replay is enqueued
+        "POST /messages/{messageId}/replay": {
+            "dynamodb:GetItem": [table],
+            "dynamodb:UpdateItem": [table],
+            "dynamodb:PutItem": [table],
+            "sqs:SendMessage": [queue_arn(main)],
+        },
+        "POST /messages/{messageId}/cancel": {"dynamodb:UpdateItem": [table], "dynamodb:PutItem": [table]},
+    }
+    required: dict[str, list[Any]] = {}
+    for calls in needs.values():
+        for action, resources in calls.items():
+            required.setdefault(action, [])
+            required[action] += [resource for resource in resources if resource not in required[action]]
+    # Then its role grants every one of those calls on exactly those resources (a missing grant is a
+    # 500 on AWS, as BatchGetItem was for the listing), and nothing else: no run is started from the API
     assert data_grants(synth, step_role(synth, "api")) == {
-        "dynamodb:Query": refs(table_arn(synth), index_arn(synth, "byStatus")),
-        "dynamodb:GetItem": [table_arn(synth)],
-        "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": [table_arn(synth)],
-        "sqs:SendMessage": [queue_arn(main)],
+        action: refs(*resources) for action, resources in required.items()
     }
 
 
@@ -430,3 +447,18 @@ def test_outputs_name_what_operators_need(synth: Synthesized) -> None:
         "DashboardName",
     } <= set(outputs)
     assert synth.error is None, synth.error
+
+
+def test_relay_dev_reads_the_routes_and_gateway_responses_from_the_template(synth: Synthesized) -> None:
+    # Given the API as relay dev reads it from the synthesized template
+    api = build_topology(synth.template).api
+    # Then it has every route, POST /messages starts the local ingest machine with the integration's
+    # role, and each gateway response keeps its status, template and headers
+    assert {(method.http_method, method.path) for method in api.methods} == set(ROUTES)
+    post = api.method("POST", "/messages")
+    assert post is not None and post.authorization_type == "CUSTOM" and post.api_key_required
+    assert ":stateMachine:relay-ingest" in post.integration["RequestTemplates"]["application/json"]
+    assert api.start_sync_role_arn == post.integration["Credentials"]
+    unauthorized = api.gateway_responses["UNAUTHORIZED"]
+    assert (unauthorized.status_code, unauthorized.headers) == ("401", {"WWW-Authenticate": "'Bearer'"})
+    assert '"code":"UNAUTHORIZED"' in unauthorized.templates["application/json"]

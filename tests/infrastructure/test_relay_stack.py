@@ -27,7 +27,7 @@ from infra_support import (
     table_id,
 )
 
-from relay.local.emulator import STATE_MACHINES, table_definition
+from relay.local.template import build_topology, function_arn
 from stacks.settings import RelaySettings, forwarded_base64_chars
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -74,17 +74,16 @@ def post_messages(synth: Synthesized) -> dict[str, Any]:
 # -- storage -----------------------------------------------------------------------------------
 
 
-def test_table_has_the_key_schema_and_indexes_of_the_local_emulator(synth: Synthesized) -> None:
-    # Given the table relay dev creates locally
-    local = table_definition("ignored")
+def test_relay_dev_creates_the_table_the_template_declares(synth: Synthesized) -> None:
+    # Given the table relay dev creates from the synthesized template
+    local = build_topology(synth.template).table
     # When the synthesized table is read
     table = synth.resources[table_id(synth)]["Properties"]
-    # Then keys, attributes and indexes are the same, so the code runs unchanged on both
-    assert table["KeySchema"] == local["KeySchema"]
-    assert sorted(table["AttributeDefinitions"], key=str) == sorted(local["AttributeDefinitions"], key=str)
-    assert sorted(table["GlobalSecondaryIndexes"], key=lambda index: index["IndexName"]) == sorted(
-        local["GlobalSecondaryIndexes"], key=lambda index: index["IndexName"]
-    )
+    # Then keys, attributes, indexes and TTL are the same, so the code runs unchanged on both
+    assert local.definition["KeySchema"] == table["KeySchema"]
+    assert local.definition["AttributeDefinitions"] == table["AttributeDefinitions"]
+    assert local.definition["GlobalSecondaryIndexes"] == table["GlobalSecondaryIndexes"]
+    assert local.ttl_attribute == table["TimeToLiveSpecification"]["AttributeName"]
     assert {index["IndexName"] for index in table["GlobalSecondaryIndexes"]} == {"byStatus", "due"}
 
 
@@ -290,15 +289,16 @@ def test_ingest_machine_is_express_with_the_definition_from_the_file(synth: Synt
 
 
 def test_ingest_placeholders_name_the_four_step_functions(synth: Synthesized) -> None:
-    # Given the substitutions, and the same machine as relay dev runs it
+    # Given the substitutions, and the same machine as relay dev runs it from the template
     substitutions = state_machine(synth)["Properties"]["DefinitionSubstitutions"]
-    local_file, local_type, local_placeholders = STATE_MACHINES["relay-ingest"][:3]
-    # Then each placeholder is the ARN of its step's function, as locally
-    assert (local_file, local_type) == ("ingest.asl.json", "EXPRESS")
-    assert set(substitutions) == set(local_placeholders)
+    local = build_topology(synth.template).state_machines["relay-ingest"]
+    # Then each placeholder is the ARN of its step's function, and relay dev calls that function
+    assert local.type == "EXPRESS"
+    assert len(substitutions) == len(STEPS)
     for step in STEPS:
         placeholder = f"{step.capitalize()}FunctionArn"
         assert substitutions[placeholder] == {"Fn::GetAtt": [function_by_step(synth, step)[0], "Arn"]}
+        assert f'"{function_arn(f"relay-{step}")}"' in local.definition
 
 
 def test_ingest_machine_logs_failed_runs_with_their_data_and_is_traced(synth: Synthesized) -> None:

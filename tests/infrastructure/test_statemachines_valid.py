@@ -6,8 +6,8 @@
   does and refuses bad Retry values (BackoffRate < 1, an unknown JitterStrategy, IntervalSeconds
   0). It accepts a dangling Next.
 
-Both run on each file as committed (with its `${Placeholder}` tokens) and as deployed (rendered by
-relay.definitions.render_definition with dummy ARNs and cdk.json's delivery policy). The negative
+Both run on each file as committed (with its `${Placeholder}` tokens) and as deployed (the
+definition string of the synthesized template, substitutions resolved, as relay dev runs it). The negative
 tests show that each check rejects the mistake it is here for, so this test can fail.
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from relay.definitions import STATEMACHINE_DIR, read_definition, render_definition
-from relay.local.emulator import STATE_MACHINES
-from relay.project_config import delivery_policy
+from relay.definitions import STATEMACHINE_DIR, machine_name, read_definition
+from relay.local.emulator import template_topology
+from relay.local.template import StateMachineSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
@@ -37,19 +37,14 @@ def _placeholders(file_name: str) -> list[str]:
     return sorted(set(re.findall(r"\$\{(\w+)\}", (STATEMACHINE_DIR / file_name).read_text(encoding="utf-8"))))
 
 
-def _machine(file_name: str) -> tuple[str, str | None]:
-    """(type, delivery policy key) of a definition, as the stack and relay dev deploy it."""
-    for machine_file, machine_type, _, policy_key in STATE_MACHINES.values():
-        if machine_file == file_name:
-            return machine_type, policy_key
-    return "STANDARD", None
+def _deployed(file_name: str) -> StateMachineSpec:
+    """The machine a definition file becomes in the synthesized template (relay dev runs the same)."""
+    return template_topology().state_machines[machine_name(file_name)]
 
 
 def rendered(file_name: str) -> str:
-    """The definition as deployed: placeholders replaced by (dummy) ARNs, cdk.json's policy applied."""
-    arns = {name: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:relay-{name}" for name in _placeholders(file_name)}
-    _, policy_key = _machine(file_name)
-    return render_definition(file_name, arns, delivery_policy().get(policy_key) if policy_key else None)
+    """The definition as deployed: placeholders replaced by ARNs, cdk.json's policy applied."""
+    return _deployed(file_name).definition
 
 
 def asl_validator(*paths: Path) -> subprocess.CompletedProcess[str]:
@@ -78,7 +73,7 @@ def create(stepfunctions: Any, name: str, definition: str, machine_type: str = "
 
 
 def test_there_are_definitions_and_each_is_deployed() -> None:
-    assert sorted(machine[0] for machine in STATE_MACHINES.values()) == DEFINITIONS
+    assert sorted(template_topology().state_machines) == sorted(map(machine_name, DEFINITIONS))
 
 
 @pytest.mark.parametrize("file_name", DEFINITIONS)
@@ -91,9 +86,8 @@ def test_asl_validator_accepts_the_definition(file_name: str, tmp_path: Path) ->
 
 @pytest.mark.parametrize("file_name", DEFINITIONS)
 def test_moto_creates_the_state_machine(file_name: str, stepfunctions: Any) -> None:
-    machine_type, _ = _machine(file_name)
-    name = file_name.removesuffix(".asl.json").replace("_", "-")
-    arn = create(stepfunctions, name, rendered(file_name), machine_type)
+    deployed = _deployed(file_name)
+    arn = create(stepfunctions, deployed.name, deployed.definition, deployed.type)
     assert stepfunctions.describe_state_machine(stateMachineArn=arn)["status"] == "ACTIVE"
 
 

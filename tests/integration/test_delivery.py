@@ -246,6 +246,7 @@ def test_missing_signing_secret_is_retried_and_delivered_once_restored(
         SecretId=secret_name(sender_id), ForceDeleteWithoutRecovery=True
     )
     # And an operator who restores it as soon as a delivery reports it missing
+    reported, restored_secret = threading.Event(), threading.Event()
     restored: list[str] = []
     real_deliver = deliver_handler.lambda_handler
 
@@ -253,17 +254,18 @@ def test_missing_signing_secret_is_retried_and_delivered_once_restored(
         try:
             return real_deliver(event, context)
         except DeliveryRetryable as error:
-            if "SigningSecretMissing" in str(error) and not restored:
-                # The operator acts from outside the Lambda (its own thread, its own credentials).
-                operator = threading.Thread(target=lambda: restored.append(SigningSecrets().rotate(sender_id)))
-                operator.start()
-                operator.join()
+            if "SigningSecretMissing" in str(error) and not reported.is_set():
+                reported.set()
+                restored_secret.wait(30)  # the retry comes after the operator acted
             raise
 
     monkeypatch.setitem(relay.local.overrides, "relay-deliver", deliver)
     client = RelayClient(relay.url, token=token)
     # When a message of that sender is delivered
     message = send(client, senderId=sender_id, targetUrl=f"{target.url}/ok")
+    assert reported.wait(60), "no delivery reported the missing secret"
+    restored.append(SigningSecrets().rotate(sender_id))  # the operator, with their own credentials
+    restored_secret.set()
     record = wait_until_terminal(client, message)
     # Then the first attempt failed retryably with a clear reason, not FAILED for good
     failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]

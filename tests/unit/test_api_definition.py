@@ -111,7 +111,7 @@ def test_what_relay_dev_cannot_resolve_is_an_error_not_a_guess() -> None:
         definition_from_template(broken, ARN, "t")
 
 
-def test_a_given_template_file_is_read_and_no_template_means_the_functions(tmp_path: Path) -> None:
+def test_a_given_template_file_is_read_and_the_functions_say_where_they_came_from(tmp_path: Path) -> None:
     # Given a template file
     path = tmp_path / "Relay.template.json"
     path.write_text(json.dumps(template(JOINED)), encoding="utf-8")

@@ -189,26 +189,22 @@ def test_no_answer_within_the_integration_timeout_is_504() -> None:
 
 
 def test_a_role_that_may_not_start_the_machine_is_a_system_error() -> None:
-    # Given IAM that refuses the integration's role states:StartSyncExecution
-    class AccessDeniedException(Exception):
-        pass
-
+    # Given IAM that refuses the integration's role states:StartSyncExecution (as LocalAws does)
     checked = []
 
-    def deny(role: str | None, action: str, resource: str) -> None:
-        checked.append((action, resource))
-        raise AccessDeniedException(f"{role} may not {action}")
+    def denied_start(arn: str, execution_input: dict[str, Any]) -> dict[str, Any]:
+        checked.append(arn)
+        raise AwsError("AccessDeniedException", 400)
 
     aws = FakeAws()
     api = ApiGateway(
         definition_from_functions(ARN, relay_context={}),
         invoke=aws.invoke,
-        start_sync_execution=aws.start,
+        start_sync_execution=denied_start,
         sender_limits=lambda sender: {},
-        authorize_call=deny,
     )
     # When a message is posted
     answer = post(api, request())
     # Then the machine never starts and the caller gets SYSTEM_ERROR, without AWS's text
     assert (answer.status, error(answer)["code"]) == (500, "SYSTEM_ERROR")
-    assert checked == [("states:StartSyncExecution", ARN)] and aws.started == []
+    assert checked == [ARN] and aws.started == []
