@@ -23,8 +23,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from relay.local.api_template import ApiSpec, build_api
-
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
@@ -119,17 +117,13 @@ class Topology:
     table: TableSpec
     # Role ARN -> the statements of every policy attached to it (identity policies).
     policies: dict[str, tuple[dict[str, Any], ...]]
-    # Routes, integrations, gateway responses and throttling of the REST API (relay/local/api_template.py).
-    api: ApiSpec
+    # The role API Gateway's POST /messages integration calls StartSyncExecution with (the rest of
+    # the API, mappings and throttles, is read by relay/local/api_definition.py).
+    api_start_role_arn: str | None
     handlers: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "handlers", {name: spec.handler for name, spec in self.functions.items()})
-
-    @property
-    def api_start_role_arn(self) -> str | None:
-        """The role API Gateway's POST /messages integration calls StartSyncExecution with."""
-        return self.api.start_sync_role_arn
 
 
 def _stem(logical_id: str) -> str:
@@ -415,6 +409,15 @@ def _policies(template: Template) -> dict[str, tuple[dict[str, Any], ...]]:
     return {arn: tuple(statements) for arn, statements in attached.items()}
 
 
+def _api_start_role(template: Template) -> str | None:
+    """The credentials role of the API method whose integration calls StartSyncExecution."""
+    for resource in template.of_type("AWS::ApiGateway::Method").values():
+        integration = template.resolve(resource["Properties"].get("Integration", {}))
+        if "StartSyncExecution" in str(integration.get("Uri", "")) and integration.get("Credentials"):
+            return str(integration["Credentials"])
+    return None
+
+
 def build_topology(document: dict[str, Any], table_name: str = DEFAULT_TABLE_NAME) -> Topology:
     template = Template(document, table_name)
     return Topology(
@@ -423,7 +426,7 @@ def build_topology(document: dict[str, Any], table_name: str = DEFAULT_TABLE_NAM
         queues=_queues(template),
         table=_table(template),
         policies=_policies(template),
-        api=build_api(template),
+        api_start_role_arn=_api_start_role(template),
     )
 
 
