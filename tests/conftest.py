@@ -85,6 +85,15 @@ def template_without(action: str, directory: Path, handler: str | None = None) -
     return path
 
 
+@pytest.fixture(scope="module")
+def target() -> Iterator[Any]:
+    """Local HTTP targets for deliveries (relay/local/targets.py), one set per test module."""
+    from relay.local.targets import TargetServer
+
+    with TargetServer() as server:
+        yield server
+
+
 @pytest.fixture
 def local_aws() -> Iterator[Any]:
     from relay.local.emulator import LocalAws

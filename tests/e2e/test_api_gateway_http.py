@@ -21,12 +21,6 @@ from tests.conftest import make_message
 
 
 @pytest.fixture(scope="module")
-def target() -> Iterator[TargetServer]:
-    with TargetServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def relay(target: TargetServer) -> Iterator[LocalRelay]:
     local = LocalRelay(port=0, time_scale=0.01).start()
     try:

@@ -6,7 +6,6 @@ import ipaddress
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,12 +16,6 @@ from relay.client import RelayClient
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
 from tests.e2e.conftest import RelayDev, start_relay_dev
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[TargetServer]:
-    with TargetServer() as server:
-        yield server
 
 
 def wait_terminal(client: RelayClient, message_id: str, timeout: float = 90) -> dict[str, Any]:

@@ -29,15 +29,10 @@ from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.targets import TargetServer
 from relay.openapi import OPENAPI_PATH, response_schema_pointer, validator_for
 from tests.conftest import make_message
+from tests.support import wait_for
 
 # (method, path template, status) -> times seen
 SEEN: dict[tuple[str, str, int], int] = {}
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[TargetServer]:
-    with TargetServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -75,17 +70,6 @@ def conforms(document: dict[str, Any], method: str, path: str, answer: ApiAnswer
     assert problems == [], f"{method.upper()} {path} {status}: {problems}\n{answer.body}"
     SEEN[(method, path, status)] = SEEN.get((method, path, status), 0) + 1
     return answer.body
-
-
-def wait_for(client: RelayClient, message_id: str, *statuses: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    body: Any = None
-    while time.monotonic() < deadline:
-        body = client.status(message_id).body
-        if body.get("status") in statuses:
-            return dict(body)
-        time.sleep(0.05)
-    raise AssertionError(f"{message_id} never reached {statuses}: {body}")
 
 
 def dev_message(**fields: Any) -> dict[str, Any]:
@@ -169,9 +153,9 @@ def test_status_list_replay_cancel(document: dict[str, Any], client: RelayClient
     hanging = dev_message(targetUrl=f"{target.url}/hang")
     for message in (delivered, failed, hanging):
         assert client.send(message).status == 202
-    wait_for(client, delivered["messageId"], "DELIVERED")
-    wait_for(client, failed["messageId"], "FAILED")
-    wait_for(client, hanging["messageId"], "DELIVERING")
+    wait_for(client, delivered["messageId"], ("DELIVERED",))
+    wait_for(client, failed["messageId"], ("FAILED",))
+    wait_for(client, hanging["messageId"], ("DELIVERING",))
 
     # GET /messages/{messageId}: the status view (an id with ':' is percent-encoded by the client)
     view = conforms(document, "get", "/messages/{messageId}", client.status(delivered["messageId"]), 200)
@@ -189,7 +173,7 @@ def test_status_list_replay_cancel(document: dict[str, Any], client: RelayClient
     for message in more:
         assert client.send(message).status == 202
     for message in more:
-        wait_for(client, message["messageId"], "FAILED")
+        wait_for(client, message["messageId"], ("FAILED",))
     first = conforms(document, "get", "/messages", client.list("FAILED", limit=1), 200)
     assert len(first["items"]) == 1 and first["nextCursor"]
     second = conforms(document, "get", "/messages", client.list("FAILED", limit=1, cursor=first["nextCursor"]), 200)

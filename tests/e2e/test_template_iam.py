@@ -18,12 +18,6 @@ from tests.e2e.conftest import RelayDev, start_relay_dev
 API_HANDLER = "functions.api.handler.lambda_handler"
 
 
-@pytest.fixture(scope="module")
-def target() -> Iterator[TargetServer]:
-    with TargetServer() as server:
-        yield server
-
-
 def delivered(client: RelayClient, target: TargetServer) -> str:
     """A message that reached DELIVERED (so the DELIVERED listing has an item)."""
     message = make_message(senderId="dev", targetUrl=f"{target.url}/ok")

@@ -32,12 +32,6 @@ POLICY = {
 
 
 @pytest.fixture(scope="module")
-def target() -> Iterator[TargetServer]:
-    with TargetServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
     with LocalRelay(
         port=0, time_scale=0.01, policy=POLICY, environment={"RELAY_TOTAL_TIMEOUT_SECONDS": "1"}

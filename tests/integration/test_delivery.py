@@ -28,6 +28,7 @@ from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
+from tests.support import wait_until_terminal
 
 # Short waits keep the suite quick; the counts are the configured ones.
 POLICY = {
@@ -36,13 +37,6 @@ POLICY = {
 }
 FAST_ATTEMPTS = 1 + POLICY["fastLane"]["maxAttempts"]
 SLOW_ATTEMPTS = 1 + POLICY["slowLane"]["maxAttempts"]
-TERMINAL = ("DELIVERED", "FAILED", "CANCELLED")
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[TargetServer]:
-    with TargetServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -56,18 +50,6 @@ def relay() -> Iterator[LocalRelay]:
 @pytest.fixture
 def client(relay: LocalRelay) -> RelayClient:
     return RelayClient(relay.url, token=relay.dev_token)
-
-
-def wait_until_terminal(client: RelayClient, message: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = client.status(message["messageId"])
-        # The head turns terminal a moment before its terminal event is appended: wait for both.
-        if answer.ok and answer.body["status"] in TERMINAL and answer.body["events"][-1]["type"] in TERMINAL:
-            return dict(answer.body)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not terminal in {timeout}s: {answer.body}")
-        time.sleep(0.05)
 
 
 def event_types(record: dict[str, Any]) -> list[str]:

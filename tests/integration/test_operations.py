@@ -20,18 +20,12 @@ from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
+from tests.support import wait_for
 
 POLICY = {
     "fastLane": {"intervalSeconds": 1, "maxAttempts": 1},
     "slowLane": {"initialWaitSeconds": 1, "intervalSeconds": 1, "maxAttempts": 1},
 }
-TERMINAL = ("DELIVERED", "FAILED", "CANCELLED")
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[TargetServer]:
-    with TargetServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +54,6 @@ def alice(relay: LocalRelay, admin: SenderAdmin) -> RelayClient:
 @pytest.fixture(scope="module")
 def bob(relay: LocalRelay, admin: SenderAdmin) -> RelayClient:
     return RelayClient(relay.url, token=admin.create("bob")["token"])
-
-
-def wait_for(client: RelayClient, message_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = client.status(message_id)
-        status = answer.body.get("status") if answer.ok else None
-        # A terminal status is written a moment before its terminal event: wait for both.
-        if status in statuses and (status not in TERMINAL or answer.body["events"][-1]["type"] == status):
-            return answer.body
-        time.sleep(0.05)
-    raise AssertionError(f"{message_id} never reached {statuses}: {client.status(message_id).body}")
 
 
 def types(record: dict[str, Any]) -> list[str]:

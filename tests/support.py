@@ -1,0 +1,35 @@
+"""What several suites need to drive a relay: waiting for a message's status, one way.
+
+A terminal status is written a moment before its terminal event is appended, so waiting for a
+terminal status also waits for that event: a test then reads a complete history.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from relay.client import RelayClient
+
+TERMINAL = ("DELIVERED", "FAILED", "CANCELLED")
+
+
+def wait_for(
+    client: RelayClient, message_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 60
+) -> dict[str, Any]:
+    """The message's record once its status is one of `statuses` (with its event, when terminal)."""
+    deadline = time.monotonic() + timeout
+    body: Any = None
+    while time.monotonic() < deadline:
+        answer = client.status(message_id)
+        body = answer.body
+        status = body.get("status") if answer.ok else None
+        if status in statuses and (status not in TERMINAL or body["events"][-1]["type"] == status):
+            return dict(body)
+        time.sleep(0.05)
+    raise AssertionError(f"{message_id} never reached {statuses} in {timeout}s: {body}")
+
+
+def wait_until_terminal(client: RelayClient, message: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+    """`wait_for` a message (as sent) to end DELIVERED, FAILED or CANCELLED."""
+    return wait_for(client, str(message["messageId"]), TERMINAL, timeout)
