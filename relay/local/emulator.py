@@ -390,6 +390,7 @@ def _install_patches() -> None:
         from moto.stepfunctions.parser.backend import execution_worker
 
         LambdaSimpleBackend.invoke = _local_invoke  # type: ignore[method-assign]
+        _reuse_interpreter_clients()
         _serialise_dynamodb_writes()
         retrier_decl.time = _ScaledSleep()  # type: ignore[assignment]
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
@@ -414,6 +415,25 @@ def _install_patches() -> None:
 
         execution_worker.ExecutionWorker._get_evaluation_entrypoint = entrypoint  # type: ignore[method-assign,assignment]
         _patched = True
+
+
+def _reuse_interpreter_clients() -> None:
+    """moto's interpreter builds a new boto3 Lambda client for every Lambda task it runs (a sixth of
+    relay dev's time); one client per (region, service) serves them all, as boto3 clients are
+    thread-safe. IAM still sees each call as its caller's (relay/local/iam.py checks per call)."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+    build = lambda_eval_utils.boto_client_for
+    clients: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        with lock:
+            if (region, service) not in clients:
+                clients[(region, service)] = build(region=region, service=service, state_credentials=state_credentials)
+            return clients[(region, service)]
+
+    lambda_eval_utils.boto_client_for = boto_client_for  # type: ignore[assignment]
 
 
 def _serialise_dynamodb_writes() -> None:

@@ -31,7 +31,6 @@ import pytest
 from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import now_iso
-from tests.faults.emulator_speed import cached_clients
 from tests.faults.harness import (
     TARGET_MIX,
     Backpressure,
@@ -101,7 +100,7 @@ def test_every_message_survives_the_faults(fault_messages: int, fault_seed: int,
     started = time.monotonic()
     with capsys.disabled():
         print(f"\nfault suite: {fault_messages} messages, seed {fault_seed} (RELAY_FAULT_SEED={fault_seed} repeats it)")
-    with TargetServer() as target, cached_clients(), quiet_logs():
+    with TargetServer() as target, quiet_logs():
         relay = LocalRelay(
             port=0,
             time_scale=TIME_SCALE,
