@@ -13,8 +13,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -29,7 +29,6 @@ from functions.shared.exceptions import (
     TargetTimeout,
     TargetUnreachable,
 )
-from functions.shared.http_client import DeliveryClient, DeliveryResponse
 from functions.shared.metric_names import Metric
 from functions.shared.model import TERMINAL_STATUSES, EventType, MessageKey, Status
 from functions.shared.observability import logger, metrics
@@ -38,6 +37,10 @@ from functions.shared.repository import MessageRepository
 from functions.shared.secrets import SigningSecrets
 from functions.shared.signing import signature_headers
 from functions.shared.workflows import Workflows, execution_name
+
+if TYPE_CHECKING:
+    # The client (urllib3, TLS) is loaded only by the functions that deliver (see `client`).
+    from functions.shared.http_client import DeliveryClient, DeliveryResponse
 
 RETRYABLE_STATUS_CODES = frozenset({408, 425, 429})
 SNIPPET_CHARS = 512
@@ -67,8 +70,19 @@ class DeliveryDependencies:
     repository: MessageRepository
     workflows: Workflows
     secrets: SigningSecrets
-    client: DeliveryClient
     failed_queue: MessageQueue
+
+    @cached_property
+    def client(self) -> DeliveryClient:
+        """Built on first use: only the functions that deliver load urllib3 and TLS (cold start)."""
+        from functions.shared.http_client import DeliveryClient
+
+        return DeliveryClient(
+            allow_private=self.settings.allow_private_targets,
+            connect_timeout=self.settings.connect_timeout_seconds,
+            total_timeout=self.settings.total_timeout_seconds,
+            max_response_bytes=self.settings.max_response_bytes,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryDependencies:
@@ -77,12 +91,6 @@ class DeliveryDependencies:
             repository=MessageRepository(settings.table_name),
             workflows=Workflows(),
             secrets=SigningSecrets(),
-            client=DeliveryClient(
-                allow_private=settings.allow_private_targets,
-                connect_timeout=settings.connect_timeout_seconds,
-                total_timeout=settings.total_timeout_seconds,
-                max_response_bytes=settings.max_response_bytes,
-            ),
             failed_queue=MessageQueue(settings.failed_queue_url),
         )
 
