@@ -3,18 +3,61 @@
 Creating a sender makes its record, a first API token (shown once) and its signing secret; on a
 deployment it also gives the sender an API Gateway key in the stack's usage plan, which is how
 API Gateway throttles each sender on its own (429).
+
+Every input is checked against `schemas/admin.schema.json` before anything is written, as
+messages are: sender ids in the message id alphabet (a `#` would forge another key of the
+single table), numbers typed and bounded (a rate of "fast" or a grace of 1e300 hours would break
+the throttle or the token expiry later); each refusal names its field.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
 from functions.shared import aws
-from functions.shared.exceptions import SenderExists, SenderUnknown
+from functions.shared.config import SCHEMA_DIR, message_schema
+from functions.shared.exceptions import FieldError, MessageInvalid, SenderExists, SenderUnknown
 from functions.shared.secrets import SigningSecrets
 from functions.shared.senders import ACTIVE, DISABLED, SenderRepository, rotation_deadline
+from functions.shared.validation import _MessageValidator, _schema_errors
+
+ADMIN_SCHEMA_PATH = SCHEMA_DIR / "admin.schema.json"
+# The kinds of admin input (the `$defs` of schemas/admin.schema.json).
+CREATE_SENDER, ROTATE_TOKEN, SENDER_ACTION, SENDER_PATH = "createSender", "rotateToken", "senderAction", "senderPath"
+
+
+class AdminInputInvalid(MessageInvalid):
+    """An admin request breaks schemas/admin.schema.json; `details` names every field."""
+
+
+@lru_cache(maxsize=8)
+def _validator(kind: str) -> Any:
+    schema = json.loads(ADMIN_SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema["$defs"]["identifier"] = message_schema()["$defs"]["identifier"]
+    validator = _MessageValidator({**schema, "$ref": f"#/$defs/{kind}"})  # ECMA patterns, as messages
+    Draft202012Validator.check_schema(validator.schema)
+    return validator
+
+
+def check_admin_input(kind: str, document: Any) -> None:
+    """Raise AdminInputInvalid naming every field of `document` that breaks the schema's `kind`."""
+    errors = list(_validator(kind).iter_errors(document))
+    if not errors:
+        return
+    details = _schema_errors(errors)
+    if not isinstance(document, dict):
+        details = [FieldError("$", "the request body must be a JSON object")]
+    raise AdminInputInvalid(details, "The admin request is invalid.")
+
+
+def _sender_input(sender_id: Any) -> None:
+    check_admin_input(SENDER_PATH, {"senderId": sender_id})
 
 
 @dataclass
@@ -30,6 +73,7 @@ class SenderAdmin:
         limits = {
             key: value for key, value in (("ratePerSecond", rate_per_second), ("burst", burst)) if value is not None
         }
+        check_admin_input(CREATE_SENDER, {"senderId": sender_id, **limits})
         if self.senders.get(sender_id) is not None:
             raise SenderExists(f"sender '{sender_id}' exists already")
         # The key first: a sender record never exists without the key API Gateway will ask for.
@@ -78,6 +122,7 @@ class SenderAdmin:
         return result
 
     def _require(self, sender_id: str) -> dict[str, Any]:
+        _sender_input(sender_id)
         sender = self.senders.get(sender_id)
         if sender is None:
             raise SenderUnknown(f"no sender '{sender_id}'")
@@ -85,6 +130,7 @@ class SenderAdmin:
 
     def rotate_token(self, sender_id: str, grace_hours: float = 24.0) -> dict[str, Any]:
         """A new token now; the old ones keep working for `grace_hours`, then stop."""
+        check_admin_input(ROTATE_TOKEN, {"graceHours": grace_hours})
         self._require(sender_id)
         token = self.senders.add_token(sender_id)
         deadline = rotation_deadline(grace_hours)
@@ -101,6 +147,7 @@ class SenderAdmin:
         return {"senderId": sender_id, "signingSecret": SigningSecrets().rotate(sender_id)}
 
     def set_status(self, sender_id: str, enabled: bool) -> dict[str, Any]:
+        _sender_input(sender_id)
         self.senders.set_status(sender_id, ACTIVE if enabled else DISABLED)
         sender = self._require(sender_id)
         if sender.get("apiKeyId"):

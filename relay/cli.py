@@ -43,7 +43,10 @@ def _finish(answer: ApiAnswer, as_json: bool, render: Any = None) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from relay.local.runtime import LocalRelay
+    from relay.local.server import default_limits
     from relay.local.synth import SynthError, is_current
     from relay.local.template import TemplateError
 
@@ -55,6 +58,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         allow_private_targets=args.allow_private_targets,
         template=args.template,
+        server_limits=replace(default_limits(), read_timeout=args.read_timeout, idle_timeout=args.idle_timeout),
     )
     try:
         relay.start()
@@ -63,7 +67,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(f"relay dev cannot run the template: {error}", file=sys.stderr)
         return 2
     saved = save_credentials(
-        relay.url, {"senderId": DEFAULT_SENDER, "token": relay.dev_token, "signingSecret": relay.dev_secret}
+        relay.url,
+        {
+            "senderId": DEFAULT_SENDER,
+            "token": relay.dev_token,
+            "signingSecret": relay.dev_secret,
+            "adminToken": relay.admin_token,
+        },
     )
     url_flag = "" if relay.url == DEFAULT_URL else f" --url {relay.url}"
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -71,6 +81,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     print(f"Development sender '{DEFAULT_SENDER}' (the CLI uses it by default; saved in {saved}):")
     print(f"  API token:      {relay.dev_token}")
     print(f"  signing secret: {relay.dev_secret}  (receivers verify deliveries with it)")
+    print(f"Admin token (relay senders ... sends it; new at every start): {relay.admin_token}")
     print("Send a message:")
     print(f'  relay send{url_flag} --target-url https://example.com/webhook --body \'{{"hello":"world"}}\'')
     print(f"  curl -s -X POST {relay.url}/messages -H 'Content-Type: application/json' \\")
@@ -267,7 +278,7 @@ def cmd_senders(args: argparse.Namespace) -> int:
             return 1
         _print_json(result)
         return 0
-    client = _client(args)
+    client = RelayClient(args.url, token=args.admin_token or load_credentials(args.url).get("adminToken"))
     if action == "list":
         answer = client.admin("GET", "/senders")
     elif action == "create":
@@ -366,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="run this synthesized template (default: cdk.out/Relay.template.json, synthesized when stale)",
     )
+    dev.add_argument("--read-timeout", type=float, default=10.0, help="seconds to receive a whole request (408)")
+    dev.add_argument("--idle-timeout", type=float, default=5.0, help="seconds a keep-alive connection may idle")
     dev.set_defaults(handler=cmd_dev)
 
     send = sub.add_parser("send", help="post a message")
@@ -416,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     senders.add_argument("--rate", type=float, help="requests per second for this sender")
     senders.add_argument("--burst", type=int, help="burst size for this sender")
     senders.add_argument("--grace-hours", type=float, default=24.0, help="how long old tokens keep working")
+    senders.add_argument(
+        "--admin-token",
+        default=os.environ.get("RELAY_ADMIN_TOKEN"),
+        help="relay dev's admin token (default: the one it saved for --url)",
+    )
     senders.add_argument("--stack", help="a deployed stack's name: manage its senders (AWS credentials needed)")
     senders.add_argument("--table", help="a deployed table's name (instead of --stack)")
     senders.add_argument("--usage-plan-id", help="the stack's UsagePlanId output (with --table)")

@@ -8,7 +8,8 @@ from typing import Any
 
 from relay.admin import SenderAdmin
 from relay.local.emulator import LocalAws
-from relay.local.server import RelayHttpServer
+from relay.local.http_server import ServerLimits
+from relay.local.server import RelayHttpServer, default_limits, new_admin_token
 from relay.local.workers import QueueWorker, ScheduledWorker
 
 DEV_SENDER = "dev"
@@ -31,6 +32,10 @@ class LocalRelay:
     workers: list[QueueWorker] = field(default_factory=list)
     dev_secret: str = ""
     dev_token: str = ""
+    # The credential of the /_admin routes (`relay senders ...`), new at every start.
+    admin_token: str = field(default_factory=new_admin_token)
+    # None: the HTTP server's defaults (relay/local/http_server.py); tests shorten the timeouts.
+    server_limits: ServerLimits | None = None
     # The reconciler's schedule (rate(1 minute) on AWS), in real seconds.
     reconcile_every_seconds: float = 5.0
     reconciler: ScheduledWorker | None = None
@@ -58,7 +63,8 @@ class LocalRelay:
         self.dev_token, self.dev_secret = created["token"], created["signingSecret"]
         self.workers = [QueueWorker(self.local, self.local.queue_urls[self.local.queue_name]).start()]
         self.reconciler = ScheduledWorker(self.local, "relay-reconciler", self.reconcile_every_seconds).start()
-        self.server = RelayHttpServer((self.host, self.port), self.local)
+        limits = self.server_limits or default_limits()
+        self.server = RelayHttpServer((self.host, self.port), self.local, admin_token=self.admin_token, limits=limits)
         self.server.serve_in_background()
         return self
 

@@ -5,28 +5,37 @@
 - POST /messages is the deployed integration: its request mapping template rendered, the ingest
   machine started synchronously with what it produced, the integration response rendered.
 - The other /messages routes invoke the API Lambda handler with an API Gateway proxy event.
-- /_admin/senders... serves `relay senders` locally (the server only listens on loopback).
+- /_admin/senders... serves `relay senders` locally, only with the admin token `relay dev` prints.
+- Every route refuses a `Host` that is not the address served (421): a web page whose name was
+  rebound to 127.0.0.1 gets nothing. Admin POSTs also need `Content-Type: application/json`, so
+  no request a browser sends without a CORS preflight (no Authorization, text/plain, forms) acts.
+
+HTTP itself (framing, limits, timeouts) is relay/local/http_server.py's.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
-import threading
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from functions.shared.config import get_settings
-from functions.shared.exceptions import SenderExists, SenderUnknown
+from functions.shared.exceptions import FieldError, SenderExists, SenderUnknown
 from functions.shared.responses import SYSTEM_ERROR, error_response
 from functions.shared.senders import SenderRepository
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
-from relay.admin import SenderAdmin
+from relay.admin import AdminInputInvalid, SenderAdmin
 from relay.local.api_definition import load_api_definition
 from relay.local.emulator import LocalAws
 from relay.local.gateway import Answer, ApiGateway, Caller, GatewayRequest
+from relay.local.http_server import HttpRequest, HttpResponse, ServerLimits, StrictHttpServer
+
+ADMIN_TOKEN_PREFIX = "rlyadm_"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 OPENAPI_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 
@@ -54,205 +63,194 @@ def _sender_limits(sender_id: str) -> dict[str, Any]:
     return limits
 
 
-class RelayHttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256  # bursts of concurrent senders must not be reset
+def new_admin_token() -> str:
+    return ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
 
-    def __init__(self, address: tuple[str, int], local: LocalAws, gateway: ApiGateway | None = None) -> None:
-        super().__init__(address, _RequestHandler)
+
+def default_limits() -> ServerLimits:
+    """The server's defaults; the body limit is the API's (a message plus its envelope)."""
+    return ServerLimits(max_body_bytes=get_settings().max_body_bytes + ENVELOPE_ALLOWANCE_BYTES)
+
+
+class RelayHttpServer(StrictHttpServer):
+    """relay dev's HTTP front: the strict server with Relay's routes."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        local: LocalAws,
+        gateway: ApiGateway | None = None,
+        *,
+        admin_token: str | None = None,
+        limits: ServerLimits | None = None,
+    ) -> None:
         self.local = local
         self.gateway = gateway or local_gateway(local)
-
-    def serve_in_background(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="relay-http", daemon=True)
-        thread.start()
-        return thread
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    server: RelayHttpServer
-    protocol_version = "HTTP/1.1"
-    server_version = "relay-dev"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # quiet: the CLI prints what matters
-
-    # -- plumbing -------------------------------------------------------------------------------
-
-    def _send(
-        self,
-        status_code: int,
-        body: str,
-        request_id: str,
-        content_type: str = "application/json",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        payload = body.encode("utf-8", "surrogateescape")
-        self.send_response(status_code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("x-request-id", request_id)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    def _send_answer(self, answer: dict[str, Any], request_id: str) -> None:
-        self._send(int(answer["statusCode"]), str(answer["body"]), request_id)
-
-    def _error(self, status: int, code: str, message: str, request_id: str) -> None:
-        self._send_answer(error_response(status, code, message, request_id), request_id)
-
-    def _read_body(self, request_id: str) -> bytes | None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        limit = get_settings().max_body_bytes + ENVELOPE_ALLOWANCE_BYTES
-        if length < 0:
-            self._error(400, "VALIDATION_ERROR", "Content-Length is not a number.", request_id)
-            self.close_connection = True
-            return None
-        if length > limit:
-            self._error(413, "PAYLOAD_TOO_LARGE", f"The request is {length} bytes; the limit is {limit}.", request_id)
-            self.close_connection = True
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _gateway_request(self, body: bytes, request_id: str) -> GatewayRequest:
-        parts = urlsplit(self.path)
-        return GatewayRequest(
-            method=self.command,
-            path=parts.path,
-            headers=dict(self.headers.items()),
-            query={name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()},
-            body=body,
-            source_ip=self.client_address[0],
-            request_id=request_id,
+        self.admin_token = admin_token or new_admin_token()
+        super().__init__(address, self.handle, limits or default_limits())
+        host, port = address[0], self.server_address[1]
+        names = LOOPBACK_NAMES if host in WILDCARD_HOSTS or host in LOOPBACK_NAMES else (*LOOPBACK_NAMES, host)
+        self.allowed_hosts = frozenset(f"{name}:{port}".lower() for name in names) | (
+            frozenset(names) if port == 80 else frozenset()
         )
 
-    def _send_gateway_answer(self, answer: Answer, request_id: str) -> None:
-        self._send(answer.status, answer.body, request_id, answer.content_type, answer.headers)
-
-    def _admit(self, request: GatewayRequest) -> Caller | None:
-        """API Gateway's front door (authorizer, throttles); its refusal is answered here."""
-        admitted = self.server.gateway.admit(request)
-        if isinstance(admitted, Answer):
-            self._send_gateway_answer(admitted, request.request_id)
-            return None
-        return admitted
-
-    # -- routes ---------------------------------------------------------------------------------
-
-    def do_POST(self) -> None:
-        request_id = str(uuid.uuid4())
-        path = urlsplit(self.path).path
-        body = self._read_body(request_id)
-        if body is None:
-            return
-        if path.startswith("/_admin/"):
-            self._admin("POST", path, body, request_id)
-            return
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        """Route one request (the Host rule first, for every route)."""
+        if (request.header("Host") or "").strip().lower() not in self.allowed_hosts:
+            allowed = ", ".join(sorted(self.allowed_hosts))
+            return _error(421, "MISDIRECTED_REQUEST", f"The Host header must be one of: {allowed}.", request)
+        path = request.path
+        if path.startswith("/_admin/") or path == "/_admin":
+            return self._admin(request)
         if path == "/messages" or path.startswith("/messages/"):
-            request = self._gateway_request(body, request_id)
-            caller = self._admit(request)
-            if caller is not None and path == "/messages":
-                self._send_gateway_answer(self.server.gateway.post_messages(request, caller), request_id)
-            elif caller is not None:
-                self._api("POST", caller, request_id, body)
-            return
-        self._error(404, "NOT_FOUND", "No such route.", request_id)
+            return self._messages(request)
+        if request.method == "GET" and path == "/health":
+            return HttpResponse(200, json.dumps({"status": "ok"}), headers=_request_id(request))
+        if request.method == "GET" and path == "/openapi.json" and OPENAPI_PATH.exists():
+            return HttpResponse(200, OPENAPI_PATH.read_text(encoding="utf-8"), headers=_request_id(request))
+        # API Gateway answers a method or route the API does not define with its
+        # MISSING_AUTHENTICATION_TOKEN gateway response, mapped to 404 NOT_FOUND (relay/api_mapping.py).
+        return _error(404, "NOT_FOUND", "No such route.", request)
 
-    def _no_such_method(self) -> None:
-        self.close_connection = True  # any request body stays unread
-        self._error(404, "NOT_FOUND", "No such route.", str(uuid.uuid4()))
+    # -- /messages: API Gateway's rules -----------------------------------------------------------
 
-    def __getattr__(self, name: str) -> Any:
-        # http.server looks up `do_<METHOD>` and answers 501 with an HTML page when it is missing.
-        # API Gateway answers a method the API does not define with its MISSING_AUTHENTICATION_TOKEN
-        # gateway response, which the stack maps to 404 NOT_FOUND (relay/api_mapping.py).
-        if name.startswith("do_"):
-            return self._no_such_method
-        raise AttributeError(name)
+    def _messages(self, request: HttpRequest) -> HttpResponse:
+        if request.method not in ("GET", "POST"):
+            return _error(404, "NOT_FOUND", "No such route.", request)
+        gateway_request = GatewayRequest(
+            method=request.method,
+            path=request.path,
+            headers=dict(request.headers),
+            query=request.query,
+            body=request.body if request.method == "POST" else b"",
+            source_ip=request.client_ip,
+            request_id=request.request_id,
+        )
+        admitted = self.gateway.admit(gateway_request)
+        if isinstance(admitted, Answer):
+            return _from_answer(admitted, request)
+        if request.method == "POST" and request.path == "/messages":
+            return _from_answer(self.gateway.post_messages(gateway_request, admitted), request)
+        return self._api(request, admitted)
 
-    def do_GET(self) -> None:
-        request_id = str(uuid.uuid4())
-        path = urlsplit(self.path).path
-        if path == "/health":
-            self._send(200, json.dumps({"status": "ok"}), request_id)
-        elif path == "/openapi.json" and OPENAPI_PATH.exists():
-            self._send(200, OPENAPI_PATH.read_text(encoding="utf-8"), request_id)
-        elif path.startswith("/_admin/"):
-            self._admin("GET", path, b"", request_id)
-        elif path == "/messages" or path.startswith("/messages/"):
-            caller = self._admit(self._gateway_request(b"", request_id))
-            if caller is not None:
-                self._api("GET", caller, request_id, None)
-        else:
-            self._error(404, "NOT_FOUND", "No such route.", request_id)
-
-    def _api(self, method: str, caller: Caller, request_id: str, body: bytes | None) -> None:
-        parts = urlsplit(self.path)
-        query = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
+    def _api(self, request: HttpRequest, caller: Caller) -> HttpResponse:
+        """The API Lambda handler, invoked with an API Gateway proxy event."""
+        body = request.body if request.method == "POST" else b""
         event = {
-            "resource": parts.path,
-            "path": parts.path,
-            "httpMethod": method,
+            "resource": request.path,
+            "path": request.path,
+            "httpMethod": request.method,
             "headers": {"Content-Type": "application/json"},
             "multiValueHeaders": {},
-            "queryStringParameters": query or None,
+            "queryStringParameters": request.query or None,
             "multiValueQueryStringParameters": None,
             "pathParameters": None,
             "stageVariables": None,
             "requestContext": {
-                "requestId": request_id,
+                "requestId": request.request_id,
                 "stage": "local",
-                "httpMethod": method,
-                "path": parts.path,
-                "resourcePath": parts.path,
+                "httpMethod": request.method,
+                "path": request.path,
+                "resourcePath": request.path,
                 "authorizer": {**caller.context, "principalId": caller.principal_id},
-                "identity": {"sourceIp": self.client_address[0]},
+                "identity": {"sourceIp": request.client_ip},
             },
             "body": body.decode("utf-8", errors="replace") if body else None,
             "isBase64Encoded": False,
         }
         try:
-            answer = self.server.local.invoke("relay-api", event)
+            answer = self.local.invoke("relay-api", event)
         except Exception:
-            self._error(500, SYSTEM_ERROR, "Relay could not process the request.", request_id)
-            return
-        self._send(int(answer["statusCode"]), str(answer.get("body") or ""), request_id)
+            return _error(500, SYSTEM_ERROR, "Relay could not process the request.", request)
+        return HttpResponse(int(answer["statusCode"]), str(answer.get("body") or ""), headers=_request_id(request))
 
-    def _admin(self, method: str, path: str, body: bytes, request_id: str) -> None:
-        admin = SenderAdmin(get_settings().table_name)
-        parts = [part for part in path.split("/") if part][1:]  # after "_admin"
+    # -- /_admin: the admin token -----------------------------------------------------------------
+
+    def _admin(self, request: HttpRequest) -> HttpResponse:
+        refused = self._admin_refusal(request)
+        if refused is not None:
+            return refused
         try:
-            payload = json.loads(body) if body else {}
-            if method == "GET" and parts == ["senders"]:
-                result: Any = admin.list()
-            elif method == "POST" and parts == ["senders"]:
-                result = admin.create(str(payload["senderId"]), payload.get("ratePerSecond"), payload.get("burst"))
-            elif method == "POST" and len(parts) == 3 and parts[0] == "senders":
-                sender_id, action = parts[1], parts[2]
-                if action == "rotate-token":
-                    result = admin.rotate_token(sender_id, float(payload.get("graceHours", 24)))
-                elif action == "rotate-secret":
-                    result = admin.rotate_secret(sender_id)
-                elif action in ("disable", "enable"):
-                    result = admin.set_status(sender_id, enabled=action == "enable")
-                else:
-                    raise KeyError(action)
-            else:
-                raise KeyError(path)
+            result = _admin_call(request, SenderAdmin(get_settings().table_name))
+        except AdminInputInvalid as error:
+            return _error(400, "VALIDATION_ERROR", str(error), request, error.details)
         except SenderExists as error:
-            self._error(409, "SENDER_EXISTS", str(error), request_id)
-            return
+            return _error(409, "SENDER_EXISTS", str(error), request)
         except SenderUnknown as error:
-            self._error(404, "SENDER_NOT_FOUND", str(error), request_id)
-            return
-        except (KeyError, ValueError, TypeError):
-            self._error(400, "VALIDATION_ERROR", "Unknown admin call or missing field.", request_id)
-            return
-        self._send(200, json.dumps(result), request_id)
+            return _error(404, "SENDER_NOT_FOUND", str(error), request)
+        except LookupError:
+            return _error(404, "NOT_FOUND", "No such route.", request)
+        return HttpResponse(200, json.dumps(result), headers=_request_id(request))
+
+    def _admin_refusal(self, request: HttpRequest) -> HttpResponse | None:
+        """401 without the admin token (compared in constant time); 415 for a POST that is not JSON."""
+        scheme, _, token = (request.header("Authorization") or "").strip().partition(" ")
+        given = token.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, self.admin_token.encode("utf-8")):
+            return _error(401, "UNAUTHORIZED", "The admin routes need `Authorization: Bearer <admin token>`.", request)
+        media_type = (request.header("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if request.method == "POST" and media_type != "application/json":
+            return _error(415, "UNSUPPORTED_MEDIA_TYPE", "Send JSON with `Content-Type: application/json`.", request)
+        return None
+
+
+AdminCall = Callable[[SenderAdmin, str, dict[str, Any]], Any]
+# (method, action) -> the call; `sender` is the id in the path ("" for /_admin/senders).
+ADMIN_CALLS: dict[tuple[str, str], AdminCall] = {
+    ("GET", "list"): lambda admin, sender, body: admin.list(),
+    ("POST", "create"): lambda admin, sender, body: admin.create(
+        body["senderId"], body.get("ratePerSecond"), body.get("burst")
+    ),
+    ("POST", "rotate-token"): lambda admin, sender, body: admin.rotate_token(sender, body.get("graceHours", 24.0)),
+    ("POST", "rotate-secret"): lambda admin, sender, body: admin.rotate_secret(sender),
+    ("POST", "disable"): lambda admin, sender, body: admin.set_status(sender, enabled=False),
+    ("POST", "enable"): lambda admin, sender, body: admin.set_status(sender, enabled=True),
+}
+
+
+def _admin_call(request: HttpRequest, admin: SenderAdmin) -> Any:
+    """Run the admin call the route names (LookupError: no such route), its input checked first."""
+    parts = [part for part in request.path.split("/") if part][1:]  # after "_admin"
+    if parts == ["senders"]:
+        sender, action = "", "list" if request.method == "GET" else "create"
+    elif len(parts) == 3 and parts[0] == "senders":
+        sender, action = parts[1], parts[2]
+    else:
+        raise LookupError(request.path)
+    call = ADMIN_CALLS[(request.method, action)]
+    body = _admin_body(request.body, action)
+    return call(admin, sender, body)
+
+
+def _admin_body(raw: bytes, action: str) -> dict[str, Any]:
+    """The JSON object of an admin POST, checked against its schema (an empty body is `{}`)."""
+    from relay.admin import CREATE_SENDER, ROTATE_TOKEN, SENDER_ACTION, check_admin_input
+
+    try:
+        document = json.loads(raw, parse_constant=_not_json) if raw.strip() else {}
+    except (ValueError, RecursionError) as error:
+        detail = FieldError("$", f"the request body is not valid JSON: {error}"[:300])
+        raise AdminInputInvalid([detail], "The admin request is invalid.") from None
+    kind = {"create": CREATE_SENDER, "rotate-token": ROTATE_TOKEN}.get(action, SENDER_ACTION)
+    if action != "list":
+        check_admin_input(kind, document)
+    return dict(document) if isinstance(document, dict) else {}
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _request_id(request: HttpRequest) -> dict[str, str]:
+    return {"x-request-id": request.request_id}
+
+
+def _error(
+    status: int, code: str, message: str, request: HttpRequest, details: list[FieldError] | None = None
+) -> HttpResponse:
+    answer = error_response(status, code, message, request.request_id, details)
+    return HttpResponse(status, str(answer["body"]), headers=_request_id(request))
+
+
+def _from_answer(answer: Answer, request: HttpRequest) -> HttpResponse:
+    return HttpResponse(answer.status, answer.body, answer.content_type, {**answer.headers, **_request_id(request)})
