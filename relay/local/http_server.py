@@ -318,7 +318,8 @@ class _Connection:
         ]
         if self.h11.their_state is not h11.DONE:
             headers.append(("Connection", "close"))
-        out = self.h11.send(h11.Response(status_code=response.status, headers=headers, reason=_reason(response.status))) or b""
+        head = h11.Response(status_code=response.status, headers=headers, reason=_reason(response.status))
+        out = self.h11.send(head) or b""
         if payload and not head_only:
             out += self.h11.send(h11.Data(data=payload)) or b""
         out += self.h11.send(h11.EndOfMessage()) or b""
