@@ -86,7 +86,7 @@ def burst(relay: LocalRelay, target: TargetServer, sender: str, token: str, size
 
 def test_two_senders_each_get_their_own_rate(relay: LocalRelay, target: TargetServer) -> None:
     # Given two senders, one limited to 5 requests a second (burst 5), the other to 50 (burst 50)
-    admin = RelayClient(relay.url)
+    admin = RelayClient(relay.url, token=relay.admin_token)
     senders = {}
     for name, rate in (("slow", 5), ("fast", 50)):
         sender = f"{name}-{uuid.uuid4().hex[:6]}"

@@ -107,7 +107,7 @@ def test_send_message(document: dict[str, Any], client: RelayClient, target: Tar
 
 
 def test_forbidden_and_throttled_senders(document: dict[str, Any], relay: LocalRelay) -> None:
-    admin = RelayClient(relay.url)
+    admin = RelayClient(relay.url, token=relay.admin_token)
     disabled_id, throttled_id = f"off-{uuid.uuid4().hex[:6]}", f"slow-{uuid.uuid4().hex[:6]}"
     disabled_token = admin.admin("POST", "/senders", {"senderId": disabled_id}).body["token"]
     assert admin.admin("POST", f"/senders/{disabled_id}/disable", {}).status == 200

@@ -34,7 +34,7 @@ from relay.openapi import (
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT: dict[str, Any] = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
-ADMIN_ONLY_CODES = {"SENDER_EXISTS", "SENDER_NOT_FOUND"}  # relay dev's /_admin routes, not the API
+ADMIN_ONLY_CODES = {"SENDER_EXISTS", "SENDER_NOT_FOUND", "MISDIRECTED_REQUEST"}  # relay dev only: /_admin, Host rule
 OPERATIONS = [
     (path, method) for path, item in DOCUMENT["paths"].items() for method in item if method not in ("parameters",)
 ]
