@@ -192,6 +192,7 @@ class _Connection:
         self.server, self.sock, self.client_ip = server, sock, client_ip
         self.limits = server.limits
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head_bytes)
+        self._deadline: float | None = None
 
     def run(self) -> None:
         try:
@@ -224,18 +225,18 @@ class _Connection:
     # -- reading ------------------------------------------------------------------------------------
 
     def _read_request(self) -> tuple[h11.Request, bytes]:
-        deadline: float | None = time.monotonic() + self.limits.read_timeout if self._buffered() else None
-        event = self._next_event(deadline)
+        # The read timeout runs from the request's first byte (already here, or after an idle wait).
+        self._deadline = time.monotonic() + self.limits.read_timeout if self._buffered() else None
+        event = self._next_event()
         if not isinstance(event, h11.Request):
             raise _IdleClose()  # ConnectionClosed before a request
-        deadline = deadline or time.monotonic() + self.limits.read_timeout
         self._check_head(event)
         chunks: list[bytes] = []
         received = 0
         if self.h11.they_are_waiting_for_100_continue:
             self.sock.sendall(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         while True:
-            part = self._next_event(deadline)
+            part = self._next_event()
             if isinstance(part, h11.EndOfMessage):
                 return event, b"".join(chunks)
             if isinstance(part, h11.Data):
@@ -249,7 +250,7 @@ class _Connection:
     def _buffered(self) -> bool:
         return bool(self.h11.trailing_data[0])
 
-    def _next_event(self, deadline: float | None) -> h11.Event | type[h11.PAUSED]:
+    def _next_event(self) -> h11.Event | type[h11.PAUSED]:
         while True:
             try:
                 event = self.h11.next_event()
@@ -257,11 +258,11 @@ class _Connection:
                 raise self._classify(error) from None
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
-            if deadline is None:
+            if self._deadline is None:
                 data = self._receive(self.limits.idle_timeout, idle=True)
-                deadline = time.monotonic() + self.limits.read_timeout
+                self._deadline = time.monotonic() + self.limits.read_timeout
             else:
-                data = self._receive(deadline - time.monotonic(), idle=False)
+                data = self._receive(self._deadline - time.monotonic(), idle=False)
             self.h11.receive_data(data)
 
     def _receive(self, seconds: float, idle: bool) -> bytes:

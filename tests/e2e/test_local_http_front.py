@@ -9,6 +9,7 @@ the admin token, the right Host and JSON, and name every bad field.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import time
 import uuid
@@ -156,6 +157,32 @@ def test_a_body_shorter_than_announced_answers_408_after_the_read_timeout(relay:
     # Then the answer is a JSON 408, no later than the timeout plus a second
     assert assert_error_shape(reply, 408)["code"] == "REQUEST_TIMEOUT"
     assert READ_TIMEOUT <= time.monotonic() - started < READ_TIMEOUT + 1
+
+
+def test_a_trickled_request_answers_408_within_the_read_timeout(relay: LocalRelay) -> None:
+    # Given a client that sends a request a few bytes at a time, never finishing it
+    assert relay.server is not None
+    request = b"POST /messages HTTP/1.1\r\n" + host(relay) + b"Content-Length: 50\r\n\r\n" + b"{" * 50
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", relay.server.server_address[1]), timeout=10) as connection:
+        for offset in range(0, len(request), 4):
+            if select.select([connection], [], [], 0.1)[0]:
+                break  # the server has answered
+            connection.sendall(request[offset : offset + 4])
+        answered = time.monotonic() - started
+        raw = b"".join(iter(lambda: connection.recv(65536), b""))
+    # Then it gets a JSON 408 no later than the read timeout plus a second, whatever the trickle
+    assert assert_error_shape(only_reply(raw), 408)["code"] == "REQUEST_TIMEOUT"
+    assert answered < READ_TIMEOUT + 1
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(relay: LocalRelay) -> None:
+    # Given a connection that asked once and then says nothing
+    started = time.monotonic()
+    raw = send_raw(relay, b"GET /health HTTP/1.1\r\n" + host(relay) + b"\r\n")
+    # Then it got its one answer, and the server closed it after the idle timeout (1 s here)
+    assert only_reply(raw).status == 200
+    assert time.monotonic() - started < 3
 
 
 # -- limits and malformed requests ------------------------------------------------------------------
