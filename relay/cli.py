@@ -275,6 +275,8 @@ def cmd_senders(args: argparse.Namespace) -> int:
                 result = admin.set_status(sender, enabled=action == "enable")
         except RelayError as error:
             print(f"relay: {error}", file=sys.stderr)
+            for detail in getattr(error, "details", []):
+                print(f"  {detail.path}: {detail.message}", file=sys.stderr)
             return 1
         _print_json(result)
         return 0

@@ -18,6 +18,7 @@ The application is one function from an `HttpRequest` to an `HttpResponse` (rela
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -33,6 +34,7 @@ from functions.shared.responses import error_response
 
 SUPPORTED_VERSIONS = (b"1.0", b"1.1")
 RECEIVE_CHUNK = 65536
+_QUOTED_INPUT = re.compile(r":?\s*(?:bytearray\()?b['\"].*$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,8 @@ class _Connection:
         chunks: list[bytes] = []
         received = 0
         if self.h11.they_are_waiting_for_100_continue:
-            self.sock.sendall(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+            go_on = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+            self.sock.sendall(self.h11.send(go_on) or b"")
         while True:
             part = self._next_event()
             if isinstance(part, h11.EndOfMessage):
@@ -286,7 +289,7 @@ class _Connection:
             return refusal(431, f"The request headers are over the limit of {self.limits.max_header_bytes} bytes.")
         if status not in REFUSAL_CODES:
             status = 400
-        reason = str(error).split(":", 1)[0]  # h11's reason, without the bytes it quotes
+        reason = _QUOTED_INPUT.sub("", str(error))  # h11's reason, without the bytes it quotes
         return refusal(status, f"The request is not valid HTTP/1.1 ({reason}).")
 
     def _check_head(self, request: h11.Request) -> None:
