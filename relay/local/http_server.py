@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 
-from functions.shared.responses import error_response
+from functions.shared.responses import SYSTEM_ERROR, error_response
 
 SUPPORTED_VERSIONS = (b"1.0", b"1.1")
 RECEIVE_CHUNK = 65536
@@ -211,16 +211,20 @@ class _Connection:
     def _serve_one(self) -> bool:
         """Read, answer one request; True when the connection may carry another."""
         request, body = self._read_request()
-        response = self.server.application(
-            HttpRequest(
-                method=request.method.decode("ascii"),
-                target=request.target.decode("latin-1"),
-                headers=[(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers],
-                body=body,
-                client_ip=self.client_ip,
-                request_id=str(uuid.uuid4()),
-            )
+        incoming = HttpRequest(
+            method=request.method.decode("ascii"),
+            target=request.target.decode("latin-1"),
+            headers=[(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers],
+            body=body,
+            client_ip=self.client_ip,
+            request_id=str(uuid.uuid4()),
         )
+        try:
+            response = self.server.application(incoming)
+        except Exception:
+            # A bug of a route must still answer, in Relay's shape and without its traceback.
+            answer = error_response(500, SYSTEM_ERROR, "Relay could not process the request.", incoming.request_id)
+            response = HttpResponse(500, str(answer["body"]), headers={"x-request-id": incoming.request_id})
         self._send_response(response, head_only=request.method == b"HEAD")
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 

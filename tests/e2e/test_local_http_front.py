@@ -309,3 +309,18 @@ def test_relay_senders_uses_the_saved_admin_token(relay: LocalRelay, capsys: pyt
     # And a wrong admin token is refused
     assert main(["senders", "list", "--url", relay.url, "--admin-token", "rlyadm_wrong"]) == 1
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "UNAUTHORIZED"
+
+
+def test_a_route_that_fails_still_answers_json_500(relay: LocalRelay, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a route whose code raises (here: API Gateway's front door)
+    assert relay.server is not None
+
+    def broken(request: Any) -> Any:
+        raise RuntimeError("internal detail")
+
+    monkeypatch.setattr(relay.server.gateway, "admit", broken)
+    request = b"GET /messages/x HTTP/1.1\r\n" + host(relay) + b"Authorization: Bearer t\r\nConnection: close\r\n\r\n"
+    # Then the caller gets Relay's 500, without the detail
+    reply = only_reply(send_raw(relay, request))
+    assert assert_error_shape(reply, 500)["code"] == "SYSTEM_ERROR"
+    assert b"internal detail" not in reply.raw
