@@ -23,6 +23,7 @@ from functions.shared.senders import ACTIVE
 from relay.client import RelayClient, save_credentials
 from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.server import default_limits
+from tests.e2e.conftest import RELAY_HOME, RelayDev
 
 READ_TIMEOUT = 1.0
 
@@ -324,3 +325,15 @@ def test_a_route_that_fails_still_answers_json_500(relay: LocalRelay, monkeypatc
     reply = only_reply(send_raw(relay, request))
     assert assert_error_shape(reply, 500)["code"] == "SYSTEM_ERROR"
     assert b"internal detail" not in reply.raw
+
+
+def test_relay_dev_prints_and_saves_its_admin_token(relay_dev_process: RelayDev) -> None:
+    # Given `relay dev` as a user starts it
+    printed = relay_dev_process._printed(r"Admin token.*?(rlyadm_[A-Za-z0-9_-]+)", "admin token")
+    # Then the admin token it printed is saved with the CLI credentials for its URL
+    saved = json.loads((RELAY_HOME / "credentials.json").read_text(encoding="utf-8"))[relay_dev_process.url]
+    assert saved["adminToken"] == printed and saved["token"] == relay_dev_process.dev_token
+    # And it opens the admin routes, which stay shut without it
+    assert RelayClient(relay_dev_process.url, token=printed).admin("GET", "/senders").status == 200
+    refused = RelayClient(relay_dev_process.url, token=relay_dev_process.dev_token).admin("GET", "/senders")
+    assert (refused.status, refused.body["error"]["code"]) == (401, "UNAUTHORIZED")
