@@ -295,7 +295,7 @@ def restart_runtime(relay: LocalRelay, injector: FaultInjector, downtime_seconds
     finally:
         # Whatever happened above, the runtime comes back (senders would wait for it forever).
         injector.down = False
-        relay.server = RelayHttpServer((relay.host, port), local)
+        relay.server = RelayHttpServer((relay.host, port), local, admin_token=relay.admin_token)
         relay.server.serve_in_background()
         relay.workers = [QueueWorker(local, local.queue_urls[local.queue_name]).start()]
         relay.reconciler = ScheduledWorker(local, "relay-reconciler", relay.reconcile_every_seconds).start()
