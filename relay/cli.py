@@ -50,6 +50,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from relay.local.synth import SynthError, is_current
     from relay.local.template import TemplateError
 
+    given = (("read_timeout", args.read_timeout), ("idle_timeout", args.idle_timeout))
+    timeouts = {name: value for name, value in given if value is not None}
     if args.template is None and not is_current():
         print("Synthesizing the stack first (cdk.out is missing or older than the sources)...", flush=True)
     relay = LocalRelay(
@@ -58,7 +60,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         allow_private_targets=args.allow_private_targets,
         template=args.template,
-        server_limits=replace(default_limits(), read_timeout=args.read_timeout, idle_timeout=args.idle_timeout),
+        server_limits=replace(default_limits(), **timeouts),
     )
     try:
         relay.start()
@@ -379,8 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="run this synthesized template (default: cdk.out/Relay.template.json, synthesized when stale)",
     )
-    dev.add_argument("--read-timeout", type=float, default=10.0, help="seconds to receive a whole request (408)")
-    dev.add_argument("--idle-timeout", type=float, default=5.0, help="seconds a keep-alive connection may idle")
+    dev.add_argument("--read-timeout", type=float, help="seconds to receive a whole request (408; default 10)")
+    dev.add_argument("--idle-timeout", type=float, help="seconds a keep-alive connection may idle (default 5)")
     dev.set_defaults(handler=cmd_dev)
 
     send = sub.add_parser("send", help="post a message")
