@@ -112,7 +112,7 @@ def test_context_given_as_json_text_is_accepted() -> None:
         ({"connectTimeoutSeconds": 20, "totalTimeoutSeconds": 10}, "connectTimeoutSeconds"),
         ({"totalTimeoutSeconds": 121}, "totalTimeoutSeconds"),
         ({"maxResponseBytes": 2_000_000}, "maxResponseBytes"),
-        ({"delivery": {"fast": {}}}, "unknown lane"),
+        ({"delivery": {"fast": {}}}, "unknown setting"),
         ({"delivery": {"fastLane": []}}, "must be an object"),
         ({"delivery": {"fastLane": {"retries": 3}}}, "unknown setting"),
         ({"delivery": {"fastLane": {"backoffRate": 0.5}}}, "backoffRate"),
