@@ -182,15 +182,17 @@ def _attempt_inline(deps: DeliveryDependencies, key: MessageKey, run: int, name:
     2xx is DELIVERED (no run at all), DeliveryRejected is FAILED (as MarkFailed), DeliveryRetryable
     starts the fast-lane run, which continues with the next attempt."""
     try:
-        result = attempt({**run_input(key, run), "lane": INLINE_LANE}, deps)
-    except DeliveryRejected as rejected:
-        fail_message({**run_input(key, run), "reason": str(rejected)[:SNIPPET_CHARS]}, deps)
-        return "failed"
-    except DeliveryRetryable:
-        return _start_fast_lane(deps, key, run, name)
+        try:
+            result = attempt({**run_input(key, run), "lane": INLINE_LANE}, deps)
+        except DeliveryRejected as rejected:
+            fail_message({**run_input(key, run), "reason": str(rejected)[:SNIPPET_CHARS]}, deps)
+            return "failed"
+        except DeliveryRetryable:
+            return _start_fast_lane(deps, key, run, name)
     except Exception:
-        # A crashed attempt (a failed write, say): give the lease back so the queue's redelivery
-        # repeats it at once; `attempt` then records the interrupted one before counting another.
+        # A crashed step (a failed write, say): give the lease back so the queue's redelivery repeats
+        # it soon. A repeated attempt first records the interrupted one (`attempt`); a message that
+        # ended meanwhile gets its terminal event (`dispatch`: terminal).
         _release(deps, key, run)
         raise
     return "delivered" if result["outcome"] == Status.DELIVERED else str(result["outcome"])

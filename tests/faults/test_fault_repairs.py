@@ -107,9 +107,15 @@ def test_delivered_event_is_written_by_the_retry_when_its_first_write_failed(
     # When the message is delivered
     assert client.send(message).status == 202
     record = wait_until_terminal(relay, message["messageId"])
-    # Then the retried step finds it DELIVERED, writes the missing event and does not send again
+    # Then the redelivered queue message (the inline attempt crashed; with `firstAttempt:
+    # stateMachine`, the retried step) finds it DELIVERED, writes the missing event and does not
+    # send again
     assert hits, "the fault was not injected"
     assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
+    deadline = time.monotonic() + 30
+    while history(message["messageId"])[-1][0] != "DELIVERED":
+        assert time.monotonic() < deadline, history(message["messageId"])
+        time.sleep(0.1)
     assert [kind for kind, _, _ in history(message["messageId"])] == [
         "RECEIVED",
         "ENQUEUED",
@@ -265,9 +271,10 @@ def test_failed_message_whose_failed_event_was_never_written_gets_it_from_the_re
 def test_crashing_deliver_step_in_the_slow_lane_is_retried_not_failed(
     client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a deliver step that crashes in every fast-lane run and in its first slow-lane run
+    # Given a target failing once (so the dispatcher's inline attempt hands the message to the fast
+    # lane), and a deliver step that crashes in every fast-lane run and in its first slow-lane run
     assert relay.local is not None
-    message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/ok")
+    message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/flaky/1")
     real_deliver = deliver_handler.lambda_handler
     slow_crashes: list[str] = []
 
@@ -286,5 +293,5 @@ def test_crashing_deliver_step_in_the_slow_lane_is_retried_not_failed(
     record = wait_until_terminal(relay, message["messageId"], timeout=60)
     # Then the crash (not the target's answer) did not fail it: the retried step delivered it
     assert slow_crashes
-    assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
     assert [kind for kind, _, _ in history(message["messageId"])][-2:] == ["ATTEMPT_STARTED", "DELIVERED"]
