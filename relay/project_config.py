@@ -25,3 +25,10 @@ def delivery_policy() -> dict[str, Any]:
     section: dict[str, Any] = relay_context().get("delivery", {})
     # The section also holds `firstAttempt` (stacks/settings.py), which is not a lane.
     return {lane: policy for lane, policy in section.items() if lane in DELIVERY_LANES}
+
+
+def first_attempt() -> str:
+    """`relay.delivery.firstAttempt` (stacks/settings.py validates it): `inline` unless set."""
+    from functions.shared.config import FirstAttempt
+
+    return str(relay_context().get("delivery", {}).get("firstAttempt", FirstAttempt.INLINE.value))
