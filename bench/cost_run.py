@@ -151,6 +151,30 @@ def current_bucket() -> str:
     return LOCAL_ONLY
 
 
+def _pool_tasks_inherit_bucket() -> None:
+    """A pool task is charged to the function that submitted it (the dispatcher attempts a batch's
+    messages in threads of its own); without this its calls would land in LOCAL_ONLY, uncounted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    submit = ThreadPoolExecutor.submit
+
+    def submit_in_bucket(pool: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        inherited = list(_stack())
+
+        def call_in_bucket(*call_args: Any, **call_kwargs: Any) -> Any:
+            stack = _stack()
+            saved = stack[:]
+            stack[:] = inherited
+            try:
+                return fn(*call_args, **call_kwargs)
+            finally:
+                stack[:] = saved
+
+        return submit(pool, call_in_bucket, *args, **kwargs)
+
+    ThreadPoolExecutor.submit = submit_in_bucket  # type: ignore[method-assign,assignment]
+
+
 @dataclass
 class ExecutionRecord:
     machine: str
@@ -262,6 +286,7 @@ class Hooks:
                     RECORDER.lambda_billed_ms[function_name] += lambda_billed_ms(elapsed_ms)
 
         LocalAws.invoke = counting_invoke  # type: ignore[method-assign,assignment]
+        _pool_tasks_inherit_bucket()
 
         original_call = BaseClient._make_api_call  # type: ignore[attr-defined]
         hooks = self
