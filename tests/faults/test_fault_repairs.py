@@ -24,6 +24,7 @@ from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
 from tests.faults.harness import running_executions
+from tests.support import delivery_executions
 
 POLICY = {
     "fastLane": {"intervalSeconds": 1, "maxAttempts": 2, "backoffRate": 2.0},
@@ -295,3 +296,28 @@ def test_crashing_deliver_step_in_the_slow_lane_is_retried_not_failed(
     assert slow_crashes
     assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
     assert [kind for kind, _, _ in history(message["messageId"])][-2:] == ["ATTEMPT_STARTED", "DELIVERED"]
+
+
+def test_crashed_inline_attempt_gives_its_lease_back_and_the_redelivery_repairs_it(
+    client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a healthy target, and the dispatcher's inline attempt crashing after it counted attempt 1
+    # (its ATTEMPT_STARTED write fails)
+    assert relay.local is not None
+    message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/ok")
+    hits = fail_write_once(monkeypatch, "put_item", message["messageId"], "ATTEMPT_STARTED")
+    # When the message is delivered
+    assert client.send(message).status == 202
+    record = wait_until_terminal(relay, message["messageId"])
+    # Then the queue's redelivery (the lease was given back) recorded attempt 1 as interrupted and
+    # delivered it on attempt 2, still without any state machine run
+    assert hits
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
+    assert history(message["messageId"]) == [
+        ("RECEIVED", 0, ""),
+        ("ENQUEUED", 0, ""),
+        ("ATTEMPT_FAILED", 1, "AttemptInterrupted"),
+        ("ATTEMPT_STARTED", 2, ""),
+        ("DELIVERED", 2, ""),
+    ]
+    assert delivery_executions(relay.local, message["messageId"]) == []
