@@ -252,7 +252,8 @@ def cost_section(data: dict[str, Any]) -> str:
     if check:
         parts += [
             "",
-            f"Slow lane, default policy ({check['default_policy_attempts']['fast']} fast + "
+            f"Slow lane, default policy ({check['default_policy_attempts'].get('inline', 0)} inline + "
+            f"{check['default_policy_attempts']['fast']} fast + "
             f"{check['default_policy_attempts']['slow']} slow attempts, "
             f"first wait {check['slow_lane_initial_wait_seconds']} s, "
             f"horizon up to {fmt(check['slow_lane_max_horizon_hours'])} h): Standard transitions per message "

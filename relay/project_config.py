@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from relay.definitions import DELIVERY_LANES
+
 CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
 
 
@@ -20,5 +22,13 @@ def relay_context() -> dict[str, Any]:
 
 def delivery_policy() -> dict[str, Any]:
     """`{"fastLane": {...}, "slowLane": {...}}` overrides of the retry policies in statemachines/."""
-    policy: dict[str, Any] = relay_context().get("delivery", {})
-    return policy
+    section: dict[str, Any] = relay_context().get("delivery", {})
+    # The section also holds `firstAttempt` (stacks/settings.py), which is not a lane.
+    return {lane: policy for lane, policy in section.items() if lane in DELIVERY_LANES}
+
+
+def first_attempt() -> str:
+    """`relay.delivery.firstAttempt` (stacks/settings.py validates it): `inline` unless set."""
+    from functions.shared.config import FirstAttempt
+
+    return str(relay_context().get("delivery", {}).get("firstAttempt", FirstAttempt.INLINE.value))

@@ -47,7 +47,7 @@ class RelayStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
 
-        self.storage = Storage(self, "Storage")
+        self.storage = Storage(self, "Storage", settings=settings)
         table, queue = self.storage.table, self.storage.queue
         self.function_package = FunctionPackage(
             self,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from functions.shared.config import message_schema
+from functions.shared.config import FIRST_ATTEMPT_VARIABLE, FirstAttempt, message_schema
 from functions.shared.runs import EXPRESS_MAX_SECONDS
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
 from relay.definitions import DELIVERY_LANES, RetrySchedule, retry_schedule
@@ -28,6 +28,8 @@ CONTEXT_KEY = "relay"
 # policies: relay/project_config.delivery_policy); kept as they are, in `RelaySettings.sections`.
 SECTIONS = frozenset({"delivery"})
 
+# `relay.delivery.firstAttempt`: who makes a message's first attempt (functions/shared/config.py).
+FIRST_ATTEMPT_KEY = "firstAttempt"
 # `relay.delivery` (DELIVERY_LANES): per-lane overrides of the DeliveryRetryable retrier in the lane's
 # definition (relay/definitions.apply_delivery_policy), the same ones `relay dev` applies.
 # Field -> (kind, smallest, largest): the ranges Step Functions accepts for a Retrier (and a Wait).
@@ -56,8 +58,17 @@ MAX_RESPONSE_BYTES_LIMIT = 1_048_576
 DELIVER_OVERHEAD_SECONDS = 10
 MAX_TOTAL_TIMEOUT_SECONDS = 120
 
+# The dispatcher attempts one SQS batch in parallel (functions/shared/config.MAX_PARALLEL_DISPATCH
+# threads), so a batch takes one attempt; this much more covers its reads, claims and run starts.
+DISPATCH_OVERHEAD_SECONDS = 10
+# The dispatcher's timeout when it only claims and starts runs (`firstAttempt: stateMachine`).
+DISPATCH_ONLY_TIMEOUT_SECONDS = 10
+# Lambda's guidance for an SQS consumer: visibility timeout at least six times the function timeout.
+VISIBILITY_TO_TIMEOUT_RATIO = 6
+
 # Delivery leases (functions/shared/config.py): while one is held, the reconciler leaves the message
-# alone. An EXPRESS fast-lane run lives at most 300 s, so its lease outlives any run.
+# alone. An EXPRESS fast-lane run lives at most 300 s, so its lease outlives any run (the dispatcher's
+# lease also covers its inline attempt before the run: `fast_lane_lease_seconds`).
 STANDARD_MAX_SECONDS = 365 * 86_400
 FAST_LANE_LEASE_SECONDS = 360
 # What a fast-lane run needs after its last attempt to hand a message to the slow lane (the handoff
@@ -243,6 +254,34 @@ class RelaySettings:
         return policy
 
     @property
+    def first_attempt(self) -> FirstAttempt:
+        """`relay.delivery.firstAttempt`: `inline` (default) or `stateMachine`."""
+        return FirstAttempt(self.sections.get("delivery", {}).get(FIRST_ATTEMPT_KEY, FirstAttempt.INLINE))
+
+    @property
+    def dispatcher_timeout_seconds(self) -> int:
+        """The dispatcher's timeout: one attempt (the batch's run in parallel) plus its bookkeeping."""
+        if self.first_attempt == FirstAttempt.STATE_MACHINE:
+            return DISPATCH_ONLY_TIMEOUT_SECONDS
+        return self.deliver_timeout_seconds + DISPATCH_OVERHEAD_SECONDS
+
+    @property
+    def delivery_queue_visibility_seconds(self) -> int:
+        """Longer than a whole batch may take, so a message is not redelivered while it is attempted."""
+        return self.dispatcher_timeout_seconds * VISIBILITY_TO_TIMEOUT_RATIO
+
+    @property
+    def fast_lane_lease_seconds(self) -> int:
+        """The lease the dispatcher takes: its inline attempt (if any), then the fast-lane run."""
+        if self.first_attempt == FirstAttempt.STATE_MACHINE:
+            return FAST_LANE_LEASE_SECONDS
+        return FAST_LANE_LEASE_SECONDS + self.dispatcher_timeout_seconds
+
+    def dispatcher_environment(self) -> dict[str, str]:
+        """What only the dispatcher reads: who makes the first attempt."""
+        return {FIRST_ATTEMPT_VARIABLE: self.first_attempt.value}
+
+    @property
     def api_logging(self) -> bool:
         """Whether the stage logs to CloudWatch, which needs the account's API Gateway CloudWatch role."""
         return self.api_gateway_cloud_watch_role != CLOUD_WATCH_ROLE_NONE
@@ -274,7 +313,7 @@ class RelaySettings:
             "RELAY_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
             "RELAY_TOTAL_TIMEOUT_SECONDS": str(self.total_timeout_seconds),
             "RELAY_MAX_RESPONSE_BYTES": str(self.max_response_bytes),
-            "RELAY_FAST_LANE_LEASE_SECONDS": str(FAST_LANE_LEASE_SECONDS),
+            "RELAY_FAST_LANE_LEASE_SECONDS": str(self.fast_lane_lease_seconds),
             "RELAY_SLOW_LANE_LEASE_SECONDS": str(self.slow_lane_lease_seconds),
         }
 
@@ -292,12 +331,20 @@ CONTEXT_NAMES: dict[str, str] = {
 
 def _check_delivery_policy(section: dict[str, Any]) -> None:
     """Catch a wrong retry policy at synth time (Step Functions would refuse it only at deploy)."""
-    unknown = sorted(set(section) - set(DELIVERY_LANES))
+    first_attempt = section.get(FIRST_ATTEMPT_KEY, FirstAttempt.INLINE)
+    if first_attempt not in {choice.value for choice in FirstAttempt}:
+        raise SettingsError(
+            f"{CONTEXT_KEY}.delivery.{FIRST_ATTEMPT_KEY} must be one of "
+            f"{', '.join(choice.value for choice in FirstAttempt)}, got {first_attempt!r}"
+        )
+    lanes = {name: policy for name, policy in section.items() if name != FIRST_ATTEMPT_KEY}
+    unknown = sorted(set(lanes) - set(DELIVERY_LANES))
     if unknown:
         raise SettingsError(
-            f"unknown lane(s) in {CONTEXT_KEY}.delivery: {', '.join(unknown)}; known: {', '.join(DELIVERY_LANES)}"
+            f"unknown setting(s) in {CONTEXT_KEY}.delivery: {', '.join(unknown)}; "
+            f"known: {', '.join([*DELIVERY_LANES, FIRST_ATTEMPT_KEY])}"
         )
-    for lane, policy in section.items():
+    for lane, policy in lanes.items():
         where = f"{CONTEXT_KEY}.delivery.{lane}"
         if not isinstance(policy, dict):
             raise SettingsError(f"{where} must be an object")

@@ -33,3 +33,18 @@ def wait_for(
 def wait_until_terminal(client: RelayClient, message: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
     """`wait_for` a message (as sent) to end DELIVERED, FAILED or CANCELLED."""
     return wait_for(client, str(message["messageId"]), TERMINAL, timeout)
+
+
+def delivery_executions(local: Any, message_id: str) -> list[str]:
+    """The ARNs of the fast- and slow-lane runs started for a message, in moto's `relay dev`."""
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    from relay.local.emulator import ACCOUNT_ID, REGION
+
+    backend = stepfunctions_parser_backends[ACCOUNT_ID][REGION]
+    found = []
+    for name in ("relay-delivery-fast", "relay-delivery-slow"):
+        for execution in backend.describe_state_machine(local.state_machine_arns[name]).executions:
+            if (execution.input_data or {}).get("messageId") == message_id:
+                found.append(str(execution.exec_arn))
+    return found

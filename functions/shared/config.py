@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,25 @@ def message_schema() -> dict[str, Any]:
     with MESSAGE_SCHEMA_PATH.open(encoding="utf-8") as schema_file:
         schema: dict[str, Any] = json.load(schema_file)
     return schema
+
+
+class FirstAttempt(StrEnum):
+    """Who makes a message's first delivery attempt (`relay.delivery.firstAttempt` in cdk.json).
+
+    INLINE: the dispatcher itself, so a message delivered at once costs no state machine run; a
+    fast-lane run starts only when that attempt fails retryably. STATE_MACHINE: every delivery is a
+    fast-lane run from its first attempt on (the shape before Issue 10).
+    """
+
+    INLINE = "inline"
+    STATE_MACHINE = "stateMachine"
+
+
+# The dispatcher's variable holding a FirstAttempt (set by stacks/settings.py).
+FIRST_ATTEMPT_VARIABLE = "RELAY_FIRST_ATTEMPT"
+# The dispatcher attempts the messages of one SQS batch in parallel, one thread each; the stack
+# keeps its batch size within this, so a batch takes one attempt's time (stacks/settings.py).
+MAX_PARALLEL_DISPATCH = 10
 
 
 def _schema_default(name: str) -> int:
@@ -66,6 +86,7 @@ class Settings:
     max_response_bytes: int
     fast_lane_lease_seconds: int
     slow_lane_lease_seconds: int
+    first_attempt: FirstAttempt = FirstAttempt.INLINE
 
     @property
     def ttl_seconds(self) -> int:
@@ -94,4 +115,5 @@ def get_settings() -> Settings:
         # An Express run lives at most 5 minutes; the lease outlives it so a crashed run is noticed.
         fast_lane_lease_seconds=_env_int("RELAY_FAST_LANE_LEASE_SECONDS", 360),
         slow_lane_lease_seconds=_env_int("RELAY_SLOW_LANE_LEASE_SECONDS", 200_000),
+        first_attempt=FirstAttempt(os.environ.get(FIRST_ATTEMPT_VARIABLE) or FirstAttempt.INLINE),
     )

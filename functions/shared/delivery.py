@@ -1,9 +1,12 @@
 """Delivery as plain functions over the data-access layer: dispatch, attempt, fail, hand off.
 
-The retrying itself is not here: the delivery state machines' Retry policies re-run `attempt`
-whenever it raises DeliveryRetryable. Every attempt counts itself atomically in the head and
-appends ATTEMPT_STARTED (and ATTEMPT_FAILED) under keys derived from its attempt number, so a
-retried step never writes an event twice.
+The dispatcher makes a message's first attempt itself (`delivery.firstAttempt: inline`, the
+default): a message its target takes at once costs no state machine run. Only a retryable failure
+starts a fast-lane run, which continues with the next attempt. The retrying itself is not here:
+the delivery state machines' Retry policies re-run `attempt` whenever it raises DeliveryRetryable.
+Every attempt counts itself atomically in the head and appends ATTEMPT_STARTED (and
+ATTEMPT_FAILED) under keys derived from its attempt number, so a retried step never writes an
+event twice, whether the dispatcher or a lane made it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
@@ -20,7 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.shared import aws
 from functions.shared.clock import iso, parse_iso
-from functions.shared.config import Settings
+from functions.shared.config import MAX_PARALLEL_DISPATCH, FirstAttempt, Settings
 from functions.shared.exceptions import (
     DeliveryRejected,
     DeliveryRetryable,
@@ -111,9 +115,40 @@ def run_input(key: MessageKey, run: int) -> dict[str, Any]:
 
 # -- dispatcher -------------------------------------------------------------------------------------
 
+# What the dispatcher's first attempt names as its `lane` in ATTEMPT_STARTED (it has no execution).
+INLINE_LANE = "inline"
+
+
+def dispatch_batch(records: list[tuple[str, str]], deps: DeliveryDependencies) -> list[str]:
+    """Dispatch one SQS batch, `(record id, body)` each, in parallel; the ids of the failed records.
+
+    A failed record is reported alone (partial batch response): SQS redelivers just it once its
+    visibility timeout ends, and the lease in the head keeps a redelivery from attempting while
+    the first one still runs. Threads started here act with the function's identity (relay dev).
+    """
+    if not records:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(records), MAX_PARALLEL_DISPATCH)) as pool:
+        futures = {pool.submit(_dispatch_text, body, deps): record_id for record_id, body in records}
+    failed = []
+    for future, record_id in futures.items():
+        error = future.exception()
+        if error is not None:
+            logger.error("Dispatching a queued message failed", exc_info=error, extra={"record": record_id})
+            failed.append(record_id)
+    return failed
+
+
+def _dispatch_text(body: str, deps: DeliveryDependencies) -> str:
+    return dispatch(json.loads(body), deps)
+
 
 def dispatch(queued: dict[str, Any], deps: DeliveryDependencies) -> str:
-    """Start the fast-lane run of one queued message, unless it is done, stale or already running."""
+    """Claim one queued message and deliver it: the first attempt inline (or a fast-lane run).
+
+    Unless it is done, stale or already claimed: the claim is the lease in the head, so a
+    redelivered queue message never attempts (or starts a run) beside a live one.
+    """
     key = MessageKey(queued["senderId"], queued["messageId"])
     run = int(queued.get("run", 0))
     logger.set_correlation_id(key.message_id)
@@ -133,15 +168,52 @@ def dispatch(queued: dict[str, Any], deps: DeliveryDependencies) -> str:
         return "expired"
     name = execution_name(key, run, "fast", unique=uuid.uuid4().hex[:8])
     epoch = int(now.timestamp())
+    # One lease for the inline attempt and the fast-lane run it may start (settings: the lease
+    # covers both), taken with a condition, so it is idempotent and exclusive.
     if not deps.repository.claim_delivery(key, run, name, epoch + deps.settings.fast_lane_lease_seconds, epoch):
         return "already-running"
+    if deps.settings.first_attempt == FirstAttempt.STATE_MACHINE:
+        return _start_fast_lane(deps, key, run, name)
+    return _attempt_inline(deps, key, run, name)
+
+
+def _attempt_inline(deps: DeliveryDependencies, key: MessageKey, run: int, name: str) -> str:
+    """The first attempt in the dispatcher, with the outcome rules of the fast lane's Deliver step:
+    2xx is DELIVERED (no run at all), DeliveryRejected is FAILED (as MarkFailed), DeliveryRetryable
+    starts the fast-lane run, which continues with the next attempt."""
+    try:
+        try:
+            result = attempt({**run_input(key, run), "lane": INLINE_LANE}, deps)
+        except DeliveryRejected as rejected:
+            fail_message({**run_input(key, run), "reason": str(rejected)[:SNIPPET_CHARS]}, deps)
+            return "failed"
+        except DeliveryRetryable:
+            return _start_fast_lane(deps, key, run, name)
+    except Exception:
+        # A crashed step (a failed write, say): give the lease back so the queue's redelivery repeats
+        # it soon. A repeated attempt first records the interrupted one (`attempt`); a message that
+        # ended meanwhile gets its terminal event (`dispatch`: terminal).
+        _release(deps, key, run)
+        raise
+    return "delivered" if result["outcome"] == Status.DELIVERED else str(result["outcome"])
+
+
+def _start_fast_lane(deps: DeliveryDependencies, key: MessageKey, run: int, name: str) -> str:
     try:
         deps.workflows.start(deps.settings.fast_lane_arn, name, run_input(key, run))
     except Exception:
         # Give the lease back so the queue's redelivery (or the reconciler) can start it again.
-        deps.repository.release_claim(key, run)
+        _release(deps, key, run)
         raise
     return "started"
+
+
+def _release(deps: DeliveryDependencies, key: MessageKey, run: int) -> None:
+    """Best effort: when the release fails too, the lease simply runs out and the reconciler re-drives."""
+    try:
+        deps.repository.release_claim(key, run)
+    except RelayError:
+        logger.exception("Could not release the delivery lease")
 
 
 # -- one attempt ------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The delivery path: dispatcher, the fast (EXPRESS) and slow (STANDARD) lanes, and failed messages.
 
-    delivery queue --SqsEventSource--> dispatcher --StartExecution--> fast lane (EXPRESS)
+    delivery queue --SqsEventSource--> dispatcher: first attempt inline (`delivery.firstAttempt`)
+        --StartExecution, only when it fails retryably--> fast lane (EXPRESS)
         fast lane: Deliver (short Retry) -> Delivered | MarkFailed | MoveToSlowLane (handoff)
         handoff --StartExecution (name from the message key)--> slow lane (STANDARD)
         slow lane: Wait -> Deliver (long Retry) -> Delivered | MarkFailed
@@ -23,17 +24,15 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from functions.shared.config import MAX_PARALLEL_DISPATCH, FirstAttempt
 from relay.definitions import render_definition
 from stacks.constructs.functions import DEFAULT_TIMEOUT, FunctionPackage, RelayFunction
-from stacks.constructs.storage import DELIVERY_QUEUE_VISIBILITY_SECONDS
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
 from stacks.nag import acknowledge
 from stacks.settings import DELIVERY_LANES, RelaySettings
 
-DISPATCHER_TIMEOUT_SECONDS = 10
-# Lambda's guidance for an SQS consumer: visibility timeout at least six times the function timeout.
-VISIBILITY_TO_TIMEOUT_RATIO = 6
-DISPATCH_BATCH_SIZE = 10
+# Within functions/shared/config.MAX_PARALLEL_DISPATCH, so the batch is attempted all at once.
+DISPATCH_BATCH_SIZE = MAX_PARALLEL_DISPATCH
 DISPATCH_BATCHING_WINDOW = Duration.seconds(1)
 FAILED_QUEUE_RETENTION = Duration.days(14)
 # functions/shared/secrets.py: one secret per sender, named relay/senders/<sender>/signing-secret.
@@ -43,9 +42,6 @@ SENDER_SECRETS = "relay/senders/*"
 DELIVER_PLACEHOLDER = "DeliverFunctionArn"
 FAIL_PLACEHOLDER = "FailFunctionArn"
 HANDOFF_PLACEHOLDER = "HandoffFunctionArn"
-
-if DISPATCHER_TIMEOUT_SECONDS * VISIBILITY_TO_TIMEOUT_RATIO > DELIVERY_QUEUE_VISIBILITY_SECONDS:
-    raise ValueError("the delivery queue's visibility timeout must be at least six times the dispatcher's timeout")
 
 
 def lane_definition(settings: RelaySettings, lane: str) -> str:
@@ -157,9 +153,13 @@ class DeliveryWorkflow(Construct):
 
         self.dispatcher = step(
             "dispatcher",
-            "Relay delivery: start one fast-lane run per queued message",
-            {"RELAY_FAST_LANE_ARN": self.fast_lane.state_machine_arn, **failed_queue_url},
-            timeout=Duration.seconds(DISPATCHER_TIMEOUT_SECONDS),
+            "Relay delivery: first attempt of each queued message; a fast-lane run when it fails retryably",
+            {
+                "RELAY_FAST_LANE_ARN": self.fast_lane.state_machine_arn,
+                **failed_queue_url,
+                **settings.dispatcher_environment(),
+            },
+            timeout=Duration.seconds(settings.dispatcher_timeout_seconds),
         )
         self.dispatcher.function.add_event_source(
             event_sources.SqsEventSource(
@@ -177,23 +177,11 @@ class DeliveryWorkflow(Construct):
         # An expired message is failed by the dispatcher itself (fail_message -> failed queue).
         self.dispatcher.grant([self.failed_queue.queue_arn], "sqs:SendMessage")
 
-        self.deliver.grant([table_arn], "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
-        sender_secrets = Stack.of(self).format_arn(
-            service="secretsmanager",
-            resource="secret",
-            resource_name=SENDER_SECRETS,
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        # Read only: senders are created with their secret (relay/admin.py); a sender without one
-        # fails delivery rather than being sent unsigned (functions/shared/delivery.attempt).
-        self.deliver.grant([sender_secrets], "secretsmanager:GetSecretValue")
-        acknowledge(
-            self.deliver.role,
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{SENDER_SECRETS}]",
-            "Each sender has its own signing secret, created with the sender (relay senders create), so the "
-            "secrets are not known when the stack is deployed; the wildcard is limited to Relay's "
-            "relay/senders/ prefix and to reading (secretsmanager:GetSecretValue).",
-        )
+        attempting = [self.deliver]
+        if settings.first_attempt == FirstAttempt.INLINE:
+            attempting.append(self.dispatcher)  # its first attempt is the same `attempt` as deliver's
+        for function in attempting:
+            self._grant_attempts(function, table_arn)
 
         self.finalize.grant([table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
         self.finalize.grant([self.failed_queue.queue_arn], "sqs:SendMessage")
@@ -207,6 +195,27 @@ class DeliveryWorkflow(Construct):
             "finalize": self.finalize,
             "handoff": self.handoff,
         }
+
+    def _grant_attempts(self, function: RelayFunction, table_arn: str) -> None:
+        """What `delivery.attempt` needs: the head and content (one BatchGetItem), its writes, and
+        the sender's signing secret."""
+        function.grant([table_arn], "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        sender_secrets = Stack.of(self).format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=SENDER_SECRETS,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        # Read only: senders are created with their secret (relay/admin.py); a sender without one
+        # fails delivery rather than being sent unsigned (functions/shared/delivery.attempt).
+        function.grant([sender_secrets], "secretsmanager:GetSecretValue")
+        acknowledge(
+            function.role,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{SENDER_SECRETS}]",
+            "Each sender has its own signing secret, created with the sender (relay senders create), so the "
+            "secrets are not known when the stack is deployed; the wildcard is limited to Relay's "
+            "relay/senders/ prefix and to reading (secretsmanager:GetSecretValue).",
+        )
 
 
 class _Lane(Construct):

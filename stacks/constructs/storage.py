@@ -7,6 +7,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.settings import RelaySettings
+
 # Key schema and indexes (`relay dev` creates the table from the synthesized template).
 PARTITION_KEY = "pk"
 SORT_KEY = "sk"
@@ -16,16 +18,12 @@ DUE_INDEX = "due"  # sparse: heads the reconciler must look at (dueShard / dueAt
 
 # A delivery message that failed this many receives goes to the dead-letter queue.
 MAX_RECEIVE_COUNT = 5
-# The dispatcher only starts a delivery run per message, so a short visibility timeout suffices.
-# Lambda asks for at least six times the consumer's timeout (stacks/constructs/delivery_workflow.py
-# checks its dispatcher against this).
-DELIVERY_QUEUE_VISIBILITY_SECONDS = 60
 
 
 class Storage(Construct):
     """DynamoDB single table (on-demand, TTL, PITR, encrypted) and the SQS delivery queue."""
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, settings: RelaySettings) -> None:
         super().__init__(scope, construct_id)
 
         self.table = dynamodb.Table(
@@ -71,7 +69,9 @@ class Storage(Construct):
             "DeliveryQueue",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            visibility_timeout=Duration.seconds(DELIVERY_QUEUE_VISIBILITY_SECONDS),
+            # The dispatcher attempts the messages it receives: the visibility timeout outlasts a
+            # whole batch (six times the dispatcher's timeout, as Lambda asks of an SQS consumer).
+            visibility_timeout=Duration.seconds(settings.delivery_queue_visibility_seconds),
             retention_period=Duration.days(4),
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVE_COUNT, queue=self.dead_letter_queue),
         )

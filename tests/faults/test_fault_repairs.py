@@ -24,6 +24,7 @@ from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
 from tests.faults.harness import running_executions
+from tests.support import delivery_executions
 
 POLICY = {
     "fastLane": {"intervalSeconds": 1, "maxAttempts": 2, "backoffRate": 2.0},
@@ -107,9 +108,15 @@ def test_delivered_event_is_written_by_the_retry_when_its_first_write_failed(
     # When the message is delivered
     assert client.send(message).status == 202
     record = wait_until_terminal(relay, message["messageId"])
-    # Then the retried step finds it DELIVERED, writes the missing event and does not send again
+    # Then the redelivered queue message (the inline attempt crashed; with `firstAttempt:
+    # stateMachine`, the retried step) finds it DELIVERED, writes the missing event and does not
+    # send again
     assert hits, "the fault was not injected"
     assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
+    deadline = time.monotonic() + 30
+    while history(message["messageId"])[-1][0] != "DELIVERED":
+        assert time.monotonic() < deadline, history(message["messageId"])
+        time.sleep(0.1)
     assert [kind for kind, _, _ in history(message["messageId"])] == [
         "RECEIVED",
         "ENQUEUED",
@@ -265,9 +272,10 @@ def test_failed_message_whose_failed_event_was_never_written_gets_it_from_the_re
 def test_crashing_deliver_step_in_the_slow_lane_is_retried_not_failed(
     client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a deliver step that crashes in every fast-lane run and in its first slow-lane run
+    # Given a target failing once (so the dispatcher's inline attempt hands the message to the fast
+    # lane), and a deliver step that crashes in every fast-lane run and in its first slow-lane run
     assert relay.local is not None
-    message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/ok")
+    message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/flaky/1")
     real_deliver = deliver_handler.lambda_handler
     slow_crashes: list[str] = []
 
@@ -286,5 +294,30 @@ def test_crashing_deliver_step_in_the_slow_lane_is_retried_not_failed(
     record = wait_until_terminal(relay, message["messageId"], timeout=60)
     # Then the crash (not the target's answer) did not fail it: the retried step delivered it
     assert slow_crashes
-    assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
     assert [kind for kind, _, _ in history(message["messageId"])][-2:] == ["ATTEMPT_STARTED", "DELIVERED"]
+
+
+def test_crashed_inline_attempt_gives_its_lease_back_and_the_redelivery_repairs_it(
+    client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a healthy target, and the dispatcher's inline attempt crashing after it counted attempt 1
+    # (its ATTEMPT_STARTED write fails)
+    assert relay.local is not None
+    message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/ok")
+    hits = fail_write_once(monkeypatch, "put_item", message["messageId"], "ATTEMPT_STARTED")
+    # When the message is delivered
+    assert client.send(message).status == 202
+    record = wait_until_terminal(relay, message["messageId"])
+    # Then the queue's redelivery (the lease was given back) recorded attempt 1 as interrupted and
+    # delivered it on attempt 2, still without any state machine run
+    assert hits
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
+    assert history(message["messageId"]) == [
+        ("RECEIVED", 0, ""),
+        ("ENQUEUED", 0, ""),
+        ("ATTEMPT_FAILED", 1, "AttemptInterrupted"),
+        ("ATTEMPT_STARTED", 2, ""),
+        ("DELIVERED", 2, ""),
+    ]
+    assert delivery_executions(relay.local, message["messageId"]) == []

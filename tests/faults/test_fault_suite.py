@@ -49,12 +49,13 @@ from tests.faults.injector import FaultInjector, FaultRates
 
 pytestmark = pytest.mark.faults
 
-# Short waits (time_scale) with the real counts: 3 fast-lane attempts, then 2 in the slow lane.
+# Short waits (time_scale) with the real counts: the inline attempt, 3 fast-lane attempts, then 2 in the
+# slow lane.
 POLICY = {
     "fastLane": {"intervalSeconds": 1, "maxAttempts": 2, "backoffRate": 2.0},
     "slowLane": {"initialWaitSeconds": 2, "intervalSeconds": 2, "maxAttempts": 1},
 }
-TOTAL_ATTEMPTS = 1 + POLICY["fastLane"]["maxAttempts"] + 1 + POLICY["slowLane"]["maxAttempts"]
+TOTAL_ATTEMPTS = 1 + 1 + POLICY["fastLane"]["maxAttempts"] + 1 + POLICY["slowLane"]["maxAttempts"]
 TIME_SCALE = 0.01
 ENVIRONMENT = {
     # /hang costs this long per attempt.

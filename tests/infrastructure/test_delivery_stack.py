@@ -30,7 +30,6 @@ from infra_support import (
 from relay.definitions import render_definition
 from relay.local import template as local_template
 from relay.project_config import delivery_policy
-from stacks.constructs.storage import DELIVERY_QUEUE_VISIBILITY_SECONDS
 from stacks.settings import RelaySettings
 
 DELIVERY_STEPS = ("dispatcher", "deliver", "finalize", "handoff")
@@ -182,21 +181,18 @@ def test_each_delivery_step_is_a_traced_arm_python_function(synth: Synthesized, 
 def test_deliver_may_run_one_whole_attempt(synth: Synthesized) -> None:
     # Given the settings' attempt timeout (15 s by default)
     settings = RelaySettings.defaults()
-    # Then deliver's timeout is that plus 10 s for its own reads and writes, and the others stay short
+    # Then deliver's timeout is that plus 10 s for its own reads and writes
     assert function_by_step(synth, "deliver")[1]["Properties"]["Timeout"] == settings.total_timeout_seconds + 10
-    for step in ("dispatcher", "finalize", "handoff"):
+    # And the dispatcher's, which makes a batch's first attempts in parallel, 10 s more for its claims
+    assert function_by_step(synth, "dispatcher")[1]["Properties"]["Timeout"] == settings.total_timeout_seconds + 20
+    # And the others stay short
+    for step in ("finalize", "handoff"):
         assert function_by_step(synth, step)[1]["Properties"]["Timeout"] <= 10
 
 
-def test_dispatcher_may_read_and_claim_messages_start_the_fast_lane_and_fail_expired_ones(
-    synth: Synthesized,
-) -> None:
-    # Given the dispatcher's role
-    grants = data_grants(synth, step_role(synth, "dispatcher"))
+def dispatcher_grants_without_attempts(synth: Synthesized) -> dict[str, Any]:
     main, _ = queue_ids(synth)
-    # Then it may read and update heads and append events, start the fast lane, send to the
-    # failed-messages queue, and consume the delivery queue: nothing else
-    assert grants == {
+    return {
         "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
         "dynamodb:PutItem": [table_arn(synth)],
@@ -204,6 +200,41 @@ def test_dispatcher_may_read_and_claim_messages_start_the_fast_lane_and_fail_exp
         "sqs:SendMessage": [queue_arn(failed_queue_id(synth))],
         **{action: [queue_arn(main)] for action in CONSUME_ACTIONS},
     }
+
+
+def test_dispatcher_may_claim_attempt_start_the_fast_lane_and_fail_messages(synth: Synthesized) -> None:
+    # Given the dispatcher's role (delivery.firstAttempt: inline, the default)
+    grants = data_grants(synth, step_role(synth, "dispatcher"))
+    # Then it may read and update heads and append events, make attempts as deliver does (head and
+    # content in one read, the sender's signing secret), start the fast lane, send to the
+    # failed-messages queue, and consume the delivery queue: nothing else
+    assert grants == {
+        **dispatcher_grants_without_attempts(synth),
+        "dynamodb:BatchGetItem": [table_arn(synth)],
+        "secretsmanager:GetSecretValue": [SENDER_SECRETS],
+    }
+    assert step_environment(synth, "dispatcher")["RELAY_FIRST_ATTEMPT"] == "inline"
+
+
+@pytest.fixture(scope="module")
+def synth_state_machine(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(
+        tmp_path_factory.mktemp("cdk.out"), context={"relay": {"delivery": {"firstAttempt": "stateMachine"}}}
+    )
+
+
+def test_first_attempt_state_machine_leaves_the_dispatcher_only_claims_and_starts(
+    synth_state_machine: Synthesized,
+) -> None:
+    # Given a deployment with delivery.firstAttempt: stateMachine
+    synth = synth_state_machine
+    assert synth.error is None
+    # Then the dispatcher is told so, may not read secrets or make attempts, and stays short
+    assert step_environment(synth, "dispatcher")["RELAY_FIRST_ATTEMPT"] == "stateMachine"
+    assert data_grants(synth, step_role(synth, "dispatcher")) == dispatcher_grants_without_attempts(synth)
+    assert function_by_step(synth, "dispatcher")[1]["Properties"]["Timeout"] == 10
+    main, _ = queue_ids(synth)
+    assert synth.resources[main]["Properties"]["VisibilityTimeout"] == 60
 
 
 def test_deliver_may_read_and_record_attempts_and_read_sender_secrets(synth: Synthesized) -> None:
@@ -244,14 +275,16 @@ def test_handoff_may_only_start_the_slow_lane(synth: Synthesized) -> None:
 def test_what_each_step_must_not_do(synth: Synthesized) -> None:
     # Given the delivery steps' grants
     grants = {step: data_grants(synth, step_role(synth, step)) for step in DELIVERY_STEPS}
-    # Then deliver starts no run, only deliver touches secrets, nobody deletes or scans
+    # Then deliver starts no run, only the steps that attempt (deliver and the dispatcher) read
+    # secrets, nobody deletes or scans
     assert not [action for action in grants["deliver"] if action.startswith("states:")]
-    assert not [
-        action
-        for action in grants["deliver"]
-        if action != "secretsmanager:GetSecretValue" and action.startswith("secretsmanager:")
-    ]
-    for step in ("dispatcher", "finalize", "handoff"):
+    for step in ("deliver", "dispatcher"):
+        assert not [
+            action
+            for action in grants[step]
+            if action != "secretsmanager:GetSecretValue" and action.startswith("secretsmanager:")
+        ]
+    for step in ("finalize", "handoff"):
         assert not [action for action in grants[step] if action.startswith("secretsmanager:")]
     for step_grants in grants.values():
         assert not {"dynamodb:DeleteItem", "dynamodb:Scan", "states:StartSyncExecution"} & set(step_grants)
@@ -294,7 +327,9 @@ def test_each_step_has_the_attempt_settings_and_leases(synth: Synthesized, step:
     assert variables["RELAY_CONNECT_TIMEOUT_SECONDS"] == "10"
     assert variables["RELAY_TOTAL_TIMEOUT_SECONDS"] == "15"
     assert variables["RELAY_MAX_RESPONSE_BYTES"] == "65536"
-    assert variables["RELAY_FAST_LANE_LEASE_SECONDS"] == "360"
+    # (the fast lane's lease is taken by the dispatcher before its inline attempt: an Express run's
+    # 300 s and a margin, plus the dispatcher's own 35 s)
+    assert variables["RELAY_FAST_LANE_LEASE_SECONDS"] == str(settings.fast_lane_lease_seconds) == "395"
     assert variables["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(settings.slow_lane_lease_seconds) == "186185"
 
 
@@ -342,8 +377,12 @@ def test_delivery_queue_visibility_is_at_least_six_dispatcher_timeouts(synth: Sy
     main, _ = queue_ids(synth)
     visibility = synth.resources[main]["Properties"]["VisibilityTimeout"]
     timeout = function_by_step(synth, "dispatcher")[1]["Properties"]["Timeout"]
-    # Then a batch can be retried (throttling included) before its messages reappear
-    assert visibility == DELIVERY_QUEUE_VISIBILITY_SECONDS
+    # Then the dispatcher may make a whole batch's inline attempts (run in parallel: one total
+    # timeout plus its bookkeeping) within its timeout
+    settings = RelaySettings.defaults()
+    assert timeout == settings.dispatcher_timeout_seconds > settings.total_timeout_seconds
+    # And a batch can be retried (throttling included) before its messages reappear
+    assert visibility == settings.delivery_queue_visibility_seconds
     assert visibility >= 6 * timeout
 
 

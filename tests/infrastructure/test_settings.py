@@ -112,7 +112,7 @@ def test_context_given_as_json_text_is_accepted() -> None:
         ({"connectTimeoutSeconds": 20, "totalTimeoutSeconds": 10}, "connectTimeoutSeconds"),
         ({"totalTimeoutSeconds": 121}, "totalTimeoutSeconds"),
         ({"maxResponseBytes": 2_000_000}, "maxResponseBytes"),
-        ({"delivery": {"fast": {}}}, "unknown lane"),
+        ({"delivery": {"fast": {}}}, "unknown setting"),
         ({"delivery": {"fastLane": []}}, "must be an object"),
         ({"delivery": {"fastLane": {"retries": 3}}}, "unknown setting"),
         ({"delivery": {"fastLane": {"backoffRate": 0.5}}}, "backoffRate"),
@@ -147,7 +147,29 @@ def test_the_slow_lane_lease_covers_its_whole_retry_horizon() -> None:
     )
     assert settings.slow_lane_lease_seconds == 186_185  # 300 + 181,560 s of waits, 17 x 25 s, 3,600 s
     assert settings.delivery_environment()["RELAY_SLOW_LANE_LEASE_SECONDS"] == "186185"
-    assert settings.delivery_environment()["RELAY_FAST_LANE_LEASE_SECONDS"] == "360"
+
+
+@pytest.mark.parametrize(
+    ("first_attempt", "dispatcher_timeout", "visibility", "fast_lane_lease"),
+    [("inline", 15 + 10 + 10, 6 * 35, 360 + 35), ("stateMachine", 10, 60, 360)],
+)
+def test_the_first_attempt_setting_sizes_the_dispatcher_queue_and_lease(
+    first_attempt: str, dispatcher_timeout: int, visibility: int, fast_lane_lease: int
+) -> None:
+    # Given delivery.firstAttempt
+    settings = RelaySettings.from_mapping({"delivery": {"firstAttempt": first_attempt}})
+    # Then the dispatcher may make a batch's attempts (in parallel) and its bookkeeping in time
+    assert settings.dispatcher_timeout_seconds == dispatcher_timeout
+    # And the queue does not show a message again while its batch runs (six timeouts, as Lambda asks)
+    assert settings.delivery_queue_visibility_seconds == visibility
+    # And the lease covers the inline attempt and the fast-lane run after it
+    assert settings.delivery_environment()["RELAY_FAST_LANE_LEASE_SECONDS"] == str(fast_lane_lease)
+    assert settings.dispatcher_environment() == {"RELAY_FIRST_ATTEMPT": first_attempt}
+
+
+def test_an_unknown_first_attempt_is_refused() -> None:
+    with pytest.raises(SettingsError, match="firstAttempt must be one of inline, stateMachine"):
+        RelaySettings.from_mapping({"delivery": {"firstAttempt": "lambda"}})
 
 
 def test_the_slow_lane_lease_follows_the_policy_and_the_timeout() -> None:

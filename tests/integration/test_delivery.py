@@ -35,8 +35,11 @@ POLICY = {
     "fastLane": {"intervalSeconds": 1, "maxAttempts": 2, "backoffRate": 2.0},
     "slowLane": {"initialWaitSeconds": 2, "intervalSeconds": 2, "maxAttempts": 2},
 }
+# The dispatcher's inline first attempt (delivery.firstAttempt: inline), then each lane's.
+INLINE_ATTEMPTS = 1
 FAST_ATTEMPTS = 1 + POLICY["fastLane"]["maxAttempts"]
 SLOW_ATTEMPTS = 1 + POLICY["slowLane"]["maxAttempts"]
+ALL_ATTEMPTS = INLINE_ATTEMPTS + FAST_ATTEMPTS + SLOW_ATTEMPTS
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +106,10 @@ def test_always_500_fails_after_the_configured_attempts_with_a_dead_letter(
     # Then the message is FAILED after every configured attempt, with its whole history
     history = json.dumps(record["events"], indent=1)
     assert record["status"] == "FAILED", history
-    assert record["attempts"] == FAST_ATTEMPTS + SLOW_ATTEMPTS, history
+    assert record["attempts"] == ALL_ATTEMPTS, history
     types = event_types(record)
-    assert types.count("ATTEMPT_STARTED") == types.count("ATTEMPT_FAILED") == FAST_ATTEMPTS + SLOW_ATTEMPTS, history
-    assert types.index("MOVED_TO_SLOW_LANE") == 2 + 2 * FAST_ATTEMPTS, history
+    assert types.count("ATTEMPT_STARTED") == types.count("ATTEMPT_FAILED") == ALL_ATTEMPTS, history
+    assert types.index("MOVED_TO_SLOW_LANE") == 2 + 2 * (INLINE_ATTEMPTS + FAST_ATTEMPTS), history
     assert types[-1] == "FAILED", history
     assert "retries exhausted" in record["lastError"]
     # And it lands on the failed-messages queue with its reason
@@ -138,7 +141,7 @@ def test_target_that_never_answers_times_out_and_is_retried(client: RelayClient,
     record = wait_until_terminal(client, message, timeout=90)
     assert record["status"] == "FAILED"
     failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
-    assert len(failures) == FAST_ATTEMPTS + SLOW_ATTEMPTS
+    assert len(failures) == ALL_ATTEMPTS
     assert {event["error"] for event in failures} == {"TargetTimeout"}
 
 
@@ -146,7 +149,7 @@ def test_429_records_retry_after_and_is_retried(client: RelayClient, target: Tar
     message = send(client, targetUrl=f"{target.url}/throttle")
     record = wait_until_terminal(client, message, timeout=60)
     failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
-    assert len(failures) == FAST_ATTEMPTS + SLOW_ATTEMPTS
+    assert len(failures) == ALL_ATTEMPTS
     assert failures[0]["statusCode"] == 429 and failures[0]["retryAfterSeconds"] == 1
 
 
@@ -227,7 +230,7 @@ def test_missing_signing_secret_is_retried_and_delivered_once_restored(
     boto3.client("secretsmanager", region_name="us-east-1").delete_secret(
         SecretId=secret_name(sender_id), ForceDeleteWithoutRecovery=True
     )
-    # And an operator who restores it as soon as a delivery reports it missing
+    # And an operator who restores it as soon as a fast-lane delivery reports it missing
     reported, restored_secret = threading.Event(), threading.Event()
     restored: list[str] = []
     real_deliver = deliver_handler.lambda_handler
@@ -249,12 +252,13 @@ def test_missing_signing_secret_is_retried_and_delivered_once_restored(
     restored.append(SigningSecrets().rotate(sender_id))  # the operator, with their own credentials
     restored_secret.set()
     record = wait_until_terminal(client, message)
-    # Then the first attempt failed retryably with a clear reason, not FAILED for good
+    # Then the attempts before (the inline one and the fast lane's first) failed retryably with a
+    # clear reason, not FAILED for good
     failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
-    assert [failure["error"] for failure in failures] == ["SigningSecretMissing"]
+    assert [failure["error"] for failure in failures] == ["SigningSecretMissing"] * (INLINE_ATTEMPTS + 1)
     assert "signing secret was not found" in failures[0]["detail"]
     # And the next attempt delivered it, signed with the restored secret, in one request
-    assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
+    assert (record["status"], record["attempts"]) == ("DELIVERED", INLINE_ATTEMPTS + 2)
     webhook = f"{sender_id}:{message['messageId']}"
     [request] = [r for r in target.requests_to("/ok") if r.header("webhook-id") == webhook]
     headers = {name.lower(): value for name, value in request.headers.items()}
@@ -350,6 +354,6 @@ def test_an_http09_answer_is_retried_with_its_reason(client: RelayClient, hostil
     # Then every attempt failed with the precise reason, and the message ended FAILED after its retries
     failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
     assert record["status"] == "FAILED"
-    assert len(failures) == FAST_ATTEMPTS + SLOW_ATTEMPTS == target.requests
+    assert len(failures) == ALL_ATTEMPTS == target.requests
     assert {event["error"] for event in failures} == {"InvalidResponse"}
     assert all("HTTP/0.9 response" in event["detail"] for event in failures)
