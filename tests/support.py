@@ -13,6 +13,16 @@ from relay.client import RelayClient
 
 TERMINAL = ("DELIVERED", "FAILED", "CANCELLED")
 
+# Delivery policy of the delivery suites: short waits keep them quick; the counts are configured ones.
+SHORT_POLICY = {
+    "fastLane": {"intervalSeconds": 1, "maxAttempts": 2, "backoffRate": 2.0},
+    "slowLane": {"initialWaitSeconds": 2, "intervalSeconds": 2, "maxAttempts": 2},
+}
+# The dispatcher's inline first attempt (delivery.firstAttempt: inline), then each lane's.
+INLINE_ATTEMPTS = 1
+FAST_ATTEMPTS = 1 + SHORT_POLICY["fastLane"]["maxAttempts"]
+SLOW_ATTEMPTS = 1 + SHORT_POLICY["slowLane"]["maxAttempts"]
+
 
 def wait_for(
     client: RelayClient, message_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 60

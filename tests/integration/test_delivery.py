@@ -28,24 +28,15 @@ from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.support import wait_until_terminal
+from tests.support import FAST_ATTEMPTS, INLINE_ATTEMPTS, SHORT_POLICY, SLOW_ATTEMPTS, wait_until_terminal
 
-# Short waits keep the suite quick; the counts are the configured ones.
-POLICY = {
-    "fastLane": {"intervalSeconds": 1, "maxAttempts": 2, "backoffRate": 2.0},
-    "slowLane": {"initialWaitSeconds": 2, "intervalSeconds": 2, "maxAttempts": 2},
-}
-# The dispatcher's inline first attempt (delivery.firstAttempt: inline), then each lane's.
-INLINE_ATTEMPTS = 1
-FAST_ATTEMPTS = 1 + POLICY["fastLane"]["maxAttempts"]
-SLOW_ATTEMPTS = 1 + POLICY["slowLane"]["maxAttempts"]
 ALL_ATTEMPTS = INLINE_ATTEMPTS + FAST_ATTEMPTS + SLOW_ATTEMPTS
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
     with LocalRelay(
-        port=0, time_scale=0.01, policy=POLICY, environment={"RELAY_TOTAL_TIMEOUT_SECONDS": "1"}
+        port=0, time_scale=0.01, policy=SHORT_POLICY, environment={"RELAY_TOTAL_TIMEOUT_SECONDS": "1"}
     ) as running:
         yield running
 

@@ -16,23 +16,21 @@ from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.support import delivery_executions, wait_until_terminal
+from tests.support import (
+    FAST_ATTEMPTS,
+    INLINE_ATTEMPTS,
+    SHORT_POLICY,
+    SLOW_ATTEMPTS,
+    delivery_executions,
+    wait_until_terminal,
+)
 
-# Short waits keep the suite quick; the counts are the configured ones.
-POLICY = {
-    "fastLane": {"intervalSeconds": 1, "maxAttempts": 2, "backoffRate": 2.0},
-    "slowLane": {"initialWaitSeconds": 2, "intervalSeconds": 2, "maxAttempts": 2},
-}
-# The inline attempt, then the fast lane's first attempt and its retries, then the slow lane's.
-INLINE_ATTEMPTS = 1
-FAST_ATTEMPTS = 1 + POLICY["fastLane"]["maxAttempts"]
-SLOW_ATTEMPTS = 1 + POLICY["slowLane"]["maxAttempts"]
 ENVIRONMENT = {"RELAY_TOTAL_TIMEOUT_SECONDS": "1"}
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(port=0, time_scale=0.01, policy=POLICY, environment=ENVIRONMENT) as running:
+    with LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY, environment=ENVIRONMENT) as running:
         yield running
 
 
