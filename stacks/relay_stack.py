@@ -78,6 +78,7 @@ class RelayStack(Stack):
             table=table,
             queue=queue,
             failed_queue=self.delivery.failed_queue,
+            dead_letter_queue=self.storage.dead_letter_queue,
             settings=settings,
         )
         self.observability = Observability(

@@ -58,3 +58,29 @@ def delivery_executions(local: Any, message_id: str) -> list[str]:
             if (execution.input_data or {}).get("messageId") == message_id:
                 found.append(str(execution.exec_arn))
     return found
+
+
+def expire_stored_message(sender_id: str, message_id: str, status: str | None = None) -> None:
+    """Move a stored message's expiry into the past (as if its TTL had passed; DynamoDB keeps the
+    item a while), optionally forcing its status. The one place tests write the head's layout
+    (functions/shared/repository.py: `s` status, `ttl` expiry in epoch seconds)."""
+    import boto3
+
+    from functions.shared.config import get_settings
+    from functions.shared.model import MessageKey
+    from functions.shared.repository import HEAD_SORT_KEY
+
+    names = {"#ttl": "ttl"}
+    values: dict[str, Any] = {":past": {"N": "946684800"}}
+    update = "SET #ttl = :past"
+    if status is not None:
+        names["#s"] = "s"
+        values[":status"] = {"S": status}
+        update += ", #s = :status"
+    boto3.client("dynamodb", region_name="us-east-1").update_item(
+        TableName=get_settings().table_name,
+        Key={"pk": {"S": MessageKey(sender_id, message_id).partition_key}, "sk": {"S": HEAD_SORT_KEY}},
+        UpdateExpression=update,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )

@@ -12,4 +12,5 @@ from functions.shared.repository import MessageRepository
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dedup_step(event, MessageRepository(get_settings().table_name))
+    settings = get_settings()
+    return dedup_step(event, MessageRepository(settings.table_name), settings)

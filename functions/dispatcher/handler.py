@@ -6,12 +6,13 @@ attempt plus bookkeeping: stacks/settings.py). A failed record is reported alone
 just it (and dead-letters it after a few receives).
 """
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.shared.config import get_settings
-from functions.shared.delivery import dependencies, dispatch_batch
+from functions.shared.delivery import QueuedRecord, dependencies, dispatch_batch
 from functions.shared.observability import logger, metrics, tracer
 
 
@@ -19,6 +20,12 @@ from functions.shared.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    records = [(str(record["messageId"]), str(record["body"])) for record in event.get("Records", [])]
+    records = [_queued(record) for record in event.get("Records", [])]
     failed = dispatch_batch(records, dependencies(get_settings()))
     return {"batchItemFailures": [{"itemIdentifier": record_id} for record_id in failed]}
+
+
+def _queued(record: dict[str, Any]) -> QueuedRecord:
+    sent = record.get("attributes", {}).get("SentTimestamp")
+    sent_at = datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None
+    return QueuedRecord(str(record["messageId"]), str(record["body"]), sent_at)

@@ -8,7 +8,7 @@ from functions.shared.config import get_settings
 from functions.shared.delivery import dependencies, fail_message
 from functions.shared.observability import logger, metrics, tracer
 from functions.shared.operations import reconcile
-from functions.shared.queue import DeliveryQueue
+from functions.shared.queue import DeliveryQueue, MessageQueue
 
 
 @logger.inject_lambda_context
@@ -17,8 +17,13 @@ from functions.shared.queue import DeliveryQueue
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     settings = get_settings()
     deps = dependencies(settings)
+    dead_letters = MessageQueue(settings.dead_letter_queue_url) if settings.dead_letter_queue_url else None
     counts = reconcile(
-        deps.repository, DeliveryQueue(settings.queue_url), settings, lambda failed: fail_message(failed, deps)
+        deps.repository,
+        DeliveryQueue(settings.queue_url),
+        settings,
+        lambda failed: fail_message(failed, deps),
+        dead_letters=dead_letters,
     )
     logger.info("Reconciled", extra=counts)
     return counts

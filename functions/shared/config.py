@@ -81,6 +81,7 @@ class Settings:
     fast_lane_arn: str
     slow_lane_arn: str
     failed_queue_url: str
+    dead_letter_queue_url: str
     connect_timeout_seconds: float
     total_timeout_seconds: float
     max_response_bytes: int
@@ -91,6 +92,10 @@ class Settings:
     @property
     def ttl_seconds(self) -> int:
         return self.ttl_days * 86_400
+
+
+# The delivery queue's dead-letter queue: the reconciler takes back what lands there.
+DEAD_LETTER_QUEUE_VARIABLE = "RELAY_DEAD_LETTER_QUEUE_URL"
 
 
 @lru_cache(maxsize=1)
@@ -109,6 +114,7 @@ def get_settings() -> Settings:
         fast_lane_arn=os.environ.get("RELAY_FAST_LANE_ARN", ""),
         slow_lane_arn=os.environ.get("RELAY_SLOW_LANE_ARN", ""),
         failed_queue_url=os.environ.get("RELAY_FAILED_QUEUE_URL", ""),
+        dead_letter_queue_url=os.environ.get(DEAD_LETTER_QUEUE_VARIABLE, ""),
         connect_timeout_seconds=float(os.environ.get("RELAY_CONNECT_TIMEOUT_SECONDS") or 10),
         total_timeout_seconds=float(os.environ.get("RELAY_TOTAL_TIMEOUT_SECONDS") or 15),
         max_response_bytes=_env_int("RELAY_MAX_RESPONSE_BYTES", 65_536),

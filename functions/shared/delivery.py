@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.shared import aws
-from functions.shared.clock import iso, parse_iso
+from functions.shared.clock import iso
 from functions.shared.config import MAX_PARALLEL_DISPATCH, FirstAttempt, Settings
 from functions.shared.exceptions import (
+    ClaimHeld,
     DeliveryRejected,
     DeliveryRetryable,
     RelayError,
@@ -34,13 +35,13 @@ from functions.shared.exceptions import (
     TargetUnreachable,
 )
 from functions.shared.metric_names import Metric
-from functions.shared.model import TERMINAL_STATUSES, EventType, MessageKey, Status
+from functions.shared.model import Event, EventType, MessageHead, MessageKey, Status, StoredMessage
 from functions.shared.observability import logger, metrics
 from functions.shared.queue import MessageQueue
 from functions.shared.repository import MessageRepository
 from functions.shared.secrets import SigningSecrets
 from functions.shared.signing import signature_headers
-from functions.shared.workflows import Workflows, execution_name
+from functions.shared.workflows import Workflows, execution_name, standard_execution_arn
 
 if TYPE_CHECKING:
     # The client (urllib3, TLS) is loaded only by the functions that deliver (see `client`).
@@ -62,10 +63,6 @@ def is_retryable_status(status_code: int) -> bool:
 def webhook_id(key: MessageKey) -> str:
     """The same id on every delivery of a message, so receivers can dedupe."""
     return f"{key.sender_id}:{key.message_id}"
-
-
-def _is_expired(head: dict[str, Any], now: datetime) -> bool:
-    return parse_iso(head["expiresAt"]) <= now
 
 
 @dataclass
@@ -117,73 +114,128 @@ def run_input(key: MessageKey, run: int) -> dict[str, Any]:
 
 # What the dispatcher's first attempt names as its `lane` in ATTEMPT_STARTED (it has no execution).
 INLINE_LANE = "inline"
+INTERRUPTED_DETAIL = "the attempt's result was not recorded (its step failed); the request may have reached the target"
 
 
-def dispatch_batch(records: list[tuple[str, str]], deps: DeliveryDependencies) -> list[str]:
-    """Dispatch one SQS batch, `(record id, body)` each, in parallel; the ids of the failed records.
+@dataclass(frozen=True)
+class QueuedRecord:
+    """One delivery-queue record as the dispatcher receives it."""
+
+    record_id: str
+    body: str
+    sent_at: datetime | None = None  # SQS's SentTimestamp: when the message was enqueued
+
+
+def dispatch_batch(records: list[QueuedRecord], deps: DeliveryDependencies) -> list[str]:
+    """Dispatch one SQS batch in parallel; the ids of the records SQS must deliver again.
 
     A failed record is reported alone (partial batch response): SQS redelivers just it once its
-    visibility timeout ends, and the lease in the head keeps a redelivery from attempting while
-    the first one still runs. Threads started here act with the function's identity (relay dev).
+    visibility timeout ends. Threads started here act with the function's identity (relay dev).
     """
     if not records:
         return []
     with ThreadPoolExecutor(max_workers=min(len(records), MAX_PARALLEL_DISPATCH)) as pool:
-        futures = {pool.submit(_dispatch_text, body, deps): record_id for record_id, body in records}
+        futures = {pool.submit(_dispatch_record, record, deps): record.record_id for record in records}
     failed = []
     for future, record_id in futures.items():
         error = future.exception()
-        if error is not None:
+        if isinstance(error, ClaimHeld):
+            logger.info("Queued message is claimed by a live attempt; SQS delivers it again", extra={"id": record_id})
+            failed.append(record_id)
+        elif error is not None:
             logger.error("Dispatching a queued message failed", exc_info=error, extra={"record": record_id})
             failed.append(record_id)
     return failed
 
 
-def _dispatch_text(body: str, deps: DeliveryDependencies) -> str:
-    return dispatch(json.loads(body), deps)
+def _dispatch_record(record: QueuedRecord, deps: DeliveryDependencies) -> str:
+    return dispatch(json.loads(record.body), deps, queue_message_id=record.record_id, sent_at=record.sent_at)
 
 
-def dispatch(queued: dict[str, Any], deps: DeliveryDependencies) -> str:
+def _interrupted(head: MessageHead, at: datetime) -> Event | None:
+    """The result of the head's counted attempt that has none (its step failed after counting it)."""
+    number = head.unresolved_attempt
+    if number is None:
+        return None
+    details = {"error": "AttemptInterrupted", "detail": INTERRUPTED_DETAIL}
+    return Event(EventType.ATTEMPT_FAILED, at, head.run, number, details)
+
+
+def _attempt_started(head: MessageHead, at: datetime, lane: str, execution_arn: str = "") -> Event:
+    details = {"lane": lane, "executionArn": execution_arn} if execution_arn else {"lane": lane}
+    return Event(EventType.ATTEMPT_STARTED, at, head.run, head.attempts + 1, details)
+
+
+def dispatch(
+    queued: dict[str, Any],
+    deps: DeliveryDependencies,
+    queue_message_id: str = "",
+    sent_at: datetime | None = None,
+) -> str:
     """Claim one queued message and deliver it: the first attempt inline (or a fast-lane run).
 
     Unless it is done, stale or already claimed: the claim is the lease in the head, so a
-    redelivered queue message never attempts (or starts a run) beside a live one.
+    redelivered queue message never attempts (or starts a run) beside a live one. The claim also
+    records ENQUEUED (at SQS's sent time) and, inline, counts the attempt: one write.
     """
     key = MessageKey(queued["senderId"], queued["messageId"])
     run = int(queued.get("run", 0))
     logger.set_correlation_id(key.message_id)
-    head = deps.repository.get_head(key)
-    if head is None:
+    stored = deps.repository.get_message(key)
+    if stored is None:
         logger.warning("Queued message has no stored head; dropping it")
         return "missing"
-    if head["status"] in TERMINAL_STATUSES:
-        # A redelivery after the step that ended it failed before its event: complete the history.
-        _ensure_terminal_event(deps, key, run, head)
+    head = stored.head
+    if head.is_terminal:
         return "terminal"
-    if int(head.get("run", 0)) != run:
+    if head.run != run:
         return "stale-run"
     now = datetime.now(UTC)
-    if _is_expired(head, now):
+    if head.is_expired(now):
         fail_message({**run_input(key, run), "reason": "expired before delivery"}, deps)
         return "expired"
-    name = execution_name(key, run, "fast", unique=uuid.uuid4().hex[:8])
+    inline = deps.settings.first_attempt == FirstAttempt.INLINE
     epoch = int(now.timestamp())
-    # One lease for the inline attempt and the fast-lane run it may start (settings: the lease
-    # covers both), taken with a condition, so it is idempotent and exclusive.
-    if not deps.repository.claim_delivery(key, run, name, epoch + deps.settings.fast_lane_lease_seconds, epoch):
-        return "already-running"
-    if deps.settings.first_attempt == FirstAttempt.STATE_MACHINE:
+    enqueued = None
+    if head.enqueued_run < run:
+        details = {"queueMessageId": queue_message_id} if queue_message_id else {}
+        enqueued = Event(EventType.ENQUEUED, min(sent_at or now, now), run, None, details)
+    claimed = deps.repository.claim(
+        head,
+        epoch + deps.settings.fast_lane_lease_seconds,
+        epoch,
+        enqueued,
+        started=_attempt_started(head, now, INLINE_LANE) if inline else None,
+        interrupted=_interrupted(head, now) if inline else None,
+        # Every delivery as a run: the reconciler watches the run from its start.
+        due_at=None if inline else epoch + deps.settings.fast_lane_lease_seconds,
+    )
+    if claimed is None:
+        return _claim_refused(deps, key, run, epoch)
+    name = execution_name(key, run, "fast", unique=uuid.uuid4().hex[:8])
+    if not inline:
         return _start_fast_lane(deps, key, run, name)
-    return _attempt_inline(deps, key, run, name)
+    return _attempt_inline(deps, StoredMessage(claimed, stored.content), name)
 
 
-def _attempt_inline(deps: DeliveryDependencies, key: MessageKey, run: int, name: str) -> str:
+def _claim_refused(deps: DeliveryDependencies, key: MessageKey, run: int, now: int) -> str:
+    """Another claim holds the message. When nothing else watches it (an inline attempt has no due
+    time), keep the queue message: SQS delivers it again after its visibility timeout, by when a
+    claim whose dispatcher died has run out, so the message is never left behind."""
+    head = deps.repository.get_head(key)
+    if head is not None and not head.is_terminal and head.run == run and head.leased(now) and head.due_at is None:
+        raise ClaimHeld(f"claimed until {head.lease_until}")
+    return "already-running"
+
+
+def _attempt_inline(deps: DeliveryDependencies, stored: StoredMessage, name: str) -> str:
     """The first attempt in the dispatcher, with the outcome rules of the fast lane's Deliver step:
     2xx is DELIVERED (no run at all), DeliveryRejected is FAILED (as MarkFailed), DeliveryRetryable
     starts the fast-lane run, which continues with the next attempt."""
+    key, run = stored.head.key, stored.head.run
     try:
         try:
-            result = attempt({**run_input(key, run), "lane": INLINE_LANE}, deps)
+            result = _send(deps, stored)
         except DeliveryRejected as rejected:
             fail_message({**run_input(key, run), "reason": str(rejected)[:SNIPPET_CHARS]}, deps)
             return "failed"
@@ -191,8 +243,7 @@ def _attempt_inline(deps: DeliveryDependencies, key: MessageKey, run: int, name:
             return _start_fast_lane(deps, key, run, name)
     except Exception:
         # A crashed step (a failed write, say): give the lease back so the queue's redelivery repeats
-        # it soon. A repeated attempt first records the interrupted one (`attempt`); a message that
-        # ended meanwhile gets its terminal event (`dispatch`: terminal).
+        # it soon; the repeated attempt first records the interrupted one.
         _release(deps, key, run)
         raise
     return "delivered" if result["outcome"] == Status.DELIVERED else str(result["outcome"])
@@ -209,7 +260,7 @@ def _start_fast_lane(deps: DeliveryDependencies, key: MessageKey, run: int, name
 
 
 def _release(deps: DeliveryDependencies, key: MessageKey, run: int) -> None:
-    """Best effort: when the release fails too, the lease simply runs out and the reconciler re-drives."""
+    """Best effort: when the release fails too, the lease simply runs out and the queue redelivers."""
     try:
         deps.repository.release_claim(key, run)
     except RelayError:
@@ -219,25 +270,103 @@ def _release(deps: DeliveryDependencies, key: MessageKey, run: int) -> None:
 # -- one attempt ------------------------------------------------------------------------------------
 
 
+def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]:
+    """One delivery attempt of a lane. Raises DeliveryRetryable (the Retry policy runs it again) or
+    DeliveryRejected (the run marks the message FAILED); returns when delivered or nothing to do."""
+    key = MessageKey(event["senderId"], event["messageId"])
+    run = int(event.get("run", 0))
+    logger.set_correlation_id(key.message_id)
+    stored = deps.repository.get_message(key)
+    if stored is None or stored.head.is_terminal or stored.head.run != run:
+        return {"outcome": "skipped", "status": stored.head.status.value if stored else None}
+    head = stored.head
+    now = datetime.now(UTC)
+    if head.is_expired(now):
+        # MarkFailed records the result of an interrupted attempt together with FAILED.
+        raise DeliveryRejected("expired: the message passed its expiry before it could be delivered")
+    started = _attempt_started(head, now, str(event.get("lane", "fast")), str(event.get("executionArn", "")))
+    begun = deps.repository.begin_attempt(head, started, _interrupted(head, now))
+    if begun is None:
+        return {"outcome": "skipped", "status": None}
+    return _send(deps, StoredMessage(begun, stored.content))
+
+
+def _send(deps: DeliveryDependencies, stored: StoredMessage) -> dict[str, Any]:
+    """Send the counted attempt `stored.head.attempts` and record its result in the same head."""
+    head, content = stored.head, stored.content
+    number = head.attempts
+    metrics.add_metric(name=Metric.ATTEMPTS, unit=MetricUnit.Count, value=1)
+    secret = deps.secrets.get(head.key.sender_id)
+    if secret is None:
+        # Nothing is sent unsigned. A missing secret is the deployment's fault, not the message's:
+        # an operator can restore it, so the attempt fails retryably (and alarms) instead of FAILED.
+        metrics.add_metric(name=Metric.SIGNING_SECRET_MISSING, unit=MetricUnit.Count, value=1)
+        reason = f"{SIGNING_SECRET_MISSING}: {MISSING_SECRET_DETAIL}"
+        _attempt_failed(deps, head, SIGNING_SECRET_MISSING, MISSING_SECRET_DETAIL, None, 0, retry_reason=reason)
+        raise DeliveryRetryable(reason)
+    body = content.body
+    headers = content.headers
+    headers.update(signature_headers(secret, webhook_id(head.key), int(time.time()), body or b""))
+
+    started_clock = time.monotonic()
+    try:
+        response = deps.client.send(content.target_url, content.method, headers, body)
+    except TargetBlocked as error:
+        _attempt_failed(deps, head, "TargetBlocked", str(error), None, _ms(started_clock))
+        raise DeliveryRejected(f"blocked: {error}") from None
+    except (TargetTimeout, TargetUnreachable) as error:
+        name = type(error).__name__
+        _attempt_failed(deps, head, name, str(error), None, _ms(started_clock), retry_reason=f"{name}: {error}")
+        raise DeliveryRetryable(f"{name}: {error}") from None
+
+    if 200 <= response.status_code <= 299:
+        _record_delivered(deps, head, response)
+        return {"outcome": "DELIVERED", "attempt": number, "statusCode": response.status_code}
+
+    summary = f"HTTP {response.status_code}"
+    retryable = is_retryable_status(response.status_code)
+    _attempt_failed(
+        deps, head, "HttpStatus", "", response, response.duration_ms, retry_reason=summary if retryable else None
+    )
+    if retryable:
+        raise DeliveryRetryable(summary)
+    kind = "redirects are not followed" if 300 <= response.status_code <= 399 else "not retried"
+    raise DeliveryRejected(f"{summary}: {kind}")
+
+
+def _record_delivered(deps: DeliveryDependencies, head: MessageHead, response: DeliveryResponse) -> None:
+    finished_at = datetime.now(UTC)
+    details: dict[str, Any] = {"statusCode": response.status_code, "durationMs": response.duration_ms}
+    if response.anomaly:
+        # The target took the request (2xx status line) but what followed was broken: say so.
+        details["anomaly"] = response.anomaly[:SNIPPET_CHARS]
+    delivered = Event(EventType.DELIVERED, finished_at, head.run, head.attempts, details)
+    if deps.repository.finish_delivered(head.key, head.run, delivered) is None:
+        return  # a retried step: the first one recorded it
+    metrics.add_metric(name=Metric.DELIVERED, unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name=Metric.LATENCY,
+        unit=MetricUnit.Milliseconds,
+        value=(finished_at - head.accepted_at).total_seconds() * 1000,
+    )
+
+
 def _attempt_failed(
     deps: DeliveryDependencies,
-    key: MessageKey,
-    run: int,
-    attempt: int,
-    ttl: int,
+    head: MessageHead,
     error: str,
     detail: str,
     response: DeliveryResponse | None,
     duration_ms: int,
-    retrying_because: str | None = None,
+    retry_reason: str | None = None,
 ) -> None:
-    """Record a failed attempt (and RETRYING when it will be retried).
+    """Record a failed attempt (and RETRYING when it will be retried), in one write.
 
-    Bookkeeping is best effort here: the outcome the caller raises next decides what the state
-    machine does, and a storage hiccup must not turn a retryable failure into an extra attempt.
+    Best effort here: the outcome the caller raises next decides what the state machine does, and a
+    storage hiccup must not turn a retryable failure into an extra attempt. An unrecorded result is
+    recorded as interrupted before the next attempt counts (or with FAILED).
     """
-    now = datetime.now(UTC)
-    details: dict[str, Any] = {"attempt": attempt, "error": error, "durationMs": duration_ms}
+    details: dict[str, Any] = {"error": error, "durationMs": duration_ms}
     if detail:
         details["detail"] = detail[:SNIPPET_CHARS]
     if response is not None:
@@ -247,185 +376,19 @@ def _attempt_failed(
         if response.retry_after_seconds is not None:
             details["retryAfterSeconds"] = response.retry_after_seconds
     metrics.add_metric(name=Metric.ATTEMPTS_FAILED, unit=MetricUnit.Count, value=1)
+    now = datetime.now(UTC)
+    failed = Event(EventType.ATTEMPT_FAILED, now, head.run, head.attempts, details)
+    # The reconciler looks at a retrying message once the run's lease is over.
+    due_at = head.lease_until or int(now.timestamp()) + deps.settings.redrive_after_seconds
+    reason = retry_reason[:SNIPPET_CHARS] if retry_reason else None
     try:
-        deps.repository.append_event(key, EventType.ATTEMPT_FAILED, iso(now), ttl, run=run, slot=attempt, **details)
-        if retrying_because is not None:
-            deps.repository.record_retrying(key, run, iso(now), retrying_because[:SNIPPET_CHARS])
+        deps.repository.record_failed_attempt(head.key, head.run, failed, reason, due_at)
     except RelayError:
         logger.exception("Could not record the failed attempt")
 
 
-def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]:
-    """One delivery attempt. Raises DeliveryRetryable (the Retry policy runs it again) or
-    DeliveryRejected (the run marks the message FAILED); returns when delivered or nothing to do."""
-    key = MessageKey(event["senderId"], event["messageId"])
-    run = int(event.get("run", 0))
-    lane = str(event.get("lane", "fast"))
-    logger.set_correlation_id(key.message_id)
-    head, content = deps.repository.get_head_and_content(key)
-    if head is None or head["status"] in TERMINAL_STATUSES or int(head.get("run", 0)) != run:
-        if head is not None:
-            _ensure_terminal_event(deps, key, run, head)
-        return {"outcome": "skipped", "status": head["status"] if head else None}
-    now = datetime.now(UTC)
-    if head["status"] == Status.DELIVERING and int(head.get("attempts", 0)) > 0:
-        # The run's previous attempt started but did not record its result (its step failed after
-        # counting it: a write failed, the Lambda crashed); record it before counting another.
-        _record_interrupted(deps, key, run, int(head["attempts"]), int(head["ttl"]), now)
-    if _is_expired(head, now):
-        raise DeliveryRejected("expired: the message passed its expiry before it could be delivered")
-
-    started = deps.repository.begin_attempt(key, run, iso(now), str(event.get("executionArn", "")))
-    if started is None:
-        return {"outcome": "skipped", "status": None}
-    number = int(started["attempts"])
-    ttl = int(head["ttl"])
-    deps.repository.append_event(
-        key,
-        EventType.ATTEMPT_STARTED,
-        iso(now),
-        ttl,
-        run=run,
-        slot=number,
-        attempt=number,
-        lane=lane,
-        executionArn=str(event.get("executionArn", "")),
-    )
-    metrics.add_metric(name=Metric.ATTEMPTS, unit=MetricUnit.Count, value=1)
-
-    body = content["body"].encode("utf-8") if "body" in content else None
-    secret = deps.secrets.get(key.sender_id)
-    if secret is None:
-        # Nothing is sent unsigned. A missing secret is the deployment's fault, not the message's:
-        # an operator can restore it, so the attempt fails retryably (and alarms) instead of FAILED.
-        metrics.add_metric(name=Metric.SIGNING_SECRET_MISSING, unit=MetricUnit.Count, value=1)
-        reason = f"{SIGNING_SECRET_MISSING}: {MISSING_SECRET_DETAIL}"
-        _attempt_failed(
-            deps, key, run, number, ttl, SIGNING_SECRET_MISSING, MISSING_SECRET_DETAIL, None, 0, retrying_because=reason
-        )
-        raise DeliveryRetryable(reason)
-    headers = dict(content.get("headers", {}))
-    headers.update(signature_headers(secret, webhook_id(key), int(time.time()), body or b""))
-
-    started_clock = time.monotonic()
-    response: DeliveryResponse | None = None
-    try:
-        response = deps.client.send(content["targetUrl"], content.get("method", "POST"), headers, body)
-    except TargetBlocked as error:
-        _attempt_failed(deps, key, run, number, ttl, "TargetBlocked", str(error), None, _ms(started_clock))
-        raise DeliveryRejected(f"blocked: {error}") from None
-    except (TargetTimeout, TargetUnreachable) as error:
-        name = type(error).__name__
-        _attempt_failed(
-            deps, key, run, number, ttl, name, str(error), None, _ms(started_clock), retrying_because=f"{name}: {error}"
-        )
-        raise DeliveryRetryable(f"{name}: {error}") from None
-
-    if 200 <= response.status_code <= 299:
-        finished_at = datetime.now(UTC)
-        if deps.repository.finish(key, run, Status.DELIVERED.value, iso(finished_at)) is not None:
-            deps.repository.append_event(
-                key,
-                EventType.DELIVERED,
-                iso(finished_at),
-                ttl,
-                run=run,
-                slot=number,
-                attempt=number,
-                statusCode=response.status_code,
-                durationMs=response.duration_ms,
-                # The target took the request (2xx status line) but what followed was broken: say so.
-                **({"anomaly": response.anomaly[:SNIPPET_CHARS]} if response.anomaly else {}),
-            )
-            metrics.add_metric(name=Metric.DELIVERED, unit=MetricUnit.Count, value=1)
-            accepted = parse_iso(head["acceptedAt"])
-            metrics.add_metric(
-                name=Metric.LATENCY,
-                unit=MetricUnit.Milliseconds,
-                value=(finished_at - accepted).total_seconds() * 1000,
-            )
-        return {"outcome": "DELIVERED", "attempt": number, "statusCode": response.status_code}
-
-    summary = f"HTTP {response.status_code}"
-    retryable = is_retryable_status(response.status_code)
-    _attempt_failed(
-        deps,
-        key,
-        run,
-        number,
-        ttl,
-        "HttpStatus",
-        "",
-        response,
-        response.duration_ms,
-        retrying_because=summary if retryable else None,
-    )
-    if retryable:
-        raise DeliveryRetryable(summary)
-    kind = "redirects are not followed" if 300 <= response.status_code <= 399 else "not retried"
-    raise DeliveryRejected(f"{summary}: {kind}")
-
-
 def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
-
-
-def _ensure_terminal_event(deps: DeliveryDependencies, key: MessageKey, run: int, head: dict[str, Any]) -> None:
-    """A later step (or a redelivered queue message) found the run's message DELIVERED or FAILED:
-    the step that marked it may have failed before writing its terminal event. Write it now; every
-    write here is keyed like the original (same run, slot and type), so an existing event is kept."""
-    if int(head.get("run", 0)) != run:
-        return
-    try:
-        if head["status"] == Status.DELIVERED:
-            number = int(head.get("attempts", 0))
-            at = str(head.get("deliveredAt") or head.get("updatedAt") or iso(datetime.now(UTC)))
-            deps.repository.append_event(
-                key, EventType.DELIVERED, at, int(head["ttl"]), run=run, slot=number, attempt=number
-            )
-        elif head["status"] == Status.FAILED:
-            _record_failed_events(deps, key, run, head, str(head.get("lastError") or "unknown"))
-    except RelayError:
-        logger.exception("Could not record the terminal event")
-        raise
-
-
-def _record_failed_events(
-    deps: DeliveryDependencies, key: MessageKey, run: int, head: dict[str, Any], reason: str
-) -> None:
-    """The last attempt's result (when it has none) and the FAILED event, both idempotent."""
-    attempts = int(head.get("attempts", 0))
-    at = str(head.get("failedAt") or head.get("updatedAt") or iso(datetime.now(UTC)))
-    if attempts > 0:
-        # The last attempt may not have recorded its result (a failed write); never end without one.
-        # Dated with the failure, which it precedes (a repair later must not put it after FAILED).
-        _record_interrupted(deps, key, run, attempts, int(head["ttl"]), parse_iso(at))
-    deps.repository.append_event(key, EventType.FAILED, at, int(head["ttl"]), run=run, slot=attempts, reason=reason)
-
-
-def _record_interrupted(
-    deps: DeliveryDependencies, key: MessageKey, run: int, number: int, ttl: int, now: datetime
-) -> None:
-    """Give attempt `number` a result when it has none (a no-op when its ATTEMPT_FAILED exists).
-
-    Raises when the write fails: the step is retried before another attempt is counted (or before
-    FAILED is recorded), so no attempt is left without a result.
-    """
-    try:
-        deps.repository.append_event(
-            key,
-            EventType.ATTEMPT_FAILED,
-            iso(now),
-            ttl,
-            run=run,
-            slot=number,
-            attempt=number,
-            error="AttemptInterrupted",
-            detail="the attempt's result was not recorded (its step failed); the request may have reached the target",
-        )
-    except RelayError:
-        logger.exception("Could not record the interrupted attempt")
-        raise
 
 
 # -- endings ----------------------------------------------------------------------------------------
@@ -450,23 +413,27 @@ def failure_reason(event: dict[str, Any]) -> str:
 
 
 def fail_message(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]:
-    """Mark a run's message FAILED with its reason, record the event and dead-letter it."""
+    """Mark a run's message FAILED with its reason and event (one write), and dead-letter it."""
     key = MessageKey(event["senderId"], event["messageId"])
     run = int(event.get("run", 0))
     reason = failure_reason(event)
-    now = datetime.now(UTC)
-    head = deps.repository.finish(key, run, Status.FAILED.value, iso(now), last_error=reason)
-    if head is None:
-        head = deps.repository.get_head(key)
-        if head is None or head["status"] != Status.FAILED.value or int(head.get("run", 0)) != run:
-            if head is not None:
-                _ensure_terminal_event(deps, key, run, head)
-            return {"outcome": "skipped"}
-        reason = str(head.get("lastError", reason))  # a retried step: keep the first reason
-    attempts = int(head.get("attempts", 0))
-    _record_failed_events(deps, key, run, head, reason)
+    head = deps.repository.get_head(key)
+    if head is None or head.run != run:
+        return {"outcome": "skipped"}
+    if not head.is_terminal:
+        now = datetime.now(UTC)
+        events = [e for e in (_interrupted(head, now),) if e is not None]
+        events.append(Event(EventType.FAILED, now, run, head.attempts, {"reason": reason}))
+        updated = deps.repository.finish_failed(head, reason, events)
+        head = updated or deps.repository.get_head(key) or head
+    if head.status != Status.FAILED or head.run != run:
+        return {"outcome": "skipped"}
+    # A retried step finds FAILED already: it keeps the first reason and sends the dead letter again
+    # (the failed-messages queue is at-least-once like every queue; consumers dedupe by message id).
+    reason = head.last_error or reason
+    failed_at = head.finished_at(EventType.FAILED) or head.updated_at
     deps.failed_queue.send_json(
-        {**run_input(key, run), "reason": reason, "attempts": attempts, "failedAt": head["failedAt"]}
+        {**run_input(key, run), "reason": reason, "attempts": head.attempts, "failedAt": iso(failed_at)}
     )
     metrics.add_metric(name=Metric.FAILED, unit=MetricUnit.Count, value=1)
     return {"outcome": "FAILED", "reason": reason}
@@ -477,25 +444,22 @@ def move_to_slow_lane(event: dict[str, Any], deps: DeliveryDependencies) -> dict
     key = MessageKey(event["senderId"], event["messageId"])
     run = int(event.get("run", 0))
     head = deps.repository.get_head(key)
-    if head is None or head["status"] in TERMINAL_STATUSES or int(head.get("run", 0)) != run:
-        if head is not None:
-            _ensure_terminal_event(deps, key, run, head)
+    if head is None or head.is_terminal or head.run != run:
         return {"outcome": "skipped"}
     # One slow-lane run per fast-lane run: a retried hand-off reads the same attempts count (the same
     # name, so the start is idempotent), while a message re-driven after its slow-lane run died gets a
-    # new one. (A fixed name per run made every later hand-off find the dead run and start nothing.)
-    name = execution_name(key, run, "slow", unique=f"a{int(head.get('attempts', 0))}")
+    # new one.
+    name = execution_name(key, run, "slow", unique=f"a{head.attempts}")
     now = datetime.now(UTC)
-    deps.repository.extend_claim(key, run, int(now.timestamp()) + deps.settings.slow_lane_lease_seconds, name)
-    execution_arn = deps.workflows.start(deps.settings.slow_lane_arn, name, run_input(key, run))
-    deps.repository.append_event(
-        key,
+    execution_arn = standard_execution_arn(deps.settings.slow_lane_arn, name)
+    moved = Event(
         EventType.MOVED_TO_SLOW_LANE,
-        iso(now),
-        int(head["ttl"]),
-        run=run,
-        slot=int(head.get("attempts", 0)),
-        executionArn=execution_arn,
-        reason=failure_reason(event),
+        now,
+        run,
+        head.attempts,
+        {"executionArn": execution_arn, "reason": failure_reason(event)},
     )
+    # Lease, due time and event first (a retried step finds them and only starts the run).
+    deps.repository.hand_to_slow_lane(head, int(now.timestamp()) + deps.settings.slow_lane_lease_seconds, name, moved)
+    deps.workflows.start(deps.settings.slow_lane_arn, name, run_input(key, run))
     return {"outcome": "MOVED_TO_SLOW_LANE", "executionArn": execution_arn}

@@ -102,6 +102,11 @@ class DeliveryRejected(RelayError):
     """
 
 
+class ClaimHeld(RelayError):
+    """The queued message is claimed by an attempt that nothing else watches: SQS keeps it and
+    delivers it again after its visibility timeout (by then a dead dispatcher's claim is over)."""
+
+
 class WorkflowUnavailable(RelayError):
     """Step Functions did not start the run."""
 

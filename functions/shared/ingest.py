@@ -8,7 +8,7 @@ machine's output is exactly that HTTP answer.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -17,7 +17,7 @@ from functions.shared.clock import iso
 from functions.shared.config import Settings
 from functions.shared.exceptions import PayloadTooLarge, QueueUnavailable, RelayError, SenderMismatch
 from functions.shared.metric_names import Metric
-from functions.shared.model import EventType, MessageKey, Status
+from functions.shared.model import Event, EventType, MessageHead, MessageKey, Status
 from functions.shared.observability import logger, metrics
 from functions.shared.queue import DeliveryQueue
 from functions.shared.repository import MessageRepository
@@ -34,16 +34,16 @@ def _key(state: dict[str, Any]) -> MessageKey:
     return MessageKey(message["senderId"], message["messageId"])
 
 
-def duplicate_response(head: dict[str, Any]) -> dict[str, Any]:
+def duplicate_response(head: MessageHead) -> dict[str, Any]:
     body = {
         "duplicate": True,
-        "messageId": head["messageId"],
-        "senderId": head["senderId"],
-        "status": head["status"],
-        "attempts": head.get("attempts", 0),
-        "acceptedAt": head["acceptedAt"],
-        "updatedAt": head.get("updatedAt", head["acceptedAt"]),
-        "expiresAt": head["expiresAt"],
+        "messageId": head.key.message_id,
+        "senderId": head.key.sender_id,
+        "status": head.status.value,
+        "attempts": head.attempts,
+        "acceptedAt": iso(head.accepted_at),
+        "updatedAt": iso(head.updated_at),
+        "expiresAt": iso(head.expires_at),
     }
     return http_response(200, body)
 
@@ -57,8 +57,8 @@ def conflict_response(key: MessageKey, request_id: str) -> dict[str, Any]:
     )
 
 
-def _answer_existing(head: dict[str, Any], content_hash: str, key: MessageKey, request_id: str) -> dict[str, Any]:
-    if head.get("contentHash") == content_hash:
+def _answer_existing(head: MessageHead, content_hash: str, key: MessageKey, request_id: str) -> dict[str, Any]:
+    if head.content_hash == content_hash:
         metrics.add_metric(name=Metric.DUPLICATE, unit=MetricUnit.Count, value=1)
         return duplicate_response(head)
     metrics.add_metric(name=Metric.CONFLICTING, unit=MetricUnit.Count, value=1)
@@ -100,85 +100,83 @@ def validate_step(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
     return {"requestId": request_id, "message": valid.message, "contentHash": valid.content_hash}
 
 
-def dedup_step(state: dict[str, Any], repository: MessageRepository) -> dict[str, Any]:
+def dedup_step(
+    state: dict[str, Any], repository: MessageRepository, settings: Settings, now: datetime | None = None
+) -> dict[str, Any]:
     """Fast path for repeats: answer from the stored head. Store's conditional write stays the guard."""
     key = _key(state)
     head = repository.get_head(key, consistent=False)
     if head is None:
         return state
+    _redrive_if_never_enqueued(repository, settings, head, now or datetime.now(UTC))
     return {**state, "response": _answer_existing(head, state["contentHash"], key, state["requestId"])}
+
+
+def _redrive_if_never_enqueued(
+    repository: MessageRepository, settings: Settings, head: MessageHead, now: datetime
+) -> None:
+    """A sender repeating a message whose first request failed after it was stored (the ingest run
+    died before its enqueue and before it could mark the message due): no dispatcher ever claimed it.
+    Mark it due, so the reconciler re-drives it; the message is never left behind."""
+    never_claimed = head.status == Status.PENDING and head.enqueued_run < head.run and head.due_at is None
+    if never_claimed and (now - head.accepted_at).total_seconds() > settings.redrive_after_seconds:
+        repository.set_due(head.key, int(now.timestamp()))
 
 
 def store_step(
     state: dict[str, Any], repository: MessageRepository, settings: Settings, now: datetime | None = None
 ) -> dict[str, Any]:
+    """Store the content, then the head (PENDING, with RECEIVED): the head's put is the dedup point."""
     key = _key(state)
     request_id = state["requestId"]
     content_hash = state["contentHash"]
     now = now or datetime.now(UTC)
-    accepted_at = iso(now)
     ttl = int(now.timestamp()) + settings.ttl_seconds
-    expires_at = iso(now + timedelta(seconds=settings.ttl_seconds))
 
-    if not repository.record_received(key, state["message"], content_hash, request_id, accepted_at, ttl):
+    if not repository.put_content(key, state["message"], content_hash, ttl):
         head = repository.get_head(key)
         if head is not None:
             return {**state, "response": _answer_existing(head, content_hash, key, request_id)}
         return {**state, "response": conflict_response(key, request_id)}
 
-    head = {
-        "pk": key.partition_key,
-        "senderId": key.sender_id,
-        "messageId": key.message_id,
-        "status": Status.PENDING.value,
-        "attempts": 0,
-        "run": 0,
-        "contentHash": content_hash,
-        "targetUrl": state["message"]["targetUrl"],
-        "method": state["message"]["method"],
-        "acceptedAt": accepted_at,
-        "updatedAt": accepted_at,
-        "expiresAt": expires_at,
-        "ttl": ttl,
-        "acceptRequestId": request_id,
-        # Sparse index the reconciler reads: a message not picked up by then is re-driven.
-        "dueAt": int(now.timestamp()) + settings.redrive_after_seconds,
-        "dueShard": key.due_shard,
-    }
-    if not repository.create_head(head):
+    # The ingest run's ARN (the machine passes $$.Execution.Id), so `relay trace` can link the run.
+    details = {"requestId": request_id}
+    if state.get("executionArn"):
+        details["executionArn"] = str(state["executionArn"])
+    received = Event(EventType.RECEIVED, now, 0, None, details)
+    existing: MessageHead | None = None
+    if not repository.create_head(key, content_hash, request_id, now, ttl, received):
         existing = repository.get_head(key)
-        if existing is None or existing.get("acceptRequestId") != request_id:
-            if existing is None:  # pragma: no cover - a head never disappears before its TTL
-                return {**state, "response": conflict_response(key, request_id)}
+        if existing is None:  # pragma: no cover - a head never disappears before its TTL
+            return {**state, "response": conflict_response(key, request_id)}
+        if existing.accept_request_id != request_id:
             return {**state, "response": _answer_existing(existing, content_hash, key, request_id)}
-        head = existing  # this very request stored it on an earlier try of this step
-    return {**state, "acceptedAt": head["acceptedAt"], "expiresAt": head["expiresAt"], "ttl": head["ttl"]}
+        # This very request stored it on an earlier try of this step: go on with what it stored.
+    accepted_at = existing.accepted_at if existing else now
+    stored_ttl = existing.ttl if existing else ttl
+    return {
+        **state,
+        "acceptedAt": iso(accepted_at),
+        "expiresAt": iso(datetime.fromtimestamp(stored_ttl, UTC)),
+        "ttl": stored_ttl,
+    }
 
 
 def enqueue_step(
     state: dict[str, Any], repository: MessageRepository, queue: DeliveryQueue, now: datetime | None = None
 ) -> dict[str, Any]:
+    """Send the message to the delivery queue. ENQUEUED is recorded by the dispatcher's claim (with
+    SQS's sent time), so the success path writes nothing here."""
     key = _key(state)
     now = now or datetime.now(UTC)
-    # The ingest run's ARN (the machine passes $$.Execution.Id), so `relay trace` can link the run.
-    # Recorded here, not by store: only the run that created the head gets this far, while a twin's
-    # run may have written the RECEIVED event. Both events are conditional puts under a fixed key, so
-    # a retried Enqueue step of the same run finds its event and the first run's ARN stays.
-    run = {"executionArn": state["executionArn"]} if state.get("executionArn") else {}
     try:
-        queue_message_id = queue.send(key)
+        queue.send(key)
     except QueueUnavailable:
         # The message is stored and stays PENDING; mark it due now so the reconciler re-drives it
-        # even though this request ends in SYSTEM_ERROR. Best effort: the head is due anyway.
-        try:
-            repository.append_event(
-                key, EventType.ENQUEUE_FAILED, iso(now), state["ttl"], suffix=state["requestId"], **run
-            )
-            repository.set_due(key, int(now.timestamp()))
-        except RelayError:
-            logger.exception("Could not record the failed enqueue")
+        # even though this request ends in SYSTEM_ERROR. Best effort: a repeat of the request also
+        # marks it (dedup_step).
+        record_enqueue_failed(state, repository, now)
         raise
-    repository.append_event(key, EventType.ENQUEUED, iso(now), state["ttl"], queueMessageId=queue_message_id, **run)
     metrics.add_metric(name=Metric.ACCEPTED, unit=MetricUnit.Count, value=1)
     body = {
         "messageId": key.message_id,
@@ -188,3 +186,13 @@ def enqueue_step(
         "expiresAt": state["expiresAt"],
     }
     return {"requestId": state["requestId"], "response": http_response(202, body)}
+
+
+def record_enqueue_failed(state: dict[str, Any], repository: MessageRepository, now: datetime) -> None:
+    """ENQUEUE_FAILED (once per request) and a due time of now, so the reconciler re-drives it."""
+    details = {"executionArn": state["executionArn"]} if state.get("executionArn") else {}
+    failed = Event(EventType.ENQUEUE_FAILED, now, 0, None, details)
+    try:
+        repository.record_enqueue_failed(_key(state), failed, str(state["requestId"]), int(now.timestamp()))
+    except RelayError:
+        logger.exception("Could not record the failed enqueue")

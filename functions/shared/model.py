@@ -1,13 +1,21 @@
-"""Relay's vocabulary: message keys, statuses, event types and how items are keyed."""
+"""Relay's vocabulary: message keys, statuses, event types, and the typed message head and content.
+
+The head and its events are what every layer passes around; how they are laid out in DynamoDB
+(attribute names, event codes, index keys) is the data-access layer's business alone
+(functions/shared/repository.py).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 from zlib import crc32
 
-HEAD_SORT_KEY = "MSG"
-EVENT_PREFIX = "EVT#"
+from functions.shared.clock import iso
+
 DUE_SHARDS = 8
 
 
@@ -21,6 +29,7 @@ class Status(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({Status.DELIVERED, Status.FAILED, Status.CANCELLED})
+IN_FLIGHT_STATUSES = frozenset({Status.PENDING, Status.DELIVERING, Status.RETRYING})
 
 
 class EventType(StrEnum):
@@ -35,22 +44,6 @@ class EventType(StrEnum):
     REPLAYED = "REPLAYED"
     CANCELLED = "CANCELLED"
     REDRIVEN = "REDRIVEN"
-
-
-# Where an event sorts among the events of one delivery slot (the attempts count when it happened).
-_PHASE = {
-    EventType.RECEIVED: 0,
-    EventType.REPLAYED: 0,
-    EventType.ENQUEUED: 1,
-    EventType.ENQUEUE_FAILED: 1,
-    EventType.REDRIVEN: 1,
-    EventType.ATTEMPT_STARTED: 2,
-    EventType.ATTEMPT_FAILED: 3,
-    EventType.DELIVERED: 4,
-    EventType.FAILED: 4,
-    EventType.CANCELLED: 4,
-    EventType.MOVED_TO_SLOW_LANE: 5,
-}
 
 
 @dataclass(frozen=True)
@@ -71,28 +64,121 @@ class MessageKey:
         return {"senderId": self.sender_id, "messageId": self.message_id}
 
 
-def event_sort_key(event_type: EventType, run: int, slot: int, suffix: str = "") -> str:
-    """A deterministic, ordered key: a retried step writes the same key, so never a second event.
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
-    `run` counts replays, `slot` is the attempts count when the event happened; within a slot the
-    phase orders the lifecycle (started < failed < terminal). `suffix` separates events that may
-    legitimately repeat in one slot (a reconciler re-drive).
+
+def from_epoch_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One immutable event of a message's life, as `GET /messages/{id}` shows it.
+
+    `run` is the message run it belongs to (0, then one more per replay); `attempt` the attempt it
+    concerns (ATTEMPT_STARTED/ATTEMPT_FAILED/DELIVERED) or the attempts count when it happened.
     """
-    key = f"{EVENT_PREFIX}{run:03d}#{slot:05d}#{_PHASE[event_type]}{event_type.value}"
-    return f"{key}#{suffix}" if suffix else key
+
+    type: EventType
+    at: datetime
+    run: int = 0
+    attempt: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        view: dict[str, Any] = {"type": self.type.value, "at": iso(self.at)}
+        if self.attempt is not None and self.type in _ATTEMPT_EVENTS:
+            view["attempt"] = self.attempt
+        view.update(self.details)
+        return view
 
 
-def event_run(sort_key: str) -> int:
-    """The message run (0, then one more per replay) an event belongs to, read from its sort key."""
-    return int(sort_key.removeprefix(EVENT_PREFIX).split("#", 1)[0])
+_ATTEMPT_EVENTS = frozenset({EventType.ATTEMPT_STARTED, EventType.ATTEMPT_FAILED, EventType.DELIVERED})
 
 
-# Messages in flight share one index partition, so moving between PENDING, DELIVERING and
-# RETRYING never rewrites the index (each re-key costs two index writes); listings of those
-# statuses filter on the head's status.
-ACTIVE_STATUSES = frozenset({Status.PENDING, Status.DELIVERING, Status.RETRYING})
+@dataclass(frozen=True)
+class MessageHead:
+    """The mutable part of a message: status, attempts, lease and the event history.
+
+    Every change of status is one conditional write of this head that appends its event, so the
+    history and the status can never disagree.
+    """
+
+    key: MessageKey
+    status: Status
+    run: int
+    attempts: int
+    accepted_at: datetime
+    updated_at: datetime
+    ttl: int
+    content_hash: str
+    accept_request_id: str
+    events: tuple[Event, ...] = ()
+    lease_until: int | None = None
+    due_at: int | None = None
+    redrives: int = 0
+    last_error: str | None = None
+    # The highest attempt number whose result (ATTEMPT_FAILED or DELIVERED) is recorded.
+    results: int = 0
+    # The last run whose ENQUEUED is recorded (-1: none yet).
+    enqueued_run: int = -1
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(self.ttl, UTC)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at <= now
+
+    def leased(self, now_epoch: int) -> bool:
+        return self.lease_until is not None and self.lease_until > now_epoch
+
+    @property
+    def unresolved_attempt(self) -> int | None:
+        """The attempt that was counted but has no result (its step failed after counting it)."""
+        return self.attempts if self.attempts > self.results else None
+
+    def last_event(self, *types: EventType) -> Event | None:
+        for event in reversed(self.events):
+            if event.type in types and event.run == self.run:
+                return event
+        return None
+
+    def finished_at(self, event_type: EventType) -> datetime | None:
+        event = self.last_event(event_type)
+        return event.at if event else None
 
 
-def status_index_key(sender_id: str, status: str) -> str:
-    group = "ACTIVE" if status in ACTIVE_STATUSES else status
-    return f"SENDER#{sender_id}#STATUS#{group}"
+@dataclass(frozen=True)
+class MessageContent:
+    """What the sender asked to deliver, stored once and never rewritten."""
+
+    message: Mapping[str, Any]
+
+    @property
+    def target_url(self) -> str:
+        return str(self.message["targetUrl"])
+
+    @property
+    def method(self) -> str:
+        return str(self.message.get("method", "POST"))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self.message.get("headers", {}))
+
+    @property
+    def body(self) -> bytes | None:
+        body = self.message.get("body")
+        return body.encode("utf-8") if isinstance(body, str) else None
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    head: MessageHead
+    content: MessageContent

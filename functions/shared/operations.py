@@ -15,7 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.shared.clock import iso, parse_iso
+from functions.shared.clock import iso
 from functions.shared.config import Settings
 from functions.shared.exceptions import (
     FieldError,
@@ -27,9 +27,9 @@ from functions.shared.exceptions import (
     RelayError,
 )
 from functions.shared.metric_names import Metric
-from functions.shared.model import DUE_SHARDS, TERMINAL_STATUSES, EventType, MessageKey, Status, status_index_key
+from functions.shared.model import DUE_SHARDS, Event, EventType, MessageHead, MessageKey, Status
 from functions.shared.observability import logger, metrics
-from functions.shared.queue import DeliveryQueue
+from functions.shared.queue import DeliveryQueue, MessageQueue
 from functions.shared.repository import MessageRepository
 from functions.shared.runs import message_runs
 from functions.shared.status import status_view
@@ -43,7 +43,7 @@ MAX_REDRIVES = 5
 # A messageId from a URL that no message can carry (schemas/message.schema.json) names no message;
 # it is answered without asking DynamoDB, which refuses keys over 2 KB with an error (a 500).
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_CURSOR_KEYS = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
+_SUMMARY_FIELDS = ("messageId", "status", "attempts", "acceptedAt", "updatedAt", "targetUrl", "method", "lastError")
 
 
 def _message_key(sender_id: str, message_id: str) -> MessageKey:
@@ -57,23 +57,21 @@ def get_status(repository: MessageRepository, sender_id: str, message_id: str) -
     if stored is None:
         raise MessageNotFound(f"No message '{message_id}'.")
     view = status_view(stored)
-    view["executions"] = [run.to_dict() for run in message_runs(stored.events)]
+    view["executions"] = [run.to_dict() for run in message_runs(stored.head.events)]
     return view
 
 
-def _decode_cursor(cursor: str, sender_id: str, status: str) -> dict[str, Any]:
+def _invalid_cursor() -> MessageInvalid:
+    return MessageInvalid([FieldError("$.cursor", "is not a cursor of this listing")], "The query is invalid.")
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
     try:
         start = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error, RecursionError):
-        start = None
-    # The cursor is opaque to clients but checked here: it must continue this very listing.
-    if (
-        not isinstance(start, dict)
-        or set(start) != _CURSOR_KEYS
-        or not all(isinstance(value, str) for value in start.values())
-        or start.get("gsi1pk") != status_index_key(sender_id, status)
-    ):
-        raise MessageInvalid([FieldError("$.cursor", "is not a cursor of this listing")], "The query is invalid.")
+        raise _invalid_cursor() from None
+    if not isinstance(start, dict):
+        raise _invalid_cursor()
     return start
 
 
@@ -97,13 +95,17 @@ def list_messages(
     if errors:
         raise MessageInvalid(errors, "The query is invalid.")
     assert status is not None
-    start = _decode_cursor(cursor, sender_id, status) if cursor else None
-    items, last = repository.list_by_status(sender_id, status, page_size, start)
-    fields = ("messageId", "status", "attempts", "acceptedAt", "updatedAt", "targetUrl", "method", "lastError")
-    return {
-        "items": [{name: item[name] for name in fields if name in item} for item in items],
-        "nextCursor": _encode_cursor(last) if last else None,
-    }
+    # The cursor is opaque to clients but checked: it must continue this very listing.
+    start = _decode_cursor(cursor) if cursor else None
+    try:
+        messages, last = repository.list_by_status(sender_id, Status(status), page_size, start)
+    except ValueError:
+        raise _invalid_cursor() from None
+    items = []
+    for message in messages:
+        view = status_view(message)
+        items.append({name: view[name] for name in _SUMMARY_FIELDS if name in view})
+    return {"items": items, "nextCursor": _encode_cursor(last) if last else None}
 
 
 def replay(
@@ -114,54 +116,38 @@ def replay(
     if head is None:
         raise MessageNotFound(f"No message '{message_id}'.")
     now = datetime.now(UTC)
-    if parse_iso(head["expiresAt"]) <= now:
-        raise MessageExpired(f"Message '{message_id}' expired at {head['expiresAt']}.")
-    updated = repository.start_replay(key, iso(now), int(now.timestamp()) + settings.redrive_after_seconds)
+    if head.is_expired(now):
+        raise MessageExpired(f"Message '{message_id}' expired at {iso(head.expires_at)}.")
+    replayed = Event(EventType.REPLAYED, now, head.run + 1, head.attempts, {"previousStatus": head.status.value})
+    updated = repository.start_replay(head, replayed, int(now.timestamp()) + settings.redrive_after_seconds)
     if updated is None:
         raise MessageNotFinished(
-            f"Message '{message_id}' is {head['status']}; only DELIVERED or FAILED can be replayed."
+            f"Message '{message_id}' is {head.status.value}; only DELIVERED or FAILED can be replayed."
         )
-    run = int(updated["run"])
-    repository.append_event(
-        key,
-        EventType.REPLAYED,
-        iso(now),
-        int(updated["ttl"]),
-        run=run,
-        slot=int(updated.get("attempts", 0)),
-        previousStatus=head["status"],
-    )
     try:
-        queue.send(key, run=run)
-        repository.append_event(
-            key, EventType.ENQUEUED, iso(now), int(updated["ttl"]), run=run, slot=int(updated.get("attempts", 0))
-        )
+        # ENQUEUED is recorded by the dispatcher's claim; until then the due time stands guard.
+        queue.send(key, run=updated.run)
     except RelayError:
-        # Stored as PENDING with a due time: the reconciler re-drives it.
         logger.exception("Replay could not enqueue; the reconciler will re-drive it")
     metrics.add_metric(name=Metric.REPLAYED, unit=MetricUnit.Count, value=1)
-    return {"messageId": message_id, "senderId": sender_id, "status": updated["status"], "run": run}
+    return {"messageId": message_id, "senderId": sender_id, "status": updated.status.value, "run": updated.run}
 
 
 def cancel(repository: MessageRepository, sender_id: str, message_id: str) -> dict[str, Any]:
     key = _message_key(sender_id, message_id)
-    now = datetime.now(UTC)
-    updated = repository.cancel(key, iso(now))
+    head = repository.get_head(key)
+    if head is None:
+        raise MessageNotFound(f"No message '{message_id}'.")
+    updated = None
+    while updated is None and not head.is_terminal:
+        cancelled = Event(EventType.CANCELLED, datetime.now(UTC), head.run, head.attempts)
+        updated = repository.cancel(head, cancelled)
+        if updated is None:  # it moved on meanwhile (an attempt, a result): read it again
+            head = repository.get_head(key) or head
     if updated is None:
-        head = repository.get_head(key)
-        if head is None:
-            raise MessageNotFound(f"No message '{message_id}'.")
-        raise MessageFinished(f"Message '{message_id}' is {head['status']} and cannot be cancelled.")
-    repository.append_event(
-        key,
-        EventType.CANCELLED,
-        iso(now),
-        int(updated["ttl"]),
-        run=int(updated.get("run", 0)),
-        slot=int(updated.get("attempts", 0)),
-    )
+        raise MessageFinished(f"Message '{message_id}' is {head.status.value} and cannot be cancelled.")
     metrics.add_metric(name=Metric.CANCELLED, unit=MetricUnit.Count, value=1)
-    return {"messageId": message_id, "senderId": sender_id, "status": updated["status"]}
+    return {"messageId": message_id, "senderId": sender_id, "status": updated.status.value}
 
 
 def reconcile(
@@ -170,6 +156,7 @@ def reconcile(
     settings: Settings,
     fail: Any,
     now: datetime | None = None,
+    dead_letters: MessageQueue | None = None,
 ) -> dict[str, int]:
     """Re-drive every message that is overdue with no live run; nothing accepted is left behind.
 
@@ -179,44 +166,68 @@ def reconcile(
     now = now or datetime.now(UTC)
     epoch = int(now.timestamp())
     counts = {"due": 0, "redriven": 0, "failed": 0, "finished": 0, "leased": 0}
+    if dead_letters is not None:
+        counts["rescued"] = rescue_dead_letters(repository, dead_letters, now)
     due_keys = (key for shard in range(DUE_SHARDS) for key in repository.iter_due(f"DUE#{shard}", epoch))
     for key in due_keys:
         counts["due"] += 1
         head = repository.get_head(key)
         if head is None:
             continue
-        if head["status"] in TERMINAL_STATUSES:
-            repository.clear_due(key)
-            counts["finished"] += 1
-            continue
-        lease_until = int(head.get("leaseUntil", 0))
-        if lease_until > epoch:
-            repository.set_due(key, lease_until)  # a run holds it: look again when its lease ends
-            counts["leased"] += 1
-            continue
-        run = int(head.get("run", 0))
-        if int(head.get("redrives", 0)) >= MAX_REDRIVES:
-            fail({**key.to_dict(), "run": run, "reason": f"re-driven {MAX_REDRIVES} times without progress"})
-            counts["failed"] += 1
-            continue
-        updated = repository.note_redrive(key, run, epoch + settings.redrive_after_seconds, epoch)
-        if updated is None:
-            continue
-        repository.append_event(
-            key,
-            EventType.REDRIVEN,
-            iso(now),
-            int(head["ttl"]),
-            run=run,
-            slot=int(head.get("attempts", 0)),
-            suffix=str(int(updated.get("redrives", 1))),
-            previousStatus=head["status"],
-        )
-        try:
-            queue.send(key, run=run)
-        except RelayError:
-            logger.exception("Re-drive could not enqueue; next round tries again")
-            continue
-        counts["redriven"] += 1
-        metrics.add_metric(name=Metric.REDRIVEN, unit=MetricUnit.Count, value=1)
+        outcome = _reconcile_one(repository, queue, settings, fail, head, now)
+        counts[outcome] = counts.get(outcome, 0) + 1
+        if outcome == "redriven":
+            metrics.add_metric(name=Metric.REDRIVEN, unit=MetricUnit.Count, value=1)
     return counts
+
+
+# At most this many dead letters are taken back per round (the rest wait for the next minute).
+MAX_RESCUES_PER_ROUND = 100
+
+
+def rescue_dead_letters(repository: MessageRepository, dead_letters: MessageQueue, now: datetime) -> int:
+    """Take back queue messages the dispatcher failed on too often: mark each message due now, so
+    this round's (or the next) re-drive counts it and ends it FAILED if it never gets through.
+
+    A message delivered at its first attempt has no due time (its queue message guards it until the
+    claim): without this, a message whose dispatches all failed would wait in the dead-letter queue.
+    """
+    rescued = 0
+    while rescued < MAX_RESCUES_PER_ROUND:
+        received = dead_letters.receive_json()
+        if not received:
+            break
+        for receipt, payload in received:
+            if isinstance(payload.get("senderId"), str) and isinstance(payload.get("messageId"), str):
+                key = MessageKey(payload["senderId"], payload["messageId"])
+                head = repository.get_head(key)
+                if head is not None and not head.is_terminal:
+                    repository.set_due(key, int(now.timestamp()))
+            dead_letters.delete(receipt)
+            rescued += 1
+    return rescued
+
+
+def _reconcile_one(
+    repository: MessageRepository, queue: DeliveryQueue, settings: Settings, fail: Any, head: MessageHead, now: datetime
+) -> str:
+    epoch = int(now.timestamp())
+    if head.is_terminal:
+        repository.clear_due(head.key)
+        return "finished"
+    if head.leased(epoch):
+        assert head.lease_until is not None
+        repository.set_due(head.key, head.lease_until)  # a run holds it: look again when its lease ends
+        return "leased"
+    if head.redrives >= MAX_REDRIVES:
+        fail({**head.key.to_dict(), "run": head.run, "reason": f"re-driven {MAX_REDRIVES} times without progress"})
+        return "failed"
+    redriven = Event(EventType.REDRIVEN, now, head.run, head.attempts, {"previousStatus": head.status.value})
+    if repository.note_redrive(head, redriven, epoch + settings.redrive_after_seconds, epoch) is None:
+        return "moved-on"
+    try:
+        queue.send(head.key, run=head.run)
+    except RelayError:
+        logger.exception("Re-drive could not enqueue; next round tries again")
+        return "enqueue-failed"
+    return "redriven"

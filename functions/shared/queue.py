@@ -27,6 +27,30 @@ class MessageQueue:
         return str(response["MessageId"])
 
 
+    def receive_json(self, max_messages: int = 10) -> list[tuple[str, dict[str, Any]]]:
+        """Up to `max_messages` waiting messages as (receipt handle, payload); no wait."""
+        try:
+            response = aws.client("sqs").receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=0
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise QueueUnavailable(f"SQS did not answer ({type(error).__name__})") from error
+        received = []
+        for message in response.get("Messages", []):
+            try:
+                payload = json.loads(message["Body"])
+            except ValueError:
+                payload = {}
+            received.append((str(message["ReceiptHandle"]), payload if isinstance(payload, dict) else {}))
+        return received
+
+    def delete(self, receipt_handle: str) -> None:
+        try:
+            aws.client("sqs").delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
+        except (ClientError, BotoCoreError) as error:
+            raise QueueUnavailable(f"SQS did not delete the message ({type(error).__name__})") from error
+
+
 class DeliveryQueue(MessageQueue):
     def send(self, key: MessageKey, run: int = 0) -> str:
         """Enqueue a message key for delivery (the content stays in DynamoDB)."""

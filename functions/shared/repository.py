@@ -1,32 +1,59 @@
 """The data-access layer over the single DynamoDB table. Nothing above this module calls boto3.
 
 Layout (one partition per message, everything expires together through `ttl`):
-- `pk = MSG#<senderId>#<messageId>, sk = MSG`: the head (status, attempts, timestamps, hash).
-  Kept small on purpose: DynamoDB charges every update by the item's size.
-- `sk = EVT#<run>#<slot>#<phase><TYPE>`: immutable events in lifecycle order. The RECEIVED event
-  carries the message content, so the payload is written once and never rewritten.
+- `sk = C`: the content (target, method, headers, body) as compressed JSON, written once and never
+  rewritten, so no later write pays for its size.
+- `sk = H`: the head: status, run, attempts, lease and the message's events as a compact list.
+  Each change of status is ONE conditional `UpdateItem` that sets the status and appends its event
+  together: the history cannot have gaps, and the conditions (run, attempts, results) make a
+  retried step find its own earlier write instead of writing twice. Attribute names and event
+  codes are short because DynamoDB bills every update by the whole item's size (1 KB = 1 WRU).
+
+Indexes (keys only: an index entry is written only when its keys change):
+- `bySender` (`spk`/`ssk`): every message once, by sender and acceptance time, written with the
+  head and never re-keyed. Listings of PENDING, DELIVERING and DELIVERED walk it.
+- `byStatus` (`gsi1pk`/`gsi1sk`), sparse: only RETRYING, FAILED and CANCELLED messages (the
+  failure and retry paths); also the senders' own items.
+- `due` (`dueShard`/`dueAt`), sparse: messages the reconciler must look at (a retry in flight, a
+  failed enqueue, a replay). A message delivered at its first attempt never has an entry: until its
+  claim the queue holds it, and the dispatcher redelivers a claim that died (delivery.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import json
+import zlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.shared import aws
+from functions.shared.clock import iso
 from functions.shared.exceptions import StorageError, StorageUnavailable
 from functions.shared.model import (
-    EVENT_PREFIX,
-    HEAD_SORT_KEY,
+    IN_FLIGHT_STATUSES,
+    Event,
     EventType,
+    MessageContent,
+    MessageHead,
     MessageKey,
-    event_sort_key,
-    status_index_key,
+    Status,
+    StoredMessage,
+    epoch_ms,
+    from_epoch_ms,
 )
+
+HEAD_SORT_KEY = "H"
+CONTENT_SORT_KEY = "C"
+SENDER_INDEX = "bySender"
+STATUS_INDEX = "byStatus"
+DUE_INDEX = "due"
+# Statuses that have an entry in the sparse byStatus index; the others are listed from bySender.
+SPARSE_STATUSES = frozenset({Status.RETRYING, Status.FAILED, Status.CANCELLED})
 
 _TRANSIENT_CODES = frozenset(
     {
@@ -41,6 +68,39 @@ _TRANSIENT_CODES = frozenset(
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
+# Event codes and detail names as stored (short: they are paid for on every later update).
+_EVENT_CODES = {
+    EventType.RECEIVED: "RC",
+    EventType.ENQUEUED: "EQ",
+    EventType.ENQUEUE_FAILED: "EF",
+    EventType.ATTEMPT_STARTED: "AS",
+    EventType.ATTEMPT_FAILED: "AF",
+    EventType.DELIVERED: "DL",
+    EventType.FAILED: "FL",
+    EventType.MOVED_TO_SLOW_LANE: "MS",
+    EventType.REPLAYED: "RP",
+    EventType.CANCELLED: "CN",
+    EventType.REDRIVEN: "RD",
+}
+_EVENT_TYPES = {code: kind for kind, code in _EVENT_CODES.items()}
+_DETAIL_CODES = {
+    "lane": "l",
+    "executionArn": "x",
+    "statusCode": "c",
+    "durationMs": "ms",
+    "queueMessageId": "q",
+    "error": "er",
+    "detail": "d",
+    "responseSnippet": "sn",
+    "retryAfterSeconds": "ra",
+    "reason": "why",
+    "previousStatus": "ps",
+    "requestId": "rq",
+    "anomaly": "an",
+}
+_DETAIL_NAMES = {code: name for name, code in _DETAIL_CODES.items()}
+_EVENT_FIELDS = frozenset({"e", "t", "r", "n"})
+
 
 def _storable(value: Any) -> Any:
     # DynamoDB numbers are decimals; boto3 refuses floats rather than round them silently.
@@ -48,7 +108,7 @@ def _storable(value: Any) -> Any:
         return Decimal(str(value))
     if isinstance(value, dict):
         return {key: _storable(inner) for key, inner in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_storable(inner) for inner in value]
     return value
 
@@ -60,6 +120,8 @@ def to_item(values: dict[str, Any]) -> dict[str, Any]:
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Binary):
+        return bytes(value)  # type: ignore[call-overload]  # Binary defines __bytes__
     if isinstance(value, dict):
         return {key: _plain(inner) for key, inner in value.items()}
     if isinstance(value, list):
@@ -85,18 +147,166 @@ def _storage_failure(error: Exception) -> Exception:
     return StorageUnavailable(f"DynamoDB could not be reached ({type(error).__name__})")
 
 
-@dataclass
-class StoredMessage:
-    head: dict[str, Any]
-    events: list[dict[str, Any]] = field(default_factory=list)
+# -- encoding ----------------------------------------------------------------------------------------
 
-    @property
-    def content(self) -> dict[str, Any]:
-        """The message as received (from the RECEIVED event)."""
-        for event in self.events:
-            if event.get("type") == EventType.RECEIVED:
-                return dict(event.get("message", {}))
-        return {}
+
+def _encode_event(event: Event, previous_arn: str | None = None) -> dict[str, Any]:
+    stored: dict[str, Any] = {"e": _EVENT_CODES[event.type], "t": epoch_ms(event.at)}
+    if event.run:
+        stored["r"] = event.run
+    if event.attempt is not None:
+        stored["n"] = event.attempt
+    for name, value in event.details.items():
+        if value is None or value == "":
+            continue
+        # A lane's later attempts name the same execution: stored once, read back filled in.
+        if name == "executionArn" and event.type == EventType.ATTEMPT_STARTED and value == previous_arn:
+            continue
+        stored[_DETAIL_CODES.get(name, name)] = value
+    return stored
+
+
+def _decode_events(stored: Sequence[dict[str, Any]]) -> tuple[Event, ...]:
+    events: list[Event] = []
+    last_arn: dict[tuple[int, str], str] = {}
+    for item in stored:
+        kind = _EVENT_TYPES[str(item["e"])]
+        details = {_DETAIL_NAMES.get(name, name): value for name, value in item.items() if name not in _EVENT_FIELDS}
+        run = int(item.get("r", 0))
+        if kind == EventType.ATTEMPT_STARTED:
+            lane = str(details.get("lane", ""))
+            if "executionArn" in details:
+                last_arn[(run, lane)] = str(details["executionArn"])
+            elif (run, lane) in last_arn:
+                details["executionArn"] = last_arn[(run, lane)]
+        attempt = int(item["n"]) if "n" in item else None
+        events.append(Event(kind, from_epoch_ms(int(item["t"])), run, attempt, details))
+    return tuple(events)
+
+
+def _last_attempt_arn(head: MessageHead) -> str | None:
+    started = head.last_event(EventType.ATTEMPT_STARTED)
+    return str(started.details.get("executionArn")) if started and started.details.get("executionArn") else None
+
+
+def _decode_head(item: dict[str, Any]) -> MessageHead:
+    _, sender_id, message_id = str(item["pk"]).split("#", 2)
+    return MessageHead(
+        key=MessageKey(sender_id, message_id),
+        status=Status(item["s"]),
+        run=int(item.get("r", 0)),
+        attempts=int(item.get("a", 0)),
+        accepted_at=from_epoch_ms(int(item["acc"])),
+        updated_at=from_epoch_ms(int(item.get("u", item["acc"]))),
+        ttl=int(item["ttl"]),
+        content_hash=str(item.get("h", "")),
+        accept_request_id=str(item.get("rq", "")),
+        events=_decode_events(item.get("ev", [])),
+        lease_until=int(item["l"]) if "l" in item else None,
+        due_at=int(item["dueAt"]) if "dueAt" in item else None,
+        redrives=int(item.get("rd", 0)),
+        last_error=str(item["err"]) if item.get("err") else None,
+        results=int(item.get("n", 0)),
+        enqueued_run=int(item.get("q", -1)),
+    )
+
+
+def _encode_content(message: dict[str, Any]) -> bytes:
+    # Compressed: a 1 KB message then fits one write unit with its keys (JSON compresses well).
+    return zlib.compress(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), 6)
+
+
+def _decode_content(item: dict[str, Any]) -> MessageContent:
+    return MessageContent(json.loads(zlib.decompress(item["z"]).decode("utf-8")))
+
+
+def _sender_partition(sender_id: str) -> str:
+    return f"SENDER#{sender_id}"
+
+
+def _status_partition(sender_id: str, status: Status) -> str:
+    return f"SENDER#{sender_id}#STATUS#{status.value}"
+
+
+def _index_sort(head_key: MessageKey, accepted_at: datetime) -> str:
+    return f"{iso(accepted_at)}#{head_key.message_id}"
+
+
+class _Update:
+    """One UpdateItem expression, built from named parts (every name goes through `#`)."""
+
+    def __init__(self) -> None:
+        self.sets: list[str] = []
+        self.removes: list[str] = []
+        self.adds: list[str] = []
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+        self.conditions: list[str] = []
+
+    def name(self, attribute: str) -> str:
+        placeholder = f"#{attribute}"
+        self.names[placeholder] = attribute
+        return placeholder
+
+    def value(self, label: str, value: Any) -> str:
+        placeholder = f":{label}"
+        self.values[placeholder] = value
+        return placeholder
+
+    def assign(self, attribute: str, value: Any) -> _Update:
+        self.sets.append(f"{self.name(attribute)} = {self.value(attribute, value)}")
+        return self
+
+    def set_once(self, attribute: str, value: Any) -> _Update:
+        name = self.name(attribute)
+        self.sets.append(f"{name} = if_not_exists({name}, {self.value(attribute, value)})")
+        return self
+
+    def remove(self, *attributes: str) -> _Update:
+        self.removes.extend(self.name(attribute) for attribute in attributes)
+        return self
+
+    def add(self, attribute: str, amount: int) -> _Update:
+        self.adds.append(f"{self.name(attribute)} {self.value(attribute, amount)}")
+        return self
+
+    def append_events(self, events: Sequence[Event], previous_arn: str | None = None) -> _Update:
+        encoded = []
+        for event in events:
+            encoded.append(_encode_event(event, previous_arn))
+            if event.type == EventType.ATTEMPT_STARTED and event.details.get("executionArn"):
+                previous_arn = str(event.details["executionArn"])
+        name = self.name("ev")
+        self.sets.append(f"{name} = list_append({name}, {self.value('ev', encoded)})")
+        return self
+
+    def when(self, condition: str) -> _Update:
+        self.conditions.append(condition)
+        return self
+
+    def when_run(self, run: int) -> _Update:
+        return self.when(f"{self.name('r')} = {self.value('run', run)}")
+
+    def when_status_in(self, statuses: frozenset[Status] | set[Status]) -> _Update:
+        labels = ", ".join(self.value(f"st{index}", status.value) for index, status in enumerate(sorted(statuses)))
+        return self.when(f"{self.name('s')} IN ({labels})")
+
+    def when_lease_free(self, now: int) -> _Update:
+        lease = self.name("l")
+        return self.when(f"(attribute_not_exists({lease}) OR {lease} < {self.value('now', now)})")
+
+    def when_attempts(self, attempts: int) -> _Update:
+        return self.when(f"{self.name('a')} = {self.value('expectedAttempts', attempts)}")
+
+    def expression(self) -> str:
+        parts = []
+        if self.sets:
+            parts.append("SET " + ", ".join(self.sets))
+        if self.adds:
+            parts.append("ADD " + ", ".join(self.adds))
+        if self.removes:
+            parts.append("REMOVE " + ", ".join(self.removes))
+        return " ".join(parts)
 
 
 class MessageRepository:
@@ -117,53 +327,82 @@ class MessageRepository:
         except BotoCoreError as error:
             raise _storage_failure(error) from error
 
-    def _conditional_put(self, item: dict[str, Any], condition: str, **kwargs: Any) -> bool:
-        """Put an item if `condition` holds; False when it does not (the item is someone else's)."""
+    def _key(self, key: MessageKey, sort_key: str = HEAD_SORT_KEY) -> dict[str, Any]:
+        return to_item({"pk": key.partition_key, "sk": sort_key})
+
+    def _apply(self, key: MessageKey, update: _Update) -> MessageHead | None:
+        """Run one conditional update of the head; the new head, or None when a condition fails."""
+        kwargs: dict[str, Any] = {
+            "Key": self._key(key),
+            "UpdateExpression": update.expression(),
+            "ConditionExpression": " AND ".join(["attribute_exists(pk)", *update.conditions]),
+            "ExpressionAttributeNames": update.names,
+            "ReturnValues": "ALL_NEW",
+        }
+        if update.values:
+            kwargs["ExpressionAttributeValues"] = to_item(update.values)
         try:
-            self._call("put_item", Item=to_item(item), ConditionExpression=condition, **kwargs)
+            response = self._call("update_item", **kwargs)
         except ClientError as error:
             if _is_condition_failure(error):
-                return False
+                return None
             raise
-        return True
+        return _decode_head(from_item(response["Attributes"]))
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def get_head(self, key: MessageKey, consistent: bool = True) -> dict[str, Any] | None:
-        response = self._call(
-            "get_item",
-            Key=to_item({"pk": key.partition_key, "sk": HEAD_SORT_KEY}),
-            ConsistentRead=consistent,
-        )
+    def get_head(self, key: MessageKey, consistent: bool = True) -> MessageHead | None:
+        response = self._call("get_item", Key=self._key(key), ConsistentRead=consistent)
         item = response.get("Item")
-        return from_item(item) if item else None
+        return _decode_head(from_item(item)) if item else None
 
     def get_message(self, key: MessageKey) -> StoredMessage | None:
-        """The head and every event of a message, in lifecycle order (one query)."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": to_item({":pk": key.partition_key}),
-            "ConsistentRead": True,
-        }
-        while True:
-            response = self._call("query", **kwargs)
-            items.extend(from_item(item) for item in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                break
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        head = next((item for item in items if item["sk"] == HEAD_SORT_KEY), None)
-        if head is None:
+        """The head and the content, in one consistent batch read."""
+        found = self._batch_get([self._key(key), self._key(key, CONTENT_SORT_KEY)], consistent=True)
+        head = next((item for item in found if item["sk"] == HEAD_SORT_KEY), None)
+        content = next((item for item in found if item["sk"] == CONTENT_SORT_KEY), None)
+        if head is None or content is None:
             return None
-        events = [item for item in items if item["sk"].startswith(EVENT_PREFIX)]
-        return StoredMessage(head=head, events=events)
+        return StoredMessage(_decode_head(head), _decode_content(content))
+
+    def get_heads(self, keys: Sequence[MessageKey]) -> list[MessageHead]:
+        """Heads by key, in the order of `keys` (missing ones left out)."""
+        found = {item["pk"]: item for item in self._batch_get([self._key(key) for key in keys], consistent=False)}
+        return [_decode_head(found[key.partition_key]) for key in keys if key.partition_key in found]
+
+    def get_messages(self, keys: Sequence[MessageKey]) -> list[StoredMessage]:
+        """Heads with their content, in the order of `keys` (missing ones left out)."""
+        wanted = [self._key(key, sort) for key in keys for sort in (HEAD_SORT_KEY, CONTENT_SORT_KEY)]
+        found = {(item["pk"], item["sk"]): item for item in self._batch_get(wanted, consistent=False)}
+        messages = []
+        for key in keys:
+            head = found.get((key.partition_key, HEAD_SORT_KEY))
+            content = found.get((key.partition_key, CONTENT_SORT_KEY))
+            if head is not None and content is not None:
+                messages.append(StoredMessage(_decode_head(head), _decode_content(content)))
+        return messages
+
+    def _batch_get(self, keys: list[dict[str, Any]], consistent: bool) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            pending: dict[str, Any] = {
+                self.table_name: {"Keys": keys[start : start + 100], "ConsistentRead": consistent}
+            }
+            while pending:
+                try:
+                    response = self._client.batch_get_item(RequestItems=pending)
+                except (ClientError, BotoCoreError) as error:
+                    raise _storage_failure(error) from error
+                found.extend(from_item(item) for item in response.get("Responses", {}).get(self.table_name, []))
+                pending = response.get("UnprocessedKeys") or {}
+        return found
 
     def iter_due(self, shard: str, due_before: int, page_size: int = 100) -> Iterator[MessageKey]:
         """Every due head of a shard, page by page (the reconciler walks them all each round)."""
         start: dict[str, Any] | None = None
         while True:
             kwargs: dict[str, Any] = {
-                "IndexName": "due",
+                "IndexName": DUE_INDEX,
                 "KeyConditionExpression": "dueShard = :shard AND dueAt <= :now",
                 "ExpressionAttributeValues": to_item({":shard": shard, ":now": due_before}),
                 "Limit": page_size,
@@ -178,36 +417,74 @@ class MessageRepository:
             if not start:
                 return
 
-    # -- writes --------------------------------------------------------------------------------
+    def list_by_status(
+        self, sender_id: str, status: Status, limit: int, cursor: dict[str, Any] | None
+    ) -> tuple[list[StoredMessage], dict[str, Any] | None]:
+        """A sender's messages in one status, newest first, and the cursor of the next page.
 
-    def record_received(
-        self,
-        key: MessageKey,
-        message: dict[str, Any],
-        content_hash: str,
-        request_id: str,
-        at: str,
-        ttl: int,
-    ) -> bool:
-        """Write the RECEIVED event with the message content; False when it exists with other content.
-
-        Written before the head, so a head never exists without its content. The event is never
-        rewritten: a twin or a retried step with identical content finds it and goes on.
+        RETRYING, FAILED and CANCELLED come from their sparse index partition; the others from
+        the sender's index of every message, filtered, so a page may hold fewer than `limit`.
+        Raises ValueError for a cursor that does not continue this very listing.
         """
-        item = {
-            "pk": key.partition_key,
-            "sk": event_sort_key(EventType.RECEIVED, run=0, slot=0),
-            "type": EventType.RECEIVED.value,
-            "at": at,
-            "ttl": ttl,
-            "contentHash": content_hash,
-            "requestId": request_id,
-            "message": message,
+        if status in SPARSE_STATUSES:
+            index, keys, partition = STATUS_INDEX, ("gsi1pk", "gsi1sk"), _status_partition(sender_id, status)
+        else:
+            index, keys, partition = SENDER_INDEX, ("spk", "ssk"), _sender_partition(sender_id)
+        if cursor is not None and (
+            set(cursor) != {"pk", "sk", *keys}
+            or not all(isinstance(value, str) for value in cursor.values())
+            or cursor[keys[0]] != partition
+        ):
+            raise ValueError("not a cursor of this listing")
+        kwargs: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": f"{keys[0]} = :pk",
+            "ExpressionAttributeValues": to_item({":pk": partition}),
+            "ScanIndexForward": False,
+            "Limit": limit,
         }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = to_item(cursor)
+        response = self._call("query", **kwargs)
+        message_keys = []
+        for item in response.get("Items", []):
+            _, sender, message_id = str(from_item(item)["pk"]).split("#", 2)
+            message_keys.append(MessageKey(sender, message_id))
+        last = response.get("LastEvaluatedKey")
+        messages = [message for message in self.get_messages(message_keys) if message.head.status == status]
+        return messages, (from_item(last) if last else None)
+
+    def query_index(
+        self, partition: str, start_key: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Items of one `byStatus` partition (the senders' own items use it too), read from the table."""
+        kwargs: dict[str, Any] = {
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "gsi1pk = :pk",
+            "ExpressionAttributeValues": to_item({":pk": partition}),
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = to_item(start_key)
+        response = self._call("query", **kwargs)
+        keys = [to_item({"pk": item["pk"], "sk": item["sk"]}) for item in map(from_item, response.get("Items", []))]
+        found = {(item["pk"], item["sk"]): item for item in self._batch_get(keys, consistent=False)}
+        ordered = [found[(k["pk"]["S"], k["sk"]["S"])] for k in keys if (k["pk"]["S"], k["sk"]["S"]) in found]
+        last = response.get("LastEvaluatedKey")
+        return ordered, (from_item(last) if last else None)
+
+    # -- ingest ----------------------------------------------------------------------------------
+
+    def put_content(self, key: MessageKey, message: dict[str, Any], content_hash: str, ttl: int) -> bool:
+        """Write the content once; False when it exists with other content (a different message).
+
+        Written before the head, so a head never exists without its content. Never rewritten: a
+        twin or a retried step with identical content finds it and goes on.
+        """
+        item = {"pk": key.partition_key, "sk": CONTENT_SORT_KEY, "ttl": ttl, "h": content_hash}
         try:
             self._call(
                 "put_item",
-                Item=to_item(item),
+                Item={**to_item(item), "z": {"B": _encode_content(message)}},
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -216,323 +493,190 @@ class MessageRepository:
                 raise
             existing: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
             if existing is None:  # older emulators do not return the item
-                response = self._call("get_item", Key=to_item({"pk": item["pk"], "sk": item["sk"]}))
-                existing = response.get("Item", {})
-            return bool(from_item(existing).get("contentHash") == content_hash)
+                existing = self._call("get_item", Key=self._key(key, CONTENT_SORT_KEY)).get("Item", {})
+            return bool(from_item(existing or {}).get("h") == content_hash)
         return True
 
-    def create_head(self, head: dict[str, Any]) -> bool:
-        """The dedup point: a conditional put, so of concurrent twins exactly one wins."""
-        item = dict(head)
-        item["sk"] = HEAD_SORT_KEY
-        item["gsi1pk"] = status_index_key(head["senderId"], head["status"])
-        item["gsi1sk"] = f"{head['acceptedAt']}#{head['messageId']}"
-        return self._conditional_put(item, "attribute_not_exists(pk)")
-
-    def append_event(
-        self,
-        key: MessageKey,
-        event_type: EventType,
-        at: str,
-        ttl: int,
-        run: int = 0,
-        slot: int = 0,
-        suffix: str = "",
-        **details: Any,
+    def create_head(
+        self, key: MessageKey, content_hash: str, request_id: str, accepted_at: datetime, ttl: int, received: Event
     ) -> bool:
-        """Append an immutable event; False when this very event was already recorded."""
+        """The dedup point: a conditional put, so of concurrent twins exactly one wins."""
         item = {
             "pk": key.partition_key,
-            "sk": event_sort_key(event_type, run=run, slot=slot, suffix=suffix),
-            "type": event_type.value,
-            "at": at,
+            "sk": HEAD_SORT_KEY,
+            "s": Status.PENDING.value,
+            "r": 0,
+            "a": 0,
+            "acc": epoch_ms(accepted_at),
+            "u": epoch_ms(accepted_at),
             "ttl": ttl,
-            **details,
+            "h": content_hash,
+            "rq": request_id,
+            "ev": [_encode_event(received)],
+            # The one index entry of the success path, written here and never re-keyed.
+            "spk": _sender_partition(key.sender_id),
+            "ssk": _index_sort(key, accepted_at),
         }
-        return self._conditional_put(item, "attribute_not_exists(sk)")
+        try:
+            self._call("put_item", Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def record_enqueue_failed(self, key: MessageKey, event: Event, request_id: str, due_at: int) -> None:
+        """ENQUEUE_FAILED and a due time (the reconciler re-drives it); once per request."""
+        update = _Update().append_events([event]).assign("ef", request_id)
+        update.assign("dueAt", due_at).assign("dueShard", key.due_shard)
+        ef = update.name("ef")
+        update.when(f"(attribute_not_exists({ef}) OR {ef} <> {update.value('ef', request_id)})")
+        self._apply(key, update)
 
     def set_due(self, key: MessageKey, due_at: int) -> None:
-        """Move the time after which the reconciler considers the message stuck."""
-        self._call(
-            "update_item",
-            Key=to_item({"pk": key.partition_key, "sk": HEAD_SORT_KEY}),
-            UpdateExpression="SET dueAt = :due, dueShard = :shard",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues=to_item({":due": due_at, ":shard": key.due_shard}),
-        )
+        """Move the time after which the reconciler looks at the message."""
+        self._apply(key, _Update().assign("dueAt", due_at).assign("dueShard", key.due_shard))
 
     # -- delivery --------------------------------------------------------------------------------
 
-    def _update_head(
+    def claim(
         self,
-        key: MessageKey,
-        update: str,
-        condition: str,
-        values: dict[str, Any],
-        names: dict[str, str] | None = None,
-    ) -> dict[str, Any] | None:
-        """A conditional update of the head; None when the condition does not hold."""
-        kwargs: dict[str, Any] = {
-            "Key": to_item({"pk": key.partition_key, "sk": HEAD_SORT_KEY}),
-            "UpdateExpression": update,
-            "ConditionExpression": condition,
-            "ExpressionAttributeValues": to_item(values),
-            "ReturnValues": "ALL_NEW",
-        }
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        try:
-            response = self._call("update_item", **kwargs)
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return None
-            raise
-        return from_item(response["Attributes"])
+        head: MessageHead,
+        lease_until: int,
+        now: int,
+        enqueued: Event | None,
+        started: Event | None,
+        interrupted: Event | None = None,
+        due_at: int | None = None,
+    ) -> MessageHead | None:
+        """Take the single delivery lease of the head's run; None when another run holds it or it is over.
 
-    def get_head_and_content(self, key: MessageKey) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        """The head and the received content, in one consistent batch read."""
-        keys = [
-            {"pk": key.partition_key, "sk": HEAD_SORT_KEY},
-            {"pk": key.partition_key, "sk": event_sort_key(EventType.RECEIVED, run=0, slot=0)},
-        ]
-        try:
-            response = self._client.batch_get_item(
-                RequestItems={self.table_name: {"Keys": [to_item(k) for k in keys], "ConsistentRead": True}}
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise _storage_failure(error) from error
-        head: dict[str, Any] | None = None
-        content: dict[str, Any] = {}
-        for item in response.get("Responses", {}).get(self.table_name, []):
-            plain = from_item(item)
-            if plain["sk"] == HEAD_SORT_KEY:
-                head = plain
-            else:
-                content = dict(plain.get("message", {}))
-        return head, content
-
-    def claim_delivery(self, key: MessageKey, run: int, execution_name: str, lease_until: int, now: int) -> bool:
-        """Take the single delivery lease of a run; False when another run holds it or it is over.
-
-        A redelivered queue message therefore never starts a second concurrent run, and never one
-        for a terminal message.
+        The same write records ENQUEUED (the run's first claim) and, for an inline first attempt,
+        counts the attempt and records ATTEMPT_STARTED (after the result of an interrupted one).
         """
-        updated = self._update_head(
-            key,
-            # dueAt stays as stored: moving it would rewrite the `due` index entry on every message;
-            # the reconciler skips a leased message and only then pushes its due time out.
-            "SET leaseUntil = :lease, executionName = :name",
-            "#run = :run AND NOT (#status IN (:delivered, :failed, :cancelled)) "
-            "AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)",
-            {
-                ":lease": lease_until,
-                ":name": execution_name,
-                ":run": run,
-                ":now": now,
-                ":delivered": "DELIVERED",
-                ":failed": "FAILED",
-                ":cancelled": "CANCELLED",
-            },
-            {"#run": "run", "#status": "status"},
-        )
-        return updated is not None
+        update = _Update().assign("l", lease_until)
+        update.when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_lease_free(now)
+        update.when_attempts(head.attempts)
+        events = [event for event in (enqueued, interrupted, started) if event is not None]
+        if enqueued is not None:
+            update.assign("q", head.run)
+        if due_at is not None:
+            update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
+        if started is not None:
+            self._count_attempt(update, head, started, interrupted)
+        if events:
+            update.append_events(events, _last_attempt_arn(head))
+        return self._apply(head.key, update)
 
-    def extend_claim(self, key: MessageKey, run: int, lease_until: int, execution_name: str) -> None:
-        """Hand the lease to the slow lane's run (or keep it for a long wait)."""
-        self._update_head(
-            key,
-            "SET leaseUntil = :lease, dueAt = :lease, executionName = :name",
-            "#run = :run",
-            {":lease": lease_until, ":run": run, ":name": execution_name},
-            {"#run": "run"},
+    @staticmethod
+    def _count_attempt(update: _Update, head: MessageHead, started: Event, interrupted: Event | None) -> None:
+        update.add("a", 1).assign("s", Status.DELIVERING.value).assign("u", epoch_ms(started.at))
+        if interrupted is not None:
+            update.assign("n", head.attempts)
+
+    def begin_attempt(self, head: MessageHead, started: Event, interrupted: Event | None) -> MessageHead | None:
+        """Count an attempt and record ATTEMPT_STARTED; None when the run is stale or it was counted."""
+        update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_attempts(head.attempts)
+        self._count_attempt(update, head, started, interrupted)
+        update.append_events([e for e in (interrupted, started) if e is not None], _last_attempt_arn(head))
+        return self._apply(head.key, update)
+
+    def _when_attempt_open(self, update: _Update, run: int, attempt: int) -> _Update:
+        results = update.name("n")
+        update.when_run(run).when_attempts(attempt)
+        update.when(f"{update.name('s')} = {update.value('delivering', Status.DELIVERING.value)}")
+        return update.when(f"(attribute_not_exists({results}) OR {results} < {update.value('attempt', attempt)})")
+
+    def record_failed_attempt(
+        self, key: MessageKey, run: int, failed: Event, retry_reason: str | None, due_at: int
+    ) -> MessageHead | None:
+        """Record attempt `failed.attempt`'s failure; with `retry_reason`, the message is RETRYING.
+
+        RETRYING gives the message its sparse listing entry and a due time (the lease's end), so the
+        reconciler watches every retry. None when the result was already recorded (a retried step).
+        """
+        assert failed.attempt is not None
+        update = self._when_attempt_open(_Update(), run, failed.attempt)
+        update.assign("n", failed.attempt).assign("u", epoch_ms(failed.at)).append_events([failed])
+        if retry_reason is not None:
+            update.assign("s", Status.RETRYING.value).assign("err", retry_reason)
+            update.assign("gsi1pk", _status_partition(key.sender_id, Status.RETRYING))
+            update.set_once("gsi1sk", f"{epoch_ms(failed.at)}#{key.message_id}")
+            update.set_once("dueAt", due_at).set_once("dueShard", key.due_shard)
+        return self._apply(key, update)
+
+    def finish_delivered(self, key: MessageKey, run: int, delivered: Event) -> MessageHead | None:
+        """DELIVERED with its event; None when the attempt's result is already recorded."""
+        assert delivered.attempt is not None
+        update = self._when_attempt_open(_Update(), run, delivered.attempt)
+        update.assign("s", Status.DELIVERED.value).assign("n", delivered.attempt).assign("u", epoch_ms(delivered.at))
+        update.append_events([delivered]).remove("l", "dueAt", "dueShard", "gsi1pk", "gsi1sk", "err")
+        return self._apply(key, update)
+
+    def finish_failed(self, head: MessageHead, reason: str, events: Sequence[Event]) -> MessageHead | None:
+        """FAILED with its events (an interrupted attempt's result first); None when already over."""
+        at = events[-1].at
+        update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES)
+        update.assign("s", Status.FAILED.value).assign("err", reason).assign("u", epoch_ms(at)).assign(
+            "n", head.attempts
         )
+        update.when_attempts(head.attempts)
+        update.assign("gsi1pk", _status_partition(head.key.sender_id, Status.FAILED))
+        update.assign("gsi1sk", f"{epoch_ms(at)}#{head.key.message_id}")
+        update.append_events(events).remove("l", "dueAt", "dueShard")
+        return self._apply(head.key, update)
+
+    def hand_to_slow_lane(self, head: MessageHead, lease_until: int, name: str, moved: Event) -> MessageHead | None:
+        """Give the lease (and the reconciler's due time) to the slow-lane run; once per run name."""
+        update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES)
+        slow = update.name("sl")
+        update.when(f"(attribute_not_exists({slow}) OR {slow} <> {update.value('sl', name)})")
+        update.assign("sl", name).assign("l", lease_until).assign("dueAt", lease_until).assign(
+            "dueShard", head.key.due_shard
+        )
+        update.append_events([moved])
+        return self._apply(head.key, update)
 
     def release_claim(self, key: MessageKey, run: int) -> None:
-        self._update_head(key, "REMOVE leaseUntil", "#run = :run", {":run": run}, {"#run": "run"})
-
-    def begin_attempt(self, key: MessageKey, run: int, at: str, execution_arn: str) -> dict[str, Any] | None:
-        """Count an attempt atomically and mark the message DELIVERING; None if the run is stale."""
-        return self._update_head(
-            key,
-            "ADD attempts :one SET #status = :delivering, updatedAt = :at, executionArn = :arn",
-            "#run = :run AND #status IN (:pending, :retrying, :delivering)",
-            {
-                ":one": 1,
-                ":delivering": "DELIVERING",
-                ":pending": "PENDING",
-                ":retrying": "RETRYING",
-                ":at": at,
-                ":arn": execution_arn,
-                ":run": run,
-            },
-            {"#status": "status", "#run": "run"},
-        )
-
-    def record_retrying(self, key: MessageKey, run: int, at: str, last_error: str) -> None:
-        # dueAt stays the run's lease: the reconciler only steps in when the whole run is overdue.
-        self._update_head(
-            key,
-            "SET #status = :retrying, updatedAt = :at, lastError = :error",
-            "#run = :run AND #status = :delivering",
-            {
-                ":retrying": "RETRYING",
-                ":delivering": "DELIVERING",
-                ":at": at,
-                ":error": last_error,
-                ":run": run,
-            },
-            {"#status": "status", "#run": "run"},
-        )
-
-    def finish(
-        self, key: MessageKey, run: int, status: str, at: str, last_error: str | None = None
-    ) -> dict[str, Any] | None:
-        """Move a run's message to a terminal status and take it off the reconciler's index.
-
-        None when the message is already terminal or was replayed meanwhile (a retried step).
-        """
-        stamp = "deliveredAt" if status == "DELIVERED" else "failedAt" if status == "FAILED" else "cancelledAt"
-        update = (
-            f"SET #status = :status, updatedAt = :at, {stamp} = :at, gsi1pk = :gsi "
-            + (", lastError = :error " if last_error else "")
-            # A delivered message's earlier failures stay in its events, not in its status.
-            + ("REMOVE dueAt, dueShard, leaseUntil" + (", lastError" if status == "DELIVERED" else ""))
-        )
-        values: dict[str, Any] = {
-            ":status": status,
-            ":at": at,
-            ":run": run,
-            ":gsi": status_index_key(key.sender_id, status),
-            ":delivered": "DELIVERED",
-            ":failed": "FAILED",
-            ":cancelled": "CANCELLED",
-        }
-        if last_error:
-            values[":error"] = last_error
-        return self._update_head(
-            key,
-            update,
-            "#run = :run AND NOT (#status IN (:delivered, :failed, :cancelled))",
-            values,
-            {"#status": "status", "#run": "run"},
-        )
+        self._apply(key, _Update().remove("l").when_run(run))
 
     # -- operations ------------------------------------------------------------------------------
 
-    def query_index(
-        self,
-        partition: str,
-        limit: int | None = None,
-        start_key: dict[str, Any] | None = None,
-        newest_first: bool = False,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """Items of one `byStatus` partition (a keys-only index: the items are read from the table)."""
-        kwargs: dict[str, Any] = {
-            "IndexName": "byStatus",
-            "KeyConditionExpression": "gsi1pk = :pk",
-            "ExpressionAttributeValues": to_item({":pk": partition}),
-            "ScanIndexForward": not newest_first,
-        }
-        if limit:
-            kwargs["Limit"] = limit
-        if start_key:
-            kwargs["ExclusiveStartKey"] = to_item(start_key)
-        response = self._call("query", **kwargs)
-        keys = [{"pk": from_item(item)["pk"], "sk": from_item(item)["sk"]} for item in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        return self.batch_get(keys), (from_item(last) if last else None)
-
-    def batch_get(self, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
-        """Items by key, in the order of `keys` (missing ones left out)."""
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        for start in range(0, len(keys), 100):
-            pending: dict[str, Any] = {self.table_name: {"Keys": [to_item(k) for k in keys[start : start + 100]]}}
-            while pending:
-                try:
-                    response = self._client.batch_get_item(RequestItems=pending)
-                except (ClientError, BotoCoreError) as error:
-                    raise _storage_failure(error) from error
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    plain = from_item(item)
-                    found[(plain["pk"], plain["sk"])] = plain
-                pending = response.get("UnprocessedKeys") or {}
-        return [found[(k["pk"], k["sk"])] for k in keys if (k["pk"], k["sk"]) in found]
-
-    def list_by_status(
-        self, sender_id: str, status: str, limit: int, start_key: dict[str, Any] | None
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """A sender's heads in one status, newest first; returns the next page's start key.
-
-        In-flight statuses share an index partition, so a page of them may hold fewer than `limit`.
-        """
-        heads, last = self.query_index(status_index_key(sender_id, status), limit, start_key, newest_first=True)
-        return [head for head in heads if head.get("status") == status], last
-
-    def start_replay(self, key: MessageKey, at: str, due_at: int) -> dict[str, Any] | None:
+    def start_replay(self, head: MessageHead, replayed: Event, due_at: int) -> MessageHead | None:
         """Begin a new run of a finished message (DELIVERED or FAILED); None when it is not finished."""
-        return self._update_head(
-            key,
-            "SET #status = :pending, #run = #run + :one, updatedAt = :at, dueAt = :due, dueShard = :shard, "
-            "gsi1pk = :gsi REMOVE leaseUntil, deliveredAt, failedAt, lastError",
-            "#status IN (:delivered, :failed)",
-            {
-                ":pending": "PENDING",
-                ":one": 1,
-                ":at": at,
-                ":due": due_at,
-                ":shard": key.due_shard,
-                ":gsi": status_index_key(key.sender_id, "PENDING"),
-                ":delivered": "DELIVERED",
-                ":failed": "FAILED",
-            },
-            {"#status": "status", "#run": "run"},
+        update = _Update().when_run(head.run).when_status_in({Status.DELIVERED, Status.FAILED})
+        update.assign("s", Status.PENDING.value).add("r", 1).assign("u", epoch_ms(replayed.at)).assign(
+            "n", head.attempts
         )
+        update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
+        update.append_events([replayed]).remove("l", "err", "gsi1pk", "gsi1sk", "sl")
+        return self._apply(head.key, update)
 
-    def cancel(self, key: MessageKey, at: str) -> dict[str, Any] | None:
-        """Stop a message that has not finished; None when it already has."""
-        return self._update_head(
-            key,
-            "SET #status = :cancelled, updatedAt = :at, cancelledAt = :at, gsi1pk = :gsi "
-            "REMOVE dueAt, dueShard, leaseUntil",
-            "#status IN (:pending, :delivering, :retrying)",
-            {
-                ":cancelled": "CANCELLED",
-                ":at": at,
-                ":gsi": status_index_key(key.sender_id, "CANCELLED"),
-                ":pending": "PENDING",
-                ":delivering": "DELIVERING",
-                ":retrying": "RETRYING",
-            },
-            {"#status": "status"},
-        )
+    def cancel(self, head: MessageHead, cancelled: Event) -> MessageHead | None:
+        """Stop a message that has not finished; None when it has (or moved on meanwhile)."""
+        update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES)
+        update.assign("s", Status.CANCELLED.value).assign("u", epoch_ms(cancelled.at))
+        update.assign("gsi1pk", _status_partition(head.key.sender_id, Status.CANCELLED))
+        update.assign("gsi1sk", f"{epoch_ms(cancelled.at)}#{head.key.message_id}")
+        update.append_events([cancelled]).remove("l", "dueAt", "dueShard")
+        return self._apply(head.key, update)
 
-    def note_redrive(self, key: MessageKey, run: int, due_at: int, now: int) -> dict[str, Any] | None:
-        """Count a reconciler re-drive and push the due time out; None if the message moved on.
+    def note_redrive(self, head: MessageHead, redriven: Event, due_at: int, now: int) -> MessageHead | None:
+        """Count a reconciler re-drive, push the due time out and record REDRIVEN; None if it moved on.
 
         The lease is checked again here, not only on the head the reconciler read: a run claimed
         in between keeps its lease (removing it would let a queued duplicate start a second run).
         """
-        return self._update_head(
-            key,
-            "SET dueAt = :due ADD redrives :one REMOVE leaseUntil",
-            "#run = :run AND #status IN (:pending, :delivering, :retrying) "
-            "AND (attribute_not_exists(leaseUntil) OR leaseUntil <= :now)",
-            {
-                ":due": due_at,
-                ":one": 1,
-                ":run": run,
-                ":now": now,
-                ":pending": "PENDING",
-                ":delivering": "DELIVERING",
-                ":retrying": "RETRYING",
-            },
-            {"#run": "run", "#status": "status"},
-        )
+        update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_lease_free(now + 1)
+        redrives = update.name("rd")
+        if head.redrives:
+            update.when(f"{redrives} = {update.value('redrives', head.redrives)}")
+        else:
+            update.when(f"attribute_not_exists({redrives})")
+        update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard).add("rd", 1).remove("l")
+        update.append_events([redriven])
+        return self._apply(head.key, update)
 
     def clear_due(self, key: MessageKey) -> None:
         """Take a finished message off the reconciler's index (a leftover due time)."""
-        self._call(
-            "update_item",
-            Key=to_item({"pk": key.partition_key, "sk": HEAD_SORT_KEY}),
-            UpdateExpression="REMOVE dueAt, dueShard",
-        )
+        self._apply(key, _Update().remove("dueAt", "dueShard"))

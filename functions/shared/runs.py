@@ -7,7 +7,7 @@ with Logs Insights over a time window, so its page (`#/express-executions/detail
 `startDate`, the window's start in epoch milliseconds. Whether the run has anything to show depends
 on the deployment's `relay.tracing` (README, "Tracing in the Step Functions console").
 
-The runs are read from the events that record them: ENQUEUED (or ENQUEUE_FAILED) carries the ingest
+The runs are read from the events that record them: RECEIVED (or ENQUEUE_FAILED) carries the ingest
 run, ATTEMPT_STARTED the lane run that made the attempt, MOVED_TO_SLOW_LANE the slow-lane run.
 """
 
@@ -20,7 +20,8 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
-from functions.shared.model import EventType, event_run
+from functions.shared.clock import iso
+from functions.shared.model import Event, EventType
 
 # The longest an EXPRESS run lasts. An Express link's window opens this long before the run's
 # first recorded event, so it covers the run's start whatever happened before that event.
@@ -108,24 +109,23 @@ def console_link(execution_arn: str, kind: ExecutionType, started_at: str) -> st
     return f"{base}#/express-executions/details/{execution_arn}?startDate={int(window_start.timestamp() * 1000)}"
 
 
-def _workflow_of(event: dict[str, Any]) -> Workflow | None:
-    kind = event.get("type")
-    if kind in (EventType.ENQUEUED, EventType.ENQUEUE_FAILED):
+def _workflow_of(event: Event) -> Workflow | None:
+    if event.type in (EventType.RECEIVED, EventType.ENQUEUE_FAILED):
         return Workflow.INGEST
-    if kind == EventType.MOVED_TO_SLOW_LANE:
+    if event.type == EventType.MOVED_TO_SLOW_LANE:
         return Workflow.SLOW_LANE
-    if kind == EventType.ATTEMPT_STARTED:
-        return _LANES.get(str(event.get("lane", "fast")))
+    if event.type == EventType.ATTEMPT_STARTED:
+        return _LANES.get(str(event.details.get("lane", "fast")))
     return None
 
 
-def message_runs(events: Iterable[dict[str, Any]]) -> list[Run]:
-    """Every run the stored events (with their sort keys) name, oldest first, each once."""
+def message_runs(events: Iterable[Event]) -> list[Run]:
+    """Every run the events name, oldest first, each once."""
     runs: dict[str, Run] = {}
-    for event in sorted(events, key=lambda item: (str(item.get("at", "")), str(item["sk"]))):
-        arn = str(event.get("executionArn") or "")
+    for event in sorted(events, key=lambda item: item.at):
+        arn = str(event.details.get("executionArn") or "")
         workflow = _workflow_of(event)
         if not arn or workflow is None or arn in runs:
             continue
-        runs[arn] = Run(workflow, event_run(str(event["sk"])), arn, str(event["at"]))
+        runs[arn] = Run(workflow, event.run, arn, iso(event.at))
     return list(runs.values())

@@ -1,39 +1,41 @@
-"""The status view of a message: what `GET /messages/{id}` and `relay status` show."""
+"""The status view of a message: what `GET /messages/{id}`, listings and `relay status` show."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from functions.shared.repository import StoredMessage
-
-_HEAD_FIELDS = (
-    "messageId",
-    "senderId",
-    "status",
-    "attempts",
-    "acceptedAt",
-    "updatedAt",
-    "expiresAt",
-    "deliveredAt",
-    "failedAt",
-    "lastError",
-    "targetUrl",
-    "method",
-    "ttl",
-    "run",
-    "cancelledAt",
-    "redrives",
-)
-_EVENT_HIDDEN = frozenset({"pk", "sk", "ttl", "message", "contentHash"})
+from functions.shared.clock import iso
+from functions.shared.model import EventType, StoredMessage
 
 
 def status_view(stored: StoredMessage) -> dict[str, Any]:
-    view: dict[str, Any] = {name: stored.head[name] for name in _HEAD_FIELDS if name in stored.head}
-    content = stored.content
+    head, content = stored.head, stored.content
+    view: dict[str, Any] = {
+        "messageId": head.key.message_id,
+        "senderId": head.key.sender_id,
+        "status": head.status.value,
+        "attempts": head.attempts,
+        "acceptedAt": iso(head.accepted_at),
+        "updatedAt": iso(head.updated_at),
+        "expiresAt": iso(head.expires_at),
+        "targetUrl": content.target_url,
+        "method": content.method,
+        "ttl": head.ttl,
+        "run": head.run,
+    }
+    for name, event_type in (
+        ("deliveredAt", EventType.DELIVERED),
+        ("failedAt", EventType.FAILED),
+        ("cancelledAt", EventType.CANCELLED),
+    ):
+        if head.status.value == event_type.value and (at := head.finished_at(event_type)) is not None:
+            view[name] = iso(at)
+    if head.last_error:
+        view["lastError"] = head.last_error
+    if head.redrives:
+        view["redrives"] = head.redrives
     for optional in ("timestamp", "headers", "body"):
-        if optional in content:
-            view[optional] = content[optional]
-    # Time order reads naturally; the sort key breaks ties within a millisecond.
-    ordered = sorted(stored.events, key=lambda event: (str(event.get("at", "")), str(event["sk"])))
-    view["events"] = [{name: value for name, value in event.items() if name not in _EVENT_HIDDEN} for event in ordered]
+        if optional in content.message:
+            view[optional] = content.message[optional]
+    view["events"] = [event.to_dict() for event in head.events]
     return view

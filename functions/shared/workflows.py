@@ -27,6 +27,11 @@ def execution_name(key: MessageKey, run: int, lane: str, unique: str = "") -> st
     return readable[: 80 - len(tail)] + tail
 
 
+def standard_execution_arn(state_machine_arn: str, name: str) -> str:
+    """The ARN a STANDARD machine gives the run of that name (known before the run starts)."""
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+
+
 class Workflows:
     def start(self, state_machine_arn: str, name: str, payload: dict[str, Any]) -> str:
         """Start a run; a STANDARD run of the same name and input is the same run (idempotent)."""
@@ -37,7 +42,7 @@ class Workflows:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code == "ExecutionAlreadyExists":
-                return f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+                return standard_execution_arn(state_machine_arn, name)
             raise WorkflowUnavailable(f"Step Functions did not start the run ({code})") from error
         except BotoCoreError as error:
             raise WorkflowUnavailable(f"Step Functions could not be reached ({type(error).__name__})") from error

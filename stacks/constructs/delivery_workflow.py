@@ -172,7 +172,7 @@ class DeliveryWorkflow(Construct):
         )
 
         # Least privilege, per function; DynamoDB on the table only (no index is queried here).
-        self.dispatcher.grant([table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        self.dispatcher.grant([table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
         self.dispatcher.grant([self.fast_lane.state_machine_arn], "states:StartExecution")
         # An expired message is failed by the dispatcher itself (fail_message -> failed queue).
         self.dispatcher.grant([self.failed_queue.queue_arn], "sqs:SendMessage")
@@ -183,10 +183,10 @@ class DeliveryWorkflow(Construct):
         for function in attempting:
             self._grant_attempts(function, table_arn)
 
-        self.finalize.grant([table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        self.finalize.grant([table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem")
         self.finalize.grant([self.failed_queue.queue_arn], "sqs:SendMessage")
 
-        self.handoff.grant([table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        self.handoff.grant([table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem")
         self.handoff.grant([self.slow_lane.state_machine_arn], "states:StartExecution")
 
         self.functions = {
@@ -199,7 +199,7 @@ class DeliveryWorkflow(Construct):
     def _grant_attempts(self, function: RelayFunction, table_arn: str) -> None:
         """What `delivery.attempt` needs: the head and content (one BatchGetItem), its writes, and
         the sender's signing secret."""
-        function.grant([table_arn], "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        function.grant([table_arn], "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
         sender_secrets = Stack.of(self).format_arn(
             service="secretsmanager",
             resource="secret",

@@ -57,9 +57,9 @@ class IngestWorkflow(Construct):
         )
 
         # Least privilege, per step. validate touches no data at all.
-        self.dedup.grant([table.table_arn], "dynamodb:GetItem")
+        self.dedup.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem")
         self.store.grant([table.table_arn], "dynamodb:PutItem", "dynamodb:GetItem")
-        self.enqueue.grant([table.table_arn], "dynamodb:PutItem", "dynamodb:UpdateItem")
+        self.enqueue.grant([table.table_arn], "dynamodb:UpdateItem")
         self.enqueue.grant([queue.queue_arn], "sqs:SendMessage")
 
         self.functions = {

@@ -19,7 +19,7 @@ from constructs import Construct
 
 from stacks.constructs.api import Api
 from stacks.constructs.functions import FunctionPackage, RelayFunction
-from stacks.constructs.storage import STATUS_INDEX
+from stacks.constructs.storage import SENDER_INDEX, STATUS_INDEX
 from stacks.constructs.workflow import handler_path
 from stacks.settings import RelaySettings
 
@@ -52,16 +52,14 @@ class Operations(Construct):
                 **settings.function_environment(),
             },
         )
-        # Status: a Query of the message's partition (head and events); listing: the byStatus
-        # index, which holds keys only, then the heads it names in one BatchGetItem per page;
-        # replay and cancel: conditional updates of the head plus an event each.
+        # Status: the head and the content in one BatchGetItem; listing: the bySender or the sparse
+        # byStatus index, which hold keys only, then the messages they name in one BatchGetItem per
+        # page; replay and cancel: one conditional update of the head each (status and event).
         self.function.grant(
-            [table.table_arn, f"{table.table_arn}/index/{STATUS_INDEX}"],
+            [f"{table.table_arn}/index/{SENDER_INDEX}", f"{table.table_arn}/index/{STATUS_INDEX}"],
             "dynamodb:Query",
         )
-        self.function.grant(
-            [table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"
-        )
+        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
 
         # API Gateway may invoke the function from these four methods of the deployed stage only

@@ -14,6 +14,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from functions.shared.config import DEAD_LETTER_QUEUE_VARIABLE
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.storage import DUE_INDEX
 from stacks.constructs.workflow import handler_path
@@ -37,6 +38,7 @@ class Reconciler(Construct):
         table: dynamodb.ITable,
         queue: sqs.IQueue,
         failed_queue: sqs.IQueue,
+        dead_letter_queue: sqs.IQueue,
         settings: RelaySettings,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -50,14 +52,17 @@ class Reconciler(Construct):
                 "RELAY_TABLE_NAME": table.table_name,
                 "RELAY_QUEUE_URL": queue.queue_url,
                 "RELAY_FAILED_QUEUE_URL": failed_queue.queue_url,
+                DEAD_LETTER_QUEUE_VARIABLE: dead_letter_queue.queue_url,
                 **settings.function_environment(),
                 **settings.delivery_environment(),
             },
             timeout=TIMEOUT,
         )
         self.function.grant([f"{table.table_arn}/index/{DUE_INDEX}"], "dynamodb:Query")
-        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem")
         self.function.grant([queue.queue_arn, failed_queue.queue_arn], "sqs:SendMessage")
+        # Dispatches that failed too often land in the dead-letter queue; each round takes them back.
+        self.function.grant([dead_letter_queue.queue_arn], "sqs:ReceiveMessage", "sqs:DeleteMessage")
         # A missed round is made up by the next one a minute later: no retries of old rounds.
         self.function.function.configure_async_invoke(retry_attempts=0, max_event_age=ROUND_MAX_AGE)
 

@@ -7,14 +7,16 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+# Index names are the data-access layer's (functions/shared/repository.py explains each one).
+from functions.shared.repository import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
 from stacks.settings import RelaySettings
 
-# Key schema and indexes (`relay dev` creates the table from the synthesized template).
+__all__ = ["DUE_INDEX", "SENDER_INDEX", "STATUS_INDEX", "Storage"]
+
+# Key schema (`relay dev` creates the table from the synthesized template).
 PARTITION_KEY = "pk"
 SORT_KEY = "sk"
 TTL_ATTRIBUTE = "ttl"
-STATUS_INDEX = "byStatus"  # a sender's messages by status, newest first (gsi1pk / gsi1sk)
-DUE_INDEX = "due"  # sparse: heads the reconciler must look at (dueShard / dueAt)
 
 # A delivery message that failed this many receives goes to the dead-letter queue.
 MAX_RECEIVE_COUNT = 5
@@ -42,12 +44,18 @@ class Storage(Construct):
             # Messages and their history are the product; deleting the stack keeps them.
             removal_policy=RemovalPolicy.RETAIN,
         )
+        # Keys only: an index entry is then written only when its keys change (listings read the
+        # messages from the table), which keeps every status update at one write.
         self.table.add_global_secondary_index(
             index_name=STATUS_INDEX,
             partition_key=dynamodb.Attribute(name="gsi1pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="gsi1sk", type=dynamodb.AttributeType.STRING),
-            # Keys only: an index entry is then written only when its keys change (listings read
-            # the heads from the table), which keeps every status update at one write.
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
+        self.table.add_global_secondary_index(
+            index_name=SENDER_INDEX,
+            partition_key=dynamodb.Attribute(name="spk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="ssk", type=dynamodb.AttributeType.STRING),
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )
         self.table.add_global_secondary_index(

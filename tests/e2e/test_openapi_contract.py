@@ -16,20 +16,18 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from openapi_spec_validator import validate
 
 from functions.shared.config import get_settings
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
 from relay.client import ApiAnswer, RelayClient
-from relay.local.emulator import REGION
 from relay.local.gateway import INTEGRATION_TIMEOUT_SECONDS
 from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.targets import TargetServer
 from relay.openapi import OPENAPI_PATH, response_schema_pointer, validator_for
 from tests.conftest import make_message
-from tests.support import wait_for
+from tests.support import expire_stored_message, wait_for
 
 # (method, path template, status) -> times seen
 SEEN: dict[tuple[str, str, int], int] = {}
@@ -204,13 +202,7 @@ def test_status_list_replay_cancel(document: dict[str, Any], client: RelayClient
 
 
 def _expire(message: dict[str, Any]) -> None:
-    """Move a message's expiry into the past, as if its TTL had passed (DynamoDB keeps it a while)."""
-    boto3.client("dynamodb", region_name=REGION).update_item(
-        TableName=get_settings().table_name,
-        Key={"pk": {"S": f"MSG#{DEV_SENDER}#{message['messageId']}"}, "sk": {"S": "MSG"}},
-        UpdateExpression="SET expiresAt = :past",
-        ExpressionAttributeValues={":past": {"S": "2000-01-01T00:00:00.000Z"}},
-    )
+    expire_stored_message(DEV_SENDER, message["messageId"])
 
 
 def test_system_errors(document: dict[str, Any], client: RelayClient, relay: LocalRelay) -> None:

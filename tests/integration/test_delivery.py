@@ -19,7 +19,7 @@ from standardwebhooks.webhooks import Webhook
 from functions.deliver import handler as deliver_handler
 from functions.shared import delivery
 from functions.shared.config import get_settings
-from functions.shared.exceptions import DeliveryRetryable
+from functions.shared.exceptions import ClaimHeld, DeliveryRetryable
 from functions.shared.model import MessageKey
 from functions.shared.repository import MessageRepository
 from functions.shared.secrets import SigningSecrets, secret_name
@@ -28,7 +28,14 @@ from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.support import FAST_ATTEMPTS, INLINE_ATTEMPTS, SHORT_POLICY, SLOW_ATTEMPTS, wait_until_terminal
+from tests.support import (
+    FAST_ATTEMPTS,
+    INLINE_ATTEMPTS,
+    SHORT_POLICY,
+    SLOW_ATTEMPTS,
+    expire_stored_message,
+    wait_until_terminal,
+)
 
 ALL_ATTEMPTS = INLINE_ATTEMPTS + FAST_ATTEMPTS + SLOW_ATTEMPTS
 
@@ -168,12 +175,14 @@ def test_duplicate_dispatch_while_running_starts_one_run(client: RelayClient, ta
         assert time.monotonic() < deadline, "the first run never started"
         time.sleep(0.02)
     # When the queue message is dispatched again
-    outcome = delivery.dispatch(
-        {"senderId": message["senderId"], "messageId": message["messageId"], "run": 0},
-        delivery.dependencies(get_settings()),
-    )
-    # Then the second dispatch does not start a run, and one attempt delivers it
-    assert outcome == "already-running"
+    # Then the second dispatch does not attempt: it keeps the queue message (SQS delivers it again
+    # after its visibility timeout, in case the first dispatcher died)
+    with pytest.raises(ClaimHeld):
+        delivery.dispatch(
+            {"senderId": message["senderId"], "messageId": message["messageId"], "run": 0},
+            delivery.dependencies(get_settings()),
+        )
+    # And one attempt delivers it
     record = wait_until_terminal(client, message)
     assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
 
@@ -188,17 +197,7 @@ def test_expired_message_is_never_sent(client: RelayClient, target: TargetServer
     assert client.send(expired).status == 202
     wait_until_terminal(client, expired)
     hits = len(target.requests_to("/ok"))
-    repository._call(
-        "update_item",
-        Key={"pk": {"S": MessageKey("dev", expired["messageId"]).partition_key}, "sk": {"S": "MSG"}},
-        UpdateExpression="SET #s = :p, expiresAt = :past, #r = :r",
-        ExpressionAttributeNames={"#s": "status", "#r": "run"},
-        ExpressionAttributeValues={
-            ":p": {"S": "PENDING"},
-            ":past": {"S": "2020-01-01T00:00:00.000Z"},
-            ":r": {"N": "0"},
-        },
-    )
+    expire_stored_message("dev", expired["messageId"], status="PENDING")
     # When it is dispatched
     outcome = delivery.dispatch(
         {"senderId": "dev", "messageId": expired["messageId"], "run": 0}, delivery.dependencies(get_settings())

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from functions.shared.model import EventType, event_sort_key
+from functions.shared.clock import parse_iso
+from functions.shared.model import Event, EventType
 from functions.shared.runs import EXPRESS_MAX_SECONDS, ExecutionType, Workflow, console_link, message_runs
 
 REGION = "eu-west-1"
@@ -23,15 +24,15 @@ REPLAY_FAST = FAST.replace("-r0-", "-r1-")
 STARTED = "2026-11-30T20:00:00.250Z"
 
 
-def event(kind: EventType, at: str, run: int = 0, slot: int = 0, **details: Any) -> dict[str, Any]:
-    return {"sk": event_sort_key(kind, run=run, slot=slot), "type": kind.value, "at": at, **details}
+def event(kind: EventType, at: str, run: int = 0, slot: int = 0, **details: Any) -> Event:
+    return Event(kind, parse_iso(at), run, slot, details)
 
 
-def history() -> list[dict[str, Any]]:
+def history() -> list[Event]:
     """A message that failed in both lanes, was replayed, and was delivered by the replay's fast lane."""
     return [
-        event(EventType.RECEIVED, "2026-11-30T20:00:00.100Z"),
-        event(EventType.ENQUEUED, STARTED, executionArn=INGEST),
+        event(EventType.RECEIVED, STARTED, executionArn=INGEST),
+        event(EventType.ENQUEUED, "2026-11-30T20:00:00.300Z"),
         event(EventType.ATTEMPT_STARTED, "2026-11-30T20:00:01.000Z", slot=1, lane="fast", executionArn=FAST),
         event(EventType.ATTEMPT_FAILED, "2026-11-30T20:00:01.200Z", slot=1),
         event(EventType.MOVED_TO_SLOW_LANE, "2026-11-30T20:00:40.000Z", slot=1, executionArn=SLOW),

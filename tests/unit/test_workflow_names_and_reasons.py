@@ -8,7 +8,7 @@ import re
 import pytest
 
 from functions.shared.delivery import failure_reason, is_retryable_status
-from functions.shared.model import EventType, MessageKey, event_sort_key
+from functions.shared.model import MessageKey
 from functions.shared.workflows import execution_name
 
 STEP_FUNCTIONS_NAME = re.compile(r"^[^\s?*<>{}\[\]\"#%\\^|~`$&,;:/]{1,80}$")
@@ -58,20 +58,3 @@ def test_failure_reasons_read_well() -> None:
     assert failure_reason({"failure": rejected}) == "HTTP 404: not retried"
     assert failure_reason({"failure": {"Error": "States.Timeout", "Cause": "not json"}}) == "States.Timeout: not json"
     assert failure_reason({"reason": "expired before delivery"}) == "expired before delivery"
-
-
-def test_event_keys_sort_in_lifecycle_order() -> None:
-    keys = [
-        event_sort_key(EventType.RECEIVED, 0, 0),
-        event_sort_key(EventType.ENQUEUED, 0, 0),
-        event_sort_key(EventType.ATTEMPT_STARTED, 0, 1),
-        event_sort_key(EventType.ATTEMPT_FAILED, 0, 1),
-        event_sort_key(EventType.ATTEMPT_STARTED, 0, 2),
-        event_sort_key(EventType.FAILED, 0, 2),
-        event_sort_key(EventType.REPLAYED, 1, 2),
-        event_sort_key(EventType.ENQUEUED, 1, 2),
-        event_sort_key(EventType.ATTEMPT_STARTED, 1, 3),
-        event_sort_key(EventType.DELIVERED, 1, 3),
-    ]
-    assert sorted(keys) == keys
-    assert len(set(keys)) == len(keys)
