@@ -413,8 +413,9 @@ def _non_negative_int(name: str, value: Any) -> int:
 def _application_log_level(name: str, value: Any) -> str:
     if value not in APPLICATION_LOG_LEVELS:
         raise SettingsError(
-            f"{CONTEXT_KEY}.{name} must be one of {', '.join(APPLICATION_LOG_LEVELS)}, got {value!r}: Lambda counts "
-            "the functions' metric (EMF) lines as INFO, so a quieter level would drop every metric and the alarms on them"
+            f"{CONTEXT_KEY}.{name} must be one of {', '.join(APPLICATION_LOG_LEVELS)}, got {value!r}: Lambda "
+            "counts the functions' metric (EMF) lines as INFO, so a quieter level would drop every metric "
+            "and the alarms on them"
         )
     return str(value)
 
