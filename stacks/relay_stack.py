@@ -8,6 +8,7 @@
     Operations         GET /messages[/{id}], replay, cancel
     Reconciler         re-drives overdue messages every minute
     Observability      alarms and the dashboard
+    TraceSampling      X-Ray sampling rules for the API stage and the state machines
 
 Each is wired here from the attributes the others expose (`storage.table`, `delivery.fast_lane`, ...).
 """
@@ -26,7 +27,7 @@ from stacks.constructs.authentication import SenderAuthentication
 from stacks.constructs.delivery_workflow import DeliveryWorkflow
 from stacks.constructs.functions import FunctionPackage
 from stacks.constructs.ingest_workflow import IngestWorkflow
-from stacks.constructs.observability import Observability
+from stacks.constructs.observability import Observability, TraceSampling
 from stacks.constructs.operations import Operations
 from stacks.constructs.reconciler import Reconciler
 from stacks.constructs.storage import Storage
@@ -54,6 +55,7 @@ class RelayStack(Stack):
             "FunctionPackage",
             source_dir=function_source or bundling.stage_function_source(),
             layer_dir=dependency_layer or bundling.ensure_dependency_layer(),
+            application_log_level=settings.application_log_level,
         )
         package = self.function_package
         self.ingest = IngestWorkflow(self, "Ingest", package=package, table=table, queue=queue, settings=settings)
@@ -92,6 +94,18 @@ class RelayStack(Stack):
             dead_letter_queue=self.storage.dead_letter_queue,
             failed_queue=self.delivery.failed_queue,
             reconciler=self.reconciler.function.function,
+        )
+        self.trace_sampling = TraceSampling(
+            self,
+            "TraceSampling",
+            stage=self.api.rest_api.deployment_stage,
+            machines={
+                "Ingest": self.ingest.state_machine,
+                "FastLane": self.delivery.fast_lane,
+                "SlowLane": self.delivery.slow_lane,
+            },
+            rate=settings.xray_sampling_rate,
+            reservoir_per_second=settings.xray_reservoir_per_second,
         )
 
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the Relay API")

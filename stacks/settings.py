@@ -87,7 +87,18 @@ CLOUD_WATCH_ROLE_NONE = "none"  # leave it alone and log nothing that needs it (
 CLOUD_WATCH_ROLE_EXISTING = "existing"  # the account has one already: log errors and access, leave it alone
 CLOUD_WATCH_ROLE_CREATE = "create"  # create one and make it the account's (replaces any other), then log
 CLOUD_WATCH_ROLE_CHOICES = (CLOUD_WATCH_ROLE_NONE, CLOUD_WATCH_ROLE_EXISTING, CLOUD_WATCH_ROLE_CREATE)
-# Settings whose value is one of a few words (field name -> the words).
+
+# `xraySamplingRate`: the share of requests X-Ray traces once a rule's reservoir (a few traces per
+# second, whatever the rate) is used up (stacks/constructs/observability.TraceSampling).
+DEFAULT_XRAY_SAMPLING_RATE = 0.05
+DEFAULT_XRAY_RESERVOIR_PER_SECOND = 1
+
+# `applicationLogLevel`: the functions' application log level (Lambda's advanced logging controls,
+# which Powertools' Logger follows). Lambda gives a JSON line without a "level" key the level INFO,
+# and Powertools' EMF metric lines have none: above INFO Lambda would drop every metric, and the
+# alarms on them would never fire. So the quietest level allowed is INFO.
+APPLICATION_LOG_LEVELS = ("TRACE", "DEBUG", "INFO")
+DEFAULT_APPLICATION_LOG_LEVEL = "INFO"
 
 # Step Functions refuses execution inputs over 256 KiB. The API forwards the request base64-encoded
 # (4/3 of its size) and cuts it just over the largest request validate accepts, which is
@@ -139,6 +150,12 @@ class RelaySettings:
     total_timeout_seconds: int = DEFAULT_TOTAL_TIMEOUT_SECONDS
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     tracing: Tracing = Tracing.ERRORS
+    # X-Ray sampling of the requests that start a trace (the API, runs started without a trace
+    # header): the rate after the reservoir, and the reservoir (traces per second per rule).
+    xray_sampling_rate: float = DEFAULT_XRAY_SAMPLING_RATE
+    xray_reservoir_per_second: int = DEFAULT_XRAY_RESERVOIR_PER_SECOND
+    # What the functions' own logs keep (Lambda's system logs keep WARN and above).
+    application_log_level: str = DEFAULT_APPLICATION_LOG_LEVEL
     # The SECTIONS present in the context, unvalidated here.
     sections: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -380,6 +397,29 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return str(value)
 
 
+def _rate(name: str, value: Any) -> float:
+    """A share from 0 to 1 (X-Ray's FixedRate: 0.05 is 5 %)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise SettingsError(f"{CONTEXT_KEY}.{name} must be a number from 0 to 1 (0.05 is 5 %), got {value!r}")
+    return float(value)
+
+
+def _non_negative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SettingsError(f"{CONTEXT_KEY}.{name} must be a whole number of 0 or more, got {value!r}")
+    return value
+
+
+def _application_log_level(name: str, value: Any) -> str:
+    if value not in APPLICATION_LOG_LEVELS:
+        raise SettingsError(
+            f"{CONTEXT_KEY}.{name} must be one of {', '.join(APPLICATION_LOG_LEVELS)}, got {value!r}: Lambda "
+            "counts the functions' metric (EMF) lines as INFO, so a quieter level would drop every metric "
+            "and the alarms on them"
+        )
+    return str(value)
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise SettingsError(f"{CONTEXT_KEY}.{name} must be a positive integer, got {value!r}")
@@ -396,4 +436,7 @@ def _positive_int(name: str, value: Any) -> int:
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "tracing": _tracing,
     "api_gateway_cloud_watch_role": lambda name, value: _choice(name, value, CLOUD_WATCH_ROLE_CHOICES),
+    "xray_sampling_rate": _rate,
+    "xray_reservoir_per_second": _non_negative_int,
+    "application_log_level": _application_log_level,
 }

@@ -1,4 +1,15 @@
-"""How every Relay Lambda is built: one code asset, one dependency layer, one role per function."""
+"""How every Relay Lambda is built: one code asset, one dependency layer, one role per function.
+
+Every function logs JSON (Lambda's advanced logging controls): Lambda's own lines (START, END,
+REPORT, platform events) only at WARN and above, the function's at `relay.applicationLogLevel`
+(INFO by default). Lambda passes that level to the runtime as AWS_LAMBDA_LOG_LEVEL, which
+Powertools' Logger takes over POWERTOOLS_LOG_LEVEL, so the two cannot disagree; the functions set
+no POWERTOOLS_LOG_LEVEL (`relay dev`, which runs them in one process, keeps its own). Lambda does
+not re-encode a line that is JSON already, so Powertools' log lines and its EMF metric lines reach
+CloudWatch Logs as written and CloudWatch still extracts the metrics; an EMF line has no "level",
+so Lambda counts it as INFO, which is why the application level may not be quieter than INFO
+(stacks/settings.APPLICATION_LOG_LEVELS).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +29,8 @@ ARCHITECTURE = lambda_.Architecture.ARM_64
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 DEFAULT_MEMORY_MB = 256
 DEFAULT_TIMEOUT = Duration.seconds(10)
+LOGGING_FORMAT = lambda_.LoggingFormat.JSON
+SYSTEM_LOG_LEVEL = lambda_.SystemLogLevel.WARN
 
 POWERTOOLS_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
@@ -26,10 +39,20 @@ POWERTOOLS_ENVIRONMENT = {
 
 
 class FunctionPackage(Construct):
-    """The code asset (functions/ + schemas/) and the dependency layer shared by all functions."""
+    """What all functions share: the code asset (functions/ + schemas/), the dependency layer and
+    the application log level (`relay.applicationLogLevel`)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, source_dir: Path, layer_dir: Path) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        source_dir: Path,
+        layer_dir: Path,
+        application_log_level: str,
+    ) -> None:
         super().__init__(scope, construct_id)
+        self.application_log_level = lambda_.ApplicationLogLevel(application_log_level)
         # One asset object: CDK uploads it once however many functions use it.
         self.code = lambda_.Code.from_asset(str(source_dir))
         self.layer = lambda_.LayerVersion(
@@ -84,7 +107,12 @@ class RelayFunction(Construct):
             timeout=timeout,
             role=self.role,
             log_group=self.log_group,
+            # Sampled as the upstream trace header says (API Gateway, Step Functions, the SQS
+            # message's AWSTraceHeader); see stacks/constructs/observability.TraceSampling.
             tracing=lambda_.Tracing.ACTIVE,
+            logging_format=LOGGING_FORMAT,
+            system_log_level_v2=SYSTEM_LOG_LEVEL,
+            application_log_level_v2=package.application_log_level,
             environment={**POWERTOOLS_ENVIRONMENT, **environment},
         )
         acknowledge(

@@ -1,19 +1,23 @@
-"""Alarms and the operations dashboard.
+"""Alarms, the operations dashboard and X-Ray sampling.
 
 Relay's own counts come from the functions' Powertools metrics (functions/shared/observability:
-namespace `Relay`, dimension `service=relay`); queues, runs and the API from AWS's metrics.
+namespace `Relay`, dimension `service=relay`), written to stdout as CloudWatch embedded metric
+format (EMF) lines, which CloudWatch Logs turns into metrics whatever the functions' log format
+(stacks/constructs/functions.py); queues, runs and the API from AWS's metrics. No alarm reads a
+log line (there is no metric filter), so the log format is free to change.
 
 Alarms have no actions here: a deployment attaches its own (SNS, chat, paging) to them.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, Names, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_xray as xray
 from constructs import Construct
 
 from functions.shared.metric_names import NAMESPACE, SERVICE_NAME, Metric
@@ -24,6 +28,75 @@ PERIOD = Duration.minutes(5)
 # The share of finished deliveries that ended FAILED above which the failure-rate alarm fires
 # (in 2 of 3 five-minute periods, so one bad target does not page at low volume on its own).
 FAILURE_RATE_THRESHOLD = 0.1
+
+# X-Ray evaluates rules in ascending priority (1 to 9999) and uses the first that matches; the
+# account's Default rule is 10000. Relay's rules match only its own stage and machines, so this
+# only decides against broad rules the account has: one with a lower number still wins.
+SAMPLING_RULE_PRIORITY = 1000
+# RuleName: at most 32 characters, unique in the account and region.
+SAMPLING_RULE_NAME_LENGTH = 32
+
+
+class TraceSampling(Construct):
+    """X-Ray sampling rules for the requests that start a Relay trace.
+
+    X-Ray samples head-first: the first traced service decides, and every service downstream follows
+    the decision it receives in the trace header (X-Amzn-Trace-Id, `Sampled=1` or `Sampled=0`).
+    Only services that make that first decision read sampling rules; in Relay those are
+    - the API stage (tracing on): every POST /messages and every operations route. Its decision goes
+      to the authorizer, to the ingest machine (StartSyncExecution) and on to its functions;
+    - the state machines (tracing on), for a run started without a trace header. Relay's own runs
+      all carry one: the dispatcher and the reconciler start them through the SDK, which the X-Ray
+      SDK (Powertools' Tracer) stamps with the function's trace, and the fast lane starts the slow
+      lane itself.
+    The functions (active tracing) follow the header they get: from API Gateway or Step Functions,
+    or, for the SQS-triggered dispatcher, the AWSTraceHeader the message was sent with, so a
+    delivery is traced when the ingest that queued it was. Lambda reads no sampling rule: a function
+    invoked without a header (only the scheduled reconciler) is sampled at Lambda's fixed rate of one
+    request per second and 5 % of the rest (CDK's `Tracing.ACTIVE`; Lambda Developer Guide, "Visualize
+    Lambda function invocations using AWS X-Ray"), which for one run a minute is every run.
+
+    So one rule per entry point, each matching exactly one resource by its ARN (the account's rules
+    are shared by every application in it): `reservoir_per_second` traces per second per rule, then
+    `rate` of the rest. The reservoir is shared by every service that uses the rule.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: apigateway.Stage,
+        machines: dict[str, sfn.IStateMachine],
+        rate: float,
+        reservoir_per_second: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.rules: dict[str, xray.CfnSamplingRule] = {}
+
+        def rule(rule_id: str, service_type: str, resource_arn: str) -> None:
+            holder = Construct(self, rule_id)
+            self.rules[rule_id] = xray.CfnSamplingRule(
+                holder,
+                "Rule",
+                sampling_rule=xray.CfnSamplingRule.SamplingRuleProperty(
+                    rule_name=Names.unique_resource_name(holder, max_length=SAMPLING_RULE_NAME_LENGTH),
+                    priority=SAMPLING_RULE_PRIORITY,
+                    fixed_rate=rate,
+                    reservoir_size=reservoir_per_second,
+                    service_name="*",
+                    service_type=service_type,
+                    host="*",
+                    http_method="*",
+                    url_path="*",
+                    resource_arn=resource_arn,
+                    version=1,
+                ),
+            )
+
+        rule("Api", "AWS::ApiGateway::Stage", stage.stage_arn)
+        for name, machine in machines.items():
+            rule(name, "AWS::StepFunctions::StateMachine", machine.state_machine_arn)
 
 
 def relay_metric(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
