@@ -24,7 +24,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from relay.definitions import RetrySchedule
 
 KB = 1024
 READ_UNIT_BYTES = 4 * KB
@@ -206,6 +209,58 @@ def slow_lane_transitions(initial_wait_seconds: int, attempts: int) -> int:
     Wait (if any) + Deliver entered once + (attempts - 1) retries + MarkFailed or the Succeed state.
     """
     return (1 if initial_wait_seconds > 0 else 0) + 1 + (attempts - 1) + 1
+
+
+# -- the retry schedule's Step Functions cost ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryScheduleCost:
+    """What the lanes' retry policies cost in Step Functions, per million messages, from the schedule alone.
+
+    A retried message (its inline attempt failed retryably) runs the fast lane once: one Express
+    request, plus Express duration while it waits between attempts (the waits here; the attempts'
+    own time is measured by the cost scenarios). A slow-lane message pays Standard transitions:
+    the Wait, Deliver, each retry, and MarkFailed (or Succeed). Lambda, DynamoDB and the other
+    per-attempt costs are the scenarios' measurements, not this.
+    """
+
+    fast_retries: int
+    fast_wait_expected_seconds: float  # every retry made (the message exhausts the fast lane)
+    fast_wait_max_seconds: float
+    fast_express_request_usd_per_million: float
+    fast_wait_expected_usd_per_million: float  # Express duration (64 MB) of the expected waits
+    fast_wait_max_usd_per_million: float
+    slow_attempts: int
+    slow_transitions: int  # a message that exhausts the slow lane
+    slow_transitions_usd_per_million: float
+
+    @property
+    def retried_usd_per_million(self) -> float:
+        """Per million messages that run the fast lane: its Express request and expected waits."""
+        return self.fast_express_request_usd_per_million + self.fast_wait_expected_usd_per_million
+
+
+def retry_schedule_cost(fast: RetrySchedule, slow: RetrySchedule, prices: dict[str, Any]) -> RetryScheduleCost:
+    """Price the fast lane's waits (Express duration) and the slow lane's transitions (Standard)."""
+    sfn = prices["step_functions"]
+    # A fast-lane run is billed at the 64 MB minimum. A wait is part of its duration, which is
+    # rounded up to 100 ms once per run, not per wait.
+    per_second = sfn["express_min_billed_memory_mb"] / 1024 * sfn["express_per_gb_second"] * MILLION
+    expected = sum(fast.expected_wait(wait) for wait in fast.waits)
+    longest = sum(fast.waits)
+    transitions = slow_lane_transitions(slow.initial_wait_seconds, slow.attempts)
+    return RetryScheduleCost(
+        fast_retries=len(fast.waits),
+        fast_wait_expected_seconds=expected,
+        fast_wait_max_seconds=longest,
+        fast_express_request_usd_per_million=sfn["express_per_million_requests"],
+        fast_wait_expected_usd_per_million=expected * per_second,
+        fast_wait_max_usd_per_million=longest * per_second,
+        slow_attempts=slow.attempts,
+        slow_transitions=transitions,
+        slow_transitions_usd_per_million=transitions * sfn["standard_per_1000_transitions"] / 1000 * MILLION,
+    )
 
 
 # -- Step Functions execution logs ------------------------------------------------------------------

@@ -56,6 +56,7 @@ from bench.cost_model import (
     line_items,
     load_prices,
     read_units,
+    retry_schedule_cost,
     slow_lane_transitions,
     sqs_requests,
     table_keys,
@@ -927,6 +928,12 @@ def run(scale: float) -> dict[str, Any]:
         "slow_lane_max_horizon_hours": slow.max_horizon_seconds / 3600,
         "fast_lane_waits_seconds": list(fast.waits),
         "fast_lane_full_jitter": fast_full_jitter,
+    }
+    # The schedule's own Step Functions price (arithmetic, independent of the scenarios above).
+    schedule_cost = retry_schedule_cost(fast, slow, prices)
+    results["retry_schedule_cost"] = {
+        **asdict(schedule_cost),
+        "retried_usd_per_million": schedule_cost.retried_usd_per_million,
     }
     results["authorizer_per_invocation"] = {
         "wall_ms": authorizer["lambda_ms"].get("relay-authorizer", 0.0)

@@ -263,8 +263,25 @@ def cost_section(data: dict[str, Any]) -> str:
             + ("with FULL jitter (expected half) " if check["fast_lane_full_jitter"] else "")
             + "added to Express duration.",
         ]
-    parts += ["", tracing_table(scenarios, names), "", assumptions_list(data)]
+    parts += ["", retry_schedule_cost_text(data), "", tracing_table(scenarios, names), "", assumptions_list(data)]
     return "\n".join(parts)
+
+
+def retry_schedule_cost_text(data: dict[str, Any]) -> str:
+    """The retry schedule's Step Functions price per million (bench/cost_model.retry_schedule_cost)."""
+    cost = data.get("retry_schedule_cost")
+    if not cost:
+        return ""
+    return (
+        f"Retry schedule, Step Functions only (arithmetic from retry_schedule): per million retried messages "
+        f"${fmt(cost['retried_usd_per_million'], 2)} "
+        f"(Express request ${fmt(cost['fast_express_request_usd_per_million'], 2)}"
+        f" + {cost['fast_retries']} fast-lane waits, expected {fmt(cost['fast_wait_expected_seconds'])} s of Express "
+        f"duration ${fmt(cost['fast_wait_expected_usd_per_million'], 2)}, at most "
+        f"${fmt(cost['fast_wait_max_usd_per_million'], 2)}); per million slow-lane messages "
+        f"${fmt(cost['slow_transitions_usd_per_million'], 2)} ({cost['slow_transitions']} Standard transitions, "
+        f"{cost['slow_attempts']} attempts)."
+    )
 
 
 def tracing_table(scenarios: dict[str, Any], names: list[str]) -> str:

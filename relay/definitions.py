@@ -71,19 +71,35 @@ def render_definition(
 
 @dataclass(frozen=True)
 class RetrySchedule:
-    """What a lane's DeliveryRetryable retrier means in time (FULL jitter draws each wait in [0, w])."""
+    """What a lane's DeliveryRetryable retrier means in time.
+
+    `waits` are the nominal waits `w` before each retry (IntervalSeconds x BackoffRate^n, capped at
+    MaxDelaySeconds). With `JitterStrategy: FULL` Step Functions draws each wait uniformly from
+    [0, w]; with NONE it waits exactly w. The slow lane's initial Wait state is never jittered.
+    """
 
     attempts: int
     initial_wait_seconds: int
     waits: tuple[float, ...]
+    full_jitter: bool = False
+
+    def least_wait(self, wait: float) -> float:
+        return 0.0 if self.full_jitter else wait
+
+    def expected_wait(self, wait: float) -> float:
+        return wait / 2 if self.full_jitter else wait
+
+    @property
+    def min_horizon_seconds(self) -> float:
+        return self.initial_wait_seconds + sum(self.least_wait(wait) for wait in self.waits)
+
+    @property
+    def expected_horizon_seconds(self) -> float:
+        return self.initial_wait_seconds + sum(self.expected_wait(wait) for wait in self.waits)
 
     @property
     def max_horizon_seconds(self) -> float:
         return self.initial_wait_seconds + sum(self.waits)
-
-    @property
-    def expected_horizon_seconds(self) -> float:
-        return self.initial_wait_seconds + sum(self.waits) / 2
 
 
 def retry_schedule(file_name: str, policy: dict[str, Any] | None = None) -> RetrySchedule:
@@ -102,5 +118,11 @@ def retry_schedule(file_name: str, policy: dict[str, Any] | None = None) -> Retr
                 for _ in range(retries):
                     waits.append(min(wait, cap))
                     wait = min(wait * rate, cap)
-                return RetrySchedule(attempts=retries + 1, initial_wait_seconds=initial_wait, waits=tuple(waits))
+                return RetrySchedule(
+                    attempts=retries + 1,
+                    initial_wait_seconds=initial_wait,
+                    waits=tuple(waits),
+                    # ASL's default is NONE.
+                    full_jitter=retrier.get("JitterStrategy", "NONE") == "FULL",
+                )
     raise ValueError(f"{file_name} has no {DELIVERY_RETRY_ERROR} retrier")

@@ -330,7 +330,7 @@ def test_each_step_has_the_attempt_settings_and_leases(synth: Synthesized, step:
     # (the fast lane's lease is taken by the dispatcher before its inline attempt: an Express run's
     # 300 s and a margin, plus the dispatcher's own 35 s)
     assert variables["RELAY_FAST_LANE_LEASE_SECONDS"] == str(settings.fast_lane_lease_seconds) == "395"
-    assert variables["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(settings.slow_lane_lease_seconds) == "186185"
+    assert variables["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(settings.slow_lane_lease_seconds) == "98000"
 
 
 def only_table(synth: Synthesized) -> str:

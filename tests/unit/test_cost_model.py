@@ -111,8 +111,8 @@ def test_lambda_and_express_billing_increments() -> None:
 
 def test_slow_lane_transitions_match_the_default_policy() -> None:
     schedule = retry_schedule("delivery_slow.asl.json")
-    # Wait + Deliver + 16 retries + MarkFailed
-    assert slow_lane_transitions(schedule.initial_wait_seconds, schedule.attempts) == 1 + 1 + 16 + 1
+    # Wait + Deliver + 7 retries + MarkFailed
+    assert slow_lane_transitions(schedule.initial_wait_seconds, schedule.attempts) == 1 + 1 + 7 + 1
 
 
 def test_prices_multiply_per_million() -> None:
