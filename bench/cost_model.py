@@ -13,6 +13,13 @@
 - Step Functions writes a machine's execution history events to CloudWatch Logs as JSON records,
   filtered by the log level and stripped of execution data unless includeExecutionData is on
   (`execution_log_bytes`); ingestion is priced per GB.
+- Point-in-time recovery bills the table's size (items, not global secondary indexes) per
+  GB-month (`pitr_gb_months`); data sent to targets on the internet bills per GB
+  (`http_request_bytes`); API Gateway calls the authorizer once per token per cache period
+  (`authorizer_misses_per_request`); X-Ray's default rule records 1 request/s plus 5%
+  (`xray_sampled_fraction`).
+- AWS-like durations (`aws_like_ms`): local wall time minus the time spent inside the emulated AWS
+  calls and the local target, plus a typical AWS latency per call and per target request.
 """
 
 from __future__ import annotations
@@ -341,6 +348,76 @@ def execution_log_bytes(
     )
 
 
+# -- the all-in extras: PITR, data transfer, the authorizer's cache, X-Ray sampling -----------------
+
+DAYS_PER_MONTH = 30
+
+
+def pitr_gb_months(table_bytes: float, ttl_days: float, days_per_month: float = DAYS_PER_MONTH) -> float:
+    """GB-months of continuous backups one message causes.
+
+    PITR bills the table's current size (items and local secondary indexes, not global ones) per
+    GB-month, whatever the 35-day recovery window: a message's items count while they live, until
+    their TTL removes them.
+    """
+    return table_bytes / GB * ttl_days / days_per_month
+
+
+def http_request_bytes(method: str, path: str, headers: Mapping[str, str], body: bytes) -> int:
+    """Bytes of one HTTP/1.1 request as sent: request line, header lines, blank line, body."""
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return len((head + "\r\n").encode("latin-1", errors="replace")) + len(body)
+
+
+def authorizer_misses_per_request(requests_per_second_per_token: float, cache_seconds: float) -> float:
+    """Authorizer invocations per API request when API Gateway caches each token's answer.
+
+    With requests arriving at random (Poisson) at rate r per token, a miss is followed by r * T
+    cached hits on average before the answer expires, so a miss is 1 of every 1 + r * T requests.
+    """
+    if cache_seconds <= 0:
+        return 1.0
+    return 1.0 / (1.0 + requests_per_second_per_token * cache_seconds)
+
+
+def xray_sampled_fraction(requests_per_second: float, reservoir_per_second: float = 1.0, rate: float = 0.05) -> float:
+    """Share of requests X-Ray's default sampling rule records: the first each second, 5% of the rest."""
+    if requests_per_second <= 0:
+        return 0.0
+    recorded = min(requests_per_second, reservoir_per_second) + rate * max(
+        0.0, requests_per_second - reservoir_per_second
+    )
+    return recorded / requests_per_second
+
+
+def amortised_usd_per_million(monthly_usd: float, messages_per_month: float) -> float:
+    """A fixed monthly cost spread over a month's messages, in USD per million messages."""
+    return monthly_usd / messages_per_month * MILLION if messages_per_month > 0 else 0.0
+
+
+# -- AWS-like durations ---------------------------------------------------------------------------------
+
+
+def aws_like_ms(local_wall_ms: float, local_inner_ms: float, modeled_ms: float) -> float:
+    """One invocation's duration on AWS, modeled from a local run.
+
+    `local_inner_ms` is what the invocation spent waiting on the emulated AWS calls (moto in-process)
+    and on the local target; the rest of its wall time is the handler's own work, kept as measured.
+    `modeled_ms` is the sum of the typical AWS latencies of those same calls and target requests.
+    """
+    return max(0.0, local_wall_ms - local_inner_ms) + modeled_ms
+
+
+def call_latency_ms(service: str, operation: str, latencies: Mapping[str, float]) -> float:
+    """The modeled latency of one AWS call: `service:Operation`, else `service`, else 0."""
+    return float(latencies.get(f"{service}:{operation}", latencies.get(service, 0.0)))
+
+
+def express_run_ms(task_functions: Iterable[str], mean_ms: Mapping[str, float], task_overhead_ms: float) -> float:
+    """An Express run's duration: its tasks' Lambda durations plus Step Functions' overhead per task."""
+    return sum(mean_ms.get(name, 0.0) + task_overhead_ms for name in task_functions)
+
+
 # -- line items ---------------------------------------------------------------------------------------
 
 
@@ -362,11 +439,27 @@ class Usage:
     secrets_calls: float = 0.0
     log_bytes: float = 0.0
     xray_traces: float = 0.0
+    # The all-in extras (group "other" unless noted).
+    metric_log_bytes: float = 0.0  # EMF lines (observability): CloudWatch Logs ingestion
+    authorizer_invocations: float = 0.0
+    authorizer_billed_ms: float = 0.0  # per message, all its invocations together
+    authorizer_memory_mb: int = 256
+    authorizer_read_units: float = 0.0
+    pitr_gb_months: float = 0.0
+    data_transfer_bytes: float = 0.0
+    fixed_usd_per_million: float = 0.0  # fixed monthly costs spread over the month's messages
+
+
+# The groups: what `request_path` sums, and what `all_in` adds to it.
+REQUEST_PATH = "core"
+ALL_IN_GROUPS = ("core", "observability", "other")
 
 
 @dataclass(frozen=True)
 class LineItem:
-    group: str  # "core" (the services of the request path) or "observability"
+    # "core" (the request path), "observability" (logs, metrics, X-Ray) or "other" (PITR, data
+    # transfer, the authorizer, fixed monthly costs spread per message)
+    group: str
     service: str
     item: str
     quantity: float  # per message
@@ -475,11 +568,71 @@ def line_items(usage: Usage, prices: dict[str, Any]) -> list[LineItem]:
             usage.xray_traces * prices["xray"]["per_million_traces_recorded"],
         ),
     ]
+    if usage.metric_log_bytes:
+        items.append(
+            LineItem(
+                "observability",
+                "CloudWatch Logs",
+                "EMF metric lines",
+                usage.metric_log_bytes,
+                "bytes",
+                usage.metric_log_bytes / GB * prices["cloudwatch_logs"]["ingestion_per_gb"] * MILLION,
+            )
+        )
+    authorizer_gb_s = lambda_gb_seconds(usage.authorizer_billed_ms, usage.authorizer_memory_mb)
+    authorizer_usd = (
+        usage.authorizer_invocations * lam["per_million_requests"]
+        + authorizer_gb_s * lam["per_gb_second_arm64"] * MILLION
+        + usage.authorizer_read_units * ddb["per_million_read_request_units"]
+    )
+    items += [
+        LineItem(
+            "other",
+            "Lambda",
+            "authorizer (cache misses: requests, duration, reads)",
+            usage.authorizer_invocations,
+            "invocations",
+            authorizer_usd,
+        ),
+        LineItem(
+            "other",
+            "DynamoDB",
+            "point-in-time recovery",
+            usage.pitr_gb_months,
+            "GB-month",
+            usage.pitr_gb_months * prices["dynamodb_pitr"]["per_gb_month"] * MILLION,
+        ),
+        LineItem(
+            "other",
+            "Data transfer",
+            "out to the internet (requests to targets)",
+            usage.data_transfer_bytes,
+            "bytes",
+            usage.data_transfer_bytes / GB * prices["data_transfer_out"]["internet_per_gb"] * MILLION,
+        ),
+        LineItem(
+            "other",
+            "Fixed monthly",
+            "reconciler + SQS idle polling, spread over the month's messages",
+            usage.fixed_usd_per_million / MILLION,
+            "USD",
+            usage.fixed_usd_per_million,
+        ),
+    ]
     return items
 
 
 def total(items: list[LineItem], group: str | None = None) -> float:
     return sum(item.usd_per_million for item in items if group is None or item.group == group)
+
+
+def request_path_and_all_in(items: list[LineItem]) -> dict[str, float]:
+    return {"request_path": total(items, REQUEST_PATH), "all_in": total(items)}
+
+
+def custom_metrics_usd_per_month(metrics: int, prices: dict[str, Any]) -> float:
+    """EMF-extracted metrics are custom metrics, billed per metric (name + dimensions) per month."""
+    return metrics * prices["cloudwatch_metrics"]["custom_metric_per_month"]
 
 
 @dataclass(frozen=True)

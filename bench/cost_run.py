@@ -12,10 +12,16 @@ target. Hooks count what AWS would bill:
 Calls are attributed to the Lambda running them; what the local server does instead of API
 Gateway's cached authorizer, and the harness's own reads, are kept apart and not billed.
 
-Three scenarios, each message sent and finished before the next (as at low volume, so SQS batches
-hold one message): success (target 200), retried (503 x3 then 200), slow lane (always 500). The
-retry policy is the default one of cdk.json / statemachines/, with retry waits scaled to almost
-nothing; the waits' cost (Express duration) is added back arithmetically from retry_schedule.
+Scenarios (SCENARIO_NAMES): success_single, retried and slow_lane send each message after the
+previous one finished (as at low volume, so SQS batches hold one message); success_volume sends at
+up to 50 messages/s from several threads with the SQS event source's batching window played
+locally; success_batch100 posts batches of 100 to POST /messages/batch (null when the route
+answers 404). The retry policy is the default one of cdk.json / statemachines/, with retry waits
+scaled to almost nothing; the waits' cost (Express duration) is added back arithmetically from
+retry_schedule.
+
+Every scenario is priced twice: with the local wall times, and with AWS-like times (the time spent
+inside moto and the local target replaced by typical AWS latencies: AWS_CALL_LATENCY_MS).
 
 Run as `python -m bench.cost_run --out FILE` (bench.run does it in a fresh process).
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import http.client
 import io
 import json
@@ -42,20 +49,31 @@ from typing import Any
 from bench.common import PRICES_PATH, ROOT, bench_scale, machine_info, one_kb_body, scaled, write_json
 from bench.cost_model import (
     EXECUTION_DATA_FIELDS,
+    LOG_EVENT_OVERHEAD_BYTES,
     IndexSpec,
     Item,
+    LineItem,
     Usage,
+    amortised_usd_per_million,
+    authorizer_misses_per_request,
+    aws_like_ms,
+    call_latency_ms,
+    custom_metrics_usd_per_month,
     event_type,
     execution_log_bytes,
     expected_wait_seconds,
     express_gb_seconds,
+    express_run_ms,
+    http_request_bytes,
     index_storage_bytes,
     index_write_units,
     item_size,
     lambda_billed_ms,
     line_items,
     load_prices,
+    pitr_gb_months,
     read_units,
+    request_path_and_all_in,
     retry_schedule_cost,
     slow_lane_transitions,
     sqs_requests,
@@ -64,6 +82,7 @@ from bench.cost_model import (
     tracing_costs,
     update_write_units,
     write_units,
+    xray_sampled_fraction,
 )
 from relay.tracing import Tracing, execution_logging
 
@@ -81,18 +100,63 @@ MESSAGE_PATH_FUNCTIONS = (
 )
 EVENT_SOURCE = "sqs-event-source"  # Lambda's SQS poller: receives and deletes, billed to the account
 LOCAL_ONLY = "local-only"  # the local server's token check, the harness: not billed
-BILLED_BUCKETS = (*MESSAGE_PATH_FUNCTIONS, EVENT_SOURCE)
+AUTHORIZER = "relay-authorizer"
+# Not per message: the reconciler runs on a schedule (a fixed monthly cost), the authorizer's
+# answers are cached (priced apart, per cache miss). Every other function a run calls is billed, so
+# a new route's functions (POST /messages/batch) are counted without being listed here.
+NOT_PER_MESSAGE = ("relay-reconciler", AUTHORIZER, LOCAL_ONLY)
+SCENARIO_NAMES = ("success_single", "success_volume", "success_batch100", "retried", "slow_lane")
+
+
+def billed(bucket: str) -> bool:
+    return bucket not in NOT_PER_MESSAGE
+
+
+# AWS-like times: the typical latency of each AWS call from a Lambda in the same region (warm
+# connection, small items), replacing what the call took in moto in-process. `service:Operation`
+# first, then `service`. Single-item DynamoDB calls take a few ms (AWS quotes single-digit ms);
+# batch reads and queries a little more; SQS sends ~10 ms; a Step Functions StartExecution ~25 ms;
+# Secrets Manager ~30 ms, but the deliver side caches the secret (Powertools, 300 s), so only the
+# calls the run made (cache misses) are charged.
+AWS_CALL_LATENCY_MS: dict[str, float] = {
+    "dynamodb": 5.0,
+    "dynamodb:BatchGetItem": 8.0,
+    "dynamodb:Query": 8.0,
+    "dynamodb:TransactWriteItems": 10.0,
+    "sqs": 10.0,
+    "states": 25.0,
+    "secretsmanager": 30.0,
+    "lambda": 20.0,
+}
+# A request to a target on the internet: its round trips and the receiver's own time (unknown,
+# and paid as the dispatcher's or deliver's duration). Locally the target answers in ~1 ms.
+AWS_TARGET_REQUEST_MS = 100.0
+# What Step Functions adds to an Express run per task (lambda:invoke call and state handling).
+AWS_SFN_TASK_OVERHEAD_MS = 20.0
+# Data transfer per new TCP connection to a target beyond the HTTP bytes: the TLS 1.3 client side
+# of the handshake (ClientHello ~520 B, Finished ~80 B) and the TCP/IP headers of ~6 packets
+# (SYN, ACKs, FIN; 52 B each). The HTTP requests' own TCP/IP headers add ~52 B each.
+TLS_AND_TCP_BYTES_PER_CONNECTION = 520 + 80 + 6 * 52
+TCP_IP_BYTES_PER_REQUEST = 52
 
 # Assumptions of the amortised and modeled lines (stated in the report).
 ASSUMPTIONS: dict[str, Any] = {
+    # The low-volume scenarios' rate (success_single, retried, slow_lane): 1M messages a month.
     "messages_per_month": 1_000_000,
+    # success_volume and success_batch100: 50 messages/s sustained (129.6M a month).
+    "volume_messages_per_second": 50.0,
+    "dispatch_batch_size": 10,  # stacks/constructs/delivery_workflow.py DISPATCH_BATCH_SIZE
+    "dispatch_batching_window_seconds": 1.0,  # DISPATCH_BATCHING_WINDOW
     "active_tokens": 1,
     "authorizer_cache_seconds": 300,  # stacks/constructs/authentication.py AUTHORIZER_CACHE_TTL
     "warm_deliver_containers": 2,
     "secret_cache_seconds": 300,  # functions/shared/secrets.py CACHE_SECONDS
     "senders": 1,
-    "xray_traces_per_message": 2,  # the API request's trace and the delivery's (SQS -> dispatcher -> lane)
-    "xray_sampled_fraction": 1.0,  # default rule: 1 request/s reservoir + 5%; 1M/month is 0.4 msg/s
+    # X-Ray: one trace per API request and one per dispatcher invocation (the delivery side), each
+    # side sampled by the default rule (1 request/s + 5%) at its own rate.
+    "xray_reservoir_per_second": 1.0,
+    "xray_fixed_rate": 0.05,
+    "dynamodb_ttl_days": 30,
 }
 SECONDS_PER_MONTH = 30 * 24 * 3600
 
@@ -143,6 +207,55 @@ def _stack() -> list[str]:
     return stack
 
 
+@dataclass
+class InvocationTiming:
+    """One invocation's time inside emulated AWS calls and the local target, by thread, and the
+    typical AWS latencies of the same calls (for AWS-like durations)."""
+
+    inner_ms: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
+    modeled_ms: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, local_ms: float, modeled_ms: float) -> None:
+        thread = threading.get_ident()
+        self.inner_ms[thread] += local_ms
+        self.modeled_ms[thread] += modeled_ms
+
+    def aws_like_ms(self, wall_ms: float) -> float:
+        # Threads of one invocation (the dispatcher's pool) wait in parallel: the longest counts.
+        inner = max(self.inner_ms.values(), default=0.0)
+        return aws_like_ms(wall_ms, inner, max(self.modeled_ms.values(), default=0.0))
+
+
+def _timings() -> list[InvocationTiming]:
+    timings: list[InvocationTiming] | None = getattr(_context, "timings", None)
+    if timings is None:
+        timings = _context.timings = []
+    return timings
+
+
+def _timed_depth() -> int:
+    return int(getattr(_context, "timed_depth", 0))
+
+
+class _Timed:
+    """Adds the block's wall time (and a modeled AWS latency) to the current invocation, once: a
+    nested timed block (a moto call inside a timed call) is already inside the outer one."""
+
+    def __init__(self, modeled_ms: float) -> None:
+        self.modeled_ms = modeled_ms
+        self.timing = _timings()[-1] if _timings() else None
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        _context.timed_depth = _timed_depth() + 1
+        self.started = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        _context.timed_depth = _timed_depth() - 1
+        if self.timing is not None and _timed_depth() == 0:
+            self.timing.add((time.perf_counter() - self.started) * 1000, self.modeled_ms)
+
+
 def current_bucket() -> str:
     stack = _stack()
     if stack:
@@ -161,15 +274,16 @@ def _pool_tasks_inherit_bucket() -> None:
 
     def submit_in_bucket(pool: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         inherited = list(_stack())
+        inherited_timings = list(_timings())
 
         def call_in_bucket(*call_args: Any, **call_kwargs: Any) -> Any:
-            stack = _stack()
-            saved = stack[:]
-            stack[:] = inherited
+            stack, timings = _stack(), _timings()
+            saved, saved_timings = stack[:], timings[:]
+            stack[:], timings[:] = inherited, inherited_timings
             try:
                 return fn(*call_args, **call_kwargs)
             finally:
-                stack[:] = saved
+                stack[:], timings[:] = saved, saved_timings
 
         return submit(pool, call_in_bucket, *args, **kwargs)
 
@@ -189,6 +303,8 @@ class ExecutionRecord:
     log_bytes_by_tracing: dict[str, int]
     retries_by_state: dict[str, int]
     status: str
+    # The function of every Lambda task scheduled (retries included), in order.
+    task_functions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -197,7 +313,14 @@ class Recorder:
     lambda_ms: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     lambda_billed_ms: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     lambda_errors: Counter[str] = field(default_factory=Counter)
+    lambda_aws_ms: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    lambda_aws_billed_ms: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     log_bytes: Counter[str] = field(default_factory=Counter)
+    metric_bytes: Counter[str] = field(default_factory=Counter)  # EMF lines (+26 B each)
+    metric_lines: Counter[str] = field(default_factory=Counter)
+    # Every distinct custom metric (namespace, name, dimensions) the EMF lines define.
+    metric_keys: set[str] = field(default_factory=set)
+    target_requests: Counter[str] = field(default_factory=Counter)
     aws_calls: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (bucket, service, op)
     ddb_write_units: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (bucket, op, table|index)
     ddb_read_units: defaultdict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
@@ -214,8 +337,10 @@ class Recorder:
             running, inflight = self.running_executions, self.inflight_invocations
             fresh = Recorder()
             for name in (
-                "lambda_calls", "lambda_ms", "lambda_billed_ms", "lambda_errors", "log_bytes", "aws_calls",
-                "ddb_write_units", "ddb_read_units", "sqs_requests", "executions", "uncounted",
+                "lambda_calls", "lambda_ms", "lambda_billed_ms", "lambda_errors", "lambda_aws_ms",
+                "lambda_aws_billed_ms", "log_bytes", "metric_bytes", "metric_lines", "metric_keys",
+                "target_requests", "aws_calls", "ddb_write_units", "ddb_read_units", "sqs_requests",
+                "executions", "uncounted",
             ):  # fmt: skip
                 setattr(self, name, getattr(fresh, name))
             self.sqs_empty_receives = 0
@@ -233,11 +358,22 @@ class _LogCapture(io.TextIOBase):
 
     def write(self, text: str) -> int:
         stack = _stack()
-        if stack:
-            with RECORDER.lock:
-                RECORDER.log_bytes[stack[-1]] += len(text.encode("utf-8"))
-        else:
+        if not stack:
             self.real.write(text)
+            return len(text)
+        size = len(text.encode("utf-8"))
+        # Powertools prints each EMF line (json.dumps, then the newline) when a handler returns.
+        emf = text.startswith('{"_aws":')
+        if emf or (text == "\n" and getattr(_context, "after_emf", False)):
+            keys = _metric_keys(text) if emf else set()
+            with RECORDER.lock:
+                RECORDER.metric_bytes[stack[-1]] += size + (LOG_EVENT_OVERHEAD_BYTES if emf else 0)
+                RECORDER.metric_lines[stack[-1]] += 1 if emf else 0
+                RECORDER.metric_keys |= keys
+        else:
+            with RECORDER.lock:
+                RECORDER.log_bytes[stack[-1]] += size
+        _context.after_emf = emf
         return len(text)
 
     def flush(self) -> None:
@@ -245,6 +381,21 @@ class _LogCapture(io.TextIOBase):
 
     def isatty(self) -> bool:
         return False
+
+
+def _metric_keys(line: str) -> set[str]:
+    """The custom metrics one EMF line defines: namespace, metric name and dimension values."""
+    try:
+        document = json.loads(line)
+    except ValueError:
+        return set()
+    keys = set()
+    for directive in document.get("_aws", {}).get("CloudWatchMetrics", []):
+        for dimensions in directive.get("Dimensions", []) or [[]]:
+            values = ",".join(f"{name}={document.get(name)}" for name in dimensions)
+            for metric in directive.get("Metrics", []):
+                keys.add(f"{directive.get('Namespace')}/{metric.get('Name')}[{values}]")
+    return keys
 
 
 # -- hooks --------------------------------------------------------------------------------------------
@@ -266,8 +417,11 @@ class Hooks:
         original_invoke = LocalAws.invoke
 
         def counting_invoke(local: Any, function_name: str, event: dict[str, Any]) -> Any:
-            stack = _stack()
+            stack, timings = _stack(), _timings()
             stack.append(function_name)
+            timing = InvocationTiming()
+            timings.append(timing)
+            depth, _context.timed_depth = _timed_depth(), 0
             with RECORDER.lock:
                 RECORDER.inflight_invocations += 1
             started = time.perf_counter()
@@ -280,11 +434,16 @@ class Hooks:
             finally:
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 stack.pop()
+                timings.pop()
+                _context.timed_depth = depth
+                aws_ms = timing.aws_like_ms(elapsed_ms)
                 with RECORDER.lock:
                     RECORDER.inflight_invocations -= 1
                     RECORDER.lambda_calls[function_name] += 1
                     RECORDER.lambda_ms[function_name] += elapsed_ms
                     RECORDER.lambda_billed_ms[function_name] += lambda_billed_ms(elapsed_ms)
+                    RECORDER.lambda_aws_ms[function_name] += aws_ms
+                    RECORDER.lambda_aws_billed_ms[function_name] += lambda_billed_ms(aws_ms)
 
         LocalAws.invoke = counting_invoke  # type: ignore[method-assign,assignment]
         _pool_tasks_inherit_bucket()
@@ -297,14 +456,27 @@ class Hooks:
             bucket = current_bucket()
             with RECORDER.lock:
                 RECORDER.aws_calls[(bucket, service, operation)] += 1
-            if service == "dynamodb":
-                return hooks._dynamodb(original_call, client, operation, params, bucket)
-            response = original_call(client, operation, params)
+            with _Timed(call_latency_ms(service, operation, AWS_CALL_LATENCY_MS)):
+                if service == "dynamodb":
+                    return hooks._dynamodb(original_call, client, operation, params, bucket)
+                response = original_call(client, operation, params)
             if service == "sqs":
                 hooks._sqs(operation, params, response, bucket)
             return response
 
         BaseClient._make_api_call = counting_call  # type: ignore[attr-defined]
+
+        from functions.shared.http_client import DeliveryClient
+
+        original_send = DeliveryClient.send
+
+        def timed_send(client: Any, url: str, method: str, headers: dict[str, str], body: bytes | None) -> Any:
+            with RECORDER.lock:
+                RECORDER.target_requests[current_bucket()] += 1
+            with _Timed(AWS_TARGET_REQUEST_MS):
+                return original_send(client, url, method, headers, body)
+
+        DeliveryClient.send = timed_send  # type: ignore[method-assign,assignment]
 
         machine_types = {name: spec.type for name, spec in template_topology().state_machines.items()}
         original_start = moto_execution.Execution.start
@@ -438,6 +610,7 @@ def _execution_record(execution: Any, machine_types: dict[str, str]) -> Executio
     scheduled: Counter[str] = Counter()
     states_entered = failures = 0
     current = ""
+    task_functions = []
     for event in history:
         kind = str(getattr(event["type"], "value", event["type"]))
         if kind.endswith("StateEntered"):
@@ -447,6 +620,9 @@ def _execution_record(execution: Any, machine_types: dict[str, str]) -> Executio
                 entered[current] += 1
         elif kind in ("TaskScheduled", "LambdaFunctionScheduled"):
             scheduled[current] += 1
+            function = _scheduled_function(event)
+            if function:
+                task_functions.append(function)
         if kind.endswith(("Failed", "TimedOut", "Aborted")):
             failures += 1
     retries_by_state = {name: scheduled[name] - entered[name] for name in scheduled if scheduled[name] > entered[name]}
@@ -465,7 +641,20 @@ def _execution_record(execution: Any, machine_types: dict[str, str]) -> Executio
         log_bytes_by_tracing=_log_bytes_by_tracing(history, execution.exec_arn, machine_type),
         retries_by_state=retries_by_state,
         status=str(getattr(execution.exec_status, "value", execution.exec_status)),
+        task_functions=task_functions,
     )
+
+
+def _scheduled_function(event: dict[str, Any]) -> str | None:
+    """The Lambda function a TaskScheduled (lambda:invoke) or LambdaFunctionScheduled event calls."""
+    details = event.get("taskScheduledEventDetails") or event.get("lambdaFunctionScheduledEventDetails") or {}
+    if details.get("resourceType", "lambda") != "lambda":
+        return None
+    arn = details.get("resource", "")
+    with contextlib.suppress(ValueError):
+        arn = json.loads(details.get("parameters") or "{}").get("FunctionName", arn)
+    name = str(arn).rsplit(":function:", 1)[-1].split(":")[0]
+    return name or None
 
 
 def _as_aws_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -506,20 +695,18 @@ def _log_bytes_by_tracing(history: list[dict[str, Any]], execution_arn: str, mac
 # -- driving the scenarios ----------------------------------------------------------------------------
 
 
-def _post(url: str, token: str, message: dict[str, Any]) -> int:
+def _post(url: str, token: str, body: Any, path: str = "/messages") -> tuple[int, bytes]:
     host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection = http.client.HTTPConnection(host, int(port), timeout=120)
     try:
-        body = json.dumps(message).encode()
         connection.request(
             "POST",
-            "/messages",
-            body=body,
+            path,
+            body=json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         response = connection.getresponse()
-        response.read()
-        return response.status
+        return response.status, response.read()
     finally:
         connection.close()
 
@@ -528,13 +715,16 @@ def _head(table: str, sender: str, message_id: str) -> Item | None:
     return _moto_item(table, {"pk": {"S": f"MSG#{sender}#{message_id}"}, "sk": {"S": "MSG"}})
 
 
-def _queues_empty(local: Any) -> bool:
+def _moto_queue(local: Any) -> Any:
     from moto.sqs.models import sqs_backends
 
     from relay.local.emulator import ACCOUNT_ID, REGION
 
-    backend = sqs_backends[ACCOUNT_ID][REGION]
-    queue = backend.queues.get(local.queue_name)
+    return sqs_backends[ACCOUNT_ID][REGION].queues.get(local.queue_name)
+
+
+def _queues_empty(local: Any) -> bool:
+    queue = _moto_queue(local)
     return queue is None or not queue.messages
 
 
@@ -561,27 +751,149 @@ class Scenario:
     expected_status: str
     expected_attempts: int
     messages: int
+    # sequential: each message after the previous finished; volume: paced senders in parallel;
+    # batch: POST /messages/batch with `batch_size` messages each.
+    mode: str = "sequential"
+    # The production rate the amortised lines assume (authorizer cache, X-Ray sampling, fixed costs).
+    messages_per_second: float = ASSUMPTIONS["messages_per_month"] / SECONDS_PER_MONTH
+    batch_size: int = 1
+    senders: int = 1
 
 
-def _send_and_finish(relay: Any, target_url: str, scenario: Scenario, message_id: str, timeout: float) -> Item:
-    message = {
+class SkippedScenario(Exception):
+    """The scenario cannot run against this relay (e.g. its route does not exist yet)."""
+
+
+def _message(target_url: str, scenario: Scenario, message_id: str) -> dict[str, Any]:
+    return {
         "messageId": message_id,
         "senderId": "dev",
         "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "targetUrl": f"{target_url}{scenario.path}",
         "body": one_kb_body(message_id),
     }
-    status = _post(relay.url, relay.dev_token, message)
-    if status != 202:
-        raise RuntimeError(f"{scenario.name}: POST /messages answered {status}")
+
+
+def _wait_finished(relay: Any, scenario: Scenario, message_ids: list[str], timeout: float) -> list[Item]:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        head = _head(relay.local.table_name, "dev", message_id)
-        if head and head["status"]["S"] in ("DELIVERED", "FAILED"):
-            _wait_quiet(relay.local, timeout)
-            return head
-        time.sleep(0.02)
-    raise TimeoutError(f"{scenario.name}: {message_id} did not finish")
+    pending = list(message_ids)
+    heads: dict[str, Item] = {}
+    while pending and time.monotonic() < deadline:
+        for message_id in list(pending):
+            head = _head(relay.local.table_name, "dev", message_id)
+            if head and head["status"]["S"] in ("DELIVERED", "FAILED"):
+                heads[message_id] = head
+                pending.remove(message_id)
+        if pending:
+            time.sleep(0.02)
+    if pending:
+        raise TimeoutError(f"{scenario.name}: {len(pending)} messages did not finish")
+    _wait_quiet(relay.local, timeout)
+    return [heads[message_id] for message_id in message_ids]
+
+
+def _send_sequential(relay: Any, target_url: str, scenario: Scenario, ids: list[str], timeout: float) -> int:
+    for message_id in ids:
+        status, _ = _post(relay.url, relay.dev_token, _message(target_url, scenario, message_id))
+        if status != 202:
+            raise RuntimeError(f"{scenario.name}: POST /messages answered {status}")
+        _wait_finished(relay, scenario, [message_id], timeout)
+    return len(ids)
+
+
+def _send_paced(relay: Any, target_url: str, scenario: Scenario, ids: list[str]) -> int:
+    """`senders` threads, each starting its next POST on a schedule that totals the scenario's rate
+    (the local relay may be slower: the rate it reached is reported)."""
+    interval = scenario.senders / scenario.messages_per_second
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def sender(share: list[str], offset: float) -> None:
+        start = time.monotonic() + offset
+        for number, message_id in enumerate(share):
+            delay = start + number * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            status, _ = _post(relay.url, relay.dev_token, _message(target_url, scenario, message_id))
+            with lock:
+                statuses[status] += 1
+
+    threads = [
+        threading.Thread(target=sender, args=(ids[i :: scenario.senders], i / scenario.messages_per_second))
+        for i in range(scenario.senders)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if set(statuses) != {202}:
+        raise RuntimeError(f"{scenario.name}: POST /messages answered {dict(statuses)}")
+    return len(ids)
+
+
+def _send_batches(relay: Any, target_url: str, scenario: Scenario, ids: list[str]) -> int:
+    requests = 0
+    for start in range(0, len(ids), scenario.batch_size):
+        chunk = ids[start : start + scenario.batch_size]
+        envelope = {"messages": [_message(target_url, scenario, message_id) for message_id in chunk]}
+        status, body = _post(relay.url, relay.dev_token, envelope, path="/messages/batch")
+        if status == 404:
+            raise SkippedScenario("POST /messages/batch answered 404: the route does not exist in this relay yet")
+        if status != 200:
+            raise SkippedScenario(f"POST /messages/batch answered {status}: {body[:300].decode(errors='replace')}")
+        refused = _refused_in_batch(body)
+        if refused:
+            raise SkippedScenario(f"POST /messages/batch refused messages: {refused[:3]}")
+        requests += 1
+    return requests
+
+
+def _refused_in_batch(body: bytes) -> list[Any]:
+    """The per-message results of a batch answer that are not a 202 (the shape is `{results: [...]}`,
+    each with the status a single POST would give, under `status` or `statusCode`)."""
+    try:
+        results = json.loads(body).get("results", [])
+    except (ValueError, AttributeError):
+        return [body[:200].decode(errors="replace")]
+    refused = []
+    for result in results:
+        status = result.get("status", result.get("statusCode")) if isinstance(result, dict) else None
+        if isinstance(status, int) and status != 202:
+            refused.append(result)
+    return refused
+
+
+class _BatchingWindow:
+    """The SQS event source's batching window, played on the local queue worker: a poll waits
+    until the batch is full or the window has passed since a message became visible (AWS:
+    MaximumBatchingWindowInSeconds), instead of taking whatever is there."""
+
+    def __init__(self, relay: Any, batch_size: int, window_seconds: float) -> None:
+        self.relay, self.batch_size, self.window = relay, batch_size, window_seconds
+        self.saved: list[tuple[Any, Any]] = []
+
+    def __enter__(self) -> None:
+        for worker in self.relay.workers:
+            original = worker.poll_once
+
+            def poll_once(original: Any = original) -> int:
+                first_seen: float | None = None
+                while True:
+                    queue = _moto_queue(self.relay.local)
+                    visible = sum(1 for message in list(queue.messages) if message.visible) if queue else 0
+                    if not visible:
+                        return 0
+                    first_seen = first_seen or time.monotonic()
+                    if visible >= self.batch_size or time.monotonic() - first_seen >= self.window:
+                        return int(original())
+                    time.sleep(0.01)
+
+            self.saved.append((worker, original))
+            worker.poll_once = poll_once
+
+    def __exit__(self, *_: object) -> None:
+        for worker, _original in self.saved:
+            del worker.poll_once
 
 
 def _freeze() -> dict[str, Any]:
@@ -590,8 +902,14 @@ def _freeze() -> dict[str, Any]:
             "lambda_calls": dict(RECORDER.lambda_calls),
             "lambda_ms": dict(RECORDER.lambda_ms),
             "lambda_billed_ms": dict(RECORDER.lambda_billed_ms),
+            "lambda_aws_ms": dict(RECORDER.lambda_aws_ms),
+            "lambda_aws_billed_ms": dict(RECORDER.lambda_aws_billed_ms),
             "lambda_errors": dict(RECORDER.lambda_errors),
             "log_bytes": dict(RECORDER.log_bytes),
+            "metric_bytes": dict(RECORDER.metric_bytes),
+            "metric_lines": dict(RECORDER.metric_lines),
+            "metric_keys": sorted(RECORDER.metric_keys),
+            "target_requests": dict(RECORDER.target_requests),
             "aws_calls": [[*key, count] for key, count in sorted(RECORDER.aws_calls.items())],
             "ddb_write_units": [[*key, units] for key, units in sorted(RECORDER.ddb_write_units.items())],
             "ddb_read_units": [[*key, units] for key, units in sorted(RECORDER.ddb_read_units.items())],
@@ -602,23 +920,54 @@ def _freeze() -> dict[str, Any]:
         }
 
 
-def run_scenario(relay: Any, target_url: str, scenario: Scenario, timeout: float) -> dict[str, Any]:
+def run_scenario(relay: Any, target: Any, scenario: Scenario, timeout: float) -> dict[str, Any]:
     _wait_quiet(relay.local, timeout)
     RECORDER.reset()
-    outcomes: Counter[str] = Counter()
-    storage_bytes = 0
-    for _ in range(scenario.messages):
-        message_id = f"cost-{scenario.name}-{uuid.uuid4().hex[:10]}"
-        head = _send_and_finish(relay, target_url, scenario, message_id, timeout)
-        outcomes[f"{head['status']['S']}/{head['attempts']['N']}"] += 1
-        storage_bytes += _stored_bytes(relay.local.table_name, f"MSG#dev#{message_id}")
+    received_before, connections_before = len(target.received), target.connections
+    ids = [f"cost-{scenario.name}-{uuid.uuid4().hex[:10]}" for _ in range(scenario.messages)]
+    started = time.monotonic()
+    if scenario.mode == "sequential":
+        api_requests = _send_sequential(relay, target.url, scenario, ids, timeout)
+        sent = time.monotonic()
+        heads = [_head(relay.local.table_name, "dev", message_id) or {} for message_id in ids]
+    else:
+        with _BatchingWindow(
+            relay, ASSUMPTIONS["dispatch_batch_size"], ASSUMPTIONS["dispatch_batching_window_seconds"]
+        ):
+            if scenario.mode == "batch":
+                api_requests = _send_batches(relay, target.url, scenario, ids)
+            else:
+                api_requests = _send_paced(relay, target.url, scenario, ids)
+            sent = time.monotonic()
+            heads = _wait_finished(relay, scenario, ids, timeout)
+    elapsed = time.monotonic() - started
     counted = _freeze()
+    outcomes: Counter[str] = Counter(f"{head['status']['S']}/{head['attempts']['N']}" for head in heads)
+    table_bytes = index_bytes = 0
+    for message_id in ids:
+        stored = _stored_bytes(relay.local.table_name, f"MSG#dev#{message_id}")
+        table_bytes += stored[0]
+        index_bytes += stored[1]
+    requests = target.received[received_before:]
     expected = f"{scenario.expected_status}/{scenario.expected_attempts}"
+    n = scenario.messages
     return {
         "scenario": asdict(scenario),
         "outcomes": dict(outcomes),
-        "as_expected": outcomes == Counter({expected: scenario.messages}),
-        "storage_bytes_per_message": storage_bytes / scenario.messages,
+        "as_expected": outcomes == Counter({expected: n}),
+        "api_requests": api_requests,
+        "local_messages_per_second": n / max(sent - started, 1e-9),
+        "local_seconds": elapsed,
+        "storage_bytes_per_message": (table_bytes + index_bytes) / n,
+        "table_bytes_per_message": table_bytes / n,
+        "index_bytes_per_message": index_bytes / n,
+        "target": {
+            "requests": len(requests),
+            "connections": target.connections - connections_before,
+            "http_bytes": sum(
+                http_request_bytes(request.method, request.path, request.headers, request.body) for request in requests
+            ),
+        },
         "counted": counted,
     }
 
@@ -626,11 +975,14 @@ def run_scenario(relay: Any, target_url: str, scenario: Scenario, timeout: float
 _HOOKS: Hooks | None = None
 
 
-def _stored_bytes(table: str, partition_key: str) -> int:
-    """Table bytes of one message (items + 100 bytes of overhead each) and its index entries."""
+def _stored_bytes(table: str, partition_key: str) -> tuple[int, int]:
+    """Table bytes of one message (items + 100 bytes of overhead each), and its index entries'."""
     assert _HOOKS is not None
     items = _message_items(table, partition_key)
-    return sum(item_size(item) + 100 + index_storage_bytes(item, _HOOKS.indexes, _HOOKS.base_keys) for item in items)
+    return (
+        sum(item_size(item) + 100 for item in items),
+        sum(index_storage_bytes(item, _HOOKS.indexes, _HOOKS.base_keys) for item in items),
+    )
 
 
 def measure_authorizer(relay: Any, invocations: int) -> dict[str, Any]:
@@ -642,7 +994,7 @@ def measure_authorizer(relay: Any, invocations: int) -> dict[str, Any]:
         "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123def4/prod/POST/messages",
     }
     for _ in range(invocations):
-        relay.local.invoke("relay-authorizer", event)
+        relay.local.invoke(AUTHORIZER, event)
     return _freeze()
 
 
@@ -697,40 +1049,53 @@ def access_log_bytes() -> int:
     return len(line.encode())
 
 
-def usage_per_message(
-    result: dict[str, Any],
-    authorizer: dict[str, Any],
-    memory_mb: int,
-    fast_waits: tuple[float, ...],
-    fast_full_jitter: bool,
-    access_log_line: int,
-) -> tuple[Usage, dict[str, Any]]:
+@dataclass(frozen=True)
+class Pricing:
+    """What pricing a scenario needs besides its counts: the policy's waits and the deployment."""
+
+    authorizer: dict[str, Any]
+    memory_mb: int
+    fast_waits: tuple[float, ...]
+    fast_full_jitter: bool
+    access_log_line: int
+    fixed_monthly_usd: float
+
+
+def usage_per_message(result: dict[str, Any], pricing: Pricing, times: str = "local") -> tuple[Usage, dict[str, Any]]:
+    """A scenario's usage per message; `times` "local" bills the local wall times, "aws" the
+    AWS-like ones (Lambda from the per-invocation model, Express from its tasks' AWS-like times)."""
     counted = result["counted"]
-    n = result["scenario"]["messages"]
-    usage = Usage(api_requests=1.0)
+    scenario = result["scenario"]
+    n = scenario["messages"]
+    rate = scenario["messages_per_second"]
+    messages_per_month = rate * SECONDS_PER_MONTH
+    api_per_message = result["api_requests"] / n
+    usage = Usage(api_requests=api_per_message)
+    billed_ms = counted["lambda_aws_billed_ms"] if times == "aws" else counted["lambda_billed_ms"]
 
-    for name in MESSAGE_PATH_FUNCTIONS:
-        calls = counted["lambda_calls"].get(name, 0)
-        if calls:
-            usage.lambda_invocations[name] = calls / n
-            usage.lambda_billed_ms[name] = counted["lambda_billed_ms"].get(name, 0.0) / n
-            usage.lambda_memory_mb[name] = memory_mb
+    functions = sorted(name for name in counted["lambda_calls"] if billed(name))
+    for name in functions:
+        usage.lambda_invocations[name] = counted["lambda_calls"][name] / n
+        usage.lambda_billed_ms[name] = billed_ms.get(name, 0.0) / n
+        usage.lambda_memory_mb[name] = pricing.memory_mb
 
-    # The authorizer: one invocation per token per cache period, spread over the month's messages.
-    per_message = (
-        ASSUMPTIONS["active_tokens"]
-        * SECONDS_PER_MONTH
-        / ASSUMPTIONS["authorizer_cache_seconds"]
-        / ASSUMPTIONS["messages_per_month"]
+    # The authorizer: API Gateway caches each token's answer; a miss is 1 in 1 + r*T requests.
+    authorizer = pricing.authorizer
+    auth_calls = authorizer["lambda_calls"].get(AUTHORIZER, 0) or 1
+    auth_billed = authorizer["lambda_aws_billed_ms" if times == "aws" else "lambda_billed_ms"]
+    misses = api_per_message * authorizer_misses_per_request(
+        rate * api_per_message / ASSUMPTIONS["active_tokens"], ASSUMPTIONS["authorizer_cache_seconds"]
     )
-    auth_calls = authorizer["lambda_calls"].get("relay-authorizer", 0) or 1
-    usage.lambda_invocations["relay-authorizer (amortised)"] = per_message
-    usage.lambda_billed_ms["relay-authorizer (amortised)"] = (
-        authorizer["lambda_billed_ms"].get("relay-authorizer", 0.0) / auth_calls * per_message
-    )
-    usage.lambda_memory_mb["relay-authorizer (amortised)"] = memory_mb
-    auth_reads = sum(row[-1] for row in authorizer["ddb_read_units"]) / auth_calls * per_message
+    usage.authorizer_invocations = misses
+    usage.authorizer_billed_ms = auth_billed.get(AUTHORIZER, 0.0) / auth_calls * misses
+    usage.authorizer_memory_mb = pricing.memory_mb
+    usage.authorizer_read_units = sum(row[-1] for row in authorizer["ddb_read_units"]) / auth_calls * misses
 
+    mean_aws_ms = {
+        name: counted["lambda_aws_ms"].get(name, 0.0) / calls
+        for name, calls in counted["lambda_calls"].items()
+        if calls
+    }
     express_gb_s = 0.0
     express_runs = standard_transitions = 0
     sfn_log_by_tracing = dict.fromkeys((mode.value for mode in Tracing), 0.0)
@@ -739,9 +1104,14 @@ def usage_per_message(
     for record in counted["executions"]:
         if record["machine_type"] == "EXPRESS":
             express_runs += 1
-            duration = record["duration_seconds"]
+            if times == "aws":
+                duration = express_run_ms(record["task_functions"], mean_aws_ms, AWS_SFN_TASK_OVERHEAD_MS) / 1000
+            else:
+                duration = record["duration_seconds"]
             if record["machine"] == "relay-delivery-fast":
-                wait = expected_wait_seconds(fast_waits, record["retries_by_state"].get("Deliver", 0), fast_full_jitter)
+                wait = expected_wait_seconds(
+                    pricing.fast_waits, record["retries_by_state"].get("Deliver", 0), pricing.fast_full_jitter
+                )
                 duration += wait
                 modeled_waits += wait
             express_gb_s += express_gb_seconds(duration)
@@ -754,50 +1124,93 @@ def usage_per_message(
     usage.express_gb_seconds = express_gb_s / n
     usage.standard_transitions = standard_transitions / n
 
-    writes = [row for row in counted["ddb_write_units"] if row[0] in BILLED_BUCKETS]
-    reads = [row for row in counted["ddb_read_units"] if row[0] in BILLED_BUCKETS]
+    writes = [row for row in counted["ddb_write_units"] if billed(row[0])]
+    reads = [row for row in counted["ddb_read_units"] if billed(row[0])]
     usage.dynamodb_write_units = sum(row[-1] for row in writes) / n
-    usage.dynamodb_read_units = sum(row[-1] for row in reads) / n + auth_reads
-    ttl_days = 30
+    usage.dynamodb_read_units = sum(row[-1] for row in reads) / n
+    ttl_days = ASSUMPTIONS["dynamodb_ttl_days"]
     usage.dynamodb_storage_gb_months = result["storage_bytes_per_message"] / 1024**3 * ttl_days / 30
-    usage.sqs_requests = sum(row[-1] for row in counted["sqs_requests"] if row[0] in BILLED_BUCKETS) / n
+    usage.pitr_gb_months = pitr_gb_months(result["table_bytes_per_message"], ttl_days)
+    sqs_rows = [row for row in counted["sqs_requests"] if billed(row[0])]
+    usage.sqs_requests = sum(row[-1] for row in sqs_rows) / n
 
     usage.secrets_calls = (
         ASSUMPTIONS["warm_deliver_containers"]
         * ASSUMPTIONS["senders"]
         * SECONDS_PER_MONTH
         / ASSUMPTIONS["secret_cache_seconds"]
-        / ASSUMPTIONS["messages_per_month"]
+        / messages_per_month
     )
 
-    invocations = sum(usage.lambda_invocations.values())
-    app_log = sum(counted["log_bytes"].get(name, 0) for name in MESSAGE_PATH_FUNCTIONS) / n
+    invocations = sum(usage.lambda_invocations.values()) + usage.authorizer_invocations
+    app_log = sum(size for name, size in counted["log_bytes"].items() if billed(name)) / n
     # The log lines priced with the rest are those of the default deployment (relay.tracing: errors).
     sfn_log = sfn_log_by_tracing[Tracing.ERRORS.value]
-    usage.log_bytes = app_log + invocations * PLATFORM_LOG_BYTES + access_log_line + sfn_log
-    usage.xray_traces = ASSUMPTIONS["xray_traces_per_message"] * ASSUMPTIONS["xray_sampled_fraction"]
+    platform = invocations * PLATFORM_LOG_BYTES
+    access_log = api_per_message * pricing.access_log_line
+    usage.log_bytes = app_log + platform + access_log + sfn_log
+    usage.metric_log_bytes = sum(size for name, size in counted["metric_bytes"].items() if billed(name)) / n
+
+    # X-Ray: a trace per API request and one per dispatcher invocation, each side sampled at its rate.
+    api_rate = rate * api_per_message
+    dispatches = usage.lambda_invocations.get("relay-dispatcher", 0.0)
+    sampling = {
+        "api": xray_sampled_fraction(
+            api_rate, ASSUMPTIONS["xray_reservoir_per_second"], ASSUMPTIONS["xray_fixed_rate"]
+        ),
+        "delivery": xray_sampled_fraction(
+            rate * dispatches, ASSUMPTIONS["xray_reservoir_per_second"], ASSUMPTIONS["xray_fixed_rate"]
+        ),
+    }
+    usage.xray_traces = api_per_message * sampling["api"] + dispatches * sampling["delivery"]
+
+    target = result["target"]
+    usage.data_transfer_bytes = (
+        target["http_bytes"]
+        + target["requests"] * TCP_IP_BYTES_PER_REQUEST
+        + target["connections"] * TLS_AND_TCP_BYTES_PER_CONNECTION
+    ) / n
+    usage.fixed_usd_per_million = amortised_usd_per_million(pricing.fixed_monthly_usd, messages_per_month)
 
     secrets_measured = sum(
         row[-1] for row in counted["aws_calls"] if row[1] == "secretsmanager" and row[2] == "GetSecretValue"
     )
+    dispatcher_batches = [
+        row[-1] for row in counted["sqs_requests"] if row[0] == EVENT_SOURCE and row[1] == "ReceiveMessage"
+    ]
     details = {
         "lambda_wall_ms_per_invocation": {
             name: counted["lambda_ms"][name] / counted["lambda_calls"][name]
             for name in counted["lambda_calls"]
             if counted["lambda_calls"][name]
         },
+        "lambda_aws_like_ms_per_invocation": mean_aws_ms,
         "dynamodb_writes_by_call": _per_message_rows(writes, n),
+        "dynamodb_write_units_per_message": _write_breakdown(writes, n),
         "dynamodb_reads_by_call": _per_message_rows(reads, n),
-        "sqs_requests_by_call": _per_message_rows(
-            [row for row in counted["sqs_requests"] if row[0] in BILLED_BUCKETS], n
-        ),
+        "sqs_requests_by_call": _per_message_rows(sqs_rows, n),
+        "messages_per_dispatcher_invocation": n / counted["lambda_calls"]["relay-dispatcher"]
+        if counted["lambda_calls"].get("relay-dispatcher")
+        else None,
+        "sqs_receives_with_messages": sum(dispatcher_batches),
         "executions_per_message": _execution_summary(counted["executions"], n),
         "express_modeled_retry_wait_seconds_per_message": modeled_waits / n,
         "log_bytes_per_message": {
-            "function_output (Powertools logs + EMF metrics)": app_log,
-            "lambda_platform_lines": invocations * PLATFORM_LOG_BYTES,
-            "api_gateway_access_log": access_log_line,
+            "function_output (Powertools logs)": app_log,
+            "lambda_platform_lines": platform,
+            "api_gateway_access_log": access_log,
             "step_functions_execution_logs (tracing errors)": sfn_log,
+        },
+        "emf_metric_bytes_per_message": usage.metric_log_bytes,
+        "emf_metric_lines_per_message": sum(count for name, count in counted["metric_lines"].items() if billed(name))
+        / n,
+        "custom_metrics_seen": counted["metric_keys"],
+        "xray_sampled_fraction": sampling,
+        "authorizer_invocations_per_message": misses,
+        "data_transfer": {
+            "http_bytes_per_message": target["http_bytes"] / n,
+            "target_requests_per_message": target["requests"] / n,
+            "new_connections_per_message": target["connections"] / n,
         },
         "step_functions_log_bytes_per_message_by_tracing": sfn_log_by_tracing,
         "step_functions_log_bytes_per_message_by_machine": dict(sfn_log_by_machine),
@@ -811,6 +1224,23 @@ def usage_per_message(
         "uncounted_operations": counted["uncounted"],
     }
     return usage, details
+
+
+def _write_breakdown(writes: list[list[Any]], n: int) -> dict[str, Any]:
+    """WRU per message by function and operation, split into the table and each index, with totals."""
+    by_call: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    by_target: dict[str, float] = defaultdict(float)
+    for bucket, operation, target, units in writes:
+        by_call[f"{bucket} {operation}"][target] += units / n
+        by_target[target] += units / n
+    table_units = by_target.get("table", 0.0)
+    return {
+        "by_call": {call: dict(targets) for call, targets in sorted(by_call.items())},
+        "by_table_or_index": dict(sorted(by_target.items(), key=lambda item: (item[0] != "table", item[0]))),
+        "table": table_units,
+        "indexes": sum(by_target.values()) - table_units,
+        "total": sum(by_target.values()),
+    }
 
 
 def _per_message_rows(rows: list[list[Any]], n: int) -> list[list[Any]]:
@@ -872,50 +1302,50 @@ def run(scale: float) -> dict[str, Any]:
     _HOOKS = Hooks(template_topology().table.definition)
     _HOOKS.install()
 
+    volume = ASSUMPTIONS["volume_messages_per_second"]
     scenarios = [
-        Scenario("success", "/ok", "DELIVERED", 1, scaled(20, scale)),
+        Scenario("success_single", "/ok", "DELIVERED", 1, scaled(20, scale)),
+        Scenario(
+            "success_volume", "/ok", "DELIVERED", 1, scaled(100, scale), mode="volume", messages_per_second=volume,
+            senders=8,
+        ),
+        Scenario(
+            "success_batch100", "/ok", "DELIVERED", 1, 100 * scaled(1, scale), mode="batch",
+            messages_per_second=volume, batch_size=100,
+        ),
         Scenario("retried", "/flaky/3", "DELIVERED", 4, scaled(10, scale)),
         Scenario("slow_lane", "/fail", "FAILED", inline + fast.attempts + slow.attempts, scaled(4, scale)),
-    ]
+    ]  # fmt: skip
+    assert tuple(scenario.name for scenario in scenarios) == SCENARIO_NAMES
     memory = lambda_memory_mb()
     access_line = access_log_bytes()
     prices = load_prices(PRICES_PATH)
-    results: dict[str, Any] = {"scenarios": {}}
+    fixed = fixed_monthly_costs(prices, memory["default_mb"])
+    results: dict[str, Any] = {"scenarios": {}, "skipped": {}, "cost_per_million": {}}
     started = time.perf_counter()
     # Retry waits scaled to ~nothing: the slow lane's ~51 h maximum horizon takes under 2 s.
     with TargetServer() as target, LocalRelay(port=0, time_scale=1e-5, reconcile_every_seconds=86_400) as relay:
+        _emit_metrics()
         warm = Scenario("warmup", "/ok", "DELIVERED", 1, 3)
-        run_scenario(relay, target.url, warm, timeout=60)
+        run_scenario(relay, target, warm, timeout=60)
         authorizer = measure_authorizer(relay, 5)
+        pricing = Pricing(
+            authorizer, memory["default_mb"], fast.waits, fast_full_jitter, access_line, fixed["usd_per_month"]
+        )
         for scenario in scenarios:
-            outcome = run_scenario(relay, target.url, scenario, timeout=120)
-            usage, details = usage_per_message(
-                outcome, authorizer, memory["default_mb"], fast.waits, fast_full_jitter, access_line
-            )
-            items = line_items(usage, prices)
-            results["scenarios"][scenario.name] = {
-                "messages": scenario.messages,
-                "outcomes": outcome["outcomes"],
-                "as_expected": outcome["as_expected"],
-                "storage_bytes_per_message": outcome["storage_bytes_per_message"],
-                "usage_per_message": asdict(usage),
-                "line_items": [asdict(item) for item in items],
-                "usd_per_million": {
-                    "core": total(items, "core"),
-                    "observability": total(items, "observability"),
-                    "all": total(items),
-                },
-                "details": details,
-                "tracing": [
-                    asdict(cost)
-                    for cost in tracing_costs(
-                        details["step_functions_log_bytes_per_message_by_tracing"],
-                        Tracing.ERRORS.value,
-                        total(items),
-                        prices,
-                    )
-                ],
-                "counted": outcome["counted"],
+            try:
+                outcome = run_scenario(relay, target, scenario, timeout=180)
+            except SkippedScenario as skipped:
+                results["skipped"][scenario.name] = str(skipped)
+                results["cost_per_million"][scenario.name] = None
+                continue
+            entry = price_scenario(outcome, pricing, prices)
+            results["scenarios"][scenario.name] = entry
+            results["cost_per_million"][scenario.name] = {
+                **entry["usd_per_million_aws_like"],
+                "times": "aws_like",
+                "aws_like": entry["usd_per_million_aws_like"],
+                "local_times": entry["usd_per_million_local_times"],
             }
     measured_slow = results["scenarios"]["slow_lane"]["details"]["executions_per_message"].get(
         "relay-delivery-slow", {}
@@ -936,20 +1366,34 @@ def run(scale: float) -> dict[str, Any]:
         "retried_usd_per_million": schedule_cost.retried_usd_per_million,
     }
     results["authorizer_per_invocation"] = {
-        "wall_ms": authorizer["lambda_ms"].get("relay-authorizer", 0.0)
-        / max(1, authorizer["lambda_calls"].get("relay-authorizer", 0)),
+        "wall_ms": authorizer["lambda_ms"].get(AUTHORIZER, 0.0) / max(1, authorizer["lambda_calls"].get(AUTHORIZER, 0)),
+        "aws_like_ms": authorizer["lambda_aws_ms"].get(AUTHORIZER, 0.0)
+        / max(1, authorizer["lambda_calls"].get(AUTHORIZER, 0)),
         "read_units": sum(row[-1] for row in authorizer["ddb_read_units"])
-        / max(1, authorizer["lambda_calls"].get("relay-authorizer", 0)),
+        / max(1, authorizer["lambda_calls"].get(AUTHORIZER, 0)),
+    }
+    metric_keys = sorted({key for entry in results["scenarios"].values() for key in entry["counted"]["metric_keys"]})
+    results["custom_metrics"] = {
+        "metrics": metric_keys,
+        "count": len(metric_keys),
+        "usd_per_month": custom_metrics_usd_per_month(len(metric_keys), prices),
+        "note": "EMF-extracted metrics are custom metrics ($0.30 per metric-month): a fixed monthly cost "
+        "per distinct name + dimensions seen in these runs, not per message; the EMF lines themselves "
+        "are priced per message as log ingestion.",
     }
     results["lambda_memory"] = memory
     results["assumptions"] = {
         **ASSUMPTIONS,
         "lambda_platform_log_bytes_per_invocation": PLATFORM_LOG_BYTES,
         "api_gateway_access_log_bytes_per_request": access_line,
-        "dynamodb_ttl_days": 30,
         "time_scale": 1e-5,
+        "aws_call_latency_ms": AWS_CALL_LATENCY_MS,
+        "aws_target_request_ms": AWS_TARGET_REQUEST_MS,
+        "aws_sfn_task_overhead_ms": AWS_SFN_TASK_OVERHEAD_MS,
+        "tls_and_tcp_bytes_per_connection": TLS_AND_TCP_BYTES_PER_CONNECTION,
+        "tcp_ip_bytes_per_request": TCP_IP_BYTES_PER_REQUEST,
     }
-    results["fixed_monthly"] = fixed_monthly_costs(prices, memory["default_mb"])
+    results["fixed_monthly"] = fixed
     results["prices"] = prices
     results["peers"] = {
         name: value
@@ -958,6 +1402,61 @@ def run(scale: float) -> dict[str, Any]:
     }
     results["seconds"] = time.perf_counter() - started
     return results
+
+
+def _emit_metrics() -> None:
+    """Undo relay dev's metric silencing (relay/local/emulator.py replaces `metrics.add_metric` with a
+    no-op): the handlers' EMF lines are printed as deployed and counted as log ingestion."""
+    from functions.shared import observability
+
+    observability.metrics.__dict__.pop("add_metric", None)
+
+
+def price_scenario(outcome: dict[str, Any], pricing: Pricing, prices: dict[str, Any]) -> dict[str, Any]:
+    usage, details = usage_per_message(outcome, pricing, "local")
+    usage_aws, details_aws = usage_per_message(outcome, pricing, "aws")
+    items, items_aws = line_items(usage, prices), line_items(usage_aws, prices)
+    return {
+        "messages": outcome["scenario"]["messages"],
+        "mode": outcome["scenario"]["mode"],
+        "messages_per_second_assumed": outcome["scenario"]["messages_per_second"],
+        "local_messages_per_second": outcome["local_messages_per_second"],
+        "api_requests": outcome["api_requests"],
+        "outcomes": outcome["outcomes"],
+        "as_expected": outcome["as_expected"],
+        "storage_bytes_per_message": outcome["storage_bytes_per_message"],
+        "table_bytes_per_message": outcome["table_bytes_per_message"],
+        "index_bytes_per_message": outcome["index_bytes_per_message"],
+        "usage_per_message": asdict(usage),
+        "usage_per_message_aws_like": asdict(usage_aws),
+        "line_items": [asdict(item) for item in items],
+        "line_items_aws_like": [asdict(item) for item in items_aws],
+        "usd_per_million": _totals(items),
+        "usd_per_million_local_times": request_path_and_all_in(items),
+        "usd_per_million_aws_like": request_path_and_all_in(items_aws),
+        "details": {
+            **details,
+            "express_modeled_retry_wait_seconds_per_message": details_aws[
+                "express_modeled_retry_wait_seconds_per_message"
+            ],
+        },
+        "tracing": [
+            asdict(cost)
+            for cost in tracing_costs(
+                details["step_functions_log_bytes_per_message_by_tracing"], Tracing.ERRORS.value, total(items), prices
+            )
+        ],
+        "counted": outcome["counted"],
+    }
+
+
+def _totals(items: list[LineItem]) -> dict[str, float]:
+    return {
+        "core": total(items, "core"),
+        "observability": total(items, "observability"),
+        "other": total(items, "other"),
+        "all": total(items),
+    }
 
 
 def fixed_monthly_costs(prices: dict[str, Any], memory_mb: int) -> dict[str, Any]:
@@ -976,6 +1475,7 @@ def fixed_monthly_costs(prices: dict[str, Any], memory_mb: int) -> dict[str, Any
         "reconciler_assumption": "43,200 runs/month of ~100 ms at the deployed memory, 8 empty due-index queries each",
         "sqs_idle_polling_usd_per_month": idle_receives * prices["sqs"]["per_million_requests"] / 1e6,
         "sqs_idle_polling_assumption": "5 pollers x 20 s long polls on an idle queue",
+        "usd_per_month": reconciler + idle_receives * prices["sqs"]["per_million_requests"] / 1e6,
     }
 
 

@@ -78,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in chosen:
             results["sections"][name] = run_section(name, SECTIONS[name], Path(workdir))
     results["seconds"] = time.perf_counter() - started
+    cost = results["sections"].get("cost", {})
+    if "cost_per_million" in cost:
+        # USD per million messages by scenario ({request_path, all_in}, AWS-like times; both time
+        # models inside), or null with the reason in `cost_skipped`.
+        results["cost_per_million"] = cost["cost_per_million"]
+        results["cost_skipped"] = cost.get("skipped", {})
 
     markdown = render(results)
     directory = Path(args.results)

@@ -10,12 +10,20 @@ import pytest
 from bench.common import PRICES_PATH
 from bench.cost_model import (
     ERROR_LEVEL_EVENTS,
+    GB,
     LOG_EVENT_OVERHEAD_BYTES,
     IndexSpec,
     Usage,
+    amortised_usd_per_million,
+    authorizer_misses_per_request,
+    aws_like_ms,
+    call_latency_ms,
+    custom_metrics_usd_per_month,
     execution_log_bytes,
     expected_wait_seconds,
     express_gb_seconds,
+    express_run_ms,
+    http_request_bytes,
     index_write_units,
     item_size,
     lambda_billed_ms,
@@ -23,13 +31,16 @@ from bench.cost_model import (
     load_prices,
     log_record,
     number_size,
+    pitr_gb_months,
     read_units,
+    request_path_and_all_in,
     slow_lane_transitions,
     sqs_requests,
     total,
     tracing_costs,
     update_write_units,
     write_units,
+    xray_sampled_fraction,
 )
 from relay.definitions import retry_schedule
 
@@ -215,3 +226,152 @@ def test_tracing_all_is_priced_per_million_messages_against_the_default() -> Non
     assert costs["all"].step_functions_logs_usd_per_million == pytest.approx(logs)
     assert costs["all"].all_usd_per_million == pytest.approx(30.0 + logs)
     assert costs["errors"].all_usd_per_million == pytest.approx(30.0)
+
+
+# -- the all-in extras ----------------------------------------------------------------------------------
+
+
+def test_pitr_bills_the_table_bytes_for_as_long_as_the_ttl_keeps_them() -> None:
+    # Given a message whose items take 3 KiB of the table and live 30 days (one 30-day month)
+    # When its PITR usage is computed
+    # Then it is 3 KiB for one month: 3 * 1024 / 1024**3 GB-months, $0.20/GB-month => $0.57/M
+    gb_months = pitr_gb_months(3 * 1024, ttl_days=30)
+    assert gb_months == pytest.approx(3 / 1024**2)
+    assert gb_months * 0.20 * 1_000_000 == pytest.approx(0.5722, abs=1e-4)
+    # a 15-day TTL halves it, a 60-day one doubles it
+    assert pitr_gb_months(3 * 1024, ttl_days=15) == pytest.approx(gb_months / 2)
+    assert pitr_gb_months(3 * 1024, ttl_days=60) == pytest.approx(gb_months * 2)
+
+
+def test_an_http_request_counts_its_request_line_headers_blank_line_and_body() -> None:
+    # Given a POST with two headers and a 10-byte body
+    size = http_request_bytes("POST", "/ok", {"Host": "a.example", "Content-Length": "10"}, b"0123456789")
+    # Then: "POST /ok HTTP/1.1\r\n" 19 + "Host: a.example\r\n" 17 + "Content-Length: 10\r\n" 20 + "\r\n" 2 + 10
+    assert size == 19 + 17 + 20 + 2 + 10
+
+
+def test_data_transfer_is_priced_per_gb_out() -> None:
+    # Given 1,324 bytes per message to targets at $0.09/GB
+    prices = load_prices(PRICES_PATH)
+    items = {f"{item.service}: {item.item}": item for item in line_items(Usage(data_transfer_bytes=1324), prices)}
+    # Then a million messages send 1.324e9 B = 1.2331 GiB: $0.111
+    line = items["Data transfer: out to the internet (requests to targets)"]
+    assert line.usd_per_million == pytest.approx(1324 * 1_000_000 / GB * 0.09)
+    assert line.usd_per_million == pytest.approx(0.1110, abs=1e-4)
+    assert line.group == "other"
+
+
+@pytest.mark.parametrize(
+    ("rate", "expected"),
+    [
+        (0.0, 1.0),  # nobody else to share the answer with: every request misses
+        (1.0, 1 / 301),  # 1 request/s for 300 s: one miss, then 300 hits
+        (50.0, 1 / 15_001),
+        (1_000_000 / (30 * 24 * 3600), 1 / (1 + 1_000_000 / 8640)),  # 1M/month: 0.3858/s, 1 in 116.7
+    ],
+)
+def test_the_authorizer_misses_once_per_token_per_cache_period(rate: float, expected: float) -> None:
+    assert authorizer_misses_per_request(rate, cache_seconds=300) == pytest.approx(expected)
+
+
+def test_a_batch_of_100_shares_one_authorizer_answer_among_fewer_requests() -> None:
+    # Given 50 messages/s sent as batches of 100: 0.5 requests/s, 1/100 request per message
+    per_message = 0.01 * authorizer_misses_per_request(0.5, cache_seconds=300)
+    # Then a miss every 151 requests, i.e. every 15,100 messages
+    assert per_message == pytest.approx(1 / 15_100)
+    # and without a cache every request calls the authorizer
+    assert authorizer_misses_per_request(0.5, cache_seconds=0) == 1.0
+
+
+def test_the_authorizer_line_adds_its_requests_duration_and_reads() -> None:
+    prices = load_prices(PRICES_PATH)
+    usage = Usage(authorizer_invocations=0.01, authorizer_billed_ms=0.01 * 8, authorizer_read_units=0.01 * 0.5)
+    (line,) = [item for item in line_items(usage, prices) if item.item.startswith("authorizer")]
+    # 0.01 x $0.20/M + 0.08 ms x 256 MB in GB-s x $0.0000133334 x 1M + 0.005 RRU x $0.125/M
+    expected = 0.01 * 0.20 + 0.08 / 1000 * 0.25 * 0.0000133334 * 1_000_000 + 0.005 * 0.125
+    assert line.usd_per_million == pytest.approx(expected)
+    assert line.group == "other"
+
+
+def test_xray_default_rule_records_one_a_second_and_five_percent_of_the_rest() -> None:
+    assert xray_sampled_fraction(0.4) == 1.0  # below the reservoir: everything
+    assert xray_sampled_fraction(1.0) == 1.0
+    assert xray_sampled_fraction(50.0) == pytest.approx((1 + 0.05 * 49) / 50)  # 6.9%
+    assert xray_sampled_fraction(5.0) == pytest.approx((1 + 0.05 * 4) / 5)  # 24%
+    assert xray_sampled_fraction(0.0) == 0.0
+
+
+def test_fixed_monthly_costs_spread_over_the_month_s_messages() -> None:
+    # $0.30 a month over 1M messages is $0.30 per million; over 129.6M (50/s) $0.0023
+    assert amortised_usd_per_million(0.30, 1_000_000) == pytest.approx(0.30)
+    assert amortised_usd_per_million(0.30, 50 * 30 * 24 * 3600) == pytest.approx(0.30 / 129.6)
+    assert amortised_usd_per_million(0.30, 0) == 0.0
+
+
+def test_custom_metrics_are_a_monthly_cost_per_metric() -> None:
+    assert custom_metrics_usd_per_month(6, load_prices(PRICES_PATH)) == pytest.approx(1.80)
+
+
+def test_emf_lines_are_log_ingestion_and_pitr_an_all_in_extra() -> None:
+    prices = load_prices(PRICES_PATH)
+    usage = Usage(api_requests=1, metric_log_bytes=GB / 1_000_000, pitr_gb_months=1 / 1_000_000)
+    items = {f"{item.service}: {item.item}": item for item in line_items(usage, prices)}
+    # one GiB of EMF lines per million messages: $0.50; one GB-month of PITR per million: $0.20
+    assert items["CloudWatch Logs: EMF metric lines"].usd_per_million == pytest.approx(0.50)
+    assert items["CloudWatch Logs: EMF metric lines"].group == "observability"
+    assert items["DynamoDB: point-in-time recovery"].usd_per_million == pytest.approx(0.20)
+    totals = request_path_and_all_in(line_items(usage, prices))
+    assert totals["request_path"] == pytest.approx(3.50)
+    assert totals["all_in"] == pytest.approx(3.50 + 0.50 + 0.20)
+
+
+# -- AWS-like times ---------------------------------------------------------------------------------------
+
+
+def test_aws_like_time_replaces_the_emulated_calls_by_typical_latencies() -> None:
+    # Given a 40 ms local invocation that spent 30 ms in moto (a GetItem and a PutItem) and 4 ms in
+    # the local target
+    # When the calls take 5 ms each on AWS and the target 100 ms
+    # Then the handler's own 6 ms stay and 110 ms are added
+    assert aws_like_ms(40.0, 30.0 + 4.0, 5.0 + 5.0 + 100.0) == pytest.approx(116.0)
+    # the handler's own time cannot be negative (threads' waits overlapping the wall time)
+    assert aws_like_ms(10.0, 25.0, 5.0) == pytest.approx(5.0)
+
+
+def test_call_latency_prefers_the_operation_then_the_service() -> None:
+    latencies = {"dynamodb": 5.0, "dynamodb:Query": 8.0, "sqs": 10.0}
+    assert call_latency_ms("dynamodb", "Query", latencies) == 8.0
+    assert call_latency_ms("dynamodb", "PutItem", latencies) == 5.0
+    assert call_latency_ms("sqs", "SendMessage", latencies) == 10.0
+    assert call_latency_ms("kms", "Decrypt", latencies) == 0.0
+
+
+def test_an_express_run_lasts_its_tasks_plus_step_functions_overhead() -> None:
+    # Given the ingest run's four tasks at 1, 6, 12 and 18 ms AWS-like, and 20 ms per task
+    mean = {"validate": 1.0, "dedup": 6.0, "store": 12.0, "enqueue": 18.0}
+    run_ms = express_run_ms(["validate", "dedup", "store", "enqueue"], mean, task_overhead_ms=20.0)
+    # Then 37 + 80 = 117 ms, billed as two 100 ms increments at 64 MB
+    assert run_ms == pytest.approx(117.0)
+    assert express_gb_seconds(run_ms / 1000) == pytest.approx(0.2 * 64 / 1024)
+    # a retried task counts each attempt
+    assert express_run_ms(["store", "store"], mean, 20.0) == pytest.approx(64.0)
+
+
+def test_the_write_breakdown_splits_table_and_indexes_per_call_with_totals() -> None:
+    from bench.cost_run import _write_breakdown
+
+    # Given two messages' writes: store puts (table 3, byStatus 1, due 1 each), dispatcher updates
+    writes = [
+        ["relay-store", "PutItem", "table", 6],
+        ["relay-store", "PutItem", "byStatus", 2],
+        ["relay-store", "PutItem", "due", 2],
+        ["relay-dispatcher", "UpdateItem", "table", 2],
+        ["relay-dispatcher", "UpdateItem", "byStatus", 4],
+    ]
+    breakdown = _write_breakdown(writes, 2)
+    # Then per message: store 3 + 1 + 1, dispatcher 1 + 2; table 4, indexes 4, total 8
+    assert breakdown["by_call"]["relay-store PutItem"] == {"table": 3, "byStatus": 1, "due": 1}
+    assert breakdown["by_call"]["relay-dispatcher UpdateItem"] == {"table": 1, "byStatus": 2}
+    assert breakdown["by_table_or_index"] == {"table": 4, "byStatus": 3, "due": 1}
+    assert next(iter(breakdown["by_table_or_index"])) == "table"
+    assert (breakdown["table"], breakdown["indexes"], breakdown["total"]) == (4, 4, 8)
