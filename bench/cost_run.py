@@ -84,6 +84,8 @@ from bench.cost_model import (
     write_units,
     xray_sampled_fraction,
 )
+from functions.shared.model import MessageHead, MessageKey
+from functions.shared.repository import HEAD_SORT_KEY, decode_head
 from relay.tracing import Tracing, execution_logging
 
 # Functions on a message's path; the reconciler runs on a schedule whatever the volume (a fixed
@@ -711,8 +713,11 @@ def _post(url: str, token: str, body: Any, path: str = "/messages") -> tuple[int
         connection.close()
 
 
-def _head(table: str, sender: str, message_id: str) -> Item | None:
-    return _moto_item(table, {"pk": {"S": f"MSG#{sender}#{message_id}"}, "sk": {"S": "MSG"}})
+def _head(table: str, sender: str, message_id: str) -> MessageHead | None:
+    """A message's head read straight from moto (not counted), decoded by the data-access layer."""
+    key = MessageKey(sender, message_id)
+    item = _moto_item(table, {"pk": {"S": key.partition_key}, "sk": {"S": HEAD_SORT_KEY}})
+    return decode_head(item) if item else None
 
 
 def _moto_queue(local: Any) -> Any:
@@ -774,14 +779,14 @@ def _message(target_url: str, scenario: Scenario, message_id: str) -> dict[str, 
     }
 
 
-def _wait_finished(relay: Any, scenario: Scenario, message_ids: list[str], timeout: float) -> list[Item]:
+def _wait_finished(relay: Any, scenario: Scenario, message_ids: list[str], timeout: float) -> list[MessageHead]:
     deadline = time.monotonic() + timeout
     pending = list(message_ids)
-    heads: dict[str, Item] = {}
+    heads: dict[str, MessageHead] = {}
     while pending and time.monotonic() < deadline:
         for message_id in list(pending):
             head = _head(relay.local.table_name, "dev", message_id)
-            if head and head["status"]["S"] in ("DELIVERED", "FAILED"):
+            if head and head.status.value in ("DELIVERED", "FAILED"):
                 heads[message_id] = head
                 pending.remove(message_id)
         if pending:
@@ -929,7 +934,7 @@ def run_scenario(relay: Any, target: Any, scenario: Scenario, timeout: float) ->
     if scenario.mode == "sequential":
         api_requests = _send_sequential(relay, target.url, scenario, ids, timeout)
         sent = time.monotonic()
-        heads = [_head(relay.local.table_name, "dev", message_id) or {} for message_id in ids]
+        heads = [head for message_id in ids if (head := _head(relay.local.table_name, "dev", message_id))]
     else:
         with _BatchingWindow(
             relay, ASSUMPTIONS["dispatch_batch_size"], ASSUMPTIONS["dispatch_batching_window_seconds"]
@@ -942,7 +947,7 @@ def run_scenario(relay: Any, target: Any, scenario: Scenario, timeout: float) ->
             heads = _wait_finished(relay, scenario, ids, timeout)
     elapsed = time.monotonic() - started
     counted = _freeze()
-    outcomes: Counter[str] = Counter(f"{head['status']['S']}/{head['attempts']['N']}" for head in heads)
+    outcomes: Counter[str] = Counter(f"{head.status.value}/{head.attempts}" for head in heads)
     table_bytes = index_bytes = 0
     for message_id in ids:
         stored = _stored_bytes(relay.local.table_name, f"MSG#dev#{message_id}")

@@ -70,7 +70,8 @@ def _claim(local: Any, message_id: str) -> dict[str, Any]:
     deps = dependencies(get_settings())
     key = MessageKey("dev", message_id)
     now = int(time.time())
-    if not deps.repository.claim_delivery(key, 0, f"ovh-{uuid.uuid4().hex[:8]}", now + 360, now):
+    head = deps.repository.get_head(key)
+    if head is None or deps.repository.claim(head, now + 360, now, enqueued=None, started=None) is None:
         raise RuntimeError("could not claim the message")
     return run_input(key, 0)
 

@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     from functions.shared.http_client import DeliveryClient, DeliveryResponse
 
 RETRYABLE_STATUS_CODES = frozenset({408, 425, 429})
-SNIPPET_CHARS = 512
+# Details kept in the head on failures (each later write of the head pays for its size).
+SNIPPET_CHARS = 256
 SIGNING_SECRET_MISSING = "SigningSecretMissing"
 MISSING_SECRET_DETAIL = (
     "the sender's signing secret was not found in Secrets Manager; nothing is sent unsigned. "
@@ -177,19 +178,39 @@ def dispatch(
     Unless it is done, stale or already claimed: the claim is the lease in the head, so a
     redelivered queue message never attempts (or starts a run) beside a live one. The claim also
     records ENQUEUED (at SQS's sent time) and, inline, counts the attempt: one write.
+    The first read is eventually consistent (half the price): the claim's conditions refuse a stale
+    head, and only then is the message read again, consistently.
     """
     key = MessageKey(queued["senderId"], queued["messageId"])
     run = int(queued.get("run", 0))
     logger.set_correlation_id(key.message_id)
-    stored = deps.repository.get_message(key)
-    if stored is None:
-        logger.warning("Queued message has no stored head; dropping it")
-        return "missing"
-    head = stored.head
+    for consistent in (False, True):
+        stored = deps.repository.get_message(key, consistent=consistent)
+        if stored is None:
+            if consistent:
+                logger.warning("Queued message has no stored head; dropping it")
+                return "missing"
+            continue
+        outcome = _claim_and_deliver(deps, stored, run, queue_message_id, sent_at, last_try=consistent)
+        if outcome is not None:
+            return outcome
+    return "already-running"  # pragma: no cover - the consistent pass always decides
+
+
+def _claim_and_deliver(
+    deps: DeliveryDependencies,
+    stored: StoredMessage,
+    run: int,
+    queue_message_id: str,
+    sent_at: datetime | None,
+    last_try: bool,
+) -> str | None:
+    """None when the claim was refused on a possibly stale read (the caller reads again)."""
+    head, key = stored.head, stored.head.key
     if head.is_terminal:
         return "terminal"
     if head.run != run:
-        return "stale-run"
+        return "stale-run" if head.run > run or last_try else None
     now = datetime.now(UTC)
     if head.is_expired(now):
         fail_message({**run_input(key, run), "reason": "expired before delivery"}, deps)
@@ -211,7 +232,7 @@ def dispatch(
         due_at=None if inline else epoch + deps.settings.fast_lane_lease_seconds,
     )
     if claimed is None:
-        return _claim_refused(deps, key, run, epoch)
+        return _claim_refused(deps, key, run, epoch) if last_try else None
     name = execution_name(key, run, "fast", unique=uuid.uuid4().hex[:8])
     if not inline:
         return _start_fast_lane(deps, key, run, name)
@@ -272,23 +293,29 @@ def _release(deps: DeliveryDependencies, key: MessageKey, run: int) -> None:
 
 def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]:
     """One delivery attempt of a lane. Raises DeliveryRetryable (the Retry policy runs it again) or
-    DeliveryRejected (the run marks the message FAILED); returns when delivered or nothing to do."""
+    DeliveryRejected (the run marks the message FAILED); returns when delivered or nothing to do.
+
+    Read eventually consistent first, like the dispatcher: a stale head fails the attempt's
+    conditions and is read again, consistently, before anything is decided."""
     key = MessageKey(event["senderId"], event["messageId"])
     run = int(event.get("run", 0))
     logger.set_correlation_id(key.message_id)
-    stored = deps.repository.get_message(key)
-    if stored is None or stored.head.is_terminal or stored.head.run != run:
-        return {"outcome": "skipped", "status": stored.head.status.value if stored else None}
-    head = stored.head
-    now = datetime.now(UTC)
-    if head.is_expired(now):
-        # MarkFailed records the result of an interrupted attempt together with FAILED.
-        raise DeliveryRejected("expired: the message passed its expiry before it could be delivered")
-    started = _attempt_started(head, now, str(event.get("lane", "fast")), str(event.get("executionArn", "")))
-    begun = deps.repository.begin_attempt(head, started, _interrupted(head, now))
-    if begun is None:
-        return {"outcome": "skipped", "status": None}
-    return _send(deps, StoredMessage(begun, stored.content))
+    for consistent in (False, True):
+        stored = deps.repository.get_message(key, consistent=consistent)
+        if stored is None or stored.head.is_terminal or stored.head.run != run:
+            if not consistent:
+                continue
+            return {"outcome": "skipped", "status": stored.head.status.value if stored else None}
+        head = stored.head
+        now = datetime.now(UTC)
+        if head.is_expired(now):
+            # MarkFailed records the result of an interrupted attempt together with FAILED.
+            raise DeliveryRejected("expired: the message passed its expiry before it could be delivered")
+        started = _attempt_started(head, now, str(event.get("lane", "fast")), str(event.get("executionArn", "")))
+        begun = deps.repository.begin_attempt(head, started, _interrupted(head, now))
+        if begun is not None:
+            return _send(deps, StoredMessage(begun, stored.content))
+    return {"outcome": "skipped", "status": None}
 
 
 def _send(deps: DeliveryDependencies, stored: StoredMessage) -> dict[str, Any]:

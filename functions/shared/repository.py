@@ -11,9 +11,10 @@ Layout (one partition per message, everything expires together through `ttl`):
 
 Indexes (keys only: an index entry is written only when its keys change):
 - `bySender` (`spk`/`ssk`): every message once, by sender and acceptance time, written with the
-  head and never re-keyed. Listings of PENDING, DELIVERING and DELIVERED walk it.
-- `byStatus` (`gsi1pk`/`gsi1sk`), sparse: only RETRYING, FAILED and CANCELLED messages (the
-  failure and retry paths); also the senders' own items.
+  head and never re-keyed. Listings of PENDING, DELIVERING, RETRYING and DELIVERED walk it
+  (in-flight messages are recent, so they are near the top).
+- `byStatus` (`gsi1pk`/`gsi1sk`), sparse: only FAILED and CANCELLED messages (the failure path,
+  where a listing must find old ones quickly); also the senders' own items.
 - `due` (`dueShard`/`dueAt`), sparse: messages the reconciler must look at (a retry in flight, a
   failed enqueue, a replay). A message delivered at its first attempt never has an entry: until its
   claim the queue holds it, and the dispatcher redelivers a claim that died (delivery.py).
@@ -53,7 +54,7 @@ SENDER_INDEX = "bySender"
 STATUS_INDEX = "byStatus"
 DUE_INDEX = "due"
 # Statuses that have an entry in the sparse byStatus index; the others are listed from bySender.
-SPARSE_STATUSES = frozenset({Status.RETRYING, Status.FAILED, Status.CANCELLED})
+SPARSE_STATUSES = frozenset({Status.FAILED, Status.CANCELLED})
 
 _TRANSIENT_CODES = frozenset(
     {
@@ -211,6 +212,11 @@ def _decode_head(item: dict[str, Any]) -> MessageHead:
     )
 
 
+def decode_head(item: dict[str, Any]) -> MessageHead:
+    """A head from a raw DynamoDB item (for tools that read the table without this layer's calls)."""
+    return _decode_head(from_item(item))
+
+
 def _encode_content(message: dict[str, Any]) -> bytes:
     # Compressed: a 1 KB message then fits one write unit with its keys (JSON compresses well).
     return zlib.compress(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), 6)
@@ -356,9 +362,9 @@ class MessageRepository:
         item = response.get("Item")
         return _decode_head(from_item(item)) if item else None
 
-    def get_message(self, key: MessageKey) -> StoredMessage | None:
-        """The head and the content, in one consistent batch read."""
-        found = self._batch_get([self._key(key), self._key(key, CONTENT_SORT_KEY)], consistent=True)
+    def get_message(self, key: MessageKey, consistent: bool = True) -> StoredMessage | None:
+        """The head and the content, in one batch read."""
+        found = self._batch_get([self._key(key), self._key(key, CONTENT_SORT_KEY)], consistent=consistent)
         head = next((item for item in found if item["sk"] == HEAD_SORT_KEY), None)
         content = next((item for item in found if item["sk"] == CONTENT_SORT_KEY), None)
         if head is None or content is None:
@@ -422,7 +428,7 @@ class MessageRepository:
     ) -> tuple[list[StoredMessage], dict[str, Any] | None]:
         """A sender's messages in one status, newest first, and the cursor of the next page.
 
-        RETRYING, FAILED and CANCELLED come from their sparse index partition; the others from
+        FAILED and CANCELLED come from their sparse index partition; the others from
         the sender's index of every message, filtered, so a page may hold fewer than `limit`.
         Raises ValueError for a cursor that does not continue this very listing.
         """
@@ -592,16 +598,14 @@ class MessageRepository:
     ) -> MessageHead | None:
         """Record attempt `failed.attempt`'s failure; with `retry_reason`, the message is RETRYING.
 
-        RETRYING gives the message its sparse listing entry and a due time (the lease's end), so the
-        reconciler watches every retry. None when the result was already recorded (a retried step).
+        RETRYING gives the message a due time (the lease's end), so the reconciler watches every
+        retry. None when the result was already recorded (a retried step).
         """
         assert failed.attempt is not None
         update = self._when_attempt_open(_Update(), run, failed.attempt)
         update.assign("n", failed.attempt).assign("u", epoch_ms(failed.at)).append_events([failed])
         if retry_reason is not None:
             update.assign("s", Status.RETRYING.value).assign("err", retry_reason)
-            update.assign("gsi1pk", _status_partition(key.sender_id, Status.RETRYING))
-            update.set_once("gsi1sk", f"{epoch_ms(failed.at)}#{key.message_id}")
             update.set_once("dueAt", due_at).set_once("dueShard", key.due_shard)
         return self._apply(key, update)
 
