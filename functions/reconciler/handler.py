@@ -9,6 +9,7 @@ from functions.shared.delivery import dependencies, fail_message
 from functions.shared.observability import logger, metrics, tracer
 from functions.shared.operations import reconcile
 from functions.shared.queue import DeliveryQueue, MessageQueue
+from functions.shared.senders import SenderRepository
 
 
 @logger.inject_lambda_context
@@ -24,6 +25,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
         settings,
         lambda failed: fail_message(failed, deps),
         dead_letters=dead_letters,
+        sender_ids=lambda: [str(sender["senderId"]) for sender in SenderRepository(settings.table_name).list_all()],
     )
     logger.info("Reconciled", extra=counts)
     return counts

@@ -10,7 +10,8 @@ import base64
 import binascii
 import json
 import re
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -157,6 +158,7 @@ def reconcile(
     fail: Any,
     now: datetime | None = None,
     dead_letters: MessageQueue | None = None,
+    sender_ids: Callable[[], Iterable[str]] | None = None,
 ) -> dict[str, int]:
     """Re-drive every message that is overdue with no live run; nothing accepted is left behind.
 
@@ -168,6 +170,8 @@ def reconcile(
     counts = {"due": 0, "redriven": 0, "failed": 0, "finished": 0, "leased": 0}
     if dead_letters is not None:
         counts["rescued"] = rescue_dead_letters(repository, dead_letters, now)
+    if sender_ids is not None:
+        counts["unclaimed"] = sweep_unclaimed(repository, sender_ids(), settings, now)
     due_keys = (key for shard in range(DUE_SHARDS) for key in repository.iter_due(f"DUE#{shard}", epoch))
     for key in due_keys:
         counts["due"] += 1
@@ -179,6 +183,33 @@ def reconcile(
         if outcome == "redriven":
             metrics.add_metric(name=Metric.REDRIVEN, unit=MetricUnit.Count, value=1)
     return counts
+
+
+# How far back each round looks for messages never claimed (several rounds, so a missed round or
+# two loses nothing; each message's head is read about this many seconds / round interval times).
+SWEEP_WINDOW_SECONDS = 180
+
+
+def sweep_unclaimed(repository: MessageRepository, sender_ids: Iterable[str], settings: Settings, now: datetime) -> int:
+    """Mark due every message accepted a while ago that no dispatcher ever claimed.
+
+    A message on the success path has no due time (its queue message guards it). If its ingest run
+    died between the store and the enqueue (a crash, a restart), nothing was queued: this sweep of
+    the sender/time index finds it once it is `redrive_after_seconds` old, and the due walk below
+    (this round or the next) re-drives it. Reads only (keys, then heads eventually consistent).
+    """
+    until = now - timedelta(seconds=settings.redrive_after_seconds)
+    since = until - timedelta(seconds=max(SWEEP_WINDOW_SECONDS, settings.redrive_after_seconds))
+    marked = 0
+    for sender_id in sender_ids:
+        keys = list(repository.iter_accepted(sender_id, since, until))
+        for start in range(0, len(keys), 100):
+            for head in repository.get_heads(keys[start : start + 100]):
+                never_claimed = head.status == Status.PENDING and head.enqueued_run < head.run
+                if never_claimed and head.due_at is None and not head.leased(int(now.timestamp())):
+                    repository.set_due(head.key, int(now.timestamp()))
+                    marked += 1
+    return marked
 
 
 # At most this many dead letters are taken back per round (the rest wait for the next minute).

@@ -423,6 +423,27 @@ class MessageRepository:
             if not start:
                 return
 
+    def iter_accepted(self, sender_id: str, since: datetime, until: datetime) -> Iterator[MessageKey]:
+        """A sender's messages accepted in [since, until], oldest first (the bySender index, keys only)."""
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "IndexName": SENDER_INDEX,
+                "KeyConditionExpression": "spk = :pk AND ssk BETWEEN :since AND :until",
+                "ExpressionAttributeValues": to_item(
+                    {":pk": _sender_partition(sender_id), ":since": iso(since), ":until": f"{iso(until)}~"}
+                ),
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            response = self._call("query", **kwargs)
+            for item in response.get("Items", []):
+                _, sender, message_id = str(from_item(item)["pk"]).split("#", 2)
+                yield MessageKey(sender, message_id)
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return
+
     def list_by_status(
         self, sender_id: str, status: Status, limit: int, cursor: dict[str, Any] | None
     ) -> tuple[list[StoredMessage], dict[str, Any] | None]:

@@ -16,7 +16,7 @@ from constructs import Construct
 
 from functions.shared.config import DEAD_LETTER_QUEUE_VARIABLE
 from stacks.constructs.functions import FunctionPackage, RelayFunction
-from stacks.constructs.storage import DUE_INDEX
+from stacks.constructs.storage import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
 from stacks.constructs.workflow import handler_path
 from stacks.settings import RelaySettings
 
@@ -58,8 +58,13 @@ class Reconciler(Construct):
             },
             timeout=TIMEOUT,
         )
-        self.function.grant([f"{table.table_arn}/index/{DUE_INDEX}"], "dynamodb:Query")
-        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem")
+        # The due index; the senders (byStatus) and their recent messages (bySender) for the sweep of
+        # messages never claimed, whose heads it batch-reads.
+        self.function.grant(
+            [f"{table.table_arn}/index/{index}" for index in (DUE_INDEX, STATUS_INDEX, SENDER_INDEX)],
+            "dynamodb:Query",
+        )
+        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
         self.function.grant([queue.queue_arn, failed_queue.queue_arn], "sqs:SendMessage")
         # Dispatches that failed too often land in the dead-letter queue; each round takes them back.
         self.function.grant([dead_letter_queue.queue_arn], "sqs:ReceiveMessage", "sqs:DeleteMessage")

@@ -194,8 +194,9 @@ def dispatcher_grants_without_attempts(synth: Synthesized) -> dict[str, Any]:
     main, _ = queue_ids(synth)
     return {
         "dynamodb:GetItem": [table_arn(synth)],
+        # head and content in one read; the claim is one conditional update (status and events)
+        "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": [table_arn(synth)],
         "states:StartExecution": [machine_ref(synth, "fast")],
         "sqs:SendMessage": [queue_arn(failed_queue_id(synth))],
         **{action: [queue_arn(main)] for action in CONSUME_ACTIONS},
@@ -205,12 +206,11 @@ def dispatcher_grants_without_attempts(synth: Synthesized) -> dict[str, Any]:
 def test_dispatcher_may_claim_attempt_start_the_fast_lane_and_fail_messages(synth: Synthesized) -> None:
     # Given the dispatcher's role (delivery.firstAttempt: inline, the default)
     grants = data_grants(synth, step_role(synth, "dispatcher"))
-    # Then it may read and update heads and append events, make attempts as deliver does (head and
-    # content in one read, the sender's signing secret), start the fast lane, send to the
-    # failed-messages queue, and consume the delivery queue: nothing else
+    # Then it may read and update heads (each update appends its events), make attempts as deliver
+    # does (the sender's signing secret), start the fast lane, send to the failed-messages queue,
+    # and consume the delivery queue: nothing else
     assert grants == {
         **dispatcher_grants_without_attempts(synth),
-        "dynamodb:BatchGetItem": [table_arn(synth)],
         "secretsmanager:GetSecretValue": [SENDER_SECRETS],
     }
     assert step_environment(synth, "dispatcher")["RELAY_FIRST_ATTEMPT"] == "inline"
@@ -240,34 +240,31 @@ def test_first_attempt_state_machine_leaves_the_dispatcher_only_claims_and_start
 def test_deliver_may_read_and_record_attempts_and_read_sender_secrets(synth: Synthesized) -> None:
     # Given deliver's role
     grants = data_grants(synth, step_role(synth, "deliver"))
-    # Then it batch-reads head and content, updates the head, appends events, and reads signing
+    # Then it batch-reads head and content, updates the head (with its events), and reads signing
     # secrets under relay/senders/ only (senders are created with theirs; it never creates one)
     assert grants == {
         "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": [table_arn(synth)],
         "secretsmanager:GetSecretValue": [SENDER_SECRETS],
     }
 
 
 def test_finalize_may_fail_messages_and_dead_letter_them(synth: Synthesized) -> None:
     # Given finalize's role
-    # Then it may read and update the head, append the FAILED event and send to the failed queue
+    # Then it may read and update the head (status and FAILED event in one write) and send to the failed queue
     assert data_grants(synth, step_role(synth, "finalize")) == {
         "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": [table_arn(synth)],
         "sqs:SendMessage": [queue_arn(failed_queue_id(synth))],
     }
 
 
 def test_handoff_may_only_start_the_slow_lane(synth: Synthesized) -> None:
     # Given handoff's role
-    # Then it may read and update the head, append its event and start the slow lane
+    # Then it may read and update the head (lease and its event in one write) and start the slow lane
     assert data_grants(synth, step_role(synth, "handoff")) == {
         "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": [table_arn(synth)],
         "states:StartExecution": [machine_ref(synth, "slow")],
     }
 

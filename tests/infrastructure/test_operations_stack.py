@@ -223,20 +223,21 @@ def test_operation_routes_proxy_to_the_api_function(synth: Synthesized, http_met
 def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synthesized) -> None:
     # Given what each route of the api function calls (functions/shared/operations.py and repository.py)
     main, _ = queue_ids(synth)
-    table, status_index = table_arn(synth), index_arn(synth, "byStatus")
+    table = table_arn(synth)
+    sender_index, status_index = index_arn(synth, "bySender"), index_arn(synth, "byStatus")
     needs: dict[str, dict[str, list[Any]]] = {
-        # a message's partition: head and events
-        "GET /messages/{messageId}": {"dynamodb:Query": [table]},
-        # the byStatus index holds keys only: a page of keys, then the heads it names in one batch
-        "GET /messages?status=": {"dynamodb:Query": [status_index], "dynamodb:BatchGetItem": [table]},
-        # conditional updates of the head plus an event; a replay is enqueued
+        # head and content in one batch read
+        "GET /messages/{messageId}": {"dynamodb:BatchGetItem": [table]},
+        # keys-only indexes (bySender, or the sparse byStatus for FAILED/CANCELLED): a page of keys,
+        # then the messages they name in one batch
+        "GET /messages?status=": {"dynamodb:Query": [sender_index, status_index], "dynamodb:BatchGetItem": [table]},
+        # one conditional update of the head each (status and event); a replay is enqueued
         "POST /messages/{messageId}/replay": {
             "dynamodb:GetItem": [table],
             "dynamodb:UpdateItem": [table],
-            "dynamodb:PutItem": [table],
             "sqs:SendMessage": [queue_arn(main)],
         },
-        "POST /messages/{messageId}/cancel": {"dynamodb:UpdateItem": [table], "dynamodb:PutItem": [table]},
+        "POST /messages/{messageId}/cancel": {"dynamodb:GetItem": [table], "dynamodb:UpdateItem": [table]},
     }
     required: dict[str, list[Any]] = {}
     for calls in needs.values():
@@ -291,15 +292,18 @@ def test_the_reconciler_runs_every_minute(synth: Synthesized) -> None:
 
 def test_the_reconciler_may_query_the_due_index_redrive_and_fail(synth: Synthesized) -> None:
     # Given the reconciler's role
-    main, _ = queue_ids(synth)
+    main, dead_letter = queue_ids(synth)
     # Then it queries only the sparse due index, reads and updates heads, appends events, re-enqueues
     # and dead-letters: nothing else
     assert data_grants(synth, step_role(synth, "reconciler")) == {
-        "dynamodb:Query": [index_arn(synth, "due")],
+        "dynamodb:Query": [index_arn(synth, "due"), index_arn(synth, "byStatus"), index_arn(synth, "bySender")],
         "dynamodb:GetItem": [table_arn(synth)],
+        "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": [table_arn(synth)],
         "sqs:SendMessage": refs(queue_arn(main), queue_arn(failed_queue_id(synth))),
+        # dispatches that failed too often are taken back from the dead-letter queue
+        "sqs:ReceiveMessage": [queue_arn(dead_letter)],
+        "sqs:DeleteMessage": [queue_arn(dead_letter)],
     }
 
 

@@ -84,7 +84,7 @@ def test_relay_dev_creates_the_table_the_template_declares(synth: Synthesized) -
     assert local.definition["AttributeDefinitions"] == table["AttributeDefinitions"]
     assert local.definition["GlobalSecondaryIndexes"] == table["GlobalSecondaryIndexes"]
     assert local.ttl_attribute == table["TimeToLiveSpecification"]["AttributeName"]
-    assert {index["IndexName"] for index in table["GlobalSecondaryIndexes"]} == {"byStatus", "due"}
+    assert {index["IndexName"] for index in table["GlobalSecondaryIndexes"]} == {"byStatus", "bySender", "due"}
 
 
 def test_table_is_on_demand_with_ttl_pitr_encryption_and_retained(synth: Synthesized) -> None:
@@ -188,11 +188,15 @@ def test_validate_may_touch_no_data(synth: Synthesized) -> None:
     assert data_grants(synth, step_role(synth, "validate")) == {}
 
 
-def test_dedup_may_only_read_items(synth: Synthesized) -> None:
+def test_dedup_may_only_read_items_and_mark_them_due(synth: Synthesized) -> None:
     table_arn = {"Fn::GetAtt": [table_id(synth), "Arn"]}
     # Given dedup's role
-    # Then it may GetItem on the table, and nothing else on any data store
-    assert data_grants(synth, step_role(synth, "dedup")) == {"dynamodb:GetItem": [table_arn]}
+    # Then it may GetItem on the table, and UpdateItem (a repeat of a message that was stored but
+    # never enqueued marks it due for the reconciler), nothing else on any data store
+    assert data_grants(synth, step_role(synth, "dedup")) == {
+        "dynamodb:GetItem": [table_arn],
+        "dynamodb:UpdateItem": [table_arn],
+    }
 
 
 def test_store_may_only_put_and_get_items(synth: Synthesized) -> None:
@@ -205,13 +209,13 @@ def test_store_may_only_put_and_get_items(synth: Synthesized) -> None:
     }
 
 
-def test_enqueue_may_write_events_and_send_to_the_delivery_queue_only(synth: Synthesized) -> None:
+def test_enqueue_may_record_a_failed_send_and_send_to_the_delivery_queue_only(synth: Synthesized) -> None:
     table_arn = {"Fn::GetAtt": [table_id(synth), "Arn"]}
     queue_arn = {"Fn::GetAtt": [queue_ids(synth)[0], "Arn"]}
     # Given enqueue's role
-    # Then it may PutItem/UpdateItem on the table and SendMessage to the delivery queue, nothing else
+    # Then it may UpdateItem on the table (ENQUEUE_FAILED and a due time) and SendMessage to the
+    # delivery queue, nothing else
     assert data_grants(synth, step_role(synth, "enqueue")) == {
-        "dynamodb:PutItem": [table_arn],
         "dynamodb:UpdateItem": [table_arn],
         "sqs:SendMessage": [queue_arn],
     }
