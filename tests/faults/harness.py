@@ -8,27 +8,29 @@ import logging
 import random
 import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import boto3
 
-from functions.shared.model import HEAD_SORT_KEY, MessageKey
-from functions.shared.repository import from_item
+from functions.shared.model import Event, EventType, MessageHead, MessageKey, Status, StoredMessage
+from functions.shared.repository import MessageRepository
 from relay.client import RelayClient
 from relay.local.emulator import ACCOUNT_ID, REGION, LocalAws, stop_execution
 from relay.local.runtime import LocalRelay
 from relay.local.server import RelayHttpServer
 from relay.local.targets import TargetServer
 from relay.local.workers import QueueWorker, ScheduledWorker
-from tests.faults.injector import DELIVERY_FUNCTIONS, Fault, FaultInjector
+from tests.faults.injector import DELIVERY_FUNCTIONS, FaultInjector
 
-TERMINAL = frozenset({"DELIVERED", "FAILED"})
+TERMINAL = frozenset({Status.DELIVERED, Status.FAILED})
+TERMINAL_EVENTS = frozenset({EventType.DELIVERED, EventType.FAILED})
+# Reads in chunks: the repository's batch reads take 100 keys (a message is two of them).
+READ_CHUNK = 50
 # Answers after which a real client sends the same message again (same messageId, same content).
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -305,27 +307,13 @@ def restart_runtime(relay: LocalRelay, injector: FaultInjector, downtime_seconds
 # -- waiting and reading the outcome ---------------------------------------------------------------------
 
 
-def _dynamodb() -> Any:
-    return boto3.client("dynamodb", region_name=REGION)
-
-
 def non_terminal(table: str, sender_id: str, message_ids: list[str]) -> list[str]:
     """The ids among `message_ids` whose head exists and is not DELIVERED or FAILED."""
-    client = _dynamodb()
-    waiting = []
-    for start in range(0, len(message_ids), 100):
-        keys = [
-            {"pk": {"S": MessageKey(sender_id, message_id).partition_key}, "sk": {"S": HEAD_SORT_KEY}}
-            for message_id in message_ids[start : start + 100]
-        ]
-        request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
-        while request:
-            response = client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(table, []):
-                head = from_item(item)
-                if head["status"] not in TERMINAL:
-                    waiting.append(str(head["messageId"]))
-            request = response.get("UnprocessedKeys") or {}
+    repository = MessageRepository(table)
+    waiting: list[str] = []
+    for start in range(0, len(message_ids), READ_CHUNK):
+        keys = [MessageKey(sender_id, message_id) for message_id in message_ids[start : start + READ_CHUNK]]
+        waiting.extend(head.key.message_id for head in repository.get_heads(keys) if head.status not in TERMINAL)
     return waiting
 
 
@@ -367,19 +355,28 @@ def wait_until_quiescent(
         time.sleep(1.0)
 
 
-def scan_table(table: str) -> dict[str, list[dict[str, Any]]]:
-    """Every item of the table, grouped by partition key."""
-    client = _dynamodb()
-    items: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    kwargs: dict[str, Any] = {"TableName": table}
-    while True:
-        response = client.scan(**kwargs)
-        for item in response.get("Items", []):
-            plain = from_item(item)
-            items[str(plain["pk"])].append(plain)
-        if "LastEvaluatedKey" not in response:
-            return items
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+def read_messages(table: str, sender_id: str, message_ids: Sequence[str]) -> dict[str, StoredMessage]:
+    """Every stored message (head and content) among `message_ids`, by message id."""
+    repository = MessageRepository(table)
+    found: dict[str, StoredMessage] = {}
+    for start in range(0, len(message_ids), READ_CHUNK):
+        keys = [MessageKey(sender_id, message_id) for message_id in message_ids[start : start + READ_CHUNK]]
+        found.update((stored.head.key.message_id, stored) for stored in repository.get_messages(keys))
+    return found
+
+
+def stored_message_ids(table: str, sender_id: str) -> set[str]:
+    """The ids of every message the sender has stored, whatever its status (from the listings)."""
+    repository = MessageRepository(table)
+    ids: set[str] = set()
+    for status in Status:
+        cursor: dict[str, Any] | None = None
+        while True:
+            page, cursor = repository.list_by_status(sender_id, status, 100, cursor)
+            ids.update(stored.head.key.message_id for stored in page)
+            if cursor is None:
+                break
+    return ids
 
 
 def dead_letters(local: LocalAws) -> int:
@@ -402,11 +399,6 @@ def requests_per_webhook(target: TargetServer) -> Counter[tuple[str, str]]:
 # -- the checks ------------------------------------------------------------------------------------------
 
 
-def _slot(sort_key: str) -> tuple[int, int]:
-    _, run, slot, _rest = sort_key.split("#", 3)
-    return int(run), int(slot)
-
-
 @dataclass
 class Verdict:
     """What the checks found for one message (problems are guarantee breaks; notes are explained)."""
@@ -418,6 +410,9 @@ class Verdict:
     requests: int = 0
     successes: int = 0
     disturbed: bool = False
+    # An attempt counted without its ATTEMPT_STARTED, one started without a result, or a terminal
+    # status without its terminal event: impossible by construction (status and event are one write).
+    history_gap: bool = False
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -458,58 +453,60 @@ class Report:
         return "\n".join(lines)
 
 
-def _seconds_between(items: list[dict[str, Any]]) -> float:
-    head = next((item for item in items if item["sk"] == HEAD_SORT_KEY), None)
-    if head is None:
-        return 0.0
-    accepted = datetime.fromisoformat(str(head["acceptedAt"]).replace("Z", "+00:00"))
-    updated = datetime.fromisoformat(str(head.get("updatedAt", head["acceptedAt"])).replace("Z", "+00:00"))
-    return (updated - accepted).total_seconds()
+def _seconds_between(head: MessageHead) -> float:
+    return (head.updated_at - head.accepted_at).total_seconds()
 
 
-def _seconds_to_first_attempt(items: list[dict[str, Any]]) -> float | None:
-    received = [str(item["at"]) for item in items if item.get("type") == "RECEIVED"]
-    started = [str(item["at"]) for item in items if item.get("type") == "ATTEMPT_STARTED"]
+def _seconds_to_first_attempt(head: MessageHead) -> float | None:
+    received = [event.at for event in head.events if event.type == EventType.RECEIVED]
+    started = [event.at for event in head.events if event.type == EventType.ATTEMPT_STARTED]
     if not received or not started:
         return None
-    return (_parse(min(started)) - _parse(received[0])).total_seconds()
+    return (min(started) - received[0]).total_seconds()
 
 
-def _parse(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+def _attempt(event: Event) -> tuple[int, int]:
+    return event.run, event.attempt if event.attempt is not None else -1
 
 
-def _delivered_event_lost(faults: tuple[Fault, ...], run_stopped: bool) -> bool:
-    """The fault chain that loses a DELIVERED event: its write failed inside relay-deliver, and then
-    the run died (the restart stopped it) or the steps after it (the retried deliver, then the
-    hand-off) crashed before running, so no later step of the run could write it again."""
-    write_failed = any(
-        f.kind == "dynamodb" and f.function == "relay-deliver" and "put_item" in f.detail for f in faults
-    )
-    later_crashed = any(
-        f.kind in ("crash", "down") and f.detail == "before" and f.function in ("relay-deliver", "relay-handoff")
-        for f in faults
-    )
-    return write_failed and (later_crashed or run_stopped)
+def _history_gaps(head: MessageHead) -> list[str]:
+    """What makes the history disagree with the head (each one a gap the data model rules out)."""
+    gaps = []
+    events = head.events
+    started = [_attempt(event) for event in events if event.type == EventType.ATTEMPT_STARTED]
+    results = [_attempt(event) for event in events if event.type in (EventType.ATTEMPT_FAILED, EventType.DELIVERED)]
+    if head.attempts != len(started):
+        gaps.append(f"{head.attempts} attempts counted, {len(started)} ATTEMPT_STARTED events")
+    if len(set(started)) != len(started):
+        gaps.append("an attempt started twice")
+    if len(set(results)) != len(results):
+        gaps.append("an attempt with more than one result")
+    if head.is_terminal and any(attempt not in results for attempt in started):
+        gaps.append("ATTEMPT_STARTED without a result")
+    if any(attempt not in started for attempt in results):
+        gaps.append("an attempt result without its ATTEMPT_STARTED")
+    if head.status in TERMINAL:
+        terminal_events = [event.type for event in events if event.run == head.run and event.type in TERMINAL_EVENTS]
+        if terminal_events != [EventType(head.status.value)]:
+            gaps.append(f"terminal events {[str(kind) for kind in terminal_events]} for status {head.status}")
+    return gaps
 
 
 def check_message(
     record: SendRecord,
-    items: list[dict[str, Any]] | None,
+    stored: StoredMessage | None,
     requests: int,
     total_attempts: int,
     disturbed: bool,
-    faults: tuple[Fault, ...] = (),
-    run_stopped: bool = False,
 ) -> Verdict:
-    """Every rule one message must satisfy, from its stored items and what its target received."""
+    """Every rule one message must satisfy, from its stored head and content and what its target received."""
     verdict = Verdict(record.message_id, record.path, requests=requests, disturbed=disturbed)
     problems, notes = verdict.problems, verdict.notes
     if record.created > 1:
         problems.append("accepted (202) more than once")
     if 202 in record.answers and 200 in record.answers[: record.answers.index(202)]:
         problems.append("answered 202 (stored now) after a 200 duplicate (stored before)")
-    if items is None:
+    if stored is None:
         if record.accepted:
             problems.append("LOST: accepted, but nothing is stored")
         if requests:
@@ -517,66 +514,37 @@ def check_message(
         return verdict
     if not record.accepted:
         notes.append("stored, but the client never saw it accepted (it gave up)")
-    heads = [item for item in items if item["sk"] == HEAD_SORT_KEY]
-    events = sorted((item for item in items if item["sk"].startswith("EVT#")), key=lambda item: item["sk"])
-    if len(heads) != 1:
-        problems.append(f"{len(heads)} heads")
-        return verdict
-    head = heads[0]
-    verdict.status = str(head["status"])
-    verdict.attempts = int(head.get("attempts", 0))
+    head = stored.head
+    events = head.events  # in the order they were recorded
+    verdict.status = head.status.value
+    verdict.attempts = head.attempts
     verdict.successes = successes(record.path, requests)
-    types = [str(event["type"]) for event in events]
+    types = [event.type for event in events]
 
     # Accepted once, with the content that was sent.
-    if types.count("RECEIVED") != 1:
-        problems.append(f"RECEIVED {types.count('RECEIVED')} times")
-    received = next((event for event in events if event["type"] == "RECEIVED"), None)
-    if received is not None and received.get("message", {}).get("targetUrl") != record.message["targetUrl"]:
+    if types.count(EventType.RECEIVED) != 1:
+        problems.append(f"RECEIVED {types.count(EventType.RECEIVED)} times")
+    if stored.content.target_url != record.message["targetUrl"]:
         problems.append("stored content differs from what was sent")
 
+    # A complete history: every status change wrote its event in the same write, so every counted
+    # attempt has its ATTEMPT_STARTED, every started one its result, every ending its event.
+    gaps = _history_gaps(head)
+    if gaps:
+        verdict.history_gap = True
+        problems.extend(f"HISTORY GAP: {gap}" for gap in gaps)
+
     # Nothing lost: a terminal status.
-    if verdict.status not in TERMINAL:
+    if head.status not in TERMINAL:
         problems.append(f"LOST: stuck {verdict.status}")
         return verdict
 
-    # A complete history.
-    if not types or types[0] != "RECEIVED":
+    if not types or types[0] != EventType.RECEIVED:
         problems.append("history does not start with RECEIVED")
-    if "ENQUEUED" not in types and "REDRIVEN" not in types:
-        if any(f.function == "relay-enqueue" for f in faults) and any(
-            t in types for t in ("ATTEMPT_STARTED", "FAILED")
-        ):
-            # The enqueue step sent the queue message, then failed writing ENQUEUED and died on its
-            # retry (the client's retry is answered from the stored head): queued, but not recorded.
-            notes.append("ENQUEUED not recorded: the enqueue step failed after sending")
-        else:
-            problems.append("history has neither ENQUEUED nor REDRIVEN")
-    results = {_slot(event["sk"]) for event in events if event["type"] in ("ATTEMPT_FAILED", "DELIVERED")}
-    started = [_slot(event["sk"]) for event in events if event["type"] == "ATTEMPT_STARTED"]
-    unanswered = [slot for slot in started if slot not in results]
-    terminal_events = [event for event in events if event["type"] in ("DELIVERED", "FAILED")]
-    known_gap = verdict.status == "DELIVERED" and not terminal_events and _delivered_event_lost(faults, run_stopped)
-    if known_gap:
-        # KNOWN GAP (reported, not fixed): the head was marked DELIVERED, the DELIVERED event write
-        # failed, and the run died before a later step of it could write the event again. The head is
-        # terminal, so the reconciler never looks at the message again.
-        notes.append("KNOWN GAP: DELIVERED event lost (its write failed, then the run died)")
-        unanswered = unanswered[:-1] if unanswered and unanswered[-1][1] == verdict.attempts else unanswered
-    if unanswered:
-        problems.append("ATTEMPT_STARTED without a result")
-    if known_gap:
-        pass
-    elif [event["type"] for event in terminal_events] != [verdict.status]:
-        problems.append(f"terminal events {[e['type'] for e in terminal_events]} for status {verdict.status}")
-    else:
-        in_time_order = sorted(events, key=lambda event: (str(event.get("at", "")), str(event["sk"])))
-        if in_time_order[-1]["type"] != verdict.status:
-            problems.append(f"{in_time_order[-1]['type']} recorded after the terminal event")
-    if verdict.attempts < len(started):
-        problems.append("fewer attempts counted than ATTEMPT_STARTED events")
-    elif verdict.attempts > len(started):
-        notes.append("attempt counted without its ATTEMPT_STARTED event (a write failed mid-attempt)")
+    if EventType.ENQUEUED not in types and EventType.REDRIVEN not in types:
+        problems.append("history has neither ENQUEUED nor REDRIVEN")
+    if not gaps and types[-1].value != head.status.value:
+        problems.append(f"{types[-1]} recorded after the terminal event")
 
     # At-least-once, but no more deliveries than attempts.
     # The delivery client sends a request again, once, when a reused keep-alive connection turns out
@@ -586,16 +554,16 @@ def check_message(
         problems.append(f"target got more requests than attempts ({requests} > {verdict.attempts})")
     elif requests > verdict.attempts:
         notes.append("more requests than attempts at a resetting target (a dead keep-alive connection resent)")
-    if verdict.status == "DELIVERED" and verdict.successes < 1:
+    if head.status == Status.DELIVERED and verdict.successes < 1:
         problems.append("DELIVERED but the target never answered 2xx")
     if verdict.successes > 1:
         notes.append("delivered more than once (at-least-once; every extra delivery is a counted attempt)")
 
     # The outcome its target calls for.
     expected = expectation(record.path, total_attempts)
-    failed_events = [event for event in events if event["type"] == "ATTEMPT_FAILED"]
+    failed_events = [event for event in events if event.type == EventType.ATTEMPT_FAILED]
     # A request that the target answered too late for the (short) total timeout failed under load.
-    timeouts = sum(1 for event in failed_events if event.get("error") in ("TargetTimeout", "TargetUnreachable"))
+    timeouts = sum(1 for event in failed_events if event.details.get("error") in ("TargetTimeout", "TargetUnreachable"))
     if verdict.status != expected.status:
         if disturbed:
             notes.append(f"{verdict.status} instead of {expected.status} after a delivery-side fault")
@@ -611,7 +579,7 @@ def check_message(
         else:
             problems.append(f"{verdict.attempts} attempts, expected {expected.attempts} for {record.path}")
     if expected.status == "FAILED" and verdict.status == "FAILED" and not disturbed:
-        reason = str(head.get("lastError", ""))
+        reason = head.last_error or ""
         wanted = "not retried" if record.path == "/missing" else "retries exhausted"
         if wanted not in reason:
             problems.append(f"FAILED for '{reason[:60]}', expected '{wanted}'")
@@ -621,7 +589,8 @@ def check_message(
 def build_report(
     seed: int,
     records: list[SendRecord],
-    table: dict[str, list[dict[str, Any]]],
+    stored: dict[str, StoredMessage],
+    stored_ids: set[str],
     target: TargetServer,
     injector: FaultInjector,
     restart: RestartRecord | None,
@@ -635,21 +604,14 @@ def build_report(
     disturbed_ids = injector.touched(DELIVERY_FUNCTIONS | frozenset({""}))
     if restart is not None:
         disturbed_ids |= set(restart.stopped_runs)
-    faults_by_message: dict[str, list[Fault]] = defaultdict(list)
-    for fault in injector.faults:
-        for fault_id in fault.message_ids:
-            faults_by_message[fault_id].append(fault)
     verdicts = []
     for record in records:
-        key = MessageKey(sender_id, record.message_id)
         verdict = check_message(
             record,
-            table.get(key.partition_key),
+            stored.get(record.message_id),
             requests[(record.path, f"{sender_id}:{record.message_id}")],
             total_attempts,
             record.message_id in disturbed_ids,
-            tuple(faults_by_message.get(record.message_id, ())),
-            restart is not None and record.message_id in restart.stopped_runs,
         )
         verdicts.append(verdict)
         for problem in verdict.problems:
@@ -657,10 +619,9 @@ def build_report(
         for note in verdict.notes:
             report.add(report.notes, note, record.message_id)
 
-    sent_keys = {MessageKey(sender_id, record.message_id).partition_key for record in records}
-    strays = [key for key in table if key.startswith("MSG#") and key not in sent_keys]
-    for key in strays:
-        report.add(report.problems, "stored message that was never sent", key)
+    sent_ids = {record.message_id for record in records}
+    for message_id in sorted(stored_ids - sent_ids):
+        report.add(report.problems, "stored message that was never sent", message_id)
 
     lost = [v.message_id for v in verdicts if any(p.startswith("LOST") for p in v.problems)]
     over = [v for v in verdicts if v.successes > 1]
@@ -671,6 +632,7 @@ def build_report(
         "failed": sum(1 for v in verdicts if v.status == "FAILED"),
         "lost": len(lost),
         "duplicated": sum(1 for record in records if record.created > 1),
+        "history_gaps": sum(1 for v in verdicts if v.history_gap),
         "over_delivered": len(over),
         "extra_deliveries": sum(v.successes - 1 for v in over),
         "disturbed": sum(1 for v in verdicts if v.disturbed),
@@ -689,9 +651,9 @@ def build_report(
         path: dict(sorted(Counter(str(v.status) for v in verdicts if v.path == path).items())) for path, _ in TARGET_MIX
     }
     latencies = sorted(
-        (_seconds_between(items), record.message_id)
+        (_seconds_between(message.head), record.message_id)
         for record in records
-        if (items := table.get(MessageKey(sender_id, record.message_id).partition_key))
+        if (message := stored.get(record.message_id))
     )
     if latencies:
         report.distributions["seconds from accepted to terminal"] = {
@@ -704,8 +666,7 @@ def build_report(
     waits = sorted(
         wait
         for record in records
-        if (items := table.get(MessageKey(sender_id, record.message_id).partition_key))
-        and (wait := _seconds_to_first_attempt(items)) is not None
+        if (message := stored.get(record.message_id)) and (wait := _seconds_to_first_attempt(message.head)) is not None
     )
     if waits:
         report.distributions["seconds from accepted to first attempt"] = {

@@ -1,13 +1,15 @@
 """The failures the fault suite found, each replayed once, on purpose, against `relay dev` in-process.
 
-Every test breaks exactly one write (or one run) of one message and checks the history that remains:
-the step that comes next repairs what the failed one could not record.
+Every test breaks exactly one write (or one run, or one step) of one message and checks the history
+that remains. A status and its event are one write of the head, so a failed write leaves neither;
+the step that comes next (a retried step, the queue's redelivery) records both, once.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,14 +18,16 @@ from botocore.exceptions import ClientError
 from functions.deliver import handler as deliver_handler
 from functions.shared import aws, delivery
 from functions.shared.config import get_settings
-from functions.shared.model import EventType, MessageKey
-from functions.shared.repository import MessageRepository, event_sort_key
+from functions.shared.exceptions import StorageUnavailable
+from functions.shared.model import Event, EventType, MessageHead, MessageKey, Status
+from functions.shared.repository import _EVENT_TYPES, MessageRepository, from_item
+from functions.shared.secrets import SigningSecrets
 from relay.client import RelayClient
-from relay.local.emulator import stop_execution
+from relay.local.emulator import ACCOUNT_ID, REGION, stop_execution
 from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.faults.harness import running_executions
+from tests.faults.harness import queue_depth, running_executions
 from tests.support import delivery_executions
 
 POLICY = {
@@ -45,13 +49,27 @@ def client(relay: LocalRelay) -> RelayClient:
     return RelayClient(relay.url, token=relay.dev_token)
 
 
+def appended_events(kwargs: dict[str, Any]) -> list[EventType]:
+    """The events a put_item/update_item of a message head writes (its list of stored events)."""
+    values = from_item({**(kwargs.get("Item") or {}), **(kwargs.get("ExpressionAttributeValues") or {})})
+    return [
+        _EVENT_TYPES[str(event["e"])]
+        for value in values.values()
+        if isinstance(value, list)
+        for event in value
+        if isinstance(event, dict) and event.get("e") in _EVENT_TYPES
+    ]
+
+
 def fail_write_once(
-    monkeypatch: pytest.MonkeyPatch, operation: str, message_id: str, sort_key_part: str, times: int = 1
-) -> list[str]:
-    """The first `times` `operation`s (put_item/update_item) on `message_id` whose sort key contains
-    `sort_key_part` fail with InternalServerError, unapplied. Returns the list it logs hits into."""
+    monkeypatch: pytest.MonkeyPatch, message_id: str, event_type: EventType, times: int = 1, applied: bool = False
+) -> list[list[EventType]]:
+    """The first `times` writes of `message_id`'s head that append an `event_type` event fail with
+    InternalServerError: unapplied, or `applied` (DynamoDB wrote it, then answered 500). Every
+    status change is one such write, so the status fails with its event. Returns the events of
+    every write it failed, in order."""
     real = aws.client
-    hits: list[str] = []
+    hits: list[list[EventType]] = []
 
     class Failing:
         def __init__(self, inner: Any) -> None:
@@ -59,15 +77,17 @@ def fail_write_once(
 
         def __getattr__(self, name: str) -> Any:
             attribute = getattr(self.inner, name)
-            if name != operation:
+            if name not in ("put_item", "update_item"):
                 return attribute
 
             def call(**kwargs: Any) -> Any:
-                item = kwargs.get("Item") or kwargs.get("Key") or {}
-                pk, sk = item.get("pk", {}).get("S", ""), item.get("sk", {}).get("S", "")
-                if len(hits) < times and pk.endswith(f"#{message_id}") and sort_key_part in sk:
-                    hits.append(sk)
-                    raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, operation)
+                key = kwargs.get("Key") or kwargs.get("Item") or {}
+                events = appended_events(kwargs)
+                if len(hits) < times and key["pk"]["S"].endswith(f"#{message_id}") and event_type in events:
+                    hits.append(events)
+                    if applied:
+                        attribute(**kwargs)
+                    raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, name)
                 return attribute(**kwargs)
 
             return call
@@ -91,40 +111,97 @@ def wait_until_terminal(relay: LocalRelay, message_id: str, timeout: float = 30)
         time.sleep(0.05)
 
 
-def history(message_id: str) -> list[tuple[str, int, str]]:
-    """(type, slot, error) of every event, in sort-key order."""
-    stored = MessageRepository(get_settings().table_name).get_message(MessageKey(DEV_SENDER, message_id))
-    assert stored is not None
-    events = sorted(stored.events, key=lambda event: event["sk"])
-    return [(event["type"], int(event["sk"].split("#")[2]), str(event.get("error", ""))) for event in events]
+def stored_head(message_id: str) -> MessageHead:
+    head = MessageRepository(get_settings().table_name).get_head(MessageKey(DEV_SENDER, message_id))
+    assert head is not None
+    return head
 
 
-def test_delivered_event_is_written_by_the_retry_when_its_first_write_failed(
+def history(message_id: str) -> list[tuple[EventType, int | None, str]]:
+    """(type, attempt, error) of every event, in the order they were recorded."""
+    return [(e.type, e.attempt, str(e.details.get("error", ""))) for e in stored_head(message_id).events]
+
+
+def wait_for_lease_given_back(message_id: str, timeout: float = 4) -> MessageHead:
+    """The head once no claim holds it (the queue redelivers the message 5 s after a failed dispatch)."""
+    deadline = time.monotonic() + timeout
+    while (head := stored_head(message_id)).lease_until is not None:
+        assert time.monotonic() < deadline, head
+        time.sleep(0.02)
+    return head
+
+
+def requests_of(target: TargetServer, path: str, message_id: str) -> int:
+    return sum(1 for r in target.requests_to(path) if r.header("webhook-id") == f"{DEV_SENDER}:{message_id}")
+
+
+def wait_until_queue_empty(relay: LocalRelay, timeout: float = 30) -> None:
+    assert relay.local is not None
+    deadline = time.monotonic() + timeout
+    while queue_depth(relay.local):
+        assert time.monotonic() < deadline, "the delivery queue never emptied"
+        time.sleep(0.1)
+
+
+RC, EQ, AS, AF, DL, FL = (
+    EventType.RECEIVED,
+    EventType.ENQUEUED,
+    EventType.ATTEMPT_STARTED,
+    EventType.ATTEMPT_FAILED,
+    EventType.DELIVERED,
+    EventType.FAILED,
+)
+INTERRUPTED = "AttemptInterrupted"
+
+
+def test_delivered_write_that_failed_is_retried_and_the_history_is_complete(
     client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a healthy target, and the write of the DELIVERED event failing once (the head is updated)
+    # Given a healthy target, and the write of DELIVERED (status and event, one write) failing once
     message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/ok")
-    hits = fail_write_once(monkeypatch, "put_item", message["messageId"], "DELIVERED")
+    hits = fail_write_once(monkeypatch, message["messageId"], DL)
     # When the message is delivered
     assert client.send(message).status == 202
+    # Then the failed write left neither the status nor the event: attempt 1 is counted, unresolved,
+    # and its lease is given back for the queue's redelivery
+    deadline = time.monotonic() + 10
+    while not hits:
+        assert time.monotonic() < deadline, "the fault was not injected"
+        time.sleep(0.02)
+    assert hits == [[DL]]
+    head = wait_for_lease_given_back(message["messageId"])
+    assert (head.status, head.attempts, head.unresolved_attempt) == (Status.DELIVERING, 1, 1)
+    assert DL not in [event.type for event in head.events]
+    # And the redelivery records attempt 1 as interrupted, attempts again and records DELIVERED once
     record = wait_until_terminal(relay, message["messageId"])
-    # Then the redelivered queue message (the inline attempt crashed; with `firstAttempt:
-    # stateMachine`, the retried step) finds it DELIVERED, writes the missing event and does not
-    # send again
-    assert hits, "the fault was not injected"
-    assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
-    deadline = time.monotonic() + 30
-    while history(message["messageId"])[-1][0] != "DELIVERED":
-        assert time.monotonic() < deadline, history(message["messageId"])
-        time.sleep(0.1)
-    assert [kind for kind, _, _ in history(message["messageId"])] == [
-        "RECEIVED",
-        "ENQUEUED",
-        "ATTEMPT_STARTED",
-        "DELIVERED",
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
+    assert history(message["messageId"]) == [
+        (RC, None, ""),
+        (EQ, None, ""),
+        (AS, 1, ""),
+        (AF, 1, INTERRUPTED),
+        (AS, 2, ""),
+        (DL, 2, ""),
     ]
-    webhook = f"{DEV_SENDER}:{message['messageId']}"
-    assert sum(1 for r in target.requests_to("/ok") if r.header("webhook-id") == webhook) == 1
+    # (at-least-once: the request of attempt 1 reached the target; each request is a counted attempt)
+    assert requests_of(target, "/ok", message["messageId"]) == 2
+
+
+def test_delivered_write_applied_despite_its_error_is_not_repeated(
+    client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a healthy target, and DynamoDB answering 500 to the DELIVERED write after applying it
+    message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/ok")
+    hits = fail_write_once(monkeypatch, message["messageId"], DL, applied=True)
+    # When the message is delivered, and its queue message (the dispatch failed) delivered again
+    assert client.send(message).status == 202
+    record = wait_until_terminal(relay, message["messageId"])
+    assert hits == [[DL]]
+    wait_until_queue_empty(relay)
+    # Then the redelivery found it DELIVERED: nothing sent or recorded twice
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
+    assert history(message["messageId"]) == [(RC, None, ""), (EQ, None, ""), (AS, 1, ""), (DL, 1, "")]
+    assert requests_of(target, "/ok", message["messageId"]) == 1
 
 
 def test_attempt_whose_result_was_not_recorded_gets_one_from_the_next_attempt(
@@ -132,20 +209,20 @@ def test_attempt_whose_result_was_not_recorded_gets_one_from_the_next_attempt(
 ) -> None:
     # Given a target failing once, and the write of that failure (ATTEMPT_FAILED) failing
     message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/flaky/1")
-    hits = fail_write_once(monkeypatch, "put_item", message["messageId"], "ATTEMPT_FAILED")
+    hits = fail_write_once(monkeypatch, message["messageId"], AF)
     # When it is delivered on the next attempt
     assert client.send(message).status == 202
     record = wait_until_terminal(relay, message["messageId"])
-    # Then attempt 1 has a result after all: interrupted, recorded by attempt 2
-    assert hits
+    # Then attempt 1 has a result after all: interrupted, recorded by attempt 2 in its own write
+    assert hits == [[AF]]
     assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
     assert history(message["messageId"]) == [
-        ("RECEIVED", 0, ""),
-        ("ENQUEUED", 0, ""),
-        ("ATTEMPT_STARTED", 1, ""),
-        ("ATTEMPT_FAILED", 1, "AttemptInterrupted"),
-        ("ATTEMPT_STARTED", 2, ""),
-        ("DELIVERED", 2, ""),
+        (RC, None, ""),
+        (EQ, None, ""),
+        (AS, 1, ""),
+        (AF, 1, INTERRUPTED),
+        (AS, 2, ""),
+        (DL, 2, ""),
     ]
 
 
@@ -154,21 +231,23 @@ def test_the_next_attempt_waits_until_the_interrupted_one_has_its_result(
 ) -> None:
     # Given a target failing once, and both the failure's write and its repair's first write failing
     message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/flaky/1")
-    hits = fail_write_once(monkeypatch, "put_item", message["messageId"], "ATTEMPT_FAILED", times=2)
+    hits = fail_write_once(monkeypatch, message["messageId"], AF, times=2)
     # When it is delivered
     assert client.send(message).status == 202
     record = wait_until_terminal(relay, message["messageId"])
-    # Then the step was retried until attempt 1 had its result, and only then attempt 2 counted
-    assert len(hits) == 2
+    # Then the repair and the count of attempt 2 are one write: when it failed, attempt 2 was not
+    # counted either; the retried step recorded both, once
+    assert hits == [[AF], [AF, AS]]
     assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
-    assert [(kind, slot) for kind, slot, _ in history(message["messageId"])] == [
-        ("RECEIVED", 0),
-        ("ENQUEUED", 0),
-        ("ATTEMPT_STARTED", 1),
-        ("ATTEMPT_FAILED", 1),
-        ("ATTEMPT_STARTED", 2),
-        ("DELIVERED", 2),
+    assert history(message["messageId"]) == [
+        (RC, None, ""),
+        (EQ, None, ""),
+        (AS, 1, ""),
+        (AF, 1, INTERRUPTED),
+        (AS, 2, ""),
+        (DL, 2, ""),
     ]
+    assert requests_of(target, "/flaky/1", message["messageId"]) == 2
 
 
 def test_last_attempt_without_a_result_gets_one_before_failed(
@@ -176,19 +255,19 @@ def test_last_attempt_without_a_result_gets_one_before_failed(
 ) -> None:
     # Given a target answering 404 (failed at once), and the write of that failure failing
     message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/missing")
-    hits = fail_write_once(monkeypatch, "put_item", message["messageId"], "ATTEMPT_FAILED")
+    hits = fail_write_once(monkeypatch, message["messageId"], AF)
     # When the message is failed
     assert client.send(message).status == 202
     record = wait_until_terminal(relay, message["messageId"])
-    # Then its one attempt has a result before FAILED
-    assert hits
+    # Then its one attempt has a result, written with FAILED
+    assert hits == [[AF]]
     assert (record["status"], record["attempts"]) == ("FAILED", 1)
     assert history(message["messageId"]) == [
-        ("RECEIVED", 0, ""),
-        ("ENQUEUED", 0, ""),
-        ("ATTEMPT_STARTED", 1, ""),
-        ("ATTEMPT_FAILED", 1, "AttemptInterrupted"),
-        ("FAILED", 1, ""),
+        (RC, None, ""),
+        (EQ, None, ""),
+        (AS, 1, ""),
+        (AF, 1, INTERRUPTED),
+        (FL, 1, ""),
     ]
 
 
@@ -211,7 +290,12 @@ def test_message_redriven_after_its_slow_lane_run_died_gets_a_new_slow_lane_run(
     # When a re-drive's fast-lane run counts another attempt and hands it over again
     head = repository.get_head(key)
     assert head is not None
-    repository.begin_attempt(key, 0, head["updatedAt"], "arn:test")
+    now = datetime.now(UTC)
+    unresolved = head.unresolved_attempt
+    interrupted = None if unresolved is None else Event(AF, now, head.run, unresolved, {"error": INTERRUPTED})
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:express:relay-delivery-fast:redrive-test:1"
+    started = Event(AS, now, head.run, head.attempts + 1, {"lane": "fast", "executionArn": arn})
+    assert repository.begin_attempt(head, started, interrupted) is not None
     outcome = delivery.move_to_slow_lane({**key.to_dict(), "run": 0, "reason": "test"}, deps)
     # Then a new slow-lane run starts (the dead one's name is not reused)
     assert outcome["outcome"] == "MOVED_TO_SLOW_LANE"
@@ -230,43 +314,52 @@ def test_redrive_keeps_the_lease_of_a_run_claimed_after_the_reconciler_read_the_
     repository = MessageRepository(get_settings().table_name)
     assert client.send(message).status == 202
     deadline = time.monotonic() + 30
-    while not (head := repository.get_head(key)) or "leaseUntil" not in head:
+    while (head := repository.get_head(key)) is None or head.lease_until is None:
         assert time.monotonic() < deadline, "the message was never claimed"
         time.sleep(0.02)
     # When the reconciler goes on to re-drive it
-    now = int(time.time())
-    updated = repository.note_redrive(key, 0, now + 60, now)
+    now = datetime.now(UTC)
+    epoch = int(now.timestamp())
+    redriven = Event(EventType.REDRIVEN, now, head.run, head.attempts, {"previousStatus": head.status.value})
+    updated = repository.note_redrive(head, redriven, epoch + 60, epoch)
     # Then nothing is re-driven and the run keeps its lease (no second run can be claimed)
     assert updated is None
     after = repository.get_head(key)
-    assert after is not None and after.get("leaseUntil") == head["leaseUntil"]
-    assert not delivery.dependencies(get_settings()).repository.claim_delivery(key, 0, "second", now + 60, now)
+    assert after is not None and after.lease_until == head.lease_until
+    assert EventType.REDRIVEN not in [event.type for event in after.events]
+    assert repository.claim(after, epoch + 60, epoch, None, None) is None
     record = wait_until_terminal(relay, message["messageId"])
     assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
 
 
-def test_failed_message_whose_failed_event_was_never_written_gets_it_from_the_redelivery(
+def test_failed_write_leaves_neither_status_nor_event_and_the_redelivery_records_both_once(
     client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a message failed at once (404) whose FAILED event write fails every time its step tries
+    # Given a message failed at once (404) whose FAILED write (status and event) fails every time
     message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/missing")
-    failed_event = event_sort_key(EventType.FAILED, run=0, slot=1)
-    hits = fail_write_once(monkeypatch, "put_item", message["messageId"], failed_event, times=1_000)
+    hits = fail_write_once(monkeypatch, message["messageId"], FL, times=1_000)
     assert client.send(message).status == 202
-    record = wait_until_terminal(relay, message["messageId"])
-    assert hits and record["status"] == "FAILED"
-    assert "FAILED" not in [kind for kind, _, _ in history(message["messageId"])]
+    deadline = time.monotonic() + 10
+    while not hits:
+        assert time.monotonic() < deadline, "the fault was not injected"
+        time.sleep(0.02)
+    # Then the message is not FAILED and has no FAILED event: attempt 1 and its result are recorded,
+    # and the lease is given back for the queue's redelivery
+    head = wait_for_lease_given_back(message["messageId"])
+    assert head.status not in (Status.FAILED, Status.DELIVERED)
+    assert [(e.type, e.attempt) for e in head.events] == [(RC, None), (EQ, None), (AS, 1), (AF, 1)]
     # When the storage recovers and its queue message is delivered again
     monkeypatch.undo()
-    outcome = delivery.dispatch(
-        {**MessageKey(DEV_SENDER, message["messageId"]).to_dict(), "run": 0}, delivery.dependencies(get_settings())
-    )
-    # Then the history says why it failed, and nothing was sent again
-    assert outcome == "terminal"
-    assert history(message["messageId"])[-1] == ("FAILED", 1, "")
-    assert (
-        len([r for r in target.requests_to("/missing") if message["messageId"] in (r.header("webhook-id") or "")]) == 1
-    )
+    record = wait_until_terminal(relay, message["messageId"])
+    # Then it is FAILED with exactly one FAILED event, every attempt with its result
+    assert record["status"] == "FAILED"
+    events = history(message["messageId"])
+    assert [kind for kind, _, _ in events].count(FL) == 1
+    assert events[-1] == (FL, record["attempts"], "")
+    started = [attempt for kind, attempt, _ in events if kind == AS]
+    assert started == [attempt for kind, attempt, _ in events if kind == AF] == list(range(1, record["attempts"] + 1))
+    # (no more requests than counted attempts)
+    assert requests_of(target, "/missing", message["messageId"]) == record["attempts"]
 
 
 def test_crashing_deliver_step_in_the_slow_lane_is_retried_not_failed(
@@ -295,29 +388,59 @@ def test_crashing_deliver_step_in_the_slow_lane_is_retried_not_failed(
     # Then the crash (not the target's answer) did not fail it: the retried step delivered it
     assert slow_crashes
     assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
-    assert [kind for kind, _, _ in history(message["messageId"])][-2:] == ["ATTEMPT_STARTED", "DELIVERED"]
+    assert [(kind, attempt) for kind, attempt, _ in history(message["messageId"])][-2:] == [(AS, 2), (DL, 2)]
 
 
 def test_crashed_inline_attempt_gives_its_lease_back_and_the_redelivery_repairs_it(
     client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a healthy target, and the dispatcher's inline attempt crashing after it counted attempt 1
-    # (its ATTEMPT_STARTED write fails)
+    # Given a healthy target, and the dispatcher's inline attempt crashing after its claim counted
+    # attempt 1 (reading the signing secret fails, before anything is sent)
     assert relay.local is not None
     message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/ok")
-    hits = fail_write_once(monkeypatch, "put_item", message["messageId"], "ATTEMPT_STARTED")
+    real_get = SigningSecrets.get
+    crashes: list[str] = []
+
+    def get(self: SigningSecrets, sender_id: str, fresh: bool = False) -> str | None:
+        if not crashes and stored_head(message["messageId"]).attempts == 1:
+            crashes.append(sender_id)
+            raise StorageUnavailable("injected: Secrets Manager could not be read")
+        return real_get(self, sender_id, fresh)
+
+    monkeypatch.setattr(SigningSecrets, "get", get)
     # When the message is delivered
     assert client.send(message).status == 202
     record = wait_until_terminal(relay, message["messageId"])
     # Then the queue's redelivery (the lease was given back) recorded attempt 1 as interrupted and
     # delivered it on attempt 2, still without any state machine run
-    assert hits
+    assert crashes
     assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
     assert history(message["messageId"]) == [
-        ("RECEIVED", 0, ""),
-        ("ENQUEUED", 0, ""),
-        ("ATTEMPT_FAILED", 1, "AttemptInterrupted"),
-        ("ATTEMPT_STARTED", 2, ""),
-        ("DELIVERED", 2, ""),
+        (RC, None, ""),
+        (EQ, None, ""),
+        (AS, 1, ""),
+        (AF, 1, INTERRUPTED),
+        (AS, 2, ""),
+        (DL, 2, ""),
     ]
     assert delivery_executions(relay.local, message["messageId"]) == []
+    assert requests_of(target, "/ok", message["messageId"]) == 1
+
+
+def test_failed_claim_counts_nothing_and_the_redelivery_claims_once(
+    client: RelayClient, relay: LocalRelay, target: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a healthy target, and the dispatcher's claim (lease, ENQUEUED and the count of the inline
+    # attempt with its ATTEMPT_STARTED: one write) failing once
+    assert relay.local is not None
+    message = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/ok")
+    hits = fail_write_once(monkeypatch, message["messageId"], AS)
+    # When the message is delivered
+    assert client.send(message).status == 202
+    record = wait_until_terminal(relay, message["messageId"])
+    # Then the failed claim recorded nothing, and the redelivery claimed, counted and recorded once
+    assert hits == [[EQ, AS]]
+    assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
+    assert history(message["messageId"]) == [(RC, None, ""), (EQ, None, ""), (AS, 1, ""), (DL, 1, "")]
+    assert delivery_executions(relay.local, message["messageId"]) == []
+    assert requests_of(target, "/ok", message["messageId"]) == 1
