@@ -128,9 +128,7 @@ def test_a_twin_inside_one_batch_is_accepted_first_then_answered_like_a_repeat(
     assert stored(first).content["body"] == '{"order":42}'
 
 
-def test_a_batch_of_repeats_only_is_answered_without_storing_or_queueing(
-    post_batch: Any, local_aws: Any
-) -> None:
+def test_a_batch_of_repeats_only_is_answered_without_storing_or_queueing(post_batch: Any, local_aws: Any) -> None:
     # Given a batch already accepted
     messages = [make_message(), make_message()]
     assert post_batch({"messages": messages})[0] == 200
