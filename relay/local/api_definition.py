@@ -142,7 +142,8 @@ def definition_from_template(
     resources: dict[str, Any] = template.get("Resources", {})
     resolve = _resolver(template, state_machine_arn, batch_state_machine_arn)
     integration = _post_messages(resources)["Properties"]["Integration"]
-    batch = _post_batch(resources)
+    # The batch route is read when its machine's local ARN is known (as `definition_from_functions`).
+    batch = _post_batch(resources) if batch_state_machine_arn is not None else None
     batch_templates = batch["Properties"]["Integration"].get("RequestTemplates", {}) if batch else {}
     return ApiDefinition(
         request_templates={kind: resolve(text) for kind, text in integration.get("RequestTemplates", {}).items()},
