@@ -366,6 +366,16 @@ def test_ingest_steps_wait_out_lambda_throttling_within_the_apis_timeout(asl: Pa
         assert sum(retry_waits(retrier)) < API_INTEGRATION_TIMEOUT_SECONDS / 2, name
 
 
+@pytest.mark.parametrize("asl", [INGEST_ASL, INGEST_BATCH_ASL], ids=["single", "batch"])
+def test_a_failed_ingest_run_answers_the_apis_system_error(asl: Path) -> None:
+    from functions.shared.responses import SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE
+
+    # Given the state that turns any failure of an ingest run into the answer
+    error = json.loads(asl.read_text(encoding="utf-8"))["States"]["BuildSystemError"]["Parameters"]["error"]
+    # Then it says what the API's mappings and the batch's per-message answers say
+    assert (error["code"], error["message"]) == (SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE)
+
+
 def test_post_messages_starts_the_ingest_machine_synchronously(synth: Synthesized) -> None:
     # Given POST /messages
     integration = post_messages(synth)["Properties"]["Integration"]
