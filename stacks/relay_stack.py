@@ -86,6 +86,7 @@ class RelayStack(Stack):
             "Observability",
             rest_api=self.api.rest_api,
             ingest=self.ingest.state_machine,
+            ingest_batch=self.ingest.batch_state_machine,
             fast_lane=self.delivery.fast_lane,
             slow_lane=self.delivery.slow_lane,
             queue=queue,

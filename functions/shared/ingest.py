@@ -17,7 +17,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.shared.clock import iso
 from functions.shared.config import Settings
-from functions.shared.exceptions import PayloadTooLarge, QueueUnavailable, RelayError, SenderMismatch
+from functions.shared.exceptions import (
+    FieldError,
+    MessageInvalid,
+    PayloadTooLarge,
+    QueueUnavailable,
+    RelayError,
+    SenderMismatch,
+)
 from functions.shared.metric_names import Metric
 from functions.shared.model import EventType, MessageKey, Status
 from functions.shared.observability import logger, metrics
@@ -330,15 +337,15 @@ def validate_batch(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
 
 
 def _batch_messages(document: Any) -> list[Any]:
-    from functions.shared.exceptions import FieldError, MessageInvalid
-    from functions.shared.validation import MAX_BATCH_MESSAGES
+    """The envelope's messages; MessageInvalid naming every problem of the envelope."""
+    from functions.shared.validation import MAX_BATCH_MESSAGES, MAX_DETAILS
 
     if not isinstance(document, dict):
         raise MessageInvalid([FieldError("$", 'must be an object {"messages": [...]}')], "The batch is invalid.")
     details = [FieldError(f"$.{name}", "is not allowed") for name in document if name != "messages"]
     messages = document.get("messages")
     if not isinstance(messages, list):
-        details.insert(0, FieldError("$.messages", "is required: an array of 1 to 100 messages"))
+        details.insert(0, FieldError("$.messages", f"is required: an array of 1 to {MAX_BATCH_MESSAGES} messages"))
     elif not messages:
         details.insert(0, FieldError("$.messages", "must hold at least 1 message"))
     elif len(messages) > MAX_BATCH_MESSAGES:
@@ -346,7 +353,7 @@ def _batch_messages(document: Any) -> list[Any]:
             0, FieldError("$.messages", f"holds {len(messages)} messages; the limit is {MAX_BATCH_MESSAGES}")
         )
     if details:
-        raise MessageInvalid(details[:50], "The batch is invalid.")
+        raise MessageInvalid(details[:MAX_DETAILS], "The batch is invalid.")
     assert isinstance(messages, list)
     return messages
 
@@ -401,9 +408,8 @@ def enqueue_batch(
     now = now or datetime.now(UTC)
     items = list(state["items"])
     pending = _pending(items)
-    run = {"executionArn": state["executionArn"]} if state.get("executionArn") else {}
     for index in pending:
-        items[index] = {**items[index], **run}
+        items[index] = {**items[index], **_run_of(state)}
     queue_ids = queue.send_batch([_key(items[index]) for index in pending])
     missed = [position for position, queue_id in enumerate(queue_ids) if queue_id is None]
     if missed:
