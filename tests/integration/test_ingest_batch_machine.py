@@ -40,13 +40,17 @@ def stored(message: dict[str, Any]) -> Any:
 
 
 def queued_ids(local_aws: Any) -> list[str]:
+    """The message ids on the delivery queue, taken off it (so a later look sees only new ones)."""
     sqs = boto3.client("sqs", region_name="us-east-1")
+    url = local_aws.queue_urls["relay-delivery"]
     found: list[str] = []
     while True:
-        batch = sqs.receive_message(QueueUrl=local_aws.queue_urls["relay-delivery"], MaxNumberOfMessages=10)
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
         if not batch.get("Messages"):
             return found
-        found.extend(json.loads(message["Body"])["messageId"] for message in batch["Messages"])
+        for message in batch["Messages"]:
+            found.append(json.loads(message["Body"])["messageId"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def test_100_messages_with_3_invalid_and_2_already_sent_answer_in_order(
