@@ -1,4 +1,5 @@
-"""POST /messages as API Gateway runs it: the mapping templates and gateway responses, written once.
+"""POST /messages (and /messages/batch) as API Gateway runs it: the mapping templates and gateway
+responses, written once.
 
 Why a module of its own: the stack deploys these texts (stacks/constructs/api.py) and `relay dev`
 renders them with a Velocity engine (relay/local/gateway.py), reading them from the synthesized
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from functions.shared.responses import SYSTEM_ERROR_MESSAGE
 from stacks.settings import forwarded_base64_chars
 
 STAGE_NAME = "v1"
@@ -25,7 +27,6 @@ JSON = "application/json"
 # the others with its UNSUPPORTED_MEDIA_TYPE gateway response (415).
 PASSTHROUGH_BEHAVIOR = "NEVER"
 
-SYSTEM_ERROR_MESSAGE = "Relay could not process the request; it is safe to retry with the same messageId."
 THROTTLED_MESSAGE = "Too many requests; retry later with the same messageId."
 UNAUTHORIZED_MESSAGE = "Send a valid API token as 'Authorization: Bearer <token>'."
 # Also the answer to a disabled API key: while API Gateway still serves a disabled sender's token
@@ -35,6 +36,8 @@ UNSUPPORTED_MEDIA_TYPE_MESSAGE = "Send the message as JSON with Content-Type: ap
 
 # Status codes POST /messages answers with (declared for the API's documentation and SDKs).
 MESSAGE_STATUS_CODES = ("200", "202", "400", "401", "403", "409", "413", "415", "429", "500", "504")
+# ... and POST /messages/batch (each message's own answer is inside its 200).
+BATCH_STATUS_CODES = ("200", "400", "401", "403", "413", "415", "429", "500", "504")
 
 
 def error_json(code: str, message: str) -> str:

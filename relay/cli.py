@@ -124,11 +124,16 @@ def _parse_header(raw: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def build_message(args: argparse.Namespace) -> dict[str, Any]:
-    message: dict[str, Any] = {}
-    if args.file:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-        message = json.loads(text)
+def _read(path: str) -> str:
+    return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+
+
+def build_message(args: argparse.Namespace, message: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The message to send: `message` (else --file's, else none) with the flags' fields, and an id,
+    the sender and a timestamp where it has none."""
+    if message is None:
+        message = json.loads(_read(args.file)) if args.file else {}
+    assert message is not None
     if args.message_id or "messageId" not in message:
         message["messageId"] = args.message_id or f"msg-{uuid.uuid4().hex[:16]}"
     if args.sender_id or "senderId" not in message:
@@ -148,7 +153,53 @@ def build_message(args: argparse.Namespace) -> dict[str, Any]:
     return message
 
 
+def read_batch(text: str) -> list[Any]:
+    """A batch file's messages: a JSON array, or JSON lines (one message a line, blank lines skipped)."""
+    if text.lstrip().startswith("["):
+        messages = json.loads(text)
+        if not isinstance(messages, list):  # pragma: no cover - a text starting with '[' is an array
+            raise json.JSONDecodeError("not an array", text, 0)
+        return messages
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def render_batch(body: dict[str, Any]) -> None:
+    """One line per message, in order, then the counts."""
+    counts: dict[str, int] = {}
+    for index, result in enumerate(body["results"]):
+        code, answer = result["statusCode"], result["body"]
+        if code == 202:
+            outcome, text = "accepted", f"{answer['messageId']}: {answer['status']}"
+        elif code == 200:
+            outcome, text = "duplicate", f"{answer['messageId']}: {answer['status']}"
+        else:
+            error = answer.get("error", {})
+            paths = ", ".join(detail["path"] for detail in error.get("details", []))
+            outcome, text = "rejected", f"{error.get('code')}: {error.get('message')}"
+            text += f" ({paths})" if paths else ""
+        counts[outcome] = counts.get(outcome, 0) + 1
+        print(f"  [{index}] {code} {outcome} {text}")
+    summary = ", ".join(f"{counts[name]} {name}" for name in ("accepted", "duplicate", "rejected") if name in counts)
+    print(f"{len(body['results'])} messages: {summary}")
+
+
+def cmd_send_batch(args: argparse.Namespace) -> int:
+    """`relay send --batch FILE`: one POST /messages/batch; exit 1 unless every message was accepted
+    or a duplicate. Messages without an id, a sender or a timestamp get one, as with --file."""
+    if args.message_id:
+        print("relay: --message-id names one message; give each message of a batch its own", file=sys.stderr)
+        return 2
+    batch = read_batch(_read(args.batch))
+    messages = [build_message(args, message) if isinstance(message, dict) else message for message in batch]
+    answer = _client(args).send_batch(messages)
+    status = _finish(answer, args.json, render_batch)
+    results = answer.body.get("results", []) if answer.ok and isinstance(answer.body, dict) else []
+    return status if status or all(200 <= result["statusCode"] < 300 for result in results) else 1
+
+
 def cmd_send(args: argparse.Namespace) -> int:
+    if args.batch:
+        return cmd_send_batch(args)
     message = build_message(args)
     answer = _client(args).send(message)
 
@@ -387,7 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     send = sub.add_parser("send", help="post a message")
     api_options(send)
-    send.add_argument("--file", help="a JSON message file ('-' for stdin); flags override its fields")
+    source = send.add_mutually_exclusive_group()
+    source.add_argument("--file", help="a JSON message file ('-' for stdin); flags override its fields")
+    source.add_argument(
+        "--batch",
+        help="a file of up to 100 messages, a JSON array or JSON lines ('-' for stdin), sent as one "
+        "POST /messages/batch; flags (but --message-id) override every message's fields",
+    )
     send.add_argument("--message-id")
     send.add_argument("--sender-id")
     send.add_argument("--timestamp")

@@ -72,6 +72,11 @@ class RelayClient:
         payload = message if isinstance(message, bytes) else json.dumps(message).encode("utf-8")
         return self.request("POST", "/messages", payload)
 
+    def send_batch(self, messages: list[Any] | bytes) -> ApiAnswer:
+        """POST /messages/batch: up to 100 messages, one answer with a result per message, in order."""
+        payload = messages if isinstance(messages, bytes) else json.dumps({"messages": messages}).encode("utf-8")
+        return self.request("POST", "/messages/batch", payload)
+
     def status(self, message_id: str) -> ApiAnswer:
         return self.request("GET", f"/messages/{quote(message_id, safe='')}")
 

@@ -33,6 +33,7 @@ from functions.shared.responses import (
     VALIDATION_ERROR,
 )
 from functions.shared.runs import ExecutionType, Workflow
+from functions.shared.validation import MAX_BATCH_MESSAGES, MAX_BATCH_REQUEST_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENAPI_PATH = ROOT / "schemas" / "openapi.json"
@@ -281,6 +282,45 @@ def _resource_schemas(message_schema: dict[str, Any]) -> dict[str, dict[str, Any
                 "expiresAt": _TIMESTAMP,
             },
         },
+        "BatchRequest": {
+            "description": f"Up to {MAX_BATCH_MESSAGES} messages in one request (and one run), together at most "
+            f"{MAX_BATCH_REQUEST_BYTES} bytes. Each message is the body POST /messages takes; a message that "
+            "is not one is answered 400 in its result, the others are accepted all the same.",
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["messages"],
+            "properties": {
+                "messages": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH_MESSAGES,
+                    "items": {"description": "A message (see Message); checked one by one, not as a whole."},
+                }
+            },
+        },
+        "BatchResult": {
+            "description": "What POST /messages would have answered for this message: its status code and body. "
+            "An error's requestId is the batch's, followed by `:<index>`.",
+            "oneOf": [
+                _batch_result(202, _ref("Accepted")),
+                _batch_result(200, _ref("Duplicate")),
+                _batch_result([400, 403, 409, 413, 500], _ref("Error")),
+            ],
+        },
+        "BatchAccepted": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["results"],
+            "properties": {
+                "results": {
+                    "description": "One result per message, in the order of the request.",
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH_MESSAGES,
+                    "items": _ref("BatchResult"),
+                }
+            },
+        },
         "Event": {
             "description": "One immutable event of the message's life. Fields beyond `type` and `at` depend on "
             "the type (ATTEMPT_FAILED carries statusCode, error, durationMs, ...).",
@@ -412,6 +452,16 @@ def _resource_schemas(message_schema: dict[str, Any]) -> dict[str, dict[str, Any
     }
 
 
+def _batch_result(status: int | list[int], body: dict[str, Any]) -> dict[str, Any]:
+    code = {"const": status} if isinstance(status, int) else {"enum": status}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["statusCode", "body"],
+        "properties": {"statusCode": code, "body": body},
+    }
+
+
 def _error_response(description: str, codes: tuple[str, ...], details_required: bool) -> dict[str, Any]:
     narrowed: dict[str, Any] = {"code": {"enum": list(codes)} if len(codes) > 1 else {"const": codes[0]}}
     inner: dict[str, Any] = {"properties": narrowed}
@@ -524,6 +574,58 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json_response("One page of messages.", _ref("MessageList")),
                     **_responses("QueryInvalid", *common),
+                },
+            },
+        },
+        "/messages/batch": {
+            "post": {
+                "operationId": "sendMessages",
+                "summary": "Send up to 100 messages at once",
+                "description": "One request, one ingest run and one request of the sender's throttle for up to "
+                f"{MAX_BATCH_MESSAGES} messages. Each message is treated as POST /messages would treat it, and "
+                "the answer holds, in order, the status code and body it would have given: 202 accepted, 200 "
+                "duplicate, 409 conflict, 400/403/413 refused. A messageId met twice in one batch is accepted "
+                "at its first occurrence; the second is answered as a repeat (200 or 409). Only a malformed "
+                "envelope (400, naming `$` or `$.messages`) or a batch too large (413) refuses the whole "
+                "request.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("BatchRequest"),
+                            "example": {"messages": [_EXAMPLE_MESSAGE]},
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json_response(
+                        "One result per message, in order.",
+                        _ref("BatchAccepted"),
+                        {
+                            "results": [
+                                {
+                                    "statusCode": 202,
+                                    "body": {
+                                        "messageId": "order-1042.created",
+                                        "senderId": "acme",
+                                        "status": "PENDING",
+                                        "acceptedAt": "2026-01-31T12:00:00.123Z",
+                                        "expiresAt": "2026-03-02T12:00:00.123Z",
+                                    },
+                                }
+                            ]
+                        },
+                    ),
+                    **_responses(
+                        "ValidationError",
+                        "Unauthorized",
+                        "Forbidden",
+                        "PayloadTooLarge",
+                        "UnsupportedMediaType",
+                        "Throttled",
+                        "SystemError",
+                        "GatewayTimeout",
+                    ),
                 },
             },
         },

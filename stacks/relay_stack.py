@@ -1,7 +1,7 @@
 """RelayStack: one deployable stack, composed of one construct per capability.
 
     Storage            table, delivery queue (+ dead letters)
-    IngestWorkflow     POST /messages -> ingest machine (EXPRESS) -> delivery queue
+    IngestWorkflow     POST /messages (/batch) -> ingest machine (batch machine; EXPRESS) -> delivery queue
     DeliveryWorkflow   dispatcher -> fast lane (EXPRESS) -> slow lane (STANDARD); failed messages
     SenderAuthentication  token authorizer in front of every route (per-sender API keys)
     Api                REST API, stage, usage plan, gateway responses
@@ -67,6 +67,7 @@ class RelayStack(Stack):
             self,
             "Api",
             ingest_state_machine=self.ingest.state_machine,
+            batch_state_machine=self.ingest.batch_state_machine,
             authorizer=self.authentication.authorizer,
             settings=settings,
         )
@@ -88,6 +89,7 @@ class RelayStack(Stack):
             "Observability",
             rest_api=self.api.rest_api,
             ingest=self.ingest.state_machine,
+            ingest_batch=self.ingest.batch_state_machine,
             fast_lane=self.delivery.fast_lane,
             slow_lane=self.delivery.slow_lane,
             queue=queue,
@@ -123,6 +125,12 @@ class RelayStack(Stack):
             "IngestStateMachineArn",
             value=self.ingest.state_machine.state_machine_arn,
             description="Ingest state machine (EXPRESS)",
+        )
+        CfnOutput(
+            self,
+            "IngestBatchStateMachineArn",
+            value=self.ingest.batch_state_machine.state_machine_arn,
+            description="Batch ingest state machine (EXPRESS): POST /messages/batch",
         )
         CfnOutput(
             self,

@@ -3,7 +3,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.shared.config import get_settings
-from functions.shared.ingest import dedup_step
+from functions.shared.ingest import dedup_batch, dedup_step
 from functions.shared.observability import logger, metrics, tracer
 from functions.shared.repository import MessageRepository
 
@@ -13,4 +13,7 @@ from functions.shared.repository import MessageRepository
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
-    return dedup_step(event, MessageRepository(settings.table_name), settings)
+    repository = MessageRepository(settings.table_name)
+    if "items" in event:  # the batch machine
+        return dedup_batch(event, repository, settings)
+    return dedup_step(event, repository, settings)

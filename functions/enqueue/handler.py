@@ -3,7 +3,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.shared.config import get_settings
-from functions.shared.ingest import enqueue_step
+from functions.shared.ingest import enqueue_batch, enqueue_step
 from functions.shared.observability import logger, metrics, tracer
 from functions.shared.queue import DeliveryQueue
 from functions.shared.repository import MessageRepository
@@ -14,4 +14,7 @@ from functions.shared.repository import MessageRepository
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
-    return enqueue_step(event, MessageRepository(settings.table_name), DeliveryQueue(settings.queue_url))
+    repository, queue = MessageRepository(settings.table_name), DeliveryQueue(settings.queue_url)
+    if "items" in event:  # the batch machine
+        return enqueue_batch(event, repository, queue)
+    return enqueue_step(event, repository, queue)

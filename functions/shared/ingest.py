@@ -8,6 +8,8 @@ machine's output is exactly that HTTP answer.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +17,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.shared.clock import iso
 from functions.shared.config import Settings
-from functions.shared.exceptions import PayloadTooLarge, QueueUnavailable, RelayError, SenderMismatch
+from functions.shared.exceptions import (
+    FieldError,
+    MessageInvalid,
+    PayloadTooLarge,
+    QueueUnavailable,
+    RelayError,
+    SenderMismatch,
+)
 from functions.shared.metric_names import Metric
 from functions.shared.model import Event, EventType, MessageHead, MessageKey, Status
 from functions.shared.observability import logger, metrics
@@ -23,6 +32,8 @@ from functions.shared.queue import DeliveryQueue
 from functions.shared.repository import MessageRepository
 from functions.shared.responses import (
     MESSAGE_ID_CONFLICT,
+    SYSTEM_ERROR,
+    SYSTEM_ERROR_MESSAGE,
     error_response,
     http_response,
     response_for_rejection,
@@ -81,22 +92,43 @@ def _check_state_size(message: dict[str, Any]) -> None:
 def validate_step(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
     # Imported here so dedup, store and enqueue (which share this module) never load jsonschema
     # at cold start; only the validate function pays for it.
-    from functions.shared.validation import decode_request_body, validate_message
+    from functions.shared.validation import decode_request_body
 
     request_id = str(state.get("requestId") or "unknown")
     authenticated = state.get("senderId") or None
     try:
-        if authenticated is None and settings.require_sender:
-            raise SenderMismatch("The request has no authenticated sender.")
+        _check_sender(authenticated, settings)
         document = decode_request_body(state.get("bodyBase64"), settings)
-        if isinstance(document, dict) and isinstance(document.get("messageId"), str):
-            logger.set_correlation_id(document["messageId"])
-        valid = validate_message(document, settings, authenticated_sender_id=authenticated)
-        _check_state_size(valid.message)
     except RelayError as rejection:
-        metrics.add_metric(name=Metric.REJECTED, unit=MetricUnit.Count, value=1)
-        logger.info("Message rejected", extra={"reason": type(rejection).__name__})
-        return {"requestId": request_id, "response": response_for_rejection(rejection, request_id)}
+        return _rejected(rejection, request_id)
+    if isinstance(document, dict) and isinstance(document.get("messageId"), str):
+        logger.set_correlation_id(document["messageId"])
+    return _validate_document(document, request_id, authenticated, settings, check_size=True)
+
+
+def _check_sender(authenticated: str | None, settings: Settings) -> None:
+    if authenticated is None and settings.require_sender:
+        raise SenderMismatch("The request has no authenticated sender.")
+
+
+def _rejected(rejection: RelayError, request_id: str) -> dict[str, Any]:
+    metrics.add_metric(name=Metric.REJECTED, unit=MetricUnit.Count, value=1)
+    logger.info("Message rejected", extra={"reason": type(rejection).__name__})
+    return {"requestId": request_id, "response": response_for_rejection(rejection, request_id)}
+
+
+def _validate_document(
+    document: Any, request_id: str, authenticated: str | None, settings: Settings, *, check_size: bool
+) -> dict[str, Any]:
+    """One decoded message through validation: the next step's state, or the answer."""
+    from functions.shared.validation import validate_message
+
+    try:
+        valid = validate_message(document, settings, authenticated_sender_id=authenticated)
+        if check_size:
+            _check_state_size(valid.message)
+    except RelayError as rejection:
+        return _rejected(rejection, request_id)
     return {"requestId": request_id, "message": valid.message, "contentHash": valid.content_hash}
 
 
@@ -177,6 +209,12 @@ def enqueue_step(
         # marks it (dedup_step).
         record_enqueue_failed(state, repository, now)
         raise
+    return _enqueued(state)
+
+
+def _enqueued(state: dict[str, Any]) -> dict[str, Any]:
+    """The queue took the message: answer 202 (ENQUEUED is recorded by the dispatcher's claim)."""
+    key = _key(state)
     metrics.add_metric(name=Metric.ACCEPTED, unit=MetricUnit.Count, value=1)
     body = {
         "messageId": key.message_id,
@@ -196,3 +234,192 @@ def record_enqueue_failed(state: dict[str, Any], repository: MessageRepository, 
         repository.record_enqueue_failed(_key(state), failed, str(state["requestId"]), int(now.timestamp()))
     except RelayError:
         logger.exception("Could not record the failed enqueue")
+
+
+# -- POST /messages/batch ------------------------------------------------------------------------------
+#
+# The batch machine (statemachines/ingest_batch.asl.json) runs the same four functions over a state
+# `{requestId, items: [...]}`: each item is the state one POST /messages would have at that step, and
+# each batch step maps that step over the items not answered yet. An answered item keeps only its
+# `response`, which keeps the state small. Once no item is left to work on, the step answers the whole
+# request (`response`: 200 with every item's answer, in order), and the Choice states skip to the end.
+
+# Threads per batch step: each item's step makes a few DynamoDB calls, mostly waiting on the network.
+BATCH_WORKERS = 10
+# What an item may add to the state after validation (acceptedAt, expiresAt, ttl, or an answer that is
+# longer than the message it replaces), counted when the validated batch's size is checked.
+BATCH_ITEM_ALLOWANCE_BYTES = 512
+
+
+def batch_item_request_id(request_id: str, index: int) -> str:
+    """An item's own request id: store tells a retry of its own write from a twin's by it."""
+    return f"{request_id}:{index}"
+
+
+def _pending(items: list[dict[str, Any]]) -> list[int]:
+    return [index for index, item in enumerate(items) if "response" not in item]
+
+
+def _answered(state: dict[str, Any]) -> dict[str, Any]:
+    """An item's state once it has its answer: the answer only."""
+    return {"response": state["response"]} if "response" in state else state
+
+
+def _run_items(
+    items: list[dict[str, Any]], indexes: list[int], step: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """`step` over the items at `indexes`, in parallel; each result replaces its item in place.
+
+    The first runs in this thread, so the clients the others share are created once.
+    """
+    if not indexes:
+        return
+    first, *rest = indexes
+    items[first] = _answered(step(items[first]))
+    if not rest:
+        return
+    with ThreadPoolExecutor(max_workers=min(len(rest), BATCH_WORKERS)) as pool:
+        results = list(pool.map(step, [items[index] for index in rest]))
+    for index, result in zip(rest, results, strict=True):
+        items[index] = _answered(result)
+
+
+def _next_batch_state(state: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The state the next batch step gets; the whole answer once no item is left to work on."""
+    if _pending(items):
+        return {"requestId": state["requestId"], "items": items}
+    return {"requestId": state["requestId"], "response": batch_response(items)}
+
+
+def batch_response(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """200 with one result per message, in order: the status code and body POST /messages gives."""
+    results = [
+        {"statusCode": item["response"]["statusCode"], "body": json.loads(item["response"]["body"])} for item in items
+    ]
+    return http_response(200, {"results": results})
+
+
+def validate_batch(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The envelope `{"messages": [...]}` (1 to 100), then validate_step's rules for each message.
+
+    A malformed envelope is a 400 naming the field; a request or a validated batch too large for a
+    state machine's state is a 413. Both answer the whole request.
+    """
+    from functions.shared.validation import MAX_BATCH_REQUEST_BYTES, decode_request_body
+
+    request_id = str(state.get("requestId") or "unknown")
+    authenticated = state.get("senderId") or None
+    try:
+        _check_sender(authenticated, settings)
+        documents = _batch_messages(decode_request_body(state.get("bodyBase64"), settings, MAX_BATCH_REQUEST_BYTES))
+    except RelayError as rejection:
+        return _rejected(rejection, request_id)
+    items = [
+        _answered(
+            _validate_document(
+                document, batch_item_request_id(request_id, index), authenticated, settings, check_size=False
+            )
+        )
+        for index, document in enumerate(documents)
+    ]
+    try:
+        _check_batch_state_size(items)
+    except PayloadTooLarge as rejection:
+        return _rejected(rejection, request_id)
+    return _next_batch_state({"requestId": request_id}, items)
+
+
+def _batch_messages(document: Any) -> list[Any]:
+    """The envelope's messages; MessageInvalid naming every problem of the envelope."""
+    from functions.shared.validation import MAX_BATCH_MESSAGES, MAX_DETAILS
+
+    if not isinstance(document, dict):
+        raise MessageInvalid([FieldError("$", 'must be an object {"messages": [...]}')], "The batch is invalid.")
+    details = [FieldError(f"$.{name}", "is not allowed") for name in document if name != "messages"]
+    messages = document.get("messages")
+    if not isinstance(messages, list):
+        details.insert(0, FieldError("$.messages", f"is required: an array of 1 to {MAX_BATCH_MESSAGES} messages"))
+    elif not messages:
+        details.insert(0, FieldError("$.messages", "must hold at least 1 message"))
+    elif len(messages) > MAX_BATCH_MESSAGES:
+        details.insert(
+            0, FieldError("$.messages", f"holds {len(messages)} messages; the limit is {MAX_BATCH_MESSAGES}")
+        )
+    if details:
+        raise MessageInvalid(details[:MAX_DETAILS], "The batch is invalid.")
+    assert isinstance(messages, list)
+    return messages
+
+
+def _check_batch_state_size(items: list[dict[str, Any]]) -> None:
+    """The validated batch, with room for what each item adds later, must fit a state (like
+    `_check_state_size` for one message)."""
+    size = len(json.dumps(items).encode("utf-8")) + BATCH_ITEM_ALLOWANCE_BYTES * len(_pending(items))
+    if size > MAX_STATE_MESSAGE_BYTES:
+        raise PayloadTooLarge(
+            "$.messages",
+            f"The batch is {size} bytes once validated and JSON-escaped; the limit is {MAX_STATE_MESSAGE_BYTES}. "
+            "Send fewer messages per batch.",
+        )
+
+
+def dedup_batch(state: dict[str, Any], repository: MessageRepository, settings: Settings) -> dict[str, Any]:
+    items = list(state["items"])
+    _run_items(items, _pending(items), lambda item: dedup_step(item, repository, settings))
+    return _next_batch_state(state, items)
+
+
+def store_batch(
+    state: dict[str, Any], repository: MessageRepository, settings: Settings, now: datetime | None = None
+) -> dict[str, Any]:
+    """store_step for every item, in parallel, except that a messageId met again in the batch is
+    stored after its earlier occurrence: the first is the one accepted, the next a duplicate (or a
+    conflict, when its content differs), as if they had been posted one after the other."""
+    items = list(state["items"])
+    if state.get("executionArn"):  # the batch run's ARN on each RECEIVED (relay trace links it)
+        items = [item if "response" in item else {**item, "executionArn": state["executionArn"]} for item in items]
+    rounds: list[list[int]] = []
+    seen: dict[MessageKey, int] = {}
+    for index in _pending(items):
+        key = _key(items[index])
+        occurrence = seen[key] = seen.get(key, -1) + 1
+        if occurrence == len(rounds):
+            rounds.append([])
+        rounds[occurrence].append(index)
+    for indexes in rounds:
+        _run_items(items, indexes, lambda item: store_step(item, repository, settings, now))
+    return _next_batch_state(state, items)
+
+
+def enqueue_batch(
+    state: dict[str, Any], repository: MessageRepository, queue: DeliveryQueue, now: datetime | None = None
+) -> dict[str, Any]:
+    """The stored items to the delivery queue (SendMessageBatch), recorded as enqueue_step does; answers.
+
+    An item SQS does not take is sent once more, then recorded as a failed enqueue (due now, so the
+    reconciler re-drives it) and answered 500 SYSTEM_ERROR, as a single POST would be. When SQS takes
+    none, the step fails with QueueUnavailable and the machine retries it, as for a single message.
+    """
+    now = now or datetime.now(UTC)
+    items = list(state["items"])
+    pending = _pending(items)
+    for index in pending:
+        if state.get("executionArn"):
+            items[index] = {**items[index], "executionArn": state["executionArn"]}
+    queue_ids = queue.send_batch([_key(items[index]) for index in pending])
+    missed = [position for position, queue_id in enumerate(queue_ids) if queue_id is None]
+    if missed:
+        for position, queue_id in zip(missed, queue.send_batch([_key(items[pending[p]]) for p in missed]), strict=True):
+            queue_ids[position] = queue_id
+    for index, queue_id in zip(pending, queue_ids, strict=True):
+        if queue_id is None:
+            record_enqueue_failed(items[index], repository, now)
+            request_id = items[index]["requestId"]
+            items[index] = {"response": error_response(500, SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE, request_id)}
+        else:
+            items[index] = {**items[index], "queueMessageId": queue_id}
+    if pending and all(queue_id is None for queue_id in queue_ids):
+        raise QueueUnavailable("SQS took none of the batch's messages")
+    for index in _pending(items):
+        items[index] = _answered(_enqueued(items[index]))
+    return _next_batch_state(state, items)

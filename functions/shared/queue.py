@@ -10,6 +10,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from functions.shared import aws
 from functions.shared.exceptions import QueueUnavailable
 from functions.shared.model import MessageKey
+from functions.shared.observability import logger
+
+# SendMessageBatch takes at most 10 entries.
+SQS_BATCH_SIZE = 10
 
 
 class MessageQueue:
@@ -18,9 +22,8 @@ class MessageQueue:
 
     def send_json(self, payload: dict[str, Any]) -> str:
         """Send one JSON message; returns the SQS message id."""
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         try:
-            response = aws.client("sqs").send_message(QueueUrl=self.queue_url, MessageBody=body)
+            response = aws.client("sqs").send_message(QueueUrl=self.queue_url, MessageBody=_body(payload))
         except (ClientError, BotoCoreError) as error:
             code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
             raise QueueUnavailable(f"SQS did not accept the message ({code or type(error).__name__})") from error
@@ -49,8 +52,40 @@ class MessageQueue:
         except (ClientError, BotoCoreError) as error:
             raise QueueUnavailable(f"SQS did not delete the message ({type(error).__name__})") from error
 
+    def send_json_batch(self, payloads: list[dict[str, Any]]) -> list[str | None]:
+        """Send JSON messages with SendMessageBatch, 10 a call; per payload, in order, its SQS
+        message id, or None when SQS did not take it (a failed entry, or its call failed)."""
+        ids: list[str | None] = [None] * len(payloads)
+        for start in range(0, len(payloads), SQS_BATCH_SIZE):
+            entries = [
+                {"Id": str(index), "MessageBody": _body(payloads[index])}
+                for index in range(start, min(start + SQS_BATCH_SIZE, len(payloads)))
+            ]
+            try:
+                response = aws.client("sqs").send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            except (ClientError, BotoCoreError) as error:
+                logger.warning("SQS did not accept a batch", extra={"error": type(error).__name__})
+                continue
+            for entry in response.get("Successful", []):
+                ids[int(entry["Id"])] = str(entry["MessageId"])
+            for entry in response.get("Failed", []):
+                logger.warning("SQS did not accept a message", extra={"code": entry.get("Code")})
+        return ids
+
+
+def _body(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
 
 class DeliveryQueue(MessageQueue):
     def send(self, key: MessageKey, run: int = 0) -> str:
         """Enqueue a message key for delivery (the content stays in DynamoDB)."""
-        return self.send_json({**key.to_dict(), "run": run})
+        return self.send_json(_delivery(key, run))
+
+    def send_batch(self, keys: list[MessageKey], run: int = 0) -> list[str | None]:
+        """Enqueue message keys, 10 a call: per key, in order, its SQS message id or None (not taken)."""
+        return self.send_json_batch([_delivery(key, run) for key in keys])
+
+
+def _delivery(key: MessageKey, run: int) -> dict[str, Any]:
+    return {**key.to_dict(), "run": run}

@@ -23,6 +23,9 @@ MESSAGE_ID_CONFLICT = "MESSAGE_ID_CONFLICT"
 PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
 FORBIDDEN = "FORBIDDEN"
 SYSTEM_ERROR = "SYSTEM_ERROR"
+# What a request that met a fault of Relay is told (the API's mappings and the state machines say
+# the same; statemachines/*.asl.json cannot import it, tests/infrastructure checks they agree).
+SYSTEM_ERROR_MESSAGE = "Relay could not process the request; it is safe to retry with the same messageId."
 
 
 def http_response(status_code: int, body: dict[str, Any]) -> dict[str, Any]:

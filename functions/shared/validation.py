@@ -49,6 +49,11 @@ RESERVED_HEADER_PREFIX = "webhook-"
 METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD"})
 # The request envelope may exceed the body limit by this much (ids, URL, headers, JSON quoting).
 ENVELOPE_ALLOWANCE_BYTES = 64 * 1024
+# POST /messages/batch: at most this many messages, in a request small enough that its base64 text
+# (how API Gateway forwards it) plus 1 KiB of input around it stays within Step Functions' 256 KiB
+# execution input (stacks/settings.py forwards at most that much; tests/infrastructure checks it).
+MAX_BATCH_MESSAGES = 100
+MAX_BATCH_REQUEST_BYTES = (256 * 1024 - 1024) // 4 * 3 - 1
 # An error answer names at most this many problems, each path and message cut to this length.
 MAX_DETAILS = 50
 MAX_DETAIL_CHARS = 300
@@ -113,18 +118,20 @@ def _json_path(*parts: str | int) -> str:
     return path
 
 
-def decode_request_body(body_base64: str | None, settings: Settings) -> Any:
-    """Turn the raw request body (base64 of the bytes the client sent) into a JSON value."""
+def decode_request_body(body_base64: str | None, settings: Settings, max_bytes: int | None = None) -> Any:
+    """Turn the raw request body (base64 of the bytes the client sent) into a JSON value.
+
+    `max_bytes` is the request's limit (default: one message, its body limit plus the envelope).
+    """
     if not body_base64:
         raise MalformedRequest("The request body is empty; send the message as a JSON object.")
     try:
         raw = base64.b64decode(body_base64, validate=True)
     except (binascii.Error, ValueError):
         raise MalformedRequest("The request body could not be decoded.") from None
-    if len(raw) > settings.max_body_bytes + ENVELOPE_ALLOWANCE_BYTES:
-        raise PayloadTooLarge(
-            "$", f"The request is {len(raw)} bytes; the limit is {settings.max_body_bytes + ENVELOPE_ALLOWANCE_BYTES}."
-        )
+    limit = settings.max_body_bytes + ENVELOPE_ALLOWANCE_BYTES if max_bytes is None else max_bytes
+    if len(raw) > limit:
+        raise PayloadTooLarge("$", f"The request is {len(raw)} bytes; the limit is {limit}.")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -3,7 +3,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.shared.config import get_settings
-from functions.shared.ingest import validate_step
+from functions.shared.ingest import validate_batch, validate_step
 from functions.shared.observability import logger, metrics, tracer
 
 
@@ -11,4 +11,7 @@ from functions.shared.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The batch machine marks its input; the request is `{"messages": [...]}` then.
+    if event.get("batch"):
+        return validate_batch(event, get_settings())
     return validate_step(event, get_settings())

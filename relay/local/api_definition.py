@@ -1,13 +1,13 @@
 """What API Gateway runs in front of the stack, as `relay dev` reads it from the synthesized template.
 
 Why: the deployed API and the local one must be one description. `load_api_definition` reads the
-POST /messages integration (request templates, passthrough behaviour, integration responses and
-the role it calls Step Functions with), the gateway responses and the throttles (stage method
-settings, the default usage plan) from the template relay dev runs (relay/local/synth.py keeps
-cdk.out's current), resolving its `Ref`/`Fn::Join` to the local ARNs. `definition_from_functions`
-builds the same definition from relay/api_mapping.py and cdk.json, the very functions and settings
-the stack is synthesized from, for unit tests that need no synthesis (tests/infrastructure checks
-that both give the same definition).
+POST /messages integration (request templates, passthrough behaviour, integration responses and the
+role it calls Step Functions with), POST /messages/batch's request templates, the gateway responses
+and the throttles (stage method settings, the default usage plan) from the template relay dev runs
+(relay/local/synth.py keeps cdk.out's current), resolving its `Ref`/`Fn::Join` to the local ARNs.
+`definition_from_functions` builds the same definition from relay/api_mapping.py and cdk.json, the
+very functions and settings the stack is synthesized from, for unit tests that need no synthesis
+(tests/infrastructure checks that both give the same definition).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class GatewayResponseRule:
 
 @dataclass(frozen=True)
 class ApiDefinition:
-    """POST /messages and the front door every route shares."""
+    """POST /messages (and /messages/batch) and the front door every route shares."""
 
     request_templates: dict[str, str]
     passthrough_behavior: str
@@ -63,17 +63,24 @@ class ApiDefinition:
     credentials_role: str | None
     # Where this definition was read from (shown by `relay dev`).
     source: str
+    # POST /messages/batch: its request templates (its integration responses and role are the ones
+    # above, as the stack deploys them).
+    batch_request_templates: dict[str, str] = field(default_factory=dict)
 
 
-def load_api_definition(state_machine_arn: str, template_path: Path) -> ApiDefinition:
-    """The API part of the template at `template_path`, resolved against the local ingest ARN."""
+def load_api_definition(
+    state_machine_arn: str, template_path: Path, batch_state_machine_arn: str | None = None
+) -> ApiDefinition:
+    """The API part of the template at `template_path`, resolved against the local ingest ARNs."""
     template = json.loads(template_path.read_text(encoding="utf-8"))
-    return definition_from_template(template, state_machine_arn, source=str(template_path))
+    return definition_from_template(template, state_machine_arn, str(template_path), batch_state_machine_arn)
 
 
-def definition_from_functions(state_machine_arn: str, relay_context: dict[str, Any] | None = None) -> ApiDefinition:
+def definition_from_functions(
+    state_machine_arn: str, relay_context: dict[str, Any] | None = None, batch_state_machine_arn: str | None = None
+) -> ApiDefinition:
     """The definition the stack is synthesized from, with cdk.json's settings (or `relay_context`)."""
-    from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
+    from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
     from relay.project_config import relay_context as project_context
     from stacks.settings import RelaySettings
 
@@ -102,6 +109,11 @@ def definition_from_functions(state_machine_arn: str, relay_context: dict[str, A
         stage_throttle=stage,
         credentials_role=None,
         source=FROM_FUNCTIONS,
+        batch_request_templates=(
+            {JSON: request_template(batch_state_machine_arn, MAX_BATCH_REQUEST_BYTES)}
+            if batch_state_machine_arn
+            else {}
+        ),
     )
 
 
@@ -124,10 +136,15 @@ class TemplateError(ValueError):
     """The template does not have the API `relay dev` expects."""
 
 
-def definition_from_template(template: dict[str, Any], state_machine_arn: str, source: str) -> ApiDefinition:
+def definition_from_template(
+    template: dict[str, Any], state_machine_arn: str, source: str, batch_state_machine_arn: str | None = None
+) -> ApiDefinition:
     resources: dict[str, Any] = template.get("Resources", {})
-    resolve = _resolver(template, state_machine_arn)
+    resolve = _resolver(template, state_machine_arn, batch_state_machine_arn)
     integration = _post_messages(resources)["Properties"]["Integration"]
+    # The batch route is read when its machine's local ARN is known (as `definition_from_functions`).
+    batch = _post_batch(resources) if batch_state_machine_arn is not None else None
+    batch_templates = batch["Properties"]["Integration"].get("RequestTemplates", {}) if batch else {}
     return ApiDefinition(
         request_templates={kind: resolve(text) for kind, text in integration.get("RequestTemplates", {}).items()},
         passthrough_behavior=integration.get("PassthroughBehavior", "WHEN_NO_MATCH"),
@@ -144,6 +161,7 @@ def definition_from_template(template: dict[str, Any], state_machine_arn: str, s
         stage_throttle=_stage_throttle(resources),
         credentials_role=_logical_id(integration.get("Credentials")),
         source=source,
+        batch_request_templates={kind: resolve(text) for kind, text in batch_templates.items()},
     )
 
 
@@ -151,18 +169,41 @@ def _of_type(resources: dict[str, Any], resource_type: str) -> dict[str, dict[st
     return {key: value for key, value in resources.items() if value.get("Type") == resource_type}
 
 
-def _post_messages(resources: dict[str, Any]) -> dict[str, Any]:
-    """The POST method of the `/messages` resource directly under the API's root."""
-    messages = {
+def _messages_resources(resources: dict[str, Any]) -> set[str]:
+    """The `/messages` resource directly under the API's root."""
+    return {
         key
         for key, value in _of_type(resources, "AWS::ApiGateway::Resource").items()
         if value["Properties"].get("PathPart") == "messages" and "Fn::GetAtt" in value["Properties"].get("ParentId", {})
     }
+
+
+def _post_method(resources: dict[str, Any], parents: set[str]) -> dict[str, Any] | None:
     for method in _of_type(resources, "AWS::ApiGateway::Method").values():
         properties = method["Properties"]
-        if properties.get("HttpMethod") == "POST" and _logical_id(properties.get("ResourceId")) in messages:
+        if properties.get("HttpMethod") == "POST" and _logical_id(properties.get("ResourceId")) in parents:
             return method
-    raise TemplateError("the template has no POST /messages method")
+    return None
+
+
+def _post_messages(resources: dict[str, Any]) -> dict[str, Any]:
+    """The POST method of the `/messages` resource directly under the API's root."""
+    method = _post_method(resources, _messages_resources(resources))
+    if method is None:
+        raise TemplateError("the template has no POST /messages method")
+    return method
+
+
+def _post_batch(resources: dict[str, Any]) -> dict[str, Any] | None:
+    """The POST method of `/messages/batch`, if the template has one."""
+    messages = _messages_resources(resources)
+    batch = {
+        key
+        for key, value in _of_type(resources, "AWS::ApiGateway::Resource").items()
+        if value["Properties"].get("PathPart") == "batch"
+        and _logical_id(value["Properties"].get("ParentId")) in messages
+    }
+    return _post_method(resources, batch)
 
 
 def _gateway_responses(resources: dict[str, Any], resolve: Callable[[Any], str]) -> dict[str, GatewayResponseRule]:
@@ -208,8 +249,10 @@ def _logical_id(value: Any) -> str | None:
     return None
 
 
-def _resolver(template: dict[str, Any], state_machine_arn: str) -> Callable[[Any], str]:
-    """Resolve `Ref` and `Fn::Join` as CloudFormation would, with the local ingest machine's ARN."""
+def _resolver(
+    template: dict[str, Any], state_machine_arn: str, batch_state_machine_arn: str | None = None
+) -> Callable[[Any], str]:
+    """Resolve `Ref` and `Fn::Join` as CloudFormation would, with the local ingest machines' ARNs."""
     from relay.local.emulator import ACCOUNT_ID, REGION
 
     refs = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
@@ -217,6 +260,9 @@ def _resolver(template: dict[str, Any], state_machine_arn: str) -> Callable[[Any
     ingest = _logical_id(template.get("Outputs", {}).get("IngestStateMachineArn", {}).get("Value"))
     if ingest is not None:
         refs[ingest] = state_machine_arn
+    batch = _logical_id(template.get("Outputs", {}).get("IngestBatchStateMachineArn", {}).get("Value"))
+    if batch is not None and batch_state_machine_arn is not None:
+        refs[batch] = batch_state_machine_arn
 
     def resolve(value: Any) -> str:
         if isinstance(value, str):

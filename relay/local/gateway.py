@@ -7,7 +7,7 @@ Why: locally, a request must meet what it meets on AWS, decided by what the stac
    no header is 401 without a call, "Unauthorized" is 401, a Deny policy 403, any other failure 500;
 2. throttling: each sender's token bucket from its own limits (its own usage plan on AWS) or the
    default plan's, and one bucket for all callers together only if the stage sets a throttle;
-3. POST /messages: the request template chosen by Content-Type (none: 415 with passthrough NEVER),
+3. POST /messages and /messages/batch: the request template chosen by Content-Type (none: 415 with passthrough NEVER),
    rendered with Velocity, StartSyncExecution called with what it produced, the integration
    response chosen by status pattern and rendered, `$context.responseOverride` applied; no answer
    within API Gateway's 29 s is 504 (the run goes on, as it does on AWS);
@@ -181,8 +181,10 @@ class ApiGateway:
 
     # -- POST /messages -----------------------------------------------------------------------------
 
-    def post_messages(self, request: GatewayRequest, caller: Caller) -> Answer:
-        template = self._request_template(request.header("Content-Type"))
+    def post_messages(self, request: GatewayRequest, caller: Caller, *, batch: bool = False) -> Answer:
+        """POST /messages, or POST /messages/batch with `batch` (its own request templates)."""
+        templates = self.definition.batch_request_templates if batch else self.definition.request_templates
+        template = self._request_template(request.header("Content-Type"), templates)
         if template is None:
             return self.gateway_answer("UNSUPPORTED_MEDIA_TYPE", request, caller)
         body = request.body.decode("utf-8", "surrogateescape")
@@ -200,10 +202,10 @@ class ApiGateway:
         status_code = answer.status or int(rule.status_code)
         return Answer(status_code, answer.text, answer.headers, content_type)
 
-    def _request_template(self, content_type: str | None) -> str | None:
+    def _request_template(self, content_type: str | None, request_templates: dict[str, str]) -> str | None:
         """The template for the request's media type (parameters such as charset do not count)."""
         media_type = (content_type or "").split(";", 1)[0].strip().lower() or JSON
-        templates = {kind.lower(): text for kind, text in self.definition.request_templates.items()}
+        templates = {kind.lower(): text for kind, text in request_templates.items()}
         if media_type in templates:
             return templates[media_type]
         if self.definition.passthrough_behavior == "WHEN_NO_MATCH" or (

@@ -3,7 +3,8 @@
 - Every /messages route passes API Gateway's front door as deployed (relay/local/gateway.py): the
   real token authorizer (401 unknown token, 403 disabled sender), then the throttles (429).
 - POST /messages is the deployed integration: its request mapping template rendered, the ingest
-  machine started synchronously with what it produced, the integration response rendered.
+  machine started synchronously with what it produced, the integration response rendered; POST
+  /messages/batch the same with the batch ingest machine (any other method there: 404, as on AWS).
 - The other /messages routes invoke the API Lambda handler with an API Gateway proxy event.
 - /_admin/senders... serves `relay senders` locally, only with the admin token `relay dev` prints.
 - Every route refuses a `Host` that is not the address served (421): a web page whose name was
@@ -26,7 +27,7 @@ from functions.shared.config import get_settings
 from functions.shared.exceptions import FieldError, SenderExists, SenderUnknown
 from functions.shared.responses import SYSTEM_ERROR, error_response
 from functions.shared.senders import SenderRepository
-from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
+from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
 from relay.admin import AdminInputInvalid, SenderAdmin
 from relay.local.api_definition import load_api_definition
 from relay.local.emulator import LocalAws
@@ -37,6 +38,7 @@ ADMIN_TOKEN_PREFIX = "rlyadm_"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
+BATCH_PATH = "/messages/batch"
 OPENAPI_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 
 
@@ -47,7 +49,8 @@ def local_gateway(local: LocalAws) -> ApiGateway:
     integration's role in that template (IAM enforced) before running the ingest machine.
     """
     assert local.template_path is not None, "start() the LocalAws first"
-    definition = load_api_definition(local.state_machine_arns["relay-ingest"], local.template_path)
+    arns = local.state_machine_arns
+    definition = load_api_definition(arns["relay-ingest"], local.template_path, arns.get("relay-ingest-batch"))
     return ApiGateway(
         definition,
         invoke=local.invoke,
@@ -68,8 +71,9 @@ def new_admin_token() -> str:
 
 
 def default_limits() -> ServerLimits:
-    """The server's defaults; the body limit is the API's (a message plus its envelope)."""
-    return ServerLimits(max_body_bytes=get_settings().max_body_bytes + ENVELOPE_ALLOWANCE_BYTES)
+    """The server's defaults; the body limit is the API's (a message plus its envelope, or a batch)."""
+    single = get_settings().max_body_bytes + ENVELOPE_ALLOWANCE_BYTES
+    return ServerLimits(max_body_bytes=max(single, MAX_BATCH_REQUEST_BYTES))
 
 
 class RelayHttpServer(StrictHttpServer):
@@ -115,7 +119,8 @@ class RelayHttpServer(StrictHttpServer):
     # -- /messages: API Gateway's rules -----------------------------------------------------------
 
     def _messages(self, request: HttpRequest) -> HttpResponse:
-        if request.method not in ("GET", "POST"):
+        # /messages/batch is a resource of its own with only POST (not a message id).
+        if request.method not in ("GET", "POST") or (request.path == BATCH_PATH and request.method != "POST"):
             return _error(404, "NOT_FOUND", "No such route.", request)
         gateway_request = GatewayRequest(
             method=request.method,
@@ -129,8 +134,9 @@ class RelayHttpServer(StrictHttpServer):
         admitted = self.gateway.admit(gateway_request)
         if isinstance(admitted, Answer):
             return _from_answer(admitted, request)
-        if request.method == "POST" and request.path == "/messages":
-            return _from_answer(self.gateway.post_messages(gateway_request, admitted), request)
+        if request.method == "POST" and request.path in ("/messages", BATCH_PATH):
+            answer = self.gateway.post_messages(gateway_request, admitted, batch=request.path == BATCH_PATH)
+            return _from_answer(answer, request)
         return self._api(request, admitted)
 
     def _api(self, request: HttpRequest, caller: Caller) -> HttpResponse:

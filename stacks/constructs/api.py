@@ -1,4 +1,5 @@
-"""The REST API: `POST /messages` runs the ingest state machine synchronously.
+"""The REST API: `POST /messages` runs the ingest state machine synchronously, `POST /messages/batch`
+the batch ingest machine (up to 100 messages in one run).
 
 API Gateway calls Step Functions' StartSyncExecution directly (no Lambda in between). Its mapping
 templates and gateway responses are written once in relay/api_mapping.py, which `relay dev`
@@ -21,9 +22,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
+from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
 from relay.api_mapping import (
     ACCESS_LOG_FORMAT,
+    BATCH_STATUS_CODES,
     GATEWAY_RESPONSES,
     JSON,
     MESSAGE_STATUS_CODES,
@@ -50,6 +52,7 @@ class Api(Construct):
         construct_id: str,
         *,
         ingest_state_machine: sfn.IStateMachine,
+        batch_state_machine: sfn.IStateMachine,
         authorizer: apigateway.IAuthorizer,
         settings: RelaySettings,
     ) -> None:
@@ -96,7 +99,7 @@ class Api(Construct):
             ),
             api_stages=[apigateway.UsagePlanPerApiStage(api=self.rest_api, stage=self.rest_api.deployment_stage)],
         )
-        self._add_post_messages(ingest_state_machine, settings)
+        self._add_post_messages(ingest_state_machine, batch_state_machine, settings)
         self._acknowledge_findings(settings)
 
     @staticmethod
@@ -133,18 +136,36 @@ class Api(Construct):
             **logging,
         )
 
-    def _add_post_messages(self, ingest_state_machine: sfn.IStateMachine, settings: RelaySettings) -> None:
-        # API Gateway may start this one machine synchronously, and do nothing else.
+    def _add_post_messages(
+        self, ingest_state_machine: sfn.IStateMachine, batch_state_machine: sfn.IStateMachine, settings: RelaySettings
+    ) -> None:
+        # API Gateway may start these two machines synchronously, and do nothing else.
         self.start_execution_role = iam.Role(
             self,
             "StartSyncExecutionRole",
             assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
-            description="Relay API: start the ingest state machine synchronously",
+            description="Relay API: start the ingest state machines synchronously",
         )
         ingest_state_machine.grant_start_sync_execution(self.start_execution_role)
+        batch_state_machine.grant_start_sync_execution(self.start_execution_role)
 
-        max_request_bytes = settings.max_body_bytes + ENVELOPE_ALLOWANCE_BYTES
-        integration = apigateway.AwsIntegration(
+        self.messages = self.rest_api.root.add_resource("messages")
+        self.post_message = self.messages.add_method(
+            "POST",
+            self._start_sync_execution(ingest_state_machine, settings.max_body_bytes + ENVELOPE_ALLOWANCE_BYTES),
+            method_responses=[apigateway.MethodResponse(status_code=code) for code in MESSAGE_STATUS_CODES],
+        )
+        # One request, one run and one token of the sender's throttle, for up to 100 messages.
+        self.batch = self.messages.add_resource("batch")
+        self.post_batch = self.batch.add_method(
+            "POST",
+            self._start_sync_execution(batch_state_machine, MAX_BATCH_REQUEST_BYTES),
+            method_responses=[apigateway.MethodResponse(status_code=code) for code in BATCH_STATUS_CODES],
+        )
+
+    def _start_sync_execution(self, state_machine: sfn.IStateMachine, max_request_bytes: int) -> apigateway.Integration:
+        """StartSyncExecution of `state_machine` with the mapping templates of relay/api_mapping.py."""
+        return apigateway.AwsIntegration(
             service="states",
             action="StartSyncExecution",
             integration_http_method="POST",
@@ -152,7 +173,7 @@ class Api(Construct):
                 credentials_role=self.start_execution_role,
                 # Only JSON requests reach the machine; others get 415 (UnsupportedMediaType).
                 passthrough_behavior=apigateway.PassthroughBehavior(PASSTHROUGH_BEHAVIOR),
-                request_templates={JSON: request_template(ingest_state_machine.state_machine_arn, max_request_bytes)},
+                request_templates={JSON: request_template(state_machine.state_machine_arn, max_request_bytes)},
                 integration_responses=[
                     apigateway.IntegrationResponse(
                         status_code=response.status_code,
@@ -162,12 +183,6 @@ class Api(Construct):
                     for response in integration_responses()
                 ],
             ),
-        )
-        self.messages = self.rest_api.root.add_resource("messages")
-        self.post_message = self.messages.add_method(
-            "POST",
-            integration,
-            method_responses=[apigateway.MethodResponse(status_code=code) for code in MESSAGE_STATUS_CODES],
         )
 
     def _acknowledge_findings(self, settings: RelaySettings) -> None:

@@ -1,7 +1,10 @@
-"""The ingest path: four step functions and the EXPRESS state machine that runs them.
+"""The ingest path: four step functions and the two EXPRESS state machines that run them.
 
-The machine's definition is statemachines/ingest.asl.json, built like every Relay machine
-(stacks/constructs/workflow.py).
+The machines' definitions are statemachines/ingest.asl.json (POST /messages, one message) and
+statemachines/ingest_batch.asl.json (POST /messages/batch, up to 100 messages in one run), built
+like every Relay machine (stacks/constructs/workflow.py). Both run the same four functions, which
+tell a batch from one message by the state's shape; a machine of its own keeps the single path's
+definition, and so its cost, unchanged.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -19,10 +23,12 @@ from stacks.settings import RelaySettings
 
 STATEMACHINE_DIR = Path(__file__).resolve().parents[2] / "statemachines"
 INGEST_DEFINITION = STATEMACHINE_DIR / "ingest.asl.json"
+INGEST_BATCH_DEFINITION = STATEMACHINE_DIR / "ingest_batch.asl.json"
 
 
 class IngestWorkflow(Construct):
-    """Validate -> Dedup -> StorePending -> Enqueue, answered synchronously (StartSyncExecution)."""
+    """Validate -> Dedup -> StorePending -> Enqueue, answered synchronously (StartSyncExecution),
+    for one message (`state_machine`) and for a batch (`batch_state_machine`)."""
 
     def __init__(
         self,
@@ -68,12 +74,19 @@ class IngestWorkflow(Construct):
             "StoreFunctionArn": self.store,
             "EnqueueFunctionArn": self.enqueue,
         }
-        definition = check_placeholders(
-            INGEST_DEFINITION.name, INGEST_DEFINITION.read_text(encoding="utf-8"), dict.fromkeys(self.functions, "")
+        self.state_machine, self.log_group = self._machine(self, "ingest", INGEST_DEFINITION, settings)
+        # Its own scope: every machine's children are named StateMachine and ExecutionLogs.
+        self.batch_state_machine, self.batch_log_group = self._machine(
+            Construct(self, "Batch"), "ingest-batch", INGEST_BATCH_DEFINITION, settings
         )
-        self.state_machine, self.log_group = relay_state_machine(
-            self,
-            log_name="ingest",
+
+    def _machine(
+        self, scope: Construct, log_name: str, path: Path, settings: RelaySettings
+    ) -> tuple[sfn.StateMachine, logs.LogGroup]:
+        definition = check_placeholders(path.name, path.read_text(encoding="utf-8"), dict.fromkeys(self.functions, ""))
+        return relay_state_machine(
+            scope,
+            log_name=log_name,
             machine_type=sfn.StateMachineType.EXPRESS,
             definition=definition,
             functions=self.functions,

@@ -145,6 +145,7 @@ class Observability(Construct):
         *,
         rest_api: apigateway.RestApi,
         ingest: sfn.IStateMachine,
+        ingest_batch: sfn.IStateMachine,
         fast_lane: sfn.IStateMachine,
         slow_lane: sfn.IStateMachine,
         queue: sqs.IQueue,
@@ -298,7 +299,12 @@ class Observability(Construct):
             ),
             graph(
                 "Executions",
-                [*runs(fast_lane, "Fast lane"), *runs(slow_lane, "Slow lane"), *runs(ingest, "Ingest")],
+                [
+                    *runs(fast_lane, "Fast lane"),
+                    *runs(slow_lane, "Slow lane"),
+                    *runs(ingest, "Ingest"),
+                    *runs(ingest_batch, "Batch ingest"),
+                ],
             ),
         )
         self.dashboard.add_widgets(

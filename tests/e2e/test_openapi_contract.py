@@ -1,7 +1,7 @@
 """The OpenAPI document against the real answers of `relay dev` (in-process, real HTTP).
 
 Every route is driven into each answer it documents (415 and 504 included: `relay dev` runs API
-Gateway's rules for POST /messages), and each body is validated with jsonschema against the schema
+Gateway's rules for POST /messages and /messages/batch), and each body is validated with jsonschema against the schema
 the document gives for that operation and status, as served by the server itself at
 GET /openapi.json. The last test checks that every documented answer was seen.
 """
@@ -20,7 +20,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from functions.shared.config import get_settings
-from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
+from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
 from relay.client import ApiAnswer, RelayClient
 from relay.local.gateway import INTEGRATION_TIMEOUT_SECONDS
 from relay.local.runtime import DEV_SENDER, LocalRelay
@@ -104,6 +104,39 @@ def test_send_message(document: dict[str, Any], client: RelayClient, target: Tar
     assert conforms(document, "post", "/messages", nobody.send(message), 401)["error"]["code"] == "UNAUTHORIZED"
 
 
+def send_batch(client: RelayClient, messages: Any) -> ApiAnswer:
+    body = messages if isinstance(messages, bytes) else json.dumps({"messages": messages}).encode()
+    return client.request("POST", "/messages/batch", body)
+
+
+def test_send_messages(document: dict[str, Any], client: RelayClient, target: TargetServer, relay: LocalRelay) -> None:
+    # One batch with every per-message answer: accepted, duplicate (twice in the batch), conflict,
+    # invalid, another sender's, a body over the limit
+    accepted = dev_message(targetUrl=f"{target.url}/ok")
+    batch = [
+        accepted,
+        accepted,
+        {**accepted, "body": "other"},
+        dev_message(targetUrl="ftp://x"),
+        dev_message(senderId="mallory"),
+        dev_message(body="x" * (get_settings().max_body_bytes + 1)),
+    ]
+    answer = conforms(document, "post", "/messages/batch", send_batch(client, batch), 200)
+    assert [result["statusCode"] for result in answer["results"]] == [202, 200, 409, 400, 403, 413]
+
+    envelope = conforms(document, "post", "/messages/batch", send_batch(client, []), 400)
+    assert envelope["error"]["details"][0]["path"] == "$.messages"
+    quotes = [dev_message(body={"q": '"' * 2000}) for _ in range(40)]
+    too_large = conforms(document, "post", "/messages/batch", send_batch(client, quotes), 413)
+    assert too_large["error"]["details"][0]["path"] == "$.messages"
+    huge_request = send_batch(client, b"x" * (MAX_BATCH_REQUEST_BYTES + 1))
+    assert conforms(document, "post", "/messages/batch", huge_request, 413)["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    as_text = _post_as(relay, client, {"messages": [dev_message()]}, "text/plain", "/messages/batch")
+    assert conforms(document, "post", "/messages/batch", as_text, 415)["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    nobody = RelayClient(relay.url, token="rly_not-a-token")
+    assert conforms(document, "post", "/messages/batch", send_batch(nobody, [accepted]), 401)
+
+
 def test_forbidden_and_throttled_senders(document: dict[str, Any], relay: LocalRelay) -> None:
     admin = RelayClient(relay.url, token=relay.admin_token)
     disabled_id, throttled_id = f"off-{uuid.uuid4().hex[:6]}", f"slow-{uuid.uuid4().hex[:6]}"
@@ -115,6 +148,7 @@ def test_forbidden_and_throttled_senders(document: dict[str, Any], relay: LocalR
     disabled = RelayClient(relay.url, token=disabled_token)
     calls = [
         ("post", "/messages", lambda c: c.send(make_message(senderId=disabled_id))),
+        ("post", "/messages/batch", lambda c: send_batch(c, [make_message(senderId=disabled_id)])),
         ("get", "/messages", lambda c: c.list("FAILED")),
         ("get", "/messages/{messageId}", lambda c: c.status("any")),
         ("post", "/messages/{messageId}/replay", lambda c: c.replay("any")),
@@ -130,10 +164,12 @@ def test_forbidden_and_throttled_senders(document: dict[str, Any], relay: LocalR
         assert conforms(document, method, path, call(slow), 429)["error"]["code"] == "THROTTLED"
 
 
-def _post_as(relay: LocalRelay, client: RelayClient, message: dict[str, Any], content_type: str) -> ApiAnswer:
-    """POST /messages with another Content-Type than the client's JSON."""
+def _post_as(
+    relay: LocalRelay, client: RelayClient, message: dict[str, Any], content_type: str, path: str = "/messages"
+) -> ApiAnswer:
+    """POST /messages (or `path`) with another Content-Type than the client's JSON."""
     request = urllib.request.Request(
-        f"{relay.url}/messages",
+        f"{relay.url}{path}",
         json.dumps(message).encode(),
         {"Content-Type": content_type, "Authorization": f"Bearer {client.token}"},
         method="POST",
@@ -220,12 +256,16 @@ def test_system_errors(document: dict[str, Any], client: RelayClient, relay: Loc
     try:
         failure = conforms(document, "post", "/messages", client.send(dev_message()), 500)
         assert failure["error"]["code"] == "SYSTEM_ERROR" and "boom" not in json.dumps(failure)
+        failed_batch = conforms(document, "post", "/messages/batch", send_batch(client, [dev_message()]), 500)
+        assert failed_batch["error"]["code"] == "SYSTEM_ERROR" and "boom" not in json.dumps(failed_batch)
         # No answer within API Gateway's integration timeout: 504
         assert relay.server is not None
         relay.server.gateway.integration_timeout = 0.2
         relay.local.overrides["relay-dedup"] = slow
         timed_out = conforms(document, "post", "/messages", client.send(dev_message()), 504)
         assert timed_out["error"]["code"] == "SYSTEM_ERROR"
+        batch_timed_out = conforms(document, "post", "/messages/batch", send_batch(client, [dev_message()]), 504)
+        assert batch_timed_out["error"]["code"] == "SYSTEM_ERROR"
         for method, path, answer in [
             ("get", "/messages", client.list("FAILED")),
             ("get", "/messages/{messageId}", client.status("any")),

@@ -148,12 +148,13 @@ def queue_arn(logical_id: str) -> dict[str, Any]:
 
 
 def state_machines(synth: Synthesized) -> dict[str, tuple[str, dict[str, Any]]]:
-    """'ingest' / 'fast' / 'slow' -> (logical id, resource), told apart by their definition."""
+    """'ingest' / 'batch' / 'fast' / 'slow' -> (logical id, resource), told apart by their definition."""
     found: dict[str, tuple[str, dict[str, Any]]] = {}
     for key, value in synth.of_type("AWS::StepFunctions::StateMachine").items():
         definition = json.loads(value["Properties"]["DefinitionString"])
         if definition["StartAt"] == "Validate":
-            found["ingest"] = (key, value)
+            batch = definition["States"]["Validate"]["Parameters"].get("Payload", {}).get("batch") is True
+            found["batch" if batch else "ingest"] = (key, value)
         elif definition["StartAt"] == "WaitBeforeSlowLane":
             found["slow"] = (key, value)
         else:

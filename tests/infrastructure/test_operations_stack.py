@@ -36,12 +36,13 @@ from stacks.settings import RelaySettings
 
 ROUTES = [
     ("POST", "/messages"),
+    ("POST", "/messages/batch"),
     ("GET", "/messages"),
     ("GET", "/messages/{messageId}"),
     ("POST", "/messages/{messageId}/replay"),
     ("POST", "/messages/{messageId}/cancel"),
 ]
-OPERATION_ROUTES = ROUTES[1:]
+OPERATION_ROUTES = ROUTES[2:]
 RELAY_METRICS = (
     "MessagesAccepted",
     "MessagesDuplicate",
@@ -461,12 +462,14 @@ def test_relay_dev_reads_post_messages_and_the_gateway_responses_from_the_templa
     api = definition_from_template(synth.template, ingest_arn, source="template")
     # Then POST /messages starts the local ingest machine, as the integration's role from the template
     assert ingest_arn in api.request_templates["application/json"]
-    (method,) = [
+    # (POST /messages/batch starts the batch machine with the same role)
+    methods = [
         resource["Properties"]
         for resource in synth.of_type("AWS::ApiGateway::Method").values()
         if "StartSyncExecution" in json.dumps(resource["Properties"].get("Integration", {}))
     ]
-    role_id = method["Integration"]["Credentials"]["Fn::GetAtt"][0]
+    assert len(methods) == 2
+    (role_id,) = {method["Integration"]["Credentials"]["Fn::GetAtt"][0] for method in methods}
     assert topology.api_start_role_arn is not None and role_id.split("Role")[0] in topology.api_start_role_arn
     # And each gateway response keeps its status, template and headers
     unauthorized = api.gateway_responses["UNAUTHORIZED"]

@@ -32,6 +32,7 @@ from stacks.settings import RelaySettings, forwarded_base64_chars
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INGEST_ASL = PROJECT_ROOT / "statemachines" / "ingest.asl.json"
+INGEST_BATCH_ASL = PROJECT_ROOT / "statemachines" / "ingest_batch.asl.json"
 STEPS = ("validate", "dedup", "store", "enqueue")
 
 # Every cdk-nag finding the stack acknowledges; a new one must be added here on purpose.
@@ -69,6 +70,10 @@ def state_machine(synth: Synthesized) -> dict[str, Any]:
 
 def post_messages(synth: Synthesized) -> dict[str, Any]:
     return api_method(synth, "POST", "/messages")
+
+
+def post_batch(synth: Synthesized) -> dict[str, Any]:
+    return api_method(synth, "POST", "/messages/batch")
 
 
 # -- storage -----------------------------------------------------------------------------------
@@ -348,9 +353,10 @@ def retry_waits(retrier: dict[str, Any]) -> list[float]:
     return waits
 
 
-def test_ingest_steps_wait_out_lambda_throttling_within_the_apis_timeout() -> None:
-    # Given each Lambda step of the ingest machine
-    document = json.loads(INGEST_ASL.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("asl", [INGEST_ASL, INGEST_BATCH_ASL], ids=["single", "batch"])
+def test_ingest_steps_wait_out_lambda_throttling_within_the_apis_timeout(asl: Path) -> None:
+    # Given each Lambda step of an ingest machine
+    document = json.loads(asl.read_text(encoding="utf-8"))
     steps = {name: state for name, state in document["States"].items() if "Retry" in state}
     assert set(steps) == {"Validate", "Dedup", "StorePending", "Enqueue"}
     for name, state in steps.items():
@@ -362,6 +368,16 @@ def test_ingest_steps_wait_out_lambda_throttling_within_the_apis_timeout() -> No
         assert sum(retry_waits(retrier)) >= 10, name
         # And a throttled step gives up well inside API Gateway's integration timeout
         assert sum(retry_waits(retrier)) < API_INTEGRATION_TIMEOUT_SECONDS / 2, name
+
+
+@pytest.mark.parametrize("asl", [INGEST_ASL, INGEST_BATCH_ASL], ids=["single", "batch"])
+def test_a_failed_ingest_run_answers_the_apis_system_error(asl: Path) -> None:
+    from functions.shared.responses import SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE
+
+    # Given the state that turns any failure of an ingest run into the answer
+    error = json.loads(asl.read_text(encoding="utf-8"))["States"]["BuildSystemError"]["Parameters"]["error"]
+    # Then it says what the API's mappings and the batch's per-message answers say
+    assert (error["code"], error["message"]) == (SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE)
 
 
 def test_post_messages_starts_the_ingest_machine_synchronously(synth: Synthesized) -> None:
@@ -400,18 +416,77 @@ def test_request_template_cuts_oversized_bodies_just_over_the_limit(synth: Synth
     assert cut + 1024 < 256 * 1024
 
 
-def test_the_api_role_may_only_start_this_machine_synchronously(synth: Synthesized) -> None:
-    # Given the role the integration assumes
+def test_the_api_role_may_only_start_the_two_ingest_machines_synchronously(synth: Synthesized) -> None:
+    # Given the role the integrations assume
     integration = post_messages(synth)["Properties"]["Integration"]
     role_id = integration["Credentials"]["Fn::GetAtt"][0]
-    machine_id = state_machines(synth)["ingest"][0]
-    # Then API Gateway assumes it, and it allows exactly states:StartSyncExecution on this machine
+    machines = state_machines(synth)
+    # Then API Gateway assumes it, and it allows exactly states:StartSyncExecution on the ingest machines
     trust = synth.resources[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert [statement["Principal"] for statement in trust] == [{"Service": "apigateway.amazonaws.com"}]
     statements = role_statements(synth, role_id)
-    assert [(actions_of(s), resources_of(s)) for s in statements] == [
-        (["states:StartSyncExecution"], [{"Ref": machine_id}])
+    assert [(actions_of(s), sorted(resources_of(s), key=str)) for s in statements] == [
+        (
+            ["states:StartSyncExecution"],
+            sorted([{"Ref": machines["ingest"][0]}, {"Ref": machines["batch"][0]}], key=str),
+        )
     ]
+    # And POST /messages/batch uses that same role
+    batch = post_batch(synth)["Properties"]["Integration"]
+    assert batch["Credentials"] == integration["Credentials"]
+
+
+def test_the_batch_machine_is_express_runs_the_same_four_steps_and_marks_its_input(synth: Synthesized) -> None:
+    # Given the two ingest machines
+    machines = state_machines(synth)
+    single, batch = machines["ingest"][1]["Properties"], machines["batch"][1]["Properties"]
+    # Then the batch machine is EXPRESS, its definition the batch file's, with the single machine's functions
+    assert batch["StateMachineType"] == "EXPRESS"
+    assert batch["DefinitionSubstitutions"] == single["DefinitionSubstitutions"]
+    rendered, expected = batch["DefinitionString"], INGEST_BATCH_ASL.read_text(encoding="utf-8")
+    for placeholder, value in batch["DefinitionSubstitutions"].items():
+        rendered = rendered.replace("${" + placeholder + "}", joined(value))
+        expected = expected.replace("${" + placeholder + "}", joined(value))
+    assert rendered == expected
+    # And its role may invoke exactly those four functions and reach no data itself
+    lambda_actions, invoked = invoked_functions(synth, machine_role(machines["batch"][1]))
+    assert lambda_actions == {"lambda:InvokeFunction"}
+    assert sorted(invoked, key=str) == sorted(
+        ({"Fn::GetAtt": [function_by_step(synth, step)[0], "Arn"]} for step in STEPS), key=str
+    )
+    assert data_grants(synth, machine_role(machines["batch"][1])) == {}
+    # And it logs and traces like the single one, into a log group of its own
+    assert batch["TracingConfiguration"] == {"Enabled": True}
+    assert batch["LoggingConfiguration"]["Level"] == single["LoggingConfiguration"]["Level"]
+    assert batch["LoggingConfiguration"] != single["LoggingConfiguration"]
+    # And relay dev runs it as relay-ingest-batch
+    assert build_topology(synth.template).state_machines["relay-ingest-batch"].type == "EXPRESS"
+
+
+def test_post_messages_batch_starts_the_batch_machine_with_the_same_front_door(synth: Synthesized) -> None:
+    from functions.shared.validation import MAX_BATCH_REQUEST_BYTES
+
+    # Given POST /messages/batch beside POST /messages
+    single, batch = post_messages(synth)["Properties"], post_batch(synth)["Properties"]
+    batch_id = state_machines(synth)["batch"][0]
+    integration = batch["Integration"]
+    # Then it has the same authorizer and API key requirement
+    for key in ("AuthorizationType", "AuthorizerId", "ApiKeyRequired"):
+        assert batch[key] == single[key], key
+    # And API Gateway calls StartSyncExecution of the batch machine with the same kind of input
+    assert joined(integration["Uri"]).endswith(":states:action/StartSyncExecution")
+    assert integration["PassthroughBehavior"] == "NEVER"
+    template = joined(integration["RequestTemplates"]["application/json"])
+    assert f'"stateMachineArn":"<{batch_id}>"' in template
+    # And cuts the request just over the batch limit, within Step Functions' 256 KiB input
+    cut = forwarded_base64_chars(MAX_BATCH_REQUEST_BYTES)
+    assert f"$bodyBase64.substring(0, {cut})" in template
+    assert cut + 1024 <= 256 * 1024
+    assert forwarded_base64_chars(MAX_BATCH_REQUEST_BYTES + 3) + 1024 > 256 * 1024
+    # And answers through the same integration responses
+    assert integration["IntegrationResponses"] == single["Integration"]["IntegrationResponses"]
+    codes = {response["StatusCode"] for response in batch["MethodResponses"]}
+    assert codes == {"200", "400", "401", "403", "413", "415", "429", "500", "504"}
 
 
 def test_responses_read_the_run_status_and_never_pass_aws_text_on(synth: Synthesized) -> None:
@@ -491,6 +566,12 @@ def test_relay_dev_reads_the_same_api_from_the_template_as_from_the_functions(sy
     from_functions = definition_from_functions(arn)
     # Then relay dev runs the same mappings, gateway responses and throttles either way
     assert replace(from_template, source="", credentials_role=None) == replace(from_functions, source="")
+    # And the same batch route, once it knows the batch machine's local ARN
+    batch_arn = arn + "-batch"
+    batch_template = definition_from_template(synth.template, arn, "template", batch_arn)
+    batch_functions = definition_from_functions(arn, batch_state_machine_arn=batch_arn)
+    assert batch_template.batch_request_templates == batch_functions.batch_request_templates
+    assert batch_arn in batch_template.batch_request_templates["application/json"]
     # And it knows the role API Gateway starts the machine with
     role_id = post_messages(synth)["Properties"]["Integration"]["Credentials"]["Fn::GetAtt"][0]
     assert from_template.credentials_role == role_id
@@ -509,6 +590,7 @@ def test_outputs_name_what_a_deployment_needs(synth: Synthesized) -> None:
     outputs = synth.template["Outputs"]
     # Then the API URL, table, queue and ingest machine are there
     assert {"ApiUrl", "MessagesUrl", "TableName", "QueueUrl", "IngestStateMachineArn"} <= set(outputs)
+    assert outputs["IngestBatchStateMachineArn"]["Value"] == {"Ref": state_machines(synth)["batch"][0]}
     assert outputs["TableName"]["Value"] == {"Ref": table_id(synth)}
     assert outputs["QueueUrl"]["Value"] == {"Ref": queue_ids(synth)[0]}
     assert joined(outputs["MessagesUrl"]["Value"]).endswith("/messages")

@@ -112,7 +112,7 @@ def test_every_operation_has_bearer_auth_an_id_and_its_error_answers() -> None:
         "description": DOCUMENT["components"]["securitySchemes"]["bearerAuth"]["description"],
     }
     ids = [DOCUMENT["paths"][path][method]["operationId"] for path, method in OPERATIONS]
-    assert len(set(ids)) == len(ids) == 5
+    assert len(set(ids)) == len(ids) == 6
     for path, method in OPERATIONS:
         statuses = set(DOCUMENT["paths"][path][method]["responses"])
         assert {"401", "403", "429", "500"} <= statuses, (path, method)
@@ -152,6 +152,17 @@ def test_the_api_table_of_the_design() -> None:
         "403",
         "429",
         "500",
+    }
+    assert set(paths["/messages/batch"]["post"]["responses"]) == {
+        "200",
+        "400",
+        "401",
+        "403",
+        "413",
+        "415",
+        "429",
+        "500",
+        "504",
     }
     query = {p["name"]: p for p in paths["/messages"]["get"]["parameters"]}
     assert query["status"]["required"] is True
@@ -282,3 +293,29 @@ def test_statuses_and_event_types_come_from_the_model() -> None:
 def test_an_undocumented_status_is_a_key_error() -> None:
     with pytest.raises(KeyError):
         response_schema_pointer(DOCUMENT, "/messages/{messageId}", "get", 418)
+
+
+def test_the_batch_request_and_its_results_are_described() -> None:
+    from functions.shared.validation import MAX_BATCH_MESSAGES
+
+    # Given the batch example and an answer with one result of each kind
+    body = DOCUMENT["paths"]["/messages/batch"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/BatchRequest"}
+    assert errors("#/components/schemas/BatchRequest", body["example"]) == []
+    assert errors("#/components/schemas/BatchRequest", {"messages": []})
+    assert errors("#/components/schemas/BatchRequest", {"messages": [{}] * (MAX_BATCH_MESSAGES + 1)})
+    assert errors("#/components/schemas/BatchRequest", [body["example"]["messages"][0]])
+    ok = DOCUMENT["paths"]["/messages/batch"]["post"]["responses"]["200"]["content"]["application/json"]["example"]
+    pointer = response_schema_pointer(DOCUMENT, "/messages/batch", "post", 200)
+    error = {
+        "error": {
+            "code": VALIDATION_ERROR,
+            "message": "m",
+            "requestId": "r:1",
+            "details": [{"path": "$", "message": "m"}],
+        }
+    }
+    answer = {"results": [*ok["results"], {"statusCode": 400, "body": error}]}
+    # Then they validate, and a result whose status does not fit its body does not
+    assert errors(pointer, answer) == []
+    assert errors(pointer, {"results": [{"statusCode": 202, "body": error}]})
