@@ -49,7 +49,7 @@ def apply_delivery_policy(document: dict[str, Any], policy: dict[str, Any] | Non
                 for name, asl_name in _POLICY_FIELDS.items():
                     if name in policy:
                         retrier[asl_name] = policy[name]
-        if state.get("Type") == "Wait" and "initialWaitSeconds" in policy:
+        if state.get("Type") == "Wait" and "Seconds" in state and "initialWaitSeconds" in policy:
             state["Seconds"] = int(policy["initialWaitSeconds"])
     return document
 
