@@ -21,7 +21,7 @@ from functions.shared.config import (
 )
 from functions.shared.runs import EXPRESS_MAX_SECONDS
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
-from relay.definitions import DELIVERY_LANES, RetrySchedule, retry_schedule
+from relay.definitions import DELIVERY_LANES, RetrySchedule, lane_waits_environment, retry_schedule
 from relay.tracing import Tracing
 
 if TYPE_CHECKING:  # importing constructs starts jsii; `relay dev` reads these settings without it
@@ -344,14 +344,8 @@ class RelaySettings:
             "RELAY_SLOW_LANE_LEASE_SECONDS": str(self.slow_lane_lease_seconds),
             # Retry-After: its cap, and what each lane's next attempt would wait (to compare it with).
             "RELAY_MAX_RETRY_AFTER_SECONDS": str(self.max_retry_after_seconds),
-            "RELAY_FAST_LANE_WAITS": _waits(self.lane_schedule("fastLane")),
-            "RELAY_SLOW_LANE_WAITS": _waits(self.lane_schedule("slowLane")),
-            "RELAY_SLOW_LANE_INITIAL_WAIT_SECONDS": str(self.lane_schedule("slowLane").initial_wait_seconds),
+            **lane_waits_environment({lane: self.lane_policy(lane) for lane in DELIVERY_LANES}),
         }
-
-
-def _waits(schedule: RetrySchedule) -> str:
-    return ",".join(str(math.ceil(wait)) for wait in schedule.waits)
 
 
 def _camel(name: str) -> str:
