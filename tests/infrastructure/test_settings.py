@@ -66,6 +66,9 @@ def test_context_overrides_each_setting_and_reaches_the_function_environment() -
         "RELAY_REDRIVE_AFTER_SECONDS": "120",
         "RELAY_ALLOW_PRIVATE_TARGETS": "false",
         "RELAY_REQUIRE_SENDER": "true",
+        # The bounds of a message's own retry budget and timeout (validated at ingest)
+        "RELAY_MAX_ATTEMPTS": "22",
+        "RELAY_TOTAL_TIMEOUT_SECONDS": "20",
     }
     assert (settings.api_throttling_rate_limit, settings.api_throttling_burst_limit) == (20, 40)
     assert (settings.sender_rate_limit, settings.sender_burst_limit) == (7, 14)
