@@ -154,7 +154,7 @@ def state_machines(synth: Synthesized) -> dict[str, tuple[str, dict[str, Any]]]:
         definition = json.loads(value["Properties"]["DefinitionString"])
         if definition["StartAt"] == "Validate":
             found["ingest"] = (key, value)
-        elif definition["StartAt"] == "WaitBeforeSlowLane":
+        elif "WaitBeforeSlowLane" in definition["States"]:
             found["slow"] = (key, value)
         else:
             found["fast"] = (key, value)

@@ -143,13 +143,13 @@ def test_the_slow_lane_lease_covers_its_whole_retry_horizon() -> None:
     settings = RelaySettings.defaults()
     schedule = retry_schedule("delivery_slow.asl.json", None)
     # Then the lease is the longest the lane can take: every wait at its cap, every attempt timing out,
-    # plus an hour
+    # plus an hour, plus a Retry-After wait at its cap (an hour) for each of the run's 22 attempts
     assert (
         settings.slow_lane_lease_seconds
-        == math.ceil(schedule.max_horizon_seconds) + schedule.attempts * (15 + 10) + 3600
+        == math.ceil(schedule.max_horizon_seconds) + schedule.attempts * (15 + 10) + 3600 + 22 * 3600
     )
-    assert settings.slow_lane_lease_seconds == 186_185  # 300 + 181,560 s of waits, 17 x 25 s, 3,600 s
-    assert settings.delivery_environment()["RELAY_SLOW_LANE_LEASE_SECONDS"] == "186185"
+    assert settings.slow_lane_lease_seconds == 265_385  # 300 + 181,560 s of waits, 17 x 25 s, 3,600 s, 22 h
+    assert settings.delivery_environment()["RELAY_SLOW_LANE_LEASE_SECONDS"] == "265385"
 
 
 @pytest.mark.parametrize(
@@ -180,7 +180,7 @@ def test_the_slow_lane_lease_follows_the_policy_and_the_timeout() -> None:
     policy = {"intervalSeconds": 30, "maxAttempts": 4, "backoffRate": 2, "initialWaitSeconds": 60}
     settings = RelaySettings.from_mapping({"totalTimeoutSeconds": 20, "delivery": {"slowLane": policy}})
     # Then the lease is 60 s of initial wait, waits of 30+60+120+240 s, 5 attempts of 30 s, and the margin
-    assert settings.slow_lane_lease_seconds == 60 + 450 + 5 * 30 + 3600
+    assert settings.slow_lane_lease_seconds == 60 + 450 + 5 * 30 + 3600 + settings.max_attempts * 3600
 
 
 def test_the_largest_body_still_fits_a_step_functions_input() -> None:
