@@ -8,6 +8,7 @@ same function applies those overrides for `relay dev`, so both run the same defi
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def apply_delivery_policy(document: dict[str, Any], policy: dict[str, Any] | Non
                 for name, asl_name in _POLICY_FIELDS.items():
                     if name in policy:
                         retrier[asl_name] = policy[name]
-        if state.get("Type") == "Wait" and "initialWaitSeconds" in policy:
+        if state.get("Type") == "Wait" and "Seconds" in state and "initialWaitSeconds" in policy:
             state["Seconds"] = int(policy["initialWaitSeconds"])
     return document
 
@@ -126,3 +127,19 @@ def retry_schedule(file_name: str, policy: dict[str, Any] | None = None) -> Retr
                     full_jitter=retrier.get("JitterStrategy", "NONE") == "FULL",
                 )
     raise ValueError(f"{file_name} has no {DELIVERY_RETRY_ERROR} retrier")
+
+
+def lane_waits_environment(policies: dict[str, dict[str, Any] | None]) -> dict[str, str]:
+    """What the attempting functions know of the lanes' waits (functions/shared/config.py), to
+    compare a target's Retry-After with the next attempt's wait: the stack and relay dev set it alike."""
+    fast = retry_schedule(DELIVERY_LANES["fastLane"], policies.get("fastLane"))
+    slow = retry_schedule(DELIVERY_LANES["slowLane"], policies.get("slowLane"))
+    return {
+        "RELAY_FAST_LANE_WAITS": _waits(fast),
+        "RELAY_SLOW_LANE_WAITS": _waits(slow),
+        "RELAY_SLOW_LANE_INITIAL_WAIT_SECONDS": str(slow.initial_wait_seconds),
+    }
+
+
+def _waits(schedule: RetrySchedule) -> str:
+    return ",".join(str(math.ceil(wait)) for wait in schedule.waits)

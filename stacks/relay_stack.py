@@ -103,6 +103,7 @@ class RelayStack(Stack):
             stage=self.api.rest_api.deployment_stage,
             machines={
                 "Ingest": self.ingest.state_machine,
+                "IngestBatch": self.ingest.batch_state_machine,
                 "FastLane": self.delivery.fast_lane,
                 "SlowLane": self.delivery.slow_lane,
             },

@@ -13,10 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from functions.shared.config import FIRST_ATTEMPT_VARIABLE, FirstAttempt, message_schema
+from functions.shared.config import (
+    DEFAULT_MAX_RETRY_AFTER_SECONDS,
+    FIRST_ATTEMPT_VARIABLE,
+    FirstAttempt,
+    message_schema,
+)
 from functions.shared.runs import EXPRESS_MAX_SECONDS
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
-from relay.definitions import DELIVERY_LANES, RetrySchedule, retry_schedule
+from relay.definitions import DELIVERY_LANES, RetrySchedule, lane_waits_environment, retry_schedule
 from relay.tracing import Tracing
 
 if TYPE_CHECKING:  # importing constructs starts jsii; `relay dev` reads these settings without it
@@ -30,6 +35,9 @@ SECTIONS = frozenset({"delivery"})
 
 # `relay.delivery.firstAttempt`: who makes a message's first attempt (functions/shared/config.py).
 FIRST_ATTEMPT_KEY = "firstAttempt"
+# `relay.delivery.maxRetryAfterSeconds`: the cap on a target's Retry-After (default 1 hour), at most a day.
+MAX_RETRY_AFTER_KEY = "maxRetryAfterSeconds"
+MAX_RETRY_AFTER_LIMIT_SECONDS = 86_400
 # `relay.delivery` (DELIVERY_LANES): per-lane overrides of the DeliveryRetryable retrier in the lane's
 # definition (relay/definitions.apply_delivery_policy), the same ones `relay dev` applies.
 # Field -> (kind, smallest, largest): the ranges Step Functions accepts for a Retrier (and a Wait).
@@ -243,6 +251,18 @@ class RelaySettings:
                 f"may last ({STANDARD_MAX_SECONDS} s): lower {CONTEXT_KEY}.delivery.slowLane"
             )
 
+    @property
+    def max_retry_after_seconds(self) -> int:
+        """`relay.delivery.maxRetryAfterSeconds`: the longest wait a target's Retry-After may ask for."""
+        return int(self.sections.get("delivery", {}).get(MAX_RETRY_AFTER_KEY, DEFAULT_MAX_RETRY_AFTER_SECONDS))
+
+    @property
+    def max_attempts(self) -> int:
+        """Every attempt a run makes when each one fails: the inline one (if any), then each lane's.
+        A message's own `retry.maxAttempts` may be at most this."""
+        inline = 1 if self.first_attempt == FirstAttempt.INLINE else 0
+        return inline + self.lane_schedule("fastLane").attempts + self.lane_schedule("slowLane").attempts
+
     def lane_schedule(self, lane: str) -> RetrySchedule:
         """What a lane's DeliveryRetryable retrier (with this deployment's overrides) means in time."""
         return retry_schedule(DELIVERY_LANES[lane], self.lane_policy(lane))
@@ -251,7 +271,9 @@ class RelaySettings:
     def fast_lane_run_seconds(self) -> float:
         """The longest a fast-lane run spends on attempts: every wait at its maximum, every attempt timing out."""
         schedule = self.lane_schedule("fastLane")
-        return schedule.max_horizon_seconds + schedule.attempts * self.deliver_timeout_seconds
+        # A Retry-After from the inline attempt may make the run wait up to its first retry wait first.
+        first_wait = schedule.waits[0] if schedule.waits else 0
+        return first_wait + schedule.max_horizon_seconds + schedule.attempts * self.deliver_timeout_seconds
 
     @property
     def slow_lane_lease_seconds(self) -> int:
@@ -260,6 +282,8 @@ class RelaySettings:
         return (
             math.ceil(schedule.max_horizon_seconds)
             + schedule.attempts * self.deliver_timeout_seconds
+            # Each deferral to a target's Retry-After may wait up to its cap (at most one per attempt).
+            + self.max_attempts * self.max_retry_after_seconds
             + SLOW_LANE_LEASE_MARGIN_SECONDS
         )
 
@@ -322,6 +346,9 @@ class RelaySettings:
             "RELAY_ALLOW_PRIVATE_TARGETS": "false",
             # Every request on AWS passes the authorizer; a request without a sender is refused.
             "RELAY_REQUIRE_SENDER": "true",
+            # What a message's own `retry.maxAttempts` and `timeoutSeconds` may be at most.
+            "RELAY_MAX_ATTEMPTS": str(self.max_attempts),
+            "RELAY_TOTAL_TIMEOUT_SECONDS": str(self.total_timeout_seconds),
         }
 
     def delivery_environment(self) -> dict[str, str]:
@@ -332,6 +359,9 @@ class RelaySettings:
             "RELAY_MAX_RESPONSE_BYTES": str(self.max_response_bytes),
             "RELAY_FAST_LANE_LEASE_SECONDS": str(self.fast_lane_lease_seconds),
             "RELAY_SLOW_LANE_LEASE_SECONDS": str(self.slow_lane_lease_seconds),
+            # Retry-After: its cap, and what each lane's next attempt would wait (to compare it with).
+            "RELAY_MAX_RETRY_AFTER_SECONDS": str(self.max_retry_after_seconds),
+            **lane_waits_environment({lane: self.lane_policy(lane) for lane in DELIVERY_LANES}),
         }
 
 
@@ -354,12 +384,19 @@ def _check_delivery_policy(section: dict[str, Any]) -> None:
             f"{CONTEXT_KEY}.delivery.{FIRST_ATTEMPT_KEY} must be one of "
             f"{', '.join(choice.value for choice in FirstAttempt)}, got {first_attempt!r}"
         )
-    lanes = {name: policy for name, policy in section.items() if name != FIRST_ATTEMPT_KEY}
+    if MAX_RETRY_AFTER_KEY in section:
+        cap = section[MAX_RETRY_AFTER_KEY]
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_RETRY_AFTER_LIMIT_SECONDS:
+            raise SettingsError(
+                f"{CONTEXT_KEY}.delivery.{MAX_RETRY_AFTER_KEY} must be a whole number from 1 to "
+                f"{MAX_RETRY_AFTER_LIMIT_SECONDS}, got {cap!r}"
+            )
+    lanes = {name: policy for name, policy in section.items() if name not in (FIRST_ATTEMPT_KEY, MAX_RETRY_AFTER_KEY)}
     unknown = sorted(set(lanes) - set(DELIVERY_LANES))
     if unknown:
         raise SettingsError(
             f"unknown setting(s) in {CONTEXT_KEY}.delivery: {', '.join(unknown)}; "
-            f"known: {', '.join([*DELIVERY_LANES, FIRST_ATTEMPT_KEY])}"
+            f"known: {', '.join([*DELIVERY_LANES, FIRST_ATTEMPT_KEY, MAX_RETRY_AFTER_KEY])}"
         )
     for lane, policy in lanes.items():
         where = f"{CONTEXT_KEY}.delivery.{lane}"

@@ -44,6 +44,8 @@ FIRST_ATTEMPT_VARIABLE = "RELAY_FIRST_ATTEMPT"
 # The dispatcher attempts the messages of one SQS batch in parallel, one thread each; the stack
 # keeps its batch size within this, so a batch takes one attempt's time (stacks/settings.py).
 MAX_PARALLEL_DISPATCH = 10
+# The cap on a target's Retry-After unless `relay.delivery.maxRetryAfterSeconds` says otherwise.
+DEFAULT_MAX_RETRY_AFTER_SECONDS = 3600
 
 
 def _schema_default(name: str) -> int:
@@ -88,10 +90,24 @@ class Settings:
     fast_lane_lease_seconds: int
     slow_lane_lease_seconds: int
     first_attempt: FirstAttempt = FirstAttempt.INLINE
+    # Retry-After: the longest wait a target's header may ask for (`relay.delivery.maxRetryAfterSeconds`).
+    max_retry_after_seconds: int = DEFAULT_MAX_RETRY_AFTER_SECONDS
+    # Every attempt a run may make (inline, fast lane and slow lane together); 0 when not known.
+    max_attempts: int = 0
+    # Each lane's DeliveryRetryable waits before jitter (the n-th retry waits at most the n-th),
+    # and the slow lane's first wait: what the next attempt would wait, to compare Retry-After with.
+    fast_lane_waits: tuple[int, ...] = ()
+    slow_lane_waits: tuple[int, ...] = ()
+    slow_lane_initial_wait_seconds: int = 0
 
     @property
     def ttl_seconds(self) -> int:
         return self.ttl_days * 86_400
+
+
+def _env_ints(name: str) -> tuple[int, ...]:
+    raw = os.environ.get(name) or ""
+    return tuple(int(part) for part in raw.split(",") if part.strip())
 
 
 # The delivery queue's dead-letter queue: the reconciler takes back what lands there.
@@ -122,4 +138,9 @@ def get_settings() -> Settings:
         fast_lane_lease_seconds=_env_int("RELAY_FAST_LANE_LEASE_SECONDS", 360),
         slow_lane_lease_seconds=_env_int("RELAY_SLOW_LANE_LEASE_SECONDS", 200_000),
         first_attempt=FirstAttempt(os.environ.get(FIRST_ATTEMPT_VARIABLE) or FirstAttempt.INLINE),
+        max_retry_after_seconds=_env_int("RELAY_MAX_RETRY_AFTER_SECONDS", DEFAULT_MAX_RETRY_AFTER_SECONDS),
+        max_attempts=_env_int("RELAY_MAX_ATTEMPTS", 0),
+        fast_lane_waits=_env_ints("RELAY_FAST_LANE_WAITS"),
+        slow_lane_waits=_env_ints("RELAY_SLOW_LANE_WAITS"),
+        slow_lane_initial_wait_seconds=_env_int("RELAY_SLOW_LANE_INITIAL_WAIT_SECONDS", 0),
     )

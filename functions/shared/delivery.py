@@ -27,6 +27,7 @@ from functions.shared.clock import iso
 from functions.shared.config import MAX_PARALLEL_DISPATCH, FirstAttempt, Settings
 from functions.shared.exceptions import (
     ClaimHeld,
+    DeliveryDeferred,
     DeliveryRejected,
     DeliveryRetryable,
     RelayError,
@@ -59,6 +60,33 @@ MISSING_SECRET_DETAIL = (
 
 def is_retryable_status(status_code: int) -> bool:
     return status_code in RETRYABLE_STATUS_CODES or 500 <= status_code <= 599
+
+
+def retry_delay(retry_after: int | None, cap: int, expires_at: datetime, now: datetime) -> int | None:
+    """How long the next attempt waits for a target's `Retry-After` (seconds, or None when it sent
+    none): what it asked, capped by the deployment's maximum and by the message's expiry."""
+    if retry_after is None:
+        return None
+    until_expiry = int((expires_at - now).total_seconds())
+    return max(0, min(retry_after, cap, until_expiry))
+
+
+def next_retry_wait(settings: Settings, lane: str, retry_count: int) -> int | None:
+    """The longest the lane's next attempt would wait on its own (before jitter); None when the lane
+    has no next attempt. After the inline attempt the fast lane starts at once, waiting only what a
+    Retry-After asks up to its first retry wait; after the fast lane's last one, the slow lane's
+    first wait comes."""
+    fast, slow = settings.fast_lane_waits, settings.slow_lane_waits
+    if lane == INLINE_LANE:
+        return fast[0] if fast else settings.slow_lane_initial_wait_seconds
+    if lane == SLOW_LANE:
+        return slow[retry_count] if retry_count < len(slow) else None
+    return fast[retry_count] if retry_count < len(fast) else settings.slow_lane_initial_wait_seconds
+
+
+def run_attempts(head: MessageHead) -> int:
+    """The attempts the head's current run has counted (a replay starts a run with none)."""
+    return sum(1 for event in head.events if event.type == EventType.ATTEMPT_STARTED and event.run == head.run)
 
 
 def webhook_id(key: MessageKey) -> str:
@@ -115,6 +143,7 @@ def run_input(key: MessageKey, run: int) -> dict[str, Any]:
 
 # What the dispatcher's first attempt names as its `lane` in ATTEMPT_STARTED (it has no execution).
 INLINE_LANE = "inline"
+SLOW_LANE = "slow"
 INTERRUPTED_DETAIL = "the attempt's result was not recorded (its step failed); the request may have reached the target"
 
 
@@ -256,12 +285,15 @@ def _attempt_inline(deps: DeliveryDependencies, stored: StoredMessage, name: str
     key, run = stored.head.key, stored.head.run
     try:
         try:
-            result = _send(deps, stored)
+            result = _send(deps, stored, INLINE_LANE)
         except DeliveryRejected as rejected:
             fail_message({**run_input(key, run), "reason": str(rejected)[:SNIPPET_CHARS]}, deps)
             return "failed"
-        except DeliveryRetryable:
-            return _start_fast_lane(deps, key, run, name)
+        except DeliveryRetryable as retryable:
+            return _start_fast_lane(deps, key, run, name, retryable.wait_seconds)
+        except DeliveryDeferred as deferred:
+            # The target's Retry-After is longer than the fast lane would wait: the slow lane waits it.
+            return _defer_to_slow_lane(deps, key, run, deferred.seconds)
     except Exception:
         # A crashed step (a failed write, say): give the lease back so the queue's redelivery repeats
         # it soon; the repeated attempt first records the interrupted one.
@@ -270,14 +302,28 @@ def _attempt_inline(deps: DeliveryDependencies, stored: StoredMessage, name: str
     return "delivered" if result["outcome"] == Status.DELIVERED else str(result["outcome"])
 
 
-def _start_fast_lane(deps: DeliveryDependencies, key: MessageKey, run: int, name: str) -> str:
+def _start_fast_lane(
+    deps: DeliveryDependencies, key: MessageKey, run: int, name: str, wait_seconds: int | None = None
+) -> str:
+    payload = run_input(key, run)
+    if wait_seconds:
+        payload["waitSeconds"] = wait_seconds  # the inline attempt's Retry-After: waited before the next one
     try:
-        deps.workflows.start(deps.settings.fast_lane_arn, name, run_input(key, run))
+        deps.workflows.start(deps.settings.fast_lane_arn, name, payload)
     except Exception:
         # Give the lease back so the queue's redelivery (or the reconciler) can start it again.
         _release(deps, key, run)
         raise
     return "started"
+
+
+def _defer_to_slow_lane(deps: DeliveryDependencies, key: MessageKey, run: int, wait_seconds: int) -> str:
+    try:
+        move_to_slow_lane({**run_input(key, run), "waitSeconds": wait_seconds}, deps)
+    except Exception:
+        _release(deps, key, run)
+        raise
+    return "deferred"
 
 
 def _release(deps: DeliveryDependencies, key: MessageKey, run: int) -> None:
@@ -292,8 +338,9 @@ def _release(deps: DeliveryDependencies, key: MessageKey, run: int) -> None:
 
 
 def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]:
-    """One delivery attempt of a lane. Raises DeliveryRetryable (the Retry policy runs it again) or
-    DeliveryRejected (the run marks the message FAILED); returns when delivered or nothing to do.
+    """One delivery attempt of a lane. Raises DeliveryRetryable (the Retry policy runs it again),
+    DeliveryDeferred (the lane waits for the target's Retry-After) or DeliveryRejected (the run marks
+    the message FAILED); returns when delivered or nothing to do.
 
     Read eventually consistent first, like the dispatcher: a stale head fails the attempt's
     conditions and is read again, consistently, before anything is decided."""
@@ -314,12 +361,16 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
         started = _attempt_started(head, now, str(event.get("lane", "fast")), str(event.get("executionArn", "")))
         begun = deps.repository.begin_attempt(head, started, _interrupted(head, now))
         if begun is not None:
-            return _send(deps, StoredMessage(begun, stored.content))
+            lane, retry_count = str(event.get("lane", "fast")), int(event.get("retryCount") or 0)
+            return _send(deps, StoredMessage(begun, stored.content), lane, retry_count)
     return {"outcome": "skipped", "status": None}
 
 
-def _send(deps: DeliveryDependencies, stored: StoredMessage) -> dict[str, Any]:
-    """Send the counted attempt `stored.head.attempts` and record its result in the same head."""
+def _send(deps: DeliveryDependencies, stored: StoredMessage, lane: str, retry_count: int = 0) -> dict[str, Any]:
+    """Send the counted attempt `stored.head.attempts` and record its result in the same head.
+
+    `lane` and `retry_count` (the lane's retries of its Deliver step so far) tell what the next
+    attempt would wait, to compare with a target's Retry-After."""
     head, content = stored.head, stored.content
     number = head.attempts
     metrics.add_metric(name=Metric.ATTEMPTS, unit=MetricUnit.Count, value=1)
@@ -337,14 +388,20 @@ def _send(deps: DeliveryDependencies, stored: StoredMessage) -> dict[str, Any]:
 
     started_clock = time.monotonic()
     try:
-        response = deps.client.send(content.target_url, content.method, headers, body)
+        response = deps.client.send(content.target_url, content.method, headers, body, content.timeout_seconds)
     except TargetBlocked as error:
         _attempt_failed(deps, head, "TargetBlocked", str(error), None, _ms(started_clock))
         raise DeliveryRejected(f"blocked: {error}") from None
     except (TargetTimeout, TargetUnreachable) as error:
         name = type(error).__name__
-        _attempt_failed(deps, head, name, str(error), None, _ms(started_clock), retry_reason=f"{name}: {error}")
-        raise DeliveryRetryable(f"{name}: {error}") from None
+        summary = f"{name}: {error}"
+        exhausted = _budget_exhausted(stored, summary)
+        _attempt_failed(
+            deps, head, name, str(error), None, _ms(started_clock), retry_reason=None if exhausted else summary
+        )
+        if exhausted:
+            raise DeliveryRejected(exhausted) from None
+        raise DeliveryRetryable(summary) from None
 
     if 200 <= response.status_code <= 299:
         _record_delivered(deps, head, response)
@@ -352,13 +409,48 @@ def _send(deps: DeliveryDependencies, stored: StoredMessage) -> dict[str, Any]:
 
     summary = f"HTTP {response.status_code}"
     retryable = is_retryable_status(response.status_code)
+    exhausted = _budget_exhausted(stored, summary) if retryable else None
+    now = datetime.now(UTC)
+    delay = None
+    if retryable and not exhausted:
+        cap = deps.settings.max_retry_after_seconds
+        delay = retry_delay(response.retry_after_seconds, cap, head.expires_at, now)
     _attempt_failed(
-        deps, head, "HttpStatus", "", response, response.duration_ms, retry_reason=summary if retryable else None
+        deps,
+        head,
+        "HttpStatus",
+        "",
+        response,
+        response.duration_ms,
+        retry_reason=summary if retryable and not exhausted else None,
+        retry_delay_seconds=delay,
     )
+    if exhausted:
+        raise DeliveryRejected(exhausted)
     if retryable:
-        raise DeliveryRetryable(summary)
+        if delay and _defers(deps.settings, stored.head, lane, retry_count, delay):
+            raise DeliveryDeferred(delay)
+        raise DeliveryRetryable(summary, wait_seconds=delay or None)
     kind = "redirects are not followed" if 300 <= response.status_code <= 399 else "not retried"
     raise DeliveryRejected(f"{summary}: {kind}")
+
+
+def _budget_exhausted(stored: StoredMessage, summary: str) -> str | None:
+    """The FAILED reason when this retryable failure spent the message's own retry budget."""
+    budget = stored.content.max_attempts
+    if budget is None or run_attempts(stored.head) < budget:
+        return None
+    return f"retry budget of {budget} attempts exhausted; last error: {summary}"[:SNIPPET_CHARS]
+
+
+def _defers(settings: Settings, head: MessageHead, lane: str, retry_count: int, delay: int) -> bool:
+    """Whether a Retry-After of `delay` seconds needs a Wait state: the lane's next attempt would come
+    sooner. The slow lane's own retries restart after each such wait, so it defers only while the
+    run is within the deployment's attempts (then its own retries, and their end, take over)."""
+    next_wait = next_retry_wait(settings, lane, retry_count)
+    if next_wait is None or delay <= next_wait:
+        return False
+    return lane != SLOW_LANE or not settings.max_attempts or run_attempts(head) < settings.max_attempts
 
 
 def _record_delivered(deps: DeliveryDependencies, head: MessageHead, response: DeliveryResponse) -> None:
@@ -386,6 +478,7 @@ def _attempt_failed(
     response: DeliveryResponse | None,
     duration_ms: int,
     retry_reason: str | None = None,
+    retry_delay_seconds: int | None = None,
 ) -> None:
     """Record a failed attempt (and RETRYING when it will be retried), in one write.
 
@@ -402,6 +495,9 @@ def _attempt_failed(
             details["responseSnippet"] = response.body_snippet[:SNIPPET_CHARS]
         if response.retry_after_seconds is not None:
             details["retryAfterSeconds"] = response.retry_after_seconds
+    if retry_delay_seconds is not None:
+        # What the next attempt waits for it (capped), in real seconds also under relay dev's time scale.
+        details["retryDelaySeconds"] = retry_delay_seconds
     metrics.add_metric(name=Metric.ATTEMPTS_FAILED, unit=MetricUnit.Count, value=1)
     now = datetime.now(UTC)
     failed = Event(EventType.ATTEMPT_FAILED, now, head.run, head.attempts, details)
@@ -425,6 +521,8 @@ def failure_reason(event: dict[str, Any]) -> str:
     """A readable reason from a Catch's `{Error, Cause}` (Cause is Lambda's error JSON)."""
     if event.get("reason"):
         return str(event["reason"])
+    if event.get("waitSeconds") is not None and not event.get("failure"):
+        return f"the target's Retry-After asks to wait {event['waitSeconds']} s"
     failure = event.get("failure") or {}
     error = str(failure.get("Error", "Unknown"))
     cause = failure.get("Cause") or ""
@@ -436,6 +534,8 @@ def failure_reason(event: dict[str, Any]) -> str:
         return f"retries exhausted; last error: {message}"[:SNIPPET_CHARS]
     if error == "DeliveryRejected":
         return message[:SNIPPET_CHARS]
+    if error == "DeliveryDeferred":
+        return f"the target's Retry-After asks to wait {message} s"
     return f"{error}: {message}"[:SNIPPET_CHARS] if message else error
 
 
@@ -467,7 +567,10 @@ def fail_message(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str,
 
 
 def move_to_slow_lane(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]:
-    """Hand a message that exhausted the fast lane to the STANDARD slow lane (idempotent by name)."""
+    """Hand a message that exhausted the fast lane to the STANDARD slow lane (idempotent by name).
+
+    A deferred attempt (the target's Retry-After is longer than the fast lane would wait: `waitSeconds`,
+    or the fast lane's DeliveryDeferred) starts the slow lane with that wait instead of its first one."""
     key = MessageKey(event["senderId"], event["messageId"])
     run = int(event.get("run", 0))
     head = deps.repository.get_head(key)
@@ -488,5 +591,22 @@ def move_to_slow_lane(event: dict[str, Any], deps: DeliveryDependencies) -> dict
     )
     # Lease, due time and event first (a retried step finds them and only starts the run).
     deps.repository.hand_to_slow_lane(head, int(now.timestamp()) + deps.settings.slow_lane_lease_seconds, name, moved)
-    deps.workflows.start(deps.settings.slow_lane_arn, name, run_input(key, run))
+    payload = run_input(key, run)
+    wait_seconds = _deferral_seconds(event)
+    if wait_seconds is not None:
+        payload["waitSeconds"] = wait_seconds
+    deps.workflows.start(deps.settings.slow_lane_arn, name, payload)
     return {"outcome": "MOVED_TO_SLOW_LANE", "executionArn": execution_arn}
+
+
+def _deferral_seconds(event: dict[str, Any]) -> int | None:
+    """The wait a deferred hand-off asks for: `waitSeconds`, or the fast lane's caught DeliveryDeferred."""
+    if event.get("waitSeconds") is not None:
+        return int(event["waitSeconds"])
+    failure = event.get("failure") or {}
+    if failure.get("Error") != DeliveryDeferred.__name__:
+        return None
+    try:
+        return max(0, int(json.loads(failure.get("Cause") or "{}").get("errorMessage", "")))
+    except (ValueError, AttributeError):
+        return None

@@ -91,8 +91,13 @@ class TargetTimeout(DeliveryError):
 class DeliveryRetryable(RelayError):
     """An attempt failed in a way a later attempt may fix (408/425/429/5xx, timeout, connection).
 
-    The delivery state machines' Retry policies match this class name.
+    The delivery state machines' Retry policies match this class name. `wait_seconds` is what the
+    target's Retry-After asked for (capped), when it sent one.
     """
+
+    def __init__(self, message: str, wait_seconds: int | None = None) -> None:
+        super().__init__(message)
+        self.wait_seconds = wait_seconds
 
 
 class DeliveryRejected(RelayError):
@@ -100,6 +105,18 @@ class DeliveryRejected(RelayError):
 
     The delivery state machines catch this class name and mark the message FAILED at once.
     """
+
+
+class DeliveryDeferred(RelayError):
+    """An attempt failed retryably and the target's `Retry-After` asks for a longer wait than the
+    lane's next retry would make: the lane waits `seconds` in a Wait state instead (the fast lane by
+    moving the message to the slow lane at once). Its message is the bare number of seconds, which
+    the slow lane reads back from the error's Cause (statemachines/delivery_slow.asl.json).
+    """
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(str(int(seconds)))
+        self.seconds = int(seconds)
 
 
 class ClaimHeld(RelayError):

@@ -408,9 +408,19 @@ class DeliveryClient:
         self._resolver = resolver
         self._ssl_context = ssl_context
 
-    def send(self, url: str, method: str, headers: dict[str, str], body: bytes | None) -> DeliveryResponse:
+    def send(
+        self,
+        url: str,
+        method: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        total_timeout: float | None = None,
+    ) -> DeliveryResponse:
+        """One request; `total_timeout` overrides the client's for this call (a message's own timeout)."""
+        if total_timeout is not None and total_timeout <= 0:
+            raise ValueError("timeouts must be positive")
         started = time.monotonic()
-        expires_at = started + self.total_timeout
+        expires_at = started + (self.total_timeout if total_timeout is None else total_timeout)
         try:
             target = parse_target_url(url, self.allow_private)
         except UnsafeTarget as error:

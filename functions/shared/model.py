@@ -177,6 +177,18 @@ class MessageContent:
         body = self.message.get("body")
         return body.encode("utf-8") if isinstance(body, str) else None
 
+    @property
+    def max_attempts(self) -> int | None:
+        """The message's own retry budget (`retry.maxAttempts`), if it set one."""
+        retry = self.message.get("retry") or {}
+        return int(retry["maxAttempts"]) if "maxAttempts" in retry else None
+
+    @property
+    def timeout_seconds(self) -> int | None:
+        """The message's own per-attempt timeout (`timeoutSeconds`), if it set one."""
+        timeout = self.message.get("timeoutSeconds")
+        return int(timeout) if timeout is not None else None
+
 
 @dataclass(frozen=True)
 class StoredMessage:

@@ -94,6 +94,7 @@ _DETAIL_CODES = {
     "detail": "d",
     "responseSnippet": "sn",
     "retryAfterSeconds": "ra",
+    "retryDelaySeconds": "rw",
     "reason": "why",
     "previousStatus": "ps",
     "requestId": "rq",

@@ -47,6 +47,8 @@ HOP_BY_HOP_HEADERS = frozenset(
 RESERVED_HEADERS = HOP_BY_HOP_HEADERS | {"host", "content-length"}
 RESERVED_HEADER_PREFIX = "webhook-"
 METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD"})
+# A message's own delivery options: stored with its content, part of its fingerprint.
+DELIVERY_OPTIONS = ("retry", "timeoutSeconds")
 # The request envelope may exceed the body limit by this much (ids, URL, headers, JSON quoting).
 ENVELOPE_ALLOWANCE_BYTES = 64 * 1024
 # POST /messages/batch: at most this many messages, in a request small enough that its base64 text
@@ -270,6 +272,23 @@ def _header_errors(headers: dict[str, Any], settings: Settings) -> list[FieldErr
     return details
 
 
+def _delivery_option_errors(document: dict[str, Any], settings: Settings, failed: set[str]) -> list[FieldError]:
+    """The deployment's bounds on a message's own retry budget and timeout (the schema has fixed ones)."""
+    details: list[FieldError] = []
+    retry = document.get("retry")
+    attempts = retry.get("maxAttempts") if isinstance(retry, dict) else None
+    path = "$.retry.maxAttempts"
+    most = settings.max_attempts
+    if isinstance(attempts, int) and path not in failed and most and attempts > most:
+        details.append(FieldError(path, f"is {attempts}; this deployment makes at most {most} attempts"))
+    timeout = document.get("timeoutSeconds")
+    path = "$.timeoutSeconds"
+    if isinstance(timeout, int) and path not in failed and timeout > settings.total_timeout_seconds:
+        limit = f"{settings.total_timeout_seconds:g}"
+        details.append(FieldError(path, f"is {timeout}; the limit is {limit} seconds (totalTimeoutSeconds)"))
+    return details
+
+
 def _timestamp_errors(raw: str, settings: Settings, now: datetime) -> list[FieldError]:
     try:
         stamp = datetime.fromisoformat(raw.replace("z", "Z"))
@@ -296,6 +315,7 @@ def content_hash(message: dict[str, Any]) -> str:
     changes the request), and the body byte for byte as it will be sent. A JSON body is compared
     in its compact serialisation, so whitespace and escapes in the request do not count, but key
     order does: the bytes are signed and delivered exactly, and reordered keys are other bytes.
+    The message's own delivery options (`retry`, `timeoutSeconds`) count as well.
     """
     headers = message.get("headers") or {}
     content = {
@@ -304,6 +324,10 @@ def content_hash(message: dict[str, Any]) -> str:
         "headers": sorted((str(name).lower(), value) for name, value in headers.items()),
         "body": message.get("body"),
     }
+    # How it is delivered is part of the message too; absent, they leave older fingerprints unchanged.
+    for name in DELIVERY_OPTIONS:
+        if name in message:
+            content[name] = message[name]
     canonical = json.dumps(content, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -349,6 +373,7 @@ def validate_message(
     headers = document.get("headers")
     if isinstance(headers, dict):
         details.extend(_header_errors(headers, settings))
+    details.extend(_delivery_option_errors(document, settings, failed_paths))
     method = document.get("method", "POST")
     if "body" in document and isinstance(method, str) and method in METHODS_WITHOUT_BODY:
         details.append(FieldError("$.body", f"must be absent when method is {method}"))
@@ -393,4 +418,7 @@ def validate_message(
         message["headers"] = message_headers
     if body_text is not None:
         message["body"] = body_text
+    for name in DELIVERY_OPTIONS:
+        if name in document:
+            message[name] = document[name]
     return ValidMessage(message=message, content_hash=content_hash(message))

@@ -32,7 +32,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from relay.definitions import DELIVERY_LANES, apply_delivery_policy, machine_name
+from relay.definitions import DELIVERY_LANES, apply_delivery_policy, lane_waits_environment, machine_name
 from relay.local import iam
 from relay.local.synth import current_template
 from relay.local.template import (
@@ -170,7 +170,9 @@ class LocalAws:
         observability.metrics.add_metric = lambda *args, **kwargs: None  # type: ignore[method-assign]
         self._create_table()
         self._create_queues()
-        self._apply_env({**_LOCAL_CREDENTIALS, **shared_environment(self.topology), **self.environment})
+        # Overridden lane policies: the attempting functions compare Retry-After with these waits.
+        lane_waits = lane_waits_environment(self.delivery_policy) if self.delivery_policy else {}
+        self._apply_env({**_LOCAL_CREDENTIALS, **shared_environment(self.topology), **lane_waits, **self.environment})
         self._create_state_machines()
         if self.enforce_iam:
             self._authorizer = iam.Authorizer(self.topology.policies)

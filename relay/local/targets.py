@@ -8,6 +8,7 @@ Paths choose the behaviour, so one server plays every kind of target:
   /slow/MS[/S]   waits MS milliseconds, then answers S (default 200)
   /hang          accepts the request and never answers
   /throttle      429 with Retry-After: 1
+  /busy/S[/N]    503 with Retry-After: S for the first N requests (default 1, per message), then 200
   /redirect      302 to /ok (must not be followed)
   /reset         closes the connection without answering
   /switch/NAME   500 until heal(NAME) is called, then 200 (a target that recovers)
@@ -132,6 +133,9 @@ class TargetServer:
             return
         elif kind == "throttle":
             _answer(handler, 429, b"slow down", {"Retry-After": "1"})
+            return
+        elif kind == "busy" and seen <= (int(parts[2]) if len(parts) > 2 else 1):
+            _answer(handler, 503, b"busy", {"Retry-After": argument or "1"})
             return
         elif kind == "redirect":
             _answer(handler, 302, b"", {"Location": "/ok"})

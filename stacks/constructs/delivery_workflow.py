@@ -156,6 +156,8 @@ class DeliveryWorkflow(Construct):
             "Relay delivery: first attempt of each queued message; a fast-lane run when it fails retryably",
             {
                 "RELAY_FAST_LANE_ARN": self.fast_lane.state_machine_arn,
+                # An inline attempt whose target asks (Retry-After) for a long wait goes to the slow lane.
+                "RELAY_SLOW_LANE_ARN": self.slow_lane.state_machine_arn,
                 **failed_queue_url,
                 **settings.dispatcher_environment(),
             },
@@ -173,12 +175,15 @@ class DeliveryWorkflow(Construct):
 
         # Least privilege, per function; DynamoDB on the table only (no index is queried here).
         self.dispatcher.grant([table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
-        self.dispatcher.grant([self.fast_lane.state_machine_arn], "states:StartExecution")
+        inline = settings.first_attempt == FirstAttempt.INLINE
+        # A first attempt answered with a long Retry-After goes straight to the slow lane (inline only).
+        lanes = [self.fast_lane.state_machine_arn] + ([self.slow_lane.state_machine_arn] if inline else [])
+        self.dispatcher.grant(lanes, "states:StartExecution")
         # An expired message is failed by the dispatcher itself (fail_message -> failed queue).
         self.dispatcher.grant([self.failed_queue.queue_arn], "sqs:SendMessage")
 
         attempting = [self.deliver]
-        if settings.first_attempt == FirstAttempt.INLINE:
+        if inline:
             attempting.append(self.dispatcher)  # its first attempt is the same `attempt` as deliver's
         for function in attempting:
             self._grant_attempts(function, table_arn)

@@ -155,7 +155,7 @@ def state_machines(synth: Synthesized) -> dict[str, tuple[str, dict[str, Any]]]:
         if definition["StartAt"] == "Validate":
             batch = definition["States"]["Validate"]["Parameters"].get("Payload", {}).get("batch") is True
             found["batch" if batch else "ingest"] = (key, value)
-        elif definition["StartAt"] == "WaitBeforeSlowLane":
+        elif "WaitBeforeSlowLane" in definition["States"]:
             found["slow"] = (key, value)
         else:
             found["fast"] = (key, value)

@@ -100,6 +100,8 @@ def test_the_slow_lane_lease_follows_the_override(synth: Synthesized) -> None:
     schedule = retry_schedule("delivery_slow.asl.json", SLOW_POLICY)
     expected = 600 + 120 + 360 + 1080 + 3240 + 6 * 7200 + 11 * (15 + 10) + 3600
     assert int(schedule.max_horizon_seconds) + schedule.attempts * 25 + 3600 == expected
+    # plus a Retry-After wait at its cap (an hour) for each attempt of a run (inline, fast lane, slow lane)
+    expected += 3600 * (1 + retry_schedule("delivery_fast.asl.json", FAST_POLICY).attempts + schedule.attempts)
     # Then the functions that take or hand over the lease carry it
     for step in ("handoff", "dispatcher", "reconciler"):
         assert step_environment(synth, step)["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(expected)

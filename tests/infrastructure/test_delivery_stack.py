@@ -211,6 +211,8 @@ def test_dispatcher_may_claim_attempt_start_the_fast_lane_and_fail_messages(synt
     # and consume the delivery queue: nothing else
     assert grants == {
         **dispatcher_grants_without_attempts(synth),
+        # a first attempt answered with a long Retry-After goes straight to the slow lane
+        "states:StartExecution": [machine_ref(synth, "fast"), machine_ref(synth, "slow")],
         "secretsmanager:GetSecretValue": [SENDER_SECRETS],
     }
     assert step_environment(synth, "dispatcher")["RELAY_FIRST_ATTEMPT"] == "inline"
@@ -327,7 +329,7 @@ def test_each_step_has_the_attempt_settings_and_leases(synth: Synthesized, step:
     # (the fast lane's lease is taken by the dispatcher before its inline attempt: an Express run's
     # 300 s and a margin, plus the dispatcher's own 35 s)
     assert variables["RELAY_FAST_LANE_LEASE_SECONDS"] == str(settings.fast_lane_lease_seconds) == "395"
-    assert variables["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(settings.slow_lane_lease_seconds) == "98000"
+    assert variables["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(settings.slow_lane_lease_seconds) == "141200"
 
 
 def only_table(synth: Synthesized) -> str:
@@ -418,4 +420,5 @@ def test_lanes_synthesize_without_findings(synth: Synthesized) -> None:
     assert synth.error is None, synth.error
     fast = json.loads(machine(synth, "fast")[1]["Properties"]["DefinitionString"])
     slow = json.loads(machine(synth, "slow")[1]["Properties"]["DefinitionString"])
-    assert (fast["StartAt"], slow["StartAt"]) == ("Deliver", "WaitBeforeSlowLane")
+    # (a run handed a target's Retry-After waits for it first)
+    assert (fast["StartAt"], slow["StartAt"]) == ("CheckRetryAfter", "CheckRetryAfter")

@@ -297,7 +297,7 @@ def test_the_reconciler_may_query_the_due_index_redrive_and_fail(synth: Synthesi
     # Then it queries only the sparse due index, reads and updates heads, appends events, re-enqueues
     # and dead-letters: nothing else
     assert data_grants(synth, step_role(synth, "reconciler")) == {
-        "dynamodb:Query": [index_arn(synth, "due"), index_arn(synth, "byStatus"), index_arn(synth, "bySender")],
+        "dynamodb:Query": refs(index_arn(synth, "due"), index_arn(synth, "byStatus"), index_arn(synth, "bySender")),
         "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],

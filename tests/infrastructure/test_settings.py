@@ -66,6 +66,9 @@ def test_context_overrides_each_setting_and_reaches_the_function_environment() -
         "RELAY_REDRIVE_AFTER_SECONDS": "120",
         "RELAY_ALLOW_PRIVATE_TARGETS": "false",
         "RELAY_REQUIRE_SENDER": "true",
+        # The bounds of a message's own retry budget and timeout (validated at ingest)
+        "RELAY_MAX_ATTEMPTS": "12",
+        "RELAY_TOTAL_TIMEOUT_SECONDS": "20",
     }
     assert (settings.api_throttling_rate_limit, settings.api_throttling_burst_limit) == (20, 40)
     assert (settings.sender_rate_limit, settings.sender_burst_limit) == (7, 14)
@@ -140,13 +143,14 @@ def test_the_slow_lane_lease_covers_its_whole_retry_horizon() -> None:
     settings = RelaySettings.defaults()
     schedule = retry_schedule("delivery_slow.asl.json", None)
     # Then the lease is the longest the lane can take: every wait at its cap, every attempt timing out,
-    # plus an hour
+    # plus an hour, plus a Retry-After wait at its cap (an hour) for each of the run's 12 attempts
     assert (
         settings.slow_lane_lease_seconds
-        == math.ceil(schedule.max_horizon_seconds) + schedule.attempts * (15 + 10) + 3600
+        == math.ceil(schedule.max_horizon_seconds) + schedule.attempts * (15 + 10) + 3600 + 12 * 3600
     )
-    assert settings.slow_lane_lease_seconds == 98_000  # 300 + 93,900 s of waits, 8 x 25 s, 3,600 s
-    assert settings.delivery_environment()["RELAY_SLOW_LANE_LEASE_SECONDS"] == "98000"
+    # 300 + 93,900 s of waits, 8 x 25 s, 3,600 s, 12 h
+    assert settings.slow_lane_lease_seconds == 141_200
+    assert settings.delivery_environment()["RELAY_SLOW_LANE_LEASE_SECONDS"] == "141200"
 
 
 @pytest.mark.parametrize(
@@ -177,7 +181,7 @@ def test_the_slow_lane_lease_follows_the_policy_and_the_timeout() -> None:
     policy = {"intervalSeconds": 30, "maxAttempts": 4, "backoffRate": 2, "initialWaitSeconds": 60}
     settings = RelaySettings.from_mapping({"totalTimeoutSeconds": 20, "delivery": {"slowLane": policy}})
     # Then the lease is 60 s of initial wait, waits of 30+60+120+240 s, 5 attempts of 30 s, and the margin
-    assert settings.slow_lane_lease_seconds == 60 + 450 + 5 * 30 + 3600
+    assert settings.slow_lane_lease_seconds == 60 + 450 + 5 * 30 + 3600 + settings.max_attempts * 3600
 
 
 def test_the_largest_body_still_fits_a_step_functions_input() -> None:

@@ -106,11 +106,11 @@ def _every_retrier(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _dangling_next(document: dict[str, Any]) -> None:
-    document["States"][document["StartAt"]]["Next"] = "NoSuchState"
+    document["States"]["Deliver"]["Next"] = "NoSuchState"
 
 
 def _bad_path(document: dict[str, Any]) -> None:
-    document["States"][document["StartAt"]]["ResultPath"] = "not a path"
+    document["States"]["Deliver"]["ResultPath"] = "not a path"
 
 
 @pytest.mark.parametrize(
