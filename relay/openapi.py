@@ -77,7 +77,10 @@ ERROR_CATALOG: dict[str, tuple[int | str, str]] = {
     ),
     NOT_FOUND: (404, "No such route."),
     MESSAGE_ID_CONFLICT: (409, "The messageId was already accepted with different content."),
-    MESSAGE_NOT_FINISHED: (_status_of(MessageNotFinished), "Only a DELIVERED or FAILED message can be replayed."),
+    MESSAGE_NOT_FINISHED: (
+        _status_of(MessageNotFinished),
+        "Only a DELIVERED, FAILED or CANCELLED message can be replayed.",
+    ),
     MESSAGE_ALREADY_FINISHED: (_status_of(MessageFinished), "The message has finished and cannot be cancelled."),
     MESSAGE_EXPIRED: (_status_of(MessageExpired), "The message is past its expiry and cannot be delivered again."),
     PAYLOAD_TOO_LARGE: (413, "The request or the message body is over the configured size limit."),
@@ -543,8 +546,8 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "operationId": "replayMessage",
                 "summary": "Deliver a finished message again",
-                "description": "Starts a new delivery run of a DELIVERED or FAILED message; a REPLAYED event "
-                "records it.",
+                "description": "Starts a new delivery run of a finished (DELIVERED, FAILED or CANCELLED) message; "
+                "a REPLAYED event records it.",
                 "responses": {
                     "202": _json_response("The new run is queued.", _ref("Replayed")),
                     **_responses("MessageNotFound", "ReplayConflict", *common),

@@ -88,12 +88,16 @@ class Settings:
     fast_lane_lease_seconds: int
     slow_lane_lease_seconds: int
     first_attempt: FirstAttempt = FirstAttempt.INLINE
+    # The bulk replay job's state machine (POST /messages/replay starts it).
+    replay_machine_arn: str = ""
 
     @property
     def ttl_seconds(self) -> int:
         return self.ttl_days * 86_400
 
 
+# The API function's variable naming the bulk replay machine (stacks/constructs/replay.py).
+REPLAY_MACHINE_VARIABLE = "RELAY_REPLAY_MACHINE_ARN"
 # The delivery queue's dead-letter queue: the reconciler takes back what lands there.
 DEAD_LETTER_QUEUE_VARIABLE = "RELAY_DEAD_LETTER_QUEUE_URL"
 
@@ -122,4 +126,5 @@ def get_settings() -> Settings:
         fast_lane_lease_seconds=_env_int("RELAY_FAST_LANE_LEASE_SECONDS", 360),
         slow_lane_lease_seconds=_env_int("RELAY_SLOW_LANE_LEASE_SECONDS", 200_000),
         first_attempt=FirstAttempt(os.environ.get(FIRST_ATTEMPT_VARIABLE) or FirstAttempt.INLINE),
+        replay_machine_arn=os.environ.get(REPLAY_MACHINE_VARIABLE, ""),
     )

@@ -10,7 +10,7 @@ Paths choose the behaviour, so one server plays every kind of target:
   /throttle      429 with Retry-After: 1
   /redirect      302 to /ok (must not be followed)
   /reset         closes the connection without answering
-  /switch/NAME   500 until heal(NAME) is called, then 200 (a target that recovers)
+  /switch/NAME[/S]  500 (or S) until heal(NAME) is called, then 200 (a target that recovers)
 Every request is recorded (method, path, headers, body bytes).
 """
 
@@ -117,7 +117,7 @@ class TargetServer:
             status = 500
         elif kind == "switch":
             with self._lock:
-                status = 200 if argument in self._healed else 500
+                status = 200 if argument in self._healed else (int(parts[2]) if len(parts) > 2 else 500)
         elif kind == "missing":
             status = 404
         elif kind == "slow":
