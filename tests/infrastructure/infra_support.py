@@ -148,7 +148,7 @@ def queue_arn(logical_id: str) -> dict[str, Any]:
 
 
 def state_machines(synth: Synthesized) -> dict[str, tuple[str, dict[str, Any]]]:
-    """'ingest' / 'fast' / 'slow' -> (logical id, resource), told apart by their definition."""
+    """'ingest' / 'fast' / 'slow' / 'replay' -> (logical id, resource), told apart by their definition."""
     found: dict[str, tuple[str, dict[str, Any]]] = {}
     for key, value in synth.of_type("AWS::StepFunctions::StateMachine").items():
         definition = json.loads(value["Properties"]["DefinitionString"])
@@ -156,6 +156,8 @@ def state_machines(synth: Synthesized) -> dict[str, tuple[str, dict[str, Any]]]:
             found["ingest"] = (key, value)
         elif definition["StartAt"] == "WaitBeforeSlowLane":
             found["slow"] = (key, value)
+        elif definition["StartAt"] == "ReplayPage":
+            found["replay"] = (key, value)
         else:
             found["fast"] = (key, value)
     assert len(found) == len(synth.of_type("AWS::StepFunctions::StateMachine")), sorted(found)
