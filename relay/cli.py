@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
+import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -274,11 +276,66 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_moment(raw: str, now: datetime | None = None) -> str:
+    """`2h`, `30m`, `1.5d`, `45s` (that long ago) or an RFC 3339 date-time, as RFC 3339 in UTC."""
+    match = _DURATION.fullmatch(raw.strip())
+    if match:
+        ago = timedelta(seconds=float(match.group(1)) * _DURATION_SECONDS[match.group(2)])
+        return ((now or datetime.now(UTC)) - ago).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is neither a duration (2h, 30m, 1d) nor an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{raw!r} has no time zone (add Z or +01:00)")
+    return raw.strip()
+
+
+def render_job(body: dict[str, Any]) -> None:
+    job_filter = body.get("filter", {})
+    window = f"{job_filter.get('status')} from {job_filter.get('since')} to {job_filter.get('until')}"
+    print(
+        f"replay job {body['jobId']}: {body['state']}  ({window}"
+        + (f", origin {job_filter['origin']})" if job_filter.get("origin") else ")")
+    )
+    counters = ("matched", "replayed", "skipped", "failed")
+    print("    " + "  ".join(f"{name} {body[name]}" for name in counters if name in body))
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.job:
+        return _finish(client.replay_job(args.job), args.json, render_job)
+    if args.status:
+        if args.message_id:
+            print("relay replay: give a MESSAGE_ID or --status, not both", file=sys.stderr)
+            return 2
+        job_filter = {"status": args.status}
+        job_filter.update({name: value for name in ("since", "until", "origin") if (value := getattr(args, name))})
+        answer = client.replay_many(job_filter)
+        if not answer.ok or not args.wait:
+            return _finish(answer, args.json, render_job)
+        return _finish(_wait_for_job(client, str(answer.body["jobId"])), args.json, render_job)
+    if not args.message_id:
+        print("relay replay: give a MESSAGE_ID, --status (a bulk replay) or --job ID", file=sys.stderr)
+        return 2
+
     def render(body: dict[str, Any]) -> None:
         print(f"replaying {body['messageId']}: {body['status']} (run {body['run']})")
 
-    return _finish(_client(args).replay(args.message_id), args.json, render)
+    return _finish(client.replay(args.message_id), args.json, render)
+
+
+def _wait_for_job(client: RelayClient, job_id: str) -> ApiAnswer:
+    while True:
+        answer = client.replay_job(job_id)
+        if not answer.ok or answer.body.get("state") != "RUNNING":
+            return answer
+        time.sleep(0.5)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -464,13 +521,30 @@ def build_parser() -> argparse.ArgumentParser:
     for name, handler, help_text in (
         ("status", cmd_status, "show a message's status, attempts and events"),
         ("events", cmd_events, "show a message's timeline and its Step Functions runs"),
-        ("replay", cmd_replay, "deliver a DELIVERED or FAILED message again"),
         ("cancel", cmd_cancel, "stop a pending or retrying message"),
     ):
         command = sub.add_parser(name, help=help_text)
         api_options(command)
         command.add_argument("message_id")
         command.set_defaults(handler=handler)
+
+    replaying = sub.add_parser(
+        "replay",
+        help="deliver a finished message again (MESSAGE_ID), or every match of a filter (--status ...)",
+        description="relay replay MESSAGE_ID | relay replay --status FAILED [--since 2h] [--until T] "
+        "[--origin URL] [--wait] | relay replay --job JOB_ID",
+    )
+    api_options(replaying)
+    replaying.add_argument("message_id", nargs="?", help="one DELIVERED, FAILED or CANCELLED message")
+    replaying.add_argument("--status", choices=["FAILED", "CANCELLED"], help="bulk: replay messages in this status")
+    replaying.add_argument(
+        "--since", type=parse_moment, help="bulk: reached the status since (2h, 30m, 1d or RFC 3339; default 24h)"
+    )
+    replaying.add_argument("--until", type=parse_moment, help="bulk: ... and until (default: now)")
+    replaying.add_argument("--origin", help="bulk: only messages to this target origin (scheme://host[:port])")
+    replaying.add_argument("--wait", action="store_true", help="bulk: wait until the job has finished")
+    replaying.add_argument("--job", metavar="JOB_ID", help="show a bulk replay job's progress")
+    replaying.set_defaults(handler=cmd_replay)
     sub._name_parser_map["trace"] = sub._name_parser_map["events"]  # `relay trace` is `relay events`
 
     listing = sub.add_parser("list", help="list your messages in one status, newest first")

@@ -87,6 +87,13 @@ class RelayClient:
     def replay(self, message_id: str) -> ApiAnswer:
         return self.request("POST", f"/messages/{quote(message_id, safe='')}/replay", b"")
 
+    def replay_many(self, job_filter: dict[str, Any]) -> ApiAnswer:
+        """POST /messages/replay: start a bulk replay job ({status, since?, until?, origin?})."""
+        return self.request("POST", "/messages/replay", json.dumps(job_filter).encode("utf-8"))
+
+    def replay_job(self, job_id: str) -> ApiAnswer:
+        return self.request("GET", f"/replays/{quote(job_id, safe='')}")
+
     def cancel(self, message_id: str) -> ApiAnswer:
         return self.request("POST", f"/messages/{quote(message_id, safe='')}/cancel", b"")
 

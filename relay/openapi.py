@@ -23,9 +23,16 @@ from typing import Any
 
 from functions.shared.api_errors import ERROR_CODES
 from functions.shared.config import MESSAGE_SCHEMA_PATH
-from functions.shared.exceptions import MessageExpired, MessageFinished, MessageNotFinished, MessageNotFound
+from functions.shared.exceptions import (
+    MessageExpired,
+    MessageFinished,
+    MessageNotFinished,
+    MessageNotFound,
+    ReplayJobNotFound,
+)
 from functions.shared.model import EventType, Status
 from functions.shared.operations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from functions.shared.replays import MAX_MESSAGES_PER_JOB, JobState, replay_schema
 from functions.shared.responses import (
     MESSAGE_ID_CONFLICT,
     PAYLOAD_TOO_LARGE,
@@ -66,6 +73,7 @@ MESSAGE_NOT_FOUND = _code_of(MessageNotFound)
 MESSAGE_NOT_FINISHED = _code_of(MessageNotFinished)
 MESSAGE_ALREADY_FINISHED = _code_of(MessageFinished)
 MESSAGE_EXPIRED = _code_of(MessageExpired)
+REPLAY_NOT_FOUND = _code_of(ReplayJobNotFound)
 
 # Every error code, with the HTTP status it comes with and what it means.
 ERROR_CATALOG: dict[str, tuple[int | str, str]] = {
@@ -76,9 +84,13 @@ ERROR_CATALOG: dict[str, tuple[int | str, str]] = {
         _status_of(MessageNotFound),
         "No such message for this sender (another sender's looks the same).",
     ),
+    REPLAY_NOT_FOUND: (_status_of(ReplayJobNotFound), "No such bulk replay job for this sender."),
     NOT_FOUND: (404, "No such route."),
     MESSAGE_ID_CONFLICT: (409, "The messageId was already accepted with different content."),
-    MESSAGE_NOT_FINISHED: (_status_of(MessageNotFinished), "Only a DELIVERED or FAILED message can be replayed."),
+    MESSAGE_NOT_FINISHED: (
+        _status_of(MessageNotFinished),
+        "Only a DELIVERED, FAILED or CANCELLED message can be replayed.",
+    ),
     MESSAGE_ALREADY_FINISHED: (_status_of(MessageFinished), "The message has finished and cannot be cancelled."),
     MESSAGE_EXPIRED: (_status_of(MessageExpired), "The message is past its expiry and cannot be delivered again."),
     PAYLOAD_TOO_LARGE: (413, "The request or the message body is over the configured size limit."),
@@ -115,6 +127,12 @@ _RESPONSES: dict[str, tuple[int, str, tuple[str, ...], bool]] = {
         404,
         "No such message for this sender. A path that is no route at all answers NOT_FOUND.",
         (MESSAGE_NOT_FOUND, NOT_FOUND),
+        False,
+    ),
+    "ReplayJobNotFound": (
+        404,
+        "No such replay job for this sender. A path that is no route at all answers NOT_FOUND.",
+        (REPLAY_NOT_FOUND, NOT_FOUND),
         False,
     ),
     "Conflict": (409, "The messageId was already accepted with different content.", (MESSAGE_ID_CONFLICT,), False),
@@ -439,6 +457,68 @@ def _resource_schemas(message_schema: dict[str, Any]) -> dict[str, dict[str, Any
                 "run": {"type": "integer", "minimum": 1},
             },
         },
+        "ReplayJob": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "jobId",
+                "state",
+                "filter",
+                "matched",
+                "replayed",
+                "skipped",
+                "failed",
+                "createdAt",
+                "updatedAt",
+            ],
+            "properties": {
+                "jobId": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "state": {"enum": [JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED]},
+                "filter": _ref("ReplayFilterApplied"),
+                "matched": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Messages the filter matched at the start.",
+                },
+                "replayed": {"type": "integer", "minimum": 0, "description": "Matched messages given a new run."},
+                "skipped": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Matched messages no longer replayable when their page came (expired, or in "
+                    "another status).",
+                },
+                "failed": {"type": "integer", "minimum": 0, "description": "Replays that could not be recorded."},
+                "createdAt": {"type": "string", "format": "date-time"},
+                "updatedAt": {"type": "string", "format": "date-time"},
+                "reason": {"type": "string", "description": "Why a FAILED job failed."},
+            },
+        },
+        "ReplayStarted": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["jobId", "matched", "state", "filter"],
+            "properties": {
+                "jobId": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "matched": {"type": "integer", "minimum": 0, "maximum": MAX_MESSAGES_PER_JOB},
+                "state": {
+                    "enum": [JobState.RUNNING, JobState.SUCCEEDED],
+                    "description": "SUCCEEDED at once when nothing matched.",
+                },
+                "filter": _ref("ReplayFilterApplied"),
+            },
+        },
+        "ReplayFilterApplied": {
+            "type": "object",
+            "description": "The filter with its defaults filled in and the origin normalised.",
+            "additionalProperties": False,
+            "required": ["status", "since", "until"],
+            "properties": {
+                "status": {"enum": [Status.FAILED.value, Status.CANCELLED.value]},
+                "since": {"type": "string", "format": "date-time"},
+                "until": {"type": "string", "format": "date-time"},
+                "origin": {"type": "string"},
+            },
+        },
         "Cancelled": {
             "type": "object",
             "additionalProperties": False,
@@ -640,13 +720,55 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/messages/replay": {
+            "post": {
+                "operationId": "replayMessages",
+                "summary": "Replay every FAILED or CANCELLED message matching a filter (a bulk replay job)",
+                "description": "Starts a job that gives every matching message a new run with a REPLAYED event "
+                "(naming the job), as `POST /messages/{messageId}/replay` does, page by page (at most "
+                f"{replay_schema()['x-relay-replay']['pageSize']} a second). A message matches when it reached "
+                "`status` between `since` (default: 24 hours before `until`) and `until` (default and upper "
+                "bound: now) and, with `origin`, its targetUrl has that origin. A filter matching more than "
+                f"{MAX_MESSAGES_PER_JOB} messages is refused (400 naming `$.since`): narrow the window.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("ReplayFilter"),
+                            "example": {
+                                "status": "FAILED",
+                                "since": "2026-01-31T10:00:00Z",
+                                "origin": "https://example.com",
+                            },
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _json_response("The job started; follow it at /replays/{jobId}.", _ref("ReplayStarted")),
+                    **_responses("ValidationError", *common),
+                },
+            },
+        },
+        "/replays/{jobId}": {
+            "parameters": [
+                {"name": "jobId", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
+            ],
+            "get": {
+                "operationId": "getReplayJob",
+                "summary": "A bulk replay job's progress",
+                "responses": {
+                    "200": _json_response("The job.", _ref("ReplayJob")),
+                    **_responses("ReplayJobNotFound", *common),
+                },
+            },
+        },
         "/messages/{messageId}/replay": {
             "parameters": [_MESSAGE_ID_PARAMETER],
             "post": {
                 "operationId": "replayMessage",
                 "summary": "Deliver a finished message again",
-                "description": "Starts a new delivery run of a DELIVERED or FAILED message; a REPLAYED event "
-                "records it.",
+                "description": "Starts a new delivery run of a finished (DELIVERED, FAILED or CANCELLED) message; "
+                "a REPLAYED event records it.",
                 "responses": {
                     "202": _json_response("The new run is queued.", _ref("Replayed")),
                     **_responses("MessageNotFound", "ReplayConflict", *common),
@@ -671,7 +793,9 @@ def build_document(message_schema: dict[str, Any] | None = None) -> dict[str, An
     """The whole OpenAPI document as a dict."""
     if message_schema is None:
         message_schema = json.loads(MESSAGE_SCHEMA_PATH.read_text(encoding="utf-8"))
+    filter_schema = {key: value for key, value in replay_schema().items() if not key.startswith(("$", "x-"))}
     schemas: dict[str, Any] = {
+        "ReplayFilter": filter_schema,
         **message_schemas(message_schema),
         **_resource_schemas(message_schema),
         **_error_schemas(),

@@ -6,6 +6,7 @@
     SenderAuthentication  token authorizer in front of every route (per-sender API keys)
     Api                REST API, stage, usage plan, gateway responses
     Operations         GET /messages[/{id}], replay, cancel
+    BulkReplay         POST /messages/replay, GET /replays/{id}, the replay job's machine
     Reconciler         re-drives overdue messages every minute
     Observability      alarms and the dashboard
     TraceSampling      X-Ray sampling rules for the API stage and the state machines
@@ -30,6 +31,7 @@ from stacks.constructs.ingest_workflow import IngestWorkflow
 from stacks.constructs.observability import Observability, TraceSampling
 from stacks.constructs.operations import Operations
 from stacks.constructs.reconciler import Reconciler
+from stacks.constructs.replay import BulkReplay
 from stacks.constructs.storage import Storage
 from stacks.settings import RelaySettings
 
@@ -74,6 +76,16 @@ class RelayStack(Stack):
         self.operations = Operations(
             self, "Operations", package=package, api=self.api, table=table, queue=queue, settings=settings
         )
+        self.replay = BulkReplay(
+            self,
+            "BulkReplay",
+            package=package,
+            api=self.api,
+            api_function=self.operations.function,
+            table=table,
+            queue=queue,
+            settings=settings,
+        )
         self.reconciler = Reconciler(
             self,
             "Reconciler",
@@ -104,6 +116,7 @@ class RelayStack(Stack):
             machines={
                 "Ingest": self.ingest.state_machine,
                 "IngestBatch": self.ingest.batch_state_machine,
+                "Replay": self.replay.state_machine,
                 "FastLane": self.delivery.fast_lane,
                 "SlowLane": self.delivery.slow_lane,
             },
@@ -156,6 +169,12 @@ class RelayStack(Stack):
             "SlowLaneArn",
             value=self.delivery.slow_lane.state_machine_arn,
             description="Delivery slow lane (STANDARD)",
+        )
+        CfnOutput(
+            self,
+            "ReplayStateMachineArn",
+            value=self.replay.state_machine.state_machine_arn,
+            description="Bulk replay jobs (STANDARD)",
         )
         CfnOutput(
             self,

@@ -1,4 +1,5 @@
-"""The read-and-act API: GET /messages/{id}, GET /messages, POST /messages/{id}/replay|cancel.
+"""The read-and-act API: GET /messages/{id}, GET /messages, POST /messages/{id}/replay|cancel,
+POST /messages/replay (bulk) and GET /replays/{id}.
 
 The sender comes from the authorizer's context, never from the request.
 """
@@ -10,12 +11,14 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared import operations
+from functions.shared import operations, replays
 from functions.shared.api_errors import register_error_handlers
 from functions.shared.config import get_settings
 from functions.shared.observability import logger, metrics, tracer
 from functions.shared.queue import DeliveryQueue
+from functions.shared.replay_repository import ReplayRepository
 from functions.shared.repository import MessageRepository
+from functions.shared.workflows import Workflows
 
 app = APIGatewayRestResolver()
 register_error_handlers(app)
@@ -50,6 +53,19 @@ def list_messages() -> dict[str, Any]:
     return operations.list_messages(
         _repository(), _sender(), query.get("status"), query.get("limit"), query.get("cursor")
     )
+
+
+@app.post("/messages/replay")
+def replay_messages() -> Response[dict[str, Any]]:
+    settings = get_settings()
+    repository = ReplayRepository(settings.table_name)
+    body = replays.start_job(repository, Workflows(), settings, _sender(), app.current_event.body)
+    return Response(status_code=202, content_type="application/json", body=body)
+
+
+@app.get("/replays/<job_id>")
+def get_replay(job_id: str) -> dict[str, Any]:
+    return replays.get_job(ReplayRepository(get_settings().table_name), _sender(), unquote(job_id))
 
 
 @app.post("/messages/<message_id>/replay")

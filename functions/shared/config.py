@@ -99,6 +99,8 @@ class Settings:
     fast_lane_waits: tuple[int, ...] = ()
     slow_lane_waits: tuple[int, ...] = ()
     slow_lane_initial_wait_seconds: int = 0
+    # The bulk replay job's state machine (POST /messages/replay starts it).
+    replay_machine_arn: str = ""
 
     @property
     def ttl_seconds(self) -> int:
@@ -110,6 +112,8 @@ def _env_ints(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in raw.split(",") if part.strip())
 
 
+# The API function's variable naming the bulk replay machine (stacks/constructs/replay.py).
+REPLAY_MACHINE_VARIABLE = "RELAY_REPLAY_MACHINE_ARN"
 # The delivery queue's dead-letter queue: the reconciler takes back what lands there.
 DEAD_LETTER_QUEUE_VARIABLE = "RELAY_DEAD_LETTER_QUEUE_URL"
 
@@ -143,4 +147,5 @@ def get_settings() -> Settings:
         fast_lane_waits=_env_ints("RELAY_FAST_LANE_WAITS"),
         slow_lane_waits=_env_ints("RELAY_SLOW_LANE_WAITS"),
         slow_lane_initial_wait_seconds=_env_int("RELAY_SLOW_LANE_INITIAL_WAIT_SECONDS", 0),
+        replay_machine_arn=os.environ.get(REPLAY_MACHINE_VARIABLE, ""),
     )

@@ -129,7 +129,11 @@ class WorkflowUnavailable(RelayError):
 
 
 class MessageNotFinished(RelayError):
-    """Replay needs a DELIVERED or FAILED message."""
+    """Replay needs a finished message (DELIVERED, FAILED or CANCELLED)."""
+
+
+class ReplayJobNotFound(RelayError):
+    """No bulk replay job of that id for this sender."""
 
 
 class MessageFinished(RelayError):

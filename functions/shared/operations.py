@@ -31,7 +31,7 @@ from functions.shared.metric_names import Metric
 from functions.shared.model import DUE_SHARDS, Event, EventType, MessageHead, MessageKey, Status
 from functions.shared.observability import logger, metrics
 from functions.shared.queue import DeliveryQueue, MessageQueue
-from functions.shared.repository import MessageRepository
+from functions.shared.repository import REPLAYABLE_STATUSES, MessageRepository
 from functions.shared.runs import message_runs
 from functions.shared.status import status_view
 
@@ -110,8 +110,15 @@ def list_messages(
 
 
 def replay(
-    repository: MessageRepository, queue: DeliveryQueue, settings: Settings, sender_id: str, message_id: str
+    repository: MessageRepository,
+    queue: DeliveryQueue,
+    settings: Settings,
+    sender_id: str,
+    message_id: str,
+    statuses: frozenset[Status] = REPLAYABLE_STATUSES,
+    job_id: str | None = None,
 ) -> dict[str, Any]:
+    """Start a new run of a finished message in one of `statuses` (a bulk replay: its job's status)."""
     key = _message_key(sender_id, message_id)
     head = repository.get_head(key)
     if head is None:
@@ -119,12 +126,12 @@ def replay(
     now = datetime.now(UTC)
     if head.is_expired(now):
         raise MessageExpired(f"Message '{message_id}' expired at {iso(head.expires_at)}.")
-    replayed = Event(EventType.REPLAYED, now, head.run + 1, head.attempts, {"previousStatus": head.status.value})
-    updated = repository.start_replay(head, replayed, int(now.timestamp()) + settings.redrive_after_seconds)
+    details = {"previousStatus": head.status.value, **({"jobId": job_id} if job_id else {})}
+    replayed = Event(EventType.REPLAYED, now, head.run + 1, head.attempts, details)
+    updated = repository.start_replay(head, replayed, int(now.timestamp()) + settings.redrive_after_seconds, statuses)
     if updated is None:
-        raise MessageNotFinished(
-            f"Message '{message_id}' is {head.status.value}; only DELIVERED or FAILED can be replayed."
-        )
+        allowed = " or ".join(status.value for status in sorted(statuses))
+        raise MessageNotFinished(f"Message '{message_id}' is {head.status.value}; only {allowed} can be replayed.")
     try:
         # ENQUEUED is recorded by the dispatcher's claim; until then the due time stands guard.
         queue.send(key, run=updated.run)

@@ -55,6 +55,8 @@ STATUS_INDEX = "byStatus"
 DUE_INDEX = "due"
 # Statuses that have an entry in the sparse byStatus index; the others are listed from bySender.
 SPARSE_STATUSES = frozenset({Status.FAILED, Status.CANCELLED})
+# What a replay may start again: every finished message (a bulk replay narrows it to one status).
+REPLAYABLE_STATUSES = frozenset({Status.DELIVERED, Status.FAILED, Status.CANCELLED})
 
 _TRANSIENT_CODES = frozenset(
     {
@@ -99,6 +101,7 @@ _DETAIL_CODES = {
     "previousStatus": "ps",
     "requestId": "rq",
     "anomaly": "an",
+    "jobId": "jb",
 }
 _DETAIL_NAMES = {code: name for name, code in _DETAIL_CODES.items()}
 _EVENT_FIELDS = frozenset({"e", "t", "r", "n"})
@@ -668,9 +671,11 @@ class MessageRepository:
 
     # -- operations ------------------------------------------------------------------------------
 
-    def start_replay(self, head: MessageHead, replayed: Event, due_at: int) -> MessageHead | None:
-        """Begin a new run of a finished message (DELIVERED or FAILED); None when it is not finished."""
-        update = _Update().when_run(head.run).when_status_in({Status.DELIVERED, Status.FAILED})
+    def start_replay(
+        self, head: MessageHead, replayed: Event, due_at: int, statuses: frozenset[Status] = REPLAYABLE_STATUSES
+    ) -> MessageHead | None:
+        """Begin a new run of a finished message (one of `statuses`); None when it is in another status."""
+        update = _Update().when_run(head.run).when_status_in(statuses)
         update.assign("s", Status.PENDING.value).add("r", 1).assign("u", epoch_ms(replayed.at)).assign(
             "n", head.attempts
         )

@@ -165,6 +165,11 @@ def _schema_errors(errors: list[ValidationError]) -> list[FieldError]:
     return details
 
 
+def schema_field_errors(errors: list[ValidationError]) -> list[FieldError]:
+    """Field errors of any of Relay's request schemas, worded as the message schema's are."""
+    return _schema_errors(errors)
+
+
 def _describe_schema_error(error: ValidationError) -> list[FieldError]:
     path = error.json_path
     parent = list(error.absolute_path)

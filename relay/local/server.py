@@ -5,7 +5,7 @@
 - POST /messages is the deployed integration: its request mapping template rendered, the ingest
   machine started synchronously with what it produced, the integration response rendered; POST
   /messages/batch the same with the batch ingest machine (any other method there: 404, as on AWS).
-- The other /messages routes invoke the API Lambda handler with an API Gateway proxy event.
+- The other /messages routes (and /replays/{id}) invoke the API Lambda handler with an API Gateway proxy event.
 - /_admin/senders... serves `relay senders` locally, only with the admin token `relay dev` prints.
 - Every route refuses a `Host` that is not the address served (421): a web page whose name was
   rebound to 127.0.0.1 gets nothing. Admin POSTs also need `Content-Type: application/json`, so
@@ -106,7 +106,7 @@ class RelayHttpServer(StrictHttpServer):
         path = request.path
         if path.startswith("/_admin/") or path == "/_admin":
             return self._admin(request)
-        if path == "/messages" or path.startswith("/messages/"):
+        if path == "/messages" or path.startswith(("/messages/", "/replays/")):
             return self._messages(request)
         if request.method == "GET" and path == "/health":
             return HttpResponse(200, json.dumps({"status": "ok"}), headers=_request_id(request))

@@ -11,7 +11,7 @@ Paths choose the behaviour, so one server plays every kind of target:
   /busy/S[/N]    503 with Retry-After: S for the first N requests (default 1, per message), then 200
   /redirect      302 to /ok (must not be followed)
   /reset         closes the connection without answering
-  /switch/NAME   500 until heal(NAME) is called, then 200 (a target that recovers)
+  /switch/NAME[/S]  500 (or S) until heal(NAME) is called, then 200 (a target that recovers)
 Every request is recorded (method, path, headers, body bytes).
 """
 
@@ -118,7 +118,7 @@ class TargetServer:
             status = 500
         elif kind == "switch":
             with self._lock:
-                status = 200 if argument in self._healed else 500
+                status = 200 if argument in self._healed else (int(parts[2]) if len(parts) > 2 else 500)
         elif kind == "missing":
             status = 404
         elif kind == "slow":

@@ -148,7 +148,7 @@ def queue_arn(logical_id: str) -> dict[str, Any]:
 
 
 def state_machines(synth: Synthesized) -> dict[str, tuple[str, dict[str, Any]]]:
-    """'ingest' / 'batch' / 'fast' / 'slow' -> (logical id, resource), told apart by their definition."""
+    """'ingest' / 'batch' / 'fast' / 'slow' / 'replay' -> (logical id, resource), told apart by their definition."""
     found: dict[str, tuple[str, dict[str, Any]]] = {}
     for key, value in synth.of_type("AWS::StepFunctions::StateMachine").items():
         definition = json.loads(value["Properties"]["DefinitionString"])
@@ -157,6 +157,8 @@ def state_machines(synth: Synthesized) -> dict[str, tuple[str, dict[str, Any]]]:
             found["batch" if batch else "ingest"] = (key, value)
         elif "WaitBeforeSlowLane" in definition["States"]:
             found["slow"] = (key, value)
+        elif definition["StartAt"] == "ReplayPage":
+            found["replay"] = (key, value)
         else:
             found["fast"] = (key, value)
     assert len(found) == len(synth.of_type("AWS::StepFunctions::StateMachine")), sorted(found)

@@ -18,7 +18,7 @@ from stacks.application import cdk_json_context
 from stacks.constructs.observability import SAMPLING_RULE_NAME_LENGTH, SAMPLING_RULE_PRIORITY
 from stacks.settings import DEFAULT_XRAY_SAMPLING_RATE, RelaySettings, SettingsError
 
-MACHINES = ("ingest", "batch", "fast", "slow")
+MACHINES = ("ingest", "batch", "fast", "slow", "replay")
 OVERRIDES = {"xraySamplingRate": 0.25, "xrayReservoirPerSecond": 0, "applicationLogLevel": "DEBUG", "tracing": "all"}
 
 

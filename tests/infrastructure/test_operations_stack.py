@@ -41,6 +41,8 @@ ROUTES = [
     ("GET", "/messages/{messageId}"),
     ("POST", "/messages/{messageId}/replay"),
     ("POST", "/messages/{messageId}/cancel"),
+    ("POST", "/messages/replay"),
+    ("GET", "/replays/{jobId}"),
 ]
 OPERATION_ROUTES = ROUTES[2:]
 RELAY_METRICS = (
@@ -224,21 +226,29 @@ def test_operation_routes_proxy_to_the_api_function(synth: Synthesized, http_met
 def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synthesized) -> None:
     # Given what each route of the api function calls (functions/shared/operations.py and repository.py)
     main, _ = queue_ids(synth)
-    table = table_arn(synth)
-    sender_index, status_index = index_arn(synth, "bySender"), index_arn(synth, "byStatus")
+    table, status_index = table_arn(synth), index_arn(synth, "byStatus")
+    replay_machine = {"Ref": state_machines(synth)["replay"][0]}
+    sender_index = index_arn(synth, "bySender")
     needs: dict[str, dict[str, list[Any]]] = {
-        # head and content in one batch read
+        # the head and the content in one consistent batch read
         "GET /messages/{messageId}": {"dynamodb:BatchGetItem": [table]},
-        # keys-only indexes (bySender, or the sparse byStatus for FAILED/CANCELLED): a page of keys,
-        # then the messages they name in one batch
+        # the indexes hold keys only: a page of keys, then the messages it names in one batch
         "GET /messages?status=": {"dynamodb:Query": [sender_index, status_index], "dynamodb:BatchGetItem": [table]},
-        # one conditional update of the head each (status and event); a replay is enqueued
+        # one conditional update of the head (status and event); a replay is enqueued
         "POST /messages/{messageId}/replay": {
             "dynamodb:GetItem": [table],
             "dynamodb:UpdateItem": [table],
             "sqs:SendMessage": [queue_arn(main)],
         },
         "POST /messages/{messageId}/cancel": {"dynamodb:GetItem": [table], "dynamodb:UpdateItem": [table]},
+        # a bulk replay counts its matches (byStatus keys, contents), writes its job, starts its run
+        "POST /messages/replay": {
+            "dynamodb:Query": [status_index],
+            "dynamodb:BatchGetItem": [table],
+            "dynamodb:PutItem": [table],
+            "states:StartExecution": [replay_machine],
+        },
+        "GET /replays/{jobId}": {"dynamodb:GetItem": [table]},
     }
     required: dict[str, list[Any]] = {}
     for calls in needs.values():
@@ -246,7 +256,8 @@ def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synt
             required.setdefault(action, [])
             required[action] += [resource for resource in resources if resource not in required[action]]
     # Then its role grants every one of those calls on exactly those resources (a missing grant is a
-    # 500 on AWS, as BatchGetItem was for the listing), and nothing else: no run is started from the API
+    # 500 on AWS, as BatchGetItem was for the listing), and nothing else: the one run it may start is
+    # a bulk replay's
     assert data_grants(synth, step_role(synth, "api")) == {
         action: refs(*resources) for action, resources in required.items()
     }
@@ -475,3 +486,32 @@ def test_relay_dev_reads_post_messages_and_the_gateway_responses_from_the_templa
     unauthorized = api.gateway_responses["UNAUTHORIZED"]
     assert unauthorized.status_code == "401" and unauthorized.headers.get("WWW-Authenticate") == "Bearer"
     assert '"code":"UNAUTHORIZED"' in unauthorized.templates["application/json"]
+
+
+def test_the_replay_job_is_a_standard_machine_whose_step_replays_pages_and_nothing_else(synth: Synthesized) -> None:
+    # Given the replay machine and its ReplayPage function
+    machine_id, machine = state_machines(synth)["replay"]
+    main, _ = queue_ids(synth)
+    table, status_index = table_arn(synth), index_arn(synth, "byStatus")
+    # Then it is STANDARD (a job outlives an Express run's 5 minutes), a bounded loop with a Wait
+    assert machine["Properties"]["StateMachineType"] == "STANDARD"
+    definition = json.loads(machine["Properties"]["DefinitionString"])
+    assert {name: state["Type"] for name, state in definition["States"].items()} == {
+        "ReplayPage": "Task",
+        "MorePages": "Choice",
+        "Throttle": "Wait",
+        "RecordFailure": "Task",
+        "JobFailed": "Fail",
+        "Done": "Succeed",
+    }
+    # And the ReplayPage function reads the window and the messages, updates heads and the job, and
+    # enqueues the new runs: nothing else
+    assert data_grants(synth, step_role(synth, "replay")) == {
+        "dynamodb:Query": refs(status_index),
+        "dynamodb:GetItem": refs(table),
+        "dynamodb:BatchGetItem": refs(table),
+        "dynamodb:UpdateItem": refs(table),
+        "sqs:SendMessage": refs(queue_arn(main)),
+    }
+    # And the api function is told which machine to start
+    assert step_environment(synth, "api")["RELAY_REPLAY_MACHINE_ARN"] == {"Ref": machine_id}

@@ -74,8 +74,11 @@ def test_api_handler_answers_in_relays_error_shape(local_aws: Any, post: Any) ->
         "message": f"No message '{message['messageId']}'.",
         "requestId": "req-1",
     }
-    # Cancel, then replay of a cancelled message is refused
-    cancelled = local_aws.invoke("relay-api", api_event("POST", f"/messages/{message['messageId']}/cancel", "shop"))
-    assert json.loads(cancelled["body"])["status"] == "CANCELLED"
+    # Replay of a message that has not finished is refused
     refused = local_aws.invoke("relay-api", api_event("POST", f"/messages/{message['messageId']}/replay", "shop"))
     assert (refused["statusCode"], json.loads(refused["body"])["error"]["code"]) == (409, "MESSAGE_NOT_FINISHED")
+    # Cancel, then replay: a cancelled message is finished, so it starts a new run
+    cancelled = local_aws.invoke("relay-api", api_event("POST", f"/messages/{message['messageId']}/cancel", "shop"))
+    assert json.loads(cancelled["body"])["status"] == "CANCELLED"
+    replayed = local_aws.invoke("relay-api", api_event("POST", f"/messages/{message['messageId']}/replay", "shop"))
+    assert (replayed["statusCode"], json.loads(replayed["body"])["run"]) == (202, 1)

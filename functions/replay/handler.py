@@ -1,0 +1,24 @@
+"""The bulk replay machine's step: replay one page of a job, or record that the job's run failed."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.shared import replays
+from functions.shared.config import get_settings
+from functions.shared.observability import logger, metrics, tracer
+from functions.shared.queue import DeliveryQueue
+from functions.shared.replay_repository import ReplayRepository
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = get_settings()
+    repository = ReplayRepository(settings.table_name)
+    if event.get("action") == "fail":
+        return replays.fail_job(repository, event)
+    result = replays.replay_page(repository, DeliveryQueue(settings.queue_url), settings, event)
+    logger.info("Replayed a page", extra={"jobId": result["jobId"], "page": event.get("page"), **result["counts"]})
+    return result

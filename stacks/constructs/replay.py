@@ -1,0 +1,98 @@
+"""Bulk replay: POST /messages/replay, GET /replays/{jobId}, and the job's state machine.
+
+    POST /messages/replay   (the api function) checks the filter, counts the matches, writes the
+                            job record and starts the replay machine: 202 {jobId, matched}
+    replay machine (STANDARD, statemachines/replay.asl.json): ReplayPage -> more? -> Wait 1 s -> ...
+    replay function (ReplayPage): one page of the job, each message replayed as the single-message
+                            replay does (head update + delivery queue), the counts on the job record
+    GET /replays/{jobId}    (the api function) the job's state and counters
+
+The routes are served by the Operations construct's `api` function; this construct adds their
+methods, the machine's ARN to that function's environment, and exactly the grants they need.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from functions.shared.config import REPLAY_MACHINE_VARIABLE
+from relay.definitions import read_definition
+from stacks.constructs.api import Api
+from stacks.constructs.functions import FunctionPackage, RelayFunction
+from stacks.constructs.storage import STATUS_INDEX
+from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
+from stacks.settings import RelaySettings
+
+REPLAY_DEFINITION = "replay.asl.json"
+REPLAY_PAGE_PLACEHOLDER = "ReplayPageFunctionArn"
+# A page of 50 replays: one query, one BatchGetItem, then a read and a write plus a queue send each.
+PAGE_TIMEOUT = Duration.seconds(60)
+
+
+def replay_definition() -> str:
+    return json.dumps(read_definition(REPLAY_DEFINITION), indent=2)
+
+
+class BulkReplay(Construct):
+    """The replay function and machine; the two routes on the api function."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        package: FunctionPackage,
+        api: Api,
+        api_function: RelayFunction,
+        table: dynamodb.ITable,
+        queue: sqs.IQueue,
+        settings: RelaySettings,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.function = RelayFunction(
+            self,
+            "ReplayPage",
+            package=package,
+            handler=handler_path("replay"),
+            description="Relay bulk replay: replay one page of a job's matching messages",
+            environment={
+                "RELAY_TABLE_NAME": table.table_name,
+                "RELAY_QUEUE_URL": queue.queue_url,
+                **settings.function_environment(),
+            },
+            timeout=PAGE_TIMEOUT,
+        )
+        functions = {REPLAY_PAGE_PLACEHOLDER: self.function}
+        self.state_machine, self.logs = relay_state_machine(
+            self,
+            log_name="replay",
+            machine_type=sfn.StateMachineType.STANDARD,
+            definition=check_placeholders(REPLAY_DEFINITION, replay_definition(), dict.fromkeys(functions, "")),
+            functions=functions,
+            tracing=settings.tracing,
+        )
+
+        # ReplayPage: the window of the sparse byStatus index (keys), the messages (BatchGetItem),
+        # each replay's head read and conditional update, the job's counters (UpdateItem), and the
+        # new run on the delivery queue.
+        self.function.grant([f"{table.table_arn}/index/{STATUS_INDEX}"], "dynamodb:Query")
+        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
+        self.function.grant([queue.queue_arn], "sqs:SendMessage")
+
+        # The api function: counting the matches uses the byStatus index and BatchGetItem it already
+        # has (Operations); it writes the job record and starts this machine, and no other.
+        api_function.function.add_environment(REPLAY_MACHINE_VARIABLE, self.state_machine.state_machine_arn)
+        api_function.grant([table.table_arn], "dynamodb:PutItem")
+        api_function.grant([self.state_machine.state_machine_arn], "states:StartExecution")
+
+        integration = apigateway.LambdaIntegration(api_function.function, proxy=True, allow_test_invoke=False)
+        self.start = api.messages.add_resource("replay").add_method("POST", integration)
+        self.show = api.rest_api.root.add_resource("replays").add_resource("{jobId}").add_method("GET", integration)
+        self.methods = [self.start, self.show]
