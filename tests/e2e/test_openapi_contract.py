@@ -153,6 +153,8 @@ def test_forbidden_and_throttled_senders(document: dict[str, Any], relay: LocalR
         ("get", "/messages/{messageId}", lambda c: c.status("any")),
         ("post", "/messages/{messageId}/replay", lambda c: c.replay("any")),
         ("post", "/messages/{messageId}/cancel", lambda c: c.cancel("any")),
+        ("post", "/messages/replay", lambda c: c.replay_many({"status": "FAILED"})),
+        ("get", "/replays/{jobId}", lambda c: c.replay_job("any")),
     ]
     for method, path, call in calls:
         assert conforms(document, method, path, call(disabled), 403)["error"]["code"] == "FORBIDDEN"
@@ -228,6 +230,15 @@ def test_status_list_replay_cancel(document: dict[str, Any], client: RelayClient
     expired = conforms(document, "post", "/messages/{messageId}/replay", client.replay(delivered["messageId"]), 409)
     assert expired["error"]["code"] == "MESSAGE_EXPIRED"
 
+    # POST /messages/replay and GET /replays/{jobId}
+    job = conforms(document, "post", "/messages/replay", client.replay_many({"status": "FAILED"}), 202)
+    assert job["matched"] >= 0 and job["jobId"]
+    assert conforms(document, "get", "/replays/{jobId}", client.replay_job(job["jobId"]), 200)["jobId"] == job["jobId"]
+    bad_filter = conforms(document, "post", "/messages/replay", client.replay_many({"status": "DELIVERED"}), 400)
+    assert bad_filter["error"]["details"][0]["path"] == "$.status"
+    no_job = conforms(document, "get", "/replays/{jobId}", client.replay_job("no-such-job"), 404)
+    assert no_job["error"]["code"] == "REPLAY_NOT_FOUND"
+
     # POST /messages/{messageId}/cancel
     cancelled = conforms(document, "post", "/messages/{messageId}/cancel", client.cancel(hanging["messageId"]), 200)
     assert cancelled["status"] == "CANCELLED"
@@ -271,6 +282,8 @@ def test_system_errors(document: dict[str, Any], client: RelayClient, relay: Loc
             ("get", "/messages/{messageId}", client.status("any")),
             ("post", "/messages/{messageId}/replay", client.replay("any")),
             ("post", "/messages/{messageId}/cancel", client.cancel("any")),
+            ("post", "/messages/replay", client.replay_many({"status": "FAILED"})),
+            ("get", "/replays/{jobId}", client.replay_job("any")),
         ]:
             body = conforms(document, method, path, answer, 500)
             assert body["error"]["code"] == "SYSTEM_ERROR" and "boom" not in json.dumps(body)
