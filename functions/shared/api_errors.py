@@ -13,6 +13,7 @@ from functions.shared.exceptions import (
     MessageNotFinished,
     MessageNotFound,
     RelayError,
+    TargetNotFound,
 )
 from functions.shared.observability import logger
 from functions.shared.responses import SYSTEM_ERROR, VALIDATION_ERROR
@@ -25,6 +26,7 @@ ERROR_CODES: dict[type[Exception], tuple[int, str]] = {
     MessageNotFinished: (409, "MESSAGE_NOT_FINISHED"),
     MessageFinished: (409, "MESSAGE_ALREADY_FINISHED"),
     MessageExpired: (409, "MESSAGE_EXPIRED"),
+    TargetNotFound: (404, "TARGET_NOT_FOUND"),
 }
 
 

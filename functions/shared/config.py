@@ -55,6 +55,11 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+def _env_optional(name: str, kind: type[float] | type[int]) -> float | int | None:
+    raw = os.environ.get(name)
+    return kind(raw) if raw not in (None, "") else None
+
+
 def _env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw in (None, ""):
@@ -88,11 +93,19 @@ class Settings:
     fast_lane_lease_seconds: int
     slow_lane_lease_seconds: int
     first_attempt: FirstAttempt = FirstAttempt.INLINE
+    # Every target's limits unless it (or its sender's `*`) has its own: `relay.targets` in cdk.json
+    # (functions/shared/targets.py); None = unlimited, which costs nothing per attempt.
+    target_default_rate_per_second: float | None = None
+    target_default_max_concurrency: int | None = None
 
     @property
     def ttl_seconds(self) -> int:
         return self.ttl_days * 86_400
 
+
+# `relay.targets.defaultRatePerSecond` / `defaultMaxConcurrency` (set by stacks/settings.py; absent = unlimited).
+TARGET_DEFAULT_RATE_VARIABLE = "RELAY_TARGET_DEFAULT_RATE_PER_SECOND"
+TARGET_DEFAULT_CONCURRENCY_VARIABLE = "RELAY_TARGET_DEFAULT_MAX_CONCURRENCY"
 
 # The delivery queue's dead-letter queue: the reconciler takes back what lands there.
 DEAD_LETTER_QUEUE_VARIABLE = "RELAY_DEAD_LETTER_QUEUE_URL"
@@ -122,4 +135,6 @@ def get_settings() -> Settings:
         fast_lane_lease_seconds=_env_int("RELAY_FAST_LANE_LEASE_SECONDS", 360),
         slow_lane_lease_seconds=_env_int("RELAY_SLOW_LANE_LEASE_SECONDS", 200_000),
         first_attempt=FirstAttempt(os.environ.get(FIRST_ATTEMPT_VARIABLE) or FirstAttempt.INLINE),
+        target_default_rate_per_second=_env_optional(TARGET_DEFAULT_RATE_VARIABLE, float),
+        target_default_max_concurrency=_env_optional(TARGET_DEFAULT_CONCURRENCY_VARIABLE, int),  # type: ignore[arg-type]
     )
