@@ -99,13 +99,19 @@ def test_an_unlimited_target_costs_no_request_per_attempt(repository: TargetRepo
     # Given a flow control with its 30 s cache, and a target without limits
     repository_of_one = TargetRepository(repository._messages.table_name)
     calls: list[str] = []
-    inner = repository_of_one._messages._call
+    messages = repository_of_one._messages
+    call, batch_get = messages._call, messages._batch_get
 
-    def counting(operation: str, **kwargs: Any) -> Any:
+    def counting_call(operation: str, **kwargs: Any) -> Any:
         calls.append(operation)
-        return inner(operation, **kwargs)
+        return call(operation, **kwargs)
 
-    repository_of_one._messages._call = counting  # type: ignore[method-assign]
+    def counting_batch_get(keys: list[dict[str, Any]], consistent: bool) -> list[dict[str, Any]]:
+        calls.append("batch_get_item")
+        return batch_get(keys, consistent)
+
+    messages._call = counting_call  # type: ignore[method-assign]
+    messages._batch_get = counting_batch_get  # type: ignore[method-assign]
     flow = FlowControl(repository_of_one, Target("*"), lease_seconds=30)
     # When a hundred attempts ask for a permit
     for _ in range(100):
