@@ -250,12 +250,13 @@ class RelaySettings:
         return (
             schedule.max_horizon_seconds
             + schedule.attempts * self.deliver_timeout_seconds
-            + throttled.max_horizon_seconds
+            + sum(throttled.waits)
             + throttled.attempts * THROTTLED_STEP_SECONDS
         )
 
     def throttle_schedule(self, lane: str) -> RetrySchedule:
-        """What a lane's DeliveryThrottled retrier (a target at its limit) means in time."""
+        """What a lane's DeliveryThrottled retrier (a target at its limit) means in time (its `waits`;
+        the lane's initial Wait is counted once, with the DeliveryRetryable schedule)."""
         return retry_schedule(DELIVERY_LANES[lane], None, DELIVERY_THROTTLED_ERROR)
 
     @property
@@ -271,7 +272,7 @@ class RelaySettings:
         schedule = self.lane_schedule("slowLane")
         throttled = self.throttle_schedule("slowLane")
         return (
-            math.ceil(schedule.max_horizon_seconds + throttled.max_horizon_seconds)
+            math.ceil(schedule.max_horizon_seconds + sum(throttled.waits))
             + schedule.attempts * self.deliver_timeout_seconds
             + throttled.attempts * THROTTLED_STEP_SECONDS
             + SLOW_LANE_LEASE_MARGIN_SECONDS

@@ -207,9 +207,12 @@ def test_dispatcher_may_claim_attempt_start_the_fast_lane_and_fail_messages(synt
     grants = data_grants(synth, step_role(synth, "dispatcher"))
     # Then it may read and update heads and append events, make attempts as deliver does (head and
     # content in one read, the sender's signing secret), start the fast lane, send to the
-    # failed-messages queue, and consume the delivery queue: nothing else
+    # failed-messages queue, put a message whose target is at its limit back on the delivery queue,
+    # and consume the delivery queue: nothing else
+    main, _ = queue_ids(synth)
     assert grants == {
         **dispatcher_grants_without_attempts(synth),
+        "sqs:SendMessage": [queue_arn(failed_queue_id(synth)), queue_arn(main)],
         "dynamodb:BatchGetItem": [table_arn(synth)],
         "secretsmanager:GetSecretValue": [SENDER_SECRETS],
     }
@@ -241,8 +244,10 @@ def test_deliver_may_read_and_record_attempts_and_read_sender_secrets(synth: Syn
     # Given deliver's role
     grants = data_grants(synth, step_role(synth, "deliver"))
     # Then it batch-reads head and content, updates the head, appends events, and reads signing
-    # secrets under relay/senders/ only (senders are created with theirs; it never creates one)
+    # secrets under relay/senders/ only (senders are created with theirs; it never creates one); a
+    # limited target's flow state is read again (GetItem) when a conditional write lost to another
     assert grants == {
+        "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
         "dynamodb:PutItem": [table_arn(synth)],
@@ -330,7 +335,7 @@ def test_each_step_has_the_attempt_settings_and_leases(synth: Synthesized, step:
     # (the fast lane's lease is taken by the dispatcher before its inline attempt: an Express run's
     # 300 s and a margin, plus the dispatcher's own 35 s)
     assert variables["RELAY_FAST_LANE_LEASE_SECONDS"] == str(settings.fast_lane_lease_seconds) == "395"
-    assert variables["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(settings.slow_lane_lease_seconds) == "186185"
+    assert variables["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(settings.slow_lane_lease_seconds) == "216296"
 
 
 def only_table(synth: Synthesized) -> str:

@@ -40,6 +40,9 @@ ROUTES = [
     ("GET", "/messages/{messageId}"),
     ("POST", "/messages/{messageId}/replay"),
     ("POST", "/messages/{messageId}/cancel"),
+    ("PUT", "/targets"),
+    ("GET", "/targets"),
+    ("DELETE", "/targets/{targetId}"),
 ]
 OPERATION_ROUTES = ROUTES[1:]
 RELAY_METRICS = (
@@ -237,6 +240,11 @@ def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synt
             "sqs:SendMessage": [queue_arn(main)],
         },
         "POST /messages/{messageId}/cancel": {"dynamodb:UpdateItem": [table], "dynamodb:PutItem": [table]},
+        # functions/shared/targets.py: a target's limits item; the listing's keys, then the limits and
+        # flow states they name; a deletion removes both
+        "PUT /targets": {"dynamodb:PutItem": [table]},
+        "GET /targets": {"dynamodb:Query": [status_index], "dynamodb:BatchGetItem": [table]},
+        "DELETE /targets/{targetId}": {"dynamodb:DeleteItem": [table]},
     }
     required: dict[str, list[Any]] = {}
     for calls in needs.values():
