@@ -352,9 +352,10 @@ DEMO_TARGETS = {
     "always 500": "/fail",
     "404": "/missing",
 }
-# A receiver that answers 429 above 2 requests a second, on its own origin (limits are per origin),
-# and the limit the demo sets on it (PUT /targets), so every message goes through at the first try.
-DEMO_RATE_LIMITED_PATH = "/ratelimit/2"
+# A receiver that answers 429 above 4 requests in any second, on its own origin (limits are per
+# origin), and the limit the demo sets on it (PUT /targets): 2/s with a burst of 2 never sends it
+# more than 4 in a second, so every message goes through at the first try.
+DEMO_RATE_LIMITED_PATH = "/ratelimit/4"
 DEMO_RATE_LIMIT = 2.0
 DEMO_RATE_LIMITED_MESSAGES = 8
 
@@ -385,7 +386,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"Local relay at {relay.url}, demo targets at {targets.url} (time scale {args.time_scale}).")
         print("Retry policy for the demo: fast lane 3 attempts, slow lane 3 attempts (see cdk.json for the real one).")
         client.put_target(limited.url, DEMO_RATE_LIMIT, None)
-        print(f"Target {limited.url} answers 429 above 2/s; its limit: `relay targets set {limited.url} --rate 2`.")
+        print(
+            f"Target {limited.url} answers 429 above 4 requests a second; "
+            f"its limit: `relay targets set {limited.url} --rate {DEMO_RATE_LIMIT:g}`."
+        )
 
         def send(label: str, url: str) -> str:
             message: dict[str, Any] = {
