@@ -190,3 +190,21 @@ def test_in_the_lanes_a_throttled_attempt_is_retried_without_being_counted() -> 
         for record in records:
             assert [e["type"] for e in record["events"]].count("ATTEMPT_STARTED") == 1
         assert slow.peak_in_flight == 1
+
+
+def test_the_target_s_own_limits_win_over_the_sender_default_and_the_deployment_s(
+    repository: TargetRepository,
+) -> None:
+    # Given a deployment default of 100/s, a sender default (origin *) of 3/s, and one target of its own
+    repository.put("bravo", Target("*", rate_per_second=3.0))
+    repository.put("bravo", Target("https://own.example", max_concurrency=2))
+    flow = FlowControl(repository, Target("*", rate_per_second=100.0), lease_seconds=30)
+    # Then a target of its own keeps exactly its settings, the others take the sender's default,
+    # and another sender takes the deployment's
+    assert (
+        flow.limits("bravo", "https://own.example").rate_per_second,
+        flow.limits("bravo", "https://own.example").max_concurrency,
+    ) == (None, 2)
+    assert flow.limits("bravo", "https://other.example").rate_per_second == 3.0
+    assert flow.limits("charlie", "https://other.example").rate_per_second == 100.0
+    assert flow.limits("bravo", "https://other.example").origin == "https://other.example"
