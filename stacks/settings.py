@@ -35,7 +35,7 @@ CONTEXT_KEY = "relay"
 SECTIONS = frozenset({"delivery", "targets"})
 # `relay.targets`: every target's limits unless the sender set its own (PUT /targets; origin "*" for
 # a sender-wide default). null = unlimited, which costs nothing per attempt (functions/shared/targets.py).
-TARGET_DEFAULTS = {"defaultRatePerSecond": (float, 10_000), "defaultMaxConcurrency": (int, 1000)}
+TARGET_DEFAULTS = {"defaultRatePerSecond": (float, 0.001, 10_000), "defaultMaxConcurrency": (int, 1, 1000)}
 # A throttled step (DeliveryThrottled) sends nothing: it takes about this long, not an attempt's time.
 THROTTLED_STEP_SECONDS = 1
 
@@ -413,7 +413,7 @@ def _check_target_defaults(section: dict[str, Any]) -> None:
         raise SettingsError(
             f"unknown setting(s) in {CONTEXT_KEY}.targets: {', '.join(unknown)}; known: {', '.join(TARGET_DEFAULTS)}"
         )
-    for name, (kind, largest) in TARGET_DEFAULTS.items():
+    for name, (kind, smallest, largest) in TARGET_DEFAULTS.items():
         value = section.get(name)
         if value is None:
             continue
@@ -425,8 +425,8 @@ def _check_target_defaults(section: dict[str, Any]) -> None:
             raise SettingsError(
                 f"{CONTEXT_KEY}.targets.{name} must be a {'whole ' if kind is int else ''}number or null"
             )
-        if not 0 < value <= largest:
-            raise SettingsError(f"{CONTEXT_KEY}.targets.{name} must be above 0 and at most {largest}, or null")
+        if not smallest <= value <= largest:
+            raise SettingsError(f"{CONTEXT_KEY}.targets.{name} must be from {smallest:g} to {largest}, or null")
 
 
 def _tracing(name: str, value: Any) -> Tracing:
