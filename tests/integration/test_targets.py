@@ -168,30 +168,6 @@ def test_a_concurrency_limited_target_receives_one_request_at_a_time(relay: Loca
         assert len(slow.received) == 6
 
 
-def test_in_the_lanes_a_throttled_attempt_is_retried_without_being_counted() -> None:
-    # Given every delivery as a fast-lane run (delivery.firstAttempt: stateMachine), and a target that
-    # takes 300 ms per request, limited to one in flight
-    from functions.shared.config import FIRST_ATTEMPT_VARIABLE, FirstAttempt
-
-    environment = {FIRST_ATTEMPT_VARIABLE: FirstAttempt.STATE_MACHINE.value}
-    with (
-        LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY, environment=environment) as running,
-        TargetServer() as slow,
-    ):
-        client = RelayClient(running.url, token=running.dev_token)
-        assert client.put_target(slow.url, None, 1).ok
-        # When five messages go to it at once (the Deliver steps raise DeliveryThrottled while it is busy)
-        messages = [make_message(senderId="dev", targetUrl=f"{slow.url}/slow/300") for _ in range(5)]
-        for message in messages:
-            assert client.send(message).status == 202
-        records = [wait_until_terminal(client, message, timeout=90) for message in messages]
-        # Then each is delivered by its one and only attempt, and the target never had two at once
-        assert [(r["status"], r["attempts"]) for r in records] == [("DELIVERED", 1)] * 5
-        for record in records:
-            assert [e["type"] for e in record["events"]].count("ATTEMPT_STARTED") == 1
-        assert slow.peak_in_flight == 1
-
-
 def test_the_target_s_own_limits_win_over_the_sender_default_and_the_deployment_s(
     repository: TargetRepository,
 ) -> None:
