@@ -404,6 +404,49 @@ def cmd_senders(args: argparse.Namespace) -> int:
     return _finish(answer, True)
 
 
+# -- targets ----------------------------------------------------------------------------------------
+
+
+def _limit(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def render_targets(body: dict[str, Any]) -> None:
+    items = body.get("items", [])
+    if not items:
+        print("no targets with limits (every target is unlimited unless the deployment sets a default)")
+        return
+    print(f"{'origin':<40}{'rate/s':<8}{'concurrency':<13}{'in flight':<11}tokens")
+    for item in items:
+        print(
+            f"{item['origin']:<40}{_limit(item.get('ratePerSecond')):<8}{_limit(item.get('maxConcurrency')):<13}"
+            f"{item.get('inFlight', 0)!s:<11}{_limit(item.get('tokens'))}"
+        )
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.action == "list":
+        return _finish(client.targets(), args.json, render_targets)
+    if not args.origin:
+        print(f"relay targets {args.action}: give the target's ORIGIN (scheme://host[:port], or * for your default)")
+        return 2
+    if args.action == "set":
+        if args.rate is None and args.concurrency is None:
+            print("relay targets set: give --rate and/or --concurrency (`relay targets delete` removes limits)")
+            return 2
+
+        def render_set(body: dict[str, Any]) -> None:
+            rate, concurrency = _limit(body.get("ratePerSecond")), _limit(body.get("maxConcurrency"))
+            print(f"{body['origin']}: rate {rate}/s, concurrency {concurrency}")
+
+        return _finish(client.put_target(args.origin, args.rate, args.concurrency), args.json, render_set)
+    # `relay targets resume ORIGIN` (the circuit breaker) goes here, beside set and delete.
+    return _finish(
+        client.delete_target(args.origin), args.json, lambda body: print(f"{body['origin']}: limits removed")
+    )
+
+
 # -- demo -------------------------------------------------------------------------------------------
 
 # A shortened schedule so the demo ends in seconds; `relay dev` runs the one in cdk.json.
@@ -417,6 +460,23 @@ DEMO_TARGETS = {
     "always 500": "/fail",
     "404": "/missing",
 }
+# A receiver that answers 429 above 4 requests in any second, on its own origin (limits are per
+# origin), and the limit the demo sets on it (PUT /targets): 2/s with a burst of 2 never sends it
+# more than 4 in a second, so every message goes through at the first try.
+DEMO_RATE_LIMITED_PATH = "/ratelimit/4"
+DEMO_RATE_LIMIT = 2.0
+DEMO_RATE_LIMITED_MESSAGES = 8
+
+
+def peak_per_second(times: list[float]) -> int:
+    """The most requests any one-second window holds (what a rate limit promises to keep low)."""
+    ordered = sorted(times)
+    peak, start = 0, 0
+    for end, at in enumerate(ordered):
+        while at - ordered[start] >= 1.0:
+            start += 1
+        peak = max(peak, end - start + 1)
+    return peak
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -425,31 +485,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from relay.local.runtime import LocalRelay
     from relay.local.targets import TargetServer
 
-    with TargetServer() as targets, LocalRelay(port=0, time_scale=args.time_scale, policy=DEMO_POLICY) as relay:
+    with (
+        TargetServer() as targets,
+        TargetServer() as limited,
+        LocalRelay(port=0, time_scale=args.time_scale, policy=DEMO_POLICY) as relay,
+    ):
         client = RelayClient(relay.url, token=relay.dev_token)
         print(f"Local relay at {relay.url}, demo targets at {targets.url} (time scale {args.time_scale}).")
         print("Retry policy for the demo: fast lane 3 attempts, slow lane 3 attempts (see cdk.json for the real one).")
-        sent: dict[str, str] = {}
-        for label, path in DEMO_TARGETS.items():
+        client.put_target(limited.url, DEMO_RATE_LIMIT, None)
+        print(
+            f"Target {limited.url} answers 429 above 4 requests a second; "
+            f"its limit: `relay targets set {limited.url} --rate {DEMO_RATE_LIMIT:g}`."
+        )
+
+        def send(label: str, url: str) -> str:
             message: dict[str, Any] = {
                 "messageId": f"demo-{uuid.uuid4().hex[:8]}",
                 "senderId": DEFAULT_SENDER,
                 "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                "targetUrl": f"{targets.url}{path}",
+                "targetUrl": url,
                 "body": {"demo": label},
             }
             answer = client.send(message)
             print(f"  sent {message['messageId']} -> {label:<22} {answer.status} {answer.body.get('status', '')}")
-            sent[label] = str(message["messageId"])
+            return str(message["messageId"])
+
+        sent = {label: send(label, f"{targets.url}{path}") for label, path in DEMO_TARGETS.items()}
+        limited_ids = [
+            send(f"rate-limited {n + 1}/{DEMO_RATE_LIMITED_MESSAGES}", f"{limited.url}{DEMO_RATE_LIMITED_PATH}")
+            for n in range(DEMO_RATE_LIMITED_MESSAGES)
+        ]
         deadline = time.monotonic() + args.timeout
         records: dict[str, dict[str, Any]] = {}
+        limited_records: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             records = {label: client.status(mid).body for label, mid in sent.items()}
-            if all(r.get("status") in ("DELIVERED", "FAILED", "CANCELLED") for r in records.values()):
+            limited_records = [client.status(mid).body for mid in limited_ids]
+            if all(
+                r.get("status") in ("DELIVERED", "FAILED", "CANCELLED") for r in [*records.values(), *limited_records]
+            ):
                 break
             time.sleep(0.2)
         if args.json:
-            _print_json(records)
+            _print_json({**records, "rate-limited": limited_records})
             return 0
         print()
         print(f"{'target':<24}{'status':<12}{'attempts':<10}last error")
@@ -459,6 +538,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for label, record in records.items():
             print(f"\n{label}: {record.get('messageId')}")
             render_events(record.get("events", []), indent="  ")
+        statuses = sorted({str(r.get("status")) for r in limited_records})
+        attempts = max((int(r.get("attempts") or 0) for r in limited_records), default=0)
+        peak = peak_per_second([request.at for request in limited.received])
+        print(
+            f"\nrate-limited target (limit {DEMO_RATE_LIMIT:g}/s): {len(limited_records)} messages "
+            f"{'/'.join(statuses)}, at most {attempts} attempt(s) each, at most {peak} request(s) in any second"
+        )
     return 0
 
 
@@ -556,6 +642,15 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--cursor")
     listing.add_argument("--all", action="store_true", help="follow every page")
     listing.set_defaults(handler=cmd_list)
+
+    targets = sub.add_parser("targets", help="your targets' delivery limits (rate and concurrency per origin)")
+    api_options(targets)
+    # The breaker adds `resume` here.
+    targets.add_argument("action", choices=["set", "list", "delete"])
+    targets.add_argument("origin", nargs="?", help="scheme://host[:port] of the target, or * for your default")
+    targets.add_argument("--rate", type=float, help="attempts per second (set)")
+    targets.add_argument("--concurrency", type=int, help="attempts in flight at once (set)")
+    targets.set_defaults(handler=cmd_targets)
 
     senders = sub.add_parser("senders", help="manage senders (local relay, or a deployment with --stack/--table)")
     api_options(senders)

@@ -97,6 +97,17 @@ class RelayClient:
     def cancel(self, message_id: str) -> ApiAnswer:
         return self.request("POST", f"/messages/{quote(message_id, safe='')}/cancel", b"")
 
+    def put_target(self, origin: str, rate_per_second: float | None, max_concurrency: int | None) -> ApiAnswer:
+        body = {"origin": origin, "ratePerSecond": rate_per_second, "maxConcurrency": max_concurrency}
+        return self.request("PUT", "/targets", json.dumps(body).encode("utf-8"))
+
+    def targets(self) -> ApiAnswer:
+        return self.request("GET", "/targets")
+
+    def delete_target(self, origin: str) -> ApiAnswer:
+        # The origin is the target's id, percent-encoded whole (its "/" and ":" too).
+        return self.request("DELETE", f"/targets/{quote(origin, safe='')}")
+
     def admin(self, method: str, path: str, payload: dict[str, Any] | None = None) -> ApiAnswer:
         body = json.dumps(payload).encode() if payload is not None else (b"" if method == "POST" else None)
         return self.request(method, f"/_admin{path}", body)

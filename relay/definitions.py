@@ -15,6 +15,8 @@ from typing import Any
 
 STATEMACHINE_DIR = Path(__file__).resolve().parents[1] / "statemachines"
 DELIVERY_RETRY_ERROR = "DeliveryRetryable"
+# A target at its limit (functions/shared/targets.py): retried with its own count, no attempt spent.
+DELIVERY_THROTTLED_ERROR = "DeliveryThrottled"
 # `relay.delivery` in cdk.json: each lane's definition file (the stack and relay dev apply its policy).
 DELIVERY_LANES = {"fastLane": "delivery_fast.asl.json", "slowLane": "delivery_slow.asl.json"}
 
@@ -103,12 +105,15 @@ class RetrySchedule:
         return self.initial_wait_seconds + sum(self.waits)
 
 
-def retry_schedule(file_name: str, policy: dict[str, Any] | None = None) -> RetrySchedule:
+def retry_schedule(
+    file_name: str, policy: dict[str, Any] | None = None, error: str = DELIVERY_RETRY_ERROR
+) -> RetrySchedule:
+    """What the lane's retrier of `error` means in time (the deployment's policy applied)."""
     document = apply_delivery_policy(read_definition(file_name), policy)
     initial_wait = sum(int(s.get("Seconds", 0)) for s in document["States"].values() if s.get("Type") == "Wait")
     for state in document["States"].values():
         for retrier in state.get("Retry", []):
-            if DELIVERY_RETRY_ERROR in retrier["ErrorEquals"]:
+            if error in retrier["ErrorEquals"]:
                 interval = float(retrier.get("IntervalSeconds", 1))
                 rate = float(retrier.get("BackoffRate", 2.0))
                 cap = float(retrier.get("MaxDelaySeconds", float("inf")))
@@ -126,7 +131,7 @@ def retry_schedule(file_name: str, policy: dict[str, Any] | None = None) -> Retr
                     # ASL's default is NONE.
                     full_jitter=retrier.get("JitterStrategy", "NONE") == "FULL",
                 )
-    raise ValueError(f"{file_name} has no {DELIVERY_RETRY_ERROR} retrier")
+    raise ValueError(f"{file_name} has no {error} retrier")
 
 
 def lane_waits_environment(policies: dict[str, dict[str, Any] | None]) -> dict[str, str]:

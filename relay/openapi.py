@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from functions.shared.api_errors import ERROR_CODES
-from functions.shared.config import MESSAGE_SCHEMA_PATH
+from functions.shared.config import MESSAGE_SCHEMA_PATH, SCHEMA_DIR
 from functions.shared.exceptions import (
     MessageExpired,
     MessageFinished,
     MessageNotFinished,
     MessageNotFound,
     ReplayJobNotFound,
+    TargetNotFound,
 )
 from functions.shared.model import EventType, Status
 from functions.shared.operations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -74,6 +75,8 @@ MESSAGE_NOT_FINISHED = _code_of(MessageNotFinished)
 MESSAGE_ALREADY_FINISHED = _code_of(MessageFinished)
 MESSAGE_EXPIRED = _code_of(MessageExpired)
 REPLAY_NOT_FOUND = _code_of(ReplayJobNotFound)
+TARGET_NOT_FOUND = _code_of(TargetNotFound)
+TARGET_SCHEMA_PATH = SCHEMA_DIR / "target.schema.json"
 
 # Every error code, with the HTTP status it comes with and what it means.
 ERROR_CATALOG: dict[str, tuple[int | str, str]] = {
@@ -86,6 +89,7 @@ ERROR_CATALOG: dict[str, tuple[int | str, str]] = {
     ),
     REPLAY_NOT_FOUND: (_status_of(ReplayJobNotFound), "No such bulk replay job for this sender."),
     NOT_FOUND: (404, "No such route."),
+    TARGET_NOT_FOUND: (_status_of(TargetNotFound), "The sender has no limits set for that target."),
     MESSAGE_ID_CONFLICT: (409, "The messageId was already accepted with different content."),
     MESSAGE_NOT_FINISHED: (
         _status_of(MessageNotFinished),
@@ -133,6 +137,12 @@ _RESPONSES: dict[str, tuple[int, str, tuple[str, ...], bool]] = {
         404,
         "No such replay job for this sender. A path that is no route at all answers NOT_FOUND.",
         (REPLAY_NOT_FOUND, NOT_FOUND),
+        False,
+    ),
+    "TargetNotFound": (
+        404,
+        "The sender has no limits set for that target (another sender's look the same).",
+        (TARGET_NOT_FOUND, NOT_FOUND),
         False,
     ),
     "Conflict": (409, "The messageId was already accepted with different content.", (MESSAGE_ID_CONFLICT,), False),
@@ -542,6 +552,61 @@ def _batch_result(status: int | list[int], body: dict[str, Any]) -> dict[str, An
     }
 
 
+def target_schemas() -> dict[str, dict[str, Any]]:
+    """`PUT /targets` (schemas/target.schema.json, embedded as it is) and the target views."""
+    limits = json.loads(TARGET_SCHEMA_PATH.read_text(encoding="utf-8"))
+    source_id = limits.pop("$id", None)
+    limits.pop("$schema", None)
+    if source_id:
+        limits["x-source"] = source_id
+    nullable_rate = {"type": ["number", "null"]}
+    nullable_concurrency = {"type": ["integer", "null"]}
+    target = {
+        "type": "object",
+        "required": ["origin", "ratePerSecond", "maxConcurrency", "updatedAt"],
+        "properties": {
+            "origin": {
+                "type": "string",
+                "description": "scheme://host[:port], normalised; or * (the sender's default)",
+            },
+            "ratePerSecond": nullable_rate,
+            "maxConcurrency": nullable_concurrency,
+            "updatedAt": {"type": ["string", "null"], "format": "date-time"},
+        },
+    }
+    view = {
+        "allOf": [
+            _ref("Target"),
+            {
+                "type": "object",
+                "required": ["inFlight", "tokens"],
+                "properties": {
+                    "inFlight": {"type": "integer", "minimum": 0, "description": "Attempts holding a slot now."},
+                    "tokens": {
+                        "type": ["number", "null"],
+                        "description": "Attempts the rate allows at once right now (null: no rate limit).",
+                    },
+                },
+            },
+        ]
+    }
+    return {
+        "TargetLimits": limits,
+        "Target": target,
+        "TargetView": view,
+        "TargetList": {
+            "type": "object",
+            "required": ["items"],
+            "properties": {"items": {"type": "array", "items": _ref("TargetView")}},
+        },
+        "TargetDeleted": {
+            "type": "object",
+            "required": ["origin", "deleted"],
+            "properties": {"origin": {"type": "string"}, "deleted": {"const": True}},
+        },
+    }
+
+
 def _error_response(description: str, codes: tuple[str, ...], details_required: bool) -> dict[str, Any]:
     narrowed: dict[str, Any] = {"code": {"enum": list(codes)} if len(codes) > 1 else {"const": codes[0]}}
     inner: dict[str, Any] = {"properties": narrowed}
@@ -775,6 +840,59 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/targets": {
+            "put": {
+                "operationId": "putTarget",
+                "summary": "Set a target's delivery limits",
+                "description": "A target is the origin of a message's targetUrl. Attempts to it wait (without "
+                "spending an attempt or a retry) while it is at its rate or concurrency limit; the limits hold "
+                "across every Lambda. origin `*` sets the sender's default for targets without limits of "
+                "their own; null or absent means unlimited. A changed limit applies within 30 s.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("TargetLimits"),
+                            "example": {"origin": "https://hooks.example.com", "ratePerSecond": 2, "maxConcurrency": 1},
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json_response("The target's limits, as stored.", _ref("Target")),
+                    **_responses("ValidationError", *common),
+                },
+            },
+            "get": {
+                "operationId": "listTargets",
+                "summary": "The sender's targets: limits and live counts",
+                "responses": {
+                    "200": _json_response("Every target the sender set limits for.", _ref("TargetList")),
+                    **_responses(*common),
+                },
+            },
+        },
+        "/targets/{targetId}": {
+            "parameters": [
+                {
+                    "name": "targetId",
+                    "in": "path",
+                    "required": True,
+                    "description": "The target's origin, percent-encoded whole (`https%3A%2F%2Fhooks.example.com`), "
+                    "or `*`.",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "delete": {
+                "operationId": "deleteTarget",
+                "summary": "Remove a target's limits",
+                "responses": {
+                    "200": _json_response(
+                        "Removed; the target is unlimited again (or takes the defaults).", _ref("TargetDeleted")
+                    ),
+                    **_responses("TargetNotFound", *common),
+                },
+            },
+        },
         "/messages/{messageId}/cancel": {
             "parameters": [_MESSAGE_ID_PARAMETER],
             "post": {
@@ -798,6 +916,7 @@ def build_document(message_schema: dict[str, Any] | None = None) -> dict[str, An
         "ReplayFilter": filter_schema,
         **message_schemas(message_schema),
         **_resource_schemas(message_schema),
+        **target_schemas(),
         **_error_schemas(),
     }
     return {

@@ -16,12 +16,20 @@ from typing import TYPE_CHECKING, Any
 from functions.shared.config import (
     DEFAULT_MAX_RETRY_AFTER_SECONDS,
     FIRST_ATTEMPT_VARIABLE,
+    TARGET_DEFAULT_CONCURRENCY_VARIABLE,
+    TARGET_DEFAULT_RATE_VARIABLE,
     FirstAttempt,
     message_schema,
 )
 from functions.shared.runs import EXPRESS_MAX_SECONDS
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
-from relay.definitions import DELIVERY_LANES, RetrySchedule, lane_waits_environment, retry_schedule
+from relay.definitions import (
+    DELIVERY_LANES,
+    DELIVERY_THROTTLED_ERROR,
+    RetrySchedule,
+    lane_waits_environment,
+    retry_schedule,
+)
 from relay.tracing import Tracing
 
 if TYPE_CHECKING:  # importing constructs starts jsii; `relay dev` reads these settings without it
@@ -31,7 +39,12 @@ CONTEXT_KEY = "relay"
 
 # Objects inside the `relay` context that other capabilities read themselves (the delivery retry
 # policies: relay/project_config.delivery_policy); kept as they are, in `RelaySettings.sections`.
-SECTIONS = frozenset({"delivery"})
+SECTIONS = frozenset({"delivery", "targets"})
+# `relay.targets`: every target's limits unless the sender set its own (PUT /targets; origin "*" for
+# a sender-wide default). null = unlimited, which costs nothing per attempt (functions/shared/targets.py).
+TARGET_DEFAULTS = {"defaultRatePerSecond": (float, 0.001, 10_000), "defaultMaxConcurrency": (int, 1, 1000)}
+# A throttled step (DeliveryThrottled) sends nothing: it takes about this long, not an attempt's time.
+THROTTLED_STEP_SECONDS = 1
 
 # `relay.delivery.firstAttempt`: who makes a message's first attempt (functions/shared/config.py).
 FIRST_ATTEMPT_KEY = "firstAttempt"
@@ -210,6 +223,7 @@ class RelaySettings:
             if not isinstance(section, dict):
                 raise SettingsError(f"{CONTEXT_KEY}.{name} must be an object")
         _check_delivery_policy(sections.get("delivery", {}))
+        _check_target_defaults(sections.get("targets", {}))
         settings = cls(**values, sections=sections)
         settings.check()
         return settings
@@ -273,17 +287,38 @@ class RelaySettings:
         schedule = self.lane_schedule("fastLane")
         # A Retry-After from the inline attempt may make the run wait up to its first retry wait first.
         first_wait = schedule.waits[0] if schedule.waits else 0
-        return first_wait + schedule.max_horizon_seconds + schedule.attempts * self.deliver_timeout_seconds
+        throttled = self.throttle_schedule("fastLane")
+        return (
+            first_wait
+            + schedule.max_horizon_seconds
+            + schedule.attempts * self.deliver_timeout_seconds
+            + sum(throttled.waits)
+            + throttled.attempts * THROTTLED_STEP_SECONDS
+        )
+
+    def throttle_schedule(self, lane: str) -> RetrySchedule:
+        """What a lane's DeliveryThrottled retrier (a target at its limit) means in time (its `waits`;
+        the lane's initial Wait is counted once, with the DeliveryRetryable schedule)."""
+        return retry_schedule(DELIVERY_LANES[lane], None, DELIVERY_THROTTLED_ERROR)
+
+    @property
+    def target_defaults(self) -> tuple[float | None, int | None]:
+        """`relay.targets.defaultRatePerSecond` and `defaultMaxConcurrency` (None: unlimited)."""
+        section = self.sections.get("targets", {})
+        rate, concurrency = section.get("defaultRatePerSecond"), section.get("defaultMaxConcurrency")
+        return (float(rate) if rate is not None else None, int(concurrency) if concurrency is not None else None)
 
     @property
     def slow_lane_lease_seconds(self) -> int:
         """The slow lane's lease: its whole retry horizon, every attempt timing out, and a margin."""
         schedule = self.lane_schedule("slowLane")
+        throttled = self.throttle_schedule("slowLane")
         return (
-            math.ceil(schedule.max_horizon_seconds)
+            math.ceil(schedule.max_horizon_seconds + sum(throttled.waits))
             + schedule.attempts * self.deliver_timeout_seconds
             # Each deferral to a target's Retry-After may wait up to its cap (at most one per attempt).
             + self.max_attempts * self.max_retry_after_seconds
+            + throttled.attempts * THROTTLED_STEP_SECONDS
             + SLOW_LANE_LEASE_MARGIN_SECONDS
         )
 
@@ -362,6 +397,15 @@ class RelaySettings:
             # Retry-After: its cap, and what each lane's next attempt would wait (to compare it with).
             "RELAY_MAX_RETRY_AFTER_SECONDS": str(self.max_retry_after_seconds),
             **lane_waits_environment({lane: self.lane_policy(lane) for lane in DELIVERY_LANES}),
+            **self.target_environment(),
+        }
+
+    def target_environment(self) -> dict[str, str]:
+        """The deployment's default target limits (functions/shared/config.py); absent = unlimited."""
+        rate, concurrency = self.target_defaults
+        return {
+            **({TARGET_DEFAULT_RATE_VARIABLE: f"{rate:g}"} if rate is not None else {}),
+            **({TARGET_DEFAULT_CONCURRENCY_VARIABLE: str(concurrency)} if concurrency is not None else {}),
         }
 
 
@@ -418,6 +462,28 @@ def _check_delivery_policy(section: dict[str, Any]) -> None:
                 raise SettingsError(f"{where}.{name} must be {kind_name} from {lowest:g} to {highest:g}, got {value!r}")
         if "initialWaitSeconds" in policy and lane != "slowLane":
             raise SettingsError(f"{where}.initialWaitSeconds applies to the slow lane only")
+
+
+def _check_target_defaults(section: dict[str, Any]) -> None:
+    unknown = sorted(set(section) - set(TARGET_DEFAULTS))
+    if unknown:
+        raise SettingsError(
+            f"unknown setting(s) in {CONTEXT_KEY}.targets: {', '.join(unknown)}; known: {', '.join(TARGET_DEFAULTS)}"
+        )
+    for name, (kind, smallest, largest) in TARGET_DEFAULTS.items():
+        value = section.get(name)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (kind is int and not isinstance(value, int))
+        ):
+            raise SettingsError(
+                f"{CONTEXT_KEY}.targets.{name} must be a {'whole ' if kind is int else ''}number or null"
+            )
+        if not smallest <= value <= largest:
+            raise SettingsError(f"{CONTEXT_KEY}.targets.{name} must be from {smallest:g} to {largest}, or null")
 
 
 def _tracing(name: str, value: Any) -> Tracing:

@@ -1,5 +1,6 @@
 """The read-and-act API: GET /messages/{id}, GET /messages, POST /messages/{id}/replay|cancel,
-POST /messages/replay (bulk) and GET /replays/{id}.
+POST /messages/replay (bulk), GET /replays/{id},
+and a sender's targets: PUT /targets, GET /targets, DELETE /targets/{id} (id: the URL-encoded origin).
 
 The sender comes from the authorizer's context, never from the request.
 """
@@ -11,7 +12,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared import operations, replays
+from functions.shared import operations, replays, targets
 from functions.shared.api_errors import register_error_handlers
 from functions.shared.config import get_settings
 from functions.shared.observability import logger, metrics, tracer
@@ -80,6 +81,27 @@ def replay_message(message_id: str) -> Response[dict[str, Any]]:
 @app.post("/messages/<message_id>/cancel")
 def cancel_message(message_id: str) -> dict[str, Any]:
     return operations.cancel(_repository(), _sender(), _message_id(message_id))
+
+
+def _targets() -> targets.TargetRepository:
+    return targets.TargetRepository(get_settings().table_name)
+
+
+@app.put("/targets")
+def put_target() -> dict[str, Any]:
+    target = targets.validate_target(targets.json_body(app.current_event.body))
+    return _targets().put(_sender(), target).to_dict()
+
+
+@app.get("/targets")
+def list_targets() -> dict[str, Any]:
+    return {"items": targets.target_views(_targets(), _sender())}
+
+
+@app.delete("/targets/<target_id>")
+def delete_target(target_id: str) -> dict[str, Any]:
+    # The origin, percent-encoded by the caller ("https%3A%2F%2Fhooks.example.com"; relay.client).
+    return targets.delete_target(_targets(), _sender(), unquote(target_id))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

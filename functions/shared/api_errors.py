@@ -14,6 +14,7 @@ from functions.shared.exceptions import (
     MessageNotFound,
     RelayError,
     ReplayJobNotFound,
+    TargetNotFound,
 )
 from functions.shared.observability import logger
 from functions.shared.responses import SYSTEM_ERROR, VALIDATION_ERROR
@@ -27,6 +28,7 @@ ERROR_CODES: dict[type[Exception], tuple[int, str]] = {
     MessageFinished: (409, "MESSAGE_ALREADY_FINISHED"),
     MessageExpired: (409, "MESSAGE_EXPIRED"),
     ReplayJobNotFound: (404, "REPLAY_NOT_FOUND"),
+    TargetNotFound: (404, "TARGET_NOT_FOUND"),
 }
 
 

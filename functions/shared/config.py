@@ -57,6 +57,11 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+def _env_optional(name: str, kind: type[float] | type[int]) -> float | int | None:
+    raw = os.environ.get(name)
+    return kind(raw) if raw not in (None, "") else None
+
+
 def _env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw in (None, ""):
@@ -101,6 +106,10 @@ class Settings:
     slow_lane_initial_wait_seconds: int = 0
     # The bulk replay job's state machine (POST /messages/replay starts it).
     replay_machine_arn: str = ""
+    # Every target's limits unless it (or its sender's `*`) has its own: `relay.targets` in cdk.json
+    # (functions/shared/targets.py); None = unlimited, which costs nothing per attempt.
+    target_default_rate_per_second: float | None = None
+    target_default_max_concurrency: int | None = None
 
     @property
     def ttl_seconds(self) -> int:
@@ -114,6 +123,10 @@ def _env_ints(name: str) -> tuple[int, ...]:
 
 # The API function's variable naming the bulk replay machine (stacks/constructs/replay.py).
 REPLAY_MACHINE_VARIABLE = "RELAY_REPLAY_MACHINE_ARN"
+# `relay.targets.defaultRatePerSecond` / `defaultMaxConcurrency` (set by stacks/settings.py; absent = unlimited).
+TARGET_DEFAULT_RATE_VARIABLE = "RELAY_TARGET_DEFAULT_RATE_PER_SECOND"
+TARGET_DEFAULT_CONCURRENCY_VARIABLE = "RELAY_TARGET_DEFAULT_MAX_CONCURRENCY"
+
 # The delivery queue's dead-letter queue: the reconciler takes back what lands there.
 DEAD_LETTER_QUEUE_VARIABLE = "RELAY_DEAD_LETTER_QUEUE_URL"
 
@@ -148,4 +161,6 @@ def get_settings() -> Settings:
         slow_lane_waits=_env_ints("RELAY_SLOW_LANE_WAITS"),
         slow_lane_initial_wait_seconds=_env_int("RELAY_SLOW_LANE_INITIAL_WAIT_SECONDS", 0),
         replay_machine_arn=os.environ.get(REPLAY_MACHINE_VARIABLE, ""),
+        target_default_rate_per_second=_env_optional(TARGET_DEFAULT_RATE_VARIABLE, float),
+        target_default_max_concurrency=_env_optional(TARGET_DEFAULT_CONCURRENCY_VARIABLE, int),  # type: ignore[arg-type]
     )

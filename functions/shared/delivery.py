@@ -30,6 +30,7 @@ from functions.shared.exceptions import (
     DeliveryDeferred,
     DeliveryRejected,
     DeliveryRetryable,
+    DeliveryThrottled,
     RelayError,
     TargetBlocked,
     TargetTimeout,
@@ -42,6 +43,15 @@ from functions.shared.queue import MessageQueue
 from functions.shared.repository import MessageRepository
 from functions.shared.secrets import SigningSecrets
 from functions.shared.signing import signature_headers
+from functions.shared.targets import (
+    LEASE_MARGIN_SECONDS,
+    FlowControl,
+    Permit,
+    Target,
+    TargetRepository,
+    Wait,
+    origin_of,
+)
 from functions.shared.workflows import Workflows, execution_name, standard_execution_arn
 
 if TYPE_CHECKING:
@@ -113,6 +123,24 @@ class DeliveryDependencies:
             total_timeout=self.settings.total_timeout_seconds,
             max_response_bytes=self.settings.max_response_bytes,
         )
+
+    @cached_property
+    def flow(self) -> FlowControl:
+        """Per-target limits (functions/shared/targets.py); free for a target without limits."""
+        return FlowControl(
+            TargetRepository(self.settings.table_name),
+            Target(
+                "*",
+                self.settings.target_default_rate_per_second,
+                self.settings.target_default_max_concurrency,
+            ),
+            lease_seconds=self.settings.total_timeout_seconds + LEASE_MARGIN_SECONDS,
+        )
+
+    @cached_property
+    def delivery_queue(self) -> MessageQueue:
+        """Where the dispatcher puts back a message whose target is at its limit."""
+        return MessageQueue(self.settings.queue_url)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryDependencies:
@@ -211,7 +239,6 @@ def dispatch(
     head, and only then is the message read again, consistently.
     """
     key = MessageKey(queued["senderId"], queued["messageId"])
-    run = int(queued.get("run", 0))
     logger.set_correlation_id(key.message_id)
     for consistent in (False, True):
         stored = deps.repository.get_message(key, consistent=consistent)
@@ -220,7 +247,7 @@ def dispatch(
                 logger.warning("Queued message has no stored head; dropping it")
                 return "missing"
             continue
-        outcome = _claim_and_deliver(deps, stored, run, queue_message_id, sent_at, last_try=consistent)
+        outcome = _claim_and_deliver(deps, queued, stored, queue_message_id, sent_at, last_try=consistent)
         if outcome is not None:
             return outcome
     return "already-running"  # pragma: no cover - the consistent pass always decides
@@ -228,14 +255,14 @@ def dispatch(
 
 def _claim_and_deliver(
     deps: DeliveryDependencies,
+    queued: dict[str, Any],
     stored: StoredMessage,
-    run: int,
     queue_message_id: str,
     sent_at: datetime | None,
     last_try: bool,
 ) -> str | None:
     """None when the claim was refused on a possibly stale read (the caller reads again)."""
-    head, key = stored.head, stored.head.key
+    head, key, run = stored.head, stored.head.key, int(queued.get("run", 0))
     if head.is_terminal:
         return "terminal"
     if head.run != run:
@@ -245,6 +272,9 @@ def _claim_and_deliver(
         fail_message({**run_input(key, run), "reason": "expired before delivery"}, deps)
         return "expired"
     inline = deps.settings.first_attempt == FirstAttempt.INLINE
+    permit: Permit | Wait | None = _flow_permit(deps, stored) if inline else None
+    if isinstance(permit, Wait):
+        return _defer(deps, queued, permit)
     epoch = int(now.timestamp())
     enqueued = None
     if head.enqueued_run < run:
@@ -261,11 +291,40 @@ def _claim_and_deliver(
         due_at=None if inline else epoch + deps.settings.fast_lane_lease_seconds,
     )
     if claimed is None:
+        deps.flow.release(permit)
         return _claim_refused(deps, key, run, epoch) if last_try else None
     name = execution_name(key, run, "fast", unique=uuid.uuid4().hex[:8])
     if not inline:
         return _start_fast_lane(deps, key, run, name)
-    return _attempt_inline(deps, StoredMessage(claimed, stored.content), name)
+    try:
+        return _attempt_inline(deps, StoredMessage(claimed, stored.content), name)
+    finally:
+        deps.flow.release(permit)
+
+
+def _flow_permit(deps: DeliveryDependencies, stored: StoredMessage) -> Permit | Wait:
+    """Room at the message's target now (a Permit), or how long to wait; asked before an attempt
+    is counted, so waiting never spends one. Free for a target without limits (cached config)."""
+    try:
+        origin = origin_of(stored.content.target_url)
+    except ValueError:
+        # Not a URL the client would send to: the attempt fails on its own, nothing to limit.
+        return Permit(stored.head.key.sender_id, "")
+    permit = deps.flow.acquire(stored.head.key.sender_id, origin)
+    if isinstance(permit, Wait):
+        metrics.add_metric(name=Metric.THROTTLED, unit=MetricUnit.Count, value=1)
+    return permit
+
+
+def _defer(deps: DeliveryDependencies, queued: dict[str, Any], wait: Wait) -> str:
+    """Put a queued message whose target is at its limit back on the queue, visible after the wait.
+
+    Nothing is written to the message: no claim, no attempt. A new queue message (not a visibility
+    change of this one) keeps SQS's receive count, and so the dead-letter queue, for real failures.
+    When the send fails, the record fails and SQS delivers it again after its visibility timeout.
+    """
+    deps.delivery_queue.send_json(queued, delay_seconds=wait.whole_seconds)
+    return "deferred"
 
 
 def _claim_refused(deps: DeliveryDependencies, key: MessageKey, run: int, now: int) -> str:
@@ -358,11 +417,18 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
         if head.is_expired(now):
             # MarkFailed records the result of an interrupted attempt together with FAILED.
             raise DeliveryRejected("expired: the message passed its expiry before it could be delivered")
-        started = _attempt_started(head, now, str(event.get("lane", "fast")), str(event.get("executionArn", "")))
-        begun = deps.repository.begin_attempt(head, started, _interrupted(head, now))
-        if begun is not None:
-            lane, retry_count = str(event.get("lane", "fast")), int(event.get("retryCount") or 0)
-            return _send(deps, StoredMessage(begun, stored.content), lane, retry_count)
+        permit = _flow_permit(deps, stored)
+        if isinstance(permit, Wait):
+            # Before the attempt is counted: the lane's DeliveryThrottled retrier tries again shortly.
+            raise DeliveryThrottled(f"the target is at its limit; room in {permit.seconds:.2f} s")
+        try:
+            started = _attempt_started(head, now, str(event.get("lane", "fast")), str(event.get("executionArn", "")))
+            begun = deps.repository.begin_attempt(head, started, _interrupted(head, now))
+            if begun is not None:
+                lane, retry_count = str(event.get("lane", "fast")), int(event.get("retryCount") or 0)
+                return _send(deps, StoredMessage(begun, stored.content), lane, retry_count)
+        finally:
+            deps.flow.release(permit)
     return {"outcome": "skipped", "status": None}
 
 

@@ -150,3 +150,13 @@ class SenderExists(RelayError):
 
 class SenderUnknown(RelayError):
     """No sender with that id."""
+
+
+class DeliveryThrottled(RelayError):
+    """The target is at its rate or concurrency limit (functions/shared/targets.py): nothing was
+    sent and no attempt counted. The lanes' Retry policies try again shortly without spending a
+    delivery retry; the dispatcher puts the queued message back with a delay instead."""
+
+
+class TargetNotFound(RelayError):
+    """The sender has no limits set for that target."""

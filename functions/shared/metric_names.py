@@ -26,3 +26,5 @@ class Metric(StrEnum):
     REDRIVEN = "MessagesRedriven"
     # A delivery found no signing secret for its sender: a configuration error an operator fixes.
     SIGNING_SECRET_MISSING = "SigningSecretMissing"
+    # An attempt waited for its target's rate or concurrency limit (functions/shared/targets.py).
+    THROTTLED = "DeliveryThrottled"

@@ -20,10 +20,11 @@ class MessageQueue:
     def __init__(self, queue_url: str) -> None:
         self.queue_url = queue_url
 
-    def send_json(self, payload: dict[str, Any]) -> str:
-        """Send one JSON message; returns the SQS message id."""
+    def send_json(self, payload: dict[str, Any], delay_seconds: int = 0) -> str:
+        """Send one JSON message (visible after `delay_seconds`, at most 900); returns the SQS message id."""
+        extra = {"DelaySeconds": min(900, delay_seconds)} if delay_seconds > 0 else {}
         try:
-            response = aws.client("sqs").send_message(QueueUrl=self.queue_url, MessageBody=_body(payload))
+            response = aws.client("sqs").send_message(QueueUrl=self.queue_url, MessageBody=_body(payload), **extra)
         except (ClientError, BotoCoreError) as error:
             code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
             raise QueueUnavailable(f"SQS did not accept the message ({code or type(error).__name__})") from error

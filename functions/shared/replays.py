@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator, FormatChecker
 
@@ -47,6 +46,7 @@ from functions.shared.observability import logger
 from functions.shared.operations import replay
 from functions.shared.queue import DeliveryQueue
 from functions.shared.replay_repository import ReplayRepository
+from functions.shared.targets import origin_of
 from functions.shared.validation import schema_field_errors
 from functions.shared.workflows import Workflows
 
@@ -80,23 +80,6 @@ _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _COUNTERS = ("replayed", "skipped", "failed")
 
 
-# A copy of functions/shared/targets.py's origin_of, owned by the `targets` branch of issue 11:
-# identical on purpose, to be replaced by an import of that one when the branches merge.
-def origin_of(url: str) -> str:
-    """A target's id: `scheme://host[:port]`, scheme and host lowercased, the default port dropped."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    default = {"http": 80, "https": 443}.get(scheme)
-    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
-
-
 @dataclass(frozen=True)
 class ReplayFilter:
     status: Status
@@ -118,7 +101,12 @@ class ReplayFilter:
         )
 
     def selects(self, target_url: str) -> bool:
-        return self.origin is None or origin_of(target_url) == self.origin
+        if self.origin is None:
+            return True
+        try:
+            return origin_of(target_url) == self.origin
+        except ValueError:
+            return False
 
 
 @lru_cache(maxsize=1)
@@ -150,9 +138,12 @@ def parse_filter(body: str | None, now: datetime) -> ReplayFilter:
     since = parse_iso(document["since"]) if "since" in document else until - DEFAULT_WINDOW
     if since > until:
         raise MessageInvalid([FieldError("$.since", "must not be later than until")], "The filter is invalid.")
-    origin = origin_of(document["origin"]) if "origin" in document else None
-    if origin is not None and origin.endswith("://"):
-        raise MessageInvalid([FieldError("$.origin", "must name a host")], "The filter is invalid.")
+    try:
+        origin = origin_of(document["origin"]) if "origin" in document else None
+    except ValueError:
+        raise MessageInvalid(
+            [FieldError("$.origin", "must be an http(s) origin with a host")], "The filter is invalid."
+        ) from None
     return ReplayFilter(Status(document["status"]), since, until, origin)
 
 

@@ -108,6 +108,8 @@ class RelayHttpServer(StrictHttpServer):
             return self._admin(request)
         if path == "/messages" or path.startswith(("/messages/", "/replays/")):
             return self._messages(request)
+        if path == "/targets" or path.startswith("/targets/"):
+            return self._targets(request)
         if request.method == "GET" and path == "/health":
             return HttpResponse(200, json.dumps({"status": "ok"}), headers=_request_id(request))
         if request.method == "GET" and path == "/openapi.json" and OPENAPI_PATH.exists():
@@ -139,9 +141,29 @@ class RelayHttpServer(StrictHttpServer):
             return _from_answer(answer, request)
         return self._api(request, admitted)
 
+    def _targets(self, request: HttpRequest) -> HttpResponse:
+        """PUT|GET /targets and DELETE /targets/{id}: the API function, as on AWS."""
+        collection = request.path == "/targets"
+        allowed = ("GET", "PUT") if collection else ("DELETE",)
+        if request.method not in allowed or (not collection and "/" in request.path.removeprefix("/targets/")):
+            return _error(404, "NOT_FOUND", "No such route.", request)
+        gateway_request = GatewayRequest(
+            method=request.method,
+            path=request.path,
+            headers=dict(request.headers),
+            query=request.query,
+            body=request.body if request.method == "PUT" else b"",
+            source_ip=request.client_ip,
+            request_id=request.request_id,
+        )
+        admitted = self.gateway.admit(gateway_request)
+        if isinstance(admitted, Answer):
+            return _from_answer(admitted, request)
+        return self._api(request, admitted)
+
     def _api(self, request: HttpRequest, caller: Caller) -> HttpResponse:
         """The API Lambda handler, invoked with an API Gateway proxy event."""
-        body = request.body if request.method == "POST" else b""
+        body = request.body if request.method in ("POST", "PUT") else b""
         event = {
             "resource": request.path,
             "path": request.path,

@@ -12,7 +12,9 @@ Paths choose the behaviour, so one server plays every kind of target:
   /redirect      302 to /ok (must not be followed)
   /reset         closes the connection without answering
   /switch/NAME[/S]  500 (or S) until heal(NAME) is called, then 200 (a target that recovers)
-Every request is recorded (method, path, headers, body bytes).
+  /ratelimit/N   429 (Retry-After: 1) when more than N requests reached this path in the last
+                 second, else 200: a receiver that protects itself (give it limits with PUT /targets)
+Every request is recorded (method, path, headers, body bytes, and when it arrived).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = 0.0  # time.time() when it arrived
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()
@@ -44,11 +47,15 @@ class TargetServer:
     port: int = 0
     received: list[ReceivedRequest] = field(default_factory=list)
     connections: int = 0
+    # Requests being answered right now, and the most there ever were at once (concurrency limits).
+    in_flight: int = 0
+    peak_in_flight: int = 0
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _counts: Counter[str] = field(default_factory=Counter)
     _release: threading.Event = field(default_factory=threading.Event)
     _healed: set[str] = field(default_factory=set)
+    _recent: dict[str, list[float]] = field(default_factory=dict)
 
     def heal(self, name: str) -> None:
         with self._lock:
@@ -75,13 +82,20 @@ class TargetServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                request = ReceivedRequest(self.command, self.path, dict(self.headers.items()), body)
+                request = ReceivedRequest(self.command, self.path, dict(self.headers.items()), body, time.time())
                 webhook_id = request.header("webhook-id") or ""
                 with target._lock:
                     target.received.append(request)
                     target._counts[f"{self.path}|{webhook_id}"] += 1
                     seen = target._counts[f"{self.path}|{webhook_id}"]
-                target._respond(self, seen)
+                with target._lock:
+                    target.in_flight += 1
+                    target.peak_in_flight = max(target.peak_in_flight, target.in_flight)
+                try:
+                    target._respond(self, seen)
+                finally:
+                    with target._lock:
+                        target.in_flight -= 1
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
@@ -137,6 +151,15 @@ class TargetServer:
         elif kind == "busy" and seen <= (int(parts[2]) if len(parts) > 2 else 1):
             _answer(handler, 503, b"busy", {"Retry-After": argument or "1"})
             return
+        elif kind == "ratelimit":
+            now = time.monotonic()
+            with self._lock:
+                recent = [at for at in self._recent.get(handler.path, []) if now - at < 1.0] + [now]
+                self._recent[handler.path] = recent
+            if len(recent) > int(argument or 2):
+                _answer(handler, 429, b"rate limited", {"Retry-After": "1"})
+                return
+            status = 200
         elif kind == "redirect":
             _answer(handler, 302, b"", {"Location": "/ok"})
             return

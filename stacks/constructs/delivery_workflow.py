@@ -158,6 +158,8 @@ class DeliveryWorkflow(Construct):
                 "RELAY_FAST_LANE_ARN": self.fast_lane.state_machine_arn,
                 # An inline attempt whose target asks (Retry-After) for a long wait goes to the slow lane.
                 "RELAY_SLOW_LANE_ARN": self.slow_lane.state_machine_arn,
+                # A message whose target is at its limit goes back on the queue with a delay.
+                "RELAY_QUEUE_URL": queue.queue_url,
                 **failed_queue_url,
                 **settings.dispatcher_environment(),
             },
@@ -185,6 +187,8 @@ class DeliveryWorkflow(Construct):
         attempting = [self.deliver]
         if inline:
             attempting.append(self.dispatcher)  # its first attempt is the same `attempt` as deliver's
+            # A target at its limit: the queued message goes back with a delay (functions/shared/delivery._defer).
+            self.dispatcher.grant([queue.queue_arn], "sqs:SendMessage")
         for function in attempting:
             self._grant_attempts(function, table_arn)
 
@@ -202,9 +206,10 @@ class DeliveryWorkflow(Construct):
         }
 
     def _grant_attempts(self, function: RelayFunction, table_arn: str) -> None:
-        """What `delivery.attempt` needs: the head and content (one BatchGetItem), its writes, and
-        the sender's signing secret."""
-        function.grant([table_arn], "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
+        """What `delivery.attempt` needs: the head and content (one BatchGetItem), its writes, the
+        sender's signing secret, and a limited target's limits and flow state (BatchGetItem, one
+        conditional UpdateItem per permit, GetItem when a write lost to another holder)."""
+        function.grant([table_arn], "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:GetItem")
         sender_secrets = Stack.of(self).format_arn(
             service="secretsmanager",
             resource="secret",

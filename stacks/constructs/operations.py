@@ -4,6 +4,9 @@
     GET  /messages/{messageId}                 status, attempts, events, executions
     POST /messages/{messageId}/replay          deliver a finished message again
     POST /messages/{messageId}/cancel          stop a message that has not finished
+    PUT  /targets                              set a target's limits (rate, concurrency)
+    GET  /targets                              the sender's targets, their limits and live counts
+    DELETE /targets/{id}                       forget a target's limits (id: the URL-encoded origin)
 
 One Lambda behind a proxy integration serves them all; like every method of the API they
 require the sender token authorizer and its API key (stacks/constructs/api.py), and the
@@ -25,7 +28,7 @@ from stacks.settings import RelaySettings
 
 
 class Operations(Construct):
-    """The `api` function and its four routes under /messages."""
+    """The `api` function, its four routes under /messages and three under /targets."""
 
     def __init__(
         self,
@@ -44,7 +47,7 @@ class Operations(Construct):
             "Api",
             package=package,
             handler=handler_path("api"),
-            description="Relay API: message status, listing, replay and cancel",
+            description="Relay API: message status, listing, replay and cancel; target limits",
             environment={
                 "RELAY_TABLE_NAME": table.table_name,
                 # Replay enqueues the new run; until the queue takes it, the reconciler owns it.
@@ -61,8 +64,11 @@ class Operations(Construct):
         )
         self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
+        # Targets (functions/shared/targets.py): PUT writes a target's limits, DELETE removes them and
+        # its flow state; GET lists them from the byStatus index (granted above) and reads the states.
+        self.function.grant([table.table_arn], "dynamodb:PutItem", "dynamodb:DeleteItem")
 
-        # API Gateway may invoke the function from these four methods of the deployed stage only
+        # API Gateway may invoke the function from these seven methods of the deployed stage only
         # (no extra permission for the console's test-invoke).
         integration = apigateway.LambdaIntegration(self.function.function, proxy=True, allow_test_invoke=False)
         messages = api.messages
@@ -71,4 +77,16 @@ class Operations(Construct):
         self.get_message = message.add_method("GET", integration)
         self.replay = message.add_resource("replay").add_method("POST", integration)
         self.cancel = message.add_resource("cancel").add_method("POST", integration)
-        self.methods = [self.list_messages, self.get_message, self.replay, self.cancel]
+        targets = api.rest_api.root.add_resource("targets")
+        self.put_target = targets.add_method("PUT", integration)
+        self.list_targets = targets.add_method("GET", integration)
+        self.delete_target = targets.add_resource("{targetId}").add_method("DELETE", integration)
+        self.methods = [
+            self.list_messages,
+            self.get_message,
+            self.replay,
+            self.cancel,
+            self.put_target,
+            self.list_targets,
+            self.delete_target,
+        ]

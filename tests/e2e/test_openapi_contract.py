@@ -155,6 +155,9 @@ def test_forbidden_and_throttled_senders(document: dict[str, Any], relay: LocalR
         ("post", "/messages/{messageId}/cancel", lambda c: c.cancel("any")),
         ("post", "/messages/replay", lambda c: c.replay_many({"status": "FAILED"})),
         ("get", "/replays/{jobId}", lambda c: c.replay_job("any")),
+        ("put", "/targets", lambda c: c.put_target("https://a.example", 1, None)),
+        ("get", "/targets", lambda c: c.targets()),
+        ("delete", "/targets/{targetId}", lambda c: c.delete_target("https://a.example")),
     ]
     for method, path, call in calls:
         assert conforms(document, method, path, call(disabled), 403)["error"]["code"] == "FORBIDDEN"
@@ -248,6 +251,24 @@ def test_status_list_replay_cancel(document: dict[str, Any], client: RelayClient
     assert unknown["error"]["code"] == "MESSAGE_NOT_FOUND"
 
 
+def test_targets(document: dict[str, Any], client: RelayClient) -> None:
+    # PUT /targets: stored as normalised; a bad body names its fields
+    stored = conforms(document, "put", "/targets", client.put_target("HTTPS://Hooks.Example.com", 2, 1), 200)
+    assert stored["origin"] == "https://hooks.example.com"
+    bad = conforms(document, "put", "/targets", client.request("PUT", "/targets", b'{"origin": "x", "extra": 1}'), 400)
+    assert {d["path"] for d in bad["error"]["details"]} == {"$.extra"}
+    # GET /targets: limits and live counts
+    listed = conforms(document, "get", "/targets", client.targets(), 200)
+    assert [t["origin"] for t in listed["items"]] == ["https://hooks.example.com"]
+    # DELETE /targets/{targetId}: the percent-encoded origin; a second time there is none
+    deleted = conforms(
+        document, "delete", "/targets/{targetId}", client.delete_target("https://hooks.example.com"), 200
+    )
+    assert deleted == {"origin": "https://hooks.example.com", "deleted": True}
+    gone = conforms(document, "delete", "/targets/{targetId}", client.delete_target("https://hooks.example.com"), 404)
+    assert gone["error"]["code"] == "TARGET_NOT_FOUND"
+
+
 def _expire(message: dict[str, Any]) -> None:
     expire_stored_message(DEV_SENDER, message["messageId"])
 
@@ -284,6 +305,9 @@ def test_system_errors(document: dict[str, Any], client: RelayClient, relay: Loc
             ("post", "/messages/{messageId}/cancel", client.cancel("any")),
             ("post", "/messages/replay", client.replay_many({"status": "FAILED"})),
             ("get", "/replays/{jobId}", client.replay_job("any")),
+            ("put", "/targets", client.put_target("https://a.example", 1, None)),
+            ("get", "/targets", client.targets()),
+            ("delete", "/targets/{targetId}", client.delete_target("https://a.example")),
         ]:
             body = conforms(document, method, path, answer, 500)
             assert body["error"]["code"] == "SYSTEM_ERROR" and "boom" not in json.dumps(body)

@@ -43,6 +43,9 @@ ROUTES = [
     ("POST", "/messages/{messageId}/cancel"),
     ("POST", "/messages/replay"),
     ("GET", "/replays/{jobId}"),
+    ("PUT", "/targets"),
+    ("GET", "/targets"),
+    ("DELETE", "/targets/{targetId}"),
 ]
 OPERATION_ROUTES = ROUTES[2:]
 RELAY_METRICS = (
@@ -249,6 +252,11 @@ def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synt
             "states:StartExecution": [replay_machine],
         },
         "GET /replays/{jobId}": {"dynamodb:GetItem": [table]},
+        # functions/shared/targets.py: a target's limits item; the listing's keys, then the limits and
+        # flow states they name; a deletion removes both
+        "PUT /targets": {"dynamodb:PutItem": [table]},
+        "GET /targets": {"dynamodb:Query": [status_index], "dynamodb:BatchGetItem": [table]},
+        "DELETE /targets/{targetId}": {"dynamodb:DeleteItem": [table]},
     }
     required: dict[str, list[Any]] = {}
     for calls in needs.values():

@@ -142,15 +142,19 @@ def test_the_slow_lane_lease_covers_its_whole_retry_horizon() -> None:
     # Given the slow lane's default policy (delivery_slow.asl.json) and the default attempt timeout
     settings = RelaySettings.defaults()
     schedule = retry_schedule("delivery_slow.asl.json", None)
+    throttled = retry_schedule("delivery_slow.asl.json", None, "DeliveryThrottled")
     # Then the lease is the longest the lane can take: every wait at its cap, every attempt timing out,
-    # plus an hour, plus a Retry-After wait at its cap (an hour) for each of the run's 12 attempts
+    # every wait for a target at its limit (DeliveryThrottled, 1 s a step), plus an hour, plus a
+    # Retry-After wait at its cap (an hour) for each of the run's 12 attempts
     assert (
         settings.slow_lane_lease_seconds
-        == math.ceil(schedule.max_horizon_seconds) + schedule.attempts * (15 + 10) + 3600 + 12 * 3600
+        == math.ceil(schedule.max_horizon_seconds + sum(throttled.waits))
+        + schedule.attempts * (15 + 10)
+        + throttled.attempts
+        + 3600
+        + 12 * 3600
     )
-    # 300 + 93,900 s of waits, 8 x 25 s, 3,600 s, 12 h
-    assert settings.slow_lane_lease_seconds == 141_200
-    assert settings.delivery_environment()["RELAY_SLOW_LANE_LEASE_SECONDS"] == "141200"
+    assert settings.delivery_environment()["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(settings.slow_lane_lease_seconds)
 
 
 @pytest.mark.parametrize(
@@ -180,8 +184,13 @@ def test_the_slow_lane_lease_follows_the_policy_and_the_timeout() -> None:
     # Given a shorter slow lane and a longer attempt
     policy = {"intervalSeconds": 30, "maxAttempts": 4, "backoffRate": 2, "initialWaitSeconds": 60}
     settings = RelaySettings.from_mapping({"totalTimeoutSeconds": 20, "delivery": {"slowLane": policy}})
-    # Then the lease is 60 s of initial wait, waits of 30+60+120+240 s, 5 attempts of 30 s, and the margin
-    assert settings.slow_lane_lease_seconds == 60 + 450 + 5 * 30 + 3600 + settings.max_attempts * 3600
+    # Then the lease is 60 s of initial wait, waits of 30+60+120+240 s, 5 attempts of 30 s, the
+    # throttled waits (the lane's own DeliveryThrottled retrier, unchanged), the margin and a
+    # Retry-After wait at its cap for each attempt
+    throttled = retry_schedule("delivery_slow.asl.json", None, "DeliveryThrottled")
+    assert settings.slow_lane_lease_seconds == (
+        math.ceil(60 + 450 + sum(throttled.waits)) + 5 * 30 + throttled.attempts + 3600 + settings.max_attempts * 3600
+    )
 
 
 def test_the_largest_body_still_fits_a_step_functions_input() -> None:

@@ -112,7 +112,7 @@ def test_every_operation_has_bearer_auth_an_id_and_its_error_answers() -> None:
         "description": DOCUMENT["components"]["securitySchemes"]["bearerAuth"]["description"],
     }
     ids = [DOCUMENT["paths"][path][method]["operationId"] for path, method in OPERATIONS]
-    assert len(set(ids)) == len(ids) == 8
+    assert len(set(ids)) == len(ids) == 11  # 5 message operations, batch, bulk replay and its job, 3 target ones
     for path, method in OPERATIONS:
         statuses = set(DOCUMENT["paths"][path][method]["responses"])
         assert {"401", "403", "429", "500"} <= statuses, (path, method)
@@ -319,3 +319,22 @@ def test_the_batch_request_and_its_results_are_described() -> None:
     # Then they validate, and a result whose status does not fit its body does not
     assert errors(pointer, answer) == []
     assert errors(pointer, {"results": [{"statusCode": 202, "body": error}]})
+
+
+def test_the_target_routes_answer_what_the_handler_answers() -> None:
+    # Given the target routes of the document
+    paths = DOCUMENT["paths"]
+    # Then PUT validates its body against schemas/target.schema.json, and DELETE may answer TARGET_NOT_FOUND
+    assert set(paths["/targets"]["put"]["responses"]) >= {"200", "400", "401", "403", "429", "500"}
+    assert set(paths["/targets/{targetId}"]["delete"]["responses"]) >= {"200", "404"}
+    assert errors("#/components/schemas/TargetLimits", {"origin": "https://a.example", "ratePerSecond": 2}) == []
+    assert errors("#/components/schemas/TargetLimits", {"origin": "https://a.example", "ratePerSecond": 0}) != []
+    view = {
+        "origin": "https://a.example",
+        "ratePerSecond": 2,
+        "maxConcurrency": None,
+        "updatedAt": "2026-01-31T12:00:00Z",
+        "inFlight": 0,
+        "tokens": 2,
+    }
+    assert errors("#/components/schemas/TargetList", {"items": [view]}) == []

@@ -1,0 +1,186 @@
+"""Per-target limits across processes: the DynamoDB-backed bucket and leases, and the API.
+
+FlowControl instances stand for concurrent Lambdas (each has its own caches); they share only the
+table of an embedded AWS. Then `relay dev` in-process with a concurrency-limited target.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from functions.shared.targets import FlowControl, Permit, Target, TargetRepository
+from relay.client import RelayClient
+from relay.local.runtime import LocalRelay
+from relay.local.targets import TargetServer
+from tests.conftest import make_message
+from tests.support import SHORT_POLICY, wait_until_terminal
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[LocalRelay]:
+    with LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def repository(relay: LocalRelay) -> TargetRepository:
+    assert relay.local is not None
+    return TargetRepository(relay.local.table_name)
+
+
+def _flow(repository: TargetRepository) -> FlowControl:
+    return FlowControl(repository, Target("*"), lease_seconds=30, max_age_seconds=0.0)
+
+
+def test_two_flow_controls_never_hold_more_than_one_slot(repository: TargetRepository) -> None:
+    # Given a target allowing one attempt in flight, and two "Lambdas" each with four threads
+    origin = "https://one-at-a-time.example"
+    repository.put("alpha", Target(origin, max_concurrency=1))
+    flows = [_flow(repository), _flow(repository)]
+    holding, peak, granted = [0], [0], [0]
+    lock = threading.Lock()
+
+    def deliverer(flow: FlowControl) -> None:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            permit = flow.acquire("alpha", origin)
+            if not isinstance(permit, Permit):
+                time.sleep(0.01)
+                continue
+            with lock:
+                holding[0] += 1
+                peak[0] = max(peak[0], holding[0])
+                granted[0] += 1
+            time.sleep(0.02)
+            with lock:
+                holding[0] -= 1
+            flow.release(permit)
+
+    # When they all deliver as fast as they can for two seconds
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(deliverer, [flows[i % 2] for i in range(8)]))
+    # Then never more than one held a slot, and the slot was handed on many times
+    assert peak[0] == 1
+    assert granted[0] >= 10
+    assert repository.get_flow("alpha", origin).live_leases(int(time.time() * 1000)) == {}  # type: ignore[union-attr]
+
+
+def test_the_bucket_holds_across_two_flow_controls(repository: TargetRepository) -> None:
+    # Given a target limited to 5/s (burst 5), and two "Lambdas"
+    origin = "https://five-a-second.example"
+    repository.put("alpha", Target(origin, rate_per_second=5.0))
+    flows = [_flow(repository), _flow(repository)]
+    granted: list[float] = []
+    lock = threading.Lock()
+
+    def deliverer(flow: FlowControl) -> None:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            if isinstance(flow.acquire("alpha", origin), Permit):
+                with lock:
+                    granted.append(time.monotonic())
+            else:
+                time.sleep(0.01)
+
+    # When both take permits as fast as they can for two seconds
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(deliverer, [flows[i % 2] for i in range(4)]))
+    # Then they got the burst plus the rate, not more (and close to it)
+    assert 5 + 5 * 2 - 3 <= len(granted) <= 5 + 5 * 2 + 1
+
+
+def test_an_unlimited_target_costs_no_request_per_attempt(repository: TargetRepository) -> None:
+    # Given a flow control with its 30 s cache, and a target without limits
+    repository_of_one = TargetRepository(repository._messages.table_name)
+    calls: list[str] = []
+    messages = repository_of_one._messages
+    call, batch_get = messages._call, messages._batch_get
+
+    def counting_call(operation: str, **kwargs: Any) -> Any:
+        calls.append(operation)
+        return call(operation, **kwargs)
+
+    def counting_batch_get(keys: list[dict[str, Any]], consistent: bool) -> list[dict[str, Any]]:
+        calls.append("batch_get_item")
+        return batch_get(keys, consistent)
+
+    messages._call = counting_call  # type: ignore[method-assign]
+    messages._batch_get = counting_batch_get  # type: ignore[method-assign]
+    flow = FlowControl(repository_of_one, Target("*"), lease_seconds=30)
+    # When a hundred attempts ask for a permit
+    for _ in range(100):
+        flow.release(flow.acquire("alpha", "https://free.example"))
+    # Then the limits were read once (the target's and the sender's default in one BatchGetItem), nothing written
+    assert calls == ["batch_get_item"]
+    assert flow.limits("alpha", "https://free.example").unlimited
+
+
+def test_a_sender_sees_only_its_own_targets_over_the_api(relay: LocalRelay) -> None:
+    assert relay.local is not None
+    from relay.admin import SenderAdmin
+
+    admin = SenderAdmin(relay.local.table_name)
+    carol = RelayClient(relay.url, token=admin.create("carol")["token"])
+    dave = RelayClient(relay.url, token=admin.create("dave")["token"])
+    # Given carol limits a target
+    answer = carol.put_target("HTTPS://Hooks.Example.com:443/", 2, 1)
+    assert answer.status == 200, answer.body
+    assert answer.body["origin"] == "https://hooks.example.com"
+    # Then carol lists it with its counts, dave does not see it and cannot delete it
+    listed = carol.targets().body["items"]
+    assert [(t["origin"], t["ratePerSecond"], t["maxConcurrency"], t["inFlight"]) for t in listed] == [
+        ("https://hooks.example.com", 2, 1, 0)
+    ]
+    assert listed[0]["tokens"] == 2
+    assert dave.targets().body["items"] == []
+    assert dave.delete_target("https://hooks.example.com").status == 404
+    # And a bad body names its field
+    bad = carol.request("PUT", "/targets", b'{"origin": "https://x.example/path", "ratePerSecond": 0}')
+    assert bad.status == 400
+    assert [d["path"] for d in bad.body["error"]["details"]] == ["$.ratePerSecond"]
+    path = carol.request("PUT", "/targets", b'{"origin": "https://x.example/path", "ratePerSecond": 1}')
+    assert path.status == 400 and [d["path"] for d in path.body["error"]["details"]] == ["$.origin"]
+    # When carol deletes it, it is gone
+    assert carol.delete_target("https://hooks.example.com").status == 200
+    assert carol.targets().body["items"] == []
+    assert carol.delete_target("https://hooks.example.com").status == 404
+
+
+def test_a_concurrency_limited_target_receives_one_request_at_a_time(relay: LocalRelay) -> None:
+    # Given a target that takes 200 ms per request, limited to one in flight
+    client = RelayClient(relay.url, token=relay.dev_token)
+    with TargetServer() as slow:
+        assert client.put_target(slow.url, None, 1).ok
+        # When six messages go to it at once
+        messages = [make_message(senderId="dev", targetUrl=f"{slow.url}/slow/200") for _ in range(6)]
+        for message in messages:
+            assert client.send(message).status == 202
+        records = [wait_until_terminal(client, message, timeout=60) for message in messages]
+        # Then all are delivered at the first attempt, and the target never had two at once
+        assert [(r["status"], r["attempts"]) for r in records] == [("DELIVERED", 1)] * 6
+        assert slow.peak_in_flight == 1
+        assert len(slow.received) == 6
+
+
+def test_the_target_s_own_limits_win_over_the_sender_default_and_the_deployment_s(
+    repository: TargetRepository,
+) -> None:
+    # Given a deployment default of 100/s, a sender default (origin *) of 3/s, and one target of its own
+    repository.put("bravo", Target("*", rate_per_second=3.0))
+    repository.put("bravo", Target("https://own.example", max_concurrency=2))
+    flow = FlowControl(repository, Target("*", rate_per_second=100.0), lease_seconds=30)
+    # Then a target of its own keeps exactly its settings, the others take the sender's default,
+    # and another sender takes the deployment's
+    assert (
+        flow.limits("bravo", "https://own.example").rate_per_second,
+        flow.limits("bravo", "https://own.example").max_concurrency,
+    ) == (None, 2)
+    assert flow.limits("bravo", "https://other.example").rate_per_second == 3.0
+    assert flow.limits("charlie", "https://other.example").rate_per_second == 100.0
+    assert flow.limits("bravo", "https://other.example").origin == "https://other.example"
