@@ -237,6 +237,26 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return _finish(_client(args).cancel(args.message_id), args.json, render)
 
 
+# -- targets ---------------------------------------------------------------------------------------
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.action == "resume":
+
+        def render_resumed(body: dict[str, Any]) -> None:
+            change = f"{body['previousState']} -> {body['state']}"
+            print(f"{body['origin']}: {change}, {body['resumed']} message(s) re-driven")
+
+        return _finish(client.resume_target(args.origin), args.json, render_resumed)
+
+    def render_health(body: dict[str, Any]) -> None:
+        line = f"{body['origin']}: {body['state']}, {body.get('consecutiveFailures', 0)} consecutive failure(s)"
+        print(line + (f", next probe at {body['nextProbeAt']}" if body.get("nextProbeAt") else ""))
+
+    return _finish(client.target_health(args.origin), args.json, render_health)
+
+
 # -- senders ----------------------------------------------------------------------------------------
 
 
@@ -418,13 +438,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="list your messages in one status, newest first")
     api_options(listing)
-    listing.add_argument(
-        "--status", required=True, choices=["PENDING", "DELIVERING", "RETRYING", "DELIVERED", "FAILED", "CANCELLED"]
-    )
+    statuses = ["PENDING", "DELIVERING", "RETRYING", "PAUSED", "DELIVERED", "FAILED", "CANCELLED"]
+    listing.add_argument("--status", required=True, choices=statuses)
     listing.add_argument("--limit", type=int)
     listing.add_argument("--cursor")
     listing.add_argument("--all", action="store_true", help="follow every page")
     listing.set_defaults(handler=cmd_list)
+
+    targets = sub.add_parser("targets", help="a target's circuit breaker: its health, or resume it by hand")
+    api_options(targets)
+    targets.add_argument(
+        "action", choices=["resume", "health"], help="resume: close it and re-drive its PAUSED messages"
+    )
+    targets.add_argument("origin", help="the target: scheme://host[:port] (or any URL of it)")
+    targets.set_defaults(handler=cmd_targets)
 
     senders = sub.add_parser("senders", help="manage senders (local relay, or a deployment with --stack/--table)")
     api_options(senders)

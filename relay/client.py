@@ -85,6 +85,12 @@ class RelayClient:
     def cancel(self, message_id: str) -> ApiAnswer:
         return self.request("POST", f"/messages/{quote(message_id, safe='')}/cancel", b"")
 
+    def target_health(self, origin: str) -> ApiAnswer:
+        return self.request("GET", f"/targets/health?{urlencode({'origin': origin})}")
+
+    def resume_target(self, origin: str) -> ApiAnswer:
+        return self.request("POST", "/targets/resume", json.dumps({"origin": origin}).encode("utf-8"))
+
     def admin(self, method: str, path: str, payload: dict[str, Any] | None = None) -> ApiAnswer:
         body = json.dumps(payload).encode() if payload is not None else (b"" if method == "POST" else None)
         return self.request(method, f"/_admin{path}", body)

@@ -1,8 +1,10 @@
-"""The read-and-act API: GET /messages/{id}, GET /messages, POST /messages/{id}/replay|cancel.
+"""The read-and-act API: GET /messages/{id}, GET /messages, POST /messages/{id}/replay|cancel,
+and a target's circuit breaker: GET /targets/health?origin=..., POST /targets/resume.
 
 The sender comes from the authorizer's context, never from the request.
 """
 
+import json
 from typing import Any
 from urllib.parse import unquote
 
@@ -10,12 +12,14 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared import operations
+from functions.shared import operations, target_health
 from functions.shared.api_errors import register_error_handlers
 from functions.shared.config import get_settings
+from functions.shared.exceptions import FieldError, MessageInvalid
 from functions.shared.observability import logger, metrics, tracer
 from functions.shared.queue import DeliveryQueue
 from functions.shared.repository import MessageRepository
+from functions.shared.target_health_store import TargetHealthRepository
 
 app = APIGatewayRestResolver()
 register_error_handlers(app)
@@ -64,6 +68,31 @@ def replay_message(message_id: str) -> Response[dict[str, Any]]:
 @app.post("/messages/<message_id>/cancel")
 def cancel_message(message_id: str) -> dict[str, Any]:
     return operations.cancel(_repository(), _sender(), _message_id(message_id))
+
+
+@app.get("/targets/health")
+def target_health_view() -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    store = TargetHealthRepository(get_settings().table_name)
+    return target_health.target_health_view(store, _sender(), str(query.get("origin") or ""))
+
+
+@app.post("/targets/resume")
+def resume_target() -> dict[str, Any]:
+    settings = get_settings()
+    try:
+        body = json.loads(app.current_event.body or "{}")
+    except ValueError:
+        raise MessageInvalid([FieldError("$", "must be a JSON object with an origin")]) from None
+    origin = body.get("origin") if isinstance(body, dict) else None
+    return target_health.resume_target(
+        _repository(),
+        TargetHealthRepository(settings.table_name),
+        DeliveryQueue(settings.queue_url),
+        settings,
+        _sender(),
+        origin,
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

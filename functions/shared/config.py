@@ -62,6 +62,15 @@ def _env_bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
+# `relay.circuitBreaker` in cdk.json (stacks/settings.py) reaches the functions as these variables.
+BREAKER_THRESHOLD_VARIABLE = "RELAY_BREAKER_FAILURE_THRESHOLD"
+BREAKER_PROBE_AFTER_VARIABLE = "RELAY_BREAKER_PROBE_AFTER_SECONDS"
+BREAKER_MAX_PROBE_AFTER_VARIABLE = "RELAY_BREAKER_MAX_PROBE_AFTER_SECONDS"
+DEFAULT_BREAKER_FAILURE_THRESHOLD = 20
+DEFAULT_BREAKER_PROBE_AFTER_SECONDS = 60
+DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS = 3600
+
+
 @dataclass(frozen=True)
 class Settings:
     table_name: str
@@ -88,6 +97,12 @@ class Settings:
     fast_lane_lease_seconds: int
     slow_lane_lease_seconds: int
     first_attempt: FirstAttempt = FirstAttempt.INLINE
+    # Circuit breaker per target (functions/shared/target_health.py): this many consecutive failed
+    # attempts open a target; the first probe goes after `probe_after_seconds`, doubling on each
+    # failed probe up to `max_probe_after_seconds`.
+    breaker_failure_threshold: int = DEFAULT_BREAKER_FAILURE_THRESHOLD
+    breaker_probe_after_seconds: int = DEFAULT_BREAKER_PROBE_AFTER_SECONDS
+    breaker_max_probe_after_seconds: int = DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS
 
     @property
     def ttl_seconds(self) -> int:
@@ -122,4 +137,9 @@ def get_settings() -> Settings:
         fast_lane_lease_seconds=_env_int("RELAY_FAST_LANE_LEASE_SECONDS", 360),
         slow_lane_lease_seconds=_env_int("RELAY_SLOW_LANE_LEASE_SECONDS", 200_000),
         first_attempt=FirstAttempt(os.environ.get(FIRST_ATTEMPT_VARIABLE) or FirstAttempt.INLINE),
+        breaker_failure_threshold=_env_int(BREAKER_THRESHOLD_VARIABLE, DEFAULT_BREAKER_FAILURE_THRESHOLD),
+        breaker_probe_after_seconds=_env_int(BREAKER_PROBE_AFTER_VARIABLE, DEFAULT_BREAKER_PROBE_AFTER_SECONDS),
+        breaker_max_probe_after_seconds=_env_int(
+            BREAKER_MAX_PROBE_AFTER_VARIABLE, DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS
+        ),
     )

@@ -27,6 +27,7 @@ from functions.shared.clock import iso
 from functions.shared.config import MAX_PARALLEL_DISPATCH, FirstAttempt, Settings
 from functions.shared.exceptions import (
     ClaimHeld,
+    DeliveryPaused,
     DeliveryRejected,
     DeliveryRetryable,
     RelayError,
@@ -41,6 +42,7 @@ from functions.shared.queue import MessageQueue
 from functions.shared.repository import MessageRepository
 from functions.shared.secrets import SigningSecrets
 from functions.shared.signing import signature_headers
+from functions.shared.target_health import BreakerPolicy, TargetBreaker, TargetHealth, origin_of, pause
 from functions.shared.workflows import Workflows, execution_name, standard_execution_arn
 
 if TYPE_CHECKING:
@@ -84,6 +86,14 @@ class DeliveryDependencies:
             total_timeout=self.settings.total_timeout_seconds,
             max_response_bytes=self.settings.max_response_bytes,
         )
+
+    @cached_property
+    def breaker(self) -> TargetBreaker:
+        """Target health, cached in the warm function (functions/shared/target_health.py)."""
+        from functions.shared.target_health_store import TargetHealthRepository
+
+        store = TargetHealthRepository(self.settings.table_name)
+        return TargetBreaker(store, BreakerPolicy.from_settings(self.settings))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryDependencies:
@@ -196,6 +206,11 @@ def dispatch(
         return "expired"
     inline = deps.settings.first_attempt == FirstAttempt.INLINE
     epoch = int(now.timestamp())
+    blocked = _blocked_by(deps, stored)
+    if blocked is not None:
+        # Its target is OPEN: PAUSED instead of attempted (unless a live run holds the lease).
+        paused = pause(deps.repository, head, blocked, deps.breaker.policy, lease_free_at=epoch)
+        return "paused" if paused is not None else _claim_refused(deps, key, run, epoch)
     enqueued = None
     if head.enqueued_run < run:
         details = {"queueMessageId": queue_message_id} if queue_message_id else {}
@@ -284,11 +299,48 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
     if head.is_expired(now):
         # MarkFailed records the result of an interrupted attempt together with FAILED.
         raise DeliveryRejected("expired: the message passed its expiry before it could be delivered")
+    blocked = _blocked_by(deps, stored)
+    if blocked is not None:
+        if pause(deps.repository, head, blocked, deps.breaker.policy) is None:
+            return {"outcome": "skipped", "status": None}
+        # The run ends here (its lease is given back); the message keeps its attempts.
+        raise DeliveryPaused(f"target {blocked.origin} is {blocked.state.value}")
     started = _attempt_started(head, now, str(event.get("lane", "fast")), str(event.get("executionArn", "")))
     begun = deps.repository.begin_attempt(head, started, _interrupted(head, now))
     if begun is None:
         return {"outcome": "skipped", "status": None}
     return _send(deps, StoredMessage(begun, stored.content))
+
+
+def _target(stored: StoredMessage) -> str | None:
+    try:
+        return origin_of(stored.content.target_url)
+    except ValueError:
+        return None
+
+
+def _blocked_by(deps: DeliveryDependencies, stored: StoredMessage) -> TargetHealth | None:
+    """The OPEN target health that keeps this message from being attempted (cached read)."""
+    origin = _target(stored)
+    if origin is None:
+        return None
+    return deps.breaker.blocking(stored.head.key.sender_id, origin, stored.head.key.message_id)
+
+
+def _target_answered(deps: DeliveryDependencies, stored: StoredMessage, failed: bool) -> None:
+    """Tell the breaker: a retryable failure is counted (one ADD); a success closes or resets it
+    only when the warm function knows of failures. Best effort: delivery never fails on it."""
+    origin = _target(stored)
+    if origin is None:
+        return
+    sender, message_id = stored.head.key.sender_id, stored.head.key.message_id
+    try:
+        if failed:
+            deps.breaker.failed(sender, origin, message_id)
+        else:
+            deps.breaker.succeeded(sender, origin)
+    except RelayError:
+        logger.exception("Could not record the target's health")
 
 
 def _send(deps: DeliveryDependencies, stored: StoredMessage) -> dict[str, Any]:
@@ -317,10 +369,12 @@ def _send(deps: DeliveryDependencies, stored: StoredMessage) -> dict[str, Any]:
     except (TargetTimeout, TargetUnreachable) as error:
         name = type(error).__name__
         _attempt_failed(deps, head, name, str(error), None, _ms(started_clock), retry_reason=f"{name}: {error}")
+        _target_answered(deps, stored, failed=True)
         raise DeliveryRetryable(f"{name}: {error}") from None
 
     if 200 <= response.status_code <= 299:
         _record_delivered(deps, head, response)
+        _target_answered(deps, stored, failed=False)
         return {"outcome": "DELIVERED", "attempt": number, "statusCode": response.status_code}
 
     summary = f"HTTP {response.status_code}"
@@ -329,6 +383,7 @@ def _send(deps: DeliveryDependencies, stored: StoredMessage) -> dict[str, Any]:
         deps, head, "HttpStatus", "", response, response.duration_ms, retry_reason=summary if retryable else None
     )
     if retryable:
+        _target_answered(deps, stored, failed=True)
         raise DeliveryRetryable(summary)
     kind = "redirects are not followed" if 300 <= response.status_code <= 399 else "not retried"
     raise DeliveryRejected(f"{summary}: {kind}")

@@ -129,3 +129,8 @@ class SenderExists(RelayError):
 
 class SenderUnknown(RelayError):
     """No sender with that id."""
+
+
+class DeliveryPaused(RelayError):
+    """The message's target is OPEN (circuit breaker): the message is PAUSED, no attempt is spent,
+    and its run ends. The delivery state machines catch this class name and end the run."""

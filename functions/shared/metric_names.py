@@ -26,3 +26,8 @@ class Metric(StrEnum):
     REDRIVEN = "MessagesRedriven"
     # A delivery found no signing secret for its sender: a configuration error an operator fixes.
     SIGNING_SECRET_MISSING = "SigningSecretMissing"
+    # Circuit breaker per target (functions/shared/target_health.py).
+    TARGET_OPENED = "TargetsOpened"
+    TARGET_CLOSED = "TargetsClosed"
+    PAUSED = "MessagesPaused"
+    RESUMED = "MessagesResumed"

@@ -33,6 +33,8 @@ from functions.shared.queue import DeliveryQueue, MessageQueue
 from functions.shared.repository import MessageRepository
 from functions.shared.runs import message_runs
 from functions.shared.status import status_view
+from functions.shared.target_health import TargetHealth, reconcile_paused, resume_closed_targets
+from functions.shared.target_health_store import TargetHealthRepository
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 25
@@ -168,13 +170,20 @@ def reconcile(
     counts = {"due": 0, "redriven": 0, "failed": 0, "finished": 0, "leased": 0}
     if dead_letters is not None:
         counts["rescued"] = rescue_dead_letters(repository, dead_letters, now)
+    # Targets that closed since the last round: their paused messages go again.
+    targets = TargetHealthRepository(repository.table_name)
+    counts["resumed"] = resume_closed_targets(repository, targets, queue, settings)
+    seen: dict[tuple[str, str], TargetHealth] = {}
     due_keys = (key for shard in range(DUE_SHARDS) for key in repository.iter_due(f"DUE#{shard}", epoch))
     for key in due_keys:
         counts["due"] += 1
         head = repository.get_head(key)
         if head is None:
             continue
-        outcome = _reconcile_one(repository, queue, settings, fail, head, now)
+        if head.status == Status.PAUSED:
+            outcome = reconcile_paused(repository, targets, queue, settings, fail, head, now, seen)
+        else:
+            outcome = _reconcile_one(repository, queue, settings, fail, head, now)
         counts[outcome] = counts.get(outcome, 0) + 1
         if outcome == "redriven":
             metrics.add_metric(name=Metric.REDRIVEN, unit=MetricUnit.Count, value=1)

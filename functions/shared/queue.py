@@ -26,7 +26,6 @@ class MessageQueue:
             raise QueueUnavailable(f"SQS did not accept the message ({code or type(error).__name__})") from error
         return str(response["MessageId"])
 
-
     def receive_json(self, max_messages: int = 10) -> list[tuple[str, dict[str, Any]]]:
         """Up to `max_messages` waiting messages as (receipt handle, payload); no wait."""
         try:

@@ -4,7 +4,8 @@
   real token authorizer (401 unknown token, 403 disabled sender), then the throttles (429).
 - POST /messages is the deployed integration: its request mapping template rendered, the ingest
   machine started synchronously with what it produced, the integration response rendered.
-- The other /messages routes invoke the API Lambda handler with an API Gateway proxy event.
+- The other /messages routes and /targets/... invoke the API Lambda handler with an API Gateway
+  proxy event.
 - /_admin/senders... serves `relay senders` locally, only with the admin token `relay dev` prints.
 - Every route refuses a `Host` that is not the address served (421): a web page whose name was
   rebound to 127.0.0.1 gets nothing. Admin POSTs also need `Content-Type: application/json`, so
@@ -102,7 +103,7 @@ class RelayHttpServer(StrictHttpServer):
         path = request.path
         if path.startswith("/_admin/") or path == "/_admin":
             return self._admin(request)
-        if path == "/messages" or path.startswith("/messages/"):
+        if path == "/messages" or path.startswith("/messages/") or path.startswith("/targets/"):
             return self._messages(request)
         if request.method == "GET" and path == "/health":
             return HttpResponse(200, json.dumps({"status": "ok"}), headers=_request_id(request))

@@ -197,9 +197,10 @@ class DeliveryWorkflow(Construct):
         }
 
     def _grant_attempts(self, function: RelayFunction, table_arn: str) -> None:
-        """What `delivery.attempt` needs: the head and content (one BatchGetItem), its writes, and
-        the sender's signing secret."""
-        function.grant([table_arn], "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
+        """What `delivery.attempt` needs: the head and content (one BatchGetItem), its writes, the
+        target's health (a GetItem at most every few seconds per target; an ADD on failure) and the
+        sender's signing secret."""
+        function.grant([table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
         sender_secrets = Stack.of(self).format_arn(
             service="secretsmanager",
             resource="secret",

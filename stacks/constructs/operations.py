@@ -4,6 +4,8 @@
     GET  /messages/{messageId}                 status, attempts, events, executions
     POST /messages/{messageId}/replay          deliver a finished message again
     POST /messages/{messageId}/cancel          stop a message that has not finished
+    GET  /targets/health?origin=...            a target's circuit breaker (CLOSED, OPEN, HALF_OPEN)
+    POST /targets/resume                       close a target by hand, re-drive its PAUSED messages
 
 One Lambda behind a proxy integration serves them all; like every method of the API they
 require the sender token authorizer and its API key (stacks/constructs/api.py), and the
@@ -25,7 +27,7 @@ from stacks.settings import RelaySettings
 
 
 class Operations(Construct):
-    """The `api` function and its four routes under /messages."""
+    """The `api` function and its routes under /messages and /targets."""
 
     def __init__(
         self,
@@ -54,7 +56,8 @@ class Operations(Construct):
         )
         # Status: the head and the content in one BatchGetItem; listing: the bySender or the sparse
         # byStatus index, which hold keys only, then the messages they name in one BatchGetItem per
-        # page; replay and cancel: one conditional update of the head each (status and event).
+        # page; replay and cancel: one conditional update of the head each (status and event);
+        # a target's health: one GetItem; resuming it: its PAUSED range of byStatus, then updates.
         self.function.grant(
             [f"{table.table_arn}/index/{SENDER_INDEX}", f"{table.table_arn}/index/{STATUS_INDEX}"],
             "dynamodb:Query",
@@ -62,7 +65,7 @@ class Operations(Construct):
         self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
 
-        # API Gateway may invoke the function from these four methods of the deployed stage only
+        # API Gateway may invoke the function from these methods of the deployed stage only
         # (no extra permission for the console's test-invoke).
         integration = apigateway.LambdaIntegration(self.function.function, proxy=True, allow_test_invoke=False)
         messages = api.messages
@@ -71,4 +74,15 @@ class Operations(Construct):
         self.get_message = message.add_method("GET", integration)
         self.replay = message.add_resource("replay").add_method("POST", integration)
         self.cancel = message.add_resource("cancel").add_method("POST", integration)
-        self.methods = [self.list_messages, self.get_message, self.replay, self.cancel]
+        # The targets registry (GET/PUT/DELETE /targets) shares this resource once merged.
+        targets = api.rest_api.root.add_resource("targets")
+        self.target_health = targets.add_resource("health").add_method("GET", integration)
+        self.resume_target = targets.add_resource("resume").add_method("POST", integration)
+        self.methods = [
+            self.list_messages,
+            self.get_message,
+            self.replay,
+            self.cancel,
+            self.target_health,
+            self.resume_target,
+        ]

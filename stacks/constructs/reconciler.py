@@ -1,6 +1,8 @@
 """The reconciler: every minute, re-drive messages that are overdue with no live run.
 
-It is what makes "nothing lost" hold when a queue send, a Lambda or a run fails between steps:
+It also runs the circuit breaker's probes and re-drives the PAUSED messages of a target that
+recovered (functions/shared/target_health.py). It is what makes "nothing lost" hold when a queue
+send, a Lambda or a run fails between steps:
 it reads the sparse `due` index, re-enqueues a stuck message (or fails it for good after a few
 re-drives, like the finalize step: FAILED plus the failed-messages queue).
 """
@@ -16,7 +18,7 @@ from constructs import Construct
 
 from functions.shared.config import DEAD_LETTER_QUEUE_VARIABLE
 from stacks.constructs.functions import FunctionPackage, RelayFunction
-from stacks.constructs.storage import DUE_INDEX
+from stacks.constructs.storage import DUE_INDEX, STATUS_INDEX
 from stacks.constructs.workflow import handler_path
 from stacks.settings import RelaySettings
 
@@ -59,7 +61,10 @@ class Reconciler(Construct):
             timeout=TIMEOUT,
         )
         self.function.grant([f"{table.table_arn}/index/{DUE_INDEX}"], "dynamodb:Query")
-        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem")
+        # Circuit breaker: targets that closed (TARGETS#RESUMING) and their paused messages are
+        # ranges of the sparse byStatus index; the heads they name are read in one BatchGetItem.
+        self.function.grant([f"{table.table_arn}/index/{STATUS_INDEX}"], "dynamodb:Query")
+        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
         self.function.grant([queue.queue_arn, failed_queue.queue_arn], "sqs:SendMessage")
         # Dispatches that failed too often land in the dead-letter queue; each round takes them back.
         self.function.grant([dead_letter_queue.queue_arn], "sqs:ReceiveMessage", "sqs:DeleteMessage")
