@@ -61,6 +61,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         allow_private_targets=args.allow_private_targets,
         template=args.template,
         server_limits=replace(default_limits(), **timeouts),
+        environment=dict(args.env or []),
     )
     try:
         relay.start()
@@ -115,6 +116,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 # -- send / status ----------------------------------------------------------------------------------
+
+
+def _parse_setting(raw: str) -> tuple[str, str]:
+    name, separator, value = raw.partition("=")
+    if not separator or not name.startswith("RELAY_"):
+        raise argparse.ArgumentTypeError("expected RELAY_NAME=VALUE (a RELAY_* variable of the functions)")
+    return name, value
 
 
 def _parse_header(raw: str) -> tuple[str, str]:
@@ -400,6 +408,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--template",
         type=Path,
         help="run this synthesized template (default: cdk.out/Relay.template.json, synthesized when stale)",
+    )
+    dev.add_argument(
+        "--env",
+        action="append",
+        type=_parse_setting,
+        metavar="RELAY_NAME=VALUE",
+        help="override a function setting locally, e.g. RELAY_BREAKER_FAILURE_THRESHOLD=5 (repeatable)",
     )
     dev.add_argument("--read-timeout", type=float, help="seconds to receive a whole request (408; default 10)")
     dev.add_argument("--idle-timeout", type=float, help="seconds a keep-alive connection may idle (default 5)")

@@ -11,6 +11,8 @@ Paths choose the behaviour, so one server plays every kind of target:
   /redirect      302 to /ok (must not be followed)
   /reset         closes the connection without answering
   /switch/NAME   500 until heal(NAME) is called, then 200 (a target that recovers)
+  /outage/S      503 for S seconds from the first request to it (any message), then 200: a target
+                 that is down for a while, then recovers (the circuit breaker pauses its messages)
 Every request is recorded (method, path, headers, body bytes).
 """
 
@@ -48,6 +50,7 @@ class TargetServer:
     _counts: Counter[str] = field(default_factory=Counter)
     _release: threading.Event = field(default_factory=threading.Event)
     _healed: set[str] = field(default_factory=set)
+    _outages: dict[str, float] = field(default_factory=dict)
 
     def heal(self, name: str) -> None:
         with self._lock:
@@ -115,6 +118,10 @@ class TargetServer:
             status = 503 if seen <= int(argument or 2) else 200
         elif kind == "fail":
             status = 500
+        elif kind == "outage":
+            with self._lock:
+                began = self._outages.setdefault(handler.path, time.monotonic())
+            status = 503 if time.monotonic() - began < float(argument or 10) else 200
         elif kind == "switch":
             with self._lock:
                 status = 200 if argument in self._healed else 500
