@@ -337,6 +337,17 @@ DEMO_TARGETS = {
     "always 500": "/fail",
     "404": "/missing",
 }
+# A second demo server (its own origin, so its own circuit breaker): down for a while, then OK. Its
+# messages' failures open the target, they go PAUSED (not FAILED), and a probe finds it back up.
+DEMO_OUTAGE_PATH = "/outage/8"
+DEMO_OUTAGE_MESSAGES = 4
+# The demo's circuit breaker: open after 10 consecutive failed attempts (more than the always-500
+# message makes: it still ends FAILED), probe after 2 s, then every 4 s.
+DEMO_BREAKER = {
+    "RELAY_BREAKER_FAILURE_THRESHOLD": "10",
+    "RELAY_BREAKER_PROBE_AFTER_SECONDS": "2",
+    "RELAY_BREAKER_MAX_PROBE_AFTER_SECONDS": "4",
+}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -345,17 +356,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from relay.local.runtime import LocalRelay
     from relay.local.targets import TargetServer
 
-    with TargetServer() as targets, LocalRelay(port=0, time_scale=args.time_scale, policy=DEMO_POLICY) as relay:
+    with (
+        TargetServer() as targets,
+        TargetServer() as outage,
+        LocalRelay(
+            port=0,
+            time_scale=args.time_scale,
+            policy=DEMO_POLICY,
+            environment=DEMO_BREAKER,
+            reconcile_every_seconds=1.0,
+        ) as relay,
+    ):
         client = RelayClient(relay.url, token=relay.dev_token)
         print(f"Local relay at {relay.url}, demo targets at {targets.url} (time scale {args.time_scale}).")
         print("Retry policy for the demo: fast lane 3 attempts, slow lane 3 attempts (see cdk.json for the real one).")
+        print(
+            f"Circuit breaker for the demo: a target opens after {DEMO_BREAKER['RELAY_BREAKER_FAILURE_THRESHOLD']} "
+            f"consecutive failed attempts; {outage.url} is down for a while, then recovers."
+        )
         sent: dict[str, str] = {}
-        for label, path in DEMO_TARGETS.items():
+        plan = [(label, f"{targets.url}{path}") for label, path in DEMO_TARGETS.items()]
+        plan += [(f"down a while #{n}", f"{outage.url}{DEMO_OUTAGE_PATH}") for n in range(1, DEMO_OUTAGE_MESSAGES + 1)]
+        for label, url in plan:
             message: dict[str, Any] = {
                 "messageId": f"demo-{uuid.uuid4().hex[:8]}",
                 "senderId": DEFAULT_SENDER,
                 "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                "targetUrl": f"{targets.url}{path}",
+                "targetUrl": url,
                 "body": {"demo": label},
             }
             answer = client.send(message)
