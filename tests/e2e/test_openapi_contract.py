@@ -119,6 +119,8 @@ def test_forbidden_and_throttled_senders(document: dict[str, Any], relay: LocalR
         ("get", "/messages/{messageId}", lambda c: c.status("any")),
         ("post", "/messages/{messageId}/replay", lambda c: c.replay("any")),
         ("post", "/messages/{messageId}/cancel", lambda c: c.cancel("any")),
+        ("get", "/targets/health", lambda c: c.target_health("https://example.com")),
+        ("post", "/targets/resume", lambda c: c.resume_target("https://example.com")),
     ]
     for method, path, call in calls:
         assert conforms(document, method, path, call(disabled), 403)["error"]["code"] == "FORBIDDEN"
@@ -200,6 +202,14 @@ def test_status_list_replay_cancel(document: dict[str, Any], client: RelayClient
     unknown = conforms(document, "post", "/messages/{messageId}/cancel", client.cancel("no-such-message"), 404)
     assert unknown["error"]["code"] == "MESSAGE_NOT_FOUND"
 
+    # GET /targets/health and POST /targets/resume (the circuit breaker)
+    health = conforms(document, "get", "/targets/health", client.target_health(f"{target.url}/ok"), 200)
+    assert health["state"] == "CLOSED"
+    assert conforms(document, "get", "/targets/health", client.target_health("not a url"), 400)
+    resumed = conforms(document, "post", "/targets/resume", client.resume_target(target.url), 200)
+    assert resumed["state"] == "CLOSED"
+    assert conforms(document, "post", "/targets/resume", client.resume_target("not a url"), 400)
+
 
 def _expire(message: dict[str, Any]) -> None:
     expire_stored_message(DEV_SENDER, message["messageId"])
@@ -231,6 +241,8 @@ def test_system_errors(document: dict[str, Any], client: RelayClient, relay: Loc
             ("get", "/messages/{messageId}", client.status("any")),
             ("post", "/messages/{messageId}/replay", client.replay("any")),
             ("post", "/messages/{messageId}/cancel", client.cancel("any")),
+            ("get", "/targets/health", client.target_health("https://example.com")),
+            ("post", "/targets/resume", client.resume_target("https://example.com")),
         ]:
             body = conforms(document, method, path, answer, 500)
             assert body["error"]["code"] == "SYSTEM_ERROR" and "boom" not in json.dumps(body)
