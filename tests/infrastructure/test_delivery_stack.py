@@ -240,12 +240,13 @@ def test_first_attempt_state_machine_leaves_the_dispatcher_only_claims_and_start
 def test_deliver_may_read_and_record_attempts_and_read_sender_secrets(synth: Synthesized) -> None:
     # Given deliver's role
     grants = data_grants(synth, step_role(synth, "deliver"))
-    # Then it batch-reads head and content, updates the head, appends events, and reads signing
-    # secrets under relay/senders/ only (senders are created with theirs; it never creates one)
+    # Then it batch-reads head and content, reads its target's health, updates the head (and the
+    # health on failure), appends events, and reads signing secrets under relay/senders/ only
+    # (senders are created with theirs; it never creates one)
     assert grants == {
+        "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": [table_arn(synth)],
         "secretsmanager:GetSecretValue": [SENDER_SECRETS],
     }
 

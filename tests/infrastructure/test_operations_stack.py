@@ -40,6 +40,8 @@ ROUTES = [
     ("GET", "/messages/{messageId}"),
     ("POST", "/messages/{messageId}/replay"),
     ("POST", "/messages/{messageId}/cancel"),
+    ("GET", "/targets/health"),
+    ("POST", "/targets/resume"),
 ]
 OPERATION_ROUTES = ROUTES[1:]
 RELAY_METRICS = (
@@ -291,15 +293,18 @@ def test_the_reconciler_runs_every_minute(synth: Synthesized) -> None:
 
 def test_the_reconciler_may_query_the_due_index_redrive_and_fail(synth: Synthesized) -> None:
     # Given the reconciler's role
-    main, _ = queue_ids(synth)
-    # Then it queries only the sparse due index, reads and updates heads, appends events, re-enqueues
-    # and dead-letters: nothing else
+    main, dead_letters = queue_ids(synth)
+    # Then it queries only the sparse due and byStatus indexes (a target's PAUSED range, the targets
+    # that closed), reads and updates heads and target health, appends events, re-enqueues and
+    # dead-letters: nothing else
     assert data_grants(synth, step_role(synth, "reconciler")) == {
-        "dynamodb:Query": [index_arn(synth, "due")],
+        "dynamodb:Query": refs(index_arn(synth, "due"), index_arn(synth, "byStatus")),
         "dynamodb:GetItem": [table_arn(synth)],
+        "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": [table_arn(synth)],
         "sqs:SendMessage": refs(queue_arn(main), queue_arn(failed_queue_id(synth))),
+        "sqs:ReceiveMessage": [queue_arn(dead_letters)],
+        "sqs:DeleteMessage": [queue_arn(dead_letters)],
     }
 
 
