@@ -195,7 +195,10 @@ class TargetBreaker:
         closed = False
         if known.state == BreakerState.CLOSED and self.store.reset_failures(sender_id, origin):
             pass
-        elif self.store.close(sender_id, origin, resuming=True):
+        elif (
+            known.state != BreakerState.CLOSED
+            or self.store.get(sender_id, origin, consistent=True).state != BreakerState.CLOSED
+        ) and self.store.close(sender_id, origin, resuming=True):
             closed = True
             metrics.add_metric(name=Metric.TARGET_CLOSED, unit=MetricUnit.Count, value=1)
             logger.info("Target is CLOSED again: its paused messages are re-driven", extra={"origin": origin})

@@ -169,3 +169,16 @@ def test_a_success_after_some_failures_resets_the_count_once() -> None:
     assert warm.succeeded("s", "https://t") is False
     assert warm.succeeded("s", "https://t") is False
     assert store.calls == ["add", "reset"]
+
+
+def test_a_success_closes_a_target_another_function_opened_meanwhile() -> None:
+    # Given a warm function that saw a failure, and a target another function has opened since
+    store, clock = FakeStore(), [0.0]
+    warm = breaker(store, clock)
+    warm.failed("s", "https://t", "m")
+    store.health[("s", "https://t")] = TargetHealth("s", "https://t", state=BreakerState.OPEN, failures=20)
+    store.reset_failures = lambda sender_id, origin: False  # type: ignore[method-assign]  # not CLOSED
+    # When an attempt in this function gets through
+    closed = warm.succeeded("s", "https://t")
+    # Then the target is closed (its paused messages re-driven)
+    assert closed and store.health[("s", "https://t")].state == BreakerState.CLOSED
