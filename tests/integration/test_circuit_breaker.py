@@ -115,6 +115,7 @@ def test_a_lane_attempt_to_an_open_target_pauses_without_spending_an_attempt(
 ) -> None:
     # Given a message whose first (inline) attempt is under way and will time out
     message = send(client, f"{down.url}/slow/3000")
+    wait_for(client, message["messageId"], ("DELIVERING",), timeout=30)
     # And its target opening meanwhile (other messages' failures)
     breaker = delivery.dependencies(get_settings()).breaker
     for _ in range(THRESHOLD):
