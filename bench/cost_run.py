@@ -1291,7 +1291,7 @@ def _prepare_environment() -> None:
 def run(scale: float) -> dict[str, Any]:
     global _HOOKS
     _prepare_environment()
-    from functions.shared.config import FirstAttempt
+    from functions.shared.config import BREAKER_THRESHOLD_VARIABLE, FirstAttempt
     from relay.definitions import read_definition, retry_schedule
     from relay.local.emulator import template_topology
     from relay.local.runtime import LocalRelay
@@ -1329,7 +1329,14 @@ def run(scale: float) -> dict[str, Any]:
     results: dict[str, Any] = {"scenarios": {}, "skipped": {}, "cost_per_million": {}}
     started = time.perf_counter()
     # Retry waits scaled to ~nothing: the slow lane's ~51 h maximum horizon takes under 2 s.
-    with TargetServer() as target, LocalRelay(port=0, time_scale=1e-5, reconcile_every_seconds=86_400) as relay:
+    # The scenarios share one target origin and price every retry: the circuit breaker (which would
+    # open it and pause the rest) must not, so its threshold is out of reach; its failure-path
+    # writes (one ADD per failed attempt) are still counted.
+    environment = {BREAKER_THRESHOLD_VARIABLE: "1000000"}
+    with (
+        TargetServer() as target,
+        LocalRelay(port=0, time_scale=1e-5, reconcile_every_seconds=86_400, environment=environment) as relay,
+    ):
         _emit_metrics()
         warm = Scenario("warmup", "/ok", "DELIVERED", 1, 3)
         run_scenario(relay, target, warm, timeout=60)

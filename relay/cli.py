@@ -63,6 +63,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         allow_private_targets=args.allow_private_targets,
         template=args.template,
         server_limits=replace(default_limits(), **timeouts),
+        environment=dict(args.env or []),
     )
     try:
         relay.start()
@@ -117,6 +118,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 # -- send / status ----------------------------------------------------------------------------------
+
+
+def _parse_setting(raw: str) -> tuple[str, str]:
+    name, separator, value = raw.partition("=")
+    if not separator or not name.startswith("RELAY_"):
+        raise argparse.ArgumentTypeError("expected RELAY_NAME=VALUE (a RELAY_* variable of the functions)")
+    return name, value
 
 
 def _parse_header(raw: str) -> tuple[str, str]:
@@ -441,7 +449,20 @@ def cmd_targets(args: argparse.Namespace) -> int:
             print(f"{body['origin']}: rate {rate}/s, concurrency {concurrency}")
 
         return _finish(client.put_target(args.origin, args.rate, args.concurrency), args.json, render_set)
-    # `relay targets resume ORIGIN` (the circuit breaker) goes here, beside set and delete.
+    if args.action == "resume":
+
+        def render_resumed(body: dict[str, Any]) -> None:
+            change = f"{body['previousState']} -> {body['state']}"
+            print(f"{body['origin']}: {change}, {body['resumed']} message(s) re-driven")
+
+        return _finish(client.resume_target(args.origin), args.json, render_resumed)
+    if args.action == "health":
+
+        def render_health(body: dict[str, Any]) -> None:
+            line = f"{body['origin']}: {body['state']}, {body.get('consecutiveFailures', 0)} consecutive failure(s)"
+            print(line + (f", next probe at {body['nextProbeAt']}" if body.get("nextProbeAt") else ""))
+
+        return _finish(client.target_health(args.origin), args.json, render_health)
     return _finish(
         client.delete_target(args.origin), args.json, lambda body: print(f"{body['origin']}: limits removed")
     )
@@ -479,6 +500,19 @@ def peak_per_second(times: list[float]) -> int:
     return peak
 
 
+# A second demo server (its own origin, so its own circuit breaker): down for a while, then OK. Its
+# messages' failures open the target, they go PAUSED (not FAILED), and a probe finds it back up.
+DEMO_OUTAGE_PATH = "/outage/8"
+DEMO_OUTAGE_MESSAGES = 4
+# The demo's circuit breaker: open after 10 consecutive failed attempts (more than the always-500
+# message makes: it still ends FAILED), probe after 2 s, then every 4 s.
+DEMO_BREAKER = {
+    "RELAY_BREAKER_FAILURE_THRESHOLD": "10",
+    "RELAY_BREAKER_PROBE_AFTER_SECONDS": "2",
+    "RELAY_BREAKER_MAX_PROBE_AFTER_SECONDS": "4",
+}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
@@ -488,7 +522,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with (
         TargetServer() as targets,
         TargetServer() as limited,
-        LocalRelay(port=0, time_scale=args.time_scale, policy=DEMO_POLICY) as relay,
+        TargetServer() as outage,
+        LocalRelay(
+            port=0,
+            time_scale=args.time_scale,
+            policy=DEMO_POLICY,
+            environment=DEMO_BREAKER,
+            reconcile_every_seconds=1.0,
+        ) as relay,
     ):
         client = RelayClient(relay.url, token=relay.dev_token)
         print(f"Local relay at {relay.url}, demo targets at {targets.url} (time scale {args.time_scale}).")
@@ -497,6 +538,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(
             f"Target {limited.url} answers 429 above 4 requests a second; "
             f"its limit: `relay targets set {limited.url} --rate {DEMO_RATE_LIMIT:g}`."
+        )
+
+        print(
+            f"Circuit breaker for the demo: a target opens after {DEMO_BREAKER['RELAY_BREAKER_FAILURE_THRESHOLD']} "
+            f"consecutive failed attempts; {outage.url} is down for a while, then recovers (PAUSED, then DELIVERED)."
         )
 
         def send(label: str, url: str) -> str:
@@ -512,6 +558,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return str(message["messageId"])
 
         sent = {label: send(label, f"{targets.url}{path}") for label, path in DEMO_TARGETS.items()}
+        for n in range(1, DEMO_OUTAGE_MESSAGES + 1):
+            sent[f"down a while #{n}"] = send(f"down a while #{n}", f"{outage.url}{DEMO_OUTAGE_PATH}")
         limited_ids = [
             send(f"rate-limited {n + 1}/{DEMO_RATE_LIMITED_MESSAGES}", f"{limited.url}{DEMO_RATE_LIMITED_PATH}")
             for n in range(DEMO_RATE_LIMITED_MESSAGES)
@@ -575,6 +623,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="run this synthesized template (default: cdk.out/Relay.template.json, synthesized when stale)",
     )
+    dev.add_argument(
+        "--env",
+        action="append",
+        type=_parse_setting,
+        metavar="RELAY_NAME=VALUE",
+        help="override a function setting locally, e.g. RELAY_BREAKER_FAILURE_THRESHOLD=5 (repeatable)",
+    )
     dev.add_argument("--read-timeout", type=float, help="seconds to receive a whole request (408; default 10)")
     dev.add_argument("--idle-timeout", type=float, help="seconds a keep-alive connection may idle (default 5)")
     dev.set_defaults(handler=cmd_dev)
@@ -635,18 +690,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="list your messages in one status, newest first")
     api_options(listing)
-    listing.add_argument(
-        "--status", required=True, choices=["PENDING", "DELIVERING", "RETRYING", "DELIVERED", "FAILED", "CANCELLED"]
-    )
+    statuses = ["PENDING", "DELIVERING", "RETRYING", "PAUSED", "DELIVERED", "FAILED", "CANCELLED"]
+    listing.add_argument("--status", required=True, choices=statuses)
     listing.add_argument("--limit", type=int)
     listing.add_argument("--cursor")
     listing.add_argument("--all", action="store_true", help="follow every page")
     listing.set_defaults(handler=cmd_list)
 
-    targets = sub.add_parser("targets", help="your targets' delivery limits (rate and concurrency per origin)")
+    targets = sub.add_parser(
+        "targets", help="your targets: delivery limits per origin (rate, concurrency) and circuit breaker"
+    )
     api_options(targets)
-    # The breaker adds `resume` here.
-    targets.add_argument("action", choices=["set", "list", "delete"])
+    targets.add_argument(
+        "action",
+        choices=["set", "list", "delete", "resume", "health"],
+        help="set/list/delete limits; resume: close its circuit by hand and re-drive its PAUSED messages; "
+        "health: its circuit breaker",
+    )
     targets.add_argument("origin", nargs="?", help="scheme://host[:port] of the target, or * for your default")
     targets.add_argument("--rate", type=float, help="attempts per second (set)")
     targets.add_argument("--concurrency", type=int, help="attempts in flight at once (set)")

@@ -108,6 +108,12 @@ class RelayClient:
         # The origin is the target's id, percent-encoded whole (its "/" and ":" too).
         return self.request("DELETE", f"/targets/{quote(origin, safe='')}")
 
+    def target_health(self, origin: str) -> ApiAnswer:
+        return self.request("GET", f"/targets/health?{urlencode({'origin': origin})}")
+
+    def resume_target(self, origin: str) -> ApiAnswer:
+        return self.request("POST", "/targets/resume", json.dumps({"origin": origin}).encode("utf-8"))
+
     def admin(self, method: str, path: str, payload: dict[str, Any] | None = None) -> ApiAnswer:
         body = json.dumps(payload).encode() if payload is not None else (b"" if method == "POST" else None)
         return self.request(method, f"/_admin{path}", body)

@@ -41,6 +41,7 @@ from functions.shared.responses import (
     VALIDATION_ERROR,
 )
 from functions.shared.runs import ExecutionType, Workflow
+from functions.shared.target_health import BreakerState
 from functions.shared.validation import MAX_BATCH_MESSAGES, MAX_BATCH_REQUEST_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,7 +270,9 @@ def _resource_schemas(message_schema: dict[str, Any]) -> dict[str, dict[str, Any
             "type": "string",
             "enum": statuses,
             "description": "PENDING (stored, not yet attempted) -> DELIVERING -> DELIVERED | RETRYING -> ... -> "
-            "FAILED; CANCELLED by an operator. DELIVERED, FAILED and CANCELLED are final.",
+            "FAILED; CANCELLED by an operator; PAUSED while its target's circuit breaker is OPEN (attempts "
+            "kept, re-driven when the target recovers, still FAILED at its expiry). DELIVERED, FAILED and "
+            "CANCELLED are final.",
         },
         "EventType": {"type": "string", "enum": [event.value for event in EventType]},
         "Accepted": {
@@ -372,6 +375,47 @@ def _resource_schemas(message_schema: dict[str, Any]) -> dict[str, dict[str, Any
                 "executionArn": {"type": "string"},
                 "previousStatus": _ref("Status"),
                 "requestId": {"type": "string"},
+                "origin": {
+                    "type": "string",
+                    "description": "PAUSED and RESUMED: the target (scheme://host[:port]) whose circuit breaker "
+                    "paused or resumed the message.",
+                },
+                "nextProbeAt": {**_TIMESTAMP, "description": "PAUSED: when a probe goes to the target next."},
+                "probe": {"type": "boolean", "description": "RESUMED: this message goes as the target's probe."},
+            },
+        },
+        "TargetHealth": {
+            "description": "A target's circuit breaker: CLOSED (delivering), OPEN (its messages are PAUSED; a "
+            "probe goes after a growing backoff) or HALF_OPEN (a probe is on its way).",
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["origin", "state", "consecutiveFailures"],
+            "properties": {
+                "origin": {"type": "string", "description": "scheme://host[:port], normalised"},
+                "state": {"enum": [state.value for state in BreakerState]},
+                "consecutiveFailures": {"type": "integer", "minimum": 0},
+                "openedAt": _TIMESTAMP,
+                "nextProbeAt": _TIMESTAMP,
+                "failedProbes": {"type": "integer", "minimum": 0},
+            },
+        },
+        "TargetResume": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["origin"],
+            "properties": {
+                "origin": {"type": "string", "description": "The target: scheme://host[:port], or any URL of it."}
+            },
+        },
+        "TargetResumed": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["origin", "previousState", "state", "resumed"],
+            "properties": {
+                "origin": {"type": "string"},
+                "previousState": {"enum": [state.value for state in BreakerState]},
+                "state": {"const": BreakerState.CLOSED.value},
+                "resumed": {"type": "integer", "minimum": 0, "description": "PAUSED messages re-driven now."},
             },
         },
         "Execution": {
@@ -890,6 +934,40 @@ def _paths() -> dict[str, Any]:
                         "Removed; the target is unlimited again (or takes the defaults).", _ref("TargetDeleted")
                     ),
                     **_responses("TargetNotFound", *common),
+                },
+            },
+        },
+        "/targets/health": {
+            "get": {
+                "operationId": "getTargetHealth",
+                "summary": "A target's circuit breaker",
+                "description": "The sender's own view of one target (another sender's health of the same target "
+                "is its own).",
+                "parameters": [
+                    {
+                        "name": "origin",
+                        "in": "query",
+                        "required": True,
+                        "description": "The target: scheme://host[:port], or any URL of it.",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _json_response("The target's health.", _ref("TargetHealth")),
+                    **_responses("QueryInvalid", *common),
+                },
+            },
+        },
+        "/targets/resume": {
+            "post": {
+                "operationId": "resumeTarget",
+                "summary": "Close a target's circuit by hand and re-drive its PAUSED messages",
+                "description": "`relay targets resume ORIGIN`. Each paused message gets a RESUMED event and is "
+                "queued again with its attempts kept.",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("TargetResume")}}},
+                "responses": {
+                    "200": _json_response("The target is CLOSED.", _ref("TargetResumed")),
+                    **_responses("ValidationError", *common),
                 },
             },
         },

@@ -14,6 +14,12 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from functions.shared.config import (
+    BREAKER_MAX_PROBE_AFTER_VARIABLE,
+    BREAKER_PROBE_AFTER_VARIABLE,
+    BREAKER_THRESHOLD_VARIABLE,
+    DEFAULT_BREAKER_FAILURE_THRESHOLD,
+    DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS,
+    DEFAULT_BREAKER_PROBE_AFTER_SECONDS,
     DEFAULT_MAX_RETRY_AFTER_SECONDS,
     FIRST_ATTEMPT_VARIABLE,
     TARGET_DEFAULT_CONCURRENCY_VARIABLE,
@@ -39,12 +45,18 @@ CONTEXT_KEY = "relay"
 
 # Objects inside the `relay` context that other capabilities read themselves (the delivery retry
 # policies: relay/project_config.delivery_policy); kept as they are, in `RelaySettings.sections`.
-SECTIONS = frozenset({"delivery", "targets"})
+SECTIONS = frozenset({"delivery", "targets", "circuitBreaker"})
 # `relay.targets`: every target's limits unless the sender set its own (PUT /targets; origin "*" for
 # a sender-wide default). null = unlimited, which costs nothing per attempt (functions/shared/targets.py).
 TARGET_DEFAULTS = {"defaultRatePerSecond": (float, 0.001, 10_000), "defaultMaxConcurrency": (int, 1, 1000)}
 # A throttled step (DeliveryThrottled) sends nothing: it takes about this long, not an attempt's time.
 THROTTLED_STEP_SECONDS = 1
+# `relay.circuitBreaker` (functions/shared/target_health.py): name -> (default, smallest, largest).
+CIRCUIT_BREAKER_SETTINGS: dict[str, tuple[int, int, int]] = {
+    "failureThreshold": (DEFAULT_BREAKER_FAILURE_THRESHOLD, 1, 10_000),
+    "probeAfterSeconds": (DEFAULT_BREAKER_PROBE_AFTER_SECONDS, 1, 86_400),
+    "maxProbeAfterSeconds": (DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS, 1, 7 * 86_400),
+}
 
 # `relay.delivery.firstAttempt`: who makes a message's first attempt (functions/shared/config.py).
 FIRST_ATTEMPT_KEY = "firstAttempt"
@@ -224,6 +236,7 @@ class RelaySettings:
                 raise SettingsError(f"{CONTEXT_KEY}.{name} must be an object")
         _check_delivery_policy(sections.get("delivery", {}))
         _check_target_defaults(sections.get("targets", {}))
+        _check_circuit_breaker(sections.get("circuitBreaker", {}))
         settings = cls(**values, sections=sections)
         settings.check()
         return settings
@@ -386,9 +399,16 @@ class RelaySettings:
             "RELAY_TOTAL_TIMEOUT_SECONDS": str(self.total_timeout_seconds),
         }
 
+    def circuit_breaker(self, name: str) -> int:
+        """`relay.circuitBreaker.<name>` (CIRCUIT_BREAKER_SETTINGS), or its default."""
+        return int(self.sections.get("circuitBreaker", {}).get(name, CIRCUIT_BREAKER_SETTINGS[name][0]))
+
     def delivery_environment(self) -> dict[str, str]:
         """How one delivery attempt behaves (functions/shared/config.py); lanes and queues are added per function."""
         return {
+            BREAKER_THRESHOLD_VARIABLE: str(self.circuit_breaker("failureThreshold")),
+            BREAKER_PROBE_AFTER_VARIABLE: str(self.circuit_breaker("probeAfterSeconds")),
+            BREAKER_MAX_PROBE_AFTER_VARIABLE: str(self.circuit_breaker("maxProbeAfterSeconds")),
             "RELAY_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
             "RELAY_TOTAL_TIMEOUT_SECONDS": str(self.total_timeout_seconds),
             "RELAY_MAX_RESPONSE_BYTES": str(self.max_response_bytes),
@@ -484,6 +504,22 @@ def _check_target_defaults(section: dict[str, Any]) -> None:
             )
         if not smallest <= value <= largest:
             raise SettingsError(f"{CONTEXT_KEY}.targets.{name} must be from {smallest:g} to {largest}, or null")
+
+
+def _check_circuit_breaker(section: dict[str, Any]) -> None:
+    where = f"{CONTEXT_KEY}.circuitBreaker"
+    extra = sorted(set(section) - set(CIRCUIT_BREAKER_SETTINGS))
+    if extra:
+        known = ", ".join(sorted(CIRCUIT_BREAKER_SETTINGS))
+        raise SettingsError(f"unknown setting(s) in {where}: {', '.join(extra)}; known: {known}")
+    for name, value in section.items():
+        _, lowest, highest = CIRCUIT_BREAKER_SETTINGS[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
+            raise SettingsError(f"{where}.{name} must be a whole number from {lowest} to {highest}, got {value!r}")
+    probe_after = section.get("probeAfterSeconds", CIRCUIT_BREAKER_SETTINGS["probeAfterSeconds"][0])
+    cap = section.get("maxProbeAfterSeconds", CIRCUIT_BREAKER_SETTINGS["maxProbeAfterSeconds"][0])
+    if cap < probe_after:
+        raise SettingsError(f"{where}.maxProbeAfterSeconds must be at least probeAfterSeconds")
 
 
 def _tracing(name: str, value: Any) -> Tracing:

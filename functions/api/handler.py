@@ -1,10 +1,12 @@
 """The read-and-act API: GET /messages/{id}, GET /messages, POST /messages/{id}/replay|cancel,
 POST /messages/replay (bulk), GET /replays/{id},
-and a sender's targets: PUT /targets, GET /targets, DELETE /targets/{id} (id: the URL-encoded origin).
+and a sender's targets: PUT /targets, GET /targets, DELETE /targets/{id} (id: the URL-encoded origin),
+and a target's circuit breaker: GET /targets/health?origin=..., POST /targets/resume.
 
 The sender comes from the authorizer's context, never from the request.
 """
 
+import json
 from typing import Any
 from urllib.parse import unquote
 
@@ -12,13 +14,15 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared import operations, replays, targets
+from functions.shared import operations, replays, target_health, targets
 from functions.shared.api_errors import register_error_handlers
 from functions.shared.config import get_settings
+from functions.shared.exceptions import FieldError, MessageInvalid
 from functions.shared.observability import logger, metrics, tracer
 from functions.shared.queue import DeliveryQueue
 from functions.shared.replay_repository import ReplayRepository
 from functions.shared.repository import MessageRepository
+from functions.shared.target_health_store import TargetHealthRepository
 from functions.shared.workflows import Workflows
 
 app = APIGatewayRestResolver()
@@ -102,6 +106,31 @@ def list_targets() -> dict[str, Any]:
 def delete_target(target_id: str) -> dict[str, Any]:
     # The origin, percent-encoded by the caller ("https%3A%2F%2Fhooks.example.com"; relay.client).
     return targets.delete_target(_targets(), _sender(), unquote(target_id))
+
+
+@app.get("/targets/health")
+def target_health_view() -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    store = TargetHealthRepository(get_settings().table_name)
+    return target_health.target_health_view(store, _sender(), str(query.get("origin") or ""))
+
+
+@app.post("/targets/resume")
+def resume_target() -> dict[str, Any]:
+    settings = get_settings()
+    try:
+        body = json.loads(app.current_event.body or "{}")
+    except ValueError:
+        raise MessageInvalid([FieldError("$", "must be a JSON object with an origin")]) from None
+    origin = body.get("origin") if isinstance(body, dict) else None
+    return target_health.resume_target(
+        _repository(),
+        TargetHealthRepository(settings.table_name),
+        DeliveryQueue(settings.queue_url),
+        settings,
+        _sender(),
+        origin,
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

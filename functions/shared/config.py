@@ -69,6 +69,15 @@ def _env_bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
+# `relay.circuitBreaker` in cdk.json (stacks/settings.py) reaches the functions as these variables.
+BREAKER_THRESHOLD_VARIABLE = "RELAY_BREAKER_FAILURE_THRESHOLD"
+BREAKER_PROBE_AFTER_VARIABLE = "RELAY_BREAKER_PROBE_AFTER_SECONDS"
+BREAKER_MAX_PROBE_AFTER_VARIABLE = "RELAY_BREAKER_MAX_PROBE_AFTER_SECONDS"
+DEFAULT_BREAKER_FAILURE_THRESHOLD = 20
+DEFAULT_BREAKER_PROBE_AFTER_SECONDS = 60
+DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS = 3600
+
+
 @dataclass(frozen=True)
 class Settings:
     table_name: str
@@ -110,6 +119,12 @@ class Settings:
     # (functions/shared/targets.py); None = unlimited, which costs nothing per attempt.
     target_default_rate_per_second: float | None = None
     target_default_max_concurrency: int | None = None
+    # Circuit breaker per target (functions/shared/target_health.py): this many consecutive failed
+    # attempts open a target; the first probe goes after `probe_after_seconds`, doubling on each
+    # failed probe up to `max_probe_after_seconds`.
+    breaker_failure_threshold: int = DEFAULT_BREAKER_FAILURE_THRESHOLD
+    breaker_probe_after_seconds: int = DEFAULT_BREAKER_PROBE_AFTER_SECONDS
+    breaker_max_probe_after_seconds: int = DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS
 
     @property
     def ttl_seconds(self) -> int:
@@ -163,4 +178,9 @@ def get_settings() -> Settings:
         replay_machine_arn=os.environ.get(REPLAY_MACHINE_VARIABLE, ""),
         target_default_rate_per_second=_env_optional(TARGET_DEFAULT_RATE_VARIABLE, float),
         target_default_max_concurrency=_env_optional(TARGET_DEFAULT_CONCURRENCY_VARIABLE, int),  # type: ignore[arg-type]
+        breaker_failure_threshold=_env_int(BREAKER_THRESHOLD_VARIABLE, DEFAULT_BREAKER_FAILURE_THRESHOLD),
+        breaker_probe_after_seconds=_env_int(BREAKER_PROBE_AFTER_VARIABLE, DEFAULT_BREAKER_PROBE_AFTER_SECONDS),
+        breaker_max_probe_after_seconds=_env_int(
+            BREAKER_MAX_PROBE_AFTER_VARIABLE, DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS
+        ),
     )

@@ -28,6 +28,7 @@ from functions.shared.config import MAX_PARALLEL_DISPATCH, FirstAttempt, Setting
 from functions.shared.exceptions import (
     ClaimHeld,
     DeliveryDeferred,
+    DeliveryPaused,
     DeliveryRejected,
     DeliveryRetryable,
     DeliveryThrottled,
@@ -43,6 +44,7 @@ from functions.shared.queue import MessageQueue
 from functions.shared.repository import MessageRepository
 from functions.shared.secrets import SigningSecrets
 from functions.shared.signing import signature_headers
+from functions.shared.target_health import BreakerPolicy, TargetBreaker, TargetHealth, pause
 from functions.shared.targets import (
     LEASE_MARGIN_SECONDS,
     FlowControl,
@@ -141,6 +143,14 @@ class DeliveryDependencies:
     def delivery_queue(self) -> MessageQueue:
         """Where the dispatcher puts back a message whose target is at its limit."""
         return MessageQueue(self.settings.queue_url)
+
+    @cached_property
+    def breaker(self) -> TargetBreaker:
+        """Target health, cached in the warm function (functions/shared/target_health.py)."""
+        from functions.shared.target_health_store import TargetHealthRepository
+
+        store = TargetHealthRepository(self.settings.table_name)
+        return TargetBreaker(store, BreakerPolicy.from_settings(self.settings))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryDependencies:
@@ -272,10 +282,17 @@ def _claim_and_deliver(
         fail_message({**run_input(key, run), "reason": "expired before delivery"}, deps)
         return "expired"
     inline = deps.settings.first_attempt == FirstAttempt.INLINE
+    epoch = int(now.timestamp())
+    blocked = _blocked_by(deps, stored)
+    if blocked is not None:
+        # Its target is OPEN: PAUSED instead of attempted (unless a live run holds the lease).
+        paused = pause(deps.repository, head, blocked, deps.breaker.policy, lease_free_at=epoch)
+        if paused is not None:
+            return "paused"
+        return _claim_refused(deps, key, run, epoch) if last_try else None
     permit: Permit | Wait | None = _flow_permit(deps, stored) if inline else None
     if isinstance(permit, Wait):
         return _defer(deps, queued, permit)
-    epoch = int(now.timestamp())
     enqueued = None
     if head.enqueued_run < run:
         details = {"queueMessageId": queue_message_id} if queue_message_id else {}
@@ -417,6 +434,12 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
         if head.is_expired(now):
             # MarkFailed records the result of an interrupted attempt together with FAILED.
             raise DeliveryRejected("expired: the message passed its expiry before it could be delivered")
+        blocked = _blocked_by(deps, stored)
+        if blocked is not None:
+            if pause(deps.repository, head, blocked, deps.breaker.policy) is None:
+                return {"outcome": "skipped", "status": None}
+            # The run ends here (its lease is given back); the message keeps its attempts.
+            raise DeliveryPaused(f"target {blocked.origin} is {blocked.state.value}")
         permit = _flow_permit(deps, stored)
         if isinstance(permit, Wait):
             # Before the attempt is counted: the lane's DeliveryThrottled retrier tries again shortly.
@@ -430,6 +453,37 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
         finally:
             deps.flow.release(permit)
     return {"outcome": "skipped", "status": None}
+
+
+def _target(stored: StoredMessage) -> str | None:
+    try:
+        return origin_of(stored.content.target_url)
+    except ValueError:
+        return None
+
+
+def _blocked_by(deps: DeliveryDependencies, stored: StoredMessage) -> TargetHealth | None:
+    """The OPEN target health that keeps this message from being attempted (cached read)."""
+    origin = _target(stored)
+    if origin is None:
+        return None
+    return deps.breaker.blocking(stored.head.key.sender_id, origin, stored.head.key.message_id)
+
+
+def _target_answered(deps: DeliveryDependencies, stored: StoredMessage, failed: bool) -> None:
+    """Tell the breaker: a retryable failure is counted (one ADD); a success closes or resets it
+    only when the warm function knows of failures. Best effort: delivery never fails on it."""
+    origin = _target(stored)
+    if origin is None:
+        return
+    sender, message_id = stored.head.key.sender_id, stored.head.key.message_id
+    try:
+        if failed:
+            deps.breaker.failed(sender, origin, message_id)
+        else:
+            deps.breaker.succeeded(sender, origin)
+    except RelayError:
+        logger.exception("Could not record the target's health")
 
 
 def _send(deps: DeliveryDependencies, stored: StoredMessage, lane: str, retry_count: int = 0) -> dict[str, Any]:
@@ -465,12 +519,14 @@ def _send(deps: DeliveryDependencies, stored: StoredMessage, lane: str, retry_co
         _attempt_failed(
             deps, head, name, str(error), None, _ms(started_clock), retry_reason=None if exhausted else summary
         )
+        _target_answered(deps, stored, failed=True)
         if exhausted:
             raise DeliveryRejected(exhausted) from None
         raise DeliveryRetryable(summary) from None
 
     if 200 <= response.status_code <= 299:
         _record_delivered(deps, head, response)
+        _target_answered(deps, stored, failed=False)
         return {"outcome": "DELIVERED", "attempt": number, "statusCode": response.status_code}
 
     summary = f"HTTP {response.status_code}"
@@ -491,6 +547,8 @@ def _send(deps: DeliveryDependencies, stored: StoredMessage, lane: str, retry_co
         retry_reason=summary if retryable and not exhausted else None,
         retry_delay_seconds=delay,
     )
+    if retryable:
+        _target_answered(deps, stored, failed=True)
     if exhausted:
         raise DeliveryRejected(exhausted)
     if retryable:

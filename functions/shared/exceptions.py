@@ -160,3 +160,8 @@ class DeliveryThrottled(RelayError):
 
 class TargetNotFound(RelayError):
     """The sender has no limits set for that target."""
+
+
+class DeliveryPaused(RelayError):
+    """The message's target is OPEN (circuit breaker): the message is PAUSED, no attempt is spent,
+    and its run ends. The delivery state machines catch this class name and end the run."""

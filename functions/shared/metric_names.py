@@ -28,3 +28,8 @@ class Metric(StrEnum):
     SIGNING_SECRET_MISSING = "SigningSecretMissing"
     # An attempt waited for its target's rate or concurrency limit (functions/shared/targets.py).
     THROTTLED = "DeliveryThrottled"
+    # Circuit breaker per target (functions/shared/target_health.py).
+    TARGET_OPENED = "TargetsOpened"
+    TARGET_CLOSED = "TargetsClosed"
+    PAUSED = "MessagesPaused"
+    RESUMED = "MessagesResumed"

@@ -26,10 +26,14 @@ class Status(StrEnum):
     DELIVERED = "DELIVERED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    # Its target's circuit is OPEN: not sent, attempts kept, re-driven when the target recovers.
+    PAUSED = "PAUSED"
 
 
 TERMINAL_STATUSES = frozenset({Status.DELIVERED, Status.FAILED, Status.CANCELLED})
 IN_FLIGHT_STATUSES = frozenset({Status.PENDING, Status.DELIVERING, Status.RETRYING})
+# Not finished: in flight, or PAUSED (which can still be cancelled, or FAILED at its expiry).
+UNFINISHED_STATUSES = IN_FLIGHT_STATUSES | {Status.PAUSED}
 
 
 class EventType(StrEnum):
@@ -44,6 +48,8 @@ class EventType(StrEnum):
     REPLAYED = "REPLAYED"
     CANCELLED = "CANCELLED"
     REDRIVEN = "REDRIVEN"
+    PAUSED = "PAUSED"
+    RESUMED = "RESUMED"
 
 
 @dataclass(frozen=True)

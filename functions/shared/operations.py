@@ -34,6 +34,8 @@ from functions.shared.queue import DeliveryQueue, MessageQueue
 from functions.shared.repository import REPLAYABLE_STATUSES, MessageRepository
 from functions.shared.runs import message_runs
 from functions.shared.status import status_view
+from functions.shared.target_health import TargetHealth, reconcile_paused, resume_closed_targets
+from functions.shared.target_health_store import TargetHealthRepository
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 25
@@ -179,13 +181,20 @@ def reconcile(
         counts["rescued"] = rescue_dead_letters(repository, dead_letters, now)
     if sender_ids is not None:
         counts["unclaimed"] = sweep_unclaimed(repository, sender_ids(), settings, now)
+    # Targets that closed since the last round: their paused messages go again.
+    targets = TargetHealthRepository(repository.table_name)
+    counts["resumed"] = resume_closed_targets(repository, targets, queue, settings)
+    seen: dict[tuple[str, str], TargetHealth] = {}
     due_keys = (key for shard in range(DUE_SHARDS) for key in repository.iter_due(f"DUE#{shard}", epoch))
     for key in due_keys:
         counts["due"] += 1
         head = repository.get_head(key)
         if head is None:
             continue
-        outcome = _reconcile_one(repository, queue, settings, fail, head, now)
+        if head.status == Status.PAUSED:
+            outcome = reconcile_paused(repository, targets, queue, settings, fail, head, now, seen)
+        else:
+            outcome = _reconcile_one(repository, queue, settings, fail, head, now)
         counts[outcome] = counts.get(outcome, 0) + 1
         if outcome == "redriven":
             metrics.add_metric(name=Metric.REDRIVEN, unit=MetricUnit.Count, value=1)

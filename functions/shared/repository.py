@@ -13,8 +13,9 @@ Indexes (keys only: an index entry is written only when its keys change):
 - `bySender` (`spk`/`ssk`): every message once, by sender and acceptance time, written with the
   head and never re-keyed. Listings of PENDING, DELIVERING, RETRYING and DELIVERED walk it
   (in-flight messages are recent, so they are near the top).
-- `byStatus` (`gsi1pk`/`gsi1sk`), sparse: only FAILED and CANCELLED messages (the failure path,
-  where a listing must find old ones quickly); also the senders' own items.
+- `byStatus` (`gsi1pk`/`gsi1sk`), sparse: only FAILED, CANCELLED and PAUSED messages (the failure
+  path, where a listing must find old ones quickly); also the senders' own items. A PAUSED entry's
+  sort key starts with the message's target origin, so a target's paused messages are one key range.
 - `due` (`dueShard`/`dueAt`), sparse: messages the reconciler must look at (a retry in flight, a
   failed enqueue, a replay). A message delivered at its first attempt never has an entry: until its
   claim the queue holds it, and the dispatcher redelivers a claim that died (delivery.py).
@@ -37,6 +38,7 @@ from functions.shared.clock import iso
 from functions.shared.exceptions import StorageError, StorageUnavailable
 from functions.shared.model import (
     IN_FLIGHT_STATUSES,
+    UNFINISHED_STATUSES,
     Event,
     EventType,
     MessageContent,
@@ -54,7 +56,7 @@ SENDER_INDEX = "bySender"
 STATUS_INDEX = "byStatus"
 DUE_INDEX = "due"
 # Statuses that have an entry in the sparse byStatus index; the others are listed from bySender.
-SPARSE_STATUSES = frozenset({Status.FAILED, Status.CANCELLED})
+SPARSE_STATUSES = frozenset({Status.FAILED, Status.CANCELLED, Status.PAUSED})
 # What a replay may start again: every finished message (a bulk replay narrows it to one status).
 REPLAYABLE_STATUSES = frozenset({Status.DELIVERED, Status.FAILED, Status.CANCELLED})
 
@@ -84,6 +86,8 @@ _EVENT_CODES = {
     EventType.REPLAYED: "RP",
     EventType.CANCELLED: "CN",
     EventType.REDRIVEN: "RD",
+    EventType.PAUSED: "PA",
+    EventType.RESUMED: "RS",
 }
 _EVENT_TYPES = {code: kind for kind, code in _EVENT_CODES.items()}
 _DETAIL_CODES = {
@@ -102,6 +106,9 @@ _DETAIL_CODES = {
     "requestId": "rq",
     "anomaly": "an",
     "jobId": "jb",
+    "origin": "o",
+    "probe": "pb",
+    "nextProbeAt": "np",
 }
 _DETAIL_NAMES = {code: name for name, code in _DETAIL_CODES.items()}
 _EVENT_FIELDS = frozenset({"e", "t", "r", "n"})
@@ -236,6 +243,11 @@ def _sender_partition(sender_id: str) -> str:
 
 def _status_partition(sender_id: str, status: Status) -> str:
     return f"SENDER#{sender_id}#STATUS#{status.value}"
+
+
+def _paused_sort(origin: str, at: datetime, key: MessageKey) -> str:
+    # An origin holds no '#' (no fragment), so "<origin>#" is exactly its range.
+    return f"{origin}#{epoch_ms(at)}#{key.message_id}"
 
 
 def _index_sort(head_key: MessageKey, accepted_at: datetime) -> str:
@@ -645,7 +657,7 @@ class MessageRepository:
     def finish_failed(self, head: MessageHead, reason: str, events: Sequence[Event]) -> MessageHead | None:
         """FAILED with its events (an interrupted attempt's result first); None when already over."""
         at = events[-1].at
-        update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES)
+        update = _Update().when_run(head.run).when_status_in(UNFINISHED_STATUSES)
         update.assign("s", Status.FAILED.value).assign("err", reason).assign("u", epoch_ms(at)).assign(
             "n", head.attempts
         )
@@ -685,7 +697,7 @@ class MessageRepository:
 
     def cancel(self, head: MessageHead, cancelled: Event) -> MessageHead | None:
         """Stop a message that has not finished; None when it has (or moved on meanwhile)."""
-        update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES)
+        update = _Update().when_run(head.run).when_status_in(UNFINISHED_STATUSES)
         update.assign("s", Status.CANCELLED.value).assign("u", epoch_ms(cancelled.at))
         update.assign("gsi1pk", _status_partition(head.key.sender_id, Status.CANCELLED))
         update.assign("gsi1sk", f"{epoch_ms(cancelled.at)}#{head.key.message_id}")
@@ -707,6 +719,61 @@ class MessageRepository:
         update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard).add("rd", 1).remove("l")
         update.append_events([redriven])
         return self._apply(head.key, update)
+
+    # -- circuit breaker (functions/shared/target_health.py) ------------------------------------
+
+    def pause(
+        self, head: MessageHead, paused: Event, origin: str, due_at: int, lease_free_at: int | None = None
+    ) -> MessageHead | None:
+        """PAUSED (its target's circuit is open): attempts kept, lease given back, listed under the
+        target's paused range, due at `due_at` (its expiry or the next probe). None when it moved on.
+
+        `lease_free_at`: only when no run holds the lease then (the dispatcher; a lane pauses its own).
+        """
+        update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_attempts(head.attempts)
+        if lease_free_at is not None:
+            update.when_lease_free(lease_free_at)
+        update.assign("s", Status.PAUSED.value).assign("u", epoch_ms(paused.at))
+        update.assign("gsi1pk", _status_partition(head.key.sender_id, Status.PAUSED))
+        update.assign("gsi1sk", _paused_sort(origin, paused.at, head.key))
+        update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
+        update.append_events([paused]).remove("l")
+        return self._apply(head.key, update)
+
+    def resume(self, head: MessageHead, resumed: Event, due_at: int) -> MessageHead | None:
+        """PAUSED -> PENDING with RESUMED, watched by the reconciler until the queue's dispatch claims
+        it (like a replay); None when it is not PAUSED any more."""
+        update = _Update().when_run(head.run).when_status_in({Status.PAUSED})
+        update.assign("s", Status.PENDING.value).assign("u", epoch_ms(resumed.at))
+        update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
+        update.append_events([resumed]).remove("gsi1pk", "gsi1sk", "l")
+        return self._apply(head.key, update)
+
+    def iter_paused(self, sender_id: str, origin: str, page_size: int = 100) -> Iterator[list[MessageHead]]:
+        """A target's PAUSED messages, a page of heads at a time (oldest pause first)."""
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "IndexName": STATUS_INDEX,
+                "KeyConditionExpression": "gsi1pk = :pk AND begins_with(gsi1sk, :origin)",
+                "ExpressionAttributeValues": to_item(
+                    {":pk": _status_partition(sender_id, Status.PAUSED), ":origin": f"{origin}#"}
+                ),
+                "Limit": page_size,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            response = self._call("query", **kwargs)
+            keys = []
+            for item in response.get("Items", []):
+                _, sender, message_id = str(from_item(item)["pk"]).split("#", 2)
+                keys.append(MessageKey(sender, message_id))
+            heads = [head for head in self.get_heads(keys) if head.status == Status.PAUSED]
+            if heads:
+                yield heads
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return
 
     def clear_due(self, key: MessageKey) -> None:
         """Take a finished message off the reconciler's index (a leftover due time)."""

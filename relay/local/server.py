@@ -5,7 +5,8 @@
 - POST /messages is the deployed integration: its request mapping template rendered, the ingest
   machine started synchronously with what it produced, the integration response rendered; POST
   /messages/batch the same with the batch ingest machine (any other method there: 404, as on AWS).
-- The other /messages routes (and /replays/{id}) invoke the API Lambda handler with an API Gateway proxy event.
+- The other /messages routes, /replays/{id} and /targets... invoke the API Lambda handler with an
+  API Gateway proxy event.
 - /_admin/senders... serves `relay senders` locally, only with the admin token `relay dev` prints.
 - Every route refuses a `Host` that is not the address served (421): a web page whose name was
   rebound to 127.0.0.1 gets nothing. Admin POSTs also need `Content-Type: application/json`, so
@@ -142,17 +143,19 @@ class RelayHttpServer(StrictHttpServer):
         return self._api(request, admitted)
 
     def _targets(self, request: HttpRequest) -> HttpResponse:
-        """PUT|GET /targets and DELETE /targets/{id}: the API function, as on AWS."""
-        collection = request.path == "/targets"
-        allowed = ("GET", "PUT") if collection else ("DELETE",)
-        if request.method not in allowed or (not collection and "/" in request.path.removeprefix("/targets/")):
+        """PUT|GET /targets, DELETE /targets/{id}, GET /targets/health, POST /targets/resume: the API
+        function, as on AWS (the static resources take precedence over {id})."""
+        fixed = {"/targets": ("GET", "PUT"), "/targets/health": ("GET",), "/targets/resume": ("POST",)}
+        allowed = fixed.get(request.path, ("DELETE",))
+        nested = request.path not in fixed and "/" in request.path.removeprefix("/targets/")
+        if request.method not in allowed or nested:
             return _error(404, "NOT_FOUND", "No such route.", request)
         gateway_request = GatewayRequest(
             method=request.method,
             path=request.path,
             headers=dict(request.headers),
             query=request.query,
-            body=request.body if request.method == "PUT" else b"",
+            body=request.body if request.method in ("PUT", "POST") else b"",
             source_ip=request.client_ip,
             request_id=request.request_id,
         )

@@ -14,6 +14,8 @@ Paths choose the behaviour, so one server plays every kind of target:
   /switch/NAME[/S]  500 (or S) until heal(NAME) is called, then 200 (a target that recovers)
   /ratelimit/N   429 (Retry-After: 1) when more than N requests reached this path in the last
                  second, else 200: a receiver that protects itself (give it limits with PUT /targets)
+  /outage/S      503 for S seconds from the first request to it (any message), then 200: a target
+                 that is down for a while, then recovers (the circuit breaker pauses its messages)
 Every request is recorded (method, path, headers, body bytes, and when it arrived).
 """
 
@@ -56,6 +58,7 @@ class TargetServer:
     _release: threading.Event = field(default_factory=threading.Event)
     _healed: set[str] = field(default_factory=set)
     _recent: dict[str, list[float]] = field(default_factory=dict)
+    _outages: dict[str, float] = field(default_factory=dict)
 
     def heal(self, name: str) -> None:
         with self._lock:
@@ -130,6 +133,10 @@ class TargetServer:
             status = 503 if seen <= int(argument or 2) else 200
         elif kind == "fail":
             status = 500
+        elif kind == "outage":
+            with self._lock:
+                began = self._outages.setdefault(handler.path, time.monotonic())
+            status = 503 if time.monotonic() - began < float(argument or 10) else 200
         elif kind == "switch":
             with self._lock:
                 status = 200 if argument in self._healed else (int(parts[2]) if len(parts) > 2 else 500)

@@ -207,9 +207,10 @@ class DeliveryWorkflow(Construct):
 
     def _grant_attempts(self, function: RelayFunction, table_arn: str) -> None:
         """What `delivery.attempt` needs: the head and content (one BatchGetItem), its writes, the
-        sender's signing secret, and a limited target's limits and flow state (BatchGetItem, one
-        conditional UpdateItem per permit, GetItem when a write lost to another holder)."""
-        function.grant([table_arn], "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:GetItem")
+        target's health (a GetItem at most every few seconds per target; an ADD on failure), a limited
+        target's limits and flow state (BatchGetItem, one conditional UpdateItem per permit, GetItem when
+        a write lost to another holder) and the sender's signing secret."""
+        function.grant([table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
         sender_secrets = Stack.of(self).format_arn(
             service="secretsmanager",
             resource="secret",

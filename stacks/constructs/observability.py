@@ -228,8 +228,16 @@ class Observability(Construct):
             "<sender>/signing-secret). They are retried, not failed: restore the secret (or run "
             "`relay senders rotate-secret`) before the retries run out.",
         )
+        self.target_opened_alarm = alarm(
+            "TargetOpenedAlarm",
+            relay_metric(Metric.TARGET_OPENED, label="Targets opened"),
+            "A target's circuit breaker OPENED after a run of failed attempts: its messages are PAUSED "
+            "(not failed) and a probe goes now and then. `relay targets health ORIGIN` shows it; it closes "
+            "by itself when a probe gets through, or by hand with `relay targets resume ORIGIN`.",
+        )
         self.alarms = [
             self.failed_messages_alarm,
+            self.target_opened_alarm,
             self.signing_secret_alarm,
             self.dead_letters_alarm,
             self.fast_lane_alarm,
@@ -326,6 +334,20 @@ class Observability(Construct):
                     relay_metric(Metric.REDRIVEN, label="Re-driven by the reconciler"),
                 ],
                 width=12,
+            ),
+        )
+        self.dashboard.add_widgets(
+            graph(
+                "Circuit breaker (targets opened and closed, messages paused and resumed)",
+                [
+                    relay_metric(Metric.TARGET_OPENED, label="Targets opened"),
+                    relay_metric(Metric.TARGET_CLOSED, label="Targets closed"),
+                ],
+                [
+                    relay_metric(Metric.PAUSED, label="Messages paused"),
+                    relay_metric(Metric.RESUMED, label="Messages resumed"),
+                ],
+                width=24,
             ),
         )
         self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=3))

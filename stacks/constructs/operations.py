@@ -7,6 +7,8 @@
     PUT  /targets                              set a target's limits (rate, concurrency)
     GET  /targets                              the sender's targets, their limits and live counts
     DELETE /targets/{id}                       forget a target's limits (id: the URL-encoded origin)
+    GET  /targets/health?origin=...            a target's circuit breaker (CLOSED, OPEN, HALF_OPEN)
+    POST /targets/resume                       close a target by hand, re-drive its PAUSED messages
 
 One Lambda behind a proxy integration serves them all; like every method of the API they
 require the sender token authorizer and its API key (stacks/constructs/api.py), and the
@@ -28,7 +30,7 @@ from stacks.settings import RelaySettings
 
 
 class Operations(Construct):
-    """The `api` function, its four routes under /messages and three under /targets."""
+    """The `api` function and its routes under /messages and /targets."""
 
     def __init__(
         self,
@@ -57,7 +59,8 @@ class Operations(Construct):
         )
         # Status: the head and the content in one BatchGetItem; listing: the bySender or the sparse
         # byStatus index, which hold keys only, then the messages they name in one BatchGetItem per
-        # page; replay and cancel: one conditional update of the head each (status and event).
+        # page; replay and cancel: one conditional update of the head each (status and event);
+        # a target's health: one GetItem; resuming it: its PAUSED range of byStatus, then updates.
         self.function.grant(
             [f"{table.table_arn}/index/{SENDER_INDEX}", f"{table.table_arn}/index/{STATUS_INDEX}"],
             "dynamodb:Query",
@@ -68,7 +71,7 @@ class Operations(Construct):
         # its flow state; GET lists them from the byStatus index (granted above) and reads the states.
         self.function.grant([table.table_arn], "dynamodb:PutItem", "dynamodb:DeleteItem")
 
-        # API Gateway may invoke the function from these seven methods of the deployed stage only
+        # API Gateway may invoke the function from these methods of the deployed stage only
         # (no extra permission for the console's test-invoke).
         integration = apigateway.LambdaIntegration(self.function.function, proxy=True, allow_test_invoke=False)
         messages = api.messages
@@ -81,6 +84,8 @@ class Operations(Construct):
         self.put_target = targets.add_method("PUT", integration)
         self.list_targets = targets.add_method("GET", integration)
         self.delete_target = targets.add_resource("{targetId}").add_method("DELETE", integration)
+        self.target_health = targets.add_resource("health").add_method("GET", integration)
+        self.resume_target = targets.add_resource("resume").add_method("POST", integration)
         self.methods = [
             self.list_messages,
             self.get_message,
@@ -89,4 +94,6 @@ class Operations(Construct):
             self.put_target,
             self.list_targets,
             self.delete_target,
+            self.target_health,
+            self.resume_target,
         ]

@@ -1,6 +1,8 @@
 """The reconciler: every minute, re-drive messages that are overdue with no live run.
 
-It is what makes "nothing lost" hold when a queue send, a Lambda or a run fails between steps:
+It also runs the circuit breaker's probes and re-drives the PAUSED messages of a target that
+recovered (functions/shared/target_health.py). It is what makes "nothing lost" hold when a queue
+send, a Lambda or a run fails between steps:
 it reads the sparse `due` index, re-enqueues a stuck message (or fails it for good after a few
 re-drives, like the finalize step: FAILED plus the failed-messages queue).
 """
@@ -64,6 +66,9 @@ class Reconciler(Construct):
             [f"{table.table_arn}/index/{index}" for index in (DUE_INDEX, STATUS_INDEX, SENDER_INDEX)],
             "dynamodb:Query",
         )
+        # Circuit breaker: targets that closed (TARGETS#RESUMING) and their paused messages are
+        # ranges of the sparse byStatus index (queried above); the heads they name are read in one
+        # BatchGetItem.
         self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
         self.function.grant([queue.queue_arn, failed_queue.queue_arn], "sqs:SendMessage")
         # Dispatches that failed too often land in the dead-letter queue; each round takes them back.

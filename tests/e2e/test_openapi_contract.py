@@ -158,6 +158,8 @@ def test_forbidden_and_throttled_senders(document: dict[str, Any], relay: LocalR
         ("put", "/targets", lambda c: c.put_target("https://a.example", 1, None)),
         ("get", "/targets", lambda c: c.targets()),
         ("delete", "/targets/{targetId}", lambda c: c.delete_target("https://a.example")),
+        ("get", "/targets/health", lambda c: c.target_health("https://example.com")),
+        ("post", "/targets/resume", lambda c: c.resume_target("https://example.com")),
     ]
     for method, path, call in calls:
         assert conforms(document, method, path, call(disabled), 403)["error"]["code"] == "FORBIDDEN"
@@ -250,6 +252,14 @@ def test_status_list_replay_cancel(document: dict[str, Any], client: RelayClient
     unknown = conforms(document, "post", "/messages/{messageId}/cancel", client.cancel("no-such-message"), 404)
     assert unknown["error"]["code"] == "MESSAGE_NOT_FOUND"
 
+    # GET /targets/health and POST /targets/resume (the circuit breaker)
+    health = conforms(document, "get", "/targets/health", client.target_health(f"{target.url}/ok"), 200)
+    assert health["state"] == "CLOSED"
+    assert conforms(document, "get", "/targets/health", client.target_health("not a url"), 400)
+    resumed = conforms(document, "post", "/targets/resume", client.resume_target(target.url), 200)
+    assert resumed["state"] == "CLOSED"
+    assert conforms(document, "post", "/targets/resume", client.resume_target("not a url"), 400)
+
 
 def test_targets(document: dict[str, Any], client: RelayClient) -> None:
     # PUT /targets: stored as normalised; a bad body names its fields
@@ -308,6 +318,8 @@ def test_system_errors(document: dict[str, Any], client: RelayClient, relay: Loc
             ("put", "/targets", client.put_target("https://a.example", 1, None)),
             ("get", "/targets", client.targets()),
             ("delete", "/targets/{targetId}", client.delete_target("https://a.example")),
+            ("get", "/targets/health", client.target_health("https://example.com")),
+            ("post", "/targets/resume", client.resume_target("https://example.com")),
         ]:
             body = conforms(document, method, path, answer, 500)
             assert body["error"]["code"] == "SYSTEM_ERROR" and "boom" not in json.dumps(body)

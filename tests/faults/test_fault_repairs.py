@@ -38,9 +38,9 @@ POLICY = {
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(
-        port=0, time_scale=0.01, policy=POLICY, environment={"RELAY_TOTAL_TIMEOUT_SECONDS": "1"}
-    ) as running:
+    # The circuit breaker (its own suites) must not pause these repairs' shared target.
+    environment = {"RELAY_TOTAL_TIMEOUT_SECONDS": "1", "RELAY_BREAKER_FAILURE_THRESHOLD": "1000000"}
+    with LocalRelay(port=0, time_scale=0.01, policy=POLICY, environment=environment) as running:
         yield running
 
 

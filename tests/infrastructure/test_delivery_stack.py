@@ -245,9 +245,10 @@ def test_first_attempt_state_machine_leaves_the_dispatcher_only_claims_and_start
 def test_deliver_may_read_and_record_attempts_and_read_sender_secrets(synth: Synthesized) -> None:
     # Given deliver's role
     grants = data_grants(synth, step_role(synth, "deliver"))
-    # Then it batch-reads head and content, updates the head, appends events, and reads signing
-    # secrets under relay/senders/ only (senders are created with theirs; it never creates one); a
-    # limited target's flow state is read again (GetItem) when a conditional write lost to another
+    # Then it batch-reads head and content, reads its target's health, updates the head (and the
+    # health on failure), appends events, and reads signing secrets under relay/senders/ only
+    # (senders are created with theirs; it never creates one); a limited target's flow state is read
+    # again (GetItem) when a conditional write lost to another
     assert grants == {
         "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:BatchGetItem": [table_arn(synth)],

@@ -46,6 +46,8 @@ ROUTES = [
     ("PUT", "/targets"),
     ("GET", "/targets"),
     ("DELETE", "/targets/{targetId}"),
+    ("GET", "/targets/health"),
+    ("POST", "/targets/resume"),
 ]
 OPERATION_ROUTES = ROUTES[2:]
 RELAY_METRICS = (
@@ -313,7 +315,8 @@ def test_the_reconciler_runs_every_minute(synth: Synthesized) -> None:
 def test_the_reconciler_may_query_the_due_index_redrive_and_fail(synth: Synthesized) -> None:
     # Given the reconciler's role
     main, dead_letter = queue_ids(synth)
-    # Then it queries only the sparse due index, reads and updates heads, appends events, re-enqueues
+    # Then it queries the sparse due and byStatus indexes (senders, a target's PAUSED range, the targets
+    # that closed) and bySender (the sweep), reads and updates heads and target health, re-enqueues
     # and dead-letters: nothing else
     assert data_grants(synth, step_role(synth, "reconciler")) == {
         "dynamodb:Query": refs(index_arn(synth, "due"), index_arn(synth, "byStatus"), index_arn(synth, "bySender")),

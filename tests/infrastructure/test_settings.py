@@ -129,6 +129,12 @@ def test_context_given_as_json_text_is_accepted() -> None:
         ({"delivery": {"slowLane": {"maxAttempts": 1001}}}, "maxAttempts"),
         ("[1, 2]", "must be an object"),
         ("{not json", "not a JSON object"),
+        ({"circuitBreaker": []}, "must be an object"),
+        ({"circuitBreaker": {"threshold": 5}}, "unknown setting"),
+        ({"circuitBreaker": {"failureThreshold": 0}}, "failureThreshold"),
+        ({"circuitBreaker": {"failureThreshold": True}}, "failureThreshold"),
+        ({"circuitBreaker": {"probeAfterSeconds": 1.5}}, "probeAfterSeconds"),
+        ({"circuitBreaker": {"probeAfterSeconds": 600, "maxProbeAfterSeconds": 60}}, "maxProbeAfterSeconds"),
     ],
 )
 def test_invalid_settings_fail_synthesis_with_a_clear_message(raw: object, message: str) -> None:
@@ -173,6 +179,22 @@ def test_the_first_attempt_setting_sizes_the_dispatcher_queue_and_lease(
     # And the lease covers the inline attempt and the fast-lane run after it
     assert settings.delivery_environment()["RELAY_FAST_LANE_LEASE_SECONDS"] == str(fast_lane_lease)
     assert settings.dispatcher_environment() == {"RELAY_FIRST_ATTEMPT": first_attempt}
+
+
+def test_the_circuit_breaker_settings_reach_the_delivery_functions() -> None:
+    # Given cdk.json's relay.circuitBreaker (or none)
+    given = RelaySettings.from_mapping({"circuitBreaker": {"failureThreshold": 5, "probeAfterSeconds": 30}})
+    # Then the delivery functions and the reconciler get them as variables; the defaults otherwise
+    assert {
+        name: value for name, value in given.delivery_environment().items() if name.startswith("RELAY_BREAKER_")
+    } == {
+        "RELAY_BREAKER_FAILURE_THRESHOLD": "5",
+        "RELAY_BREAKER_PROBE_AFTER_SECONDS": "30",
+        "RELAY_BREAKER_MAX_PROBE_AFTER_SECONDS": "3600",
+    }
+    defaults = RelaySettings.defaults().delivery_environment()
+    assert defaults["RELAY_BREAKER_FAILURE_THRESHOLD"] == "20"
+    assert defaults["RELAY_BREAKER_PROBE_AFTER_SECONDS"] == "60"
 
 
 def test_an_unknown_first_attempt_is_refused() -> None:

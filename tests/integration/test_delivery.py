@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from functions.deliver import handler as deliver_handler
 from functions.shared import delivery
-from functions.shared.config import get_settings
+from functions.shared.config import BREAKER_THRESHOLD_VARIABLE, get_settings
 from functions.shared.exceptions import ClaimHeld, DeliveryRetryable
 from functions.shared.model import MessageKey
 from functions.shared.repository import MessageRepository
@@ -40,11 +40,14 @@ from tests.support import (
 ALL_ATTEMPTS = INLINE_ATTEMPTS + FAST_ATTEMPTS + SLOW_ATTEMPTS
 
 
+# Every test here shares one target origin and many of them fail every attempt on purpose: the
+# circuit breaker (tests/integration/test_circuit_breaker.py) would open it and pause later tests.
+ENVIRONMENT = {"RELAY_TOTAL_TIMEOUT_SECONDS": "1", BREAKER_THRESHOLD_VARIABLE: "10000"}
+
+
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(
-        port=0, time_scale=0.01, policy=SHORT_POLICY, environment={"RELAY_TOTAL_TIMEOUT_SECONDS": "1"}
-    ) as running:
+    with LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY, environment=ENVIRONMENT) as running:
         yield running
 
 

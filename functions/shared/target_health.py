@@ -1,0 +1,364 @@
+"""Circuit breaker per target: a dead target's messages are PAUSED, not FAILED, and nothing is lost.
+
+A target is the origin of a message's `targetUrl`, per sender. Its health is CLOSED (deliver),
+OPEN (do not send: a message about to be attempted becomes PAUSED, keeps its attempts and its lane
+run ends) or HALF_OPEN (one paused message, the probe, is on its way). The state machine:
+
+    CLOSED --(threshold consecutive failed attempts)--> OPEN
+    OPEN --(probe due: the reconciler re-drives one paused message)--> HALF_OPEN
+    HALF_OPEN --(the probe fails)--> OPEN, the next probe later (doubling, capped)
+    any --(an attempt succeeds, or `relay targets resume`)--> CLOSED, every paused message re-driven
+
+No cost on the common path: failures are counted on the failure path only (one atomic ADD), a
+success writes only when the warm function knows of failures, and whether a target is open is
+read at most every CACHE_SECONDS per target per warm function. "Consecutive" is therefore as a
+warm function knows it within that age; a success anywhere resets the count.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from functions.shared.clock import iso
+from functions.shared.exceptions import FieldError, MessageInvalid, RelayError
+from functions.shared.metric_names import Metric
+from functions.shared.model import Event, EventType, MessageHead, from_epoch_ms
+from functions.shared.observability import logger, metrics
+from functions.shared.targets import origin_of
+
+if TYPE_CHECKING:
+    from functions.shared.config import Settings
+    from functions.shared.queue import DeliveryQueue
+    from functions.shared.repository import MessageRepository
+    from functions.shared.target_health_store import TargetHealthRepository
+
+# How long a warm function trusts what it read of a target's health.
+CACHE_SECONDS = 5.0
+
+
+class BreakerState(StrEnum):
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    HALF_OPEN = "HALF_OPEN"
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    failure_threshold: int = 20
+    probe_after_seconds: int = 60
+    max_probe_after_seconds: int = 3600
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BreakerPolicy:
+        return cls(
+            settings.breaker_failure_threshold,
+            settings.breaker_probe_after_seconds,
+            settings.breaker_max_probe_after_seconds,
+        )
+
+    def probe_delay(self, failed_probes: int) -> int:
+        """The wait before the next probe: doubling with every failed probe, capped."""
+        return int(min(self.max_probe_after_seconds, self.probe_after_seconds * 2 ** min(failed_probes, 30)))
+
+
+@dataclass(frozen=True)
+class TargetHealth:
+    sender_id: str
+    origin: str
+    state: BreakerState = BreakerState.CLOSED
+    failures: int = 0
+    opened_at: int | None = None
+    next_probe_at: int | None = None
+    probe_message: str | None = None
+    probes: int = 0
+    # Closed with paused messages the reconciler still re-drives.
+    resuming: bool = False
+
+    def blocks(self, message_id: str) -> bool:
+        """Whether an attempt of `message_id` must not go: OPEN, or HALF_OPEN and not the probe."""
+        if self.state == BreakerState.OPEN:
+            return True
+        return self.state == BreakerState.HALF_OPEN and message_id != self.probe_message
+
+    def probe_due(self, now: int) -> bool:
+        return self.state != BreakerState.CLOSED and (self.next_probe_at or 0) <= now
+
+    def after_failure(self, policy: BreakerPolicy, message_id: str, now: int) -> TargetHealth | None:
+        """The OPEN health a failed attempt leads to (its count already added), or None (no change)."""
+        if self.state == BreakerState.CLOSED and self.failures >= policy.failure_threshold:
+            return replace(
+                self, state=BreakerState.OPEN, opened_at=now, next_probe_at=now + policy.probe_delay(0), probes=0
+            )
+        if self.state == BreakerState.HALF_OPEN and message_id == self.probe_message:
+            probes = self.probes + 1
+            return replace(
+                self,
+                state=BreakerState.OPEN,
+                next_probe_at=now + policy.probe_delay(probes),
+                probes=probes,
+                probe_message=None,
+            )
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        view: dict[str, Any] = {"origin": self.origin, "state": self.state.value, "consecutiveFailures": self.failures}
+        if self.opened_at is not None:
+            view["openedAt"] = iso(from_epoch_ms(self.opened_at * 1000))
+        if self.next_probe_at is not None and self.state != BreakerState.CLOSED:
+            view["nextProbeAt"] = iso(from_epoch_ms(self.next_probe_at * 1000))
+        if self.probes:
+            view["failedProbes"] = self.probes
+        return view
+
+
+class TargetBreaker:
+    """The breaker as a warm function sees it: a short-lived cache over the health items."""
+
+    def __init__(
+        self, store: TargetHealthRepository, policy: BreakerPolicy, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self._clock = clock
+        self._cache: dict[tuple[str, str], tuple[float, TargetHealth]] = {}
+        self._lock = threading.Lock()
+
+    def _remember(self, health: TargetHealth) -> TargetHealth:
+        with self._lock:
+            self._cache[(health.sender_id, health.origin)] = (self._clock(), health)
+        return health
+
+    def health(self, sender_id: str, origin: str) -> TargetHealth:
+        """The target's health, read at most every CACHE_SECONDS."""
+        with self._lock:
+            hit = self._cache.get((sender_id, origin))
+        if hit is not None and self._clock() - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        return self._remember(self.store.get(sender_id, origin))
+
+    def blocking(self, sender_id: str, origin: str, message_id: str) -> TargetHealth | None:
+        """The health that keeps `message_id` from being attempted, or None (go ahead).
+
+        Only a target cached as unhealthy is read again (consistently) before a message pauses.
+        """
+        if not self.health(sender_id, origin).blocks(message_id):
+            return None
+        fresh = self._remember(self.store.get(sender_id, origin, consistent=True))
+        return fresh if fresh.blocks(message_id) else None
+
+    def failed(self, sender_id: str, origin: str, message_id: str) -> TargetHealth:
+        """Count a failed attempt (a retryable failure of the target); open the target at the threshold."""
+        now = int(time.time())
+        counted = self.store.add_failure(sender_id, origin)
+        opened = counted.after_failure(self.policy, message_id, now)
+        if opened is None:
+            return self._remember(counted)
+        if not self.store.open(opened, counted):
+            return self._remember(self.store.get(sender_id, origin, consistent=True))
+        metrics.add_metric(name=Metric.TARGET_OPENED, unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "Target is OPEN: its messages pause until a probe gets through",
+            extra={"senderId": sender_id, "origin": origin, "failures": counted.failures, "probes": opened.probes},
+        )
+        return self._remember(opened)
+
+    def succeeded(self, sender_id: str, origin: str) -> bool:
+        """An attempt got through: reset the count (if this function knows of one) or close the
+        target. True when this call closed it (its paused messages are then re-driven)."""
+        known = self.health(sender_id, origin)
+        if known.state == BreakerState.CLOSED and known.failures == 0:
+            return False
+        closed = False
+        if known.state == BreakerState.CLOSED and self.store.reset_failures(sender_id, origin):
+            pass
+        elif (
+            known.state != BreakerState.CLOSED
+            or self.store.get(sender_id, origin, consistent=True).state != BreakerState.CLOSED
+        ) and self.store.close(sender_id, origin, resuming=True):
+            closed = True
+            metrics.add_metric(name=Metric.TARGET_CLOSED, unit=MetricUnit.Count, value=1)
+            logger.info("Target is CLOSED again: its paused messages are re-driven", extra={"origin": origin})
+        self._remember(TargetHealth(sender_id, origin))
+        return closed
+
+
+# -- pausing and resuming messages (the data-access calls are MessageRepository's) ------------------
+
+
+def paused_event(head: MessageHead, health: TargetHealth, at: datetime) -> Event:
+    if health.state == BreakerState.HALF_OPEN:
+        reason = "target OPEN: a probe is on its way"
+    else:
+        reason = f"target OPEN after {health.failures} consecutive failed attempts"
+    details: dict[str, Any] = {"origin": health.origin, "reason": reason}
+    if health.next_probe_at is not None:
+        details["nextProbeAt"] = iso(from_epoch_ms(health.next_probe_at * 1000))
+    return Event(EventType.PAUSED, at, head.run, head.attempts, details)
+
+
+def paused_due_at(head: MessageHead, health: TargetHealth, policy: BreakerPolicy, now: int) -> int:
+    """When the reconciler looks at a paused message: its next probe, or its expiry if sooner."""
+    return min(head.ttl, health.next_probe_at or now + policy.probe_after_seconds)
+
+
+def pause(
+    repository: MessageRepository,
+    head: MessageHead,
+    health: TargetHealth,
+    policy: BreakerPolicy,
+    lease_free_at: int | None = None,
+) -> MessageHead | None:
+    now = datetime.now(UTC)
+    epoch = int(now.timestamp())
+    event = paused_event(head, health, now)
+    paused = repository.pause(head, event, health.origin, paused_due_at(head, health, policy, epoch), lease_free_at)
+    if paused is not None:
+        metrics.add_metric(name=Metric.PAUSED, unit=MetricUnit.Count, value=1)
+    return paused
+
+
+def paused_origin(head: MessageHead) -> str | None:
+    event = head.last_event(EventType.PAUSED)
+    return str(event.details["origin"]) if event and event.details.get("origin") else None
+
+
+def resume_message(
+    repository: MessageRepository,
+    queue: DeliveryQueue,
+    settings: Settings,
+    head: MessageHead,
+    origin: str,
+    how: str,
+    now: datetime,
+) -> bool:
+    """PAUSED -> PENDING (RESUMED) and onto the delivery queue; the due time guards the send."""
+    details: dict[str, Any] = {"origin": origin, "reason": how}
+    if how == "probe":
+        details["probe"] = True
+    resumed = Event(EventType.RESUMED, now, head.run, head.attempts, details)
+    updated = repository.resume(head, resumed, int(now.timestamp()) + settings.redrive_after_seconds)
+    if updated is None:
+        return False
+    metrics.add_metric(name=Metric.RESUMED, unit=MetricUnit.Count, value=1)
+    try:
+        queue.send(head.key, run=updated.run)
+    except RelayError:
+        logger.exception("Resume could not enqueue; the reconciler re-drives it")
+    return True
+
+
+def resume_paused(
+    repository: MessageRepository,
+    queue: DeliveryQueue,
+    settings: Settings,
+    sender_id: str,
+    origin: str,
+    how: str,
+    now: datetime | None = None,
+) -> int:
+    """Re-drive every PAUSED message of a target; how many were re-driven."""
+    now = now or datetime.now(UTC)
+    resumed = 0
+    for page in repository.iter_paused(sender_id, origin):
+        for head in page:
+            resumed += resume_message(repository, queue, settings, head, origin, how, now)
+    return resumed
+
+
+def reconcile_paused(
+    repository: MessageRepository,
+    store: TargetHealthRepository,
+    queue: DeliveryQueue,
+    settings: Settings,
+    fail: Callable[[dict[str, Any]], Any],
+    head: MessageHead,
+    now: datetime,
+    seen: dict[tuple[str, str], TargetHealth],
+) -> str:
+    """A due PAUSED message: FAILED past its expiry; the probe when one is due; re-driven when its
+    target has closed; otherwise due again at the next probe."""
+    epoch = int(now.timestamp())
+    if head.is_expired(now):
+        fail({**head.key.to_dict(), "run": head.run, "reason": "expired while paused: its target stayed OPEN"})
+        return "failed"
+    origin = paused_origin(head)
+    if origin is None:  # cannot happen for a message paused here; re-drive rather than strand it
+        return "resumed" if resume_message(repository, queue, settings, head, "", "closed", now) else "moved-on"
+    policy = BreakerPolicy.from_settings(settings)
+    key = (head.key.sender_id, origin)
+    health = seen.get(key) or store.get(*key, consistent=True)
+    seen[key] = health
+    if health.state == BreakerState.CLOSED:
+        return "resumed" if resume_message(repository, queue, settings, head, origin, "closed", now) else "moved-on"
+    if health.probe_due(epoch):
+        deadline = epoch + policy.probe_delay(health.probes)
+        if store.start_probe(health, head.key.message_id, epoch, deadline):
+            seen[key] = replace(
+                health, state=BreakerState.HALF_OPEN, probe_message=head.key.message_id, next_probe_at=deadline
+            )
+            resume_message(repository, queue, settings, head, origin, "probe", now)
+            return "probe"
+        health = store.get(*key, consistent=True)
+        seen[key] = health
+    repository.set_due(head.key, paused_due_at(head, health, policy, epoch))
+    return "paused"
+
+
+def resume_closed_targets(
+    repository: MessageRepository, store: TargetHealthRepository, queue: DeliveryQueue, settings: Settings
+) -> int:
+    """Re-drive the paused messages of every target that closed since (the reconciler, each round)."""
+    resumed = 0
+    for health in store.resuming():
+        if health.state != BreakerState.CLOSED:
+            continue
+        resumed += resume_paused(repository, queue, settings, health.sender_id, health.origin, "closed")
+        store.finish_resume(health.sender_id, health.origin)
+    return resumed
+
+
+# -- the API: `relay targets resume` and a target's health ------------------------------------------
+
+
+def _origin_field(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw or len(raw) > 2048:
+        raise MessageInvalid([FieldError("$.origin", "must be a URL or origin (scheme://host[:port])")])
+    try:
+        origin = origin_of(raw)
+    except ValueError:
+        raise MessageInvalid(
+            [FieldError("$.origin", "must be an http(s) URL or origin (scheme://host[:port])")]
+        ) from None
+    return origin
+
+
+def target_health_view(store: TargetHealthRepository, sender_id: str, origin: str) -> dict[str, Any]:
+    """A target's health as the sender sees it (GET /targets shows this per target)."""
+    return store.get(sender_id, _origin_field(origin), consistent=True).to_dict()
+
+
+def resume_target(
+    repository: MessageRepository,
+    store: TargetHealthRepository,
+    queue: DeliveryQueue,
+    settings: Settings,
+    sender_id: str,
+    origin: Any,
+) -> dict[str, Any]:
+    """Close a target by hand and re-drive its paused messages (the reconciler finishes any left)."""
+    origin = _origin_field(origin)
+    previous = store.get(sender_id, origin, consistent=True)
+    store.force_close(sender_id, origin)
+    if previous.state != BreakerState.CLOSED:
+        metrics.add_metric(name=Metric.TARGET_CLOSED, unit=MetricUnit.Count, value=1)
+    resumed = resume_paused(repository, queue, settings, sender_id, origin, "manual")
+    store.finish_resume(sender_id, origin)
+    return {"origin": origin, "previousState": previous.state.value, "state": "CLOSED", "resumed": resumed}

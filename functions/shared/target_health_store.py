@@ -1,0 +1,142 @@
+"""The data-access layer of target health: one item per (sender, target origin) in the relay table.
+
+Layout: `pk = TARGET#<senderId>#<origin>`, `sk = HEALTH` (the targets registry keeps its limits
+beside it under `sk = LIMITS`). Attributes: `st` state, `f` consecutive failed attempts, `oa`
+opened at, `np` next probe at (epoch seconds), `pm` the probe's message id, `pr` failed probes
+since it opened. A target that closed while messages were paused carries a sparse `byStatus`
+entry (`gsi1pk = TARGETS#RESUMING`) until the reconciler has re-driven them all.
+No item at all means CLOSED with no failures: the common path never writes one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from functions.shared.repository import MessageRepository, _Update, from_item, to_item
+from functions.shared.target_health import BreakerState, TargetHealth
+
+HEALTH_SORT_KEY = "HEALTH"
+RESUMING_PARTITION = "TARGETS#RESUMING"
+
+
+def target_partition(sender_id: str, origin: str) -> str:
+    return f"TARGET#{sender_id}#{origin}"
+
+
+def _decode(sender_id: str, origin: str, item: dict[str, Any] | None) -> TargetHealth:
+    if not item:
+        return TargetHealth(sender_id, origin)
+    return TargetHealth(
+        sender_id=sender_id,
+        origin=origin,
+        state=BreakerState(item.get("st", BreakerState.CLOSED.value)),
+        failures=int(item.get("f", 0)),
+        opened_at=int(item["oa"]) if "oa" in item else None,
+        next_probe_at=int(item["np"]) if "np" in item else None,
+        probe_message=str(item["pm"]) if item.get("pm") else None,
+        probes=int(item.get("pr", 0)),
+        resuming="gsi1pk" in item,
+    )
+
+
+class TargetHealthRepository:
+    """Reads and conditional writes of health items; every transition is one conditional update."""
+
+    def __init__(self, table_name: str) -> None:
+        self._messages = MessageRepository(table_name)
+
+    def _key(self, sender_id: str, origin: str) -> dict[str, Any]:
+        return to_item({"pk": target_partition(sender_id, origin), "sk": HEALTH_SORT_KEY})
+
+    def _update(self, sender_id: str, origin: str, update: _Update, must_exist: bool = True) -> TargetHealth | None:
+        kwargs: dict[str, Any] = {
+            "Key": self._key(sender_id, origin),
+            "UpdateExpression": update.expression(),
+            "ExpressionAttributeNames": update.names,
+            "ReturnValues": "ALL_NEW",
+        }
+        conditions = (["attribute_exists(pk)"] if must_exist else []) + update.conditions
+        if conditions:
+            kwargs["ConditionExpression"] = " AND ".join(conditions)
+        if update.values:
+            kwargs["ExpressionAttributeValues"] = to_item(update.values)
+        try:
+            response = self._messages._call("update_item", **kwargs)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _decode(sender_id, origin, from_item(response["Attributes"]))
+
+    def get(self, sender_id: str, origin: str, consistent: bool = False) -> TargetHealth:
+        response = self._messages._call("get_item", Key=self._key(sender_id, origin), ConsistentRead=consistent)
+        item = response.get("Item")
+        return _decode(sender_id, origin, from_item(item) if item else None)
+
+    def add_failure(self, sender_id: str, origin: str) -> TargetHealth:
+        """Count one failed attempt (one atomic ADD); the health after it."""
+        update = _Update().add("f", 1).set_once("st", BreakerState.CLOSED.value)
+        health = self._update(sender_id, origin, update, must_exist=False)
+        assert health is not None
+        return health
+
+    def open(self, opened: TargetHealth, seen: TargetHealth) -> bool:
+        """Write `opened` (OPEN) if the target is still as `seen` (the state it was opened from)."""
+        update = _Update().assign("st", BreakerState.OPEN.value).assign("pr", opened.probes)
+        update.assign("np", opened.next_probe_at).assign("oa", opened.opened_at).remove("pm")
+        update.when(f"{update.name('st')} = {update.value('seen', seen.state.value)}")
+        if seen.probe_message:
+            update.when(f"{update.name('pm')} = {update.value('probe', seen.probe_message)}")
+        return self._update(opened.sender_id, opened.origin, update) is not None
+
+    def start_probe(self, health: TargetHealth, message_id: str, now: int, deadline: int) -> bool:
+        """HALF_OPEN with `message_id` as the one probe, if the probe is due and nobody took it."""
+        update = _Update().assign("st", BreakerState.HALF_OPEN.value).assign("pm", message_id).assign("np", deadline)
+        opened, half = update.value("open", BreakerState.OPEN.value), update.value("half", BreakerState.HALF_OPEN.value)
+        update.when(f"{update.name('st')} IN ({opened}, {half})")
+        update.when(f"{update.name('np')} <= {update.value('now', now)}")
+        return self._update(health.sender_id, health.origin, update) is not None
+
+    def close(self, sender_id: str, origin: str, resuming: bool) -> bool:
+        """CLOSED with no failures, from OPEN or HALF_OPEN; with `resuming`, listed for the reconciler
+        to re-drive its paused messages. False when it was CLOSED already."""
+        update = _Update().assign("st", BreakerState.CLOSED.value).assign("f", 0).remove("np", "pm", "pr", "oa")
+        if resuming:
+            update.assign("gsi1pk", RESUMING_PARTITION).assign("gsi1sk", f"{sender_id}#{origin}")
+            update.assign("sd", sender_id).assign("o", origin)
+        update.when(f"{update.name('st')} <> {update.value('closed', BreakerState.CLOSED.value)}")
+        return self._update(sender_id, origin, update) is not None
+
+    def force_close(self, sender_id: str, origin: str) -> TargetHealth:
+        """Closed by hand (`relay targets resume`): CLOSED whatever it was, listed for resuming."""
+        update = _Update().assign("st", BreakerState.CLOSED.value).assign("f", 0).remove("np", "pm", "pr", "oa")
+        update.assign("gsi1pk", RESUMING_PARTITION).assign("gsi1sk", f"{sender_id}#{origin}")
+        update.assign("sd", sender_id).assign("o", origin)
+        health = self._update(sender_id, origin, update, must_exist=False)
+        assert health is not None
+        return health
+
+    def reset_failures(self, sender_id: str, origin: str) -> bool:
+        """A success on a CLOSED target that had failures: the run of failures is over."""
+        update = _Update().assign("f", 0)
+        update.when(f"{update.name('st')} = {update.value('closed', BreakerState.CLOSED.value)}")
+        update.when(f"{update.name('f')} > {update.value('zero', 0)}")
+        return self._update(sender_id, origin, update) is not None
+
+    def finish_resume(self, sender_id: str, origin: str) -> None:
+        """Every paused message is re-driven: take the target off the reconciler's list."""
+        update = _Update().remove("gsi1pk", "gsi1sk")
+        update.when(f"{update.name('st')} = {update.value('closed', BreakerState.CLOSED.value)}")
+        self._update(sender_id, origin, update)
+
+    def resuming(self) -> list[TargetHealth]:
+        """Targets that closed with paused messages still to re-drive (a short list: closes are rare)."""
+        found: list[TargetHealth] = []
+        start: dict[str, Any] | None = None
+        while True:
+            items, start = self._messages.query_index(RESUMING_PARTITION, start)
+            found.extend(_decode(str(item["sd"]), str(item["o"]), item) for item in items if "sd" in item)
+            if not start:
+                return found

@@ -1,0 +1,184 @@
+"""The circuit breaker's state machine and its warm-function cache (functions/shared/target_health.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from functions.shared.target_health import (
+    CACHE_SECONDS,
+    BreakerPolicy,
+    BreakerState,
+    TargetBreaker,
+    TargetHealth,
+    origin_of,
+)
+
+POLICY = BreakerPolicy(failure_threshold=3, probe_after_seconds=10, max_probe_after_seconds=60)
+NOW = 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://Example.COM/hooks?a=1", "https://example.com"),
+        ("https://example.com:443/x", "https://example.com"),
+        ("http://example.com:80", "http://example.com"),
+        ("http://example.com:8080/x", "http://example.com:8080"),
+        ("HTTP://127.0.0.1:9000", "http://127.0.0.1:9000"),
+        ("https://[::1]:8443/p", "https://[::1]:8443"),
+    ],
+)
+def test_origin_is_scheme_host_and_port_normalised(url: str, origin: str) -> None:
+    assert origin_of(url) == origin
+
+
+def test_origin_of_something_that_is_not_a_url_is_refused() -> None:
+    with pytest.raises(ValueError):
+        origin_of("not a url")
+
+
+def test_closed_target_opens_at_the_threshold_only() -> None:
+    # Given a closed target with failures below and at the threshold
+    below = TargetHealth("s", "https://t", failures=2)
+    at = replace(below, failures=3)
+    # Then below it nothing changes; at it the target opens, its first probe after probeAfterSeconds
+    assert below.after_failure(POLICY, "m", NOW) is None
+    opened = at.after_failure(POLICY, "m", NOW)
+    assert opened is not None
+    assert (opened.state, opened.opened_at, opened.next_probe_at, opened.probes) == (
+        BreakerState.OPEN,
+        NOW,
+        NOW + 10,
+        0,
+    )
+
+
+def test_open_target_blocks_every_message_and_half_open_all_but_the_probe() -> None:
+    opened = TargetHealth("s", "https://t", state=BreakerState.OPEN, next_probe_at=NOW + 10)
+    probing = replace(opened, state=BreakerState.HALF_OPEN, probe_message="probe")
+    assert opened.blocks("any")
+    assert probing.blocks("other") and not probing.blocks("probe")
+    assert not TargetHealth("s", "https://t", failures=99).blocks("any")
+
+
+def test_probe_is_due_after_the_backoff_only_when_not_closed() -> None:
+    opened = TargetHealth("s", "https://t", state=BreakerState.OPEN, next_probe_at=NOW + 10)
+    assert not opened.probe_due(NOW + 9) and opened.probe_due(NOW + 10)
+    assert not TargetHealth("s", "https://t", next_probe_at=NOW).probe_due(NOW)
+
+
+def test_a_failed_probe_reopens_with_a_doubling_capped_backoff() -> None:
+    # Given a probe on its way
+    probing = TargetHealth("s", "https://t", state=BreakerState.HALF_OPEN, probe_message="p", failures=5)
+    delays = []
+    for _ in range(5):
+        # When the probe fails
+        reopened = probing.after_failure(POLICY, "p", NOW)
+        assert reopened is not None and reopened.state == BreakerState.OPEN and reopened.probe_message is None
+        delays.append(int(reopened.next_probe_at or 0) - NOW)
+        probing = replace(reopened, state=BreakerState.HALF_OPEN, probe_message="p")
+    # Then each next probe waits twice as long, up to the cap
+    assert delays == [20, 40, 60, 60, 60]
+
+
+def test_a_failure_of_another_message_while_probing_or_open_changes_nothing() -> None:
+    probing = TargetHealth("s", "https://t", state=BreakerState.HALF_OPEN, probe_message="p", failures=9)
+    assert probing.after_failure(POLICY, "straggler", NOW) is None
+    assert replace(probing, state=BreakerState.OPEN).after_failure(POLICY, "p", NOW) is None
+
+
+class FakeStore:
+    """Counts the reads and writes the breaker makes."""
+
+    def __init__(self) -> None:
+        self.health: dict[tuple[str, str], TargetHealth] = {}
+        self.calls: list[str] = []
+
+    def get(self, sender_id: str, origin: str, consistent: bool = False) -> TargetHealth:
+        self.calls.append("get")
+        return self.health.get((sender_id, origin), TargetHealth(sender_id, origin))
+
+    def add_failure(self, sender_id: str, origin: str) -> TargetHealth:
+        self.calls.append("add")
+        current = self.health.get((sender_id, origin), TargetHealth(sender_id, origin))
+        counted = replace(current, failures=current.failures + 1)
+        self.health[(sender_id, origin)] = counted
+        return counted
+
+    def open(self, opened: TargetHealth, seen: TargetHealth) -> bool:
+        self.calls.append("open")
+        self.health[(opened.sender_id, opened.origin)] = opened
+        return True
+
+    def reset_failures(self, sender_id: str, origin: str) -> bool:
+        self.calls.append("reset")
+        self.health[(sender_id, origin)] = TargetHealth(sender_id, origin)
+        return True
+
+    def close(self, sender_id: str, origin: str, resuming: bool) -> bool:
+        self.calls.append("close")
+        self.health[(sender_id, origin)] = TargetHealth(sender_id, origin, resuming=resuming)
+        return True
+
+
+def breaker(store: FakeStore, clock: list[float]) -> TargetBreaker:
+    fake: Any = store
+    return TargetBreaker(fake, POLICY, clock=lambda: clock[0])
+
+
+def test_healthy_target_costs_one_read_per_cache_age_and_no_write_on_success() -> None:
+    # Given a healthy target and a warm function
+    store, clock = FakeStore(), [0.0]
+    warm = breaker(store, clock)
+    # When many messages go to it and succeed within the cache's age
+    for _ in range(100):
+        assert warm.blocking("s", "https://t", "m") is None
+        assert warm.succeeded("s", "https://t") is False
+    # Then the health was read once and never written
+    assert store.calls == ["get"]
+    # And read again only once the cache is older than its age
+    clock[0] += CACHE_SECONDS
+    warm.blocking("s", "https://t", "m")
+    assert store.calls == ["get", "get"]
+
+
+def test_failures_are_counted_open_the_target_and_a_success_closes_it() -> None:
+    store, clock = FakeStore(), [0.0]
+    warm = breaker(store, clock)
+    # When attempts fail up to the threshold (one ADD each)
+    for _ in range(POLICY.failure_threshold):
+        warm.failed("s", "https://t", "m")
+    # Then the target is OPEN and blocks at once in this function (a fresh read confirms it)
+    assert store.calls.count("add") == 3 and "open" in store.calls
+    blocked = warm.blocking("s", "https://t", "m")
+    assert blocked is not None and blocked.state == BreakerState.OPEN
+    # When an attempt gets through (a probe, or one in flight)
+    assert warm.succeeded("s", "https://t") is True
+    # Then it is CLOSED, listed for its paused messages to be re-driven
+    assert store.health[("s", "https://t")].state == BreakerState.CLOSED
+    assert store.health[("s", "https://t")].resuming
+
+
+def test_a_success_after_some_failures_resets_the_count_once() -> None:
+    store, clock = FakeStore(), [0.0]
+    warm = breaker(store, clock)
+    warm.failed("s", "https://t", "m")
+    assert warm.succeeded("s", "https://t") is False
+    assert warm.succeeded("s", "https://t") is False
+    assert store.calls == ["add", "reset"]
+
+
+def test_a_success_closes_a_target_another_function_opened_meanwhile() -> None:
+    # Given a warm function that saw a failure, and a target another function has opened since
+    store, clock = FakeStore(), [0.0]
+    warm = breaker(store, clock)
+    warm.failed("s", "https://t", "m")
+    store.health[("s", "https://t")] = TargetHealth("s", "https://t", state=BreakerState.OPEN, failures=20)
+    store.reset_failures = lambda sender_id, origin: False  # type: ignore[method-assign]  # not CLOSED
+    # When an attempt in this function gets through
+    closed = warm.succeeded("s", "https://t")
+    # Then the target is closed (its paused messages re-driven)
+    assert closed and store.health[("s", "https://t")].state == BreakerState.CLOSED
