@@ -472,11 +472,11 @@ class Hooks:
 
         original_send = DeliveryClient.send
 
-        def timed_send(client: Any, url: str, method: str, headers: dict[str, str], body: bytes | None) -> Any:
+        def timed_send(client: Any, url: str, method: str, headers: dict[str, str], *rest: Any, **options: Any) -> Any:
             with RECORDER.lock:
                 RECORDER.target_requests[current_bucket()] += 1
             with _Timed(AWS_TARGET_REQUEST_MS):
-                return original_send(client, url, method, headers, body)
+                return original_send(client, url, method, headers, *rest, **options)
 
         DeliveryClient.send = timed_send  # type: ignore[method-assign,assignment]
 
