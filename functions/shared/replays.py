@@ -28,8 +28,6 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
-
 from functions.shared.clock import iso, parse_iso
 from functions.shared.config import SCHEMA_DIR, Settings
 from functions.shared.exceptions import (
@@ -47,7 +45,6 @@ from functions.shared.operations import replay
 from functions.shared.queue import DeliveryQueue
 from functions.shared.replay_repository import ReplayRepository
 from functions.shared.targets import origin_of
-from functions.shared.validation import schema_field_errors
 from functions.shared.workflows import Workflows
 
 REPLAY_SCHEMA_PATH = SCHEMA_DIR / "replay.schema.json"
@@ -111,6 +108,9 @@ class ReplayFilter:
 
 @lru_cache(maxsize=1)
 def _validator() -> Any:
+    # Imported on first use: the replay job's pages and the API's other routes never load jsonschema.
+    from jsonschema import Draft202012Validator, FormatChecker
+
     schema = replay_schema()
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=FormatChecker(formats=("date-time",)))
@@ -131,6 +131,8 @@ def parse_filter(body: str | None, now: datetime) -> ReplayFilter:
     errors = list(_validator().iter_errors(document))
     moments = [error for error in errors if error.validator == "format"]
     details = [_moment_error(error.json_path) for error in moments]
+    from functions.shared.validation import schema_field_errors
+
     details += schema_field_errors([error for error in errors if error.validator != "format"])
     if details:
         raise MessageInvalid(details, "The filter is invalid.")
