@@ -14,15 +14,13 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared import operations, replays, target_health, targets
+from functions.shared import operations
 from functions.shared.api_errors import register_error_handlers
 from functions.shared.config import get_settings
 from functions.shared.exceptions import FieldError, MessageInvalid
 from functions.shared.observability import logger, metrics, tracer
 from functions.shared.queue import DeliveryQueue
-from functions.shared.replay_repository import ReplayRepository
 from functions.shared.repository import MessageRepository
-from functions.shared.target_health_store import TargetHealthRepository
 from functions.shared.workflows import Workflows
 
 app = APIGatewayRestResolver()
@@ -60,8 +58,15 @@ def list_messages() -> dict[str, Any]:
     )
 
 
+# The bulk replay, target and circuit-breaker modules load on first use: routes used less often must
+# not lengthen every cold start of the API function.
+
+
 @app.post("/messages/replay")
 def replay_messages() -> Response[dict[str, Any]]:
+    from functions.shared import replays
+    from functions.shared.replay_repository import ReplayRepository
+
     settings = get_settings()
     repository = ReplayRepository(settings.table_name)
     body = replays.start_job(repository, Workflows(), settings, _sender(), app.current_event.body)
@@ -70,6 +75,9 @@ def replay_messages() -> Response[dict[str, Any]]:
 
 @app.get("/replays/<job_id>")
 def get_replay(job_id: str) -> dict[str, Any]:
+    from functions.shared import replays
+    from functions.shared.replay_repository import ReplayRepository
+
     return replays.get_job(ReplayRepository(get_settings().table_name), _sender(), unquote(job_id))
 
 
@@ -87,29 +95,40 @@ def cancel_message(message_id: str) -> dict[str, Any]:
     return operations.cancel(_repository(), _sender(), _message_id(message_id))
 
 
-def _targets() -> targets.TargetRepository:
-    return targets.TargetRepository(get_settings().table_name)
+def _targets() -> Any:
+    from functions.shared.targets import TargetRepository
+
+    return TargetRepository(get_settings().table_name)
 
 
 @app.put("/targets")
 def put_target() -> dict[str, Any]:
+    from functions.shared import targets
+
     target = targets.validate_target(targets.json_body(app.current_event.body))
-    return _targets().put(_sender(), target).to_dict()
+    return dict(_targets().put(_sender(), target).to_dict())
 
 
 @app.get("/targets")
 def list_targets() -> dict[str, Any]:
+    from functions.shared import targets
+
     return {"items": targets.target_views(_targets(), _sender())}
 
 
 @app.delete("/targets/<target_id>")
 def delete_target(target_id: str) -> dict[str, Any]:
+    from functions.shared import targets
+
     # The origin, percent-encoded by the caller ("https%3A%2F%2Fhooks.example.com"; relay.client).
     return targets.delete_target(_targets(), _sender(), unquote(target_id))
 
 
 @app.get("/targets/health")
 def target_health_view() -> dict[str, Any]:
+    from functions.shared import target_health
+    from functions.shared.target_health_store import TargetHealthRepository
+
     query = app.current_event.query_string_parameters or {}
     store = TargetHealthRepository(get_settings().table_name)
     return target_health.target_health_view(store, _sender(), str(query.get("origin") or ""))
@@ -117,6 +136,9 @@ def target_health_view() -> dict[str, Any]:
 
 @app.post("/targets/resume")
 def resume_target() -> dict[str, Any]:
+    from functions.shared import target_health
+    from functions.shared.target_health_store import TargetHealthRepository
+
     settings = get_settings()
     try:
         body = json.loads(app.current_event.body or "{}")

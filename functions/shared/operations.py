@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -34,8 +34,9 @@ from functions.shared.queue import DeliveryQueue, MessageQueue
 from functions.shared.repository import REPLAYABLE_STATUSES, MessageRepository
 from functions.shared.runs import message_runs
 from functions.shared.status import status_view
-from functions.shared.target_health import TargetHealth, reconcile_paused, resume_closed_targets
-from functions.shared.target_health_store import TargetHealthRepository
+
+if TYPE_CHECKING:
+    from functions.shared.target_health import TargetHealth
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 25
@@ -181,7 +182,11 @@ def reconcile(
         counts["rescued"] = rescue_dead_letters(repository, dead_letters, now)
     if sender_ids is not None:
         counts["unclaimed"] = sweep_unclaimed(repository, sender_ids(), settings, now)
-    # Targets that closed since the last round: their paused messages go again.
+    # Targets that closed since the last round: their paused messages go again. (Imported here: the
+    # API function, which shares this module, does not load the circuit breaker at cold start.)
+    from functions.shared.target_health import reconcile_paused, resume_closed_targets
+    from functions.shared.target_health_store import TargetHealthRepository
+
     targets = TargetHealthRepository(repository.table_name)
     counts["resumed"] = resume_closed_targets(repository, targets, queue, settings)
     seen: dict[tuple[str, str], TargetHealth] = {}
