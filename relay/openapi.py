@@ -738,7 +738,10 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "listMessages",
                 "summary": "List the sender's messages in one status",
-                "description": "Newest first, paginated with an opaque cursor.",
+                "description": (
+                    "Newest first, paginated with an opaque cursor: FAILED, CANCELLED and PAUSED messages by when "
+                    "they entered that status (the most recent failure first), the others by acceptance time."
+                ),
                 "parameters": [
                     {"name": "status", "in": "query", "required": True, "schema": _ref("Status")},
                     {

@@ -465,6 +465,9 @@ class MessageRepository:
     ) -> tuple[list[StoredMessage], dict[str, Any] | None]:
         """A sender's messages in one status, newest first, and the cursor of the next page.
 
+        "Newest" is when a FAILED, CANCELLED or PAUSED message entered its status (the sparse index's
+        sort key, which bulk replay's window also reads) and the acceptance time for the others.
+
         FAILED and CANCELLED come from their sparse index partition; the others from
         the sender's index of every message, filtered, so a page may hold fewer than `limit`.
         Raises ValueError for a cursor that does not continue this very listing.
