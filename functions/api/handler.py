@@ -130,7 +130,8 @@ def target_health_view() -> dict[str, Any]:
     from functions.shared.target_health_store import TargetHealthRepository
 
     query = app.current_event.query_string_parameters or {}
-    store = TargetHealthRepository(get_settings().table_name)
+    settings = get_settings()
+    store = TargetHealthRepository(settings.table_name, settings.ttl_seconds)
     return target_health.target_health_view(store, _sender(), str(query.get("origin") or ""))
 
 
@@ -147,7 +148,7 @@ def resume_target() -> dict[str, Any]:
     origin = body.get("origin") if isinstance(body, dict) else None
     return target_health.resume_target(
         _repository(),
-        TargetHealthRepository(settings.table_name),
+        TargetHealthRepository(settings.table_name, settings.ttl_seconds),
         DeliveryQueue(settings.queue_url),
         settings,
         _sender(),

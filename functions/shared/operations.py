@@ -187,7 +187,7 @@ def reconcile(
     from functions.shared.target_health import reconcile_paused, resume_closed_targets
     from functions.shared.target_health_store import TargetHealthRepository
 
-    targets = TargetHealthRepository(repository.table_name)
+    targets = TargetHealthRepository(repository.table_name, settings.ttl_seconds)
     counts["resumed"] = resume_closed_targets(repository, targets, queue, settings)
     seen: dict[tuple[str, str], TargetHealth] = {}
     due_keys = (key for shard in range(DUE_SHARDS) for key in repository.iter_due(f"DUE#{shard}", epoch))

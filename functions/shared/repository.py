@@ -201,10 +201,15 @@ def _last_attempt_arn(head: MessageHead) -> str | None:
     return str(started.details.get("executionArn")) if started and started.details.get("executionArn") else None
 
 
-def _decode_head(item: dict[str, Any]) -> MessageHead:
+def _message_key(item: dict[str, Any]) -> MessageKey:
+    """The message an item (or an index entry) belongs to, from its partition key."""
     _, sender_id, message_id = str(item["pk"]).split("#", 2)
+    return MessageKey(sender_id, message_id)
+
+
+def _decode_head(item: dict[str, Any]) -> MessageHead:
     return MessageHead(
-        key=MessageKey(sender_id, message_id),
+        key=_message_key(item),
         status=Status(item["s"]),
         run=int(item.get("r", 0)),
         attempts=int(item.get("a", 0)),
@@ -419,46 +424,38 @@ class MessageRepository:
                 pending = response.get("UnprocessedKeys") or {}
         return found
 
-    def iter_due(self, shard: str, due_before: int, page_size: int = 100) -> Iterator[MessageKey]:
-        """Every due head of a shard, page by page (the reconciler walks them all each round)."""
+    def _query_keys(
+        self, index: str, condition: str, values: dict[str, Any], page_size: int | None = None
+    ) -> Iterator[list[MessageKey]]:
+        """The message keys an index query matches, a page at a time (index entries hold keys only)."""
         start: dict[str, Any] | None = None
         while True:
             kwargs: dict[str, Any] = {
-                "IndexName": DUE_INDEX,
-                "KeyConditionExpression": "dueShard = :shard AND dueAt <= :now",
-                "ExpressionAttributeValues": to_item({":shard": shard, ":now": due_before}),
-                "Limit": page_size,
+                "IndexName": index,
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeValues": to_item(values),
             }
+            if page_size is not None:
+                kwargs["Limit"] = page_size
             if start:
                 kwargs["ExclusiveStartKey"] = start
             response = self._call("query", **kwargs)
-            for item in response.get("Items", []):
-                _, sender_id, message_id = from_item(item)["pk"].split("#", 2)
-                yield MessageKey(sender_id, message_id)
+            yield [_message_key(from_item(item)) for item in response.get("Items", [])]
             start = response.get("LastEvaluatedKey")
             if not start:
                 return
 
+    def iter_due(self, shard: str, due_before: int, page_size: int = 100) -> Iterator[MessageKey]:
+        """Every due head of a shard, page by page (the reconciler walks them all each round)."""
+        condition = "dueShard = :shard AND dueAt <= :now"
+        for page in self._query_keys(DUE_INDEX, condition, {":shard": shard, ":now": due_before}, page_size):
+            yield from page
+
     def iter_accepted(self, sender_id: str, since: datetime, until: datetime) -> Iterator[MessageKey]:
         """A sender's messages accepted in [since, until], oldest first (the bySender index, keys only)."""
-        start: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "IndexName": SENDER_INDEX,
-                "KeyConditionExpression": "spk = :pk AND ssk BETWEEN :since AND :until",
-                "ExpressionAttributeValues": to_item(
-                    {":pk": _sender_partition(sender_id), ":since": iso(since), ":until": f"{iso(until)}~"}
-                ),
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            response = self._call("query", **kwargs)
-            for item in response.get("Items", []):
-                _, sender, message_id = str(from_item(item)["pk"]).split("#", 2)
-                yield MessageKey(sender, message_id)
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                return
+        values = {":pk": _sender_partition(sender_id), ":since": iso(since), ":until": f"{iso(until)}~"}
+        for page in self._query_keys(SENDER_INDEX, "spk = :pk AND ssk BETWEEN :since AND :until", values):
+            yield from page
 
     def list_by_status(
         self, sender_id: str, status: Status, limit: int, cursor: dict[str, Any] | None
@@ -492,10 +489,7 @@ class MessageRepository:
         if cursor:
             kwargs["ExclusiveStartKey"] = to_item(cursor)
         response = self._call("query", **kwargs)
-        message_keys = []
-        for item in response.get("Items", []):
-            _, sender, message_id = str(from_item(item)["pk"]).split("#", 2)
-            message_keys.append(MessageKey(sender, message_id))
+        message_keys = [_message_key(from_item(item)) for item in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         messages = [message for message in self.get_messages(message_keys) if message.head.status == status]
         return messages, (from_item(last) if last else None)
@@ -754,29 +748,12 @@ class MessageRepository:
 
     def iter_paused(self, sender_id: str, origin: str, page_size: int = 100) -> Iterator[list[MessageHead]]:
         """A target's PAUSED messages, a page of heads at a time (oldest pause first)."""
-        start: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "IndexName": STATUS_INDEX,
-                "KeyConditionExpression": "gsi1pk = :pk AND begins_with(gsi1sk, :origin)",
-                "ExpressionAttributeValues": to_item(
-                    {":pk": _status_partition(sender_id, Status.PAUSED), ":origin": f"{origin}#"}
-                ),
-                "Limit": page_size,
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            response = self._call("query", **kwargs)
-            keys = []
-            for item in response.get("Items", []):
-                _, sender, message_id = str(from_item(item)["pk"]).split("#", 2)
-                keys.append(MessageKey(sender, message_id))
+        condition = "gsi1pk = :pk AND begins_with(gsi1sk, :origin)"
+        values = {":pk": _status_partition(sender_id, Status.PAUSED), ":origin": f"{origin}#"}
+        for keys in self._query_keys(STATUS_INDEX, condition, values, page_size):
             heads = [head for head in self.get_heads(keys) if head.status == Status.PAUSED]
             if heads:
                 yield heads
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                return
 
     def clear_due(self, key: MessageKey) -> None:
         """Take a finished message off the reconciler's index (a leftover due time)."""

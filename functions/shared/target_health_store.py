@@ -5,11 +5,15 @@ beside it under `sk = LIMITS`). Attributes: `st` state, `f` consecutive failed a
 opened at, `np` next probe at (epoch seconds), `pm` the probe's message id, `pr` failed probes
 since it opened. A target that closed while messages were paused carries a sparse `byStatus`
 entry (`gsi1pk = TARGETS#RESUMING`) until the reconciler has re-driven them all.
-No item at all means CLOSED with no failures: the common path never writes one.
+No item at all means CLOSED with no failures: the common path never writes one. Every write sets
+`ttl` a day past the messages' own lifetime, so the item of a target that stopped failing long ago
+goes away by itself (an OPEN target's probes keep rewriting it while it has paused messages; were it
+to expire anyway, it reads as CLOSED and its paused messages are re-driven, not lost).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -19,6 +23,8 @@ from functions.shared.target_health import BreakerState, TargetHealth
 
 HEALTH_SORT_KEY = "HEALTH"
 RESUMING_PARTITION = "TARGETS#RESUMING"
+# How long a health item outlives its last write, past the messages' TTL.
+KEEP_AFTER_MESSAGES_SECONDS = 86_400
 
 
 def target_partition(sender_id: str, origin: str) -> str:
@@ -44,13 +50,15 @@ def _decode(sender_id: str, origin: str, item: dict[str, Any] | None) -> TargetH
 class TargetHealthRepository:
     """Reads and conditional writes of health items; every transition is one conditional update."""
 
-    def __init__(self, table_name: str) -> None:
+    def __init__(self, table_name: str, message_ttl_seconds: int = 30 * 86_400) -> None:
         self._messages = MessageRepository(table_name)
+        self._keep_seconds = message_ttl_seconds + KEEP_AFTER_MESSAGES_SECONDS
 
     def _key(self, sender_id: str, origin: str) -> dict[str, Any]:
         return to_item({"pk": target_partition(sender_id, origin), "sk": HEALTH_SORT_KEY})
 
     def _update(self, sender_id: str, origin: str, update: _Update, must_exist: bool = True) -> TargetHealth | None:
+        update.assign("ttl", int(time.time()) + self._keep_seconds)
         kwargs: dict[str, Any] = {
             "Key": self._key(sender_id, origin),
             "UpdateExpression": update.expression(),

@@ -18,7 +18,7 @@ from functions.shared.config import (
     get_settings,
 )
 from functions.shared.target_health import BreakerState, origin_of
-from functions.shared.target_health_store import TargetHealthRepository
+from functions.shared.target_health_store import HEALTH_SORT_KEY, TargetHealthRepository, target_partition
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
@@ -206,3 +206,24 @@ def test_resume_refuses_what_is_not_an_origin(client: RelayClient) -> None:
     answer = client.resume_target("not a url")
     assert answer.status == 400
     assert answer.body["error"]["details"][0]["path"] == "$.origin"
+
+
+def test_a_target_health_item_expires_a_day_after_the_messages_it_counted(
+    client: RelayClient, down: TargetServer
+) -> None:
+    # Given a target that failed once (below the threshold: it stays CLOSED with a count)
+    message = send(client, f"{down.url}/switch/down")
+    deadline = time.monotonic() + 30
+    while health(down).failures < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Then its health item carries a TTL one day past the messages' own lifetime, so it goes away by itself
+    settings = get_settings()
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=settings.table_name,
+        Key={"pk": {"S": target_partition("dev", origin_of(down.url))}, "sk": {"S": HEALTH_SORT_KEY}},
+        ConsistentRead=True,
+    )["Item"]
+    expected = time.time() + settings.ttl_seconds + 86_400
+    assert abs(int(item["ttl"]["N"]) - expected) < 120
+    down.heal("down")
+    assert wait_until_terminal(client, message, timeout=60)["status"] == "DELIVERED"
