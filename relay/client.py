@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from functions.shared.origins import target_id
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -105,8 +107,8 @@ class RelayClient:
         return self.request("GET", "/targets")
 
     def delete_target(self, origin: str) -> ApiAnswer:
-        # The origin is the target's id, percent-encoded whole (its "/" and ":" too).
-        return self.request("DELETE", f"/targets/{quote(origin, safe='')}")
+        # The path carries the target's id (no "/": API Gateway would route on a decoded %2F).
+        return self.request("DELETE", f"/targets/{quote(target_id(origin.strip().rstrip('/')), safe=':*')}")
 
     def target_health(self, origin: str) -> ApiAnswer:
         return self.request("GET", f"/targets/health?{urlencode({'origin': origin})}")

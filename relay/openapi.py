@@ -607,8 +607,13 @@ def target_schemas() -> dict[str, dict[str, Any]]:
     nullable_concurrency = {"type": ["integer", "null"]}
     target = {
         "type": "object",
-        "required": ["origin", "ratePerSecond", "maxConcurrency", "updatedAt"],
+        "required": ["id", "origin", "ratePerSecond", "maxConcurrency", "updatedAt"],
         "properties": {
+            "id": {
+                "type": "string",
+                "pattern": "^(\\*|https?:[^/]+)$",
+                "description": "The origin without its `//` (`https:hooks.example.com`), for DELETE /targets/{id}",
+            },
             "origin": {
                 "type": "string",
                 "description": "scheme://host[:port], normalised; or * (the sender's default)",
@@ -645,8 +650,8 @@ def target_schemas() -> dict[str, dict[str, Any]]:
         },
         "TargetDeleted": {
             "type": "object",
-            "required": ["origin", "deleted"],
-            "properties": {"origin": {"type": "string"}, "deleted": {"const": True}},
+            "required": ["id", "origin", "deleted"],
+            "properties": {"id": {"type": "string"}, "origin": {"type": "string"}, "deleted": {"const": True}},
         },
     }
 
@@ -924,8 +929,9 @@ def _paths() -> dict[str, Any]:
                     "name": "targetId",
                     "in": "path",
                     "required": True,
-                    "description": "The target's origin, percent-encoded whole (`https%3A%2F%2Fhooks.example.com`), "
-                    "or `*`.",
+                    "description": "The target's `id` as GET /targets lists it: its origin without the `//` "
+                    "(`https:hooks.example.com`, `http:127.0.0.1:9000`), or `*`. API Gateway decodes `%2F` before it "
+                    "matches a route, so an origin percent-encoded whole is answered 404.",
                     "schema": {"type": "string"},
                 }
             ],

@@ -1,6 +1,6 @@
 """The read-and-act API: GET /messages/{id}, GET /messages, POST /messages/{id}/replay|cancel,
 POST /messages/replay (bulk), GET /replays/{id},
-and a sender's targets: PUT /targets, GET /targets, DELETE /targets/{id} (id: the URL-encoded origin),
+and a sender's targets: PUT /targets, GET /targets, DELETE /targets/{id} (id: the origin without its `//`),
 and a target's circuit breaker: GET /targets/health?origin=..., POST /targets/resume.
 
 The sender comes from the authorizer's context, never from the request.
@@ -120,7 +120,7 @@ def list_targets() -> dict[str, Any]:
 def delete_target(target_id: str) -> dict[str, Any]:
     from functions.shared import targets
 
-    # The origin, percent-encoded by the caller ("https%3A%2F%2Fhooks.example.com"; relay.client).
+    # The id as GET /targets lists it ("https:hooks.example.com"), as sent: percent-encoded or not.
     return targets.delete_target(_targets(), _sender(), unquote(target_id))
 
 

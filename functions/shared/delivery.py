@@ -40,6 +40,7 @@ from functions.shared.exceptions import (
 from functions.shared.metric_names import Metric
 from functions.shared.model import Event, EventType, MessageHead, MessageKey, Status, StoredMessage
 from functions.shared.observability import logger, metrics
+from functions.shared.origins import origin_of
 from functions.shared.queue import MessageQueue
 from functions.shared.repository import MessageRepository
 from functions.shared.secrets import SigningSecrets
@@ -52,7 +53,6 @@ from functions.shared.targets import (
     Target,
     TargetRepository,
     Wait,
-    origin_of,
 )
 from functions.shared.workflows import Workflows, execution_name, standard_execution_arn
 

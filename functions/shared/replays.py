@@ -42,9 +42,9 @@ from functions.shared.exceptions import (
 from functions.shared.model import Status, from_epoch_ms
 from functions.shared.observability import logger
 from functions.shared.operations import replay
+from functions.shared.origins import origin_of
 from functions.shared.queue import DeliveryQueue
 from functions.shared.replay_repository import ReplayRepository
-from functions.shared.targets import origin_of
 from functions.shared.workflows import Workflows
 
 REPLAY_SCHEMA_PATH = SCHEMA_DIR / "replay.schema.json"

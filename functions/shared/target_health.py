@@ -32,7 +32,7 @@ from functions.shared.exceptions import FieldError, MessageInvalid, RelayError
 from functions.shared.metric_names import Metric
 from functions.shared.model import Event, EventType, MessageHead, from_epoch_ms
 from functions.shared.observability import logger, metrics
-from functions.shared.targets import origin_of
+from functions.shared.origins import origin_of
 
 if TYPE_CHECKING:
     from functions.shared.config import Settings

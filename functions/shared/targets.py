@@ -29,17 +29,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
 from functions.shared.exceptions import FieldError, MessageInvalid, RelayError, TargetNotFound
+from functions.shared.origins import DEFAULT_ORIGIN, origin_of_id, parse_origin, target_id
 from functions.shared.repository import MessageRepository, from_item, to_item
 
 LIMITS_SORT_KEY = "LIMITS"
 FLOW_SORT_KEY = "FLOW"
-# The origin of a sender's default limits.
-DEFAULT_ORIGIN = "*"
 # How long a warm function trusts the limits it read (a changed limit applies within this time).
 CONFIG_MAX_AGE_SECONDS = 30.0
 # A lease outlives the attempt's longest time by this much (the deliver function's own overhead).
@@ -50,47 +48,6 @@ SLOT_WAIT_SECONDS = 0.5
 MAX_WRITE_TRIES = 5
 # An idle flow item disappears (DynamoDB TTL) this long after its last write.
 FLOW_TTL_SECONDS = 86_400
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-# -- origins ------------------------------------------------------------------------------------------
-
-
-def origin_of(url: str) -> str:
-    """The target of a URL: `scheme://host[:port]`, scheme and host lowercased, default port dropped.
-
-    Raises ValueError for anything that is not an absolute http(s) URL with a host.
-    """
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise ValueError("not an http(s) URL")
-    host = parts.hostname  # lowercased, without user info or brackets
-    if not host:
-        raise ValueError("the URL has no host")
-    port = parts.port  # ValueError when it is not a number in range
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS[scheme] else "")
-
-
-def parse_origin(text: str) -> str:
-    """An origin as a sender writes it (`PUT /targets`), normalised; `*` stays `*`.
-
-    Only scheme, host and port (and an optional trailing `/`): a path, query, fragment or user
-    info would suggest limits per URL, which targets are not. Raises ValueError with the reason.
-    """
-    if text == DEFAULT_ORIGIN:
-        return text
-    parts = urlsplit(text.strip())
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("must not contain user info")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in text or "#" in text:
-        raise ValueError("must be an origin only (scheme://host[:port]), without a path, query or fragment")
-    try:
-        return origin_of(text)
-    except ValueError as error:
-        raise ValueError(f"must be an http:// or https:// origin ({error})") from None
 
 
 # -- limits -------------------------------------------------------------------------------------------
@@ -116,6 +73,7 @@ class Target:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "id": target_id(self.origin),
             "origin": self.origin,
             "ratePerSecond": self.rate_per_second,
             "maxConcurrency": self.max_concurrency,
@@ -533,11 +491,11 @@ def target_views(repository: TargetRepository, sender_id: str, now_ms: int | Non
 
 
 def delete_target(repository: TargetRepository, sender_id: str, raw_id: str) -> dict[str, Any]:
-    """`DELETE /targets/{id}`: the id is the origin (URL-encoded in the path) or `*`."""
+    """`DELETE /targets/{id}`: the id as `GET /targets` lists it (`target_id`), or `*`."""
     try:
-        origin = parse_origin(raw_id)
+        origin = origin_of_id(raw_id)
     except ValueError:
         raise TargetNotFound(f"No target '{raw_id[:200]}'.") from None
     if not repository.delete(sender_id, origin):
         raise TargetNotFound(f"No target '{origin}'.")
-    return {"origin": origin, "deleted": True}
+    return {"id": target_id(origin), "origin": origin, "deleted": True}

@@ -23,6 +23,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from functions.shared.config import get_settings
 from functions.shared.exceptions import FieldError, SenderExists, SenderUnknown
@@ -147,7 +148,9 @@ class RelayHttpServer(StrictHttpServer):
         function, as on AWS (the static resources take precedence over {id})."""
         fixed = {"/targets": ("GET", "PUT"), "/targets/health": ("GET",), "/targets/resume": ("POST",)}
         allowed = fixed.get(request.path, ("DELETE",))
-        nested = request.path not in fixed and "/" in request.path.removeprefix("/targets/")
+        # API Gateway matches routes on the decoded path (a %2F in {id} is one more segment there) and
+        # hands the function the path as sent.
+        nested = request.path not in fixed and "/" in unquote(request.path.removeprefix("/targets/"))
         if request.method not in allowed or nested:
             return _error(404, "NOT_FOUND", "No such route.", request)
         gateway_request = GatewayRequest(

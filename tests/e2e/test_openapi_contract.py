@@ -269,12 +269,18 @@ def test_targets(document: dict[str, Any], client: RelayClient) -> None:
     assert {d["path"] for d in bad["error"]["details"]} == {"$.extra"}
     # GET /targets: limits and live counts
     listed = conforms(document, "get", "/targets", client.targets(), 200)
-    assert [t["origin"] for t in listed["items"]] == ["https://hooks.example.com"]
-    # DELETE /targets/{targetId}: the percent-encoded origin; a second time there is none
+    assert [(t["id"], t["origin"]) for t in listed["items"]] == [
+        ("https:hooks.example.com", "https://hooks.example.com")
+    ]
+    # DELETE /targets/{targetId}: an origin percent-encoded whole matches no route, as API Gateway
+    # (which decodes %2F before routing) answers it
+    encoded = client.request("DELETE", "/targets/https%3A%2F%2Fhooks.example.com")
+    assert (encoded.status, encoded.body["error"]["code"]) == (404, "NOT_FOUND")
+    # The id as listed deletes it; a second time there is none
     deleted = conforms(
-        document, "delete", "/targets/{targetId}", client.delete_target("https://hooks.example.com"), 200
+        document, "delete", "/targets/{targetId}", client.request("DELETE", "/targets/https:hooks.example.com"), 200
     )
-    assert deleted == {"origin": "https://hooks.example.com", "deleted": True}
+    assert deleted == {"id": "https:hooks.example.com", "origin": "https://hooks.example.com", "deleted": True}
     gone = conforms(document, "delete", "/targets/{targetId}", client.delete_target("https://hooks.example.com"), 404)
     assert gone["error"]["code"] == "TARGET_NOT_FOUND"
 

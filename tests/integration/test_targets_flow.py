@@ -146,8 +146,9 @@ def test_a_sender_sees_only_its_own_targets_over_the_api(relay: LocalRelay) -> N
     assert [d["path"] for d in bad.body["error"]["details"]] == ["$.ratePerSecond"]
     path = carol.request("PUT", "/targets", b'{"origin": "https://x.example/path", "ratePerSecond": 1}')
     assert path.status == 400 and [d["path"] for d in path.body["error"]["details"]] == ["$.origin"]
-    # When carol deletes it, it is gone
-    assert carol.delete_target("https://hooks.example.com").status == 200
+    # When carol deletes it by the id it is listed with, it is gone
+    assert listed[0]["id"] == "https:hooks.example.com"
+    assert carol.request("DELETE", "/targets/https:hooks.example.com").status == 200
     assert carol.targets().body["items"] == []
     assert carol.delete_target("https://hooks.example.com").status == 404
 

@@ -330,6 +330,7 @@ def test_the_target_routes_answer_what_the_handler_answers() -> None:
     assert errors("#/components/schemas/TargetLimits", {"origin": "https://a.example", "ratePerSecond": 2}) == []
     assert errors("#/components/schemas/TargetLimits", {"origin": "https://a.example", "ratePerSecond": 0}) != []
     view = {
+        "id": "https:a.example",
         "origin": "https://a.example",
         "ratePerSecond": 2,
         "maxConcurrency": None,

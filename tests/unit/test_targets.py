@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 
 from functions.shared.exceptions import MessageInvalid
+from functions.shared.origins import origin_of, origin_of_id, parse_origin, target_id
 from functions.shared.targets import (
     FlowState,
     Target,
     Wait,
-    origin_of,
-    parse_origin,
     refill,
     take,
     validate_target,
@@ -49,6 +48,30 @@ def test_parse_origin_accepts_an_origin_and_star_only() -> None:
     for bad in ("https://example.com/hooks", "https://example.com?x=1", "https://u@example.com", "mailto:x"):
         with pytest.raises(ValueError):
             parse_origin(bad)
+
+
+@pytest.mark.parametrize(
+    ("origin", "identifier"),
+    [
+        ("https://hooks.example.com", "https:hooks.example.com"),
+        ("http://127.0.0.1:9000", "http:127.0.0.1:9000"),
+        ("https://[::1]:8443", "https:[::1]:8443"),
+        ("*", "*"),
+    ],
+)
+def test_a_target_id_has_no_slash_and_names_its_origin_again(origin: str, identifier: str) -> None:
+    # Given an origin / When it becomes a path id / Then no "/" is left (API Gateway routes on a decoded
+    # %2F) and the id (or the origin itself) names the same origin again
+    assert target_id(origin) == identifier
+    assert "/" not in identifier
+    assert origin_of_id(identifier) == origin == origin_of_id(origin)
+    assert origin_of_id("HTTPS:Hooks.Example.com:443") == "https://hooks.example.com"
+
+
+@pytest.mark.parametrize("bad", ["", "example.com", "ftp:example.com", "https:", "https:example.com/x", "https://a/b"])
+def test_origin_of_id_refuses_what_names_no_target(bad: str) -> None:
+    with pytest.raises(ValueError):
+        origin_of_id(bad)
 
 
 def test_refill_grows_with_time_up_to_the_burst() -> None:
