@@ -1474,7 +1474,9 @@ def _totals(items: list[LineItem]) -> dict[str, float]:
 def fixed_monthly_costs(prices: dict[str, Any], memory_mb: int) -> dict[str, Any]:
     """What runs whatever the volume: the reconciler's schedule and the SQS poller's long polls."""
     runs = SECONDS_PER_MONTH / 60  # rate(1 minute)
-    reconciler_reads = runs * 8 * 0.5  # one eventually consistent query per due shard (8), empty
+    # Eventually consistent, empty queries: one per due shard (8), the resuming and open targets
+    # lists, the senders list, and one sender's unclaimed sweep.
+    reconciler_reads = runs * 12 * 0.5
     reconciler = (
         runs * prices["lambda"]["per_million_requests"] / 1e6
         + runs * 0.1 * memory_mb / 1024 * prices["lambda"]["per_gb_second_arm64"]
@@ -1484,7 +1486,8 @@ def fixed_monthly_costs(prices: dict[str, Any], memory_mb: int) -> dict[str, Any
     idle_receives = SECONDS_PER_MONTH / 20 * 5
     return {
         "reconciler_usd_per_month": reconciler,
-        "reconciler_assumption": "43,200 runs/month of ~100 ms at the deployed memory, 8 empty due-index queries each",
+        "reconciler_assumption": "43,200 runs/month of ~100 ms at the deployed memory, 12 empty queries each "
+        "(8 due shards, resuming and open targets, senders, one sender's unclaimed sweep)",
         "sqs_idle_polling_usd_per_month": idle_receives * prices["sqs"]["per_million_requests"] / 1e6,
         "sqs_idle_polling_assumption": "5 pollers x 20 s long polls on an idle queue",
         "usd_per_month": reconciler + idle_receives * prices["sqs"]["per_million_requests"] / 1e6,

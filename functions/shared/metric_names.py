@@ -31,5 +31,8 @@ class Metric(StrEnum):
     # Circuit breaker per target (functions/shared/target_health.py).
     TARGET_OPENED = "TargetsOpened"
     TARGET_CLOSED = "TargetsClosed"
+    # A gauge: targets OPEN or HALF_OPEN now, counted by the reconciler each round (its alarm stays on
+    # while any target is open).
+    OPEN_TARGETS = "OpenTargets"
     PAUSED = "MessagesPaused"
     RESUMED = "MessagesResumed"

@@ -184,11 +184,12 @@ def reconcile(
         counts["unclaimed"] = sweep_unclaimed(repository, sender_ids(), settings, now)
     # Targets that closed since the last round: their paused messages go again. (Imported here: the
     # API function, which shares this module, does not load the circuit breaker at cold start.)
-    from functions.shared.target_health import reconcile_paused, resume_closed_targets
+    from functions.shared.target_health import count_open_targets, reconcile_paused, resume_closed_targets
     from functions.shared.target_health_store import TargetHealthRepository
 
     targets = TargetHealthRepository(repository.table_name, settings.ttl_seconds)
     counts["resumed"] = resume_closed_targets(repository, targets, queue, settings)
+    counts["openTargets"] = count_open_targets(targets)
     seen: dict[tuple[str, str], TargetHealth] = {}
     due_keys = (key for shard in range(DUE_SHARDS) for key in repository.iter_due(f"DUE#{shard}", epoch))
     for key in due_keys:

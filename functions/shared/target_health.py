@@ -325,6 +325,13 @@ def resume_closed_targets(
     return resumed
 
 
+def count_open_targets(store: TargetHealthRepository) -> int:
+    """The `OpenTargets` gauge (the reconciler, each round): its alarm is on while any target is open."""
+    opened = len(store.open_targets())
+    metrics.add_metric(name=Metric.OPEN_TARGETS, unit=MetricUnit.Count, value=opened)
+    return opened
+
+
 # -- the API: `relay targets resume` and a target's health ------------------------------------------
 
 

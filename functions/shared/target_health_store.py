@@ -3,8 +3,10 @@
 Layout: `pk = TARGET#<senderId>#<origin>`, `sk = HEALTH` (the targets registry keeps its limits
 beside it under `sk = LIMITS`). Attributes: `st` state, `f` consecutive failed attempts, `oa`
 opened at, `np` next probe at (epoch seconds), `pm` the probe's message id, `pr` failed probes
-since it opened. A target that closed while messages were paused carries a sparse `byStatus`
-entry (`gsi1pk = TARGETS#RESUMING`) until the reconciler has re-driven them all.
+since it opened. An OPEN or HALF_OPEN target carries a sparse `byStatus` entry
+(`gsi1pk = TARGETS#OPEN`), so the reconciler counts open targets with one query a round (the
+`OpenTargets` gauge its alarm watches); a target that closed while messages were paused carries
+`gsi1pk = TARGETS#RESUMING` instead, until the reconciler has re-driven them all.
 No item at all means CLOSED with no failures: the common path never writes one. Every write sets
 `ttl` a day past the messages' own lifetime, so the item of a target that stopped failing long ago
 goes away by itself (an OPEN target's probes keep rewriting it while it has paused messages; were it
@@ -23,6 +25,7 @@ from functions.shared.target_health import BreakerState, TargetHealth
 
 HEALTH_SORT_KEY = "HEALTH"
 RESUMING_PARTITION = "TARGETS#RESUMING"
+OPEN_PARTITION = "TARGETS#OPEN"
 # How long a health item outlives its last write, past the messages' TTL.
 KEEP_AFTER_MESSAGES_SECONDS = 86_400
 
@@ -43,8 +46,14 @@ def _decode(sender_id: str, origin: str, item: dict[str, Any] | None) -> TargetH
         next_probe_at=int(item["np"]) if "np" in item else None,
         probe_message=str(item["pm"]) if item.get("pm") else None,
         probes=int(item.get("pr", 0)),
-        resuming="gsi1pk" in item,
+        resuming=item.get("gsi1pk") == RESUMING_PARTITION,
     )
+
+
+def _listed(update: _Update, partition: str, sender_id: str, origin: str) -> _Update:
+    """In one of the sparse lists of targets (open, or resuming), with what names the target."""
+    update.assign("gsi1pk", partition).assign("gsi1sk", f"{sender_id}#{origin}")
+    return update.assign("sd", sender_id).assign("o", origin)
 
 
 class TargetHealthRepository:
@@ -94,6 +103,7 @@ class TargetHealthRepository:
         """Write `opened` (OPEN) if the target is still as `seen` (the state it was opened from)."""
         update = _Update().assign("st", BreakerState.OPEN.value).assign("pr", opened.probes)
         update.assign("np", opened.next_probe_at).assign("oa", opened.opened_at).remove("pm")
+        _listed(update, OPEN_PARTITION, opened.sender_id, opened.origin)
         update.when(f"{update.name('st')} = {update.value('seen', seen.state.value)}")
         if seen.probe_message:
             update.when(f"{update.name('pm')} = {update.value('probe', seen.probe_message)}")
@@ -112,17 +122,16 @@ class TargetHealthRepository:
         to re-drive its paused messages. False when it was CLOSED already."""
         update = _Update().assign("st", BreakerState.CLOSED.value).assign("f", 0).remove("np", "pm", "pr", "oa")
         if resuming:
-            update.assign("gsi1pk", RESUMING_PARTITION).assign("gsi1sk", f"{sender_id}#{origin}")
-            update.assign("sd", sender_id).assign("o", origin)
+            _listed(update, RESUMING_PARTITION, sender_id, origin)
+        else:
+            update.remove("gsi1pk", "gsi1sk")
         update.when(f"{update.name('st')} <> {update.value('closed', BreakerState.CLOSED.value)}")
         return self._update(sender_id, origin, update) is not None
 
     def force_close(self, sender_id: str, origin: str) -> TargetHealth:
         """Closed by hand (`relay targets resume`): CLOSED whatever it was, listed for resuming."""
         update = _Update().assign("st", BreakerState.CLOSED.value).assign("f", 0).remove("np", "pm", "pr", "oa")
-        update.assign("gsi1pk", RESUMING_PARTITION).assign("gsi1sk", f"{sender_id}#{origin}")
-        update.assign("sd", sender_id).assign("o", origin)
-        health = self._update(sender_id, origin, update, must_exist=False)
+        health = self._update(sender_id, origin, _listed(update, RESUMING_PARTITION, sender_id, origin), False)
         assert health is not None
         return health
 
@@ -141,10 +150,17 @@ class TargetHealthRepository:
 
     def resuming(self) -> list[TargetHealth]:
         """Targets that closed with paused messages still to re-drive (a short list: closes are rare)."""
+        return self._listed_in(RESUMING_PARTITION)
+
+    def open_targets(self) -> list[TargetHealth]:
+        """Every sender's OPEN and HALF_OPEN targets (a short list, unless many receivers are down)."""
+        return [health for health in self._listed_in(OPEN_PARTITION) if health.state != BreakerState.CLOSED]
+
+    def _listed_in(self, partition: str) -> list[TargetHealth]:
         found: list[TargetHealth] = []
         start: dict[str, Any] | None = None
         while True:
-            items, start = self._messages.query_index(RESUMING_PARTITION, start)
+            items, start = self._messages.query_index(partition, start)
             found.extend(_decode(str(item["sd"]), str(item["o"]), item) for item in items if "sd" in item)
             if not start:
                 return found

@@ -230,10 +230,11 @@ class Observability(Construct):
         )
         self.target_opened_alarm = alarm(
             "TargetOpenedAlarm",
-            relay_metric(Metric.TARGET_OPENED, label="Targets opened"),
-            "A target's circuit breaker OPENED after a run of failed attempts: its messages are PAUSED "
-            "(not failed) and a probe goes now and then. `relay targets health ORIGIN` shows it; it closes "
-            "by itself when a probe gets through, or by hand with `relay targets resume ORIGIN`.",
+            relay_metric(Metric.OPEN_TARGETS, statistic="Maximum", label="Open targets"),
+            "At least one target's circuit breaker is OPEN (on for as long as one is) after a run of failed "
+            "attempts: its messages are PAUSED (not failed) and a probe goes now and then. `relay targets "
+            "health ORIGIN` shows it; it closes by itself when a probe gets through, or by hand with "
+            "`relay targets resume ORIGIN`.",
         )
         self.alarms = [
             self.failed_messages_alarm,
@@ -342,6 +343,7 @@ class Observability(Construct):
                 [
                     relay_metric(Metric.TARGET_OPENED, label="Targets opened"),
                     relay_metric(Metric.TARGET_CLOSED, label="Targets closed"),
+                    relay_metric(Metric.OPEN_TARGETS, statistic="Maximum", label="Open targets"),
                 ],
                 [
                     relay_metric(Metric.PAUSED, label="Messages paused"),

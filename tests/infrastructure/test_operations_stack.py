@@ -433,6 +433,19 @@ def test_an_alarm_fires_when_deliveries_find_no_signing_secret(synth: Synthesize
     assert "rotate-secret" in alarm["AlarmDescription"]
 
 
+def test_the_open_targets_alarm_stays_on_while_a_target_is_open(synth: Synthesized) -> None:
+    # Given the alarm on the OpenTargets gauge (the reconciler counts open targets every minute)
+    (alarm,) = alarms_on(synth, "OpenTargets")
+    # Then it reads the gauge's maximum, so it is on in every period some target is open, not only
+    # in the one where it opened
+    statistics = {alarm.get("Statistic")} | {
+        q["MetricStat"]["Stat"] for q in alarm.get("Metrics", []) if "MetricStat" in q
+    }
+    assert statistics - {None} == {"Maximum"}
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert "relay targets resume" in alarm["AlarmDescription"]
+
+
 def test_alarms_treat_missing_data_as_fine(synth: Synthesized) -> None:
     # Given every alarm
     # Then quiet periods (no traffic) never alarm

@@ -65,6 +65,11 @@ def health(server: TargetServer) -> Any:
     return TargetHealthRepository(get_settings().table_name).get("dev", origin_of(server.url), consistent=True)
 
 
+def open_targets() -> set[tuple[str, str]]:
+    store = TargetHealthRepository(get_settings().table_name)
+    return {(opened.sender_id, opened.origin) for opened in store.open_targets()}
+
+
 def wait_state(server: TargetServer, state: BreakerState, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -190,6 +195,8 @@ def test_relay_targets_resume_closes_it_by_hand_and_redrives_its_paused_messages
     for message in messages:
         wait_for(client, message["messageId"], ("PAUSED",), timeout=30)
     assert client.target_health(down.url).body["state"] in ("OPEN", "HALF_OPEN")
+    # And it is among the open targets the reconciler counts for the OpenTargets alarm
+    assert ("dev", origin_of(down.url)) in open_targets()
     down.heal("down")
     # When the sender resumes it by hand
     answer = client.resume_target(f"{down.url}/any/path")
@@ -200,6 +207,7 @@ def test_relay_targets_resume_closes_it_by_hand_and_redrives_its_paused_messages
     records = [wait_until_terminal(client, m, timeout=60) for m in messages]
     assert [r["status"] for r in records] == ["DELIVERED"] * len(messages)
     assert client.target_health(down.url).body["state"] == "CLOSED"
+    assert ("dev", origin_of(down.url)) not in open_targets()
 
 
 def test_resume_refuses_what_is_not_an_origin(client: RelayClient) -> None:
