@@ -19,7 +19,6 @@ Run as `python -m bench.coldstart --out FILE` (bench.run does it in a fresh proc
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -34,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, bench_scale, machine_info, median, scaled, write_json
+from bench.common import ROOT, median, scaled, section_main
 
 FLOOR = "boto3"
 RATIO_TARGET = 1.5
@@ -303,13 +302,7 @@ def run(scale: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="cold start and asset sizes")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    results = run(bench_scale())
-    results["machine"] = machine_info()
-    write_json(Path(args.out), results)
-    return 0
+    return section_main("cold start and asset sizes", run, argv)
 
 
 if __name__ == "__main__":

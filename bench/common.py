@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,15 @@ def one_kb_body(seed: str = "") -> str:
     prefix = '{"event":"order.paid","id":"' + seed + '","pad":"'
     suffix = '"}'
     return prefix + "x" * (1000 - len(prefix) - len(suffix)) + suffix
+
+
+def section_main(description: str, run: Callable[[float], dict[str, Any]], argv: list[str] | None) -> int:
+    """One section's command line (`python -m bench.<section> --out FILE`): run it at the bench
+    scale and write its results with the machine they were measured on."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    results = run(bench_scale())
+    results["machine"] = machine_info()
+    write_json(Path(args.out), results)
+    return 0

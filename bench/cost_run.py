@@ -28,7 +28,6 @@ Run as `python -m bench.cost_run --out FILE` (bench.run does it in a fresh proce
 
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
 import http.client
@@ -43,10 +42,9 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from bench.common import PRICES_PATH, ROOT, bench_scale, machine_info, one_kb_body, scaled, write_json
+from bench.common import PRICES_PATH, ROOT, one_kb_body, scaled, section_main
 from bench.cost_model import (
     EXECUTION_DATA_FIELDS,
     LOG_EVENT_OVERHEAD_BYTES,
@@ -1495,13 +1493,7 @@ def fixed_monthly_costs(prices: dict[str, Any], memory_mb: int) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    results = run(bench_scale())
-    results["machine"] = machine_info()
-    write_json(Path(args.out), results)
-    return 0
+    return section_main(__doc__.splitlines()[0] if __doc__ else "", run, argv)
 
 
 if __name__ == "__main__":

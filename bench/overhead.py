@@ -14,7 +14,6 @@ Run as `python -m bench.overhead --out FILE` (bench.run does it in a fresh proce
 
 from __future__ import annotations
 
-import argparse
 import base64
 import functools
 import json
@@ -22,10 +21,9 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from bench.common import bench_scale, machine_info, median, one_kb_body, percentile, scaled, write_json
+from bench.common import median, one_kb_body, percentile, scaled, section_main
 
 INGEST_STEPS = ("relay-validate", "relay-dedup", "relay-store", "relay-enqueue")
 
@@ -155,13 +153,7 @@ def run(scale: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="the local interpreter's share of a run")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    results = run(bench_scale())
-    results["machine"] = machine_info()
-    write_json(Path(args.out), results)
-    return 0
+    return section_main("the local interpreter's share of a run", run, argv)
 
 
 if __name__ == "__main__":

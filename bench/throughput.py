@@ -12,7 +12,6 @@ Run as `python -m bench.throughput --out FILE` (bench.run does it in a fresh pro
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
@@ -28,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, bench_scale, machine_info, one_kb_body, scaled, summary_ms, write_json
+from bench.common import ROOT, one_kb_body, scaled, section_main, summary_ms
 from relay.local.targets import TargetServer
 
 LEVELS = (1, 4, 16)
@@ -227,13 +226,7 @@ def run(scale: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="throughput and latency of relay dev")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    results = run(bench_scale())
-    results["machine"] = machine_info()
-    write_json(Path(args.out), results)
-    return 0
+    return section_main("throughput and latency of relay dev", run, argv)
 
 
 if __name__ == "__main__":

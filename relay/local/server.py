@@ -126,15 +126,7 @@ class RelayHttpServer(StrictHttpServer):
         # /messages/batch is a resource of its own with only POST (not a message id).
         if request.method not in ("GET", "POST") or (request.path == BATCH_PATH and request.method != "POST"):
             return _error(404, "NOT_FOUND", "No such route.", request)
-        gateway_request = GatewayRequest(
-            method=request.method,
-            path=request.path,
-            headers=dict(request.headers),
-            query=request.query,
-            body=request.body if request.method == "POST" else b"",
-            source_ip=request.client_ip,
-            request_id=request.request_id,
-        )
+        gateway_request = _gateway_request(request)
         admitted = self.gateway.admit(gateway_request)
         if isinstance(admitted, Answer):
             return _from_answer(admitted, request)
@@ -153,16 +145,7 @@ class RelayHttpServer(StrictHttpServer):
         nested = request.path not in fixed and "/" in unquote(request.path.removeprefix("/targets/"))
         if request.method not in allowed or nested:
             return _error(404, "NOT_FOUND", "No such route.", request)
-        gateway_request = GatewayRequest(
-            method=request.method,
-            path=request.path,
-            headers=dict(request.headers),
-            query=request.query,
-            body=request.body if request.method in ("PUT", "POST") else b"",
-            source_ip=request.client_ip,
-            request_id=request.request_id,
-        )
-        admitted = self.gateway.admit(gateway_request)
+        admitted = self.gateway.admit(_gateway_request(request))
         if isinstance(admitted, Answer):
             return _from_answer(admitted, request)
         return self._api(request, admitted)
@@ -284,6 +267,19 @@ def _error(
 ) -> HttpResponse:
     answer = error_response(status, code, message, request.request_id, details)
     return HttpResponse(status, str(answer["body"]), headers=_request_id(request))
+
+
+def _gateway_request(request: HttpRequest) -> GatewayRequest:
+    """A request as API Gateway sees it (a body only with the methods that carry one here)."""
+    return GatewayRequest(
+        method=request.method,
+        path=request.path,
+        headers=dict(request.headers),
+        query=request.query,
+        body=request.body if request.method in ("PUT", "POST") else b"",
+        source_ip=request.client_ip,
+        request_id=request.request_id,
+    )
 
 
 def _from_answer(answer: Answer, request: HttpRequest) -> HttpResponse:
