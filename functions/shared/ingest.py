@@ -38,6 +38,7 @@ from functions.shared.responses import (
     http_response,
     response_for_rejection,
 )
+from functions.shared.status import head_summary
 
 
 def _key(state: dict[str, Any]) -> MessageKey:
@@ -46,17 +47,7 @@ def _key(state: dict[str, Any]) -> MessageKey:
 
 
 def duplicate_response(head: MessageHead) -> dict[str, Any]:
-    body = {
-        "duplicate": True,
-        "messageId": head.key.message_id,
-        "senderId": head.key.sender_id,
-        "status": head.status.value,
-        "attempts": head.attempts,
-        "acceptedAt": iso(head.accepted_at),
-        "updatedAt": iso(head.updated_at),
-        "expiresAt": iso(head.expires_at),
-    }
-    return http_response(200, body)
+    return http_response(200, {"duplicate": True, **head_summary(head)})
 
 
 def conflict_response(key: MessageKey, request_id: str) -> dict[str, Any]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from functions.shared.clock import iso
-from functions.shared.model import EventType, StoredMessage
+from functions.shared.model import EventType, MessageHead, StoredMessage
 
 
-def status_view(stored: StoredMessage) -> dict[str, Any]:
-    head, content = stored.head, stored.content
-    view: dict[str, Any] = {
+def head_summary(head: MessageHead) -> dict[str, Any]:
+    """Where a message stands: the fields every answer about it starts with (a duplicate POST too)."""
+    return {
         "messageId": head.key.message_id,
         "senderId": head.key.sender_id,
         "status": head.status.value,
@@ -18,6 +18,13 @@ def status_view(stored: StoredMessage) -> dict[str, Any]:
         "acceptedAt": iso(head.accepted_at),
         "updatedAt": iso(head.updated_at),
         "expiresAt": iso(head.expires_at),
+    }
+
+
+def status_view(stored: StoredMessage) -> dict[str, Any]:
+    head, content = stored.head, stored.content
+    view: dict[str, Any] = {
+        **head_summary(head),
         "targetUrl": content.target_url,
         "method": content.method,
         "ttl": head.ttl,
