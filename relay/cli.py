@@ -422,13 +422,17 @@ def _limit(value: float | None) -> str:
 def render_targets(body: dict[str, Any]) -> None:
     items = body.get("items", [])
     if not items:
-        print("no targets with limits (every target is unlimited unless the deployment sets a default)")
+        print(
+            "no targets with limits or an open circuit (every target is unlimited unless the deployment sets a default)"
+        )
         return
-    print(f"{'origin':<40}{'rate/s':<8}{'concurrency':<13}{'in flight':<11}tokens")
+    print(f"{'origin':<40}{'rate/s':<8}{'concurrency':<13}{'in flight':<11}{'tokens':<8}circuit")
     for item in items:
+        health = item.get("health") or {}
+        circuit = f"{health['state']} ({health.get('consecutiveFailures', 0)} failed)" if health else "-"
         print(
             f"{item['origin']:<40}{_limit(item.get('ratePerSecond')):<8}{_limit(item.get('maxConcurrency')):<13}"
-            f"{item.get('inFlight', 0)!s:<11}{_limit(item.get('tokens'))}"
+            f"{item.get('inFlight', 0)!s:<11}{_limit(item.get('tokens')):<8}{circuit}"
         )
 
 

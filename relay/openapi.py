@@ -630,6 +630,10 @@ def target_schemas() -> dict[str, dict[str, Any]]:
                 "type": "object",
                 "required": ["inFlight", "tokens"],
                 "properties": {
+                    "health": {
+                        **_ref("TargetHealth"),
+                        "description": "The target's circuit breaker (every target but the `*` default).",
+                    },
                     "inFlight": {"type": "integer", "minimum": 0, "description": "Attempts holding a slot now."},
                     "tokens": {
                         "type": ["number", "null"],

@@ -111,9 +111,12 @@ def put_target() -> dict[str, Any]:
 
 @app.get("/targets")
 def list_targets() -> dict[str, Any]:
-    from functions.shared import targets
+    from functions.shared import target_health
+    from functions.shared.target_health_store import TargetHealthRepository
 
-    return {"items": targets.target_views(_targets(), _sender())}
+    settings = get_settings()
+    store = TargetHealthRepository(settings.table_name, settings.ttl_seconds)
+    return {"items": target_health.targets_view(_targets(), store, _sender())}
 
 
 @app.delete("/targets/<target_id>")

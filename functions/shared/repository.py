@@ -495,13 +495,17 @@ class MessageRepository:
         return messages, (from_item(last) if last else None)
 
     def query_index(
-        self, partition: str, start_key: dict[str, Any] | None = None
+        self, partition: str, start_key: dict[str, Any] | None = None, prefix: str | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """Items of one `byStatus` partition (the senders' own items use it too), read from the table."""
+        """Items of one `byStatus` partition (the senders' own items use it too), read from the table;
+        with `prefix`, only those whose sort key starts with it."""
+        condition, values = "gsi1pk = :pk", {":pk": partition}
+        if prefix is not None:
+            condition, values = f"{condition} AND begins_with(gsi1sk, :prefix)", {**values, ":prefix": prefix}
         kwargs: dict[str, Any] = {
             "IndexName": STATUS_INDEX,
-            "KeyConditionExpression": "gsi1pk = :pk",
-            "ExpressionAttributeValues": to_item({":pk": partition}),
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": to_item(values),
         }
         if start_key:
             kwargs["ExclusiveStartKey"] = to_item(start_key)

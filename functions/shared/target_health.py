@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from functions.shared.queue import DeliveryQueue
     from functions.shared.repository import MessageRepository
     from functions.shared.target_health_store import TargetHealthRepository
+    from functions.shared.targets import TargetRepository
 
 # How long a warm function trusts what it read of a target's health.
 CACHE_SECONDS = 5.0
@@ -345,6 +346,24 @@ def _origin_field(raw: Any) -> str:
             [FieldError("$.origin", "must be an http(s) URL or origin (scheme://host[:port])")]
         ) from None
     return origin
+
+
+def targets_view(repository: TargetRepository, store: TargetHealthRepository, sender_id: str) -> list[dict[str, Any]]:
+    """`GET /targets`: the sender's targets with limits and those whose circuit is open, each with its
+    limits, live counts and health (the `*` default has no health of its own)."""
+    from functions.shared.targets import DEFAULT_ORIGIN, Target, target_views
+
+    views = target_views(repository, sender_id)
+    listed = {view["origin"] for view in views}
+    healths = store.get_many(sender_id, sorted(listed - {DEFAULT_ORIGIN}))
+    for opened in store.open_of_sender(sender_id):
+        healths[opened.origin] = opened
+        if opened.origin not in listed:
+            views.append({**Target(opened.origin).to_dict(), "inFlight": 0, "tokens": None})
+    for view in views:
+        if view["origin"] in healths:
+            view["health"] = healths[view["origin"]].to_dict()
+    return sorted(views, key=lambda view: str(view["origin"]))
 
 
 def target_health_view(store: TargetHealthRepository, sender_id: str, origin: str) -> dict[str, Any]:

@@ -4,9 +4,11 @@ Layout: `pk = TARGET#<senderId>#<origin>`, `sk = HEALTH` (the targets registry k
 beside it under `sk = LIMITS`). Attributes: `st` state, `f` consecutive failed attempts, `oa`
 opened at, `np` next probe at (epoch seconds), `pm` the probe's message id, `pr` failed probes
 since it opened. An OPEN or HALF_OPEN target carries a sparse `byStatus` entry
-(`gsi1pk = TARGETS#OPEN`), so the reconciler counts open targets with one query a round (the
-`OpenTargets` gauge its alarm watches); a target that closed while messages were paused carries
-`gsi1pk = TARGETS#RESUMING` instead, until the reconciler has re-driven them all.
+(`gsi1pk = BREAKER#OPEN`, sorted by sender), so the reconciler counts open targets with one query
+a round (the `OpenTargets` gauge its alarm watches) and `GET /targets` finds a sender's; a target
+that closed while messages were paused carries `gsi1pk = BREAKER#RESUMING` instead, until the
+reconciler has re-driven them all. (Not under `TARGETS#`: that prefix and a sender id make the
+partition of a sender's limits, and a sender may be called OPEN.)
 No item at all means CLOSED with no failures: the common path never writes one. Every write sets
 `ttl` a day past the messages' own lifetime, so the item of a target that stopped failing long ago
 goes away by itself (an OPEN target's probes keep rewriting it while it has paused messages; were it
@@ -24,8 +26,8 @@ from functions.shared.repository import MessageRepository, _Update, from_item, t
 from functions.shared.target_health import BreakerState, TargetHealth
 
 HEALTH_SORT_KEY = "HEALTH"
-RESUMING_PARTITION = "TARGETS#RESUMING"
-OPEN_PARTITION = "TARGETS#OPEN"
+RESUMING_PARTITION = "BREAKER#RESUMING"
+OPEN_PARTITION = "BREAKER#OPEN"
 # How long a health item outlives its last write, past the messages' TTL.
 KEEP_AFTER_MESSAGES_SECONDS = 86_400
 
@@ -156,11 +158,24 @@ class TargetHealthRepository:
         """Every sender's OPEN and HALF_OPEN targets (a short list, unless many receivers are down)."""
         return [health for health in self._listed_in(OPEN_PARTITION) if health.state != BreakerState.CLOSED]
 
-    def _listed_in(self, partition: str) -> list[TargetHealth]:
+    def open_of_sender(self, sender_id: str) -> list[TargetHealth]:
+        """One sender's OPEN and HALF_OPEN targets."""
+        listed = self._listed_in(OPEN_PARTITION, prefix=f"{sender_id}#")
+        return [health for health in listed if health.sender_id == sender_id and health.state != BreakerState.CLOSED]
+
+    def get_many(self, sender_id: str, origins: list[str]) -> dict[str, TargetHealth]:
+        """The health of each of a sender's targets (no item: CLOSED with no failures), in one batch."""
+        keys = [self._key(sender_id, origin) for origin in origins]
+        found = {str(item["pk"]): item for item in self._messages._batch_get(keys, consistent=False)}
+        return {
+            origin: _decode(sender_id, origin, found.get(target_partition(sender_id, origin))) for origin in origins
+        }
+
+    def _listed_in(self, partition: str, prefix: str | None = None) -> list[TargetHealth]:
         found: list[TargetHealth] = []
         start: dict[str, Any] | None = None
         while True:
-            items, start = self._messages.query_index(partition, start)
+            items, start = self._messages.query_index(partition, start, prefix)
             found.extend(_decode(str(item["sd"]), str(item["o"]), item) for item in items if "sd" in item)
             if not start:
                 return found

@@ -195,8 +195,11 @@ def test_relay_targets_resume_closes_it_by_hand_and_redrives_its_paused_messages
     for message in messages:
         wait_for(client, message["messageId"], ("PAUSED",), timeout=30)
     assert client.target_health(down.url).body["state"] in ("OPEN", "HALF_OPEN")
-    # And it is among the open targets the reconciler counts for the OpenTargets alarm
+    # And it is among the open targets the reconciler counts for the OpenTargets alarm, and the sender
+    # sees it in its targets with its circuit (though it has no limits)
     assert ("dev", origin_of(down.url)) in open_targets()
+    (listed,) = [t for t in client.targets().body["items"] if t["origin"] == origin_of(down.url)]
+    assert listed["health"]["state"] in ("OPEN", "HALF_OPEN") and listed["ratePerSecond"] is None
     down.heal("down")
     # When the sender resumes it by hand
     answer = client.resume_target(f"{down.url}/any/path")

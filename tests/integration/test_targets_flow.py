@@ -138,6 +138,7 @@ def test_a_sender_sees_only_its_own_targets_over_the_api(relay: LocalRelay) -> N
         ("https://hooks.example.com", 2, 1, 0)
     ]
     assert listed[0]["tokens"] == 2
+    assert listed[0]["health"] == {"origin": "https://hooks.example.com", "state": "CLOSED", "consecutiveFailures": 0}
     assert dave.targets().body["items"] == []
     assert dave.delete_target("https://hooks.example.com").status == 404
     # And a bad body names its field
