@@ -6,7 +6,6 @@ and a target's circuit breaker: GET /targets/health?origin=..., POST /targets/re
 The sender comes from the authorizer's context, never from the request.
 """
 
-import json
 from typing import Any
 from urllib.parse import unquote
 
@@ -18,6 +17,7 @@ from functions.shared import operations
 from functions.shared.api_errors import register_error_handlers
 from functions.shared.config import get_settings
 from functions.shared.exceptions import FieldError, MessageInvalid
+from functions.shared.json_text import loads_strict
 from functions.shared.observability import logger, metrics, tracer
 from functions.shared.queue import DeliveryQueue
 from functions.shared.repository import MessageRepository
@@ -145,7 +145,7 @@ def resume_target() -> dict[str, Any]:
 
     settings = get_settings()
     try:
-        body = json.loads(app.current_event.body or "{}")
+        body = loads_strict(app.current_event.body or "{}")
     except ValueError:
         raise MessageInvalid([FieldError("$", "must be a JSON object with an origin")]) from None
     origin = body.get("origin") if isinstance(body, dict) else None

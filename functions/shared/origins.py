@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 # The origin of a sender's default limits.
 DEFAULT_ORIGIN = "*"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# The longest DNS name (an IPv6 literal is shorter).
+MAX_HOST_LENGTH = 253
 
 
 def origin_of(url: str) -> str:
@@ -23,6 +25,8 @@ def origin_of(url: str) -> str:
     host = parts.hostname  # lowercased, without user info or brackets
     if not host:
         raise ValueError("the URL has no host")
+    if len(host) > MAX_HOST_LENGTH:  # keeps every key built from an origin far below DynamoDB's limits
+        raise ValueError(f"the host is longer than {MAX_HOST_LENGTH} characters")
     port = parts.port  # ValueError when it is not a number in range
     if ":" in host:
         host = f"[{host}]"

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from functions.shared.model import MessageKey, Status, epoch_ms
-from functions.shared.repository import STATUS_INDEX, MessageRepository, from_item, to_item
+from functions.shared.repository import STATUS_INDEX, MessageRepository, _status_partition, from_item, to_item
 
 JOB_PARTITION_PREFIX = "REPLAY#"
 # Every character of a messageId sorts before "~", so "<ms>#~" ends the window's last millisecond.
@@ -52,7 +52,7 @@ class ReplayRepository(MessageRepository):
             "IndexName": STATUS_INDEX,
             "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk BETWEEN :low AND :high",
             "ExpressionAttributeValues": to_item(
-                {":pk": f"SENDER#{sender_id}#STATUS#{status.value}", ":low": low, ":high": high}
+                {":pk": _status_partition(sender_id, status), ":low": low, ":high": high}
             ),
             "ScanIndexForward": True,
         }

@@ -39,6 +39,7 @@ from functions.shared.exceptions import (
     RelayError,
     ReplayJobNotFound,
 )
+from functions.shared.json_text import loads_strict
 from functions.shared.model import Status, from_epoch_ms
 from functions.shared.observability import logger
 from functions.shared.operations import replay
@@ -116,6 +117,15 @@ def _validator() -> Any:
     return Draft202012Validator(schema, format_checker=FormatChecker(formats=("date-time",)))
 
 
+# Moments a window may name: anything outside cannot hold a message, and the extremes would
+# overflow once converted to UTC or widened by the default window.
+MIN_YEAR, MAX_YEAR = 2001, 9998
+
+
+def _year_in_range(stamp: Any) -> bool:
+    return isinstance(stamp, str) and MIN_YEAR <= parse_iso(stamp).year <= MAX_YEAR
+
+
 def _moment_error(path: str) -> FieldError:
     return FieldError(path, "must be an RFC 3339 date-time with a time zone, e.g. 2026-01-31T12:00:00Z")
 
@@ -123,8 +133,8 @@ def _moment_error(path: str) -> FieldError:
 def parse_filter(body: str | None, now: datetime) -> ReplayFilter:
     """The filter of a `POST /messages/replay` body; MessageInvalid naming each bad field."""
     try:
-        document = json.loads(body) if body else None
-    except (ValueError, RecursionError):
+        document = loads_strict(body) if body else None
+    except ValueError:
         document = None
     if not isinstance(document, dict):
         raise MessageInvalid([FieldError("$", "the filter must be a JSON object")], "The filter is invalid.")
@@ -134,6 +144,11 @@ def parse_filter(body: str | None, now: datetime) -> ReplayFilter:
     from functions.shared.validation import schema_field_errors
 
     details += schema_field_errors([error for error in errors if error.validator != "format"])
+    details += [
+        FieldError(f"$.{name}", f"must be a date-time between {MIN_YEAR} and {MAX_YEAR}")
+        for name in ("since", "until")
+        if name in document and f"$.{name}" not in {d.path for d in details} and not _year_in_range(document[name])
+    ]
     if details:
         raise MessageInvalid(details, "The filter is invalid.")
     until = min(parse_iso(document["until"]), now) if "until" in document else now
@@ -159,14 +174,30 @@ def _matching(repository: ReplayRepository, sender_id: str, job_filter: ReplayFi
 
 
 def count_matches(repository: ReplayRepository, sender_id: str, job_filter: ReplayFilter) -> int:
-    """How many messages the filter matches now (stops counting past MAX_MESSAGES_PER_JOB)."""
-    matched, cursor = 0, None
+    """How many messages the filter matches now (stops counting past MAX_MESSAGES_PER_JOB).
+
+    With an origin, each message in the window is read to learn its target: past
+    MAX_MESSAGES_PER_JOB read, the window is too wide to count within the API's time (a 400).
+    """
+    matched, scanned, cursor = 0, 0, None
     while True:
         keys, cursor = repository.status_window(
             sender_id, job_filter.status, job_filter.since, job_filter.until, None, cursor
         )
         for start in range(0, len(keys), 100):
             matched += len(_matching(repository, sender_id, job_filter, keys[start : start + 100]))
+        scanned += len(keys)
+        if job_filter.origin is not None and scanned > MAX_MESSAGES_PER_JOB and cursor is not None:
+            raise MessageInvalid(
+                [
+                    FieldError(
+                        "$.since",
+                        f"more than {MAX_MESSAGES_PER_JOB} {job_filter.status.value} messages in the window to "
+                        "search for the origin; narrow the window",
+                    )
+                ],
+                "The filter is invalid.",
+            )
         if cursor is None or matched > MAX_MESSAGES_PER_JOB:
             return matched
 

@@ -55,6 +55,9 @@ CONTENT_SORT_KEY = "C"
 SENDER_INDEX = "bySender"
 STATUS_INDEX = "byStatus"
 DUE_INDEX = "due"
+# The longest key value a listing cursor may carry (keys are built from ids of at most 128
+# characters); anything longer did not come from a listing.
+MAX_CURSOR_VALUE = 1024
 # Statuses that have an entry in the sparse byStatus index; the others are listed from bySender.
 SPARSE_STATUSES = frozenset({Status.FAILED, Status.CANCELLED, Status.PAUSED})
 # What a replay may start again: every finished message (a bulk replay narrows it to one status).
@@ -475,7 +478,7 @@ class MessageRepository:
             index, keys, partition = SENDER_INDEX, ("spk", "ssk"), _sender_partition(sender_id)
         if cursor is not None and (
             set(cursor) != {"pk", "sk", *keys}
-            or not all(isinstance(value, str) for value in cursor.values())
+            or not all(isinstance(value, str) and 0 < len(value) <= MAX_CURSOR_VALUE for value in cursor.values())
             or cursor[keys[0]] != partition
         ):
             raise ValueError("not a cursor of this listing")

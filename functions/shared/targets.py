@@ -33,6 +33,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from functions.shared.exceptions import FieldError, MessageInvalid, RelayError, TargetNotFound
+from functions.shared.json_text import loads_strict
 from functions.shared.origins import DEFAULT_ORIGIN, origin_of_id, parse_origin, target_id
 from functions.shared.repository import MessageRepository, from_item, to_item
 
@@ -96,11 +97,9 @@ def _target_schema() -> Any:
 
 def json_body(raw: str | None) -> Any:
     """A request's JSON body; a body that is not JSON is a 400 naming the whole body."""
-    import json
-
     try:
-        return json.loads(raw or "")
-    except (ValueError, RecursionError):
+        return loads_strict(raw or "")
+    except ValueError:
         raise MessageInvalid([FieldError("$", "the body must be a JSON object")], "The request is invalid.") from None
 
 

@@ -28,6 +28,7 @@ from functions.shared.exceptions import (
     PayloadTooLarge,
     SenderMismatch,
 )
+from functions.shared.json_text import loads_strict
 from functions.shared.url_safety import UnsafeTarget, parse_target_url
 
 HOP_BY_HOP_HEADERS = frozenset(
@@ -139,18 +140,12 @@ def decode_request_body(body_base64: str | None, settings: Settings, max_bytes: 
     except UnicodeDecodeError:
         raise MalformedRequest("The request body is not valid UTF-8.") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise MalformedRequest("The request body is nested too deeply.") from None
+        return loads_strict(text)
     except json.JSONDecodeError as error:
         raise MalformedRequest(f"The request body is not valid JSON: {error.msg} at position {error.pos}.") from None
     except ValueError as error:
-        # NaN/Infinity (not JSON), or an integer over Python's digit limit (int_max_str_digits).
+        # Nested too deeply, NaN/Infinity (not JSON), or an integer over Python's digit limit.
         raise MalformedRequest(f"The request body is not valid JSON: {error}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value.")
 
 
 def _schema_errors(errors: list[ValidationError]) -> list[FieldError]:

@@ -5,6 +5,7 @@ Runs `relay dev` in-process (real handlers, real state machines on moto) over re
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -233,6 +234,11 @@ def test_list_rejects_bad_queries_naming_the_field(alice: RelayClient, bob: Rela
     assert answer.status == 400 and answer.body["error"]["details"][0]["path"] == "$.status"
     answer = alice.list("FAILED", limit=1000)
     assert answer.status == 400 and answer.body["error"]["details"][0]["path"] == "$.limit"
+    # A cursor with empty keys (not one a listing gave) is refused naming it, not sent to DynamoDB
+    empty = {"pk": "", "sk": "", "gsi1pk": "SENDER#alice#STATUS#FAILED", "gsi1sk": ""}
+    forged = base64.urlsafe_b64encode(json.dumps(empty).encode()).decode().rstrip("=")
+    answer = alice.list("FAILED", cursor=forged)
+    assert answer.status == 400 and answer.body["error"]["details"][0]["path"] == "$.cursor"
     # A cursor of another listing (or sender) is refused, not followed
     page = alice.list("FAILED", limit=1).body
     if page["nextCursor"]:

@@ -8,8 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from functions.shared.exceptions import MessageInvalid
-from functions.shared.model import Status
-from functions.shared.replays import DEFAULT_WINDOW, ReplayFilter, origin_of, parse_filter
+from functions.shared.model import MessageKey, Status
+from functions.shared.replays import (
+    DEFAULT_WINDOW,
+    MAX_MESSAGES_PER_JOB,
+    ReplayFilter,
+    count_matches,
+    origin_of,
+    parse_filter,
+)
 from relay.cli import parse_moment
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -58,6 +65,12 @@ def test_until_is_capped_at_the_request_and_origin_normalised() -> None:
         ({"status": "FAILED", "since": "2026-03-01T11:00:00Z", "until": "2026-03-01T10:00:00Z"}, {"$.since"}),
         ("not json", {"$"}),
         ([], {"$"}),
+        ('{"status": "FAILED", "since": NaN}', {"$"}),
+        ("[" * 100_000, {"$"}),
+        ({"status": "FAILED", "until": "0001-01-01T12:00:00Z"}, {"$.until"}),
+        ({"status": "FAILED", "since": "0001-01-01T00:00:00+01:00"}, {"$.since"}),
+        ({"status": "FAILED", "until": "9999-12-31T23:00:00-01:00"}, {"$.until"}),
+        ({"status": "FAILED", "origin": f"https://{'a' * 254}.example"}, {"$.origin"}),
     ],
 )
 def test_each_bad_field_is_named(body: object, expected: set[str]) -> None:
@@ -83,3 +96,28 @@ def test_cli_durations_and_times() -> None:
     assert parse_moment("2026-03-01T10:00:00Z") == "2026-03-01T10:00:00Z"
     with pytest.raises(Exception, match="time zone"):
         parse_moment("2026-03-01T10:00:00")
+
+
+class _WideWindow:
+    """A replay repository whose window holds far more FAILED messages than a job may search."""
+
+    def __init__(self) -> None:
+        self.pages = 0
+
+    def status_window(self, *_: object) -> tuple[list[MessageKey], dict[str, str]]:
+        self.pages += 1
+        return [MessageKey("s", f"m{self.pages}-{n}") for n in range(1000)], {"more": "yes"}
+
+    def get_messages(self, keys: list[MessageKey]) -> list[object]:
+        return []  # none of them goes to the filter's origin
+
+
+def test_an_origin_filter_over_a_window_too_wide_to_search_is_refused_naming_since() -> None:
+    # Given a window of FAILED messages none of which goes to the origin, beyond what a job searches
+    repository = _WideWindow()
+    job_filter = parse_filter('{"status": "FAILED", "origin": "https://hooks.example.com"}', NOW)
+    # When the API counts the matches / Then it stops and asks for a narrower window
+    with pytest.raises(MessageInvalid) as refused:
+        count_matches(repository, "s", job_filter)  # type: ignore[arg-type]
+    assert [detail.path for detail in refused.value.details] == ["$.since"]
+    assert repository.pages == MAX_MESSAGES_PER_JOB // 1000 + 1

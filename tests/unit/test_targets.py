@@ -10,6 +10,7 @@ from functions.shared.targets import (
     FlowState,
     Target,
     Wait,
+    json_body,
     refill,
     take,
     validate_target,
@@ -35,7 +36,9 @@ def test_origin_of_normalises_scheme_host_and_port(url: str, origin: str) -> Non
     assert origin_of(url) == origin
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com", "example.com", "https://", "http://example.com:99999"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com", "example.com", "https://", "http://example.com:99999", f"https://{'a' * 254}"]
+)
 def test_origin_of_refuses_what_is_not_an_http_url(url: str) -> None:
     with pytest.raises(ValueError):
         origin_of(url)
@@ -154,3 +157,14 @@ def test_deployment_defaults_reach_the_delivery_functions_and_are_checked() -> N
 def test_peak_per_second_counts_the_busiest_one_second_window() -> None:
     assert peak_per_second([0.0, 0.1, 0.9, 1.0, 1.95, 2.0]) == 3
     assert peak_per_second([]) == 0
+
+
+@pytest.mark.parametrize(
+    "body", ['{"origin": "https://a.example", "ratePerSecond": NaN}', '{"ratePerSecond": Infinity}', "[" * 100_000]
+)
+def test_a_targets_body_that_is_not_json_is_a_400_naming_it(body: str) -> None:
+    # Given what Python's json would take but JSON is not (NaN, Infinity) or nesting too deep
+    # When it is read as a PUT /targets body / Then it is refused naming the body, not a 500
+    with pytest.raises(MessageInvalid) as refused:
+        json_body(body)
+    assert [detail.path for detail in refused.value.details] == ["$"]
