@@ -15,6 +15,7 @@ from typing import Any
 from zlib import crc32
 
 from functions.shared.clock import iso
+from functions.shared.key_prefixes import MESSAGE_PREFIX
 
 DUE_SHARDS = 8
 
@@ -60,7 +61,7 @@ class MessageKey:
     @property
     def partition_key(self) -> str:
         # '#' is outside the id alphabet, so the key cannot be forged by a crafted id.
-        return f"MSG#{self.sender_id}#{self.message_id}"
+        return f"{MESSAGE_PREFIX}{self.sender_id}#{self.message_id}"
 
     @property
     def due_shard(self) -> str:

@@ -16,10 +16,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from functions.shared.key_prefixes import REPLAY_JOB_PREFIX
 from functions.shared.model import MessageKey, Status, epoch_ms
 from functions.shared.repository import STATUS_INDEX, MessageRepository, _status_partition, from_item, to_item
 
-JOB_PARTITION_PREFIX = "REPLAY#"
+JOB_PARTITION_PREFIX = REPLAY_JOB_PREFIX
 # Every character of a messageId sorts before "~", so "<ms>#~" ends the window's last millisecond.
 _AFTER_ANY_ID = "~"
 # Epoch milliseconds have 13 digits from 2001 to 2286: the sort keys compare as numbers within it.

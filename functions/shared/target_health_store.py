@@ -24,16 +24,13 @@ from botocore.exceptions import ClientError
 
 from functions.shared.repository import MessageRepository, _Update, from_item, to_item
 from functions.shared.target_health import BreakerState, TargetHealth
+from functions.shared.targets import target_partition
 
 HEALTH_SORT_KEY = "HEALTH"
 RESUMING_PARTITION = "BREAKER#RESUMING"
 OPEN_PARTITION = "BREAKER#OPEN"
 # How long a health item outlives its last write, past the messages' TTL.
 KEEP_AFTER_MESSAGES_SECONDS = 86_400
-
-
-def target_partition(sender_id: str, origin: str) -> str:
-    return f"TARGET#{sender_id}#{origin}"
 
 
 def _decode(sender_id: str, origin: str, item: dict[str, Any] | None) -> TargetHealth:

@@ -34,6 +34,7 @@ from botocore.exceptions import ClientError
 
 from functions.shared.exceptions import FieldError, MessageInvalid, RelayError, TargetNotFound
 from functions.shared.json_text import loads_strict
+from functions.shared.key_prefixes import TARGET_PREFIX
 from functions.shared.origins import DEFAULT_ORIGIN, origin_of_id, parse_origin, target_id
 from functions.shared.repository import MessageRepository, from_item, to_item
 
@@ -210,8 +211,9 @@ class Wait:
 # -- data access --------------------------------------------------------------------------------------
 
 
-def _partition(sender_id: str, origin: str) -> str:
-    return f"TARGET#{sender_id}#{origin}"
+def target_partition(sender_id: str, origin: str) -> str:
+    """Where a target's items live: its limits, its flow state and its health."""
+    return f"{TARGET_PREFIX}{sender_id}#{origin}"
 
 
 def _index_partition(sender_id: str) -> str:
@@ -251,13 +253,13 @@ class TargetRepository:
 
     @staticmethod
     def _key(sender_id: str, origin: str, sort_key: str) -> dict[str, Any]:
-        return to_item({"pk": _partition(sender_id, origin), "sk": sort_key})
+        return to_item({"pk": target_partition(sender_id, origin), "sk": sort_key})
 
     # -- limits
 
     def put(self, sender_id: str, target: Target) -> Target:
         item = {
-            "pk": _partition(sender_id, target.origin),
+            "pk": target_partition(sender_id, target.origin),
             "sk": LIMITS_SORT_KEY,
             "senderId": sender_id,
             "origin": target.origin,

@@ -11,8 +11,10 @@ Calls made under no identity (test setup, the local server's own admin code) are
 
 Policy evaluation follows AWS's rules for identity policies: an explicit Deny wins, otherwise an
 Allow is needed; Action/NotAction and Resource/NotResource with `*` and `?` wildcards (actions
-case-insensitively). An Allow with a Condition is not evaluated and grants nothing locally, so a
-conditional grant shows up as an AccessDenied rather than as a silent pass. moto's own access
+case-insensitively). Of conditions, `ForAllValues:StringLike` / `StringEquals` on
+`dynamodb:LeadingKeys` (the partition keys of the items a DynamoDB call touches) is evaluated; an
+Allow with any other Condition grants nothing locally, so a conditional grant shows up as an
+AccessDenied rather than as a silent pass. moto's own access
 control (moto.iam.access_control) is not used: it checks actions against `*` only and treats
 ARNs as regular expressions.
 """
@@ -64,6 +66,7 @@ _ACTION_NAMES = {
     ("sqs", "DeleteMessageBatch"): "DeleteMessage",
     ("sqs", "ChangeMessageVisibilityBatch"): "ChangeMessageVisibility",
 }
+_ITEM_OPERATIONS = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem"})
 _TRANSACT_ACTIONS = {
     "Put": "PutItem",
     "Update": "UpdateItem",
@@ -74,10 +77,21 @@ _TRANSACT_ACTIONS = {
 
 @dataclass(frozen=True)
 class Request:
-    """One IAM authorization: an action on a resource."""
+    """One IAM authorization: an action on a resource (for DynamoDB item calls, with the partition
+    keys of the items it touches: `dynamodb:LeadingKeys`)."""
 
     action: str
     resource: str
+    leading_keys: tuple[str, ...] | None = None
+
+
+# The relay table's partition key attribute (stacks/constructs/storage.py).
+_PARTITION_KEY = "pk"
+
+
+def _leading_keys(*keys: dict[str, Any]) -> tuple[str, ...] | None:
+    values = [key.get(_PARTITION_KEY, {}).get("S") for key in keys]
+    return tuple(str(value) for value in values) if values and all(values) else None
 
 
 def _dynamodb_table(name: str, index: str | None = None) -> str:
@@ -86,7 +100,12 @@ def _dynamodb_table(name: str, index: str | None = None) -> str:
 
 
 def _dynamodb(operation: str, params: dict[str, Any]) -> list[Request]:
-    if operation in ("BatchGetItem", "BatchWriteItem"):
+    if operation == "BatchGetItem":
+        return [
+            Request(f"dynamodb:{operation}", _dynamodb_table(name), _leading_keys(*body.get("Keys", [])))
+            for name, body in params.get("RequestItems", {}).items()
+        ]
+    if operation == "BatchWriteItem":
         return [Request(f"dynamodb:{operation}", _dynamodb_table(name)) for name in params.get("RequestItems", {})]
     if operation == "TransactWriteItems":
         return [
@@ -97,7 +116,11 @@ def _dynamodb(operation: str, params: dict[str, Any]) -> list[Request]:
     if operation == "TransactGetItems":
         return [Request("dynamodb:GetItem", _dynamodb_table(i["Get"]["TableName"])) for i in params["TransactItems"]]
     if "TableName" in params:
-        return [Request(f"dynamodb:{operation}", _dynamodb_table(params["TableName"], params.get("IndexName")))]
+        item = params.get("Key") or params.get("Item")
+        leading = _leading_keys(item) if operation in _ITEM_OPERATIONS and isinstance(item, dict) else None
+        return [
+            Request(f"dynamodb:{operation}", _dynamodb_table(params["TableName"], params.get("IndexName")), leading)
+        ]
     return [Request(f"dynamodb:{operation}", "*")]
 
 
@@ -177,11 +200,31 @@ def _applies(statement: dict[str, Any], request: Request) -> bool:
     )
 
 
+def _condition_holds(condition: Any, request: Request) -> bool:
+    """The one condition evaluated locally: every partition key the call touches matches a pattern
+    (`ForAllValues:StringLike`/`StringEquals` on `dynamodb:LeadingKeys`); any other: False."""
+    if not isinstance(condition, dict) or len(condition) != 1 or request.leading_keys is None:
+        return False
+    ((operator, tests),) = condition.items()
+    if operator not in ("ForAllValues:StringLike", "ForAllValues:StringEquals") or set(tests) != {
+        "dynamodb:LeadingKeys"
+    }:
+        return False
+    patterns = _as_list(tests["dynamodb:LeadingKeys"])
+    if operator.endswith("StringEquals"):
+        return all(key in patterns for key in request.leading_keys)
+    return all(any(_pattern(item, False).match(key) for item in patterns) for key in request.leading_keys)
+
+
 def is_allowed(statements: tuple[dict[str, Any], ...], request: Request) -> bool:
     applicable = [statement for statement in statements if _applies(statement, request)]
     if any(statement.get("Effect") == "Deny" for statement in applicable):
         return False
-    return any(statement.get("Effect") == "Allow" and "Condition" not in statement for statement in applicable)
+    return any(
+        statement.get("Effect") == "Allow"
+        and ("Condition" not in statement or _condition_holds(statement["Condition"], request))
+        for statement in applicable
+    )
 
 
 _MAX_DECISIONS = 10_000

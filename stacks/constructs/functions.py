@@ -128,6 +128,10 @@ class RelayFunction(Construct):
             "which support no resource-level permissions.",
         )
 
-    def grant(self, resource_arns: list[str], *actions: str) -> None:
-        """Allow exactly `actions` on exactly `resource_arns` (no index or sub-resource wildcards)."""
-        self.role.add_to_principal_policy(iam.PolicyStatement(actions=list(actions), resources=resource_arns))
+    def grant(self, resource_arns: list[str], *actions: str, leading_keys: list[str] | None = None) -> None:
+        """Allow exactly `actions` on exactly `resource_arns` (no index or sub-resource wildcards);
+        with `leading_keys`, only on DynamoDB items whose partition key matches one of them."""
+        conditions = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": leading_keys}} if leading_keys else None
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(actions), resources=resource_arns, conditions=conditions)
+        )

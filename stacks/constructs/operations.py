@@ -22,6 +22,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from functions.shared.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX, TARGET_PREFIX
 from stacks.constructs.api import Api
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.storage import SENDER_INDEX, STATUS_INDEX
@@ -65,11 +66,19 @@ class Operations(Construct):
             [f"{table.table_arn}/index/{SENDER_INDEX}", f"{table.table_arn}/index/{STATUS_INDEX}"],
             "dynamodb:Query",
         )
-        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
+        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem")
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
         # Targets (functions/shared/targets.py): PUT writes a target's limits, DELETE removes them and
         # its flow state; GET lists them from the byStatus index (granted above) and reads the states.
-        self.function.grant([table.table_arn], "dynamodb:PutItem", "dynamodb:DeleteItem")
+        # Writes reach messages, targets and replay jobs only: the function that parses the internet's
+        # requests can never rewrite a sender's record or a token hash (LeadingKeys).
+        self.function.grant(
+            [table.table_arn],
+            "dynamodb:UpdateItem",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+            leading_keys=[f"{prefix}*" for prefix in (MESSAGE_PREFIX, TARGET_PREFIX, REPLAY_JOB_PREFIX)],
+        )
 
         # API Gateway may invoke the function from these methods of the deployed stage only
         # (no extra permission for the console's test-invoke).

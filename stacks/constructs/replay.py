@@ -87,9 +87,9 @@ class BulkReplay(Construct):
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
 
         # The api function: counting the matches uses the byStatus index and BatchGetItem it already
-        # has (Operations); it writes the job record and starts this machine, and no other.
+        # has, and writing the job record its PutItem on REPLAY# items (Operations); it starts this
+        # machine, and no other.
         api_function.function.add_environment(REPLAY_MACHINE_VARIABLE, self.state_machine.state_machine_arn)
-        api_function.grant([table.table_arn], "dynamodb:PutItem")
         api_function.grant([self.state_machine.state_machine_arn], "states:StartExecution")
 
         integration = apigateway.LambdaIntegration(api_function.function, proxy=True, allow_test_invoke=False)

@@ -273,6 +273,19 @@ def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synt
     }
 
 
+def test_the_api_function_writes_only_messages_targets_and_replay_jobs(synth: Synthesized) -> None:
+    # Given the api function's statements that allow a DynamoDB write
+    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    statements = [s for s in role_statements(synth, step_role(synth, "api")) if writes & set(actions_of(s))]
+    # Then each is limited to the items whose partition key is a message's, a target's or a replay
+    # job's: the function that parses the internet's requests cannot rewrite a sender or a token
+    assert statements
+    for statement in statements:
+        assert statement["Condition"] == {
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["MSG#*", "TARGET#*", "REPLAY#*"]}
+        }
+
+
 def test_the_api_function_is_configured_for_replays(synth: Synthesized) -> None:
     # Given the api function's environment
     variables = step_environment(synth, "api")

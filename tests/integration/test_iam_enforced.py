@@ -34,6 +34,19 @@ def test_a_handler_may_make_the_calls_its_role_grants_and_no_other(local_aws: Lo
     dynamodb.put_item(TableName=local_aws.table_name, Item=KEY)
 
 
+def test_the_api_function_writes_messages_but_never_a_senders_record(local_aws: LocalAws) -> None:
+    # Given the api function's role (its writes limited by dynamodb:LeadingKeys)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    sender = {"pk": {"S": "SENDER#sender-a"}, "sk": {"S": "SENDER"}}
+    with iam.acting_as(local_aws.role_of("relay-api")):
+        # When it writes a message's item, then a sender's record
+        dynamodb.put_item(TableName=local_aws.table_name, Item=KEY)
+        with pytest.raises(ClientError) as refused:
+            dynamodb.put_item(TableName=local_aws.table_name, Item=sender)
+    # Then the first passes and the second is refused as AWS would refuse it
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+
+
 def test_threads_a_handler_starts_act_with_its_role(local_aws: LocalAws) -> None:
     # Given the dedup function's role, and a thread it starts
     outcome: list[Any] = []

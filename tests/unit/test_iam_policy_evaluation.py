@@ -9,6 +9,7 @@ import pytest
 from relay.local.iam import Request, is_allowed, requests_for
 
 TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/relay-local"
+LEADING = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["MSG#*", "TARGET#*"]}}
 
 
 def allow(actions: Any, resources: Any, **extra: Any) -> dict[str, Any]:
@@ -49,6 +50,23 @@ def allow(actions: Any, resources: Any, **extra: Any) -> dict[str, Any]:
             Request("sqs:SendMessage", "q"),
             False,
         ),
+        # dynamodb:LeadingKeys: every item the call touches must match; no keys known, no grant
+        (
+            [allow("dynamodb:UpdateItem", TABLE, Condition=LEADING)],
+            Request("dynamodb:UpdateItem", TABLE, ("MSG#s#m",)),
+            True,
+        ),
+        (
+            [allow("dynamodb:UpdateItem", TABLE, Condition=LEADING)],
+            Request("dynamodb:UpdateItem", TABLE, ("TOKEN#abc",)),
+            False,
+        ),
+        (
+            [allow("dynamodb:BatchGetItem", TABLE, Condition=LEADING)],
+            Request("dynamodb:BatchGetItem", TABLE, ("MSG#s#m", "SENDER#s")),
+            False,
+        ),
+        ([allow("dynamodb:Query", TABLE, Condition=LEADING)], Request("dynamodb:Query", TABLE), False),
         # no statement: denied
         ([], Request("xray:PutTraceSegments", "*"), False),
     ],
@@ -69,6 +87,17 @@ def test_calls_map_to_the_actions_and_resources_aws_authorizes() -> None:
     ]
     assert requests_for("dynamodb", "BatchGetItem", {"RequestItems": {"relay-local": {}}}) == [
         Request("dynamodb:BatchGetItem", TABLE)
+    ]
+    # item calls carry the partition keys they touch (dynamodb:LeadingKeys)
+    keys = [{"pk": {"S": "MSG#s#m"}, "sk": {"S": "H"}}, {"pk": {"S": "MSG#s#m"}, "sk": {"S": "C"}}]
+    assert requests_for("dynamodb", "BatchGetItem", {"RequestItems": {"relay-local": {"Keys": keys}}}) == [
+        Request("dynamodb:BatchGetItem", TABLE, ("MSG#s#m", "MSG#s#m"))
+    ]
+    assert requests_for("dynamodb", "UpdateItem", {"TableName": "relay-local", "Key": keys[0]}) == [
+        Request("dynamodb:UpdateItem", TABLE, ("MSG#s#m",))
+    ]
+    assert requests_for("dynamodb", "PutItem", {"TableName": "relay-local", "Item": {"pk": {"S": "TARGET#s#o"}}}) == [
+        Request("dynamodb:PutItem", TABLE, ("TARGET#s#o",))
     ]
     assert requests_for(
         "dynamodb", "TransactWriteItems", {"TransactItems": [{"Put": {"TableName": "relay-local"}}]}
