@@ -382,9 +382,14 @@ def resume_target(
     """Close a target by hand and re-drive its paused messages (the reconciler finishes any left)."""
     origin = _origin_field(origin)
     previous = store.get(sender_id, origin, consistent=True)
-    store.force_close(sender_id, origin)
+    # A target with nothing to close (never failed, or closed and reset) gets no health item: asking
+    # to resume any origin must not leave one behind. Its paused messages, if any, still go.
+    closing = previous.state != BreakerState.CLOSED or previous.failures > 0 or previous.resuming
+    if closing:
+        store.force_close(sender_id, origin)
     if previous.state != BreakerState.CLOSED:
         metrics.add_metric(name=Metric.TARGET_CLOSED, unit=MetricUnit.Count, value=1)
     resumed = resume_paused(repository, queue, settings, sender_id, origin, "manual")
-    store.finish_resume(sender_id, origin)
+    if closing:
+        store.finish_resume(sender_id, origin)
     return {"origin": origin, "previousState": previous.state.value, "state": "CLOSED", "resumed": resumed}

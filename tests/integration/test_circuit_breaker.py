@@ -213,6 +213,21 @@ def test_relay_targets_resume_closes_it_by_hand_and_redrives_its_paused_messages
     assert ("dev", origin_of(down.url)) not in open_targets()
 
 
+def test_resuming_a_target_that_never_failed_leaves_nothing_behind(client: RelayClient) -> None:
+    # Given an origin this sender never had trouble with
+    origin = "https://never-failed.example"
+    # When it is resumed by hand / Then the answer says it was and is CLOSED, and no health item exists
+    answer = client.resume_target(origin)
+    assert answer.status == 200, answer.body
+    assert (answer.body["previousState"], answer.body["state"], answer.body["resumed"]) == ("CLOSED", "CLOSED", 0)
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=get_settings().table_name,
+        Key={"pk": {"S": target_partition("dev", origin)}, "sk": {"S": HEALTH_SORT_KEY}},
+        ConsistentRead=True,
+    )
+    assert "Item" not in item
+
+
 def test_resume_refuses_what_is_not_an_origin(client: RelayClient) -> None:
     answer = client.resume_target("not a url")
     assert answer.status == 400
