@@ -1,8 +1,9 @@
 """The partition key prefixes of the relay table's item kinds, defined once.
 
-The data-access modules build keys with them, and the stack grants the internet-facing API
-function writes to these kinds only (an IAM `dynamodb:LeadingKeys` condition), so it can never
-write a sender's record or token hash. No imports: the stack loads this module too.
+The data-access modules build keys with them, and the stack grants each function writes to the
+kinds it owns only (an IAM `dynamodb:LeadingKeys` condition): no function can write a sender's
+record or a token hash (`relay senders` does, with the operator's credentials). No imports: the
+stack loads this module too.
 """
 
 MESSAGE_PREFIX = "MSG#"

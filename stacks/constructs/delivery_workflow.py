@@ -25,6 +25,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.shared.config import MAX_PARALLEL_DISPATCH, FirstAttempt
+from functions.shared.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
 from relay.definitions import render_definition
 from stacks.constructs.functions import DEFAULT_TIMEOUT, FunctionPackage, RelayFunction
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
@@ -176,7 +177,9 @@ class DeliveryWorkflow(Construct):
         )
 
         # Least privilege, per function; DynamoDB on the table only (no index is queried here).
-        self.dispatcher.grant([table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
+        # Writes reach message and target items only (dynamodb:LeadingKeys), for every function here.
+        self.dispatcher.grant([table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem")
+        self.dispatcher.grant_item_writes(table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, TARGET_PREFIX))
         inline = settings.first_attempt == FirstAttempt.INLINE
         # A first attempt answered with a long Retry-After goes straight to the slow lane (inline only).
         lanes = [self.fast_lane.state_machine_arn] + ([self.slow_lane.state_machine_arn] if inline else [])
@@ -192,10 +195,12 @@ class DeliveryWorkflow(Construct):
         for function in attempting:
             self._grant_attempts(function, table_arn)
 
-        self.finalize.grant([table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem")
+        self.finalize.grant([table_arn], "dynamodb:GetItem")
+        self.finalize.grant_item_writes(table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, TARGET_PREFIX))
         self.finalize.grant([self.failed_queue.queue_arn], "sqs:SendMessage")
 
-        self.handoff.grant([table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem")
+        self.handoff.grant([table_arn], "dynamodb:GetItem")
+        self.handoff.grant_item_writes(table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, TARGET_PREFIX))
         self.handoff.grant([self.slow_lane.state_machine_arn], "states:StartExecution")
 
         self.functions = {
@@ -210,7 +215,8 @@ class DeliveryWorkflow(Construct):
         target's health (a GetItem at most every few seconds per target; an ADD on failure), a limited
         target's limits and flow state (BatchGetItem, one conditional UpdateItem per permit, GetItem when
         a write lost to another holder) and the sender's signing secret."""
-        function.grant([table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
+        function.grant([table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem")
+        function.grant_item_writes(table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, TARGET_PREFIX))
         sender_secrets = Stack.of(self).format_arn(
             service="secretsmanager",
             resource="secret",

@@ -128,6 +128,11 @@ class RelayFunction(Construct):
             "which support no resource-level permissions.",
         )
 
+    def grant_item_writes(self, table_arn: str, *actions: str, prefixes: tuple[str, ...]) -> None:
+        """Allow DynamoDB `actions` on the items whose partition key starts with one of `prefixes`
+        only (`dynamodb:LeadingKeys`): a function's writes stay within the kinds of item it owns."""
+        self.grant([table_arn], *actions, leading_keys=[f"{prefix}*" for prefix in prefixes])
+
     def grant(self, resource_arns: list[str], *actions: str, leading_keys: list[str] | None = None) -> None:
         """Allow exactly `actions` on exactly `resource_arns` (no index or sub-resource wildcards);
         with `leading_keys`, only on DynamoDB items whose partition key matches one of them."""

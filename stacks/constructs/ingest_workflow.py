@@ -17,6 +17,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from functions.shared.key_prefixes import MESSAGE_PREFIX
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
 from stacks.settings import RelaySettings
@@ -63,9 +64,12 @@ class IngestWorkflow(Construct):
         )
 
         # Least privilege, per step. validate touches no data at all.
-        self.dedup.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:UpdateItem")
-        self.store.grant([table.table_arn], "dynamodb:PutItem", "dynamodb:GetItem")
-        self.enqueue.grant([table.table_arn], "dynamodb:UpdateItem")
+        # Writes reach message items only (dynamodb:LeadingKeys).
+        self.dedup.grant([table.table_arn], "dynamodb:GetItem")
+        self.dedup.grant_item_writes(table.table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX,))
+        self.store.grant([table.table_arn], "dynamodb:GetItem")
+        self.store.grant_item_writes(table.table_arn, "dynamodb:PutItem", prefixes=(MESSAGE_PREFIX,))
+        self.enqueue.grant_item_writes(table.table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX,))
         self.enqueue.grant([queue.queue_arn], "sqs:SendMessage")
 
         self.functions = {

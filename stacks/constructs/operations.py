@@ -72,12 +72,12 @@ class Operations(Construct):
         # its flow state; GET lists them from the byStatus index (granted above) and reads the states.
         # Writes reach messages, targets and replay jobs only: the function that parses the internet's
         # requests can never rewrite a sender's record or a token hash (LeadingKeys).
-        self.function.grant(
-            [table.table_arn],
+        self.function.grant_item_writes(
+            table.table_arn,
             "dynamodb:UpdateItem",
             "dynamodb:PutItem",
             "dynamodb:DeleteItem",
-            leading_keys=[f"{prefix}*" for prefix in (MESSAGE_PREFIX, TARGET_PREFIX, REPLAY_JOB_PREFIX)],
+            prefixes=(MESSAGE_PREFIX, TARGET_PREFIX, REPLAY_JOB_PREFIX),
         )
 
         # API Gateway may invoke the function from these methods of the deployed stage only

@@ -17,6 +17,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.shared.config import DEAD_LETTER_QUEUE_VARIABLE
+from functions.shared.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.storage import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
 from stacks.constructs.workflow import handler_path
@@ -66,10 +67,13 @@ class Reconciler(Construct):
             [f"{table.table_arn}/index/{index}" for index in (DUE_INDEX, STATUS_INDEX, SENDER_INDEX)],
             "dynamodb:Query",
         )
-        # Circuit breaker: targets that closed (TARGETS#RESUMING) and their paused messages are
+        # Circuit breaker: targets that closed (BREAKER#RESUMING) and their paused messages are
         # ranges of the sparse byStatus index (queried above); the heads they name are read in one
         # BatchGetItem.
-        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
+        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem")
+        self.function.grant_item_writes(
+            table.table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, TARGET_PREFIX)
+        )
         self.function.grant([queue.queue_arn, failed_queue.queue_arn], "sqs:SendMessage")
         # Dispatches that failed too often land in the dead-letter queue; each round takes them back.
         self.function.grant([dead_letter_queue.queue_arn], "sqs:ReceiveMessage", "sqs:DeleteMessage")

@@ -23,6 +23,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.shared.config import REPLAY_MACHINE_VARIABLE
+from functions.shared.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX
 from relay.definitions import read_definition
 from stacks.constructs.api import Api
 from stacks.constructs.functions import FunctionPackage, RelayFunction
@@ -83,7 +84,10 @@ class BulkReplay(Construct):
         # each replay's head read and conditional update, the job's counters (UpdateItem), and the
         # new run on the delivery queue.
         self.function.grant([f"{table.table_arn}/index/{STATUS_INDEX}"], "dynamodb:Query")
-        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
+        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem")
+        self.function.grant_item_writes(
+            table.table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, REPLAY_JOB_PREFIX)
+        )
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
 
         # The api function: counting the matches uses the byStatus index and BatchGetItem it already

@@ -286,6 +286,23 @@ def test_the_api_function_writes_only_messages_targets_and_replay_jobs(synth: Sy
         }
 
 
+def test_no_function_may_write_every_item_of_the_table(synth: Synthesized) -> None:
+    # Given every statement of the stack that allows a DynamoDB item write
+    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+    statements = [
+        statement
+        for policy in synth.of_type("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if writes & set(actions_of(statement))
+    ]
+    # Then each names the kinds of item it may write (LeadingKeys), and only message, target and
+    # replay job items: sender records and token hashes are written by `relay senders` alone
+    assert statements
+    for statement in statements:
+        patterns = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        assert set(patterns) <= {"MSG#*", "TARGET#*", "REPLAY#*"}, statement
+
+
 def test_the_api_function_is_configured_for_replays(synth: Synthesized) -> None:
     # Given the api function's environment
     variables = step_environment(synth, "api")
