@@ -182,6 +182,8 @@ def run_input(key: MessageKey, run: int) -> dict[str, Any]:
 # What the dispatcher's first attempt names as its `lane` in ATTEMPT_STARTED (it has no execution).
 INLINE_LANE = "inline"
 SLOW_LANE = "slow"
+# The error of an attempt whose result was never recorded (its step died, or its lease ran out).
+INTERRUPTED_ERROR = "AttemptInterrupted"
 INTERRUPTED_DETAIL = "the attempt's result was not recorded (its step failed); the request may have reached the target"
 
 
@@ -225,7 +227,7 @@ def _interrupted(head: MessageHead, at: datetime) -> Event | None:
     number = head.unresolved_attempt
     if number is None:
         return None
-    details = {"error": "AttemptInterrupted", "detail": INTERRUPTED_DETAIL}
+    details = {"error": INTERRUPTED_ERROR, "detail": INTERRUPTED_DETAIL}
     return Event(EventType.ATTEMPT_FAILED, at, head.run, number, details)
 
 

@@ -151,7 +151,7 @@ RC, EQ, AS, AF, DL, FL = (
     EventType.DELIVERED,
     EventType.FAILED,
 )
-INTERRUPTED = "AttemptInterrupted"
+INTERRUPTED = delivery.INTERRUPTED_ERROR
 
 
 def test_delivered_write_that_failed_is_retried_and_the_history_is_complete(
