@@ -95,6 +95,13 @@ def cancel_message(message_id: str) -> dict[str, Any]:
     return operations.cancel(_repository(), _sender(), _message_id(message_id))
 
 
+def _health_store() -> Any:
+    # Loaded on first use, like the targets module: the breaker is not part of every route.
+    from functions.shared.target_health_store import TargetHealthRepository
+
+    return TargetHealthRepository.from_settings(get_settings())
+
+
 def _targets() -> Any:
     from functions.shared.targets import TargetRepository
 
@@ -112,11 +119,8 @@ def put_target() -> dict[str, Any]:
 @app.get("/targets")
 def list_targets() -> dict[str, Any]:
     from functions.shared import target_health
-    from functions.shared.target_health_store import TargetHealthRepository
 
-    settings = get_settings()
-    store = TargetHealthRepository(settings.table_name, settings.ttl_seconds)
-    return {"items": target_health.targets_view(_targets(), store, _sender())}
+    return {"items": target_health.targets_view(_targets(), _health_store(), _sender())}
 
 
 @app.delete("/targets/<target_id>")
@@ -130,18 +134,14 @@ def delete_target(target_id: str) -> dict[str, Any]:
 @app.get("/targets/health")
 def target_health_view() -> dict[str, Any]:
     from functions.shared import target_health
-    from functions.shared.target_health_store import TargetHealthRepository
 
     query = app.current_event.query_string_parameters or {}
-    settings = get_settings()
-    store = TargetHealthRepository(settings.table_name, settings.ttl_seconds)
-    return target_health.target_health_view(store, _sender(), str(query.get("origin") or ""))
+    return target_health.target_health_view(_health_store(), _sender(), str(query.get("origin") or ""))
 
 
 @app.post("/targets/resume")
 def resume_target() -> dict[str, Any]:
     from functions.shared import target_health
-    from functions.shared.target_health_store import TargetHealthRepository
 
     settings = get_settings()
     try:
@@ -151,7 +151,7 @@ def resume_target() -> dict[str, Any]:
     origin = body.get("origin") if isinstance(body, dict) else None
     return target_health.resume_target(
         _repository(),
-        TargetHealthRepository(settings.table_name, settings.ttl_seconds),
+        _health_store(),
         DeliveryQueue(settings.queue_url),
         settings,
         _sender(),

@@ -149,7 +149,7 @@ class DeliveryDependencies:
         """Target health, cached in the warm function (functions/shared/target_health.py)."""
         from functions.shared.target_health_store import TargetHealthRepository
 
-        store = TargetHealthRepository(self.settings.table_name, self.settings.ttl_seconds)
+        store = TargetHealthRepository.from_settings(self.settings)
         return TargetBreaker(store, BreakerPolicy.from_settings(self.settings))
 
     @classmethod

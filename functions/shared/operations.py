@@ -187,7 +187,7 @@ def reconcile(
     from functions.shared.target_health import count_open_targets, reconcile_paused, resume_closed_targets
     from functions.shared.target_health_store import TargetHealthRepository
 
-    targets = TargetHealthRepository(repository.table_name, settings.ttl_seconds)
+    targets = TargetHealthRepository.from_settings(settings)
     counts["resumed"] = resume_closed_targets(repository, targets, queue, settings)
     counts["openTargets"] = count_open_targets(targets)
     seen: dict[tuple[str, str], TargetHealth] = {}

@@ -32,14 +32,14 @@ from functions.shared.exceptions import FieldError, MessageInvalid, RelayError
 from functions.shared.metric_names import Metric
 from functions.shared.model import Event, EventType, MessageHead, from_epoch_ms
 from functions.shared.observability import logger, metrics
-from functions.shared.origins import origin_of
+from functions.shared.origins import DEFAULT_ORIGIN, origin_of
+from functions.shared.targets import Target, TargetRepository, target_views
 
 if TYPE_CHECKING:
     from functions.shared.config import Settings
     from functions.shared.queue import DeliveryQueue
     from functions.shared.repository import MessageRepository
     from functions.shared.target_health_store import TargetHealthRepository
-    from functions.shared.targets import TargetRepository
 
 # How long a warm function trusts what it read of a target's health.
 CACHE_SECONDS = 5.0
@@ -351,8 +351,6 @@ def _origin_field(raw: Any) -> str:
 def targets_view(repository: TargetRepository, store: TargetHealthRepository, sender_id: str) -> list[dict[str, Any]]:
     """`GET /targets`: the sender's targets with limits and those whose circuit is open, each with its
     limits, live counts and health (the `*` default has no health of its own)."""
-    from functions.shared.targets import DEFAULT_ORIGIN, Target, target_views
-
     views = target_views(repository, sender_id)
     listed = {view["origin"] for view in views}
     healths = store.get_many(sender_id, sorted(listed - {DEFAULT_ORIGIN}))

@@ -18,13 +18,16 @@ to expire anyway, it reads as CLOSED and its paused messages are re-driven, not 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from functions.shared.repository import MessageRepository, _Update, from_item, to_item
 from functions.shared.target_health import BreakerState, TargetHealth
 from functions.shared.targets import target_partition
+
+if TYPE_CHECKING:
+    from functions.shared.config import Settings
 
 HEALTH_SORT_KEY = "HEALTH"
 RESUMING_PARTITION = "BREAKER#RESUMING"
@@ -58,9 +61,14 @@ def _listed(update: _Update, partition: str, sender_id: str, origin: str) -> _Up
 class TargetHealthRepository:
     """Reads and conditional writes of health items; every transition is one conditional update."""
 
-    def __init__(self, table_name: str, message_ttl_seconds: int = 30 * 86_400) -> None:
+    def __init__(self, table_name: str, message_ttl_seconds: int) -> None:
         self._messages = MessageRepository(table_name)
         self._keep_seconds = message_ttl_seconds + KEEP_AFTER_MESSAGES_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TargetHealthRepository:
+        """The deployment's table, its items kept a day past the messages' TTL."""
+        return cls(settings.table_name, settings.ttl_seconds)
 
     def _key(self, sender_id: str, origin: str) -> dict[str, Any]:
         return to_item({"pk": target_partition(sender_id, origin), "sk": HEALTH_SORT_KEY})

@@ -239,10 +239,15 @@ class Authorizer:
         self._lock = threading.Lock()
 
     def allows(self, role_arn: str, request: Request) -> bool:
-        key = (role_arn, request)
+        # Cached per action and resource; the items' keys matter only where a conditional statement
+        # applies, and only those decisions are made afresh each call.
+        key = (role_arn, Request(request.action, request.resource))
         decision = self._decisions.get(key)
         if decision is None:
-            decision = is_allowed(self.policies.get(role_arn, ()), request)
+            statements = self.policies.get(role_arn, ())
+            decision = is_allowed(statements, request)
+            if any("Condition" in statement for statement in statements if _applies(statement, key[1])):
+                return decision
             with self._lock:
                 if len(self._decisions) >= _MAX_DECISIONS:  # execution ARNs differ per run
                     self._decisions.clear()

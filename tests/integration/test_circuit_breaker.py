@@ -62,11 +62,11 @@ def send(client: RelayClient, url: str) -> dict[str, Any]:
 
 
 def health(server: TargetServer) -> Any:
-    return TargetHealthRepository(get_settings().table_name).get("dev", origin_of(server.url), consistent=True)
+    return TargetHealthRepository.from_settings(get_settings()).get("dev", origin_of(server.url), consistent=True)
 
 
 def open_targets() -> set[tuple[str, str]]:
-    store = TargetHealthRepository(get_settings().table_name)
+    store = TargetHealthRepository.from_settings(get_settings())
     return {(opened.sender_id, opened.origin) for opened in store.open_targets()}
 
 
