@@ -3,7 +3,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.shared.config import get_settings
-from functions.shared.delivery import dependencies, fail_message
+from functions.shared.delivery import dependencies, finish_run
 from functions.shared.observability import logger, metrics, tracer
 
 
@@ -11,4 +11,4 @@ from functions.shared.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return fail_message(event, dependencies(get_settings()))
+    return finish_run(event, dependencies(get_settings()))

@@ -7,9 +7,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.shared.config import get_settings
 from functions.shared.delivery import dependencies, fail_message
 from functions.shared.observability import logger, metrics, tracer
-from functions.shared.operations import reconcile
+from functions.shared.operations import ROUND_BUDGET_SECONDS, RoundBudget, reconcile
 from functions.shared.queue import DeliveryQueue, MessageQueue
-from functions.shared.senders import SenderRepository
+
+# Left of the invocation's time when the round stops starting new work (its last writes finish).
+ROUND_MARGIN_SECONDS = 8
 
 
 @logger.inject_lambda_context
@@ -25,7 +27,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
         settings,
         lambda failed: fail_message(failed, deps),
         dead_letters=dead_letters,
-        sender_ids=lambda: [str(sender["senderId"]) for sender in SenderRepository(settings.table_name).list_all()],
+        budget=RoundBudget(_budget_seconds(context)),
     )
     logger.info("Reconciled", extra=counts)
     return counts
+
+
+def _budget_seconds(context: LambdaContext) -> float:
+    try:
+        left = context.get_remaining_time_in_millis() / 1000
+    except (AttributeError, TypeError):  # a local invocation without a real context
+        return ROUND_BUDGET_SECONDS
+    return max(1.0, min(ROUND_BUDGET_SECONDS, left - ROUND_MARGIN_SECONDS))

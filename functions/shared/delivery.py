@@ -98,7 +98,19 @@ def next_retry_wait(settings: Settings, lane: str, retry_count: int) -> int | No
 
 def run_attempts(head: MessageHead) -> int:
     """The attempts the head's current run has counted (a replay starts a run with none)."""
-    return sum(1 for event in head.events if event.type == EventType.ATTEMPT_STARTED and event.run == head.run)
+    return head.run_attempts
+
+
+def run_tokens(event: dict[str, Any]) -> tuple[str, ...]:
+    """The fencing tokens a lane's step shows: the name its run was handed the message under, then
+    the run's own execution ARN (its first attempt takes the message over under the ARN)."""
+    return tuple(str(event[name]) for name in ("owner", "executionArn") if event.get(name))
+
+
+def attempt_lease(deps: DeliveryDependencies, stored: StoredMessage, now: int) -> int:
+    """Until when an attempt begun now may still be sending: its timeout plus a margin."""
+    timeout = stored.content.timeout_seconds or deps.settings.total_timeout_seconds
+    return now + int(timeout) + LEASE_MARGIN_SECONDS
 
 
 def webhook_id(key: MessageKey) -> str:
@@ -294,11 +306,13 @@ def _claim_and_deliver(
         return _claim_refused(deps, key, run, epoch) if last_try else None
     permit: Permit | Wait | None = _flow_permit(deps, stored) if inline else None
     if isinstance(permit, Wait):
-        return _defer(deps, queued, permit)
+        return _defer(deps, queued, head, permit)
     enqueued = None
     if head.enqueued_run < run:
         details = {"queueMessageId": queue_message_id} if queue_message_id else {}
         enqueued = Event(EventType.ENQUEUED, min(sent_at or now, now), run, None, details)
+    # The fast-lane run this delivery may start: its name is the claim's fencing token.
+    name = execution_name(key, run, "fast", unique=uuid.uuid4().hex[:8])
     claimed = deps.repository.claim(
         head,
         epoch + deps.settings.fast_lane_lease_seconds,
@@ -308,11 +322,12 @@ def _claim_and_deliver(
         interrupted=_interrupted(head, now) if inline else None,
         # Every delivery as a run: the reconciler watches the run from its start.
         due_at=None if inline else epoch + deps.settings.fast_lane_lease_seconds,
+        owner=name,
+        attempt_lease_until=attempt_lease(deps, stored, epoch) if inline else None,
     )
     if claimed is None:
         deps.flow.release(permit)
         return _claim_refused(deps, key, run, epoch) if last_try else None
-    name = execution_name(key, run, "fast", unique=uuid.uuid4().hex[:8])
     if not inline:
         return _start_fast_lane(deps, key, run, name)
     try:
@@ -335,13 +350,21 @@ def _flow_permit(deps: DeliveryDependencies, stored: StoredMessage) -> Permit | 
     return permit
 
 
-def _defer(deps: DeliveryDependencies, queued: dict[str, Any], wait: Wait) -> str:
+def _defer(deps: DeliveryDependencies, queued: dict[str, Any], head: MessageHead, wait: Wait) -> str:
     """Put a queued message whose target is at its limit back on the queue, visible after the wait.
 
-    Nothing is written to the message: no claim, no attempt. A new queue message (not a visibility
-    change of this one) keeps SQS's receive count, and so the dead-letter queue, for real failures.
-    When the send fails, the record fails and SQS delivers it again after its visibility timeout.
+    No claim, no attempt: waiting never spends one. A new queue message (not a visibility change of
+    this one) keeps SQS's receive count, and so the dead-letter queue, for real failures. When the
+    send fails, the record fails and SQS delivers it again after its visibility timeout.
+
+    Waiting is not trouble: the message's due time is pushed past the wait (one write per re-drive
+    window, not per deferral), so the reconciler never counts a waiting message as stuck. Who
+    re-drives it if the queue copy is lost: the reconciler, once that due time passes.
     """
+    epoch = int(time.time())
+    window = deps.settings.redrive_after_seconds
+    if head.due_at is None or head.due_at < epoch + wait.whole_seconds + window:
+        deps.repository.hold_while_waiting(head, epoch + wait.whole_seconds + 2 * window)
     deps.delivery_queue.send_json(queued, delay_seconds=wait.whole_seconds)
     return "deferred"
 
@@ -351,8 +374,10 @@ def _claim_refused(deps: DeliveryDependencies, key: MessageKey, run: int, now: i
     time), keep the queue message: SQS delivers it again after its visibility timeout, by when a
     claim whose dispatcher died has run out, so the message is never left behind."""
     head = deps.repository.get_head(key)
-    if head is not None and not head.is_terminal and head.run == run and head.leased(now) and head.due_at is None:
-        raise ClaimHeld(f"claimed until {head.lease_until}")
+    if head is None or head.is_terminal or head.run != run or head.due_at is not None:
+        return "already-running"
+    if head.leased(now) or head.attempt_in_flight(now):
+        raise ClaimHeld(f"claimed until {head.lease_until or head.attempt_lease_until}")
     return "already-running"
 
 
@@ -365,17 +390,17 @@ def _attempt_inline(deps: DeliveryDependencies, stored: StoredMessage, name: str
         try:
             result = _send(deps, stored, INLINE_LANE)
         except DeliveryRejected as rejected:
-            fail_message({**run_input(key, run), "reason": str(rejected)[:SNIPPET_CHARS]}, deps)
+            fail_message({**run_input(key, run), "reason": str(rejected)[:SNIPPET_CHARS], "owner": name}, deps)
             return "failed"
         except DeliveryRetryable as retryable:
             return _start_fast_lane(deps, key, run, name, retryable.wait_seconds)
         except DeliveryDeferred as deferred:
             # The target's Retry-After is longer than the fast lane would wait: the slow lane waits it.
-            return _defer_to_slow_lane(deps, key, run, deferred.seconds)
+            return _defer_to_slow_lane(deps, key, run, deferred.seconds, name)
     except Exception:
         # A crashed step (a failed write, say): give the lease back so the queue's redelivery repeats
         # it soon; the repeated attempt first records the interrupted one.
-        _release(deps, key, run)
+        _release(deps, key, run, name)
         raise
     return "delivered" if result["outcome"] == Status.DELIVERED else str(result["outcome"])
 
@@ -390,26 +415,41 @@ def _start_fast_lane(
         deps.workflows.start(deps.settings.fast_lane_arn, name, payload)
     except Exception:
         # Give the lease back so the queue's redelivery (or the reconciler) can start it again.
-        _release(deps, key, run)
+        _release(deps, key, run, name)
         raise
     return "started"
 
 
-def _defer_to_slow_lane(deps: DeliveryDependencies, key: MessageKey, run: int, wait_seconds: int) -> str:
+def _defer_to_slow_lane(deps: DeliveryDependencies, key: MessageKey, run: int, wait_seconds: int, owner: str) -> str:
     try:
-        move_to_slow_lane({**run_input(key, run), "waitSeconds": wait_seconds}, deps)
+        move_to_slow_lane({**run_input(key, run), "waitSeconds": wait_seconds, "owner": owner}, deps)
     except Exception:
-        _release(deps, key, run)
+        _release(deps, key, run, owner)
         raise
     return "deferred"
 
 
-def _release(deps: DeliveryDependencies, key: MessageKey, run: int) -> None:
+def _release(deps: DeliveryDependencies, key: MessageKey, run: int, owner: str) -> None:
     """Best effort: when the release fails too, the lease simply runs out and the queue redelivers."""
     try:
-        deps.repository.release_claim(key, run)
+        deps.repository.release_claim(key, run, (owner,))
     except RelayError:
         logger.exception("Could not release the delivery lease")
+
+
+def finish_run(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]:
+    """A lane's ending step: MarkFailed (the message FAILED) or GiveBack (`giveUp`: the run gave up)."""
+    return give_up_run(event, deps) if event.get("giveUp") else fail_message(event, deps)
+
+
+def give_up_run(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]:
+    """A lane run that gives up (an internal error outlasted its retries, a hand-off that failed)
+    releases its lease and makes the message due now: the reconciler re-drives it within one round
+    instead of when the run's long lease would have ended. Only the run that owns it can."""
+    key = MessageKey(event["senderId"], event["messageId"])
+    run = int(event.get("run", 0))
+    deps.repository.release_claim(key, run, run_tokens(event), due_at=int(time.time()))
+    return {"outcome": "released"}
 
 
 # -- one attempt ------------------------------------------------------------------------------------
@@ -436,9 +476,19 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
         if head.is_expired(now):
             # MarkFailed records the result of an interrupted attempt together with FAILED.
             raise DeliveryRejected("expired: the message passed its expiry before it could be delivered")
+        tokens = run_tokens(event)
+        if not head.owned_by(*tokens):
+            if not consistent:
+                continue
+            # Another run (or the reconciler) took the message: this one stops before it sends.
+            return {"outcome": "skipped", "status": head.status.value}
+        epoch = int(now.timestamp())
+        if head.attempt_in_flight(epoch):
+            # This run's earlier step may still be sending (a retried invocation): never twice at once.
+            raise DeliveryThrottled("an earlier attempt of this message may still be sending")
         blocked = _blocked_by(deps, stored)
         if blocked is not None:
-            if pause(deps.repository, head, blocked, deps.breaker.policy) is None:
+            if pause(deps.repository, head, blocked, deps.breaker.policy, owner=tokens) is None:
                 return {"outcome": "skipped", "status": None}
             # The run ends here (its lease is given back); the message keeps its attempts.
             raise DeliveryPaused(f"target {blocked.origin} is {blocked.state.value}")
@@ -448,7 +498,9 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
             raise DeliveryThrottled(f"the target is at its limit; room in {permit.seconds:.2f} s")
         try:
             started = _attempt_started(head, now, str(event.get("lane", "fast")), str(event.get("executionArn", "")))
-            begun = deps.repository.begin_attempt(head, started, _interrupted(head, now))
+            lease = attempt_lease(deps, stored, epoch)
+            handed, own = tokens[0], tokens[-1]
+            begun = deps.repository.begin_attempt(head, started, _interrupted(head, now), (handed, own), lease, epoch)
             if begun is not None:
                 lane, retry_count = str(event.get("lane", "fast")), int(event.get("retryCount") or 0)
                 return _send(deps, StoredMessage(begun, stored.content), lane, retry_count)
@@ -586,7 +638,7 @@ def _record_delivered(deps: DeliveryDependencies, head: MessageHead, response: D
         # The target took the request (2xx status line) but what followed was broken: say so.
         details["anomaly"] = response.anomaly[:SNIPPET_CHARS]
     delivered = Event(EventType.DELIVERED, finished_at, head.run, head.attempts, details)
-    if deps.repository.finish_delivered(head.key, head.run, delivered) is None:
+    if deps.repository.finish_delivered(head.key, head.run, delivered, head.owner) is None:
         return  # a retried step: the first one recorded it
     metrics.add_metric(name=Metric.DELIVERED, unit=MetricUnit.Count, value=1)
     metrics.add_metric(
@@ -631,7 +683,7 @@ def _attempt_failed(
     due_at = head.lease_until or int(now.timestamp()) + deps.settings.redrive_after_seconds
     reason = retry_reason[:SNIPPET_CHARS] if retry_reason else None
     try:
-        deps.repository.record_failed_attempt(head.key, head.run, failed, reason, due_at)
+        deps.repository.record_failed_attempt(head.key, head.run, failed, reason, due_at, head.owner)
     except RelayError:
         logger.exception("Could not record the failed attempt")
 
@@ -677,7 +729,7 @@ def fail_message(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str,
         now = datetime.now(UTC)
         events = [e for e in (_interrupted(head, now),) if e is not None]
         events.append(Event(EventType.FAILED, now, run, head.attempts, {"reason": reason}))
-        updated = deps.repository.finish_failed(head, reason, events)
+        updated = deps.repository.finish_failed(head, reason, events, run_tokens(event))
         head = updated or deps.repository.get_head(key) or head
     if head.status != Status.FAILED or head.run != run:
         return {"outcome": "skipped"}
@@ -715,8 +767,12 @@ def move_to_slow_lane(event: dict[str, Any], deps: DeliveryDependencies) -> dict
         head.attempts,
         {"executionArn": execution_arn, "reason": failure_reason(event)},
     )
-    # Lease, due time and event first (a retried step finds them and only starts the run).
-    deps.repository.hand_to_slow_lane(head, int(now.timestamp()) + deps.settings.slow_lane_lease_seconds, name, moved)
+    # Lease, ownership, due time and event first (a retried step finds them and only starts the run).
+    lease_until = int(now.timestamp()) + deps.settings.slow_lane_lease_seconds
+    if deps.repository.hand_to_slow_lane(head, lease_until, name, moved, run_tokens(event)) is None:
+        current = deps.repository.get_head(key)
+        if current is None or current.owner != name:
+            return {"outcome": "skipped"}  # another run (or the reconciler) owns the message now
     payload = run_input(key, run)
     wait_seconds = _deferral_seconds(event)
     if wait_seconds is not None:

@@ -146,6 +146,25 @@ def _redrive_if_never_enqueued(
         repository.set_due(head.key, int(now.timestamp()))
 
 
+# (sender, minute) pairs this process has recorded: one put per sender and minute per warm function.
+_ACTIVE: set[tuple[str, int]] = set()
+
+
+def _note_activity(repository: MessageRepository, sender_id: str, now: datetime, settings: Settings) -> None:
+    """Record the sender as active this minute before its message is stored, so the reconciler's
+    sweep finds a message whose ingest run dies before its enqueue (operations.sweep_unclaimed)."""
+    minute = int(now.timestamp()) // 60
+    if (sender_id, minute) in _ACTIVE:
+        return
+    if len(_ACTIVE) > 10_000:
+        _ACTIVE.clear()
+    # Kept a day past the sweep's window: the sweep reads minutes at most an hour old.
+    repository.note_sender_active(
+        sender_id, now, int(now.timestamp()) + max(86_400, settings.redrive_after_seconds * 4)
+    )
+    _ACTIVE.add((sender_id, minute))
+
+
 def store_step(
     state: dict[str, Any], repository: MessageRepository, settings: Settings, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -156,6 +175,7 @@ def store_step(
     now = now or datetime.now(UTC)
     ttl = int(now.timestamp()) + settings.ttl_seconds
 
+    _note_activity(repository, key.sender_id, now, settings)
     if not repository.put_content(key, state["message"], content_hash, ttl):
         head = repository.get_head(key)
         if head is not None:

@@ -9,3 +9,6 @@ stack loads this module too.
 MESSAGE_PREFIX = "MSG#"
 TARGET_PREFIX = "TARGET#"
 REPLAY_JOB_PREFIX = "REPLAY#"
+# Which senders accepted messages in which minute (written once per sender and minute at ingest):
+# the reconciler's sweep of never-claimed messages reads these instead of every sender.
+ACTIVITY_PREFIX = "ACTIVE#"

@@ -24,6 +24,11 @@ class Metric(StrEnum):
     REPLAYED = "MessagesReplayed"
     CANCELLED = "MessagesCancelled"
     REDRIVEN = "MessagesRedriven"
+    # A message re-driven past the re-drive budget without progress: Relay's own trouble (alarmed;
+    # the message keeps being re-driven with backoff, never FAILED for it).
+    STUCK = "MessagesStuck"
+    # A part of a reconciler round, or one due message, raised; the round went on.
+    RECONCILER_ERRORS = "ReconcilerErrors"
     # A delivery found no signing secret for its sender: a configuration error an operator fixes.
     SIGNING_SECRET_MISSING = "SigningSecretMissing"
     # An attempt waited for its target's rate or concurrency limit (functions/shared/targets.py).

@@ -130,6 +130,16 @@ class MessageHead:
     results: int = 0
     # The last run whose ENQUEUED is recorded (-1: none yet).
     enqueued_run: int = -1
+    # The fencing token of the run (or dispatcher) that holds the message: its claim and every
+    # hand-off write it, and every attempt, result, pause and release write is conditional on it.
+    owner: str | None = None
+    # Until when the counted attempt without a result may still be sending (nobody else may
+    # attempt before, nor call it interrupted).
+    attempt_lease_until: int | None = None
+    # The attempts count when the head's run began (a replay starts a run with none of its own).
+    run_attempt_base: int = 0
+    # How many overflow items hold events older than `events` (the head keeps the recent ones).
+    overflow_chunks: int = 0
 
     @property
     def expires_at(self) -> datetime:
@@ -144,6 +154,22 @@ class MessageHead:
 
     def leased(self, now_epoch: int) -> bool:
         return self.lease_until is not None and self.lease_until > now_epoch
+
+    @property
+    def run_attempts(self) -> int:
+        """The attempts the head's current run has counted (its own retry budget is spent on these)."""
+        return self.attempts - self.run_attempt_base
+
+    def attempt_in_flight(self, now_epoch: int) -> bool:
+        """A counted attempt whose sender may still be waiting for the target's answer."""
+        return (
+            self.unresolved_attempt is not None
+            and self.attempt_lease_until is not None
+            and self.attempt_lease_until > now_epoch
+        )
+
+    def owned_by(self, *tokens: str) -> bool:
+        return self.owner is not None and self.owner in tokens
 
     @property
     def unresolved_attempt(self) -> int | None:

@@ -36,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from functions.shared import aws
 from functions.shared.clock import iso
 from functions.shared.exceptions import StorageError, StorageUnavailable
+from functions.shared.key_prefixes import ACTIVITY_PREFIX
 from functions.shared.model import (
     IN_FLIGHT_STATUSES,
     UNFINISHED_STATUSES,
@@ -228,6 +229,10 @@ def _decode_head(item: dict[str, Any]) -> MessageHead:
         last_error=str(item["err"]) if item.get("err") else None,
         results=int(item.get("n", 0)),
         enqueued_run=int(item.get("q", -1)),
+        owner=str(item["o"]) if item.get("o") else None,
+        attempt_lease_until=int(item["al"]) if "al" in item else None,
+        run_attempt_base=int(item.get("ab", 0)),
+        overflow_chunks=int(item.get("eo", 0)),
     )
 
 
@@ -243,6 +248,10 @@ def _encode_content(message: dict[str, Any]) -> bytes:
 
 def _decode_content(item: dict[str, Any]) -> MessageContent:
     return MessageContent(json.loads(zlib.decompress(item["z"]).decode("utf-8")))
+
+
+def _activity_partition(at: datetime) -> str:
+    return f"{ACTIVITY_PREFIX}{epoch_ms(at) // 60_000}"
 
 
 def _sender_partition(sender_id: str) -> str:
@@ -324,6 +333,14 @@ class _Update:
     def when_lease_free(self, now: int) -> _Update:
         lease = self.name("l")
         return self.when(f"(attribute_not_exists({lease}) OR {lease} < {self.value('now', now)})")
+
+    def when_no_attempt_in_flight(self, now: int) -> _Update:
+        lease = self.name("al")
+        return self.when(f"(attribute_not_exists({lease}) OR {lease} < {self.value('attemptNow', now)})")
+
+    def when_owner(self, *tokens: str) -> _Update:
+        labels = ", ".join(self.value(f"own{index}", token) for index, token in enumerate(dict.fromkeys(tokens)))
+        return self.when(f"{self.name('o')} IN ({labels})")
 
     def when_attempts(self, attempts: int) -> _Update:
         return self.when(f"{self.name('a')} = {self.value('expectedAttempts', attempts)}")
@@ -450,9 +467,44 @@ class MessageRepository:
 
     def iter_due(self, shard: str, due_before: int, page_size: int = 100) -> Iterator[MessageKey]:
         """Every due head of a shard, page by page (the reconciler walks them all each round)."""
-        condition = "dueShard = :shard AND dueAt <= :now"
-        for page in self._query_keys(DUE_INDEX, condition, {":shard": shard, ":now": due_before}, page_size):
+        for page in self.iter_due_pages(shard, due_before, page_size):
             yield from page
+
+    def iter_due_pages(self, shard: str, due_before: int, page_size: int = 100) -> Iterator[list[MessageKey]]:
+        """The due heads of a shard, earliest due first, a page at a time."""
+        condition = "dueShard = :shard AND dueAt <= :now"
+        yield from self._query_keys(DUE_INDEX, condition, {":shard": shard, ":now": due_before}, page_size)
+
+    # -- sender activity (the reconciler's sweep) ----------------------------------------------
+
+    def note_sender_active(self, sender_id: str, at: datetime, ttl: int) -> None:
+        """Record that `sender_id` accepted a message in `at`'s minute (a plain put: idempotent)."""
+        item = {"pk": _activity_partition(at), "sk": sender_id, "ttl": ttl}
+        self._call("put_item", Item=to_item(item))
+
+    def active_senders(self, since: datetime, until: datetime) -> Iterator[str]:
+        """The senders that accepted messages in [since, until] (each once), minute by minute."""
+        seen: set[str] = set()
+        minute = epoch_ms(since) // 60_000
+        while minute <= epoch_ms(until) // 60_000:
+            start: dict[str, Any] | None = None
+            while True:
+                kwargs: dict[str, Any] = {
+                    "KeyConditionExpression": "pk = :pk",
+                    "ExpressionAttributeValues": to_item({":pk": f"{ACTIVITY_PREFIX}{minute}"}),
+                    "ProjectionExpression": "sk",
+                }
+                if start:
+                    kwargs["ExclusiveStartKey"] = start
+                response = self._call("query", **kwargs)
+                for item in map(from_item, response.get("Items", [])):
+                    if item["sk"] not in seen:
+                        seen.add(item["sk"])
+                        yield str(item["sk"])
+                start = response.get("LastEvaluatedKey")
+                if not start:
+                    break
+            minute += 1
 
     def iter_accepted(self, sender_id: str, since: datetime, until: datetime) -> Iterator[MessageKey]:
         """A sender's messages accepted in [since, until], oldest first (the bySender index, keys only)."""
@@ -595,112 +647,181 @@ class MessageRepository:
         started: Event | None,
         interrupted: Event | None = None,
         due_at: int | None = None,
+        owner: str | None = None,
+        attempt_lease_until: int | None = None,
     ) -> MessageHead | None:
         """Take the single delivery lease of the head's run; None when another run holds it or it is over.
 
-        The same write records ENQUEUED (the run's first claim) and, for an inline first attempt,
-        counts the attempt and records ATTEMPT_STARTED (after the result of an interrupted one).
+        The same write records ENQUEUED (the run's first claim), hands the message to `owner` (the
+        fencing token every later write of this delivery must show) and, for an inline first
+        attempt, counts the attempt and records ATTEMPT_STARTED (after the result of an interrupted
+        one). Refused while an earlier attempt may still be sending. A claim is progress: the
+        reconciler's re-drive count starts again.
         """
         update = _Update().assign("l", lease_until)
-        update.when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_lease_free(now)
-        update.when_attempts(head.attempts)
+        update.when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_lease_free(now).when_no_attempt_in_flight(now)
+        update.when_attempts(head.attempts).remove("rd")
+        if owner is not None:
+            update.assign("o", owner)
         events = [event for event in (enqueued, interrupted, started) if event is not None]
         if enqueued is not None:
             update.assign("q", head.run)
         if due_at is not None:
             update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
         if started is not None:
-            self._count_attempt(update, head, started, interrupted)
+            self._count_attempt(update, head, started, interrupted, attempt_lease_until)
         if events:
             update.append_events(events, _last_attempt_arn(head))
         return self._apply(head.key, update)
 
     @staticmethod
-    def _count_attempt(update: _Update, head: MessageHead, started: Event, interrupted: Event | None) -> None:
+    def _count_attempt(
+        update: _Update, head: MessageHead, started: Event, interrupted: Event | None, attempt_lease_until: int | None
+    ) -> None:
         update.add("a", 1).assign("s", Status.DELIVERING.value).assign("u", epoch_ms(started.at))
+        if attempt_lease_until is not None:
+            update.assign("al", attempt_lease_until)
         if interrupted is not None:
             update.assign("n", head.attempts)
 
-    def begin_attempt(self, head: MessageHead, started: Event, interrupted: Event | None) -> MessageHead | None:
-        """Count an attempt and record ATTEMPT_STARTED; None when the run is stale or it was counted."""
+    def begin_attempt(
+        self,
+        head: MessageHead,
+        started: Event,
+        interrupted: Event | None,
+        owner: tuple[str, str],
+        attempt_lease_until: int,
+        now: int,
+    ) -> MessageHead | None:
+        """Count an attempt and record ATTEMPT_STARTED; None when the run is stale, it was counted,
+        another run owns the message or an earlier attempt may still be sending.
+
+        `owner` is (the token the run was handed, the run's own token): the first attempt of a run
+        takes the message over under its own token, so a second run started under the same name
+        (an at-least-once start) is fenced out before it sends.
+        """
         update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_attempts(head.attempts)
-        self._count_attempt(update, head, started, interrupted)
+        update.when_owner(*owner).when_no_attempt_in_flight(now).assign("o", owner[1]).remove("rd")
+        self._count_attempt(update, head, started, interrupted, attempt_lease_until)
         update.append_events([e for e in (interrupted, started) if e is not None], _last_attempt_arn(head))
         return self._apply(head.key, update)
 
-    def _when_attempt_open(self, update: _Update, run: int, attempt: int) -> _Update:
+    def _when_attempt_open(self, update: _Update, run: int, attempt: int, owner: str | None) -> _Update:
+        """The attempt's result is not recorded yet. A cancel that landed while it was in flight does
+        not hide it: the result is still recorded (after the CANCELLED event)."""
         results = update.name("n")
         update.when_run(run).when_attempts(attempt)
-        update.when(f"{update.name('s')} = {update.value('delivering', Status.DELIVERING.value)}")
+        if owner is not None:
+            update.when_owner(owner)
+        update.when_status_in({Status.DELIVERING, Status.CANCELLED})
         return update.when(f"(attribute_not_exists({results}) OR {results} < {update.value('attempt', attempt)})")
 
     def record_failed_attempt(
-        self, key: MessageKey, run: int, failed: Event, retry_reason: str | None, due_at: int
+        self, key: MessageKey, run: int, failed: Event, retry_reason: str | None, due_at: int, owner: str | None = None
     ) -> MessageHead | None:
         """Record attempt `failed.attempt`'s failure; with `retry_reason`, the message is RETRYING.
 
         RETRYING gives the message a due time (the lease's end), so the reconciler watches every
-        retry. None when the result was already recorded (a retried step).
+        retry. None when the result was already recorded (a retried step) or another run owns it.
+        A message cancelled meanwhile stays CANCELLED (its history shows the result).
         """
         assert failed.attempt is not None
-        update = self._when_attempt_open(_Update(), run, failed.attempt)
-        update.assign("n", failed.attempt).assign("u", epoch_ms(failed.at)).append_events([failed])
+        update = self._when_attempt_open(_Update(), run, failed.attempt, owner)
+        update.assign("n", failed.attempt).assign("u", epoch_ms(failed.at)).append_events([failed]).remove("al")
         if retry_reason is not None:
+            # RETRYING only from DELIVERING: a message cancelled meanwhile stays CANCELLED.
+            update.when(f"{update.name('s')} = {update.value('delivering', Status.DELIVERING.value)}")
             update.assign("s", Status.RETRYING.value).assign("err", retry_reason)
             update.set_once("dueAt", due_at).set_once("dueShard", key.due_shard)
-        return self._apply(key, update)
+        result = self._apply(key, update)
+        if result is None and retry_reason is not None:
+            # Cancelled while the attempt was in flight: record the result, keep CANCELLED.
+            return self.record_failed_attempt(key, run, failed, None, due_at, owner)
+        return result
 
-    def finish_delivered(self, key: MessageKey, run: int, delivered: Event) -> MessageHead | None:
-        """DELIVERED with its event; None when the attempt's result is already recorded."""
+    def finish_delivered(
+        self, key: MessageKey, run: int, delivered: Event, owner: str | None = None
+    ) -> MessageHead | None:
+        """DELIVERED with its event; None when the attempt's result is already recorded or another
+        run owns the message. The target took it, so a cancel that landed meanwhile is overtaken:
+        the history shows CANCELLED, then DELIVERED, and the status says what the target did."""
         assert delivered.attempt is not None
-        update = self._when_attempt_open(_Update(), run, delivered.attempt)
+        update = self._when_attempt_open(_Update(), run, delivered.attempt, owner)
         update.assign("s", Status.DELIVERED.value).assign("n", delivered.attempt).assign("u", epoch_ms(delivered.at))
-        update.append_events([delivered]).remove("l", "dueAt", "dueShard", "gsi1pk", "gsi1sk", "err")
+        update.append_events([delivered]).remove("l", "al", "dueAt", "dueShard", "gsi1pk", "gsi1sk", "err")
         return self._apply(key, update)
 
-    def finish_failed(self, head: MessageHead, reason: str, events: Sequence[Event]) -> MessageHead | None:
-        """FAILED with its events (an interrupted attempt's result first); None when already over."""
+    def finish_failed(
+        self, head: MessageHead, reason: str, events: Sequence[Event], owner: tuple[str, ...] = ()
+    ) -> MessageHead | None:
+        """FAILED with its events (an interrupted attempt's result first); None when already over, or
+        when `owner` is given and another run owns the message."""
         at = events[-1].at
         update = _Update().when_run(head.run).when_status_in(UNFINISHED_STATUSES)
+        if owner:
+            update.when_owner(*owner)
         update.assign("s", Status.FAILED.value).assign("err", reason).assign("u", epoch_ms(at)).assign(
             "n", head.attempts
         )
         update.when_attempts(head.attempts)
         update.assign("gsi1pk", _status_partition(head.key.sender_id, Status.FAILED))
         update.assign("gsi1sk", f"{epoch_ms(at)}#{head.key.message_id}")
-        update.append_events(events).remove("l", "dueAt", "dueShard")
+        update.append_events(events).remove("l", "al", "dueAt", "dueShard")
         return self._apply(head.key, update)
 
-    def hand_to_slow_lane(self, head: MessageHead, lease_until: int, name: str, moved: Event) -> MessageHead | None:
-        """Give the lease (and the reconciler's due time) to the slow-lane run; once per run name."""
+    def hand_to_slow_lane(
+        self, head: MessageHead, lease_until: int, name: str, moved: Event, owner: tuple[str, ...] = ()
+    ) -> MessageHead | None:
+        """Give the lease, the ownership (to the slow-lane run `name`) and the reconciler's due time to
+        the slow-lane run; once per run name, and only from the run that owns the message."""
         update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES)
+        if owner:
+            update.when_owner(*owner)
         slow = update.name("sl")
         update.when(f"(attribute_not_exists({slow}) OR {slow} <> {update.value('sl', name)})")
-        update.assign("sl", name).assign("l", lease_until).assign("dueAt", lease_until).assign(
+        update.assign("sl", name).assign("o", name).assign("l", lease_until).assign("dueAt", lease_until).assign(
             "dueShard", head.key.due_shard
         )
         update.append_events([moved])
         return self._apply(head.key, update)
 
-    def release_claim(self, key: MessageKey, run: int) -> None:
-        self._apply(key, _Update().remove("l").when_run(run))
+    def release_claim(self, key: MessageKey, run: int, owner: tuple[str, ...] = (), due_at: int | None = None) -> None:
+        """Give the lease back (a run that gives up, a crashed inline attempt): only its owner may, and
+        with `due_at` the reconciler looks at the message then (a run's end leaves nothing idle)."""
+        update = _Update().remove("l").when_run(run).when_status_in(IN_FLIGHT_STATUSES)
+        if owner:
+            update.when_owner(*owner)
+        if due_at is not None:
+            update.assign("dueAt", due_at).assign("dueShard", key.due_shard)
+        self._apply(key, update)
+
+    def hold_while_waiting(self, head: MessageHead, due_at: int) -> MessageHead | None:
+        """A message waiting for its target's limit (nothing sent): the reconciler leaves it alone until
+        `due_at`, since the queue holds it. Waiting is not trouble: it never counts as a re-drive."""
+        update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES)
+        return self._apply(head.key, update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard))
 
     # -- operations ------------------------------------------------------------------------------
 
     def start_replay(
         self, head: MessageHead, replayed: Event, due_at: int, statuses: frozenset[Status] = REPLAYABLE_STATUSES
     ) -> MessageHead | None:
-        """Begin a new run of a finished message (one of `statuses`); None when it is in another status."""
+        """Begin a new run of a finished message (one of `statuses`); None when it is in another status.
+
+        The run starts with a budget of its own (`ab`: the attempts so far), no owner and no re-drives.
+        """
         update = _Update().when_run(head.run).when_status_in(statuses)
         update.assign("s", Status.PENDING.value).add("r", 1).assign("u", epoch_ms(replayed.at)).assign(
             "n", head.attempts
         )
-        update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
-        update.append_events([replayed]).remove("l", "err", "gsi1pk", "gsi1sk", "sl")
+        update.assign("ab", head.attempts).assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
+        update.append_events([replayed]).remove("l", "al", "o", "rd", "err", "gsi1pk", "gsi1sk", "sl")
         return self._apply(head.key, update)
 
     def cancel(self, head: MessageHead, cancelled: Event) -> MessageHead | None:
-        """Stop a message that has not finished; None when it has (or moved on meanwhile)."""
+        """Stop a message that has not finished; None when it has (or moved on meanwhile).
+
+        An attempt in flight keeps its owner and attempt lease: its result is still recorded."""
         update = _Update().when_run(head.run).when_status_in(UNFINISHED_STATUSES)
         update.assign("s", Status.CANCELLED.value).assign("u", epoch_ms(cancelled.at))
         update.assign("gsi1pk", _status_partition(head.key.sender_id, Status.CANCELLED))
@@ -713,35 +834,47 @@ class MessageRepository:
 
         The lease is checked again here, not only on the head the reconciler read: a run claimed
         in between keeps its lease (removing it would let a queued duplicate start a second run).
+        The owner is cleared: a run that outlived its lease is fenced out of every later write.
         """
         update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_lease_free(now + 1)
+        update.when_no_attempt_in_flight(now)
         redrives = update.name("rd")
         if head.redrives:
             update.when(f"{redrives} = {update.value('redrives', head.redrives)}")
         else:
             update.when(f"attribute_not_exists({redrives})")
-        update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard).add("rd", 1).remove("l")
+        update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard).add("rd", 1).remove("l", "o")
         update.append_events([redriven])
         return self._apply(head.key, update)
 
     # -- circuit breaker (functions/shared/target_health.py) ------------------------------------
 
     def pause(
-        self, head: MessageHead, paused: Event, origin: str, due_at: int, lease_free_at: int | None = None
+        self,
+        head: MessageHead,
+        paused: Event,
+        origin: str,
+        due_at: int,
+        lease_free_at: int | None = None,
+        owner: tuple[str, ...] = (),
     ) -> MessageHead | None:
-        """PAUSED (its target's circuit is open): attempts kept, lease given back, listed under the
-        target's paused range, due at `due_at` (its expiry or the next probe). None when it moved on.
+        """PAUSED (its target's circuit is open): attempts kept, lease and ownership given back, listed
+        under the target's paused range, due at `due_at` (its expiry or the next probe). None when it
+        moved on.
 
-        `lease_free_at`: only when no run holds the lease then (the dispatcher; a lane pauses its own).
+        `lease_free_at`: only when no run holds the lease then (the dispatcher); `owner`: a lane
+        pauses only a message it owns.
         """
         update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_attempts(head.attempts)
         if lease_free_at is not None:
-            update.when_lease_free(lease_free_at)
+            update.when_lease_free(lease_free_at).when_no_attempt_in_flight(lease_free_at)
+        if owner:
+            update.when_owner(*owner)
         update.assign("s", Status.PAUSED.value).assign("u", epoch_ms(paused.at))
         update.assign("gsi1pk", _status_partition(head.key.sender_id, Status.PAUSED))
         update.assign("gsi1sk", _paused_sort(origin, paused.at, head.key))
         update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
-        update.append_events([paused]).remove("l")
+        update.append_events([paused]).remove("l", "o")
         return self._apply(head.key, update)
 
     def resume(self, head: MessageHead, resumed: Event, due_at: int) -> MessageHead | None:
@@ -750,7 +883,7 @@ class MessageRepository:
         update = _Update().when_run(head.run).when_status_in({Status.PAUSED})
         update.assign("s", Status.PENDING.value).assign("u", epoch_ms(resumed.at))
         update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
-        update.append_events([resumed]).remove("gsi1pk", "gsi1sk", "l")
+        update.append_events([resumed]).remove("gsi1pk", "gsi1sk", "l", "o", "rd")
         return self._apply(head.key, update)
 
     def iter_paused(self, sender_id: str, origin: str, page_size: int = 100) -> Iterator[list[MessageHead]]:

@@ -216,11 +216,13 @@ def pause(
     health: TargetHealth,
     policy: BreakerPolicy,
     lease_free_at: int | None = None,
+    owner: tuple[str, ...] = (),
 ) -> MessageHead | None:
     now = datetime.now(UTC)
     epoch = int(now.timestamp())
     event = paused_event(head, health, now)
-    paused = repository.pause(head, event, health.origin, paused_due_at(head, health, policy, epoch), lease_free_at)
+    due_at = paused_due_at(head, health, policy, epoch)
+    paused = repository.pause(head, event, health.origin, due_at, lease_free_at, owner)
     if paused is not None:
         metrics.add_metric(name=Metric.PAUSED, unit=MetricUnit.Count, value=1)
     return paused

@@ -17,7 +17,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.shared.key_prefixes import MESSAGE_PREFIX
+from functions.shared.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
 from stacks.settings import RelaySettings
@@ -68,7 +68,8 @@ class IngestWorkflow(Construct):
         self.dedup.grant([table.table_arn], "dynamodb:GetItem")
         self.dedup.grant_item_writes(table.table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX,))
         self.store.grant([table.table_arn], "dynamodb:GetItem")
-        self.store.grant_item_writes(table.table_arn, "dynamodb:PutItem", prefixes=(MESSAGE_PREFIX,))
+        # Messages, and the sender's activity minute the reconciler's sweep reads.
+        self.store.grant_item_writes(table.table_arn, "dynamodb:PutItem", prefixes=(MESSAGE_PREFIX, ACTIVITY_PREFIX))
         self.enqueue.grant_item_writes(table.table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX,))
         self.enqueue.grant([queue.queue_arn], "sqs:SendMessage")
 

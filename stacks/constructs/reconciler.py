@@ -70,7 +70,8 @@ class Reconciler(Construct):
         # Circuit breaker: targets that closed (BREAKER#RESUMING) and their paused messages are
         # ranges of the sparse byStatus index (queried above); the heads they name are read in one
         # BatchGetItem.
-        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem")
+        # The sweep's senders active per minute are partitions of the table itself (ACTIVE#).
+        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
         self.function.grant_item_writes(
             table.table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, TARGET_PREFIX)
         )
