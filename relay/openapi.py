@@ -469,7 +469,18 @@ def _resource_schemas(message_schema: dict[str, Any]) -> dict[str, dict[str, Any
                 "timestamp": {"type": "string"},
                 "headers": {"type": "object", "additionalProperties": {"type": "string"}},
                 "body": {"type": "string", "description": "The body exactly as it is delivered."},
-                "events": {"type": "array", "items": _ref("Event")},
+                "events": {
+                    "type": "array",
+                    "items": _ref("Event"),
+                    "description": "The history, oldest first. A long history is paged: without `eventsCursor` "
+                    "this is the newest page (its last event is the latest); `eventsCursor` in the answer "
+                    "fetches the page before it.",
+                },
+                "eventsCursor": {
+                    "type": "string",
+                    "description": "Present when earlier events exist: pass it as `?eventsCursor=` for the "
+                    "page of events before this one.",
+                },
                 "executions": {"type": "array", "items": _ref("Execution")},
             },
         },
@@ -835,9 +846,18 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getMessage",
                 "summary": "A message's status and history",
+                "parameters": [
+                    {
+                        "name": "eventsCursor",
+                        "in": "query",
+                        "required": False,
+                        "description": "`eventsCursor` of a previous answer: the page of older events.",
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"},
+                    }
+                ],
                 "responses": {
                     "200": _json_response("The message.", _ref("MessageStatus")),
-                    **_responses("MessageNotFound", *common),
+                    **_responses("MessageNotFound", "QueryInvalid", *common),
                 },
             },
         },

@@ -47,7 +47,8 @@ def _repository() -> MessageRepository:
 
 @app.get("/messages/<message_id>")
 def get_message(message_id: str) -> dict[str, Any]:
-    return operations.get_status(_repository(), _sender(), _message_id(message_id))
+    query = app.current_event.query_string_parameters or {}
+    return operations.get_status(_repository(), _sender(), _message_id(message_id), query.get("eventsCursor"))
 
 
 @app.get("/messages")

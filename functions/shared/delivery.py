@@ -483,9 +483,6 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
             # Another run (or the reconciler) took the message: this one stops before it sends.
             return {"outcome": "skipped", "status": head.status.value}
         epoch = int(now.timestamp())
-        if head.attempt_in_flight(epoch):
-            # This run's earlier step may still be sending (a retried invocation): never twice at once.
-            raise DeliveryThrottled("an earlier attempt of this message may still be sending")
         blocked = _blocked_by(deps, stored)
         if blocked is not None:
             if pause(deps.repository, head, blocked, deps.breaker.policy, owner=tokens) is None:
@@ -500,7 +497,7 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
             started = _attempt_started(head, now, str(event.get("lane", "fast")), str(event.get("executionArn", "")))
             lease = attempt_lease(deps, stored, epoch)
             handed, own = tokens[0], tokens[-1]
-            begun = deps.repository.begin_attempt(head, started, _interrupted(head, now), (handed, own), lease, epoch)
+            begun = deps.repository.begin_attempt(head, started, _interrupted(head, now), (handed, own), lease)
             if begun is not None:
                 lane, retry_count = str(event.get("lane", "fast")), int(event.get("retryCount") or 0)
                 return _send(deps, StoredMessage(begun, stored.content), lane, retry_count)

@@ -55,13 +55,31 @@ def _message_key(sender_id: str, message_id: str) -> MessageKey:
     return MessageKey(sender_id, message_id)
 
 
-def get_status(repository: MessageRepository, sender_id: str, message_id: str) -> dict[str, Any]:
+def get_status(
+    repository: MessageRepository, sender_id: str, message_id: str, events_cursor: str | None = None
+) -> dict[str, Any]:
+    """The message's status and a page of its history, oldest first: the newest page (ending with the
+    latest event) unless `events_cursor` asks for the one before an earlier page."""
+    before = _decode_events_cursor(events_cursor) if events_cursor is not None else None
     stored = repository.get_message(_message_key(sender_id, message_id))
     if stored is None:
         raise MessageNotFound(f"No message '{message_id}'.")
-    view = status_view(stored)
-    view["executions"] = [run.to_dict() for run in message_runs(stored.head.events)]
+    events, earlier = stored.head.events, None
+    if stored.head.overflow_chunks or before is not None:
+        events, earlier = repository.get_history(stored.head, before)
+    view = status_view(stored, events)
+    view["executions"] = [run.to_dict() for run in message_runs(events)]
+    if earlier is not None:
+        view["eventsCursor"] = str(earlier)
     return view
+
+
+def _decode_events_cursor(cursor: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,9}", cursor):
+        raise MessageInvalid(
+            [FieldError("$.eventsCursor", "is not a cursor of this message's history")], "The query is invalid."
+        )
+    return int(cursor)
 
 
 def _invalid_cursor() -> MessageInvalid:

@@ -50,9 +50,21 @@ from functions.shared.model import (
     epoch_ms,
     from_epoch_ms,
 )
+from functions.shared.observability import logger
 
 HEAD_SORT_KEY = "H"
 CONTENT_SORT_KEY = "C"
+# Overflow items: older events moved out of the head (`E#<seq>`, oldest first), so the head, which
+# every transition rewrites and pays for, stays small whatever the history's length.
+OVERFLOW_SORT_PREFIX = "E#"
+# When the head's events pass this many bytes, the older ones move to an overflow item (one extra
+# transactional write per many events): a transition then bills at most 2 WRU.
+HEAD_EVENTS_MAX_BYTES = 1200
+# What the head keeps after a move: the recent events, up to these bytes and this many.
+HEAD_EVENTS_KEEP_BYTES = 500
+HEAD_EVENTS_KEEP = 8
+# Events shown by one page of a message's history.
+HISTORY_PAGE_EVENTS = 500
 SENDER_INDEX = "bySender"
 STATUS_INDEX = "byStatus"
 DUE_INDEX = "due"
@@ -180,6 +192,34 @@ def _encode_event(event: Event, previous_arn: str | None = None) -> dict[str, An
             continue
         stored[_DETAIL_CODES.get(name, name)] = value
     return stored
+
+
+def _encode_events(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """Events as stored, standing alone: an execution ARN is elided only after the same one."""
+    encoded, previous_arn, previous_run = [], None, None
+    for event in events:
+        if event.run != previous_run:
+            previous_arn, previous_run = None, event.run
+        encoded.append(_encode_event(event, previous_arn))
+        if event.type == EventType.ATTEMPT_STARTED:
+            arn = event.details.get("executionArn")
+            previous_arn = str(arn) if arn else None
+    return encoded
+
+
+def _events_bytes(stored: Sequence[dict[str, Any]]) -> int:
+    return len(json.dumps(stored, separators=(",", ":"), default=str))
+
+
+def _kept_count(stored: Sequence[dict[str, Any]]) -> int:
+    """How many of the newest events the head keeps when older ones move out (at least one)."""
+    kept, size = 0, 0
+    for event in reversed(stored):
+        size += _events_bytes([event])
+        if kept >= 1 and (kept >= HEAD_EVENTS_KEEP or size > HEAD_EVENTS_KEEP_BYTES):
+            break
+        kept += 1
+    return kept
 
 
 def _decode_events(stored: Sequence[dict[str, Any]]) -> tuple[Event, ...]:
@@ -394,7 +434,80 @@ class MessageRepository:
             if _is_condition_failure(error):
                 return None
             raise
-        return _decode_head(from_item(response["Attributes"]))
+        item = from_item(response["Attributes"])
+        if _events_bytes(item.get("ev", [])) > HEAD_EVENTS_MAX_BYTES:
+            self._move_old_events(key, item)
+        return _decode_head(item)
+
+    def _move_old_events(self, key: MessageKey, item: dict[str, Any]) -> None:
+        """Move the head's older events to the next overflow item, in one transaction with the head
+        (conditional on the head's events being exactly those read, so no appended event is lost and
+        no two writers move the same ones). Best effort: when it fails, a later write moves them."""
+        stored = item["ev"]
+        kept = _kept_count(stored)
+        if kept >= len(stored):
+            return
+        events = _decode_events(stored)  # every execution ARN filled in
+        moved, retained = _encode_events(events[:-kept]), _encode_events(events[-kept:])
+        seq = int(item.get("eo", 0))
+        overflow = {"pk": key.partition_key, "sk": f"{OVERFLOW_SORT_PREFIX}{seq:08d}", "ev": moved, "ttl": item["ttl"]}
+        update = _Update().assign("ev", retained).assign("eo", seq + 1)
+        update.when(f"size({update.name('ev')}) = {update.value('count', len(stored))}")
+        chunks = update.name("eo")
+        if seq:
+            update.when(f"{chunks} = {update.value('seq', seq)}")
+        else:
+            update.when(f"attribute_not_exists({chunks})")
+        head_update = {
+            "TableName": self.table_name,
+            "Key": self._key(key),
+            "UpdateExpression": update.expression(),
+            "ConditionExpression": " AND ".join(["attribute_exists(pk)", *update.conditions]),
+            "ExpressionAttributeNames": update.names,
+            "ExpressionAttributeValues": to_item(update.values),
+        }
+        put = {
+            "TableName": self.table_name,
+            "Item": to_item(overflow),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+        try:
+            self._client.transact_write_items(TransactItems=[{"Put": put}, {"Update": head_update}])
+        except (ClientError, BotoCoreError):
+            logger.warning("Could not move a head's older events out; a later write does", extra=key.to_dict())
+
+    def get_history(
+        self, head: MessageHead, before_chunk: int | None = None, page_events: int = HISTORY_PAGE_EVENTS
+    ) -> tuple[tuple[Event, ...], int | None]:
+        """A page of a message's history, oldest first: the newest page (ending with the head's latest
+        event) or, with `before_chunk`, the page before that overflow item; and the cursor of the page
+        before it (None when this page starts with the first event)."""
+        stored: list[dict[str, Any]] = [] if before_chunk is not None else _encode_events(head.events)
+        chunk = (head.overflow_chunks if before_chunk is None else min(before_chunk, head.overflow_chunks)) - 1
+        while chunk >= 0 and len(stored) < page_events:
+            response = self._call(
+                "query",
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":pk": head.key.partition_key,
+                        ":first": f"{OVERFLOW_SORT_PREFIX}{0:08d}",
+                        ":last": f"{OVERFLOW_SORT_PREFIX}{chunk:08d}",
+                    }
+                ),
+                ScanIndexForward=False,
+                Limit=min(25, chunk + 1),
+            )
+            items = [from_item(found) for found in response.get("Items", [])]
+            if not items:
+                chunk = -1
+                break
+            for found in items:
+                if len(stored) >= page_events:
+                    break
+                stored = list(found.get("ev", [])) + stored
+                chunk = int(str(found["sk"])[len(OVERFLOW_SORT_PREFIX) :]) - 1
+        return _decode_events(stored), (chunk + 1 if chunk >= 0 else None)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -691,17 +804,18 @@ class MessageRepository:
         interrupted: Event | None,
         owner: tuple[str, str],
         attempt_lease_until: int,
-        now: int,
     ) -> MessageHead | None:
-        """Count an attempt and record ATTEMPT_STARTED; None when the run is stale, it was counted,
-        another run owns the message or an earlier attempt may still be sending.
+        """Count an attempt and record ATTEMPT_STARTED; None when the run is stale, it was counted or
+        another run owns the message.
 
         `owner` is (the token the run was handed, the run's own token): the first attempt of a run
         takes the message over under its own token, so a second run started under the same name
         (an at-least-once start) is fenced out before it sends.
         """
         update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_attempts(head.attempts)
-        update.when_owner(*owner).when_no_attempt_in_flight(now).assign("o", owner[1]).remove("rd")
+        # An unresolved attempt under this owner is this run's own earlier one (its result write
+        # failed): the run went on, so it is recorded as interrupted. Other owners wait for `al`.
+        update.when_owner(*owner).assign("o", owner[1]).remove("rd")
         self._count_attempt(update, head, started, interrupted, attempt_lease_until)
         update.append_events([e for e in (interrupted, started) if e is not None], _last_attempt_arn(head))
         return self._apply(head.key, update)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from functions.shared.clock import iso
-from functions.shared.model import EventType, MessageHead, StoredMessage
+from functions.shared.model import Event, EventType, MessageHead, StoredMessage
 
 
 def head_summary(head: MessageHead) -> dict[str, Any]:
@@ -21,7 +22,8 @@ def head_summary(head: MessageHead) -> dict[str, Any]:
     }
 
 
-def status_view(stored: StoredMessage) -> dict[str, Any]:
+def status_view(stored: StoredMessage, events: Sequence[Event] | None = None) -> dict[str, Any]:
+    """The whole view; `events` is the page of the history to show (the head's recent ones if None)."""
     head, content = stored.head, stored.content
     view: dict[str, Any] = {
         **head_summary(head),
@@ -44,5 +46,5 @@ def status_view(stored: StoredMessage) -> dict[str, Any]:
     for optional in ("timestamp", "headers", "body"):
         if optional in content.message:
             view[optional] = content.message[optional]
-    view["events"] = [event.to_dict() for event in head.events]
+    view["events"] = [event.to_dict() for event in (head.events if events is None else events)]
     return view

@@ -181,6 +181,8 @@ class DeliveryWorkflow(Construct):
         self.dispatcher.grant([table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem")
         self.dispatcher.grant_item_writes(table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, TARGET_PREFIX))
         inline = settings.first_attempt == FirstAttempt.INLINE
+        if not inline:  # (inline, its attempt grants below include it)
+            self.dispatcher.grant_history_moves(table_arn)
         # A first attempt answered with a long Retry-After goes straight to the slow lane (inline only).
         lanes = [self.fast_lane.state_machine_arn] + ([self.slow_lane.state_machine_arn] if inline else [])
         self.dispatcher.grant(lanes, "states:StartExecution")
@@ -197,10 +199,12 @@ class DeliveryWorkflow(Construct):
 
         self.finalize.grant([table_arn], "dynamodb:GetItem")
         self.finalize.grant_item_writes(table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, TARGET_PREFIX))
+        self.finalize.grant_history_moves(table_arn)
         self.finalize.grant([self.failed_queue.queue_arn], "sqs:SendMessage")
 
         self.handoff.grant([table_arn], "dynamodb:GetItem")
         self.handoff.grant_item_writes(table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, TARGET_PREFIX))
+        self.handoff.grant_history_moves(table_arn)
         self.handoff.grant([self.slow_lane.state_machine_arn], "states:StartExecution")
 
         self.functions = {
@@ -217,6 +221,7 @@ class DeliveryWorkflow(Construct):
         a write lost to another holder) and the sender's signing secret."""
         function.grant([table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem")
         function.grant_item_writes(table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, TARGET_PREFIX))
+        function.grant_history_moves(table_arn)
         sender_secrets = Stack.of(self).format_arn(
             service="secretsmanager",
             resource="secret",

@@ -21,6 +21,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from functions.shared.key_prefixes import MESSAGE_PREFIX
 from functions.shared.metric_names import SERVICE_NAME
 from stacks.nag import acknowledge
 
@@ -132,6 +133,11 @@ class RelayFunction(Construct):
         """Allow DynamoDB `actions` on the items whose partition key starts with one of `prefixes`
         only (`dynamodb:LeadingKeys`): a function's writes stay within the kinds of item it owns."""
         self.grant([table_arn], *actions, leading_keys=[f"{prefix}*" for prefix in prefixes])
+
+    def grant_history_moves(self, table_arn: str) -> None:
+        """A function that appends events to a message's head also moves its older events to an
+        overflow item of the same message when the head grows (one transaction, a PutItem in it)."""
+        self.grant_item_writes(table_arn, "dynamodb:PutItem", prefixes=(MESSAGE_PREFIX,))
 
     def grant(self, resource_arns: list[str], *actions: str, leading_keys: list[str] | None = None) -> None:
         """Allow exactly `actions` on exactly `resource_arns` (no index or sub-resource wildcards);

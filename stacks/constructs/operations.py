@@ -66,7 +66,8 @@ class Operations(Construct):
             [f"{table.table_arn}/index/{SENDER_INDEX}", f"{table.table_arn}/index/{STATUS_INDEX}"],
             "dynamodb:Query",
         )
-        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem")
+        # A long history's older pages: the message's overflow items (a Query of its own partition).
+        self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
         # Targets (functions/shared/targets.py): PUT writes a target's limits, DELETE removes them and
         # its flow state; GET lists them from the byStatus index (granted above) and reads the states.

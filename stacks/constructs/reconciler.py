@@ -75,6 +75,7 @@ class Reconciler(Construct):
         self.function.grant_item_writes(
             table.table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, TARGET_PREFIX)
         )
+        self.function.grant_history_moves(table.table_arn)
         self.function.grant([queue.queue_arn, failed_queue.queue_arn], "sqs:SendMessage")
         # Dispatches that failed too often land in the dead-letter queue; each round takes them back.
         self.function.grant([dead_letter_queue.queue_arn], "sqs:ReceiveMessage", "sqs:DeleteMessage")

@@ -88,6 +88,7 @@ class BulkReplay(Construct):
         self.function.grant_item_writes(
             table.table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, REPLAY_JOB_PREFIX)
         )
+        self.function.grant_history_moves(table.table_arn)
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
 
         # The api function: counting the matches uses the byStatus index and BatchGetItem it already

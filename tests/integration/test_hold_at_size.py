@@ -1,0 +1,264 @@
+"""Hold at size: waiting never FAILs a message, a long history stays bounded, a second run never
+sends twice, a cancel never hides an attempt's result, a run that gives up leaves nothing idle, and
+one bad message never stalls the reconciler.
+
+Runs `relay dev` in-process (real handlers, real state machines on moto) with the re-drive window
+compressed to one second, so a backlog outlasts many windows within a test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from functions.shared.config import get_settings
+from functions.shared.delivery import dependencies, finish_run
+from functions.shared.model import MessageKey, Status
+from functions.shared.operations import MAX_REDRIVES, reconcile
+from functions.shared.queue import DeliveryQueue
+from functions.shared.repository import HEAD_SORT_KEY, MessageRepository
+from relay.admin import SenderAdmin
+from relay.client import RelayClient
+from relay.local.runtime import LocalRelay
+from relay.local.targets import TargetServer
+from tests.conftest import make_message
+from tests.support import wait_for
+
+POLICY = {
+    "fastLane": {"intervalSeconds": 1, "maxAttempts": 1},
+    "slowLane": {"initialWaitSeconds": 1, "intervalSeconds": 1, "maxAttempts": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[LocalRelay]:
+    with LocalRelay(
+        port=0,
+        time_scale=0.01,
+        policy=POLICY,
+        reconcile_every_seconds=0.5,
+        environment={"RELAY_REDRIVE_AFTER_SECONDS": "1"},
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(relay: LocalRelay) -> RelayClient:
+    assert relay.local is not None
+    return RelayClient(relay.url, token=SenderAdmin(relay.local.table_name).create("holder")["token"])
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[TargetServer]:
+    with TargetServer() as server:
+        yield server
+
+
+def _message(target: TargetServer, path: str, **overrides: Any) -> dict[str, Any]:
+    return make_message(senderId="holder", targetUrl=f"{target.url}{path}", **overrides)
+
+
+def _head_item(message_id: str) -> dict[str, Any]:
+    key = MessageKey("holder", message_id)
+    table = get_settings().table_name
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=table, Key={"pk": {"S": key.partition_key}, "sk": {"S": HEAD_SORT_KEY}}
+    )["Item"]
+    return dict(item)
+
+
+def test_a_backlog_that_outlasts_many_redrive_windows_is_delivered_not_failed(
+    client: RelayClient, target: TargetServer
+) -> None:
+    # Given a target limited to 2 messages a second, one at a time, and a re-drive window of 1 s
+    path = "/ok/backlog"
+    assert client.put_target(target.url, 2, 1).status == 200
+    try:
+        messages = [_message(target, path) for _ in range(16)]
+        # When 16 messages are sent at once (a backlog of ~8 s: about 8 re-drive windows)
+        for message in messages:
+            assert client.send(message).status == 202
+        records = [wait_for(client, m["messageId"], timeout=90) for m in messages]
+    finally:
+        client.delete_target(target.url)
+    # Then every one is DELIVERED at its first attempt, and the target got each exactly once
+    assert {r["status"] for r in records} == {"DELIVERED"}
+    assert {r["attempts"] for r in records} == {1}
+    assert len(target.requests_to(path)) == len(messages)
+
+
+def test_a_long_history_keeps_the_head_small_and_pages_the_events(client: RelayClient, target: TargetServer) -> None:
+    # Given a delivered message
+    message = _message(target, "/ok/replayed")
+    assert client.send(message).status == 202
+    wait_for(client, message["messageId"])
+    # When it is replayed 40 times, each replay delivered
+    for _ in range(40):
+        assert client.replay(message["messageId"]).status == 202
+        wait_for(client, message["messageId"], ("DELIVERED",))
+    record = client.status(message["messageId"]).body
+    # Then the head stays small (its older events moved out) and GET ends with the latest DELIVERED
+    head = _head_item(message["messageId"])
+    assert len(str(head)) < 2500
+    assert record["events"][-1]["type"] == "DELIVERED"
+    assert record["run"] == 40
+    # And the pages before it, fetched with eventsCursor, reach the first event, oldest first
+    events = list(record["events"])
+    cursor = record.get("eventsCursor")
+    assert cursor is not None
+    while cursor is not None:
+        page = client.request("GET", f"/messages/{message['messageId']}?eventsCursor={cursor}").body
+        events = list(page["events"]) + events
+        cursor = page.get("eventsCursor")
+    assert events[0]["type"] == "RECEIVED"
+    assert [e["type"] for e in events].count("REPLAYED") == 40
+    assert [e["type"] for e in events].count("DELIVERED") == 41
+    assert [e["at"] for e in events] == sorted(e["at"] for e in events)
+
+
+def test_a_cancel_during_an_attempt_does_not_hide_its_result(client: RelayClient, target: TargetServer) -> None:
+    # Given a message whose target takes 2 s to answer 200
+    message = _message(target, "/slow/2000")
+    assert client.send(message).status == 202
+    wait_for(client, message["messageId"], ("DELIVERING",), timeout=20)
+    # When it is cancelled while the attempt is in flight
+    assert client.cancel(message["messageId"]).status == 200
+    record = wait_for(client, message["messageId"], ("DELIVERED",), timeout=20)
+    # Then the history shows the cancel, then the attempt's result; the status is what the target did
+    types = [event["type"] for event in record["events"]]
+    assert types[-3:] == ["ATTEMPT_STARTED", "CANCELLED", "DELIVERED"]
+    assert record["status"] == "DELIVERED"
+
+
+def test_two_runs_of_one_message_send_once_and_record_one_result(
+    relay: LocalRelay, client: RelayClient, target: TargetServer
+) -> None:
+    # Given a message that has just been claimed for a fast-lane run named "race" (as the dispatcher does)
+    assert relay.local is not None
+    message = _message(target, "/slow/500/503", retry={"maxAttempts": 5})
+    assert client.send(message).status == 202
+    wait_for(client, message["messageId"], ("RETRYING",), timeout=20)
+    key = MessageKey("holder", message["messageId"])
+    repository = MessageRepository(get_settings().table_name)
+    head = repository.get_head(key)
+    assert head is not None and head.owner
+    sent_before = len(target.requests_to("/slow/500/503"))
+    # When two runs under that name (an at-least-once start) attempt it at the same moment
+    base = {"senderId": "holder", "messageId": message["messageId"], "run": head.run, "lane": "fast"}
+    results: list[Any] = []
+
+    def run(arn: str) -> None:
+        payload = {**base, "owner": head.owner, "executionArn": arn}
+        results.append(relay.local.invoke("relay-deliver", payload))  # type: ignore[union-attr]
+
+    threads = [threading.Thread(target=run, args=(f"arn:race:{n}",)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then at most one request reached the target and one result was recorded for it
+    time.sleep(0.2)
+    sent = len(target.requests_to("/slow/500/503")) - sent_before
+    after = repository.get_head(key)
+    assert after is not None
+    assert sent <= 1
+    assert after.attempts - head.attempts == sent
+    assert after.results == after.attempts
+
+
+def test_a_run_that_gives_up_releases_its_lease_and_is_due_now(client: RelayClient, target: TargetServer) -> None:
+    # Given a message held by a slow-lane run with a long lease
+    message = _message(target, "/fail", retry={"maxAttempts": 20})
+    assert client.send(message).status == 202
+    key = MessageKey("holder", message["messageId"])
+    repository = MessageRepository(get_settings().table_name)
+    deadline = time.monotonic() + 30
+    head = repository.get_head(key)
+    while time.monotonic() < deadline and (head is None or not (head.owner or "").startswith("relay")):
+        time.sleep(0.05)
+        head = repository.get_head(key)
+    assert head is not None and head.owner
+    # When a run that does not own it gives up, nothing changes; when the owner gives up, it is released
+    deps = dependencies(get_settings())
+    stranger = {**key.to_dict(), "run": head.run, "giveUp": True, "owner": "someone-else"}
+    finish_run(stranger, deps)
+    assert repository.get_head(key).lease_until == head.lease_until  # type: ignore[union-attr]
+    owner = {**key.to_dict(), "run": head.run, "giveUp": True, "owner": head.owner}
+    finish_run(owner, deps)
+    released = repository.get_head(key)
+    assert released is not None and not released.is_terminal
+    assert released.lease_until is None
+    assert released.due_at is not None and released.due_at <= int(time.time()) + 1
+    client.cancel(message["messageId"])
+
+
+def test_one_bad_message_does_not_stall_the_reconciler(
+    relay: LocalRelay, client: RelayClient, target: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two messages that are due now, the first of which breaks the reconciler's read
+    repository = MessageRepository(get_settings().table_name)
+    keys = []
+    for _ in range(2):
+        message = _message(target, "/ok/due")
+        assert client.send(message).status == 202
+        wait_for(client, message["messageId"])
+        keys.append(MessageKey("holder", message["messageId"]))
+    epoch = int(time.time())
+    for key in keys:
+        repository.set_due(key, epoch - 5)
+    real_get_head = repository.get_head
+
+    def broken(key: MessageKey, consistent: bool = True) -> Any:
+        if key == keys[0]:
+            raise RuntimeError("a head no one can read")
+        return real_get_head(key, consistent)
+
+    monkeypatch.setattr(repository, "get_head", broken)
+    settings = get_settings()
+    # When a round runs
+    counts = reconcile(repository, DeliveryQueue(settings.queue_url), settings, lambda event: None, sweep=False)
+    # Then the error is counted, the other message is handled (finished: its due time cleared) and
+    # the bad one is pushed back instead of blocking the next round
+    assert counts["errors"] >= 1
+    assert real_get_head(keys[1]).due_at is None  # type: ignore[union-attr]
+    pushed = real_get_head(keys[0])
+    assert pushed is not None and pushed.due_at is not None and pushed.due_at > epoch
+
+
+def test_redrives_past_the_budget_back_off_and_never_fail_a_message(relay: LocalRelay, target: TargetServer) -> None:
+    # Given a message that Relay re-drove many times without progress (nothing claims it)
+    repository = MessageRepository(get_settings().table_name)
+    settings = get_settings()
+    key = MessageKey("holder", f"stuck-{time.time_ns()}")
+    from functions.shared.model import Event, EventType
+
+    now = datetime.now(UTC)
+    received = Event(EventType.RECEIVED, now, 0, None, {})
+    assert repository.put_content(key, _message(target, "/ok"), "h", int(now.timestamp()) + 3600)
+    assert repository.create_head(key, "h", "rq", now, int(now.timestamp()) + 3600, received)
+    sent: list[MessageKey] = []
+
+    class Queue:
+        def send(self, message_key: MessageKey, run: int = 0) -> None:
+            sent.append(message_key)
+
+    # When the reconciler re-drives it more than the re-drive budget
+    for _ in range(MAX_REDRIVES + 3):
+        repository.set_due(key, int(time.time()) - 1)
+        head = repository.get_head(key)
+        assert head is not None
+        from functions.shared.operations import _reconcile_one
+
+        _reconcile_one(repository, Queue(), settings, lambda event: pytest.fail("FAILED"), head, datetime.now(UTC))  # type: ignore[arg-type]
+    # Then it is still PENDING, re-driven every time, with a growing delay past the budget
+    head = repository.get_head(key)
+    assert head is not None and head.status == Status.PENDING
+    assert len(sent) == MAX_REDRIVES + 3
+    assert head.redrives == MAX_REDRIVES + 3
+    assert head.due_at is not None and head.due_at - int(time.time()) > settings.redrive_after_seconds * 4
