@@ -268,8 +268,8 @@ def test_a_target_health_item_expires_a_day_after_the_messages_it_counted(
 def test_an_attempt_in_flight_when_the_target_opened_does_not_close_it_by_succeeding(
     client: RelayClient, down: TargetServer
 ) -> None:
-    # Given a message whose attempt is under way (the target holds it 700 ms, then answers 200)
-    path = "/slow/700"
+    # Given a message whose attempt is under way (the target holds it 500 ms, then answers 200)
+    path = "/slow/500"
     message = send(client, f"{down.url}{path}")
     deadline = time.monotonic() + 30
     while not down.requests_to(path) and time.monotonic() < deadline:
