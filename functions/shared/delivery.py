@@ -523,7 +523,9 @@ def _blocked_by(deps: DeliveryDependencies, stored: StoredMessage) -> TargetHeal
 
 def _target_answered(deps: DeliveryDependencies, stored: StoredMessage, failed: bool) -> None:
     """Tell the breaker: a retryable failure is counted (one ADD); a success closes or resets it
-    only when the warm function knows of failures. Best effort: delivery never fails on it."""
+    only when the warm function knows of failures, and closes an open target only if the attempt
+    started after it opened (its ATTEMPT_STARTED time, as the head `_send` was given records it).
+    Best effort: delivery never fails on it."""
     origin = _target(stored)
     if origin is None:
         return
@@ -532,7 +534,9 @@ def _target_answered(deps: DeliveryDependencies, stored: StoredMessage, failed: 
         if failed:
             deps.breaker.failed(sender, origin, message_id)
         else:
-            deps.breaker.succeeded(sender, origin)
+            started = stored.head.last_event(EventType.ATTEMPT_STARTED)
+            at = int(started.at.timestamp()) if started and started.attempt == stored.head.attempts else None
+            deps.breaker.succeeded(sender, origin, message_id, at)
     except RelayError:
         logger.exception("Could not record the target's health")
 

@@ -7,12 +7,22 @@ run ends) or HALF_OPEN (one paused message, the probe, is on its way). The state
     CLOSED --(threshold consecutive failed attempts)--> OPEN
     OPEN --(probe due: the reconciler re-drives one paused message)--> HALF_OPEN
     HALF_OPEN --(the probe fails)--> OPEN, the next probe later (doubling, capped)
-    any --(an attempt succeeds, or `relay targets resume`)--> CLOSED, every paused message re-driven
+    OPEN/HALF_OPEN --(the probe succeeds, or `relay targets resume`)--> CLOSED, every paused message
+        re-driven
+
+Only a success that says the target answers *now* closes it: the probe's, or one of an attempt
+that started KNOWN_OPEN_AFTER_SECONDS after the target opened (every warm function knew it was open
+by then, so such an attempt went ahead on purpose). A success of an attempt that started before the
+open, or soon after it on a warm function's cache from before it, is stale: it closes nothing,
+resets nothing. The close is a conditional write on the attempt's start time (and the probe's
+identity), so no cache, however old, can close a target it has not seen open. Without this a busy,
+mostly failing target (100 attempts/s, 90% failing) opens and closes every few seconds: the
+successes of the attempts in flight when it opened each closed it and re-drove its paused messages.
 
 No cost on the common path: failures are counted on the failure path only (one atomic ADD), a
 success writes only when the warm function knows of failures, and whether a target is open is
 read at most every CACHE_SECONDS per target per warm function. "Consecutive" is therefore as a
-warm function knows it within that age; a success anywhere resets the count.
+warm function knows it within that age; a success anywhere resets the count of a CLOSED target.
 """
 
 from __future__ import annotations
@@ -43,6 +53,11 @@ if TYPE_CHECKING:
 
 # How long a warm function trusts what it read of a target's health.
 CACHE_SECONDS = 5.0
+# An attempt that started this long after its target opened went ahead knowing it was open (every
+# warm function's cache was read after the open by then, an eventually consistent read's lag
+# included): its success closes the target. One that started earlier may have gone ahead on a
+# cache read before the open, and its success says nothing about the target now.
+KNOWN_OPEN_AFTER_SECONDS = int(CACHE_SECONDS) + 1
 
 
 class BreakerState(StrEnum):
@@ -109,6 +124,15 @@ class TargetHealth:
             )
         return None
 
+    def closed_by(self, message_id: str, started_at: int) -> bool:
+        """Whether the success of `message_id`'s attempt that started at `started_at` (epoch seconds)
+        closes this target: the probe's (HALF_OPEN, it is the probe, started after the open) or one
+        started KNOWN_OPEN_AFTER_SECONDS after the open. The store's close is conditional on the same."""
+        if self.state == BreakerState.CLOSED or self.opened_at is None or started_at < self.opened_at:
+            return False
+        probe = self.state == BreakerState.HALF_OPEN and message_id == self.probe_message
+        return probe or started_at >= self.opened_at + KNOWN_OPEN_AFTER_SECONDS
+
     def to_dict(self) -> dict[str, Any]:
         view: dict[str, Any] = {"origin": self.origin, "state": self.state.value, "consecutiveFailures": self.failures}
         if self.opened_at is not None:
@@ -124,11 +148,16 @@ class TargetBreaker:
     """The breaker as a warm function sees it: a short-lived cache over the health items."""
 
     def __init__(
-        self, store: TargetHealthRepository, policy: BreakerPolicy, clock: Callable[[], float] = time.monotonic
+        self,
+        store: TargetHealthRepository,
+        policy: BreakerPolicy,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.policy = policy
         self._clock = clock
+        self._wall_clock = wall_clock
         self._cache: dict[tuple[str, str], tuple[float, TargetHealth]] = {}
         self._lock = threading.Lock()
 
@@ -157,7 +186,7 @@ class TargetBreaker:
 
     def failed(self, sender_id: str, origin: str, message_id: str) -> TargetHealth:
         """Count a failed attempt (a retryable failure of the target); open the target at the threshold."""
-        now = int(time.time())
+        now = int(self._wall_clock())
         counted = self.store.add_failure(sender_id, origin)
         opened = counted.after_failure(self.policy, message_id, now)
         if opened is None:
@@ -171,24 +200,33 @@ class TargetBreaker:
         )
         return self._remember(opened)
 
-    def succeeded(self, sender_id: str, origin: str) -> bool:
-        """An attempt got through: reset the count (if this function knows of one) or close the
-        target. True when this call closed it (its paused messages are then re-driven)."""
+    def succeeded(self, sender_id: str, origin: str, message_id: str, started_at: int | None) -> bool:
+        """An attempt of `message_id` that started at `started_at` (epoch seconds) got through: reset
+        the count (if this function knows of one) or close the target, if this success may (see
+        TargetHealth.closed_by; an unknown start is stale). True when this call closed it (its
+        paused messages are then re-driven)."""
         known = self.health(sender_id, origin)
         if known.state == BreakerState.CLOSED and known.failures == 0:
             return False
-        closed = False
-        if known.state == BreakerState.CLOSED and self.store.reset_failures(sender_id, origin):
-            pass
-        elif (
-            known.state != BreakerState.CLOSED
-            or self.store.get(sender_id, origin, consistent=True).state != BreakerState.CLOSED
-        ) and self.store.close(sender_id, origin, resuming=True):
-            closed = True
+        if known.state == BreakerState.CLOSED:
+            if self.store.reset_failures(sender_id, origin):
+                self._remember(TargetHealth(sender_id, origin))
+                return False
+            # Not CLOSED with failures any more: closed and reset meanwhile, or opened meanwhile.
+            known = self._remember(self.store.get(sender_id, origin, consistent=True))
+            if known.state == BreakerState.CLOSED:
+                return False
+        if started_at is None:
+            logger.warning("A success with no known start closes nothing", extra={"origin": origin})
+        elif self.store.close(sender_id, origin, message_id, started_at, resuming=True):
             metrics.add_metric(name=Metric.TARGET_CLOSED, unit=MetricUnit.Count, value=1)
             logger.info("Target is CLOSED again: its paused messages are re-driven", extra={"origin": origin})
-        self._remember(TargetHealth(sender_id, origin))
-        return closed
+            self._remember(TargetHealth(sender_id, origin, resuming=True))
+            return True
+        # A stale success (it started before the open, or on a cache from before it), or the target
+        # closed meanwhile: it closes nothing, and this function learns the target's health as it is.
+        self._remember(self.store.get(sender_id, origin, consistent=True))
+        return False
 
 
 # -- pausing and resuming messages (the data-access calls are MessageRepository's) ------------------

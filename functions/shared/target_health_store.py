@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from functions.shared.repository import MessageRepository, _Update, from_item, to_item
-from functions.shared.target_health import BreakerState, TargetHealth
+from functions.shared.target_health import KNOWN_OPEN_AFTER_SECONDS, BreakerState, TargetHealth
 from functions.shared.targets import target_partition
 
 if TYPE_CHECKING:
@@ -124,15 +124,26 @@ class TargetHealthRepository:
         update.when(f"{update.name('np')} <= {update.value('now', now)}")
         return self._update(health.sender_id, health.origin, update) is not None
 
-    def close(self, sender_id: str, origin: str, resuming: bool) -> bool:
-        """CLOSED with no failures, from OPEN or HALF_OPEN; with `resuming`, listed for the reconciler
-        to re-drive its paused messages. False when it was CLOSED already."""
+    def close(self, sender_id: str, origin: str, message_id: str, started_at: int, resuming: bool) -> bool:
+        """CLOSED with no failures, from OPEN or HALF_OPEN, by the success of `message_id`'s attempt
+        that started at `started_at` (epoch seconds), if that success may close it (as
+        TargetHealth.closed_by): it started after the target opened and is the probe, or it started
+        KNOWN_OPEN_AFTER_SECONDS after the open. With `resuming`, listed for the reconciler to re-drive
+        its paused messages. False when it was CLOSED already or the success is stale."""
         update = _Update().assign("st", BreakerState.CLOSED.value).assign("f", 0).remove("np", "pm", "pr", "oa")
         if resuming:
             _listed(update, RESUMING_PARTITION, sender_id, origin)
         else:
             update.remove("gsi1pk", "gsi1sk")
-        update.when(f"{update.name('st')} <> {update.value('closed', BreakerState.CLOSED.value)}")
+        state, opened_at = update.name("st"), update.name("oa")
+        update.when(f"{state} <> {update.value('closed', BreakerState.CLOSED.value)}")
+        update.when(f"{opened_at} <= {update.value('started', started_at)}")
+        probe = (
+            f"({state} = {update.value('half', BreakerState.HALF_OPEN.value)}"
+            f" AND {update.name('pm')} = {update.value('probe', message_id)})"
+        )
+        known = f"{opened_at} <= {update.value('known', started_at - KNOWN_OPEN_AFTER_SECONDS)}"
+        update.when(f"({probe} OR {known})")
         return self._update(sender_id, origin, update) is not None
 
     def force_close(self, sender_id: str, origin: str) -> TargetHealth:

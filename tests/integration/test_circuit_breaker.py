@@ -3,7 +3,11 @@ moto, delivering over real HTTP to local targets (functions/shared/target_health
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import random
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +21,13 @@ from functions.shared.config import (
     BREAKER_THRESHOLD_VARIABLE,
     get_settings,
 )
-from functions.shared.target_health import BreakerState, origin_of
+from functions.shared.target_health import (
+    KNOWN_OPEN_AFTER_SECONDS,
+    BreakerPolicy,
+    BreakerState,
+    TargetBreaker,
+    origin_of,
+)
 from functions.shared.target_health_store import HEALTH_SORT_KEY, TargetHealthRepository, target_partition
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
@@ -253,3 +263,117 @@ def test_a_target_health_item_expires_a_day_after_the_messages_it_counted(
     assert abs(int(item["ttl"]["N"]) - expected) < 120
     down.heal("down")
     assert wait_until_terminal(client, message, timeout=60)["status"] == "DELIVERED"
+
+
+def test_an_attempt_in_flight_when_the_target_opened_does_not_close_it_by_succeeding(
+    client: RelayClient, down: TargetServer
+) -> None:
+    # Given a message whose attempt is under way (the target holds it 500 ms, then answers 200)
+    path = "/slow/500"
+    message = send(client, f"{down.url}{path}")
+    deadline = time.monotonic() + 30
+    while not down.requests_to(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert down.requests_to(path), "the attempt never reached the target"
+    # And its target opening meanwhile (other messages' failures, in the delivery functions' breaker)
+    breaker = delivery.dependencies(get_settings()).breaker
+    for _ in range(THRESHOLD):
+        breaker.failed("dev", origin_of(down.url), "another-message")
+    assert health(down).state == BreakerState.OPEN
+    # When that attempt, started before the open, gets through
+    record = wait_until_terminal(client, message, timeout=30)
+    assert record["status"] == "DELIVERED"
+    # Then the target stays open: only a probe (or an attempt started once the open was known) closes it
+    assert health(down).state in (BreakerState.OPEN, BreakerState.HALF_OPEN)
+    assert client.resume_target(down.url).status == 200
+
+
+@pytest.mark.usefixtures("relay")
+def test_the_store_closes_an_open_target_only_for_the_probe_or_an_attempt_started_after_the_open() -> None:
+    store = TargetHealthRepository.from_settings(get_settings())
+    origin, now = f"https://opened-{uuid.uuid4().hex[:8]}.example", 1_800_000_000
+    # Given a target opened at `now` by its failures
+    breaker = TargetBreaker(store, BreakerPolicy(THRESHOLD, 10, 60), wall_clock=lambda: now)
+    for _ in range(THRESHOLD):
+        breaker.failed("dev", origin, "m")
+    opened = store.get("dev", origin, consistent=True)
+    assert (opened.state, opened.opened_at) == (BreakerState.OPEN, now)
+    # Then the success of an attempt started before the open does not close it, nor one started on a
+    # warm function's cache from before the open
+    assert not store.close("dev", origin, "in-flight", now - 1, resuming=True)
+    assert not store.close("dev", origin, "cached", now + KNOWN_OPEN_AFTER_SECONDS - 1, resuming=True)
+    # And once the probe is on its way, another message's success soon after the open still does not
+    assert store.start_probe(opened, "probe", now + 10, now + 20)
+    assert not store.close("dev", origin, "cached", now + 1, resuming=True)
+    assert store.get("dev", origin, consistent=True).state == BreakerState.HALF_OPEN
+    # When the probe's attempt succeeds, it closes (its paused messages listed for re-driving)
+    assert store.close("dev", origin, "probe", now + 10, resuming=True)
+    closed = store.get("dev", origin, consistent=True)
+    assert (closed.state, closed.failures, closed.opened_at, closed.resuming) == (BreakerState.CLOSED, 0, None, True)
+    # And a success on a target that is CLOSED already writes nothing
+    assert not store.close("dev", origin, "probe", now + 10, resuming=True)
+    store.finish_resume("dev", origin)
+
+
+@pytest.mark.usefixtures("relay")
+def test_a_busy_mostly_failing_target_stays_open_until_the_probe_succeeds() -> None:
+    """100 attempts/s from 8 warm functions (each with its own cache) to a target failing 90% of them,
+    each attempt taking up to 2 s, on the real health store with a simulated clock: the successes of
+    the attempts in flight when it opened, and of those started on caches from before the open, used
+    to close it and re-drive its paused messages every few seconds."""
+    store = TargetHealthRepository.from_settings(get_settings())
+    sender, origin = "dev", f"https://flaky-{uuid.uuid4().hex[:8]}.example"
+    rate, failing, heal_after, duration = 100, 0.9, 12.0, 16.0
+    policy = BreakerPolicy(failure_threshold=20, probe_after_seconds=1, max_probe_after_seconds=2)
+    start = 1_800_000_000.0
+    now = [start]
+    functions = [TargetBreaker(store, policy, clock=lambda: now[0], wall_clock=lambda: now[0]) for _ in range(8)]
+    rng = random.Random(16)
+    # (ends at, sequence, function, message, started at, succeeds)
+    in_flight: list[tuple[float, int, int, str, float, bool]] = []
+    sequence = itertools.count()
+    closes: list[tuple[float, str]] = []
+    stale_successes = 0
+    states: list[tuple[float, BreakerState]] = []
+    probes = 0
+
+    def begin(index: int, message_id: str, succeeds: bool, takes: float) -> None:
+        if functions[index].blocking(sender, origin, message_id) is None:
+            heapq.heappush(in_flight, (now[0] + takes, next(sequence), index, message_id, now[0], succeeds))
+
+    # Given the target's traffic, and the reconciler sending a probe whenever one is due
+    for slot in range(int(duration * rate)):
+        at = start + slot / rate
+        while in_flight and in_flight[0][0] <= at:
+            ends, _, index, message_id, started, succeeds = heapq.heappop(in_flight)
+            now[0] = ends
+            if not succeeds:
+                functions[index].failed(sender, origin, message_id)
+                continue
+            opened_at = store.get(sender, origin, consistent=True).opened_at
+            stale_successes += opened_at is not None and int(started) < opened_at + KNOWN_OPEN_AFTER_SECONDS
+            if functions[index].succeeded(sender, origin, message_id, int(started)):
+                closes.append((ends, message_id))
+        now[0] = at
+        healed = at - start >= heal_after
+        if slot % (rate // 2) == 0:
+            health = store.get(sender, origin, consistent=True)
+            states.append((at, health.state))
+            probe = f"probe-{probes}"
+            if health.probe_due(int(at)) and store.start_probe(health, probe, int(at), int(at) + 2):
+                probes += 1
+                begin(probes % len(functions), probe, healed, 0.2)
+        begin(slot % len(functions), f"m{slot}", healed or rng.random() >= failing, rng.uniform(0.05, 2.0))
+
+    # Then it opened, and stale successes came back while it was open
+    opened = [at for at, state in states if state != BreakerState.CLOSED]
+    assert opened and opened[0] - start < heal_after / 2, states
+    assert stale_successes >= 5, stale_successes
+    # And it stayed open (or probing) from then until the target healed: no OPEN -> CLOSED transition
+    # but the one of the probe that succeeded
+    assert len(closes) == 1, closes
+    assert all(state != BreakerState.CLOSED for at, state in states if opened[0] <= at < start + heal_after), states
+    [(closed_at, closer)] = closes
+    assert closer.startswith("probe-") and closed_at >= start + heal_after
+    assert store.get(sender, origin, consistent=True).state == BreakerState.CLOSED
+    store.finish_resume(sender, origin)

@@ -9,6 +9,7 @@ import pytest
 
 from functions.shared.target_health import (
     CACHE_SECONDS,
+    KNOWN_OPEN_AFTER_SECONDS,
     BreakerPolicy,
     BreakerState,
     TargetBreaker,
@@ -118,15 +119,28 @@ class FakeStore:
         self.health[(sender_id, origin)] = TargetHealth(sender_id, origin)
         return True
 
-    def close(self, sender_id: str, origin: str, resuming: bool) -> bool:
+    def close(self, sender_id: str, origin: str, message_id: str, started_at: int, resuming: bool) -> bool:
+        """Conditional, like the real store's: only a success that may close it (TargetHealth.closed_by)."""
         self.calls.append("close")
+        if not self.get(sender_id, origin).closed_by(message_id, started_at):
+            return False
         self.health[(sender_id, origin)] = TargetHealth(sender_id, origin, resuming=resuming)
         return True
 
+    def start_probe(self, health: TargetHealth, message_id: str, now: int, deadline: int) -> bool:
+        current = self.health[(health.sender_id, health.origin)]
+        if current.state == BreakerState.CLOSED or (current.next_probe_at or 0) > now:
+            return False
+        probing = replace(current, state=BreakerState.HALF_OPEN, probe_message=message_id, next_probe_at=deadline)
+        self.health[(health.sender_id, health.origin)] = probing
+        return True
 
-def breaker(store: FakeStore, clock: list[float]) -> TargetBreaker:
+
+def breaker(store: FakeStore, clock: list[float], wall: list[float] | None = None) -> TargetBreaker:
     fake: Any = store
-    return TargetBreaker(fake, POLICY, clock=lambda: clock[0])
+    if wall is None:
+        return TargetBreaker(fake, POLICY, clock=lambda: clock[0])
+    return TargetBreaker(fake, POLICY, clock=lambda: clock[0], wall_clock=lambda: wall[0])
 
 
 def test_healthy_target_costs_one_read_per_cache_age_and_no_write_on_success() -> None:
@@ -136,7 +150,7 @@ def test_healthy_target_costs_one_read_per_cache_age_and_no_write_on_success() -
     # When many messages go to it and succeed within the cache's age
     for _ in range(100):
         assert warm.blocking("s", "https://t", "m") is None
-        assert warm.succeeded("s", "https://t") is False
+        assert warm.succeeded("s", "https://t", "m", NOW) is False
     # Then the health was read once and never written
     assert store.calls == ["get"]
     # And read again only once the cache is older than its age
@@ -145,18 +159,24 @@ def test_healthy_target_costs_one_read_per_cache_age_and_no_write_on_success() -
     assert store.calls == ["get", "get"]
 
 
-def test_failures_are_counted_open_the_target_and_a_success_closes_it() -> None:
-    store, clock = FakeStore(), [0.0]
-    warm = breaker(store, clock)
-    # When attempts fail up to the threshold (one ADD each)
+def open_by_failures(warm: TargetBreaker) -> None:
     for _ in range(POLICY.failure_threshold):
         warm.failed("s", "https://t", "m")
-    # Then the target is OPEN and blocks at once in this function (a fresh read confirms it)
+
+
+def test_failures_are_counted_open_the_target_and_the_probes_success_closes_it() -> None:
+    store, clock, wall = FakeStore(), [0.0], [float(NOW)]
+    warm = breaker(store, clock, wall)
+    # When attempts fail up to the threshold (one ADD each)
+    open_by_failures(warm)
+    # Then the target is OPEN since now and blocks at once in this function (a fresh read confirms it)
     assert store.calls.count("add") == 3 and "open" in store.calls
     blocked = warm.blocking("s", "https://t", "m")
-    assert blocked is not None and blocked.state == BreakerState.OPEN
-    # When an attempt gets through (a probe, or one in flight)
-    assert warm.succeeded("s", "https://t") is True
+    assert blocked is not None and (blocked.state, blocked.opened_at) == (BreakerState.OPEN, NOW)
+    # When the reconciler sends a probe and its attempt gets through
+    assert store.start_probe(blocked, "probe", NOW + 10, NOW + 20)
+    assert warm.blocking("s", "https://t", "probe") is None
+    assert warm.succeeded("s", "https://t", "probe", NOW + 10) is True
     # Then it is CLOSED, listed for its paused messages to be re-driven
     assert store.health[("s", "https://t")].state == BreakerState.CLOSED
     assert store.health[("s", "https://t")].resuming
@@ -166,19 +186,61 @@ def test_a_success_after_some_failures_resets_the_count_once() -> None:
     store, clock = FakeStore(), [0.0]
     warm = breaker(store, clock)
     warm.failed("s", "https://t", "m")
-    assert warm.succeeded("s", "https://t") is False
-    assert warm.succeeded("s", "https://t") is False
+    assert warm.succeeded("s", "https://t", "m", NOW) is False
+    assert warm.succeeded("s", "https://t", "m", NOW) is False
     assert store.calls == ["add", "reset"]
 
 
-def test_a_success_closes_a_target_another_function_opened_meanwhile() -> None:
-    # Given a warm function that saw a failure, and a target another function has opened since
+@pytest.mark.parametrize(
+    ("state", "message_id", "started_at", "closes"),
+    [
+        # started before the open: stale, whatever it is
+        (BreakerState.OPEN, "m", NOW - 1, False),
+        (BreakerState.HALF_OPEN, "probe", NOW - 1, False),
+        # the probe, started after the open
+        (BreakerState.HALF_OPEN, "probe", NOW + 60, True),
+        # another message, started soon after the open (on a warm function's cache from before it)
+        (BreakerState.OPEN, "m", NOW, False),
+        (BreakerState.HALF_OPEN, "m", NOW + KNOWN_OPEN_AFTER_SECONDS - 1, False),
+        # another message, started when every warm function knew the target was open
+        (BreakerState.OPEN, "m", NOW + KNOWN_OPEN_AFTER_SECONDS, True),
+        (BreakerState.HALF_OPEN, "m", NOW + 60, True),
+        # a CLOSED target has nothing to close
+        (BreakerState.CLOSED, "m", NOW + 60, False),
+    ],
+)
+def test_only_a_success_that_started_after_the_open_was_known_or_the_probes_closes_it(
+    state: BreakerState, message_id: str, started_at: int, closes: bool
+) -> None:
+    # Given a target opened at NOW (HALF_OPEN: with "probe" on its way)
+    health = TargetHealth("s", "https://t", state=state, opened_at=NOW, probe_message="probe", failures=20)
+    # Then a success closes it only if it says the target answers now
+    assert health.closed_by(message_id, started_at) is closes
+
+
+def test_a_success_of_an_attempt_started_before_the_open_does_not_close_it() -> None:
+    # Given a warm function that saw a failure, and a target another function has opened since (at NOW)
     store, clock = FakeStore(), [0.0]
     warm = breaker(store, clock)
     warm.failed("s", "https://t", "m")
-    store.health[("s", "https://t")] = TargetHealth("s", "https://t", state=BreakerState.OPEN, failures=20)
+    opened = TargetHealth("s", "https://t", state=BreakerState.OPEN, failures=20, opened_at=NOW, next_probe_at=NOW + 10)
+    store.health[("s", "https://t")] = opened
     store.reset_failures = lambda sender_id, origin: False  # type: ignore[method-assign]  # not CLOSED
-    # When an attempt in this function gets through
-    closed = warm.succeeded("s", "https://t")
-    # Then the target is closed (its paused messages re-driven)
-    assert closed and store.health[("s", "https://t")].state == BreakerState.CLOSED
+    # When an attempt this function started before the open gets through
+    closed = warm.succeeded("s", "https://t", "in-flight", NOW - 2)
+    # Then the target stays OPEN (nothing reset), and this function now knows it is open
+    assert not closed and store.health[("s", "https://t")] == opened
+    assert warm.blocking("s", "https://t", "next") == opened
+    # When the probe's attempt, started after the open, gets through
+    assert store.start_probe(opened, "probe", NOW + 10, NOW + 20)
+    assert warm.succeeded("s", "https://t", "probe", NOW + 10) is True
+    # Then it closes
+    assert store.health[("s", "https://t")].state == BreakerState.CLOSED
+
+
+def test_a_success_with_no_known_start_closes_nothing() -> None:
+    store, clock = FakeStore(), [0.0]
+    opened = TargetHealth("s", "https://t", state=BreakerState.HALF_OPEN, opened_at=NOW, probe_message="probe")
+    store.health[("s", "https://t")] = opened
+    assert breaker(store, clock).succeeded("s", "https://t", "probe", None) is False
+    assert store.health[("s", "https://t")] == opened and "close" not in store.calls
