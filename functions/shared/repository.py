@@ -473,8 +473,11 @@ class MessageRepository:
         }
         try:
             self._client.transact_write_items(TransactItems=[{"Put": put}, {"Update": head_update}])
-        except (ClientError, BotoCoreError):
-            logger.warning("Could not move a head's older events out; a later write does", extra=key.to_dict())
+        except (ClientError, BotoCoreError) as error:
+            logger.warning(
+                "Could not move a head's older events out; a later write does",
+                extra={**key.to_dict(), "error": type(error).__name__, "reason": str(error)[:300]},
+            )
 
     def get_history(
         self, head: MessageHead, before_chunk: int | None = None, page_events: int = HISTORY_PAGE_EVENTS

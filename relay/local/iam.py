@@ -109,7 +109,12 @@ def _dynamodb(operation: str, params: dict[str, Any]) -> list[Request]:
         return [Request(f"dynamodb:{operation}", _dynamodb_table(name)) for name in params.get("RequestItems", {})]
     if operation == "TransactWriteItems":
         return [
-            Request(f"dynamodb:{_TRANSACT_ACTIONS[kind]}", _dynamodb_table(body["TableName"]))
+            # Each item is authorized as its own action, with its own partition key (LeadingKeys).
+            Request(
+                f"dynamodb:{_TRANSACT_ACTIONS[kind]}",
+                _dynamodb_table(body["TableName"]),
+                _leading_keys(body.get("Key") or body.get("Item") or {}),
+            )
             for item in params.get("TransactItems", [])
             for kind, body in item.items()
         ]
