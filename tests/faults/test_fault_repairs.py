@@ -295,8 +295,11 @@ def test_message_redriven_after_its_slow_lane_run_died_gets_a_new_slow_lane_run(
     interrupted = None if unresolved is None else Event(AF, now, head.run, unresolved, {"error": INTERRUPTED})
     arn = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:express:relay-delivery-fast:redrive-test:1"
     started = Event(AS, now, head.run, head.attempts + 1, {"lane": "fast", "executionArn": arn})
-    assert repository.begin_attempt(head, started, interrupted) is not None
-    outcome = delivery.move_to_slow_lane({**key.to_dict(), "run": 0, "reason": "test"}, deps)
+    # (the run it was handed to, under the dead run's token, takes it over under its own ARN)
+    assert head.owner is not None
+    assert repository.begin_attempt(head, started, interrupted, (head.owner, arn), int(now.timestamp()) + 60)
+    event = {**key.to_dict(), "run": 0, "reason": "test", "owner": "redrive-test", "executionArn": arn}
+    outcome = delivery.move_to_slow_lane(event, deps)
     # Then a new slow-lane run starts (the dead one's name is not reused)
     assert outcome["outcome"] == "MOVED_TO_SLOW_LANE"
     assert outcome["executionArn"] != first.exec_arn
@@ -327,7 +330,7 @@ def test_redrive_keeps_the_lease_of_a_run_claimed_after_the_reconciler_read_the_
     after = repository.get_head(key)
     assert after is not None and after.lease_until == head.lease_until
     assert EventType.REDRIVEN not in [event.type for event in after.events]
-    assert repository.claim(after, epoch + 60, epoch, None, None) is None
+    assert repository.claim(after, epoch + 60, epoch, None, None, owner="second-run") is None
     record = wait_until_terminal(relay, message["messageId"])
     assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
 
