@@ -40,6 +40,7 @@ from relay.definitions import (
     render_definition,
     retry_schedule,
 )
+from relay.schedule import delivery_schedule
 from relay.tracing import Tracing
 
 if TYPE_CHECKING:  # importing constructs starts jsii; `relay dev` reads these settings without it
@@ -79,6 +80,8 @@ _POLICY_RANGES: dict[str, tuple[type, float, float]] = {
     "initialWaitSeconds": (int, 0, 99_999_999),
 }
 _JITTER_STRATEGIES = ("FULL", "NONE")
+
+DAY_SECONDS = 86_400
 
 # functions/shared/config.py uses the same defaults when the RELAY_* variables are absent.
 DEFAULT_REDRIVE_AFTER_SECONDS = 300
@@ -295,6 +298,15 @@ class RelaySettings:
                 f"the slow lane's retries may take {self.slow_lane_lease_seconds} s, longer than a STANDARD run "
                 f"may last ({STANDARD_MAX_SECONDS} s): lower {CONTEXT_KEY}.delivery.slowLane"
             )
+        horizon = self.retry_horizon_seconds
+        if self.ttl_days * DAY_SECONDS < horizon:
+            raise SettingsError(
+                f"{CONTEXT_KEY}.ttlDays is {self.ttl_days}, shorter than the retry horizon: a message may be "
+                f"retried for {horizon} s ({horizon / 3600:.1f} h: the delivery schedule's waits in full and each "
+                "of its attempts timing out), and it must not expire while it is still being retried: set "
+                f"{CONTEXT_KEY}.ttlDays to at least {math.ceil(horizon / DAY_SECONDS)}, or shorten "
+                f"{CONTEXT_KEY}.delivery.slowLane"
+            )
 
     @property
     def max_retry_after_seconds(self) -> int:
@@ -360,6 +372,16 @@ class RelaySettings:
             FAIL_PLACEHOLDER: LANE_STEP_TIMEOUT_SECONDS,
             HANDOFF_PLACEHOLDER: LANE_STEP_TIMEOUT_SECONDS,
         }
+
+    @property
+    def retry_horizon_seconds(self) -> int:
+        """How long a message may still be retried after its first attempt: the delivery schedule's
+        horizon (relay/schedule.py, the README's table: every wait in full) with each of its attempts
+        lasting the deliver function's timeout. `ttlDays` must outlast it, or a message could expire
+        (and TTL delete it) while Relay is still retrying it. A target's Retry-After never pushes an
+        attempt past the message's expiry (functions/shared/delivery.retry_delay), so it is not counted."""
+        schedule = delivery_schedule(self.sections.get("delivery"), inline=self.first_attempt == FirstAttempt.INLINE)
+        return math.ceil(schedule.horizon.max_seconds) + len(schedule.attempts) * self.deliver_timeout_seconds
 
     def throttle_schedule(self, lane: str) -> RetrySchedule:
         """What a lane's DeliveryThrottled retrier (a target at its limit) means in time (its `waits`;

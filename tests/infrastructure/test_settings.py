@@ -13,6 +13,7 @@ from infra_support import Synthesized, synthesize
 
 from functions.shared.config import message_schema
 from relay.definitions import DELIVERY_LANES, longest_run, render_definition, retrier_waits, retry_schedule
+from relay.schedule import delivery_schedule
 from stacks.settings import (
     INPUT_OVERHEAD_BYTES,
     MAX_BODY_BYTES_LIMIT,
@@ -398,9 +399,46 @@ def test_fast_lanes_that_fit_an_express_run_are_accepted(raw: dict[str, Any]) ->
     assert settings.fast_lane_run_seconds <= EXPRESS_LIMIT_SECONDS
 
 
-def test_the_readme_states_the_default_fast_lane_bound() -> None:
-    # Given the README's account of the fast lane's bound
+# -- ttlDays covers the retry horizon (issue 16, item 5) ----------------------------------------------
+
+
+def test_the_retry_horizon_is_the_schedules_with_every_attempt_timing_out() -> None:
+    # Given the default settings (12 attempts over 26 h 10 min at most, 25 s per attempt at most)
+    settings = RelaySettings.defaults()
+    schedule = delivery_schedule()
+    # Then the retry horizon is the schedule's longest plus every attempt at the deliver timeout
+    assert settings.retry_horizon_seconds == math.ceil(schedule.horizon.max_seconds) + 12 * 25
+    # And the default retention (30 days) outlasts it by far
+    assert settings.ttl_days * 86_400 > settings.retry_horizon_seconds
+
+
+def test_a_ttl_shorter_than_the_retry_horizon_is_refused_naming_ttl_days() -> None:
+    # Given a one-day retention with the default schedule (about 26 h of retries)
+    # When the settings are read
+    # Then synth refuses them, naming ttlDays and the smallest value that fits
+    with pytest.raises(SettingsError, match=r"relay\.ttlDays is 1, shorter than the retry horizon.*at least 2"):
+        RelaySettings.from_mapping({"ttlDays": 1})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"ttlDays": 2},
+        # A slow lane that gives up within hours fits a day's retention
+        {"ttlDays": 1, "delivery": {"slowLane": {"maxAttempts": 3}}},
+    ],
+)
+def test_a_ttl_that_outlasts_the_retry_horizon_is_accepted(raw: dict[str, Any]) -> None:
+    # Given a retention at least as long as the retries may go on
+    settings = RelaySettings.from_mapping(raw)
+    # Then it is accepted
+    assert settings.ttl_days * 86_400 >= settings.retry_horizon_seconds
+
+
+def test_the_readme_states_the_default_fast_lane_bound_and_retry_horizon() -> None:
+    # Given the README's account of the fast lane's bound and of ttlDays
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     settings = RelaySettings.defaults()
     # Then its figures are the settings' own
     assert f"the bound is {settings.fast_lane_run_seconds:g} s" in readme
+    assert f"{settings.retry_horizon_seconds:,} s with the defaults".replace(",", " ") in readme
