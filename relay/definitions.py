@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,23 @@ class RetrySchedule:
         return self.initial_wait_seconds + sum(self.waits)
 
 
+def retrier_waits(retrier: dict[str, Any]) -> tuple[float, ...]:
+    """The nominal wait before each retry of one ASL retrier (ASL's defaults where a field is absent:
+    IntervalSeconds 1, BackoffRate 2.0, MaxAttempts 3, no MaxDelaySeconds). With FULL jitter each is
+    the longest the wait may be."""
+    interval = float(retrier.get("IntervalSeconds", 1))
+    rate = float(retrier.get("BackoffRate", 2.0))
+    cap = float(retrier.get("MaxDelaySeconds", float("inf")))
+    retries = int(retrier.get("MaxAttempts", 3))
+    # Cap as the waits grow, so large attempt counts or rates cannot overflow.
+    waits: list[float] = []
+    wait = interval
+    for _ in range(retries):
+        waits.append(min(wait, cap))
+        wait = min(wait * rate, cap)
+    return tuple(waits)
+
+
 def retry_schedule(
     file_name: str, policy: dict[str, Any] | None = None, error: str = DELIVERY_RETRY_ERROR
 ) -> RetrySchedule:
@@ -114,20 +132,11 @@ def retry_schedule(
     for state in document["States"].values():
         for retrier in state.get("Retry", []):
             if error in retrier["ErrorEquals"]:
-                interval = float(retrier.get("IntervalSeconds", 1))
-                rate = float(retrier.get("BackoffRate", 2.0))
-                cap = float(retrier.get("MaxDelaySeconds", float("inf")))
-                retries = int(retrier.get("MaxAttempts", 3))
-                # Cap as the waits grow, so large attempt counts or rates cannot overflow.
-                waits: list[float] = []
-                wait = interval
-                for _ in range(retries):
-                    waits.append(min(wait, cap))
-                    wait = min(wait * rate, cap)
+                waits = retrier_waits(retrier)
                 return RetrySchedule(
-                    attempts=retries + 1,
+                    attempts=len(waits) + 1,
                     initial_wait_seconds=initial_wait,
-                    waits=tuple(waits),
+                    waits=waits,
                     # ASL's default is NONE.
                     full_jitter=retrier.get("JitterStrategy", "NONE") == "FULL",
                 )
@@ -148,3 +157,82 @@ def lane_waits_environment(policies: dict[str, dict[str, Any] | None]) -> dict[s
 
 def _waits(schedule: RetrySchedule) -> str:
     return ",".join(str(math.ceil(wait)) for wait in schedule.waits)
+
+
+@dataclass(frozen=True)
+class StateTime:
+    """The longest one state of a run may take, and why (`detail`)."""
+
+    name: str
+    seconds: float
+    detail: str
+
+
+def longest_run(
+    document: dict[str, Any],
+    task_seconds: Callable[[str, dict[str, Any]], float],
+    wait_caps: dict[str, float] | None = None,
+) -> tuple[float, tuple[StateTime, ...]]:
+    """The longest a run of `document` may take, and the states of that longest path.
+
+    Every path from StartAt is followed (Next, a Choice's branches and Default, every Catch), and
+    each state on it takes its worst case: a Task tries once plus every retry of every retrier
+    (each retrier keeps its own count), each try lasting `task_seconds(name, state)` (its function's
+    timeout), plus every retry wait in full (IntervalSeconds x BackoffRate^n, capped by
+    MaxDelaySeconds; FULL jitter waits at most that); a Wait its Seconds, or for a SecondsPath the
+    cap `wait_caps` gives that path. Anything that cannot be bounded this way (a loop, a Wait
+    without a known cap, a Parallel or Map state) raises ValueError rather than be guessed.
+    """
+    states: dict[str, dict[str, Any]] = document["States"]
+    caps = wait_caps or {}
+    longest: dict[str, tuple[float, tuple[StateTime, ...]]] = {}
+    visiting: set[str] = set()
+
+    def state_time(name: str, state: dict[str, Any]) -> StateTime:
+        kind = state["Type"]
+        if kind == "Task":
+            retriers = state.get("Retry", [])
+            retries = sum(int(retrier.get("MaxAttempts", 3)) for retrier in retriers)
+            waits = sum(sum(retrier_waits(retrier)) for retrier in retriers)
+            each = task_seconds(name, state)
+            tries = retries + 1
+            return StateTime(
+                name, tries * each + waits, f"{tries} tries of up to {each:g} s and {waits:g} s of retry waits"
+            )
+        if kind == "Wait":
+            if "Seconds" in state:
+                return StateTime(name, float(state["Seconds"]), f"waits {state['Seconds']} s")
+            path = state.get("SecondsPath")
+            if path in caps:
+                return StateTime(name, caps[path], f"waits {path}, at most {caps[path]:g} s")
+            raise ValueError(f"state {name} waits {path or 'until a timestamp'}, which has no known cap")
+        if kind in ("Choice", "Pass", "Succeed", "Fail"):
+            return StateTime(name, 0.0, "")
+        raise ValueError(f"state {name} is a {kind} state, whose time is not bounded here")
+
+    def successors(state: dict[str, Any]) -> list[str]:
+        following = [state["Next"]] if "Next" in state else []
+        following += [choice["Next"] for choice in state.get("Choices", [])]
+        following += [state["Default"]] if "Default" in state else []
+        following += [catcher["Next"] for catcher in state.get("Catch", [])]
+        return following
+
+    def walk(name: str) -> tuple[float, tuple[StateTime, ...]]:
+        if name in longest:
+            return longest[name]
+        if name in visiting:
+            raise ValueError(f"state {name} is part of a loop: its run has no bound")
+        visiting.add(name)
+        state = states[name]
+        here = state_time(name, state)
+        after: tuple[float, tuple[StateTime, ...]] = (0.0, ())
+        for following in successors(state):
+            candidate = walk(following)
+            if candidate[0] > after[0]:
+                after = candidate
+        visiting.discard(name)
+        longest[name] = (here.seconds + after[0], (here, *after[1]))
+        return longest[name]
+
+    total, path = walk(document["StartAt"])
+    return total, tuple(step for step in path if step.seconds)

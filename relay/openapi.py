@@ -31,6 +31,7 @@ from functions.shared.exceptions import (
     ReplayJobNotFound,
     TargetNotFound,
 )
+from functions.shared.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
 from functions.shared.model import EventType, Status
 from functions.shared.operations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from functions.shared.replays import MAX_MESSAGES_PER_JOB, JobState, replay_schema
@@ -81,7 +82,12 @@ TARGET_SCHEMA_PATH = SCHEMA_DIR / "target.schema.json"
 
 # Every error code, with the HTTP status it comes with and what it means.
 ERROR_CATALOG: dict[str, tuple[int | str, str]] = {
-    VALIDATION_ERROR: (400, "The request is not valid; `details` names every offending field by its JSON path."),
+    VALIDATION_ERROR: (
+        400,
+        "The request is not valid; `details` names every offending field by its JSON path. On every route a "
+        f"field's JSON value may nest arrays and objects at most {MAX_NESTING_DEPTH} levels deep; deeper is this "
+        f"error, naming the field (`$.body` {NESTING_MESSAGE}; `$.messages[3].body` in a batch).",
+    ),
     UNAUTHORIZED: (401, "No token, or an unknown one: send `Authorization: Bearer <token>`."),
     FORBIDDEN: (403, "The sender is disabled, or the message's senderId is not the authenticated sender."),
     MESSAGE_NOT_FOUND: (

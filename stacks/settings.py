@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -33,9 +34,13 @@ from relay.definitions import (
     DELIVERY_LANES,
     DELIVERY_THROTTLED_ERROR,
     RetrySchedule,
+    StateTime,
     lane_waits_environment,
+    longest_run,
+    render_definition,
     retry_schedule,
 )
+from relay.schedule import delivery_schedule
 from relay.tracing import Tracing
 
 if TYPE_CHECKING:  # importing constructs starts jsii; `relay dev` reads these settings without it
@@ -76,6 +81,8 @@ _POLICY_RANGES: dict[str, tuple[type, float, float]] = {
 }
 _JITTER_STRATEGIES = ("FULL", "NONE")
 
+DAY_SECONDS = 86_400
+
 # functions/shared/config.py uses the same defaults when the RELAY_* variables are absent.
 DEFAULT_REDRIVE_AFTER_SECONDS = 300
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
@@ -99,14 +106,25 @@ DISPATCH_ONLY_TIMEOUT_SECONDS = 10
 # Lambda's guidance for an SQS consumer: visibility timeout at least six times the function timeout.
 VISIBILITY_TO_TIMEOUT_RATIO = 6
 
+# The lane definitions' `${...}` placeholders, each naming the function its Task states invoke
+# (stacks/constructs/delivery_workflow.py substitutes them; the fast lane's bound reads them).
+DELIVER_PLACEHOLDER = "DeliverFunctionArn"
+FAIL_PLACEHOLDER = "FailFunctionArn"
+HANDOFF_PLACEHOLDER = "HandoffFunctionArn"
+# The finalize (MarkFailed) and handoff (MoveToSlowLane) functions' timeout: a few DynamoDB, SQS and
+# Step Functions calls, each at most 2 x (1 s + 3 s) (functions/shared/aws.py).
+LANE_STEP_TIMEOUT_SECONDS = 10
+
 # Delivery leases (functions/shared/config.py): while one is held, the reconciler leaves the message
 # alone. An EXPRESS fast-lane run lives at most 300 s, so its lease outlives any run (the dispatcher's
 # lease also covers its inline attempt before the run: `fast_lane_lease_seconds`).
 STANDARD_MAX_SECONDS = 365 * 86_400
 FAST_LANE_LEASE_SECONDS = 360
-# What a fast-lane run needs after its last attempt to hand a message to the slow lane (the handoff
-# step's own retries); the attempts must leave this much of the 300 s.
-FAST_LANE_HANDOFF_BUDGET_SECONDS = 60
+# The fast lane must end well inside an EXPRESS run's 300 s even when everything goes wrong at once
+# (`fast_lane_run`: every retrier of every state exhausted, every try at its function's timeout,
+# every wait in full); this much of the 300 s is kept back for what the bound does not count (Step
+# Functions' own latency between states, a cold start's init).
+EXPRESS_MARGIN_SECONDS = 30
 # The slow lane's lease covers its whole retry horizon and every attempt, plus this margin.
 SLOW_LANE_LEASE_MARGIN_SECONDS = 3600
 
@@ -264,18 +282,30 @@ class RelaySettings:
                 f"{CONTEXT_KEY}.maxResponseBytes is {self.max_response_bytes}; at most {MAX_RESPONSE_BYTES_LIMIT} "
                 "(the deliver function holds what it reads in memory)"
             )
-        fast_lane = self.fast_lane_run_seconds
-        if fast_lane + FAST_LANE_HANDOFF_BUDGET_SECONDS > EXPRESS_MAX_SECONDS:
+        fast_lane, steps = self.fast_lane_run()
+        fast_lane_limit = EXPRESS_MAX_SECONDS - EXPRESS_MARGIN_SECONDS
+        if fast_lane > fast_lane_limit:
+            worst = "; ".join(f"{step.name} {step.seconds:g} s ({step.detail})" for step in steps)
             raise SettingsError(
-                f"the fast lane's attempts may take {fast_lane:g} s (waits plus attempts of up to "
-                f"{self.deliver_timeout_seconds} s each); with {FAST_LANE_HANDOFF_BUDGET_SECONDS} s for the "
-                f"handoff that exceeds an EXPRESS run's {EXPRESS_MAX_SECONDS} s: lower {CONTEXT_KEY}.delivery."
-                "fastLane (maxAttempts, intervalSeconds, maxDelaySeconds) or totalTimeoutSeconds"
+                f"the fast lane (an EXPRESS run, stopped at {EXPRESS_MAX_SECONDS} s) may take up to "
+                f"{fast_lane:g} s: {worst}. It must fit in {fast_lane_limit} s ({EXPRESS_MAX_SECONDS} s less "
+                f"{EXPRESS_MARGIN_SECONDS} s of margin): lower {CONTEXT_KEY}.totalTimeoutSeconds (a Deliver try "
+                f"may take it plus {DELIVER_OVERHEAD_SECONDS} s) or {CONTEXT_KEY}.delivery.fastLane "
+                "(maxAttempts, intervalSeconds, maxDelaySeconds)"
             )
         if self.slow_lane_lease_seconds > STANDARD_MAX_SECONDS:
             raise SettingsError(
                 f"the slow lane's retries may take {self.slow_lane_lease_seconds} s, longer than a STANDARD run "
                 f"may last ({STANDARD_MAX_SECONDS} s): lower {CONTEXT_KEY}.delivery.slowLane"
+            )
+        horizon = self.retry_horizon_seconds
+        if self.ttl_days * DAY_SECONDS < horizon:
+            raise SettingsError(
+                f"{CONTEXT_KEY}.ttlDays is {self.ttl_days}, shorter than the retry horizon: a message may be "
+                f"retried for {horizon} s ({horizon / 3600:.1f} h: the delivery schedule's waits in full and each "
+                "of its attempts timing out), and it must not expire while it is still being retried: set "
+                f"{CONTEXT_KEY}.ttlDays to at least {math.ceil(horizon / DAY_SECONDS)}, or shorten "
+                f"{CONTEXT_KEY}.delivery.slowLane"
             )
 
     @property
@@ -296,18 +326,62 @@ class RelaySettings:
 
     @property
     def fast_lane_run_seconds(self) -> float:
-        """The longest a fast-lane run spends on attempts: every wait at its maximum, every attempt timing out."""
-        schedule = self.lane_schedule("fastLane")
-        # A Retry-After from the inline attempt may make the run wait up to its first retry wait first.
-        first_wait = schedule.waits[0] if schedule.waits else 0
-        throttled = self.throttle_schedule("fastLane")
-        return (
-            first_wait
-            + schedule.max_horizon_seconds
-            + schedule.attempts * self.deliver_timeout_seconds
-            + sum(throttled.waits)
-            + throttled.attempts * THROTTLED_STEP_SECONDS
-        )
+        """The longest a fast-lane run may take (`fast_lane_run`)."""
+        return self.fast_lane_run()[0]
+
+    def fast_lane_run(self) -> tuple[float, tuple[StateTime, ...]]:
+        """The longest a fast-lane run may take, and the states of that run (relay/definitions.longest_run).
+
+        Read from the definition the stack deploys (delivery_fast.asl.json with `relay.delivery.fastLane`
+        applied), so no retrier can be added or changed without being counted: every path, every retrier
+        of every state exhausted, each try lasting its function's timeout (`lane_function_timeouts`),
+        every retry wait in full, and the Retry-After wait an inline attempt may hand the run.
+        """
+        lane = DELIVERY_LANES["fastLane"]
+        document = json.loads(render_definition(lane, None, self.lane_policy("fastLane")))
+        timeouts = self.lane_function_timeouts()
+
+        def task_seconds(name: str, state: dict[str, Any]) -> float:
+            invoked = re.fullmatch(r"\$\{(\w+)\}", str(state.get("Parameters", {}).get("FunctionName", "")))
+            if invoked is None or invoked.group(1) not in timeouts:
+                raise SettingsError(f"{lane}: state {name} invokes no function whose timeout the stack sets")
+            seconds = float(timeouts[invoked.group(1)])
+            return min(seconds, float(state["TimeoutSeconds"])) if "TimeoutSeconds" in state else seconds
+
+        try:
+            return longest_run(document, task_seconds, {"$.waitSeconds": self.fast_lane_retry_after_cap})
+        except ValueError as error:
+            raise SettingsError(f"{lane}: {error}") from None
+
+    @property
+    def fast_lane_retry_after_cap(self) -> int:
+        """The longest wait (`waitSeconds`, a target's Retry-After) the dispatcher hands a fast-lane run
+        after its inline attempt: a longer one goes to the slow lane instead. As the attempting
+        functions decide it (functions/shared/delivery.next_retry_wait, from lane_waits_environment):
+        the fast lane's first retry wait, or without one the slow lane's first wait. Without an inline
+        attempt no run is given a wait."""
+        if self.first_attempt != FirstAttempt.INLINE:
+            return 0
+        fast = self.lane_schedule("fastLane")
+        return math.ceil(fast.waits[0]) if fast.waits else self.lane_schedule("slowLane").initial_wait_seconds
+
+    def lane_function_timeouts(self) -> dict[str, int]:
+        """Each lane placeholder's function timeout (seconds), as the stack sets them."""
+        return {
+            DELIVER_PLACEHOLDER: self.deliver_timeout_seconds,
+            FAIL_PLACEHOLDER: LANE_STEP_TIMEOUT_SECONDS,
+            HANDOFF_PLACEHOLDER: LANE_STEP_TIMEOUT_SECONDS,
+        }
+
+    @property
+    def retry_horizon_seconds(self) -> int:
+        """How long a message may still be retried after its first attempt: the delivery schedule's
+        horizon (relay/schedule.py, the README's table: every wait in full) with each of its attempts
+        lasting the deliver function's timeout. `ttlDays` must outlast it, or a message could expire
+        (and TTL delete it) while Relay is still retrying it. A target's Retry-After never pushes an
+        attempt past the message's expiry (functions/shared/delivery.retry_delay), so it is not counted."""
+        schedule = delivery_schedule(self.sections.get("delivery"), inline=self.first_attempt == FirstAttempt.INLINE)
+        return math.ceil(schedule.horizon.max_seconds) + len(schedule.attempts) * self.deliver_timeout_seconds
 
     def throttle_schedule(self, lane: str) -> RetrySchedule:
         """What a lane's DeliveryThrottled retrier (a target at its limit) means in time (its `waits`;

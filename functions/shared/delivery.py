@@ -71,7 +71,8 @@ MISSING_SECRET_DETAIL = (
 
 
 def is_retryable_status(status_code: int) -> bool:
-    return status_code in RETRYABLE_STATUS_CODES or 500 <= status_code <= 599
+    # A code outside 100-599 is invalid; RFC 9110 (section 15) says to treat it as a 5xx.
+    return status_code in RETRYABLE_STATUS_CODES or not 100 <= status_code <= 499
 
 
 def retry_delay(retry_after: int | None, cap: int, expires_at: datetime, now: datetime) -> int | None:
@@ -596,7 +597,7 @@ def _send(deps: DeliveryDependencies, stored: StoredMessage, lane: str, retry_co
         deps,
         head,
         "HttpStatus",
-        "",
+        response.anomaly or "",  # an invalid status code says so
         response,
         response.duration_ms,
         retry_reason=summary if retryable and not exhausted else None,

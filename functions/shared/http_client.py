@@ -102,7 +102,8 @@ _HTTP_MAX_HEADERS: int = getattr(http.client, "_MAXHEADERS", 100)
 @dataclass
 class DeliveryResponse:
     """What the target answered. `anomaly` is set when the status line was read but what followed
-    was not a well-formed, complete response (the status still decides the outcome)."""
+    was not a well-formed, complete response (the status still decides the outcome), or when the
+    status code is invalid (outside 100-599: a 5xx for the outcome)."""
 
     status_code: int
     duration_ms: int
@@ -235,6 +236,15 @@ class _ObservedResponse(http.client.HTTPResponse):
 # 1xx answers before the final one. 100 Continue is skipped by http.client itself; 101 Switching
 # Protocols is final (Relay never asks to upgrade, so it is an odd answer that is not retried).
 _SKIPPED_INTERIM_STATUSES = frozenset(range(102, 200))
+
+
+def _invalid_status(status: int) -> str | None:
+    """What is wrong with a status code outside 100-599 (a 3-digit code the status line parses as),
+    or None. RFC 9110, section 15: such codes are invalid, and a client treats the response as a
+    5xx (so delivery retries it, functions/shared/delivery.is_retryable_status)."""
+    if 100 <= status <= 599:
+        return None
+    return f"invalid status code {status}: outside 100-599, treated as a server error (5xx)"
 
 
 class _UnfinishedStatusLine(http.client.BadStatusLine):
@@ -620,6 +630,7 @@ class DeliveryClient:
             body_snippet=data.decode("utf-8", errors="replace"),
             retry_after_seconds=parse_retry_after(response.headers.get("retry-after")),
             headers=_response_headers(response),
+            anomaly=_invalid_status(response.status),
         )
 
     def _read_capped(self, response: BaseHTTPResponse, attempt: _Attempt) -> tuple[bytes, bool]:

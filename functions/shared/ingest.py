@@ -316,13 +316,16 @@ def validate_batch(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
     A malformed envelope is a 400 naming the field; a request or a validated batch too large for a
     state machine's state is a 413. Both answer the whole request.
     """
+    from functions.shared.json_text import BATCH_FIELD_DEPTH
     from functions.shared.validation import MAX_BATCH_REQUEST_BYTES, decode_request_body
 
     request_id = str(state.get("requestId") or "unknown")
     authenticated = state.get("senderId") or None
     try:
         _check_sender(authenticated, settings)
-        documents = _batch_messages(decode_request_body(state.get("bodyBase64"), settings, MAX_BATCH_REQUEST_BYTES))
+        # A message's fields are at $.messages[i]: the nesting limit counts from each of them.
+        body = decode_request_body(state.get("bodyBase64"), settings, MAX_BATCH_REQUEST_BYTES, BATCH_FIELD_DEPTH)
+        documents = _batch_messages(body)
     except RelayError as rejection:
         return _rejected(rejection, request_id)
     items = [

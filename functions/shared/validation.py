@@ -28,7 +28,7 @@ from functions.shared.exceptions import (
     PayloadTooLarge,
     SenderMismatch,
 )
-from functions.shared.json_text import loads_strict
+from functions.shared.json_text import FIELD_DEPTH, json_path, loads_strict
 from functions.shared.url_safety import UnsafeTarget, parse_target_url
 
 HOP_BY_HOP_HEADERS = frozenset(
@@ -103,28 +103,13 @@ def _schema_validator() -> Any:
     return _MessageValidator(schema, format_checker=FormatChecker(formats=("date-time", "uri")))
 
 
-_JSON_PATH_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
-
-
-def _json_path(*parts: str | int) -> str:
-    """A JSON path in the notation jsonschema's `ValidationError.json_path` uses, so every detail
-    about one field carries the same path: `$.headers['X-Trace']`, `$.messageId`."""
-    path = "$"
-    for part in parts:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif _JSON_PATH_NAME.match(part):
-            path += f".{part}"
-        else:
-            escaped = part.replace("\\", "\\\\").replace("'", "\\'")
-            path += f"['{escaped}']"
-    return path
-
-
-def decode_request_body(body_base64: str | None, settings: Settings, max_bytes: int | None = None) -> Any:
+def decode_request_body(
+    body_base64: str | None, settings: Settings, max_bytes: int | None = None, field_depth: int = FIELD_DEPTH
+) -> Any:
     """Turn the raw request body (base64 of the bytes the client sent) into a JSON value.
 
-    `max_bytes` is the request's limit (default: one message, its body limit plus the envelope).
+    `max_bytes` is the request's limit (default: one message, its body limit plus the envelope);
+    `field_depth` where its fields are, for the nesting limit (json_text.MAX_NESTING_DEPTH).
     """
     if not body_base64:
         raise MalformedRequest("The request body is empty; send the message as a JSON object.")
@@ -140,11 +125,12 @@ def decode_request_body(body_base64: str | None, settings: Settings, max_bytes: 
     except UnicodeDecodeError:
         raise MalformedRequest("The request body is not valid UTF-8.") from None
     try:
-        return loads_strict(text)
+        return loads_strict(text, field_depth)
     except json.JSONDecodeError as error:
         raise MalformedRequest(f"The request body is not valid JSON: {error.msg} at position {error.pos}.") from None
     except ValueError as error:
-        # Nested too deeply, NaN/Infinity (not JSON), or an integer over Python's digit limit.
+        # NaN/Infinity (not JSON), or an integer over Python's digit limit. (Nesting deeper than
+        # MAX_NESTING_DEPTH is MessageInvalid naming the field, raised by loads_strict.)
         raise MalformedRequest(f"The request body is not valid JSON: {error}") from None
 
 
@@ -170,13 +156,13 @@ def _describe_schema_error(error: ValidationError) -> list[FieldError]:
     parent = list(error.absolute_path)
     if error.validator == "required":
         missing = [name for name in error.validator_value if name not in error.instance]
-        return [FieldError(_json_path(*parent, name), f"'{name}' is required") for name in missing]
+        return [FieldError(json_path(*parent, name), f"'{name}' is required") for name in missing]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
         extra = sorted(name for name in error.instance if name not in allowed)
-        return [FieldError(_json_path(*parent, name), f"'{name}' is not a known field") for name in extra]
+        return [FieldError(json_path(*parent, name), f"'{name}' is not a known field") for name in extra]
     if "propertyNames" in error.schema_path:
-        return [FieldError(_json_path(*parent, str(error.instance)), "is not a valid HTTP header name")]
+        return [FieldError(json_path(*parent, str(error.instance)), "is not a valid HTTP header name")]
     if error.validator == "pattern" and path == "$.targetUrl":
         return [FieldError(path, "must be an absolute http:// or https:// URL")]
     if error.validator == "format" and path == "$.targetUrl":
@@ -249,7 +235,7 @@ def _header_errors(headers: dict[str, Any], settings: Settings) -> list[FieldErr
     seen: dict[str, str] = {}
     for name, value in headers.items():
         lowered = name.lower()
-        path = _json_path("headers", name)
+        path = json_path("headers", name)
         if lowered in RESERVED_HEADERS:
             details.append(FieldError(path, f"'{name}' is set by the relay and cannot be given"))
         elif lowered.startswith(RESERVED_HEADER_PREFIX):

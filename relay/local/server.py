@@ -26,7 +26,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from functions.shared.config import get_settings
-from functions.shared.exceptions import FieldError, SenderExists, SenderUnknown
+from functions.shared.exceptions import FieldError, MessageInvalid, SenderExists, SenderUnknown
+from functions.shared.json_text import loads_strict
 from functions.shared.responses import SYSTEM_ERROR, error_response
 from functions.shared.senders import SenderRepository
 from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
@@ -244,18 +245,16 @@ def _admin_body(raw: bytes, action: str) -> dict[str, Any]:
     from relay.admin import CREATE_SENDER, ROTATE_TOKEN, SENDER_ACTION, check_admin_input
 
     try:
-        document = json.loads(raw, parse_constant=_not_json) if raw.strip() else {}
-    except (ValueError, RecursionError) as error:
+        document = loads_strict(raw) if raw.strip() else {}
+    except MessageInvalid as error:  # nested deeper than the API's limit, named as the API names it
+        raise AdminInputInvalid(error.details, "The admin request is invalid.") from None
+    except ValueError as error:
         detail = FieldError("$", f"the request body is not valid JSON: {error}"[:300])
         raise AdminInputInvalid([detail], "The admin request is invalid.") from None
     kind = {"create": CREATE_SENDER, "rotate-token": ROTATE_TOKEN}.get(action, SENDER_ACTION)
     if action != "list":
         check_admin_input(kind, document)
     return dict(document) if isinstance(document, dict) else {}
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def _request_id(request: HttpRequest) -> dict[str, str]:

@@ -30,7 +30,13 @@ from relay.definitions import render_definition
 from stacks.constructs.functions import DEFAULT_TIMEOUT, FunctionPackage, RelayFunction
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
 from stacks.nag import acknowledge
-from stacks.settings import DELIVERY_LANES, RelaySettings
+from stacks.settings import (
+    DELIVER_PLACEHOLDER,
+    DELIVERY_LANES,
+    FAIL_PLACEHOLDER,
+    HANDOFF_PLACEHOLDER,
+    RelaySettings,
+)
 
 # Within functions/shared/config.MAX_PARALLEL_DISPATCH, so the batch is attempted all at once.
 DISPATCH_BATCH_SIZE = MAX_PARALLEL_DISPATCH
@@ -38,11 +44,6 @@ DISPATCH_BATCHING_WINDOW = Duration.seconds(1)
 FAILED_QUEUE_RETENTION = Duration.days(14)
 # functions/shared/secrets.py: one secret per sender, named relay/senders/<sender>/signing-secret.
 SENDER_SECRETS = "relay/senders/*"
-
-# The placeholders of the lane definitions, each naming one function.
-DELIVER_PLACEHOLDER = "DeliverFunctionArn"
-FAIL_PLACEHOLDER = "FailFunctionArn"
-HANDOFF_PLACEHOLDER = "HandoffFunctionArn"
 
 
 def lane_definition(settings: RelaySettings, lane: str) -> str:
@@ -106,16 +107,19 @@ class DeliveryWorkflow(Construct):
             )
 
         failed_queue_url = {"RELAY_FAILED_QUEUE_URL": self.failed_queue.queue_url}
+        # The lanes' functions get the timeouts the fast lane's bound counts (settings.fast_lane_run).
+        timeouts = settings.lane_function_timeouts()
         self.deliver = step(
             "deliver",
             "Relay delivery: one signed, SSRF-checked HTTP attempt, recorded in DynamoDB",
             # The whole HTTP attempt plus the function's own reads and writes.
-            timeout=Duration.seconds(settings.deliver_timeout_seconds),
+            timeout=Duration.seconds(timeouts[DELIVER_PLACEHOLDER]),
         )
         self.finalize = step(
             "finalize",
             "Relay delivery: mark a message FAILED and put it on the failed-messages queue",
             failed_queue_url,
+            timeout=Duration.seconds(timeouts[FAIL_PLACEHOLDER]),
         )
 
         # Machine roles, definitions and substitutions: the slow lane first (handoff starts it).
@@ -135,6 +139,7 @@ class DeliveryWorkflow(Construct):
             "handoff",
             "Relay delivery: move a message that exhausted the fast lane to the slow lane",
             {"RELAY_SLOW_LANE_ARN": self.slow_lane.state_machine_arn},
+            timeout=Duration.seconds(timeouts[HANDOFF_PLACEHOLDER]),
         )
         fast_functions = {
             DELIVER_PLACEHOLDER: self.deliver,

@@ -283,6 +283,8 @@ ADMIN_INPUT_CASES: dict[str, tuple[str, bytes, str]] = {
     "ratePerSecond fast": ("/senders", b'{"senderId": "quick", "ratePerSecond": "fast"}', "$.ratePerSecond"),
     "a negative burst": ("/senders", b'{"senderId": "quick", "burst": -1}', "$.burst"),
     "a sender id in the path": ("/senders/a%23STATUS%23x/disable", b"{}", "$.senderId"),
+    # The API's nesting limit (64 levels), named as every API route names it
+    "a sender id nested 65 levels": ("/senders", b'{"senderId": ' + b"[" * 65 + b"]" * 65 + b"}", "$.senderId"),
 }
 
 

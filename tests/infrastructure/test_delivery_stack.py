@@ -190,6 +190,15 @@ def test_deliver_may_run_one_whole_attempt(synth: Synthesized) -> None:
         assert function_by_step(synth, step)[1]["Properties"]["Timeout"] <= 10
 
 
+def test_the_lanes_functions_have_the_timeouts_the_fast_lanes_bound_counts(synth: Synthesized) -> None:
+    # Given the function timeouts the settings count in the fast lane's longest run (fast_lane_run)
+    counted = RelaySettings.defaults().lane_function_timeouts()
+    # Then each function a lane's placeholder names is deployed with exactly that timeout
+    assert set(counted) == set(PLACEHOLDER_STEPS)
+    for placeholder, step in PLACEHOLDER_STEPS.items():
+        assert function_by_step(synth, step)[1]["Properties"]["Timeout"] == counted[placeholder], step
+
+
 def dispatcher_grants_without_attempts(synth: Synthesized) -> dict[str, Any]:
     main, _ = queue_ids(synth)
     return {

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 from infra_support import Synthesized, synthesize
 
 from functions.shared.config import message_schema
-from relay.definitions import retry_schedule
+from relay.definitions import DELIVERY_LANES, longest_run, render_definition, retrier_waits, retry_schedule
+from relay.schedule import delivery_schedule
 from stacks.settings import (
     INPUT_OVERHEAD_BYTES,
     MAX_BODY_BYTES_LIMIT,
@@ -19,6 +22,9 @@ from stacks.settings import (
     SettingsError,
     forwarded_base64_chars,
 )
+
+# An EXPRESS run is stopped at 300 s; the fast lane must fit in it with 30 s to spare.
+EXPRESS_LIMIT_SECONDS = 300 - 30
 
 OVERRIDES = {
     "ttlDays": 7,
@@ -291,3 +297,148 @@ def test_overrides_reach_the_usage_plan_and_the_delivery_functions(synth: Synthe
         assert variables["RELAY_MAX_RESPONSE_BYTES"] == "4096"
     # And the deliver function may run the longer attempt plus its own bookkeeping
     assert function_by_step(synth, "deliver")[1]["Properties"]["Timeout"] == 30
+
+
+# -- the fast lane within an EXPRESS run (issue 16, item 6) ------------------------------------------
+
+
+def test_the_default_fast_lane_fits_an_express_run_when_everything_goes_wrong() -> None:
+    # Given the default settings (15 s attempts: the deliver function's timeout is 25 s; finalize 10 s)
+    settings = RelaySettings.from_mapping({})
+    # When the fast lane's longest run is read from its definition
+    seconds, steps = settings.fast_lane_run()
+    # Then it is the inline attempt's Retry-After wait (at most the first retry's 1 s), every try of
+    # Deliver timing out (1 + 2 DeliveryRetryable + 2 DeliveryThrottled + 1 Lambda.* retries) with every
+    # wait in full (1 + 4, 1 + 1.5, 1 s), then MarkFailed likewise (1 + 1 Lambda.* + 2 storage retries;
+    # MoveToSlowLane takes as long)
+    assert [step.name for step in steps] == ["WaitRetryAfter", "Deliver", "MarkFailed"]
+    assert seconds == 1 + (6 * 25 + 1 + 4 + 1 + 1.5 + 1) + (4 * 10 + 1 + 2 + 4)
+    # And that fits an EXPRESS run with its margin
+    assert seconds <= EXPRESS_LIMIT_SECONDS
+
+
+def _fast_lane_document() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(render_definition(DELIVERY_LANES["fastLane"], None, None))
+    return document
+
+
+def _timeouts(settings: RelaySettings) -> Any:
+    timeouts = settings.lane_function_timeouts()
+    return lambda name, state: timeouts[state["Parameters"]["FunctionName"][2:-1]]
+
+
+@pytest.mark.parametrize(
+    ("state", "index"),
+    [
+        (name, index)
+        for name, state in _fast_lane_document()["States"].items()
+        for index, _ in enumerate(state.get("Retry", []))
+    ],
+)
+def test_every_retrier_of_every_fast_lane_state_is_counted(state: str, index: int) -> None:
+    # Given the fast lane as deployed, and the same definition with one of its retriers allowed one
+    # retry more
+    settings = RelaySettings.defaults()
+    document = _fast_lane_document()
+    retrier = document["States"][state]["Retry"][index]
+    before, _ = longest_run(document, _timeouts(settings), {"$.waitSeconds": settings.fast_lane_retry_after_cap})
+    retrier["MaxAttempts"] = int(retrier.get("MaxAttempts", 3)) + 1
+    after, _ = longest_run(document, _timeouts(settings), {"$.waitSeconds": settings.fast_lane_retry_after_cap})
+    # Then the bound grows by one more try at the state's function timeout and that retry's wait
+    each = _timeouts(settings)(state, document["States"][state])
+    assert after == before + each + retrier_waits(retrier)[-1]
+
+
+def test_a_retrier_added_to_the_fast_lane_counts_against_the_express_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a fast lane whose MoveToSlowLane step also retries any error ten times (a change to the file)
+    document = _fast_lane_document()
+    document["States"]["MoveToSlowLane"]["Retry"].append({"ErrorEquals": ["States.ALL"], "MaxAttempts": 10})
+    monkeypatch.setattr("stacks.settings.render_definition", lambda *args: json.dumps(document))
+    # When the settings are read
+    # Then synth refuses it, naming the step and what may be lowered
+    with pytest.raises(SettingsError, match=r"MoveToSlowLane .*14 tries.*totalTimeoutSeconds.*delivery\.fastLane"):
+        RelaySettings.from_mapping({})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # A longer attempt: each of Deliver's 6 tries may last 26 + 10 s
+        {"totalTimeoutSeconds": 26},
+        # More fast-lane retries: 5 more tries of 25 s
+        {"delivery": {"fastLane": {"maxAttempts": 7}}},
+        # No fast-lane retry: the inline attempt's Retry-After (up to the slow lane's first 300 s
+        # wait) would be waited in the fast lane
+        {"delivery": {"fastLane": {"maxAttempts": 0}}},
+    ],
+)
+def test_a_fast_lane_that_may_outlive_an_express_run_is_refused_naming_the_settings(raw: dict[str, Any]) -> None:
+    # Given settings under which the fast lane may run past 270 s
+    # When they are read (cdk synth)
+    # Then they are refused with the worst case, the limit and the settings to lower
+    with pytest.raises(SettingsError) as refused:
+        RelaySettings.from_mapping(raw)
+    message = str(refused.value)
+    assert "EXPRESS" in message and "270 s" in message
+    assert "relay.totalTimeoutSeconds" in message and "relay.delivery.fastLane" in message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"totalTimeoutSeconds": 25},
+        {"delivery": {"fastLane": {"maxAttempts": 3}}},
+        # Without an inline attempt no run is handed a Retry-After wait
+        {"delivery": {"firstAttempt": "stateMachine", "fastLane": {"maxAttempts": 0}}},
+    ],
+)
+def test_fast_lanes_that_fit_an_express_run_are_accepted(raw: dict[str, Any]) -> None:
+    # Given settings whose fast lane ends within 270 s in the worst case
+    settings = RelaySettings.from_mapping(raw)
+    # Then they are accepted
+    assert settings.fast_lane_run_seconds <= EXPRESS_LIMIT_SECONDS
+
+
+# -- ttlDays covers the retry horizon (issue 16, item 5) ----------------------------------------------
+
+
+def test_the_retry_horizon_is_the_schedules_with_every_attempt_timing_out() -> None:
+    # Given the default settings (12 attempts over 26 h 10 min at most, 25 s per attempt at most)
+    settings = RelaySettings.defaults()
+    schedule = delivery_schedule()
+    # Then the retry horizon is the schedule's longest plus every attempt at the deliver timeout
+    assert settings.retry_horizon_seconds == math.ceil(schedule.horizon.max_seconds) + 12 * 25
+    # And the default retention (30 days) outlasts it by far
+    assert settings.ttl_days * 86_400 > settings.retry_horizon_seconds
+
+
+def test_a_ttl_shorter_than_the_retry_horizon_is_refused_naming_ttl_days() -> None:
+    # Given a one-day retention with the default schedule (about 26 h of retries)
+    # When the settings are read
+    # Then synth refuses them, naming ttlDays and the smallest value that fits
+    with pytest.raises(SettingsError, match=r"relay\.ttlDays is 1, shorter than the retry horizon.*at least 2"):
+        RelaySettings.from_mapping({"ttlDays": 1})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"ttlDays": 2},
+        # A slow lane that gives up within hours fits a day's retention
+        {"ttlDays": 1, "delivery": {"slowLane": {"maxAttempts": 3}}},
+    ],
+)
+def test_a_ttl_that_outlasts_the_retry_horizon_is_accepted(raw: dict[str, Any]) -> None:
+    # Given a retention at least as long as the retries may go on
+    settings = RelaySettings.from_mapping(raw)
+    # Then it is accepted
+    assert settings.ttl_days * 86_400 >= settings.retry_horizon_seconds
+
+
+def test_the_readme_states_the_default_fast_lane_bound_and_retry_horizon() -> None:
+    # Given the README's account of the fast lane's bound and of ttlDays
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    settings = RelaySettings.defaults()
+    # Then its figures are the settings' own
+    assert f"the bound is {settings.fast_lane_run_seconds:g} s" in readme
+    assert f"{settings.retry_horizon_seconds:,} s with the defaults".replace(",", " ") in readme

@@ -82,3 +82,33 @@ def test_api_handler_answers_in_relays_error_shape(local_aws: Any, post: Any) ->
     assert json.loads(cancelled["body"])["status"] == "CANCELLED"
     replayed = local_aws.invoke("relay-api", api_event("POST", f"/messages/{message['messageId']}/replay", "shop"))
     assert (replayed["statusCode"], json.loads(replayed["body"])["run"]) == (202, 1)
+
+
+def deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+# Each route with a JSON body, and a body whose field `field` holds JSON `levels` deep.
+NESTING_ROUTES = {
+    "POST /messages/replay": ("POST", "/messages/replay", '{{"status": "FAILED", "origin": {}}}', "$.origin"),
+    "PUT /targets": ("PUT", "/targets", '{{"origin": "https://a.example", "ratePerSecond": {}}}', "$.ratePerSecond"),
+    "POST /targets/resume": ("POST", "/targets/resume", '{{"origin": {}}}', "$.origin"),
+}
+
+
+@pytest.mark.parametrize("route", NESTING_ROUTES)
+def test_every_route_answers_json_nested_past_the_limit_alike(local_aws: Any, post: Any, route: str) -> None:
+    from tests.conftest import make_message
+
+    # Given a body with one field nested 65 levels deep (the documented limit is 64)
+    method, path, template, field = NESTING_ROUTES[route]
+    event = {**api_event(method, path, "shop"), "body": template.format(deep(65))}
+    # When the route is called
+    answer = local_aws.invoke("relay-api", event)
+    # Then it is a 400 VALIDATION_ERROR naming the field, as POST /messages answers a body nested as deep
+    error = json.loads(answer["body"])["error"]
+    assert (answer["statusCode"], error["code"]) == (400, "VALIDATION_ERROR")
+    assert error["details"] == [{"path": field, "message": "is nested deeper than 64 levels"}]
+    status, single = post(make_message(senderId="shop", body=json.loads(deep(65))))
+    assert (status, single["error"]["code"]) == (400, "VALIDATION_ERROR")
+    assert single["error"]["details"] == [{"path": "$.body", "message": "is nested deeper than 64 levels"}]

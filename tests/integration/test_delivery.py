@@ -346,6 +346,22 @@ def test_trickled_connection_close_body_ends_the_attempt_within_the_total_timeou
     assert "did not arrive within the 1s total timeout" in event["anomaly"]
 
 
+def test_a_status_code_outside_100_to_599_is_retried_as_a_server_error(client: RelayClient, hostile: Any) -> None:
+    # Given a target that answers `HTTP/1.1 999 Weird` (RFC 9110: an invalid code, to be treated as a 5xx)
+    target = hostile(b"HTTP/1.1 999 Weird\r\nContent-Length: 5\r\n\r\noops!")
+    # When a message with a budget of two attempts is delivered to it
+    message = send(client, targetUrl=target.url, retry={"maxAttempts": 2})
+    record = wait_until_terminal(client, message, timeout=60)
+    # Then the first answer was retried, not FAILED at once: both attempts were made and recorded
+    # with the code the target sent and what is wrong with it
+    failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
+    assert (record["status"], record["attempts"], target.requests) == ("FAILED", 2, 2)
+    assert [(event["error"], event["statusCode"]) for event in failures] == [("HttpStatus", 999)] * 2
+    assert all("invalid status code 999" in event["detail"] for event in failures)
+    # And it ended FAILED because its budget was spent, not because the code was refused
+    assert record["lastError"] == "retry budget of 2 attempts exhausted; last error: HTTP 999"
+
+
 def test_an_http09_answer_is_retried_with_its_reason(client: RelayClient, hostile: Any) -> None:
     # Given a target that answers with a bare body and no status line
     target = hostile(b"<html>hello</html>")

@@ -660,6 +660,30 @@ def test_interim_responses_are_skipped_and_the_final_status_decides(serve: Calla
     assert (response.status_code, response.body_snippet, response.anomaly) == (200, "ok", None)
 
 
+@pytest.mark.parametrize("status", [600, 999])
+def test_a_status_code_over_599_is_an_answer_marked_invalid(serve: Callable[..., Target], status: int) -> None:
+    # Given a target that answers with a 3-digit status code past 599 (RFC 9110: invalid)
+    target = serve(raw(b"HTTP/1.1 %d Weird\r\nContent-Length: 5\r\n\r\noops!" % status))
+
+    # When delivered
+    response = client().send(f"http://127.0.0.1:{target.port}/", "POST", {}, b"x")
+
+    # Then the answer is kept as given (its code and body), saying the code is invalid and counts as a 5xx
+    assert (response.status_code, response.body_snippet) == (status, "oops!")
+    assert response.anomaly == f"invalid status code {status}: outside 100-599, treated as a server error (5xx)"
+    assert len(target.requests) == 1
+
+
+@pytest.mark.parametrize("status", [101, 404, 503, 599])
+def test_a_status_code_from_100_to_599_is_not_marked_invalid(serve: Callable[..., Target], status: int) -> None:
+    # Given a target that answers with a valid final status code
+    target = serve(raw(b"HTTP/1.1 %d Fine\r\nContent-Length: 0\r\n\r\n" % status))
+    # When delivered
+    response = client().send(f"http://127.0.0.1:{target.port}/", "POST", {}, b"x")
+    # Then nothing is said to be wrong with it
+    assert (response.status_code, response.anomaly) == (status, None)
+
+
 def test_a_2xx_with_too_many_headers_on_a_kept_alive_connection_is_not_sent_again(
     serve: Callable[..., Target],
 ) -> None:

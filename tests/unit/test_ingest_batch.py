@@ -75,6 +75,32 @@ def test_a_malformed_envelope_answers_400_naming_the_field(body: Any, path: str,
     assert detail["path"] == path and text in detail["message"]
 
 
+def nested(levels: int) -> Any:
+    value: Any = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_a_body_nested_64_levels_is_accepted_in_a_batch_as_alone() -> None:
+    # Given a batch whose second message's JSON body nests 64 levels, the documented limit
+    body = {"messages": [message(0), message(1, body=nested(64))]}
+    # When it is validated
+    state = ingest.validate_batch(batch_state(body), SETTINGS)
+    # Then it is not refused: both messages go on to be stored
+    assert "response" not in state, state.get("response")
+
+
+def test_a_body_nested_65_levels_answers_400_naming_its_message_and_field() -> None:
+    # Given a batch whose second message's JSON body nests one level more than the limit
+    body = {"messages": [message(0), message(1, body=nested(65))]}
+    # When it is validated
+    status, error = answer(ingest.validate_batch(batch_state(body), SETTINGS))
+    # Then the whole request is a 400 naming that message's body, as POST /messages names `$.body`
+    assert (status, error["error"]["code"]) == (400, "VALIDATION_ERROR")
+    assert error["error"]["details"] == [{"path": "$.messages[1].body", "message": "is nested deeper than 64 levels"}]
+
+
 def test_a_request_over_the_batch_limit_answers_413() -> None:
     # When the request is one byte over the batch limit
     state = ingest.validate_batch(batch_state(b" " * (MAX_BATCH_REQUEST_BYTES + 1)), SETTINGS)

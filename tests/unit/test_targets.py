@@ -160,11 +160,17 @@ def test_peak_per_second_counts_the_busiest_one_second_window() -> None:
 
 
 @pytest.mark.parametrize(
-    "body", ['{"origin": "https://a.example", "ratePerSecond": NaN}', '{"ratePerSecond": Infinity}', "[" * 100_000]
+    ("body", "path"),
+    [
+        ('{"origin": "https://a.example", "ratePerSecond": NaN}', "$"),
+        ('{"ratePerSecond": Infinity}', "$"),
+        ("[" * 100_000, "$[0]"),
+        ('{"origin": "https://a.example", "ratePerSecond": ' + "[" * 65 + "]" * 65 + "}", "$.ratePerSecond"),
+    ],
 )
-def test_a_targets_body_that_is_not_json_is_a_400_naming_it(body: str) -> None:
-    # Given what Python's json would take but JSON is not (NaN, Infinity) or nesting too deep
-    # When it is read as a PUT /targets body / Then it is refused naming the body, not a 500
+def test_a_targets_body_that_is_not_json_is_a_400_naming_it(body: str, path: str) -> None:
+    # Given what Python's json would take but JSON is not (NaN, Infinity) or nesting past the limit
+    # When it is read as a PUT /targets body / Then it is refused naming the body or field, not a 500
     with pytest.raises(MessageInvalid) as refused:
         json_body(body)
-    assert [detail.path for detail in refused.value.details] == ["$"]
+    assert [detail.path for detail in refused.value.details] == [path]

@@ -14,6 +14,7 @@ import re
 import string
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -812,11 +813,85 @@ def test_given_malformed_json_when_decoded_then_the_message_names_the_position(r
     assert f"at position {position}." in str(info.value)
 
 
-@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"a":' * 100_000, b"[" * 100_000 + b"]" * 100_000])
-def test_given_deeply_nested_json_when_decoded_then_malformed_request_not_recursion_error(raw: bytes) -> None:
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        (b"[" * 100_000, "$[0]"),
+        (b'{"a":' * 100_000, "$.a"),
+        (b"[" * 100_000 + b"]" * 100_000, "$[0]"),
+        (b'{"body":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "$.body"),
+    ],
+)
+def test_given_deeply_nested_json_when_decoded_then_a_400_names_the_field_not_recursion_error(
+    raw: bytes, path: str
+) -> None:
     config = replace(SETTINGS, max_body_bytes=1_000_000)  # the nesting, not the size, is under test
-    with pytest.raises(MalformedRequest, match="nested too deeply"):
+    with pytest.raises(MessageInvalid) as refused:
         decode_request_body(b64(raw), config)
+    assert refused.value.details == [FieldError(path, "is nested deeper than 64 levels")]
+
+
+def nested(levels: int, kind: str = "array") -> Any:
+    """A JSON value `levels` arrays (or objects) deep: [[...]] or {"a": {"a": ...}}."""
+    value: Any = [] if kind == "array" else {}
+    for _ in range(levels - 1):
+        value = [value] if kind == "array" else {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("kind", ["array", "object"])
+def test_given_a_json_body_nested_64_levels_when_validated_then_it_is_accepted_as_sent(kind: str) -> None:
+    # Given a message whose JSON body nests 64 levels of arrays (or objects), the documented limit
+    body = nested(64, kind)
+    raw = json.dumps(message(body=body)).encode()
+    # When the request is decoded and validated
+    valid = validate_message(decode_request_body(b64(raw), SETTINGS), SETTINGS, now=NOW)
+    # Then it is accepted, and delivered as that JSON
+    assert json.loads(valid.message["body"]) == body
+
+
+@pytest.mark.parametrize("kind", ["array", "object"])
+def test_given_a_json_body_nested_65_levels_when_decoded_then_a_400_names_the_body(kind: str) -> None:
+    # Given a message whose JSON body nests one level more than the limit
+    raw = json.dumps(message(body=nested(65, kind))).encode()
+    # When the request is decoded
+    with pytest.raises(MessageInvalid) as refused:
+        decode_request_body(b64(raw), SETTINGS)
+    # Then it is a validation error (400 VALIDATION_ERROR) naming the body and the limit
+    assert refused.value.details == [FieldError("$.body", "is nested deeper than 64 levels")]
+    answer = response_for_rejection(refused.value, "req-1")
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"])["error"]["code"] == "VALIDATION_ERROR"
+
+
+def test_given_brackets_inside_strings_when_decoded_then_they_are_not_nesting() -> None:
+    # Given a body that is a string of 1,000 brackets, and a header value of brackets
+    document = message(body="[{" * 1_000, headers={"X-Brackets": "]" * 100 + "[" * 100})
+    # When the request is decoded
+    # Then it is the value sent: text is not structure
+    assert decode_request_body(b64(json.dumps(document).encode()), SETTINGS) == document
+
+
+def test_the_nesting_limit_is_documented_where_senders_read_the_contract() -> None:
+    from functions.shared.config import message_schema
+    from functions.shared.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
+
+    # Given the limit the code enforces
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    # Then the README's field table and the message schema's body (so the OpenAPI document) state it
+    assert f"JSON nested at most {MAX_NESTING_DEPTH} levels deep" in readme
+    assert f'"message": "{NESTING_MESSAGE}"' in readme
+    assert f"at most {MAX_NESTING_DEPTH} levels deep" in message_schema()["properties"]["body"]["description"]
+
+
+def test_given_another_field_nested_too_deep_when_decoded_then_that_field_is_named() -> None:
+    # Given a request whose unknown field (quoted name) nests 100 levels, its body being fine
+    document = {**message(body=nested(3)), "odd name": nested(100)}
+    # When it is decoded
+    with pytest.raises(MessageInvalid) as refused:
+        decode_request_body(b64(json.dumps(document).encode()), SETTINGS)
+    # Then the field is named, as the schema's errors name it
+    assert refused.value.details == [FieldError("$['odd name']", "is nested deeper than 64 levels")]
 
 
 @pytest.mark.parametrize("raw", [b'{"a": NaN}', b"[Infinity]", b'{"a": -Infinity}'])

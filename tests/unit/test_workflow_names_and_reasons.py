@@ -45,6 +45,9 @@ def test_slow_lane_names_are_stable_and_distinct_per_message_and_run() -> None:
         (500, True),
         (503, True),
         (599, True),
+        # Outside 100-599 a code is invalid: RFC 9110 says to treat the response as a 5xx
+        (600, True),
+        (999, True),
     ],
 )
 def test_outcome_rules(status: int, retryable: bool) -> None:
