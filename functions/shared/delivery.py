@@ -779,7 +779,16 @@ def move_to_slow_lane(event: dict[str, Any], deps: DeliveryDependencies) -> dict
     wait_seconds = _deferral_seconds(event)
     if wait_seconds is not None:
         payload["waitSeconds"] = wait_seconds
-    deps.workflows.start(deps.settings.slow_lane_arn, name, payload)
+    try:
+        deps.workflows.start(deps.settings.slow_lane_arn, name, payload)
+    except Exception:
+        # No slow-lane run holds the lease just handed to it: give it back and make the message due
+        # now (a retried hand-off finds itself the owner and starts the run again).
+        try:
+            deps.repository.release_claim(key, run, (name,), due_at=int(time.time()))
+        except RelayError:
+            logger.exception("Could not give back the slow lane's lease")
+        raise
     return {"outcome": "MOVED_TO_SLOW_LANE", "executionArn": execution_arn}
 
 
