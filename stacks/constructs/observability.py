@@ -194,13 +194,13 @@ class Observability(Construct):
             "FastLaneRunsFailedAlarm",
             failed_runs(fast_lane, "Fast-lane runs failed"),
             "Fast-lane runs failed, timed out or were aborted (for instance the slow lane could not be "
-            "started); the reconciler re-drives their messages when their lease ends.",
+            "started); the reconciler re-drives their messages when their lease ends (at most minutes).",
         )
         self.slow_lane_alarm = alarm(
             "SlowLaneRunsFailedAlarm",
             failed_runs(slow_lane, "Slow-lane runs failed"),
-            "Slow-lane runs failed, timed out or were aborted; the reconciler re-drives their messages "
-            "when their lease ends.",
+            "Slow-lane runs failed, timed out or were aborted; a run that gave up released its lease, so "
+            "the reconciler re-drives its message within a round (others when their lease ends).",
         )
         self.api_errors_alarm = alarm(
             "Api5xxAlarm",
@@ -220,6 +220,22 @@ class Observability(Construct):
             reconciler.metric_errors(period=PERIOD, statistic="Sum"),
             "The reconciler has failed for 15 minutes: stuck messages are not being re-driven.",
             evaluation_periods=3,
+        )
+        self.stuck_messages_alarm = alarm(
+            "StuckMessagesAlarm",
+            relay_metric(Metric.STUCK),
+            "Messages were re-driven more than 5 times without progress (never claimed from the queue, or "
+            "their runs keep ending without a result): Relay's own trouble, not the target's. They are not "
+            "failed: the reconciler keeps re-driving them with a growing delay until they are delivered or "
+            "expire. Their REDRIVEN events say what kept them.",
+        )
+        self.reconciler_part_errors_alarm = alarm(
+            "ReconcilerPartErrorsAlarm",
+            relay_metric(Metric.RECONCILER_ERRORS),
+            "A part of a reconciler round, or one due message, failed (logged with its message); the round "
+            "went on and the message is looked at again later. Repeated errors need a look.",
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
         )
         self.signing_secret_alarm = alarm(
             "SigningSecretMissingAlarm",
@@ -246,6 +262,8 @@ class Observability(Construct):
             self.api_errors_alarm,
             self.failure_rate_alarm,
             self.reconciler_alarm,
+            self.stuck_messages_alarm,
+            self.reconciler_part_errors_alarm,
         ]
 
         def graph(
