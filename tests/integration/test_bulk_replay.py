@@ -336,3 +336,33 @@ def test_five_jobs_at_once_over_the_same_failed_messages_replay_each_once(local_
     assert [job["matched"] for job in jobs] == [10] * 5
     assert (sum(job["replayed"] for job in jobs), sum(job["skipped"] for job in jobs)) == (10, 40)
     assert {(job["state"], job["failed"]) for job in jobs} == {("SUCCEEDED", 0)}
+
+
+@pytest.fixture
+def paged_by_25() -> Iterator[LocalAws]:
+    """The embedded AWS with pages of 25 messages and runs of 10 pages."""
+    environment = {"RELAY_REQUIRE_SENDER": "false", "RELAY_REPLAY_PAGE_SIZE": "25", "RELAY_REPLAY_PAGES_PER_RUN": "10"}
+    with LocalAws(time_scale=0.001, environment=environment) as local:
+        yield local
+
+
+@pytest.mark.slow
+def test_a_job_of_a_thousand_runs_to_the_end_run_after_run(paged_by_25: LocalAws) -> None:
+    # Given 1,010 CANCELLED messages (41 pages of 25, runs of 10 pages: five runs)
+    keys = cancelled_messages(1010, "https://thousand.example.com/")
+    # When one bulk replay of them is asked for
+    answer = paged_by_25.invoke("relay-api", api_event("POST", "/messages/replay", {"status": "CANCELLED"}))
+    started = json.loads(answer["body"])
+    assert (answer["statusCode"], started["matched"], started["state"]) == (202, 25, "RUNNING")
+    # Then the job ends SUCCEEDED with every one of them matched and replayed, in five runs
+    job = wait_for_job(paged_by_25, started["jobId"], timeout=300)
+    assert (job["state"], job["matched"], job["replayed"], job["skipped"], job["failed"]) == (
+        "SUCCEEDED",
+        1010,
+        1010,
+        0,
+        0,
+    )
+    assert replay_runs(paged_by_25, started["jobId"]) == 5
+    repository = ReplayRepository(get_settings().table_name)
+    assert {repository.get_head(key).run for key in keys[::37]} == {1}  # type: ignore[union-attr]
