@@ -311,7 +311,9 @@ def render_job(body: dict[str, Any]) -> None:
         + (f", origin {job_filter['origin']})" if job_filter.get("origin") else ")")
     )
     counters = ("matched", "replayed", "skipped", "failed")
-    print("    " + "  ".join(f"{name} {body[name]}" for name in counters if name in body))
+    # While the job runs, `matched` is what it has found so far (it pages without counting first).
+    so_far = "  (so far)" if body.get("state") == "RUNNING" else ""
+    print("    " + "  ".join(f"{name} {body[name]}" for name in counters if name in body) + so_far)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ from functions.shared.exceptions import (
 from functions.shared.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
 from functions.shared.model import EventType, Status
 from functions.shared.operations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from functions.shared.replays import MAX_MESSAGES_PER_JOB, JobState, replay_schema
+from functions.shared.replays import PAGE_SIZE, PAGES_PER_RUN, JobState, replay_schema
 from functions.shared.responses import (
     MESSAGE_ID_CONFLICT,
     PAYLOAD_TOO_LARGE,
@@ -549,14 +549,16 @@ def _resource_schemas(message_schema: dict[str, Any]) -> dict[str, dict[str, Any
                 "matched": {
                     "type": "integer",
                     "minimum": 0,
-                    "description": "Messages the filter matched at the start.",
+                    "description": "Matching messages the job has found so far: it grows page by page while "
+                    "the job is RUNNING and is final once it has ended (then matched = replayed + skipped + "
+                    "failed).",
                 },
                 "replayed": {"type": "integer", "minimum": 0, "description": "Matched messages given a new run."},
                 "skipped": {
                     "type": "integer",
                     "minimum": 0,
-                    "description": "Matched messages no longer replayable when their page came (expired, or in "
-                    "another status).",
+                    "description": "Matched messages no longer replayable when their page came (expired, "
+                    "replayed by hand or by another job, or in another status or a later failure).",
                 },
                 "failed": {"type": "integer", "minimum": 0, "description": "Replays that could not be recorded."},
                 "createdAt": {"type": "string", "format": "date-time"},
@@ -570,10 +572,18 @@ def _resource_schemas(message_schema: dict[str, Any]) -> dict[str, dict[str, Any
             "required": ["jobId", "matched", "state", "filter"],
             "properties": {
                 "jobId": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                "matched": {"type": "integer", "minimum": 0, "maximum": MAX_MESSAGES_PER_JOB},
+                "matched": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Matching messages found so far: those of the window's first page "
+                    f"(at most {PAGE_SIZE}), so exact for a small job; nothing counts the whole window "
+                    "first. The job's `matched` (GET /replays/{jobId}) grows as it pages and is final once "
+                    "its state is no longer RUNNING.",
+                },
                 "state": {
                     "enum": [JobState.RUNNING, JobState.SUCCEEDED],
-                    "description": "SUCCEEDED at once when nothing matched.",
+                    "description": "SUCCEEDED at once when nothing matched; RUNNING otherwise (even with "
+                    "`matched` 0, when the window's first page held no message to the filter's origin).",
                 },
                 "filter": _ref("ReplayFilterApplied"),
             },
@@ -872,11 +882,15 @@ def _paths() -> dict[str, Any]:
                 "operationId": "replayMessages",
                 "summary": "Replay every FAILED or CANCELLED message matching a filter (a bulk replay job)",
                 "description": "Starts a job that gives every matching message a new run with a REPLAYED event "
-                "(naming the job), as `POST /messages/{messageId}/replay` does, page by page (at most "
-                f"{replay_schema()['x-relay-replay']['pageSize']} a second). A message matches when it reached "
+                "(naming the job), as `POST /messages/{messageId}/replay` does, page by page (runs of at most "
+                f"{PAGES_PER_RUN} pages of {PAGE_SIZE}, a second between runs); the deliveries go through the "
+                "targets' limits like any other. A message matches when it reached "
                 "`status` between `since` (default: 24 hours before `until`) and `until` (default and upper "
-                "bound: now) and, with `origin`, its targetUrl has that origin. A filter matching more than "
-                f"{MAX_MESSAGES_PER_JOB} messages is refused (400 naming `$.since`): narrow the window.",
+                "bound: now) and, with `origin`, its targetUrl has that origin. A job takes any number of "
+                "matches: nothing counts them first, so the answer's `matched` is what the window's first page "
+                "held and the job's own `matched` grows as it goes. Each message is replayed only while it is "
+                "still in the failure (or cancellation) the job matched, so jobs started together over the "
+                "same window replay it once (the others count it `skipped`).",
                 "requestBody": {
                     "required": True,
                     "content": {

@@ -1,4 +1,4 @@
-"""The bulk replay machine's step: replay one page of a job, or record that the job's run failed."""
+"""The bulk replay machine's step: replay a run of pages of a job, or record that the job's run failed."""
 
 from typing import Any
 
@@ -19,6 +19,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     repository = ReplayRepository(settings.table_name)
     if event.get("action") == "fail":
         return replays.fail_job(repository, event)
-    result = replays.replay_page(repository, DeliveryQueue(settings.queue_url), settings, event)
-    logger.info("Replayed a page", extra={"jobId": result["jobId"], "page": event.get("page"), **result["counts"]})
+    result = replays.replay_run(
+        repository,
+        DeliveryQueue(settings.queue_url),
+        settings,
+        event,
+        remaining_ms=context.get_remaining_time_in_millis,
+    )
+    logger.info(
+        "Replayed a run of pages",
+        extra={"jobId": result["jobId"], "pages": result["pages"], "done": result["done"], **result["counts"]},
+    )
     return result

@@ -137,8 +137,10 @@ def replay(
     message_id: str,
     statuses: frozenset[Status] = REPLAYABLE_STATUSES,
     job_id: str | None = None,
+    expected_sort: str | None = None,
 ) -> dict[str, Any]:
-    """Start a new run of a finished message in one of `statuses` (a bulk replay: its job's status)."""
+    """Start a new run of a finished message in one of `statuses` (a bulk replay: its job's status,
+    and `expected_sort`, the status index sort key of the failure the job matched)."""
     key = _message_key(sender_id, message_id)
     head = repository.get_head(key)
     if head is None:
@@ -148,7 +150,10 @@ def replay(
         raise MessageExpired(f"Message '{message_id}' expired at {iso(head.expires_at)}.")
     details = {"previousStatus": head.status.value, **({"jobId": job_id} if job_id else {})}
     replayed = Event(EventType.REPLAYED, now, head.run + 1, head.attempts, details)
-    updated = repository.start_replay(head, replayed, int(now.timestamp()) + settings.redrive_after_seconds, statuses)
+    due_at = int(now.timestamp()) + settings.redrive_after_seconds
+    updated = repository.start_replay(head, replayed, due_at, statuses, expected_sort)
+    if updated is None and expected_sort is not None and head.status in statuses:
+        raise MessageNotFinished(f"Message '{message_id}' is no longer in the {head.status.value} the job matched.")
     if updated is None:
         allowed = " or ".join(status.value for status in sorted(statuses))
         raise MessageNotFinished(f"Message '{message_id}' is {head.status.value}; only {allowed} can be replayed.")

@@ -4,15 +4,17 @@
   `SENDER#<s>#STATUS#<status>`, sort key `<epoch ms of the change>#<messageId>`, so one key
   condition selects a time window, oldest first. The index holds keys only; the messages are read
   by key (with their content when the filter names an origin).
-- A job is one item, `pk = REPLAY#<senderId>`, `sk = <jobId>`: its filter, state and counters.
-  Each page of the job adds its counts in ONE conditional update that also moves the page number
-  on, so a page the state machine retries is not counted twice.
+- A job is one item, `pk = REPLAY#<senderId>`, `sk = <jobId>`: its filter, state, counters and
+  where it stands (`page`, and `cursor`, the window's position after that page). Each page of the
+  job adds its counts (`matched` among them) and moves the page and the cursor on in ONE
+  conditional update, so a page run twice is not counted twice and a retried run resumes from the
+  job item, not from its input.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -25,6 +27,14 @@ JOB_PARTITION_PREFIX = REPLAY_JOB_PREFIX
 _AFTER_ANY_ID = "~"
 # Epoch milliseconds have 13 digits from 2001 to 2286: the sort keys compare as numbers within it.
 _EARLIEST_MS = 10**12
+
+
+class WindowEntry(NamedTuple):
+    """A message in a status window, with the index sort key it had (`<epoch ms>#<messageId>`):
+    which failure (or cancellation) of the message the window saw."""
+
+    key: MessageKey
+    sort: str
 
 
 def _job_key(sender_id: str, job_id: str) -> dict[str, Any]:
@@ -44,9 +54,10 @@ class ReplayRepository(MessageRepository):
         until: datetime,
         limit: int | None,
         cursor: dict[str, Any] | None,
-    ) -> tuple[list[MessageKey], dict[str, Any] | None]:
-        """Keys of a sender's messages that reached `status` within [since, until], oldest first,
-        and the cursor of the next page (None at the end). `limit=None`: as many as one page holds."""
+    ) -> tuple[list[WindowEntry], dict[str, Any] | None]:
+        """A sender's messages that reached `status` within [since, until], oldest first (each with
+        its sort key), and the cursor of the next page (None at the end). `limit=None`: as many as
+        one page holds."""
         low = f"{max(epoch_ms(since), _EARLIEST_MS)}#"
         high = f"{max(epoch_ms(until), _EARLIEST_MS)}#{_AFTER_ANY_ID}"
         kwargs: dict[str, Any] = {
@@ -62,12 +73,13 @@ class ReplayRepository(MessageRepository):
         if cursor:
             kwargs["ExclusiveStartKey"] = to_item(cursor)
         response = self._call("query", **kwargs)
-        keys = []
+        entries = []
         for item in response.get("Items", []):
-            _, sender, message_id = str(from_item(item)["pk"]).split("#", 2)
-            keys.append(MessageKey(sender, message_id))
+            stored = from_item(item)
+            _, sender, message_id = str(stored["pk"]).split("#", 2)
+            entries.append(WindowEntry(MessageKey(sender, message_id), str(stored["gsi1sk"])))
         last = response.get("LastEvaluatedKey")
-        return keys, (from_item(last) if last else None)
+        return entries, (from_item(last) if last else None)
 
     # -- jobs ------------------------------------------------------------------------------------
 
@@ -97,21 +109,41 @@ class ReplayRepository(MessageRepository):
         return from_item(item) if item else None
 
     def record_page(
-        self, sender_id: str, job_id: str, page: int, counts: dict[str, int], state: str, now: datetime
+        self,
+        sender_id: str,
+        job_id: str,
+        page: int,
+        counts: dict[str, int],
+        state: str,
+        now: datetime,
+        cursor: dict[str, Any] | None = None,
+        set_counts: frozenset[str] = frozenset(),
     ) -> bool:
-        """Add one page's counts and set the job's state; False when that page was already counted."""
-        names = {"#page": "page", "#state": "state", "#updated": "updatedAt"}
+        """Add one page's counts, store the cursor after it (none: removed) and set the job's state;
+        False when that page was already counted. Counters named in `set_counts` are set, not added
+        (the first page's `matched` replaces the API's first look)."""
+        names = {"#page": "page", "#state": "state", "#updated": "updatedAt", "#cursor": "cursor"}
         values: dict[str, Any] = {":page": page, ":next": page + 1, ":state": state, ":now": epoch_ms(now)}
+        sets = ["#page = :next", "#state = :state", "#updated = :now"]
         adds = []
         for name, amount in counts.items():
             names[f"#{name}"] = name
             values[f":{name}"] = amount
-            adds.append(f"#{name} :{name}")
+            if name in set_counts:
+                sets.append(f"#{name} = :{name}")
+            else:
+                adds.append(f"#{name} :{name}")
+        if cursor is not None:
+            values[":cursor"] = cursor
+            sets.append("#cursor = :cursor")
+        expression = "SET " + ", ".join(sets) + (" ADD " + ", ".join(adds) if adds else "")
+        if cursor is None:
+            expression += " REMOVE #cursor"
         try:
             self._call(
                 "update_item",
                 Key=_job_key(sender_id, job_id),
-                UpdateExpression="SET #page = :next, #state = :state, #updated = :now ADD " + ", ".join(adds),
+                UpdateExpression=expression,
                 ConditionExpression="attribute_exists(pk) AND #page = :page",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),

@@ -1,28 +1,41 @@
-"""Bulk replay: `POST /messages/replay` starts a job, a state machine replays it page by page.
+"""Bulk replay: `POST /messages/replay` starts a job, a state machine replays it run by run.
 
     POST /messages/replay {status, since?, until?, origin?}
-        -> the filter is checked (schemas/replay.schema.json), the matching messages counted,
+        -> the filter is checked (schemas/replay.schema.json), the window's first page looked at,
            the job recorded (RUNNING) and the replay machine started: 202 {jobId, matched}
     replay machine (statemachines/replay.asl.json): ReplayPage -> more? -> Wait -> ReplayPage ...
-        each page: up to PAGE_SIZE messages of the window, oldest first; each one replayed exactly
-        as `POST /messages/{id}/replay` does (operations.replay), but only from the filter's status
+        each run (one Lambda invocation): pages of up to `pageSize` messages of the window, oldest
+        first, from the cursor stored in the job item, until the window ends, `pagesPerRun` pages
+        are done or the invocation's time runs short; each match replayed exactly as
+        `POST /messages/{id}/replay` does (operations.replay), but only while it is still in the
+        very failure (or cancellation) the job matched
     GET /replays/{jobId} -> matched, replayed, skipped, failed, state RUNNING|SUCCEEDED|FAILED
 
 A message matches when it is in `status` (FAILED or CANCELLED) and reached it within
 [since, until] (`until` defaults to, and is capped at, the time of the request; `since` defaults to
 24 hours before `until`), and, with `origin`, its targetUrl has that origin. The window is fixed
 when the job starts: a replayed message that fails again leaves it (its new failure is later than
-`until`), so a job always ends. A matched message that is no longer in the status when its page
-comes (replayed or expired meanwhile) is `skipped`; one whose replay could not be recorded is
-`failed`. The pages are throttled (PAGE_SIZE per page, a one-second Wait between pages); the
-deliveries themselves go through the delivery queue like any other, under the targets' limits.
+`until`), so a job always ends, whatever its size: nothing counts the matches first.
+
+`matched` counts the matches the job has found so far: it grows page by page while the job is
+RUNNING and is final once it is SUCCEEDED (then matched = replayed + skipped + failed). The 202's
+`matched` is what the API found in the window's first page (exact for a job of one page; none
+found and no more pages: the job is SUCCEEDED at once, without a run).
+
+Each replay is conditional on the message's status index sort key being the one the job read: a
+message replayed meanwhile (by hand, or by another job over the same window, which may already have
+seen it fail again) is `skipped`, so concurrent jobs replay each message once. One whose replay
+could not be recorded is `failed`. The deliveries themselves go through the delivery queue like
+any other, under the targets' limits.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -45,7 +58,7 @@ from functions.shared.observability import logger
 from functions.shared.operations import replay
 from functions.shared.origins import origin_of
 from functions.shared.queue import DeliveryQueue
-from functions.shared.replay_repository import ReplayRepository
+from functions.shared.replay_repository import ReplayRepository, WindowEntry
 from functions.shared.workflows import Workflows
 
 REPLAY_SCHEMA_PATH = SCHEMA_DIR / "replay.schema.json"
@@ -63,9 +76,32 @@ def _limit(name: str) -> int:
 
 DEFAULT_WINDOW = timedelta(hours=_limit("defaultWindowHours"))
 PAGE_SIZE = _limit("pageSize")
-# One job replays at most this many messages (a bounded run: about ten history events a page);
-# a wider filter is refused with 400, so the caller narrows the window or runs several jobs.
-MAX_MESSAGES_PER_JOB = _limit("maxMessagesPerJob")
+# A run (one invocation of the replay function, one round of the machine: about ten history events)
+# replays at most this many pages; with a second between runs, a STANDARD run's 25,000 events hold
+# about 2,500 rounds, millions of messages at the defaults.
+PAGES_PER_RUN = _limit("pagesPerRun")
+# A run starts no further page with less than this left of its invocation (a page's worst case with
+# throttled DynamoDB calls and SDK retries; the function's timeout is stacks/constructs/replay.py's).
+RUN_RESERVE_MS = 20_000
+# Local and test overrides of the paging (the deployed stack leaves them unset).
+PAGE_SIZE_VARIABLE = "RELAY_REPLAY_PAGE_SIZE"
+PAGES_PER_RUN_VARIABLE = "RELAY_REPLAY_PAGES_PER_RUN"
+
+
+@dataclass(frozen=True)
+class Paging:
+    """How a job walks its window: messages per page, pages per run."""
+
+    page_size: int = PAGE_SIZE
+    pages_per_run: int = PAGES_PER_RUN
+
+    @classmethod
+    def from_environment(cls) -> Paging:
+        def read(name: str, default: int) -> int:
+            raw = os.environ.get(name, "")
+            return max(1, int(raw)) if raw.strip() else default
+
+        return cls(read(PAGE_SIZE_VARIABLE, PAGE_SIZE), read(PAGES_PER_RUN_VARIABLE, PAGES_PER_RUN))
 
 
 class JobState:
@@ -164,42 +200,15 @@ def parse_filter(body: str | None, now: datetime) -> ReplayFilter:
     return ReplayFilter(Status(document["status"]), since, until, origin)
 
 
-def _matching(repository: ReplayRepository, sender_id: str, job_filter: ReplayFilter, keys: list[Any]) -> list[Any]:
-    """The keys among `keys` whose message the filter selects (all of them without an origin)."""
+def _matching(repository: ReplayRepository, job_filter: ReplayFilter, entries: list[WindowEntry]) -> list[WindowEntry]:
+    """The entries whose message the filter selects (all of them without an origin)."""
     if job_filter.origin is None:
-        return keys
-    messages = repository.get_messages(keys)
-    selected = {message.head.key for message in messages if job_filter.selects(message.content.target_url)}
-    return [key for key in keys if key in selected]
-
-
-def count_matches(repository: ReplayRepository, sender_id: str, job_filter: ReplayFilter) -> int:
-    """How many messages the filter matches now (stops counting past MAX_MESSAGES_PER_JOB).
-
-    With an origin, each message in the window is read to learn its target: past
-    MAX_MESSAGES_PER_JOB read, the window is too wide to count within the API's time (a 400).
-    """
-    matched, scanned, cursor = 0, 0, None
-    while True:
-        keys, cursor = repository.status_window(
-            sender_id, job_filter.status, job_filter.since, job_filter.until, None, cursor
-        )
-        for start in range(0, len(keys), 100):
-            matched += len(_matching(repository, sender_id, job_filter, keys[start : start + 100]))
-        scanned += len(keys)
-        if job_filter.origin is not None and scanned > MAX_MESSAGES_PER_JOB and cursor is not None:
-            raise MessageInvalid(
-                [
-                    FieldError(
-                        "$.since",
-                        f"more than {MAX_MESSAGES_PER_JOB} {job_filter.status.value} messages in the window to "
-                        "search for the origin; narrow the window",
-                    )
-                ],
-                "The filter is invalid.",
-            )
-        if cursor is None or matched > MAX_MESSAGES_PER_JOB:
-            return matched
+        return entries
+    selected = set()
+    for start in range(0, len(entries), 100):  # BatchGetItem reads 100 keys at most
+        messages = repository.get_messages([entry.key for entry in entries[start : start + 100]])
+        selected |= {message.head.key for message in messages if job_filter.selects(message.content.target_url)}
+    return [entry for entry in entries if entry.key in selected]
 
 
 def start_job(
@@ -209,59 +218,110 @@ def start_job(
     sender_id: str,
     body: str | None,
     now: datetime | None = None,
+    paging: Paging | None = None,
 ) -> dict[str, Any]:
-    """Check the filter, count the matches, record the job and start its run: the 202 body."""
+    """Check the filter, look at the window's first page, record the job and start its run: the 202 body.
+
+    Nothing counts the whole window here (a job may match any number of messages): `matched` is
+    what the first page holds; the job's own pages replace and then grow it.
+    """
     now = now or datetime.now(UTC)
+    paging = paging or Paging.from_environment()
     job_filter = parse_filter(body, now)
-    matched = count_matches(repository, sender_id, job_filter)
-    if matched > MAX_MESSAGES_PER_JOB:
-        raise MessageInvalid(
-            [FieldError("$.since", f"the filter matches more than {MAX_MESSAGES_PER_JOB} messages; narrow the window")],
-            "The filter is invalid.",
-        )
+    entries, cursor = repository.status_window(
+        sender_id, job_filter.status, job_filter.since, job_filter.until, paging.page_size, None
+    )
+    matched = len(_matching(repository, job_filter, entries))
     job_id = uuid.uuid4().hex
-    # Nothing to replay: the job is over at once, without a run.
-    state = JobState.RUNNING if matched else JobState.SUCCEEDED
+    # Nothing in the window: the job is over at once, without a run.
+    state = JobState.RUNNING if matched or cursor else JobState.SUCCEEDED
     ttl = int(now.timestamp()) + settings.ttl_seconds
     repository.create_job(sender_id, job_id, job_filter.to_dict(), matched, state, now, ttl)
-    if matched:
-        payload = {"senderId": sender_id, "jobId": job_id, "filter": job_filter.to_dict(), "page": 0, "cursor": None}
+    if state == JobState.RUNNING:
         try:
-            workflows.start(settings.replay_machine_arn, job_id, payload)
+            workflows.start(settings.replay_machine_arn, job_id, {"senderId": sender_id, "jobId": job_id})
         except RelayError:
             repository.set_job_state(sender_id, job_id, JobState.FAILED, now, "the replay run could not be started")
             raise
     return {"jobId": job_id, "matched": matched, "state": state, "filter": job_filter.to_dict()}
 
 
-def replay_page(
-    repository: ReplayRepository, queue: DeliveryQueue, settings: Settings, job: dict[str, Any]
-) -> dict[str, Any]:
-    """Replay one page of a job (the state machine's ReplayPage step); the input of the next page.
-
-    `job` is {senderId, jobId, filter, page, cursor}; the answer is the same with the next page
-    and cursor (`cursor` None: the job is done and recorded SUCCEEDED) and this page's counts.
-    """
-    sender_id, job_id, page = str(job["senderId"]), str(job["jobId"]), int(job["page"])
-    job_filter = ReplayFilter.from_dict(job["filter"])
-    keys, cursor = repository.status_window(
-        sender_id, job_filter.status, job_filter.since, job_filter.until, PAGE_SIZE, job.get("cursor")
-    )
+def replay_entries(
+    repository: ReplayRepository,
+    queue: DeliveryQueue,
+    settings: Settings,
+    sender_id: str,
+    job_id: str,
+    job_filter: ReplayFilter,
+    entries: list[WindowEntry],
+) -> dict[str, int]:
+    """Replay one page's matches, each only while it is in the failure the window showed: the counts."""
     counts = dict.fromkeys(_COUNTERS, 0)
     only_from = frozenset({job_filter.status})
-    for key in _matching(repository, sender_id, job_filter, keys):
+    for entry in entries:
         try:
-            replay(repository, queue, settings, sender_id, key.message_id, only_from, job_id)
+            replay(repository, queue, settings, sender_id, entry.key.message_id, only_from, job_id, entry.sort)
             counts["replayed"] += 1
         except (MessageNotFinished, MessageExpired, MessageNotFound):
-            counts["skipped"] += 1  # it moved on since it matched, or expired: nothing to start
+            counts["skipped"] += 1  # it moved on since it matched (another job, by hand), or expired
         except RelayError:
-            logger.exception("Replay of one message failed", extra={"jobId": job_id, "messageId": key.message_id})
+            logger.exception("Replay of one message failed", extra={"jobId": job_id, "messageId": entry.key.message_id})
             counts["failed"] += 1
-    state = JobState.RUNNING if cursor else JobState.SUCCEEDED
-    if not repository.record_page(sender_id, job_id, page, counts, state, datetime.now(UTC)):
-        logger.info("Page already counted (a retried step)", extra={"jobId": job_id, "page": page})
-    return {**job, "page": page + 1, "cursor": cursor, "counts": counts}
+    return counts
+
+
+def replay_run(
+    repository: ReplayRepository,
+    queue: DeliveryQueue,
+    settings: Settings,
+    job: dict[str, Any],
+    paging: Paging | None = None,
+    remaining_ms: Callable[[], int] | None = None,
+) -> dict[str, Any]:
+    """One run of a job (the state machine's ReplayPage step): pages from where the job item stands.
+
+    `job` is {senderId, jobId}; the answer adds `done` (no page left: the job is recorded
+    SUCCEEDED, or it is not RUNNING any more) and this run's `pages` and `counts`. Where the job
+    stands is read from its item, never from the input, so a retried or repeated run resumes after
+    the last page recorded. The run stops after `pages_per_run` pages, or when `remaining_ms()`
+    (the invocation's time left) falls under RUN_RESERVE_MS.
+    """
+    paging = paging or Paging.from_environment()
+    sender_id, job_id = str(job["senderId"]), str(job["jobId"])
+    totals = {"matched": 0, **dict.fromkeys(_COUNTERS, 0)}
+    pages = 0
+
+    def answer(done: bool) -> dict[str, Any]:
+        return {"senderId": sender_id, "jobId": job_id, "done": done, "pages": pages, "counts": totals}
+
+    stored = repository.get_job(sender_id, job_id)
+    if stored is None or stored["state"] != JobState.RUNNING:
+        return answer(True)
+    job_filter = ReplayFilter.from_dict(stored["filter"])
+    page, cursor = int(stored.get("page", 0)), stored.get("cursor")
+    while True:
+        entries, next_cursor = repository.status_window(
+            sender_id, job_filter.status, job_filter.since, job_filter.until, paging.page_size, cursor
+        )
+        matches = _matching(repository, job_filter, entries)
+        counts = {
+            "matched": len(matches),
+            **replay_entries(repository, queue, settings, sender_id, job_id, job_filter, matches),
+        }
+        state = JobState.RUNNING if next_cursor else JobState.SUCCEEDED
+        # The first page's matches replace the API's first look at them; later pages add theirs.
+        first = frozenset({"matched"}) if page == 0 else frozenset()
+        if not repository.record_page(sender_id, job_id, page, counts, state, datetime.now(UTC), next_cursor, first):
+            # Another run of this job recorded this page first: the next round reads where it stands.
+            logger.info("Page already counted (a repeated run)", extra={"jobId": job_id, "page": page})
+            return answer(False)
+        for name, amount in counts.items():
+            totals[name] += amount
+        pages, page, cursor = pages + 1, page + 1, next_cursor
+        if cursor is None:
+            return answer(True)
+        if pages >= paging.pages_per_run or (remaining_ms is not None and remaining_ms() < RUN_RESERVE_MS):
+            return answer(False)
 
 
 def fail_job(repository: ReplayRepository, job: dict[str, Any]) -> dict[str, Any]:
@@ -281,7 +341,7 @@ def get_job(repository: ReplayRepository, sender_id: str, job_id: str) -> dict[s
         "jobId": job_id,
         "state": stored["state"],
         "filter": stored["filter"],
-        "matched": int(stored["matched"]),
+        "matched": int(stored.get("matched", 0)),
         **{name: int(stored.get(name, 0)) for name in _COUNTERS},
         "createdAt": iso(from_epoch_ms(int(stored["createdAt"]))),
         "updatedAt": iso(from_epoch_ms(int(stored["updatedAt"]))),

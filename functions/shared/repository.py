@@ -921,13 +921,22 @@ class MessageRepository:
     # -- operations ------------------------------------------------------------------------------
 
     def start_replay(
-        self, head: MessageHead, replayed: Event, due_at: int, statuses: frozenset[Status] = REPLAYABLE_STATUSES
+        self,
+        head: MessageHead,
+        replayed: Event,
+        due_at: int,
+        statuses: frozenset[Status] = REPLAYABLE_STATUSES,
+        expected_sort: str | None = None,
     ) -> MessageHead | None:
         """Begin a new run of a finished message (one of `statuses`); None when it is in another status.
 
         The run starts with a budget of its own (`ab`: the attempts so far), no owner and no re-drives.
+        `expected_sort`: only while its status index sort key is still this one, i.e. it is still
+        in the very failure (or cancellation) a bulk replay job matched, not in a later one.
         """
         update = _Update().when_run(head.run).when_status_in(statuses)
+        if expected_sort is not None:
+            update.when(f"{update.name('gsi1sk')} = {update.value('seenSort', expected_sort)}")
         update.assign("s", Status.PENDING.value).add("r", 1).assign("u", epoch_ms(replayed.at)).assign(
             "n", head.attempts
         )

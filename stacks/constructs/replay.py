@@ -1,10 +1,11 @@
 """Bulk replay: POST /messages/replay, GET /replays/{jobId}, and the job's state machine.
 
-    POST /messages/replay   (the api function) checks the filter, counts the matches, writes the
-                            job record and starts the replay machine: 202 {jobId, matched}
+    POST /messages/replay   (the api function) checks the filter, looks at the window's first page,
+                            writes the job record and starts the replay machine: 202 {jobId, matched}
     replay machine (STANDARD, statemachines/replay.asl.json): ReplayPage -> more? -> Wait 1 s -> ...
-    replay function (ReplayPage): one page of the job, each message replayed as the single-message
-                            replay does (head update + delivery queue), the counts on the job record
+    replay function (ReplayPage): a run of pages of the job from the cursor on its record, each
+                            message replayed as the single-message replay does (head update +
+                            delivery queue), each page's counts and the cursor on the job record
     GET /replays/{jobId}    (the api function) the job's state and counters
 
 The routes are served by the Operations construct's `api` function; this construct adds their
@@ -33,7 +34,8 @@ from stacks.settings import RelaySettings
 
 REPLAY_DEFINITION = "replay.asl.json"
 REPLAY_PAGE_PLACEHOLDER = "ReplayPageFunctionArn"
-# A page of 50 replays: one query, one BatchGetItem, then a read and a write plus a queue send each.
+# A run: pages of 50 replays (one query, one BatchGetItem, then a read and a write plus a queue send
+# each) until pagesPerRun pages are done or less than RUN_RESERVE_MS is left of this timeout.
 PAGE_TIMEOUT = Duration.seconds(60)
 
 
@@ -62,7 +64,7 @@ class BulkReplay(Construct):
             "ReplayPage",
             package=package,
             handler=handler_path("replay"),
-            description="Relay bulk replay: replay one page of a job's matching messages",
+            description="Relay bulk replay: replay a run of pages of a job's matching messages",
             environment={
                 "RELAY_TABLE_NAME": table.table_name,
                 "RELAY_QUEUE_URL": queue.queue_url,
@@ -80,9 +82,9 @@ class BulkReplay(Construct):
             tracing=settings.tracing,
         )
 
-        # ReplayPage: the window of the sparse byStatus index (keys), the messages (BatchGetItem),
-        # each replay's head read and conditional update, the job's counters (UpdateItem), and the
-        # new run on the delivery queue.
+        # ReplayPage: the job record (GetItem), the window of the sparse byStatus index (keys), the
+        # messages (BatchGetItem), each replay's head read and conditional update, the job's counters
+        # and cursor (UpdateItem), and the new run on the delivery queue.
         self.function.grant([f"{table.table_arn}/index/{STATUS_INDEX}"], "dynamodb:Query")
         self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem")
         self.function.grant_item_writes(
@@ -91,8 +93,8 @@ class BulkReplay(Construct):
         self.function.grant_history_moves(table.table_arn)
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
 
-        # The api function: counting the matches uses the byStatus index and BatchGetItem it already
-        # has, and writing the job record its PutItem on REPLAY# items (Operations); it starts this
+        # The api function: its first look at the window uses the byStatus index and BatchGetItem it
+        # already has, and writing the job record its PutItem on REPLAY# items (Operations); it starts this
         # machine, and no other.
         api_function.function.add_environment(REPLAY_MACHINE_VARIABLE, self.state_machine.state_machine_arn)
         api_function.grant([self.state_machine.state_machine_arn], "states:StartExecution")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -80,3 +82,40 @@ def test_a_bad_filter_is_refused_naming_the_field(relay_dev_process: RelayDev) -
     assert paths == {"$.status", "$.since", "$.colour"}
     missing = client.replay_job("0" * 32)
     assert (missing.status, missing.body["error"]["code"]) == (404, "REPLAY_NOT_FOUND")
+
+
+def test_five_bulk_replays_at_once_replay_each_failed_message_once(
+    relay_dev_process: RelayDev, own_target: TargetServer
+) -> None:
+    client = RelayClient(relay_dev_process.url, token=relay_dev_process.dev_token)
+    # Given 10 messages FAILED against a target that keeps refusing them (400: not retried)
+    messages = [make_message(senderId="dev", targetUrl=f"{own_target.url}/switch/never/400") for _ in range(10)]
+    for message in messages:
+        assert client.send(message).status == 202
+    for message in messages:
+        assert wait_for(client, message["messageId"])["status"] == "FAILED"
+
+    # When five bulk replays of them are started at once (each replay fails again at once)
+    def start(_: int) -> str:
+        answer = client.replay_many({"status": "FAILED", "origin": own_target.url})
+        assert answer.status == 202, answer.body
+        return str(answer.body["jobId"])
+
+    with ThreadPoolExecutor(5) as pool:
+        job_ids = list(pool.map(start, range(5)))
+    jobs = []
+    for job_id in job_ids:
+        deadline = time.monotonic() + 60
+        while (job := client.replay_job(job_id).body)["state"] == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        jobs.append(job)
+
+    # Then each message was replayed once: one REPLAYED event, FAILED again, two requests to the target
+    for message in messages:
+        record = wait_for(client, message["messageId"], ("FAILED",))
+        assert [event["type"] for event in record["events"]].count("REPLAYED") == 1, record["events"]
+    assert len(own_target.requests_to("/switch/never/400")) == 20
+    # And the jobs replayed 10 between them and counted the rest skipped
+    assert {job["state"] for job in jobs} == {"SUCCEEDED"}
+    assert sum(job["replayed"] for job in jobs) == 10
+    assert all(job["matched"] == job["replayed"] + job["skipped"] + job["failed"] for job in jobs)

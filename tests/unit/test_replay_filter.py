@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from functions.shared.exceptions import MessageInvalid
 from functions.shared.model import MessageKey, Status
+from functions.shared.replay_repository import WindowEntry
 from functions.shared.replays import (
     DEFAULT_WINDOW,
-    MAX_MESSAGES_PER_JOB,
+    Paging,
     ReplayFilter,
-    count_matches,
     origin_of,
     parse_filter,
+    start_job,
 )
 from relay.cli import parse_moment
 
@@ -100,25 +103,48 @@ def test_cli_durations_and_times() -> None:
 
 
 class _WideWindow:
-    """A replay repository whose window holds far more FAILED messages than a job may search."""
+    """A replay repository whose window holds far more FAILED messages than any old cap (10,000)."""
 
     def __init__(self) -> None:
         self.pages = 0
+        self.jobs: list[tuple[Any, ...]] = []
 
-    def status_window(self, *_: object) -> tuple[list[MessageKey], dict[str, str]]:
+    def status_window(self, *_: object) -> tuple[list[WindowEntry], dict[str, str]]:
         self.pages += 1
-        return [MessageKey("s", f"m{self.pages}-{n}") for n in range(1000)], {"more": "yes"}
+        return [WindowEntry(MessageKey("s", f"m{self.pages}-{n}"), f"1#m{n}") for n in range(1000)], {"more": "yes"}
 
     def get_messages(self, keys: list[MessageKey]) -> list[object]:
         return []  # none of them goes to the filter's origin
 
+    def create_job(self, *arguments: Any) -> None:
+        self.jobs.append(arguments)
 
-def test_an_origin_filter_over_a_window_too_wide_to_search_is_refused_naming_since() -> None:
-    # Given a window of FAILED messages none of which goes to the origin, beyond what a job searches
-    repository = _WideWindow()
-    job_filter = parse_filter('{"status": "FAILED", "origin": "https://hooks.example.com"}', NOW)
-    # When the API counts the matches / Then it stops and asks for a narrower window
-    with pytest.raises(MessageInvalid) as refused:
-        count_matches(repository, "s", job_filter)  # type: ignore[arg-type]
-    assert [detail.path for detail in refused.value.details] == ["$.since"]
-    assert repository.pages == MAX_MESSAGES_PER_JOB // 1000 + 1
+
+class _Workflows:
+    def __init__(self) -> None:
+        self.started: list[dict[str, Any]] = []
+
+    def start(self, arn: str, name: str, payload: dict[str, Any]) -> None:
+        self.started.append(payload)
+
+
+def test_a_window_of_any_size_is_not_counted_first_but_started_as_a_job() -> None:
+    # Given a window of FAILED messages far beyond 10,000, none of its first page to the filter's origin
+    repository, workflows = _WideWindow(), _Workflows()
+    settings = SimpleNamespace(ttl_seconds=3600, replay_machine_arn="arn:machine")
+    body = '{"status": "FAILED", "origin": "https://hooks.example.com"}'
+    # When the API starts the job
+    started = start_job(repository, workflows, settings, "s", body, NOW, Paging(page_size=1000))  # type: ignore[arg-type]
+    # Then it looked at one page only and answered RUNNING with what that page held (nothing yet)
+    assert repository.pages == 1
+    assert (started["matched"], started["state"]) == (0, "RUNNING")
+    # And the job is recorded and its run started with the job's key only (the job item holds the cursor)
+    assert [job[3:5] for job in repository.jobs] == [(0, "RUNNING")]
+    assert workflows.started == [{"senderId": "s", "jobId": started["jobId"]}]
+
+
+def test_paging_comes_from_the_schema_unless_the_environment_overrides_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Paging.from_environment() == Paging(50, 40)
+    monkeypatch.setenv("RELAY_REPLAY_PAGE_SIZE", "7")
+    monkeypatch.setenv("RELAY_REPLAY_PAGES_PER_RUN", "2")
+    assert Paging.from_environment() == Paging(7, 2)
