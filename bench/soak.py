@@ -136,7 +136,7 @@ class Sizes:
             redrive_seconds=2,
             reconcile_every=1.0,
             stall_seconds=60.0,
-            a_messages=60,
+            a_messages=80,
             a_rate=2.0,
             a_concurrency=2,
             b_senders=40,

@@ -1,7 +1,7 @@
 """Issue 16, item 10: a small version of every `make soak` scenario, each invariant its own test.
 
 Each scenario of bench/soak.py runs once at `Sizes.small()` (seconds each: a 2 s re-drive window,
-the reconciler every second, a 60-message backlog at 2/s, 40 senders, 25 replays, 10 races, an
+the reconciler every second, an 80-message backlog at 2/s, 40 senders, 25 replays, 10 races, an
 outage of 6 windows) on the real handlers in LocalRelay; the tests below read its invariants.
 
 The ones today's code is known to break are marked xfail(strict=False) with the issue item that
@@ -82,3 +82,19 @@ def test_soak_invariant(key: str, name: str, capsys: Any) -> None:
 def test_soak_reports_every_invariant(key: str, capsys: Any) -> None:
     """The list above is the scenario's (so no invariant goes unchecked by the suite)."""
     assert tuple(item.name for item in result_of(key, capsys).invariants) == INVARIANTS[key]
+
+
+def test_sizes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make soak` is the full size; SOAK_SCALE scales the counts, a per-knob variable wins."""
+    for name in ("SOAK_SCALE", "SOAK_A_MESSAGES", "SOAK_A_RATE", "SOAK_REDRIVE_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    full = Sizes.from_env()
+    assert (full.a_messages, full.b_senders, full.c_replays, full.d_rounds) == (5000, 2000, 2000, 200)
+    assert full.a_messages / full.a_rate >= 3 * full.redrive_seconds  # the backlog lasts >= 3 windows
+    assert full.e_windows > 5
+    monkeypatch.setenv("SOAK_SCALE", "0.1")
+    monkeypatch.setenv("SOAK_A_RATE", "20")
+    monkeypatch.setenv("SOAK_REDRIVE_SECONDS", "5")
+    tenth = Sizes.from_env()
+    assert (tenth.a_messages, tenth.b_senders, tenth.a_rate, tenth.redrive_seconds) == (500, 200, 20.0, 5)
+    assert isinstance(tenth.redrive_seconds, int)
