@@ -449,6 +449,23 @@ def send_batches(
 Keys = Sequence[tuple[str, str]]  # (senderId, messageId)
 
 
+def _read(call: Callable[[], Any]) -> Any:
+    """A read of the embedded table, again when moto's response building raced a write.
+
+    relay/local/emulator.py serialises moto's DynamoDB backend calls, but moto turns the items into
+    the response after the lock, so a batch read can meet an item being updated ("dictionary
+    changed size during iteration"). DynamoDB has no such failure; the harness reads again.
+    """
+    for _ in range(20):
+        try:
+            return call()
+        except RuntimeError as error:
+            if "changed size during iteration" not in str(error):
+                raise
+            time.sleep(0.05)
+    return call()
+
+
 def _by_sender(keys: Keys) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
     for sender_id, message_id in keys:
@@ -468,7 +485,7 @@ def wait_terminal(soak: Soak, keys: Keys, deadline_seconds: float) -> list[tuple
         still = [
             (sender_id, message_id)
             for sender_id, ids in _by_sender(waiting).items()
-            for message_id in non_terminal(soak.local.table_name, sender_id, ids)
+            for message_id in _read(functools.partial(non_terminal, soak.local.table_name, sender_id, ids))
         ]
         if len(still) != len(waiting):
             last_change = time.monotonic()
@@ -533,7 +550,7 @@ def judge(
     stored = {
         (sender_id, message_id): found
         for sender_id, ids in _by_sender(keys).items()
-        for message_id, found in read_messages(soak.local.table_name, sender_id, ids).items()
+        for message_id, found in _read(functools.partial(read_messages, soak.local.table_name, sender_id, ids)).items()
     }
     requests = requests_by_webhook(soak.target)
     counts: Counter[str] = Counter()
@@ -704,7 +721,7 @@ def scenario_a(sizes: Sizes) -> ScenarioResult:
         # Finish time: first acceptance to the last delivery the target saw.
         from tests.faults.harness import read_messages
 
-        stored = read_messages(soak.local.table_name, SOAK_SENDER, ids)
+        stored = _read(functools.partial(read_messages, soak.local.table_name, SOAK_SENDER, ids))
         first_accepted = min((item.head.accepted_at.timestamp() for item in stored.values()), default=time.time())
         arrivals = sorted(at for entries in requests_by_webhook(soak.target).values() for at, _ in entries)
         finish = (arrivals[-1] - first_accepted) if arrivals else 0.0
@@ -934,7 +951,7 @@ def scenario_c(sizes: Sizes) -> ScenarioResult:
             return False
 
         wait_delivered(0, 0)
-        sizes_seen.append(head_item_bytes(soak.local.table_name, SOAK_SENDER, message_id))
+        sizes_seen.append(_read(functools.partial(head_item_bytes, soak.local.table_name, SOAK_SENDER, message_id)))
         for number in range(1, replays + 1):
             begun = time.monotonic()
             answer = _with_retries(lambda: client.replay(message_id), 10)
@@ -946,7 +963,7 @@ def scenario_c(sizes: Sizes) -> ScenarioResult:
             run = int(answer.body.get("run", number)) if isinstance(answer.body, dict) else number
             if wait_delivered(run, number):
                 waits.append(time.monotonic() - begun)
-            sizes_seen.append(head_item_bytes(soak.local.table_name, SOAK_SENDER, message_id))
+            sizes_seen.append(_read(functools.partial(head_item_bytes, soak.local.table_name, SOAK_SENDER, message_id)))
         # A message sent afterwards is delivered.
         later_id = f"{message_id}-after"
         later = message(later_id, f"{soak.target.url}/ok")
@@ -1061,7 +1078,7 @@ def scenario_d(sizes: Sizes) -> ScenarioResult:
             sizes,
             "0: the inline 503 and one 200 per message, whichever run sends it (issue 16 item 4)",
         )
-        stored = read_messages(soak.local.table_name, SOAK_SENDER, ids)
+        stored = _read(functools.partial(read_messages, soak.local.table_name, SOAK_SENDER, ids))
         results_dropped = 0
         delivered_events = Counter[int]()
         for item in stored.values():
