@@ -126,8 +126,9 @@ class Sizes:
     c_replays: int = 2000
     d_rounds: int = 200
     e_messages: int = 1000
-    # The outage, in re-drive windows (the issue asks for more than 5).
-    e_windows: float = 6.0
+    # The outage, in re-drive windows (the issue asks for more than 5): a message is marked due a
+    # window after its acceptance and FAILED at the visit after its fifth re-drive, so past 6.
+    e_windows: float = 8.0
 
     @classmethod
     def small(cls) -> Sizes:
@@ -943,6 +944,7 @@ def scenario_c(sizes: Sizes) -> ScenarioResult:
                 got = client.status(message_id)
                 if got.status != 200:
                     problem("get_not_200", at)
+                    problem(f"get_answered_{got.status}", at)
                     time.sleep(0.05)
                     continue
                 body = got.body
