@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install dev test lint unit synth bench clean
+.PHONY: install dev test lint unit synth bench soak clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,12 @@ synth: install
 # Throughput, latency, cold start, asset sizes and cost per million; BENCH_SCALE=5 for a bigger run.
 bench: install
 	$(PY) -m bench
+
+# Guarantees at size (issue 16): backlog, senders, replays, racing runs, outage; ~30-40 minutes.
+# SOAK_SCALE=0.1 for a tenth; writes bench/results/soak.{json,md}; exit 1 when an invariant breaks.
+# `make test` runs a small version of each scenario (tests/soak).
+soak: install
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf .build cdk.out .pytest_cache .mypy_cache .ruff_cache
