@@ -898,20 +898,19 @@ def head_item_bytes(table_name: str, sender_id: str, message_id: str) -> int:
 
 
 def _all_events(client: Any, message_id: str, first: dict[str, Any]) -> list[dict[str, Any]]:
-    """The events GET /messages/{id} shows, following a cursor when the history is paged."""
+    """The whole history GET /messages/{id} shows: the newest page, then each earlier page its
+    `eventsCursor` names (oldest first throughout)."""
     events = list(first.get("events") or [])
     body = first
-    for _ in range(1000):
-        cursor = next(
-            (body[name] for name in ("eventsCursor", "nextEventsCursor", "nextCursor") if body.get(name)), None
-        )
+    for _ in range(10_000):
+        cursor = body.get("eventsCursor")
         if not cursor:
             break
-        answer = client.request("GET", f"/messages/{message_id}?cursor={cursor}")
+        answer = client.request("GET", f"/messages/{message_id}?eventsCursor={cursor}")
         if answer.status != 200:
             break
         body = answer.body
-        events.extend(body.get("events") or [])
+        events = list(body.get("events") or []) + events
     return events
 
 

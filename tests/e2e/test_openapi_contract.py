@@ -208,6 +208,9 @@ def test_status_list_replay_cancel(document: dict[str, Any], client: RelayClient
     assert missing["error"]["code"] == "MESSAGE_NOT_FOUND"
     too_long = conforms(document, "get", "/messages/{messageId}", client.status("x" * 3000), 404)
     assert too_long["error"]["code"] == "MESSAGE_NOT_FOUND"
+    bad_cursor = client.request("GET", f"/messages/{delivered['messageId']}?eventsCursor=abc")
+    invalid = conforms(document, "get", "/messages/{messageId}", bad_cursor, 400)
+    assert invalid["error"]["details"][0]["path"] == "$.eventsCursor"
 
     # GET /messages: pages, newest first, and query errors
     more = [dev_message(targetUrl=f"{target.url}/missing") for _ in range(2)]

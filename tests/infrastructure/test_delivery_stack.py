@@ -206,6 +206,8 @@ def dispatcher_grants_without_attempts(synth: Synthesized) -> dict[str, Any]:
         # head and content in one read; the claim is one conditional update (status and events)
         "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
+        # a head that grew moves its older events to an overflow item (one transaction, a PutItem in it)
+        "dynamodb:PutItem": [table_arn(synth)],
         "states:StartExecution": [machine_ref(synth, "fast")],
         "sqs:SendMessage": [queue_arn(failed_queue_id(synth))],
         **{action: [queue_arn(main)] for action in CONSUME_ACTIONS},
@@ -262,6 +264,7 @@ def test_deliver_may_read_and_record_attempts_and_read_sender_secrets(synth: Syn
         "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
+        "dynamodb:PutItem": [table_arn(synth)],  # older events to an overflow item
         "secretsmanager:GetSecretValue": [SENDER_SECRETS],
     }
 
@@ -272,6 +275,7 @@ def test_finalize_may_fail_messages_and_dead_letter_them(synth: Synthesized) -> 
     assert data_grants(synth, step_role(synth, "finalize")) == {
         "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
+        "dynamodb:PutItem": [table_arn(synth)],  # older events to an overflow item
         "sqs:SendMessage": [queue_arn(failed_queue_id(synth))],
     }
 
@@ -282,6 +286,7 @@ def test_handoff_may_only_start_the_slow_lane(synth: Synthesized) -> None:
     assert data_grants(synth, step_role(synth, "handoff")) == {
         "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
+        "dynamodb:PutItem": [table_arn(synth)],  # older events to an overflow item
         "states:StartExecution": [machine_ref(synth, "slow")],
     }
 

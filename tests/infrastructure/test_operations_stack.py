@@ -236,7 +236,7 @@ def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synt
     sender_index = index_arn(synth, "bySender")
     needs: dict[str, dict[str, list[Any]]] = {
         # the head and the content in one consistent batch read
-        "GET /messages/{messageId}": {"dynamodb:BatchGetItem": [table]},
+        "GET /messages/{messageId}": {"dynamodb:BatchGetItem": [table], "dynamodb:Query": [table]},
         # the indexes hold keys only: a page of keys, then the messages it names in one batch
         "GET /messages?status=": {"dynamodb:Query": [sender_index, status_index], "dynamodb:BatchGetItem": [table]},
         # one conditional update of the head (status and event); a replay is enqueued
@@ -300,7 +300,7 @@ def test_no_function_may_write_every_item_of_the_table(synth: Synthesized) -> No
     assert statements
     for statement in statements:
         patterns = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-        assert set(patterns) <= {"MSG#*", "TARGET#*", "REPLAY#*"}, statement
+        assert set(patterns) <= {"MSG#*", "TARGET#*", "REPLAY#*", "ACTIVE#*"}, statement
 
 
 def test_the_api_function_is_configured_for_replays(synth: Synthesized) -> None:
@@ -349,10 +349,14 @@ def test_the_reconciler_may_query_the_due_index_redrive_and_fail(synth: Synthesi
     # that closed) and bySender (the sweep), reads and updates heads and target health, re-enqueues
     # and dead-letters: nothing else
     assert data_grants(synth, step_role(synth, "reconciler")) == {
-        "dynamodb:Query": refs(index_arn(synth, "due"), index_arn(synth, "byStatus"), index_arn(synth, "bySender")),
+        # the table itself too: the senders active per minute (ACTIVE#) for the sweep
+        "dynamodb:Query": refs(
+            index_arn(synth, "due"), index_arn(synth, "byStatus"), index_arn(synth, "bySender"), table_arn(synth)
+        ),
         "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
+        "dynamodb:PutItem": [table_arn(synth)],  # older events to an overflow item
         "sqs:SendMessage": refs(queue_arn(main), queue_arn(failed_queue_id(synth))),
         # dispatches that failed too often are taken back from the dead-letter queue
         "sqs:ReceiveMessage": [queue_arn(dead_letter)],
@@ -565,6 +569,7 @@ def test_the_replay_job_is_a_standard_machine_whose_step_replays_pages_and_nothi
         "dynamodb:GetItem": refs(table),
         "dynamodb:BatchGetItem": refs(table),
         "dynamodb:UpdateItem": refs(table),
+        "dynamodb:PutItem": refs(table),  # older events to an overflow item
         "sqs:SendMessage": refs(queue_arn(main)),
     }
     # And the api function is told which machine to start

@@ -34,17 +34,8 @@ INVARIANTS: dict[str, tuple[str, ...]] = {
     "d": (*COMMON, "one_result_per_attempt", "both_runs_raced"),
     "e": (*COMMON, "all_delivered", "longest_wait"),
 }
-# Broken on today's main, with the issue item whose fix makes them hold.
-KNOWN_BROKEN: dict[tuple[str, str], str] = {
-    ("a", "failed_without_spent_budget"): "issue 16 item 1: a throttled backlog is FAILED ('re-driven 5 times')",
-    ("a", "finish_within_10pct"): "issue 16 item 1: the backlog's tail is FAILED instead of delivered",
-    ("b", "round_work_independent_of_senders"): "issue 16 item 2: the unclaimed sweep queries every sender",
-    ("c", "head_bounded"): "issue 16 item 3: the head grows ~280 B per replay",
-    ("d", "duplicate_sends"): "issue 16 item 4: a second live run sends again",
-    ("d", "one_result_per_attempt"): "issue 16 item 4: the first run's result is dropped (interrupted)",
-    ("e", "failed_without_spent_budget"): "issue 16 item 1: an outage past 5 re-drive windows FAILs messages",
-    ("e", "all_delivered"): "issue 16 item 1: an outage past 5 re-drive windows FAILs messages",
-}
+# Invariants known to be broken, with the issue item whose fix makes them hold (none since issue 16).
+KNOWN_BROKEN: dict[tuple[str, str], str] = {}
 
 _RESULTS: dict[str, ScenarioResult] = {}
 

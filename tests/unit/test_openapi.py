@@ -134,7 +134,7 @@ def test_the_api_table_of_the_design() -> None:
         "504",
     }
     assert set(paths["/messages"]["get"]["responses"]) == {"200", "400", "401", "403", "429", "500"}
-    assert set(paths["/messages/{messageId}"]["get"]["responses"]) == {"200", "404", "401", "403", "429", "500"}
+    assert set(paths["/messages/{messageId}"]["get"]["responses"]) == {"200", "400", "404", "401", "403", "429", "500"}
     assert set(paths["/messages/{messageId}/replay"]["post"]["responses"]) == {
         "202",
         "404",
