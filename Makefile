@@ -25,6 +25,7 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy functions relay stacks app.py
+	$(VENV)/bin/lint-imports
 
 test: install lint
 	$(PY) -m pytest

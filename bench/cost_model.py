@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from relay.definitions import RetrySchedule
+    from stacks.definitions import RetrySchedule
 
 KB = 1024
 READ_UNIT_BYTES = 4 * KB
@@ -637,7 +637,7 @@ def custom_metrics_usd_per_month(metrics: int, prices: dict[str, Any]) -> float:
 
 @dataclass(frozen=True)
 class TracingCost:
-    """What one `relay.tracing` mode costs per million messages of a scenario."""
+    """What one `stacks.tracing` mode costs per million messages of a scenario."""
 
     mode: str
     step_functions_log_bytes: float  # per message

@@ -82,9 +82,9 @@ from bench.cost_model import (
     write_units,
     xray_sampled_fraction,
 )
-from functions.shared.model import MessageHead, MessageKey
-from functions.shared.repository import HEAD_SORT_KEY, decode_head
-from relay.tracing import Tracing, execution_logging
+from functions.adapters.repository import HEAD_SORT_KEY, decode_head
+from functions.domain.model import MessageHead, MessageKey
+from stacks.tracing import Tracing, execution_logging
 
 # Functions on a message's path; the reconciler runs on a schedule whatever the volume (a fixed
 # monthly cost) and the authorizer's answers are cached by API Gateway (amortised separately).
@@ -150,7 +150,7 @@ ASSUMPTIONS: dict[str, Any] = {
     "active_tokens": 1,
     "authorizer_cache_seconds": 300,  # stacks/constructs/authentication.py AUTHORIZER_CACHE_TTL
     "warm_deliver_containers": 2,
-    "secret_cache_seconds": 300,  # functions/shared/secrets.py CACHE_SECONDS
+    "secret_cache_seconds": 300,  # functions/adapters/secrets.py CACHE_SECONDS
     "senders": 1,
     # X-Ray: one trace per API request and one per dispatcher invocation (the delivery side), each
     # side sampled by the default rule (1 request/s + 5%) at its own rate.
@@ -299,7 +299,7 @@ class ExecutionRecord:
     retries: int
     transitions: int
     failure_events: int
-    # CloudWatch Logs bytes of this run under each `relay.tracing` mode (relay/tracing.py).
+    # CloudWatch Logs bytes of this run under each `stacks.tracing` mode (stacks/tracing.py).
     log_bytes_by_tracing: dict[str, int]
     retries_by_state: dict[str, int]
     status: str
@@ -466,7 +466,7 @@ class Hooks:
 
         BaseClient._make_api_call = counting_call  # type: ignore[attr-defined]
 
-        from functions.shared.http_client import DeliveryClient
+        from functions.adapters.http_client import DeliveryClient
 
         original_send = DeliveryClient.send
 
@@ -1147,7 +1147,7 @@ def usage_per_message(result: dict[str, Any], pricing: Pricing, times: str = "lo
 
     invocations = sum(usage.lambda_invocations.values()) + usage.authorizer_invocations
     app_log = sum(size for name, size in counted["log_bytes"].items() if billed(name)) / n
-    # The log lines priced with the rest are those of the default deployment (relay.tracing: errors).
+    # The log lines priced with the rest are those of the default deployment (stacks.tracing: errors).
     sfn_log = sfn_log_by_tracing[Tracing.ERRORS.value]
     platform = invocations * PLATFORM_LOG_BYTES
     access_log = api_per_message * pricing.access_log_line
@@ -1289,12 +1289,12 @@ def _prepare_environment() -> None:
 def run(scale: float) -> dict[str, Any]:
     global _HOOKS
     _prepare_environment()
-    from functions.shared.config import BREAKER_THRESHOLD_VARIABLE, FirstAttempt
-    from relay.definitions import read_definition, retry_schedule
+    from functions.domain.config import BREAKER_THRESHOLD_VARIABLE, FirstAttempt
     from relay.local.emulator import template_topology
     from relay.local.runtime import LocalRelay
     from relay.local.targets import TargetServer
-    from relay.project_config import delivery_policy, first_attempt
+    from stacks.definitions import read_definition, retry_schedule
+    from stacks.project_config import delivery_policy, first_attempt
 
     policy = delivery_policy()
     # The dispatcher's own first attempt (delivery.firstAttempt: inline) comes before the lanes'.
@@ -1417,7 +1417,7 @@ def run(scale: float) -> dict[str, Any]:
 def _emit_metrics() -> None:
     """Undo relay dev's metric silencing (relay/local/emulator.py replaces `metrics.add_metric` with a
     no-op): the handlers' EMF lines are printed as deployed and counted as log ingestion."""
-    from functions.shared import observability
+    from functions.adapters import observability
 
     observability.metrics.__dict__.pop("add_metric", None)
 

@@ -61,9 +61,9 @@ def ingest_asl(local: Any, state: dict[str, Any]) -> dict[str, Any]:
 
 def _claim(local: Any, message_id: str) -> dict[str, Any]:
     """What the dispatcher does before a run: the lease on the head (no run is started here)."""
-    from functions.shared.config import get_settings
-    from functions.shared.delivery import dependencies, run_input
-    from functions.shared.model import MessageKey
+    from functions.domain.config import get_settings
+    from functions.domain.model import MessageKey
+    from functions.services.delivery import dependencies, run_input
 
     deps = dependencies(get_settings())
     key = MessageKey("dev", message_id)

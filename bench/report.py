@@ -210,7 +210,7 @@ def cost_section(data: dict[str, Any]) -> str:
         "",
         "Request path: the services a message's journey bills (API Gateway, Lambda, Step Functions, "
         "DynamoDB reads, writes and storage, SQS, Secrets Manager). All-in adds CloudWatch Logs (function "
-        "output, platform lines, access log, Step Functions logs at `relay.tracing: errors`), the EMF metric "
+        "output, platform lines, access log, Step Functions logs at `stacks.tracing: errors`), the EMF metric "
         "lines, X-Ray, point-in-time recovery, data transfer to the targets, the authorizer's cache misses "
         "and the fixed monthly costs spread over the month's messages. AWS-like: the time spent in moto and "
         "the local target replaced by typical AWS latencies (see the assumptions); local: the wall times "
@@ -376,7 +376,7 @@ def scenario_section(name: str, scenario: dict[str, Any]) -> str:
 
 
 def tracing_table(scenarios: dict[str, Any], names: list[str]) -> str:
-    """What each `relay.tracing` mode costs: the Step Functions execution logs, and the total with them."""
+    """What each `stacks.tracing` mode costs: the Step Functions execution logs, and the total with them."""
     if not all("tracing" in scenarios[name] for name in names):
         return ""
     modes = [cost["mode"] for cost in scenarios[names[0]]["tracing"]]
@@ -401,7 +401,7 @@ def tracing_table(scenarios: dict[str, Any], names: list[str]) -> str:
     )
     return "\n".join(
         [
-            "Tracing in the Step Functions console (`relay.tracing`), $ per million messages: the execution "
+            "Tracing in the Step Functions console (`stacks.tracing`), $ per million messages: the execution "
             "history events each mode logs, measured from the runs' histories (Express machines with execution "
             "data, at ERROR for `errors` and ALL for `all`; the Standard slow lane at ERROR without data), "
             "serialised as CloudWatch Logs records (+26 B each), lambda:invoke results with the SDK metadata "
@@ -550,7 +550,7 @@ def assumptions_list(data: dict[str, Any]) -> str:
         f"- CloudWatch Logs *: bytes the functions printed (Powertools at INFO, as deployed) + "
         f"{a['lambda_platform_log_bytes_per_invocation']} B of Lambda platform lines per invocation + "
         f"{a['api_gateway_access_log_bytes_per_request']} B API Gateway access log line per API request + the "
-        "Step Functions execution logs of the default `relay.tracing: errors` (measured, see the tracing "
+        "Step Functions execution logs of the default `stacks.tracing: errors` (measured, see the tracing "
         "table). Ingestion only.",
         "- EMF metric lines *: relay dev drops metrics (relay/local/emulator.py replaces `metrics.add_metric` "
         "with a no-op); the bench undoes that, so each handler prints its EMF line as deployed, and each line "

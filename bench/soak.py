@@ -511,8 +511,8 @@ def requests_by_webhook(target: Any) -> dict[str, list[tuple[float, str]]]:
 
 
 def _interrupted(head: Any) -> int:
-    from functions.shared.delivery import INTERRUPTED_ERROR
-    from functions.shared.model import EventType
+    from functions.domain.model import EventType
+    from functions.services.delivery import INTERRUPTED_ERROR
 
     return sum(
         1
@@ -523,7 +523,7 @@ def _interrupted(head: Any) -> int:
 
 def spent_budget(head: Any) -> bool:
     """FAILED for one of the three causes: the budget spent, a final refusal, or expiry."""
-    from functions.shared.delivery import run_attempts
+    from functions.services.delivery import run_attempts
 
     reason = (head.last_error or "").lower()
     return run_attempts(head) >= ATTEMPT_BUDGET or any(word in reason for word in PERMANENT_REASONS)
@@ -545,7 +545,7 @@ def judge(
     exclude_interrupted: bool = True,
 ) -> Judged:
     """The common counts of a scenario's messages (its checks add their own)."""
-    from functions.shared.model import EventType, Status
+    from functions.domain.model import EventType, Status
     from tests.faults.harness import read_messages
 
     stored = {
@@ -694,7 +694,7 @@ def wait_stats(waits: Sequence[float]) -> dict[str, Any]:
 def scenario_a(sizes: Sizes) -> ScenarioResult:
     """N messages at once to a target limited to `a_rate`/s: finished in (N - burst) / rate, none FAILED."""
     n, rate = sizes.a_messages, sizes.a_rate
-    burst = max(1.0, rate)  # the bucket's size (functions/shared/targets.py Target.burst)
+    burst = max(1.0, rate)  # the bucket's size (functions/services/targets.py Target.burst)
     expected = max(0.0, (n - burst) / rate)
     result = ScenarioResult(
         "a",
@@ -881,8 +881,8 @@ def head_item_bytes(table_name: str, sender_id: str, message_id: str) -> int:
     import boto3
 
     from bench.cost_model import item_size
-    from functions.shared.model import MessageKey
-    from functions.shared.repository import HEAD_SORT_KEY
+    from functions.adapters.repository import HEAD_SORT_KEY
+    from functions.domain.model import MessageKey
 
     key = MessageKey(sender_id, message_id)
     item: Any = (
@@ -1034,7 +1034,7 @@ def scenario_c(sizes: Sizes) -> ScenarioResult:
 def duplicated_fast_lane_starts(started: list[str]) -> Iterator[None]:
     """Every fast-lane run is started twice with the same input, as Express's at-least-once start
     (or the dispatcher's SDK retry of StartExecution) can: two live runs of one message."""
-    from functions.shared.workflows import Workflows
+    from functions.adapters.workflows import Workflows
 
     original = Workflows.start
 
@@ -1054,7 +1054,7 @@ def duplicated_fast_lane_starts(started: list[str]) -> Iterator[None]:
 
 def scenario_d(sizes: Sizes) -> ScenarioResult:
     """D messages, each with two live fast-lane runs racing: one request and one result each."""
-    from functions.shared.model import EventType
+    from functions.domain.model import EventType
     from tests.faults.harness import read_messages
 
     rounds = sizes.d_rounds

@@ -20,12 +20,12 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from functions.shared import aws
-from functions.shared.config import SCHEMA_DIR, message_schema
-from functions.shared.exceptions import FieldError, MessageInvalid, SenderExists, SenderUnknown
-from functions.shared.secrets import SigningSecrets
-from functions.shared.senders import ACTIVE, DISABLED, SenderRepository, rotation_deadline
-from functions.shared.validation import _MessageValidator, _schema_errors
+from functions.adapters import aws
+from functions.adapters.secrets import SigningSecrets
+from functions.adapters.senders import ACTIVE, DISABLED, SenderRepository, rotation_deadline
+from functions.domain.config import SCHEMA_DIR, message_schema
+from functions.domain.exceptions import FieldError, MessageInvalid, SenderExists, SenderUnknown
+from functions.domain.validation import _MessageValidator, _schema_errors
 
 ADMIN_SCHEMA_PATH = SCHEMA_DIR / "admin.schema.json"
 # The kinds of admin input (the `$defs` of schemas/admin.schema.json).

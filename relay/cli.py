@@ -245,7 +245,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def render_runs(executions: list[dict[str, Any]]) -> None:
     """Each Step Functions run of the message: workflow, type, ARN and the console page that opens it."""
     if executions:
-        print("  runs (open in the Step Functions console; EXPRESS runs as relay.tracing allows):")
+        print("  runs (open in the Step Functions console; EXPRESS runs as stacks.tracing allows):")
     for execution in executions:
         label = f"run {execution.get('run', 0)} {execution.get('workflow', '?')}"
         print(f"    {label:<16} {execution.get('type', '?'):<9} {execution['executionArn']}")
@@ -373,7 +373,7 @@ def _deployment_admin(args: argparse.Namespace) -> Any:
 
 
 def cmd_senders(args: argparse.Namespace) -> int:
-    from functions.shared.exceptions import RelayError
+    from functions.domain.exceptions import RelayError
 
     admin = _deployment_admin(args)
     action, sender = args.action, args.sender_id

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from functions.shared.origins import target_id
+from functions.domain.origins import target_id
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

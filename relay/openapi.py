@@ -21,9 +21,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from functions.shared.api_errors import ERROR_CODES
-from functions.shared.config import MESSAGE_SCHEMA_PATH, SCHEMA_DIR
-from functions.shared.exceptions import (
+from functions.domain.breaker import BreakerState
+from functions.domain.config import MESSAGE_SCHEMA_PATH, SCHEMA_DIR
+from functions.domain.exceptions import (
     MessageExpired,
     MessageFinished,
     MessageNotFinished,
@@ -31,19 +31,19 @@ from functions.shared.exceptions import (
     ReplayJobNotFound,
     TargetNotFound,
 )
-from functions.shared.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
-from functions.shared.model import EventType, Status
-from functions.shared.operations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from functions.shared.replays import PAGE_SIZE, PAGES_PER_RUN, JobState, replay_schema
-from functions.shared.responses import (
+from functions.domain.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
+from functions.domain.model import EventType, Status
+from functions.domain.validation import MAX_BATCH_MESSAGES, MAX_BATCH_REQUEST_BYTES
+from functions.services.api_errors import ERROR_CODES
+from functions.services.operations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from functions.services.replays import PAGE_SIZE, PAGES_PER_RUN, JobState, replay_schema
+from functions.services.responses import (
     MESSAGE_ID_CONFLICT,
     PAYLOAD_TOO_LARGE,
     SYSTEM_ERROR,
     VALIDATION_ERROR,
 )
-from functions.shared.runs import ExecutionType, Workflow
-from functions.shared.target_health import BreakerState
-from functions.shared.validation import MAX_BATCH_MESSAGES, MAX_BATCH_REQUEST_BYTES
+from functions.services.runs import ExecutionType, Workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENAPI_PATH = ROOT / "schemas" / "openapi.json"
@@ -53,7 +53,7 @@ SCHEMA_REF = "#/components/schemas/"
 RESPONSE_REF = "#/components/responses/"
 
 # Codes answered by the authentication and throttling in front of every route (the Lambda
-# authorizer and API Gateway's gateway responses in relay/api_mapping.py, which relay dev renders
+# authorizer and API Gateway's gateway responses in stacks/api_mapping.py, which relay dev renders
 # too), and by relay dev's HTTP server (relay/local/server.py). tests/unit/test_openapi.py checks
 # them against both sources.
 UNAUTHORIZED = "UNAUTHORIZED"
@@ -426,7 +426,7 @@ def _resource_schemas(message_schema: dict[str, Any]) -> dict[str, dict[str, Any
         },
         "Execution": {
             "description": "One Step Functions run that worked on the message, with the console page that opens "
-            "it. An EXPRESS run opens only if the deployment logged it (`relay.tracing`: failed runs with "
+            "it. An EXPRESS run opens only if the deployment logged it (`stacks.tracing`: failed runs with "
             "`errors`, every run with `all`); a STANDARD run always opens.",
             "type": "object",
             "additionalProperties": False,

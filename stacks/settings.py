@@ -1,7 +1,7 @@
 """Deployment settings: the `relay` object of the CDK context (cdk.json or `-c relay=...`).
 
 Message limits default to `x-relay-limits` in schemas/message.schema.json, the same defaults the
-functions use when an environment variable is absent (functions/shared/config.py), so the schema
+functions use when an environment variable is absent (functions/domain/config.py), so the schema
 stays the single source.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from functions.shared.config import (
+from functions.domain.config import (
     BREAKER_MAX_PROBE_AFTER_VARIABLE,
     BREAKER_PROBE_AFTER_VARIABLE,
     BREAKER_THRESHOLD_VARIABLE,
@@ -28,9 +28,9 @@ from functions.shared.config import (
     FirstAttempt,
     message_schema,
 )
-from functions.shared.runs import EXPRESS_MAX_SECONDS
-from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
-from relay.definitions import (
+from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES
+from functions.services.runs import EXPRESS_MAX_SECONDS
+from stacks.definitions import (
     DELIVERY_LANES,
     DELIVERY_THROTTLED_ERROR,
     RetrySchedule,
@@ -40,8 +40,8 @@ from relay.definitions import (
     render_definition,
     retry_schedule,
 )
-from relay.schedule import delivery_schedule
-from relay.tracing import Tracing
+from stacks.schedule import delivery_schedule
+from stacks.tracing import Tracing
 
 if TYPE_CHECKING:  # importing constructs starts jsii; `relay dev` reads these settings without it
     from constructs import Node
@@ -49,27 +49,27 @@ if TYPE_CHECKING:  # importing constructs starts jsii; `relay dev` reads these s
 CONTEXT_KEY = "relay"
 
 # Objects inside the `relay` context that other capabilities read themselves (the delivery retry
-# policies: relay/project_config.delivery_policy); kept as they are, in `RelaySettings.sections`.
+# policies: stacks/project_config.delivery_policy); kept as they are, in `RelaySettings.sections`.
 SECTIONS = frozenset({"delivery", "targets", "circuitBreaker"})
 # `relay.targets`: every target's limits unless the sender set its own (PUT /targets; origin "*" for
-# a sender-wide default). null = unlimited, which costs nothing per attempt (functions/shared/targets.py).
+# a sender-wide default). null = unlimited, which costs nothing per attempt (functions/services/targets.py).
 TARGET_DEFAULTS = {"defaultRatePerSecond": (float, 0.001, 10_000), "defaultMaxConcurrency": (int, 1, 1000)}
 # A throttled step (DeliveryThrottled) sends nothing: it takes about this long, not an attempt's time.
 THROTTLED_STEP_SECONDS = 1
-# `relay.circuitBreaker` (functions/shared/target_health.py): name -> (default, smallest, largest).
+# `relay.circuitBreaker` (functions/services/target_health.py): name -> (default, smallest, largest).
 CIRCUIT_BREAKER_SETTINGS: dict[str, tuple[int, int, int]] = {
     "failureThreshold": (DEFAULT_BREAKER_FAILURE_THRESHOLD, 1, 10_000),
     "probeAfterSeconds": (DEFAULT_BREAKER_PROBE_AFTER_SECONDS, 1, 86_400),
     "maxProbeAfterSeconds": (DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS, 1, 7 * 86_400),
 }
 
-# `relay.delivery.firstAttempt`: who makes a message's first attempt (functions/shared/config.py).
+# `relay.delivery.firstAttempt`: who makes a message's first attempt (functions/domain/config.py).
 FIRST_ATTEMPT_KEY = "firstAttempt"
 # `relay.delivery.maxRetryAfterSeconds`: the cap on a target's Retry-After (default 1 hour), at most a day.
 MAX_RETRY_AFTER_KEY = "maxRetryAfterSeconds"
 MAX_RETRY_AFTER_LIMIT_SECONDS = 86_400
 # `relay.delivery` (DELIVERY_LANES): per-lane overrides of the DeliveryRetryable retrier in the lane's
-# definition (relay/definitions.apply_delivery_policy), the same ones `relay dev` applies.
+# definition (stacks/definitions.apply_delivery_policy), the same ones `relay dev` applies.
 # Field -> (kind, smallest, largest): the ranges Step Functions accepts for a Retrier (and a Wait).
 _POLICY_RANGES: dict[str, tuple[type, float, float]] = {
     "intervalSeconds": (int, 1, 99_999_999),
@@ -83,7 +83,7 @@ _JITTER_STRATEGIES = ("FULL", "NONE")
 
 DAY_SECONDS = 86_400
 
-# functions/shared/config.py uses the same defaults when the RELAY_* variables are absent.
+# functions/domain/config.py uses the same defaults when the RELAY_* variables are absent.
 DEFAULT_REDRIVE_AFTER_SECONDS = 300
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
 DEFAULT_TOTAL_TIMEOUT_SECONDS = 15
@@ -98,7 +98,7 @@ MAX_RESPONSE_BYTES_LIMIT = 1_048_576
 DELIVER_OVERHEAD_SECONDS = 10
 MAX_TOTAL_TIMEOUT_SECONDS = 120
 
-# The dispatcher attempts one SQS batch in parallel (functions/shared/config.MAX_PARALLEL_DISPATCH
+# The dispatcher attempts one SQS batch in parallel (functions/domain/config.MAX_PARALLEL_DISPATCH
 # threads), so a batch takes one attempt; this much more covers its reads, claims and run starts.
 DISPATCH_OVERHEAD_SECONDS = 10
 # The dispatcher's timeout when it only claims and starts runs (`firstAttempt: stateMachine`).
@@ -112,10 +112,10 @@ DELIVER_PLACEHOLDER = "DeliverFunctionArn"
 FAIL_PLACEHOLDER = "FailFunctionArn"
 HANDOFF_PLACEHOLDER = "HandoffFunctionArn"
 # The finalize (MarkFailed) and handoff (MoveToSlowLane) functions' timeout: a few DynamoDB, SQS and
-# Step Functions calls, each at most 2 x (1 s + 3 s) (functions/shared/aws.py).
+# Step Functions calls, each at most 2 x (1 s + 3 s) (functions/adapters/aws.py).
 LANE_STEP_TIMEOUT_SECONDS = 10
 
-# Delivery leases (functions/shared/config.py): while one is held, the reconciler leaves the message
+# Delivery leases (functions/domain/config.py): while one is held, the reconciler leaves the message
 # alone. An EXPRESS fast-lane run lives at most 300 s, so its lease outlives any run (the dispatcher's
 # lease also covers its inline attempt before the run: `fast_lane_lease_seconds`).
 STANDARD_MAX_SECONDS = 365 * 86_400
@@ -330,7 +330,7 @@ class RelaySettings:
         return self.fast_lane_run()[0]
 
     def fast_lane_run(self) -> tuple[float, tuple[StateTime, ...]]:
-        """The longest a fast-lane run may take, and the states of that run (relay/definitions.longest_run).
+        """The longest a fast-lane run may take, and the states of that run (stacks/definitions.longest_run).
 
         Read from the definition the stack deploys (delivery_fast.asl.json with `relay.delivery.fastLane`
         applied), so no retrier can be added or changed without being counted: every path, every retrier
@@ -357,7 +357,7 @@ class RelaySettings:
     def fast_lane_retry_after_cap(self) -> int:
         """The longest wait (`waitSeconds`, a target's Retry-After) the dispatcher hands a fast-lane run
         after its inline attempt: a longer one goes to the slow lane instead. As the attempting
-        functions decide it (functions/shared/delivery.next_retry_wait, from lane_waits_environment):
+        functions decide it (functions/services/delivery.next_retry_wait, from lane_waits_environment):
         the fast lane's first retry wait, or without one the slow lane's first wait. Without an inline
         attempt no run is given a wait."""
         if self.first_attempt != FirstAttempt.INLINE:
@@ -376,10 +376,10 @@ class RelaySettings:
     @property
     def retry_horizon_seconds(self) -> int:
         """How long a message may still be retried after its first attempt: the delivery schedule's
-        horizon (relay/schedule.py, the README's table: every wait in full) with each of its attempts
+        horizon (stacks/schedule.py, the README's table: every wait in full) with each of its attempts
         lasting the deliver function's timeout. `ttlDays` must outlast it, or a message could expire
         (and TTL delete it) while Relay is still retrying it. A target's Retry-After never pushes an
-        attempt past the message's expiry (functions/shared/delivery.retry_delay), so it is not counted."""
+        attempt past the message's expiry (functions/services/delivery.retry_delay), so it is not counted."""
         schedule = delivery_schedule(self.sections.get("delivery"), inline=self.first_attempt == FirstAttempt.INLINE)
         return math.ceil(schedule.horizon.max_seconds) + len(schedule.attempts) * self.deliver_timeout_seconds
 
@@ -455,7 +455,7 @@ class RelaySettings:
         return self.total_timeout_seconds + DELIVER_OVERHEAD_SECONDS
 
     def function_environment(self) -> dict[str, str]:
-        """The variables functions/shared/config.py reads (table and queue are added per function)."""
+        """The variables functions/domain/config.py reads (table and queue are added per function)."""
         return {
             "RELAY_TTL_DAYS": str(self.ttl_days),
             "RELAY_MAX_BODY_BYTES": str(self.max_body_bytes),
@@ -478,7 +478,7 @@ class RelaySettings:
         return int(self.sections.get("circuitBreaker", {}).get(name, CIRCUIT_BREAKER_SETTINGS[name][0]))
 
     def delivery_environment(self) -> dict[str, str]:
-        """How one delivery attempt behaves (functions/shared/config.py); lanes and queues are added per function."""
+        """How one delivery attempt behaves (functions/domain/config.py); lanes and queues are added per function."""
         return {
             BREAKER_THRESHOLD_VARIABLE: str(self.circuit_breaker("failureThreshold")),
             BREAKER_PROBE_AFTER_VARIABLE: str(self.circuit_breaker("probeAfterSeconds")),
@@ -495,7 +495,7 @@ class RelaySettings:
         }
 
     def target_environment(self) -> dict[str, str]:
-        """The deployment's default target limits (functions/shared/config.py); absent = unlimited."""
+        """The deployment's default target limits (functions/domain/config.py); absent = unlimited."""
         rate, concurrency = self.target_defaults
         return {
             **({TARGET_DEFAULT_RATE_VARIABLE: f"{rate:g}"} if rate is not None else {}),

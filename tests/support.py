@@ -63,12 +63,12 @@ def delivery_executions(local: Any, message_id: str) -> list[str]:
 def expire_stored_message(sender_id: str, message_id: str, status: str | None = None) -> None:
     """Move a stored message's expiry into the past (as if its TTL had passed; DynamoDB keeps the
     item a while), optionally forcing its status. The one place tests write the head's layout
-    (functions/shared/repository.py: `s` status, `ttl` expiry in epoch seconds)."""
+    (functions/adapters/repository.py: `s` status, `ttl` expiry in epoch seconds)."""
     import boto3
 
-    from functions.shared.config import get_settings
-    from functions.shared.model import MessageKey
-    from functions.shared.repository import HEAD_SORT_KEY
+    from functions.adapters.repository import HEAD_SORT_KEY
+    from functions.domain.config import get_settings
+    from functions.domain.model import MessageKey
 
     names = {"#ttl": "ttl"}
     values: dict[str, Any] = {":past": {"N": "946684800"}}

@@ -13,15 +13,15 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared import operations
-from functions.shared.api_errors import register_error_handlers
-from functions.shared.config import get_settings
-from functions.shared.exceptions import FieldError, MessageInvalid
-from functions.shared.json_text import loads_strict
-from functions.shared.observability import logger, metrics, tracer
-from functions.shared.queue import DeliveryQueue
-from functions.shared.repository import MessageRepository
-from functions.shared.workflows import Workflows
+from functions.adapters.observability import logger, metrics, tracer
+from functions.adapters.queue import DeliveryQueue
+from functions.adapters.repository import MessageRepository
+from functions.adapters.workflows import Workflows
+from functions.domain.config import get_settings
+from functions.domain.exceptions import FieldError, MessageInvalid
+from functions.domain.json_text import loads_strict
+from functions.services import operations
+from functions.services.api_errors import register_error_handlers
 
 app = APIGatewayRestResolver()
 register_error_handlers(app)
@@ -65,8 +65,8 @@ def list_messages() -> dict[str, Any]:
 
 @app.post("/messages/replay")
 def replay_messages() -> Response[dict[str, Any]]:
-    from functions.shared import replays
-    from functions.shared.replay_repository import ReplayRepository
+    from functions.adapters.replay_repository import ReplayRepository
+    from functions.services import replays
 
     settings = get_settings()
     repository = ReplayRepository(settings.table_name)
@@ -76,8 +76,8 @@ def replay_messages() -> Response[dict[str, Any]]:
 
 @app.get("/replays/<job_id>")
 def get_replay(job_id: str) -> dict[str, Any]:
-    from functions.shared import replays
-    from functions.shared.replay_repository import ReplayRepository
+    from functions.adapters.replay_repository import ReplayRepository
+    from functions.services import replays
 
     return replays.get_job(ReplayRepository(get_settings().table_name), _sender(), unquote(job_id))
 
@@ -98,35 +98,35 @@ def cancel_message(message_id: str) -> dict[str, Any]:
 
 def _health_store() -> Any:
     # Loaded on first use, like the targets module: the breaker is not part of every route.
-    from functions.shared.target_health_store import TargetHealthRepository
+    from functions.adapters.target_health_store import TargetHealthRepository
 
     return TargetHealthRepository.from_settings(get_settings())
 
 
 def _targets() -> Any:
-    from functions.shared.targets import TargetRepository
+    from functions.adapters.target_store import TargetRepository
 
     return TargetRepository(get_settings().table_name)
 
 
 @app.put("/targets")
 def put_target() -> dict[str, Any]:
-    from functions.shared import targets
+    from functions.domain import flow
 
-    target = targets.validate_target(targets.json_body(app.current_event.body))
+    target = flow.validate_target(flow.json_body(app.current_event.body))
     return dict(_targets().put(_sender(), target).to_dict())
 
 
 @app.get("/targets")
 def list_targets() -> dict[str, Any]:
-    from functions.shared import target_health
+    from functions.services import target_health
 
     return {"items": target_health.targets_view(_targets(), _health_store(), _sender())}
 
 
 @app.delete("/targets/<target_id>")
 def delete_target(target_id: str) -> dict[str, Any]:
-    from functions.shared import targets
+    from functions.services import targets
 
     # The id as GET /targets lists it ("https:hooks.example.com"), as sent: percent-encoded or not.
     return targets.delete_target(_targets(), _sender(), unquote(target_id))
@@ -134,7 +134,7 @@ def delete_target(target_id: str) -> dict[str, Any]:
 
 @app.get("/targets/health")
 def target_health_view() -> dict[str, Any]:
-    from functions.shared import target_health
+    from functions.services import target_health
 
     query = app.current_event.query_string_parameters or {}
     return target_health.target_health_view(_health_store(), _sender(), str(query.get("origin") or ""))
@@ -142,7 +142,7 @@ def target_health_view() -> dict[str, Any]:
 
 @app.post("/targets/resume")
 def resume_target() -> dict[str, Any]:
-    from functions.shared import target_health
+    from functions.services import target_health
 
     settings = get_settings()
     try:

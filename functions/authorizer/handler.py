@@ -9,9 +9,9 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared.config import get_settings
-from functions.shared.observability import logger, tracer
-from functions.shared.senders import SenderRepository
+from functions.adapters.observability import logger, tracer
+from functions.adapters.senders import SenderRepository
+from functions.domain.config import get_settings
 
 
 def _bearer(header: str | None) -> str:

@@ -2,9 +2,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared.config import get_settings
-from functions.shared.delivery import attempt, dependencies
-from functions.shared.observability import logger, metrics, tracer
+from functions.adapters.observability import logger, metrics, tracer
+from functions.domain.config import get_settings
+from functions.services.delivery import attempt, dependencies
 
 
 @logger.inject_lambda_context(correlation_id_path="messageId")

@@ -1,6 +1,6 @@
 """The delivery queue's consumer: claims each queued message and makes its first attempt.
 
-Thin on purpose: functions/shared/delivery.dispatch_batch does the work, attempting the batch's
+Thin on purpose: functions/services/delivery.dispatch_batch does the work, attempting the batch's
 messages in parallel (the queue's visibility timeout and this function's timeout cover one
 attempt plus bookkeeping: stacks/settings.py). A failed record is reported alone; SQS redelivers
 just it (and dead-letters it after a few receives).
@@ -11,9 +11,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared.config import get_settings
-from functions.shared.delivery import QueuedRecord, dependencies, dispatch_batch
-from functions.shared.observability import logger, metrics, tracer
+from functions.adapters.observability import logger, metrics, tracer
+from functions.domain.config import get_settings
+from functions.services.delivery import QueuedRecord, dependencies, dispatch_batch
 
 
 @logger.inject_lambda_context

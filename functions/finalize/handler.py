@@ -2,9 +2,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared.config import get_settings
-from functions.shared.delivery import dependencies, finish_run
-from functions.shared.observability import logger, metrics, tracer
+from functions.adapters.observability import logger, metrics, tracer
+from functions.domain.config import get_settings
+from functions.services.delivery import dependencies, finish_run
 
 
 @logger.inject_lambda_context(correlation_id_path="messageId")

@@ -4,11 +4,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared.config import get_settings
-from functions.shared.delivery import dependencies, fail_message
-from functions.shared.observability import logger, metrics, tracer
-from functions.shared.operations import ROUND_BUDGET_SECONDS, RoundBudget, reconcile
-from functions.shared.queue import DeliveryQueue, MessageQueue
+from functions.adapters.observability import logger, metrics, tracer
+from functions.adapters.queue import DeliveryQueue, MessageQueue
+from functions.domain.config import get_settings
+from functions.services.delivery import dependencies, fail_message
+from functions.services.operations import ROUND_BUDGET_SECONDS, RoundBudget, reconcile
 
 # Left of the invocation's time when the round stops starting new work (its last writes finish).
 ROUND_MARGIN_SECONDS = 8

@@ -4,11 +4,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared import replays
-from functions.shared.config import get_settings
-from functions.shared.observability import logger, metrics, tracer
-from functions.shared.queue import DeliveryQueue
-from functions.shared.replay_repository import ReplayRepository
+from functions.adapters.observability import logger, metrics, tracer
+from functions.adapters.queue import DeliveryQueue
+from functions.adapters.replay_repository import ReplayRepository
+from functions.domain.config import get_settings
+from functions.services import replays
 
 
 @logger.inject_lambda_context

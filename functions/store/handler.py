@@ -2,10 +2,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared.config import get_settings
-from functions.shared.ingest import store_batch, store_step
-from functions.shared.observability import logger, metrics, tracer
-from functions.shared.repository import MessageRepository
+from functions.adapters.observability import logger, metrics, tracer
+from functions.adapters.repository import MessageRepository
+from functions.domain.config import get_settings
+from functions.services.ingest import store_batch, store_step
 
 
 @logger.inject_lambda_context(correlation_id_path="message.messageId")

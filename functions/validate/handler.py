@@ -2,9 +2,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared.config import get_settings
-from functions.shared.ingest import validate_batch, validate_step
-from functions.shared.observability import logger, metrics, tracer
+from functions.adapters.observability import logger, metrics, tracer
+from functions.domain.config import get_settings
+from functions.services.ingest import validate_batch, validate_step
 
 
 @logger.inject_lambda_context

@@ -5,7 +5,7 @@ POST /messages integration (request templates, passthrough behaviour, integratio
 role it calls Step Functions with), POST /messages/batch's request templates, the gateway responses
 and the throttles (stage method settings, the default usage plan) from the template relay dev runs
 (relay/local/synth.py keeps cdk.out's current), resolving its `Ref`/`Fn::Join` to the local ARNs.
-`definition_from_functions` builds the same definition from relay/api_mapping.py and cdk.json, the
+`definition_from_functions` builds the same definition from stacks/api_mapping.py and cdk.json, the
 very functions and settings the stack is synthesized from, for unit tests that need no synthesis
 (tests/infrastructure checks that both give the same definition).
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from relay.api_mapping import GATEWAY_RESPONSES, JSON, PASSTHROUGH_BEHAVIOR, integration_responses, request_template
+from stacks.api_mapping import GATEWAY_RESPONSES, JSON, PASSTHROUGH_BEHAVIOR, integration_responses, request_template
 
-FROM_FUNCTIONS = "relay/api_mapping.py and cdk.json"
+FROM_FUNCTIONS = "stacks/api_mapping.py and cdk.json"
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ def definition_from_functions(
     state_machine_arn: str, relay_context: dict[str, Any] | None = None, batch_state_machine_arn: str | None = None
 ) -> ApiDefinition:
     """The definition the stack is synthesized from, with cdk.json's settings (or `relay_context`)."""
-    from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
-    from relay.project_config import relay_context as project_context
+    from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
+    from stacks.project_config import relay_context as project_context
     from stacks.settings import RelaySettings
 
     settings = RelaySettings.from_mapping(project_context() if relay_context is None else relay_context)

@@ -32,7 +32,6 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from relay.definitions import DELIVERY_LANES, apply_delivery_policy, lane_waits_environment, machine_name
 from relay.local import iam
 from relay.local.synth import current_template
 from relay.local.template import (
@@ -44,6 +43,7 @@ from relay.local.template import (
     function_arn,
     load_topology,
 )
+from stacks.definitions import DELIVERY_LANES, apply_delivery_policy, lane_waits_environment, machine_name
 
 __all__ = [
     "ACCOUNT_ID",
@@ -57,7 +57,7 @@ __all__ = [
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
-# The local name of each delivery lane's machine (relay.definitions.DELIVERY_LANES names its file).
+# The local name of each delivery lane's machine (stacks.definitions.DELIVERY_LANES names its file).
 LANE_MACHINES = {lane: machine_name(file_name) for lane, file_name in DELIVERY_LANES.items()}
 LOCAL_MIN_VISIBILITY_SECONDS = 5
 _LOCAL_CREDENTIALS = {
@@ -165,7 +165,7 @@ class LocalAws:
         _ACTIVE.append(self)
         # CloudWatch has no local stand-in, and Powertools flushes every 100 metrics to stdout even
         # when disabled; relay dev's output is for people, so metrics are dropped locally.
-        from functions.shared import observability
+        from functions.adapters import observability
 
         observability.metrics.add_metric = lambda *args, **kwargs: None  # type: ignore[method-assign]
         self._create_table()
@@ -318,7 +318,8 @@ _patched = False
 
 
 def _reset_caches() -> None:
-    from functions.shared import aws, config
+    from functions.adapters import aws
+    from functions.domain import config
 
     config.get_settings.cache_clear()
     aws.reset_process_state()

@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from relay.api_mapping import JSON, STAGE_NAME
 from relay.local.api_definition import ApiDefinition, GatewayResponseRule, IntegrationResponseRule, Throttle
 from relay.local.velocity import MappingError, render, substitute
+from stacks.api_mapping import JSON, STAGE_NAME
 
 API_ID = "local"
 AUTHORIZER = "relay-authorizer"

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from functions.shared.config import get_settings
-from functions.shared.exceptions import FieldError, MessageInvalid, SenderExists, SenderUnknown
-from functions.shared.json_text import loads_strict
-from functions.shared.responses import SYSTEM_ERROR, error_response
-from functions.shared.senders import SenderRepository
-from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
+from functions.adapters.senders import SenderRepository
+from functions.domain.config import get_settings
+from functions.domain.exceptions import FieldError, MessageInvalid, SenderExists, SenderUnknown
+from functions.domain.json_text import loads_strict
+from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
+from functions.services.responses import SYSTEM_ERROR, error_response
 from relay.admin import AdminInputInvalid, SenderAdmin
 from relay.local.api_definition import load_api_definition
 from relay.local.emulator import LocalAws
@@ -118,7 +118,7 @@ class RelayHttpServer(StrictHttpServer):
         if request.method == "GET" and path == "/openapi.json" and OPENAPI_PATH.exists():
             return HttpResponse(200, OPENAPI_PATH.read_text(encoding="utf-8"), headers=_request_id(request))
         # API Gateway answers a method or route the API does not define with its
-        # MISSING_AUTHENTICATION_TOKEN gateway response, mapped to 404 NOT_FOUND (relay/api_mapping.py).
+        # MISSING_AUTHENTICATION_TOKEN gateway response, mapped to 404 NOT_FOUND (stacks/api_mapping.py).
         return _error(404, "NOT_FOUND", "No such route.", request)
 
     # -- /messages: API Gateway's rules -----------------------------------------------------------

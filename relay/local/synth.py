@@ -19,7 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CDK_OUT = PROJECT_ROOT / "cdk.out"
 DEFAULT_TEMPLATE = CDK_OUT / "Relay.template.json"
 # What the template is built from (cdk.json's "watch" list, the same files).
-SOURCES = ("stacks", "functions", "statemachines", "schemas", "relay/definitions.py", "cdk.json", "app.py")
+SOURCES = ("stacks", "functions", "statemachines", "schemas", "stacks/definitions.py", "cdk.json", "app.py")
 _IGNORED_PARTS = frozenset({"__pycache__"})
 
 

@@ -2,7 +2,7 @@
 the batch ingest machine (up to 100 messages in one run).
 
 API Gateway calls Step Functions' StartSyncExecution directly (no Lambda in between). Its mapping
-templates and gateway responses are written once in relay/api_mapping.py, which `relay dev`
+templates and gateway responses are written once in stacks/api_mapping.py, which `relay dev`
 renders too.
 
 Every method requires the sender token authorizer (stacks/constructs/authentication.py) and the
@@ -22,8 +22,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
-from relay.api_mapping import (
+from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
+from stacks.api_mapping import (
     ACCESS_LOG_FORMAT,
     BATCH_STATUS_CODES,
     GATEWAY_RESPONSES,
@@ -164,7 +164,7 @@ class Api(Construct):
         )
 
     def _start_sync_execution(self, state_machine: sfn.IStateMachine, max_request_bytes: int) -> apigateway.Integration:
-        """StartSyncExecution of `state_machine` with the mapping templates of relay/api_mapping.py."""
+        """StartSyncExecution of `state_machine` with the mapping templates of stacks/api_mapping.py."""
         return apigateway.AwsIntegration(
             service="states",
             action="StartSyncExecution",

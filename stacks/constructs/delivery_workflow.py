@@ -8,7 +8,7 @@
     MarkFailed (finalize): FAILED in DynamoDB + the message on the failed-messages queue
 
 The definitions are statemachines/delivery_{fast,slow}.asl.json with the deployment's retry
-policy (`relay.delivery` context) applied by relay.definitions.render_definition; `relay dev` runs
+policy (`relay.delivery` context) applied by stacks.definitions.render_definition; `relay dev` runs
 the machines of the synthesized template, so both run the same definitions.
 
 Each function receives only the ARNs it uses. That is also what keeps the template acyclic: a
@@ -24,11 +24,11 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.shared.config import MAX_PARALLEL_DISPATCH, FirstAttempt
-from functions.shared.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
-from relay.definitions import render_definition
+from functions.contract.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
+from functions.domain.config import MAX_PARALLEL_DISPATCH, FirstAttempt
 from stacks.constructs.functions import DEFAULT_TIMEOUT, FunctionPackage, RelayFunction
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
+from stacks.definitions import render_definition
 from stacks.nag import acknowledge
 from stacks.settings import (
     DELIVER_PLACEHOLDER,
@@ -38,11 +38,11 @@ from stacks.settings import (
     RelaySettings,
 )
 
-# Within functions/shared/config.MAX_PARALLEL_DISPATCH, so the batch is attempted all at once.
+# Within functions/domain/config.MAX_PARALLEL_DISPATCH, so the batch is attempted all at once.
 DISPATCH_BATCH_SIZE = MAX_PARALLEL_DISPATCH
 DISPATCH_BATCHING_WINDOW = Duration.seconds(1)
 FAILED_QUEUE_RETENTION = Duration.days(14)
-# functions/shared/secrets.py: one secret per sender, named relay/senders/<sender>/signing-secret.
+# functions/adapters/secrets.py: one secret per sender, named relay/senders/<sender>/signing-secret.
 SENDER_SECRETS = "relay/senders/*"
 
 
@@ -197,7 +197,7 @@ class DeliveryWorkflow(Construct):
         attempting = [self.deliver]
         if inline:
             attempting.append(self.dispatcher)  # its first attempt is the same `attempt` as deliver's
-            # A target at its limit: the queued message goes back with a delay (functions/shared/delivery._defer).
+            # A target at its limit: the queued message goes back with a delay (functions/services/delivery._defer).
             self.dispatcher.grant([queue.queue_arn], "sqs:SendMessage")
         for function in attempting:
             self._grant_attempts(function, table_arn)
@@ -234,7 +234,7 @@ class DeliveryWorkflow(Construct):
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
         # Read only: senders are created with their secret (relay/admin.py); a sender without one
-        # fails delivery rather than being sent unsigned (functions/shared/delivery.attempt).
+        # fails delivery rather than being sent unsigned (functions/services/delivery.attempt).
         function.grant([sender_secrets], "secretsmanager:GetSecretValue")
         acknowledge(
             function.role,

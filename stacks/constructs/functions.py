@@ -21,8 +21,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from functions.shared.key_prefixes import MESSAGE_PREFIX
-from functions.shared.metric_names import SERVICE_NAME
+from functions.contract.key_prefixes import MESSAGE_PREFIX
+from functions.contract.metric_names import SERVICE_NAME
 from stacks.nag import acknowledge
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12

@@ -17,7 +17,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.shared.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX
+from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
 from stacks.settings import RelaySettings

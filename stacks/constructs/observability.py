@@ -1,6 +1,6 @@
 """Alarms, the operations dashboard and X-Ray sampling.
 
-Relay's own counts come from the functions' Powertools metrics (functions/shared/observability:
+Relay's own counts come from the functions' Powertools metrics (functions/adapters/observability:
 namespace `Relay`, dimension `service=relay`), written to stdout as CloudWatch embedded metric
 format (EMF) lines, which CloudWatch Logs turns into metrics whatever the functions' log format
 (stacks/constructs/functions.py); queues, runs and the API from AWS's metrics. No alarm reads a
@@ -20,7 +20,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_xray as xray
 from constructs import Construct
 
-from functions.shared.metric_names import NAMESPACE, SERVICE_NAME, Metric
+from functions.contract.metric_names import NAMESPACE, SERVICE_NAME, Metric
 
 DIMENSIONS = {"service": SERVICE_NAME}
 PERIOD = Duration.minutes(5)

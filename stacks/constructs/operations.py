@@ -22,7 +22,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from functions.shared.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX, TARGET_PREFIX
+from functions.contract.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX, TARGET_PREFIX
 from stacks.constructs.api import Api
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.storage import SENDER_INDEX, STATUS_INDEX
@@ -69,7 +69,7 @@ class Operations(Construct):
         # A long history's older pages: the message's overflow items (a Query of its own partition).
         self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
-        # Targets (functions/shared/targets.py): PUT writes a target's limits, DELETE removes them and
+        # Targets (functions/services/targets.py): PUT writes a target's limits, DELETE removes them and
         # its flow state; GET lists them from the byStatus index (granted above) and reads the states.
         # Writes reach messages, targets and replay jobs only: the function that parses the internet's
         # requests can never rewrite a sender's record or a token hash (LeadingKeys).

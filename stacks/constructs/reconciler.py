@@ -1,7 +1,7 @@
 """The reconciler: every minute, re-drive messages that are overdue with no live run.
 
 It also runs the circuit breaker's probes and re-drives the PAUSED messages of a target that
-recovered (functions/shared/target_health.py). It is what makes "nothing lost" hold when a queue
+recovered (functions/services/target_health.py). It is what makes "nothing lost" hold when a queue
 send, a Lambda or a run fails between steps:
 it reads the sparse `due` index, re-enqueues a stuck message (or fails it for good after a few
 re-drives, like the finalize step: FAILED plus the failed-messages queue).
@@ -16,8 +16,8 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from functions.shared.config import DEAD_LETTER_QUEUE_VARIABLE
-from functions.shared.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
+from functions.contract.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
+from functions.domain.config import DEAD_LETTER_QUEUE_VARIABLE
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.storage import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
 from stacks.constructs.workflow import handler_path

@@ -23,13 +23,13 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.shared.config import REPLAY_MACHINE_VARIABLE
-from functions.shared.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX
-from relay.definitions import read_definition
+from functions.contract.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX
+from functions.domain.config import REPLAY_MACHINE_VARIABLE
 from stacks.constructs.api import Api
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.storage import STATUS_INDEX
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
+from stacks.definitions import read_definition
 from stacks.settings import RelaySettings
 
 REPLAY_DEFINITION = "replay.asl.json"

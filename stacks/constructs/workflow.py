@@ -2,7 +2,7 @@
 
 The definition is inlined (DefinitionBody.from_string, so no bootstrap bucket is needed for it),
 its `${...Arn}` placeholders replaced by `definition_substitutions`; it logs to its own log group
-(how much: relay/tracing.py), is traced, and may invoke exactly the functions it names.
+(how much: stacks/tracing.py), is traced, and may invoke exactly the functions it names.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from relay.tracing import Tracing, execution_logging
 from stacks.constructs.functions import LOG_RETENTION, RelayFunction
 from stacks.nag import acknowledge
+from stacks.tracing import Tracing, execution_logging
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
@@ -48,7 +48,7 @@ def relay_state_machine(
     """The machine (`StateMachine`) and its log group (`ExecutionLogs`), as children of `scope`.
 
     `functions` maps each placeholder of `definition` to the function it names; `tracing` is the
-    deployment's `relay.tracing`.
+    deployment's `stacks.tracing`.
     """
     substitutions = {placeholder: fn.function.function_arn for placeholder, fn in functions.items()}
     log_group = logs.LogGroup(
@@ -59,7 +59,7 @@ def relay_state_machine(
         retention=LOG_RETENTION,
         removal_policy=RemovalPolicy.DESTROY,
     )
-    # What the console needs to open this machine's runs (relay/tracing.py).
+    # What the console needs to open this machine's runs (stacks/tracing.py).
     logging = execution_logging(machine_type.value, tracing)
     machine = sfn.StateMachine(
         scope,
@@ -87,7 +87,7 @@ def relay_state_machine(
             machine,
             "AwsSolutions-SF1",
             "Logging ALL events writes every history event of every run with its data (the cost per "
-            "million messages is in bench/README.md); `relay.tracing: all` turns it on for the EXPRESS "
+            "million messages is in bench/README.md); `stacks.tracing: all` turns it on for the EXPRESS "
             "machines. ERROR still logs every failed step and run; X-Ray samples the rest, and a STANDARD "
             "run keeps its full history in Step Functions.",
         )

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from functions.shared.config import get_settings
-from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
+from functions.domain.config import get_settings
+from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
 from relay.client import ApiAnswer, RelayClient
 from relay.local.gateway import INTEGRATION_TIMEOUT_SECONDS
 from relay.local.runtime import DEV_SENDER, LocalRelay

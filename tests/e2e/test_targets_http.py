@@ -18,7 +18,7 @@ from relay.local.targets import TargetServer
 from tests.conftest import make_message
 
 RATE = 2
-BURST = 2  # the bucket holds one second's worth (functions/shared/targets.Target.burst)
+BURST = 2  # the bucket holds one second's worth (functions/services/targets.Target.burst)
 MESSAGES = 20
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import boto3
 
-from functions.shared.delivery import INTERRUPTED_ERROR
-from functions.shared.model import Event, EventType, MessageHead, MessageKey, Status, StoredMessage
-from functions.shared.repository import MessageRepository
+from functions.adapters.repository import MessageRepository
+from functions.domain.model import Event, EventType, MessageHead, MessageKey, Status, StoredMessage
+from functions.services.delivery import INTERRUPTED_ERROR
 from relay.client import RelayClient
 from relay.local.emulator import ACCOUNT_ID, REGION, LocalAws, stop_execution
 from relay.local.runtime import LocalRelay

@@ -2,7 +2,7 @@
 
 It breaks the three things a Relay deployment depends on, at the seams the code already has:
 
-- DynamoDB writes: `functions.shared.aws.client("dynamodb")` is wrapped; a fraction of `put_item` and
+- DynamoDB writes: `functions.adapters.aws.client("dynamodb")` is wrapped; a fraction of `put_item` and
   `update_item` calls fail with ProvisionedThroughputExceededException or InternalServerError. An
   InternalServerError is sometimes raised AFTER the write was applied (DynamoDB does not promise that
   a 500 means "not written"), so retried steps must be idempotent.
@@ -40,7 +40,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.shared import aws
+from functions.adapters import aws
 from relay.local.emulator import LocalAws, _import_handler
 
 DYNAMODB_WRITES = frozenset({"put_item", "update_item"})

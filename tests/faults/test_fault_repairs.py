@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from functions.adapters import aws
+from functions.adapters.repository import _EVENT_TYPES, MessageRepository, from_item
+from functions.adapters.secrets import SigningSecrets
 from functions.deliver import handler as deliver_handler
-from functions.shared import aws, delivery
-from functions.shared.config import get_settings
-from functions.shared.exceptions import StorageUnavailable
-from functions.shared.model import Event, EventType, MessageHead, MessageKey, Status
-from functions.shared.repository import _EVENT_TYPES, MessageRepository, from_item
-from functions.shared.secrets import SigningSecrets
+from functions.domain.config import get_settings
+from functions.domain.exceptions import StorageUnavailable
+from functions.domain.model import Event, EventType, MessageHead, MessageKey, Status
+from functions.services import delivery
 from relay.client import RelayClient
 from relay.local.emulator import ACCOUNT_ID, REGION, stop_execution
 from relay.local.runtime import DEV_SENDER, LocalRelay

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from functions.shared.config import get_settings
-from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
+from functions.domain.config import get_settings
+from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES
 from relay.local.runtime import DEV_SENDER, LocalRelay
 from tests.fuzz.conftest import http
 

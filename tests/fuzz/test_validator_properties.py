@@ -34,9 +34,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.shared.config import Settings, get_settings, message_schema
-from functions.shared.ingest import validate_step
-from functions.shared.validation import HOP_BY_HOP_HEADERS, RESERVED_HEADERS
+from functions.domain.config import Settings, get_settings, message_schema
+from functions.domain.validation import HOP_BY_HOP_HEADERS, RESERVED_HEADERS
+from functions.services.ingest import validate_step
 
 # Hypothesis warns when it prints a failing example of hundreds of KB; those are expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")

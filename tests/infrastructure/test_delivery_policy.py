@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from infra_support import Synthesized, state_machines, step_environment, synthesize
 
-from relay.definitions import render_definition, retry_schedule
+from stacks.definitions import render_definition, retry_schedule
 
 # One retry more than the file's, within what an EXPRESS run fits (stacks/settings.RelaySettings.fast_lane_run).
 FAST_POLICY = {"intervalSeconds": 2, "maxAttempts": 3, "backoffRate": 1.5, "maxDelaySeconds": 20}

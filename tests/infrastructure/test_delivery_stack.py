@@ -27,9 +27,9 @@ from infra_support import (
     table_arn,
 )
 
-from relay.definitions import render_definition
 from relay.local import template as local_template
-from relay.project_config import delivery_policy
+from stacks.definitions import render_definition
+from stacks.project_config import delivery_policy
 from stacks.settings import RelaySettings
 
 DELIVERY_STEPS = ("dispatcher", "deliver", "finalize", "handoff")
@@ -133,7 +133,7 @@ def test_the_fast_lane_uses_all_three_functions_and_the_slow_lane_two(synth: Syn
 
 @pytest.mark.parametrize("lane", LANES)
 def test_each_lane_logs_errors_and_is_traced(synth: Synthesized, lane: str) -> None:
-    # Given the lane's logging and tracing configuration (cdk.json: relay.tracing errors)
+    # Given the lane's logging and tracing configuration (cdk.json: stacks.tracing errors)
     props = machine(synth, lane)[1]["Properties"]
     logging = props["LoggingConfiguration"]
     log_group_id = logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]

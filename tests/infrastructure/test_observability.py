@@ -94,10 +94,10 @@ def test_cdk_json_overrides_reach_every_rule(overridden: Synthesized) -> None:
 
 @pytest.mark.parametrize("synth_name", ["by_default", "overridden"])
 def test_every_traced_service_is_traced_whatever_relay_tracing_says(synth_name: str, request: Any) -> None:
-    # Given either deployment (`relay.tracing` errors, or all)
+    # Given either deployment (`stacks.tracing` errors, or all)
     synth: Synthesized = request.getfixturevalue(synth_name)
     # Then the stage, every machine and every function trace, so a sampled request is traced end to end
-    # (relay.tracing only decides what the machines log for the Step Functions console)
+    # (stacks.tracing only decides what the machines log for the Step Functions console)
     assert synth.resources[stage_id(synth)]["Properties"]["TracingEnabled"] is True
     for machine in MACHINES:
         assert state_machines(synth)[machine][1]["Properties"]["TracingConfiguration"] == {"Enabled": True}

@@ -229,7 +229,7 @@ def test_operation_routes_proxy_to_the_api_function(synth: Synthesized, http_met
 
 
 def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synthesized) -> None:
-    # Given what each route of the api function calls (functions/shared/operations.py and repository.py)
+    # Given what each route of the api function calls (functions/services/operations.py and repository.py)
     main, _ = queue_ids(synth)
     table, status_index = table_arn(synth), index_arn(synth, "byStatus")
     replay_machine = {"Ref": state_machines(synth)["replay"][0]}
@@ -254,7 +254,7 @@ def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synt
             "states:StartExecution": [replay_machine],
         },
         "GET /replays/{jobId}": {"dynamodb:GetItem": [table]},
-        # functions/shared/targets.py: a target's limits item; the listing's keys, then the limits and
+        # functions/services/targets.py: a target's limits item; the listing's keys, then the limits and
         # flow states they name; a deletion removes both
         "PUT /targets": {"dynamodb:PutItem": [table]},
         "GET /targets": {"dynamodb:Query": [status_index], "dynamodb:BatchGetItem": [table]},

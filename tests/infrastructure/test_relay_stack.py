@@ -311,7 +311,7 @@ def test_ingest_placeholders_name_the_four_step_functions(synth: Synthesized) ->
 
 
 def test_ingest_machine_logs_failed_runs_with_their_data_and_is_traced(synth: Synthesized) -> None:
-    # Given the machine's logging and tracing configuration (cdk.json: relay.tracing errors)
+    # Given the machine's logging and tracing configuration (cdk.json: stacks.tracing errors)
     machine = state_machine(synth)["Properties"]
     logging = machine["LoggingConfiguration"]
     log_group_id = logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
@@ -372,7 +372,7 @@ def test_ingest_steps_wait_out_lambda_throttling_within_the_apis_timeout(asl: Pa
 
 @pytest.mark.parametrize("asl", [INGEST_ASL, INGEST_BATCH_ASL], ids=["single", "batch"])
 def test_a_failed_ingest_run_answers_the_apis_system_error(asl: Path) -> None:
-    from functions.shared.responses import SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE
+    from functions.services.responses import SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE
 
     # Given the state that turns any failure of an ingest run into the answer
     error = json.loads(asl.read_text(encoding="utf-8"))["States"]["BuildSystemError"]["Parameters"]["error"]
@@ -403,7 +403,7 @@ def test_request_template_cuts_oversized_bodies_just_over_the_limit(synth: Synth
     # Given the request template and the request size validate accepts
     template = joined(post_messages(synth)["Properties"]["Integration"]["RequestTemplates"]["application/json"])
     settings = RelaySettings.defaults()
-    from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
+    from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES
 
     limit = settings.max_body_bytes + ENVELOPE_ALLOWANCE_BYTES
     cut = forwarded_base64_chars(limit)
@@ -464,7 +464,7 @@ def test_the_batch_machine_is_express_runs_the_same_four_steps_and_marks_its_inp
 
 
 def test_post_messages_batch_starts_the_batch_machine_with_the_same_front_door(synth: Synthesized) -> None:
-    from functions.shared.validation import MAX_BATCH_REQUEST_BYTES
+    from functions.domain.validation import MAX_BATCH_REQUEST_BYTES
 
     # Given POST /messages/batch beside POST /messages
     single, batch = post_messages(synth)["Properties"], post_batch(synth)["Properties"]

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from infra_support import Synthesized, synthesize
 
-from functions.shared.config import message_schema
-from relay.definitions import DELIVERY_LANES, longest_run, render_definition, retrier_waits, retry_schedule
-from relay.schedule import delivery_schedule
+from functions.domain.config import message_schema
+from stacks.definitions import DELIVERY_LANES, longest_run, render_definition, retrier_waits, retry_schedule
+from stacks.schedule import delivery_schedule
 from stacks.settings import (
     INPUT_OVERHEAD_BYTES,
     MAX_BODY_BYTES_LIMIT,
@@ -224,7 +224,7 @@ def test_the_slow_lane_lease_follows_the_policy_and_the_timeout() -> None:
 def test_the_largest_body_still_fits_a_step_functions_input() -> None:
     # Given the largest maxBodyBytes the settings accept
     settings = RelaySettings.from_mapping({"maxBodyBytes": MAX_BODY_BYTES_LIMIT})
-    from functions.shared.validation import ENVELOPE_ALLOWANCE_BYTES
+    from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES
 
     # Then the longest body the API forwards (base64) plus the input's JSON fits in 256 KiB
     longest = forwarded_base64_chars(settings.max_body_bytes + ENVELOPE_ALLOWANCE_BYTES)

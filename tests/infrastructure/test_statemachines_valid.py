@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from relay.definitions import STATEMACHINE_DIR, machine_name, read_definition
 from relay.local.emulator import template_topology
 from relay.local.template import StateMachineSpec
+from stacks.definitions import STATEMACHINE_DIR, machine_name, read_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"

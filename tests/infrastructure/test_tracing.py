@@ -1,4 +1,4 @@
-"""`relay.tracing` as synthesized: which runs the Step Functions console can open.
+"""`stacks.tracing` as synthesized: which runs the Step Functions console can open.
 
 An EXPRESS run has no history in Step Functions; the console shows it from the machine's CloudWatch
 Logs (Step Functions Developer Guide: "Standard and Express Workflow executions in the console"), and
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from infra_support import Synthesized, state_machines, synthesize
 
-from relay.tracing import Tracing
 from stacks.settings import RelaySettings, SettingsError
+from stacks.tracing import Tracing
 
 EXPRESS_MACHINES = ("ingest", "fast")
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from functions.authorizer.handler import lambda_handler as authorize
-from functions.shared.config import get_settings
+from functions.domain.config import get_settings
 from relay.admin import SenderAdmin
 from relay.local.emulator import LocalLambdaContext
 

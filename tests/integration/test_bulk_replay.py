@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from functions.shared import replays
-from functions.shared.config import get_settings
-from functions.shared.model import Event, EventType, MessageKey, Status
-from functions.shared.queue import DeliveryQueue
-from functions.shared.replay_repository import ReplayRepository, WindowEntry
+from functions.adapters.queue import DeliveryQueue
+from functions.adapters.replay_repository import ReplayRepository, WindowEntry
+from functions.domain.config import get_settings
+from functions.domain.model import Event, EventType, MessageKey, Status
+from functions.services import replays
 from relay.local.emulator import LocalAws
 from tests.support import expire_stored_message
 

@@ -1,5 +1,5 @@
 """The circuit breaker per target in one process: the real dispatcher, lanes, reconciler and API on
-moto, delivering over real HTTP to local targets (functions/shared/target_health.py)."""
+moto, delivering over real HTTP to local targets (functions/services/target_health.py)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,16 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.shared import delivery
-from functions.shared.config import (
+from functions.adapters.target_health_store import HEALTH_SORT_KEY, TargetHealthRepository, target_partition
+from functions.domain.breaker import KNOWN_OPEN_AFTER_SECONDS, BreakerPolicy, BreakerState
+from functions.domain.config import (
     BREAKER_MAX_PROBE_AFTER_VARIABLE,
     BREAKER_PROBE_AFTER_VARIABLE,
     BREAKER_THRESHOLD_VARIABLE,
     get_settings,
 )
-from functions.shared.target_health import (
-    KNOWN_OPEN_AFTER_SECONDS,
-    BreakerPolicy,
-    BreakerState,
-    TargetBreaker,
-    origin_of,
-)
-from functions.shared.target_health_store import HEALTH_SORT_KEY, TargetHealthRepository, target_partition
+from functions.services import delivery
+from functions.services.target_health import TargetBreaker, origin_of
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer

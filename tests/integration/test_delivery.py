@@ -16,13 +16,13 @@ import boto3
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from functions.adapters.repository import MessageRepository
+from functions.adapters.secrets import SigningSecrets, secret_name
 from functions.deliver import handler as deliver_handler
-from functions.shared import delivery
-from functions.shared.config import BREAKER_THRESHOLD_VARIABLE, get_settings
-from functions.shared.exceptions import ClaimHeld, DeliveryRetryable
-from functions.shared.model import MessageKey
-from functions.shared.repository import MessageRepository
-from functions.shared.secrets import SigningSecrets, secret_name
+from functions.domain.config import BREAKER_THRESHOLD_VARIABLE, get_settings
+from functions.domain.exceptions import ClaimHeld, DeliveryRetryable
+from functions.domain.model import MessageKey
+from functions.services import delivery
 from relay.admin import SenderAdmin
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from functions.shared.config import FIRST_ATTEMPT_VARIABLE, FirstAttempt
+from functions.domain.config import FIRST_ATTEMPT_VARIABLE, FirstAttempt
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer

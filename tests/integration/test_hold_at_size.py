@@ -17,12 +17,12 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.shared.config import get_settings
-from functions.shared.delivery import dependencies, finish_run
-from functions.shared.model import MessageKey, Status
-from functions.shared.operations import MAX_REDRIVES, reconcile
-from functions.shared.queue import DeliveryQueue
-from functions.shared.repository import HEAD_SORT_KEY, MessageRepository
+from functions.adapters.queue import DeliveryQueue
+from functions.adapters.repository import HEAD_SORT_KEY, MessageRepository
+from functions.domain.config import get_settings
+from functions.domain.model import MessageKey, Status
+from functions.services.delivery import dependencies, finish_run
+from functions.services.operations import MAX_REDRIVES, reconcile
 from relay.admin import SenderAdmin
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
@@ -247,7 +247,7 @@ def test_redrives_past_the_budget_back_off_and_never_fail_a_message(relay: Local
     repository = MessageRepository(get_settings().table_name)
     settings = get_settings()
     key = MessageKey("holder", f"stuck-{time.time_ns()}")
-    from functions.shared.model import Event, EventType
+    from functions.domain.model import Event, EventType
 
     now = datetime.now(UTC)
     received = Event(EventType.RECEIVED, now, 0, None, {})
@@ -264,7 +264,7 @@ def test_redrives_past_the_budget_back_off_and_never_fail_a_message(relay: Local
         repository.set_due(key, int(time.time()) - 1)
         head = repository.get_head(key)
         assert head is not None
-        from functions.shared.operations import _reconcile_one
+        from functions.services.operations import _reconcile_one
 
         _reconcile_one(repository, Queue(), settings, lambda event: pytest.fail("FAILED"), head, datetime.now(UTC))  # type: ignore[arg-type]
     # Then it is still PENDING, re-driven every time, with a growing delay past the budget

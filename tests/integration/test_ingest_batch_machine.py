@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.shared.config import get_settings
-from functions.shared.model import MessageKey
-from functions.shared.repository import MessageRepository
+from functions.adapters.repository import MessageRepository
+from functions.domain.config import get_settings
+from functions.domain.model import MessageKey
 from tests.conftest import make_message
 
 
@@ -179,7 +179,7 @@ def test_a_batch_too_large_for_a_state_is_a_413(post_batch: Any) -> None:
 
 
 def test_a_request_over_the_batch_limit_is_a_413(post_batch: Any) -> None:
-    from functions.shared.validation import MAX_BATCH_REQUEST_BYTES
+    from functions.domain.validation import MAX_BATCH_REQUEST_BYTES
 
     # When the request is over the batch request limit
     status, answer = post_batch(b" " * (MAX_BATCH_REQUEST_BYTES + 1))

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from functions.shared import aws
-from functions.shared.config import get_settings
-from functions.shared.model import MessageKey
-from functions.shared.repository import MessageRepository
-from functions.shared.status import status_view
+from functions.adapters import aws
+from functions.adapters.repository import MessageRepository
+from functions.domain.config import get_settings
+from functions.domain.model import MessageKey
+from functions.services.status import status_view
 from tests.conftest import make_message
 
 

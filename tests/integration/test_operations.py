@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from functions.shared import aws
+from functions.adapters import aws
 from relay import cli
 from relay.admin import SenderAdmin
 from relay.client import RelayClient

@@ -8,8 +8,8 @@ import boto3
 import pytest
 
 from functions.authorizer.handler import lambda_handler as authorize
-from functions.shared.config import get_settings
-from functions.shared.exceptions import SenderExists
+from functions.domain.config import get_settings
+from functions.domain.exceptions import SenderExists
 from relay.admin import SenderAdmin
 from relay.local.emulator import LocalLambdaContext
 

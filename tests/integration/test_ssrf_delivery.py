@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from functions.shared import delivery
-from functions.shared.http_client import DeliveryClient
+from functions.adapters.http_client import DeliveryClient
+from functions.services import delivery
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from functions.shared.targets import FlowControl, Permit, Target, TargetRepository
+from functions.adapters.target_store import TargetRepository
+from functions.domain.flow import Permit, Target
+from functions.services.targets import FlowControl
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer

@@ -7,7 +7,7 @@ lane's. Its own `relay dev` in-process (one embedded AWS per process at a time).
 
 from __future__ import annotations
 
-from functions.shared.config import FIRST_ATTEMPT_VARIABLE, FirstAttempt
+from functions.domain.config import FIRST_ATTEMPT_VARIABLE, FirstAttempt
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer

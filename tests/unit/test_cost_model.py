@@ -42,7 +42,7 @@ from bench.cost_model import (
     write_units,
     xray_sampled_fraction,
 )
-from relay.definitions import retry_schedule
+from stacks.definitions import retry_schedule
 
 BY_STATUS = IndexSpec("byStatus", ("gsi1pk", "gsi1sk"), "ALL")
 DUE = IndexSpec("due", ("dueShard", "dueAt"), "KEYS_ONLY")
@@ -151,7 +151,7 @@ def test_prices_multiply_per_million() -> None:
     assert total(line_items(usage, prices), "observability") == 0
 
 
-# -- relay.tracing: Step Functions execution logs -------------------------------------------------------
+# -- stacks.tracing: Step Functions execution logs -------------------------------------------------------
 
 ARN = "arn:aws:states:us-east-1:123456789012:express:relay-ingest:name:id"
 BODY = '{"message":"' + "x" * 1000 + '"}'
@@ -184,7 +184,7 @@ def failed_run() -> list[dict[str, Any]]:
 
 def test_error_level_logs_nothing_of_a_successful_run_and_the_failures_of_a_failed_one() -> None:
     # Given a successful and a failed run
-    # When they are logged at ERROR with data (relay.tracing: errors)
+    # When they are logged at ERROR with data (stacks.tracing: errors)
     # Then the successful run writes nothing and the failed one only its two failure events
     assert execution_log_bytes(successful_run(), ARN, "ERROR", include_data=True) == 0
     failed = execution_log_bytes(failed_run(), ARN, "ERROR", include_data=True)
@@ -196,7 +196,7 @@ def test_error_level_logs_nothing_of_a_successful_run_and_the_failures_of_a_fail
 
 def test_all_level_logs_every_event_with_its_data() -> None:
     # Given a successful run whose six events each carry a 1 KB state
-    # When it is logged at ALL with data (relay.tracing: all)
+    # When it is logged at ALL with data (stacks.tracing: all)
     size = execution_log_bytes(successful_run(), ARN, "ALL", include_data=True)
     # Then all six events are written, the data six times over
     assert 6 * len(BODY) < size < 6 * (len(BODY) + 400)

@@ -10,8 +10,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from bench.cost_model import item_size
-from functions.shared.model import Event, EventType, MessageKey
-from functions.shared.repository import _decode_events, _encode_content, _encode_event, to_item
+from functions.adapters.repository import _decode_events, _encode_content, _encode_event, to_item
+from functions.domain.model import Event, EventType, MessageKey
 
 AT = datetime(2026, 11, 30, 20, 0, 0, 250_000, tzinfo=UTC)
 FAST = "arn:aws:states:eu-west-1:123456789012:express:RelayFastLane-9z8y:order-42-r0-fast-ab12cd34-0f1e2d3c:5b6a"

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import urllib3.util.connection
 
-from functions.shared import http_client
-from functions.shared.http_client import (
+from functions.adapters import http_client
+from functions.adapters.http_client import (
     DeliveryClient,
     InvalidResponse,
     TargetBlocked,

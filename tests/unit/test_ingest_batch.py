@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
-from functions.shared import ingest, queue
-from functions.shared.config import get_settings
-from functions.shared.exceptions import QueueUnavailable
-from functions.shared.model import MessageKey
-from functions.shared.validation import MAX_BATCH_MESSAGES, MAX_BATCH_REQUEST_BYTES
+from functions.adapters import queue
+from functions.domain.config import get_settings
+from functions.domain.exceptions import QueueUnavailable
+from functions.domain.model import MessageKey
+from functions.domain.validation import MAX_BATCH_MESSAGES, MAX_BATCH_REQUEST_BYTES
+from functions.services import ingest
 
 SETTINGS = replace(get_settings(), allow_private_targets=False, require_sender=True, max_body_bytes=65_536)
 

@@ -1,4 +1,4 @@
-"""The longest a state machine's run may take (relay/definitions.longest_run), which bounds the fast lane."""
+"""The longest a state machine's run may take (stacks/definitions.longest_run), which bounds the fast lane."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from relay.definitions import longest_run
+from stacks.definitions import longest_run
 
 
 def task(seconds: int, retry: list[dict[str, Any]] | None = None, **rest: Any) -> dict[str, Any]:

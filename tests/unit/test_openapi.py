@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from functions.shared.api_errors import ERROR_CODES
-from functions.shared.config import MESSAGE_SCHEMA_PATH
-from functions.shared.model import EventType, Status
-from functions.shared.responses import MESSAGE_ID_CONFLICT, PAYLOAD_TOO_LARGE, SYSTEM_ERROR, VALIDATION_ERROR
-from relay.api_mapping import GATEWAY_RESPONSES
+from functions.domain.config import MESSAGE_SCHEMA_PATH
+from functions.domain.model import EventType, Status
+from functions.services.api_errors import ERROR_CODES
+from functions.services.responses import MESSAGE_ID_CONFLICT, PAYLOAD_TOO_LARGE, SYSTEM_ERROR, VALIDATION_ERROR
 from relay.openapi import (
     ERROR_CATALOG,
     OPENAPI_PATH,
@@ -31,6 +30,7 @@ from relay.openapi import (
     response_schema_pointer,
     validator_for,
 )
+from stacks.api_mapping import GATEWAY_RESPONSES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT: dict[str, Any] = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
@@ -296,7 +296,7 @@ def test_an_undocumented_status_is_a_key_error() -> None:
 
 
 def test_the_batch_request_and_its_results_are_described() -> None:
-    from functions.shared.validation import MAX_BATCH_MESSAGES
+    from functions.domain.validation import MAX_BATCH_MESSAGES
 
     # Given the batch example and an answer with one result of each kind
     body = DOCUMENT["paths"]["/messages/batch"]["post"]["requestBody"]["content"]["application/json"]

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from functions.shared.exceptions import MessageInvalid
-from functions.shared.model import MessageKey, Status
-from functions.shared.replay_repository import WindowEntry
-from functions.shared.replays import (
+from functions.adapters.replay_repository import WindowEntry
+from functions.domain.exceptions import MessageInvalid
+from functions.domain.model import MessageKey, Status
+from functions.services.replays import (
     DEFAULT_WINDOW,
     Paging,
     ReplayFilter,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from functions.shared.exceptions import (
+from functions.domain.exceptions import (
     FieldError,
     MalformedRequest,
     MessageInvalid,
@@ -23,7 +23,7 @@ from functions.shared.exceptions import (
     StorageError,
     StorageUnavailable,
 )
-from functions.shared.responses import (
+from functions.services.responses import (
     FORBIDDEN,
     PAYLOAD_TOO_LARGE,
     SYSTEM_ERROR,

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from functions.shared.config import get_settings
-from functions.shared.delivery import INLINE_LANE, SLOW_LANE, next_retry_wait, retry_delay
-from functions.shared.exceptions import MessageInvalid
-from functions.shared.http_client import parse_retry_after
-from functions.shared.validation import content_hash, validate_message
+from functions.adapters.http_client import parse_retry_after
+from functions.domain.config import get_settings
+from functions.domain.exceptions import MessageInvalid
+from functions.domain.validation import content_hash, validate_message
+from functions.services.delivery import INLINE_LANE, SLOW_LANE, next_retry_wait, retry_delay
 from tests.conftest import make_message
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The delivery retry schedule (relay/schedule.py): its horizon, its attempts, and the README's table of it."""
+"""The delivery retry schedule (stacks/schedule.py): its horizon, its attempts, and the README's table of it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from bench.common import PRICES_PATH
 from bench.cost_model import load_prices, retry_schedule_cost
-from relay.schedule import FAST, INLINE, SLOW, delivery_schedule, duration_text, markdown_table
+from stacks.schedule import FAST, INLINE, SLOW, delivery_schedule, duration_text, markdown_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 DAY_SECONDS = 24 * 3600
@@ -77,7 +77,7 @@ def test_durations_read_as_people_write_them(seconds: float, text: str) -> None:
 
 
 def test_the_readme_shows_the_default_schedule() -> None:
-    # Given the table relay/schedule.py makes of the default policies (`python -m relay.schedule`)
+    # Given the table stacks/schedule.py makes of the default policies (`python -m stacks.schedule`)
     table = markdown_table(delivery_schedule())
     # Then the README's "Retry schedule and horizon" holds it as it is
     assert table in README.read_text(encoding="utf-8")

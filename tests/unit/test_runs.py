@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from functions.shared.clock import parse_iso
-from functions.shared.model import Event, EventType
-from functions.shared.runs import EXPRESS_MAX_SECONDS, ExecutionType, Workflow, console_link, message_runs
+from functions.domain.clock import parse_iso
+from functions.domain.model import Event, EventType
+from functions.services.runs import EXPRESS_MAX_SECONDS, ExecutionType, Workflow, console_link, message_runs
 
 REGION = "eu-west-1"
 INGEST = f"arn:aws:states:{REGION}:123456789012:express:RelayIngestMachine-1a2b:3f9c-name:7e1d-id"

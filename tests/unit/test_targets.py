@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from functions.shared.exceptions import MessageInvalid
-from functions.shared.origins import origin_of, origin_of_id, parse_origin, target_id
-from functions.shared.targets import (
-    FlowState,
-    Target,
-    Wait,
-    json_body,
-    refill,
-    take,
-    validate_target,
-)
+from functions.domain.exceptions import MessageInvalid
+from functions.domain.flow import FlowState, Target, Wait, json_body, refill, take, validate_target
+from functions.domain.origins import origin_of, origin_of_id, parse_origin, target_id
 from relay.cli import peak_per_second
 from stacks.settings import RelaySettings, SettingsError
 

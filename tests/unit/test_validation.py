@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.shared.config import Settings, get_settings
-from functions.shared.exceptions import (
+from functions.domain.config import Settings, get_settings
+from functions.domain.exceptions import (
     FieldError,
     MalformedRequest,
     MessageInvalid,
@@ -30,8 +30,7 @@ from functions.shared.exceptions import (
     RelayError,
     SenderMismatch,
 )
-from functions.shared.responses import response_for_rejection
-from functions.shared.validation import (
+from functions.domain.validation import (
     RESERVED_HEADER_PREFIX,
     RESERVED_HEADERS,
     ValidMessage,
@@ -39,6 +38,7 @@ from functions.shared.validation import (
     decode_request_body,
     validate_message,
 )
+from functions.services.responses import response_for_rejection
 
 NOW = datetime(2026, 1, 31, 12, 0, 0, tzinfo=UTC)
 SETTINGS: Settings = replace(
@@ -873,8 +873,8 @@ def test_given_brackets_inside_strings_when_decoded_then_they_are_not_nesting() 
 
 
 def test_the_nesting_limit_is_documented_where_senders_read_the_contract() -> None:
-    from functions.shared.config import message_schema
-    from functions.shared.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
+    from functions.domain.config import message_schema
+    from functions.domain.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
 
     # Given the limit the code enforces
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from relay.api_mapping import (
+from relay.local.velocity import MappingError, render, substitute
+from stacks.api_mapping import (
     SYSTEM_ERROR_MESSAGE,
     THROTTLED_MESSAGE,
     client_error_response_template,
     request_template,
     success_response_template,
 )
-from relay.local.velocity import MappingError, render, substitute
 
 ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:relay-ingest"
 CONTEXT = {"requestId": "req-1", "authorizer": {"senderId": "shop", "principalId": "shop"}}

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from functions.shared.delivery import failure_reason, is_retryable_status
-from functions.shared.model import MessageKey
-from functions.shared.workflows import execution_name
+from functions.adapters.workflows import execution_name
+from functions.domain.model import MessageKey
+from functions.services.delivery import failure_reason, is_retryable_status
 
 STEP_FUNCTIONS_NAME = re.compile(r"^[^\s?*<>{}\[\]\"#%\\^|~`$&,;:/]{1,80}$")
 

@@ -1,0 +1,186 @@
+"""Runtime settings of every Lambda, read once from the environment.
+
+Defaults of the message limits come from `schemas/message.schema.json` (`x-relay-limits`), so the
+schema stays the single source; a deployment overrides them through `cdk.json` context, which
+the stack turns into these environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+# In the repository and in the Lambda asset alike, `schemas/` sits beside the `functions/` package.
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+MESSAGE_SCHEMA_PATH = SCHEMA_DIR / "message.schema.json"
+
+
+@lru_cache(maxsize=1)
+def message_schema() -> dict[str, Any]:
+    with MESSAGE_SCHEMA_PATH.open(encoding="utf-8") as schema_file:
+        schema: dict[str, Any] = json.load(schema_file)
+    return schema
+
+
+class FirstAttempt(StrEnum):
+    """Who makes a message's first delivery attempt (`relay.delivery.firstAttempt` in cdk.json).
+
+    INLINE: the dispatcher itself, so a message delivered at once costs no state machine run; a
+    fast-lane run starts only when that attempt fails retryably. STATE_MACHINE: every delivery is a
+    fast-lane run from its first attempt on (the shape before Issue 10).
+    """
+
+    INLINE = "inline"
+    STATE_MACHINE = "stateMachine"
+
+
+# The dispatcher's variable holding a FirstAttempt (set by stacks/settings.py).
+FIRST_ATTEMPT_VARIABLE = "RELAY_FIRST_ATTEMPT"
+# The dispatcher attempts the messages of one SQS batch in parallel, one thread each; the stack
+# keeps its batch size within this, so a batch takes one attempt's time (stacks/settings.py).
+MAX_PARALLEL_DISPATCH = 10
+# The cap on a target's Retry-After unless `relay.delivery.maxRetryAfterSeconds` says otherwise.
+DEFAULT_MAX_RETRY_AFTER_SECONDS = 3600
+
+
+def _schema_default(name: str) -> int:
+    return int(message_schema()["x-relay-limits"][name])
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _env_optional(name: str, kind: type[float] | type[int]) -> float | int | None:
+    raw = os.environ.get(name)
+    return kind(raw) if raw not in (None, "") else None
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+# `relay.circuitBreaker` in cdk.json (stacks/settings.py) reaches the functions as these variables.
+BREAKER_THRESHOLD_VARIABLE = "RELAY_BREAKER_FAILURE_THRESHOLD"
+BREAKER_PROBE_AFTER_VARIABLE = "RELAY_BREAKER_PROBE_AFTER_SECONDS"
+BREAKER_MAX_PROBE_AFTER_VARIABLE = "RELAY_BREAKER_MAX_PROBE_AFTER_SECONDS"
+DEFAULT_BREAKER_FAILURE_THRESHOLD = 20
+DEFAULT_BREAKER_PROBE_AFTER_SECONDS = 60
+DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    queue_url: str
+    ttl_days: int
+    max_body_bytes: int
+    max_header_count: int
+    max_header_bytes: int
+    max_future_skew_seconds: int
+    allow_private_targets: bool
+    # Refuse an ingest request that carries no authenticated sender (always on in a deployment).
+    require_sender: bool
+    # How long a stored message may wait for its first delivery run before the reconciler
+    # treats it as stuck and re-drives it.
+    redrive_after_seconds: int
+    # Delivery
+    fast_lane_arn: str
+    slow_lane_arn: str
+    failed_queue_url: str
+    dead_letter_queue_url: str
+    connect_timeout_seconds: float
+    total_timeout_seconds: float
+    max_response_bytes: int
+    fast_lane_lease_seconds: int
+    slow_lane_lease_seconds: int
+    first_attempt: FirstAttempt = FirstAttempt.INLINE
+    # Retry-After: the longest wait a target's header may ask for (`relay.delivery.maxRetryAfterSeconds`).
+    max_retry_after_seconds: int = DEFAULT_MAX_RETRY_AFTER_SECONDS
+    # Every attempt a run may make (inline, fast lane and slow lane together); 0 when not known.
+    max_attempts: int = 0
+    # Each lane's DeliveryRetryable waits before jitter (the n-th retry waits at most the n-th),
+    # and the slow lane's first wait: what the next attempt would wait, to compare Retry-After with.
+    fast_lane_waits: tuple[int, ...] = ()
+    slow_lane_waits: tuple[int, ...] = ()
+    slow_lane_initial_wait_seconds: int = 0
+    # The bulk replay job's state machine (POST /messages/replay starts it).
+    replay_machine_arn: str = ""
+    # Every target's limits unless it (or its sender's `*`) has its own: `relay.targets` in cdk.json
+    # (functions/services/targets.py); None = unlimited, which costs nothing per attempt.
+    target_default_rate_per_second: float | None = None
+    target_default_max_concurrency: int | None = None
+    # Circuit breaker per target (functions/services/target_health.py): this many consecutive failed
+    # attempts open a target; the first probe goes after `probe_after_seconds`, doubling on each
+    # failed probe up to `max_probe_after_seconds`.
+    breaker_failure_threshold: int = DEFAULT_BREAKER_FAILURE_THRESHOLD
+    breaker_probe_after_seconds: int = DEFAULT_BREAKER_PROBE_AFTER_SECONDS
+    breaker_max_probe_after_seconds: int = DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS
+
+    @property
+    def ttl_seconds(self) -> int:
+        return self.ttl_days * 86_400
+
+
+def _env_ints(name: str) -> tuple[int, ...]:
+    raw = os.environ.get(name) or ""
+    return tuple(int(part) for part in raw.split(",") if part.strip())
+
+
+# The API function's variable naming the bulk replay machine (stacks/constructs/replay.py).
+REPLAY_MACHINE_VARIABLE = "RELAY_REPLAY_MACHINE_ARN"
+# `relay.targets.defaultRatePerSecond` / `defaultMaxConcurrency` (set by stacks/settings.py; absent = unlimited).
+TARGET_DEFAULT_RATE_VARIABLE = "RELAY_TARGET_DEFAULT_RATE_PER_SECOND"
+TARGET_DEFAULT_CONCURRENCY_VARIABLE = "RELAY_TARGET_DEFAULT_MAX_CONCURRENCY"
+
+# The delivery queue's dead-letter queue: the reconciler takes back what lands there.
+DEAD_LETTER_QUEUE_VARIABLE = "RELAY_DEAD_LETTER_QUEUE_URL"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings(
+        table_name=os.environ.get("RELAY_TABLE_NAME", "relay"),
+        queue_url=os.environ.get("RELAY_QUEUE_URL", ""),
+        ttl_days=_env_int("RELAY_TTL_DAYS", _schema_default("ttlDays")),
+        max_body_bytes=_env_int("RELAY_MAX_BODY_BYTES", _schema_default("maxBodyBytes")),
+        max_header_count=_env_int("RELAY_MAX_HEADER_COUNT", _schema_default("maxHeaderCount")),
+        max_header_bytes=_env_int("RELAY_MAX_HEADER_BYTES", _schema_default("maxHeaderBytes")),
+        max_future_skew_seconds=_env_int("RELAY_MAX_FUTURE_SKEW_SECONDS", _schema_default("maxFutureSkewSeconds")),
+        allow_private_targets=_env_bool("RELAY_ALLOW_PRIVATE_TARGETS", False),
+        require_sender=_env_bool("RELAY_REQUIRE_SENDER", False),
+        redrive_after_seconds=_env_int("RELAY_REDRIVE_AFTER_SECONDS", 300),
+        fast_lane_arn=os.environ.get("RELAY_FAST_LANE_ARN", ""),
+        slow_lane_arn=os.environ.get("RELAY_SLOW_LANE_ARN", ""),
+        failed_queue_url=os.environ.get("RELAY_FAILED_QUEUE_URL", ""),
+        dead_letter_queue_url=os.environ.get(DEAD_LETTER_QUEUE_VARIABLE, ""),
+        connect_timeout_seconds=float(os.environ.get("RELAY_CONNECT_TIMEOUT_SECONDS") or 10),
+        total_timeout_seconds=float(os.environ.get("RELAY_TOTAL_TIMEOUT_SECONDS") or 15),
+        max_response_bytes=_env_int("RELAY_MAX_RESPONSE_BYTES", 65_536),
+        # An Express run lives at most 5 minutes; the lease outlives it so a crashed run is noticed.
+        fast_lane_lease_seconds=_env_int("RELAY_FAST_LANE_LEASE_SECONDS", 360),
+        slow_lane_lease_seconds=_env_int("RELAY_SLOW_LANE_LEASE_SECONDS", 200_000),
+        first_attempt=FirstAttempt(os.environ.get(FIRST_ATTEMPT_VARIABLE) or FirstAttempt.INLINE),
+        max_retry_after_seconds=_env_int("RELAY_MAX_RETRY_AFTER_SECONDS", DEFAULT_MAX_RETRY_AFTER_SECONDS),
+        max_attempts=_env_int("RELAY_MAX_ATTEMPTS", 0),
+        fast_lane_waits=_env_ints("RELAY_FAST_LANE_WAITS"),
+        slow_lane_waits=_env_ints("RELAY_SLOW_LANE_WAITS"),
+        slow_lane_initial_wait_seconds=_env_int("RELAY_SLOW_LANE_INITIAL_WAIT_SECONDS", 0),
+        replay_machine_arn=os.environ.get(REPLAY_MACHINE_VARIABLE, ""),
+        target_default_rate_per_second=_env_optional(TARGET_DEFAULT_RATE_VARIABLE, float),
+        target_default_max_concurrency=_env_optional(TARGET_DEFAULT_CONCURRENCY_VARIABLE, int),  # type: ignore[arg-type]
+        breaker_failure_threshold=_env_int(BREAKER_THRESHOLD_VARIABLE, DEFAULT_BREAKER_FAILURE_THRESHOLD),
+        breaker_probe_after_seconds=_env_int(BREAKER_PROBE_AFTER_VARIABLE, DEFAULT_BREAKER_PROBE_AFTER_SECONDS),
+        breaker_max_probe_after_seconds=_env_int(
+            BREAKER_MAX_PROBE_AFTER_VARIABLE, DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS
+        ),
+    )

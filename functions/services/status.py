@@ -1,0 +1,50 @@
+"""The status view of a message: what `GET /messages/{id}`, listings and `relay status` show."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from functions.domain.clock import iso
+from functions.domain.model import Event, EventType, MessageHead, StoredMessage
+
+
+def head_summary(head: MessageHead) -> dict[str, Any]:
+    """Where a message stands: the fields every answer about it starts with (a duplicate POST too)."""
+    return {
+        "messageId": head.key.message_id,
+        "senderId": head.key.sender_id,
+        "status": head.status.value,
+        "attempts": head.attempts,
+        "acceptedAt": iso(head.accepted_at),
+        "updatedAt": iso(head.updated_at),
+        "expiresAt": iso(head.expires_at),
+    }
+
+
+def status_view(stored: StoredMessage, events: Sequence[Event] | None = None) -> dict[str, Any]:
+    """The whole view; `events` is the page of the history to show (the head's recent ones if None)."""
+    head, content = stored.head, stored.content
+    view: dict[str, Any] = {
+        **head_summary(head),
+        "targetUrl": content.target_url,
+        "method": content.method,
+        "ttl": head.ttl,
+        "run": head.run,
+    }
+    for name, event_type in (
+        ("deliveredAt", EventType.DELIVERED),
+        ("failedAt", EventType.FAILED),
+        ("cancelledAt", EventType.CANCELLED),
+    ):
+        if head.status.value == event_type.value and (at := head.finished_at(event_type)) is not None:
+            view[name] = iso(at)
+    if head.last_error:
+        view["lastError"] = head.last_error
+    if head.redrives:
+        view["redrives"] = head.redrives
+    for optional in ("timestamp", "headers", "body"):
+        if optional in content.message:
+            view[optional] = content.message[optional]
+    view["events"] = [event.to_dict() for event in (head.events if events is None else events)]
+    return view
