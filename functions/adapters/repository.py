@@ -905,7 +905,8 @@ class MessageRepository:
     def release_claim(self, key: MessageKey, run: int, owner: tuple[str, ...] = (), due_at: int | None = None) -> None:
         """Give the lease back (a run that gives up, a crashed inline attempt): only its owner may, and
         with `due_at` the reconciler looks at the message then (a run's end leaves nothing idle)."""
-        update = _Update().remove("l").when_run(run).when_status_in(IN_FLIGHT_STATUSES)
+        # Its attempt (if any) has ended too: whoever gives the lease back is no longer sending.
+        update = _Update().remove("l", "al").when_run(run).when_status_in(IN_FLIGHT_STATUSES)
         if owner:
             update.when_owner(*owner)
         if due_at is not None:

@@ -153,7 +153,8 @@ class MessageHead:
         return self.expires_at <= now
 
     def leased(self, now_epoch: int) -> bool:
-        return self.lease_until is not None and self.lease_until > now_epoch
+        # The writes' conditions call a lease free only once it is past (`l < now`): the same edge.
+        return self.lease_until is not None and self.lease_until >= now_epoch
 
     @property
     def run_attempts(self) -> int:
@@ -165,7 +166,7 @@ class MessageHead:
         return (
             self.unresolved_attempt is not None
             and self.attempt_lease_until is not None
-            and self.attempt_lease_until > now_epoch
+            and self.attempt_lease_until >= now_epoch
         )
 
     def owned_by(self, *tokens: str) -> bool:

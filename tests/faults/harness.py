@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import logging
@@ -362,8 +363,18 @@ def read_messages(table: str, sender_id: str, message_ids: Sequence[str]) -> dic
     found: dict[str, StoredMessage] = {}
     for start in range(0, len(message_ids), READ_CHUNK):
         keys = [MessageKey(sender_id, message_id) for message_id in message_ids[start : start + READ_CHUNK]]
-        found.update((stored.head.key.message_id, stored) for stored in repository.get_messages(keys))
+        found.update(
+            (stored.head.key.message_id, _whole(repository, stored)) for stored in repository.get_messages(keys)
+        )
     return found
+
+
+def _whole(repository: MessageRepository, stored: StoredMessage) -> StoredMessage:
+    """The message with its whole history (a long one keeps its older events in overflow items)."""
+    if not stored.head.overflow_chunks:
+        return stored
+    events, _ = repository.get_history(stored.head, page_events=1_000_000)
+    return StoredMessage(dataclasses.replace(stored.head, events=events), stored.content)
 
 
 def stored_message_ids(table: str, sender_id: str) -> set[str]:
@@ -537,7 +548,11 @@ def check_message(
 
     # Nothing lost: a terminal status.
     if head.status not in TERMINAL:
+        # The history says where it stopped (shown in the report for the first few).
+        trail = ", ".join(f"{event.type.value}#{event.attempt or ''}" for event in head.events[-8:])
+        lease = f"lease {head.lease_until}, attempt lease {head.attempt_lease_until}, due {head.due_at}"
         problems.append(f"LOST: stuck {verdict.status}")
+        notes.append(f"stuck at: ... {trail} ({lease}, owner {head.owner}, redrives {head.redrives})")
         return verdict
 
     if not types or types[0] != EventType.RECEIVED:
