@@ -887,18 +887,24 @@ class MessageRepository:
         return self._apply(head.key, update)
 
     def hand_to_slow_lane(
-        self, head: MessageHead, lease_until: int, name: str, moved: Event, owner: tuple[str, ...] = ()
+        self,
+        head: MessageHead,
+        lease_until: int,
+        name: str,
+        moved: Event,
+        owner: tuple[str, ...] = (),
+        new_owner: str | None = None,
     ) -> MessageHead | None:
-        """Give the lease, the ownership (to the slow-lane run `name`) and the reconciler's due time to
-        the slow-lane run; once per run name, and only from the run that owns the message."""
+        """Give the lease, the ownership (`new_owner`: the slow-lane run's token) and the reconciler's
+        due time to the slow-lane run `name`; once per run name, and only from the run that owns it."""
         update = _Update().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES)
         if owner:
             update.when_owner(*owner)
         slow = update.name("sl")
         update.when(f"(attribute_not_exists({slow}) OR {slow} <> {update.value('sl', name)})")
-        update.assign("sl", name).assign("o", name).assign("l", lease_until).assign("dueAt", lease_until).assign(
-            "dueShard", head.key.due_shard
-        )
+        update.assign("sl", name).assign("o", new_owner or name).assign("l", lease_until).assign(
+            "dueAt", lease_until
+        ).assign("dueShard", head.key.due_shard)
         update.append_events([moved])
         return self._apply(head.key, update)
 

@@ -7,10 +7,12 @@ The head and its events are what every layer passes around; how they are laid ou
 
 from __future__ import annotations
 
+from base64 import urlsafe_b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from hashlib import blake2b
 from typing import Any
 from zlib import crc32
 
@@ -69,6 +71,12 @@ class MessageKey:
 
     def to_dict(self) -> dict[str, str]:
         return {"senderId": self.sender_id, "messageId": self.message_id}
+
+
+def fencing_token(holder: str) -> str:
+    """The token a holder of a message (a run's name or execution ARN) is known by in the head: a
+    short digest, since every later write of the head pays for its bytes (an ARN is ~110 B)."""
+    return urlsafe_b64encode(blake2b(holder.encode(), digest_size=9).digest()).decode()
 
 
 def epoch_ms(moment: datetime) -> int:

@@ -46,7 +46,7 @@ from functions.domain.exceptions import (
     TargetUnreachable,
 )
 from functions.domain.flow import LEASE_MARGIN_SECONDS, Permit, Target, Wait
-from functions.domain.model import Event, EventType, MessageHead, MessageKey, Status, StoredMessage
+from functions.domain.model import Event, EventType, MessageHead, MessageKey, Status, StoredMessage, fencing_token
 from functions.domain.origins import origin_of
 from functions.domain.signing import signature_headers
 from functions.services.target_health import TargetBreaker, pause
@@ -101,7 +101,7 @@ def run_attempts(head: MessageHead) -> int:
 def run_tokens(event: dict[str, Any]) -> tuple[str, ...]:
     """The fencing tokens a lane's step shows: the name its run was handed the message under, then
     the run's own execution ARN (its first attempt takes the message over under the ARN)."""
-    return tuple(str(event[name]) for name in ("owner", "executionArn") if event.get(name))
+    return tuple(fencing_token(str(event[name])) for name in ("owner", "executionArn") if event.get(name))
 
 
 def attempt_lease(deps: DeliveryDependencies, stored: StoredMessage, now: int) -> int:
@@ -319,7 +319,7 @@ def _claim_and_deliver(
         interrupted=_interrupted(head, now) if inline else None,
         # Every delivery as a run: the reconciler watches the run from its start.
         due_at=None if inline else epoch + deps.settings.fast_lane_lease_seconds,
-        owner=name,
+        owner=fencing_token(name),
         attempt_lease_until=attempt_lease(deps, stored, epoch) if inline else None,
     )
     if claimed is None:
@@ -429,7 +429,7 @@ def _defer_to_slow_lane(deps: DeliveryDependencies, key: MessageKey, run: int, w
 def _release(deps: DeliveryDependencies, key: MessageKey, run: int, owner: str) -> None:
     """Best effort: when the release fails too, the lease simply runs out and the queue redelivers."""
     try:
-        deps.repository.release_claim(key, run, (owner,))
+        deps.repository.release_claim(key, run, (fencing_token(owner),))
     except RelayError:
         logger.exception("Could not release the delivery lease")
 
@@ -767,9 +767,10 @@ def move_to_slow_lane(event: dict[str, Any], deps: DeliveryDependencies) -> dict
     )
     # Lease, ownership, due time and event first (a retried step finds them and only starts the run).
     lease_until = int(now.timestamp()) + deps.settings.slow_lane_lease_seconds
-    if deps.repository.hand_to_slow_lane(head, lease_until, name, moved, run_tokens(event)) is None:
+    handed = fencing_token(name)
+    if deps.repository.hand_to_slow_lane(head, lease_until, name, moved, run_tokens(event), handed) is None:
         current = deps.repository.get_head(key)
-        if current is None or current.owner != name:
+        if current is None or current.owner != handed:
             return {"outcome": "skipped"}  # another run (or the reconciler) owns the message now
     payload = run_input(key, run)
     wait_seconds = _deferral_seconds(event)
@@ -781,7 +782,7 @@ def move_to_slow_lane(event: dict[str, Any], deps: DeliveryDependencies) -> dict
         # No slow-lane run holds the lease just handed to it: give it back and make the message due
         # now (a retried hand-off finds itself the owner and starts the run again).
         try:
-            deps.repository.release_claim(key, run, (name,), due_at=int(time.time()))
+            deps.repository.release_claim(key, run, (handed,), due_at=int(time.time()))
         except RelayError:
             logger.exception("Could not give back the slow lane's lease")
         raise

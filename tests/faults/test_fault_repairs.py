@@ -21,7 +21,7 @@ from functions.adapters.secrets import SigningSecrets
 from functions.deliver import handler as deliver_handler
 from functions.domain.config import get_settings
 from functions.domain.exceptions import StorageUnavailable
-from functions.domain.model import Event, EventType, MessageHead, MessageKey, Status
+from functions.domain.model import Event, EventType, MessageHead, MessageKey, Status, fencing_token
 from functions.services import delivery
 from relay.client import RelayClient
 from relay.local.emulator import ACCOUNT_ID, REGION, stop_execution
@@ -300,7 +300,8 @@ def test_message_redriven_after_its_slow_lane_run_died_gets_a_new_slow_lane_run(
     started = Event(AS, now, head.run, head.attempts + 1, {"lane": "fast", "executionArn": arn})
     # (the run it was handed to, under the dead run's token, takes it over under its own ARN)
     assert head.owner is not None
-    assert repository.begin_attempt(head, started, interrupted, (head.owner, arn), int(now.timestamp()) + 60)
+    taken = (head.owner, fencing_token(arn))
+    assert repository.begin_attempt(head, started, interrupted, taken, int(now.timestamp()) + 60)
     event = {**key.to_dict(), "run": 0, "reason": "test", "owner": "redrive-test", "executionArn": arn}
     outcome = delivery.move_to_slow_lane(event, deps)
     # Then a new slow-lane run starts (the dead one's name is not reused)

@@ -20,7 +20,7 @@ import pytest
 from functions.adapters.queue import DeliveryQueue
 from functions.adapters.repository import HEAD_SORT_KEY, MessageRepository
 from functions.domain.config import get_settings
-from functions.domain.model import MessageKey, Status
+from functions.domain.model import Event, EventType, MessageKey, Status, fencing_token
 from functions.services.delivery import dependencies, finish_run
 from functions.services.operations import MAX_REDRIVES, reconcile
 from relay.admin import SenderAdmin
@@ -157,15 +157,24 @@ def test_two_runs_of_one_message_send_once_and_record_one_result(
     wait_for(client, message["messageId"], ("RETRYING",), timeout=20)
     key = MessageKey("holder", message["messageId"])
     repository = MessageRepository(get_settings().table_name)
-    head = repository.get_head(key)
-    assert head is not None and head.owner
+    # (once the fast-lane run holds it: under its execution ARN, which its ATTEMPT_STARTED names)
+    deadline = time.monotonic() + 30
+    while True:
+        head = repository.get_head(key)
+        assert head is not None and time.monotonic() < deadline
+        started = head.last_event(EventType.ATTEMPT_STARTED)
+        if head.status == Status.RETRYING and started is not None and started.details.get("executionArn"):
+            break
+        time.sleep(0.02)
+    handed = str(started.details["executionArn"])
+    assert head.owned_by(fencing_token(handed))
     sent_before = len(target.requests_to("/slow/500/503"))
-    # When two runs under that name (an at-least-once start) attempt it at the same moment
+    # When two runs handed that token (an at-least-once start) attempt it at the same moment
     base = {"senderId": "holder", "messageId": message["messageId"], "run": head.run, "lane": "fast"}
     results: list[Any] = []
 
     def run(arn: str) -> None:
-        payload = {**base, "owner": head.owner, "executionArn": arn}
+        payload = {**base, "owner": handed, "executionArn": arn}
         results.append(relay.local.invoke("relay-deliver", payload))  # type: ignore[union-attr]
 
     threads = [threading.Thread(target=run, args=(f"arn:race:{n}",)) for n in (1, 2)]
@@ -195,12 +204,17 @@ def test_a_run_that_gives_up_releases_its_lease_and_is_due_now(client: RelayClie
         time.sleep(0.05)
         head = repository.get_head(key)
     assert head is not None and head.owner and head.lease_until
-    # When a run that does not own it gives up, nothing changes; when the owner gives up, it is released
+    # When it is handed to a run named "giving-up" (as a hand-off does) and a run that does not own
+    # it gives up, nothing changes; when the owner gives up, it is released
     deps = dependencies(get_settings())
+    moved = Event(EventType.MOVED_TO_SLOW_LANE, datetime.now(UTC), head.run, head.attempts, {})
+    lease = int(time.time()) + 3600
+    handed = repository.hand_to_slow_lane(head, lease, "giving-up", moved, (head.owner,), fencing_token("giving-up"))
+    assert handed is not None
     stranger = {**key.to_dict(), "run": head.run, "giveUp": True, "owner": "someone-else"}
     finish_run(stranger, deps)
-    assert repository.get_head(key).lease_until == head.lease_until  # type: ignore[union-attr]
-    owner = {**key.to_dict(), "run": head.run, "giveUp": True, "owner": head.owner}
+    assert repository.get_head(key).lease_until == lease  # type: ignore[union-attr]
+    owner = {**key.to_dict(), "run": head.run, "giveUp": True, "owner": "giving-up"}
     finish_run(owner, deps)
     released = repository.get_head(key)
     assert released is not None and not released.is_terminal
@@ -247,8 +261,6 @@ def test_redrives_past_the_budget_back_off_and_never_fail_a_message(relay: Local
     repository = MessageRepository(get_settings().table_name)
     settings = get_settings()
     key = MessageKey("holder", f"stuck-{time.time_ns()}")
-    from functions.domain.model import Event, EventType
-
     now = datetime.now(UTC)
     received = Event(EventType.RECEIVED, now, 0, None, {})
     assert repository.put_content(key, _message(target, "/ok"), "h", int(now.timestamp()) + 3600)
