@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from functions.contract.settings_names import PREFIX as SETTING_PREFIX
+from functions.contract.settings_names import Setting, ToolVariable
 from relay.client import DEFAULT_URL, ApiAnswer, RelayClient, load_credentials, save_credentials
 
 DEFAULT_SENDER = "dev"
@@ -30,7 +32,7 @@ def _client(args: argparse.Namespace) -> RelayClient:
 
 
 def _default_sender(args: argparse.Namespace) -> str:
-    return str(os.environ.get("RELAY_SENDER_ID") or load_credentials(args.url).get("senderId") or DEFAULT_SENDER)
+    return str(os.environ.get(ToolVariable.SENDER_ID) or load_credentials(args.url).get("senderId") or DEFAULT_SENDER)
 
 
 def _finish(answer: ApiAnswer, as_json: bool, render: Any = None) -> int:
@@ -122,7 +124,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def _parse_setting(raw: str) -> tuple[str, str]:
     name, separator, value = raw.partition("=")
-    if not separator or not name.startswith("RELAY_"):
+    if not separator or not name.startswith(SETTING_PREFIX):
         raise argparse.ArgumentTypeError("expected RELAY_NAME=VALUE (a RELAY_* variable of the functions)")
     return name, value
 
@@ -512,10 +514,10 @@ DEMO_OUTAGE_PATH = "/outage/8"
 DEMO_OUTAGE_MESSAGES = 4
 # The demo's circuit breaker: open after 10 consecutive failed attempts (more than the always-500
 # message makes: it still ends FAILED), probe after 2 s, then every 4 s.
-DEMO_BREAKER = {
-    "RELAY_BREAKER_FAILURE_THRESHOLD": "10",
-    "RELAY_BREAKER_PROBE_AFTER_SECONDS": "2",
-    "RELAY_BREAKER_MAX_PROBE_AFTER_SECONDS": "4",
+DEMO_BREAKER: dict[str, str] = {
+    Setting.BREAKER_FAILURE_THRESHOLD: "10",
+    Setting.BREAKER_PROBE_AFTER_SECONDS: "2",
+    Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: "4",
 }
 
 
@@ -547,7 +549,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
 
         print(
-            f"Circuit breaker for the demo: a target opens after {DEMO_BREAKER['RELAY_BREAKER_FAILURE_THRESHOLD']} "
+            f"Circuit breaker for the demo: a target opens after {DEMO_BREAKER[Setting.BREAKER_FAILURE_THRESHOLD]} "
             f"consecutive failed attempts; {outage.url} is down for a while, then recovers (PAUSED, then DELIVERED)."
         )
 
@@ -610,8 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def api_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--url", default=os.environ.get("RELAY_URL", DEFAULT_URL), help="API base URL")
-        command.add_argument("--token", default=os.environ.get("RELAY_TOKEN"), help="API token")
+        command.add_argument("--url", default=os.environ.get(ToolVariable.URL, DEFAULT_URL), help="API base URL")
+        command.add_argument("--token", default=os.environ.get(ToolVariable.TOKEN), help="API token")
         command.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
     dev = sub.add_parser("dev", help="run Relay locally (embedded AWS, no account, no Docker)")
@@ -727,7 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     senders.add_argument("--grace-hours", type=float, default=24.0, help="how long old tokens keep working")
     senders.add_argument(
         "--admin-token",
-        default=os.environ.get("RELAY_ADMIN_TOKEN"),
+        default=os.environ.get(ToolVariable.ADMIN_TOKEN),
         help="relay dev's admin token (default: the one it saved for --url)",
     )
     senders.add_argument("--stack", help="a deployed stack's name: manage its senders (AWS credentials needed)")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functions.contract.settings_names import Setting
+
 STATEMACHINE_DIR = Path(__file__).resolve().parents[1] / "statemachines"
 DELIVERY_RETRY_ERROR = "DeliveryRetryable"
 # A target at its limit (functions/services/targets.py): retried with its own count, no attempt spent.
@@ -149,9 +151,9 @@ def lane_waits_environment(policies: dict[str, dict[str, Any] | None]) -> dict[s
     fast = retry_schedule(DELIVERY_LANES["fastLane"], policies.get("fastLane"))
     slow = retry_schedule(DELIVERY_LANES["slowLane"], policies.get("slowLane"))
     return {
-        "RELAY_FAST_LANE_WAITS": _waits(fast),
-        "RELAY_SLOW_LANE_WAITS": _waits(slow),
-        "RELAY_SLOW_LANE_INITIAL_WAIT_SECONDS": str(slow.initial_wait_seconds),
+        Setting.FAST_LANE_WAITS: _waits(fast),
+        Setting.SLOW_LANE_WAITS: _waits(slow),
+        Setting.SLOW_LANE_INITIAL_WAIT_SECONDS: str(slow.initial_wait_seconds),
     }
 
 

@@ -14,17 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from functions.contract.settings_names import Setting
 from functions.domain.config import (
-    BREAKER_MAX_PROBE_AFTER_VARIABLE,
-    BREAKER_PROBE_AFTER_VARIABLE,
-    BREAKER_THRESHOLD_VARIABLE,
     DEFAULT_BREAKER_FAILURE_THRESHOLD,
     DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS,
     DEFAULT_BREAKER_PROBE_AFTER_SECONDS,
     DEFAULT_MAX_RETRY_AFTER_SECONDS,
-    FIRST_ATTEMPT_VARIABLE,
-    TARGET_DEFAULT_CONCURRENCY_VARIABLE,
-    TARGET_DEFAULT_RATE_VARIABLE,
     FirstAttempt,
     message_schema,
 )
@@ -442,7 +437,7 @@ class RelaySettings:
 
     def dispatcher_environment(self) -> dict[str, str]:
         """What only the dispatcher reads: who makes the first attempt."""
-        return {FIRST_ATTEMPT_VARIABLE: self.first_attempt.value}
+        return {Setting.FIRST_ATTEMPT: self.first_attempt.value}
 
     @property
     def api_logging(self) -> bool:
@@ -457,20 +452,20 @@ class RelaySettings:
     def function_environment(self) -> dict[str, str]:
         """The variables functions/domain/config.py reads (table and queue are added per function)."""
         return {
-            "RELAY_TTL_DAYS": str(self.ttl_days),
-            "RELAY_MAX_BODY_BYTES": str(self.max_body_bytes),
-            "RELAY_MAX_HEADER_COUNT": str(self.max_header_count),
-            "RELAY_MAX_HEADER_BYTES": str(self.max_header_bytes),
-            "RELAY_MAX_FUTURE_SKEW_SECONDS": str(self.max_future_skew_seconds),
-            "RELAY_REDRIVE_AFTER_SECONDS": str(self.redrive_after_seconds),
+            Setting.TTL_DAYS: str(self.ttl_days),
+            Setting.MAX_BODY_BYTES: str(self.max_body_bytes),
+            Setting.MAX_HEADER_COUNT: str(self.max_header_count),
+            Setting.MAX_HEADER_BYTES: str(self.max_header_bytes),
+            Setting.MAX_FUTURE_SKEW_SECONDS: str(self.max_future_skew_seconds),
+            Setting.REDRIVE_AFTER_SECONDS: str(self.redrive_after_seconds),
             # Private and internal targets are for local development only; on AWS they are always
             # refused (validate checks the URL, deliver every resolved address).
-            "RELAY_ALLOW_PRIVATE_TARGETS": "false",
+            Setting.ALLOW_PRIVATE_TARGETS: "false",
             # Every request on AWS passes the authorizer; a request without a sender is refused.
-            "RELAY_REQUIRE_SENDER": "true",
+            Setting.REQUIRE_SENDER: "true",
             # What a message's own `retry.maxAttempts` and `timeoutSeconds` may be at most.
-            "RELAY_MAX_ATTEMPTS": str(self.max_attempts),
-            "RELAY_TOTAL_TIMEOUT_SECONDS": str(self.total_timeout_seconds),
+            Setting.MAX_ATTEMPTS: str(self.max_attempts),
+            Setting.TOTAL_TIMEOUT_SECONDS: str(self.total_timeout_seconds),
         }
 
     def circuit_breaker(self, name: str) -> int:
@@ -480,16 +475,16 @@ class RelaySettings:
     def delivery_environment(self) -> dict[str, str]:
         """How one delivery attempt behaves (functions/domain/config.py); lanes and queues are added per function."""
         return {
-            BREAKER_THRESHOLD_VARIABLE: str(self.circuit_breaker("failureThreshold")),
-            BREAKER_PROBE_AFTER_VARIABLE: str(self.circuit_breaker("probeAfterSeconds")),
-            BREAKER_MAX_PROBE_AFTER_VARIABLE: str(self.circuit_breaker("maxProbeAfterSeconds")),
-            "RELAY_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
-            "RELAY_TOTAL_TIMEOUT_SECONDS": str(self.total_timeout_seconds),
-            "RELAY_MAX_RESPONSE_BYTES": str(self.max_response_bytes),
-            "RELAY_FAST_LANE_LEASE_SECONDS": str(self.fast_lane_lease_seconds),
-            "RELAY_SLOW_LANE_LEASE_SECONDS": str(self.slow_lane_lease_seconds),
+            Setting.BREAKER_FAILURE_THRESHOLD: str(self.circuit_breaker("failureThreshold")),
+            Setting.BREAKER_PROBE_AFTER_SECONDS: str(self.circuit_breaker("probeAfterSeconds")),
+            Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: str(self.circuit_breaker("maxProbeAfterSeconds")),
+            Setting.CONNECT_TIMEOUT_SECONDS: str(self.connect_timeout_seconds),
+            Setting.TOTAL_TIMEOUT_SECONDS: str(self.total_timeout_seconds),
+            Setting.MAX_RESPONSE_BYTES: str(self.max_response_bytes),
+            Setting.FAST_LANE_LEASE_SECONDS: str(self.fast_lane_lease_seconds),
+            Setting.SLOW_LANE_LEASE_SECONDS: str(self.slow_lane_lease_seconds),
             # Retry-After: its cap, and what each lane's next attempt would wait (to compare it with).
-            "RELAY_MAX_RETRY_AFTER_SECONDS": str(self.max_retry_after_seconds),
+            Setting.MAX_RETRY_AFTER_SECONDS: str(self.max_retry_after_seconds),
             **lane_waits_environment({lane: self.lane_policy(lane) for lane in DELIVERY_LANES}),
             **self.target_environment(),
         }
@@ -498,8 +493,8 @@ class RelaySettings:
         """The deployment's default target limits (functions/domain/config.py); absent = unlimited."""
         rate, concurrency = self.target_defaults
         return {
-            **({TARGET_DEFAULT_RATE_VARIABLE: f"{rate:g}"} if rate is not None else {}),
-            **({TARGET_DEFAULT_CONCURRENCY_VARIABLE: str(concurrency)} if concurrency is not None else {}),
+            **({Setting.TARGET_DEFAULT_RATE_PER_SECOND: f"{rate:g}"} if rate is not None else {}),
+            **({Setting.TARGET_DEFAULT_MAX_CONCURRENCY: str(concurrency)} if concurrency is not None else {}),
         }
 
 

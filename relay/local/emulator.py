@@ -32,6 +32,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+from functions.contract.settings_names import Setting
 from relay.local import iam
 from relay.local.synth import current_template
 from relay.local.template import (
@@ -116,8 +117,8 @@ class LocalAws:
     """One embedded AWS running the synthesized template: start() it, use boto3 as usual, stop() it."""
 
     # The local names of the delivery and failed-messages queues (relay/local/template.py names them).
-    queue_name: ClassVar[str] = QUEUE_VARIABLES["RELAY_QUEUE_URL"]
-    failed_queue_name: ClassVar[str] = QUEUE_VARIABLES["RELAY_FAILED_QUEUE_URL"]
+    queue_name: ClassVar[str] = QUEUE_VARIABLES[Setting.QUEUE_URL]
+    failed_queue_name: ClassVar[str] = QUEUE_VARIABLES[Setting.FAILED_QUEUE_URL]
 
     table_name: str = DEFAULT_TABLE_NAME
     time_scale: float = 1.0

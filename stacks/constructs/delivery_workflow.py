@@ -25,6 +25,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
+from functions.contract.settings_names import Setting
 from functions.domain.config import MAX_PARALLEL_DISPATCH, FirstAttempt
 from stacks.constructs.functions import DEFAULT_TIMEOUT, FunctionPackage, RelayFunction
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
@@ -85,7 +86,7 @@ class DeliveryWorkflow(Construct):
         )
 
         environment = {
-            "RELAY_TABLE_NAME": table.table_name,
+            Setting.TABLE_NAME: table.table_name,
             **settings.function_environment(),
             **settings.delivery_environment(),
         }
@@ -106,7 +107,7 @@ class DeliveryWorkflow(Construct):
                 timeout=timeout,
             )
 
-        failed_queue_url = {"RELAY_FAILED_QUEUE_URL": self.failed_queue.queue_url}
+        failed_queue_url: dict[str, str] = {Setting.FAILED_QUEUE_URL: self.failed_queue.queue_url}
         # The lanes' functions get the timeouts the fast lane's bound counts (settings.fast_lane_run).
         timeouts = settings.lane_function_timeouts()
         self.deliver = step(
@@ -138,7 +139,7 @@ class DeliveryWorkflow(Construct):
         self.handoff = step(
             "handoff",
             "Relay delivery: move a message that exhausted the fast lane to the slow lane",
-            {"RELAY_SLOW_LANE_ARN": self.slow_lane.state_machine_arn},
+            {Setting.SLOW_LANE_ARN: self.slow_lane.state_machine_arn},
             timeout=Duration.seconds(timeouts[HANDOFF_PLACEHOLDER]),
         )
         fast_functions = {
@@ -161,11 +162,11 @@ class DeliveryWorkflow(Construct):
             "dispatcher",
             "Relay delivery: first attempt of each queued message; a fast-lane run when it fails retryably",
             {
-                "RELAY_FAST_LANE_ARN": self.fast_lane.state_machine_arn,
+                Setting.FAST_LANE_ARN: self.fast_lane.state_machine_arn,
                 # An inline attempt whose target asks (Retry-After) for a long wait goes to the slow lane.
-                "RELAY_SLOW_LANE_ARN": self.slow_lane.state_machine_arn,
+                Setting.SLOW_LANE_ARN: self.slow_lane.state_machine_arn,
                 # A message whose target is at its limit goes back on the queue with a delay.
-                "RELAY_QUEUE_URL": queue.queue_url,
+                Setting.QUEUE_URL: queue.queue_url,
                 **failed_queue_url,
                 **settings.dispatcher_environment(),
             },

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from functions.adapters import aws
 from functions.adapters.repository import _EVENT_TYPES, MessageRepository, from_item
 from functions.adapters.secrets import SigningSecrets
+from functions.contract.settings_names import Setting
 from functions.deliver import handler as deliver_handler
 from functions.domain.config import get_settings
 from functions.domain.exceptions import StorageUnavailable
@@ -40,7 +41,7 @@ POLICY = {
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
     # The circuit breaker (its own suites) must not pause these repairs' shared target.
-    environment = {"RELAY_TOTAL_TIMEOUT_SECONDS": "1", "RELAY_BREAKER_FAILURE_THRESHOLD": "1000000"}
+    environment = {Setting.TOTAL_TIMEOUT_SECONDS: "1", Setting.BREAKER_FAILURE_THRESHOLD: "1000000"}
     with LocalRelay(port=0, time_scale=0.01, policy=POLICY, environment=environment) as running:
         yield running
 
