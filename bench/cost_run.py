@@ -82,7 +82,7 @@ from bench.cost_model import (
     write_units,
     xray_sampled_fraction,
 )
-from functions.adapters.repository import HEAD_SORT_KEY, decode_head
+from functions.adapters.messages.items import HEAD_SORT_KEY, decode_head
 from functions.contract.settings_names import Setting, ToolVariable
 from functions.domain.model import MessageHead, MessageKey
 from stacks.tracing import Tracing, execution_logging

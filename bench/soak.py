@@ -882,7 +882,7 @@ def head_item_bytes(table_name: str, sender_id: str, message_id: str) -> int:
     import boto3
 
     from bench.cost_model import item_size
-    from functions.adapters.repository import HEAD_SORT_KEY
+    from functions.adapters.messages.items import HEAD_SORT_KEY
     from functions.domain.model import MessageKey
 
     key = MessageKey(sender_id, message_id)

@@ -17,8 +17,9 @@ from typing import Any
 import boto3
 import pytest
 
+from functions.adapters.messages.items import HEAD_SORT_KEY
 from functions.adapters.queue import DeliveryQueue
-from functions.adapters.repository import HEAD_SORT_KEY, MessageRepository
+from functions.adapters.repository import MessageRepository
 from functions.contract.settings_names import Setting
 from functions.domain.config import get_settings
 from functions.domain.model import MessageKey, Status
