@@ -15,8 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from functions.contract.lanes import DeliveryLane
 from functions.contract.settings_names import PREFIX as SETTING_PREFIX
 from functions.contract.settings_names import Setting, ToolVariable
+from functions.domain.clock import iso, iso_seconds, parse_iso
 from relay.client import DEFAULT_URL, ApiAnswer, RelayClient, load_credentials, save_credentials
 
 DEFAULT_SENDER = "dev"
@@ -83,7 +85,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         },
     )
     url_flag = "" if relay.url == DEFAULT_URL else f" --url {relay.url}"
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = iso_seconds(datetime.now(UTC))
     print(f"Relay is running at {relay.url} (embedded AWS, no account needed). Ctrl-C stops it.")
     print(f"Development sender '{DEFAULT_SENDER}' (the CLI uses it by default; saved in {saved}):")
     print(f"  API token:      {relay.dev_token}")
@@ -151,7 +153,7 @@ def build_message(args: argparse.Namespace, message: dict[str, Any] | None = Non
     if args.sender_id or "senderId" not in message:
         message["senderId"] = args.sender_id or _default_sender(args)
     if args.timestamp or "timestamp" not in message:
-        message["timestamp"] = args.timestamp or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        message["timestamp"] = args.timestamp or iso_seconds(datetime.now(UTC))
     if args.target_url:
         message["targetUrl"] = args.target_url
     if args.method:
@@ -295,9 +297,9 @@ def parse_moment(raw: str, now: datetime | None = None) -> str:
     match = _DURATION.fullmatch(raw.strip())
     if match:
         ago = timedelta(seconds=float(match.group(1)) * _DURATION_SECONDS[match.group(2)])
-        return ((now or datetime.now(UTC)) - ago).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso((now or datetime.now(UTC)) - ago)
     try:
-        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+        moment = parse_iso(raw.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"{raw!r} is neither a duration (2h, 30m, 1d) nor an RFC 3339 time") from None
     if moment.tzinfo is None:
@@ -479,9 +481,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
 # -- demo -------------------------------------------------------------------------------------------
 
 # A shortened schedule so the demo ends in seconds; `relay dev` runs the one in cdk.json.
-DEMO_POLICY = {
-    "fastLane": {"intervalSeconds": 1, "maxAttempts": 2},
-    "slowLane": {"initialWaitSeconds": 2, "intervalSeconds": 2, "maxAttempts": 2},
+DEMO_POLICY: dict[str, Any] = {
+    DeliveryLane.FAST: {"intervalSeconds": 1, "maxAttempts": 2},
+    DeliveryLane.SLOW: {"initialWaitSeconds": 2, "intervalSeconds": 2, "maxAttempts": 2},
 }
 DEMO_TARGETS = {
     "healthy": "/ok",
@@ -557,7 +559,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             message: dict[str, Any] = {
                 "messageId": f"demo-{uuid.uuid4().hex[:8]}",
                 "senderId": DEFAULT_SENDER,
-                "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "timestamp": iso_seconds(datetime.now(UTC)),
                 "targetUrl": url,
                 "body": {"demo": label},
             }

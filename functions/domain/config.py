@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from functions.contract.lanes import Lane
 from functions.contract.settings_names import Setting
 
 # In the repository and in the Lambda asset alike, `schemas/` sits beside the `functions/` package.
@@ -76,6 +77,35 @@ DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS = 3600
 
 
 @dataclass(frozen=True)
+class LaneWaits:
+    """What the attempting functions know of the retry schedule (stacks/schedule.py computes it from
+    the lanes' definitions and sets it as `environment()`): each lane's DeliveryRetryable waits before
+    jitter (the n-th retry waits at most the n-th, in whole seconds) and the slow lane's first wait."""
+
+    fast: tuple[int, ...] = ()
+    slow: tuple[int, ...] = ()
+    slow_initial: int = 0
+
+    def next_wait(self, lane: str, retry_count: int) -> int | None:
+        """The longest the lane's next attempt would wait on its own (before jitter); None when the lane
+        has no next attempt. After the inline attempt the fast lane starts at once, waiting only what a
+        Retry-After asks up to its first retry wait; after the fast lane's last one, the slow lane's
+        first wait comes."""
+        if lane == Lane.INLINE:
+            return self.fast[0] if self.fast else self.slow_initial
+        if lane == Lane.SLOW:
+            return self.slow[retry_count] if retry_count < len(self.slow) else None
+        return self.fast[retry_count] if retry_count < len(self.fast) else self.slow_initial
+
+    def environment(self) -> dict[str, str]:
+        return {
+            Setting.FAST_LANE_WAITS: ",".join(map(str, self.fast)),
+            Setting.SLOW_LANE_WAITS: ",".join(map(str, self.slow)),
+            Setting.SLOW_LANE_INITIAL_WAIT_SECONDS: str(self.slow_initial),
+        }
+
+
+@dataclass(frozen=True)
 class Settings:
     table_name: str
     queue_url: str
@@ -126,6 +156,10 @@ class Settings:
     @property
     def ttl_seconds(self) -> int:
         return self.ttl_days * 86_400
+
+    @property
+    def lane_waits(self) -> LaneWaits:
+        return LaneWaits(self.fast_lane_waits, self.slow_lane_waits, self.slow_lane_initial_wait_seconds)
 
 
 def _env_ints(name: str) -> tuple[int, ...]:

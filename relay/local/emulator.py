@@ -44,7 +44,8 @@ from relay.local.template import (
     function_arn,
     load_topology,
 )
-from stacks.definitions import DELIVERY_LANES, apply_delivery_policy, lane_waits_environment, machine_name
+from stacks.definitions import DELIVERY_LANES, apply_delivery_policy, machine_name
+from stacks.schedule import delivery_schedule
 
 __all__ = [
     "ACCOUNT_ID",
@@ -172,7 +173,7 @@ class LocalAws:
         self._create_table()
         self._create_queues()
         # Overridden lane policies: the attempting functions compare Retry-After with these waits.
-        lane_waits = lane_waits_environment(self.delivery_policy) if self.delivery_policy else {}
+        lane_waits = delivery_schedule(self.delivery_policy).lane_waits.environment() if self.delivery_policy else {}
         self._apply_env({**_LOCAL_CREDENTIALS, **shared_environment(self.topology), **lane_waits, **self.environment})
         self._create_state_machines()
         if self.enforce_iam:
