@@ -25,6 +25,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
+from functions.contract.lanes import DeliveryLane
+from functions.contract.secret_names import SENDER_SECRET_PREFIX
 from functions.contract.settings_names import Setting
 from functions.domain.config import MAX_PARALLEL_DISPATCH, FirstAttempt
 from stacks.constructs.functions import DEFAULT_TIMEOUT, FunctionPackage, RelayFunction
@@ -44,10 +46,10 @@ DISPATCH_BATCH_SIZE = MAX_PARALLEL_DISPATCH
 DISPATCH_BATCHING_WINDOW = Duration.seconds(1)
 FAILED_QUEUE_RETENTION = Duration.days(14)
 # functions/adapters/secrets.py: one secret per sender, named relay/senders/<sender>/signing-secret.
-SENDER_SECRETS = "relay/senders/*"
+SENDER_SECRETS = f"{SENDER_SECRET_PREFIX}*"
 
 
-def lane_definition(settings: RelaySettings, lane: str) -> str:
+def lane_definition(settings: RelaySettings, lane: DeliveryLane) -> str:
     """A lane's definition with this deployment's policy applied, `${...}` placeholders kept for CDK."""
     return render_definition(DELIVERY_LANES[lane], None, settings.lane_policy(lane))
 
@@ -130,7 +132,9 @@ class DeliveryWorkflow(Construct):
             log_name="delivery-slow",
             machine_type=sfn.StateMachineType.STANDARD,
             definition=check_placeholders(
-                DELIVERY_LANES["slowLane"], lane_definition(settings, "slowLane"), dict.fromkeys(slow_functions, "")
+                DELIVERY_LANES[DeliveryLane.SLOW],
+                lane_definition(settings, DeliveryLane.SLOW),
+                dict.fromkeys(slow_functions, ""),
             ),
             functions=slow_functions,
             tracing=settings.tracing,
@@ -152,7 +156,9 @@ class DeliveryWorkflow(Construct):
             log_name="delivery-fast",
             machine_type=sfn.StateMachineType.EXPRESS,
             definition=check_placeholders(
-                DELIVERY_LANES["fastLane"], lane_definition(settings, "fastLane"), dict.fromkeys(fast_functions, "")
+                DELIVERY_LANES[DeliveryLane.FAST],
+                lane_definition(settings, DeliveryLane.FAST),
+                dict.fromkeys(fast_functions, ""),
             ),
             functions=fast_functions,
             tracing=settings.tracing,
@@ -242,7 +248,7 @@ class DeliveryWorkflow(Construct):
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{SENDER_SECRETS}]",
             "Each sender has its own signing secret, created with the sender (relay senders create), so the "
             "secrets are not known when the stack is deployed; the wildcard is limited to Relay's "
-            "relay/senders/ prefix and to reading (secretsmanager:GetSecretValue).",
+            f"{SENDER_SECRET_PREFIX} prefix and to reading (secretsmanager:GetSecretValue).",
         )
 
 

@@ -21,9 +21,9 @@ from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX
 from functions.contract.settings_names import Setting
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
+from stacks.paths import STATEMACHINE_DIR
 from stacks.settings import RelaySettings
 
-STATEMACHINE_DIR = Path(__file__).resolve().parents[2] / "statemachines"
 INGEST_DEFINITION = STATEMACHINE_DIR / "ingest.asl.json"
 INGEST_BATCH_DEFINITION = STATEMACHINE_DIR / "ingest_batch.asl.json"
 
