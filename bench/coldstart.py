@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, median, scaled, section_main
+from functions.contract.settings_names import Setting
 
 FLOOR = "boto3"
 RATIO_TARGET = 1.5
@@ -127,7 +128,7 @@ class LambdaLayout:
                 "AWS_DEFAULT_REGION": "us-east-1",
                 "POWERTOOLS_SERVICE_NAME": "relay",
                 "POWERTOOLS_METRICS_NAMESPACE": "Relay",
-                "RELAY_TABLE_NAME": "relay",
+                Setting.TABLE_NAME: "relay",
             }
         )
         if self.path:

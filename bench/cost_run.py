@@ -82,7 +82,8 @@ from bench.cost_model import (
     write_units,
     xray_sampled_fraction,
 )
-from functions.adapters.repository import HEAD_SORT_KEY, decode_head
+from functions.adapters.messages.items import HEAD_SORT_KEY, decode_head
+from functions.contract.settings_names import Setting, ToolVariable
 from functions.domain.model import MessageHead, MessageKey
 from stacks.tracing import Tracing, execution_logging
 
@@ -1279,7 +1280,7 @@ def _prepare_environment() -> None:
             "POWERTOOLS_METRICS_DISABLED": "false",
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "RELAY_HOME": os.environ.get("RELAY_HOME") or f"/tmp/relay-bench-home-{os.getpid()}",
+            ToolVariable.HOME: os.environ.get(ToolVariable.HOME) or f"/tmp/relay-bench-home-{os.getpid()}",
         }
     )
     os.environ.pop("POWERTOOLS_DEV", None)
@@ -1289,7 +1290,7 @@ def _prepare_environment() -> None:
 def run(scale: float) -> dict[str, Any]:
     global _HOOKS
     _prepare_environment()
-    from functions.domain.config import BREAKER_THRESHOLD_VARIABLE, FirstAttempt
+    from functions.domain.config import FirstAttempt
     from relay.local.emulator import template_topology
     from relay.local.runtime import LocalRelay
     from relay.local.targets import TargetServer
@@ -1330,7 +1331,7 @@ def run(scale: float) -> dict[str, Any]:
     # The scenarios share one target origin and price every retry: the circuit breaker (which would
     # open it and pause the rest) must not, so its threshold is out of reach; its failure-path
     # writes (one ADD per failed attempt) are still counted.
-    environment = {BREAKER_THRESHOLD_VARIABLE: "1000000"}
+    environment = {Setting.BREAKER_FAILURE_THRESHOLD: "1000000"}
     with (
         TargetServer() as target,
         LocalRelay(port=0, time_scale=1e-5, reconcile_every_seconds=86_400, environment=environment) as relay,

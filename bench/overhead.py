@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench.common import median, one_kb_body, percentile, scaled, section_main
+from functions.contract.settings_names import Setting, ToolVariable
 
 INGEST_STEPS = ("relay-validate", "relay-dedup", "relay-store", "relay-enqueue")
 
@@ -111,7 +112,7 @@ def _summary(direct: list[float], asl: list[float]) -> dict[str, Any]:
 def run(scale: float) -> dict[str, Any]:
     import os
 
-    os.environ.setdefault("RELAY_HOME", f"/tmp/relay-bench-home-{os.getpid()}")
+    os.environ.setdefault(ToolVariable.HOME, f"/tmp/relay-bench-home-{os.getpid()}")
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
     from relay.admin import SenderAdmin
     from relay.local.emulator import LocalAws
@@ -119,7 +120,7 @@ def run(scale: float) -> dict[str, Any]:
 
     runs = scaled(60, scale, minimum=10)
     results: dict[str, Any] = {}
-    with TargetServer() as target, LocalAws(environment={"RELAY_ALLOW_PRIVATE_TARGETS": "true"}) as local:
+    with TargetServer() as target, LocalAws(environment={Setting.ALLOW_PRIVATE_TARGETS: "true"}) as local:
         SenderAdmin(local.table_name).create("dev")  # the deliver step signs with the sender's secret
         # Warm up imports, clients, parsed programs.
         for _ in range(5):

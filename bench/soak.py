@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS_DIR, fmt, machine_info, percentile, table, write_json
+from functions.contract.settings_names import Setting
 from relay.local.targets import TargetServer
 
 # Everything the handlers do locally happens in moto: never a real AWS account.
@@ -340,9 +341,9 @@ class Soak:
 
         self.target = SoakTarget().start()
         environment = {
-            "RELAY_REDRIVE_AFTER_SECONDS": str(self.sizes.redrive_seconds),
+            Setting.REDRIVE_AFTER_SECONDS: str(self.sizes.redrive_seconds),
             # The breaker is not under test: one origin plays every target (its suites are elsewhere).
-            "RELAY_BREAKER_FAILURE_THRESHOLD": "1000000",
+            Setting.BREAKER_FAILURE_THRESHOLD: "1000000",
             **self.environment,
         }
         self.relay = LocalRelay(
@@ -881,7 +882,7 @@ def head_item_bytes(table_name: str, sender_id: str, message_id: str) -> int:
     import boto3
 
     from bench.cost_model import item_size
-    from functions.adapters.repository import HEAD_SORT_KEY
+    from functions.adapters.messages.items import HEAD_SORT_KEY
     from functions.domain.model import MessageKey
 
     key = MessageKey(sender_id, message_id)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, one_kb_body, scaled, section_main, summary_ms
+from functions.contract.settings_names import ToolVariable
 from relay.local.targets import TargetServer
 
 LEVELS = (1, 4, 16)
@@ -84,7 +85,7 @@ def start_relay_dev(home: str) -> RelayProcess:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "RELAY_HOME": home},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", ToolVariable.HOME: home},
     )
     relay = RelayProcess(process)
 

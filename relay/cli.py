@@ -15,6 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from functions.contract.lanes import DeliveryLane
+from functions.contract.settings_names import PREFIX as SETTING_PREFIX
+from functions.contract.settings_names import Setting, ToolVariable
+from functions.domain.clock import iso, iso_seconds, parse_iso
 from relay.client import DEFAULT_URL, ApiAnswer, RelayClient, load_credentials, save_credentials
 
 DEFAULT_SENDER = "dev"
@@ -30,7 +34,7 @@ def _client(args: argparse.Namespace) -> RelayClient:
 
 
 def _default_sender(args: argparse.Namespace) -> str:
-    return str(os.environ.get("RELAY_SENDER_ID") or load_credentials(args.url).get("senderId") or DEFAULT_SENDER)
+    return str(os.environ.get(ToolVariable.SENDER_ID) or load_credentials(args.url).get("senderId") or DEFAULT_SENDER)
 
 
 def _finish(answer: ApiAnswer, as_json: bool, render: Any = None) -> int:
@@ -81,7 +85,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         },
     )
     url_flag = "" if relay.url == DEFAULT_URL else f" --url {relay.url}"
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = iso_seconds(datetime.now(UTC))
     print(f"Relay is running at {relay.url} (embedded AWS, no account needed). Ctrl-C stops it.")
     print(f"Development sender '{DEFAULT_SENDER}' (the CLI uses it by default; saved in {saved}):")
     print(f"  API token:      {relay.dev_token}")
@@ -122,7 +126,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def _parse_setting(raw: str) -> tuple[str, str]:
     name, separator, value = raw.partition("=")
-    if not separator or not name.startswith("RELAY_"):
+    if not separator or not name.startswith(SETTING_PREFIX):
         raise argparse.ArgumentTypeError("expected RELAY_NAME=VALUE (a RELAY_* variable of the functions)")
     return name, value
 
@@ -149,7 +153,7 @@ def build_message(args: argparse.Namespace, message: dict[str, Any] | None = Non
     if args.sender_id or "senderId" not in message:
         message["senderId"] = args.sender_id or _default_sender(args)
     if args.timestamp or "timestamp" not in message:
-        message["timestamp"] = args.timestamp or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        message["timestamp"] = args.timestamp or iso_seconds(datetime.now(UTC))
     if args.target_url:
         message["targetUrl"] = args.target_url
     if args.method:
@@ -293,9 +297,9 @@ def parse_moment(raw: str, now: datetime | None = None) -> str:
     match = _DURATION.fullmatch(raw.strip())
     if match:
         ago = timedelta(seconds=float(match.group(1)) * _DURATION_SECONDS[match.group(2)])
-        return ((now or datetime.now(UTC)) - ago).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso((now or datetime.now(UTC)) - ago)
     try:
-        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+        moment = parse_iso(raw.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"{raw!r} is neither a duration (2h, 30m, 1d) nor an RFC 3339 time") from None
     if moment.tzinfo is None:
@@ -477,9 +481,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
 # -- demo -------------------------------------------------------------------------------------------
 
 # A shortened schedule so the demo ends in seconds; `relay dev` runs the one in cdk.json.
-DEMO_POLICY = {
-    "fastLane": {"intervalSeconds": 1, "maxAttempts": 2},
-    "slowLane": {"initialWaitSeconds": 2, "intervalSeconds": 2, "maxAttempts": 2},
+DEMO_POLICY: dict[str, Any] = {
+    DeliveryLane.FAST: {"intervalSeconds": 1, "maxAttempts": 2},
+    DeliveryLane.SLOW: {"initialWaitSeconds": 2, "intervalSeconds": 2, "maxAttempts": 2},
 }
 DEMO_TARGETS = {
     "healthy": "/ok",
@@ -512,10 +516,10 @@ DEMO_OUTAGE_PATH = "/outage/8"
 DEMO_OUTAGE_MESSAGES = 4
 # The demo's circuit breaker: open after 10 consecutive failed attempts (more than the always-500
 # message makes: it still ends FAILED), probe after 2 s, then every 4 s.
-DEMO_BREAKER = {
-    "RELAY_BREAKER_FAILURE_THRESHOLD": "10",
-    "RELAY_BREAKER_PROBE_AFTER_SECONDS": "2",
-    "RELAY_BREAKER_MAX_PROBE_AFTER_SECONDS": "4",
+DEMO_BREAKER: dict[str, str] = {
+    Setting.BREAKER_FAILURE_THRESHOLD: "10",
+    Setting.BREAKER_PROBE_AFTER_SECONDS: "2",
+    Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: "4",
 }
 
 
@@ -547,7 +551,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
 
         print(
-            f"Circuit breaker for the demo: a target opens after {DEMO_BREAKER['RELAY_BREAKER_FAILURE_THRESHOLD']} "
+            f"Circuit breaker for the demo: a target opens after {DEMO_BREAKER[Setting.BREAKER_FAILURE_THRESHOLD]} "
             f"consecutive failed attempts; {outage.url} is down for a while, then recovers (PAUSED, then DELIVERED)."
         )
 
@@ -555,7 +559,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             message: dict[str, Any] = {
                 "messageId": f"demo-{uuid.uuid4().hex[:8]}",
                 "senderId": DEFAULT_SENDER,
-                "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "timestamp": iso_seconds(datetime.now(UTC)),
                 "targetUrl": url,
                 "body": {"demo": label},
             }
@@ -610,8 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def api_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--url", default=os.environ.get("RELAY_URL", DEFAULT_URL), help="API base URL")
-        command.add_argument("--token", default=os.environ.get("RELAY_TOKEN"), help="API token")
+        command.add_argument("--url", default=os.environ.get(ToolVariable.URL, DEFAULT_URL), help="API base URL")
+        command.add_argument("--token", default=os.environ.get(ToolVariable.TOKEN), help="API token")
         command.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
     dev = sub.add_parser("dev", help="run Relay locally (embedded AWS, no account, no Docker)")
@@ -727,7 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     senders.add_argument("--grace-hours", type=float, default=24.0, help="how long old tokens keep working")
     senders.add_argument(
         "--admin-token",
-        default=os.environ.get("RELAY_ADMIN_TOKEN"),
+        default=os.environ.get(ToolVariable.ADMIN_TOKEN),
         help="relay dev's admin token (default: the one it saved for --url)",
     )
     senders.add_argument("--stack", help="a deployed stack's name: manage its senders (AWS credentials needed)")

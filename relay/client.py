@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from functions.contract.settings_names import ToolVariable
 from functions.domain.origins import target_id
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def credentials_path() -> Path:
-    return Path(os.environ.get("RELAY_HOME", Path.home() / ".relay")) / "credentials.json"
+    return Path(os.environ.get(ToolVariable.HOME, Path.home() / ".relay")) / "credentials.json"
 
 
 def load_credentials(url: str) -> dict[str, Any]:

@@ -44,10 +44,7 @@ from functions.services.responses import (
     VALIDATION_ERROR,
 )
 from functions.services.runs import ExecutionType, Workflow
-
-ROOT = Path(__file__).resolve().parents[1]
-OPENAPI_PATH = ROOT / "schemas" / "openapi.json"
-PYPROJECT_PATH = ROOT / "pyproject.toml"
+from stacks.paths import OPENAPI_PATH, PYPROJECT
 
 SCHEMA_REF = "#/components/schemas/"
 RESPONSE_REF = "#/components/responses/"
@@ -192,7 +189,7 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _version() -> str:
-    with PYPROJECT_PATH.open("rb") as pyproject:
+    with PYPROJECT.open("rb") as pyproject:
         return str(tomllib.load(pyproject)["project"]["version"])
 
 

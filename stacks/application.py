@@ -10,11 +10,10 @@ from typing import Any
 from aws_cdk import App
 
 from stacks.nag import add_checks
+from stacks.paths import CDK_JSON, PROJECT_ROOT
 from stacks.relay_stack import RelayStack
 from stacks.settings import RelaySettings
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CDK_JSON = PROJECT_ROOT / "cdk.json"
 STACK_ID = "Relay"
 STACK_DESCRIPTION = "Relay: an HTTP message relay (accept once, deliver with retries)"
 

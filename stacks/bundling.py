@@ -24,8 +24,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PYPROJECT = PROJECT_ROOT / "pyproject.toml"
+from stacks.paths import PROJECT_ROOT, PYPROJECT
+
 BUILD_DIR = PROJECT_ROOT / ".build"
 FUNCTION_SOURCE_DIR = BUILD_DIR / "lambda-src"
 LAYER_ROOT = BUILD_DIR / "layer"

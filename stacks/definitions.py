@@ -8,18 +8,21 @@ same function applies those overrides for `relay dev`, so both run the same defi
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-STATEMACHINE_DIR = Path(__file__).resolve().parents[1] / "statemachines"
+from functions.contract.lanes import DeliveryLane
+from stacks.paths import STATEMACHINE_DIR
+
 DELIVERY_RETRY_ERROR = "DeliveryRetryable"
 # A target at its limit (functions/services/targets.py): retried with its own count, no attempt spent.
 DELIVERY_THROTTLED_ERROR = "DeliveryThrottled"
 # `relay.delivery` in cdk.json: each lane's definition file (the stack and relay dev apply its policy).
-DELIVERY_LANES = {"fastLane": "delivery_fast.asl.json", "slowLane": "delivery_slow.asl.json"}
+DELIVERY_LANES: dict[str, str] = {
+    DeliveryLane.FAST: "delivery_fast.asl.json",
+    DeliveryLane.SLOW: "delivery_slow.asl.json",
+}
 
 _POLICY_FIELDS = {
     "intervalSeconds": "IntervalSeconds",
@@ -141,22 +144,6 @@ def retry_schedule(
                     full_jitter=retrier.get("JitterStrategy", "NONE") == "FULL",
                 )
     raise ValueError(f"{file_name} has no {error} retrier")
-
-
-def lane_waits_environment(policies: dict[str, dict[str, Any] | None]) -> dict[str, str]:
-    """What the attempting functions know of the lanes' waits (functions/domain/config.py), to
-    compare a target's Retry-After with the next attempt's wait: the stack and relay dev set it alike."""
-    fast = retry_schedule(DELIVERY_LANES["fastLane"], policies.get("fastLane"))
-    slow = retry_schedule(DELIVERY_LANES["slowLane"], policies.get("slowLane"))
-    return {
-        "RELAY_FAST_LANE_WAITS": _waits(fast),
-        "RELAY_SLOW_LANE_WAITS": _waits(slow),
-        "RELAY_SLOW_LANE_INITIAL_WAIT_SECONDS": str(slow.initial_wait_seconds),
-    }
-
-
-def _waits(schedule: RetrySchedule) -> str:
-    return ",".join(str(math.ceil(wait)) for wait in schedule.waits)
 
 
 @dataclass(frozen=True)

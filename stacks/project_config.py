@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from stacks.definitions import DELIVERY_LANES
-
-CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
+from stacks.paths import CDK_JSON
 
 
 def relay_context() -> dict[str, Any]:

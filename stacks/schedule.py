@@ -1,10 +1,14 @@
 """A message's whole retry schedule, attempt by attempt: the inline first attempt, the fast lane, the slow lane.
 
-The single source of the delivery horizon: computed from the lanes' effective policies (the
-definition files with `relay.delivery` applied, stacks/definitions.retry_schedule), and used by the
-README's schedule table (`python -m stacks.schedule` prints it; tests/unit/test_retry_schedule.py
-checks the README holds it), by the tests that bound the horizon, and by the bench's pricing of
-the retries (bench/cost_model.retry_schedule_cost).
+The single source of the delivery schedule: computed from the lanes' effective policies (the
+definition files in statemachines/, whose DeliveryRetryable retriers hold the defaults, with
+`relay.delivery` applied: stacks/definitions.retry_schedule, the same policy the stack and `relay
+dev` substitute into the definitions they run), and used by the stack's settings (the attempt
+budget, the leases, the horizon the TTL must outlast, and `lane_waits`, what the attempting
+functions know of it: functions/domain/config.LaneWaits), by the README's schedule table (`python
+-m stacks.schedule` prints it; tests/unit/test_retry_schedule.py checks the README holds it), by
+the tests that bound the horizon, and by the bench's pricing of the retries
+(bench/cost_model.retry_schedule_cost).
 
 Times are measured from the first attempt and count only the waits: each attempt's own duration
 (up to the deliver timeout) and the hand-offs between lanes come on top, so every bound here is
@@ -13,18 +17,19 @@ a lower bound of the real time.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
+from functions.contract.lanes import DeliveryLane, Lane
+from functions.domain.config import LaneWaits
 from stacks.definitions import DELIVERY_LANES, RetrySchedule, retry_schedule
-
-INLINE, FAST, SLOW = "inline", "fast", "slow"
 
 
 @dataclass(frozen=True)
 class ScheduledAttempt:
     number: int  # 1-based, over the message's whole schedule
-    lane: str  # inline | fast | slow
+    lane: Lane
     wait_seconds: float  # the nominal wait before it (0: at once)
     jittered: bool  # FULL jitter: the wait is drawn uniformly from [0, wait_seconds]
     min_seconds: float  # since the first attempt, every jittered wait at 0
@@ -39,8 +44,27 @@ class DeliverySchedule:
     slow: RetrySchedule
     attempts: tuple[ScheduledAttempt, ...]
 
-    def lane_attempts(self, lane: str) -> int:
+    def lane_attempts(self, lane: Lane) -> int:
         return sum(1 for attempt in self.attempts if attempt.lane == lane)
+
+    def lane(self, lane: DeliveryLane) -> RetrySchedule:
+        """One lane's DeliveryRetryable retrier in time."""
+        return self.fast if lane == DeliveryLane.FAST else self.slow
+
+    @property
+    def max_attempts(self) -> int:
+        """Every attempt a run makes when each one fails: the inline one (if any), then each lane's."""
+        return len(self.attempts)
+
+    @property
+    def lane_waits(self) -> LaneWaits:
+        """What the attempting functions know of the schedule (whole seconds, rounded up), to compare a
+        target's Retry-After with the next attempt's wait: the stack and relay dev set it alike."""
+        return LaneWaits(
+            fast=tuple(math.ceil(wait) for wait in self.fast.waits),
+            slow=tuple(math.ceil(wait) for wait in self.slow.waits),
+            slow_initial=self.slow.initial_wait_seconds,
+        )
 
     @property
     def horizon(self) -> ScheduledAttempt:
@@ -51,14 +75,15 @@ class DeliverySchedule:
 def delivery_schedule(policy: dict[str, Any] | None = None, inline: bool = True) -> DeliverySchedule:
     """The schedule under `policy` (`relay.delivery`'s `fastLane`/`slowLane`; None: the files' defaults)."""
     policy = policy or {}
-    fast = retry_schedule(DELIVERY_LANES["fastLane"], policy.get("fastLane"))
-    slow = retry_schedule(DELIVERY_LANES["slowLane"], policy.get("slowLane"))
+    fast = retry_schedule(DELIVERY_LANES[DeliveryLane.FAST], policy.get(DeliveryLane.FAST))
+    slow = retry_schedule(DELIVERY_LANES[DeliveryLane.SLOW], policy.get(DeliveryLane.SLOW))
     # (lane, nominal wait before the attempt, jittered)
-    steps: list[tuple[str, float, bool]] = [(INLINE, 0.0, False)] if inline else []
+    steps: list[tuple[Lane, float, bool]] = [(Lane.INLINE, 0.0, False)] if inline else []
     # The fast-lane run starts at once (after the inline attempt, or when the dispatcher claims it).
-    steps += [(FAST, 0.0, False)] + [(FAST, wait, fast.full_jitter) for wait in fast.waits]
+    steps += [(Lane.FAST, 0.0, False)] + [(Lane.FAST, wait, fast.full_jitter) for wait in fast.waits]
     # Its handoff starts the slow lane at once; the slow lane's Wait state is never jittered.
-    steps += [(SLOW, float(slow.initial_wait_seconds), False)] + [(SLOW, wait, slow.full_jitter) for wait in slow.waits]
+    steps += [(Lane.SLOW, float(slow.initial_wait_seconds), False)]
+    steps += [(Lane.SLOW, wait, slow.full_jitter) for wait in slow.waits]
     attempts: list[ScheduledAttempt] = []
     least = expected = most = 0.0
     for number, (lane, wait, jittered) in enumerate(steps, start=1):
@@ -109,7 +134,7 @@ def main() -> None:
     print(markdown_table(schedule))
     horizon = schedule.horizon
     print(
-        f"\n{len(schedule.attempts)} attempts ({schedule.lane_attempts(SLOW)} in the slow lane); horizon "
+        f"\n{len(schedule.attempts)} attempts ({schedule.lane_attempts(Lane.SLOW)} in the slow lane); horizon "
         f"{horizon.min_seconds:g} / {horizon.expected_seconds:g} / {horizon.max_seconds:g} s (min / expected / max)"
     )
 

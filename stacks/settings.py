@@ -12,19 +12,16 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from functions.contract.lanes import DeliveryLane, Lane
+from functions.contract.settings_names import Setting
 from functions.domain.config import (
-    BREAKER_MAX_PROBE_AFTER_VARIABLE,
-    BREAKER_PROBE_AFTER_VARIABLE,
-    BREAKER_THRESHOLD_VARIABLE,
     DEFAULT_BREAKER_FAILURE_THRESHOLD,
     DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS,
     DEFAULT_BREAKER_PROBE_AFTER_SECONDS,
     DEFAULT_MAX_RETRY_AFTER_SECONDS,
-    FIRST_ATTEMPT_VARIABLE,
-    TARGET_DEFAULT_CONCURRENCY_VARIABLE,
-    TARGET_DEFAULT_RATE_VARIABLE,
     FirstAttempt,
     message_schema,
 )
@@ -35,12 +32,11 @@ from stacks.definitions import (
     DELIVERY_THROTTLED_ERROR,
     RetrySchedule,
     StateTime,
-    lane_waits_environment,
     longest_run,
     render_definition,
     retry_schedule,
 )
-from stacks.schedule import delivery_schedule
+from stacks.schedule import DeliverySchedule, delivery_schedule
 from stacks.tracing import Tracing
 
 if TYPE_CHECKING:  # importing constructs starts jsii; `relay dev` reads these settings without it
@@ -290,13 +286,13 @@ class RelaySettings:
                 f"the fast lane (an EXPRESS run, stopped at {EXPRESS_MAX_SECONDS} s) may take up to "
                 f"{fast_lane:g} s: {worst}. It must fit in {fast_lane_limit} s ({EXPRESS_MAX_SECONDS} s less "
                 f"{EXPRESS_MARGIN_SECONDS} s of margin): lower {CONTEXT_KEY}.totalTimeoutSeconds (a Deliver try "
-                f"may take it plus {DELIVER_OVERHEAD_SECONDS} s) or {CONTEXT_KEY}.delivery.fastLane "
+                f"may take it plus {DELIVER_OVERHEAD_SECONDS} s) or {CONTEXT_KEY}.delivery.{DeliveryLane.FAST} "
                 "(maxAttempts, intervalSeconds, maxDelaySeconds)"
             )
         if self.slow_lane_lease_seconds > STANDARD_MAX_SECONDS:
             raise SettingsError(
                 f"the slow lane's retries may take {self.slow_lane_lease_seconds} s, longer than a STANDARD run "
-                f"may last ({STANDARD_MAX_SECONDS} s): lower {CONTEXT_KEY}.delivery.slowLane"
+                f"may last ({STANDARD_MAX_SECONDS} s): lower {CONTEXT_KEY}.delivery.{DeliveryLane.SLOW}"
             )
         horizon = self.retry_horizon_seconds
         if self.ttl_days * DAY_SECONDS < horizon:
@@ -305,7 +301,7 @@ class RelaySettings:
                 f"retried for {horizon} s ({horizon / 3600:.1f} h: the delivery schedule's waits in full and each "
                 "of its attempts timing out), and it must not expire while it is still being retried: set "
                 f"{CONTEXT_KEY}.ttlDays to at least {math.ceil(horizon / DAY_SECONDS)}, or shorten "
-                f"{CONTEXT_KEY}.delivery.slowLane"
+                f"{CONTEXT_KEY}.delivery.{DeliveryLane.SLOW}"
             )
 
     @property
@@ -313,16 +309,20 @@ class RelaySettings:
         """`relay.delivery.maxRetryAfterSeconds`: the longest wait a target's Retry-After may ask for."""
         return int(self.sections.get("delivery", {}).get(MAX_RETRY_AFTER_KEY, DEFAULT_MAX_RETRY_AFTER_SECONDS))
 
+    @cached_property
+    def delivery_schedule(self) -> DeliverySchedule:
+        """This deployment's retry schedule, attempt by attempt (stacks/schedule.py)."""
+        return delivery_schedule(self.sections.get("delivery"), inline=self.first_attempt == FirstAttempt.INLINE)
+
     @property
     def max_attempts(self) -> int:
         """Every attempt a run makes when each one fails: the inline one (if any), then each lane's.
         A message's own `retry.maxAttempts` may be at most this."""
-        inline = 1 if self.first_attempt == FirstAttempt.INLINE else 0
-        return inline + self.lane_schedule("fastLane").attempts + self.lane_schedule("slowLane").attempts
+        return self.delivery_schedule.max_attempts
 
-    def lane_schedule(self, lane: str) -> RetrySchedule:
+    def lane_schedule(self, lane: DeliveryLane) -> RetrySchedule:
         """What a lane's DeliveryRetryable retrier (with this deployment's overrides) means in time."""
-        return retry_schedule(DELIVERY_LANES[lane], self.lane_policy(lane))
+        return self.delivery_schedule.lane(lane)
 
     @property
     def fast_lane_run_seconds(self) -> float:
@@ -337,8 +337,8 @@ class RelaySettings:
         of every state exhausted, each try lasting its function's timeout (`lane_function_timeouts`),
         every retry wait in full, and the Retry-After wait an inline attempt may hand the run.
         """
-        lane = DELIVERY_LANES["fastLane"]
-        document = json.loads(render_definition(lane, None, self.lane_policy("fastLane")))
+        lane = DELIVERY_LANES[DeliveryLane.FAST]
+        document = json.loads(render_definition(lane, None, self.lane_policy(DeliveryLane.FAST)))
         timeouts = self.lane_function_timeouts()
 
         def task_seconds(name: str, state: dict[str, Any]) -> float:
@@ -357,13 +357,11 @@ class RelaySettings:
     def fast_lane_retry_after_cap(self) -> int:
         """The longest wait (`waitSeconds`, a target's Retry-After) the dispatcher hands a fast-lane run
         after its inline attempt: a longer one goes to the slow lane instead. As the attempting
-        functions decide it (functions/services/delivery.next_retry_wait, from lane_waits_environment):
-        the fast lane's first retry wait, or without one the slow lane's first wait. Without an inline
-        attempt no run is given a wait."""
+        functions decide it (functions/domain/config.LaneWaits.next_wait): the fast lane's first retry
+        wait, or without one the slow lane's first wait. Without an inline attempt no run is given a wait."""
         if self.first_attempt != FirstAttempt.INLINE:
             return 0
-        fast = self.lane_schedule("fastLane")
-        return math.ceil(fast.waits[0]) if fast.waits else self.lane_schedule("slowLane").initial_wait_seconds
+        return self.delivery_schedule.lane_waits.next_wait(Lane.INLINE, 0) or 0
 
     def lane_function_timeouts(self) -> dict[str, int]:
         """Each lane placeholder's function timeout (seconds), as the stack sets them."""
@@ -380,10 +378,10 @@ class RelaySettings:
         lasting the deliver function's timeout. `ttlDays` must outlast it, or a message could expire
         (and TTL delete it) while Relay is still retrying it. A target's Retry-After never pushes an
         attempt past the message's expiry (functions/services/delivery.retry_delay), so it is not counted."""
-        schedule = delivery_schedule(self.sections.get("delivery"), inline=self.first_attempt == FirstAttempt.INLINE)
+        schedule = self.delivery_schedule
         return math.ceil(schedule.horizon.max_seconds) + len(schedule.attempts) * self.deliver_timeout_seconds
 
-    def throttle_schedule(self, lane: str) -> RetrySchedule:
+    def throttle_schedule(self, lane: DeliveryLane) -> RetrySchedule:
         """What a lane's DeliveryThrottled retrier (a target at its limit) means in time (its `waits`;
         the lane's initial Wait is counted once, with the DeliveryRetryable schedule)."""
         return retry_schedule(DELIVERY_LANES[lane], None, DELIVERY_THROTTLED_ERROR)
@@ -398,8 +396,8 @@ class RelaySettings:
     @property
     def slow_lane_lease_seconds(self) -> int:
         """The slow lane's lease: its whole retry horizon, every attempt timing out, and a margin."""
-        schedule = self.lane_schedule("slowLane")
-        throttled = self.throttle_schedule("slowLane")
+        schedule = self.lane_schedule(DeliveryLane.SLOW)
+        throttled = self.throttle_schedule(DeliveryLane.SLOW)
         return (
             math.ceil(schedule.max_horizon_seconds + sum(throttled.waits))
             + schedule.attempts * self.deliver_timeout_seconds
@@ -409,7 +407,7 @@ class RelaySettings:
             + SLOW_LANE_LEASE_MARGIN_SECONDS
         )
 
-    def lane_policy(self, lane: str) -> dict[str, Any] | None:
+    def lane_policy(self, lane: DeliveryLane) -> dict[str, Any] | None:
         """`relay.delivery.<lane>` (fastLane or slowLane); None keeps the definition file's policy."""
         if lane not in DELIVERY_LANES:
             raise KeyError(lane)
@@ -442,7 +440,7 @@ class RelaySettings:
 
     def dispatcher_environment(self) -> dict[str, str]:
         """What only the dispatcher reads: who makes the first attempt."""
-        return {FIRST_ATTEMPT_VARIABLE: self.first_attempt.value}
+        return {Setting.FIRST_ATTEMPT: self.first_attempt.value}
 
     @property
     def api_logging(self) -> bool:
@@ -457,20 +455,20 @@ class RelaySettings:
     def function_environment(self) -> dict[str, str]:
         """The variables functions/domain/config.py reads (table and queue are added per function)."""
         return {
-            "RELAY_TTL_DAYS": str(self.ttl_days),
-            "RELAY_MAX_BODY_BYTES": str(self.max_body_bytes),
-            "RELAY_MAX_HEADER_COUNT": str(self.max_header_count),
-            "RELAY_MAX_HEADER_BYTES": str(self.max_header_bytes),
-            "RELAY_MAX_FUTURE_SKEW_SECONDS": str(self.max_future_skew_seconds),
-            "RELAY_REDRIVE_AFTER_SECONDS": str(self.redrive_after_seconds),
+            Setting.TTL_DAYS: str(self.ttl_days),
+            Setting.MAX_BODY_BYTES: str(self.max_body_bytes),
+            Setting.MAX_HEADER_COUNT: str(self.max_header_count),
+            Setting.MAX_HEADER_BYTES: str(self.max_header_bytes),
+            Setting.MAX_FUTURE_SKEW_SECONDS: str(self.max_future_skew_seconds),
+            Setting.REDRIVE_AFTER_SECONDS: str(self.redrive_after_seconds),
             # Private and internal targets are for local development only; on AWS they are always
             # refused (validate checks the URL, deliver every resolved address).
-            "RELAY_ALLOW_PRIVATE_TARGETS": "false",
+            Setting.ALLOW_PRIVATE_TARGETS: "false",
             # Every request on AWS passes the authorizer; a request without a sender is refused.
-            "RELAY_REQUIRE_SENDER": "true",
+            Setting.REQUIRE_SENDER: "true",
             # What a message's own `retry.maxAttempts` and `timeoutSeconds` may be at most.
-            "RELAY_MAX_ATTEMPTS": str(self.max_attempts),
-            "RELAY_TOTAL_TIMEOUT_SECONDS": str(self.total_timeout_seconds),
+            Setting.MAX_ATTEMPTS: str(self.max_attempts),
+            Setting.TOTAL_TIMEOUT_SECONDS: str(self.total_timeout_seconds),
         }
 
     def circuit_breaker(self, name: str) -> int:
@@ -480,17 +478,17 @@ class RelaySettings:
     def delivery_environment(self) -> dict[str, str]:
         """How one delivery attempt behaves (functions/domain/config.py); lanes and queues are added per function."""
         return {
-            BREAKER_THRESHOLD_VARIABLE: str(self.circuit_breaker("failureThreshold")),
-            BREAKER_PROBE_AFTER_VARIABLE: str(self.circuit_breaker("probeAfterSeconds")),
-            BREAKER_MAX_PROBE_AFTER_VARIABLE: str(self.circuit_breaker("maxProbeAfterSeconds")),
-            "RELAY_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
-            "RELAY_TOTAL_TIMEOUT_SECONDS": str(self.total_timeout_seconds),
-            "RELAY_MAX_RESPONSE_BYTES": str(self.max_response_bytes),
-            "RELAY_FAST_LANE_LEASE_SECONDS": str(self.fast_lane_lease_seconds),
-            "RELAY_SLOW_LANE_LEASE_SECONDS": str(self.slow_lane_lease_seconds),
+            Setting.BREAKER_FAILURE_THRESHOLD: str(self.circuit_breaker("failureThreshold")),
+            Setting.BREAKER_PROBE_AFTER_SECONDS: str(self.circuit_breaker("probeAfterSeconds")),
+            Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: str(self.circuit_breaker("maxProbeAfterSeconds")),
+            Setting.CONNECT_TIMEOUT_SECONDS: str(self.connect_timeout_seconds),
+            Setting.TOTAL_TIMEOUT_SECONDS: str(self.total_timeout_seconds),
+            Setting.MAX_RESPONSE_BYTES: str(self.max_response_bytes),
+            Setting.FAST_LANE_LEASE_SECONDS: str(self.fast_lane_lease_seconds),
+            Setting.SLOW_LANE_LEASE_SECONDS: str(self.slow_lane_lease_seconds),
             # Retry-After: its cap, and what each lane's next attempt would wait (to compare it with).
-            "RELAY_MAX_RETRY_AFTER_SECONDS": str(self.max_retry_after_seconds),
-            **lane_waits_environment({lane: self.lane_policy(lane) for lane in DELIVERY_LANES}),
+            Setting.MAX_RETRY_AFTER_SECONDS: str(self.max_retry_after_seconds),
+            **self.delivery_schedule.lane_waits.environment(),
             **self.target_environment(),
         }
 
@@ -498,8 +496,8 @@ class RelaySettings:
         """The deployment's default target limits (functions/domain/config.py); absent = unlimited."""
         rate, concurrency = self.target_defaults
         return {
-            **({TARGET_DEFAULT_RATE_VARIABLE: f"{rate:g}"} if rate is not None else {}),
-            **({TARGET_DEFAULT_CONCURRENCY_VARIABLE: str(concurrency)} if concurrency is not None else {}),
+            **({Setting.TARGET_DEFAULT_RATE_PER_SECOND: f"{rate:g}"} if rate is not None else {}),
+            **({Setting.TARGET_DEFAULT_MAX_CONCURRENCY: str(concurrency)} if concurrency is not None else {}),
         }
 
 
@@ -554,7 +552,7 @@ def _check_delivery_policy(section: dict[str, Any]) -> None:
             if isinstance(value, bool) or not valid_type or not lowest <= value <= highest:
                 kind_name = "a number" if kind is float else "a whole number"
                 raise SettingsError(f"{where}.{name} must be {kind_name} from {lowest:g} to {highest:g}, got {value!r}")
-        if "initialWaitSeconds" in policy and lane != "slowLane":
+        if "initialWaitSeconds" in policy and lane != DeliveryLane.SLOW:
             raise SettingsError(f"{where}.initialWaitSeconds applies to the slow lane only")
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from functions.contract.settings_names import Setting, ToolVariable
+
 # Never let a test reach a real AWS account.
 os.environ.update(
     {
@@ -28,7 +30,7 @@ os.environ.update(
     }
 )
 # relay dev saves development credentials under RELAY_HOME; keep them out of the user's home.
-os.environ.setdefault("RELAY_HOME", tempfile.mkdtemp(prefix="relay-home-"))
+os.environ.setdefault(ToolVariable.HOME, tempfile.mkdtemp(prefix="relay-home-"))
 
 
 def now_iso() -> str:
@@ -100,7 +102,7 @@ def local_aws() -> Iterator[Any]:
 
     # The template's functions, with IAM enforced; these tests run the ingest machine without the
     # authorizer in front (as the handler tests of API Gateway's own checks do), so no sender is required.
-    with LocalAws(time_scale=0.001, environment={"RELAY_REQUIRE_SENDER": "false"}) as local:
+    with LocalAws(time_scale=0.001, environment={Setting.REQUIRE_SENDER: "false"}) as local:
         yield local
 
 

@@ -66,7 +66,7 @@ def expire_stored_message(sender_id: str, message_id: str, status: str | None = 
     (functions/adapters/repository.py: `s` status, `ttl` expiry in epoch seconds)."""
     import boto3
 
-    from functions.adapters.repository import HEAD_SORT_KEY
+    from functions.adapters.messages.items import HEAD_SORT_KEY
     from functions.domain.config import get_settings
     from functions.domain.model import MessageKey
 

@@ -18,11 +18,13 @@ from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
-from functions.adapters.repository import STATUS_INDEX, MessageRepository, _status_partition, from_item, to_item
+from functions.adapters.messages.items import message_key, status_partition
+from functions.adapters.messages.table import from_item, is_condition_failure, to_item
+from functions.adapters.repository import MessageRepository
+from functions.contract.indexes import STATUS_INDEX
 from functions.contract.key_prefixes import REPLAY_JOB_PREFIX
 from functions.domain.model import MessageKey, Status, epoch_ms
 
-JOB_PARTITION_PREFIX = REPLAY_JOB_PREFIX
 # Every character of a messageId sorts before "~", so "<ms>#~" ends the window's last millisecond.
 _AFTER_ANY_ID = "~"
 # Epoch milliseconds have 13 digits from 2001 to 2286: the sort keys compare as numbers within it.
@@ -38,7 +40,7 @@ class WindowEntry(NamedTuple):
 
 
 def _job_key(sender_id: str, job_id: str) -> dict[str, Any]:
-    return to_item({"pk": f"{JOB_PARTITION_PREFIX}{sender_id}", "sk": job_id})
+    return to_item({"pk": f"{REPLAY_JOB_PREFIX}{sender_id}", "sk": job_id})
 
 
 class ReplayRepository(MessageRepository):
@@ -64,7 +66,7 @@ class ReplayRepository(MessageRepository):
             "IndexName": STATUS_INDEX,
             "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk BETWEEN :low AND :high",
             "ExpressionAttributeValues": to_item(
-                {":pk": _status_partition(sender_id, status), ":low": low, ":high": high}
+                {":pk": status_partition(sender_id, status), ":low": low, ":high": high}
             ),
             "ScanIndexForward": True,
         }
@@ -72,12 +74,11 @@ class ReplayRepository(MessageRepository):
             kwargs["Limit"] = limit
         if cursor:
             kwargs["ExclusiveStartKey"] = to_item(cursor)
-        response = self._call("query", **kwargs)
+        response = self.table.call("query", **kwargs)
         entries = []
         for item in response.get("Items", []):
             stored = from_item(item)
-            _, sender, message_id = str(stored["pk"]).split("#", 2)
-            entries.append(WindowEntry(MessageKey(sender, message_id), str(stored["gsi1sk"])))
+            entries.append(WindowEntry(message_key(stored), str(stored["gsi1sk"])))
         last = response.get("LastEvaluatedKey")
         return entries, (from_item(last) if last else None)
 
@@ -98,14 +99,14 @@ class ReplayRepository(MessageRepository):
             "updatedAt": epoch_ms(now),
             "ttl": ttl,
         }
-        self._call(
+        self.table.call(
             "put_item",
             Item={**_job_key(sender_id, job_id), **to_item(item)},
             ConditionExpression="attribute_not_exists(pk)",
         )
 
     def get_job(self, sender_id: str, job_id: str) -> dict[str, Any] | None:
-        item = self._call("get_item", Key=_job_key(sender_id, job_id), ConsistentRead=True).get("Item")
+        item = self.table.call("get_item", Key=_job_key(sender_id, job_id), ConsistentRead=True).get("Item")
         return from_item(item) if item else None
 
     def record_page(
@@ -140,7 +141,7 @@ class ReplayRepository(MessageRepository):
         if cursor is None:
             expression += " REMOVE #cursor"
         try:
-            self._call(
+            self.table.call(
                 "update_item",
                 Key=_job_key(sender_id, job_id),
                 UpdateExpression=expression,
@@ -149,7 +150,7 @@ class ReplayRepository(MessageRepository):
                 ExpressionAttributeValues=to_item(values),
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_condition_failure(error):
                 return False
             raise
         return True
@@ -162,7 +163,7 @@ class ReplayRepository(MessageRepository):
             names["#reason"] = "reason"
             values[":reason"] = reason[:500]
             expression += ", #reason = :reason"
-        self._call(
+        self.table.call(
             "update_item",
             Key=_job_key(sender_id, job_id),
             UpdateExpression=expression,

@@ -16,16 +16,16 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.adapters import aws
+from functions.contract.secret_names import SENDER_SECRET_PREFIX, SIGNING_SECRET_NAME
 from functions.domain.exceptions import StorageUnavailable
 from functions.domain.signing import generate_secret
 
-SECRET_PREFIX = "relay/senders/"
 CACHE_SECONDS = 300
 
 
 def secret_name(sender_id: str) -> str:
     # Secret names do not allow ':'; '@' is outside the sender alphabet, so the mapping is one-to-one.
-    return f"{SECRET_PREFIX}{sender_id.replace(':', '@')}/signing-secret"
+    return f"{SENDER_SECRET_PREFIX}{sender_id.replace(':', '@')}/{SIGNING_SECRET_NAME}"
 
 
 @cache

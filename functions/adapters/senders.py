@@ -15,10 +15,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.adapters.repository import MessageRepository, from_item, to_item
+from functions.adapters.messages.table import Table, from_item, is_condition_failure, to_item
+from functions.contract.key_prefixes import SENDER_PREFIX, SENDER_TOKENS_PREFIX, SENDERS_PARTITION, TOKEN_PREFIX
+from functions.domain.clock import iso_seconds
 from functions.domain.exceptions import SenderExists, SenderUnknown
 
-TOKEN_PREFIX = "rly_"
+# What every API token starts with (the partition key prefix of its hash is TOKEN_PREFIX).
+API_TOKEN_PREFIX = "rly_"
 SENDER_SORT_KEY = "SENDER"
 TOKEN_SORT_KEY = "TOKEN"
 ACTIVE = "active"
@@ -30,15 +33,11 @@ def hash_token(token: str) -> str:
 
 
 def new_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return API_TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -57,14 +56,14 @@ class SenderRepository:
     """Sender records (`SENDER#<id>`) and token hashes (`TOKEN#<sha256>`) in the relay table."""
 
     def __init__(self, table_name: str) -> None:
-        self._messages = MessageRepository(table_name)
+        self.table = Table(table_name)
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
-        return self._messages._call(operation, **kwargs)
+        return self.table.call(operation, **kwargs)
 
     def get(self, sender_id: str) -> dict[str, Any] | None:
         response = self._call(
-            "get_item", Key=to_item({"pk": f"SENDER#{sender_id}", "sk": SENDER_SORT_KEY}), ConsistentRead=True
+            "get_item", Key=to_item({"pk": f"{SENDER_PREFIX}{sender_id}", "sk": SENDER_SORT_KEY}), ConsistentRead=True
         )
         return from_item(response["Item"]) if "Item" in response else None
 
@@ -72,7 +71,7 @@ class SenderRepository:
         senders: list[dict[str, Any]] = []
         start: dict[str, Any] | None = None
         while True:
-            page, start = self._messages.query_index("SENDERS", start_key=start)
+            page, start = self.table.query_index(SENDERS_PARTITION, start_key=start)
             senders.extend(page)
             if start is None:
                 return senders
@@ -81,12 +80,12 @@ class SenderRepository:
         self, sender_id: str, limits: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         record = {
-            "pk": f"SENDER#{sender_id}",
+            "pk": f"{SENDER_PREFIX}{sender_id}",
             "sk": SENDER_SORT_KEY,
             "senderId": sender_id,
             "status": ACTIVE,
-            "createdAt": _iso(_now()),
-            "gsi1pk": "SENDERS",
+            "createdAt": iso_seconds(_now()),
+            "gsi1pk": SENDERS_PARTITION,
             "gsi1sk": sender_id,
             **({"limits": limits} if limits else {}),
             **(extra or {}),
@@ -94,7 +93,7 @@ class SenderRepository:
         try:
             self._call("put_item", Item=to_item(record), ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_condition_failure(error):
                 raise SenderExists(f"sender '{sender_id}' exists already") from None
             raise
         return record
@@ -103,14 +102,14 @@ class SenderRepository:
         try:
             self._call(
                 "update_item",
-                Key=to_item({"pk": f"SENDER#{sender_id}", "sk": SENDER_SORT_KEY}),
+                Key=to_item({"pk": f"{SENDER_PREFIX}{sender_id}", "sk": SENDER_SORT_KEY}),
                 UpdateExpression="SET #status = :status",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item({":status": status}),
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_condition_failure(error):
                 raise SenderUnknown(f"no sender '{sender_id}'") from None
             raise
 
@@ -120,14 +119,14 @@ class SenderRepository:
             "put_item",
             Item=to_item(
                 {
-                    "pk": f"TOKEN#{hash_token(token)}",
+                    "pk": f"{TOKEN_PREFIX}{hash_token(token)}",
                     "sk": TOKEN_SORT_KEY,
                     "senderId": sender_id,
-                    "createdAt": _iso(_now()),
+                    "createdAt": iso_seconds(_now()),
                     # Lets `senders list` show a sender's tokens by their first characters.
-                    "hint": token[: len(TOKEN_PREFIX) + 4],
-                    "gsi1pk": f"TOKENS#{sender_id}",
-                    "gsi1sk": _iso(_now()),
+                    "hint": token[: len(API_TOKEN_PREFIX) + 4],
+                    "gsi1pk": f"{SENDER_TOKENS_PREFIX}{sender_id}",
+                    "gsi1sk": iso_seconds(_now()),
                 }
             ),
         )
@@ -137,7 +136,7 @@ class SenderRepository:
         tokens: list[dict[str, Any]] = []
         start: dict[str, Any] | None = None
         while True:
-            page, start = self._messages.query_index(f"TOKENS#{sender_id}", start_key=start)
+            page, start = self.table.query_index(f"{SENDER_TOKENS_PREFIX}{sender_id}", start_key=start)
             tokens.extend(page)
             if start is None:
                 return tokens
@@ -146,29 +145,31 @@ class SenderRepository:
         """Let a sender's tokens (except `keep`) stop working at `after`; TTL removes them later."""
         count = 0
         for token in self.tokens(sender_id):
-            if keep is not None and token["pk"] == f"TOKEN#{hash_token(keep)}":
+            if keep is not None and token["pk"] == f"{TOKEN_PREFIX}{hash_token(keep)}":
                 continue
-            if "expiresAt" in token and token["expiresAt"] <= _iso(after):
+            if "expiresAt" in token and token["expiresAt"] <= iso_seconds(after):
                 continue
             self._call(
                 "update_item",
                 Key=to_item({"pk": token["pk"], "sk": TOKEN_SORT_KEY}),
                 UpdateExpression="SET expiresAt = :at, #ttl = :ttl",
                 ExpressionAttributeNames={"#ttl": "ttl"},
-                ExpressionAttributeValues=to_item({":at": _iso(after), ":ttl": int(after.timestamp()) + 86_400}),
+                ExpressionAttributeValues=to_item({":at": iso_seconds(after), ":ttl": int(after.timestamp()) + 86_400}),
             )
             count += 1
         return count
 
     def authenticate(self, token: str) -> Principal | None:
         """The sender a token belongs to, or None when the token is unknown or expired."""
-        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        if not token.startswith(API_TOKEN_PREFIX) or len(token) > 200:
             return None
-        response = self._call("get_item", Key=to_item({"pk": f"TOKEN#{hash_token(token)}", "sk": TOKEN_SORT_KEY}))
+        response = self._call(
+            "get_item", Key=to_item({"pk": f"{TOKEN_PREFIX}{hash_token(token)}", "sk": TOKEN_SORT_KEY})
+        )
         if "Item" not in response:
             return None
         record = from_item(response["Item"])
-        if "expiresAt" in record and record["expiresAt"] <= _iso(_now()):
+        if "expiresAt" in record and record["expiresAt"] <= iso_seconds(_now()):
             return None
         sender = self.get(record["senderId"])
         if sender is None:

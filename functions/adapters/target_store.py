@@ -8,8 +8,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.adapters.repository import MessageRepository, from_item, to_item
-from functions.contract.key_prefixes import TARGET_PREFIX
+from functions.adapters.messages.table import Table, from_item, is_condition_failure, to_item
+from functions.contract.key_prefixes import SENDER_TARGETS_PREFIX, TARGET_PREFIX
 from functions.domain.flow import FLOW_TTL_SECONDS, FlowState, Target
 from functions.domain.origins import DEFAULT_ORIGIN
 
@@ -23,7 +23,7 @@ def target_partition(sender_id: str, origin: str) -> str:
 
 
 def _index_partition(sender_id: str) -> str:
-    return f"TARGETS#{sender_id}"
+    return f"{SENDER_TARGETS_PREFIX}{sender_id}"
 
 
 def _target_from(item: dict[str, Any]) -> Target:
@@ -52,10 +52,10 @@ class TargetRepository:
     """Target limits (`sk = LIMITS`) and flow state (`sk = FLOW`) under `TARGET#<sender>#<origin>`."""
 
     def __init__(self, table_name: str) -> None:
-        self._messages = MessageRepository(table_name)
+        self.table = Table(table_name)
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
-        return self._messages._call(operation, **kwargs)
+        return self.table.call(operation, **kwargs)
 
     @staticmethod
     def _key(sender_id: str, origin: str, sort_key: str) -> dict[str, Any]:
@@ -85,14 +85,14 @@ class TargetRepository:
     def get_with_default(self, sender_id: str, origin: str) -> tuple[Target | None, Target | None]:
         """The target's own limits and the sender's default, in one request."""
         keys = [self._key(sender_id, origin, LIMITS_SORT_KEY), self._key(sender_id, DEFAULT_ORIGIN, LIMITS_SORT_KEY)]
-        found = {item["origin"]: _target_from(item) for item in self._messages._batch_get(keys, consistent=False)}
+        found = {item["origin"]: _target_from(item) for item in self.table.batch_get(keys, consistent=False)}
         return found.get(origin), found.get(DEFAULT_ORIGIN)
 
     def of_sender(self, sender_id: str) -> list[Target]:
         targets: list[Target] = []
         start: dict[str, Any] | None = None
         while True:
-            page, start = self._messages.query_index(_index_partition(sender_id), start_key=start)
+            page, start = self.table.query_index(_index_partition(sender_id), start_key=start)
             targets.extend(_target_from(item) for item in page if item.get("sk") == LIMITS_SORT_KEY)
             if start is None:
                 return sorted(targets, key=lambda target: target.origin)
@@ -112,7 +112,7 @@ class TargetRepository:
     def get_flows(self, sender_id: str, origins: list[str]) -> dict[str, FlowState]:
         keys = [self._key(sender_id, origin, FLOW_SORT_KEY) for origin in origins]
         flows: dict[str, FlowState] = {}
-        for item in self._messages._batch_get(keys, consistent=False) if keys else []:
+        for item in self.table.batch_get(keys, consistent=False) if keys else []:
             state = _flow_from(item)
             if state is not None:
                 flows[str(item["pk"]).split("#", 2)[2]] = state
@@ -146,7 +146,7 @@ class TargetRepository:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not is_condition_failure(error):
                 raise
             item: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
             if item is not None:
@@ -167,7 +167,7 @@ class TargetRepository:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_condition_failure(error):
                 return None  # the target was deleted meanwhile
             raise
         return _flow_from(from_item(response["Attributes"]))

@@ -1,4 +1,4 @@
-"""The partition key prefixes of the relay table's item kinds, defined once.
+"""The key prefixes of the relay table's item kinds, defined once.
 
 The data-access modules build keys with them, and the stack grants each function writes to the
 kinds it owns only (an IAM `dynamodb:LeadingKeys` condition): no function can write a sender's
@@ -6,9 +6,33 @@ record or a token hash (`relay senders` does, with the operator's credentials). 
 stack loads this module too.
 """
 
+# -- partition keys (`pk`) -------------------------------------------------------------------------
+
 MESSAGE_PREFIX = "MSG#"
 TARGET_PREFIX = "TARGET#"
 REPLAY_JOB_PREFIX = "REPLAY#"
 # Which senders accepted messages in which minute (written once per sender and minute at ingest):
 # the reconciler's sweep of never-claimed messages reads these instead of every sender.
 ACTIVITY_PREFIX = "ACTIVE#"
+# A sender's record, and a token's hash (only `relay senders` writes them).
+SENDER_PREFIX = "SENDER#"
+TOKEN_PREFIX = "TOKEN#"
+
+# -- sort keys (`sk`) ------------------------------------------------------------------------------
+
+# A message's overflow items: older events moved out of its head (`E#<seq>`, oldest first).
+OVERFLOW_SORT_PREFIX = "E#"
+
+# -- index keys ------------------------------------------------------------------------------------
+
+# byStatus (`gsi1pk`): a sender's messages in a sparse status, `SENDER#<sender>#STATUS#<status>`.
+STATUS_INFIX = "#STATUS#"
+# byStatus: every sender (`relay senders list`), a sender's tokens and a sender's targets.
+SENDERS_PARTITION = "SENDERS"
+SENDER_TOKENS_PREFIX = "TOKENS#"
+SENDER_TARGETS_PREFIX = "TARGETS#"
+# byStatus: the targets whose circuit is open, and those that closed with paused messages to resume.
+BREAKER_OPEN_PARTITION = "BREAKER#OPEN"
+BREAKER_RESUMING_PARTITION = "BREAKER#RESUMING"
+# due (`dueShard`): the reconciler's shards, `DUE#<n>`.
+DUE_SHARD_PREFIX = "DUE#"

@@ -1,4 +1,5 @@
-"""Relay's one way to write and read a moment: RFC 3339 in UTC, milliseconds, with a `Z`.
+"""Relay's one way to write and read a moment: RFC 3339 in UTC with a `Z`, in milliseconds (or whole
+seconds, where a record has always had them).
 
 Stored timestamps sort as strings only if every writer formats them alike, so every module
 formats and parses them here.
@@ -11,6 +12,10 @@ from datetime import UTC, datetime
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_seconds(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def parse_iso(stamp: str) -> datetime:

@@ -15,6 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from functions.contract.lanes import Lane
+from functions.contract.settings_names import Setting
+
 # In the repository and in the Lambda asset alike, `schemas/` sits beside the `functions/` package.
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 MESSAGE_SCHEMA_PATH = SCHEMA_DIR / "message.schema.json"
@@ -39,8 +42,6 @@ class FirstAttempt(StrEnum):
     STATE_MACHINE = "stateMachine"
 
 
-# The dispatcher's variable holding a FirstAttempt (set by stacks/settings.py).
-FIRST_ATTEMPT_VARIABLE = "RELAY_FIRST_ATTEMPT"
 # The dispatcher attempts the messages of one SQS batch in parallel, one thread each; the stack
 # keeps its batch size within this, so a batch takes one attempt's time (stacks/settings.py).
 MAX_PARALLEL_DISPATCH = 10
@@ -69,13 +70,39 @@ def _env_bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
-# `relay.circuitBreaker` in cdk.json (stacks/settings.py) reaches the functions as these variables.
-BREAKER_THRESHOLD_VARIABLE = "RELAY_BREAKER_FAILURE_THRESHOLD"
-BREAKER_PROBE_AFTER_VARIABLE = "RELAY_BREAKER_PROBE_AFTER_SECONDS"
-BREAKER_MAX_PROBE_AFTER_VARIABLE = "RELAY_BREAKER_MAX_PROBE_AFTER_SECONDS"
+# `relay.circuitBreaker` in cdk.json (stacks/settings.py) reaches the functions as Setting.BREAKER_*.
 DEFAULT_BREAKER_FAILURE_THRESHOLD = 20
 DEFAULT_BREAKER_PROBE_AFTER_SECONDS = 60
 DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class LaneWaits:
+    """What the attempting functions know of the retry schedule (stacks/schedule.py computes it from
+    the lanes' definitions and sets it as `environment()`): each lane's DeliveryRetryable waits before
+    jitter (the n-th retry waits at most the n-th, in whole seconds) and the slow lane's first wait."""
+
+    fast: tuple[int, ...] = ()
+    slow: tuple[int, ...] = ()
+    slow_initial: int = 0
+
+    def next_wait(self, lane: str, retry_count: int) -> int | None:
+        """The longest the lane's next attempt would wait on its own (before jitter); None when the lane
+        has no next attempt. After the inline attempt the fast lane starts at once, waiting only what a
+        Retry-After asks up to its first retry wait; after the fast lane's last one, the slow lane's
+        first wait comes."""
+        if lane == Lane.INLINE:
+            return self.fast[0] if self.fast else self.slow_initial
+        if lane == Lane.SLOW:
+            return self.slow[retry_count] if retry_count < len(self.slow) else None
+        return self.fast[retry_count] if retry_count < len(self.fast) else self.slow_initial
+
+    def environment(self) -> dict[str, str]:
+        return {
+            Setting.FAST_LANE_WAITS: ",".join(map(str, self.fast)),
+            Setting.SLOW_LANE_WAITS: ",".join(map(str, self.slow)),
+            Setting.SLOW_LANE_INITIAL_WAIT_SECONDS: str(self.slow_initial),
+        }
 
 
 @dataclass(frozen=True)
@@ -130,57 +157,51 @@ class Settings:
     def ttl_seconds(self) -> int:
         return self.ttl_days * 86_400
 
+    @property
+    def lane_waits(self) -> LaneWaits:
+        return LaneWaits(self.fast_lane_waits, self.slow_lane_waits, self.slow_lane_initial_wait_seconds)
+
 
 def _env_ints(name: str) -> tuple[int, ...]:
     raw = os.environ.get(name) or ""
     return tuple(int(part) for part in raw.split(",") if part.strip())
 
 
-# The API function's variable naming the bulk replay machine (stacks/constructs/replay.py).
-REPLAY_MACHINE_VARIABLE = "RELAY_REPLAY_MACHINE_ARN"
-# `relay.targets.defaultRatePerSecond` / `defaultMaxConcurrency` (set by stacks/settings.py; absent = unlimited).
-TARGET_DEFAULT_RATE_VARIABLE = "RELAY_TARGET_DEFAULT_RATE_PER_SECOND"
-TARGET_DEFAULT_CONCURRENCY_VARIABLE = "RELAY_TARGET_DEFAULT_MAX_CONCURRENCY"
-
-# The delivery queue's dead-letter queue: the reconciler takes back what lands there.
-DEAD_LETTER_QUEUE_VARIABLE = "RELAY_DEAD_LETTER_QUEUE_URL"
-
-
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings(
-        table_name=os.environ.get("RELAY_TABLE_NAME", "relay"),
-        queue_url=os.environ.get("RELAY_QUEUE_URL", ""),
-        ttl_days=_env_int("RELAY_TTL_DAYS", _schema_default("ttlDays")),
-        max_body_bytes=_env_int("RELAY_MAX_BODY_BYTES", _schema_default("maxBodyBytes")),
-        max_header_count=_env_int("RELAY_MAX_HEADER_COUNT", _schema_default("maxHeaderCount")),
-        max_header_bytes=_env_int("RELAY_MAX_HEADER_BYTES", _schema_default("maxHeaderBytes")),
-        max_future_skew_seconds=_env_int("RELAY_MAX_FUTURE_SKEW_SECONDS", _schema_default("maxFutureSkewSeconds")),
-        allow_private_targets=_env_bool("RELAY_ALLOW_PRIVATE_TARGETS", False),
-        require_sender=_env_bool("RELAY_REQUIRE_SENDER", False),
-        redrive_after_seconds=_env_int("RELAY_REDRIVE_AFTER_SECONDS", 300),
-        fast_lane_arn=os.environ.get("RELAY_FAST_LANE_ARN", ""),
-        slow_lane_arn=os.environ.get("RELAY_SLOW_LANE_ARN", ""),
-        failed_queue_url=os.environ.get("RELAY_FAILED_QUEUE_URL", ""),
-        dead_letter_queue_url=os.environ.get(DEAD_LETTER_QUEUE_VARIABLE, ""),
-        connect_timeout_seconds=float(os.environ.get("RELAY_CONNECT_TIMEOUT_SECONDS") or 10),
-        total_timeout_seconds=float(os.environ.get("RELAY_TOTAL_TIMEOUT_SECONDS") or 15),
-        max_response_bytes=_env_int("RELAY_MAX_RESPONSE_BYTES", 65_536),
+        table_name=os.environ.get(Setting.TABLE_NAME, "relay"),
+        queue_url=os.environ.get(Setting.QUEUE_URL, ""),
+        ttl_days=_env_int(Setting.TTL_DAYS, _schema_default("ttlDays")),
+        max_body_bytes=_env_int(Setting.MAX_BODY_BYTES, _schema_default("maxBodyBytes")),
+        max_header_count=_env_int(Setting.MAX_HEADER_COUNT, _schema_default("maxHeaderCount")),
+        max_header_bytes=_env_int(Setting.MAX_HEADER_BYTES, _schema_default("maxHeaderBytes")),
+        max_future_skew_seconds=_env_int(Setting.MAX_FUTURE_SKEW_SECONDS, _schema_default("maxFutureSkewSeconds")),
+        allow_private_targets=_env_bool(Setting.ALLOW_PRIVATE_TARGETS, False),
+        require_sender=_env_bool(Setting.REQUIRE_SENDER, False),
+        redrive_after_seconds=_env_int(Setting.REDRIVE_AFTER_SECONDS, 300),
+        fast_lane_arn=os.environ.get(Setting.FAST_LANE_ARN, ""),
+        slow_lane_arn=os.environ.get(Setting.SLOW_LANE_ARN, ""),
+        failed_queue_url=os.environ.get(Setting.FAILED_QUEUE_URL, ""),
+        dead_letter_queue_url=os.environ.get(Setting.DEAD_LETTER_QUEUE_URL, ""),
+        connect_timeout_seconds=float(os.environ.get(Setting.CONNECT_TIMEOUT_SECONDS) or 10),
+        total_timeout_seconds=float(os.environ.get(Setting.TOTAL_TIMEOUT_SECONDS) or 15),
+        max_response_bytes=_env_int(Setting.MAX_RESPONSE_BYTES, 65_536),
         # An Express run lives at most 5 minutes; the lease outlives it so a crashed run is noticed.
-        fast_lane_lease_seconds=_env_int("RELAY_FAST_LANE_LEASE_SECONDS", 360),
-        slow_lane_lease_seconds=_env_int("RELAY_SLOW_LANE_LEASE_SECONDS", 200_000),
-        first_attempt=FirstAttempt(os.environ.get(FIRST_ATTEMPT_VARIABLE) or FirstAttempt.INLINE),
-        max_retry_after_seconds=_env_int("RELAY_MAX_RETRY_AFTER_SECONDS", DEFAULT_MAX_RETRY_AFTER_SECONDS),
-        max_attempts=_env_int("RELAY_MAX_ATTEMPTS", 0),
-        fast_lane_waits=_env_ints("RELAY_FAST_LANE_WAITS"),
-        slow_lane_waits=_env_ints("RELAY_SLOW_LANE_WAITS"),
-        slow_lane_initial_wait_seconds=_env_int("RELAY_SLOW_LANE_INITIAL_WAIT_SECONDS", 0),
-        replay_machine_arn=os.environ.get(REPLAY_MACHINE_VARIABLE, ""),
-        target_default_rate_per_second=_env_optional(TARGET_DEFAULT_RATE_VARIABLE, float),
-        target_default_max_concurrency=_env_optional(TARGET_DEFAULT_CONCURRENCY_VARIABLE, int),  # type: ignore[arg-type]
-        breaker_failure_threshold=_env_int(BREAKER_THRESHOLD_VARIABLE, DEFAULT_BREAKER_FAILURE_THRESHOLD),
-        breaker_probe_after_seconds=_env_int(BREAKER_PROBE_AFTER_VARIABLE, DEFAULT_BREAKER_PROBE_AFTER_SECONDS),
+        fast_lane_lease_seconds=_env_int(Setting.FAST_LANE_LEASE_SECONDS, 360),
+        slow_lane_lease_seconds=_env_int(Setting.SLOW_LANE_LEASE_SECONDS, 200_000),
+        first_attempt=FirstAttempt(os.environ.get(Setting.FIRST_ATTEMPT) or FirstAttempt.INLINE),
+        max_retry_after_seconds=_env_int(Setting.MAX_RETRY_AFTER_SECONDS, DEFAULT_MAX_RETRY_AFTER_SECONDS),
+        max_attempts=_env_int(Setting.MAX_ATTEMPTS, 0),
+        fast_lane_waits=_env_ints(Setting.FAST_LANE_WAITS),
+        slow_lane_waits=_env_ints(Setting.SLOW_LANE_WAITS),
+        slow_lane_initial_wait_seconds=_env_int(Setting.SLOW_LANE_INITIAL_WAIT_SECONDS, 0),
+        replay_machine_arn=os.environ.get(Setting.REPLAY_MACHINE_ARN, ""),
+        target_default_rate_per_second=_env_optional(Setting.TARGET_DEFAULT_RATE_PER_SECOND, float),
+        target_default_max_concurrency=_env_optional(Setting.TARGET_DEFAULT_MAX_CONCURRENCY, int),  # type: ignore[arg-type]
+        breaker_failure_threshold=_env_int(Setting.BREAKER_FAILURE_THRESHOLD, DEFAULT_BREAKER_FAILURE_THRESHOLD),
+        breaker_probe_after_seconds=_env_int(Setting.BREAKER_PROBE_AFTER_SECONDS, DEFAULT_BREAKER_PROBE_AFTER_SECONDS),
         breaker_max_probe_after_seconds=_env_int(
-            BREAKER_MAX_PROBE_AFTER_VARIABLE, DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS
+            Setting.BREAKER_MAX_PROBE_AFTER_SECONDS, DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS
         ),
     )

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from functions.domain.clock import iso_seconds
 from functions.domain.exceptions import FieldError, MessageInvalid
 from functions.domain.json_text import loads_strict
 from functions.domain.origins import parse_origin, target_id
@@ -98,12 +99,8 @@ def validate_target(body: Any, now: datetime | None = None) -> Target:
         origin=origin,
         rate_per_second=float(rate) if rate is not None else None,
         max_concurrency=int(concurrency) if concurrency is not None else None,
-        updated_at=_iso(now or datetime.now(UTC)),
+        updated_at=iso_seconds(now or datetime.now(UTC)),
     )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # -- flow state: a token bucket and leases, as plain math ---------------------------------------------

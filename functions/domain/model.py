@@ -16,10 +16,15 @@ from hashlib import blake2b
 from typing import Any
 from zlib import crc32
 
-from functions.contract.key_prefixes import MESSAGE_PREFIX
+from functions.contract.key_prefixes import DUE_SHARD_PREFIX, MESSAGE_PREFIX
 from functions.domain.clock import iso
 
 DUE_SHARDS = 8
+
+
+def due_partition(number: int) -> str:
+    """The `due` index partition of shard `number` (0 to DUE_SHARDS - 1)."""
+    return f"{DUE_SHARD_PREFIX}{number}"
 
 
 class Status(StrEnum):
@@ -67,7 +72,7 @@ class MessageKey:
 
     @property
     def due_shard(self) -> str:
-        return f"DUE#{crc32(self.partition_key.encode()) % DUE_SHARDS}"
+        return due_partition(crc32(self.partition_key.encode()) % DUE_SHARDS)
 
     def to_dict(self) -> dict[str, str]:
         return {"senderId": self.sender_id, "messageId": self.message_id}

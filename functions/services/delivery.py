@@ -29,6 +29,7 @@ from functions.adapters.repository import MessageRepository
 from functions.adapters.secrets import SigningSecrets
 from functions.adapters.target_store import TargetRepository
 from functions.adapters.workflows import Workflows, execution_name, standard_execution_arn
+from functions.contract.lanes import Lane
 from functions.contract.metric_names import Metric
 from functions.domain.breaker import BreakerPolicy, TargetHealth
 from functions.domain.clock import iso
@@ -81,16 +82,8 @@ def retry_delay(retry_after: int | None, cap: int, expires_at: datetime, now: da
 
 
 def next_retry_wait(settings: Settings, lane: str, retry_count: int) -> int | None:
-    """The longest the lane's next attempt would wait on its own (before jitter); None when the lane
-    has no next attempt. After the inline attempt the fast lane starts at once, waiting only what a
-    Retry-After asks up to its first retry wait; after the fast lane's last one, the slow lane's
-    first wait comes."""
-    fast, slow = settings.fast_lane_waits, settings.slow_lane_waits
-    if lane == INLINE_LANE:
-        return fast[0] if fast else settings.slow_lane_initial_wait_seconds
-    if lane == SLOW_LANE:
-        return slow[retry_count] if retry_count < len(slow) else None
-    return fast[retry_count] if retry_count < len(fast) else settings.slow_lane_initial_wait_seconds
+    """What the lane's next attempt would wait on its own (functions/domain/config.LaneWaits.next_wait)."""
+    return settings.lane_waits.next_wait(lane, retry_count)
 
 
 def run_attempts(head: MessageHead) -> int:
@@ -188,9 +181,6 @@ def run_input(key: MessageKey, run: int) -> dict[str, Any]:
 
 # -- dispatcher -------------------------------------------------------------------------------------
 
-# What the dispatcher's first attempt names as its `lane` in ATTEMPT_STARTED (it has no execution).
-INLINE_LANE = "inline"
-SLOW_LANE = "slow"
 # The error of an attempt whose result was never recorded (its step died, or its lease ran out).
 INTERRUPTED_ERROR = "AttemptInterrupted"
 INTERRUPTED_DETAIL = "the attempt's result was not recorded (its step failed); the request may have reached the target"
@@ -309,13 +299,13 @@ def _claim_and_deliver(
         details = {"queueMessageId": queue_message_id} if queue_message_id else {}
         enqueued = Event(EventType.ENQUEUED, min(sent_at or now, now), run, None, details)
     # The fast-lane run this delivery may start: its name is the claim's fencing token.
-    name = execution_name(key, run, "fast", unique=uuid.uuid4().hex[:8])
+    name = execution_name(key, run, Lane.FAST, unique=uuid.uuid4().hex[:8])
     claimed = deps.repository.claim(
         head,
         epoch + deps.settings.fast_lane_lease_seconds,
         epoch,
         enqueued,
-        started=_attempt_started(head, now, INLINE_LANE) if inline else None,
+        started=_attempt_started(head, now, Lane.INLINE) if inline else None,
         interrupted=_interrupted(head, now) if inline else None,
         # Every delivery as a run: the reconciler watches the run from its start.
         due_at=None if inline else epoch + deps.settings.fast_lane_lease_seconds,
@@ -385,7 +375,7 @@ def _attempt_inline(deps: DeliveryDependencies, stored: StoredMessage, name: str
     key, run = stored.head.key, stored.head.run
     try:
         try:
-            result = _send(deps, stored, INLINE_LANE)
+            result = _send(deps, stored, Lane.INLINE)
         except DeliveryRejected as rejected:
             fail_message({**run_input(key, run), "reason": str(rejected)[:SNIPPET_CHARS], "owner": name}, deps)
             return "failed"
@@ -491,12 +481,12 @@ def attempt(event: dict[str, Any], deps: DeliveryDependencies) -> dict[str, Any]
             # Before the attempt is counted: the lane's DeliveryThrottled retrier tries again shortly.
             raise DeliveryThrottled(f"the target is at its limit; room in {permit.seconds:.2f} s")
         try:
-            started = _attempt_started(head, now, str(event.get("lane", "fast")), str(event.get("executionArn", "")))
+            started = _attempt_started(head, now, str(event.get("lane", Lane.FAST)), str(event.get("executionArn", "")))
             lease = attempt_lease(deps, stored, epoch)
             handed, own = tokens[0], tokens[-1]
             begun = deps.repository.begin_attempt(head, started, _interrupted(head, now), (handed, own), lease)
             if begun is not None:
-                lane, retry_count = str(event.get("lane", "fast")), int(event.get("retryCount") or 0)
+                lane, retry_count = str(event.get("lane", Lane.FAST)), int(event.get("retryCount") or 0)
                 return _send(deps, StoredMessage(begun, stored.content), lane, retry_count)
         finally:
             deps.flow.release(permit)
@@ -626,7 +616,7 @@ def _defers(settings: Settings, head: MessageHead, lane: str, retry_count: int, 
     next_wait = next_retry_wait(settings, lane, retry_count)
     if next_wait is None or delay <= next_wait:
         return False
-    return lane != SLOW_LANE or not settings.max_attempts or run_attempts(head) < settings.max_attempts
+    return lane != Lane.SLOW or not settings.max_attempts or run_attempts(head) < settings.max_attempts
 
 
 def _record_delivered(deps: DeliveryDependencies, head: MessageHead, response: DeliveryResponse) -> None:
@@ -755,7 +745,7 @@ def move_to_slow_lane(event: dict[str, Any], deps: DeliveryDependencies) -> dict
     # One slow-lane run per fast-lane run: a retried hand-off reads the same attempts count (the same
     # name, so the start is idempotent), while a message re-driven after its slow-lane run died gets a
     # new one.
-    name = execution_name(key, run, "slow", unique=f"a{head.attempts}")
+    name = execution_name(key, run, Lane.SLOW, unique=f"a{head.attempts}")
     now = datetime.now(UTC)
     execution_arn = standard_execution_arn(deps.settings.slow_lane_arn, name)
     moved = Event(

@@ -32,7 +32,7 @@ from functions.domain.exceptions import (
     MessageNotFound,
     RelayError,
 )
-from functions.domain.model import DUE_SHARDS, Event, EventType, MessageHead, MessageKey, Status
+from functions.domain.model import DUE_SHARDS, Event, EventType, MessageHead, MessageKey, Status, due_partition
 from functions.services.runs import message_runs
 from functions.services.status import status_view
 
@@ -265,7 +265,7 @@ def _due_keys(repository: MessageRepository, epoch: int) -> Iterator[MessageKey]
     """The due messages of every shard, taken a page from each shard in turn (one busy shard does
     not hold the others back); the first shard changes every round."""
     first = (epoch // 60) % DUE_SHARDS
-    pages = [repository.iter_due_pages(f"DUE#{(first + n) % DUE_SHARDS}", epoch) for n in range(DUE_SHARDS)]
+    pages = [repository.iter_due_pages(due_partition((first + n) % DUE_SHARDS), epoch) for n in range(DUE_SHARDS)]
     while pages:
         for shard_pages in list(pages):
             page = next(shard_pages, None)

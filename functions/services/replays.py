@@ -45,6 +45,7 @@ from functions.adapters.observability import logger
 from functions.adapters.queue import DeliveryQueue
 from functions.adapters.replay_repository import ReplayRepository, WindowEntry
 from functions.adapters.workflows import Workflows
+from functions.contract.settings_names import Setting
 from functions.domain.clock import iso, parse_iso
 from functions.domain.config import SCHEMA_DIR, Settings
 from functions.domain.exceptions import (
@@ -83,9 +84,6 @@ PAGES_PER_RUN = _limit("pagesPerRun")
 # A run starts no further page with less than this left of its invocation (a page's worst case with
 # throttled DynamoDB calls and SDK retries; the function's timeout is stacks/constructs/replay.py's).
 RUN_RESERVE_MS = 20_000
-# Local and test overrides of the paging (the deployed stack leaves them unset).
-PAGE_SIZE_VARIABLE = "RELAY_REPLAY_PAGE_SIZE"
-PAGES_PER_RUN_VARIABLE = "RELAY_REPLAY_PAGES_PER_RUN"
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,8 @@ class Paging:
             raw = os.environ.get(name, "")
             return max(1, int(raw)) if raw.strip() else default
 
-        return cls(read(PAGE_SIZE_VARIABLE, PAGE_SIZE), read(PAGES_PER_RUN_VARIABLE, PAGES_PER_RUN))
+        # Local and test overrides of the paging (the deployed stack leaves them unset).
+        return cls(read(Setting.REPLAY_PAGE_SIZE, PAGE_SIZE), read(Setting.REPLAY_PAGES_PER_RUN, PAGES_PER_RUN))
 
 
 class JobState:

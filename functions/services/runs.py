@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
-from functions.domain.clock import iso
+from functions.contract.lanes import DeliveryLane, Lane
+from functions.domain.clock import iso, parse_iso
 from functions.domain.model import Event, EventType
 
 # The longest an EXPRESS run lasts. An Express link's window opens this long before the run's
@@ -44,8 +45,8 @@ class Workflow(StrEnum):
     """Relay's state machines, by the role they play in a message's life."""
 
     INGEST = "ingest"
-    FAST_LANE = "fastLane"
-    SLOW_LANE = "slowLane"
+    FAST_LANE = DeliveryLane.FAST.value
+    SLOW_LANE = DeliveryLane.SLOW.value
 
 
 # The type of each machine, as the stack creates it (stacks/constructs/*_workflow.py).
@@ -55,7 +56,7 @@ WORKFLOW_TYPES = {
     Workflow.SLOW_LANE: ExecutionType.STANDARD,
 }
 # The `lane` an ATTEMPT_STARTED event names (the lanes' definitions pass it to deliver).
-_LANES = {"fast": Workflow.FAST_LANE, "slow": Workflow.SLOW_LANE}
+_LANES: dict[str, Workflow] = {Lane.FAST: Workflow.FAST_LANE, Lane.SLOW: Workflow.SLOW_LANE}
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def console_link(execution_arn: str, kind: ExecutionType, started_at: str) -> st
     if kind == ExecutionType.STANDARD:
         # As the Standard links have always been written: the whole ARN percent-encoded.
         return f"{base}#/v2/executions/details/{quote(execution_arn, safe='')}"
-    window_start = datetime.fromisoformat(started_at.replace("Z", "+00:00")) - timedelta(seconds=EXPRESS_MAX_SECONDS)
+    window_start = parse_iso(started_at) - timedelta(seconds=EXPRESS_MAX_SECONDS)
     return f"{base}#/express-executions/details/{execution_arn}?startDate={int(window_start.timestamp() * 1000)}"
 
 
@@ -115,7 +116,7 @@ def _workflow_of(event: Event) -> Workflow | None:
     if event.type == EventType.MOVED_TO_SLOW_LANE:
         return Workflow.SLOW_LANE
     if event.type == EventType.ATTEMPT_STARTED:
-        return _LANES.get(str(event.details.get("lane", "fast")))
+        return _LANES.get(str(event.details.get("lane", Lane.FAST)))
     return None
 
 

@@ -32,6 +32,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+from functions.contract.settings_names import Setting
 from relay.local import iam
 from relay.local.synth import current_template
 from relay.local.template import (
@@ -43,7 +44,8 @@ from relay.local.template import (
     function_arn,
     load_topology,
 )
-from stacks.definitions import DELIVERY_LANES, apply_delivery_policy, lane_waits_environment, machine_name
+from stacks.definitions import DELIVERY_LANES, apply_delivery_policy, machine_name
+from stacks.schedule import delivery_schedule
 
 __all__ = [
     "ACCOUNT_ID",
@@ -116,8 +118,8 @@ class LocalAws:
     """One embedded AWS running the synthesized template: start() it, use boto3 as usual, stop() it."""
 
     # The local names of the delivery and failed-messages queues (relay/local/template.py names them).
-    queue_name: ClassVar[str] = QUEUE_VARIABLES["RELAY_QUEUE_URL"]
-    failed_queue_name: ClassVar[str] = QUEUE_VARIABLES["RELAY_FAILED_QUEUE_URL"]
+    queue_name: ClassVar[str] = QUEUE_VARIABLES[Setting.QUEUE_URL]
+    failed_queue_name: ClassVar[str] = QUEUE_VARIABLES[Setting.FAILED_QUEUE_URL]
 
     table_name: str = DEFAULT_TABLE_NAME
     time_scale: float = 1.0
@@ -171,7 +173,7 @@ class LocalAws:
         self._create_table()
         self._create_queues()
         # Overridden lane policies: the attempting functions compare Retry-After with these waits.
-        lane_waits = lane_waits_environment(self.delivery_policy) if self.delivery_policy else {}
+        lane_waits = delivery_schedule(self.delivery_policy).lane_waits.environment() if self.delivery_policy else {}
         self._apply_env({**_LOCAL_CREDENTIALS, **shared_environment(self.topology), **lane_waits, **self.environment})
         self._create_state_machines()
         if self.enforce_iam:

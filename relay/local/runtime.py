@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from functions.contract.settings_names import Setting
 from relay.admin import SenderAdmin
 from relay.local.emulator import LocalAws
 from relay.local.http_server import ServerLimits
@@ -48,8 +49,8 @@ class LocalRelay:
 
     def start(self) -> LocalRelay:
         environment = {
-            "RELAY_ALLOW_PRIVATE_TARGETS": "true" if self.allow_private_targets else "false",
-            "RELAY_REQUIRE_SENDER": "true",
+            Setting.ALLOW_PRIVATE_TARGETS: "true" if self.allow_private_targets else "false",
+            Setting.REQUIRE_SENDER: "true",
             **self.environment,
         }
         self.local = LocalAws(

@@ -21,7 +21,6 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -36,13 +35,13 @@ from relay.local.api_definition import load_api_definition
 from relay.local.emulator import LocalAws
 from relay.local.gateway import Answer, ApiGateway, Caller, GatewayRequest
 from relay.local.http_server import HttpRequest, HttpResponse, ServerLimits, StrictHttpServer
+from stacks.paths import OPENAPI_PATH
 
 ADMIN_TOKEN_PREFIX = "rlyadm_"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 BATCH_PATH = "/messages/batch"
-OPENAPI_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 
 
 def local_gateway(local: LocalAws) -> ApiGateway:

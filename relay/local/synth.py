@@ -15,8 +15,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CDK_OUT = PROJECT_ROOT / "cdk.out"
+from stacks.paths import CDK_OUT, PROJECT_ROOT
+
 DEFAULT_TEMPLATE = CDK_OUT / "Relay.template.json"
 # What the template is built from (cdk.json's "watch" list, the same files).
 SOURCES = ("stacks", "functions", "statemachines", "schemas", "stacks/definitions.py", "cdk.json", "app.py")

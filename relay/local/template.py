@@ -23,13 +23,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from functions.contract.settings_names import Setting
+
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
 PREFIX = "relay"
 DEFAULT_TABLE_NAME = "relay-local"
 # Queue URL variable -> the queue's local name.
-QUEUE_VARIABLES = {"RELAY_QUEUE_URL": "relay-delivery", "RELAY_FAILED_QUEUE_URL": "relay-failed"}
+QUEUE_VARIABLES = {Setting.QUEUE_URL: "relay-delivery", Setting.FAILED_QUEUE_URL: "relay-failed"}
 DEAD_LETTER_SUFFIX = "-dlq"
 _PSEUDO = {
     "AWS::Region": REGION,

@@ -13,6 +13,7 @@ from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
+from functions.contract.settings_names import Setting
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.workflow import handler_path
 from stacks.settings import RelaySettings
@@ -42,7 +43,7 @@ class SenderAuthentication(Construct):
             package=package,
             handler=handler_path("authorizer"),
             description="Relay API: authenticate a sender's bearer token",
-            environment={"RELAY_TABLE_NAME": table.table_name, **settings.function_environment()},
+            environment={Setting.TABLE_NAME: table.table_name, **settings.function_environment()},
         )
         # Token hashes and sender records are single items, read by key.
         self.function.grant([table.table_arn], "dynamodb:GetItem")

@@ -25,6 +25,9 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
+from functions.contract.lanes import DeliveryLane
+from functions.contract.secret_names import SENDER_SECRET_PREFIX
+from functions.contract.settings_names import Setting
 from functions.domain.config import MAX_PARALLEL_DISPATCH, FirstAttempt
 from stacks.constructs.functions import DEFAULT_TIMEOUT, FunctionPackage, RelayFunction
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
@@ -43,10 +46,10 @@ DISPATCH_BATCH_SIZE = MAX_PARALLEL_DISPATCH
 DISPATCH_BATCHING_WINDOW = Duration.seconds(1)
 FAILED_QUEUE_RETENTION = Duration.days(14)
 # functions/adapters/secrets.py: one secret per sender, named relay/senders/<sender>/signing-secret.
-SENDER_SECRETS = "relay/senders/*"
+SENDER_SECRETS = f"{SENDER_SECRET_PREFIX}*"
 
 
-def lane_definition(settings: RelaySettings, lane: str) -> str:
+def lane_definition(settings: RelaySettings, lane: DeliveryLane) -> str:
     """A lane's definition with this deployment's policy applied, `${...}` placeholders kept for CDK."""
     return render_definition(DELIVERY_LANES[lane], None, settings.lane_policy(lane))
 
@@ -85,7 +88,7 @@ class DeliveryWorkflow(Construct):
         )
 
         environment = {
-            "RELAY_TABLE_NAME": table.table_name,
+            Setting.TABLE_NAME: table.table_name,
             **settings.function_environment(),
             **settings.delivery_environment(),
         }
@@ -106,7 +109,7 @@ class DeliveryWorkflow(Construct):
                 timeout=timeout,
             )
 
-        failed_queue_url = {"RELAY_FAILED_QUEUE_URL": self.failed_queue.queue_url}
+        failed_queue_url: dict[str, str] = {Setting.FAILED_QUEUE_URL: self.failed_queue.queue_url}
         # The lanes' functions get the timeouts the fast lane's bound counts (settings.fast_lane_run).
         timeouts = settings.lane_function_timeouts()
         self.deliver = step(
@@ -129,7 +132,9 @@ class DeliveryWorkflow(Construct):
             log_name="delivery-slow",
             machine_type=sfn.StateMachineType.STANDARD,
             definition=check_placeholders(
-                DELIVERY_LANES["slowLane"], lane_definition(settings, "slowLane"), dict.fromkeys(slow_functions, "")
+                DELIVERY_LANES[DeliveryLane.SLOW],
+                lane_definition(settings, DeliveryLane.SLOW),
+                dict.fromkeys(slow_functions, ""),
             ),
             functions=slow_functions,
             tracing=settings.tracing,
@@ -138,7 +143,7 @@ class DeliveryWorkflow(Construct):
         self.handoff = step(
             "handoff",
             "Relay delivery: move a message that exhausted the fast lane to the slow lane",
-            {"RELAY_SLOW_LANE_ARN": self.slow_lane.state_machine_arn},
+            {Setting.SLOW_LANE_ARN: self.slow_lane.state_machine_arn},
             timeout=Duration.seconds(timeouts[HANDOFF_PLACEHOLDER]),
         )
         fast_functions = {
@@ -151,7 +156,9 @@ class DeliveryWorkflow(Construct):
             log_name="delivery-fast",
             machine_type=sfn.StateMachineType.EXPRESS,
             definition=check_placeholders(
-                DELIVERY_LANES["fastLane"], lane_definition(settings, "fastLane"), dict.fromkeys(fast_functions, "")
+                DELIVERY_LANES[DeliveryLane.FAST],
+                lane_definition(settings, DeliveryLane.FAST),
+                dict.fromkeys(fast_functions, ""),
             ),
             functions=fast_functions,
             tracing=settings.tracing,
@@ -161,11 +168,11 @@ class DeliveryWorkflow(Construct):
             "dispatcher",
             "Relay delivery: first attempt of each queued message; a fast-lane run when it fails retryably",
             {
-                "RELAY_FAST_LANE_ARN": self.fast_lane.state_machine_arn,
+                Setting.FAST_LANE_ARN: self.fast_lane.state_machine_arn,
                 # An inline attempt whose target asks (Retry-After) for a long wait goes to the slow lane.
-                "RELAY_SLOW_LANE_ARN": self.slow_lane.state_machine_arn,
+                Setting.SLOW_LANE_ARN: self.slow_lane.state_machine_arn,
                 # A message whose target is at its limit goes back on the queue with a delay.
-                "RELAY_QUEUE_URL": queue.queue_url,
+                Setting.QUEUE_URL: queue.queue_url,
                 **failed_queue_url,
                 **settings.dispatcher_environment(),
             },
@@ -241,7 +248,7 @@ class DeliveryWorkflow(Construct):
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{SENDER_SECRETS}]",
             "Each sender has its own signing secret, created with the sender (relay senders create), so the "
             "secrets are not known when the stack is deployed; the wildcard is limited to Relay's "
-            "relay/senders/ prefix and to reading (secretsmanager:GetSecretValue).",
+            f"{SENDER_SECRET_PREFIX} prefix and to reading (secretsmanager:GetSecretValue).",
         )
 
 

@@ -22,7 +22,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX
-from functions.contract.metric_names import SERVICE_NAME
+from functions.contract.metric_names import NAMESPACE, SERVICE_NAME
 from stacks.nag import acknowledge
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -35,7 +35,7 @@ SYSTEM_LOG_LEVEL = lambda_.SystemLogLevel.WARN
 
 POWERTOOLS_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-    "POWERTOOLS_METRICS_NAMESPACE": "Relay",
+    "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
 }
 
 

@@ -18,11 +18,12 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX
+from functions.contract.settings_names import Setting
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
+from stacks.paths import STATEMACHINE_DIR
 from stacks.settings import RelaySettings
 
-STATEMACHINE_DIR = Path(__file__).resolve().parents[2] / "statemachines"
 INGEST_DEFINITION = STATEMACHINE_DIR / "ingest.asl.json"
 INGEST_BATCH_DEFINITION = STATEMACHINE_DIR / "ingest_batch.asl.json"
 
@@ -42,7 +43,7 @@ class IngestWorkflow(Construct):
         settings: RelaySettings,
     ) -> None:
         super().__init__(scope, construct_id)
-        environment = {"RELAY_TABLE_NAME": table.table_name, **settings.function_environment()}
+        environment = {Setting.TABLE_NAME: table.table_name, **settings.function_environment()}
 
         def step(name: str, description: str, extra: dict[str, str] | None = None) -> RelayFunction:
             return RelayFunction(
@@ -60,7 +61,7 @@ class IngestWorkflow(Construct):
         self.enqueue = step(
             "enqueue",
             "Relay ingest: send the message to the delivery queue",
-            {"RELAY_QUEUE_URL": queue.queue_url},
+            {Setting.QUEUE_URL: queue.queue_url},
         )
 
         # Least privilege, per step. validate touches no data at all.

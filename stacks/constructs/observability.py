@@ -21,6 +21,7 @@ from aws_cdk import aws_xray as xray
 from constructs import Construct
 
 from functions.contract.metric_names import NAMESPACE, SERVICE_NAME, Metric
+from functions.contract.secret_names import SENDER_SECRET_PREFIX, SIGNING_SECRET_NAME
 
 DIMENSIONS = {"service": SERVICE_NAME}
 PERIOD = Duration.minutes(5)
@@ -240,9 +241,9 @@ class Observability(Construct):
         self.signing_secret_alarm = alarm(
             "SigningSecretMissingAlarm",
             relay_metric(Metric.SIGNING_SECRET_MISSING),
-            "Deliveries found no signing secret for their sender in Secrets Manager (relay/senders/"
-            "<sender>/signing-secret). They are retried, not failed: restore the secret (or run "
-            "`relay senders rotate-secret`) before the retries run out.",
+            "Deliveries found no signing secret for their sender in Secrets Manager "
+            f"({SENDER_SECRET_PREFIX}<sender>/{SIGNING_SECRET_NAME}). They are retried, not failed: "
+            "restore the secret (or run `relay senders rotate-secret`) before the retries run out.",
         )
         self.target_opened_alarm = alarm(
             "TargetOpenedAlarm",

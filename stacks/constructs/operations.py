@@ -23,6 +23,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX, TARGET_PREFIX
+from functions.contract.settings_names import Setting
 from stacks.constructs.api import Api
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.storage import SENDER_INDEX, STATUS_INDEX
@@ -52,9 +53,9 @@ class Operations(Construct):
             handler=handler_path("api"),
             description="Relay API: message status, listing, replay and cancel; target limits",
             environment={
-                "RELAY_TABLE_NAME": table.table_name,
+                Setting.TABLE_NAME: table.table_name,
                 # Replay enqueues the new run; until the queue takes it, the reconciler owns it.
-                "RELAY_QUEUE_URL": queue.queue_url,
+                Setting.QUEUE_URL: queue.queue_url,
                 **settings.function_environment(),
             },
         )

@@ -17,7 +17,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
-from functions.domain.config import DEAD_LETTER_QUEUE_VARIABLE
+from functions.contract.settings_names import Setting
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.storage import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
 from stacks.constructs.workflow import handler_path
@@ -52,10 +52,10 @@ class Reconciler(Construct):
             handler=handler_path("reconciler"),
             description="Relay: re-drive messages that are overdue with no live delivery run",
             environment={
-                "RELAY_TABLE_NAME": table.table_name,
-                "RELAY_QUEUE_URL": queue.queue_url,
-                "RELAY_FAILED_QUEUE_URL": failed_queue.queue_url,
-                DEAD_LETTER_QUEUE_VARIABLE: dead_letter_queue.queue_url,
+                Setting.TABLE_NAME: table.table_name,
+                Setting.QUEUE_URL: queue.queue_url,
+                Setting.FAILED_QUEUE_URL: failed_queue.queue_url,
+                Setting.DEAD_LETTER_QUEUE_URL: dead_letter_queue.queue_url,
                 **settings.function_environment(),
                 **settings.delivery_environment(),
             },

@@ -24,7 +24,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX
-from functions.domain.config import REPLAY_MACHINE_VARIABLE
+from functions.contract.settings_names import Setting
 from stacks.constructs.api import Api
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.storage import STATUS_INDEX
@@ -66,8 +66,8 @@ class BulkReplay(Construct):
             handler=handler_path("replay"),
             description="Relay bulk replay: replay a run of pages of a job's matching messages",
             environment={
-                "RELAY_TABLE_NAME": table.table_name,
-                "RELAY_QUEUE_URL": queue.queue_url,
+                Setting.TABLE_NAME: table.table_name,
+                Setting.QUEUE_URL: queue.queue_url,
                 **settings.function_environment(),
             },
             timeout=PAGE_TIMEOUT,
@@ -96,7 +96,7 @@ class BulkReplay(Construct):
         # The api function: its first look at the window uses the byStatus index and BatchGetItem it
         # already has, and writing the job record its PutItem on REPLAY# items (Operations); it starts this
         # machine, and no other.
-        api_function.function.add_environment(REPLAY_MACHINE_VARIABLE, self.state_machine.state_machine_arn)
+        api_function.function.add_environment(Setting.REPLAY_MACHINE_ARN, self.state_machine.state_machine_arn)
         api_function.grant([self.state_machine.state_machine_arn], "states:StartExecution")
 
         integration = apigateway.LambdaIntegration(api_function.function, proxy=True, allow_test_invoke=False)

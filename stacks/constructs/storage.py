@@ -7,8 +7,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-# Index names are the data-access layer's (functions/adapters/repository.py explains each one).
-from functions.adapters.repository import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
+# Index names are shared with the data-access layer (functions/adapters/repository.py explains each one).
+from functions.contract.indexes import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
 from stacks.settings import RelaySettings
 
 __all__ = ["DUE_INDEX", "SENDER_INDEX", "STATUS_INDEX", "Storage"]

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from functions.contract.settings_names import ToolVariable
+
 ROOT = Path(__file__).resolve().parents[2]
 # relay dev saves its development credentials here; tests keep them out of the user's home.
 # (setdefault: this module may be imported twice, as pytest's conftest and as tests.e2e.conftest.)
-RELAY_HOME = Path(os.environ.setdefault("RELAY_HOME", tempfile.mkdtemp(prefix="relay-home-")))
+RELAY_HOME = Path(os.environ.setdefault(ToolVariable.HOME, tempfile.mkdtemp(prefix="relay-home-")))
 
 
 def free_port() -> int:
@@ -70,7 +72,7 @@ def start_relay_dev(*extra: str) -> RelayDev:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "RELAY_HOME": str(RELAY_HOME)},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", ToolVariable.HOME: str(RELAY_HOME)},
     )
     relay = RelayDev(process, f"http://127.0.0.1:{port}")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from functions.contract.settings_names import ToolVariable
 from relay.cli import main
 from relay.client import RelayClient
 from relay.local.targets import TargetServer
@@ -38,7 +39,7 @@ def relay_send_batch(relay: RelayDev, path: Path, *flags: str) -> subprocess.Com
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "RELAY_HOME": str(RELAY_HOME)},
+        env={**os.environ, ToolVariable.HOME: str(RELAY_HOME)},
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from functions.contract.settings_names import ToolVariable
 from relay.client import RelayClient
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
@@ -33,7 +34,7 @@ def relay_cli(relay: RelayDev, *arguments: str) -> tuple[int, Any]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", "RELAY_HOME": str(RELAY_HOME)},
+        env={"PATH": "/usr/bin:/bin", ToolVariable.HOME: str(RELAY_HOME)},
     )
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else done.stderr
 

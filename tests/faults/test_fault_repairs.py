@@ -16,8 +16,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from functions.adapters import aws
-from functions.adapters.repository import _EVENT_TYPES, MessageRepository, from_item
+from functions.adapters.messages.items import EVENT_TYPES
+from functions.adapters.messages.table import from_item
+from functions.adapters.repository import MessageRepository
 from functions.adapters.secrets import SigningSecrets
+from functions.contract.settings_names import Setting
 from functions.deliver import handler as deliver_handler
 from functions.domain.config import get_settings
 from functions.domain.exceptions import StorageUnavailable
@@ -40,7 +43,7 @@ POLICY = {
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
     # The circuit breaker (its own suites) must not pause these repairs' shared target.
-    environment = {"RELAY_TOTAL_TIMEOUT_SECONDS": "1", "RELAY_BREAKER_FAILURE_THRESHOLD": "1000000"}
+    environment = {Setting.TOTAL_TIMEOUT_SECONDS: "1", Setting.BREAKER_FAILURE_THRESHOLD: "1000000"}
     with LocalRelay(port=0, time_scale=0.01, policy=POLICY, environment=environment) as running:
         yield running
 
@@ -54,11 +57,11 @@ def appended_events(kwargs: dict[str, Any]) -> list[EventType]:
     """The events a put_item/update_item of a message head writes (its list of stored events)."""
     values = from_item({**(kwargs.get("Item") or {}), **(kwargs.get("ExpressionAttributeValues") or {})})
     return [
-        _EVENT_TYPES[str(event["e"])]
+        EVENT_TYPES[str(event["e"])]
         for value in values.values()
         if isinstance(value, list)
         for event in value
-        if isinstance(event, dict) and event.get("e") in _EVENT_TYPES
+        if isinstance(event, dict) and event.get("e") in EVENT_TYPES
     ]
 
 

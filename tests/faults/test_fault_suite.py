@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from functions.contract.settings_names import Setting
 from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import now_iso
@@ -60,19 +61,19 @@ TOTAL_ATTEMPTS = 1 + 1 + POLICY["fastLane"]["maxAttempts"] + 1 + POLICY["slowLan
 TIME_SCALE = 0.01
 ENVIRONMENT = {
     # /hang costs this long per attempt.
-    "RELAY_TOTAL_TIMEOUT_SECONDS": "1",
-    "RELAY_CONNECT_TIMEOUT_SECONDS": "1",
+    Setting.TOTAL_TIMEOUT_SECONDS: "1",
+    Setting.CONNECT_TIMEOUT_SECONDS: "1",
     # A message nobody picked up (lost queue message, crashed step) is re-driven after this long...
-    "RELAY_REDRIVE_AFTER_SECONDS": "45",
+    Setting.REDRIVE_AFTER_SECONDS: "45",
     # ...and one whose run died, once the run's lease is over. Both outlast a queue wait or a run
     # several times over even with both cores busy (see "delivery runs ... longest seconds" in the
     # report), so a slow machine delays re-drives but never causes one.
-    "RELAY_FAST_LANE_LEASE_SECONDS": "45",
-    "RELAY_SLOW_LANE_LEASE_SECONDS": "45",
+    Setting.FAST_LANE_LEASE_SECONDS: "45",
+    Setting.SLOW_LANE_LEASE_SECONDS: "45",
     # Every target path shares one origin, and each path's verdict is its own outcome (/fail ends
     # FAILED): the circuit breaker, which would pause them all, is out of reach here (it has its
     # own suites: tests/integration/test_circuit_breaker.py, tests/e2e/test_circuit_breaker_http.py).
-    "RELAY_BREAKER_FAILURE_THRESHOLD": "1000000",
+    Setting.BREAKER_FAILURE_THRESHOLD: "1000000",
 }
 # Waits end when the relay stops making progress for this long, never at a fixed time: a busy
 # machine makes the suite slower, not its verdict different. It outlasts a lease plus a reconcile.

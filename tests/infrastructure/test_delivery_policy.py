@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from infra_support import Synthesized, state_machines, step_environment, synthesize
 
+from functions.contract.settings_names import Setting
 from stacks.definitions import render_definition, retry_schedule
 
 # One retry more than the file's, within what an EXPRESS run fits (stacks/settings.RelaySettings.fast_lane_run).
@@ -109,5 +110,5 @@ def test_the_slow_lane_lease_follows_the_override(synth: Synthesized) -> None:
     expected += 3600 * (1 + retry_schedule("delivery_fast.asl.json", FAST_POLICY).attempts + schedule.attempts)
     # Then the functions that take or hand over the lease carry it
     for step in ("handoff", "dispatcher", "reconciler"):
-        assert step_environment(synth, step)["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(expected)
+        assert step_environment(synth, step)[Setting.SLOW_LANE_LEASE_SECONDS] == str(expected)
     assert synth.error is None, synth.error

@@ -27,6 +27,7 @@ from infra_support import (
     table_arn,
 )
 
+from functions.contract.settings_names import Setting
 from relay.local import template as local_template
 from stacks.definitions import render_definition
 from stacks.project_config import delivery_policy
@@ -229,7 +230,7 @@ def test_dispatcher_may_claim_attempt_start_the_fast_lane_and_fail_messages(synt
         "sqs:SendMessage": [queue_arn(failed_queue_id(synth)), queue_arn(main)],
         "secretsmanager:GetSecretValue": [SENDER_SECRETS],
     }
-    assert step_environment(synth, "dispatcher")["RELAY_FIRST_ATTEMPT"] == "inline"
+    assert step_environment(synth, "dispatcher")[Setting.FIRST_ATTEMPT] == "inline"
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +247,7 @@ def test_first_attempt_state_machine_leaves_the_dispatcher_only_claims_and_start
     synth = synth_state_machine
     assert synth.error is None
     # Then the dispatcher is told so, may not read secrets or make attempts, and stays short
-    assert step_environment(synth, "dispatcher")["RELAY_FIRST_ATTEMPT"] == "stateMachine"
+    assert step_environment(synth, "dispatcher")[Setting.FIRST_ATTEMPT] == "stateMachine"
     assert data_grants(synth, step_role(synth, "dispatcher")) == dispatcher_grants_without_attempts(synth)
     assert function_by_step(synth, "dispatcher")[1]["Properties"]["Timeout"] == 10
     main, _ = queue_ids(synth)
@@ -325,15 +326,15 @@ def test_each_step_knows_only_the_lanes_and_queues_it_uses(synth: Synthesized) -
     failed_url = {"Ref": failed_queue_id(synth)}
     # Then the dispatcher starts the fast lane, handoff the slow lane, and the steps that fail
     # messages know the failed-messages queue
-    assert env["dispatcher"]["RELAY_FAST_LANE_ARN"] == machine_ref(synth, "fast")
-    assert env["handoff"]["RELAY_SLOW_LANE_ARN"] == machine_ref(synth, "slow")
-    assert env["dispatcher"]["RELAY_FAILED_QUEUE_URL"] == failed_url
-    assert env["finalize"]["RELAY_FAILED_QUEUE_URL"] == failed_url
+    assert env["dispatcher"][Setting.FAST_LANE_ARN] == machine_ref(synth, "fast")
+    assert env["handoff"][Setting.SLOW_LANE_ARN] == machine_ref(synth, "slow")
+    assert env["dispatcher"][Setting.FAILED_QUEUE_URL] == failed_url
+    assert env["finalize"][Setting.FAILED_QUEUE_URL] == failed_url
     # And the functions a lane invokes do not name that lane (the template stays acyclic)
     for step in ("deliver", "finalize"):
-        assert "RELAY_FAST_LANE_ARN" not in env[step]
-        assert "RELAY_SLOW_LANE_ARN" not in env[step]
-    assert "RELAY_FAST_LANE_ARN" not in env["handoff"]
+        assert Setting.FAST_LANE_ARN not in env[step]
+        assert Setting.SLOW_LANE_ARN not in env[step]
+    assert Setting.FAST_LANE_ARN not in env["handoff"]
 
 
 @pytest.mark.parametrize("step", DELIVERY_STEPS)
@@ -342,14 +343,14 @@ def test_each_step_has_the_attempt_settings_and_leases(synth: Synthesized, step:
     settings = RelaySettings.defaults()
     variables = step_environment(synth, step)
     # Then the step carries the attempt's timeouts, the response cap and both leases
-    assert variables["RELAY_TABLE_NAME"] == {"Ref": only_table(synth)}
-    assert variables["RELAY_CONNECT_TIMEOUT_SECONDS"] == "10"
-    assert variables["RELAY_TOTAL_TIMEOUT_SECONDS"] == "15"
-    assert variables["RELAY_MAX_RESPONSE_BYTES"] == "65536"
+    assert variables[Setting.TABLE_NAME] == {"Ref": only_table(synth)}
+    assert variables[Setting.CONNECT_TIMEOUT_SECONDS] == "10"
+    assert variables[Setting.TOTAL_TIMEOUT_SECONDS] == "15"
+    assert variables[Setting.MAX_RESPONSE_BYTES] == "65536"
     # (the fast lane's lease is taken by the dispatcher before its inline attempt: an Express run's
     # 300 s and a margin, plus the dispatcher's own 35 s)
-    assert variables["RELAY_FAST_LANE_LEASE_SECONDS"] == str(settings.fast_lane_lease_seconds) == "395"
-    assert variables["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(settings.slow_lane_lease_seconds)
+    assert variables[Setting.FAST_LANE_LEASE_SECONDS] == str(settings.fast_lane_lease_seconds) == "395"
+    assert variables[Setting.SLOW_LANE_LEASE_SECONDS] == str(settings.slow_lane_lease_seconds)
 
 
 def only_table(synth: Synthesized) -> str:
@@ -362,7 +363,7 @@ def test_private_targets_are_refused_by_every_function(synth: Synthesized) -> No
     # Then each one says explicitly that private targets are not allowed (the local default is "true")
     assert len(functions) == len(local_template.build_topology(synth.template).functions)
     for function in functions:
-        assert function["Properties"]["Environment"]["Variables"]["RELAY_ALLOW_PRIVATE_TARGETS"] == "false"
+        assert function["Properties"]["Environment"]["Variables"][Setting.ALLOW_PRIVATE_TARGETS] == "false"
 
 
 def test_relay_dev_runs_every_deployed_function_under_its_role(synth: Synthesized) -> None:

@@ -30,6 +30,7 @@ from infra_support import (
     table_id,
 )
 
+from functions.contract.settings_names import Setting
 from relay.local.api_definition import definition_from_template
 from relay.local.template import build_topology
 from stacks.settings import RelaySettings
@@ -309,9 +310,9 @@ def test_the_api_function_is_configured_for_replays(synth: Synthesized) -> None:
     settings = RelaySettings.defaults()
     main, _ = queue_ids(synth)
     # Then it knows the table, the delivery queue and when the reconciler takes over a replay
-    assert variables["RELAY_TABLE_NAME"] == {"Ref": table_id(synth)}
-    assert variables["RELAY_QUEUE_URL"] == {"Ref": main}
-    assert variables["RELAY_REDRIVE_AFTER_SECONDS"] == str(settings.redrive_after_seconds)
+    assert variables[Setting.TABLE_NAME] == {"Ref": table_id(synth)}
+    assert variables[Setting.QUEUE_URL] == {"Ref": main}
+    assert variables[Setting.REDRIVE_AFTER_SECONDS] == str(settings.redrive_after_seconds)
 
 
 def test_api_gateway_may_invoke_the_functions_behind_it(synth: Synthesized) -> None:
@@ -369,10 +370,10 @@ def test_the_reconciler_is_configured_like_the_delivery_functions(synth: Synthes
     variables = step_environment(synth, "reconciler")
     main, _ = queue_ids(synth)
     # Then it knows both queues and the delivery settings fail_message uses
-    assert variables["RELAY_QUEUE_URL"] == {"Ref": main}
-    assert variables["RELAY_FAILED_QUEUE_URL"] == {"Ref": failed_queue_id(synth)}
-    assert variables["RELAY_ALLOW_PRIVATE_TARGETS"] == "false"
-    assert variables["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(RelaySettings.defaults().slow_lane_lease_seconds)
+    assert variables[Setting.QUEUE_URL] == {"Ref": main}
+    assert variables[Setting.FAILED_QUEUE_URL] == {"Ref": failed_queue_id(synth)}
+    assert variables[Setting.ALLOW_PRIVATE_TARGETS] == "false"
+    assert variables[Setting.SLOW_LANE_LEASE_SECONDS] == str(RelaySettings.defaults().slow_lane_lease_seconds)
 
 
 @pytest.mark.parametrize("step", ["authorizer", "api", "reconciler"])
@@ -573,4 +574,4 @@ def test_the_replay_job_is_a_standard_machine_whose_step_replays_pages_and_nothi
         "sqs:SendMessage": refs(queue_arn(main)),
     }
     # And the api function is told which machine to start
-    assert step_environment(synth, "api")["RELAY_REPLAY_MACHINE_ARN"] == {"Ref": machine_id}
+    assert step_environment(synth, "api")[Setting.REPLAY_MACHINE_ARN] == {"Ref": machine_id}

@@ -27,6 +27,7 @@ from infra_support import (
     table_id,
 )
 
+from functions.contract.settings_names import Setting
 from relay.local.template import build_topology, function_arn
 from stacks.settings import RelaySettings, forwarded_base64_chars
 
@@ -157,14 +158,14 @@ def test_each_step_is_configured_by_the_settings(synth: Synthesized, step: str) 
     # Then it carries every limit, the table, and Powertools' service and namespace
     for name, value in settings.function_environment().items():
         assert variables[name] == value
-    assert variables["RELAY_TABLE_NAME"] == {"Ref": table_id(synth)}
+    assert variables[Setting.TABLE_NAME] == {"Ref": table_id(synth)}
     assert variables["POWERTOOLS_SERVICE_NAME"] == "relay"
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "Relay"
     # And only enqueue knows the queue
     if step == "enqueue":
-        assert variables["RELAY_QUEUE_URL"] == {"Ref": queue_ids(synth)[0]}
+        assert variables[Setting.QUEUE_URL] == {"Ref": queue_ids(synth)[0]}
     else:
-        assert "RELAY_QUEUE_URL" not in variables
+        assert Setting.QUEUE_URL not in variables
 
 
 @pytest.mark.parametrize("step", STEPS)

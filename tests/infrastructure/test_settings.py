@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from infra_support import Synthesized, synthesize
 
+from functions.contract.settings_names import Setting
 from functions.domain.config import message_schema
 from stacks.definitions import DELIVERY_LANES, longest_run, render_definition, retrier_waits, retry_schedule
 from stacks.schedule import delivery_schedule
@@ -64,26 +65,26 @@ def test_context_overrides_each_setting_and_reaches_the_function_environment() -
     settings = RelaySettings.from_mapping(OVERRIDES)
     # Then each is taken, and the functions get them as RELAY_* variables
     assert settings.function_environment() == {
-        "RELAY_TTL_DAYS": "7",
-        "RELAY_MAX_BODY_BYTES": "32768",
-        "RELAY_MAX_HEADER_COUNT": "10",
-        "RELAY_MAX_HEADER_BYTES": "4096",
-        "RELAY_MAX_FUTURE_SKEW_SECONDS": "60",
-        "RELAY_REDRIVE_AFTER_SECONDS": "120",
-        "RELAY_ALLOW_PRIVATE_TARGETS": "false",
-        "RELAY_REQUIRE_SENDER": "true",
+        Setting.TTL_DAYS: "7",
+        Setting.MAX_BODY_BYTES: "32768",
+        Setting.MAX_HEADER_COUNT: "10",
+        Setting.MAX_HEADER_BYTES: "4096",
+        Setting.MAX_FUTURE_SKEW_SECONDS: "60",
+        Setting.REDRIVE_AFTER_SECONDS: "120",
+        Setting.ALLOW_PRIVATE_TARGETS: "false",
+        Setting.REQUIRE_SENDER: "true",
         # The bounds of a message's own retry budget and timeout (validated at ingest)
-        "RELAY_MAX_ATTEMPTS": "12",
-        "RELAY_TOTAL_TIMEOUT_SECONDS": "20",
+        Setting.MAX_ATTEMPTS: "12",
+        Setting.TOTAL_TIMEOUT_SECONDS: "20",
     }
     assert (settings.api_throttling_rate_limit, settings.api_throttling_burst_limit) == (20, 40)
     assert (settings.sender_rate_limit, settings.sender_burst_limit) == (7, 14)
     assert settings.api_gateway_cloud_watch_role == "create"
     # And the delivery functions get the attempt's timeouts and response cap
     delivery = settings.delivery_environment()
-    assert delivery["RELAY_CONNECT_TIMEOUT_SECONDS"] == "5"
-    assert delivery["RELAY_TOTAL_TIMEOUT_SECONDS"] == "20"
-    assert delivery["RELAY_MAX_RESPONSE_BYTES"] == "4096"
+    assert delivery[Setting.CONNECT_TIMEOUT_SECONDS] == "5"
+    assert delivery[Setting.TOTAL_TIMEOUT_SECONDS] == "20"
+    assert delivery[Setting.MAX_RESPONSE_BYTES] == "4096"
     assert settings.deliver_timeout_seconds == 30
 
 
@@ -166,7 +167,7 @@ def test_the_slow_lane_lease_covers_its_whole_retry_horizon() -> None:
         + 3600
         + 12 * 3600
     )
-    assert settings.delivery_environment()["RELAY_SLOW_LANE_LEASE_SECONDS"] == str(settings.slow_lane_lease_seconds)
+    assert settings.delivery_environment()[Setting.SLOW_LANE_LEASE_SECONDS] == str(settings.slow_lane_lease_seconds)
 
 
 @pytest.mark.parametrize(
@@ -183,8 +184,8 @@ def test_the_first_attempt_setting_sizes_the_dispatcher_queue_and_lease(
     # And the queue does not show a message again while its batch runs (six timeouts, as Lambda asks)
     assert settings.delivery_queue_visibility_seconds == visibility
     # And the lease covers the inline attempt and the fast-lane run after it
-    assert settings.delivery_environment()["RELAY_FAST_LANE_LEASE_SECONDS"] == str(fast_lane_lease)
-    assert settings.dispatcher_environment() == {"RELAY_FIRST_ATTEMPT": first_attempt}
+    assert settings.delivery_environment()[Setting.FAST_LANE_LEASE_SECONDS] == str(fast_lane_lease)
+    assert settings.dispatcher_environment() == {Setting.FIRST_ATTEMPT: first_attempt}
 
 
 def test_the_circuit_breaker_settings_reach_the_delivery_functions() -> None:
@@ -194,13 +195,13 @@ def test_the_circuit_breaker_settings_reach_the_delivery_functions() -> None:
     assert {
         name: value for name, value in given.delivery_environment().items() if name.startswith("RELAY_BREAKER_")
     } == {
-        "RELAY_BREAKER_FAILURE_THRESHOLD": "5",
-        "RELAY_BREAKER_PROBE_AFTER_SECONDS": "30",
-        "RELAY_BREAKER_MAX_PROBE_AFTER_SECONDS": "3600",
+        Setting.BREAKER_FAILURE_THRESHOLD: "5",
+        Setting.BREAKER_PROBE_AFTER_SECONDS: "30",
+        Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: "3600",
     }
     defaults = RelaySettings.defaults().delivery_environment()
-    assert defaults["RELAY_BREAKER_FAILURE_THRESHOLD"] == "20"
-    assert defaults["RELAY_BREAKER_PROBE_AFTER_SECONDS"] == "60"
+    assert defaults[Setting.BREAKER_FAILURE_THRESHOLD] == "20"
+    assert defaults[Setting.BREAKER_PROBE_AFTER_SECONDS] == "60"
 
 
 def test_an_unknown_first_attempt_is_refused() -> None:
@@ -248,9 +249,9 @@ def test_overrides_reach_every_function_and_the_stage(synth: Synthesized) -> Non
     # Then every function carries the overridden limits
     for function in functions:
         variables = function["Properties"]["Environment"]["Variables"]
-        assert variables["RELAY_TTL_DAYS"] == "7"
-        assert variables["RELAY_MAX_BODY_BYTES"] == "32768"
-        assert variables["RELAY_REDRIVE_AFTER_SECONDS"] == "120"
+        assert variables[Setting.TTL_DAYS] == "7"
+        assert variables[Setting.MAX_BODY_BYTES] == "32768"
+        assert variables[Setting.REDRIVE_AFTER_SECONDS] == "120"
     # And the stage caps all callers together with the limits set for it
     (method_settings,) = stage["Properties"]["MethodSettings"]
     assert (method_settings["ThrottlingRateLimit"], method_settings["ThrottlingBurstLimit"]) == (20, 40)
@@ -292,9 +293,9 @@ def test_overrides_reach_the_usage_plan_and_the_delivery_functions(synth: Synthe
     # And every delivery step uses the overridden attempt settings
     for step in ("dispatcher", "deliver", "finalize", "handoff", "reconciler"):
         variables = step_environment(synth, step)
-        assert variables["RELAY_CONNECT_TIMEOUT_SECONDS"] == "5"
-        assert variables["RELAY_TOTAL_TIMEOUT_SECONDS"] == "20"
-        assert variables["RELAY_MAX_RESPONSE_BYTES"] == "4096"
+        assert variables[Setting.CONNECT_TIMEOUT_SECONDS] == "5"
+        assert variables[Setting.TOTAL_TIMEOUT_SECONDS] == "20"
+        assert variables[Setting.MAX_RESPONSE_BYTES] == "4096"
     # And the deliver function may run the longer attempt plus its own bookkeeping
     assert function_by_step(synth, "deliver")[1]["Properties"]["Timeout"] == 30
 

@@ -18,6 +18,7 @@ import pytest
 
 from functions.adapters.queue import DeliveryQueue
 from functions.adapters.replay_repository import ReplayRepository, WindowEntry
+from functions.contract.settings_names import Setting
 from functions.domain.config import get_settings
 from functions.domain.model import Event, EventType, MessageKey, Status
 from functions.services import replays
@@ -150,7 +151,7 @@ def test_nothing_matched_finishes_at_once_without_a_run(local_aws: LocalAws) -> 
 @pytest.fixture
 def small_pages() -> Iterator[LocalAws]:
     """The embedded AWS with pages of 7 messages and runs of 2 pages (the deployed defaults: 50 and 40)."""
-    environment = {"RELAY_REQUIRE_SENDER": "false", "RELAY_REPLAY_PAGE_SIZE": "7", "RELAY_REPLAY_PAGES_PER_RUN": "2"}
+    environment = {Setting.REQUIRE_SENDER: "false", Setting.REPLAY_PAGE_SIZE: "7", Setting.REPLAY_PAGES_PER_RUN: "2"}
     with LocalAws(time_scale=0.001, environment=environment) as local:
         yield local
 
@@ -341,7 +342,7 @@ def test_five_jobs_at_once_over_the_same_failed_messages_replay_each_once(local_
 @pytest.fixture
 def paged_by_25() -> Iterator[LocalAws]:
     """The embedded AWS with pages of 25 messages and runs of 10 pages."""
-    environment = {"RELAY_REQUIRE_SENDER": "false", "RELAY_REPLAY_PAGE_SIZE": "25", "RELAY_REPLAY_PAGES_PER_RUN": "10"}
+    environment = {Setting.REQUIRE_SENDER: "false", Setting.REPLAY_PAGE_SIZE: "25", Setting.REPLAY_PAGES_PER_RUN: "10"}
     with LocalAws(time_scale=0.001, environment=environment) as local:
         yield local
 

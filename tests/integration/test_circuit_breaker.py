@@ -15,13 +15,9 @@ import boto3
 import pytest
 
 from functions.adapters.target_health_store import HEALTH_SORT_KEY, TargetHealthRepository, target_partition
+from functions.contract.settings_names import Setting
 from functions.domain.breaker import KNOWN_OPEN_AFTER_SECONDS, BreakerPolicy, BreakerState
-from functions.domain.config import (
-    BREAKER_MAX_PROBE_AFTER_VARIABLE,
-    BREAKER_PROBE_AFTER_VARIABLE,
-    BREAKER_THRESHOLD_VARIABLE,
-    get_settings,
-)
+from functions.domain.config import get_settings
 from functions.services import delivery
 from functions.services.target_health import TargetBreaker, origin_of
 from relay.client import RelayClient
@@ -32,10 +28,10 @@ from tests.support import SHORT_POLICY, delivery_executions, expire_stored_messa
 
 THRESHOLD = 3
 ENVIRONMENT = {
-    BREAKER_THRESHOLD_VARIABLE: str(THRESHOLD),
-    BREAKER_PROBE_AFTER_VARIABLE: "1",
-    BREAKER_MAX_PROBE_AFTER_VARIABLE: "2",
-    "RELAY_TOTAL_TIMEOUT_SECONDS": "1",
+    Setting.BREAKER_FAILURE_THRESHOLD: str(THRESHOLD),
+    Setting.BREAKER_PROBE_AFTER_SECONDS: "1",
+    Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: "2",
+    Setting.TOTAL_TIMEOUT_SECONDS: "1",
 }
 
 

@@ -18,8 +18,9 @@ from standardwebhooks.webhooks import Webhook
 
 from functions.adapters.repository import MessageRepository
 from functions.adapters.secrets import SigningSecrets, secret_name
+from functions.contract.settings_names import Setting
 from functions.deliver import handler as deliver_handler
-from functions.domain.config import BREAKER_THRESHOLD_VARIABLE, get_settings
+from functions.domain.config import get_settings
 from functions.domain.exceptions import ClaimHeld, DeliveryRetryable
 from functions.domain.model import MessageKey
 from functions.services import delivery
@@ -42,7 +43,7 @@ ALL_ATTEMPTS = INLINE_ATTEMPTS + FAST_ATTEMPTS + SLOW_ATTEMPTS
 
 # Every test here shares one target origin and many of them fail every attempt on purpose: the
 # circuit breaker (tests/integration/test_circuit_breaker.py) would open it and pause later tests.
-ENVIRONMENT = {"RELAY_TOTAL_TIMEOUT_SECONDS": "1", BREAKER_THRESHOLD_VARIABLE: "10000"}
+ENVIRONMENT = {Setting.TOTAL_TIMEOUT_SECONDS: "1", Setting.BREAKER_FAILURE_THRESHOLD: "10000"}
 
 
 @pytest.fixture(scope="module")

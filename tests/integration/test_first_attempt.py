@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from functions.contract.settings_names import Setting
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
@@ -25,7 +26,7 @@ from tests.support import (
     wait_until_terminal,
 )
 
-ENVIRONMENT = {"RELAY_TOTAL_TIMEOUT_SECONDS": "1"}
+ENVIRONMENT = {Setting.TOTAL_TIMEOUT_SECONDS: "1"}
 
 
 @pytest.fixture(scope="module")

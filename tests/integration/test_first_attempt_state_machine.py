@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from functions.domain.config import FIRST_ATTEMPT_VARIABLE, FirstAttempt
+from functions.contract.settings_names import Setting
+from functions.domain.config import FirstAttempt
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
@@ -19,7 +20,7 @@ from tests.conftest import make_message
 from tests.support import delivery_executions, wait_until_terminal
 
 POLICY = {"fastLane": {"intervalSeconds": 1, "maxAttempts": 2, "backoffRate": 2.0}}
-ENVIRONMENT = {"RELAY_TOTAL_TIMEOUT_SECONDS": "1", FIRST_ATTEMPT_VARIABLE: FirstAttempt.STATE_MACHINE.value}
+ENVIRONMENT = {Setting.TOTAL_TIMEOUT_SECONDS: "1", Setting.FIRST_ATTEMPT: FirstAttempt.STATE_MACHINE.value}
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,10 @@ from typing import Any
 import boto3
 import pytest
 
+from functions.adapters.messages.items import HEAD_SORT_KEY
 from functions.adapters.queue import DeliveryQueue
-from functions.adapters.repository import HEAD_SORT_KEY, MessageRepository
+from functions.adapters.repository import MessageRepository
+from functions.contract.settings_names import Setting
 from functions.domain.config import get_settings
 from functions.domain.model import Event, EventType, MessageKey, Status, fencing_token
 from functions.services.delivery import dependencies, finish_run
@@ -43,7 +45,7 @@ def relay() -> Iterator[LocalRelay]:
         time_scale=0.01,
         policy=POLICY,
         reconcile_every_seconds=0.5,
-        environment={"RELAY_REDRIVE_AFTER_SECONDS": "1"},
+        environment={Setting.REDRIVE_AFTER_SECONDS: "1"},
     ) as running:
         yield running
 

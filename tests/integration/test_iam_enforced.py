@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from functions.contract.settings_names import Setting
 from relay.local import iam
 from relay.local.emulator import REGION, LocalAws
 from tests.conftest import ingest_input, make_message, template_without
@@ -69,7 +70,7 @@ def test_threads_a_handler_starts_act_with_its_role(local_aws: LocalAws) -> None
 def test_a_machine_that_may_not_invoke_its_steps_answers_500(tmp_path: Path) -> None:
     # Given a template whose state machine roles lost lambda:InvokeFunction
     template = template_without("lambda:InvokeFunction", tmp_path)
-    with LocalAws(template=template, time_scale=0.001, environment={"RELAY_REQUIRE_SENDER": "false"}) as local:
+    with LocalAws(template=template, time_scale=0.001, environment={Setting.REQUIRE_SENDER: "false"}) as local:
         # When a message runs through the ingest machine
         result = local.start_sync_execution("relay-ingest", ingest_input(make_message()))
     # Then its first task is refused (caught as on AWS) and the answer is Relay's 500 SYSTEM_ERROR
@@ -82,7 +83,7 @@ def test_without_enforcement_the_same_template_runs(tmp_path: Path) -> None:
     # Given the same template with enforcement switched off (what moto alone would do)
     template = template_without("lambda:InvokeFunction", tmp_path)
     with LocalAws(
-        template=template, time_scale=0.001, environment={"RELAY_REQUIRE_SENDER": "false"}, enforce_iam=False
+        template=template, time_scale=0.001, environment={Setting.REQUIRE_SENDER: "false"}, enforce_iam=False
     ) as local:
         result = local.start_sync_execution("relay-ingest", ingest_input(make_message()))
     # Then the message is accepted: the gap shows only because IAM is enforced

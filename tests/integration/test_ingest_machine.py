@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from functions.adapters import aws
 from functions.adapters.repository import MessageRepository
+from functions.contract.settings_names import Setting
 from functions.domain.config import get_settings
 from functions.domain.model import MessageKey
 from functions.services.status import status_view
@@ -80,7 +81,7 @@ def test_optional_fields_are_absent_when_not_given(post: Any) -> None:
 
 def test_ttl_follows_the_setting(post: Any, local_aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a relay configured to keep messages 7 days
-    monkeypatch.setenv("RELAY_TTL_DAYS", "7")
+    monkeypatch.setenv(Setting.TTL_DAYS, "7")
     get_settings.cache_clear()
     message = make_message()
     # When a message is accepted

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from functions.adapters import aws
+from functions.contract.settings_names import Setting
 from relay import cli
 from relay.admin import SenderAdmin
 from relay.client import RelayClient
@@ -36,7 +37,7 @@ def relay() -> Iterator[LocalRelay]:
         time_scale=0.01,
         policy=POLICY,
         reconcile_every_seconds=0.5,
-        environment={"RELAY_REDRIVE_AFTER_SECONDS": "1"},
+        environment={Setting.REDRIVE_AFTER_SECONDS: "1"},
     ) as running:
         yield running
 

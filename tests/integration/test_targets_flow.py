@@ -99,10 +99,10 @@ def test_the_bucket_holds_across_two_flow_controls(repository: TargetRepository)
 
 def test_an_unlimited_target_costs_no_request_per_attempt(repository: TargetRepository) -> None:
     # Given a flow control with its 30 s cache, and a target without limits
-    repository_of_one = TargetRepository(repository._messages.table_name)
+    repository_of_one = TargetRepository(repository.table.table_name)
     calls: list[str] = []
-    messages = repository_of_one._messages
-    call, batch_get = messages._call, messages._batch_get
+    table = repository_of_one.table
+    call, batch_get = table.call, table.batch_get
 
     def counting_call(operation: str, **kwargs: Any) -> Any:
         calls.append(operation)
@@ -112,8 +112,8 @@ def test_an_unlimited_target_costs_no_request_per_attempt(repository: TargetRepo
         calls.append("batch_get_item")
         return batch_get(keys, consistent)
 
-    messages._call = counting_call  # type: ignore[method-assign]
-    messages._batch_get = counting_batch_get  # type: ignore[method-assign]
+    table.call = counting_call  # type: ignore[method-assign]
+    table.batch_get = counting_batch_get  # type: ignore[method-assign]
     flow = FlowControl(repository_of_one, Target("*"), lease_seconds=30)
     # When a hundred attempts ask for a permit
     for _ in range(100):

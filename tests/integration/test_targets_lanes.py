@@ -7,7 +7,8 @@ lane's. Its own `relay dev` in-process (one embedded AWS per process at a time).
 
 from __future__ import annotations
 
-from functions.domain.config import FIRST_ATTEMPT_VARIABLE, FirstAttempt
+from functions.contract.settings_names import Setting
+from functions.domain.config import FirstAttempt
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
@@ -18,7 +19,7 @@ from tests.support import SHORT_POLICY, wait_until_terminal
 def test_in_the_lanes_a_throttled_attempt_is_retried_without_being_counted() -> None:
     # Given every delivery as a fast-lane run (delivery.firstAttempt: stateMachine), and a target that
     # takes 300 ms per request, limited to one in flight
-    environment = {FIRST_ATTEMPT_VARIABLE: FirstAttempt.STATE_MACHINE.value}
+    environment = {Setting.FIRST_ATTEMPT: FirstAttempt.STATE_MACHINE.value}
     with (
         LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY, environment=environment) as running,
         TargetServer() as slow,

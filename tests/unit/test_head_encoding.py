@@ -10,7 +10,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from bench.cost_model import item_size
-from functions.adapters.repository import _decode_events, _encode_content, _encode_event, to_item
+from functions.adapters.messages.items import decode_events, encode_content, encode_event
+from functions.adapters.messages.table import to_item
 from functions.domain.model import Event, EventType, MessageKey
 
 AT = datetime(2026, 11, 30, 20, 0, 0, 250_000, tzinfo=UTC)
@@ -20,10 +21,10 @@ FAST = "arn:aws:states:eu-west-1:123456789012:express:RelayFastLane-9z8y:order-4
 def _round_trip(events: list[Event]) -> tuple[Event, ...]:
     encoded, previous = [], None
     for event in events:
-        encoded.append(_encode_event(event, previous))
+        encoded.append(encode_event(event, previous))
         if event.type == EventType.ATTEMPT_STARTED:
             previous = str(event.details.get("executionArn") or previous)
-    return _decode_events(encoded)
+    return decode_events(encoded)
 
 
 def test_every_event_reads_back_as_written_even_with_the_lane_arn_stored_once() -> None:
@@ -54,7 +55,7 @@ def test_the_success_path_head_events_and_a_1kb_message_stay_within_one_write_un
         Event(EventType.DELIVERED, AT, 0, 1, {"statusCode": 200, "durationMs": 35}),
     ]
     # When they are stored
-    stored = to_item({"ev": [_encode_event(event) for event in events]})
+    stored = to_item({"ev": [encode_event(event) for event in events]})
     # Then they take a few hundred bytes (DynamoDB's item size), leaving the head well under 1 KB
     assert item_size(stored) < 400
     # And a 1 KB JSON message is stored compressed, under 1 KB with its keys
@@ -66,5 +67,5 @@ def test_the_success_path_head_events_and_a_1kb_message_stay_within_one_write_un
     }
     assert len(json.dumps(message)) > 1000
     key = MessageKey("shop", "order-42").partition_key
-    content = {"pk": {"S": key}, "sk": {"S": "C"}, "ttl": {"N": "1796068800"}, "z": {"B": _encode_content(message)}}
+    content = {"pk": {"S": key}, "sk": {"S": "C"}, "ttl": {"N": "1796068800"}, "z": {"B": encode_content(message)}}
     assert item_size(content) < 1000

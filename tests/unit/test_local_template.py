@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from functions.contract.settings_names import Setting
 from relay.local.synth import is_current
 from relay.local.template import Template, TemplateError, build_topology
 
@@ -16,7 +17,7 @@ FUNCTION = {
     "Properties": {
         "Handler": "functions.finalize.handler.lambda_handler",
         "Role": {"Fn::GetAtt": ["FinalizeRoleAB12CD34", "Arn"]},
-        "Environment": {"Variables": {"RELAY_FAILED_QUEUE_URL": {"Ref": "FailedQueue0A1B2C3D"}}},
+        "Environment": {"Variables": {Setting.FAILED_QUEUE_URL: {"Ref": "FailedQueue0A1B2C3D"}}},
     },
 }
 DOCUMENT: dict[str, Any] = {
@@ -81,7 +82,7 @@ def test_functions_take_handler_environment_and_role_from_the_template() -> None
     # Then relay dev runs its handler with its environment, under its role with that policy
     assert spec.handler == "functions.finalize.handler.lambda_handler"
     assert spec.environment == {
-        "RELAY_FAILED_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/relay-failed"
+        Setting.FAILED_QUEUE_URL: "https://sqs.us-east-1.amazonaws.com/123456789012/relay-failed"
     }
     [statement] = topology.policies[spec.role_arn]
     assert statement["Resource"] == "arn:aws:sqs:us-east-1:123456789012:relay-failed"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from functions.adapters.replay_repository import WindowEntry
+from functions.contract.settings_names import Setting
 from functions.domain.exceptions import MessageInvalid
 from functions.domain.model import MessageKey, Status
 from functions.services.replays import (
@@ -145,6 +146,6 @@ def test_a_window_of_any_size_is_not_counted_first_but_started_as_a_job() -> Non
 
 def test_paging_comes_from_the_schema_unless_the_environment_overrides_it(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Paging.from_environment() == Paging(50, 40)
-    monkeypatch.setenv("RELAY_REPLAY_PAGE_SIZE", "7")
-    monkeypatch.setenv("RELAY_REPLAY_PAGES_PER_RUN", "2")
+    monkeypatch.setenv(Setting.REPLAY_PAGE_SIZE, "7")
+    monkeypatch.setenv(Setting.REPLAY_PAGES_PER_RUN, "2")
     assert Paging.from_environment() == Paging(7, 2)

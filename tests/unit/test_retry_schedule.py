@@ -8,7 +8,8 @@ import pytest
 
 from bench.common import PRICES_PATH
 from bench.cost_model import load_prices, retry_schedule_cost
-from stacks.schedule import FAST, INLINE, SLOW, delivery_schedule, duration_text, markdown_table
+from functions.contract.lanes import Lane
+from stacks.schedule import delivery_schedule, duration_text, markdown_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 DAY_SECONDS = 24 * 3600
@@ -26,8 +27,8 @@ def test_the_default_schedule_keeps_trying_for_a_day_in_every_case() -> None:
     assert horizon.expected_seconds >= DAY_SECONDS
     assert horizon.min_seconds == 300 + 300 + 900 + 2700 + 8100 + 24300 + 2 * 28800
     # And the slow lane needs fewer attempts for it than before
-    assert schedule.lane_attempts(SLOW) < PREVIOUS_SLOW_LANE_ATTEMPTS - 1
-    assert [schedule.lane_attempts(lane) for lane in (INLINE, FAST, SLOW)] == [1, 3, 8]
+    assert schedule.lane_attempts(Lane.SLOW) < PREVIOUS_SLOW_LANE_ATTEMPTS - 1
+    assert [schedule.lane_attempts(lane) for lane in (Lane.INLINE, Lane.FAST, Lane.SLOW)] == [1, 3, 8]
 
 
 def test_the_fast_lanes_waits_stay_a_few_seconds_of_express_duration() -> None:
@@ -55,7 +56,7 @@ def test_the_first_attempt_in_a_state_machine_has_one_attempt_less() -> None:
     # Given firstAttempt: stateMachine (no inline attempt)
     schedule = delivery_schedule(inline=False)
     # Then the fast lane's first Deliver is attempt 1, and the waits (so the horizon) are the same
-    assert schedule.attempts[0].lane == FAST and len(schedule.attempts) == len(delivery_schedule().attempts) - 1
+    assert schedule.attempts[0].lane == Lane.FAST and len(schedule.attempts) == len(delivery_schedule().attempts) - 1
     assert schedule.horizon.max_seconds == delivery_schedule().horizon.max_seconds
 
 
@@ -63,7 +64,7 @@ def test_overrides_change_the_schedule_the_same_way_they_change_the_definitions(
     # Given a shorter slow lane
     schedule = delivery_schedule({"slowLane": {"initialWaitSeconds": 60, "intervalSeconds": 30, "maxAttempts": 2}})
     # Then its attempts follow the override (the file's BackoffRate 3 kept)
-    slow = [attempt for attempt in schedule.attempts if attempt.lane == SLOW]
+    slow = [attempt for attempt in schedule.attempts if attempt.lane == Lane.SLOW]
     assert [attempt.wait_seconds for attempt in slow] == [60, 30, 90]
     assert slow[-1].min_seconds == 60 + 30 + 90
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from functions.contract.settings_names import Setting
 from functions.domain.exceptions import MessageInvalid
 from functions.domain.flow import FlowState, Target, Wait, json_body, refill, take, validate_target
 from functions.domain.origins import origin_of, origin_of_id, parse_origin, target_id
@@ -138,9 +139,9 @@ def test_deployment_defaults_reach_the_delivery_functions_and_are_checked() -> N
     settings = RelaySettings.from_mapping({"targets": {"defaultRatePerSecond": 5, "defaultMaxConcurrency": None}})
     # Then the delivery functions get the rate and no concurrency variable (null = unlimited)
     environment = settings.delivery_environment()
-    assert environment["RELAY_TARGET_DEFAULT_RATE_PER_SECOND"] == "5"
-    assert "RELAY_TARGET_DEFAULT_MAX_CONCURRENCY" not in environment
-    assert "RELAY_TARGET_DEFAULT_RATE_PER_SECOND" not in RelaySettings.from_mapping({}).delivery_environment()
+    assert environment[Setting.TARGET_DEFAULT_RATE_PER_SECOND] == "5"
+    assert Setting.TARGET_DEFAULT_MAX_CONCURRENCY not in environment
+    assert Setting.TARGET_DEFAULT_RATE_PER_SECOND not in RelaySettings.from_mapping({}).delivery_environment()
     for bad in ({"defaultRatePerSecond": 0}, {"defaultMaxConcurrency": 1.5}, {"rate": 1}):
         with pytest.raises(SettingsError):
             RelaySettings.from_mapping({"targets": bad})
