@@ -1022,7 +1022,7 @@ def access_log_bytes() -> int:
     Priced as if access logging were on (`relay.apiGatewayCloudWatchRole` existing or create); with
     the default (none) the stage writes no access log, so the figure is an upper bound.
     """
-    tree = ast.parse((ROOT / "relay" / "api_mapping.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "stacks" / "api_mapping.py").read_text(encoding="utf-8"))
     fields: dict[str, str] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
