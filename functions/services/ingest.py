@@ -57,7 +57,7 @@ BATCH_WORKERS = 10
 # Step Functions refuses states over 256 KiB; control characters grow sixfold once JSON-escaped, so
 # the escaped message is checked, leaving room for the rest of the state.
 MAX_STATE_MESSAGE_BYTES = 200_000
-# What an item may add to the state after validation (acceptedAt, expiresAt, ttl, or an answer that is
+# What an item may add to the state after validation (acceptedAt and expiresAt, or an answer that is
 # longer than the message it replaces), counted when the validated batch's size is checked.
 BATCH_ITEM_ALLOWANCE_BYTES = 512
 
@@ -368,11 +368,12 @@ def store_item(
         # This very request stored it on an earlier try of this step: go on with what it stored.
     accepted_at = existing.accepted_at if existing else now
     stored_ttl = existing.ttl if existing else ttl
+    # What enqueue needs, no more: every byte of the state is logged again by each later state.
     return {
-        **item,
+        "requestId": request_id,
+        "message": item["message"],
         "acceptedAt": iso(accepted_at),
         "expiresAt": iso(datetime.fromtimestamp(stored_ttl, UTC)),
-        "ttl": stored_ttl,
     }
 
 
