@@ -44,6 +44,7 @@ def _ingest_input(target_url: str) -> tuple[str, dict[str, Any]]:
 
 def ingest_direct(local: Any, state: dict[str, Any]) -> dict[str, Any]:
     """The ingest machine's logic without the interpreter: each step, stop once one answered."""
+    state = {**state, "shape": "message"}  # what the relay-ingest machine hands to Validate
     for step in INGEST_STEPS:
         state = local.invoke(step, state)
         if "response" in state:

@@ -87,6 +87,25 @@ class DeliveryQueue(MessageQueue):
         """Enqueue message keys, 10 a call: per key, in order, its SQS message id or None (not taken)."""
         return self.send_json_batch([_delivery(key, run) for key in keys])
 
+    def send_keys(self, keys: list[MessageKey]) -> list[str | None]:
+        """Enqueue newly accepted message keys: per key, in order, its SQS message id or None (not taken).
+
+        One key goes with SendMessage (the same price as a batch of one, and an outage is its error
+        rather than a Failed entry); several with SendMessageBatch, and the keys SQS did not take are
+        sent once more (SQS refuses entries of a batch one by one).
+        """
+        if len(keys) == 1:
+            try:
+                return [self.send(keys[0])]
+            except QueueUnavailable as error:
+                logger.warning("SQS did not accept the message", extra={"error": str(error)})
+                return [None]
+        ids = self.send_batch(keys)
+        missed = [position for position, queue_id in enumerate(ids) if queue_id is None]
+        for position, queue_id in zip(missed, self.send_batch([keys[p] for p in missed]), strict=True):
+            ids[position] = queue_id
+        return ids
+
 
 def _delivery(key: MessageKey, run: int) -> dict[str, Any]:
     return {**key.to_dict(), "run": run}

@@ -6,15 +6,12 @@ from functions.adapters.observability import logger, metrics, tracer
 from functions.adapters.queue import DeliveryQueue
 from functions.adapters.repository import MessageRepository
 from functions.domain.config import get_settings
-from functions.services.ingest import enqueue_batch, enqueue_step
+from functions.services.ingest import CORRELATION_ID_PATH, enqueue
 
 
-@logger.inject_lambda_context(correlation_id_path="message.messageId")
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
-    repository, queue = MessageRepository(settings.table_name), DeliveryQueue(settings.queue_url)
-    if "items" in event:  # the batch machine
-        return enqueue_batch(event, repository, queue)
-    return enqueue_step(event, repository, queue)
+    return enqueue(event, MessageRepository(settings.table_name), DeliveryQueue(settings.queue_url))

@@ -1,8 +1,15 @@
-"""The ingest steps as plain functions over the data-access layer.
+"""The ingest steps as plain functions over the data-access layer: one path for one message and a batch.
 
-Each takes and returns the ingest state machine's state. A step that has answered the request
-puts the answer under `response`; the machine's Choice states then skip to the end, and the
-machine's output is exactly that HTTP answer.
+POST /messages and POST /messages/batch run the same definition (statemachines/ingest.asl.json) and
+these same four steps. Validate reads the request's shape (functions/contract/request_shapes.py,
+filled in by the machine) and turns the request into the state `{requestId, shape, items: [...]}`:
+one item per message, each the state that message has at this step. A step works on the items not
+answered yet, in parallel when there are several; an answered item keeps only its `response`, which
+keeps the state small. Once no item is left to work on, the step answers the request (`response`):
+a single message is a batch of one that answers with its item's answer, a batch answers 200 with
+every item's answer, in order. The machine's Choice states then skip to the end, and the machine's
+output is exactly that HTTP answer. A rejection of the whole request (no sender, a body too large
+or malformed) is the `response` at once.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from functions.adapters.observability import logger, metrics
 from functions.adapters.queue import DeliveryQueue
 from functions.adapters.repository import MessageRepository
 from functions.contract.metric_names import Metric
+from functions.contract.request_shapes import RequestShape
 from functions.domain.clock import iso
 from functions.domain.config import Settings
 from functions.domain.exceptions import (
@@ -40,10 +48,82 @@ from functions.services.responses import (
 )
 from functions.services.status import head_summary
 
+# The steps' log correlation id (Powertools' correlation_id_path): a single message's id; none for
+# a batch, whose items each have their own.
+CORRELATION_ID_PATH = "shape == 'message' && items[0].message.messageId || `null`"
 
-def _key(state: dict[str, Any]) -> MessageKey:
-    message = state["message"]
+# Threads per step: each item's step makes a few DynamoDB calls, mostly waiting on the network.
+BATCH_WORKERS = 10
+# Step Functions refuses states over 256 KiB; control characters grow sixfold once JSON-escaped, so
+# the escaped message is checked, leaving room for the rest of the state.
+MAX_STATE_MESSAGE_BYTES = 200_000
+# What an item may add to the state after validation (acceptedAt and expiresAt, or an answer that is
+# longer than the message it replaces), counted when the validated batch's size is checked.
+BATCH_ITEM_ALLOWANCE_BYTES = 512
+
+
+# -- the state: items, answered or not -------------------------------------------------------------
+
+
+def _key(item: dict[str, Any]) -> MessageKey:
+    message = item["message"]
     return MessageKey(message["senderId"], message["messageId"])
+
+
+def item_request_id(request_id: str, index: int, shape: RequestShape) -> str:
+    """An item's own request id: store tells a retry of its own write from a twin's by it."""
+    return f"{request_id}:{index}" if shape is RequestShape.BATCH else request_id
+
+
+def _pending(items: list[dict[str, Any]]) -> list[int]:
+    return [index for index, item in enumerate(items) if "response" not in item]
+
+
+def _answered(item: dict[str, Any]) -> dict[str, Any]:
+    """An item once it has its answer: the answer only."""
+    return {"response": item["response"]} if "response" in item else item
+
+
+def _run_items(
+    items: list[dict[str, Any]], indexes: list[int], step: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """`step` over the items at `indexes`, in parallel; each result replaces its item in place.
+
+    The first runs in this thread (a single message never starts a thread), so the clients the
+    others share are created once.
+    """
+    if not indexes:
+        return
+    first, *rest = indexes
+    items[first] = _answered(step(items[first]))
+    if not rest:
+        return
+    with ThreadPoolExecutor(max_workers=min(len(rest), BATCH_WORKERS)) as pool:
+        results = list(pool.map(step, [items[index] for index in rest]))
+    for index, result in zip(rest, results, strict=True):
+        items[index] = _answered(result)
+
+
+def _next_state(state: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The state the next step gets; the request's answer once no item is left to work on."""
+    shape = RequestShape(state["shape"])
+    if _pending(items):
+        return {"requestId": state["requestId"], "shape": shape.value, "items": items}
+    if shape is RequestShape.BATCH:
+        return {"requestId": state["requestId"], "response": batch_response(items)}
+    (item,) = items
+    return {"requestId": state["requestId"], "response": item["response"]}
+
+
+def batch_response(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """200 with one result per message, in order: the status code and body POST /messages gives."""
+    results = [
+        {"statusCode": item["response"]["statusCode"], "body": json.loads(item["response"]["body"])} for item in items
+    ]
+    return http_response(200, {"results": results})
+
+
+# -- answers -----------------------------------------------------------------------------------------
 
 
 def duplicate_response(head: MessageHead) -> dict[str, Any]:
@@ -67,9 +147,72 @@ def _answer_existing(head: MessageHead, content_hash: str, key: MessageKey, requ
     return conflict_response(key, request_id)
 
 
-# Step Functions refuses states over 256 KiB; control characters grow sixfold once JSON-escaped, so
-# the escaped message is checked, leaving room for the rest of the state.
-MAX_STATE_MESSAGE_BYTES = 200_000
+def _rejected(rejection: RelayError, request_id: str) -> dict[str, Any]:
+    metrics.add_metric(name=Metric.REJECTED, unit=MetricUnit.Count, value=1)
+    logger.info("Message rejected", extra={"reason": type(rejection).__name__})
+    return {"requestId": request_id, "response": response_for_rejection(rejection, request_id)}
+
+
+# -- Validate ------------------------------------------------------------------------------------------
+
+
+def validate(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The request's messages through the schema and rules: the items, or the whole request's answer.
+
+    One message (shape `message`): its rejection is the answer. A batch: the envelope
+    `{"messages": [...]}` (1 to 100), then each message alone, a rejected one answered in its place;
+    a malformed envelope is a 400 naming the field, a validated batch too large for a state a 413.
+    """
+    shape = RequestShape(state["shape"])
+    request_id = str(state.get("requestId") or "unknown")
+    authenticated = state.get("senderId") or None
+    try:
+        if authenticated is None and settings.require_sender:
+            raise SenderMismatch("The request has no authenticated sender.")
+        documents = _documents(state.get("bodyBase64"), shape, settings)
+    except RelayError as rejection:
+        return _rejected(rejection, request_id)
+    items = [
+        _answered(_validated(document, item_request_id(request_id, index, shape), authenticated, settings, shape))
+        for index, document in enumerate(documents)
+    ]
+    if shape is RequestShape.BATCH:
+        try:
+            _check_batch_state_size(items)
+        except PayloadTooLarge as rejection:
+            return _rejected(rejection, request_id)
+    return _next_state({"requestId": request_id, "shape": shape}, items)
+
+
+def _documents(body_base64: str | None, shape: RequestShape, settings: Settings) -> list[Any]:
+    """The request's decoded messages: the body itself, or a batch envelope's `messages`."""
+    # Imported here so dedup, store and enqueue (which share this module) never load jsonschema
+    # at cold start; only the validate function pays for it.
+    from functions.domain.json_text import BATCH_FIELD_DEPTH
+    from functions.domain.validation import MAX_BATCH_REQUEST_BYTES, decode_request_body
+
+    if shape is RequestShape.BATCH:
+        # A message's fields are at $.messages[i]: the nesting limit counts from each of them.
+        return _batch_messages(decode_request_body(body_base64, settings, MAX_BATCH_REQUEST_BYTES, BATCH_FIELD_DEPTH))
+    document = decode_request_body(body_base64, settings)
+    if isinstance(document, dict) and isinstance(document.get("messageId"), str):
+        logger.set_correlation_id(document["messageId"])
+    return [document]
+
+
+def _validated(
+    document: Any, request_id: str, authenticated: str | None, settings: Settings, shape: RequestShape
+) -> dict[str, Any]:
+    """One decoded message through validation: its item for the next step, or its answer."""
+    from functions.domain.validation import validate_message
+
+    try:
+        valid = validate_message(document, settings, authenticated_sender_id=authenticated)
+        if shape is RequestShape.MESSAGE:  # a batch's size is checked as a whole
+            _check_state_size(valid.message)
+    except RelayError as rejection:
+        return _rejected(rejection, request_id)
+    return {"requestId": request_id, "message": valid.message, "contentHash": valid.content_hash}
 
 
 def _check_state_size(message: dict[str, Any]) -> None:
@@ -78,269 +221,6 @@ def _check_state_size(message: dict[str, Any]) -> None:
         raise PayloadTooLarge(
             "$.body", f"The message is {size} bytes once JSON-escaped; the limit is {MAX_STATE_MESSAGE_BYTES}."
         )
-
-
-def validate_step(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    # Imported here so dedup, store and enqueue (which share this module) never load jsonschema
-    # at cold start; only the validate function pays for it.
-    from functions.domain.validation import decode_request_body
-
-    request_id = str(state.get("requestId") or "unknown")
-    authenticated = state.get("senderId") or None
-    try:
-        _check_sender(authenticated, settings)
-        document = decode_request_body(state.get("bodyBase64"), settings)
-    except RelayError as rejection:
-        return _rejected(rejection, request_id)
-    if isinstance(document, dict) and isinstance(document.get("messageId"), str):
-        logger.set_correlation_id(document["messageId"])
-    return _validate_document(document, request_id, authenticated, settings, check_size=True)
-
-
-def _check_sender(authenticated: str | None, settings: Settings) -> None:
-    if authenticated is None and settings.require_sender:
-        raise SenderMismatch("The request has no authenticated sender.")
-
-
-def _rejected(rejection: RelayError, request_id: str) -> dict[str, Any]:
-    metrics.add_metric(name=Metric.REJECTED, unit=MetricUnit.Count, value=1)
-    logger.info("Message rejected", extra={"reason": type(rejection).__name__})
-    return {"requestId": request_id, "response": response_for_rejection(rejection, request_id)}
-
-
-def _validate_document(
-    document: Any, request_id: str, authenticated: str | None, settings: Settings, *, check_size: bool
-) -> dict[str, Any]:
-    """One decoded message through validation: the next step's state, or the answer."""
-    from functions.domain.validation import validate_message
-
-    try:
-        valid = validate_message(document, settings, authenticated_sender_id=authenticated)
-        if check_size:
-            _check_state_size(valid.message)
-    except RelayError as rejection:
-        return _rejected(rejection, request_id)
-    return {"requestId": request_id, "message": valid.message, "contentHash": valid.content_hash}
-
-
-def dedup_step(
-    state: dict[str, Any], repository: MessageRepository, settings: Settings, now: datetime | None = None
-) -> dict[str, Any]:
-    """Fast path for repeats: answer from the stored head. Store's conditional write stays the guard."""
-    key = _key(state)
-    head = repository.get_head(key, consistent=False)
-    if head is None:
-        return state
-    _redrive_if_never_enqueued(repository, settings, head, now or datetime.now(UTC))
-    return {**state, "response": _answer_existing(head, state["contentHash"], key, state["requestId"])}
-
-
-def _redrive_if_never_enqueued(
-    repository: MessageRepository, settings: Settings, head: MessageHead, now: datetime
-) -> None:
-    """A sender repeating a message whose first request failed after it was stored (the ingest run
-    died before its enqueue and before it could mark the message due): no dispatcher ever claimed it.
-    Mark it due, so the reconciler re-drives it; the message is never left behind."""
-    never_claimed = head.status == Status.PENDING and head.enqueued_run < head.run and head.due_at is None
-    if never_claimed and (now - head.accepted_at).total_seconds() > settings.redrive_after_seconds:
-        repository.set_due(head.key, int(now.timestamp()))
-
-
-# (sender, minute) pairs this process has recorded: one put per sender and minute per warm function.
-_ACTIVE: set[tuple[str, int]] = set()
-
-
-def _note_activity(repository: MessageRepository, sender_id: str, now: datetime, settings: Settings) -> None:
-    """Record the sender as active this minute before its message is stored, so the reconciler's
-    sweep finds a message whose ingest run dies before its enqueue (operations.sweep_unclaimed)."""
-    minute = int(now.timestamp()) // 60
-    if (sender_id, minute) in _ACTIVE:
-        return
-    if len(_ACTIVE) > 10_000:
-        _ACTIVE.clear()
-    # Kept a day past the sweep's window: the sweep reads minutes at most an hour old.
-    repository.note_sender_active(
-        sender_id, now, int(now.timestamp()) + max(86_400, settings.redrive_after_seconds * 4)
-    )
-    _ACTIVE.add((sender_id, minute))
-
-
-def store_step(
-    state: dict[str, Any], repository: MessageRepository, settings: Settings, now: datetime | None = None
-) -> dict[str, Any]:
-    """Store the content, then the head (PENDING, with RECEIVED): the head's put is the dedup point."""
-    key = _key(state)
-    request_id = state["requestId"]
-    content_hash = state["contentHash"]
-    now = now or datetime.now(UTC)
-    ttl = int(now.timestamp()) + settings.ttl_seconds
-
-    _note_activity(repository, key.sender_id, now, settings)
-    if not repository.put_content(key, state["message"], content_hash, ttl):
-        head = repository.get_head(key)
-        if head is not None:
-            return {**state, "response": _answer_existing(head, content_hash, key, request_id)}
-        return {**state, "response": conflict_response(key, request_id)}
-
-    # The ingest run's ARN (the machine passes $$.Execution.Id), so `relay trace` can link the run.
-    details = {"requestId": request_id}
-    if state.get("executionArn"):
-        details["executionArn"] = str(state["executionArn"])
-    received = Event(EventType.RECEIVED, now, 0, None, details)
-    existing: MessageHead | None = None
-    if not repository.create_head(key, content_hash, request_id, now, ttl, received):
-        existing = repository.get_head(key)
-        if existing is None:  # pragma: no cover - a head never disappears before its TTL
-            return {**state, "response": conflict_response(key, request_id)}
-        if existing.accept_request_id != request_id:
-            return {**state, "response": _answer_existing(existing, content_hash, key, request_id)}
-        # This very request stored it on an earlier try of this step: go on with what it stored.
-    accepted_at = existing.accepted_at if existing else now
-    stored_ttl = existing.ttl if existing else ttl
-    return {
-        **state,
-        "acceptedAt": iso(accepted_at),
-        "expiresAt": iso(datetime.fromtimestamp(stored_ttl, UTC)),
-        "ttl": stored_ttl,
-    }
-
-
-def enqueue_step(
-    state: dict[str, Any], repository: MessageRepository, queue: DeliveryQueue, now: datetime | None = None
-) -> dict[str, Any]:
-    """Send the message to the delivery queue. ENQUEUED is recorded by the dispatcher's claim (with
-    SQS's sent time), so the success path writes nothing here."""
-    key = _key(state)
-    now = now or datetime.now(UTC)
-    try:
-        queue.send(key)
-    except QueueUnavailable:
-        # The message is stored and stays PENDING; mark it due now so the reconciler re-drives it
-        # even though this request ends in SYSTEM_ERROR. Best effort: a repeat of the request also
-        # marks it (dedup_step).
-        record_enqueue_failed(state, repository, now)
-        raise
-    return _enqueued(state)
-
-
-def _enqueued(state: dict[str, Any]) -> dict[str, Any]:
-    """The queue took the message: answer 202 (ENQUEUED is recorded by the dispatcher's claim)."""
-    key = _key(state)
-    metrics.add_metric(name=Metric.ACCEPTED, unit=MetricUnit.Count, value=1)
-    body = {
-        "messageId": key.message_id,
-        "senderId": key.sender_id,
-        "status": Status.PENDING.value,
-        "acceptedAt": state["acceptedAt"],
-        "expiresAt": state["expiresAt"],
-    }
-    return {"requestId": state["requestId"], "response": http_response(202, body)}
-
-
-def record_enqueue_failed(state: dict[str, Any], repository: MessageRepository, now: datetime) -> None:
-    """ENQUEUE_FAILED (once per request) and a due time of now, so the reconciler re-drives it."""
-    details = {"executionArn": state["executionArn"]} if state.get("executionArn") else {}
-    failed = Event(EventType.ENQUEUE_FAILED, now, 0, None, details)
-    try:
-        repository.record_enqueue_failed(_key(state), failed, str(state["requestId"]), int(now.timestamp()))
-    except RelayError:
-        logger.exception("Could not record the failed enqueue")
-
-
-# -- POST /messages/batch ------------------------------------------------------------------------------
-#
-# The batch machine (statemachines/ingest_batch.asl.json) runs the same four functions over a state
-# `{requestId, items: [...]}`: each item is the state one POST /messages would have at that step, and
-# each batch step maps that step over the items not answered yet. An answered item keeps only its
-# `response`, which keeps the state small. Once no item is left to work on, the step answers the whole
-# request (`response`: 200 with every item's answer, in order), and the Choice states skip to the end.
-
-# Threads per batch step: each item's step makes a few DynamoDB calls, mostly waiting on the network.
-BATCH_WORKERS = 10
-# What an item may add to the state after validation (acceptedAt, expiresAt, ttl, or an answer that is
-# longer than the message it replaces), counted when the validated batch's size is checked.
-BATCH_ITEM_ALLOWANCE_BYTES = 512
-
-
-def batch_item_request_id(request_id: str, index: int) -> str:
-    """An item's own request id: store tells a retry of its own write from a twin's by it."""
-    return f"{request_id}:{index}"
-
-
-def _pending(items: list[dict[str, Any]]) -> list[int]:
-    return [index for index, item in enumerate(items) if "response" not in item]
-
-
-def _answered(state: dict[str, Any]) -> dict[str, Any]:
-    """An item's state once it has its answer: the answer only."""
-    return {"response": state["response"]} if "response" in state else state
-
-
-def _run_items(
-    items: list[dict[str, Any]], indexes: list[int], step: Callable[[dict[str, Any]], dict[str, Any]]
-) -> None:
-    """`step` over the items at `indexes`, in parallel; each result replaces its item in place.
-
-    The first runs in this thread, so the clients the others share are created once.
-    """
-    if not indexes:
-        return
-    first, *rest = indexes
-    items[first] = _answered(step(items[first]))
-    if not rest:
-        return
-    with ThreadPoolExecutor(max_workers=min(len(rest), BATCH_WORKERS)) as pool:
-        results = list(pool.map(step, [items[index] for index in rest]))
-    for index, result in zip(rest, results, strict=True):
-        items[index] = _answered(result)
-
-
-def _next_batch_state(state: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
-    """The state the next batch step gets; the whole answer once no item is left to work on."""
-    if _pending(items):
-        return {"requestId": state["requestId"], "items": items}
-    return {"requestId": state["requestId"], "response": batch_response(items)}
-
-
-def batch_response(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """200 with one result per message, in order: the status code and body POST /messages gives."""
-    results = [
-        {"statusCode": item["response"]["statusCode"], "body": json.loads(item["response"]["body"])} for item in items
-    ]
-    return http_response(200, {"results": results})
-
-
-def validate_batch(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """The envelope `{"messages": [...]}` (1 to 100), then validate_step's rules for each message.
-
-    A malformed envelope is a 400 naming the field; a request or a validated batch too large for a
-    state machine's state is a 413. Both answer the whole request.
-    """
-    from functions.domain.json_text import BATCH_FIELD_DEPTH
-    from functions.domain.validation import MAX_BATCH_REQUEST_BYTES, decode_request_body
-
-    request_id = str(state.get("requestId") or "unknown")
-    authenticated = state.get("senderId") or None
-    try:
-        _check_sender(authenticated, settings)
-        # A message's fields are at $.messages[i]: the nesting limit counts from each of them.
-        body = decode_request_body(state.get("bodyBase64"), settings, MAX_BATCH_REQUEST_BYTES, BATCH_FIELD_DEPTH)
-        documents = _batch_messages(body)
-    except RelayError as rejection:
-        return _rejected(rejection, request_id)
-    items = [
-        _answered(
-            _validate_document(
-                document, batch_item_request_id(request_id, index), authenticated, settings, check_size=False
-            )
-        )
-        for index, document in enumerate(documents)
-    ]
-    try:
-        _check_batch_state_size(items)
-    except PayloadTooLarge as rejection:
-        return _rejected(rejection, request_id)
-    return _next_batch_state({"requestId": request_id}, items)
 
 
 def _batch_messages(document: Any) -> list[Any]:
@@ -377,21 +257,50 @@ def _check_batch_state_size(items: list[dict[str, Any]]) -> None:
         )
 
 
-def dedup_batch(state: dict[str, Any], repository: MessageRepository, settings: Settings) -> dict[str, Any]:
+# -- Dedup ---------------------------------------------------------------------------------------------
+
+
+def dedup(state: dict[str, Any], repository: MessageRepository, settings: Settings) -> dict[str, Any]:
+    """Fast path for repeats: each one answered from its stored head (200 duplicate or 409 conflict)."""
     items = list(state["items"])
-    _run_items(items, _pending(items), lambda item: dedup_step(item, repository, settings))
-    return _next_batch_state(state, items)
+    _run_items(items, _pending(items), lambda item: dedup_item(item, repository, settings))
+    return _next_state(state, items)
 
 
-def store_batch(
+def dedup_item(
+    item: dict[str, Any], repository: MessageRepository, settings: Settings, now: datetime | None = None
+) -> dict[str, Any]:
+    """One message's repeat check. Store's conditional write stays the guard."""
+    key = _key(item)
+    head = repository.get_head(key, consistent=False)
+    if head is None:
+        return item
+    _redrive_if_never_enqueued(repository, settings, head, now or datetime.now(UTC))
+    return {**item, "response": _answer_existing(head, item["contentHash"], key, item["requestId"])}
+
+
+def _redrive_if_never_enqueued(
+    repository: MessageRepository, settings: Settings, head: MessageHead, now: datetime
+) -> None:
+    """A sender repeating a message whose first request failed after it was stored (the ingest run
+    died before its enqueue and before it could mark the message due): no dispatcher ever claimed it.
+    Mark it due, so the reconciler re-drives it; the message is never left behind."""
+    never_claimed = head.status == Status.PENDING and head.enqueued_run < head.run and head.due_at is None
+    if never_claimed and (now - head.accepted_at).total_seconds() > settings.redrive_after_seconds:
+        repository.set_due(head.key, int(now.timestamp()))
+
+
+# -- StorePending --------------------------------------------------------------------------------------
+
+
+def store(
     state: dict[str, Any], repository: MessageRepository, settings: Settings, now: datetime | None = None
 ) -> dict[str, Any]:
-    """store_step for every item, in parallel, except that a messageId met again in the batch is
-    stored after its earlier occurrence: the first is the one accepted, the next a duplicate (or a
-    conflict, when its content differs), as if they had been posted one after the other."""
+    """store_item for every new message, in parallel, except that a messageId met again in the
+    request is stored after its earlier occurrence: the first is the one accepted, the next a
+    duplicate (or a conflict, when its content differs), as if they had been posted one after the other."""
     items = list(state["items"])
-    if state.get("executionArn"):  # the batch run's ARN on each RECEIVED (relay trace links it)
-        items = [item if "response" in item else {**item, "executionArn": state["executionArn"]} for item in items]
+    execution_arn = state.get("executionArn")
     rounds: list[list[int]] = []
     seen: dict[MessageKey, int] = {}
     for index in _pending(items):
@@ -401,39 +310,123 @@ def store_batch(
             rounds.append([])
         rounds[occurrence].append(index)
     for indexes in rounds:
-        _run_items(items, indexes, lambda item: store_step(item, repository, settings, now))
-    return _next_batch_state(state, items)
+        _run_items(items, indexes, lambda item: store_item(item, repository, settings, execution_arn, now))
+    return _next_state(state, items)
 
 
-def enqueue_batch(
+# (sender, minute) pairs this process has recorded: one put per sender and minute per warm function.
+_ACTIVE: set[tuple[str, int]] = set()
+
+
+def _note_activity(repository: MessageRepository, sender_id: str, now: datetime, settings: Settings) -> None:
+    """Record the sender as active this minute before its message is stored, so the reconciler's
+    sweep finds a message whose ingest run dies before its enqueue (operations.sweep_unclaimed)."""
+    minute = int(now.timestamp()) // 60
+    if (sender_id, minute) in _ACTIVE:
+        return
+    if len(_ACTIVE) > 10_000:
+        _ACTIVE.clear()
+    # Kept a day past the sweep's window: the sweep reads minutes at most an hour old.
+    repository.note_sender_active(
+        sender_id, now, int(now.timestamp()) + max(86_400, settings.redrive_after_seconds * 4)
+    )
+    _ACTIVE.add((sender_id, minute))
+
+
+def store_item(
+    item: dict[str, Any],
+    repository: MessageRepository,
+    settings: Settings,
+    execution_arn: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Store the content, then the head (PENDING, with RECEIVED): the head's put is the dedup point.
+
+    `execution_arn` is the ingest run's (the machine passes $$.Execution.Id): RECEIVED names it, so
+    `relay trace` can link the run.
+    """
+    key, request_id, content_hash = _key(item), item["requestId"], item["contentHash"]
+    now = now or datetime.now(UTC)
+    ttl = int(now.timestamp()) + settings.ttl_seconds
+
+    _note_activity(repository, key.sender_id, now, settings)
+    if not repository.put_content(key, item["message"], content_hash, ttl):
+        head = repository.get_head(key)
+        if head is not None:
+            return {**item, "response": _answer_existing(head, content_hash, key, request_id)}
+        return {**item, "response": conflict_response(key, request_id)}
+
+    details = {"requestId": request_id, **({"executionArn": str(execution_arn)} if execution_arn else {})}
+    received = Event(EventType.RECEIVED, now, 0, None, details)
+    existing: MessageHead | None = None
+    if not repository.create_head(key, content_hash, request_id, now, ttl, received):
+        existing = repository.get_head(key)
+        if existing is None:  # pragma: no cover - a head never disappears before its TTL
+            return {**item, "response": conflict_response(key, request_id)}
+        if existing.accept_request_id != request_id:
+            return {**item, "response": _answer_existing(existing, content_hash, key, request_id)}
+        # This very request stored it on an earlier try of this step: go on with what it stored.
+    accepted_at = existing.accepted_at if existing else now
+    stored_ttl = existing.ttl if existing else ttl
+    # What enqueue needs, no more: every byte of the state is logged again by each later state.
+    return {
+        "requestId": request_id,
+        "message": item["message"],
+        "acceptedAt": iso(accepted_at),
+        "expiresAt": iso(datetime.fromtimestamp(stored_ttl, UTC)),
+    }
+
+
+# -- Enqueue -------------------------------------------------------------------------------------------
+
+
+def enqueue(
     state: dict[str, Any], repository: MessageRepository, queue: DeliveryQueue, now: datetime | None = None
 ) -> dict[str, Any]:
-    """The stored items to the delivery queue (SendMessageBatch), recorded as enqueue_step does; answers.
+    """The stored messages' keys to the delivery queue (DeliveryQueue.send_keys); each taken one answered 202.
 
-    An item SQS does not take is sent once more, then recorded as a failed enqueue (due now, so the
-    reconciler re-drives it) and answered 500 SYSTEM_ERROR, as a single POST would be. When SQS takes
-    none, the step fails with QueueUnavailable and the machine retries it, as for a single message.
+    ENQUEUED is recorded by the dispatcher's claim (with SQS's sent time), so the success path writes
+    nothing here. A message SQS does not take stays stored PENDING: it is recorded as a failed enqueue
+    (due now, so the reconciler re-drives it) and answered 500 SYSTEM_ERROR. When SQS takes none, the
+    step fails with QueueUnavailable and the machine retries it; a repeat of the request also marks the
+    message due (dedup).
     """
     now = now or datetime.now(UTC)
     items = list(state["items"])
     pending = _pending(items)
-    for index in pending:
-        if state.get("executionArn"):
-            items[index] = {**items[index], "executionArn": state["executionArn"]}
-    queue_ids = queue.send_batch([_key(items[index]) for index in pending])
-    missed = [position for position, queue_id in enumerate(queue_ids) if queue_id is None]
-    if missed:
-        for position, queue_id in zip(missed, queue.send_batch([_key(items[pending[p]]) for p in missed]), strict=True):
-            queue_ids[position] = queue_id
+    queue_ids = queue.send_keys([_key(items[index]) for index in pending])
     for index, queue_id in zip(pending, queue_ids, strict=True):
         if queue_id is None:
-            record_enqueue_failed(items[index], repository, now)
             request_id = items[index]["requestId"]
+            record_enqueue_failed(items[index], state.get("executionArn"), repository, now)
             items[index] = {"response": error_response(500, SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE, request_id)}
-        else:
-            items[index] = {**items[index], "queueMessageId": queue_id}
     if pending and all(queue_id is None for queue_id in queue_ids):
-        raise QueueUnavailable("SQS took none of the batch's messages")
+        raise QueueUnavailable("SQS took none of the request's messages")
     for index in _pending(items):
         items[index] = _answered(_enqueued(items[index]))
-    return _next_batch_state(state, items)
+    return _next_state(state, items)
+
+
+def _enqueued(item: dict[str, Any]) -> dict[str, Any]:
+    """The queue took the message: answer 202."""
+    key = _key(item)
+    metrics.add_metric(name=Metric.ACCEPTED, unit=MetricUnit.Count, value=1)
+    body = {
+        "messageId": key.message_id,
+        "senderId": key.sender_id,
+        "status": Status.PENDING.value,
+        "acceptedAt": item["acceptedAt"],
+        "expiresAt": item["expiresAt"],
+    }
+    return {"requestId": item["requestId"], "response": http_response(202, body)}
+
+
+def record_enqueue_failed(
+    item: dict[str, Any], execution_arn: str | None, repository: MessageRepository, now: datetime
+) -> None:
+    """ENQUEUE_FAILED (once per request) and a due time of now, so the reconciler re-drives it."""
+    failed = Event(EventType.ENQUEUE_FAILED, now, 0, None, {"executionArn": execution_arn} if execution_arn else {})
+    try:
+        repository.record_enqueue_failed(_key(item), failed, str(item["requestId"]), int(now.timestamp()))
+    except RelayError:
+        logger.exception("Could not record the failed enqueue")

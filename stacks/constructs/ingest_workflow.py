@@ -1,15 +1,14 @@
 """The ingest path: four step functions and the two EXPRESS state machines that run them.
 
-The machines' definitions are statemachines/ingest.asl.json (POST /messages, one message) and
-statemachines/ingest_batch.asl.json (POST /messages/batch, up to 100 messages in one run), built
-like every Relay machine (stacks/constructs/workflow.py). Both run the same four functions, which
-tell a batch from one message by the state's shape; a machine of its own keeps the single path's
-definition, and so its cost, unchanged.
+POST /messages (one message) and POST /messages/batch (up to 100 messages in one run) each start
+a machine of their own, both built from statemachines/ingest.asl.json like every Relay machine
+(stacks/constructs/workflow.py) and running the same four functions. The only difference is the
+request shape the definition's `${RequestShape}` placeholder hands to Validate: the one way a batch
+is recognised (functions/contract/request_shapes.py). A machine per route keeps each route's runs,
+logs, alarms and trace sampling apart, and the single path's cost unchanged.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_logs as logs
@@ -18,6 +17,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX
+from functions.contract.request_shapes import SHAPE_PLACEHOLDER, RequestShape
 from functions.contract.settings_names import Setting
 from stacks.constructs.functions import FunctionPackage, RelayFunction
 from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
@@ -25,7 +25,6 @@ from stacks.paths import STATEMACHINE_DIR
 from stacks.settings import RelaySettings
 
 INGEST_DEFINITION = STATEMACHINE_DIR / "ingest.asl.json"
-INGEST_BATCH_DEFINITION = STATEMACHINE_DIR / "ingest_batch.asl.json"
 
 
 class IngestWorkflow(Construct):
@@ -80,16 +79,21 @@ class IngestWorkflow(Construct):
             "StoreFunctionArn": self.store,
             "EnqueueFunctionArn": self.enqueue,
         }
-        self.state_machine, self.log_group = self._machine(self, "ingest", INGEST_DEFINITION, settings)
+        self.state_machine, self.log_group = self._machine(self, "ingest", RequestShape.MESSAGE, settings)
         # Its own scope: every machine's children are named StateMachine and ExecutionLogs.
         self.batch_state_machine, self.batch_log_group = self._machine(
-            Construct(self, "Batch"), "ingest-batch", INGEST_BATCH_DEFINITION, settings
+            Construct(self, "Batch"), "ingest-batch", RequestShape.BATCH, settings
         )
 
     def _machine(
-        self, scope: Construct, log_name: str, path: Path, settings: RelaySettings
+        self, scope: Construct, log_name: str, shape: RequestShape, settings: RelaySettings
     ) -> tuple[sfn.StateMachine, logs.LogGroup]:
-        definition = check_placeholders(path.name, path.read_text(encoding="utf-8"), dict.fromkeys(self.functions, ""))
+        values = {SHAPE_PLACEHOLDER: shape.value}
+        definition = check_placeholders(
+            INGEST_DEFINITION.name,
+            INGEST_DEFINITION.read_text(encoding="utf-8"),
+            {**dict.fromkeys(self.functions, ""), **values},
+        )
         return relay_state_machine(
             scope,
             log_name=log_name,
@@ -97,4 +101,5 @@ class IngestWorkflow(Construct):
             definition=definition,
             functions=self.functions,
             tracing=settings.tracing,
+            values=values,
         )

@@ -44,13 +44,15 @@ def relay_state_machine(
     definition: str,
     functions: dict[str, RelayFunction],
     tracing: Tracing,
+    values: dict[str, str] | None = None,
 ) -> tuple[sfn.StateMachine, logs.LogGroup]:
     """The machine (`StateMachine`) and its log group (`ExecutionLogs`), as children of `scope`.
 
-    `functions` maps each placeholder of `definition` to the function it names; `tracing` is the
-    deployment's `stacks.tracing`.
+    `functions` maps each placeholder of `definition` to the function it names, `values` any other
+    placeholder to its text; `tracing` is the deployment's `stacks.tracing`.
     """
     substitutions = {placeholder: fn.function.function_arn for placeholder, fn in functions.items()}
+    substitutions.update(values or {})
     log_group = logs.LogGroup(
         scope,
         "ExecutionLogs",

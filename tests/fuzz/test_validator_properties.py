@@ -1,7 +1,7 @@
 """Property-based tests of the message validator: over ten thousand generated messages.
 
 Every message goes through exactly what the validate Lambda runs on a request,
-`ingest.validate_step`: the raw bytes are decoded (`decode_request_body`), validated
+`ingest.validate` for POST /messages: the raw bytes are decoded (`decode_request_body`), validated
 (`validate_message`) and checked against the state size limit; a RelayError becomes the answer of
 `responses.response_for_rejection`, any other exception escapes (and would be a 500). The properties:
 
@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 
 from functions.domain.config import Settings, get_settings, message_schema
 from functions.domain.validation import HOP_BY_HOP_HEADERS, RESERVED_HEADERS
-from functions.services.ingest import validate_step
+from functions.services.ingest import validate
 
 # Hypothesis warns when it prints a failing example of hundreds of KB; those are expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
@@ -47,7 +47,7 @@ INVALID_EXAMPLES_EACH = 300 * SCALE  # per kind of mutation (20 kinds)
 BYTES_EXAMPLES = 2_000 * SCALE
 MINIMUM_TOTAL = 10_000
 
-# validate_step reads the clock; generated timestamps keep a margin of an hour (past) and a minute
+# validate reads the clock; generated timestamps keep a margin of an hour (past) and a minute
 # (future) from the edges of the accepted window, so a slow run does not move them across.
 NOW = datetime.now(UTC).replace(microsecond=0)
 PAST_MARGIN, FUTURE_MARGIN = timedelta(hours=1), timedelta(minutes=1)
@@ -73,9 +73,14 @@ FUZZ = settings(
 
 
 def run_validator(raw: bytes, authenticated: str = SENDER) -> dict[str, Any]:
-    """The validate step's output for a request: {message, contentHash} or {response}."""
-    state = {"requestId": "req-1", "senderId": authenticated, "bodyBase64": base64.b64encode(raw).decode("ascii")}
-    return validate_step(state, SETTINGS)
+    """The validate step's output for one message: its item {message, contentHash}, or {response}."""
+    body = base64.b64encode(raw).decode("ascii")
+    state = {"requestId": "req-1", "senderId": authenticated, "bodyBase64": body, "shape": "message"}
+    output = validate(state, SETTINGS)
+    if "response" in output:
+        return output
+    (item,) = output["items"]
+    return dict(item)
 
 
 def encode(document: Any) -> bytes:

@@ -153,7 +153,7 @@ def state_machines(synth: Synthesized) -> dict[str, tuple[str, dict[str, Any]]]:
     for key, value in synth.of_type("AWS::StepFunctions::StateMachine").items():
         definition = json.loads(value["Properties"]["DefinitionString"])
         if definition["StartAt"] == "Validate":
-            batch = definition["States"]["Validate"]["Parameters"].get("Payload", {}).get("batch") is True
+            batch = value["Properties"]["DefinitionSubstitutions"]["RequestShape"] == "batch"
             found["batch" if batch else "ingest"] = (key, value)
         elif "WaitBeforeSlowLane" in definition["States"]:
             found["slow"] = (key, value)

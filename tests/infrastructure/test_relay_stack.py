@@ -33,7 +33,6 @@ from stacks.settings import RelaySettings, forwarded_base64_chars
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INGEST_ASL = PROJECT_ROOT / "statemachines" / "ingest.asl.json"
-INGEST_BATCH_ASL = PROJECT_ROOT / "statemachines" / "ingest_batch.asl.json"
 STEPS = ("validate", "dedup", "store", "enqueue")
 
 # Every cdk-nag finding the stack acknowledges; a new one must be added here on purpose.
@@ -298,13 +297,16 @@ def test_ingest_machine_is_express_with_the_definition_from_the_file(synth: Synt
     assert json.loads(rendered)["StartAt"] == "Validate"
 
 
-def test_ingest_placeholders_name_the_four_step_functions(synth: Synthesized) -> None:
+def test_ingest_placeholders_name_the_four_step_functions_and_the_request_shape(synth: Synthesized) -> None:
     # Given the substitutions, and the same machine as relay dev runs it from the template
     substitutions = state_machine(synth)["Properties"]["DefinitionSubstitutions"]
     local = build_topology(synth.template).state_machines["relay-ingest"]
-    # Then each placeholder is the ARN of its step's function, and relay dev calls that function
+    # Then the machine tells Validate it takes one message
+    assert substitutions["RequestShape"] == "message"
+    assert json.loads(local.definition)["States"]["Validate"]["Parameters"]["Payload"]["shape"] == "message"
+    # And each other placeholder is the ARN of its step's function, and relay dev calls that function
     assert local.type == "EXPRESS"
-    assert len(substitutions) == len(STEPS)
+    assert len(substitutions) == len(STEPS) + 1
     for step in STEPS:
         placeholder = f"{step.capitalize()}FunctionArn"
         assert substitutions[placeholder] == {"Fn::GetAtt": [function_by_step(synth, step)[0], "Arn"]}
@@ -354,10 +356,9 @@ def retry_waits(retrier: dict[str, Any]) -> list[float]:
     return waits
 
 
-@pytest.mark.parametrize("asl", [INGEST_ASL, INGEST_BATCH_ASL], ids=["single", "batch"])
-def test_ingest_steps_wait_out_lambda_throttling_within_the_apis_timeout(asl: Path) -> None:
-    # Given each Lambda step of an ingest machine
-    document = json.loads(asl.read_text(encoding="utf-8"))
+def test_ingest_steps_wait_out_lambda_throttling_within_the_apis_timeout() -> None:
+    # Given each Lambda step of the ingest machines' definition
+    document = json.loads(INGEST_ASL.read_text(encoding="utf-8"))
     steps = {name: state for name, state in document["States"].items() if "Retry" in state}
     assert set(steps) == {"Validate", "Dedup", "StorePending", "Enqueue"}
     for name, state in steps.items():
@@ -371,12 +372,11 @@ def test_ingest_steps_wait_out_lambda_throttling_within_the_apis_timeout(asl: Pa
         assert sum(retry_waits(retrier)) < API_INTEGRATION_TIMEOUT_SECONDS / 2, name
 
 
-@pytest.mark.parametrize("asl", [INGEST_ASL, INGEST_BATCH_ASL], ids=["single", "batch"])
-def test_a_failed_ingest_run_answers_the_apis_system_error(asl: Path) -> None:
+def test_a_failed_ingest_run_answers_the_apis_system_error() -> None:
     from functions.services.responses import SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE
 
     # Given the state that turns any failure of an ingest run into the answer
-    error = json.loads(asl.read_text(encoding="utf-8"))["States"]["BuildSystemError"]["Parameters"]["error"]
+    error = json.loads(INGEST_ASL.read_text(encoding="utf-8"))["States"]["BuildSystemError"]["Parameters"]["error"]
     # Then it says what the API's mappings and the batch's per-message answers say
     assert (error["code"], error["message"]) == (SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE)
 
@@ -437,14 +437,19 @@ def test_the_api_role_may_only_start_the_two_ingest_machines_synchronously(synth
     assert batch["Credentials"] == integration["Credentials"]
 
 
-def test_the_batch_machine_is_express_runs_the_same_four_steps_and_marks_its_input(synth: Synthesized) -> None:
+def test_the_batch_machine_is_express_runs_the_same_definition_and_steps_and_marks_its_input(
+    synth: Synthesized,
+) -> None:
     # Given the two ingest machines
     machines = state_machines(synth)
     single, batch = machines["ingest"][1]["Properties"], machines["batch"][1]["Properties"]
-    # Then the batch machine is EXPRESS, its definition the batch file's, with the single machine's functions
+    # Then the batch machine is EXPRESS, its definition the one ingest file's, with the single machine's
+    # functions: only the request shape it hands to Validate differs
     assert batch["StateMachineType"] == "EXPRESS"
-    assert batch["DefinitionSubstitutions"] == single["DefinitionSubstitutions"]
-    rendered, expected = batch["DefinitionString"], INGEST_BATCH_ASL.read_text(encoding="utf-8")
+    assert batch["DefinitionString"] == single["DefinitionString"]
+    assert {**batch["DefinitionSubstitutions"], "RequestShape": "message"} == single["DefinitionSubstitutions"]
+    assert batch["DefinitionSubstitutions"]["RequestShape"] == "batch"
+    rendered, expected = batch["DefinitionString"], INGEST_ASL.read_text(encoding="utf-8")
     for placeholder, value in batch["DefinitionSubstitutions"].items():
         rendered = rendered.replace("${" + placeholder + "}", joined(value))
         expected = expected.replace("${" + placeholder + "}", joined(value))

@@ -29,6 +29,10 @@ from stacks.definitions import STATEMACHINE_DIR, machine_name, read_definition
 ROOT = Path(__file__).resolve().parents[2]
 ASL_VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
 DEFINITIONS = sorted(path.name for path in STATEMACHINE_DIR.glob("*.asl.json"))
+# A definition may be deployed as several machines: the ingest definition as one machine per route,
+# each with its own request shape (stacks/constructs/ingest_workflow.py).
+SHARED = {"ingest.asl.json": ("relay-ingest", "relay-ingest-batch")}
+DEPLOYED = [(name, machine) for name in DEFINITIONS for machine in SHARED.get(name, (machine_name(name),))]
 ACCOUNT, REGION = "123456789012", "us-east-1"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/relay-test"
 
@@ -37,14 +41,14 @@ def _placeholders(file_name: str) -> list[str]:
     return sorted(set(re.findall(r"\$\{(\w+)\}", (STATEMACHINE_DIR / file_name).read_text(encoding="utf-8"))))
 
 
-def _deployed(file_name: str) -> StateMachineSpec:
-    """The machine a definition file becomes in the synthesized template (relay dev runs the same)."""
-    return template_topology().state_machines[machine_name(file_name)]
+def _deployed(machine: str) -> StateMachineSpec:
+    """A machine a definition file becomes in the synthesized template (relay dev runs the same)."""
+    return template_topology().state_machines[machine]
 
 
-def rendered(file_name: str) -> str:
-    """The definition as deployed: placeholders replaced by ARNs, cdk.json's policy applied."""
-    return _deployed(file_name).definition
+def rendered(machine: str) -> str:
+    """The definition as deployed: placeholders replaced by ARNs and values, cdk.json's policy applied."""
+    return _deployed(machine).definition
 
 
 def asl_validator(*paths: Path) -> subprocess.CompletedProcess[str]:
@@ -73,20 +77,20 @@ def create(stepfunctions: Any, name: str, definition: str, machine_type: str = "
 
 
 def test_there_are_definitions_and_each_is_deployed() -> None:
-    assert sorted(template_topology().state_machines) == sorted(map(machine_name, DEFINITIONS))
+    assert sorted(template_topology().state_machines) == sorted(machine for _, machine in DEPLOYED)
 
 
-@pytest.mark.parametrize("file_name", DEFINITIONS)
-def test_asl_validator_accepts_the_definition(file_name: str, tmp_path: Path) -> None:
-    deployed = tmp_path / f"rendered-{file_name}"
-    deployed.write_text(rendered(file_name), encoding="utf-8")
+@pytest.mark.parametrize(("file_name", "machine"), DEPLOYED)
+def test_asl_validator_accepts_the_definition(file_name: str, machine: str, tmp_path: Path) -> None:
+    deployed = tmp_path / f"rendered-{machine}.asl.json"
+    deployed.write_text(rendered(machine), encoding="utf-8")
     result = asl_validator(STATEMACHINE_DIR / file_name, deployed)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("file_name", DEFINITIONS)
-def test_moto_creates_the_state_machine(file_name: str, stepfunctions: Any) -> None:
-    deployed = _deployed(file_name)
+@pytest.mark.parametrize(("file_name", "machine"), DEPLOYED)
+def test_moto_creates_the_state_machine(file_name: str, machine: str, stepfunctions: Any) -> None:
+    deployed = _deployed(machine)
     arn = create(stepfunctions, deployed.name, deployed.definition, deployed.type)
     assert stepfunctions.describe_state_machine(stateMachineArn=arn)["status"] == "ACTIVE"
 

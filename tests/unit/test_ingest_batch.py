@@ -1,7 +1,9 @@
-"""POST /messages/batch's layer over the ingest steps: the envelope, order, mixed answers, twins, the queue.
+"""The ingest steps over a request's items: the envelope, order, mixed answers, twins, the queue, and
+a single message as a batch of one.
 
-The per-message steps (store_step, dedup_step, the repository behind them) are the single path's and
-are tested there; here they are replaced by fakes where a test is about the batch layer alone.
+The per-message work (store_item, dedup_item, the repository behind them) is tested through the
+machine (tests/integration/test_ingest_machine.py); here it is replaced by fakes where a test is about
+the items alone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 
 from functions.adapters import queue
+from functions.contract.request_shapes import RequestShape
 from functions.domain.config import get_settings
 from functions.domain.exceptions import QueueUnavailable
 from functions.domain.model import MessageKey
@@ -41,7 +44,11 @@ def message(index: int, **overrides: Any) -> dict[str, Any]:
 
 def batch_state(body: Any, sender: str = "acme") -> dict[str, Any]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return {"requestId": "req", "senderId": sender, "bodyBase64": base64.b64encode(raw).decode(), "batch": True}
+    return {"requestId": "req", "senderId": sender, "bodyBase64": base64.b64encode(raw).decode(), "shape": "batch"}
+
+
+def single_state(body: Any, sender: str = "acme") -> dict[str, Any]:
+    return {**batch_state(body, sender), "shape": "message"}
 
 
 def answer(state: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -67,7 +74,7 @@ def answer(state: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 )
 def test_a_malformed_envelope_answers_400_naming_the_field(body: Any, path: str, text: str) -> None:
     # When the batch request is not {"messages": [1 to 100 items]}
-    status, error = answer(ingest.validate_batch(batch_state(body), SETTINGS))
+    status, error = answer(ingest.validate(batch_state(body), SETTINGS))
     # Then the whole request is a 400 naming the field
     assert status == 400
     assert error["error"]["code"] == "VALIDATION_ERROR"
@@ -87,7 +94,7 @@ def test_a_body_nested_64_levels_is_accepted_in_a_batch_as_alone() -> None:
     # Given a batch whose second message's JSON body nests 64 levels, the documented limit
     body = {"messages": [message(0), message(1, body=nested(64))]}
     # When it is validated
-    state = ingest.validate_batch(batch_state(body), SETTINGS)
+    state = ingest.validate(batch_state(body), SETTINGS)
     # Then it is not refused: both messages go on to be stored
     assert "response" not in state, state.get("response")
 
@@ -96,7 +103,7 @@ def test_a_body_nested_65_levels_answers_400_naming_its_message_and_field() -> N
     # Given a batch whose second message's JSON body nests one level more than the limit
     body = {"messages": [message(0), message(1, body=nested(65))]}
     # When it is validated
-    status, error = answer(ingest.validate_batch(batch_state(body), SETTINGS))
+    status, error = answer(ingest.validate(batch_state(body), SETTINGS))
     # Then the whole request is a 400 naming that message's body, as POST /messages names `$.body`
     assert (status, error["error"]["code"]) == (400, "VALIDATION_ERROR")
     assert error["error"]["details"] == [{"path": "$.messages[1].body", "message": "is nested deeper than 64 levels"}]
@@ -104,7 +111,7 @@ def test_a_body_nested_65_levels_answers_400_naming_its_message_and_field() -> N
 
 def test_a_request_over_the_batch_limit_answers_413() -> None:
     # When the request is one byte over the batch limit
-    state = ingest.validate_batch(batch_state(b" " * (MAX_BATCH_REQUEST_BYTES + 1)), SETTINGS)
+    state = ingest.validate(batch_state(b" " * (MAX_BATCH_REQUEST_BYTES + 1)), SETTINGS)
     # Then it is refused as too large, without being parsed
     status, error = answer(state)
     assert status == 413 and error["error"]["details"][0]["path"] == "$"
@@ -115,7 +122,7 @@ def test_a_batch_that_would_not_fit_a_state_answers_413() -> None:
     body = {"messages": [message(i, body={"q": "\\" * 2_500}) for i in range(30)]}
     assert len(json.dumps(body)) < MAX_BATCH_REQUEST_BYTES
     # When it is validated
-    status, error = answer(ingest.validate_batch(batch_state(body), SETTINGS))
+    status, error = answer(ingest.validate(batch_state(body), SETTINGS))
     # Then the whole batch is too large
     assert status == 413
     assert error["error"]["details"][0]["path"] == "$.messages"
@@ -123,7 +130,7 @@ def test_a_batch_that_would_not_fit_a_state_answers_413() -> None:
 
 def test_a_request_without_an_authenticated_sender_is_forbidden() -> None:
     # When a batch comes without an authenticated sender
-    status, error = answer(ingest.validate_batch(batch_state({"messages": [message(0)]}, sender=""), SETTINGS))
+    status, error = answer(ingest.validate(batch_state({"messages": [message(0)]}, sender=""), SETTINGS))
     # Then the whole request is refused, as a single message would be
     assert status == 403 and error["error"]["code"] == "FORBIDDEN"
 
@@ -135,7 +142,7 @@ def test_each_message_is_validated_alone_and_keeps_its_place() -> None:
     # Given valid messages around an invalid one and one of another sender
     body = {"messages": [message(0), message(1, targetUrl="ftp://x"), message(2, senderId="other"), message(3)]}
     # When the batch is validated
-    state = ingest.validate_batch(batch_state(body), SETTINGS)
+    state = ingest.validate(batch_state(body), SETTINGS)
     # Then the valid ones go on with their own request ids, the others carry the single path's answer
     items = state["items"]
     assert [item.get("requestId") for item in items] == ["req:0", None, None, "req:3"]
@@ -147,7 +154,7 @@ def test_each_message_is_validated_alone_and_keeps_its_place() -> None:
 
 def test_a_batch_of_rejected_messages_is_answered_at_once() -> None:
     # When no message of the batch is valid
-    state = ingest.validate_batch(batch_state({"messages": [message(0, timestamp="no"), {}]}), SETTINGS)
+    state = ingest.validate(batch_state({"messages": [message(0, timestamp="no"), {}]}), SETTINGS)
     # Then the answer is complete after validation: 200 with a 400 per message
     status, body = answer(state)
     assert status == 200
@@ -171,10 +178,10 @@ def test_results_stay_in_order_whatever_order_the_items_finish(monkeypatch: pyte
             return {**item, "response": {"statusCode": 200, "body": json.dumps({"index": index})}}
         return item
 
-    monkeypatch.setattr(ingest, "dedup_step", slow_dedup)
+    monkeypatch.setattr(ingest, "dedup_item", slow_dedup)
     items = [pending(f"m-{index}", index) for index in range(40)]
     # When the batch's dedup step runs
-    state = ingest.dedup_batch({"requestId": "req", "items": items}, repository=None, settings=None)  # type: ignore[arg-type]
+    state = ingest.dedup({"requestId": "req", "shape": "batch", "items": items}, repository=None, settings=None)  # type: ignore[arg-type]
     # Then every item is in its place: the answered ones reduced to their answer, the others untouched
     for index, item in enumerate(state["items"]):
         if index % 3 == 0:
@@ -191,10 +198,10 @@ def test_answered_items_are_skipped_and_a_fully_answered_batch_is_the_answer(mon
         calls.append(item["requestId"])
         return {**item, "response": {"statusCode": 409, "body": '{"error":{"code":"MESSAGE_ID_CONFLICT"}}'}}
 
-    monkeypatch.setattr(ingest, "dedup_step", dedup)
+    monkeypatch.setattr(ingest, "dedup_item", dedup)
     items = [{"response": {"statusCode": 400, "body": '{"error":{}}'}}, pending("m-1", 1)]
     # When the dedup step runs
-    state = ingest.dedup_batch({"requestId": "req", "items": items}, repository=None, settings=None)  # type: ignore[arg-type]
+    state = ingest.dedup({"requestId": "req", "shape": "batch", "items": items}, repository=None, settings=None)  # type: ignore[arg-type]
     # Then only the pending item went through it, and the state is now the whole answer, in order
     assert calls == ["req:1"]
     assert "items" not in state
@@ -213,7 +220,7 @@ def test_a_twin_is_stored_after_its_first_occurrence(monkeypatch: pytest.MonkeyP
     log: list[tuple[str, str]] = []
     lock = threading.Lock()
 
-    def store(item: dict[str, Any], repository: Any, settings: Any, now: Any = None) -> dict[str, Any]:
+    def store(item: dict[str, Any], repository: Any, settings: Any, arn: Any = None, now: Any = None) -> dict[str, Any]:
         with lock:
             log.append(("start", item["requestId"]))
         time.sleep(0.01)
@@ -221,12 +228,12 @@ def test_a_twin_is_stored_after_its_first_occurrence(monkeypatch: pytest.MonkeyP
             log.append(("end", item["requestId"]))
         return {**item, "acceptedAt": "a", "expiresAt": "e", "ttl": 1}
 
-    monkeypatch.setattr(ingest, "store_step", store)
+    monkeypatch.setattr(ingest, "store_item", store)
     # And a batch with one id three times among others
     keys = ["a", "twin", "b", "twin", "c", "twin"]
     items = [pending(key, index) for index, key in enumerate(keys)]
     # When the batch's store step runs
-    state = ingest.store_batch({"requestId": "req", "items": items}, repository=None, settings=SETTINGS)  # type: ignore[arg-type]
+    state = ingest.store({"requestId": "req", "shape": "batch", "items": items}, repository=None, settings=SETTINGS)  # type: ignore[arg-type]
     # Then each occurrence of the twin starts only after the previous one has finished
     order = {entry: position for position, entry in enumerate(log)}
     assert order[("end", "req:1")] < order[("start", "req:3")]
@@ -237,13 +244,13 @@ def test_a_twin_is_stored_after_its_first_occurrence(monkeypatch: pytest.MonkeyP
 
 
 class FakeQueue:
-    """send_batch answers from a script: per call, the keys it refuses."""
+    """send_keys answers from a script: per call, the keys it refuses."""
 
     def __init__(self, refuse: list[set[str]]) -> None:
         self.refuse = refuse
         self.calls: list[list[str]] = []
 
-    def send_batch(self, keys: list[MessageKey], run: int = 0) -> list[str | None]:
+    def send_keys(self, keys: list[MessageKey]) -> list[str | None]:
         self.calls.append([key.message_id for key in keys])
         refused = self.refuse[len(self.calls) - 1] if len(self.calls) <= len(self.refuse) else set()
         return [None if key.message_id in refused else f"q-{key.message_id}" for key in keys]
@@ -254,29 +261,32 @@ def stored_item(key: str, index: int) -> dict[str, Any]:
 
 
 def test_enqueue_sends_the_stored_items_together_and_answers_each(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given stored items and one already answered, and a queue that refuses one item twice
-    enqueued: list[tuple[str, str, str]] = []
-    failed: list[str] = []
+    # Given stored items and one already answered, and a queue that refuses one item
+    enqueued: list[str] = []
+    failed: list[tuple[str, str | None]] = []
 
-    def fake_enqueued(state: dict[str, Any]) -> dict[str, Any]:
-        enqueued.append((state["message"]["messageId"], state["queueMessageId"], state["executionArn"]))
-        return {"requestId": state["requestId"], "response": {"statusCode": 202, "body": "{}"}}
+    def fake_enqueued(item: dict[str, Any]) -> dict[str, Any]:
+        enqueued.append(item["message"]["messageId"])
+        return {"requestId": item["requestId"], "response": {"statusCode": 202, "body": "{}"}}
+
+    def fake_failed(item: dict[str, Any], arn: str | None, repository: Any, now: Any) -> None:
+        failed.append((item["requestId"], arn))
 
     monkeypatch.setattr(ingest, "_enqueued", fake_enqueued)
-    monkeypatch.setattr(ingest, "record_enqueue_failed", lambda state, repo, now: failed.append(state["requestId"]))
-    fake = FakeQueue([{"m-2"}, {"m-2"}])
+    monkeypatch.setattr(ingest, "record_enqueue_failed", fake_failed)
+    fake = FakeQueue([{"m-2"}])
     items = [stored_item("m-0", 0), {"response": {"statusCode": 400, "body": "{}"}}, stored_item("m-2", 2)]
     # When the batch's enqueue step runs
-    state = ingest.enqueue_batch(
-        {"requestId": "req", "items": items, "executionArn": "arn:run"},
+    state = ingest.enqueue(
+        {"requestId": "req", "shape": "batch", "items": items, "executionArn": "arn:run"},
         repository=None,  # type: ignore[arg-type]
         queue=fake,  # type: ignore[arg-type]
     )
-    # Then the stored items went in one call, the refused one once more
-    assert fake.calls == [["m-0", "m-2"], ["m-2"]]
-    # And the taken one is answered (with its queue id and the run), the refused one is a failed enqueue
-    assert enqueued == [("m-0", "q-m-0", "arn:run")]
-    assert failed == ["req:2"]
+    # Then the stored items went in one call (the queue sends what SQS refused once more itself)
+    assert fake.calls == [["m-0", "m-2"]]
+    # And the taken one is answered, the refused one is a failed enqueue of this run
+    assert enqueued == ["m-0"]
+    assert failed == [("req:2", "arn:run")]
     # And the answer says so, in order: the refused one is the single path's SYSTEM_ERROR
     status, body = answer(state)
     assert status == 200
@@ -288,16 +298,92 @@ def test_enqueue_sends_the_stored_items_together_and_answers_each(monkeypatch: p
     }
 
 
-def test_enqueue_fails_the_step_when_the_queue_takes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("shape", ["batch", "message"])
+def test_enqueue_fails_the_step_when_the_queue_takes_nothing(monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
     # Given a queue that refuses everything
     failed: list[str] = []
-    monkeypatch.setattr(ingest, "record_enqueue_failed", lambda state, repo, now: failed.append(state["requestId"]))
-    fake = FakeQueue([{"m-0", "m-1"}, {"m-0", "m-1"}])
-    items = [stored_item("m-0", 0), stored_item("m-1", 1)]
+    monkeypatch.setattr(
+        ingest, "record_enqueue_failed", lambda item, arn, repository, now: failed.append(item["requestId"])
+    )
+    fake = FakeQueue([{"m-0", "m-1"}])
+    items = (
+        [stored_item("m-0", 0), stored_item("m-1", 1)]
+        if shape == "batch"
+        else [{**stored_item("m-0", 0), "requestId": "req"}]
+    )
     # When the enqueue step runs, it fails for the machine to retry, each message recorded first
     with pytest.raises(QueueUnavailable):
-        ingest.enqueue_batch({"requestId": "req", "items": items}, repository=None, queue=fake)  # type: ignore[arg-type]
-    assert failed == ["req:0", "req:1"]
+        ingest.enqueue({"requestId": "req", "shape": shape, "items": items}, repository=None, queue=fake)  # type: ignore[arg-type]
+    assert failed == (["req:0", "req:1"] if shape == "batch" else ["req"])
+
+
+def test_send_keys_sends_one_key_alone_and_several_together_sending_refused_ones_once_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a delivery queue whose batch sends refuse m-2 on the first call
+    delivery = queue.DeliveryQueue("https://queue")
+    batches: list[list[str]] = []
+    singles: list[str] = []
+
+    def send_batch(keys: list[MessageKey], run: int = 0) -> list[str | None]:
+        batches.append([key.message_id for key in keys])
+        return [None if len(batches) == 1 and key.message_id == "m-2" else f"q-{key.message_id}" for key in keys]
+
+    def send(key: MessageKey, run: int = 0) -> str:
+        singles.append(key.message_id)
+        raise QueueUnavailable("down")
+
+    monkeypatch.setattr(delivery, "send_batch", send_batch)
+    monkeypatch.setattr(delivery, "send", send)
+    keys = [MessageKey("acme", f"m-{index}") for index in range(3)]
+    # When several keys are sent, the refused one goes once more, and each has its queue id
+    assert delivery.send_keys(keys) == ["q-m-0", "q-m-1", "q-m-2"]
+    assert batches == [["m-0", "m-1", "m-2"], ["m-2"]]
+    # And one key goes with SendMessage: an outage is no id, not an exception
+    assert delivery.send_keys(keys[:1]) == [None]
+    assert singles == ["m-0"]
+
+
+# -- a single message: a batch of one that answers with its own answer ---------------------------------
+
+
+def test_a_single_message_is_one_item_with_the_requests_own_id() -> None:
+    # When one message is validated
+    state = ingest.validate(single_state(message(0)), SETTINGS)
+    # Then it is the one item, under the request's id (its RECEIVED and its dedup carry that id)
+    assert state["shape"] == RequestShape.MESSAGE
+    (item,) = state["items"]
+    assert item["requestId"] == "req" and item["message"]["messageId"] == "m-0" and item["contentHash"]
+
+
+def test_a_rejected_single_message_is_the_whole_answer_not_a_result_list() -> None:
+    # When one invalid message is validated
+    status, error = answer(ingest.validate(single_state(message(0, targetUrl="ftp://x")), SETTINGS))
+    # Then its own 400 is the answer, as POST /messages gives it
+    assert status == 400 and error["error"]["code"] == "VALIDATION_ERROR" and error["error"]["requestId"] == "req"
+
+
+def test_a_single_message_over_the_state_limit_answers_413_naming_its_body() -> None:
+    # When one message within the byte limits, whose escaped body would not fit a state, is validated
+    document = message(0, headers={"X-E": "é" * 4_000}, body="😀" * (SETTINGS.max_body_bytes // 4))
+    raw = json.dumps(document, ensure_ascii=False).encode()
+    status, error = answer(ingest.validate(single_state(raw), SETTINGS))
+    # Then it is the single path's 413 on $.body
+    assert status == 413 and error["error"]["details"][0]["path"] == "$.body"
+
+
+def test_a_single_messages_answer_is_its_items_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a dedup that finds the message stored
+    duplicate = {"statusCode": 200, "body": '{"duplicate":true}'}
+    monkeypatch.setattr(ingest, "dedup_item", lambda item, repository, settings: {**item, "response": duplicate})
+    # When a single message's dedup step runs
+    state = ingest.dedup(
+        {"requestId": "req", "shape": "message", "items": [pending("m-0", 0)]},
+        repository=None,  # type: ignore[arg-type]
+        settings=None,  # type: ignore[arg-type]
+    )
+    # Then the request's answer is that item's answer itself
+    assert state == {"requestId": "req", "response": duplicate}
 
 
 class FakeSqs:
