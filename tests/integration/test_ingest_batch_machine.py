@@ -1,4 +1,4 @@
-"""The batch ingest machine (statemachines/ingest.asl.json deployed with RequestShape batch), with the real handlers on moto."""
+"""The batch ingest machine (ingest.asl.json deployed with RequestShape batch), real handlers on moto."""
 
 from __future__ import annotations
 
