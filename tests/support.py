@@ -84,3 +84,25 @@ def expire_stored_message(sender_id: str, message_id: str, status: str | None = 
         ExpressionAttributeNames=names,
         ExpressionAttributeValues=values,
     )
+
+
+# A relay whose reconciler re-drives after one second (every half second): a backlog or a stuck
+# message outlasts many re-drive windows within a test. One retry per lane.
+ONE_RETRY_POLICY = {
+    "fastLane": {"intervalSeconds": 1, "maxAttempts": 1},
+    "slowLane": {"initialWaitSeconds": 1, "intervalSeconds": 1, "maxAttempts": 1},
+}
+
+
+def quick_reconciling_relay() -> Any:
+    """A `LocalRelay` (not started) with ONE_RETRY_POLICY and a one-second re-drive window."""
+    from functions.contract.settings_names import Setting
+    from relay.local.runtime import LocalRelay
+
+    return LocalRelay(
+        port=0,
+        time_scale=0.01,
+        policy=ONE_RETRY_POLICY,
+        reconcile_every_seconds=0.5,
+        environment={Setting.REDRIVE_AFTER_SECONDS: "1"},
+    )

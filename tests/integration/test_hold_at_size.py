@@ -21,7 +21,6 @@ from bench.cost_model import item_size
 from functions.adapters.messages.items import HEAD_SORT_KEY
 from functions.adapters.queue import DeliveryQueue
 from functions.adapters.repository import MessageRepository
-from functions.contract.settings_names import Setting
 from functions.domain.config import get_settings
 from functions.domain.model import Event, EventType, MessageKey, Status, fencing_token
 from functions.services.delivery import dependencies, finish_run
@@ -31,23 +30,12 @@ from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.support import wait_for
-
-POLICY = {
-    "fastLane": {"intervalSeconds": 1, "maxAttempts": 1},
-    "slowLane": {"initialWaitSeconds": 1, "intervalSeconds": 1, "maxAttempts": 1},
-}
+from tests.support import quick_reconciling_relay, wait_for
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(
-        port=0,
-        time_scale=0.01,
-        policy=POLICY,
-        reconcile_every_seconds=0.5,
-        environment={Setting.REDRIVE_AFTER_SECONDS: "1"},
-    ) as running:
+    with quick_reconciling_relay() as running:
         yield running
 
 

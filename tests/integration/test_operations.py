@@ -15,30 +15,18 @@ from urllib.parse import quote
 import pytest
 
 from functions.adapters import aws
-from functions.contract.settings_names import Setting
 from relay import cli
 from relay.admin import SenderAdmin
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.support import wait_for
-
-POLICY = {
-    "fastLane": {"intervalSeconds": 1, "maxAttempts": 1},
-    "slowLane": {"initialWaitSeconds": 1, "intervalSeconds": 1, "maxAttempts": 1},
-}
+from tests.support import quick_reconciling_relay, wait_for
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(
-        port=0,
-        time_scale=0.01,
-        policy=POLICY,
-        reconcile_every_seconds=0.5,
-        environment={Setting.REDRIVE_AFTER_SECONDS: "1"},
-    ) as running:
+    with quick_reconciling_relay() as running:
         yield running
 
 
