@@ -43,6 +43,7 @@ from relay.local.template import (
     Topology,
     function_arn,
     load_topology,
+    shared_environment,
 )
 from stacks.definitions import DELIVERY_LANES, apply_delivery_policy, machine_name
 from stacks.schedule import delivery_schedule
@@ -74,20 +75,6 @@ _LOCAL_CREDENTIALS = {
 def template_topology(template: Path | None = None, table_name: str = DEFAULT_TABLE_NAME) -> Topology:
     """What relay dev runs (`template`, or the current cdk.out template), without starting anything."""
     return load_topology(current_template(template), table_name)
-
-
-class TemplateEnvironmentConflict(ValueError):
-    """Two functions set one variable differently; in one process they share os.environ."""
-
-
-def shared_environment(topology: Topology) -> dict[str, str]:
-    """Every function's environment from the template, as one (the handlers share a process)."""
-    merged: dict[str, str] = {}
-    for spec in topology.functions.values():
-        for name, value in spec.environment.items():
-            if merged.setdefault(name, value) != value:
-                raise TemplateEnvironmentConflict(f"functions set {name} to both {merged[name]!r} and {value!r}")
-    return merged
 
 
 class LocalLambdaContext:

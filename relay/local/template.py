@@ -440,3 +440,17 @@ def _cached_topology(path: str, modified: float, table_name: str) -> Topology:
 def load_topology(path: Path, table_name: str = DEFAULT_TABLE_NAME) -> Topology:
     """The template at `path`, read and resolved once per version of the file."""
     return _cached_topology(str(path.resolve()), path.stat().st_mtime, table_name)
+
+
+class TemplateEnvironmentConflict(ValueError):
+    """Two functions set one variable differently; in one process they share os.environ."""
+
+
+def shared_environment(topology: Topology) -> dict[str, str]:
+    """Every function's environment from the template, as one (the handlers share a process)."""
+    merged: dict[str, str] = {}
+    for spec in topology.functions.values():
+        for name, value in spec.environment.items():
+            if merged.setdefault(name, value) != value:
+                raise TemplateEnvironmentConflict(f"functions set {name} to both {merged[name]!r} and {value!r}")
+    return merged

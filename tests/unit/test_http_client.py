@@ -876,7 +876,7 @@ def test_dead_kept_alive_connection_is_replaced_once(serve: Callable[..., Target
 
 def test_pool_cache_is_bounded(serve: Callable[..., Target], monkeypatch: pytest.MonkeyPatch) -> None:
     # Given room for one cached pool and two targets
-    monkeypatch.setattr(http_client, "_POOL_CACHE_SIZE", 1)
+    monkeypatch.setattr(http_client.pools, "_POOL_CACHE_SIZE", 1)
     first, second = serve(), serve()
 
     # When both are delivered to, then the first again
@@ -885,7 +885,7 @@ def test_pool_cache_is_bounded(serve: Callable[..., Target], monkeypatch: pytest
 
     # Then the first pool was evicted (its connection closed) and a new connection was opened
     assert (first.accepts, second.accepts) == (2, 1)
-    assert len(http_client._pools) == 1
+    assert len(http_client.pools._pools) == 1
 
 
 # --- HTTPS -----------------------------------------------------------------------------------------
