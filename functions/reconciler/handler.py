@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.adapters.observability import logger, metrics, tracer
 from functions.adapters.queue import DeliveryQueue, MessageQueue
 from functions.domain.config import get_settings
-from functions.services.delivery import dependencies, fail_message
+from functions.services.delivery import LaneEvent, dependencies, fail_message
 from functions.services.operations import ROUND_BUDGET_SECONDS, RoundBudget, reconcile
 
 # Left of the invocation's time when the round stops starting new work (its last writes finish).
@@ -25,7 +25,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
         deps.repository,
         DeliveryQueue(settings.queue_url),
         settings,
-        lambda failed: fail_message(failed, deps),
+        lambda failed: fail_message(LaneEvent.from_event(failed), deps),
         dead_letters=dead_letters,
         budget=RoundBudget(_budget_seconds(context)),
     )

@@ -21,7 +21,7 @@ from functions.adapters.queue import DeliveryQueue
 from functions.adapters.repository import HEAD_SORT_KEY, MessageRepository
 from functions.domain.config import get_settings
 from functions.domain.model import MessageKey, Status
-from functions.services.delivery import dependencies, finish_run
+from functions.services.delivery import LaneEvent, dependencies, finish_run
 from functions.services.operations import MAX_REDRIVES, reconcile
 from relay.admin import SenderAdmin
 from relay.client import RelayClient
@@ -198,10 +198,10 @@ def test_a_run_that_gives_up_releases_its_lease_and_is_due_now(client: RelayClie
     # When a run that does not own it gives up, nothing changes; when the owner gives up, it is released
     deps = dependencies(get_settings())
     stranger = {**key.to_dict(), "run": head.run, "giveUp": True, "owner": "someone-else"}
-    finish_run(stranger, deps)
+    finish_run(LaneEvent.from_event(stranger), deps)
     assert repository.get_head(key).lease_until == head.lease_until  # type: ignore[union-attr]
     owner = {**key.to_dict(), "run": head.run, "giveUp": True, "owner": head.owner}
-    finish_run(owner, deps)
+    finish_run(LaneEvent.from_event(owner), deps)
     released = repository.get_head(key)
     assert released is not None and not released.is_terminal
     assert released.lease_until is None

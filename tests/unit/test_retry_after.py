@@ -12,7 +12,7 @@ from functions.adapters.http_client import parse_retry_after
 from functions.domain.config import get_settings
 from functions.domain.exceptions import MessageInvalid
 from functions.domain.validation import content_hash, validate_message
-from functions.services.delivery import INLINE_LANE, SLOW_LANE, next_retry_wait, retry_delay
+from functions.services.delivery import Lane, next_retry_wait, retry_delay
 from tests.conftest import make_message
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -39,12 +39,12 @@ def test_next_wait_of_each_lane() -> None:
     base.update(fast_lane_waits=(5, 10), slow_lane_waits=(60,), slow_lane_initial_wait_seconds=300)
     settings = type(get_settings())(**base)
     # Given the fast lane's waits 5, 10 and the slow lane's first wait 300, then 60
-    assert next_retry_wait(settings, INLINE_LANE, 0) == 5
-    assert next_retry_wait(settings, "fast", 1) == 10
+    assert next_retry_wait(settings, Lane.INLINE, 0) == 5
+    assert next_retry_wait(settings, Lane.FAST, 1) == 10
     # After the fast lane's last retry the slow lane's first wait comes; after the slow lane's, nothing
-    assert next_retry_wait(settings, "fast", 2) == 300
-    assert next_retry_wait(settings, SLOW_LANE, 0) == 60
-    assert next_retry_wait(settings, SLOW_LANE, 1) is None
+    assert next_retry_wait(settings, Lane.FAST, 2) == 300
+    assert next_retry_wait(settings, Lane.SLOW, 0) == 60
+    assert next_retry_wait(settings, Lane.SLOW, 1) is None
 
 
 def invalid_paths(**fields: Any) -> dict[str, str]:
