@@ -22,7 +22,7 @@ from functions.adapters.repository import HEAD_SORT_KEY, MessageRepository
 from functions.domain.config import get_settings
 from functions.domain.model import MessageKey, Status
 from functions.services.delivery import LaneEvent, dependencies, finish_run
-from functions.services.operations import MAX_REDRIVES, reconcile
+from functions.services.reconciler import MAX_REDRIVES, reconcile
 from relay.admin import SenderAdmin
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
@@ -233,7 +233,7 @@ def test_one_bad_message_does_not_stall_the_reconciler(
     monkeypatch.setattr(repository, "get_head", broken)
     settings = get_settings()
     # When a round runs
-    counts = reconcile(repository, DeliveryQueue(settings.queue_url), settings, lambda event: None, sweep=False)
+    counts = reconcile(repository, DeliveryQueue(settings.queue_url), settings, lambda *_: None, sweep=False)
     # Then the error is counted, the other message is handled (finished: its due time cleared) and
     # the bad one is pushed back instead of blocking the next round
     assert counts["errors"] >= 1
@@ -264,9 +264,9 @@ def test_redrives_past_the_budget_back_off_and_never_fail_a_message(relay: Local
         repository.set_due(key, int(time.time()) - 1)
         head = repository.get_head(key)
         assert head is not None
-        from functions.services.operations import _reconcile_one
+        from functions.services.reconciler import _reconcile_one
 
-        _reconcile_one(repository, Queue(), settings, lambda event: pytest.fail("FAILED"), head, datetime.now(UTC))  # type: ignore[arg-type]
+        _reconcile_one(repository, Queue(), settings, lambda *_: pytest.fail("FAILED"), head, datetime.now(UTC))  # type: ignore[arg-type]
     # Then it is still PENDING, re-driven every time, with a growing delay past the budget
     head = repository.get_head(key)
     assert head is not None and head.status == Status.PENDING
