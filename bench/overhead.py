@@ -65,7 +65,7 @@ def _claim(local: Any, message_id: str) -> dict[str, Any]:
     """What the dispatcher does before a run: the lease on the head (no run is started here)."""
     from functions.domain.config import get_settings
     from functions.domain.model import MessageKey
-    from functions.services.delivery import dependencies, run_input
+    from functions.services.delivery import RunInput, dependencies
 
     deps = dependencies(get_settings())
     key = MessageKey("dev", message_id)
@@ -73,7 +73,7 @@ def _claim(local: Any, message_id: str) -> dict[str, Any]:
     head = deps.repository.get_head(key)
     if head is None or deps.repository.claim(head, now + 360, now, enqueued=None, started=None) is None:
         raise RuntimeError("could not claim the message")
-    return run_input(key, 0)
+    return RunInput(key, 0).to_dict()
 
 
 def deliver_direct(local: Any, run: dict[str, Any]) -> None:

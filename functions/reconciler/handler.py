@@ -7,8 +7,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.adapters.observability import logger, metrics, tracer
 from functions.adapters.queue import DeliveryQueue, MessageQueue
 from functions.domain.config import get_settings
-from functions.services.delivery import dependencies, fail_message
-from functions.services.operations import ROUND_BUDGET_SECONDS, RoundBudget, reconcile
+from functions.domain.model import MessageKey
+from functions.services.delivery import LaneEvent, dependencies, fail_message
+from functions.services.reconciler import ROUND_BUDGET_SECONDS, RoundBudget, reconcile
 
 # Left of the invocation's time when the round stops starting new work (its last writes finish).
 ROUND_MARGIN_SECONDS = 8
@@ -21,11 +22,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
     settings = get_settings()
     deps = dependencies(settings)
     dead_letters = MessageQueue(settings.dead_letter_queue_url) if settings.dead_letter_queue_url else None
+
+    def fail(key: MessageKey, run: int, reason: str) -> None:
+        fail_message(LaneEvent(key, run, reason=reason), deps)
+
     counts = reconcile(
         deps.repository,
         DeliveryQueue(settings.queue_url),
         settings,
-        lambda failed: fail_message(failed, deps),
+        fail,
         dead_letters=dead_letters,
         budget=RoundBudget(_budget_seconds(context)),
     )

@@ -17,17 +17,18 @@ from functions.services import replays
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
     repository = ReplayRepository(settings.table_name)
-    if event.get("action") == "fail":
-        return replays.fail_job(repository, event)
+    step = replays.ReplayStep.from_event(event)
+    if step.fail:
+        return replays.fail_job(repository, step)
     result = replays.replay_run(
         repository,
         DeliveryQueue(settings.queue_url),
         settings,
-        event,
+        step,
         remaining_ms=context.get_remaining_time_in_millis,
     )
     logger.info(
         "Replayed a run of pages",
-        extra={"jobId": result["jobId"], "pages": result["pages"], "done": result["done"], **result["counts"]},
+        extra={"jobId": result.job_id, "pages": result.pages, "done": result.done, **result.counts},
     )
-    return result
+    return result.to_dict()

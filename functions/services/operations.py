@@ -1,4 +1,5 @@
-"""Reading and acting on messages (status, list, replay, cancel) and the reconciler, as plain logic.
+"""Reading and acting on messages (status, list, replay, cancel), as plain logic (the reconciler is
+functions/services/reconciler.py).
 
 Every call takes the authenticated sender: message keys are built from it, so another sender's
 message id simply does not exist (404, exactly like a missing one).
@@ -10,15 +11,13 @@ import base64
 import binascii
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.adapters.observability import logger, metrics
-from functions.adapters.queue import DeliveryQueue, MessageQueue
+from functions.adapters.queue import DeliveryQueue
 from functions.adapters.repository import REPLAYABLE_STATUSES, MessageRepository
 from functions.contract.metric_names import Metric
 from functions.domain.clock import iso
@@ -32,12 +31,9 @@ from functions.domain.exceptions import (
     MessageNotFound,
     RelayError,
 )
-from functions.domain.model import DUE_SHARDS, Event, EventType, MessageHead, MessageKey, Status, due_partition
+from functions.domain.model import Event, EventType, MessageKey, Status
 from functions.services.runs import message_runs
 from functions.services.status import status_view
-
-if TYPE_CHECKING:
-    from functions.services.target_health import TargetHealth
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 25
@@ -181,260 +177,3 @@ def cancel(repository: MessageRepository, sender_id: str, message_id: str) -> di
         raise MessageFinished(f"Message '{message_id}' is {head.status.value} and cannot be cancelled.")
     metrics.add_metric(name=Metric.CANCELLED, unit=MetricUnit.Count, value=1)
     return {"messageId": message_id, "senderId": sender_id, "status": updated.status.value}
-
-
-class RoundBudget:
-    """The time one reconciler round may spend, shared out so that no part starves another.
-
-    Every part gets a slice of what is left when it starts; what a part leaves undone waits for the
-    next round, which finds it again (due times only move forward once handled)."""
-
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.deadline = clock() + seconds
-
-    def left(self) -> float:
-        return max(0.0, self.deadline - self._clock())
-
-    def slice(self, share: float) -> RoundBudget:
-        return RoundBudget(self.left() * share, self._clock)
-
-    @property
-    def spent(self) -> bool:
-        return self._clock() >= self.deadline
-
-
-# The round's default budget: a scheduled round runs every minute (the handler passes what its
-# invocation has left, less a margin).
-ROUND_BUDGET_SECONDS = 45.0
-# What the sweep of never-claimed messages may take of a round (the due walk gets the rest).
-SWEEP_SHARE = 0.3
-
-
-def reconcile(
-    repository: MessageRepository,
-    queue: DeliveryQueue,
-    settings: Settings,
-    fail: Any,
-    now: datetime | None = None,
-    dead_letters: MessageQueue | None = None,
-    sweep: bool = True,
-    budget: RoundBudget | None = None,
-) -> dict[str, int]:
-    """Re-drive every message that is overdue with no live run; nothing accepted is left behind.
-
-    Each part of the round (dead letters, closed targets, the sweep, the due walk) is isolated: an
-    error is logged and counted and the round goes on. `fail(event)` ends a message that expired.
-    Returns counts for the log.
-    """
-    now = now or datetime.now(UTC)
-    budget = budget or RoundBudget(ROUND_BUDGET_SECONDS)
-    counts: dict[str, int] = {"due": 0, "redriven": 0, "expired": 0, "finished": 0, "leased": 0, "errors": 0}
-    if dead_letters is not None:
-        counts["rescued"] = _isolated(counts, "rescue", lambda: rescue_dead_letters(repository, dead_letters, now))
-    # Targets that closed since the last round: their paused messages go again. (Imported here: the
-    # API function, which shares this module, does not load the circuit breaker at cold start.)
-    from functions.adapters.target_health_store import TargetHealthRepository
-    from functions.services.target_health import count_open_targets, resume_closed_targets
-
-    targets = TargetHealthRepository.from_settings(settings)
-    counts["resumed"] = _isolated(counts, "resume", lambda: resume_closed_targets(repository, targets, queue, settings))
-    counts["openTargets"] = _isolated(counts, "open-targets", lambda: count_open_targets(targets))
-    if sweep:
-        sweep_budget = budget.slice(SWEEP_SHARE)
-        counts["unclaimed"] = _isolated(
-            counts, "sweep", lambda: sweep_unclaimed(repository, settings, now, sweep_budget)
-        )
-    _walk_due(repository, queue, settings, fail, now, budget, targets, counts)
-    if counts["errors"]:
-        metrics.add_metric(name=Metric.RECONCILER_ERRORS, unit=MetricUnit.Count, value=counts["errors"])
-    return counts
-
-
-def _isolated(counts: dict[str, int], part: str, work: Callable[[], int]) -> int:
-    """Run one part of the round; an error there is logged and counted, and the round goes on."""
-    try:
-        return work()
-    except Exception:
-        logger.exception("A part of the reconciler round failed; the round goes on", extra={"part": part})
-        counts["errors"] += 1
-        return 0
-
-
-def _due_keys(repository: MessageRepository, epoch: int) -> Iterator[MessageKey]:
-    """The due messages of every shard, taken a page from each shard in turn (one busy shard does
-    not hold the others back); the first shard changes every round."""
-    first = (epoch // 60) % DUE_SHARDS
-    pages = [repository.iter_due_pages(due_partition((first + n) % DUE_SHARDS), epoch) for n in range(DUE_SHARDS)]
-    while pages:
-        for shard_pages in list(pages):
-            page = next(shard_pages, None)
-            if page is None:
-                pages.remove(shard_pages)
-            else:
-                yield from page
-
-
-def _walk_due(
-    repository: MessageRepository,
-    queue: DeliveryQueue,
-    settings: Settings,
-    fail: Any,
-    now: datetime,
-    budget: RoundBudget,
-    targets: Any,
-    counts: dict[str, int],
-) -> None:
-    from functions.services.target_health import reconcile_paused
-
-    seen: dict[tuple[str, str], TargetHealth] = {}
-    for key in _due_keys(repository, int(now.timestamp())):
-        if budget.spent:
-            counts["unfinished"] = 1  # the next round goes on from here (what is handled moved on)
-            return
-        counts["due"] += 1
-        try:
-            head = repository.get_head(key)
-            if head is None:
-                continue
-            if head.status == Status.PAUSED:
-                outcome = reconcile_paused(repository, targets, queue, settings, fail, head, now, seen)
-            else:
-                outcome = _reconcile_one(repository, queue, settings, fail, head, now)
-        except Exception:
-            # One bad message never stalls the round: logged, counted, looked at again later.
-            logger.exception("Reconciling a message failed; it is looked at again later", extra=key.to_dict())
-            counts["errors"] += 1
-            _push_back(repository, key, int(now.timestamp()) + settings.redrive_after_seconds)
-            continue
-        counts[outcome] = counts.get(outcome, 0) + 1
-        if outcome == "redriven":
-            metrics.add_metric(name=Metric.REDRIVEN, unit=MetricUnit.Count, value=1)
-
-
-def _push_back(repository: MessageRepository, key: MessageKey, due_at: int) -> None:
-    try:
-        repository.set_due(key, due_at)
-    except Exception:
-        logger.exception("Could not push the message's due time back", extra=key.to_dict())
-
-
-# How far back each round looks for messages never claimed (several rounds, so a missed round or
-# two loses nothing; each message's head is read about this many seconds / round interval times).
-SWEEP_WINDOW_SECONDS = 180
-
-
-def sweep_unclaimed(
-    repository: MessageRepository, settings: Settings, now: datetime, budget: RoundBudget | None = None
-) -> int:
-    """Mark due every message accepted a while ago that no dispatcher ever claimed.
-
-    A message on the success path has no due time (its queue message guards it). If its ingest run
-    died between the store and the enqueue (a crash, a restart), nothing was queued: this sweep
-    finds it once it is `redrive_after_seconds` old, and the due walk (this round or the next)
-    re-drives it. Its work follows the traffic of its window, not the number of senders: it reads
-    the senders active in the window (one small item per sender and minute, written at ingest),
-    then their messages accepted in it. Reads only, but for the marks.
-    """
-    until = now - timedelta(seconds=settings.redrive_after_seconds)
-    since = until - timedelta(seconds=max(SWEEP_WINDOW_SECONDS, settings.redrive_after_seconds))
-    epoch = int(now.timestamp())
-    marked = 0
-    for sender_id in repository.active_senders(since, until):
-        if budget is not None and budget.spent:
-            break
-        keys = list(repository.iter_accepted(sender_id, since, until))
-        for start in range(0, len(keys), 100):
-            for head in repository.get_heads(keys[start : start + 100]):
-                never_claimed = head.status == Status.PENDING and head.enqueued_run < head.run
-                if never_claimed and head.due_at is None and not head.leased(epoch):
-                    repository.set_due(head.key, epoch)
-                    marked += 1
-    return marked
-
-
-# At most this many dead letters are taken back per round (the rest wait for the next minute).
-MAX_RESCUES_PER_ROUND = 100
-
-
-def rescue_dead_letters(repository: MessageRepository, dead_letters: MessageQueue, now: datetime) -> int:
-    """Take back queue messages the dispatcher failed on too often: mark each message due now, so
-    this round's (or the next) re-drive sends it again (and keeps doing so, with backoff, until it expires).
-
-    A message delivered at its first attempt has no due time (its queue message guards it until the
-    claim): without this, a message whose dispatches all failed would wait in the dead-letter queue.
-    """
-    rescued = 0
-    while rescued < MAX_RESCUES_PER_ROUND:
-        received = dead_letters.receive_json()
-        if not received:
-            break
-        for receipt, payload in received:
-            if isinstance(payload.get("senderId"), str) and isinstance(payload.get("messageId"), str):
-                key = MessageKey(payload["senderId"], payload["messageId"])
-                head = repository.get_head(key)
-                if head is not None and not head.is_terminal:
-                    repository.set_due(key, int(now.timestamp()))
-            dead_letters.delete(receipt)
-            rescued += 1
-    return rescued
-
-
-# Re-drives without progress after which a message counts as stuck: it raises an alarm and later
-# re-drives back off. Never a reason to FAIL it: Relay's own trouble only delays a message until it
-# is delivered or expires (and then its FAILED reason names what kept it).
-MAX_REDRIVES = 5
-MAX_REDRIVE_BACKOFF_SECONDS = 3600
-
-
-def redrive_delay(settings: Settings, redrives: int) -> int:
-    """How long after this re-drive the reconciler looks again: one window, doubling past the budget."""
-    window = settings.redrive_after_seconds
-    if redrives < MAX_REDRIVES:
-        return window
-    return min(window * 2 ** (redrives - MAX_REDRIVES + 1), max(window, MAX_REDRIVE_BACKOFF_SECONDS))
-
-
-def _redrive_reason(head: MessageHead) -> str:
-    """What kept the message: the Relay part that did not make progress (shown in REDRIVEN, and in
-    FAILED's reason should it expire)."""
-    if head.status == Status.PENDING and head.enqueued_run < head.run:
-        return "not claimed from the delivery queue"
-    if head.unresolved_attempt is not None:
-        return "an attempt's step ended without recording its result"
-    if head.status == Status.RETRYING:
-        return "its delivery run ended without finishing"
-    return "its delivery run did not start or ended early"
-
-
-def _reconcile_one(
-    repository: MessageRepository, queue: DeliveryQueue, settings: Settings, fail: Any, head: MessageHead, now: datetime
-) -> str:
-    epoch = int(now.timestamp())
-    if head.is_terminal:
-        repository.clear_due(head.key)
-        return "finished"
-    if head.is_expired(now) and not head.attempt_in_flight(epoch):
-        redriven = head.last_event(EventType.REDRIVEN)
-        kept = f"; kept by: {redriven.details.get('reason')}" if redriven and redriven.details.get("reason") else ""
-        reason = f"expired before it could be delivered{kept}"
-        fail({**head.key.to_dict(), "run": head.run, "reason": reason[:256]})
-        return "expired"
-    if head.leased(epoch) or head.attempt_in_flight(epoch):
-        # A run holds it: look again when its lease (or its attempt's) ends.
-        repository.set_due(head.key, max(head.lease_until or 0, head.attempt_lease_until or 0))
-        return "leased"
-    if head.redrives >= MAX_REDRIVES:
-        # Stuck: alarm (MessagesStuck), keep re-driving with backoff.
-        metrics.add_metric(name=Metric.STUCK, unit=MetricUnit.Count, value=1)
-    details = {"previousStatus": head.status.value, "reason": _redrive_reason(head)}
-    redriven = Event(EventType.REDRIVEN, now, head.run, head.attempts, details)
-    due_at = min(epoch + redrive_delay(settings, head.redrives), max(head.ttl, epoch + 1))
-    if repository.note_redrive(head, redriven, due_at, epoch) is None:
-        return "moved-on"
-    try:
-        queue.send(head.key, run=head.run)
-    except RelayError:
-        logger.exception("Re-drive could not enqueue; next round tries again")
-        return "enqueue-failed"
-    return "redriven"

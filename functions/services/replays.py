@@ -35,9 +35,10 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
@@ -103,14 +104,63 @@ class Paging:
         return cls(read(Setting.REPLAY_PAGE_SIZE, PAGE_SIZE), read(Setting.REPLAY_PAGES_PER_RUN, PAGES_PER_RUN))
 
 
-class JobState:
+class JobState(StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
 
 
+class ReplayCount(StrEnum):
+    """A job's counters (and a run's): matched = replayed + skipped + failed once it is SUCCEEDED."""
+
+    MATCHED = "matched"
+    REPLAYED = "replayed"
+    SKIPPED = "skipped"  # it moved on since it matched (another job, by hand), or expired
+    FAILED = "failed"  # its replay could not be recorded
+
+
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
-_COUNTERS = ("replayed", "skipped", "failed")
+_COUNTERS = (ReplayCount.REPLAYED, ReplayCount.SKIPPED, ReplayCount.FAILED)
+
+
+@dataclass(frozen=True)
+class ReplayStep:
+    """The replay machine's step input: {senderId, jobId} (ReplayPage), and with `action: fail` its
+    Catch's `error` (RecordFailure)."""
+
+    sender_id: str
+    job_id: str
+    fail: bool = False
+    error: str = ""  # the failed run's error name
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> ReplayStep:
+        sender_id, job_id = event.get("senderId"), event.get("jobId")
+        if not isinstance(sender_id, str) or not isinstance(job_id, str):
+            raise ValueError(f"a replay step needs senderId and jobId strings, not {sender_id!r}, {job_id!r}"[:200])
+        error = event.get("error")
+        name = str(error.get("Error") or "") if isinstance(error, Mapping) else ""
+        return cls(sender_id, job_id, event.get("action") == "fail", name)
+
+
+@dataclass(frozen=True)
+class ReplayRunResult:
+    """One run's answer: the machine's next input (senderId, jobId, done) and what the run did."""
+
+    sender_id: str
+    job_id: str
+    done: bool  # no page left: the job is recorded SUCCEEDED, or it is not RUNNING any more
+    pages: int
+    counts: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "senderId": self.sender_id,
+            "jobId": self.job_id,
+            "done": self.done,
+            "pages": self.pages,
+            "counts": dict(self.counts),
+        }
 
 
 @dataclass(frozen=True)
@@ -242,7 +292,7 @@ def start_job(
         except RelayError:
             repository.set_job_state(sender_id, job_id, JobState.FAILED, now, "the replay run could not be started")
             raise
-    return {"jobId": job_id, "matched": matched, "state": state, "filter": job_filter.to_dict()}
+    return {"jobId": job_id, "matched": matched, "state": state.value, "filter": job_filter.to_dict()}
 
 
 def replay_entries(
@@ -255,17 +305,17 @@ def replay_entries(
     entries: list[WindowEntry],
 ) -> dict[str, int]:
     """Replay one page's matches, each only while it is in the failure the window showed: the counts."""
-    counts = dict.fromkeys(_COUNTERS, 0)
+    counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
     only_from = frozenset({job_filter.status})
     for entry in entries:
         try:
             replay(repository, queue, settings, sender_id, entry.key.message_id, only_from, job_id, entry.sort)
-            counts["replayed"] += 1
+            counts[ReplayCount.REPLAYED] += 1
         except (MessageNotFinished, MessageExpired, MessageNotFound):
-            counts["skipped"] += 1  # it moved on since it matched (another job, by hand), or expired
+            counts[ReplayCount.SKIPPED] += 1
         except RelayError:
             logger.exception("Replay of one message failed", extra={"jobId": job_id, "messageId": entry.key.message_id})
-            counts["failed"] += 1
+            counts[ReplayCount.FAILED] += 1
     return counts
 
 
@@ -273,25 +323,25 @@ def replay_run(
     repository: ReplayRepository,
     queue: DeliveryQueue,
     settings: Settings,
-    job: dict[str, Any],
+    job: ReplayStep,
     paging: Paging | None = None,
     remaining_ms: Callable[[], int] | None = None,
-) -> dict[str, Any]:
+) -> ReplayRunResult:
     """One run of a job (the state machine's ReplayPage step): pages from where the job item stands.
 
-    `job` is {senderId, jobId}; the answer adds `done` (no page left: the job is recorded
-    SUCCEEDED, or it is not RUNNING any more) and this run's `pages` and `counts`. Where the job
+    The answer adds to the job `done` (no page left: the job is recorded SUCCEEDED, or it is not
+    RUNNING any more) and this run's `pages` and `counts`. Where the job
     stands is read from its item, never from the input, so a retried or repeated run resumes after
     the last page recorded. The run stops after `pages_per_run` pages, or when `remaining_ms()`
     (the invocation's time left) falls under RUN_RESERVE_MS.
     """
     paging = paging or Paging.from_environment()
-    sender_id, job_id = str(job["senderId"]), str(job["jobId"])
-    totals = {"matched": 0, **dict.fromkeys(_COUNTERS, 0)}
+    sender_id, job_id = job.sender_id, job.job_id
+    totals: dict[str, int] = {ReplayCount.MATCHED: 0, **dict.fromkeys(_COUNTERS, 0)}
     pages = 0
 
-    def answer(done: bool) -> dict[str, Any]:
-        return {"senderId": sender_id, "jobId": job_id, "done": done, "pages": pages, "counts": totals}
+    def answer(done: bool) -> ReplayRunResult:
+        return ReplayRunResult(sender_id, job_id, done, pages, totals)
 
     stored = repository.get_job(sender_id, job_id)
     if stored is None or stored["state"] != JobState.RUNNING:
@@ -304,12 +354,12 @@ def replay_run(
         )
         matches = _matching(repository, job_filter, entries)
         counts = {
-            "matched": len(matches),
+            ReplayCount.MATCHED: len(matches),
             **replay_entries(repository, queue, settings, sender_id, job_id, job_filter, matches),
         }
         state = JobState.RUNNING if next_cursor else JobState.SUCCEEDED
         # The first page's matches replace the API's first look at them; later pages add theirs.
-        first = frozenset({"matched"}) if page == 0 else frozenset()
+        first = frozenset({ReplayCount.MATCHED}) if page == 0 else frozenset()
         if not repository.record_page(sender_id, job_id, page, counts, state, datetime.now(UTC), next_cursor, first):
             # Another run of this job recorded this page first: the next round reads where it stands.
             logger.info("Page already counted (a repeated run)", extra={"jobId": job_id, "page": page})
@@ -323,12 +373,11 @@ def replay_run(
             return answer(False)
 
 
-def fail_job(repository: ReplayRepository, job: dict[str, Any]) -> dict[str, Any]:
+def fail_job(repository: ReplayRepository, job: ReplayStep) -> dict[str, str]:
     """Record a job whose run failed (the state machine's Catch)."""
-    error = job.get("error") or {}
-    reason = str(error.get("Error") or "the replay run failed") if isinstance(error, dict) else "the replay run failed"
-    repository.set_job_state(str(job["senderId"]), str(job["jobId"]), JobState.FAILED, datetime.now(UTC), reason)
-    return {"jobId": job["jobId"], "state": JobState.FAILED}
+    reason = job.error or "the replay run failed"
+    repository.set_job_state(job.sender_id, job.job_id, JobState.FAILED, datetime.now(UTC), reason)
+    return {"jobId": job.job_id, "state": JobState.FAILED.value}
 
 
 def get_job(repository: ReplayRepository, sender_id: str, job_id: str) -> dict[str, Any]:

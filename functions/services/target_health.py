@@ -30,8 +30,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -179,18 +179,26 @@ def paused_origin(head: MessageHead) -> str | None:
     return str(event.details["origin"]) if event and event.details.get("origin") else None
 
 
+class ResumeReason(StrEnum):
+    """Why a paused message goes again (RESUMED's `reason`)."""
+
+    CLOSED = "closed"  # its target closed
+    PROBE = "probe"  # it is its target's probe
+    MANUAL = "manual"  # `relay targets resume`
+
+
 def resume_message(
     repository: MessageRepository,
     queue: DeliveryQueue,
     settings: Settings,
     head: MessageHead,
     origin: str,
-    how: str,
+    how: ResumeReason,
     now: datetime,
 ) -> bool:
     """PAUSED -> PENDING (RESUMED) and onto the delivery queue; the due time guards the send."""
-    details: dict[str, Any] = {"origin": origin, "reason": how}
-    if how == "probe":
+    details: dict[str, Any] = {"origin": origin, "reason": how.value}
+    if how == ResumeReason.PROBE:
         details["probe"] = True
     resumed = Event(EventType.RESUMED, now, head.run, head.attempts, details)
     updated = repository.resume(head, resumed, int(now.timestamp()) + settings.redrive_after_seconds)
@@ -210,7 +218,7 @@ def resume_paused(
     settings: Settings,
     sender_id: str,
     origin: str,
-    how: str,
+    how: ResumeReason,
     now: datetime | None = None,
 ) -> int:
     """Re-drive every PAUSED message of a target; how many were re-driven."""
@@ -222,45 +230,6 @@ def resume_paused(
     return resumed
 
 
-def reconcile_paused(
-    repository: MessageRepository,
-    store: TargetHealthRepository,
-    queue: DeliveryQueue,
-    settings: Settings,
-    fail: Callable[[dict[str, Any]], Any],
-    head: MessageHead,
-    now: datetime,
-    seen: dict[tuple[str, str], TargetHealth],
-) -> str:
-    """A due PAUSED message: FAILED past its expiry; the probe when one is due; re-driven when its
-    target has closed; otherwise due again at the next probe."""
-    epoch = int(now.timestamp())
-    if head.is_expired(now):
-        fail({**head.key.to_dict(), "run": head.run, "reason": "expired while paused: its target stayed OPEN"})
-        return "failed"
-    origin = paused_origin(head)
-    if origin is None:  # cannot happen for a message paused here; re-drive rather than strand it
-        return "resumed" if resume_message(repository, queue, settings, head, "", "closed", now) else "moved-on"
-    policy = BreakerPolicy.from_settings(settings)
-    key = (head.key.sender_id, origin)
-    health = seen.get(key) or store.get(*key, consistent=True)
-    seen[key] = health
-    if health.state == BreakerState.CLOSED:
-        return "resumed" if resume_message(repository, queue, settings, head, origin, "closed", now) else "moved-on"
-    if health.probe_due(epoch):
-        deadline = epoch + policy.probe_delay(health.probes)
-        if store.start_probe(health, head.key.message_id, epoch, deadline):
-            seen[key] = replace(
-                health, state=BreakerState.HALF_OPEN, probe_message=head.key.message_id, next_probe_at=deadline
-            )
-            resume_message(repository, queue, settings, head, origin, "probe", now)
-            return "probe"
-        health = store.get(*key, consistent=True)
-        seen[key] = health
-    repository.set_due(head.key, paused_due_at(head, health, policy, epoch))
-    return "paused"
-
-
 def resume_closed_targets(
     repository: MessageRepository, store: TargetHealthRepository, queue: DeliveryQueue, settings: Settings
 ) -> int:
@@ -269,7 +238,7 @@ def resume_closed_targets(
     for health in store.resuming():
         if health.state != BreakerState.CLOSED:
             continue
-        resumed += resume_paused(repository, queue, settings, health.sender_id, health.origin, "closed")
+        resumed += resume_paused(repository, queue, settings, health.sender_id, health.origin, ResumeReason.CLOSED)
         store.finish_resume(health.sender_id, health.origin)
     return resumed
 
@@ -335,7 +304,7 @@ def resume_target(
         store.force_close(sender_id, origin)
     if previous.state != BreakerState.CLOSED:
         metrics.add_metric(name=Metric.TARGET_CLOSED, unit=MetricUnit.Count, value=1)
-    resumed = resume_paused(repository, queue, settings, sender_id, origin, "manual")
+    resumed = resume_paused(repository, queue, settings, sender_id, origin, ResumeReason.MANUAL)
     if closing:
         store.finish_resume(sender_id, origin)
     return {"origin": origin, "previousState": previous.state.value, "state": "CLOSED", "resumed": resumed}

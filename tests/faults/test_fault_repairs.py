@@ -306,11 +306,11 @@ def test_message_redriven_after_its_slow_lane_run_died_gets_a_new_slow_lane_run(
     taken = (head.owner, fencing_token(arn))
     assert repository.begin_attempt(head, started, interrupted, taken, int(now.timestamp()) + 60)
     event = {**key.to_dict(), "run": 0, "reason": "test", "owner": "redrive-test", "executionArn": arn}
-    outcome = delivery.move_to_slow_lane(event, deps)
+    outcome = delivery.move_to_slow_lane(delivery.LaneEvent.from_event(event), deps)
     # Then a new slow-lane run starts (the dead one's name is not reused)
-    assert outcome["outcome"] == "MOVED_TO_SLOW_LANE"
-    assert outcome["executionArn"] != first.exec_arn
-    assert any(run.exec_arn == outcome["executionArn"] for run in running_executions(relay.local))
+    assert outcome.outcome == delivery.EndingOutcome.MOVED_TO_SLOW_LANE
+    assert outcome.execution_arn != first.exec_arn
+    assert any(run.exec_arn == outcome.execution_arn for run in running_executions(relay.local))
     record = wait_until_terminal(relay, message["messageId"], timeout=60)
     assert record["status"] == "FAILED"
 

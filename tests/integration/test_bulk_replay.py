@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,8 +108,10 @@ def test_a_job_replays_every_match_page_by_page_and_counts_it(local_aws: LocalAw
 
     # When a run of the job comes again (a retried step), it reads that the job is over and counts nothing twice
     job_input = {"senderId": SENDER, "jobId": started["jobId"]}
-    again = replays.replay_run(repository, DeliveryQueue(get_settings().queue_url), get_settings(), job_input)
-    assert (again["done"], again["pages"], again["counts"]["replayed"]) == (True, 0, 0)
+    again = replays.replay_run(
+        repository, DeliveryQueue(get_settings().queue_url), get_settings(), replays.ReplayStep.from_event(job_input)
+    )
+    assert (again.done, again.pages, again.counts["replayed"]) == (True, 0, 0)
     assert repository.get_job(SENDER, started["jobId"])["page"] == 3  # type: ignore[index]
 
 
@@ -125,10 +128,10 @@ def test_a_message_that_moved_on_is_skipped_and_other_senders_see_nothing(local_
     repository.create_job(SENDER, "f" * 32, job_filter.to_dict(), 2, "RUNNING", datetime.now(UTC), 2**31)
     # When a run of the job runs
     result = replays.replay_run(
-        repository, DeliveryQueue(get_settings().queue_url), get_settings(), {"senderId": SENDER, "jobId": "f" * 32}
+        repository, DeliveryQueue(get_settings().queue_url), get_settings(), replays.ReplayStep(SENDER, "f" * 32)
     )
     # Then the third is replayed, the expired one skipped, and the job is done
-    assert result["counts"] == {"matched": 2, "replayed": 1, "skipped": 1, "failed": 0} and result["done"]
+    assert result.counts == {"matched": 2, "replayed": 1, "skipped": 1, "failed": 0} and result.done
     assert repository.get_head(third).run == 1  # type: ignore[union-attr]
     # And another sender cannot see the job
     other = local_aws.invoke("relay-api", api_event("GET", f"/replays/{'f' * 32}", sender="intruder"))
@@ -226,13 +229,13 @@ def test_a_run_that_stops_short_resumes_where_the_job_item_stands(local_aws: Loc
     queue, settings, job = (
         DeliveryQueue(get_settings().queue_url),
         get_settings(),
-        {"senderId": SENDER, "jobId": "e" * 32},
+        replays.ReplayStep(SENDER, "e" * 32),
     )
     paging = replays.Paging(page_size=5, pages_per_run=1)
     # When runs come one after the other (the input never says where the job stands)
     answers = [replays.replay_run(repository, queue, settings, job, paging) for _ in range(3)]
     # Then each run took the next page and the third ended the job
-    assert [(a["done"], a["pages"], a["counts"]["replayed"]) for a in answers] == [
+    assert [(a.done, a.pages, a.counts["replayed"]) for a in answers] == [
         (False, 1, 5),
         (False, 1, 5),
         (True, 1, 2),
@@ -242,10 +245,10 @@ def test_a_run_that_stops_short_resumes_where_the_job_item_stands(local_aws: Loc
     later = replays.ReplayFilter(Status.CANCELLED, datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC), None)
     repository.create_job(SENDER, "d" * 32, later.to_dict(), 0, "RUNNING", datetime.now(UTC), 2**31)
     roomy = replays.Paging(page_size=5, pages_per_run=100)
-    short = replays.replay_run(repository, queue, settings, {**job, "jobId": "d" * 32}, roomy, lambda: 1_000)
-    assert (short["done"], short["pages"]) == (False, 1)
-    rest = replays.replay_run(repository, queue, settings, {**job, "jobId": "d" * 32}, roomy, lambda: 60_000)
-    assert (rest["done"], rest["pages"], rest["counts"]["replayed"]) == (True, 2, 7)
+    short = replays.replay_run(repository, queue, settings, replace(job, job_id="d" * 32), roomy, lambda: 1_000)
+    assert (short.done, short.pages) == (False, 1)
+    rest = replays.replay_run(repository, queue, settings, replace(job, job_id="d" * 32), roomy, lambda: 60_000)
+    assert (rest.done, rest.pages, rest.counts["replayed"]) == (True, 2, 7)
     assert repository.get_job(SENDER, "d" * 32)["matched"] == 12  # type: ignore[index]
 
 
@@ -315,17 +318,17 @@ def test_five_jobs_at_once_over_the_same_failed_messages_replay_each_once(local_
     for job_id in job_ids:
         repository.create_job(SENDER, job_id, job_filter.to_dict(), 0, "RUNNING", now, 2**31)
     # When the five runs go at once
-    answers: dict[str, dict[str, Any]] = {}
+    answers: dict[str, replays.ReplayRunResult] = {}
 
     def run(job_id: str) -> None:
-        answers[job_id] = replays.replay_run(repository, target, get_settings(), {"senderId": SENDER, "jobId": job_id})
+        answers[job_id] = replays.replay_run(repository, target, get_settings(), replays.ReplayStep(SENDER, job_id))
 
     threads = [threading.Thread(target=run, args=(job_id,)) for job_id in job_ids]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sorted(answers) == job_ids and all(answer["done"] for answer in answers.values())
+    assert sorted(answers) == job_ids and all(answer.done for answer in answers.values())
     # Then each message was replayed exactly once: one REPLAYED event, its run 1, FAILED again
     for key in keys:
         head = repository.get_head(key)

@@ -169,11 +169,11 @@ def test_redelivered_queue_message_never_delivers_twice(client: RelayClient, tar
     hits = len(target.requests_to("/ok"))
     # When its queue message arrives again
     outcome = delivery.dispatch(
-        {"senderId": message["senderId"], "messageId": message["messageId"], "run": 0},
+        delivery.RunInput(MessageKey(message["senderId"], message["messageId"]), 0),
         delivery.dependencies(get_settings()),
     )
     # Then nothing is started and the target is not called again
-    assert outcome == "terminal"
+    assert outcome == delivery.DispatchOutcome.TERMINAL == "terminal"
     time.sleep(0.3)
     assert len(target.requests_to("/ok")) == hits
 
@@ -190,7 +190,7 @@ def test_duplicate_dispatch_while_running_starts_one_run(client: RelayClient, ta
     # after its visibility timeout, in case the first dispatcher died)
     with pytest.raises(ClaimHeld):
         delivery.dispatch(
-            {"senderId": message["senderId"], "messageId": message["messageId"], "run": 0},
+            delivery.RunInput(MessageKey(message["senderId"], message["messageId"]), 0),
             delivery.dependencies(get_settings()),
         )
     # And one attempt delivers it
@@ -211,10 +211,10 @@ def test_expired_message_is_never_sent(client: RelayClient, target: TargetServer
     expire_stored_message("dev", expired["messageId"], status="PENDING")
     # When it is dispatched
     outcome = delivery.dispatch(
-        {"senderId": "dev", "messageId": expired["messageId"], "run": 0}, delivery.dependencies(get_settings())
+        delivery.RunInput(MessageKey("dev", expired["messageId"]), 0), delivery.dependencies(get_settings())
     )
     # Then it ends FAILED as expired and the target never sees it again
-    assert outcome == "expired"
+    assert outcome == delivery.DispatchOutcome.EXPIRED
     record = client.status(expired["messageId"]).body
     assert record["status"] == "FAILED" and "expired" in record["lastError"]
     assert len(target.requests_to("/ok")) == hits

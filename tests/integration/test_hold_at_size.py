@@ -23,8 +23,8 @@ from functions.adapters.queue import DeliveryQueue
 from functions.adapters.repository import MessageRepository
 from functions.domain.config import get_settings
 from functions.domain.model import Event, EventType, MessageKey, Status, fencing_token
-from functions.services.delivery import dependencies, finish_run
-from functions.services.operations import MAX_REDRIVES, reconcile
+from functions.services.delivery import LaneEvent, dependencies, finish_run
+from functions.services.reconciler import MAX_REDRIVES, reconcile
 from relay.admin import SenderAdmin
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
@@ -203,10 +203,10 @@ def test_a_run_that_gives_up_releases_its_lease_and_is_due_now(client: RelayClie
     handed = repository.hand_to_slow_lane(head, lease, "giving-up", moved, (head.owner,), fencing_token("giving-up"))
     assert handed is not None
     stranger = {**key.to_dict(), "run": head.run, "giveUp": True, "owner": "someone-else"}
-    finish_run(stranger, deps)
+    finish_run(LaneEvent.from_event(stranger), deps)
     assert repository.get_head(key).lease_until == lease  # type: ignore[union-attr]
     owner = {**key.to_dict(), "run": head.run, "giveUp": True, "owner": "giving-up"}
-    finish_run(owner, deps)
+    finish_run(LaneEvent.from_event(owner), deps)
     released = repository.get_head(key)
     assert released is not None and not released.is_terminal
     assert released.lease_until is None
@@ -238,7 +238,7 @@ def test_one_bad_message_does_not_stall_the_reconciler(
     monkeypatch.setattr(repository, "get_head", broken)
     settings = get_settings()
     # When a round runs
-    counts = reconcile(repository, DeliveryQueue(settings.queue_url), settings, lambda event: None, sweep=False)
+    counts = reconcile(repository, DeliveryQueue(settings.queue_url), settings, lambda *_: None, sweep=False)
     # Then the error is counted, the other message is handled (finished: its due time cleared) and
     # the bad one is pushed back instead of blocking the next round
     assert counts["errors"] >= 1
@@ -267,9 +267,9 @@ def test_redrives_past_the_budget_back_off_and_never_fail_a_message(relay: Local
         repository.set_due(key, int(time.time()) - 1)
         head = repository.get_head(key)
         assert head is not None
-        from functions.services.operations import _reconcile_one
+        from functions.services.reconciler import _reconcile_one
 
-        _reconcile_one(repository, Queue(), settings, lambda event: pytest.fail("FAILED"), head, datetime.now(UTC))  # type: ignore[arg-type]
+        _reconcile_one(repository, Queue(), settings, lambda *_: pytest.fail("FAILED"), head, datetime.now(UTC))  # type: ignore[arg-type]
     # Then it is still PENDING, re-driven every time, with a growing delay past the budget
     head = repository.get_head(key)
     assert head is not None and head.status == Status.PENDING

@@ -17,6 +17,8 @@ from functions.services.replays import (
     DEFAULT_WINDOW,
     Paging,
     ReplayFilter,
+    ReplayRunResult,
+    ReplayStep,
     origin_of,
     parse_filter,
     start_job,
@@ -149,3 +151,19 @@ def test_paging_comes_from_the_schema_unless_the_environment_overrides_it(monkey
     monkeypatch.setenv(Setting.REPLAY_PAGE_SIZE, "7")
     monkeypatch.setenv(Setting.REPLAY_PAGES_PER_RUN, "2")
     assert Paging.from_environment() == Paging(7, 2)
+
+
+def test_replay_steps_are_read_once_and_answer_the_machines_keys() -> None:
+    # Given the replay machine's ReplayPage and RecordFailure inputs
+    page = ReplayStep.from_event({"senderId": "s", "jobId": "j"})
+    failed = ReplayStep.from_event({"action": "fail", "senderId": "s", "jobId": "j", "error": {"Error": "Boom"}})
+    # Then they read as such, and a run answers with what ReplayPage's ResultSelector reads
+    assert (page.fail, failed.fail, failed.error) == (False, True, "Boom")
+    answer = ReplayRunResult("s", "j", True, 1, {"matched": 1}).to_dict()
+    assert {name: answer[name] for name in ("senderId", "jobId", "done")} == {
+        "senderId": "s",
+        "jobId": "j",
+        "done": True,
+    }
+    with pytest.raises(ValueError, match="jobId"):
+        ReplayStep.from_event({"senderId": "s"})

@@ -41,9 +41,9 @@ def test_next_wait_of_each_lane() -> None:
     settings = type(get_settings())(**base)
     # Given the fast lane's waits 5, 10 and the slow lane's first wait 300, then 60
     assert next_retry_wait(settings, Lane.INLINE, 0) == 5
-    assert next_retry_wait(settings, "fast", 1) == 10
+    assert next_retry_wait(settings, Lane.FAST, 1) == 10
     # After the fast lane's last retry the slow lane's first wait comes; after the slow lane's, nothing
-    assert next_retry_wait(settings, "fast", 2) == 300
+    assert next_retry_wait(settings, Lane.FAST, 2) == 300
     assert next_retry_wait(settings, Lane.SLOW, 0) == 60
     assert next_retry_wait(settings, Lane.SLOW, 1) is None
 

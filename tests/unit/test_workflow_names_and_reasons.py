@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 
 from functions.adapters.workflows import execution_name
 from functions.domain.model import MessageKey
-from functions.services.delivery import failure_reason, is_retryable_status
+from functions.services.delivery import LaneEvent, failure_reason, is_retryable_status
 
 STEP_FUNCTIONS_NAME = re.compile(r"^[^\s?*<>{}\[\]\"#%\\^|~`$&,;:/]{1,80}$")
 
@@ -54,10 +55,18 @@ def test_outcome_rules(status: int, retryable: bool) -> None:
     assert is_retryable_status(status) is retryable
 
 
+def _reason(**fields: Any) -> str:
+    return failure_reason(LaneEvent.from_event({"senderId": "s", "messageId": "m", "run": 0, **fields}))
+
+
 def test_failure_reasons_read_well() -> None:
     retry = {"Error": "DeliveryRetryable", "Cause": json.dumps({"errorMessage": "HTTP 503", "errorType": "x"})}
-    assert failure_reason({"failure": retry}) == "retries exhausted; last error: HTTP 503"
+    assert _reason(failure=retry) == "retries exhausted; last error: HTTP 503"
     rejected = {"Error": "DeliveryRejected", "Cause": json.dumps({"errorMessage": "HTTP 404: not retried"})}
-    assert failure_reason({"failure": rejected}) == "HTTP 404: not retried"
-    assert failure_reason({"failure": {"Error": "States.Timeout", "Cause": "not json"}}) == "States.Timeout: not json"
-    assert failure_reason({"reason": "expired before delivery"}) == "expired before delivery"
+    assert _reason(failure=rejected) == "HTTP 404: not retried"
+    assert _reason(failure={"Error": "States.Timeout", "Cause": "not json"}) == "States.Timeout: not json"
+    assert _reason(reason="expired before delivery") == "expired before delivery"
+    assert _reason(waitSeconds=30) == "the target's Retry-After asks to wait 30 s"
+    deferred = {"Error": "DeliveryDeferred", "Cause": json.dumps({"errorMessage": "45"})}
+    assert _reason(failure=deferred) == "the target's Retry-After asks to wait 45 s"
+    assert _reason() == "Unknown"
