@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent
 
-from functions.domain.model import MessageKey, Status
+from functions.domain.model import MessageKey, Status, fencing_token
 from functions.services.delivery import (
     AttemptOutcome,
     AttemptResult,
@@ -66,7 +66,7 @@ def test_every_lane_task_payload_parses(machine: str, state: str, payload: dict[
     if "lane" in event:
         assert parsed.lane == Lane(event["lane"])
     if "owner" in event:
-        assert parsed.tokens == (SAMPLES["owner"], SAMPLES["executionArn"])
+        assert parsed.tokens == (fencing_token(SAMPLES["owner"]), fencing_token(SAMPLES["executionArn"]))
     assert parsed.give_up is bool(event.get("giveUp"))
 
 
