@@ -7,9 +7,8 @@ Layout (one partition per message, everything expires together through `ttl`):
   Each change of status is ONE conditional `UpdateItem` that sets the status and appends its event
   together: the history cannot have gaps, and the conditions (run, attempts, results) make a
   retried step find its own earlier write instead of writing twice. Attribute names and event
-  codes are short because DynamoDB bills every update by the whole item's size (1 KB = 1 WRU)
-  (functions/adapters/messages/items.py); older events move to overflow items
-  (functions/adapters/messages/history.py).
+  codes are short: DynamoDB bills every update by the whole item's size (messages/items.py);
+  older events move to overflow items (messages/history.py).
 
 Indexes (keys only: an index entry is written only when its keys change; functions/adapters/
 messages/listing.py queries them):
@@ -19,9 +18,8 @@ messages/listing.py queries them):
 - `byStatus` (`gsi1pk`/`gsi1sk`), sparse: only FAILED, CANCELLED and PAUSED messages (the failure
   path, where a listing must find old ones quickly); also the senders' own items. A PAUSED entry's
   sort key starts with the message's target origin, so a target's paused messages are one key range.
-- `due` (`dueShard`/`dueAt`), sparse: messages the reconciler must look at (a retry in flight, a
-  failed enqueue, a replay). A message delivered at its first attempt never has an entry: until its
-  claim the queue holds it, and the dispatcher redelivers a claim that died (delivery.py).
+- `due` (`dueShard`/`dueAt`), sparse: messages the reconciler must look at (retries, failed
+  enqueues, replays, waits); never one for a message delivered at its first attempt.
 """
 
 from __future__ import annotations
@@ -75,22 +73,9 @@ class MessageRepository:
 
     def _apply(self, key: MessageKey, update: UpdateBuilder) -> MessageHead | None:
         """Run one conditional update of the head; the new head, or None when a condition fails."""
-        kwargs: dict[str, Any] = {
-            "Key": self._key(key),
-            "UpdateExpression": update.expression(),
-            "ConditionExpression": update.condition(),
-            "ExpressionAttributeNames": update.names,
-            "ReturnValues": "ALL_NEW",
-        }
-        if update.values:
-            kwargs["ExpressionAttributeValues"] = to_item(update.values)
-        try:
-            response = self.table.call("update_item", **kwargs)
-        except ClientError as error:
-            if is_condition_failure(error):
-                return None
-            raise
-        item = from_item(response["Attributes"])
+        item = self.table.update(self._key(key), update)
+        if item is None:
+            return None
         self.history.keep_head_small(key, item)
         return head_from_item(item)
 

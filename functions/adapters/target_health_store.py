@@ -20,9 +20,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from functions.adapters.messages.table import Table, from_item, is_condition_failure, to_item
+from functions.adapters.messages.table import Table, from_item, to_item
 from functions.adapters.messages.updates import UpdateBuilder
 from functions.adapters.target_store import target_partition
 from functions.contract.key_prefixes import BREAKER_OPEN_PARTITION, BREAKER_RESUMING_PARTITION
@@ -77,24 +75,8 @@ class TargetHealthRepository:
         self, sender_id: str, origin: str, update: UpdateBuilder, must_exist: bool = True
     ) -> TargetHealth | None:
         update.assign("ttl", int(time.time()) + self._keep_seconds)
-        kwargs: dict[str, Any] = {
-            "Key": self._key(sender_id, origin),
-            "UpdateExpression": update.expression(),
-            "ExpressionAttributeNames": update.names,
-            "ReturnValues": "ALL_NEW",
-        }
-        conditions = (["attribute_exists(pk)"] if must_exist else []) + update.conditions
-        if conditions:
-            kwargs["ConditionExpression"] = " AND ".join(conditions)
-        if update.values:
-            kwargs["ExpressionAttributeValues"] = to_item(update.values)
-        try:
-            response = self.table.call("update_item", **kwargs)
-        except ClientError as error:
-            if is_condition_failure(error):
-                return None
-            raise
-        return _decode(sender_id, origin, from_item(response["Attributes"]))
+        item = self.table.update(self._key(sender_id, origin), update, must_exist)
+        return None if item is None else _decode(sender_id, origin, item)
 
     def get(self, sender_id: str, origin: str, consistent: bool = False) -> TargetHealth:
         response = self.table.call("get_item", Key=self._key(sender_id, origin), ConsistentRead=consistent)

@@ -333,7 +333,28 @@ def validate_message(
     schema_errors = list(_schema_validator().iter_errors(document))
     if not isinstance(document, dict):
         raise MessageInvalid(_sendable(_schema_errors(schema_errors)))
+    details = _field_errors(document, settings, schema_errors, now)
+    body_text = _body_text(document, details)
+    body_size = _utf8_size(body_text) if body_text is not None else 0
+    body_too_large = body_size > settings.max_body_bytes
+    body_size_message = f"The body is {body_size} bytes; the limit is {settings.max_body_bytes}."
+    if details:
+        if body_too_large:
+            # Report every problem in one round trip, the size of the body included.
+            details.append(FieldError("$.body", body_size_message))
+        raise MessageInvalid(_sendable(details))
+    if body_too_large:
+        raise PayloadTooLarge("$.body", body_size_message)
+    if authenticated_sender_id is not None and document["senderId"] != authenticated_sender_id:
+        raise SenderMismatch("senderId does not match the authenticated sender.")
+    message = _normalised(document, body_text)
+    return ValidMessage(message=message, content_hash=content_hash(message))
 
+
+def _field_errors(
+    document: dict[str, Any], settings: Settings, schema_errors: list[Any], now: datetime
+) -> list[FieldError]:
+    """Every field's problem: the schema's, the target URL's, the time's, the headers' and options'."""
     target = document.get("targetUrl")
     target_error: FieldError | None = None
     if isinstance(target, str):
@@ -363,39 +384,36 @@ def validate_message(
     method = document.get("method", "POST")
     if "body" in document and isinstance(method, str) and method in METHODS_WITHOUT_BODY:
         details.append(FieldError("$.body", f"must be absent when method is {method}"))
+    return details
 
-    body_text: str | None = None
-    if "body" in document and isinstance(document["body"], (str, dict, list)):
-        try:
-            body_text = _serialise_body(document["body"])
-        except RecursionError:
-            details.append(FieldError("$.body", "is nested too deeply to be serialised as JSON"))
-        except ValueError:
-            details.append(FieldError("$.body", "is not serialisable as JSON (NaN/Infinity are not JSON)"))
-    if body_text is not None and not _is_unicode_text(body_text):
+
+def _body_text(document: dict[str, Any], details: list[FieldError]) -> str | None:
+    """The body as it will be sent (a JSON body serialised once), or None; its problems join `details`."""
+    if "body" not in document or not isinstance(document["body"], (str, dict, list)):
+        return None
+    try:
+        body_text = _serialise_body(document["body"])
+    except RecursionError:
+        details.append(FieldError("$.body", "is nested too deeply to be serialised as JSON"))
+        return None
+    except ValueError:
+        details.append(FieldError("$.body", "is not serialisable as JSON (NaN/Infinity are not JSON)"))
+        return None
+    if not _is_unicode_text(body_text):
         details.append(FieldError("$.body", "must be valid Unicode (no lone surrogates such as \\ud800)"))
-    body_size = _utf8_size(body_text) if body_text is not None else 0
-    body_too_large = body_size > settings.max_body_bytes
-    body_size_message = f"The body is {body_size} bytes; the limit is {settings.max_body_bytes}."
-    if details:
-        if body_too_large:
-            # Report every problem in one round trip, the size of the body included.
-            details.append(FieldError("$.body", body_size_message))
-        raise MessageInvalid(_sendable(details))
-    if body_too_large:
-        raise PayloadTooLarge("$.body", body_size_message)
+    return body_text
 
-    sender_id = document["senderId"]
-    if authenticated_sender_id is not None and sender_id != authenticated_sender_id:
-        raise SenderMismatch("senderId does not match the authenticated sender.")
 
+def _normalised(document: dict[str, Any], body_text: str | None) -> dict[str, Any]:
+    """The message as stored: known fields only, the method defaulted, Content-Type for a JSON body."""
     message: dict[str, Any] = {
         "messageId": document["messageId"],
-        "senderId": sender_id,
+        "senderId": document["senderId"],
         "timestamp": document["timestamp"],
         "targetUrl": document["targetUrl"],
-        "method": method,
+        "method": document.get("method", "POST"),
     }
+    headers = document.get("headers")
     message_headers = dict(headers) if isinstance(headers, dict) else {}
     body_is_json = body_text is not None and not isinstance(document["body"], str)
     if body_is_json and not any(name.lower() == "content-type" for name in message_headers):
@@ -407,4 +425,4 @@ def validate_message(
     for name in DELIVERY_OPTIONS:
         if name in document:
             message[name] = document[name]
-    return ValidMessage(message=message, content_hash=content_hash(message))
+    return message

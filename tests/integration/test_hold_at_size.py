@@ -228,22 +228,23 @@ def test_one_bad_message_does_not_stall_the_reconciler(
     epoch = int(time.time())
     for key in keys:
         repository.set_due(key, epoch - 5)
-    real_get_head = repository.get_head
+    real_get_head = MessageRepository.get_head
 
-    def broken(key: MessageKey, consistent: bool = True) -> Any:
+    def broken(self: MessageRepository, key: MessageKey, consistent: bool = True) -> Any:
         if key == keys[0]:
             raise RuntimeError("a head no one can read")
-        return real_get_head(key, consistent)
+        return real_get_head(self, key, consistent)
 
-    monkeypatch.setattr(repository, "get_head", broken)
+    # (on the class: relay dev's own scheduled rounds meet the same bad message)
+    monkeypatch.setattr(MessageRepository, "get_head", broken)
     settings = get_settings()
     # When a round runs
-    counts = reconcile(repository, DeliveryQueue(settings.queue_url), settings, lambda *_: None, sweep=False)
-    # Then the error is counted, the other message is handled (finished: its due time cleared) and
-    # the bad one is pushed back instead of blocking the next round
-    assert counts["errors"] >= 1
-    assert real_get_head(keys[1]).due_at is None  # type: ignore[union-attr]
-    pushed = real_get_head(keys[0])
+    reconcile(repository, DeliveryQueue(settings.queue_url), settings, lambda *_: None, sweep=False)
+    monkeypatch.undo()
+    # Then the round ends (no exception), the other message is handled (finished: its due time
+    # cleared) and the bad one is pushed back instead of blocking the next round
+    assert repository.get_head(keys[1]).due_at is None  # type: ignore[union-attr]
+    pushed = repository.get_head(keys[0])
     assert pushed is not None and pushed.due_at is not None and pushed.due_at > epoch
 
 

@@ -8,7 +8,7 @@ reaches a caller.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -76,6 +76,16 @@ def storage_failure(error: Exception) -> Exception:
     return StorageUnavailable(f"DynamoDB could not be reached ({type(error).__name__})")
 
 
+class UpdateExpression(Protocol):
+    """What `Table.update` reads of an update (messages/updates.UpdateBuilder is one)."""
+
+    names: dict[str, str]
+    values: dict[str, Any]
+    conditions: list[str]
+
+    def expression(self) -> str: ...
+
+
 class Table:
     """One DynamoDB table, by name (the client is the process's shared one: functions/adapters/aws.py)."""
 
@@ -97,6 +107,28 @@ class Table:
             raise storage_failure(error) from error
         except BotoCoreError as error:
             raise storage_failure(error) from error
+
+    def update(self, key: dict[str, Any], update: UpdateExpression, must_exist: bool = True) -> dict[str, Any] | None:
+        """One conditional UpdateItem (`update`'s expression and conditions; with `must_exist`, only of
+        an item that exists): the item after it, or None when a condition failed."""
+        conditions = (["attribute_exists(pk)"] if must_exist else []) + update.conditions
+        kwargs: dict[str, Any] = {
+            "Key": key,
+            "UpdateExpression": update.expression(),
+            "ExpressionAttributeNames": update.names,
+            "ReturnValues": "ALL_NEW",
+        }
+        if conditions:
+            kwargs["ConditionExpression"] = " AND ".join(conditions)
+        if update.values:
+            kwargs["ExpressionAttributeValues"] = to_item(update.values)
+        try:
+            response = self.call("update_item", **kwargs)
+        except ClientError as error:
+            if is_condition_failure(error):
+                return None
+            raise
+        return from_item(response["Attributes"])
 
     def batch_get(self, keys: list[dict[str, Any]], consistent: bool) -> list[dict[str, Any]]:
         """The items of `keys` (serialised keys), in no particular order (missing ones left out)."""
