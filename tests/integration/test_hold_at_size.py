@@ -24,7 +24,7 @@ from functions.adapters.repository import MessageRepository
 from functions.domain.config import get_settings
 from functions.domain.model import Event, EventType, MessageKey, Status, fencing_token
 from functions.services.delivery import LaneEvent, dependencies, finish_run
-from functions.services.reconciler import MAX_REDRIVES, reconcile
+from functions.services.reconciler import reconcile
 from relay.admin import SenderAdmin
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
@@ -246,34 +246,3 @@ def test_one_bad_message_does_not_stall_the_reconciler(
     assert repository.get_head(keys[1]).due_at is None  # type: ignore[union-attr]
     pushed = repository.get_head(keys[0])
     assert pushed is not None and pushed.due_at is not None and pushed.due_at > epoch
-
-
-def test_redrives_past_the_budget_back_off_and_never_fail_a_message(relay: LocalRelay, target: TargetServer) -> None:
-    # Given a message that Relay re-drove many times without progress (nothing claims it)
-    repository = MessageRepository(get_settings().table_name)
-    settings = get_settings()
-    key = MessageKey("holder", f"stuck-{time.time_ns()}")
-    now = datetime.now(UTC)
-    received = Event(EventType.RECEIVED, now, 0, None, {})
-    assert repository.put_content(key, _message(target, "/ok"), "h", int(now.timestamp()) + 3600)
-    assert repository.create_head(key, "h", "rq", now, int(now.timestamp()) + 3600, received)
-    sent: list[MessageKey] = []
-
-    class Queue:
-        def send(self, message_key: MessageKey, run: int = 0) -> None:
-            sent.append(message_key)
-
-    # When the reconciler re-drives it more than the re-drive budget
-    for _ in range(MAX_REDRIVES + 3):
-        repository.set_due(key, int(time.time()) - 1)
-        head = repository.get_head(key)
-        assert head is not None
-        from functions.services.reconciler import _reconcile_one
-
-        _reconcile_one(repository, Queue(), settings, lambda *_: pytest.fail("FAILED"), head, datetime.now(UTC))  # type: ignore[arg-type]
-    # Then it is still PENDING, re-driven every time, with a growing delay past the budget
-    head = repository.get_head(key)
-    assert head is not None and head.status == Status.PENDING
-    assert len(sent) == MAX_REDRIVES + 3
-    assert head.redrives == MAX_REDRIVES + 3
-    assert head.due_at is not None and head.due_at - int(time.time()) > settings.redrive_after_seconds * 4
