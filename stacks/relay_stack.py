@@ -50,8 +50,17 @@ class RelayStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
 
+        self._build_storage(settings, function_source, dependency_layer)
+        self._build_paths(settings)
+        self._build_operations(settings)
+        self._build_observability(settings)
+        self._add_outputs()
+
+    def _build_storage(
+        self, settings: RelaySettings, function_source: Path | None, dependency_layer: Path | None
+    ) -> None:
+        """The table and queues, and the code package every function runs."""
         self.storage = Storage(self, "Storage", settings=settings)
-        table, queue = self.storage.table, self.storage.queue
         self.function_package = FunctionPackage(
             self,
             "FunctionPackage",
@@ -59,7 +68,10 @@ class RelayStack(Stack):
             layer_dir=dependency_layer or bundling.ensure_dependency_layer(),
             application_log_level=settings.application_log_level,
         )
-        package = self.function_package
+
+    def _build_paths(self, settings: RelaySettings) -> None:
+        """Ingest, delivery, sender authentication and the API in front of them."""
+        table, queue, package = self.storage.table, self.storage.queue, self.function_package
         self.ingest = IngestWorkflow(self, "Ingest", package=package, table=table, queue=queue, settings=settings)
         self.delivery = DeliveryWorkflow(self, "Delivery", package=package, table=table, queue=queue, settings=settings)
         self.authentication = SenderAuthentication(
@@ -73,6 +85,10 @@ class RelayStack(Stack):
             authorizer=self.authentication.authorizer,
             settings=settings,
         )
+
+    def _build_operations(self, settings: RelaySettings) -> None:
+        """The API function's routes, bulk replay and the reconciler."""
+        table, queue, package = self.storage.table, self.storage.queue, self.function_package
         self.operations = Operations(
             self, "Operations", package=package, api=self.api, table=table, queue=queue, settings=settings
         )
@@ -96,6 +112,10 @@ class RelayStack(Stack):
             dead_letter_queue=self.storage.dead_letter_queue,
             settings=settings,
         )
+
+    def _build_observability(self, settings: RelaySettings) -> None:
+        """Alarms, the dashboard and X-Ray sampling."""
+        queue = self.storage.queue
         self.observability = Observability(
             self,
             "Observability",
@@ -124,6 +144,9 @@ class RelayStack(Stack):
             reservoir_per_second=settings.xray_reservoir_per_second,
         )
 
+    def _add_outputs(self) -> None:
+        """What a deployment's users look up: URLs, names and ARNs."""
+        table, queue = self.storage.table, self.storage.queue
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the Relay API")
         CfnOutput(self, "MessagesUrl", value=self.api.messages_url, description="POST messages here")
         CfnOutput(self, "TableName", value=table.table_name, description="Message table")

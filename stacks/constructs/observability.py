@@ -155,104 +155,8 @@ class Observability(Construct):
         reconciler: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
-
-        def alarm(
-            alarm_id: str,
-            metric: cloudwatch.IMetric,
-            description: str,
-            threshold: float = 0,
-            evaluation_periods: int = 1,
-            datapoints_to_alarm: int | None = None,
-        ) -> cloudwatch.Alarm:
-            return cloudwatch.Alarm(
-                self,
-                alarm_id,
-                metric=metric,
-                threshold=threshold,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=evaluation_periods,
-                datapoints_to_alarm=datapoints_to_alarm,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=description,
-            )
-
-        def depth(queue_: sqs.IQueue, label: str) -> cloudwatch.Metric:
-            return queue_.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum", label=label)
-
-        self.failed_messages_alarm = alarm(
-            "FailedMessagesAlarm",
-            depth(failed_queue, "Failed messages"),
-            "Messages ended FAILED (retries exhausted, rejected, blocked or expired) and wait on the "
-            "failed-messages queue: read the reason, fix the target, replay them.",
-        )
-        self.dead_letters_alarm = alarm(
-            "DeliveryDeadLettersAlarm",
-            depth(dead_letter_queue, "Delivery dead letters"),
-            "The dispatcher failed to start delivery for queued messages several times; the reconciler "
-            "re-drives them, but the dispatcher's errors need a look.",
-        )
-        self.fast_lane_alarm = alarm(
-            "FastLaneRunsFailedAlarm",
-            failed_runs(fast_lane, "Fast-lane runs failed"),
-            "Fast-lane runs failed, timed out or were aborted (for instance the slow lane could not be "
-            "started); the reconciler re-drives their messages when their lease ends (at most minutes).",
-        )
-        self.slow_lane_alarm = alarm(
-            "SlowLaneRunsFailedAlarm",
-            failed_runs(slow_lane, "Slow-lane runs failed"),
-            "Slow-lane runs failed, timed out or were aborted; a run that gave up released its lease, so "
-            "the reconciler re-drives its message within a round (others when their lease ends).",
-        )
-        self.api_errors_alarm = alarm(
-            "Api5xxAlarm",
-            rest_api.metric_server_error(period=PERIOD, statistic="Sum", label="API 5XX"),
-            "The API answered 5XX (SYSTEM_ERROR): the ingest path or the API function failed.",
-        )
-        self.failure_rate_alarm = alarm(
-            "DeliveryFailureRateAlarm",
-            failure_rate(),
-            f"More than {FAILURE_RATE_THRESHOLD:.0%} of finished deliveries ended FAILED.",
-            threshold=FAILURE_RATE_THRESHOLD,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-        )
-        self.reconciler_alarm = alarm(
-            "ReconcilerErrorsAlarm",
-            reconciler.metric_errors(period=PERIOD, statistic="Sum"),
-            "The reconciler has failed for 15 minutes: stuck messages are not being re-driven.",
-            evaluation_periods=3,
-        )
-        self.stuck_messages_alarm = alarm(
-            "StuckMessagesAlarm",
-            relay_metric(Metric.STUCK),
-            "Messages were re-driven more than 5 times without progress (never claimed from the queue, or "
-            "their runs keep ending without a result): Relay's own trouble, not the target's. They are not "
-            "failed: the reconciler keeps re-driving them with a growing delay until they are delivered or "
-            "expire. Their REDRIVEN events say what kept them.",
-        )
-        self.reconciler_part_errors_alarm = alarm(
-            "ReconcilerPartErrorsAlarm",
-            relay_metric(Metric.RECONCILER_ERRORS),
-            "A part of a reconciler round, or one due message, failed (logged with its message); the round "
-            "went on and the message is looked at again later. Repeated errors need a look.",
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-        )
-        self.signing_secret_alarm = alarm(
-            "SigningSecretMissingAlarm",
-            relay_metric(Metric.SIGNING_SECRET_MISSING),
-            "Deliveries found no signing secret for their sender in Secrets Manager "
-            f"({SENDER_SECRET_PREFIX}<sender>/{SIGNING_SECRET_NAME}). They are retried, not failed: "
-            "restore the secret (or run `relay senders rotate-secret`) before the retries run out.",
-        )
-        self.target_opened_alarm = alarm(
-            "TargetOpenedAlarm",
-            relay_metric(Metric.OPEN_TARGETS, statistic="Maximum", label="Open targets"),
-            "At least one target's circuit breaker is OPEN (on for as long as one is) after a run of failed "
-            "attempts: its messages are PAUSED (not failed) and a probe goes now and then. `relay targets "
-            "health ORIGIN` shows it; it closes by itself when a probe gets through, or by hand with "
-            "`relay targets resume ORIGIN`.",
-        )
+        self._build_path_alarms(rest_api, fast_lane, slow_lane, dead_letter_queue, failed_queue)
+        self._build_operations_alarms(reconciler)
         self.alarms = [
             self.failed_messages_alarm,
             self.target_opened_alarm,
@@ -267,27 +171,135 @@ class Observability(Construct):
             self.reconciler_part_errors_alarm,
         ]
 
-        def graph(
-            title: str, left: list[cloudwatch.IMetric], right: list[cloudwatch.IMetric] | None = None, width: int = 8
-        ) -> cloudwatch.GraphWidget:
-            return cloudwatch.GraphWidget(title=title, left=left, right=right or [], width=width, height=6)
-
-        def runs(machine: sfn.IStateMachine, lane: str) -> list[cloudwatch.IMetric]:
-            return [
-                machine.metric_started(period=PERIOD, label=f"{lane} started"),
-                machine.metric_succeeded(period=PERIOD, label=f"{lane} succeeded"),
-                machine.metric_failed(period=PERIOD, label=f"{lane} failed"),
-                machine.metric_timed_out(period=PERIOD, label=f"{lane} timed out"),
-            ]
-
         self.dashboard = cloudwatch.Dashboard(
             self,
             "Dashboard",
             dashboard_name=f"{Stack.of(self).stack_name}-operations",
             default_interval=Duration.hours(3),
         )
+        self._add_path_rows(queue, dead_letter_queue, failed_queue, [ingest, ingest_batch, fast_lane, slow_lane])
+        self._add_operations_rows(rest_api)
+        self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=3))
+
+    def _alarm(
+        self,
+        alarm_id: str,
+        metric: cloudwatch.IMetric,
+        description: str,
+        threshold: float = 0,
+        evaluation_periods: int = 1,
+        datapoints_to_alarm: int | None = None,
+    ) -> cloudwatch.Alarm:
+        return cloudwatch.Alarm(
+            self,
+            alarm_id,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+
+    def _build_path_alarms(
+        self,
+        rest_api: apigateway.RestApi,
+        fast_lane: sfn.IStateMachine,
+        slow_lane: sfn.IStateMachine,
+        dead_letter_queue: sqs.IQueue,
+        failed_queue: sqs.IQueue,
+    ) -> None:
+        """What a message's path needs a person for: FAILED messages, dead letters, failed runs, 5XX."""
+        self.failed_messages_alarm = self._alarm(
+            "FailedMessagesAlarm",
+            _depth(failed_queue, "Failed messages"),
+            "Messages ended FAILED (retries exhausted, rejected, blocked or expired) and wait on the "
+            "failed-messages queue: read the reason, fix the target, replay them.",
+        )
+        self.dead_letters_alarm = self._alarm(
+            "DeliveryDeadLettersAlarm",
+            _depth(dead_letter_queue, "Delivery dead letters"),
+            "The dispatcher failed to start delivery for queued messages several times; the reconciler "
+            "re-drives them, but the dispatcher's errors need a look.",
+        )
+        self.fast_lane_alarm = self._alarm(
+            "FastLaneRunsFailedAlarm",
+            failed_runs(fast_lane, "Fast-lane runs failed"),
+            "Fast-lane runs failed, timed out or were aborted (for instance the slow lane could not be "
+            "started); the reconciler re-drives their messages when their lease ends (at most minutes).",
+        )
+        self.slow_lane_alarm = self._alarm(
+            "SlowLaneRunsFailedAlarm",
+            failed_runs(slow_lane, "Slow-lane runs failed"),
+            "Slow-lane runs failed, timed out or were aborted; a run that gave up released its lease, so "
+            "the reconciler re-drives its message within a round (others when their lease ends).",
+        )
+        self.api_errors_alarm = self._alarm(
+            "Api5xxAlarm",
+            rest_api.metric_server_error(period=PERIOD, statistic="Sum", label="API 5XX"),
+            "The API answered 5XX (SYSTEM_ERROR): the ingest path or the API function failed.",
+        )
+
+    def _build_operations_alarms(self, reconciler: lambda_.IFunction) -> None:
+        """Relay's own health: the failure rate, the reconciler, stuck messages, secrets, open targets."""
+        self.failure_rate_alarm = self._alarm(
+            "DeliveryFailureRateAlarm",
+            failure_rate(),
+            f"More than {FAILURE_RATE_THRESHOLD:.0%} of finished deliveries ended FAILED.",
+            threshold=FAILURE_RATE_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+        )
+        self.reconciler_alarm = self._alarm(
+            "ReconcilerErrorsAlarm",
+            reconciler.metric_errors(period=PERIOD, statistic="Sum"),
+            "The reconciler has failed for 15 minutes: stuck messages are not being re-driven.",
+            evaluation_periods=3,
+        )
+        self.stuck_messages_alarm = self._alarm(
+            "StuckMessagesAlarm",
+            relay_metric(Metric.STUCK),
+            "Messages were re-driven more than 5 times without progress (never claimed from the queue, or "
+            "their runs keep ending without a result): Relay's own trouble, not the target's. They are not "
+            "failed: the reconciler keeps re-driving them with a growing delay until they are delivered or "
+            "expire. Their REDRIVEN events say what kept them.",
+        )
+        self.reconciler_part_errors_alarm = self._alarm(
+            "ReconcilerPartErrorsAlarm",
+            relay_metric(Metric.RECONCILER_ERRORS),
+            "A part of a reconciler round, or one due message, failed (logged with its message); the round "
+            "went on and the message is looked at again later. Repeated errors need a look.",
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+        )
+        self.signing_secret_alarm = self._alarm(
+            "SigningSecretMissingAlarm",
+            relay_metric(Metric.SIGNING_SECRET_MISSING),
+            "Deliveries found no signing secret for their sender in Secrets Manager "
+            f"({SENDER_SECRET_PREFIX}<sender>/{SIGNING_SECRET_NAME}). They are retried, not failed: "
+            "restore the secret (or run `relay senders rotate-secret`) before the retries run out.",
+        )
+        self.target_opened_alarm = self._alarm(
+            "TargetOpenedAlarm",
+            relay_metric(Metric.OPEN_TARGETS, statistic="Maximum", label="Open targets"),
+            "At least one target's circuit breaker is OPEN (on for as long as one is) after a run of failed "
+            "attempts: its messages are PAUSED (not failed) and a probe goes now and then. `relay targets "
+            "health ORIGIN` shows it; it closes by itself when a probe gets through, or by hand with "
+            "`relay targets resume ORIGIN`.",
+        )
+
+    def _add_path_rows(
+        self,
+        queue: sqs.IQueue,
+        dead_letter_queue: sqs.IQueue,
+        failed_queue: sqs.IQueue,
+        machines: list[sfn.IStateMachine],
+    ) -> None:
+        """Messages received, attempts, outcomes, latency, queue depths and executions."""
+        ingest, ingest_batch, fast_lane, slow_lane = machines
         self.dashboard.add_widgets(
-            graph(
+            _graph(
                 "Messages received",
                 [
                     relay_metric(Metric.ACCEPTED, label="Accepted"),
@@ -295,48 +307,51 @@ class Observability(Construct):
                     relay_metric(Metric.REJECTED, label="Rejected"),
                 ],
             ),
-            graph(
+            _graph(
                 "Delivery attempts",
                 [
                     relay_metric(Metric.ATTEMPTS, label="Attempts"),
                     relay_metric(Metric.ATTEMPTS_FAILED, label="Failed attempts"),
                 ],
             ),
-            graph(
+            _graph(
                 "Delivered and failed",
                 [relay_metric(Metric.DELIVERED, label="Delivered"), relay_metric(Metric.FAILED, label="Failed")],
                 [failure_rate()],
             ),
         )
         self.dashboard.add_widgets(
-            graph(
+            _graph(
                 "Delivery latency (accepted to delivered)",
                 [
                     relay_metric(Metric.LATENCY, statistic="p50", label="p50"),
                     relay_metric(Metric.LATENCY, statistic="p99", label="p99"),
                 ],
             ),
-            graph(
+            _graph(
                 "Queue depths",
                 [
-                    depth(queue, "Delivery queue"),
-                    depth(dead_letter_queue, "Delivery dead letters"),
-                    depth(failed_queue, "Failed messages"),
+                    _depth(queue, "Delivery queue"),
+                    _depth(dead_letter_queue, "Delivery dead letters"),
+                    _depth(failed_queue, "Failed messages"),
                 ],
                 [queue.metric_approximate_age_of_oldest_message(period=PERIOD, label="Oldest queued (s)")],
             ),
-            graph(
+            _graph(
                 "Executions",
                 [
-                    *runs(fast_lane, "Fast lane"),
-                    *runs(slow_lane, "Slow lane"),
-                    *runs(ingest, "Ingest"),
-                    *runs(ingest_batch, "Batch ingest"),
+                    *_runs(fast_lane, "Fast lane"),
+                    *_runs(slow_lane, "Slow lane"),
+                    *_runs(ingest, "Ingest"),
+                    *_runs(ingest_batch, "Batch ingest"),
                 ],
             ),
         )
+
+    def _add_operations_rows(self, rest_api: apigateway.RestApi) -> None:
+        """The API, operations (replays, cancels, re-drives) and the circuit breaker."""
         self.dashboard.add_widgets(
-            graph(
+            _graph(
                 "API",
                 [
                     rest_api.metric_count(period=PERIOD, label="Requests"),
@@ -346,7 +361,7 @@ class Observability(Construct):
                 [rest_api.metric_latency(period=PERIOD, statistic="p99", label="Latency p99 (ms)")],
                 width=12,
             ),
-            graph(
+            _graph(
                 "Operations",
                 [
                     relay_metric(Metric.REPLAYED, label="Replayed"),
@@ -357,7 +372,7 @@ class Observability(Construct):
             ),
         )
         self.dashboard.add_widgets(
-            graph(
+            _graph(
                 "Circuit breaker (targets opened and closed, messages paused and resumed)",
                 [
                     relay_metric(Metric.TARGET_OPENED, label="Targets opened"),
@@ -371,4 +386,22 @@ class Observability(Construct):
                 width=24,
             ),
         )
-        self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=3))
+
+
+def _depth(queue_: sqs.IQueue, label: str) -> cloudwatch.Metric:
+    return queue_.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum", label=label)
+
+
+def _graph(
+    title: str, left: list[cloudwatch.IMetric], right: list[cloudwatch.IMetric] | None = None, width: int = 8
+) -> cloudwatch.GraphWidget:
+    return cloudwatch.GraphWidget(title=title, left=left, right=right or [], width=width, height=6)
+
+
+def _runs(machine: sfn.IStateMachine, lane: str) -> list[cloudwatch.IMetric]:
+    return [
+        machine.metric_started(period=PERIOD, label=f"{lane} started"),
+        machine.metric_succeeded(period=PERIOD, label=f"{lane} succeeded"),
+        machine.metric_failed(period=PERIOD, label=f"{lane} failed"),
+        machine.metric_timed_out(period=PERIOD, label=f"{lane} timed out"),
+    ]
