@@ -68,8 +68,24 @@ class DeliveryWorkflow(Construct):
         settings: RelaySettings,
     ) -> None:
         super().__init__(scope, construct_id)
-        table_arn = table.table_arn
+        self._package = package
+        self._environment: dict[str, str] = {
+            Setting.TABLE_NAME: table.table_name,
+            **settings.function_environment(),
+            **settings.delivery_environment(),
+        }
+        self._build_failed_queue()
+        self._build_lanes(settings)
+        self._build_dispatcher(queue, settings)
+        self._grant(table.table_arn, queue, settings)
+        self.functions = {
+            "dispatcher": self.dispatcher,
+            "deliver": self.deliver,
+            "finalize": self.finalize,
+            "handoff": self.handoff,
+        }
 
+    def _build_failed_queue(self) -> None:
         # Where a message that ends FAILED lands, with its reason, for operators to inspect or
         # replay (the delivery queue keeps its own dead-letter queue for dispatch failures).
         self.failed_queue = sqs.Queue(
@@ -87,41 +103,38 @@ class DeliveryWorkflow(Construct):
             "there is no failed processing to redrive to a further dead-letter queue.",
         )
 
-        environment = {
-            Setting.TABLE_NAME: table.table_name,
-            **settings.function_environment(),
-            **settings.delivery_environment(),
-        }
+    def _step(
+        self,
+        name: str,
+        description: str,
+        extra: dict[str, str] | None = None,
+        timeout: Duration = DEFAULT_TIMEOUT,
+    ) -> RelayFunction:
+        return RelayFunction(
+            self,
+            name.capitalize(),
+            package=self._package,
+            handler=handler_path(name),
+            description=description,
+            environment={**self._environment, **(extra or {})},
+            timeout=timeout,
+        )
 
-        def step(
-            name: str,
-            description: str,
-            extra: dict[str, str] | None = None,
-            timeout: Duration = DEFAULT_TIMEOUT,
-        ) -> RelayFunction:
-            return RelayFunction(
-                self,
-                name.capitalize(),
-                package=package,
-                handler=handler_path(name),
-                description=description,
-                environment={**environment, **(extra or {})},
-                timeout=timeout,
-            )
-
-        failed_queue_url: dict[str, str] = {Setting.FAILED_QUEUE_URL: self.failed_queue.queue_url}
+    def _build_lanes(self, settings: RelaySettings) -> None:
+        """The deliver, finalize and handoff functions and the two lanes that run them."""
+        self._failed_queue_url: dict[str, str] = {Setting.FAILED_QUEUE_URL: self.failed_queue.queue_url}
         # The lanes' functions get the timeouts the fast lane's bound counts (settings.fast_lane_run).
         timeouts = settings.lane_function_timeouts()
-        self.deliver = step(
+        self.deliver = self._step(
             "deliver",
             "Relay delivery: one signed, SSRF-checked HTTP attempt, recorded in DynamoDB",
             # The whole HTTP attempt plus the function's own reads and writes.
             timeout=Duration.seconds(timeouts[DELIVER_PLACEHOLDER]),
         )
-        self.finalize = step(
+        self.finalize = self._step(
             "finalize",
             "Relay delivery: mark a message FAILED and put it on the failed-messages queue",
-            failed_queue_url,
+            self._failed_queue_url,
             timeout=Duration.seconds(timeouts[FAIL_PLACEHOLDER]),
         )
 
@@ -140,7 +153,7 @@ class DeliveryWorkflow(Construct):
             tracing=settings.tracing,
         )
 
-        self.handoff = step(
+        self.handoff = self._step(
             "handoff",
             "Relay delivery: move a message that exhausted the fast lane to the slow lane",
             {Setting.SLOW_LANE_ARN: self.slow_lane.state_machine_arn},
@@ -164,7 +177,9 @@ class DeliveryWorkflow(Construct):
             tracing=settings.tracing,
         )
 
-        self.dispatcher = step(
+    def _build_dispatcher(self, queue: sqs.IQueue, settings: RelaySettings) -> None:
+        """The dispatcher, fed by the delivery queue: each message's first attempt."""
+        self.dispatcher = self._step(
             "dispatcher",
             "Relay delivery: first attempt of each queued message; a fast-lane run when it fails retryably",
             {
@@ -173,7 +188,7 @@ class DeliveryWorkflow(Construct):
                 Setting.SLOW_LANE_ARN: self.slow_lane.state_machine_arn,
                 # A message whose target is at its limit goes back on the queue with a delay.
                 Setting.QUEUE_URL: queue.queue_url,
-                **failed_queue_url,
+                **self._failed_queue_url,
                 **settings.dispatcher_environment(),
             },
             timeout=Duration.seconds(settings.dispatcher_timeout_seconds),
@@ -188,6 +203,7 @@ class DeliveryWorkflow(Construct):
             )
         )
 
+    def _grant(self, table_arn: str, queue: sqs.IQueue, settings: RelaySettings) -> None:
         # Least privilege, per function; DynamoDB on the table only (no index is queried here).
         # Writes reach message and target items only (dynamodb:LeadingKeys), for every function here.
         self.dispatcher.grant([table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem")
@@ -218,13 +234,6 @@ class DeliveryWorkflow(Construct):
         self.handoff.grant_item_writes(table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, TARGET_PREFIX))
         self.handoff.grant_history_moves(table_arn)
         self.handoff.grant([self.slow_lane.state_machine_arn], "states:StartExecution")
-
-        self.functions = {
-            "dispatcher": self.dispatcher,
-            "deliver": self.deliver,
-            "finalize": self.finalize,
-            "handoff": self.handoff,
-        }
 
     def _grant_attempts(self, function: RelayFunction, table_arn: str) -> None:
         """What `delivery.attempt` needs: the head and content (one BatchGetItem), its writes, the
