@@ -155,6 +155,41 @@ class StateTime:
     detail: str
 
 
+def _state_time(
+    name: str, state: dict[str, Any], task_seconds: Callable[[str, dict[str, Any]], float], caps: dict[str, float]
+) -> StateTime:
+    """One state's worst case (see longest_run)."""
+    kind = state["Type"]
+    if kind == "Task":
+        retriers = state.get("Retry", [])
+        retries = sum(int(retrier.get("MaxAttempts", 3)) for retrier in retriers)
+        waits = sum(sum(retrier_waits(retrier)) for retrier in retriers)
+        each = task_seconds(name, state)
+        tries = retries + 1
+        return StateTime(
+            name, tries * each + waits, f"{tries} tries of up to {each:g} s and {waits:g} s of retry waits"
+        )
+    if kind == "Wait":
+        if "Seconds" in state:
+            return StateTime(name, float(state["Seconds"]), f"waits {state['Seconds']} s")
+        path = state.get("SecondsPath")
+        if path in caps:
+            return StateTime(name, caps[path], f"waits {path}, at most {caps[path]:g} s")
+        raise ValueError(f"state {name} waits {path or 'until a timestamp'}, which has no known cap")
+    if kind in ("Choice", "Pass", "Succeed", "Fail"):
+        return StateTime(name, 0.0, "")
+    raise ValueError(f"state {name} is a {kind} state, whose time is not bounded here")
+
+
+def _successors(state: dict[str, Any]) -> list[str]:
+    """Every state a state may go on to: Next, a Choice's branches and Default, every Catch."""
+    following = [state["Next"]] if "Next" in state else []
+    following += [choice["Next"] for choice in state.get("Choices", [])]
+    following += [state["Default"]] if "Default" in state else []
+    following += [catcher["Next"] for catcher in state.get("Catch", [])]
+    return following
+
+
 def longest_run(
     document: dict[str, Any],
     task_seconds: Callable[[str, dict[str, Any]], float],
@@ -175,35 +210,6 @@ def longest_run(
     longest: dict[str, tuple[float, tuple[StateTime, ...]]] = {}
     visiting: set[str] = set()
 
-    def state_time(name: str, state: dict[str, Any]) -> StateTime:
-        kind = state["Type"]
-        if kind == "Task":
-            retriers = state.get("Retry", [])
-            retries = sum(int(retrier.get("MaxAttempts", 3)) for retrier in retriers)
-            waits = sum(sum(retrier_waits(retrier)) for retrier in retriers)
-            each = task_seconds(name, state)
-            tries = retries + 1
-            return StateTime(
-                name, tries * each + waits, f"{tries} tries of up to {each:g} s and {waits:g} s of retry waits"
-            )
-        if kind == "Wait":
-            if "Seconds" in state:
-                return StateTime(name, float(state["Seconds"]), f"waits {state['Seconds']} s")
-            path = state.get("SecondsPath")
-            if path in caps:
-                return StateTime(name, caps[path], f"waits {path}, at most {caps[path]:g} s")
-            raise ValueError(f"state {name} waits {path or 'until a timestamp'}, which has no known cap")
-        if kind in ("Choice", "Pass", "Succeed", "Fail"):
-            return StateTime(name, 0.0, "")
-        raise ValueError(f"state {name} is a {kind} state, whose time is not bounded here")
-
-    def successors(state: dict[str, Any]) -> list[str]:
-        following = [state["Next"]] if "Next" in state else []
-        following += [choice["Next"] for choice in state.get("Choices", [])]
-        following += [state["Default"]] if "Default" in state else []
-        following += [catcher["Next"] for catcher in state.get("Catch", [])]
-        return following
-
     def walk(name: str) -> tuple[float, tuple[StateTime, ...]]:
         if name in longest:
             return longest[name]
@@ -211,9 +217,9 @@ def longest_run(
             raise ValueError(f"state {name} is part of a loop: its run has no bound")
         visiting.add(name)
         state = states[name]
-        here = state_time(name, state)
+        here = _state_time(name, state, task_seconds, caps)
         after: tuple[float, tuple[StateTime, ...]] = (0.0, ())
-        for following in successors(state):
+        for following in _successors(state):
             candidate = walk(following)
             if candidate[0] > after[0]:
                 after = candidate

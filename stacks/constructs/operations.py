@@ -82,6 +82,10 @@ class Operations(Construct):
             prefixes=(MESSAGE_PREFIX, TARGET_PREFIX, REPLAY_JOB_PREFIX),
         )
 
+        self._add_routes(api)
+
+    def _add_routes(self, api: Api) -> None:
+        """The API's routes to the function: messages (status, listing, replay, cancel) and targets."""
         # API Gateway may invoke the function from these methods of the deployed stage only
         # (no extra permission for the console's test-invoke).
         integration = apigateway.LambdaIntegration(self.function.function, proxy=True, allow_test_invoke=False)

@@ -84,7 +84,13 @@ def relay_state_machine(
             resources=[fn.function.function_arn for fn in functions.values()],
         )
     )
-    if logging.level != "ALL":
+    _acknowledge_logging(machine, logging.level)
+    return machine, log_group
+
+
+def _acknowledge_logging(machine: sfn.StateMachine, level: str) -> None:
+    """cdk-nag's findings on a machine's logging and tracing, each with its reason."""
+    if level != "ALL":
         acknowledge(
             machine,
             "AwsSolutions-SF1",
@@ -100,4 +106,3 @@ def relay_state_machine(
         "...) actions that Step Functions needs for logging and tracing support no resource-level "
         "permissions.",
     )
-    return machine, log_group
