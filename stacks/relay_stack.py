@@ -146,62 +146,29 @@ class RelayStack(Stack):
 
     def _add_outputs(self) -> None:
         """What a deployment's users look up: URLs, names and ARNs."""
-        table, queue = self.storage.table, self.storage.queue
-        CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the Relay API")
-        CfnOutput(self, "MessagesUrl", value=self.api.messages_url, description="POST messages here")
-        CfnOutput(self, "TableName", value=table.table_name, description="Message table")
-        CfnOutput(self, "QueueUrl", value=queue.queue_url, description="Delivery queue")
-        CfnOutput(
-            self,
-            "DeadLetterQueueUrl",
-            value=self.storage.dead_letter_queue.queue_url,
-            description="Delivery dead-letter queue",
-        )
-        CfnOutput(
-            self,
-            "IngestStateMachineArn",
-            value=self.ingest.state_machine.state_machine_arn,
-            description="Ingest state machine (EXPRESS)",
-        )
-        CfnOutput(
-            self,
-            "IngestBatchStateMachineArn",
-            value=self.ingest.batch_state_machine.state_machine_arn,
-            description="Batch ingest state machine (EXPRESS): POST /messages/batch",
-        )
-        CfnOutput(
-            self,
-            "UsagePlanId",
-            value=self.api.usage_plan.usage_plan_id,
-            description="Usage plan that senders' API keys join (relay senders create --usage-plan-id)",
-        )
-        CfnOutput(
-            self,
-            "FailedQueueUrl",
-            value=self.delivery.failed_queue.queue_url,
-            description="Messages that ended FAILED, with their reason",
-        )
-        CfnOutput(
-            self,
-            "FastLaneArn",
-            value=self.delivery.fast_lane.state_machine_arn,
-            description="Delivery fast lane (EXPRESS)",
-        )
-        CfnOutput(
-            self,
-            "SlowLaneArn",
-            value=self.delivery.slow_lane.state_machine_arn,
-            description="Delivery slow lane (STANDARD)",
-        )
-        CfnOutput(
-            self,
-            "ReplayStateMachineArn",
-            value=self.replay.state_machine.state_machine_arn,
-            description="Bulk replay jobs (STANDARD)",
-        )
-        CfnOutput(
-            self,
-            "DashboardName",
-            value=self.observability.dashboard.dashboard_name,
-            description="CloudWatch dashboard of the whole path",
-        )
+        table, queue, delivery = self.storage.table, self.storage.queue, self.delivery
+        outputs = [
+            ("ApiUrl", self.api.url, "Base URL of the Relay API"),
+            ("MessagesUrl", self.api.messages_url, "POST messages here"),
+            ("TableName", table.table_name, "Message table"),
+            ("QueueUrl", queue.queue_url, "Delivery queue"),
+            ("DeadLetterQueueUrl", self.storage.dead_letter_queue.queue_url, "Delivery dead-letter queue"),
+            ("IngestStateMachineArn", self.ingest.state_machine.state_machine_arn, "Ingest state machine (EXPRESS)"),
+            (
+                "IngestBatchStateMachineArn",
+                self.ingest.batch_state_machine.state_machine_arn,
+                "Batch ingest state machine (EXPRESS): POST /messages/batch",
+            ),
+            (
+                "UsagePlanId",
+                self.api.usage_plan.usage_plan_id,
+                "Usage plan that senders' API keys join (relay senders create --usage-plan-id)",
+            ),
+            ("FailedQueueUrl", delivery.failed_queue.queue_url, "Messages that ended FAILED, with their reason"),
+            ("FastLaneArn", delivery.fast_lane.state_machine_arn, "Delivery fast lane (EXPRESS)"),
+            ("SlowLaneArn", delivery.slow_lane.state_machine_arn, "Delivery slow lane (STANDARD)"),
+            ("ReplayStateMachineArn", self.replay.state_machine.state_machine_arn, "Bulk replay jobs (STANDARD)"),
+            ("DashboardName", self.observability.dashboard.dashboard_name, "CloudWatch dashboard of the whole path"),
+        ]
+        for output_id, value, description in outputs:
+            CfnOutput(self, output_id, value=value, description=description)
