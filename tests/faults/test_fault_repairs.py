@@ -277,6 +277,20 @@ def test_last_attempt_without_a_result_gets_one_before_failed(
     ]
 
 
+def settled_head(repository: MessageRepository, key: MessageKey, quiet_seconds: float = 2.0) -> MessageHead:
+    """The head once no write has changed it for longer than an in-flight attempt can take (the
+    target's 1 s timeout here), so the test's own writes do not race a step still finishing."""
+    deadline = time.monotonic() + 30
+    head = repository.get_head(key)
+    while True:
+        time.sleep(quiet_seconds)
+        again = repository.get_head(key)
+        if again == head and again is not None:
+            return again
+        assert time.monotonic() < deadline, "the head never settled"
+        head = again
+
+
 def test_message_redriven_after_its_slow_lane_run_died_gets_a_new_slow_lane_run(
     client: RelayClient, target: TargetServer, relay: LocalRelay
 ) -> None:
@@ -293,9 +307,9 @@ def test_message_redriven_after_its_slow_lane_run_died_gets_a_new_slow_lane_run(
         time.sleep(0.05)
     first = runs[0]
     assert stop_execution(first)
+    # (a step the run had already begun still finishes, as a Lambda outliving its run would)
+    head = settled_head(repository, key)
     # When a re-drive's fast-lane run counts another attempt and hands it over again
-    head = repository.get_head(key)
-    assert head is not None
     now = datetime.now(UTC)
     unresolved = head.unresolved_attempt
     interrupted = None if unresolved is None else Event(AF, now, head.run, unresolved, {"error": INTERRUPTED})
