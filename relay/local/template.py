@@ -50,6 +50,11 @@ ROLE = "AWS::IAM::Role"
 POLICY = "AWS::IAM::Policy"
 MANAGED_POLICY = "AWS::IAM::ManagedPolicy"
 LOG_GROUP = "AWS::Logs::LogGroup"
+EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
+# Lambda's defaults when a mapping does not set them (a mapping without ScalingConfig may scale up
+# to the function's concurrency; locally that is bounded by this).
+DEFAULT_BATCH_SIZE = 10
+UNCAPPED_LOCAL_POLLERS = 10
 
 
 class TemplateError(ValueError):
@@ -104,6 +109,17 @@ class QueueSpec:
 
 
 @dataclass(frozen=True)
+class QueueConsumerSpec:
+    """An SQS event source mapping: which function consumes a queue, in batches of `batch_size`,
+    at most `max_concurrency` invocations at once (ScalingConfig.MaximumConcurrency)."""
+
+    queue: str
+    function: str
+    batch_size: int
+    max_concurrency: int
+
+
+@dataclass(frozen=True)
 class TableSpec:
     definition: dict[str, Any]  # CreateTable arguments
     ttl_attribute: str | None
@@ -122,6 +138,8 @@ class Topology:
     # The role API Gateway's POST /messages integration calls StartSyncExecution with (the rest of
     # the API, mappings and throttles, is read by relay/local/api_definition.py).
     api_start_role_arn: str | None
+    # Queue name -> the function that consumes it (the event source mappings).
+    queue_consumers: dict[str, QueueConsumerSpec] = field(default_factory=dict)
     handlers: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -362,6 +380,21 @@ def _queues(template: Template) -> dict[str, QueueSpec]:
     return queues
 
 
+def _queue_consumers(template: Template) -> dict[str, QueueConsumerSpec]:
+    consumers = {}
+    for resource in template.of_type(EVENT_SOURCE_MAPPING).values():
+        properties = template.resolve(resource["Properties"])
+        queue = str(properties["EventSourceArn"]).rsplit(":", 1)[-1]
+        scaling = properties.get("ScalingConfig", {})
+        consumers[queue] = QueueConsumerSpec(
+            queue=queue,
+            function=str(properties["FunctionName"]).rsplit(":", 1)[-1],
+            batch_size=int(properties.get("BatchSize", DEFAULT_BATCH_SIZE)),
+            max_concurrency=int(scaling.get("MaximumConcurrency", UNCAPPED_LOCAL_POLLERS)),
+        )
+    return consumers
+
+
 def _table(template: Template) -> TableSpec:
     tables = template.of_type(TABLE)
     if len(tables) != 1:
@@ -429,6 +462,7 @@ def build_topology(document: dict[str, Any], table_name: str = DEFAULT_TABLE_NAM
         table=_table(template),
         policies=_policies(template),
         api_start_role_arn=_api_start_role(template),
+        queue_consumers=_queue_consumers(template),
     )
 
 

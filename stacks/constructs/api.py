@@ -36,7 +36,8 @@ from stacks.api_mapping import (
 )
 from stacks.constructs.functions import LOG_RETENTION
 from stacks.nag import acknowledge
-from stacks.settings import CLOUD_WATCH_ROLE_CREATE, RelaySettings
+from stacks.settings import RelaySettings
+from stacks.settings_checks import CLOUD_WATCH_ROLE_CREATE
 
 
 class Api(Construct):

@@ -198,6 +198,8 @@ class DeliveryWorkflow(Construct):
                 queue,
                 batch_size=DISPATCH_BATCH_SIZE,
                 max_batching_window=DISPATCH_BATCHING_WINDOW,
+                # Waiting messages can never take the account's concurrency from ingest (cdk.json).
+                max_concurrency=settings.dispatcher_max_concurrency,
                 # A failed record is retried alone (functions/dispatcher: process_partial_response).
                 report_batch_item_failures=True,
             )
