@@ -18,7 +18,6 @@ machine's definition names its functions, so a function it invokes cannot name t
 from __future__ import annotations
 
 from aws_cdk import ArnFormat, Duration, Stack
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
@@ -29,8 +28,8 @@ from functions.contract.lanes import DeliveryLane
 from functions.contract.secret_names import SENDER_SECRET_PREFIX
 from functions.contract.settings_names import Setting
 from functions.domain.config import MAX_PARALLEL_DISPATCH, FirstAttempt
-from stacks.constructs.functions import DEFAULT_TIMEOUT, FunctionPackage, RelayFunction
-from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
+from stacks.constructs.functions import DEFAULT_TIMEOUT, Foundation, RelayFunction
+from stacks.constructs.workflow import check_placeholders, relay_state_machine
 from stacks.definitions import render_definition
 from stacks.nag import acknowledge
 from stacks.settings import (
@@ -62,18 +61,11 @@ class DeliveryWorkflow(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        package: FunctionPackage,
-        table: dynamodb.ITable,
-        queue: sqs.IQueue,
-        settings: RelaySettings,
+        foundation: Foundation,
     ) -> None:
         super().__init__(scope, construct_id)
-        self._package = package
-        self._environment: dict[str, str] = {
-            Setting.TABLE_NAME: table.table_name,
-            **settings.function_environment(),
-            **settings.delivery_environment(),
-        }
+        table, queue, settings = foundation.table, foundation.queue, foundation.settings
+        self._foundation = foundation
         self._build_failed_queue()
         self._build_lanes(settings)
         self._build_dispatcher(queue, settings)
@@ -110,15 +102,10 @@ class DeliveryWorkflow(Construct):
         extra: dict[str, str] | None = None,
         timeout: Duration = DEFAULT_TIMEOUT,
     ) -> RelayFunction:
-        return RelayFunction(
-            self,
-            name.capitalize(),
-            package=self._package,
-            handler=handler_path(name),
-            description=description,
-            environment={**self._environment, **(extra or {})},
-            timeout=timeout,
+        environment = self._foundation.environment(
+            {**self._foundation.settings.delivery_environment(), **(extra or {})}
         )
+        return self._foundation.function(self, name.capitalize(), name, description, environment, timeout=timeout)
 
     def _build_lanes(self, settings: RelaySettings) -> None:
         """The deliver, finalize and handoff functions and the two lanes that run them."""

@@ -18,17 +18,12 @@ function takes the sender from the authorizer's context only.
 from __future__ import annotations
 
 from aws_cdk import aws_apigateway as apigateway
-from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX, TARGET_PREFIX
-from functions.contract.settings_names import Setting
 from stacks.constructs.api import Api
-from stacks.constructs.functions import FunctionPackage, RelayFunction
+from stacks.constructs.functions import Foundation
 from stacks.constructs.storage import SENDER_INDEX, STATUS_INDEX
-from stacks.constructs.workflow import handler_path
-from stacks.settings import RelaySettings
 
 
 class Operations(Construct):
@@ -39,25 +34,18 @@ class Operations(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        package: FunctionPackage,
+        foundation: Foundation,
         api: Api,
-        table: dynamodb.ITable,
-        queue: sqs.IQueue,
-        settings: RelaySettings,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.function = RelayFunction(
+        table, queue = foundation.table, foundation.queue
+        self.function = foundation.function(
             self,
             "Api",
-            package=package,
-            handler=handler_path("api"),
-            description="Relay API: message status, listing, replay and cancel; target limits",
-            environment={
-                Setting.TABLE_NAME: table.table_name,
-                # Replay enqueues the new run; until the queue takes it, the reconciler owns it.
-                Setting.QUEUE_URL: queue.queue_url,
-                **settings.function_environment(),
-            },
+            "api",
+            "Relay API: message status, listing, replay and cancel; target limits",
+            # Replay enqueues the new run; until the queue takes it, the reconciler owns it.
+            foundation.environment(with_queue=True),
         )
         # Status: the head and the content in one BatchGetItem; listing: the bySender or the sparse
         # byStatus index, which hold keys only, then the messages they name in one BatchGetItem per
