@@ -23,13 +23,7 @@ AUTHORIZER_CACHE_TTL = Duration.seconds(300)
 class SenderAuthentication(Construct):
     """The authorizer function (reads token and sender records only) and its TokenAuthorizer."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        foundation: Foundation,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation) -> None:
         super().__init__(scope, construct_id)
         self.function = foundation.function(
             self,

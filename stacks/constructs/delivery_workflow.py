@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -56,13 +57,7 @@ def lane_definition(settings: RelaySettings, lane: DeliveryLane) -> str:
 class DeliveryWorkflow(Construct):
     """Dispatcher, deliver, finalize and handoff functions; the two lanes; the failed-messages queue."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        foundation: Foundation,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation) -> None:
         super().__init__(scope, construct_id)
         table, queue, settings = foundation.table, foundation.queue, foundation.settings
         self._foundation = foundation
@@ -127,18 +122,7 @@ class DeliveryWorkflow(Construct):
 
         # Machine roles, definitions and substitutions: the slow lane first (handoff starts it).
         slow_functions = {DELIVER_PLACEHOLDER: self.deliver, FAIL_PLACEHOLDER: self.finalize}
-        self.slow_lane, self.slow_lane_logs = relay_state_machine(
-            _Lane(self, "SlowLane"),
-            log_name="delivery-slow",
-            machine_type=sfn.StateMachineType.STANDARD,
-            definition=check_placeholders(
-                DELIVERY_LANES[DeliveryLane.SLOW],
-                lane_definition(settings, DeliveryLane.SLOW),
-                dict.fromkeys(slow_functions, ""),
-            ),
-            functions=slow_functions,
-            tracing=settings.tracing,
-        )
+        self.slow_lane, self.slow_lane_logs = self._lane(settings, DeliveryLane.SLOW, slow_functions)
 
         self.handoff = self._step(
             "handoff",
@@ -151,16 +135,21 @@ class DeliveryWorkflow(Construct):
             FAIL_PLACEHOLDER: self.finalize,
             HANDOFF_PLACEHOLDER: self.handoff,
         }
-        self.fast_lane, self.fast_lane_logs = relay_state_machine(
-            _Lane(self, "FastLane"),
-            log_name="delivery-fast",
-            machine_type=sfn.StateMachineType.EXPRESS,
+        self.fast_lane, self.fast_lane_logs = self._lane(settings, DeliveryLane.FAST, fast_functions)
+
+    def _lane(
+        self, settings: RelaySettings, lane: DeliveryLane, functions: dict[str, RelayFunction]
+    ) -> tuple[sfn.StateMachine, logs.LogGroup]:
+        """A lane's machine: the fast lane EXPRESS (a short run), the slow lane STANDARD (hours of waits)."""
+        fast = lane == DeliveryLane.FAST
+        return relay_state_machine(
+            _Lane(self, "FastLane" if fast else "SlowLane"),
+            log_name="delivery-fast" if fast else "delivery-slow",
+            machine_type=sfn.StateMachineType.EXPRESS if fast else sfn.StateMachineType.STANDARD,
             definition=check_placeholders(
-                DELIVERY_LANES[DeliveryLane.FAST],
-                lane_definition(settings, DeliveryLane.FAST),
-                dict.fromkeys(fast_functions, ""),
+                DELIVERY_LANES[lane], lane_definition(settings, lane), dict.fromkeys(functions, "")
             ),
-            functions=fast_functions,
+            functions=functions,
             tracing=settings.tracing,
         )
 

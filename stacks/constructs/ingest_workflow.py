@@ -28,13 +28,7 @@ class IngestWorkflow(Construct):
     """Validate -> Dedup -> StorePending -> Enqueue, answered synchronously (StartSyncExecution),
     for one message (`state_machine`) and for a batch (`batch_state_machine`)."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        foundation: Foundation,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation) -> None:
         super().__init__(scope, construct_id)
         table, queue, settings = foundation.table, foundation.queue, foundation.settings
 

@@ -29,14 +29,7 @@ from stacks.constructs.storage import SENDER_INDEX, STATUS_INDEX
 class Operations(Construct):
     """The `api` function and its routes under /messages and /targets."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        foundation: Foundation,
-        api: Api,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation, api: Api) -> None:
         super().__init__(scope, construct_id)
         table, queue = foundation.table, foundation.queue
         self.function = foundation.function(
