@@ -361,7 +361,7 @@ class RelaySettings:
         horizon (stacks/schedule.py, the README's table: every wait in full) with each of its attempts
         lasting the deliver function's timeout. `ttlDays` must outlast it, or a message could expire
         (and TTL delete it) while Relay is still retrying it. A target's Retry-After never pushes an
-        attempt past the message's expiry (functions/services/delivery.retry_delay), so it is not counted."""
+        attempt past the message's expiry (functions/services/delivery/rules.retry_delay), so it is not counted."""
         schedule = self.delivery_schedule
         return math.ceil(schedule.horizon.max_seconds) + len(schedule.attempts) * self.deliver_timeout_seconds
 
