@@ -229,7 +229,7 @@ class MessageRepository:
         reconciler's re-drive count starts again.
         """
         update = UpdateBuilder().assign("l", lease_until)
-        update.when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_lease_free(now).when_no_attempt_in_flight(now)
+        update.when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_nobody_delivering(now)
         update.when_attempts(head.attempts).remove("rd")
         if owner is not None:
             update.assign("o", owner)
@@ -427,8 +427,10 @@ class MessageRepository:
         in between keeps its lease (removing it would let a queued duplicate start a second run).
         The owner is cleared: a run that outlived its lease is fenced out of every later write.
         """
-        update = UpdateBuilder().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_lease_free(now + 1)
-        update.when_no_attempt_in_flight(now)
+        # (a run lease that ends this very second counts as ended, as the reconciler read it)
+        update = (
+            UpdateBuilder().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_nobody_delivering(now, now + 1)
+        )
         redrives = update.name("rd")
         if head.redrives:
             update.when(f"{redrives} = {update.value('redrives', head.redrives)}")
@@ -458,7 +460,7 @@ class MessageRepository:
         """
         update = UpdateBuilder().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_attempts(head.attempts)
         if lease_free_at is not None:
-            update.when_lease_free(lease_free_at).when_no_attempt_in_flight(lease_free_at)
+            update.when_nobody_delivering(lease_free_at)
         if owner:
             update.when_owner(*owner)
         update.assign("s", Status.PAUSED.value).assign("u", epoch_ms(paused.at))
