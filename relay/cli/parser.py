@@ -170,7 +170,11 @@ def _add_senders(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     senders.add_argument("--stack", help="a deployed stack's name: manage its senders (AWS credentials needed)")
     senders.add_argument("--table", help="a deployed table's name (instead of --stack)")
-    senders.add_argument("--usage-plan-id", help="the stack's UsagePlanId output (with --table)")
+    senders.add_argument(
+        "--usage-plan-id",
+        help="the usage plan senders' API keys join (with --table; default: the stack's UsagePlanId, found by "
+        "the plan's relay:table tag)",
+    )
     senders.set_defaults(handler=cmd_senders)
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from functions.adapters import aws
 from functions.adapters.messages.items import sender_shard
+from functions.adapters.senders import SenderRepository
 from functions.domain.model import MessageKey
 from relay import cli
 from relay.admin import SenderAdmin
@@ -87,6 +88,30 @@ def test_disabled_sender_is_403_and_nothing_is_stored(
     assert (answer.status, answer.body["error"]["code"]) == (403, "FORBIDDEN")
     admin.set_status("carol", enabled=True)
     assert carol.status(message["messageId"]).status == 404
+
+
+def test_a_created_sender_is_let_in_and_one_without_a_working_key_is_403(
+    relay: LocalRelay, admin: SenderAdmin, target: TargetServer
+) -> None:
+    # Given a sender created with no flags, as `relay senders create` does
+    fresh = RelayClient(relay.url, token=admin.create("fresh")["token"])
+    # Then every kind of call lets it in (its API key is in the default plan)
+    assert fresh.send(make_message(senderId="fresh", targetUrl=f"{target.url}/ok")).status == 202
+    assert fresh.list().status == 200 and fresh.targets().status == 200
+    # And a sender left without a key (a record and a token only, as a creation without a usage
+    # plan used to leave it) is refused by API Gateway's key check, as on AWS
+    senders = SenderRepository(admin.table_name)
+    senders.create("keyless")
+    keyless = RelayClient(relay.url, token=senders.add_token("keyless"))
+    answer = keyless.send(make_message(senderId="keyless", targetUrl=f"{target.url}/ok"))
+    assert (answer.status, answer.body["error"]["code"]) == (403, "FORBIDDEN")
+    assert keyless.list().status == 403
+    # And so is one whose key was taken out of every usage plan
+    record = senders.get("fresh")
+    assert record is not None
+    for plan in aws.client("apigateway").get_usage_plans(keyId=record["apiKeyId"])["items"]:
+        aws.client("apigateway").delete_usage_plan_key(usagePlanId=plan["id"], keyId=record["apiKeyId"])
+    assert fresh.list().status == 403
 
 
 def test_body_sender_must_be_the_token_sender(alice: RelayClient, target: TargetServer) -> None:
