@@ -100,9 +100,9 @@ class Caller:
 Invoke = Callable[[str, dict[str, Any]], Any]
 StartSyncExecution = Callable[[str, dict[str, Any]], dict[str, Any]]
 SenderLimits = Callable[[str], dict[str, Any]]
-# Whether an API key (its value, as the authorizer returns it) lets a caller in: it exists, is
-# enabled and is in a usage plan.
-ApiKeyCheck = Callable[[str], bool]
+# Whether an API key (its value, as the authorizer returns it, and the caller's principal id) lets
+# the caller in: it exists, is enabled and is in a usage plan.
+ApiKeyCheck = Callable[[str, str], bool]
 # Checks one AWS call against a role of the template (its logical id, the action, the resource) and
 # raises, like AWS's AccessDenied, when the role does not allow it.
 
@@ -154,7 +154,7 @@ class ApiGateway:
         caller = self._authorize(request)
         if isinstance(caller, Answer):
             return caller
-        if not self._key_usable(caller.api_key):
+        if not self._key_usable(caller):
             return self.gateway_answer("INVALID_API_KEY", request, caller)
         stage = self.definition.stage_throttle
         if stage is not None and not self._buckets.allow("(stage)", stage):
@@ -164,11 +164,11 @@ class ApiGateway:
             return self.gateway_answer("THROTTLED", request, caller)
         return caller
 
-    def _key_usable(self, api_key: str | None) -> bool:
+    def _key_usable(self, caller: Caller) -> bool:
         """The API key check of a method that requires one (every method of Relay's API)."""
         if not self.definition.api_key_required or self._api_key_check is None:
             return True
-        return bool(api_key) and self._api_key_check(str(api_key))
+        return bool(caller.api_key) and self._api_key_check(caller.principal_id, str(caller.api_key))
 
     def _plan(self, principal_id: str) -> Throttle:
         """The sender's own plan (limits given when it was created never change) or the default plan."""

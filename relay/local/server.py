@@ -17,6 +17,7 @@ HTTP itself (framing, limits, timeouts) is relay/local/http_server.py's.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import secrets
@@ -68,16 +69,17 @@ def local_gateway(local: LocalAws) -> ApiGateway:
 
 class LocalApiKeys:
     """API Gateway's check of the key the authorizer returned, on the embedded AWS (where `relay
-    senders create` made it): it exists, is enabled and is in a usage plan. Each key's id is looked
-    up by its value once (values never change); its state is read at every call."""
+    senders create` made it): it exists, is enabled and is in a usage plan. A key's id is found by
+    its value once (values never change): through the caller's sender record, which names its key,
+    or else by listing the keys; its state is read at every call."""
 
     def __init__(self) -> None:
         self._ids: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def usable(self, value: str) -> bool:
+    def usable(self, sender_id: str, value: str) -> bool:
         apigateway = aws.client("apigateway")
-        key_id = self._id(apigateway, value)
+        key_id = self._id(apigateway, sender_id, value)
         if key_id is None:
             return False
         try:
@@ -88,11 +90,21 @@ class LocalApiKeys:
             return False
         return enabled and bool(apigateway.get_usage_plans(keyId=key_id).get("items"))
 
-    def _id(self, apigateway: Any, value: str) -> str | None:
+    def _id(self, apigateway: Any, sender_id: str, value: str) -> str | None:
         with self._lock:
-            if value not in self._ids:
-                pages = apigateway.get_paginator("get_api_keys").paginate(includeValues=True)
-                self._ids = {key["value"]: key["id"] for page in pages for key in page.get("items", [])}
+            if value in self._ids:
+                return self._ids[value]
+        recorded = (SenderRepository(get_settings().table_name).get(sender_id) or {}).get("apiKeyId")
+        found: dict[str, str] = {}
+        if recorded:
+            with contextlib.suppress(ClientError):
+                key = apigateway.get_api_key(apiKey=recorded, includeValue=True)
+                found = {key["value"]: key["id"]}
+        if value not in found:
+            pages = apigateway.get_paginator("get_api_keys").paginate(includeValues=True)
+            found = {key["value"]: key["id"] for page in pages for key in page.get("items", [])}
+        with self._lock:
+            self._ids.update(found)
             return self._ids.get(value)
 
 
