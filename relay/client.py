@@ -100,9 +100,14 @@ class RelayClient:
             cursor = earlier.body.get("eventsCursor")
         return answer
 
-    def list(self, status: str, limit: int | None = None, cursor: str | None = None) -> ApiAnswer:
-        query = {"status": status, **({"limit": str(limit)} if limit else {}), **({"cursor": cursor} if cursor else {})}
-        return self.request("GET", f"/messages?{urlencode(query)}")
+    def list(self, status: str | None = None, limit: int | None = None, cursor: str | None = None) -> ApiAnswer:
+        """GET /messages: a page of the sender's messages, newest first (in `status`, or every status)."""
+        query = {
+            **({"status": status} if status else {}),
+            **({"limit": str(limit)} if limit else {}),
+            **({"cursor": cursor} if cursor else {}),
+        }
+        return self.request("GET", "/messages" + (f"?{urlencode(query)}" if query else ""))
 
     def replay(self, message_id: str) -> ApiAnswer:
         return self.request("POST", f"/messages/{quote(message_id, safe='')}/replay", b"")

@@ -19,9 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
+from functions.contract.resource_tags import USAGE_PLAN_TABLE_TAG
 from stacks import bundling
 from stacks.constructs.api import Api
 from stacks.constructs.authentication import SenderAuthentication
@@ -85,6 +86,8 @@ class RelayStack(Stack):
             authorizer=self.authentication.authorizer,
             settings=settings,
         )
+        # `relay senders create --table T` finds the plan every new sender's API key joins by this tag.
+        Tags.of(self.api.usage_plan).add(USAGE_PLAN_TABLE_TAG, self.storage.table.table_name)
 
     def _build_operations(self) -> None:
         """The API function's routes, bulk replay and the reconciler."""

@@ -62,25 +62,32 @@ def delivery_executions(local: Any, message_id: str) -> list[str]:
 
 def expire_stored_message(sender_id: str, message_id: str, status: str | None = None) -> None:
     """Move a stored message's expiry into the past (as if its TTL had passed; DynamoDB keeps the
-    item a while), optionally forcing its status. The one place tests write the head's layout
-    (functions/adapters/repository.py: `s` status, `ttl` expiry in epoch seconds)."""
+    item a while), optionally forcing its status."""
+    _write_head(sender_id, message_id, ttl=946684800, **({"s": status} if status is not None else {}))
+
+
+def force_stored_status(sender_id: str, message_id: str, status: str) -> None:
+    """Set a stored message's status as if its life had led there (its events are left alone)."""
+    _write_head(sender_id, message_id, s=status)
+
+
+def _write_head(sender_id: str, message_id: str, **attributes: str | int) -> None:
+    """The one place tests write the head's layout (functions/adapters/repository.py: `s` status,
+    `ttl` expiry in epoch seconds)."""
     import boto3
 
     from functions.adapters.messages.items import HEAD_SORT_KEY
     from functions.domain.config import get_settings
     from functions.domain.model import MessageKey
 
-    names = {"#ttl": "ttl"}
-    values: dict[str, Any] = {":past": {"N": "946684800"}}
-    update = "SET #ttl = :past"
-    if status is not None:
-        names["#s"] = "s"
-        values[":status"] = {"S": status}
-        update += ", #s = :status"
+    names = {f"#{name}": name for name in attributes}
+    values = {
+        f":{name}": {"N": str(value)} if isinstance(value, int) else {"S": value} for name, value in attributes.items()
+    }
     boto3.client("dynamodb", region_name="us-east-1").update_item(
         TableName=get_settings().table_name,
         Key={"pk": {"S": MessageKey(sender_id, message_id).partition_key}, "sk": {"S": HEAD_SORT_KEY}},
-        UpdateExpression=update,
+        UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in attributes),
         ExpressionAttributeNames=names,
         ExpressionAttributeValues=values,
     )

@@ -17,20 +17,25 @@ HTTP itself (framing, limits, timeouts) is relay/local/http_server.py's.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import secrets
+import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+from botocore.exceptions import ClientError
+
+from functions.adapters import aws
 from functions.adapters.senders import SenderRepository
 from functions.domain.config import get_settings
 from functions.domain.exceptions import FieldError, MessageInvalid, SenderExists, SenderUnknown
 from functions.domain.json_text import loads_strict
 from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
 from functions.services.responses import SYSTEM_ERROR, error_response
-from relay.admin import AdminInputInvalid, SenderAdmin
+from relay.admin import AdminInputInvalid, SenderAdmin, SenderNotCreated
 from relay.local.api_definition import load_api_definition
 from relay.local.emulator import LocalAws
 from relay.local.gateway import Answer, ApiGateway, Caller, GatewayRequest
@@ -58,7 +63,49 @@ def local_gateway(local: LocalAws) -> ApiGateway:
         invoke=local.invoke,
         start_sync_execution=local.start_sync_execution,
         sender_limits=_sender_limits,
+        api_key_check=LocalApiKeys().usable,
     )
+
+
+class LocalApiKeys:
+    """API Gateway's check of the key the authorizer returned, on the embedded AWS (where `relay
+    senders create` made it): it exists, is enabled and is in a usage plan. A key's id is found by
+    its value once (values never change): through the caller's sender record, which names its key,
+    or else by listing the keys; its state is read at every call."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def usable(self, sender_id: str, value: str) -> bool:
+        apigateway = aws.client("apigateway")
+        key_id = self._id(apigateway, sender_id, value)
+        if key_id is None:
+            return False
+        try:
+            enabled = bool(apigateway.get_api_key(apiKey=key_id).get("enabled"))
+        except ClientError:  # deleted since
+            with self._lock:
+                self._ids.pop(value, None)
+            return False
+        return enabled and bool(apigateway.get_usage_plans(keyId=key_id).get("items"))
+
+    def _id(self, apigateway: Any, sender_id: str, value: str) -> str | None:
+        with self._lock:
+            if value in self._ids:
+                return self._ids[value]
+        recorded = (SenderRepository(get_settings().table_name).get(sender_id) or {}).get("apiKeyId")
+        found: dict[str, str] = {}
+        if recorded:
+            with contextlib.suppress(ClientError):
+                key = apigateway.get_api_key(apiKey=recorded, includeValue=True)
+                found = {key["value"]: key["id"]}
+        if value not in found:
+            pages = apigateway.get_paginator("get_api_keys").paginate(includeValues=True)
+            found = {key["value"]: key["id"] for page in pages for key in page.get("items", [])}
+        with self._lock:
+            self._ids.update(found)
+            return self._ids.get(value)
 
 
 def _sender_limits(sender_id: str) -> dict[str, Any]:
@@ -195,6 +242,8 @@ class RelayHttpServer(StrictHttpServer):
             return _error(409, "SENDER_EXISTS", str(error), request)
         except SenderUnknown as error:
             return _error(404, "SENDER_NOT_FOUND", str(error), request)
+        except SenderNotCreated as error:
+            return _error(500, "SENDER_NOT_CREATED", str(error), request)
         except LookupError:
             return _error(404, "NOT_FOUND", "No such route.", request)
         return HttpResponse(200, json.dumps(result), headers=_request_id(request))

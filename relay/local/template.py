@@ -2,7 +2,8 @@
 
 The template is the one description of the system: functions (handler, environment, role), state
 machines (definition with its substitutions, type, role), queues (visibility, redrive), the table
-(keys, indexes, TTL) and every IAM policy come from it, so nothing is described twice. A small
+(keys, indexes, TTL), the usage plans (throttle, tags) and every IAM policy come from it, so
+nothing is described twice. A small
 resolver evaluates the intrinsics CDK writes (Ref, Fn::GetAtt, Fn::Join, Fn::Sub, Fn::Select,
 Fn::Split and the pseudo parameters), giving every resource the local name and ARN it has on the
 embedded AWS.
@@ -55,6 +56,7 @@ EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
 # to the function's concurrency; locally that is bounded by this).
 DEFAULT_BATCH_SIZE = 10
 UNCAPPED_LOCAL_POLLERS = 10
+USAGE_PLAN = "AWS::ApiGateway::UsagePlan"
 
 
 class TemplateError(ValueError):
@@ -126,6 +128,16 @@ class TableSpec:
 
 
 @dataclass(frozen=True)
+class UsagePlanSpec:
+    """A usage plan as the embedded AWS creates it: its throttle and tags (CreateUsagePlan's shape).
+    Its API stages are left out: locally no REST API exists in API Gateway for them to name."""
+
+    name: str
+    throttle: dict[str, Any]
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Topology:
     """Everything the embedded AWS creates and runs, with the local names and ARNs."""
 
@@ -140,6 +152,8 @@ class Topology:
     api_start_role_arn: str | None
     # Queue name -> the function that consumes it (the event source mappings).
     queue_consumers: dict[str, QueueConsumerSpec] = field(default_factory=dict)
+    # The usage plans senders' API keys join (relay/admin.py finds the default one by its tag).
+    usage_plans: tuple[UsagePlanSpec, ...] = ()
     handlers: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -453,6 +467,21 @@ def _api_start_role(template: Template) -> str | None:
     return None
 
 
+def _usage_plans(template: Template) -> tuple[UsagePlanSpec, ...]:
+    plans = []
+    for logical_id, resource in template.of_type(USAGE_PLAN).items():
+        properties = template.resolve(resource.get("Properties", {}))
+        throttle = properties.get("Throttle") or {}
+        plans.append(
+            UsagePlanSpec(
+                name=str(properties.get("UsagePlanName") or template.names[logical_id]),
+                throttle={name[0].lower() + name[1:]: value for name, value in throttle.items()},
+                tags={str(tag["Key"]): str(tag["Value"]) for tag in properties.get("Tags", [])},
+            )
+        )
+    return tuple(plans)
+
+
 def build_topology(document: dict[str, Any], table_name: str = DEFAULT_TABLE_NAME) -> Topology:
     template = Template(document, table_name)
     return Topology(
@@ -463,6 +492,7 @@ def build_topology(document: dict[str, Any], table_name: str = DEFAULT_TABLE_NAM
         policies=_policies(template),
         api_start_role_arn=_api_start_role(template),
         queue_consumers=_queue_consumers(template),
+        usage_plans=_usage_plans(template),
     )
 
 

@@ -25,6 +25,7 @@ from constructs import Construct
 from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
 from stacks.api_mapping import (
     ACCESS_LOG_FORMAT,
+    API_KEY_REQUIRED,
     BATCH_STATUS_CODES,
     GATEWAY_RESPONSES,
     JSON,
@@ -70,7 +71,7 @@ class Api(Construct):
             default_method_options=apigateway.MethodOptions(
                 authorization_type=apigateway.AuthorizationType.CUSTOM,
                 authorizer=authorizer,
-                api_key_required=True,
+                api_key_required=API_KEY_REQUIRED,
             ),
             # The account's API Gateway CloudWatch role is one setting for the whole account and
             # region: the stack sets it only when asked to (and keeps the role when deleted, since

@@ -30,6 +30,7 @@ from infra_support import (
     table_id,
 )
 
+from functions.contract.resource_tags import USAGE_PLAN_TABLE_TAG
 from functions.contract.settings_names import Setting
 from relay.local.api_definition import definition_from_template
 from relay.local.template import build_topology
@@ -160,6 +161,11 @@ def test_a_default_usage_plan_throttles_each_sender_on_the_stage(synth: Synthesi
     assert synth.template["Outputs"]["UsagePlanId"]["Value"] == {
         "Ref": only(synth.of_type("AWS::ApiGateway::UsagePlan"))[0]
     }
+    # And it carries the table's name, so `relay senders create --table T` finds it
+    assert plan["Properties"]["Tags"] == [{"Key": USAGE_PLAN_TABLE_TAG, "Value": {"Ref": table_id(synth)}}]
+    # And every method requires the API key that the plan holds
+    methods = [method["Properties"] for _, method in synth.of_type("AWS::ApiGateway::Method").items()]
+    assert methods and all(method["ApiKeyRequired"] is True for method in methods)
 
 
 @pytest.mark.parametrize(
