@@ -79,9 +79,9 @@ def _body(payload: dict[str, Any]) -> str:
 
 
 class DeliveryQueue(MessageQueue):
-    def send(self, key: MessageKey, run: int = 0) -> str:
-        """Enqueue a message key for delivery (the content stays in DynamoDB)."""
-        return self.send_json(_delivery(key, run))
+    def send(self, key: MessageKey, run: int = 0, delay_seconds: int = 0) -> str:
+        """Enqueue a message key for delivery (the content stays in DynamoDB), visible after `delay_seconds`."""
+        return self.send_json(_delivery(key, run), delay_seconds)
 
     def send_batch(self, keys: list[MessageKey], run: int = 0) -> list[str | None]:
         """Enqueue message keys, 10 a call: per key, in order, its SQS message id or None (not taken)."""

@@ -50,6 +50,7 @@ from functions.adapters.messages.table import Table, from_item, is_condition_fai
 from functions.adapters.messages.updates import UpdateBuilder
 from functions.domain.model import (
     IN_FLIGHT_STATUSES,
+    DueEntry,
     UNFINISHED_STATUSES,
     Event,
     MessageContent,
@@ -217,10 +218,19 @@ class MessageRepository:
         return True
 
     def create_head(
-        self, key: MessageKey, content_hash: str, request_id: str, accepted_at: datetime, ttl: int, received: Event
+        self,
+        key: MessageKey,
+        content_hash: str,
+        request_id: str,
+        accepted_at: datetime,
+        ttl: int,
+        received: Event,
+        due: DueEntry | None = None,
     ) -> bool:
-        """The dedup point: a conditional put, so of concurrent twins exactly one wins."""
-        item = new_head_item(key, content_hash, request_id, accepted_at, ttl, received)
+        """The dedup point: a conditional put, so of concurrent twins exactly one wins.
+
+        With `due`, the head is SCHEDULED and sits in the `due` index under `due.shard`."""
+        item = new_head_item(key, content_hash, request_id, accepted_at, ttl, received, due)
         try:
             self.table.call("put_item", Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
@@ -236,6 +246,14 @@ class MessageRepository:
         ef = update.name("ef")
         update.when(f"(attribute_not_exists({ef}) OR {ef} <> {update.value('ef', request_id)})")
         self._apply(key, update)
+
+    def hand_scheduled_to_queue(self, head: MessageHead, due_at: int) -> MessageHead | None:
+        """A SCHEDULED message the scheduler queued: from its shard to the reconciler's, due at `due_at`
+        (its due time plus the re-drive window); None when it moved on (cancelled, claimed) meanwhile."""
+        update = UpdateBuilder().when_run(head.run).when_status_in({Status.SCHEDULED})
+        update.when(f"{update.name('nb')} = {update.value('nb', head.not_before)}")
+        update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
+        return self._apply(head.key, update)
 
     def set_due(self, key: MessageKey, due_at: int) -> None:
         """Move the time after which the reconciler looks at the message."""
@@ -268,6 +286,8 @@ class MessageRepository:
         update.when_attempts(head.attempts).remove("rd")
         if owner is not None:
             update.assign("o", owner)
+        if head.status == Status.SCHEDULED and started is None:
+            update.assign("s", Status.PENDING.value)  # its time has come; a lane's attempt follows
         events = [event for event in (enqueued, interrupted, started) if event is not None]
         if enqueued is not None:
             update.assign("q", head.run)
@@ -441,7 +461,8 @@ class MessageRepository:
             "n", head.attempts
         )
         update.assign("ab", head.attempts).assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
-        update.append_events([replayed]).remove("l", "al", "o", "rd", "err", "gsi1pk", "gsi1sk", "sl")
+        # A replay goes now: a cancelled delayed message's due time no longer holds it back.
+        update.append_events([replayed]).remove("l", "al", "o", "rd", "err", "gsi1pk", "gsi1sk", "sl", "nb")
         return self._apply(head.key, update)
 
     def cancel(self, head: MessageHead, cancelled: Event) -> MessageHead | None:

@@ -1,7 +1,8 @@
 """The read-and-act API: GET /messages/{id}, GET /messages, POST /messages/{id}/replay|cancel,
 POST /messages/replay (bulk), GET /replays/{id},
 and a sender's targets: PUT /targets, GET /targets, DELETE /targets/{id} (id: the origin without its `//`),
-and a target's circuit breaker: GET /targets/health?origin=..., POST /targets/resume.
+and a target's circuit breaker: GET /targets/health?origin=..., POST /targets/resume,
+and cron schedules: PUT/GET/DELETE /schedules/{name}, GET /schedules, POST /schedules/{name}/pause|resume.
 
 The sender comes from the authorizer's context, never from the request.
 """
@@ -168,6 +169,54 @@ def resume_target() -> dict[str, Any]:
         _sender(),
         origin,
     )
+
+
+def _schedules() -> Any:
+    from functions.adapters.schedule_repository import ScheduleRepository
+
+    return ScheduleRepository(get_settings().table_name)
+
+
+@app.put("/schedules/<name>")
+def put_schedule(name: str) -> dict[str, Any]:
+    from functions.services import schedules
+
+    return schedules.put_schedule(_schedules(), get_settings(), _sender(), unquote(name), app.current_event.body)
+
+
+@app.get("/schedules")
+def list_schedules() -> dict[str, Any]:
+    from functions.services import schedules
+
+    return schedules.list_schedules(_schedules(), _sender())
+
+
+@app.get("/schedules/<name>")
+def get_schedule(name: str) -> dict[str, Any]:
+    from functions.services import schedules
+
+    return schedules.get_schedule(_schedules(), _sender(), unquote(name))
+
+
+@app.delete("/schedules/<name>")
+def delete_schedule(name: str) -> dict[str, Any]:
+    from functions.services import schedules
+
+    return schedules.delete_schedule(_schedules(), _sender(), unquote(name))
+
+
+@app.post("/schedules/<name>/pause")
+def pause_schedule(name: str) -> dict[str, Any]:
+    from functions.services import schedules
+
+    return schedules.set_paused(_schedules(), _sender(), unquote(name), paused=True)
+
+
+@app.post("/schedules/<name>/resume")
+def resume_schedule(name: str) -> dict[str, Any]:
+    from functions.services import schedules
+
+    return schedules.set_paused(_schedules(), _sender(), unquote(name), paused=False)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

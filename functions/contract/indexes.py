@@ -45,3 +45,10 @@ DUE_INDEX_WRITES_PER_MESSAGE = 4
 # ceil(a / b) as -(-a // b): integers only, no imports.
 SENDER_SHARDS = -(-SENDER_INDEX_WRITES_PER_MESSAGE * GOAL_MESSAGES_PER_SECOND * HEADROOM // PARTITION_WRITES_PER_SECOND)
 DUE_SHARDS = -(-DUE_INDEX_WRITES_PER_MESSAGE * GOAL_MESSAGES_PER_SECOND * HEADROOM // PARTITION_WRITES_PER_SECOND)
+# The scheduler's shards of the `due` index (`SCHED#<n>`): one write when a message due later than
+# the queue's delay allows is accepted and one when the scheduler hands it to the queue; 2 x 1,000 x 4
+# / 1,000 = 8 shards.
+SCHEDULER_INDEX_WRITES_PER_MESSAGE = 2
+SCHEDULER_SHARDS = -(
+    -SCHEDULER_INDEX_WRITES_PER_MESSAGE * GOAL_MESSAGES_PER_SECOND * HEADROOM // PARTITION_WRITES_PER_SECOND
+)

@@ -11,6 +11,8 @@ stack loads this module too.
 MESSAGE_PREFIX = "MSG#"
 TARGET_PREFIX = "TARGET#"
 REPLAY_JOB_PREFIX = "REPLAY#"
+# A sender's cron schedules: `SCHEDULE#<sender>`, sort key the schedule's name.
+SCHEDULE_PREFIX = "SCHEDULE#"
 # Which senders accepted messages in which minute (written once per sender and minute at ingest):
 # the reconciler's sweep of never-claimed messages reads these instead of every sender.
 ACTIVITY_PREFIX = "ACTIVE#"
@@ -36,3 +38,5 @@ BREAKER_OPEN_PARTITION = "BREAKER#OPEN"
 BREAKER_RESUMING_PARTITION = "BREAKER#RESUMING"
 # due (`dueShard`): the reconciler's shards, `DUE#<n>`.
 DUE_SHARD_PREFIX = "DUE#"
+# due (`dueShard`): the scheduler's shards, `SCHED#<n>`: delayed messages not yet queued and schedules.
+SCHEDULER_SHARD_PREFIX = "SCHED#"

@@ -165,3 +165,7 @@ class TargetNotFound(RelayError):
 class DeliveryPaused(RelayError):
     """The message's target is OPEN (circuit breaker): the message is PAUSED, no attempt is spent,
     and its run ends. The delivery state machines catch this class name and end the run."""
+
+
+class ScheduleNotFound(RelayError):
+    """No schedule of that name for the sender (404 SCHEDULE_NOT_FOUND)."""

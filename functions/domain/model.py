@@ -16,8 +16,8 @@ from hashlib import blake2b
 from typing import Any
 from zlib import crc32
 
-from functions.contract.indexes import DUE_SHARDS
-from functions.contract.key_prefixes import DUE_SHARD_PREFIX, MESSAGE_PREFIX
+from functions.contract.indexes import DUE_SHARDS, SCHEDULER_SHARDS
+from functions.contract.key_prefixes import DUE_SHARD_PREFIX, MESSAGE_PREFIX, SCHEDULER_SHARD_PREFIX
 from functions.domain.clock import iso
 
 
@@ -26,7 +26,15 @@ def due_partition(number: int) -> str:
     return f"{DUE_SHARD_PREFIX}{number}"
 
 
+def scheduler_partition(number: int) -> str:
+    """The `due` index partition of scheduler shard `number` (0 to SCHEDULER_SHARDS - 1): a family of
+    its own, so the reconciler's walk over `DUE#<n>` never meets a message waiting for its time."""
+    return f"{SCHEDULER_SHARD_PREFIX}{number}"
+
+
 class Status(StrEnum):
+    # Accepted with a due time (`notBefore`) still ahead: not sent before it, cancellable.
+    SCHEDULED = "SCHEDULED"
     PENDING = "PENDING"
     DELIVERING = "DELIVERING"
     RETRYING = "RETRYING"
@@ -38,7 +46,8 @@ class Status(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({Status.DELIVERED, Status.FAILED, Status.CANCELLED})
-IN_FLIGHT_STATUSES = frozenset({Status.PENDING, Status.DELIVERING, Status.RETRYING})
+# SCHEDULED counts as in flight: the dispatcher's claim takes it (never before its due time).
+IN_FLIGHT_STATUSES = frozenset({Status.SCHEDULED, Status.PENDING, Status.DELIVERING, Status.RETRYING})
 # Not finished: in flight, or PAUSED (which can still be cancelled, or FAILED at its expiry).
 UNFINISHED_STATUSES = IN_FLIGHT_STATUSES | {Status.PAUSED}
 
@@ -72,6 +81,10 @@ class MessageKey:
     @property
     def due_shard(self) -> str:
         return due_partition(crc32(self.partition_key.encode()) % DUE_SHARDS)
+
+    @property
+    def scheduler_shard(self) -> str:
+        return scheduler_partition(crc32(self.partition_key.encode()) % SCHEDULER_SHARDS)
 
     def to_dict(self) -> dict[str, str]:
         return {"senderId": self.sender_id, "messageId": self.message_id}
@@ -152,6 +165,14 @@ class MessageHead:
     run_attempt_base: int = 0
     # How many overflow items hold events older than `events` (the head keeps the recent ones).
     overflow_chunks: int = 0
+    # The due time of a delayed message (epoch seconds): no attempt before it. None: send at once.
+    not_before: int | None = None
+
+    def seconds_until_due(self, now_epoch: float) -> int:
+        """Whole seconds until the due time (0 when it has come or there is none)."""
+        if self.not_before is None or self.not_before <= now_epoch:
+            return 0
+        return max(1, int(-(-(self.not_before - now_epoch) // 1)))
 
     @property
     def expires_at(self) -> datetime:
@@ -234,6 +255,15 @@ class MessageContent:
         """The message's own per-attempt timeout (`timeoutSeconds`), if it set one."""
         timeout = self.message.get("timeoutSeconds")
         return int(timeout) if timeout is not None else None
+
+
+@dataclass(frozen=True)
+class DueEntry:
+    """Where a delayed message's new head sits in the `due` index, and its due time (epoch s)."""
+
+    not_before: int
+    shard: str
+    due_at: int
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,8 @@ ENVELOPE_ALLOWANCE_BYTES = 64 * 1024
 # execution input (stacks/settings.py forwards at most that much; tests/infrastructure checks it).
 MAX_BATCH_MESSAGES = 100
 MAX_BATCH_REQUEST_BYTES = (256 * 1024 - 1024) // 4 * 3 - 1
+# The longest delay: a year (delaySeconds' schema maximum; notBefore at most this far ahead).
+MAX_DELAY_SECONDS = 31_536_000
 # An error answer names at most this many problems, each path and message cut to this length.
 MAX_DETAILS = 50
 MAX_DETAIL_CHARS = 300
@@ -180,7 +182,7 @@ def _describe_schema_error(error: ValidationError) -> list[FieldError]:
         return [FieldError(path, "header values must not contain CR, LF or NUL")]
     if error.validator == "type" and path == "$":
         return [FieldError("$", "the message must be a JSON object")]
-    if error.validator == "format" and path.endswith("timestamp"):
+    if error.validator == "format" and path.endswith(("timestamp", "notBefore")):
         return [FieldError(path, "must be an RFC 3339 date-time with a time zone, e.g. 2026-01-31T12:00:00Z")]
     message = error.message
     if len(message) > 200:
@@ -289,6 +291,48 @@ def _timestamp_errors(raw: str, settings: Settings, now: datetime) -> list[Field
     return []
 
 
+def _parse_not_before(raw: str) -> datetime | None:
+    try:
+        stamp = datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo is not None else None
+
+
+def _due_time_errors(document: dict[str, Any], failed: set[str], now: datetime) -> list[FieldError]:
+    """A delay is `delaySeconds` or `notBefore`, never both; a due time at most a year ahead."""
+    if "delaySeconds" in document and "notBefore" in document:
+        reason = "give either delaySeconds or notBefore, not both"
+        return [FieldError("$.delaySeconds", reason), FieldError("$.notBefore", reason)]
+    raw = document.get("notBefore")
+    if not isinstance(raw, str) or "$.notBefore" in failed:
+        return []
+    stamp = _parse_not_before(raw)
+    if stamp is None:
+        return [FieldError("$.notBefore", "must be an RFC 3339 date-time with a time zone, e.g. 2026-12-24T09:00:00+01:00")]
+    if stamp > now + timedelta(seconds=MAX_DELAY_SECONDS):
+        return [FieldError("$.notBefore", f"is more than a year ({MAX_DELAY_SECONDS} seconds) ahead")]
+    return []
+
+
+def due_time(document: dict[str, Any], now: datetime) -> datetime | None:
+    """The one absolute due time of a valid message (UTC, whole seconds up), or None to send at once.
+
+    Decided once, at acceptance, and kept in the message as `notBefore`, so a retried ingest step
+    decides the same. A time in the past means now."""
+    if isinstance(document.get("delaySeconds"), int) and document["delaySeconds"] > 0:
+        due = now + timedelta(seconds=document["delaySeconds"])
+    elif isinstance(document.get("notBefore"), str) and (stamp := _parse_not_before(document["notBefore"])):
+        due = stamp
+    else:
+        return None
+    if due <= now:
+        return None
+    # Whole seconds, rounded up: never earlier than asked.
+    whole = due.replace(microsecond=0)
+    return (whole if whole == due else whole + timedelta(seconds=1)).astimezone(UTC)
+
+
 def content_hash(message: dict[str, Any]) -> str:
     """Fingerprint of the request to deliver; equal fingerprints answer `200 duplicate`.
 
@@ -348,6 +392,10 @@ def validate_message(
     if authenticated_sender_id is not None and document["senderId"] != authenticated_sender_id:
         raise SenderMismatch("senderId does not match the authenticated sender.")
     message = _normalised(document, body_text)
+    due = due_time(document, now)
+    if due is not None:
+        # Not part of the fingerprint: a repeated request with the same delay is the same message.
+        message["notBefore"] = due.isoformat().replace("+00:00", "Z")
     return ValidMessage(message=message, content_hash=content_hash(message))
 
 
@@ -381,6 +429,7 @@ def _field_errors(
     if isinstance(headers, dict):
         details.extend(_header_errors(headers, settings))
     details.extend(_delivery_option_errors(document, settings, failed_paths))
+    details.extend(_due_time_errors(document, failed_paths, now))
     method = document.get("method", "POST")
     if "body" in document and isinstance(method, str) and method in METHODS_WITHOUT_BODY:
         details.append(FieldError("$.body", f"must be absent when method is {method}"))

@@ -17,6 +17,7 @@ from functions.domain.exceptions import (
     ReplayJobNotFound,
     TargetNotFound,
 )
+from functions.domain.exceptions import ScheduleNotFound
 from functions.services.responses import SYSTEM_ERROR, VALIDATION_ERROR
 
 # exception class -> (HTTP status, error code)
@@ -29,6 +30,7 @@ ERROR_CODES: dict[type[Exception], tuple[int, str]] = {
     MessageExpired: (409, "MESSAGE_EXPIRED"),
     ReplayJobNotFound: (404, "REPLAY_NOT_FOUND"),
     TargetNotFound: (404, "TARGET_NOT_FOUND"),
+    ScheduleNotFound: (404, "SCHEDULE_NOT_FOUND"),
 }
 
 

@@ -37,7 +37,8 @@ from functions.domain.exceptions import (
     RelayError,
     SenderMismatch,
 )
-from functions.domain.model import Event, EventType, MessageHead, MessageKey, Status
+from functions.domain.model import DueEntry, Event, EventType, MessageHead, MessageKey, Status
+from functions.domain.scheduling import QUEUE_LEAD_SECONDS, queue_delay, waits_in_scheduler
 from functions.services.responses import (
     MESSAGE_ID_CONFLICT,
     SYSTEM_ERROR,
@@ -347,7 +348,9 @@ def store_item(
     """
     key, request_id, content_hash = _key(item), item["requestId"], item["contentHash"]
     now = now or datetime.now(UTC)
-    ttl = int(now.timestamp()) + settings.ttl_seconds
+    due = _due_entry(key, item["message"], now, settings)
+    # A delayed message's expiry counts from its due time: it never expires before it is sent.
+    ttl = (due.not_before if due else int(now.timestamp())) + settings.ttl_seconds
 
     _note_activity(repository, key.sender_id, now, settings)
     if not repository.put_content(key, item["message"], content_hash, ttl):
@@ -359,7 +362,7 @@ def store_item(
     details = {"requestId": request_id, **({"executionArn": str(execution_arn)} if execution_arn else {})}
     received = Event(EventType.RECEIVED, now, 0, None, details)
     existing: MessageHead | None = None
-    if not repository.create_head(key, content_hash, request_id, now, ttl, received):
+    if not repository.create_head(key, content_hash, request_id, now, ttl, received, due):
         existing = repository.get_head(key)
         if existing is None:  # pragma: no cover - a head never disappears before its TTL
             return {**item, "response": conflict_response(key, request_id)}
@@ -375,6 +378,24 @@ def store_item(
         "acceptedAt": iso(accepted_at),
         "expiresAt": iso(datetime.fromtimestamp(stored_ttl, UTC)),
     }
+
+
+def not_before_of(message: dict[str, Any]) -> int | None:
+    """A validated message's due time (epoch seconds), or None: send at once."""
+    raw = message.get("notBefore")
+    return int(datetime.fromisoformat(raw).timestamp()) if isinstance(raw, str) else None
+
+
+def _due_entry(key: MessageKey, message: dict[str, Any], now: datetime, settings: Settings) -> DueEntry | None:
+    """Where a delayed message waits: the scheduler's shards when its time is further than the queue
+    can delay (due QUEUE_LEAD_SECONDS early), else the reconciler's, due a re-drive window after its
+    time (the queue holds it until then; the reconciler re-drives it if that copy is lost)."""
+    not_before = not_before_of(message)
+    if not_before is None:
+        return None
+    if waits_in_scheduler(not_before, now.timestamp()):
+        return DueEntry(not_before, key.scheduler_shard, not_before - QUEUE_LEAD_SECONDS)
+    return DueEntry(not_before, key.due_shard, not_before + settings.redrive_after_seconds)
 
 
 # -- Enqueue -------------------------------------------------------------------------------------------
@@ -393,8 +414,11 @@ def enqueue(
     """
     now = now or datetime.now(UTC)
     items = list(state["items"])
+    for index in _pending(items):
+        if _scheduler_queues_it(items[index]):
+            items[index] = _answered(_enqueued(items[index]))
     pending = _pending(items)
-    queue_ids = queue.send_keys([_key(items[index]) for index in pending])
+    queue_ids = _send(queue, [items[index] for index in pending], now)
     for index, queue_id in zip(pending, queue_ids, strict=True):
         if queue_id is None:
             request_id = items[index]["requestId"]
@@ -407,16 +431,43 @@ def enqueue(
     return _next_state(state, items)
 
 
+def _scheduler_queues_it(item: dict[str, Any]) -> bool:
+    """A message due too far ahead for the queue's delay: the scheduler queues it (store put it in
+    the scheduler's shards by the same rule)."""
+    not_before = not_before_of(item["message"])
+    accepted_at = datetime.fromisoformat(item["acceptedAt"]).timestamp()
+    return not_before is not None and waits_in_scheduler(not_before, accepted_at)
+
+
+def _send(queue: DeliveryQueue, items: list[dict[str, Any]], now: datetime) -> list[str | None]:
+    """The items' keys to the queue: the undelayed together (send_keys), a delayed one alone with
+    the seconds that remain until its time."""
+    ids: list[str | None] = [None] * len(items)
+    undelayed = [position for position, item in enumerate(items) if not_before_of(item["message"]) is None]
+    for position, queue_id in zip(undelayed, queue.send_keys([_key(items[p]) for p in undelayed]), strict=True):
+        ids[position] = queue_id
+    for position, item in enumerate(items):
+        not_before = not_before_of(item["message"])
+        if not_before is not None:
+            try:
+                ids[position] = queue.send(_key(item), delay_seconds=queue_delay(not_before, now.timestamp()))
+            except QueueUnavailable as error:
+                logger.warning("SQS did not accept the delayed message", extra={"error": str(error)})
+    return ids
+
+
 def _enqueued(item: dict[str, Any]) -> dict[str, Any]:
-    """The queue took the message: answer 202."""
+    """The queue took the message (or the scheduler will): answer 202."""
     key = _key(item)
     metrics.add_metric(name=Metric.ACCEPTED, unit=MetricUnit.Count, value=1)
+    not_before = item["message"].get("notBefore")
     body = {
         "messageId": key.message_id,
         "senderId": key.sender_id,
-        "status": Status.PENDING.value,
+        "status": (Status.SCHEDULED if not_before else Status.PENDING).value,
         "acceptedAt": item["acceptedAt"],
         "expiresAt": item["expiresAt"],
+        **({"notBefore": not_before} if not_before else {}),
     }
     return {"requestId": item["requestId"], "response": http_response(202, body)}
 

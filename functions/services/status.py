@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from functions.domain.clock import iso
@@ -19,6 +20,8 @@ def head_summary(head: MessageHead) -> dict[str, Any]:
         "acceptedAt": iso(head.accepted_at),
         "updatedAt": iso(head.updated_at),
         "expiresAt": iso(head.expires_at),
+        # A delayed message's due time: no attempt before it.
+        **({"notBefore": iso(datetime.fromtimestamp(head.not_before, UTC))} if head.not_before is not None else {}),
     }
 
 

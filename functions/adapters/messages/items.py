@@ -17,6 +17,7 @@ from functions.contract.indexes import SENDER_SHARDS
 from functions.contract.key_prefixes import ACTIVITY_PREFIX, SENDER_PREFIX, STATUS_INFIX
 from functions.domain.clock import iso
 from functions.domain.model import (
+    DueEntry,
     Event,
     EventType,
     MessageContent,
@@ -151,6 +152,7 @@ def head_from_item(item: dict[str, Any]) -> MessageHead:
         attempt_lease_until=int(item["al"]) if "al" in item else None,
         run_attempt_base=int(item.get("ab", 0)),
         overflow_chunks=int(item.get("eo", 0)),
+        not_before=int(item["nb"]) if "nb" in item else None,
     )
 
 
@@ -206,13 +208,22 @@ def index_sort(head_key: MessageKey, accepted_at: datetime) -> str:
 
 
 def new_head_item(
-    key: MessageKey, content_hash: str, request_id: str, accepted_at: datetime, ttl: int, received: Event
+    key: MessageKey,
+    content_hash: str,
+    request_id: str,
+    accepted_at: datetime,
+    ttl: int,
+    received: Event,
+    due: DueEntry | None = None,
 ) -> dict[str, Any]:
-    """A message's first head: PENDING with its RECEIVED event, and its bySender entry."""
+    """A message's first head: PENDING (SCHEDULED with a due time) with its RECEIVED event, and its
+    bySender entry."""
+    scheduled = {"nb": due.not_before, "dueShard": due.shard, "dueAt": due.due_at} if due else {}
     return {
+        **scheduled,
         "pk": key.partition_key,
         "sk": HEAD_SORT_KEY,
-        "s": Status.PENDING.value,
+        "s": (Status.SCHEDULED if due else Status.PENDING).value,
         "r": 0,
         "a": 0,
         "acc": epoch_ms(accepted_at),

@@ -101,6 +101,11 @@ def _claim_and_deliver(
     if head.run != run:
         return DispatchOutcome.STALE_RUN if head.run > run or last_try else None
     now = datetime.now(UTC)
+    early = head.seconds_until_due(now.timestamp())
+    if early:
+        # A delayed message's queue copy that came before its time: back, for the seconds that remain.
+        deps.delivery_queue.send_json(queued.to_dict(), delay_seconds=early)
+        return DispatchOutcome.DEFERRED
     if head.is_expired(now):
         fail_message(LaneEvent(key, run, reason="expired before delivery"), deps)
         return DispatchOutcome.EXPIRED
