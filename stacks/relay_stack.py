@@ -8,6 +8,7 @@
     Operations         GET /messages[/{id}], replay, cancel
     BulkReplay         POST /messages/replay, GET /replays/{id}, the replay job's machine
     Reconciler         re-drives overdue messages every minute
+    Scheduler          queues delayed messages at their time, fires cron schedules, every minute
     Observability      alarms and the dashboard
     TraceSampling      X-Ray sampling rules for the API stage and the state machines
 
@@ -33,6 +34,7 @@ from stacks.constructs.observability import Observability, TraceSampling
 from stacks.constructs.operations import Operations
 from stacks.constructs.reconciler import Reconciler
 from stacks.constructs.replay import BulkReplay
+from stacks.constructs.scheduler import Scheduler
 from stacks.constructs.storage import Storage
 from stacks.settings import RelaySettings
 
@@ -103,6 +105,7 @@ class RelayStack(Stack):
             failed_queue=self.delivery.failed_queue,
             dead_letter_queue=self.storage.dead_letter_queue,
         )
+        self.scheduler = Scheduler(self, "Scheduler", foundation=foundation)
 
     def _build_observability(self, settings: RelaySettings) -> None:
         """Alarms, the dashboard and X-Ray sampling."""

@@ -50,8 +50,8 @@ from functions.adapters.messages.table import Table, from_item, is_condition_fai
 from functions.adapters.messages.updates import UpdateBuilder
 from functions.domain.model import (
     IN_FLIGHT_STATUSES,
-    DueEntry,
     UNFINISHED_STATUSES,
+    DueEntry,
     Event,
     MessageContent,
     MessageHead,

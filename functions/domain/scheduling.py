@@ -78,8 +78,6 @@ def firing_id(schedule_name: str, due: datetime) -> str:
     return f"schedule-{schedule_name}-{due.astimezone(UTC):%Y%m%dT%H%MZ}"
 
 
-
-
 @dataclass(frozen=True)
 class ScheduleMessage:
     """What each firing of a schedule delivers (a message's fields, without ids and time)."""

@@ -309,7 +309,9 @@ def _due_time_errors(document: dict[str, Any], failed: set[str], now: datetime) 
         return []
     stamp = _parse_not_before(raw)
     if stamp is None:
-        return [FieldError("$.notBefore", "must be an RFC 3339 date-time with a time zone, e.g. 2026-12-24T09:00:00+01:00")]
+        return [
+            FieldError("$.notBefore", "must be an RFC 3339 date-time with a time zone, e.g. 2026-12-24T09:00:00+01:00")
+        ]
     if stamp > now + timedelta(seconds=MAX_DELAY_SECONDS):
         return [FieldError("$.notBefore", f"is more than a year ({MAX_DELAY_SECONDS} seconds) ahead")]
     return []

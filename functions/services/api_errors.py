@@ -15,9 +15,9 @@ from functions.domain.exceptions import (
     MessageNotFound,
     RelayError,
     ReplayJobNotFound,
+    ScheduleNotFound,
     TargetNotFound,
 )
-from functions.domain.exceptions import ScheduleNotFound
 from functions.services.responses import SYSTEM_ERROR, VALIDATION_ERROR
 
 # exception class -> (HTTP status, error code)

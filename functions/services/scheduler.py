@@ -132,17 +132,19 @@ def emit_firing(
 
     valid = validate_message(firing_message(schedule, due, now), settings, schedule.sender_id, now)
     request_id = f"schedule:{schedule.name}:{int(due.timestamp())}"
-    item = store_item({"requestId": request_id, "message": valid.message, "contentHash": valid.content_hash},
-                      repository, settings, now=now)
+    item = store_item(
+        {"requestId": request_id, "message": valid.message, "contentHash": valid.content_hash},
+        repository,
+        settings,
+        now=now,
+    )
     if "response" in item:
         return dict(item["response"])
     state = {"requestId": request_id, "shape": RequestShape.MESSAGE.value, "items": [item]}
     return dict(enqueue(state, repository, queue, now)["response"])
 
 
-def cancel_upcoming_firings(
-    repository: ScheduleRepository, schedule: Schedule, now: datetime, cancel: Any
-) -> int:
+def cancel_upcoming_firings(repository: ScheduleRepository, schedule: Schedule, now: datetime, cancel: Any) -> int:
     """Cancel the firings already created for the lead window (a schedule deleted or paused fires no
     more): their ids are derived, so each is found by key. `cancel(head)` cancels one; the count."""
     cancelled = 0

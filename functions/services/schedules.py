@@ -71,7 +71,11 @@ def _message_errors(message: dict[str, Any], sender_id: str, settings: Settings,
     """The rules of POST /messages on the schedule's message, its problems named under `$.message`."""
     from functions.domain.validation import validate_message
 
-    extra = [FieldError(f"$.message.{name}", f"'{name}' is not a known field") for name in message if name not in _MESSAGE_FIELDS]
+    extra = [
+        FieldError(f"$.message.{name}", f"'{name}' is not a known field")
+        for name in message
+        if name not in _MESSAGE_FIELDS
+    ]
     probe = {**message, "messageId": "schedule-check", "senderId": sender_id, "timestamp": iso_seconds(now)}
     try:
         validate_message(probe, settings, sender_id, now)
@@ -83,7 +87,11 @@ def _message_errors(message: dict[str, Any], sender_id: str, settings: Settings,
 
 
 def put_schedule(
-    repository: ScheduleRepository, settings: Settings, sender_id: str, name: str, raw_body: str | None,
+    repository: ScheduleRepository,
+    settings: Settings,
+    sender_id: str,
+    name: str,
+    raw_body: str | None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Create or replace a schedule; its next firing from now (a replaced schedule keeps `paused`)."""

@@ -40,6 +40,10 @@ class LocalRelay:
     # The reconciler's schedule (rate(1 minute) on AWS), in real seconds.
     reconcile_every_seconds: float = 5.0
     reconciler: ScheduledWorker | None = None
+    # The scheduler's schedule (rate(1 minute) on AWS), in real seconds: it queues delayed messages
+    # and fires cron schedules ahead of their time, so a shorter tick changes no delivery time.
+    schedule_every_seconds: float = 5.0
+    scheduler: ScheduledWorker | None = None
 
     @property
     def url(self) -> str:
@@ -64,6 +68,7 @@ class LocalRelay:
         self.dev_token, self.dev_secret = created["token"], created["signingSecret"]
         self.workers = [QueueWorker(self.local, self.local.queue_urls[self.local.queue_name]).start()]
         self.reconciler = ScheduledWorker(self.local, "relay-reconciler", self.reconcile_every_seconds).start()
+        self.scheduler = ScheduledWorker(self.local, "relay-scheduler", self.schedule_every_seconds).start()
         limits = self.server_limits or default_limits()
         self.server = RelayHttpServer((self.host, self.port), self.local, admin_token=self.admin_token, limits=limits)
         self.server.serve_in_background()
@@ -79,6 +84,9 @@ class LocalRelay:
         if self.reconciler is not None:
             self.reconciler.stop()
             self.reconciler = None
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         self.workers = []
         if self.local is not None:
             self.local.stop()

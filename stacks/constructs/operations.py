@@ -9,6 +9,9 @@
     DELETE /targets/{id}                       forget a target's limits (id: the URL-encoded origin)
     GET  /targets/health?origin=...            a target's circuit breaker (CLOSED, OPEN, HALF_OPEN)
     POST /targets/resume                       close a target by hand, re-drive its PAUSED messages
+    PUT|GET|DELETE /schedules/{name}           a cron schedule (each firing is a message)
+    GET  /schedules                            the sender's schedules
+    POST /schedules/{name}/pause|resume        stop or restart a schedule's firings
 
 One Lambda behind a proxy integration serves them all; like every method of the API they
 require the sender token authorizer and its API key (stacks/constructs/api.py), and the
@@ -20,7 +23,7 @@ from __future__ import annotations
 from aws_cdk import aws_apigateway as apigateway
 from constructs import Construct
 
-from functions.contract.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX, TARGET_PREFIX
+from functions.contract.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX, SCHEDULE_PREFIX, TARGET_PREFIX
 from stacks.constructs.api import Api
 from stacks.constructs.functions import Foundation
 from stacks.constructs.storage import SENDER_INDEX, STATUS_INDEX
@@ -60,7 +63,7 @@ class Operations(Construct):
             "dynamodb:UpdateItem",
             "dynamodb:PutItem",
             "dynamodb:DeleteItem",
-            prefixes=(MESSAGE_PREFIX, TARGET_PREFIX, REPLAY_JOB_PREFIX),
+            prefixes=(MESSAGE_PREFIX, TARGET_PREFIX, REPLAY_JOB_PREFIX, SCHEDULE_PREFIX),
         )
 
         self._add_routes(api)
@@ -82,6 +85,7 @@ class Operations(Construct):
         self.delete_target = targets.add_resource("{targetId}").add_method("DELETE", integration)
         self.target_health = targets.add_resource("health").add_method("GET", integration)
         self.resume_target = targets.add_resource("resume").add_method("POST", integration)
+        self._add_schedule_routes(api, integration)
         self.methods = [
             self.list_messages,
             self.get_message,
@@ -92,4 +96,18 @@ class Operations(Construct):
             self.delete_target,
             self.target_health,
             self.resume_target,
+            *self.schedule_methods,
+        ]
+
+    def _add_schedule_routes(self, api: Api, integration: apigateway.LambdaIntegration) -> None:
+        """Cron schedules (functions/services/schedules.py): the sender's own, by name."""
+        schedules = api.rest_api.root.add_resource("schedules")
+        schedule = schedules.add_resource("{name}")
+        self.schedule_methods = [
+            schedules.add_method("GET", integration),
+            schedule.add_method("PUT", integration),
+            schedule.add_method("GET", integration),
+            schedule.add_method("DELETE", integration),
+            schedule.add_resource("pause").add_method("POST", integration),
+            schedule.add_resource("resume").add_method("POST", integration),
         ]

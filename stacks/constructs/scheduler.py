@@ -1,0 +1,60 @@
+"""The scheduler: every minute, hand the delivery queue the delayed messages whose time is near and
+fire the cron schedules whose next firing is near (functions/services/scheduler.py).
+
+It reads only the scheduler's shards of the `due` index (`SCHED#<n>`), never the reconciler's; a
+firing is stored as an ordinary message (content and head) of the schedule's sender.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from constructs import Construct
+
+from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX, SCHEDULE_PREFIX
+from stacks.constructs.functions import Foundation
+from stacks.constructs.storage import DUE_INDEX
+
+SCHEDULE = events.Schedule.rate(Duration.minutes(1))
+# A sweep finishes well before the next starts (conditional writes keep overlapping sweeps safe).
+TIMEOUT = Duration.seconds(50)
+SWEEP_MAX_AGE = Duration.minutes(1)
+
+
+class Scheduler(Construct):
+    """The scheduler function and the EventBridge rule that runs it every minute."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation) -> None:
+        super().__init__(scope, construct_id)
+        table, queue = foundation.table, foundation.queue
+        self.function = foundation.function(
+            self,
+            "Scheduler",
+            "scheduler",
+            "Relay: queue delayed messages at their time and fire cron schedules",
+            foundation.environment(with_queue=True),
+            timeout=TIMEOUT,
+        )
+        # Its shards of the due index; then the heads and schedules they name.
+        self.function.grant([f"{table.table_arn}/index/{DUE_INDEX}"], "dynamodb:Query")
+        self.function.grant([table.table_arn], "dynamodb:GetItem")
+        # Moving a queued message's head to the reconciler's shard and cancelling leftovers (messages),
+        # storing a firing (content and head, messages; the sender's activity minute, ACTIVE#) and
+        # advancing a schedule (SCHEDULE#): nothing else.
+        self.function.grant_item_writes(
+            table.table_arn,
+            "dynamodb:UpdateItem",
+            "dynamodb:PutItem",
+            prefixes=(MESSAGE_PREFIX, SCHEDULE_PREFIX, ACTIVITY_PREFIX),
+        )
+        self.function.grant([queue.queue_arn], "sqs:SendMessage")
+        # A missed sweep is made up by the next one a minute later: no retries of old sweeps.
+        self.function.function.configure_async_invoke(retry_attempts=0, max_event_age=SWEEP_MAX_AGE)
+        self.rule = events.Rule(
+            self,
+            "Schedule",
+            description="Run the Relay scheduler every minute",
+            schedule=SCHEDULE,
+            targets=[targets.LambdaFunction(self.function.function, retry_attempts=0, max_event_age=SWEEP_MAX_AGE)],
+        )
