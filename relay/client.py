@@ -122,6 +122,24 @@ class RelayClient:
     def cancel(self, message_id: str) -> ApiAnswer:
         return self.request("POST", f"/messages/{quote(message_id, safe='')}/cancel", b"")
 
+    def put_schedule(self, name: str, schedule: dict[str, Any]) -> ApiAnswer:
+        """PUT /schedules/{name}: create or replace a cron schedule ({cron, timezone?, message})."""
+        return self.request("PUT", f"/schedules/{quote(name, safe='')}", json.dumps(schedule).encode("utf-8"))
+
+    def schedules(self) -> ApiAnswer:
+        return self.request("GET", "/schedules")
+
+    def schedule(self, name: str) -> ApiAnswer:
+        return self.request("GET", f"/schedules/{quote(name, safe='')}")
+
+    def delete_schedule(self, name: str) -> ApiAnswer:
+        return self.request("DELETE", f"/schedules/{quote(name, safe='')}")
+
+    def pause_schedule(self, name: str, paused: bool = True) -> ApiAnswer:
+        """POST /schedules/{name}/pause (or /resume with `paused=False`)."""
+        action = "pause" if paused else "resume"
+        return self.request("POST", f"/schedules/{quote(name, safe='')}/{action}", b"")
+
     def put_target(self, origin: str, rate_per_second: float | None, max_concurrency: int | None) -> ApiAnswer:
         body = {"origin": origin, "ratePerSecond": rate_per_second, "maxConcurrency": max_concurrency}
         return self.request("PUT", "/targets", json.dumps(body).encode("utf-8"))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from functions.domain.clock import iso
+from functions.domain.clock import iso, iso_seconds
 from functions.domain.model import Event, EventType, MessageHead, StoredMessage
 
 
@@ -21,7 +21,7 @@ def head_summary(head: MessageHead) -> dict[str, Any]:
         "updatedAt": iso(head.updated_at),
         "expiresAt": iso(head.expires_at),
         # A delayed message's due time: no attempt before it.
-        **({"notBefore": iso(datetime.fromtimestamp(head.not_before, UTC))} if head.not_before is not None else {}),
+        **({"notBefore": iso_seconds(datetime.fromtimestamp(head.not_before, UTC))} if head.not_before is not None else {}),
     }
 
 

@@ -1,0 +1,122 @@
+"""Delayed messages and cron schedules through `relay dev`'s runtime (LocalRelay), as a user sees them.
+
+No timing is asserted beyond order: a delayed message never reaches its target before its due time
+(behaviour); how close after it arrives is measured by `relay demo` / bench, not here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from functions.contract.settings_names import Setting
+from functions.domain.clock import parse_iso
+from relay.client import RelayClient
+from relay.local.runtime import LocalRelay
+from relay.local.targets import TargetServer
+from tests.conftest import make_message
+from tests.support import SHORT_POLICY, wait_for
+
+ENVIRONMENT = {Setting.TOTAL_TIMEOUT_SECONDS: "1", Setting.BREAKER_FAILURE_THRESHOLD: "10000"}
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[LocalRelay]:
+    with LocalRelay(
+        port=0, time_scale=0.01, policy=SHORT_POLICY, environment=ENVIRONMENT, schedule_every_seconds=0.5
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def client(relay: LocalRelay) -> RelayClient:
+    return RelayClient(relay.url, token=relay.dev_token)
+
+
+def test_a_short_delay_is_scheduled_meanwhile_and_never_sent_early(client: RelayClient, target: TargetServer) -> None:
+    # Given a message with delaySeconds 3
+    message = make_message(senderId="dev", targetUrl=f"{target.url}/ok", delaySeconds=3)
+    # When it is accepted
+    answer = client.send(message)
+    # Then the 202 says SCHEDULED with its due time, and the message is SCHEDULED meanwhile
+    assert answer.status == 202, answer.body
+    assert answer.body["status"] == "SCHEDULED"
+    due = parse_iso(answer.body["notBefore"])
+    assert due >= parse_iso(answer.body["acceptedAt"]) + timedelta(seconds=3)
+    record = client.status(message["messageId"]).body
+    assert (record["status"], record["notBefore"]) == ("SCHEDULED", answer.body["notBefore"])
+    # And it is delivered, the target getting it no earlier than its due time
+    delivered = wait_for(client, message["messageId"], ("DELIVERED",), timeout=30)
+    [request] = [r for r in target.requests_to("/ok") if r.header("webhook-id") == f"dev:{message['messageId']}"]
+    assert datetime.fromtimestamp(request.at, UTC) >= due
+    assert parse_iso(delivered["deliveredAt"]) >= due
+
+
+def test_a_far_due_time_can_be_listed_and_cancelled_and_is_never_sent(
+    client: RelayClient, target: TargetServer
+) -> None:
+    # Given a message due in three days
+    not_before = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    message = make_message(senderId="dev", targetUrl=f"{target.url}/ok", notBefore=not_before.isoformat())
+    answer = client.send(message)
+    # Then it is accepted SCHEDULED, and expires after its due time
+    assert (answer.status, answer.body["status"]) == (202, "SCHEDULED")
+    assert parse_iso(answer.body["expiresAt"]) > not_before
+    # And it is listed among the SCHEDULED messages
+    listed = client.list(status="SCHEDULED", limit=100).body["items"]
+    assert message["messageId"] in [item["messageId"] for item in listed]
+    # When it is cancelled
+    assert client.cancel(message["messageId"]).body["status"] == "CANCELLED"
+    # Then it stays CANCELLED and its target never gets it
+    time.sleep(1.5)  # a few scheduler ticks
+    assert client.status(message["messageId"]).body["status"] == "CANCELLED"
+    assert not [r for r in target.requests_to("/ok") if r.header("webhook-id") == f"dev:{message['messageId']}"]
+
+
+def test_both_delay_fields_are_refused_naming_each(client: RelayClient) -> None:
+    message = make_message(senderId="dev", delaySeconds=5, notBefore="2030-01-01T00:00:00Z")
+    answer = client.send(message)
+    assert answer.status == 400
+    assert {d["path"] for d in answer.body["error"]["details"]} >= {"$.delaySeconds", "$.notBefore"}
+
+
+def test_a_minutely_schedule_fires_one_message_per_minute_until_deleted(
+    relay: LocalRelay, client: RelayClient, target: TargetServer
+) -> None:
+    from functions.adapters.queue import DeliveryQueue
+    from functions.adapters.schedule_repository import ScheduleRepository
+    from functions.domain.config import get_settings
+    from functions.services.scheduler import sweep
+
+    # Given a schedule firing every minute
+    name = f"tick-{time.time_ns() % 10**9}"
+    schedule = {"cron": "* * * * *", "message": {"targetUrl": f"{target.url}/ok", "body": {"tick": True}}}
+    answer = client.put_schedule(name, schedule)
+    assert answer.status == 200, answer.body
+    assert answer.body["timezone"] == "UTC" and answer.body["paused"] is False
+    assert client.schedule(name).body["nextRunAt"] == answer.body["nextRunAt"]
+    assert name in [item["name"] for item in client.schedules().body["items"]]
+    # When the scheduler sweeps at times three minutes ahead (an injected clock), twice each
+    settings = get_settings()
+    repository, queue = ScheduleRepository(settings.table_name), DeliveryQueue(settings.queue_url)
+    later = datetime.now(UTC) + timedelta(minutes=3)
+    for now in (later, later, later + timedelta(minutes=1)):
+        sweep(repository, queue, settings, now=now)
+    # Then each firing is one distinct message with its derived id, listed by GET /messages
+    listed = [item["messageId"] for item in client.list(limit=100).body["items"]]
+    firings = sorted({m for m in listed if m.startswith(f"schedule-{name}-")})
+    assert len(firings) >= 4
+    assert len(firings) == len(set(firings))
+    # When the schedule is deleted
+    assert client.delete_schedule(name).status == 200
+    # Then no firing is created any more, and the firings still waiting are cancelled
+    sweep(repository, queue, settings, now=later + timedelta(minutes=10))
+    after = [item["messageId"] for item in client.list(limit=100).body["items"]]
+    assert sorted({m for m in after if m.startswith(f"schedule-{name}-")}) == firings
+    records = [client.status(firing).body for firing in firings]
+    waiting = [r["status"] for r in records if parse_iso(r["notBefore"]) > datetime.now(UTC) + timedelta(minutes=2)]
+    assert waiting and set(waiting) == {"CANCELLED"}
+    assert client.schedule(name).status == 404
