@@ -159,6 +159,8 @@ class RelayHttpServer(StrictHttpServer):
             return self._messages(request)
         if path == "/targets" or path.startswith("/targets/"):
             return self._targets(request)
+        if path == "/schedules" or path.startswith("/schedules/"):
+            return self._schedules(request)
         if request.method == "GET" and path == "/health":
             return HttpResponse(200, json.dumps({"status": "ok"}), headers=_request_id(request))
         if request.method == "GET" and path == "/openapi.json" and OPENAPI_PATH.exists():
@@ -191,6 +193,23 @@ class RelayHttpServer(StrictHttpServer):
         # hands the function the path as sent.
         nested = request.path not in fixed and "/" in unquote(request.path.removeprefix("/targets/"))
         if request.method not in allowed or nested:
+            return _error(404, "NOT_FOUND", "No such route.", request)
+        admitted = self.gateway.admit(_gateway_request(request))
+        if isinstance(admitted, Answer):
+            return _from_answer(admitted, request)
+        return self._api(request, admitted)
+
+    def _schedules(self, request: HttpRequest) -> HttpResponse:
+        """GET /schedules, PUT|GET|DELETE /schedules/{name}, POST /schedules/{name}/pause|resume: the
+        API function, as on AWS."""
+        parts = unquote(request.path).strip("/").split("/")
+        if len(parts) == 1:
+            allowed: tuple[str, ...] = ("GET",)
+        elif len(parts) == 2:
+            allowed = ("GET", "PUT", "DELETE")
+        else:
+            allowed = ("POST",) if len(parts) == 3 and parts[2] in ("pause", "resume") else ()
+        if request.method not in allowed:
             return _error(404, "NOT_FOUND", "No such route.", request)
         admitted = self.gateway.admit(_gateway_request(request))
         if isinstance(admitted, Answer):
