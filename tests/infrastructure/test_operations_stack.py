@@ -50,6 +50,12 @@ ROUTES = [
     ("DELETE", "/targets/{targetId}"),
     ("GET", "/targets/health"),
     ("POST", "/targets/resume"),
+    ("GET", "/schedules"),
+    ("PUT", "/schedules/{name}"),
+    ("GET", "/schedules/{name}"),
+    ("DELETE", "/schedules/{name}"),
+    ("POST", "/schedules/{name}/pause"),
+    ("POST", "/schedules/{name}/resume"),
 ]
 OPERATION_ROUTES = ROUTES[2:]
 RELAY_METRICS = (
@@ -266,6 +272,11 @@ def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synt
         "PUT /targets": {"dynamodb:PutItem": [table]},
         "GET /targets": {"dynamodb:Query": [status_index], "dynamodb:BatchGetItem": [table]},
         "DELETE /targets/{targetId}": {"dynamodb:DeleteItem": [table]},
+        # functions/services/schedules.py: one schedule item each; a deletion or pause cancels the
+        # firings already created (their heads, read and updated by key)
+        "PUT /schedules/{name}": {"dynamodb:GetItem": [table], "dynamodb:PutItem": [table]},
+        "GET /schedules": {"dynamodb:Query": [table]},
+        "DELETE /schedules/{name}": {"dynamodb:DeleteItem": [table], "dynamodb:UpdateItem": [table]},
     }
     required: dict[str, list[Any]] = {}
     for calls in needs.values():
@@ -280,7 +291,7 @@ def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synt
     }
 
 
-def test_the_api_function_writes_only_messages_targets_and_replay_jobs(synth: Synthesized) -> None:
+def test_the_api_function_writes_only_messages_targets_replay_jobs_and_schedules(synth: Synthesized) -> None:
     # Given the api function's statements that allow a DynamoDB write
     writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
     statements = [s for s in role_statements(synth, step_role(synth, "api")) if writes & set(actions_of(s))]
@@ -289,7 +300,7 @@ def test_the_api_function_writes_only_messages_targets_and_replay_jobs(synth: Sy
     assert statements
     for statement in statements:
         assert statement["Condition"] == {
-            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["MSG#*", "TARGET#*", "REPLAY#*"]}
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["MSG#*", "TARGET#*", "REPLAY#*", "SCHEDULE#*"]}
         }
 
 
@@ -307,7 +318,7 @@ def test_no_function_may_write_every_item_of_the_table(synth: Synthesized) -> No
     assert statements
     for statement in statements:
         patterns = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-        assert set(patterns) <= {"MSG#*", "TARGET#*", "REPLAY#*", "ACTIVE#*"}, statement
+        assert set(patterns) <= {"MSG#*", "TARGET#*", "REPLAY#*", "ACTIVE#*", "SCHEDULE#*"}, statement
 
 
 def test_the_api_function_is_configured_for_replays(synth: Synthesized) -> None:
@@ -335,18 +346,53 @@ def test_api_gateway_may_invoke_the_functions_behind_it(synth: Synthesized) -> N
 # -- reconciler ----------------------------------------------------------------------------------
 
 
-def test_the_reconciler_runs_every_minute(synth: Synthesized) -> None:
-    # Given the schedule rule
-    _, rule = only(synth.of_type("AWS::Events::Rule"))
-    props = rule["Properties"]
-    # Then it runs the reconciler every minute, without retrying old rounds
+def rule_of(synth: Synthesized, step: str) -> dict[str, Any]:
+    """The EventBridge rule whose one target is the function of `step`."""
+    (rule,) = [
+        rule["Properties"]
+        for rule in synth.of_type("AWS::Events::Rule").values()
+        if [target["Arn"] for target in rule["Properties"]["Targets"]] == [function_ref(synth, step)]
+    ]
+    return rule
+
+
+@pytest.mark.parametrize("step", ["reconciler", "scheduler"])
+def test_the_reconciler_and_the_scheduler_run_every_minute(synth: Synthesized, step: str) -> None:
+    # Given the function's schedule rule
+    props = rule_of(synth, step)
+    # Then it runs the function every minute, without retrying old rounds
     assert props["ScheduleExpression"] == "rate(1 minute)"
     assert props["State"] == "ENABLED"
     (target,) = props["Targets"]
-    assert target["Arn"] == function_ref(synth, "reconciler")
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
     # And a round ends before the next one starts
-    assert function_by_step(synth, "reconciler")[1]["Properties"]["Timeout"] < 60
+    assert function_by_step(synth, step)[1]["Properties"]["Timeout"] < 60
+
+
+def test_the_stack_has_exactly_the_two_schedule_rules(synth: Synthesized) -> None:
+    assert len(synth.of_type("AWS::Events::Rule")) == 2
+
+
+def test_the_scheduler_may_read_its_shards_store_firings_and_queue(synth: Synthesized) -> None:
+    # Given the scheduler's role
+    main, _ = queue_ids(synth)
+    # Then it queries the due index, reads and writes items by key, and sends to the delivery queue:
+    # nothing else
+    assert data_grants(synth, step_role(synth, "scheduler")) == {
+        "dynamodb:Query": [index_arn(synth, "due")],
+        "dynamodb:GetItem": [table_arn(synth)],
+        "dynamodb:UpdateItem": [table_arn(synth)],
+        "dynamodb:PutItem": [table_arn(synth)],
+        "sqs:SendMessage": [queue_arn(main)],
+    }
+    # And its writes reach messages, schedules and the senders' activity minutes only
+    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+    statements = [s for s in role_statements(synth, step_role(synth, "scheduler")) if writes & set(actions_of(s))]
+    assert statements
+    for statement in statements:
+        assert statement["Condition"] == {
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["MSG#*", "SCHEDULE#*", "ACTIVE#*"]}
+        }
 
 
 def test_the_reconciler_may_query_the_due_index_redrive_and_fail(synth: Synthesized) -> None:
@@ -382,7 +428,7 @@ def test_the_reconciler_is_configured_like_the_delivery_functions(synth: Synthes
     assert variables[Setting.SLOW_LANE_LEASE_SECONDS] == str(RelaySettings.defaults().slow_lane_lease_seconds)
 
 
-@pytest.mark.parametrize("step", ["authorizer", "api", "reconciler"])
+@pytest.mark.parametrize("step", ["authorizer", "api", "reconciler", "scheduler"])
 def test_no_operations_function_has_wildcard_actions(synth: Synthesized, step: str) -> None:
     # Given a function's role
     # Then every action is named, and only X-Ray (no resource-level permissions) is on `*`
