@@ -42,7 +42,17 @@ DEFAULT_PAGE_SIZE = 25
 # A messageId from a URL that no message can carry (schemas/message.schema.json) names no message;
 # it is answered without asking DynamoDB, which refuses keys over 2 KB with an error (a 500).
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_SUMMARY_FIELDS = ("messageId", "status", "attempts", "acceptedAt", "updatedAt", "targetUrl", "method", "lastError")
+_SUMMARY_FIELDS = (
+    "messageId",
+    "status",
+    "attempts",
+    "acceptedAt",
+    "updatedAt",
+    "notBefore",
+    "targetUrl",
+    "method",
+    "lastError",
+)
 
 
 def _message_key(sender_id: str, message_id: str) -> MessageKey:

@@ -21,7 +21,11 @@ def head_summary(head: MessageHead) -> dict[str, Any]:
         "updatedAt": iso(head.updated_at),
         "expiresAt": iso(head.expires_at),
         # A delayed message's due time: no attempt before it.
-        **({"notBefore": iso_seconds(datetime.fromtimestamp(head.not_before, UTC))} if head.not_before is not None else {}),
+        **(
+            {"notBefore": iso_seconds(datetime.fromtimestamp(head.not_before, UTC))}
+            if head.not_before is not None
+            else {}
+        ),
     }
 
 

@@ -160,6 +160,7 @@ def test_forbidden_and_throttled_senders(document: dict[str, Any], relay: LocalR
         ("delete", "/targets/{targetId}", lambda c: c.delete_target("https://a.example")),
         ("get", "/targets/health", lambda c: c.target_health("https://example.com")),
         ("post", "/targets/resume", lambda c: c.resume_target("https://example.com")),
+        *SCHEDULE_CALLS,
     ]
     for method, path, call in calls:
         assert conforms(document, method, path, call(disabled), 403)["error"]["code"] == "FORBIDDEN"
@@ -294,6 +295,47 @@ def _expire(message: dict[str, Any]) -> None:
     expire_stored_message(DEV_SENDER, message["messageId"])
 
 
+SCHEDULE = {"cron": "*/5 * * * *", "message": {"targetUrl": "https://hooks.example.com/tick"}}
+SCHEDULE_CALLS = [
+    ("get", "/schedules", lambda c: c.schedules()),
+    ("put", "/schedules/{name}", lambda c: c.put_schedule("any", SCHEDULE)),
+    ("get", "/schedules/{name}", lambda c: c.schedule("any")),
+    ("delete", "/schedules/{name}", lambda c: c.delete_schedule("any")),
+    ("post", "/schedules/{name}/pause", lambda c: c.pause_schedule("any")),
+    ("post", "/schedules/{name}/resume", lambda c: c.pause_schedule("any", paused=False)),
+]
+
+
+def test_schedules(document: dict[str, Any], client: RelayClient) -> None:
+    name = f"every-5-{uuid.uuid4().hex[:6]}"
+    # PUT /schedules/{name}: stored with its next firing; a bad body names its fields
+    stored = conforms(document, "put", "/schedules/{name}", client.put_schedule(name, SCHEDULE), 200)
+    assert (stored["name"], stored["timezone"], stored["paused"]) == (name, "UTC", False)
+    bad = {"cron": "every day", "timezone": "Mars/Base", "message": {"targetUrl": "ftp://x"}}
+    refused = conforms(document, "put", "/schedules/{name}", client.put_schedule(name, bad), 400)
+    paths = {detail["path"] for detail in refused["error"]["details"]}
+    assert {"$.cron", "$.timezone", "$.message.targetUrl"} <= paths
+    # GET /schedules and /schedules/{name}
+    assert name in [item["name"] for item in conforms(document, "get", "/schedules", client.schedules(), 200)["items"]]
+    assert conforms(document, "get", "/schedules/{name}", client.schedule(name), 200)["cron"] == "*/5 * * * *"
+    # pause and resume
+    assert conforms(document, "post", "/schedules/{name}/pause", client.pause_schedule(name), 200)["paused"] is True
+    resumed = conforms(document, "post", "/schedules/{name}/resume", client.pause_schedule(name, paused=False), 200)
+    assert resumed["paused"] is False
+    # DELETE, then each route answers 404 for it, and 400 for a name no schedule can have
+    assert conforms(document, "delete", "/schedules/{name}", client.delete_schedule(name), 200)["deleted"] is True
+    for method, path, call in SCHEDULE_CALLS[2:]:
+        assert conforms(document, method, path, call(client), 404)["error"]["code"] == "SCHEDULE_NOT_FOUND"
+    for method, path, answer in [
+        ("put", "/schedules/{name}", client.put_schedule("bad name!", SCHEDULE)),
+        ("get", "/schedules/{name}", client.schedule("bad name!")),
+        ("delete", "/schedules/{name}", client.delete_schedule("bad name!")),
+        ("post", "/schedules/{name}/pause", client.pause_schedule("bad name!")),
+        ("post", "/schedules/{name}/resume", client.pause_schedule("bad name!", paused=False)),
+    ]:
+        assert conforms(document, method, path, answer, 400)["error"]["details"][0]["path"] == "$.name"
+
+
 def test_system_errors(document: dict[str, Any], client: RelayClient, relay: LocalRelay) -> None:
     assert relay.local is not None
 
@@ -331,6 +373,7 @@ def test_system_errors(document: dict[str, Any], client: RelayClient, relay: Loc
             ("delete", "/targets/{targetId}", client.delete_target("https://a.example")),
             ("get", "/targets/health", client.target_health("https://example.com")),
             ("post", "/targets/resume", client.resume_target("https://example.com")),
+            *[(method, path, call(client)) for method, path, call in SCHEDULE_CALLS],
         ]:
             body = conforms(document, method, path, answer, 500)
             assert body["error"]["code"] == "SYSTEM_ERROR" and "boom" not in json.dumps(body)

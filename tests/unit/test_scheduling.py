@@ -101,9 +101,13 @@ def test_delay_seconds_becomes_one_absolute_due_time() -> None:
 
 def test_not_before_keeps_its_instant_in_utc_and_a_past_time_means_now() -> None:
     settings = get_settings()
-    later = validate_message(make_message(timestamp="2026-03-01T12:00:00Z", notBefore="2026-03-01T14:00:00+01:00"), settings, now=NOW)
+    later = validate_message(
+        make_message(timestamp="2026-03-01T12:00:00Z", notBefore="2026-03-01T14:00:00+01:00"), settings, now=NOW
+    )
     assert later.message["notBefore"] == "2026-03-01T13:00:00Z"
-    past = validate_message(make_message(timestamp="2026-03-01T12:00:00Z", notBefore="2026-03-01T11:00:00Z"), settings, now=NOW)
+    past = validate_message(
+        make_message(timestamp="2026-03-01T12:00:00Z", notBefore="2026-03-01T11:00:00Z"), settings, now=NOW
+    )
     assert "notBefore" not in past.message
 
 
@@ -132,5 +136,7 @@ def test_a_not_before_beyond_a_year_or_without_a_zone_is_named(not_before: str) 
 
 
 def test_a_delay_of_exactly_a_year_is_accepted() -> None:
-    valid = validate_message(make_message(timestamp="2026-03-01T12:00:00Z", delaySeconds=31_536_000), get_settings(), now=NOW)
+    valid = validate_message(
+        make_message(timestamp="2026-03-01T12:00:00Z", delaySeconds=31_536_000), get_settings(), now=NOW
+    )
     assert valid.message["notBefore"] == "2027-03-01T12:00:00Z"
