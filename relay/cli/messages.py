@@ -46,6 +46,10 @@ def build_message(args: argparse.Namespace, message: dict[str, Any] | None = Non
         message["body"] = args.body
     if args.body_file:
         message["body"] = Path(args.body_file).read_text(encoding="utf-8")
+    if getattr(args, "delay", None) is not None:
+        message["delaySeconds"] = args.delay
+    if getattr(args, "at", None):
+        message["notBefore"] = args.at
     return message
 
 
@@ -103,6 +107,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         label = "duplicate of" if body.get("duplicate") else "accepted"
         print(f"{label} {body['messageId']} (sender {body['senderId']}): {body['status']}")
         print(f"  accepted at {body['acceptedAt']}, expires at {body['expiresAt']}")
+        if body.get("notBefore"):
+            print(f"  not sent before {body['notBefore']}")
 
     return finish(answer, args.json, render)
 

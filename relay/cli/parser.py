@@ -22,6 +22,7 @@ from relay.cli.messages import (
     parse_header,
     parse_moment,
 )
+from relay.cli.schedules import cmd_schedules, parse_delay
 from relay.client import DEFAULT_URL
 
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub._name_parser_map["trace"] = sub._name_parser_map["events"]  # `relay trace` is `relay events`
     _add_list(sub)
     _add_targets(sub)
+    _add_schedules(sub)
     _add_senders(sub)
     return parser
 
@@ -104,6 +106,9 @@ def _add_send(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     send.add_argument("--header", action="append", type=parse_header, help="Name:value (repeatable)")
     send.add_argument("--body", help="the request body as text")
     send.add_argument("--body-file", help="read the body from a file")
+    due = send.add_mutually_exclusive_group()
+    due.add_argument("--delay", type=parse_delay, help="deliver after this long: 90s, 10m, 2h, 7d (at most a year)")
+    due.add_argument("--at", help="deliver at this RFC 3339 time with a zone, e.g. 2026-12-24T09:00:00+01:00")
     send.set_defaults(handler=cmd_send)
 
 
@@ -153,6 +158,20 @@ def _add_targets(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     targets.add_argument("--rate", type=float, help="attempts per second (set)")
     targets.add_argument("--concurrency", type=int, help="attempts in flight at once (set)")
     targets.set_defaults(handler=cmd_targets)
+
+
+def _add_schedules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schedules = sub.add_parser("schedules", help="cron schedules: each firing sends a message")
+    _api_options(schedules)
+    schedules.add_argument("action", choices=["set", "list", "show", "delete", "pause", "resume"])
+    schedules.add_argument("name", nargs="?")
+    schedules.add_argument("--cron", help="five fields: minute hour day-of-month month day-of-week (set)")
+    schedules.add_argument("--timezone", help="IANA zone the cron is read in, default UTC (set)")
+    schedules.add_argument("--target-url", help="where each firing is delivered (set)")
+    schedules.add_argument("--method", choices=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+    schedules.add_argument("--header", action="append", type=parse_header, help="Name:value (repeatable)")
+    schedules.add_argument("--body", help="each firing's body as text")
+    schedules.set_defaults(handler=cmd_schedules)
 
 
 def _add_senders(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,6 +6,7 @@ No timing is asserted beyond order: a delayed message never reaches its target b
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -121,3 +122,30 @@ def test_a_minutely_schedule_fires_one_message_per_minute_until_deleted(
     waiting = [r["status"] for r in records if "notBefore" in r and parse_iso(r["notBefore"]) > soon]
     assert waiting and set(waiting) == {"CANCELLED"}
     assert client.schedule(name).status == 404
+
+
+def test_the_cli_sends_with_a_delay_and_manages_a_schedule(
+    relay: LocalRelay, target: TargetServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relay import cli
+
+    flags = ["--url", relay.url, "--token", relay.dev_token]
+    # Given `relay send --delay 10m`
+    assert cli.main(["send", "--target-url", f"{target.url}/ok", "--delay", "10m", "--json", *flags]) == 0
+    sent = json.loads(capsys.readouterr().out)
+    # Then the message is SCHEDULED ten minutes after its acceptance
+    assert sent["status"] == "SCHEDULED"
+    assert parse_iso(sent["notBefore"]) - parse_iso(sent["acceptedAt"]) >= timedelta(minutes=10)
+    # Given `relay schedules set` with a cron in a zone, then list, show, pause, resume and delete
+    name = f"cli-{time.time_ns() % 10**9}"
+    set_flags = ["--cron", "*/5 * * * *", "--timezone", "Europe/Berlin", "--target-url", f"{target.url}/ok"]
+    assert cli.main(["schedules", "set", name, *set_flags, *flags]) == 0
+    assert f"{name}: '*/5 * * * *' (Europe/Berlin), next " in capsys.readouterr().out
+    assert cli.main(["schedules", "list", *flags]) == 0 and name in capsys.readouterr().out
+    assert cli.main(["schedules", "pause", name, *flags]) == 0 and "paused" in capsys.readouterr().out
+    assert cli.main(["schedules", "resume", name, *flags]) == 0 and "next" in capsys.readouterr().out
+    assert cli.main(["schedules", "delete", name, *flags]) == 0
+    capsys.readouterr()
+    # Then it is gone
+    assert cli.main(["schedules", "show", name, *flags]) == 1
+    assert "SCHEDULE_NOT_FOUND" in capsys.readouterr().out

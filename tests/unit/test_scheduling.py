@@ -140,3 +140,20 @@ def test_a_delay_of_exactly_a_year_is_accepted() -> None:
         make_message(timestamp="2026-03-01T12:00:00Z", delaySeconds=31_536_000), get_settings(), now=NOW
     )
     assert valid.message["notBefore"] == "2027-03-01T12:00:00Z"
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("90", 90), ("90s", 90), ("10m", 600), ("2h", 7200), ("1h30m", 5400)])
+def test_the_cli_reads_a_delay_with_its_unit(raw: str, seconds: int) -> None:
+    from relay.cli.schedules import parse_delay
+
+    assert parse_delay(raw) == seconds
+
+
+@pytest.mark.parametrize("raw", ["", "ten minutes", "-5m", "5w"])
+def test_the_cli_refuses_a_delay_it_cannot_read(raw: str) -> None:
+    import argparse
+
+    from relay.cli.schedules import parse_delay
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_delay(raw)
