@@ -11,6 +11,7 @@ from typing import Any
 from functions.contract.lanes import DeliveryLane
 from functions.contract.settings_names import Setting
 from functions.domain.clock import iso_seconds
+from relay.cli import demo_schedule
 from relay.cli.common import DEFAULT_SENDER, print_json
 from relay.cli.messages import render_events
 from relay.client import RelayClient
@@ -87,6 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"Circuit breaker for the demo: a target opens after {DEMO_BREAKER[Setting.BREAKER_FAILURE_THRESHOLD]} "
             f"consecutive failed attempts; {outage.url} is down for a while, then recovers (PAUSED, then DELIVERED)."
         )
+        timed = demo_schedule.start(client, targets)
         sent = {label: _send(client, label, f"{targets.url}{path}") for label, path in DEMO_TARGETS.items()}
         for n in range(1, DEMO_OUTAGE_MESSAGES + 1):
             sent[f"down a while #{n}"] = _send(client, f"down a while #{n}", f"{outage.url}{DEMO_OUTAGE_PATH}")
@@ -97,10 +99,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             for n in range(DEMO_RATE_LIMITED_MESSAGES)
         ]
         records, limited_records = _wait_for_all(client, sent, limited_ids, args.timeout)
+        on_time = demo_schedule.finish(client, targets, timed, args.timeout)
         if args.json:
-            print_json({**records, "rate-limited": limited_records})
+            print_json({**records, "rate-limited": limited_records, "on-time": on_time})
             return 0
         _report(records, limited_records, [request.at for request in limited.received])
+        demo_schedule.report(on_time)
     return 0
 
 
