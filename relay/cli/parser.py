@@ -135,7 +135,7 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _add_list(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = sub.add_parser("list", help="list your recent messages (of every status, or one), newest first")
     _api_options(listing)
-    statuses = ["PENDING", "DELIVERING", "RETRYING", "PAUSED", "DELIVERED", "FAILED", "CANCELLED"]
+    statuses = ["SCHEDULED", "PENDING", "DELIVERING", "RETRYING", "PAUSED", "DELIVERED", "FAILED", "CANCELLED"]
     listing.add_argument("--status", choices=statuses, help="only messages in this status (default: every status)")
     listing.add_argument("--limit", type=int)
     listing.add_argument("--cursor")
