@@ -54,12 +54,16 @@ class Cron:
 
 def cron_problem(expression: str) -> str | None:
     """Why `expression` is not a five-field cron expression, or None."""
-    from croniter import croniter
+    from croniter import CroniterError, croniter
 
     if len(expression.split()) != 5:
         return "must have five fields: minute hour day-of-month month day-of-week"
     if not croniter.is_valid(expression):
         return "is not a valid cron expression"
+    try:
+        croniter(expression, datetime.now(UTC)).get_next(datetime)
+    except (CroniterError, ValueError, OverflowError):
+        return "never fires (no such date, e.g. 30 February)"
     return None
 
 

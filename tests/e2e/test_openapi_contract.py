@@ -326,6 +326,8 @@ def test_schedules(document: dict[str, Any], client: RelayClient) -> None:
     assert conforms(document, "delete", "/schedules/{name}", client.delete_schedule(name), 200)["deleted"] is True
     for method, path, call in SCHEDULE_CALLS[2:]:
         assert conforms(document, method, path, call(client), 404)["error"]["code"] == "SCHEDULE_NOT_FOUND"
+    no_route = client.request("PUT", "/schedules/a/b", json.dumps(SCHEDULE).encode())
+    assert conforms(document, "put", "/schedules/{name}", no_route, 404)["error"]["code"] == "NOT_FOUND"
     for method, path, answer in [
         ("put", "/schedules/{name}", client.put_schedule("bad name!", SCHEDULE)),
         ("get", "/schedules/{name}", client.schedule("bad name!")),

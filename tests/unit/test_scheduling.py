@@ -68,7 +68,7 @@ def test_an_every_minute_cron_fires_on_each_minute_and_ids_differ_per_minute() -
     assert firing_id("tick", first) != firing_id("tick", second)
 
 
-@pytest.mark.parametrize("expression", ["* * * *", "61 * * * *", "* * * * * *", "not cron at all"])
+@pytest.mark.parametrize("expression", ["* * * *", "61 * * * *", "* * * * * *", "not cron at all", "0 0 30 2 *"])
 def test_a_cron_expression_that_is_not_five_valid_fields_is_named(expression: str) -> None:
     assert cron_problem(expression) is not None
 
