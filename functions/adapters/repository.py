@@ -293,6 +293,10 @@ class MessageRepository:
             update.assign("q", head.run)
         if due_at is not None:
             update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
+        elif head.not_before is not None and head.due_at is not None:
+            # A delayed message's watch (due a re-drive window after its time) ends with its claim,
+            # as a message sent at once has none: no reconciler round pays to clear it later.
+            update.remove("dueAt", "dueShard")
         if started is not None:
             self._count_attempt(update, head, started, interrupted, attempt_lease_until)
         if events:

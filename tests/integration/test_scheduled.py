@@ -54,6 +54,13 @@ def test_a_short_delay_is_scheduled_meanwhile_and_never_sent_early(client: Relay
     [request] = [r for r in target.requests_to("/ok") if r.header("webhook-id") == f"dev:{message['messageId']}"]
     assert datetime.fromtimestamp(request.at, UTC) >= due
     assert parse_iso(delivered["deliveredAt"]) >= due
+    # And, delivered at its first attempt, it leaves the reconciler nothing to look at
+    from functions.adapters.repository import MessageRepository
+    from functions.domain.config import get_settings
+    from functions.domain.model import MessageKey
+
+    head = MessageRepository(get_settings().table_name).get_head(MessageKey("dev", message["messageId"]))
+    assert head is not None and head.due_at is None
 
 
 def test_a_far_due_time_can_be_listed_and_cancelled_and_is_never_sent(
