@@ -69,7 +69,7 @@ export function facts(pairs) {
 // Ask before acting: a modal dialog with `question`, answered with the `yes` button or "No" (or Escape).
 export function confirmAction(question, yes) {
   return new Promise((resolve) => {
-    const dialog = el("dialog", { class: "confirm", "aria-label": yes },
+    const dialog = el("dialog", { class: "confirm", "aria-label": question },
       el("p", {}, question),
       el("div", { class: "buttons" },
         el("button", { type: "button", onclick: () => dialog.close("no") }, "No"),
