@@ -9,7 +9,7 @@ Every method requires the sender token authorizer (stacks/constructs/authenticat
 API key it returns; a usage plan throttles each sender's key (no stage-wide throttle unless
 `relay.apiThrottlingRateLimit` is set). The web console's static files (GET /console...,
 stacks/constructs/operations.py) are the exception: open to anyone, so the stage throttles them
-on their own (CONSOLE_THROTTLE), whatever a caller sends.
+on their own (CONSOLE_RATE_LIMIT, CONSOLE_BURST_LIMIT), whatever a caller sends.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ from stacks.settings_checks import CLOUD_WATCH_ROLE_CREATE
 # Requests per second and burst for the console's files, all callers together: a page load is about
 # a dozen small files, so a few people load it at once; a flood of anonymous requests stops here
 # and cannot take the account's Lambda concurrency from the delivery functions.
-CONSOLE_THROTTLE = apigateway.MethodDeploymentOptions(throttling_rate_limit=10, throttling_burst_limit=40)
+CONSOLE_RATE_LIMIT = 10
+CONSOLE_BURST_LIMIT = 40
 CONSOLE_METHODS = (f"{CONSOLE_PATH}/GET", f"{CONSOLE_PATH}/{{{ASSET_PARAMETER}}}/GET")
 
 
@@ -143,8 +144,20 @@ class Api(Construct):
             metrics_enabled=False,
             throttling_rate_limit=settings.api_throttling_rate_limit,
             throttling_burst_limit=settings.api_throttling_burst_limit,
-            method_options=dict.fromkeys(CONSOLE_METHODS, CONSOLE_THROTTLE),
+            method_options=dict.fromkeys(CONSOLE_METHODS, self._console_options(logging["logging_level"])),
             **logging,
+        )
+
+    @staticmethod
+    def _console_options(logging_level: apigateway.MethodLoggingLevel) -> apigateway.MethodDeploymentOptions:
+        """The console's methods: the stage's logging (a method's settings replace the stage's whole),
+        and their own throttle."""
+        return apigateway.MethodDeploymentOptions(
+            logging_level=logging_level,
+            data_trace_enabled=False,
+            metrics_enabled=False,
+            throttling_rate_limit=CONSOLE_RATE_LIMIT,
+            throttling_burst_limit=CONSOLE_BURST_LIMIT,
         )
 
     def _add_post_messages(

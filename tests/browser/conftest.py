@@ -4,10 +4,10 @@ The browser is the system's Chromium (Debian's `chromium` package), launched by 
 own browser download is never used, so these tests run without network. Without a Chromium they
 FAIL, saying how to get one: a console that was never opened in a browser must not pass as tested.
 
-One relay (`relay dev`'s runtime, in-process) serves the API and the console for the whole suite,
+One relay (`relay dev`'s runtime, in-process) serves the API and the console for a test module,
 with two local targets: `good` (answers per path: /ok, /missing, ...) and `down` (another origin,
 whose /fail opens its circuit after 3 failures, tests/support.py CONSOLE_BREAKER). Each test gets
-a fresh browser context (its own sessionStorage) and sees every message the suite has sent, so
+a fresh browser context (its own sessionStorage) and sees every message the module has sent, so
 tests name their own messages.
 """
 
@@ -57,19 +57,20 @@ class Targets:
     down: TargetServer
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def targets() -> Iterator[Targets]:
     with TargetServer() as good, TargetServer() as down:
         yield Targets(good, down)
 
 
-@pytest.fixture(scope="session")
+# Per module: one embedded AWS runs in a process at a time, and the other suites start their own.
+@pytest.fixture(scope="module")
 def relay() -> Iterator[Any]:
     with console_relay() as started:
         yield started
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def client(relay: Any) -> RelayClient:
     return RelayClient(relay.url, relay.dev_token)
 

@@ -259,6 +259,7 @@ def test_the_console_has_a_throttle_of_its_own_and_only_text_answers(synth: Synt
     for resource_path in ("/~1console", "/~1console~1{asset}"):
         throttle = settings[(resource_path, "GET")]
         assert (throttle["ThrottlingRateLimit"], throttle["ThrottlingBurstLimit"]) == (10, 40)
+        assert (throttle["LoggingLevel"], throttle["DataTraceEnabled"]) == ("OFF", False)  # as the stage
     # And the API declares no binary media types, so the files' text passes through unchanged
     assert "BinaryMediaTypes" not in api["Properties"]
     # And the findings of open methods are acknowledged with a reason, nothing else fails synthesis

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from infra_support import (
+    CONSOLE_SETTINGS,
+    EVERY_METHOD,
     Synthesized,
     actions_of,
     api_method,
@@ -17,6 +19,7 @@ from infra_support import (
     invoked_functions,
     joined,
     machine_role,
+    method_settings,
     only,
     queue_ids,
     resources_of,
@@ -545,11 +548,14 @@ def test_stage_is_traced_and_caps_no_callers_together_by_default(synth: Synthesi
     props = stage["Properties"]
     # Then it is traced and logs no request data
     assert props["TracingEnabled"] is True
-    (method_settings,) = props["MethodSettings"]
-    assert method_settings["DataTraceEnabled"] is False
-    # And no stage or method throttle caps all senders together (the account's limit is the only one)
-    for setting in props["MethodSettings"]:
-        assert "ThrottlingRateLimit" not in setting and "ThrottlingBurstLimit" not in setting
+    settings = method_settings(stage)
+    assert set(settings) == {EVERY_METHOD, *CONSOLE_SETTINGS}
+    assert all(setting["DataTraceEnabled"] is False for setting in settings.values())
+    # And no stage or method throttle caps all senders together (the account's limit is the only one;
+    # the web console's static files have a throttle of their own)
+    for path, setting in settings.items():
+        if path not in CONSOLE_SETTINGS:
+            assert "ThrottlingRateLimit" not in setting and "ThrottlingBurstLimit" not in setting
 
 
 def test_the_accounts_cloudwatch_role_is_neither_set_nor_needed_by_default(synth: Synthesized) -> None:
@@ -558,8 +564,7 @@ def test_the_accounts_cloudwatch_role_is_neither_set_nor_needed_by_default(synth
     assert synth.of_type("AWS::ApiGateway::Account") == {}
     # And the stage enables no CloudWatch logging, which would fail the deploy on an account without one
     _, stage = only(synth.of_type("AWS::ApiGateway::Stage"))
-    (method_settings,) = stage["Properties"]["MethodSettings"]
-    assert method_settings["LoggingLevel"] == "OFF"
+    assert {setting["LoggingLevel"] for setting in method_settings(stage).values()} == {"OFF"}
     assert "AccessLogSetting" not in stage["Properties"]
 
 
