@@ -53,6 +53,8 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:relay/senders/*]",
     # The failed-messages queue is a terminal sink for operators, not a queue with consumers.
     "AwsSolutions-SQS3",
+    # The web console's static files (GET /console...) need no authorizer; their data calls do.
+    "AwsSolutions-APIG4",
 }
 
 
@@ -253,12 +255,13 @@ def asset_directory(synth: Synthesized, code: dict[str, Any]) -> Path:
     return directory
 
 
-def test_code_asset_holds_only_functions_and_schemas_without_bytecode(synth: Synthesized) -> None:
+def test_code_asset_holds_only_functions_schemas_and_the_console_without_bytecode(synth: Synthesized) -> None:
     # Given the staged code asset of the functions
     asset = asset_directory(synth, function_by_step(synth, "validate")[1]["Properties"]["Code"])
-    # Then it has the handlers' packages and the schema, and nothing else
-    assert sorted(entry.name for entry in asset.iterdir()) == ["functions", "schemas"]
+    # Then it has the handlers' packages, the schemas and the console's files (GET /console), nothing else
+    assert sorted(entry.name for entry in asset.iterdir()) == ["console", "functions", "schemas"]
     assert (asset / "schemas" / "message.schema.json").is_file()
+    assert (asset / "console" / "index.html").is_file()
     for step in STEPS:
         assert (asset / "functions" / step / "handler.py").is_file()
     assert not [path for path in asset.rglob("*") if path.name == "__pycache__" or path.suffix == ".pyc"]
