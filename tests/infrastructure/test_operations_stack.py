@@ -171,9 +171,12 @@ def test_a_default_usage_plan_throttles_each_sender_on_the_stage(synth: Synthesi
     }
     # And it carries the table's name, so `relay senders create --table T` finds it
     assert plan["Properties"]["Tags"] == [{"Key": USAGE_PLAN_TABLE_TAG, "Value": {"Ref": table_id(synth)}}]
-    # And every method requires the API key that the plan holds
+    # And every method behind the authorizer requires the API key that the plan holds (the only open
+    # ones are the console's static files)
     methods = [method["Properties"] for _, method in synth.of_type("AWS::ApiGateway::Method").items()]
-    assert methods and all(method["ApiKeyRequired"] is True for method in methods)
+    guarded = [method for method in methods if method["AuthorizationType"] != "NONE"]
+    assert guarded and all(method["ApiKeyRequired"] is True for method in guarded)
+    assert len(methods) - len(guarded) == 2
 
 
 @pytest.mark.parametrize(
