@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.capacity_report import capacity_section
 from bench.common import fmt, table
 
 SCENARIO_TITLES = {
@@ -591,6 +592,10 @@ def render(results: dict[str, Any]) -> str:
     if "coldstart" in sections and "error" not in sections["coldstart"]:
         parts.append(assets_section(sections["coldstart"]["asset_sizes"]))
     parts.append(_section(sections, "cost", cost_section))
+    if "capacity" in results:
+        parts.append(capacity_section(results["capacity"]))
+    elif "capacity" in sections and "error" in sections["capacity"]:
+        parts.append(f"## capacity\n\nFailed: {sections['capacity']['error']}")
     return "\n\n".join(part for part in parts if part) + "\n"
 
 
