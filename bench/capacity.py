@@ -670,6 +670,22 @@ def per_target_max_permits_per_second(
     return min(target_rate_max, items * min(per_item, permits_per_sub_bucket))
 
 
+def single_flow_item_estimate(design: FlowDesign, dynamodb_call_ms: float) -> dict[str, Any]:
+    """Main's flow control before the rewrite, for comparison: one FLOW item per target, read and
+    then written on its version, so one permit per read-and-write round trip at best."""
+    round_trips = 1000.0 / (2 * dynamodb_call_ms)
+    return {
+        "max_permits_per_second": per_target_max_permits_per_second(
+            target_rate_max=design.target_rate_max,
+            permits_per_sub_bucket=design.target_rate_max,  # one item carries the whole rate
+            rate_writes_per_permit=1,
+            partition_write_units_per_second=design.partition_write_units_per_second,
+            item_conditional_updates_per_second=round_trips,
+        ),
+        "model": f"one item, one version-checked read and write per permit: 1 / (2 x {dynamodb_call_ms:.0f} ms)",
+    }
+
+
 def per_target_limit(design: FlowDesign) -> float:
     return per_target_max_permits_per_second(
         target_rate_max=design.target_rate_max,
@@ -788,6 +804,8 @@ def reconciler_summary(section: Mapping[str, Any]) -> dict[str, Any]:
             "senders_1": one["window_coverage_per_round"],
             f"senders_{many}": spread["window_coverage_per_round"],
         },
+        "one_sender_queries": one["rounds"][0]["calls"].get("dynamodb:Query[bySender]", 0),
+        "one_sender_reads": one["rounds"][0]["calls"].get("dynamodb:BatchGetItem", 0),
     }
     summary["finding"] = _reconciler_finding(summary, spread, many)
     return summary
@@ -796,16 +814,19 @@ def reconciler_summary(section: Mapping[str, Any]) -> dict[str, Any]:
 def _reconciler_finding(summary: Mapping[str, Any], spread: Mapping[str, Any], many: int) -> str:
     if summary["meets_target"]:
         return f"meets the goal: {summary['ratio']:.2f}x locally, {summary['ratio_aws_like']:.2f}x AWS-like"
-    calls = spread["rounds"][0]["calls"]
+    first = spread["rounds"][0]
+    calls, reached = first["calls"], max(1, first["senders_swept"])
     queries, reads = calls.get("dynamodb:Query[bySender]", 0), calls.get("dynamodb:BatchGetItem", 0)
     swept = summary["senders_swept_per_round"]
     reach = summary["senders_one_sweep_reaches_on_aws"] or 0
     text = (
         f"misses the goal: {summary['ratio']:.1f}x locally, {summary['ratio_aws_like']:.1f}x AWS-like. "
-        "The sweep of never-claimed messages (functions/services/reconciler.py sweep_unclaimed) makes one "
-        f"bySender Query and one BatchGetItem per active sender: a round with {many:,} senders made "
-        f"{queries:,} queries and {reads:,} head reads, one sender with the same {summary['messages_each']:,} "
-        f"messages 1 query and {math.ceil(summary['messages_each'] / 100)} reads. Its work grows with senders, "
+        "The sweep of never-claimed messages (functions/services/reconciler.py sweep_unclaimed) makes "
+        f"{queries / reached:.0f} bySender Query and {reads / reached:.0f} BatchGetItem per active sender: a round "
+        f"with {many:,} senders made {queries:,} queries and {reads:,} head reads for the {reached:,} senders it "
+        f"reached, one sender with the same {summary['messages_each']:,} messages "
+        f"{summary.get('one_sender_queries', 1)} query and {summary.get('one_sender_reads', 1)} reads. "
+        "Its work grows with senders, "
         f"not messages: {summary['sweep_aws_like_ms_per_sender']:.1f} ms a sender at AWS latencies, "
         f"{summary['sweep_aws_like_ms_all_senders'] / 1000:.0f} s for {many:,}, against a sweep budget of "
         f"{summary['sweep_budget_seconds']:.1f} s (30% of the round's)."
@@ -843,6 +864,8 @@ class CapacityInputs:
     flow: FlowDesign
     reconciler: Mapping[str, Any] | None  # the capacity section's `reconciler` (bench/capacity_run.py)
     provenance: dict[str, str] = field(default_factory=dict)
+    # A single-item DynamoDB call's typical latency (bench/cost_run.py AWS_CALL_LATENCY_MS).
+    dynamodb_call_ms: float = 5.0
 
 
 def build(inputs: CapacityInputs) -> dict[str, Any]:
@@ -867,11 +890,13 @@ def build(inputs: CapacityInputs) -> dict[str, Any]:
         "bottleneck_limit": found.to_dict() if found else None,
         "headline_scenario": HEADLINE_SCENARIO,
         "per_target_max_permits_per_second": per_target_limit(inputs.flow),
+        "per_target_flow_today": single_flow_item_estimate(inputs.flow, inputs.dynamodb_call_ms),
         "per_target_flow": {
             **asdict(inputs.flow),
             "model": "min(max rate, ceil(rate / permits per sub-bucket) x min(permits per sub-bucket, per-item rate))",
         },
         "per_sender_max_messages_per_second": _per_sender(limits_by_scenario),
+        "per_target_max_messages_per_second": _per_scope(limits_by_scenario, TARGET),
         "raise_for": {str(rate): raise_for(headline, rate, quotas) for rate in TARGET_RATES},
         "ramp_seconds": {str(rate): lambda_ramp(uses[HEADLINE_SCENARIO], quotas, rate) for rate in TARGET_RATES},
         "scenarios": scenarios,
@@ -883,6 +908,18 @@ def build(inputs: CapacityInputs) -> dict[str, Any]:
     if inputs.reconciler is not None:
         capacity["reconciler_round_ms"] = reconciler_summary(inputs.reconciler)
     return capacity
+
+
+def _per_scope(limits_by_scenario: Mapping[str, Sequence[Limit]], scope: str) -> dict[str, Any]:
+    """The tightest limit of one sender's or one target's keys in every scenario (None: none limits)."""
+    found = {name: bottleneck(limits, scope) for name, limits in limits_by_scenario.items()}
+    return {
+        name: {
+            "max_messages_per_second": _finite(limit.max_messages_per_second) if limit else None,
+            "limited_by": f"{limit.group}: {limit.component}" if limit else None,
+        }
+        for name, limit in found.items()
+    }
 
 
 def _per_sender(limits_by_scenario: Mapping[str, Sequence[Limit]]) -> dict[str, Any]:
@@ -911,11 +948,13 @@ def code_facts(root: Path) -> dict[str, Any]:
     import json
 
     from functions.adapters.secrets import CACHE_SECONDS
-    from functions.domain.model import DUE_SHARDS
+    from functions.contract import indexes
+    from functions.domain import model
 
     schema = json.loads((root / "schemas" / "target.schema.json").read_text(encoding="utf-8"))
     return {
-        "due_shards": DUE_SHARDS,
+        # Where the index sizing rule keeps it (functions/contract/indexes.py), else the message model.
+        "due_shards": int(getattr(indexes, "DUE_SHARDS", getattr(model, "DUE_SHARDS", 1))),
         "target_rate_max": float(schema["properties"]["ratePerSecond"]["maximum"]),
         "secret_cache_seconds": float(CACHE_SECONDS),
     }
@@ -940,6 +979,7 @@ def _section(results: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
 def collect_inputs(results: Mapping[str, Any], previous: Mapping[str, Any] | None, root: Path) -> CapacityInputs | None:
     """This run's cost and capacity sections, or the previous latest.json's when this run has none
     (`--only`); None when no cost section can be found at all."""
+    from bench.cost_run import AWS_CALL_LATENCY_MS
     from functions.domain import flow
 
     provenance: dict[str, str] = {}
@@ -980,4 +1020,5 @@ def collect_inputs(results: Mapping[str, Any], previous: Mapping[str, Any] | Non
         flow=design,
         reconciler=measured.get("reconciler") if measured else None,
         provenance=provenance,
+        dynamodb_call_ms=AWS_CALL_LATENCY_MS["dynamodb"],
     )

@@ -59,11 +59,24 @@ def headline(capacity: Mapping[str, Any]) -> str:
         f"{fmt(flow.get('rate_writes_per_permit'), 0)} write a permit, "
         f"{fmt(flow.get('partition_write_units_per_second'), 0)} "
         f"WCU/s a partition, a target's rate up to {fmt(flow.get('target_rate_max'), 0)}/s; assumed until "
-        "functions/domain/flow.py defines its constants, see below).",
+        "functions/domain/flow.py defines its constants, see below; main's single FLOW item today: about "
+        f"{fmt(capacity.get('per_target_flow_today', {}).get('max_permits_per_second'), 0)}/s).",
         f"- One sender: {_rate(per_sender.get('single'))} messages/s one per request "
         f"({per_sender.get('single_limited_by')}), "
         f"{_rate(per_sender.get('batch100'))} in batches of 100 ({per_sender.get('batch100_limited_by')}).",
     ]
+    per_target = capacity.get("per_target_max_messages_per_second", {})
+    if per_target:
+        lines.append(
+            "- One target's own keys (its limits and health items): "
+            + "; ".join(
+                f"{SCENARIO_COLUMNS.get(name, name)} {_rate(entry['max_messages_per_second'])} messages/s"
+                + (f" ({entry['limited_by']})" if entry["limited_by"] else "")
+                for name, entry in per_target.items()
+            )
+            + ". The failure paths run with the circuit breaker held closed (bench/cost_run.py); deployed, it "
+            "opens after its threshold and pauses the target's messages."
+        )
     if ramp:
         slowest = {rate: max(seconds.values()) for rate, seconds in ramp.items()}
         lines.append(
