@@ -83,8 +83,10 @@ class RoundCalls:
     modeled_ms: float = 0.0
     senders_queried: set[str] = field(default_factory=set)
     activity_queries: int = 0
-    # The sweep's own calls (activity queries, bySender queries, head reads): modeled AWS latency.
+    # The sweep's own calls (activity queries, bySender queries, head reads): modeled AWS latency,
+    # and their time in moto.
     sweep_modeled_ms: float = 0.0
+    sweep_inner_ms: float = 0.0
 
 
 class _Recorder:
@@ -115,10 +117,12 @@ class _Recorder:
                 return original(client, operation, params)
             finally:
                 modeled = call_latency_ms(service, operation, AWS_CALL_LATENCY_MS)
-                current.inner_ms += (time.perf_counter() - started) * 1000
+                inner = (time.perf_counter() - started) * 1000
+                current.inner_ms += inner
                 current.modeled_ms += modeled
                 if _note(current, service, operation, params):
                     current.sweep_modeled_ms += modeled
+                    current.sweep_inner_ms += inner
 
         BaseClient._make_api_call = recording_call  # type: ignore[attr-defined]
         self._installed = True
@@ -277,6 +281,7 @@ class Round:
     last_sender_swept: str | None  # the sweep goes in sender-id order: where it stopped
     activity_queries: int
     sweep_aws_like_ms: float  # the modeled AWS latency of the sweep's calls, one after another
+    sweep_local_ms: float  # the time of the sweep's calls in moto
     calls: dict[str, int]
     counts: dict[str, Any]
     # Share of the traffic's acceptance times inside the sweep's window when the round started.
@@ -308,6 +313,7 @@ def run_round(local: Any, timeout_seconds: float, traffic: Traffic, window_secon
         last_sender_swept=max(calls.senders_queried) if calls.senders_queried else None,
         activity_queries=calls.activity_queries,
         sweep_aws_like_ms=calls.sweep_modeled_ms,
+        sweep_local_ms=calls.sweep_inner_ms,
         calls=dict(sorted(calls.calls.items())),
         counts={str(key): value for key, value in (answer or {}).items()},
         window_coverage=coverage,

@@ -582,6 +582,9 @@ def assumptions_list(data: dict[str, Any]) -> str:
 def render(results: dict[str, Any]) -> str:
     sections = results["sections"]
     parts = [machine_section(results)]
+    kept = [f"{name} ({data['kept_from']})" for name, data in sections.items() if data.get("kept_from")]
+    if kept:
+        parts.append("Kept from earlier runs (`--keep`; each measured on its own date): " + ", ".join(kept) + ".")
     renderers = (
         ("throughput", throughput_section),
         ("overhead", overhead_section),

@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Relay benchmarks (see bench/README.md)")
     parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
     parser.add_argument("--results", default=str(RESULTS_DIR), help="directory for latest.json / latest.md")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="with --only: keep the sections not run from the existing latest.json (each marked `kept_from`)",
+    )
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",")] if args.only else list(SECTIONS)
     unknown = set(chosen) - set(SECTIONS)
@@ -80,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in chosen:
             results["sections"][name] = run_section(name, SECTIONS[name], Path(workdir))
     results["seconds"] = time.perf_counter() - started
+    directory = Path(args.results)
+    if args.keep:
+        keep_previous_sections(results, directory / "latest.json")
     cost = results["sections"].get("cost", {})
     if "cost_per_million" in cost:
         # USD per million messages by scenario ({request_path, all_in}, AWS-like times; both time
@@ -87,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         results["cost_per_million"] = cost["cost_per_million"]
         results["cost_skipped"] = cost.get("skipped", {})
 
-    directory = Path(args.results)
     capacity = capacity_results(results, directory)
     if capacity is not None:
         # Messages per second at default quotas, the bottleneck, per target and per sender, the
@@ -103,6 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     if "error" in results.get("capacity", {}):
         failed.append("capacity model")
     return 1 if failed else 0
+
+
+def keep_previous_sections(results: dict[str, Any], previous_path: Path) -> None:
+    """The sections this run did not run, from the previous latest.json, each marked with the date
+    it was measured (`kept_from`): one section re-run without losing the others."""
+    if not previous_path.exists():
+        return
+    previous = read_json(previous_path)
+    for name, data in previous.get("sections", {}).items():
+        if name not in results["sections"]:
+            kept_from = data.get("kept_from") or previous.get("machine", {}).get("date")
+            results["sections"][name] = {**data, "kept_from": kept_from}
 
 
 def capacity_results(results: dict[str, Any], directory: Path) -> dict[str, Any] | None:
