@@ -242,7 +242,7 @@ def _drain(local: Any) -> None:
     url = local.queue_urls[local.queue_name]
     with iam.acting_as(local.role_of("relay-dispatcher")):
         while received := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=DISPATCH_BATCH).get("Messages", []):
-            entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(received)]
+            entries: list[Any] = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(received)]
             sqs.delete_message_batch(QueueUrl=url, Entries=entries)
 
 
@@ -346,7 +346,7 @@ def measure(senders: int, messages: int, rounds: int, timeout_seconds: float) ->
     """A fresh embedded AWS, `messages` messages from `senders` senders, then `rounds` rounds."""
     from relay.local.emulator import LocalAws
 
-    environment = {
+    environment: dict[str, str] = {
         Setting.ALLOW_PRIVATE_TARGETS: "true",
         Setting.REQUIRE_SENDER: "true",
         Setting.REDRIVE_AFTER_SECONDS: str(REDRIVE_AFTER_SECONDS),
