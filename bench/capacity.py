@@ -251,6 +251,8 @@ class Limit:
     use_per_message: float
     detail: str = ""
     adjustable: bool = True
+    # When Relay's own setting is the limit: what to raise (else the AWS quota, by request).
+    raise_how: str = ""
 
     @property
     def max_messages_per_second(self) -> float:
@@ -291,8 +293,10 @@ def _adjustable(quotas: Mapping[str, Any], key: str) -> bool:
 
 def api_gateway_limits(use: MessageUse, quotas: Mapping[str, Any], deployment: DeploymentLimits) -> list[Limit]:
     account = quota_value(quotas, "apigateway_account_rps")
-    if deployment.stage_rate_limit is not None and account is not None:
-        account = min(account, deployment.stage_rate_limit)
+    stage = deployment.stage_rate_limit
+    stage_binds = stage is not None and (account is None or stage < account)
+    if stage_binds:
+        account = stage
     per_request = "1 request per message" if use.api_requests >= 0.5 else f"{use.api_requests:.2f} requests per message"
     return [
         Limit(
@@ -305,6 +309,7 @@ def api_gateway_limits(use: MessageUse, quotas: Mapping[str, Any], deployment: D
             use.api_requests,
             per_request,
             _adjustable(quotas, "apigateway_account_rps"),
+            "relay.apiThrottlingRateLimit (cdk.json: the stage throttle)" if stage_binds else "",
         ),
         Limit(
             "API Gateway",
@@ -358,6 +363,9 @@ def lambda_limits(use: MessageUse, quotas: Mapping[str, Any], deployment: Deploy
             f"{use.invocations.get(DISPATCHER_FUNCTION, 0.0):.2f} dispatcher invocations per message "
             f"x {use.seconds.get(DISPATCHER_FUNCTION, 0.0) * 1000:.0f} ms; {cap} in the template",
             deployment.dispatcher_max_concurrency is not None,
+            "relay.dispatcherMaxConcurrency (cdk.json: the event source's MaximumConcurrency, at most 1,000)"
+            if deployment.dispatcher_max_concurrency is not None
+            else "",
         ),
     ]
 
@@ -732,6 +740,8 @@ def raise_for(limits: Iterable[Limit], rate: float, quotas: Mapping[str, Any]) -
         source = quotas.get(limit.quota_key, {}).get("source", "")
         if limit.scope == NEW_TABLE:
             action = "pre-warm the table (warm throughput) or ramp traffic over 30 minutes"
+        elif limit.raise_how:
+            action = f"raise {limit.raise_how} to at least {required:,.0f}"
         elif limit.adjustable:
             action = f"raise to at least {required:,.0f} {limit.unit} (a quota increase)"
         else:

@@ -197,7 +197,9 @@ def assumptions(capacity: Mapping[str, Any]) -> str:
         "deployment (the smallest is the bottleneck), `sender`/`target` limits one sender's or target's traffic, "
         "`message` keys hold one message's items, `new table` is a new table's first traffic.",
         "- Lambda: an invocation holds an environment for the longer of its AWS-like duration and 1/10 s (an "
-        "environment serves at most 10 requests a second); every function of the account shares the concurrency.",
+        "environment serves at most 10 requests a second); every function of the account shares the concurrency. "
+        "The retried and slow-lane scenarios send one message at a time (SQS batches of one), so their dispatcher "
+        "share is a whole invocation a message: pessimistic at volume.",
         f"- {fmt(assumed.get('active_senders'))} senders sending evenly: {assumed.get('active_senders_why', '')} "
         "Activity "
         "items and the signing-secret cache miss once per sender, period and warm container (the fewest containers "

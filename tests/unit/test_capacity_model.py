@@ -208,6 +208,10 @@ def test_the_deployment_limits_come_from_the_template() -> None:
         item for item in component_limits(use(), QUOTAS, limits, senders=1) if "event source" in item.component
     )
     assert dispatcher.quota == 50 and dispatcher.max_messages_per_second == pytest.approx(50 / 0.02)
+    # And past it, the setting to raise is Relay's, not an AWS quota
+    (needed,) = raise_for([dispatcher], 10_000, QUOTAS)
+    assert needed["action"].startswith("raise relay.dispatcherMaxConcurrency")
+    assert needed["needed"] == pytest.approx(200)
 
 
 def test_a_cost_scenario_splits_synchronous_and_fast_lane_express_runs() -> None:
