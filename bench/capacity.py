@@ -224,15 +224,26 @@ class DeploymentLimits:
                 values["sender_burst_limit"] = float(properties["Throttle"].get("BurstLimit", 0))
             elif kind == "AWS::ApiGateway::Stage":
                 rates = [
-                    s["ThrottlingRateLimit"] for s in properties.get("MethodSettings", []) if "ThrottlingRateLimit" in s
+                    float(item["ThrottlingRateLimit"])
+                    for item in properties.get("MethodSettings", [])
+                    if "ThrottlingRateLimit" in item and _throttles_messages(item)
                 ]
-                values["stage_rate_limit"] = float(min(rates)) if rates else None
+                values["stage_rate_limit"] = min(rates) if rates else None
             elif kind == "AWS::Lambda::EventSourceMapping":
                 values["dispatch_batch_size"] = int(properties.get("BatchSize", 10))
                 scaling = properties.get("ScalingConfig") or {}
                 if "MaximumConcurrency" in scaling:
                     values["dispatcher_max_concurrency"] = int(scaling["MaximumConcurrency"])
         return cls(**values)
+
+
+def _throttles_messages(method_setting: Mapping[str, Any]) -> bool:
+    """A stage's method setting that throttles POST /messages: the stage-wide one (`/*`, `*`) or one
+    of the message routes' (other routes, such as the console's, have throttles of their own)."""
+    path, method = str(method_setting.get("ResourcePath", "")), str(method_setting.get("HttpMethod", ""))
+    if path == "/*":
+        return method == "*"
+    return path.startswith("/~1messages") and method in ("*", "POST")
 
 
 # -- the parts of the model ------------------------------------------------------------------------------

@@ -199,10 +199,21 @@ def test_the_deployment_limits_come_from_the_template() -> None:
                 "Type": "AWS::Lambda::EventSourceMapping",
                 "Properties": {"BatchSize": 10, "ScalingConfig": {"MaximumConcurrency": 50}},
             },
+            "Stage": {
+                "Type": "AWS::ApiGateway::Stage",
+                "Properties": {
+                    "MethodSettings": [
+                        {"HttpMethod": "*", "ResourcePath": "/*"},
+                        {"HttpMethod": "GET", "ResourcePath": "/~1console", "ThrottlingRateLimit": 10},
+                    ]
+                },
+            },
         }
     }
     limits = DeploymentLimits.from_template(template, due_shards=8)
     assert (limits.sender_rate_limit, limits.sender_burst_limit, limits.dispatcher_max_concurrency) == (100, 200, 50)
+    # A throttle of another route (the console's) is not the messages' stage throttle
+    assert limits.stage_rate_limit is None
     # The event source then allows 50 batches at once, not Lambda's 1,000
     dispatcher = next(
         item for item in component_limits(use(), QUOTAS, limits, senders=1) if "event source" in item.component
