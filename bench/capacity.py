@@ -13,9 +13,9 @@ that use in real local runs (bench/cost_run.py). This module is the arithmetic o
 
 A component's limit is quota / use. Scopes: `deployment` limits bound the whole deployment (the
 smallest is the bottleneck); `sender` and `target` limits bound one sender's or one target's
-traffic; `message` keys hold one message's items (no limit across messages); `new table` and
-`ramp` rows are about warming up, not the sustained rate; `ceiling` rows bound something else
-(API keys: the number of senders).
+traffic; `message` keys hold one message's items (no limit across messages); a `new table` row
+is about a new table's first traffic, not the sustained rate; `ceiling` rows bound something else
+(API keys: the number of senders). How long scaling from idle takes is `lambda_ramp`.
 """
 
 from __future__ import annotations
@@ -41,13 +41,12 @@ AUTHORIZER_FUNCTION = "relay-authorizer"
 RECONCILER_RATIO_TARGET = 1.5
 
 # Scopes of a limit (see the module docstring).
-DEPLOYMENT, SENDER, TARGET, MESSAGE, NEW_TABLE, RAMP, CEILING = (
+DEPLOYMENT, SENDER, TARGET, MESSAGE, NEW_TABLE, CEILING = (
     "deployment",
     "sender",
     "target",
     "message",
     "new table",
-    "ramp",
     "ceiling",
 )
 

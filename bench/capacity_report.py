@@ -96,9 +96,20 @@ def headline(capacity: Mapping[str, Any]) -> str:
             f"{fmt(reconciler[many], 0)} ms with {fmt(int(many[8:]))}: **{fmt(reconciler['ratio'], 2)}x** "
             f"({fmt(reconciler['ratio_aws_like'], 1)}x AWS-like; "
             f"goal at most {fmt(reconciler['target_ratio'], 1)}x): "
-            + ("meets it." if reconciler["meets_target"] else "**misses it** (why: below).")
+            + ("meets it." if reconciler["meets_target"] else _missed(reconciler))
         )
     return "\n".join(lines)
+
+
+def _missed(reconciler: Mapping[str, Any]) -> str:
+    if reconciler.get("sweep_complete", True):
+        return "**misses it** (why: below)."
+    swept = reconciler["senders_swept_per_round"]
+    return (
+        f"**misses it**: that round's sweep stopped at its budget after {min(swept):,}-{max(swept):,} senders, "
+        f"so its time is the budget's; a complete sweep: about "
+        f"{reconciler['ratio_complete_aws_like']:,.0f}x AWS-like (why: below)."
+    )
 
 
 def raise_table(capacity: Mapping[str, Any]) -> str:
