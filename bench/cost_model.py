@@ -158,21 +158,38 @@ def index_write_units(before: Item | None, after: Item | None, index: IndexSpec,
     index write; a changed index key is a delete plus a put; a change of projected attributes
     under the same key is one write; anything else costs the index nothing.
     """
+    return sum(units for _, units in index_writes_by_partition(before, after, index, base_keys))
+
+
+def index_writes_by_partition(
+    before: Item | None, after: Item | None, index: IndexSpec, base_keys: tuple[str, ...]
+) -> list[tuple[str, int]]:
+    """index_write_units by the index partition key each write lands on (a changed key: the old
+    entry's delete on its partition, the new entry's put on its own)."""
     was, now = _in_index(before, index), _in_index(after, index)
+
+    def entry(item: Item) -> tuple[str, int]:
+        return attribute_text(item[index.keys[0]]), write_units(item_size(_projected(item, index, base_keys)))
+
     if not was and not now:
-        return 0
+        return []
     if was and not now:
-        return write_units(item_size(_projected(before or {}, index, base_keys)))
+        return [entry(before or {})]
     if now and not was:
-        return write_units(item_size(_projected(after or {}, index, base_keys)))
+        return [entry(after or {})]
     assert before is not None and after is not None
     if any(before.get(key) != after.get(key) for key in index.keys):
-        return write_units(item_size(_projected(before, index, base_keys))) + write_units(
-            item_size(_projected(after, index, base_keys))
-        )
+        return [entry(before), entry(after)]
     if _projected(before, index, base_keys) != _projected(after, index, base_keys):
-        return write_units(item_size(_projected(after, index, base_keys)))
-    return 0
+        return [entry(after)]
+    return []
+
+
+def attribute_text(value: Any) -> str:
+    """A key attribute's value as text ({"S": "MSG#a#b"} -> "MSG#a#b")."""
+    if isinstance(value, dict) and len(value) == 1:
+        return str(next(iter(value.values())))
+    return str(value)
 
 
 def index_storage_bytes(item: Item, indexes: list[IndexSpec], base_keys: tuple[str, ...]) -> int:

@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.capacity import key_pattern
 from bench.common import PRICES_PATH, ROOT, one_kb_body, scaled, section_main
 from bench.cost_model import (
     EXECUTION_DATA_FIELDS,
@@ -53,6 +54,7 @@ from bench.cost_model import (
     LineItem,
     Usage,
     amortised_usd_per_million,
+    attribute_text,
     authorizer_misses_per_request,
     aws_like_ms,
     call_latency_ms,
@@ -64,7 +66,7 @@ from bench.cost_model import (
     express_run_ms,
     http_request_bytes,
     index_storage_bytes,
-    index_write_units,
+    index_writes_by_partition,
     item_size,
     lambda_billed_ms,
     line_items,
@@ -125,7 +127,7 @@ AWS_CALL_LATENCY_MS: dict[str, float] = {
     "dynamodb:Query": 8.0,
     "dynamodb:TransactWriteItems": 10.0,
     "sqs": 10.0,
-    "states": 25.0,
+    "stepfunctions": 25.0,  # botocore's service name (the endpoint prefix is "states")
     "secretsmanager": 30.0,
     "lambda": 20.0,
 }
@@ -325,6 +327,13 @@ class Recorder:
     aws_calls: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (bucket, service, op)
     ddb_write_units: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (bucket, op, table|index)
     ddb_read_units: defaultdict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
+    # The same units by key pattern (bench/capacity.py key_pattern): (bucket, table|index, pattern), and
+    # the partition keys each pattern used: (table|index, pattern, scope) -> {(owner, partition key)}.
+    ddb_key_writes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    ddb_key_reads: defaultdict[tuple[str, str, str], float] = field(default_factory=lambda: defaultdict(float))
+    ddb_partitions: defaultdict[tuple[str, str, str], set[tuple[str, str]]] = field(
+        default_factory=lambda: defaultdict(set)
+    )
     sqs_requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     sqs_empty_receives: int = 0
     executions: list[ExecutionRecord] = field(default_factory=list)
@@ -340,7 +349,8 @@ class Recorder:
             for name in (
                 "lambda_calls", "lambda_ms", "lambda_billed_ms", "lambda_errors", "lambda_aws_ms",
                 "lambda_aws_billed_ms", "log_bytes", "metric_bytes", "metric_lines", "metric_keys",
-                "target_requests", "aws_calls", "ddb_write_units", "ddb_read_units", "sqs_requests",
+                "target_requests", "aws_calls", "ddb_write_units", "ddb_read_units", "ddb_key_writes",
+                "ddb_key_reads", "ddb_partitions", "sqs_requests",
                 "executions", "uncounted",
             ):  # fmt: skip
                 setattr(self, name, getattr(fresh, name))
@@ -507,50 +517,100 @@ class Hooks:
         return {name: item[name] for name in self.base_keys}
 
     def _dynamodb(self, original: Any, client: Any, operation: str, params: dict[str, Any], bucket: str) -> Any:
+        if operation in ("PutItem", "UpdateItem", "DeleteItem"):
+            return self._dynamodb_write(original, client, operation, params, bucket)
+        response = original(client, operation, params)
+        reads = self._read_units_by_key(operation, params, response)
+        if reads is None:
+            if operation not in ("DescribeTable", "CreateTable", "UpdateTimeToLive", "DescribeTimeToLive"):
+                with RECORDER.lock:
+                    RECORDER.uncounted[f"dynamodb:{operation}"] += 1
+            return response
+        with RECORDER.lock:
+            RECORDER.ddb_read_units[(bucket, operation)] += sum(units for *_, units in reads)
+            for container, partition, sort, units in reads:
+                pattern = self._note_partition(container, partition, sort)
+                RECORDER.ddb_key_reads[(bucket, container, pattern)] += units
+        return response
+
+    def _dynamodb_write(self, original: Any, client: Any, operation: str, params: dict[str, Any], bucket: str) -> Any:
         from botocore.exceptions import ClientError
 
         table = params.get("TableName", "")
-        if operation in ("PutItem", "UpdateItem", "DeleteItem"):
-            key = self._key_of(params["Item"]) if operation == "PutItem" else params["Key"]
-            before = _moto_item(table, key)
-            try:
-                response = original(client, operation, params)
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                    # A failed condition still consumes the write, sized on the larger image.
-                    consumed = write_units(max(item_size(before), item_size(params.get("Item"))))
-                    with RECORDER.lock:
-                        RECORDER.ddb_write_units[(bucket, f"{operation} (condition failed)", "table")] += consumed
-                raise
-            after = None if operation == "DeleteItem" else _moto_item(table, key)
-            with RECORDER.lock:
-                RECORDER.ddb_write_units[(bucket, operation, "table")] += update_write_units(before, after)
-                for index in self.indexes:
-                    consumed = index_write_units(before, after, index, self.base_keys)
-                    if consumed:
-                        RECORDER.ddb_write_units[(bucket, operation, index.name)] += consumed
-            return response
-        response = original(client, operation, params)
-        units: float | None = None
+        key = self._key_of(params["Item"]) if operation == "PutItem" else params["Key"]
+        partition, sort = attribute_text(key["pk"]), attribute_text(key["sk"]) if "sk" in key else None
+        before = _moto_item(table, key)
+        try:
+            response = original(client, operation, params)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                # A failed condition still consumes the write, sized on the larger image.
+                consumed = write_units(max(item_size(before), item_size(params.get("Item"))))
+                with RECORDER.lock:
+                    RECORDER.ddb_write_units[(bucket, f"{operation} (condition failed)", "table")] += consumed
+                    pattern = self._note_partition("table", partition, sort)
+                    RECORDER.ddb_key_writes[(bucket, "table", pattern)] += consumed
+            raise
+        after = None if operation == "DeleteItem" else _moto_item(table, key)
+        with RECORDER.lock:
+            consumed = update_write_units(before, after)
+            RECORDER.ddb_write_units[(bucket, operation, "table")] += consumed
+            RECORDER.ddb_key_writes[(bucket, "table", self._note_partition("table", partition, sort))] += consumed
+            for index in self.indexes:
+                for index_partition, units in index_writes_by_partition(before, after, index, self.base_keys):
+                    RECORDER.ddb_write_units[(bucket, operation, index.name)] += units
+                    pattern = self._note_partition(index.name, index_partition, None)
+                    RECORDER.ddb_key_writes[(bucket, index.name, pattern)] += units
+        return response
+
+    @staticmethod
+    def _note_partition(container: str, partition: str, sort: str | None) -> str:
+        """The key's pattern (bench/capacity.py), its partition noted as seen (caller holds the lock)."""
+        pattern = key_pattern(container, partition, sort)
+        RECORDER.ddb_partitions[(container, pattern.name, pattern.scope)].add((pattern.owner, partition))
+        return pattern.name
+
+    def _read_units_by_key(
+        self, operation: str, params: dict[str, Any], response: dict[str, Any]
+    ) -> list[tuple[str, str, str | None, float]] | None:
+        """A read's units by (table|index, partition key, sort key); None for an operation not read here."""
+        consistent = bool(params.get("ConsistentRead"))
         if operation == "GetItem":
-            units = read_units(item_size(response.get("Item")), bool(params.get("ConsistentRead")))
-        elif operation in ("Query", "Scan"):
+            key = params["Key"]
+            units = read_units(item_size(response.get("Item")), consistent)
+            return [("table", attribute_text(key["pk"]), attribute_text(key.get("sk", "")), units)]
+        if operation in ("Query", "Scan"):
+            container = params.get("IndexName") or "table"
             returned = sum(item_size(item) for item in response.get("Items", []))
-            units = read_units(returned, bool(params.get("ConsistentRead")))
-        elif operation == "BatchGetItem":
-            units = 0.0
+            return [(container, self._queried_partition(params), None, read_units(returned, consistent))]
+        if operation == "BatchGetItem":
+            reads: list[tuple[str, str, str | None, float]] = []
             for name, request in params["RequestItems"].items():
                 found = response.get("Responses", {}).get(name, [])
                 consistent = bool(request.get("ConsistentRead"))
-                units += sum(read_units(item_size(item), consistent) for item in found)
-                units += read_units(0, consistent) * max(0, len(request["Keys"]) - len(found))
-        elif operation not in ("DescribeTable", "CreateTable", "UpdateTimeToLive", "DescribeTimeToLive"):
-            with RECORDER.lock:
-                RECORDER.uncounted[f"dynamodb:{operation}"] += 1
-        if units is not None:
-            with RECORDER.lock:
-                RECORDER.ddb_read_units[(bucket, operation)] += units
-        return response
+                found_keys = {(attribute_text(item["pk"]), attribute_text(item.get("sk", ""))) for item in found}
+                for item in found:
+                    pk, sk = attribute_text(item["pk"]), attribute_text(item.get("sk", ""))
+                    reads.append(("table", pk, sk, read_units(item_size(item), consistent)))
+                for key in request["Keys"]:
+                    pk, sk = attribute_text(key["pk"]), attribute_text(key.get("sk", ""))
+                    if (pk, sk) not in found_keys:
+                        reads.append(("table", pk, sk, read_units(0, consistent)))
+            return reads
+        return None
+
+    def _queried_partition(self, params: dict[str, Any]) -> str:
+        """The partition key value a Query names (`<hash key> = :value`), "" for a Scan."""
+        hash_key = self.base_keys[0]
+        for index in self.indexes:
+            if index.name == params.get("IndexName"):
+                hash_key = index.keys[0]
+        names = params.get("ExpressionAttributeNames") or {}
+        values = params.get("ExpressionAttributeValues") or {}
+        for name, placeholder in re.findall(r"([#\w]+)\s*=\s*(:\w+)", params.get("KeyConditionExpression", "")):
+            if names.get(name, name) == hash_key and placeholder in values:
+                return attribute_text(values[placeholder])
+        return ""
 
     # -- SQS --------------------------------------------------------------------------------------
 
@@ -917,6 +977,13 @@ def _freeze() -> dict[str, Any]:
             "aws_calls": [[*key, count] for key, count in sorted(RECORDER.aws_calls.items())],
             "ddb_write_units": [[*key, units] for key, units in sorted(RECORDER.ddb_write_units.items())],
             "ddb_read_units": [[*key, units] for key, units in sorted(RECORDER.ddb_read_units.items())],
+            "ddb_key_writes": [[*key, value] for key, value in sorted(RECORDER.ddb_key_writes.items())],
+            "ddb_key_reads": [[*key, value] for key, value in sorted(RECORDER.ddb_key_reads.items())],
+            # (table|index, pattern, scope, owners, partition keys)
+            "ddb_partitions": [
+                [*key, len({owner for owner, _ in seen}), len(seen)]
+                for key, seen in sorted(RECORDER.ddb_partitions.items())
+            ],
             "sqs_requests": [[*key, count] for key, count in sorted(RECORDER.sqs_requests.items())],
             "sqs_empty_receives": RECORDER.sqs_empty_receives,
             "executions": [asdict(record) for record in RECORDER.executions],
@@ -1192,6 +1259,7 @@ def usage_per_message(result: dict[str, Any], pricing: Pricing, times: str = "lo
         "dynamodb_writes_by_call": _per_message_rows(writes, n),
         "dynamodb_write_units_per_message": _write_breakdown(writes, n),
         "dynamodb_reads_by_call": _per_message_rows(reads, n),
+        "dynamodb_key_patterns": key_pattern_use(counted, n),
         "sqs_requests_by_call": _per_message_rows(sqs_rows, n),
         "messages_per_dispatcher_invocation": n / counted["lambda_calls"]["relay-dispatcher"]
         if counted["lambda_calls"].get("relay-dispatcher")
@@ -1245,6 +1313,35 @@ def _write_breakdown(writes: list[list[Any]], n: int) -> dict[str, Any]:
         "indexes": sum(by_target.values()) - table_units,
         "total": sum(by_target.values()),
     }
+
+
+def key_pattern_use(counted: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Write and read units per message by key pattern (bench/capacity.py PatternUse), with the partition
+    keys each used: per owner for a sender's or a target's keys, all of them for deployment-wide keys."""
+    units: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for bucket, container, pattern, value in counted["ddb_key_writes"]:
+        if billed(bucket):
+            units[(container, pattern)][0] += value / n
+    for bucket, container, pattern, value in counted["ddb_key_reads"]:
+        if billed(bucket):
+            units[(container, pattern)][1] += value / n
+    rows = []
+    for container, pattern, scope, owners, partitions in counted["ddb_partitions"]:
+        written, read = units.get((container, pattern), [0.0, 0.0])
+        if not written and not read:
+            continue  # only the reconciler, the authorizer or the harness touched it
+        per_owner = partitions if scope == "deployment" else max(1, round(partitions / max(1, owners)))
+        rows.append(
+            {
+                "name": pattern,
+                "container": container,
+                "scope": scope,
+                "write_units": round(written, 6),
+                "read_units": round(read, 6),
+                "partitions": 1 if scope == "message" else per_owner,
+            }
+        )
+    return sorted(rows, key=lambda row: (-row["write_units"], row["name"]))
 
 
 def _per_message_rows(rows: list[list[Any]], n: int) -> list[list[Any]]:

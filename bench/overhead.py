@@ -62,22 +62,27 @@ def ingest_asl(local: Any, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _claim(local: Any, message_id: str) -> dict[str, Any]:
-    """What the dispatcher does before a run: the lease on the head (no run is started here)."""
+    """What the dispatcher does before a run: the lease on the head, handed to the run's name (its
+    fencing token: the run's attempt must show it). No run is started here; the run's name rides
+    along as `_name` (the direct call passes it as the owner, the machine runs under it)."""
     from functions.domain.config import get_settings
-    from functions.domain.model import MessageKey
+    from functions.domain.model import MessageKey, fencing_token
     from functions.services.delivery import RunInput, dependencies
 
     deps = dependencies(get_settings())
     key = MessageKey("dev", message_id)
     now = int(time.time())
+    name = f"ovh-{uuid.uuid4().hex[:12]}"
     head = deps.repository.get_head(key)
-    if head is None or deps.repository.claim(head, now + 360, now, enqueued=None, started=None) is None:
+    claimed = head and deps.repository.claim(head, now + 360, now, None, None, owner=fencing_token(name))
+    if not claimed:
         raise RuntimeError("could not claim the message")
-    return RunInput(key, 0).to_dict()
+    return {**RunInput(key, 0).to_dict(), "_name": name}
 
 
 def deliver_direct(local: Any, run: dict[str, Any]) -> None:
-    answer = local.invoke("relay-deliver", {**run, "lane": "fast", "executionArn": "direct"})
+    payload = {key: value for key, value in run.items() if key != "_name"}
+    answer = local.invoke("relay-deliver", {**payload, "lane": "fast", "executionArn": "direct", "owner": run["_name"]})
     if answer.get("outcome") != "DELIVERED":
         raise RuntimeError(f"direct delivery answered {answer}")
 
@@ -85,7 +90,8 @@ def deliver_direct(local: Any, run: dict[str, Any]) -> None:
 def deliver_asl(local: Any, run: dict[str, Any]) -> None:
     from relay.local.emulator import run_sync_execution
 
-    result = run_sync_execution(local.state_machine_arns["relay-delivery-fast"], run)
+    payload = {key: value for key, value in run.items() if key != "_name"}
+    result = run_sync_execution(local.state_machine_arns["relay-delivery-fast"], payload, name=run["_name"])
     if result.get("status") != "SUCCEEDED":
         raise RuntimeError(f"fast lane run {result.get('status')}")
 

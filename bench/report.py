@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.capacity_report import capacity_section
 from bench.common import fmt, table
 
 SCENARIO_TITLES = {
@@ -581,6 +582,9 @@ def assumptions_list(data: dict[str, Any]) -> str:
 def render(results: dict[str, Any]) -> str:
     sections = results["sections"]
     parts = [machine_section(results)]
+    kept = [f"{name} ({data['kept_from']})" for name, data in sections.items() if data.get("kept_from")]
+    if kept:
+        parts.append("Kept from earlier runs (`--keep`; each measured on its own date): " + ", ".join(kept) + ".")
     renderers = (
         ("throughput", throughput_section),
         ("overhead", overhead_section),
@@ -591,6 +595,10 @@ def render(results: dict[str, Any]) -> str:
     if "coldstart" in sections and "error" not in sections["coldstart"]:
         parts.append(assets_section(sections["coldstart"]["asset_sizes"]))
     parts.append(_section(sections, "cost", cost_section))
+    if "capacity" in results:
+        parts.append(capacity_section(results["capacity"]))
+    elif "capacity" in sections and "error" in sections["capacity"]:
+        parts.append(f"## capacity\n\nFailed: {sections['capacity']['error']}")
     return "\n\n".join(part for part in parts if part) + "\n"
 
 
