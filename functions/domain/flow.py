@@ -132,7 +132,7 @@ PARTITION_WRITE_UNITS_PER_SECOND = 1_000
 # one sub-bucket update, a concurrency limit takes a slot and gives it back.
 RATE_WRITES_PER_PERMIT = 1
 SLOT_WRITES_PER_PERMIT = 2
-# Sub-buckets a fresh taker tries before it waits (a retry: its own one, then another).
+# Sub-buckets a taker tries before it waits: its own one (from its message id), then another.
 SUB_BUCKET_TRIES = 2
 # A retry that had to wait leaves a mark that sets tokens aside for retries; each mark lasts this
 # long unless a retry spends it: the longest a lane's throttled retrier waits between two asks (the
@@ -328,14 +328,16 @@ def wait_until(turn_us: int, now_us: int) -> Wait:
 # attempt, and a crashed holder's slot frees itself when its lease runs out. An attempt writes two
 # small items whatever C; no item grows with C.
 
-# Slots a taker tries before it waits. A cap up to this many is tried whole (exact: a free slot is
-# always found); a larger one at random, so near its cap a taker may wait with a slot free.
+# Slots a taker tries before it waits. A cap up to this many is tried whole (exact: a taker waits
+# only when every slot is held, or was seen held within SLOT_WAIT_SECONDS, the wait it is told); a
+# larger one at random, so near its cap a taker may wait with a slot free.
 SLOT_PROBES = 8
 
 
 def slots_to_probe(cap: int, skip: set[int], pick: Callable[[list[int], int], list[int]]) -> list[int]:
     """The slots a taker tries, in order: all of a small cap, else SLOT_PROBES of them (`pick`
-    chooses, at random in service code), never one in `skip` (held by this process)."""
+    chooses, at random in service code), never one in `skip` (held by this process, or seen held
+    a moment ago)."""
     free = [slot for slot in range(cap) if slot not in skip]
     return pick(free, min(len(free), SLOT_PROBES))
 
