@@ -878,26 +878,26 @@ class _BatchingWindow:
 
     def __enter__(self) -> None:
         for worker in self.relay.workers:
-            original = worker.poll_once
+            original = worker.receive_batch
 
-            def poll_once(original: Any = original) -> int:
+            def receive_batch(sqs: Any, original: Any = original) -> list[dict[str, Any]]:
                 first_seen: float | None = None
                 while True:
                     queue = _moto_queue(self.relay.local)
                     visible = sum(1 for message in list(queue.messages) if message.visible) if queue else 0
                     if not visible:
-                        return 0
+                        return []
                     first_seen = first_seen or time.monotonic()
                     if visible >= self.batch_size or time.monotonic() - first_seen >= self.window:
-                        return int(original())
+                        return list(original(sqs))
                     time.sleep(0.01)
 
             self.saved.append((worker, original))
-            worker.poll_once = poll_once
+            worker.receive_batch = receive_batch
 
     def __exit__(self, *_: object) -> None:
         for worker, _original in self.saved:
-            del worker.poll_once
+            del worker.receive_batch
 
 
 def _freeze() -> dict[str, Any]:

@@ -80,12 +80,34 @@ class RelayClient:
         payload = messages if isinstance(messages, bytes) else json.dumps({"messages": messages}).encode("utf-8")
         return self.request("POST", "/messages/batch", payload)
 
-    def status(self, message_id: str) -> ApiAnswer:
-        return self.request("GET", f"/messages/{quote(message_id, safe='')}")
+    def status(self, message_id: str, events_cursor: str | None = None) -> ApiAnswer:
+        query = f"?{urlencode({'eventsCursor': events_cursor})}" if events_cursor else ""
+        return self.request("GET", f"/messages/{quote(message_id, safe='')}{query}")
 
-    def list(self, status: str, limit: int | None = None, cursor: str | None = None) -> ApiAnswer:
-        query = {"status": status, **({"limit": str(limit)} if limit else {}), **({"cursor": cursor} if cursor else {})}
-        return self.request("GET", f"/messages?{urlencode(query)}")
+    def status_with_history(self, message_id: str) -> ApiAnswer:
+        """`status`, its `events` the message's whole history: a long history comes in pages (newest
+        first, each oldest first, `eventsCursor` naming the page before), read here until the first."""
+        answer = self.status(message_id)
+        if not answer.ok or not isinstance(answer.body, dict):
+            return answer
+        body = answer.body
+        cursor = body.pop("eventsCursor", None)
+        while cursor:
+            earlier = self.status(message_id, str(cursor))
+            if not earlier.ok:
+                return earlier
+            body["events"] = list(earlier.body.get("events", [])) + list(body.get("events", []))
+            cursor = earlier.body.get("eventsCursor")
+        return answer
+
+    def list(self, status: str | None = None, limit: int | None = None, cursor: str | None = None) -> ApiAnswer:
+        """GET /messages: a page of the sender's messages, newest first (in `status`, or every status)."""
+        query = {
+            **({"status": status} if status else {}),
+            **({"limit": str(limit)} if limit else {}),
+            **({"cursor": cursor} if cursor else {}),
+        }
+        return self.request("GET", "/messages" + (f"?{urlencode(query)}" if query else ""))
 
     def replay(self, message_id: str) -> ApiAnswer:
         return self.request("POST", f"/messages/{quote(message_id, safe='')}/replay", b"")

@@ -30,6 +30,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from functions.adapters.repository import LISTING_READ_BUDGET
 from functions.domain.breaker import BreakerState
 from functions.domain.config import MESSAGE_SCHEMA_PATH, SCHEMA_DIR
 from functions.domain.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
@@ -55,6 +56,7 @@ LIMITS: dict[str, Any] = {
     "MAX_BATCH_REQUEST_BYTES": MAX_BATCH_REQUEST_BYTES,
     "DEFAULT_PAGE_SIZE": DEFAULT_PAGE_SIZE,
     "MAX_PAGE_SIZE": MAX_PAGE_SIZE,
+    "LISTING_READ_BUDGET": LISTING_READ_BUDGET,
     "PAGE_SIZE": PAGE_SIZE,
     "PAGES_PER_RUN": PAGES_PER_RUN,
     "JobState.RUNNING": JobState.RUNNING,

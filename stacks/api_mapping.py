@@ -27,6 +27,10 @@ JSON = "application/json"
 # the others with its UNSUPPORTED_MEDIA_TYPE gateway response (415).
 PASSTHROUGH_BEHAVIOR = "NEVER"
 
+# Every method requires an API key, which the authorizer supplies (the sender's, in its usage plan):
+# a caller whose key is missing, disabled or in no plan gets the INVALID_API_KEY response (403).
+API_KEY_REQUIRED = True
+
 THROTTLED_MESSAGE = "Too many requests; retry later with the same messageId."
 UNAUTHORIZED_MESSAGE = "Send a valid API token as 'Authorization: Bearer <token>'."
 # Also the answer to a disabled API key: while API Gateway still serves a disabled sender's token

@@ -19,14 +19,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
+from functions.contract.resource_tags import USAGE_PLAN_TABLE_TAG
 from stacks import bundling
 from stacks.constructs.api import Api
 from stacks.constructs.authentication import SenderAuthentication
 from stacks.constructs.delivery_workflow import DeliveryWorkflow
-from stacks.constructs.functions import FunctionPackage
+from stacks.constructs.functions import Foundation, FunctionPackage
 from stacks.constructs.ingest_workflow import IngestWorkflow
 from stacks.constructs.observability import Observability, TraceSampling
 from stacks.constructs.operations import Operations
@@ -52,7 +53,7 @@ class RelayStack(Stack):
 
         self._build_storage(settings, function_source, dependency_layer)
         self._build_paths(settings)
-        self._build_operations(settings)
+        self._build_operations()
         self._build_observability(settings)
         self._add_outputs()
 
@@ -71,12 +72,12 @@ class RelayStack(Stack):
 
     def _build_paths(self, settings: RelaySettings) -> None:
         """Ingest, delivery, sender authentication and the API in front of them."""
-        table, queue, package = self.storage.table, self.storage.queue, self.function_package
-        self.ingest = IngestWorkflow(self, "Ingest", package=package, table=table, queue=queue, settings=settings)
-        self.delivery = DeliveryWorkflow(self, "Delivery", package=package, table=table, queue=queue, settings=settings)
-        self.authentication = SenderAuthentication(
-            self, "Authentication", package=package, table=table, settings=settings
+        foundation = self.foundation = Foundation(
+            self.function_package, self.storage.table, self.storage.queue, settings
         )
+        self.ingest = IngestWorkflow(self, "Ingest", foundation=foundation)
+        self.delivery = DeliveryWorkflow(self, "Delivery", foundation=foundation)
+        self.authentication = SenderAuthentication(self, "Authentication", foundation=foundation)
         self.api = Api(
             self,
             "Api",
@@ -85,32 +86,22 @@ class RelayStack(Stack):
             authorizer=self.authentication.authorizer,
             settings=settings,
         )
+        # `relay senders create --table T` finds the plan every new sender's API key joins by this tag.
+        Tags.of(self.api.usage_plan).add(USAGE_PLAN_TABLE_TAG, self.storage.table.table_name)
 
-    def _build_operations(self, settings: RelaySettings) -> None:
+    def _build_operations(self) -> None:
         """The API function's routes, bulk replay and the reconciler."""
-        table, queue, package = self.storage.table, self.storage.queue, self.function_package
-        self.operations = Operations(
-            self, "Operations", package=package, api=self.api, table=table, queue=queue, settings=settings
-        )
+        foundation = self.foundation
+        self.operations = Operations(self, "Operations", foundation=foundation, api=self.api)
         self.replay = BulkReplay(
-            self,
-            "BulkReplay",
-            package=package,
-            api=self.api,
-            api_function=self.operations.function,
-            table=table,
-            queue=queue,
-            settings=settings,
+            self, "BulkReplay", foundation=foundation, api=self.api, api_function=self.operations.function
         )
         self.reconciler = Reconciler(
             self,
             "Reconciler",
-            package=package,
-            table=table,
-            queue=queue,
+            foundation=foundation,
             failed_queue=self.delivery.failed_queue,
             dead_letter_queue=self.storage.dead_letter_queue,
-            settings=settings,
         )
 
     def _build_observability(self, settings: RelaySettings) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -18,9 +17,6 @@ from typing import TYPE_CHECKING, Any
 from functions.contract.lanes import DeliveryLane, Lane
 from functions.contract.settings_names import Setting
 from functions.domain.config import (
-    DEFAULT_BREAKER_FAILURE_THRESHOLD,
-    DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS,
-    DEFAULT_BREAKER_PROBE_AFTER_SECONDS,
     DEFAULT_MAX_RETRY_AFTER_SECONDS,
     FirstAttempt,
     message_schema,
@@ -37,45 +33,31 @@ from stacks.definitions import (
     retry_schedule,
 )
 from stacks.schedule import DeliverySchedule, delivery_schedule
+from stacks.settings_checks import (
+    CIRCUIT_BREAKER_SETTINGS,
+    CLOUD_WATCH_ROLE_NONE,
+    CONTEXT_KEY,
+    DEFAULT_APPLICATION_LOG_LEVEL,
+    FIRST_ATTEMPT_KEY,
+    MAX_RETRY_AFTER_KEY,
+    PARSERS,
+    SettingsError,
+    check_circuit_breaker,
+    check_delivery_policy,
+    check_target_defaults,
+    positive_int,
+)
 from stacks.tracing import Tracing
 
 if TYPE_CHECKING:  # importing constructs starts jsii; `relay dev` reads these settings without it
     from constructs import Node
 
-CONTEXT_KEY = "relay"
 
 # Objects inside the `relay` context that other capabilities read themselves (the delivery retry
 # policies: stacks/project_config.delivery_policy); kept as they are, in `RelaySettings.sections`.
 SECTIONS = frozenset({"delivery", "targets", "circuitBreaker"})
-# `relay.targets`: every target's limits unless the sender set its own (PUT /targets; origin "*" for
-# a sender-wide default). null = unlimited, which costs nothing per attempt (functions/services/targets.py).
-TARGET_DEFAULTS = {"defaultRatePerSecond": (float, 0.001, 10_000), "defaultMaxConcurrency": (int, 1, 1000)}
 # A throttled step (DeliveryThrottled) sends nothing: it takes about this long, not an attempt's time.
 THROTTLED_STEP_SECONDS = 1
-# `relay.circuitBreaker` (functions/services/target_health.py): name -> (default, smallest, largest).
-CIRCUIT_BREAKER_SETTINGS: dict[str, tuple[int, int, int]] = {
-    "failureThreshold": (DEFAULT_BREAKER_FAILURE_THRESHOLD, 1, 10_000),
-    "probeAfterSeconds": (DEFAULT_BREAKER_PROBE_AFTER_SECONDS, 1, 86_400),
-    "maxProbeAfterSeconds": (DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS, 1, 7 * 86_400),
-}
-
-# `relay.delivery.firstAttempt`: who makes a message's first attempt (functions/domain/config.py).
-FIRST_ATTEMPT_KEY = "firstAttempt"
-# `relay.delivery.maxRetryAfterSeconds`: the cap on a target's Retry-After (default 1 hour), at most a day.
-MAX_RETRY_AFTER_KEY = "maxRetryAfterSeconds"
-MAX_RETRY_AFTER_LIMIT_SECONDS = 86_400
-# `relay.delivery` (DELIVERY_LANES): per-lane overrides of the DeliveryRetryable retrier in the lane's
-# definition (stacks/definitions.apply_delivery_policy), the same ones `relay dev` applies.
-# Field -> (kind, smallest, largest): the ranges Step Functions accepts for a Retrier (and a Wait).
-_POLICY_RANGES: dict[str, tuple[type, float, float]] = {
-    "intervalSeconds": (int, 1, 99_999_999),
-    # Step Functions allows up to 99,999,999; Relay's lanes never need more than this.
-    "maxAttempts": (int, 0, 1000),
-    "backoffRate": (float, 1.0, 99_999_999),
-    "maxDelaySeconds": (int, 1, 31_622_400),
-    "initialWaitSeconds": (int, 0, 99_999_999),
-}
-_JITTER_STRATEGIES = ("FULL", "NONE")
 
 DAY_SECONDS = 86_400
 
@@ -124,28 +106,24 @@ EXPRESS_MARGIN_SECONDS = 30
 # The slow lane's lease covers its whole retry horizon and every attempt, plus this margin.
 SLOW_LANE_LEASE_MARGIN_SECONDS = 3600
 
+# `dispatcherMaxConcurrency`: the dispatcher's event source mapping runs at most this many
+# invocations at once (Lambda allows 2 to 1,000). A backlog waiting on its targets then never takes
+# the account's Lambda concurrency (1,000 by default) from ingest and the API; relay dev scales its
+# queue pollers up to the same number (relay/local/workers.py). 100 dispatchers attempt 1,000
+# messages at once (10 per batch), ~1,000 msg/s to targets that answer within a second.
+DEFAULT_DISPATCHER_MAX_CONCURRENCY = 100
+DISPATCHER_MAX_CONCURRENCY_RANGE = (2, 1000)
+
 # The default usage plan's throttle: each sender's rate (per second) and burst.
 DEFAULT_SENDER_RATE_LIMIT = 100
 DEFAULT_SENDER_BURST_LIMIT = 200
 
-# `apiGatewayCloudWatchRole`: what the stack may assume about, or do to, the account's API Gateway
-# CloudWatch role (AWS::ApiGateway::Account sets it for the whole account and region).
-CLOUD_WATCH_ROLE_NONE = "none"  # leave it alone and log nothing that needs it (deploys anywhere)
-CLOUD_WATCH_ROLE_EXISTING = "existing"  # the account has one already: log errors and access, leave it alone
-CLOUD_WATCH_ROLE_CREATE = "create"  # create one and make it the account's (replaces any other), then log
-CLOUD_WATCH_ROLE_CHOICES = (CLOUD_WATCH_ROLE_NONE, CLOUD_WATCH_ROLE_EXISTING, CLOUD_WATCH_ROLE_CREATE)
 
 # `xraySamplingRate`: the share of requests X-Ray traces once a rule's reservoir (a few traces per
 # second, whatever the rate) is used up (stacks/constructs/observability.TraceSampling).
 DEFAULT_XRAY_SAMPLING_RATE = 0.05
 DEFAULT_XRAY_RESERVOIR_PER_SECOND = 1
 
-# `applicationLogLevel`: the functions' application log level (Lambda's advanced logging controls,
-# which Powertools' Logger follows). Lambda gives a JSON line without a "level" key the level INFO,
-# and Powertools' EMF metric lines have none: above INFO Lambda would drop every metric, and the
-# alarms on them would never fire. So the quietest level allowed is INFO.
-APPLICATION_LOG_LEVELS = ("TRACE", "DEBUG", "INFO")
-DEFAULT_APPLICATION_LOG_LEVEL = "INFO"
 
 # Step Functions refuses execution inputs over 256 KiB. The API forwards the request base64-encoded
 # (4/3 of its size) and cuts it just over the largest request validate accepts, which is
@@ -165,10 +143,6 @@ def forwarded_base64_chars(max_request_bytes: int) -> int:
 
 # The largest maxBodyBytes whose forwarded request still fits an execution input.
 MAX_BODY_BYTES_LIMIT = (STEP_FUNCTIONS_PAYLOAD_LIMIT - INPUT_OVERHEAD_BYTES) // 4 * 3 - 1 - ENVELOPE_ALLOWANCE_BYTES
-
-
-class SettingsError(ValueError):
-    """The `relay` context is not valid."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +170,7 @@ class RelaySettings:
     connect_timeout_seconds: int = DEFAULT_CONNECT_TIMEOUT_SECONDS
     total_timeout_seconds: int = DEFAULT_TOTAL_TIMEOUT_SECONDS
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    dispatcher_max_concurrency: int = DEFAULT_DISPATCHER_MAX_CONCURRENCY
     tracing: Tracing = Tracing.ERRORS
     # X-Ray sampling of the requests that start a trace (the API, runs started without a trace
     # header): the rate after the reservoir, and the reservoir (traces per second per rule).
@@ -243,14 +218,14 @@ class RelaySettings:
         values: dict[str, Any] = {name: getattr(cls.defaults(), name) for name in CONTEXT_NAMES}
         for name, context_name in CONTEXT_NAMES.items():
             if context_name in raw:
-                values[name] = _PARSERS.get(name, _positive_int)(context_name, raw[context_name])
+                values[name] = PARSERS.get(name, positive_int)(context_name, raw[context_name])
         sections = {name: raw[name] for name in SECTIONS if name in raw}
         for name, section in sections.items():
             if not isinstance(section, dict):
                 raise SettingsError(f"{CONTEXT_KEY}.{name} must be an object")
-        _check_delivery_policy(sections.get("delivery", {}))
-        _check_target_defaults(sections.get("targets", {}))
-        _check_circuit_breaker(sections.get("circuitBreaker", {}))
+        check_delivery_policy(sections.get("delivery", {}))
+        check_target_defaults(sections.get("targets", {}))
+        check_circuit_breaker(sections.get("circuitBreaker", {}))
         settings = cls(**values, sections=sections)
         settings.check()
         return settings
@@ -266,6 +241,7 @@ class RelaySettings:
         stage_rate, stage_burst = self.api_throttling_rate_limit, self.api_throttling_burst_limit
         if stage_rate is not None and stage_burst is not None and stage_burst < stage_rate:
             raise SettingsError(f"{CONTEXT_KEY}.apiThrottlingBurstLimit must be at least apiThrottlingRateLimit")
+        self._check_dispatcher()
         if self.connect_timeout_seconds > self.total_timeout_seconds:
             raise SettingsError(f"{CONTEXT_KEY}.connectTimeoutSeconds must not exceed totalTimeoutSeconds")
         if self.total_timeout_seconds > MAX_TOTAL_TIMEOUT_SECONDS:
@@ -302,6 +278,14 @@ class RelaySettings:
                 "of its attempts timing out), and it must not expire while it is still being retried: set "
                 f"{CONTEXT_KEY}.ttlDays to at least {math.ceil(horizon / DAY_SECONDS)}, or shorten "
                 f"{CONTEXT_KEY}.delivery.{DeliveryLane.SLOW}"
+            )
+
+    def _check_dispatcher(self) -> None:
+        lowest, highest = DISPATCHER_MAX_CONCURRENCY_RANGE
+        if not lowest <= self.dispatcher_max_concurrency <= highest:
+            raise SettingsError(
+                f"{CONTEXT_KEY}.dispatcherMaxConcurrency is {self.dispatcher_max_concurrency}; Lambda's SQS "
+                f"event source accepts {lowest} to {highest}"
             )
 
     @property
@@ -377,7 +361,7 @@ class RelaySettings:
         horizon (stacks/schedule.py, the README's table: every wait in full) with each of its attempts
         lasting the deliver function's timeout. `ttlDays` must outlast it, or a message could expire
         (and TTL delete it) while Relay is still retrying it. A target's Retry-After never pushes an
-        attempt past the message's expiry (functions/services/delivery.retry_delay), so it is not counted."""
+        attempt past the message's expiry (functions/services/delivery/rules.retry_delay), so it is not counted."""
         schedule = self.delivery_schedule
         return math.ceil(schedule.horizon.max_seconds) + len(schedule.attempts) * self.deliver_timeout_seconds
 
@@ -509,145 +493,4 @@ def _camel(name: str) -> str:
 # Python field name -> cdk.json key (ttl_days -> ttlDays, the spelling of x-relay-limits).
 CONTEXT_NAMES: dict[str, str] = {
     setting.name: _camel(setting.name) for setting in fields(RelaySettings) if setting.name != "sections"
-}
-
-
-def _check_delivery_policy(section: dict[str, Any]) -> None:
-    """Catch a wrong retry policy at synth time (Step Functions would refuse it only at deploy)."""
-    first_attempt = section.get(FIRST_ATTEMPT_KEY, FirstAttempt.INLINE)
-    if first_attempt not in {choice.value for choice in FirstAttempt}:
-        raise SettingsError(
-            f"{CONTEXT_KEY}.delivery.{FIRST_ATTEMPT_KEY} must be one of "
-            f"{', '.join(choice.value for choice in FirstAttempt)}, got {first_attempt!r}"
-        )
-    if MAX_RETRY_AFTER_KEY in section:
-        cap = section[MAX_RETRY_AFTER_KEY]
-        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_RETRY_AFTER_LIMIT_SECONDS:
-            raise SettingsError(
-                f"{CONTEXT_KEY}.delivery.{MAX_RETRY_AFTER_KEY} must be a whole number from 1 to "
-                f"{MAX_RETRY_AFTER_LIMIT_SECONDS}, got {cap!r}"
-            )
-    lanes = {name: policy for name, policy in section.items() if name not in (FIRST_ATTEMPT_KEY, MAX_RETRY_AFTER_KEY)}
-    unknown = sorted(set(lanes) - set(DELIVERY_LANES))
-    if unknown:
-        raise SettingsError(
-            f"unknown setting(s) in {CONTEXT_KEY}.delivery: {', '.join(unknown)}; "
-            f"known: {', '.join([*DELIVERY_LANES, FIRST_ATTEMPT_KEY, MAX_RETRY_AFTER_KEY])}"
-        )
-    for lane, policy in lanes.items():
-        where = f"{CONTEXT_KEY}.delivery.{lane}"
-        if not isinstance(policy, dict):
-            raise SettingsError(f"{where} must be an object")
-        known = set(_POLICY_RANGES) | {"jitterStrategy"}
-        extra = sorted(set(policy) - known)
-        if extra:
-            raise SettingsError(f"unknown setting(s) in {where}: {', '.join(extra)}; known: {', '.join(sorted(known))}")
-        for name, value in policy.items():
-            if name == "jitterStrategy":
-                if value not in _JITTER_STRATEGIES:
-                    raise SettingsError(f"{where}.jitterStrategy must be one of {', '.join(_JITTER_STRATEGIES)}")
-                continue
-            kind, lowest, highest = _POLICY_RANGES[name]
-            valid_type = isinstance(value, int | float) if kind is float else isinstance(value, int)
-            if isinstance(value, bool) or not valid_type or not lowest <= value <= highest:
-                kind_name = "a number" if kind is float else "a whole number"
-                raise SettingsError(f"{where}.{name} must be {kind_name} from {lowest:g} to {highest:g}, got {value!r}")
-        if "initialWaitSeconds" in policy and lane != DeliveryLane.SLOW:
-            raise SettingsError(f"{where}.initialWaitSeconds applies to the slow lane only")
-
-
-def _check_target_defaults(section: dict[str, Any]) -> None:
-    unknown = sorted(set(section) - set(TARGET_DEFAULTS))
-    if unknown:
-        raise SettingsError(
-            f"unknown setting(s) in {CONTEXT_KEY}.targets: {', '.join(unknown)}; known: {', '.join(TARGET_DEFAULTS)}"
-        )
-    for name, (kind, smallest, largest) in TARGET_DEFAULTS.items():
-        value = section.get(name)
-        if value is None:
-            continue
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or (kind is int and not isinstance(value, int))
-        ):
-            raise SettingsError(
-                f"{CONTEXT_KEY}.targets.{name} must be a {'whole ' if kind is int else ''}number or null"
-            )
-        if not smallest <= value <= largest:
-            raise SettingsError(f"{CONTEXT_KEY}.targets.{name} must be from {smallest:g} to {largest}, or null")
-
-
-def _check_circuit_breaker(section: dict[str, Any]) -> None:
-    where = f"{CONTEXT_KEY}.circuitBreaker"
-    extra = sorted(set(section) - set(CIRCUIT_BREAKER_SETTINGS))
-    if extra:
-        known = ", ".join(sorted(CIRCUIT_BREAKER_SETTINGS))
-        raise SettingsError(f"unknown setting(s) in {where}: {', '.join(extra)}; known: {known}")
-    for name, value in section.items():
-        _, lowest, highest = CIRCUIT_BREAKER_SETTINGS[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
-            raise SettingsError(f"{where}.{name} must be a whole number from {lowest} to {highest}, got {value!r}")
-    probe_after = section.get("probeAfterSeconds", CIRCUIT_BREAKER_SETTINGS["probeAfterSeconds"][0])
-    cap = section.get("maxProbeAfterSeconds", CIRCUIT_BREAKER_SETTINGS["maxProbeAfterSeconds"][0])
-    if cap < probe_after:
-        raise SettingsError(f"{where}.maxProbeAfterSeconds must be at least probeAfterSeconds")
-
-
-def _tracing(name: str, value: Any) -> Tracing:
-    if value not in {mode.value for mode in Tracing}:
-        raise SettingsError(
-            f"{CONTEXT_KEY}.{name} must be one of {', '.join(repr(mode.value) for mode in Tracing)}, got {value!r}"
-        )
-    return Tracing(value)
-
-
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise SettingsError(f"{CONTEXT_KEY}.{name} must be one of {', '.join(choices)}, got {value!r}")
-    return str(value)
-
-
-def _rate(name: str, value: Any) -> float:
-    """A share from 0 to 1 (X-Ray's FixedRate: 0.05 is 5 %)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise SettingsError(f"{CONTEXT_KEY}.{name} must be a number from 0 to 1 (0.05 is 5 %), got {value!r}")
-    return float(value)
-
-
-def _non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SettingsError(f"{CONTEXT_KEY}.{name} must be a whole number of 0 or more, got {value!r}")
-    return value
-
-
-def _application_log_level(name: str, value: Any) -> str:
-    if value not in APPLICATION_LOG_LEVELS:
-        raise SettingsError(
-            f"{CONTEXT_KEY}.{name} must be one of {', '.join(APPLICATION_LOG_LEVELS)}, got {value!r}: Lambda "
-            "counts the functions' metric (EMF) lines as INFO, so a quieter level would drop every metric "
-            "and the alarms on them"
-        )
-    return str(value)
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise SettingsError(f"{CONTEXT_KEY}.{name} must be a positive integer, got {value!r}")
-    try:
-        number = int(value)
-    except ValueError:
-        raise SettingsError(f"{CONTEXT_KEY}.{name} must be a positive integer, got {value!r}") from None
-    if number <= 0:
-        raise SettingsError(f"{CONTEXT_KEY}.{name} must be a positive integer, got {value!r}")
-    return number
-
-
-# Settings that are not positive integers, and how their cdk.json value is read.
-_PARSERS: dict[str, Callable[[str, Any], Any]] = {
-    "tracing": _tracing,
-    "api_gateway_cloud_watch_role": lambda name, value: _choice(name, value, CLOUD_WATCH_ROLE_CHOICES),
-    "xray_sampling_rate": _rate,
-    "xray_reservoir_per_second": _non_negative_int,
-    "application_log_level": _application_log_level,
 }

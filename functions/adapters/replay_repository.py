@@ -16,10 +16,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from botocore.exceptions import ClientError
-
 from functions.adapters.messages.items import message_key, status_partition
-from functions.adapters.messages.table import from_item, is_condition_failure, to_item
+from functions.adapters.messages.table import from_item, to_item
+from functions.adapters.messages.updates import UpdateBuilder
 from functions.adapters.repository import MessageRepository
 from functions.contract.indexes import STATUS_INDEX
 from functions.contract.key_prefixes import REPLAY_JOB_PREFIX
@@ -123,51 +122,22 @@ class ReplayRepository(MessageRepository):
         """Add one page's counts, store the cursor after it (none: removed) and set the job's state;
         False when that page was already counted. Counters named in `set_counts` are set, not added
         (the first page's `matched` replaces the API's first look)."""
-        names = {"#page": "page", "#state": "state", "#updated": "updatedAt", "#cursor": "cursor"}
-        values: dict[str, Any] = {":page": page, ":next": page + 1, ":state": state, ":now": epoch_ms(now)}
-        sets = ["#page = :next", "#state = :state", "#updated = :now"]
-        adds = []
+        update = UpdateBuilder().assign("state", state).assign("updatedAt", epoch_ms(now))
+        update.sets.append(f"{update.name('page')} = {update.value('next', page + 1)}")
+        update.when(f"{update.name('page')} = {update.value('page', page)}")
         for name, amount in counts.items():
-            names[f"#{name}"] = name
-            values[f":{name}"] = amount
             if name in set_counts:
-                sets.append(f"#{name} = :{name}")
+                update.assign(name, amount)
             else:
-                adds.append(f"#{name} :{name}")
+                update.add(name, amount)
         if cursor is not None:
-            values[":cursor"] = cursor
-            sets.append("#cursor = :cursor")
-        expression = "SET " + ", ".join(sets) + (" ADD " + ", ".join(adds) if adds else "")
-        if cursor is None:
-            expression += " REMOVE #cursor"
-        try:
-            self.table.call(
-                "update_item",
-                Key=_job_key(sender_id, job_id),
-                UpdateExpression=expression,
-                ConditionExpression="attribute_exists(pk) AND #page = :page",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item(values),
-            )
-        except ClientError as error:
-            if is_condition_failure(error):
-                return False
-            raise
-        return True
+            update.assign("cursor", cursor)
+        else:
+            update.remove("cursor")
+        return self.table.update(_job_key(sender_id, job_id), update) is not None
 
     def set_job_state(self, sender_id: str, job_id: str, state: str, now: datetime, reason: str | None = None) -> None:
-        names = {"#state": "state", "#updated": "updatedAt"}
-        values: dict[str, Any] = {":state": state, ":now": epoch_ms(now)}
-        expression = "SET #state = :state, #updated = :now"
+        update = UpdateBuilder().assign("state", state).assign("updatedAt", epoch_ms(now))
         if reason:
-            names["#reason"] = "reason"
-            values[":reason"] = reason[:500]
-            expression += ", #reason = :reason"
-        self.table.call(
-            "update_item",
-            Key=_job_key(sender_id, job_id),
-            UpdateExpression=expression,
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_item(values),
-        )
+            update.assign("reason", reason[:500])
+        self.table.update(_job_key(sender_id, job_id), update)

@@ -13,13 +13,16 @@ Layout (one partition per message, everything expires together through `ttl`):
 Indexes (keys only: an index entry is written only when its keys change; functions/adapters/
 messages/listing.py queries them):
 - `bySender` (`spk`/`ssk`): every message once, by sender and acceptance time, written with the
-  head and never re-keyed. Listings of PENDING, DELIVERING, RETRYING and DELIVERED walk it
-  (in-flight messages are recent, so they are near the top).
+  head and never re-keyed, in SENDER_SHARDS shards per sender (`SENDER#<sender>#<n>`, n from the
+  message id: functions/contract/indexes.py sizes them). Listings of every status, and of PENDING,
+  DELIVERING, RETRYING and DELIVERED, merge the shards newest first (in-flight messages are
+  recent, so they are near the top).
 - `byStatus` (`gsi1pk`/`gsi1sk`), sparse: only FAILED, CANCELLED and PAUSED messages (the failure
   path, where a listing must find old ones quickly); also the senders' own items. A PAUSED entry's
   sort key starts with the message's target origin, so a target's paused messages are one key range.
 - `due` (`dueShard`/`dueAt`), sparse: messages the reconciler must look at (retries, failed
-  enqueues, replays, waits); never one for a message delivered at its first attempt.
+  enqueues, replays, waits), in DUE_SHARDS shards; never one for a message delivered at its first
+  attempt.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from functions.domain.model import (
     IN_FLIGHT_STATUSES,
     UNFINISHED_STATUSES,
     Event,
+    MessageContent,
     MessageHead,
     MessageKey,
     Status,
@@ -56,6 +60,10 @@ from functions.domain.model import (
     epoch_ms,
 )
 
+# Heads one listing page may read (in batches of at most LISTING_READ_BATCH) before it answers
+# with what it found: a page of a rare status among many messages stops there, with a cursor.
+LISTING_READ_BUDGET = 500
+LISTING_READ_BATCH = 100
 # What a replay may start again: every finished message (a bulk replay narrows it to one status).
 REPLAYABLE_STATUSES = frozenset({Status.DELIVERED, Status.FAILED, Status.CANCELLED})
 
@@ -112,6 +120,12 @@ class MessageRepository:
                 messages.append(StoredMessage(head_from_item(head), decode_content(content)))
         return messages
 
+    def get_contents(self, keys: Sequence[MessageKey]) -> dict[MessageKey, MessageContent]:
+        """The content of each message in `keys` (missing ones left out)."""
+        found = self.table.batch_get([self._key(key, CONTENT_SORT_KEY) for key in keys], consistent=False)
+        items = {item["pk"]: item for item in found}
+        return {key: decode_content(items[key.partition_key]) for key in keys if key.partition_key in items}
+
     def get_history(
         self, head: MessageHead, before_chunk: int | None = None, page_events: int = HISTORY_PAGE_EVENTS
     ) -> tuple[tuple[Event, ...], int | None]:
@@ -142,19 +156,40 @@ class MessageRepository:
         return self.indexes.accepted(sender_id, since, until)
 
     def list_by_status(
-        self, sender_id: str, status: Status, limit: int, cursor: dict[str, Any] | None
+        self, sender_id: str, status: Status | None, limit: int, cursor: dict[str, Any] | None
     ) -> tuple[list[StoredMessage], dict[str, Any] | None]:
-        """A sender's messages in one status, newest first, and the cursor of the next page.
+        """A sender's messages in one status (or, with None, in every status), newest first, and the
+        cursor of the next page (None at the end).
 
         "Newest" is when a FAILED, CANCELLED or PAUSED message entered its status (the sparse index's
         sort key, which bulk replay's window also reads) and the acceptance time for the others.
 
-        FAILED and CANCELLED come from their sparse index partition; the others from
-        the sender's index of every message, filtered, so a page may hold fewer than `limit`.
+        A page holds `limit` messages whenever that many are left: it reads on (the index's shards
+        merged, heads checked against the status) until it has them or the listing ends, within
+        LISTING_READ_BUDGET heads; then the cursor goes on exactly where it stopped, so a page
+        short of `limit` with a cursor means the budget ran out, not the messages.
         Raises ValueError for a cursor that does not continue this very listing.
         """
-        keys, last = self.indexes.status_page(sender_id, status, limit, cursor)
-        return [message for message in self.get_messages(keys) if message.head.status == status], last
+        walk = self.indexes.newest_first(sender_id, status, cursor)
+        heads: list[MessageHead] = []
+        budget, batch = LISTING_READ_BUDGET, 0
+        while len(heads) < limit and budget > 0:
+            batch = min(budget, LISTING_READ_BATCH, max(limit - len(heads), 2 * batch))
+            entries = walk.take(batch)
+            if not entries:
+                break
+            budget -= len(entries)
+            found = {head.key: head for head in self.get_heads([entry.key for entry in entries])}
+            for index, entry in enumerate(entries):
+                walk.consume(entry)
+                head = found.get(entry.key)
+                if head is not None and (status is None or head.status == status):
+                    heads.append(head)
+                    if len(heads) == limit:
+                        walk.give_back(entries[index + 1 :])
+                        break
+        contents = self.get_contents([head.key for head in heads])
+        return [StoredMessage(head, contents[head.key]) for head in heads if head.key in contents], walk.cursor()
 
     # -- ingest ----------------------------------------------------------------------------------
 
@@ -229,7 +264,7 @@ class MessageRepository:
         reconciler's re-drive count starts again.
         """
         update = UpdateBuilder().assign("l", lease_until)
-        update.when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_lease_free(now).when_no_attempt_in_flight(now)
+        update.when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_nobody_delivering(now)
         update.when_attempts(head.attempts).remove("rd")
         if owner is not None:
             update.assign("o", owner)
@@ -427,8 +462,10 @@ class MessageRepository:
         in between keeps its lease (removing it would let a queued duplicate start a second run).
         The owner is cleared: a run that outlived its lease is fenced out of every later write.
         """
-        update = UpdateBuilder().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_lease_free(now + 1)
-        update.when_no_attempt_in_flight(now)
+        # (a run lease that ends this very second counts as ended, as the reconciler read it)
+        update = (
+            UpdateBuilder().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_nobody_delivering(now, now + 1)
+        )
         redrives = update.name("rd")
         if head.redrives:
             update.when(f"{redrives} = {update.value('redrives', head.redrives)}")
@@ -458,7 +495,7 @@ class MessageRepository:
         """
         update = UpdateBuilder().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_attempts(head.attempts)
         if lease_free_at is not None:
-            update.when_lease_free(lease_free_at).when_no_attempt_in_flight(lease_free_at)
+            update.when_nobody_delivering(lease_free_at)
         if owner:
             update.when_owner(*owner)
         update.assign("s", Status.PAUSED.value).assign("u", epoch_ms(paused.at))

@@ -98,6 +98,10 @@ class SenderRepository:
             raise
         return record
 
+    def delete(self, sender_id: str) -> None:
+        """Remove a sender's record (undoing a creation that could not finish)."""
+        self._call("delete_item", Key=to_item({"pk": f"{SENDER_PREFIX}{sender_id}", "sk": SENDER_SORT_KEY}))
+
     def set_status(self, sender_id: str, status: str) -> None:
         try:
             self._call(
@@ -131,6 +135,10 @@ class SenderRepository:
             ),
         )
         return token
+
+    def delete_token(self, token: str) -> None:
+        """Remove a token (undoing a creation that could not finish)."""
+        self._call("delete_item", Key=to_item({"pk": f"{TOKEN_PREFIX}{hash_token(token)}", "sk": TOKEN_SORT_KEY}))
 
     def tokens(self, sender_id: str) -> list[dict[str, Any]]:
         tokens: list[dict[str, Any]] = []

@@ -16,10 +16,9 @@ from hashlib import blake2b
 from typing import Any
 from zlib import crc32
 
+from functions.contract.indexes import DUE_SHARDS
 from functions.contract.key_prefixes import DUE_SHARD_PREFIX, MESSAGE_PREFIX
 from functions.domain.clock import iso
-
-DUE_SHARDS = 8
 
 
 def due_partition(number: int) -> str:

@@ -99,8 +99,9 @@ def _encode_cursor(start: dict[str, Any]) -> str:
 def list_messages(
     repository: MessageRepository, sender_id: str, status: str | None, limit: str | None, cursor: str | None
 ) -> dict[str, Any]:
+    """A page of the sender's messages, newest first: in `status`, or in every status without one."""
     errors: list[FieldError] = []
-    if status not in {s.value for s in Status}:
+    if status is not None and status not in {s.value for s in Status}:
         errors.append(FieldError("$.status", f"must be one of {', '.join(s.value for s in Status)}"))
     page_size = DEFAULT_PAGE_SIZE
     if limit is not None:
@@ -111,11 +112,10 @@ def list_messages(
             page_size = int(limit)
     if errors:
         raise MessageInvalid(errors, "The query is invalid.")
-    assert status is not None
     # The cursor is opaque to clients but checked: it must continue this very listing.
     start = _decode_cursor(cursor) if cursor else None
     try:
-        messages, last = repository.list_by_status(sender_id, Status(status), page_size, start)
+        messages, last = repository.list_by_status(sender_id, Status(status) if status else None, page_size, start)
     except ValueError:
         raise _invalid_cursor() from None
     items = []

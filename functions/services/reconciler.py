@@ -17,11 +17,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from functions.adapters.observability import logger, metrics
 from functions.adapters.queue import DeliveryQueue, MessageQueue
 from functions.adapters.repository import MessageRepository
+from functions.contract.indexes import DUE_SHARDS
 from functions.contract.metric_names import Metric
 from functions.domain.breaker import BreakerPolicy, BreakerState
 from functions.domain.config import Settings
 from functions.domain.exceptions import RelayError
-from functions.domain.model import DUE_SHARDS, Event, EventType, MessageHead, MessageKey, Status, due_partition
+from functions.domain.model import Event, EventType, MessageHead, MessageKey, Status, due_partition
 
 if TYPE_CHECKING:
     from functions.adapters.target_health_store import TargetHealthRepository

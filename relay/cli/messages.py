@@ -125,7 +125,7 @@ def render_status(body: dict[str, Any]) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    return finish(api_client(args).status(args.message_id), args.json, render_status)
+    return finish(api_client(args).status_with_history(args.message_id), args.json, render_status)
 
 
 def render_runs(executions: list[dict[str, Any]]) -> None:
@@ -144,7 +144,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         render_events(body.get("events", []), indent="  ")
         render_runs(body.get("executions", []))
 
-    return finish(api_client(args).status(args.message_id), args.json, render)
+    return finish(api_client(args).status_with_history(args.message_id), args.json, render)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

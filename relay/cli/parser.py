@@ -128,10 +128,10 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _add_list(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    listing = sub.add_parser("list", help="list your messages in one status, newest first")
+    listing = sub.add_parser("list", help="list your recent messages (of every status, or one), newest first")
     _api_options(listing)
     statuses = ["PENDING", "DELIVERING", "RETRYING", "PAUSED", "DELIVERED", "FAILED", "CANCELLED"]
-    listing.add_argument("--status", required=True, choices=statuses)
+    listing.add_argument("--status", choices=statuses, help="only messages in this status (default: every status)")
     listing.add_argument("--limit", type=int)
     listing.add_argument("--cursor")
     listing.add_argument("--all", action="store_true", help="follow every page")
@@ -170,7 +170,11 @@ def _add_senders(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     senders.add_argument("--stack", help="a deployed stack's name: manage its senders (AWS credentials needed)")
     senders.add_argument("--table", help="a deployed table's name (instead of --stack)")
-    senders.add_argument("--usage-plan-id", help="the stack's UsagePlanId output (with --table)")
+    senders.add_argument(
+        "--usage-plan-id",
+        help="the usage plan senders' API keys join (with --table; default: the stack's UsagePlanId, found by "
+        "the plan's relay:table tag)",
+    )
     senders.set_defaults(handler=cmd_senders)
 
 

@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stacks.api_mapping import GATEWAY_RESPONSES, JSON, PASSTHROUGH_BEHAVIOR, integration_responses, request_template
+from stacks.api_mapping import (
+    API_KEY_REQUIRED,
+    GATEWAY_RESPONSES,
+    JSON,
+    PASSTHROUGH_BEHAVIOR,
+    integration_responses,
+    request_template,
+)
 
 FROM_FUNCTIONS = "stacks/api_mapping.py and cdk.json"
 
@@ -66,6 +73,9 @@ class ApiDefinition:
     # POST /messages/batch: its request templates (its integration responses and role are the ones
     # above, as the stack deploys them).
     batch_request_templates: dict[str, str] = field(default_factory=dict)
+    # Every method requires an API key (the authorizer's): one missing, disabled or in no usage plan
+    # is refused with INVALID_API_KEY.
+    api_key_required: bool = False
 
 
 def load_api_definition(
@@ -114,6 +124,7 @@ def definition_from_functions(
             if batch_state_machine_arn
             else {}
         ),
+        api_key_required=API_KEY_REQUIRED,
     )
 
 
@@ -162,7 +173,16 @@ def definition_from_template(
         credentials_role=_logical_id(integration.get("Credentials")),
         source=source,
         batch_request_templates={kind: resolve(text) for kind, text in batch_templates.items()},
+        api_key_required=_api_key_required(resources),
     )
+
+
+def _api_key_required(resources: dict[str, Any]) -> bool:
+    """Whether every method behind the authorizer requires an API key (the local gateway has one rule
+    for them; the console's open routes, with no authorizer, serve static files and need neither)."""
+    methods = [method["Properties"] for method in _of_type(resources, "AWS::ApiGateway::Method").values()]
+    guarded = [method for method in methods if method.get("AuthorizationType") != "NONE"]
+    return bool(guarded) and all(method.get("ApiKeyRequired") is True for method in guarded)
 
 
 def _of_type(resources: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 This is the only place that knows Relay runs locally. It
 - runs the synthesized template (relay/local/template.py reads it; relay/local/synth.py keeps it
-  current): the table, queues, functions and state machines are the template's,
+  current): the table, queues, usage plans, functions and state machines are the template's,
 - starts moto with its Step Functions interpreter and without Docker,
 - routes every Lambda invoke (from the interpreter or from code) to the real handler, in-process,
 - enforces IAM: each handler, execution and API Gateway call acts as its role from the template
@@ -159,6 +159,7 @@ class LocalAws:
         observability.metrics.add_metric = lambda *args, **kwargs: None  # type: ignore[method-assign]
         self._create_table()
         self._create_queues()
+        self._create_usage_plans()
         # Overridden lane policies: the attempting functions compare Retry-After with these waits.
         lane_waits = delivery_schedule(self.delivery_policy).lane_waits.environment() if self.delivery_policy else {}
         self._apply_env({**_LOCAL_CREDENTIALS, **shared_environment(self.topology), **lane_waits, **self.environment})
@@ -189,6 +190,16 @@ class LocalAws:
         for spec in self.topology.queues.values():
             attributes: Any = self._scaled_visibility(spec.attributes)
             self.queue_urls[spec.name] = sqs.create_queue(QueueName=spec.name, Attributes=attributes)["QueueUrl"]
+
+    def _create_usage_plans(self) -> None:
+        """The template's usage plans (the default one tagged with the table): `relay senders create`
+        puts each new sender's API key in it here as on AWS, and the local gateway checks the key."""
+        import boto3
+
+        assert self.topology is not None
+        apigateway = boto3.client("apigateway", region_name=REGION)
+        for plan in self.topology.usage_plans:
+            apigateway.create_usage_plan(name=plan.name, throttle=plan.throttle, tags=plan.tags)
 
     def _scaled_visibility(self, attributes: dict[str, str]) -> dict[str, str]:
         """A queue's visibility timeout is a retry wait too: scaled, down to a local floor.

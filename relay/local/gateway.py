@@ -5,13 +5,16 @@ Why: locally, a request must meet what it meets on AWS, decided by what the stac
 
 1. the token authorizer: the real handler, given the `Authorization` header as API Gateway gives it;
    no header is 401 without a call, "Unauthorized" is 401, a Deny policy 403, any other failure 500;
-2. throttling: each sender's token bucket from its own limits (its own usage plan on AWS) or the
+2. the API key every method requires: the one the authorizer returned must exist, be enabled and
+   be in a usage plan (its API Gateway state on the embedded AWS), or the answer is INVALID_API_KEY
+   (403), as a sender without a working key gets on AWS;
+3. throttling: each sender's token bucket from its own limits (its own usage plan on AWS) or the
    default plan's, and one bucket for all callers together only if the stage sets a throttle;
-3. POST /messages and /messages/batch: the request template chosen by Content-Type (none: 415 with passthrough NEVER),
+4. POST /messages and /messages/batch: the request template chosen by Content-Type (none: 415 with passthrough NEVER),
    rendered with Velocity, StartSyncExecution called with what it produced, the integration
    response chosen by status pattern and rendered, `$context.responseOverride` applied; no answer
    within API Gateway's 29 s is 504 (the run goes on, as it does on AWS);
-4. every refusal above is the template's gateway response of its type (DEFAULT_4XX/5XX otherwise).
+5. every refusal above is the template's gateway response of its type (DEFAULT_4XX/5XX otherwise).
 
 The authorizer's result is not cached (API Gateway caches it for 5 minutes): a disabled sender is
 refused at once locally.
@@ -97,6 +100,9 @@ class Caller:
 Invoke = Callable[[str, dict[str, Any]], Any]
 StartSyncExecution = Callable[[str, dict[str, Any]], dict[str, Any]]
 SenderLimits = Callable[[str], dict[str, Any]]
+# Whether an API key (its value, as the authorizer returns it, and the caller's principal id) lets
+# the caller in: it exists, is enabled and is in a usage plan.
+ApiKeyCheck = Callable[[str, str], bool]
 # Checks one AWS call against a role of the template (its logical id, the action, the resource) and
 # raises, like AWS's AccessDenied, when the role does not allow it.
 
@@ -128,6 +134,7 @@ class ApiGateway:
         invoke: Invoke,
         start_sync_execution: StartSyncExecution,
         sender_limits: SenderLimits,
+        api_key_check: ApiKeyCheck | None = None,
         integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
     ) -> None:
         self.definition = definition
@@ -135,6 +142,8 @@ class ApiGateway:
         self._invoke = invoke
         self._start_sync_execution = start_sync_execution
         self._sender_limits = sender_limits
+        # None: keys are not checked (unit tests of the other rules).
+        self._api_key_check = api_key_check
         self._plans: dict[str, Throttle] = {}
         self._buckets = TokenBuckets()
 
@@ -145,6 +154,8 @@ class ApiGateway:
         caller = self._authorize(request)
         if isinstance(caller, Answer):
             return caller
+        if not self._key_usable(caller):
+            return self.gateway_answer("INVALID_API_KEY", request, caller)
         stage = self.definition.stage_throttle
         if stage is not None and not self._buckets.allow("(stage)", stage):
             return self.gateway_answer("THROTTLED", request, caller)
@@ -152,6 +163,12 @@ class ApiGateway:
         if not self._buckets.allow(f"key:{key}", self._plan(caller.principal_id)):
             return self.gateway_answer("THROTTLED", request, caller)
         return caller
+
+    def _key_usable(self, caller: Caller) -> bool:
+        """The API key check of a method that requires one (every method of Relay's API)."""
+        if not self.definition.api_key_required or self._api_key_check is None:
+            return True
+        return bool(caller.api_key) and self._api_key_check(caller.principal_id, str(caller.api_key))
 
     def _plan(self, principal_id: str) -> Throttle:
         """The sender's own plan (limits given when it was created never change) or the default plan."""

@@ -7,6 +7,8 @@
   /messages/batch the same with the batch ingest machine (any other method there: 404, as on AWS).
 - The other /messages routes, /replays/{id} and /targets... invoke the API Lambda handler with an
   API Gateway proxy event.
+- /console and /console/{asset} (the web console's files) invoke the same handler without the
+  authorizer, as the deployed API does: the same files, with the same headers.
 - /_admin/senders... serves `relay senders` locally, only with the admin token `relay dev` prints.
 - Every route refuses a `Host` that is not the address served (421): a web page whose name was
   rebound to 127.0.0.1 gets nothing. Admin POSTs also need `Content-Type: application/json`, so
@@ -17,20 +19,26 @@ HTTP itself (framing, limits, timeouts) is relay/local/http_server.py's.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import secrets
+import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+from botocore.exceptions import ClientError
+
+from functions.adapters import aws
 from functions.adapters.senders import SenderRepository
+from functions.contract.console_routes import CONSOLE_PATH
 from functions.domain.config import get_settings
 from functions.domain.exceptions import FieldError, MessageInvalid, SenderExists, SenderUnknown
 from functions.domain.json_text import loads_strict
 from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
 from functions.services.responses import SYSTEM_ERROR, error_response
-from relay.admin import AdminInputInvalid, SenderAdmin
+from relay.admin import AdminInputInvalid, SenderAdmin, SenderNotCreated
 from relay.local.api_definition import load_api_definition
 from relay.local.emulator import LocalAws
 from relay.local.gateway import Answer, ApiGateway, Caller, GatewayRequest
@@ -58,7 +66,49 @@ def local_gateway(local: LocalAws) -> ApiGateway:
         invoke=local.invoke,
         start_sync_execution=local.start_sync_execution,
         sender_limits=_sender_limits,
+        api_key_check=LocalApiKeys().usable,
     )
+
+
+class LocalApiKeys:
+    """API Gateway's check of the key the authorizer returned, on the embedded AWS (where `relay
+    senders create` made it): it exists, is enabled and is in a usage plan. A key's id is found by
+    its value once (values never change): through the caller's sender record, which names its key,
+    or else by listing the keys; its state is read at every call."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def usable(self, sender_id: str, value: str) -> bool:
+        apigateway = aws.client("apigateway")
+        key_id = self._id(apigateway, sender_id, value)
+        if key_id is None:
+            return False
+        try:
+            enabled = bool(apigateway.get_api_key(apiKey=key_id).get("enabled"))
+        except ClientError:  # deleted since
+            with self._lock:
+                self._ids.pop(value, None)
+            return False
+        return enabled and bool(apigateway.get_usage_plans(keyId=key_id).get("items"))
+
+    def _id(self, apigateway: Any, sender_id: str, value: str) -> str | None:
+        with self._lock:
+            if value in self._ids:
+                return self._ids[value]
+        recorded = (SenderRepository(get_settings().table_name).get(sender_id) or {}).get("apiKeyId")
+        found: dict[str, str] = {}
+        if recorded:
+            with contextlib.suppress(ClientError):
+                key = apigateway.get_api_key(apiKey=recorded, includeValue=True)
+                found = {key["value"]: key["id"]}
+        if value not in found:
+            pages = apigateway.get_paginator("get_api_keys").paginate(includeValues=True)
+            found = {key["value"]: key["id"] for page in pages for key in page.get("items", [])}
+        with self._lock:
+            self._ids.update(found)
+            return self._ids.get(value)
 
 
 def _sender_limits(sender_id: str) -> dict[str, Any]:
@@ -112,6 +162,8 @@ class RelayHttpServer(StrictHttpServer):
             return self._messages(request)
         if path == "/targets" or path.startswith("/targets/"):
             return self._targets(request)
+        if path == CONSOLE_PATH or path.startswith(f"{CONSOLE_PATH}/"):
+            return self._console(request)
         if request.method == "GET" and path == "/health":
             return HttpResponse(200, json.dumps({"status": "ok"}), headers=_request_id(request))
         if request.method == "GET" and path == "/openapi.json" and OPENAPI_PATH.exists():
@@ -150,8 +202,17 @@ class RelayHttpServer(StrictHttpServer):
             return _from_answer(admitted, request)
         return self._api(request, admitted)
 
-    def _api(self, request: HttpRequest, caller: Caller) -> HttpResponse:
-        """The API Lambda handler, invoked with an API Gateway proxy event."""
+    def _console(self, request: HttpRequest) -> HttpResponse:
+        """GET /console and GET /console/{asset}: the API function, no authorizer (static files).
+
+        As API Gateway routes them: /console/ is /console, a deeper path matches no resource."""
+        asset = request.path.removeprefix(CONSOLE_PATH).removeprefix("/")
+        if request.method != "GET" or "/" in unquote(asset):
+            return _error(404, "NOT_FOUND", "No such route.", request)
+        return self._api(request, None)
+
+    def _api(self, request: HttpRequest, caller: Caller | None) -> HttpResponse:
+        """The API Lambda handler, invoked with an API Gateway proxy event (`caller`: the authorizer's)."""
         body = request.body if request.method in ("POST", "PUT") else b""
         event = {
             "resource": request.path,
@@ -169,7 +230,7 @@ class RelayHttpServer(StrictHttpServer):
                 "httpMethod": request.method,
                 "path": request.path,
                 "resourcePath": request.path,
-                "authorizer": {**caller.context, "principalId": caller.principal_id},
+                "authorizer": {**caller.context, "principalId": caller.principal_id} if caller else None,
                 "identity": {"sourceIp": request.client_ip},
             },
             "body": body.decode("utf-8", errors="replace") if body else None,
@@ -179,7 +240,7 @@ class RelayHttpServer(StrictHttpServer):
             answer = self.local.invoke("relay-api", event)
         except Exception:
             return _error(500, SYSTEM_ERROR, "Relay could not process the request.", request)
-        return HttpResponse(int(answer["statusCode"]), str(answer.get("body") or ""), headers=_request_id(request))
+        return _from_proxy_answer(answer, request)
 
     # -- /_admin: the admin token -----------------------------------------------------------------
 
@@ -195,6 +256,8 @@ class RelayHttpServer(StrictHttpServer):
             return _error(409, "SENDER_EXISTS", str(error), request)
         except SenderUnknown as error:
             return _error(404, "SENDER_NOT_FOUND", str(error), request)
+        except SenderNotCreated as error:
+            return _error(500, "SENDER_NOT_CREATED", str(error), request)
         except LookupError:
             return _error(404, "NOT_FOUND", "No such route.", request)
         return HttpResponse(200, json.dumps(result), headers=_request_id(request))
@@ -277,6 +340,20 @@ def _gateway_request(request: HttpRequest) -> GatewayRequest:
         body=request.body if request.method in ("PUT", "POST") else b"",
         source_ip=request.client_ip,
         request_id=request.request_id,
+    )
+
+
+def _from_proxy_answer(answer: dict[str, Any], request: HttpRequest) -> HttpResponse:
+    """A proxy integration's answer as API Gateway sends it on: status, body and the function's headers."""
+    headers = {str(name): str(value) for name, value in (answer.get("headers") or {}).items()}
+    for name, values in (answer.get("multiValueHeaders") or {}).items():
+        headers[str(name)] = ", ".join(str(value) for value in values)
+    content_type = next((headers.pop(name) for name in list(headers) if name.lower() == "content-type"), None)
+    return HttpResponse(
+        int(answer["statusCode"]),
+        str(answer.get("body") or ""),
+        content_type or "application/json",
+        {**headers, **_request_id(request)},
     )
 
 

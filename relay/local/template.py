@@ -2,7 +2,8 @@
 
 The template is the one description of the system: functions (handler, environment, role), state
 machines (definition with its substitutions, type, role), queues (visibility, redrive), the table
-(keys, indexes, TTL) and every IAM policy come from it, so nothing is described twice. A small
+(keys, indexes, TTL), the usage plans (throttle, tags) and every IAM policy come from it, so
+nothing is described twice. A small
 resolver evaluates the intrinsics CDK writes (Ref, Fn::GetAtt, Fn::Join, Fn::Sub, Fn::Select,
 Fn::Split and the pseudo parameters), giving every resource the local name and ARN it has on the
 embedded AWS.
@@ -50,6 +51,12 @@ ROLE = "AWS::IAM::Role"
 POLICY = "AWS::IAM::Policy"
 MANAGED_POLICY = "AWS::IAM::ManagedPolicy"
 LOG_GROUP = "AWS::Logs::LogGroup"
+EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
+# Lambda's defaults when a mapping does not set them (a mapping without ScalingConfig may scale up
+# to the function's concurrency; locally that is bounded by this).
+DEFAULT_BATCH_SIZE = 10
+UNCAPPED_LOCAL_POLLERS = 10
+USAGE_PLAN = "AWS::ApiGateway::UsagePlan"
 
 
 class TemplateError(ValueError):
@@ -104,9 +111,30 @@ class QueueSpec:
 
 
 @dataclass(frozen=True)
+class QueueConsumerSpec:
+    """An SQS event source mapping: which function consumes a queue, in batches of `batch_size`,
+    at most `max_concurrency` invocations at once (ScalingConfig.MaximumConcurrency)."""
+
+    queue: str
+    function: str
+    batch_size: int
+    max_concurrency: int
+
+
+@dataclass(frozen=True)
 class TableSpec:
     definition: dict[str, Any]  # CreateTable arguments
     ttl_attribute: str | None
+
+
+@dataclass(frozen=True)
+class UsagePlanSpec:
+    """A usage plan as the embedded AWS creates it: its throttle and tags (CreateUsagePlan's shape).
+    Its API stages are left out: locally no REST API exists in API Gateway for them to name."""
+
+    name: str
+    throttle: dict[str, Any]
+    tags: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -122,6 +150,10 @@ class Topology:
     # The role API Gateway's POST /messages integration calls StartSyncExecution with (the rest of
     # the API, mappings and throttles, is read by relay/local/api_definition.py).
     api_start_role_arn: str | None
+    # Queue name -> the function that consumes it (the event source mappings).
+    queue_consumers: dict[str, QueueConsumerSpec] = field(default_factory=dict)
+    # The usage plans senders' API keys join (relay/admin.py finds the default one by its tag).
+    usage_plans: tuple[UsagePlanSpec, ...] = ()
     handlers: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -362,6 +394,21 @@ def _queues(template: Template) -> dict[str, QueueSpec]:
     return queues
 
 
+def _queue_consumers(template: Template) -> dict[str, QueueConsumerSpec]:
+    consumers = {}
+    for resource in template.of_type(EVENT_SOURCE_MAPPING).values():
+        properties = template.resolve(resource["Properties"])
+        queue = str(properties["EventSourceArn"]).rsplit(":", 1)[-1]
+        scaling = properties.get("ScalingConfig", {})
+        consumers[queue] = QueueConsumerSpec(
+            queue=queue,
+            function=str(properties["FunctionName"]).rsplit(":", 1)[-1],
+            batch_size=int(properties.get("BatchSize", DEFAULT_BATCH_SIZE)),
+            max_concurrency=int(scaling.get("MaximumConcurrency", UNCAPPED_LOCAL_POLLERS)),
+        )
+    return consumers
+
+
 def _table(template: Template) -> TableSpec:
     tables = template.of_type(TABLE)
     if len(tables) != 1:
@@ -420,6 +467,21 @@ def _api_start_role(template: Template) -> str | None:
     return None
 
 
+def _usage_plans(template: Template) -> tuple[UsagePlanSpec, ...]:
+    plans = []
+    for logical_id, resource in template.of_type(USAGE_PLAN).items():
+        properties = template.resolve(resource.get("Properties", {}))
+        throttle = properties.get("Throttle") or {}
+        plans.append(
+            UsagePlanSpec(
+                name=str(properties.get("UsagePlanName") or template.names[logical_id]),
+                throttle={name[0].lower() + name[1:]: value for name, value in throttle.items()},
+                tags={str(tag["Key"]): str(tag["Value"]) for tag in properties.get("Tags", [])},
+            )
+        )
+    return tuple(plans)
+
+
 def build_topology(document: dict[str, Any], table_name: str = DEFAULT_TABLE_NAME) -> Topology:
     template = Template(document, table_name)
     return Topology(
@@ -429,6 +491,8 @@ def build_topology(document: dict[str, Any], table_name: str = DEFAULT_TABLE_NAM
         table=_table(template),
         policies=_policies(template),
         api_start_role_arn=_api_start_role(template),
+        queue_consumers=_queue_consumers(template),
+        usage_plans=_usage_plans(template),
     )
 
 

@@ -1,9 +1,10 @@
 """Background workers of `relay dev`: what AWS runs for the stack without being asked.
 
-- QueueWorker plays the Lambda event source mapping: it polls the delivery queue and hands
-  batches to the real dispatcher handler, deleting what it processed and leaving reported
-  failures for redelivery (SQS dead-letters them after maxReceiveCount). Like the mapping, it
-  reads and deletes with the function's role, so the role must grant the queue calls.
+- QueueWorker plays the Lambda event source mapping: its pollers (as many at once as the
+  mapping's MaximumConcurrency allows, scaled with the backlog) hand batches to the real
+  dispatcher handler, deleting what it processed and leaving reported failures for redelivery
+  (SQS dead-letters them after maxReceiveCount). Like the mapping, it reads and deletes with the
+  function's role, so the role must grant the queue calls.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import boto3
 
 from relay.local import iam
 from relay.local.emulator import REGION, LocalAws
+from relay.local.template import QueueConsumerSpec
 
 LOG = logging.getLogger("relay.local")
 
@@ -44,29 +46,126 @@ class _BackgroundWorker:
 
 
 @dataclass
-class QueueWorker(_BackgroundWorker):
+class QueueWorker:
+    """The delivery queue's consumer, scaled as Lambda scales an SQS event source mapping.
+
+    Several pollers run at once, up to the mapping's MaximumConcurrency from the template
+    (`dispatcherMaxConcurrency` in cdk.json): a poller that receives a batch while every other
+    poller is busy starts one more, and a poller idle for `retire_after_idle_seconds` retires
+    (one always stays). So a batch waiting on a slow target holds up only its own batch-mates,
+    as on AWS, where the next batch goes to another invocation.
+    """
+
     local: LocalAws
     queue_url: str
-    function_name: str = "relay-dispatcher"
-    batch_size: int = 10
+    # None: the event source mapping's, read from the template.
+    function_name: str | None = None
+    batch_size: int | None = None
+    max_pollers: int | None = None
     idle_sleep_seconds: float = 0.05
-    _sqs: Any = None
+    retire_after_idle_seconds: float = 2.0
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pollers: list[threading.Thread] = field(default_factory=list)
+    _busy: int = 0
+    peak_pollers: int = 0
+
+    def start(self) -> Self:
+        consumer = self._consumer()
+        self.function_name = self.function_name or (consumer.function if consumer else "relay-dispatcher")
+        self.batch_size = self.batch_size or (consumer.batch_size if consumer else 10)
+        self.max_pollers = self.max_pollers or (consumer.max_concurrency if consumer else 1)
+        self._spawn()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            pollers = list(self._pollers)
+        for poller in pollers:
+            poller.join(timeout=10)
+
+    @property
+    def pollers(self) -> int:
+        with self._lock:
+            return len(self._pollers)
+
+    def _consumer(self) -> QueueConsumerSpec | None:
+        topology = self.local.topology
+        queue = self.queue_url.rsplit("/", 1)[-1]
+        return topology.queue_consumers.get(queue) if topology is not None else None
+
+    def _spawn(self) -> None:
+        """One more poller, unless the cap is reached (called with a batch in hand, or at start)."""
+        with self._lock:
+            assert self.max_pollers is not None
+            if len(self._pollers) >= self.max_pollers or self._stop.is_set():
+                return
+            poller = threading.Thread(
+                target=self._run, name=f"worker-{self.function_name}-{len(self._pollers)}", daemon=True
+            )
+            self._pollers.append(poller)
+            self.peak_pollers = max(self.peak_pollers, len(self._pollers))
+        poller.start()
+
+    def _retire(self) -> bool:
+        with self._lock:
+            if len(self._pollers) <= 1:
+                return False
+            self._pollers.remove(threading.current_thread())
+            return True
+
+    def _run(self) -> None:
+        sqs = boto3.client("sqs", region_name=REGION)
+        idle_since = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                received = self.receive_batch(sqs)
+            except Exception:  # the worker must outlive a failing poll, as the event source does
+                LOG.exception("Polling %s failed; retrying", self.function_name)
+                self._stop.wait(0.5)
+                continue
+            if not received:
+                if time.monotonic() - idle_since > self.retire_after_idle_seconds and self._retire():
+                    return
+                self._stop.wait(self.idle_sleep_seconds)
+                continue
+            idle_since = time.monotonic()
+            self._process_in_turn(sqs, received)
+
+    def _process_in_turn(self, sqs: Any, received: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._busy += 1
+            everyone_busy = self._busy >= len(self._pollers)
+        if everyone_busy:
+            self._spawn()  # someone keeps polling while this batch is attempted
+        try:
+            self._process(sqs, received)
+        finally:
+            with self._lock:
+                self._busy -= 1
 
     def poll_once(self) -> int:
-        if self._sqs is None:
-            self._sqs = boto3.client("sqs", region_name=REGION)
-        sqs = self._sqs
-        role = self.local.role_of(self.function_name)
-        with iam.acting_as(role):
-            received = sqs.receive_message(
+        """Receive and process one batch in the calling thread (tests); the number received."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        received = self.receive_batch(sqs)
+        if received:
+            self._process(sqs, received)
+        return len(received)
+
+    def receive_batch(self, sqs: Any) -> list[dict[str, Any]]:
+        assert self.function_name is not None
+        with iam.acting_as(self.local.role_of(self.function_name)):
+            messages: list[dict[str, Any]] = sqs.receive_message(
                 QueueUrl=self.queue_url,
-                MaxNumberOfMessages=self.batch_size,
+                MaxNumberOfMessages=self.batch_size or 10,
                 AttributeNames=["All"],
             ).get("Messages", [])
-        if not received:
-            return 0
+        return messages
+
+    def _process(self, sqs: Any, received: list[dict[str, Any]]) -> None:
+        """Invoke the function with the batch; delete what it processed, leave its reported failures."""
+        assert self.function_name is not None
         event = {"Records": [_sqs_record(dict(message), self.queue_url) for message in received]}
         try:
             answer = self.local.invoke(self.function_name, event) or {}
@@ -74,7 +173,7 @@ class QueueWorker(_BackgroundWorker):
         except Exception:
             failed = {message["MessageId"] for message in received}
         done = [m for m in received if m["MessageId"] not in failed]
-        with iam.acting_as(role):
+        with iam.acting_as(self.local.role_of(self.function_name)):
             for start in range(0, len(done), 10):
                 sqs.delete_message_batch(
                     QueueUrl=self.queue_url,
@@ -83,16 +182,6 @@ class QueueWorker(_BackgroundWorker):
                         for i, m in enumerate(done[start : start + 10])
                     ],
                 )
-        return len(received)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self.poll_once() == 0:
-                    self._stop.wait(self.idle_sleep_seconds)
-            except Exception:  # the worker must outlive a failing poll, as the event source does
-                LOG.exception("Polling %s failed; retrying", self.function_name)
-                time.sleep(0.5)
 
 
 @dataclass

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigateway
-from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-from functions.contract.settings_names import Setting
-from stacks.constructs.functions import FunctionPackage, RelayFunction
-from stacks.constructs.workflow import handler_path
-from stacks.settings import RelaySettings
+from stacks.constructs.functions import Foundation
 
 AUTHORIZATION_HEADER = "Authorization"
 # How long API Gateway reuses an answer for a token. A disabled sender or an expired token can
@@ -27,26 +23,17 @@ AUTHORIZER_CACHE_TTL = Duration.seconds(300)
 class SenderAuthentication(Construct):
     """The authorizer function (reads token and sender records only) and its TokenAuthorizer."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        package: FunctionPackage,
-        table: dynamodb.ITable,
-        settings: RelaySettings,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation) -> None:
         super().__init__(scope, construct_id)
-        self.function = RelayFunction(
+        self.function = foundation.function(
             self,
             "Authorizer",
-            package=package,
-            handler=handler_path("authorizer"),
-            description="Relay API: authenticate a sender's bearer token",
-            environment={Setting.TABLE_NAME: table.table_name, **settings.function_environment()},
+            "authorizer",
+            "Relay API: authenticate a sender's bearer token",
+            foundation.environment(),
         )
         # Token hashes and sender records are single items, read by key.
-        self.function.grant([table.table_arn], "dynamodb:GetItem")
+        self.function.grant([foundation.table.table_arn], "dynamodb:GetItem")
 
         self.authorizer = apigateway.TokenAuthorizer(
             self,

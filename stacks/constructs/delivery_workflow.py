@@ -18,8 +18,8 @@ machine's definition names its functions, so a function it invokes cannot name t
 from __future__ import annotations
 
 from aws_cdk import ArnFormat, Duration, Stack
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -29,8 +29,8 @@ from functions.contract.lanes import DeliveryLane
 from functions.contract.secret_names import SENDER_SECRET_PREFIX
 from functions.contract.settings_names import Setting
 from functions.domain.config import MAX_PARALLEL_DISPATCH, FirstAttempt
-from stacks.constructs.functions import DEFAULT_TIMEOUT, FunctionPackage, RelayFunction
-from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
+from stacks.constructs.functions import DEFAULT_TIMEOUT, Foundation, RelayFunction
+from stacks.constructs.workflow import check_placeholders, relay_state_machine
 from stacks.definitions import render_definition
 from stacks.nag import acknowledge
 from stacks.settings import (
@@ -57,23 +57,10 @@ def lane_definition(settings: RelaySettings, lane: DeliveryLane) -> str:
 class DeliveryWorkflow(Construct):
     """Dispatcher, deliver, finalize and handoff functions; the two lanes; the failed-messages queue."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        package: FunctionPackage,
-        table: dynamodb.ITable,
-        queue: sqs.IQueue,
-        settings: RelaySettings,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation) -> None:
         super().__init__(scope, construct_id)
-        self._package = package
-        self._environment: dict[str, str] = {
-            Setting.TABLE_NAME: table.table_name,
-            **settings.function_environment(),
-            **settings.delivery_environment(),
-        }
+        table, queue, settings = foundation.table, foundation.queue, foundation.settings
+        self._foundation = foundation
         self._build_failed_queue()
         self._build_lanes(settings)
         self._build_dispatcher(queue, settings)
@@ -110,15 +97,10 @@ class DeliveryWorkflow(Construct):
         extra: dict[str, str] | None = None,
         timeout: Duration = DEFAULT_TIMEOUT,
     ) -> RelayFunction:
-        return RelayFunction(
-            self,
-            name.capitalize(),
-            package=self._package,
-            handler=handler_path(name),
-            description=description,
-            environment={**self._environment, **(extra or {})},
-            timeout=timeout,
+        environment = self._foundation.environment(
+            {**self._foundation.settings.delivery_environment(), **(extra or {})}
         )
+        return self._foundation.function(self, name.capitalize(), name, description, environment, timeout=timeout)
 
     def _build_lanes(self, settings: RelaySettings) -> None:
         """The deliver, finalize and handoff functions and the two lanes that run them."""
@@ -140,18 +122,7 @@ class DeliveryWorkflow(Construct):
 
         # Machine roles, definitions and substitutions: the slow lane first (handoff starts it).
         slow_functions = {DELIVER_PLACEHOLDER: self.deliver, FAIL_PLACEHOLDER: self.finalize}
-        self.slow_lane, self.slow_lane_logs = relay_state_machine(
-            _Lane(self, "SlowLane"),
-            log_name="delivery-slow",
-            machine_type=sfn.StateMachineType.STANDARD,
-            definition=check_placeholders(
-                DELIVERY_LANES[DeliveryLane.SLOW],
-                lane_definition(settings, DeliveryLane.SLOW),
-                dict.fromkeys(slow_functions, ""),
-            ),
-            functions=slow_functions,
-            tracing=settings.tracing,
-        )
+        self.slow_lane, self.slow_lane_logs = self._lane(settings, DeliveryLane.SLOW, slow_functions)
 
         self.handoff = self._step(
             "handoff",
@@ -164,16 +135,21 @@ class DeliveryWorkflow(Construct):
             FAIL_PLACEHOLDER: self.finalize,
             HANDOFF_PLACEHOLDER: self.handoff,
         }
-        self.fast_lane, self.fast_lane_logs = relay_state_machine(
-            _Lane(self, "FastLane"),
-            log_name="delivery-fast",
-            machine_type=sfn.StateMachineType.EXPRESS,
+        self.fast_lane, self.fast_lane_logs = self._lane(settings, DeliveryLane.FAST, fast_functions)
+
+    def _lane(
+        self, settings: RelaySettings, lane: DeliveryLane, functions: dict[str, RelayFunction]
+    ) -> tuple[sfn.StateMachine, logs.LogGroup]:
+        """A lane's machine: the fast lane EXPRESS (a short run), the slow lane STANDARD (hours of waits)."""
+        fast = lane == DeliveryLane.FAST
+        return relay_state_machine(
+            _Lane(self, "FastLane" if fast else "SlowLane"),
+            log_name="delivery-fast" if fast else "delivery-slow",
+            machine_type=sfn.StateMachineType.EXPRESS if fast else sfn.StateMachineType.STANDARD,
             definition=check_placeholders(
-                DELIVERY_LANES[DeliveryLane.FAST],
-                lane_definition(settings, DeliveryLane.FAST),
-                dict.fromkeys(fast_functions, ""),
+                DELIVERY_LANES[lane], lane_definition(settings, lane), dict.fromkeys(functions, "")
             ),
-            functions=fast_functions,
+            functions=functions,
             tracing=settings.tracing,
         )
 
@@ -198,6 +174,8 @@ class DeliveryWorkflow(Construct):
                 queue,
                 batch_size=DISPATCH_BATCH_SIZE,
                 max_batching_window=DISPATCH_BATCHING_WINDOW,
+                # Waiting messages can never take the account's concurrency from ingest (cdk.json).
+                max_concurrency=settings.dispatcher_max_concurrency,
                 # A failed record is retried alone (functions/dispatcher: process_partial_response).
                 report_batch_item_failures=True,
             )

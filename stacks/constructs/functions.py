@@ -13,17 +13,24 @@ so Lambda counts it as INFO, which is why the application level may not be quiet
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX
 from functions.contract.metric_names import NAMESPACE, SERVICE_NAME
+from functions.contract.settings_names import Setting
 from stacks.nag import acknowledge
+from stacks.settings import RelaySettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -145,4 +152,48 @@ class RelayFunction(Construct):
         conditions = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": leading_keys}} if leading_keys else None
         self.role.add_to_principal_policy(
             iam.PolicyStatement(actions=list(actions), resources=resource_arns, conditions=conditions)
+        )
+
+
+def handler_path(step: str) -> str:
+    """The handler of a step: each step is a package under functions/ with a handler module."""
+    return f"functions.{step}.handler.lambda_handler"
+
+
+@dataclass(frozen=True)
+class Foundation:
+    """What every capability's functions stand on: the code package, the table, the delivery queue
+    and the deployment's settings. Each capability construct takes this one argument, so how a
+    function is made and which variables every function reads are written once, here."""
+
+    package: FunctionPackage
+    table: dynamodb.ITable
+    queue: sqs.IQueue
+    settings: RelaySettings
+
+    def environment(self, extra: Mapping[str, str] | None = None, *, with_queue: bool = False) -> dict[str, str]:
+        """The table, the deployment's settings and (`with_queue`) the delivery queue, plus `extra`."""
+        environment: dict[str, str] = {Setting.TABLE_NAME: self.table.table_name}
+        if with_queue:
+            environment[Setting.QUEUE_URL] = self.queue.queue_url
+        return {**environment, **self.settings.function_environment(), **(extra or {})}
+
+    def function(
+        self,
+        scope: Construct,
+        construct_id: str,
+        step: str,
+        description: str,
+        environment: dict[str, str],
+        **options: Any,
+    ) -> RelayFunction:
+        """The function of `step` (functions/<step>/handler.py) with its own role and log group."""
+        return RelayFunction(
+            scope,
+            construct_id,
+            package=self.package,
+            handler=handler_path(step),
+            description=description,
+            environment=environment,
+            **options,
         )

@@ -10,17 +10,14 @@ logs, alarms and trace sampling apart, and the single path's cost unchanged.
 
 from __future__ import annotations
 
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX
 from functions.contract.request_shapes import SHAPE_PLACEHOLDER, RequestShape
-from functions.contract.settings_names import Setting
-from stacks.constructs.functions import FunctionPackage, RelayFunction
-from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
+from stacks.constructs.functions import Foundation, RelayFunction
+from stacks.constructs.workflow import check_placeholders, relay_state_machine
 from stacks.paths import STATEMACHINE_DIR
 from stacks.settings import RelaySettings
 
@@ -31,28 +28,13 @@ class IngestWorkflow(Construct):
     """Validate -> Dedup -> StorePending -> Enqueue, answered synchronously (StartSyncExecution),
     for one message (`state_machine`) and for a batch (`batch_state_machine`)."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        package: FunctionPackage,
-        table: dynamodb.ITable,
-        queue: sqs.IQueue,
-        settings: RelaySettings,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation) -> None:
         super().__init__(scope, construct_id)
-        environment = {Setting.TABLE_NAME: table.table_name, **settings.function_environment()}
+        table, queue, settings = foundation.table, foundation.queue, foundation.settings
 
-        def step(name: str, description: str, extra: dict[str, str] | None = None) -> RelayFunction:
-            return RelayFunction(
-                self,
-                name.capitalize(),
-                package=package,
-                handler=handler_path(name),
-                description=description,
-                environment={**environment, **(extra or {})},
-            )
+        def step(name: str, description: str, with_queue: bool = False) -> RelayFunction:
+            environment = foundation.environment(with_queue=with_queue)
+            return foundation.function(self, name.capitalize(), name, description, environment)
 
         self.validate = step("validate", "Relay ingest: validate a message against the schema and rules")
         self.dedup = step("dedup", "Relay ingest: answer a repeated message from its stored head")
@@ -60,7 +42,7 @@ class IngestWorkflow(Construct):
         self.enqueue = step(
             "enqueue",
             "Relay ingest: send the message to the delivery queue",
-            {Setting.QUEUE_URL: queue.queue_url},
+            with_queue=True,
         )
 
         # Least privilege, per step. validate touches no data at all.

@@ -10,7 +10,6 @@ re-drives, like the finalize step: FAILED plus the failed-messages queue).
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sqs as sqs
@@ -18,10 +17,8 @@ from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
 from functions.contract.settings_names import Setting
-from stacks.constructs.functions import FunctionPackage, RelayFunction
+from stacks.constructs.functions import Foundation
 from stacks.constructs.storage import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
-from stacks.constructs.workflow import handler_path
-from stacks.settings import RelaySettings
 
 SCHEDULE = events.Schedule.rate(Duration.minutes(1))
 # A round finishes well before the next one starts (conditional writes keep overlapping rounds safe).
@@ -37,28 +34,25 @@ class Reconciler(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        package: FunctionPackage,
-        table: dynamodb.ITable,
-        queue: sqs.IQueue,
+        foundation: Foundation,
         failed_queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
-        settings: RelaySettings,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.function = RelayFunction(
+        table, queue = foundation.table, foundation.queue
+        self.function = foundation.function(
             self,
             "Reconciler",
-            package=package,
-            handler=handler_path("reconciler"),
-            description="Relay: re-drive messages that are overdue with no live delivery run",
-            environment={
-                Setting.TABLE_NAME: table.table_name,
-                Setting.QUEUE_URL: queue.queue_url,
-                Setting.FAILED_QUEUE_URL: failed_queue.queue_url,
-                Setting.DEAD_LETTER_QUEUE_URL: dead_letter_queue.queue_url,
-                **settings.function_environment(),
-                **settings.delivery_environment(),
-            },
+            "reconciler",
+            "Relay: re-drive messages that are overdue with no live delivery run",
+            foundation.environment(
+                {
+                    Setting.FAILED_QUEUE_URL: failed_queue.queue_url,
+                    Setting.DEAD_LETTER_QUEUE_URL: dead_letter_queue.queue_url,
+                    **foundation.settings.delivery_environment(),
+                },
+                with_queue=True,
+            ),
             timeout=TIMEOUT,
         )
         # The due index; the senders (byStatus) and their recent messages (bySender) for the sweep of

@@ -18,19 +18,16 @@ import json
 
 from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigateway
-from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX
 from functions.contract.settings_names import Setting
 from stacks.constructs.api import Api
-from stacks.constructs.functions import FunctionPackage, RelayFunction
+from stacks.constructs.functions import Foundation, RelayFunction
 from stacks.constructs.storage import STATUS_INDEX
-from stacks.constructs.workflow import check_placeholders, handler_path, relay_state_machine
+from stacks.constructs.workflow import check_placeholders, relay_state_machine
 from stacks.definitions import read_definition
-from stacks.settings import RelaySettings
 
 REPLAY_DEFINITION = "replay.asl.json"
 REPLAY_PAGE_PLACEHOLDER = "ReplayPageFunctionArn"
@@ -51,25 +48,18 @@ class BulkReplay(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        package: FunctionPackage,
+        foundation: Foundation,
         api: Api,
         api_function: RelayFunction,
-        table: dynamodb.ITable,
-        queue: sqs.IQueue,
-        settings: RelaySettings,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.function = RelayFunction(
+        table, queue = foundation.table, foundation.queue
+        self.function = foundation.function(
             self,
             "ReplayPage",
-            package=package,
-            handler=handler_path("replay"),
-            description="Relay bulk replay: replay a run of pages of a job's matching messages",
-            environment={
-                Setting.TABLE_NAME: table.table_name,
-                Setting.QUEUE_URL: queue.queue_url,
-                **settings.function_environment(),
-            },
+            "replay",
+            "Relay bulk replay: replay a run of pages of a job's matching messages",
+            foundation.environment(with_queue=True),
             timeout=PAGE_TIMEOUT,
         )
         functions = {REPLAY_PAGE_PLACEHOLDER: self.function}
@@ -79,7 +69,7 @@ class BulkReplay(Construct):
             machine_type=sfn.StateMachineType.STANDARD,
             definition=check_placeholders(REPLAY_DEFINITION, replay_definition(), dict.fromkeys(functions, "")),
             functions=functions,
-            tracing=settings.tracing,
+            tracing=foundation.settings.tracing,
         )
 
         # ReplayPage: the job record (GetItem), the window of the sparse byStatus index (keys), the

@@ -22,10 +22,6 @@ from stacks.tracing import Tracing, execution_logging
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
-def handler_path(step: str) -> str:
-    return f"functions.{step}.handler.lambda_handler"
-
-
 def check_placeholders(name: str, text: str, substitutions: dict[str, str]) -> str:
     """`text`, checked to use exactly the placeholders the stack substitutes."""
     placeholders = set(_PLACEHOLDER.findall(text))

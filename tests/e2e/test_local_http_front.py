@@ -305,10 +305,15 @@ def test_relay_senders_uses_the_saved_admin_token(relay: LocalRelay, capsys: pyt
     # Given the credentials relay dev saves (the admin token among them)
     save_credentials(relay.url, {"senderId": DEV_SENDER, "token": relay.dev_token, "adminToken": relay.admin_token})
     sender = f"cli-{uuid.uuid4().hex[:6]}"
-    # When `relay senders create` runs against the local relay
+    # When `relay senders create` runs against the local relay, with and without limits of its own
     assert main(["senders", "create", sender, "--url", relay.url, "--rate", "5", "--burst", "5"]) == 0
-    # Then the sender exists
-    assert json.loads(capsys.readouterr().out)["senderId"] == sender
+    created = json.loads(capsys.readouterr().out)
+    assert main(["senders", "create", f"{sender}-plain", "--url", relay.url]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    # Then the senders exist, and each is let in by API Gateway's key check (never a 403)
+    assert created["senderId"] == sender
+    for token in (created["token"], plain["token"]):
+        assert RelayClient(relay.url, token=token).list().status == 200
     # And a wrong admin token is refused
     assert main(["senders", "list", "--url", relay.url, "--admin-token", "rlyadm_wrong"]) == 1
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "UNAUTHORIZED"

@@ -390,6 +390,9 @@ def test_dispatcher_consumes_the_delivery_queue_with_partial_batch_failures(synt
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BatchSize"] == 10
     assert 0 < props["MaximumBatchingWindowInSeconds"] <= 5
+    # And at most cdk.json's dispatcherMaxConcurrency invocations at once, so waiting messages never
+    # take the account's Lambda concurrency from ingest
+    assert props["ScalingConfig"] == {"MaximumConcurrency": RelaySettings.defaults().dispatcher_max_concurrency}
 
 
 def test_delivery_queue_visibility_is_at_least_six_dispatcher_timeouts(synth: Synthesized) -> None:

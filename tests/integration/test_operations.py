@@ -15,13 +15,16 @@ from urllib.parse import quote
 import pytest
 
 from functions.adapters import aws
+from functions.adapters.messages.items import sender_shard
+from functions.adapters.senders import SenderRepository
+from functions.domain.model import MessageKey
 from relay import cli
 from relay.admin import SenderAdmin
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.support import quick_reconciling_relay, wait_for
+from tests.support import quick_reconciling_relay, wait_for, wait_until_terminal
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +88,30 @@ def test_disabled_sender_is_403_and_nothing_is_stored(
     assert (answer.status, answer.body["error"]["code"]) == (403, "FORBIDDEN")
     admin.set_status("carol", enabled=True)
     assert carol.status(message["messageId"]).status == 404
+
+
+def test_a_created_sender_is_let_in_and_one_without_a_working_key_is_403(
+    relay: LocalRelay, admin: SenderAdmin, target: TargetServer
+) -> None:
+    # Given a sender created with no flags, as `relay senders create` does
+    fresh = RelayClient(relay.url, token=admin.create("fresh")["token"])
+    # Then every kind of call lets it in (its API key is in the default plan)
+    assert fresh.send(make_message(senderId="fresh", targetUrl=f"{target.url}/ok")).status == 202
+    assert fresh.list().status == 200 and fresh.targets().status == 200
+    # And a sender left without a key (a record and a token only, as a creation without a usage
+    # plan used to leave it) is refused by API Gateway's key check, as on AWS
+    senders = SenderRepository(admin.table_name)
+    senders.create("keyless")
+    keyless = RelayClient(relay.url, token=senders.add_token("keyless"))
+    answer = keyless.send(make_message(senderId="keyless", targetUrl=f"{target.url}/ok"))
+    assert (answer.status, answer.body["error"]["code"]) == (403, "FORBIDDEN")
+    assert keyless.list().status == 403
+    # And so is one whose key was taken out of every usage plan
+    record = senders.get("fresh")
+    assert record is not None
+    for plan in aws.client("apigateway").get_usage_plans(keyId=record["apiKeyId"])["items"]:
+        aws.client("apigateway").delete_usage_plan_key(usagePlanId=plan["id"], keyId=record["apiKeyId"])
+    assert fresh.list().status == 403
 
 
 def test_body_sender_must_be_the_token_sender(alice: RelayClient, target: TargetServer) -> None:
@@ -216,6 +243,32 @@ def test_list_is_newest_first_and_paginates(alice: RelayClient, target: TargetSe
     ours = [message_id for message_id in seen if message_id in ids]
     assert sorted(ours) == sorted(ids)
     assert [failed_at[m] for m in ours] == sorted((failed_at[m] for m in ours), reverse=True)
+
+
+def test_a_filtered_page_is_full_whenever_that_many_messages_exist(
+    relay: LocalRelay, admin: SenderAdmin, target: TargetServer
+) -> None:
+    # Given a sender with 4 delivered messages and 3 newer ones that failed (on several of its
+    # bySender shards)
+    lister = RelayClient(relay.url, token=admin.create("lister")["token"])
+    delivered = [make_message(senderId="lister", targetUrl=f"{target.url}/ok") for _ in range(4)]
+    failed = [make_message(senderId="lister", targetUrl=f"{target.url}/missing") for _ in range(3)]
+    for message in delivered + failed:
+        assert lister.send(message).status == 202
+        wait_until_terminal(lister, message)
+    assert len({sender_shard(MessageKey("lister", m["messageId"])) for m in delivered + failed}) > 1
+    # When it lists DELIVERED three at a time
+    first = lister.list("DELIVERED", limit=3).body
+    # Then the first page holds three (not one: the failed ones are read past), newest first, and
+    # the next page the fourth
+    newest_first = [message["messageId"] for message in reversed(delivered)]
+    assert [item["messageId"] for item in first["items"]] == newest_first[:3] and first["nextCursor"]
+    second = lister.list("DELIVERED", limit=3, cursor=first["nextCursor"]).body
+    assert [item["messageId"] for item in second["items"]] == newest_first[3:]
+    # And without a status it lists every message, newest first, whatever its status
+    every = lister.request("GET", "/messages?limit=10").body
+    assert [item["messageId"] for item in every["items"]] == [m["messageId"] for m in reversed(delivered + failed)]
+    assert {item["status"] for item in every["items"]} == {"DELIVERED", "FAILED"} and every["nextCursor"] is None
 
 
 def test_list_rejects_bad_queries_naming_the_field(alice: RelayClient, bob: RelayClient) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from functions.adapters.messages.table import from_item
+from functions.contract.indexes import SENDER_SHARDS
 from functions.contract.key_prefixes import ACTIVITY_PREFIX, SENDER_PREFIX, STATUS_INFIX
 from functions.domain.clock import iso
 from functions.domain.model import (
@@ -175,6 +176,22 @@ def sender_partition(sender_id: str) -> str:
     return f"{SENDER_PREFIX}{sender_id}"
 
 
+def sender_shard(key: MessageKey) -> int:
+    """The bySender shard of a message: from a hash of its id, so a sender's messages spread evenly
+    (functions/contract/indexes.py sizes SENDER_SHARDS)."""
+    return zlib.crc32(key.message_id.encode()) % SENDER_SHARDS
+
+
+def sender_shard_partition(sender_id: str, shard: int) -> str:
+    """One shard of a sender's bySender entries (`spk`): `SENDER#<sender>#<n>`."""
+    return f"{sender_partition(sender_id)}#{shard}"
+
+
+def sender_shard_partitions(sender_id: str) -> list[str]:
+    """Every shard of a sender's bySender entries, in shard order (a listing reads them all)."""
+    return [sender_shard_partition(sender_id, shard) for shard in range(SENDER_SHARDS)]
+
+
 def status_partition(sender_id: str, status: Status) -> str:
     return f"{sender_partition(sender_id)}{STATUS_INFIX}{status.value}"
 
@@ -204,7 +221,8 @@ def new_head_item(
         "h": content_hash,
         "rq": request_id,
         "ev": [encode_event(received)],
-        # The one index entry of the success path, written here and never re-keyed.
-        "spk": sender_partition(key.sender_id),
+        # The one index entry of the success path, written here and never re-keyed; its shard comes
+        # from the message id, so the key's value changes with the shard count, not the writes.
+        "spk": sender_shard_partition(key.sender_id, sender_shard(key)),
         "ssk": index_sort(key, accepted_at),
     }

@@ -11,16 +11,19 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from functions.adapters.messages.items import activity_partition, message_key, sender_partition, status_partition
+from functions.adapters.messages.items import (
+    activity_partition,
+    message_key,
+    sender_shard_partitions,
+    status_partition,
+)
+from functions.adapters.messages.merge import Listing, NewestFirst
 from functions.adapters.messages.table import Table, from_item, to_item
 from functions.contract.indexes import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
 from functions.contract.key_prefixes import ACTIVITY_PREFIX
 from functions.domain.clock import iso
 from functions.domain.model import MessageKey, Status, epoch_ms
 
-# The longest key value a listing cursor may carry (keys are built from ids of at most 128
-# characters); anything longer did not come from a listing.
-MAX_CURSOR_VALUE = 1024
 # Statuses that have an entry in the sparse byStatus index; the others are listed from bySender.
 SPARSE_STATUSES = frozenset({Status.FAILED, Status.CANCELLED, Status.PAUSED})
 
@@ -87,39 +90,25 @@ class MessageIndexes:
             minute += 1
 
     def accepted(self, sender_id: str, since: datetime, until: datetime) -> Iterator[MessageKey]:
-        """A sender's messages accepted in [since, until], oldest first (the bySender index, keys only)."""
-        values = {":pk": sender_partition(sender_id), ":since": iso(since), ":until": f"{iso(until)}~"}
-        for page in self.query_keys(SENDER_INDEX, "spk = :pk AND ssk BETWEEN :since AND :until", values):
-            yield from page
+        """A sender's messages accepted in [since, until] (the bySender index, keys only): each shard
+        oldest first, one shard after another."""
+        condition = "spk = :pk AND ssk BETWEEN :since AND :until"
+        for partition in sender_shard_partitions(sender_id):
+            values = {":pk": partition, ":since": iso(since), ":until": f"{iso(until)}~"}
+            for page in self.query_keys(SENDER_INDEX, condition, values):
+                yield from page
 
-    def status_page(
-        self, sender_id: str, status: Status, limit: int, cursor: dict[str, Any] | None
-    ) -> tuple[list[MessageKey], dict[str, Any] | None]:
-        """The keys of one page of a sender's messages in `status` (newest first; for a status outside
-        SPARSE_STATUSES, of every message, to be filtered) and the cursor of the next page.
+    def newest_first(self, sender_id: str, status: Status | None, cursor: dict[str, Any] | None) -> NewestFirst:
+        """A walk over a sender's messages newest first, from `cursor` (None: the newest): those in a
+        sparse status from their byStatus partition, every other listing (one status to be filtered,
+        or every status) from the sender's bySender shards, merged.
         Raises ValueError for a cursor that does not continue this very listing."""
-        if status in SPARSE_STATUSES:
-            index, keys, partition = STATUS_INDEX, ("gsi1pk", "gsi1sk"), status_partition(sender_id, status)
+        if status is not None and status in SPARSE_STATUSES:
+            listing = Listing(STATUS_INDEX, "gsi1pk", "gsi1sk", (status_partition(sender_id, status),))
         else:
-            index, keys, partition = SENDER_INDEX, ("spk", "ssk"), sender_partition(sender_id)
-        if cursor is not None and (
-            set(cursor) != {"pk", "sk", *keys}
-            or not all(isinstance(value, str) and 0 < len(value) <= MAX_CURSOR_VALUE for value in cursor.values())
-            or cursor[keys[0]] != partition
-        ):
-            raise ValueError("not a cursor of this listing")
-        kwargs: dict[str, Any] = {
-            "IndexName": index,
-            "KeyConditionExpression": f"{keys[0]} = :pk",
-            "ExpressionAttributeValues": to_item({":pk": partition}),
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor:
-            kwargs["ExclusiveStartKey"] = to_item(cursor)
-        response = self.table.call("query", **kwargs)
-        last = response.get("LastEvaluatedKey")
-        return [message_key(from_item(item)) for item in response.get("Items", [])], (from_item(last) if last else None)
+            shards = tuple(sender_shard_partitions(sender_id))
+            listing = Listing(SENDER_INDEX, "spk", "ssk", shards, variant=status.value if status else "")
+        return NewestFirst(self.table, listing, cursor)
 
     def paused_pages(self, sender_id: str, origin: str, page_size: int = 100) -> Iterator[list[MessageKey]]:
         """The keys of a target's PAUSED messages, a page at a time (oldest pause first)."""

@@ -82,6 +82,12 @@ class UpdateBuilder:
         lease = self.name("al")
         return self.when(f"(attribute_not_exists({lease}) OR {lease} < {self.value('attemptNow', now)})")
 
+    def when_nobody_delivering(self, now: int, lease_free_at: int | None = None) -> UpdateBuilder:
+        """No run holds the message (its lease has run out by `lease_free_at`, default `now`) and no
+        attempt may still be sending (the attempt lease has run out by `now`): the one rule every
+        claim, re-drive and dispatcher pause checks before it takes a message over."""
+        return self.when_lease_free(now if lease_free_at is None else lease_free_at).when_no_attempt_in_flight(now)
+
     def when_owner(self, *tokens: str) -> UpdateBuilder:
         labels = ", ".join(self.value(f"own{index}", token) for index, token in enumerate(dict.fromkeys(tokens)))
         return self.when(f"{self.name('o')} IN ({labels})")
