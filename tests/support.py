@@ -196,3 +196,88 @@ def wait_for_circuit(client: RelayClient, origin: str, state: str, timeout: floa
             return dict(health)
         time.sleep(0.1)
     raise AssertionError(f"{origin} never became {state} in {timeout}s: {health}")
+
+
+class MemoryFlowStore:
+    """A target repository's flow items in memory, with the conditions of its writes
+    (functions/adapters/target_store.py), so unit tests drive FlowControl on a clock of their own.
+    Absent attributes read as 0, as `Bucket` stores them; every call is counted in `calls`."""
+
+    def __init__(self, *targets: Any) -> None:
+        self.targets = {target.origin: target for target in targets}
+        self.buckets: dict[int, Any] = {}
+        self.slots: dict[int, tuple[int, str]] = {}
+        self.calls: list[str] = []
+
+    def get_with_default(self, sender_id: str, origin: str) -> tuple[Any, Any]:
+        self.calls.append("get_with_default")
+        return self.targets.get(origin), self.targets.get("*")
+
+    def _bucket(self, index: int) -> Any:
+        from functions.domain.flow import Bucket
+
+        return self.buckets.get(index, Bucket())
+
+    def take_token(self, sender_id: str, origin: str, index: int, take: Any) -> tuple[bool, Any]:
+        from dataclasses import replace
+
+        self.calls.append("take_token")
+        bucket = self._bucket(index)
+        if take.from_full:
+            taken, full_at = bucket.full_at_us <= take.now_us, take.now_us + take.interval_us
+        else:
+            taken = take.now_us <= bucket.full_at_us <= take.latest_full_at_us
+            full_at = bucket.full_at_us + take.interval_us
+        if take.most_marks_us is not None and bucket.marks_us > take.most_marks_us:
+            taken = False
+        if not taken:
+            return False, bucket
+        self.buckets[index] = replace(bucket, full_at_us=full_at, marks_us=bucket.marks_us - take.spent_mark_us)
+        return True, self.buckets[index]
+
+    def give_back(self, sender_id: str, origin: str, index: int, interval_us: int) -> None:
+        from dataclasses import replace
+
+        self.calls.append("give_back")
+        bucket = self._bucket(index)
+        self.buckets[index] = replace(bucket, full_at_us=bucket.full_at_us - interval_us)
+
+    def enqueue(self, sender_id: str, origin: str, index: int, plan: Any, now_us: int) -> tuple[bool, Any]:
+        from dataclasses import replace
+
+        self.calls.append("enqueue")
+        bucket = self._bucket(index)
+        if plan.after_tail != (bucket.queue_us >= plan.after_us):
+            return False, bucket
+        queue = bucket.queue_us + plan.interval_us if plan.after_tail else plan.turn_us
+        self.buckets[index] = replace(bucket, queue_us=queue)
+        return True, self.buckets[index]
+
+    def mark_retry(self, sender_id: str, origin: str, index: int, mark: Any) -> tuple[bool, Any]:
+        from dataclasses import replace
+
+        self.calls.append("mark_retry")
+        bucket = self._bucket(index)
+        live = mark.now_us <= bucket.marks_us <= mark.most_marks_us
+        if not (live if mark.live else bucket.marks_us <= mark.now_us):
+            return False, bucket
+        marks = bucket.marks_us + mark.mark_us if mark.live else mark.now_us + mark.mark_us
+        self.buckets[index] = replace(bucket, marks_us=marks)
+        return True, self.buckets[index]
+
+    def take_slot(
+        self, sender_id: str, origin: str, slot: int, holder: str, now_ms: int, until_ms: int
+    ) -> tuple[bool, int]:
+        self.calls.append("take_slot")
+        until, _ = self.slots.get(slot, (0, ""))
+        if until > now_ms:
+            return False, until
+        self.slots[slot] = (until_ms, holder)
+        return True, until_ms
+
+    def release_slot(self, sender_id: str, origin: str, slot: int, holder: str) -> bool:
+        self.calls.append("release_slot")
+        if self.slots.get(slot, (0, ""))[1] != holder:
+            return False
+        del self.slots[slot]
+        return True

@@ -31,7 +31,7 @@ class Metric(StrEnum):
     RECONCILER_ERRORS = "ReconcilerErrors"
     # A delivery found no signing secret for its sender: a configuration error an operator fixes.
     SIGNING_SECRET_MISSING = "SigningSecretMissing"
-    # An attempt waited for its target's rate or concurrency limit (functions/services/targets.py).
+    # An attempt waited for its target's rate or concurrency limit (functions/services/flow_control.py).
     THROTTLED = "DeliveryThrottled"
     # Circuit breaker per target (functions/services/target_health.py).
     TARGET_OPENED = "TargetsOpened"

@@ -143,7 +143,7 @@ class Settings:
     # The bulk replay job's state machine (POST /messages/replay starts it).
     replay_machine_arn: str = ""
     # Every target's limits unless it (or its sender's `*`) has its own: `relay.targets` in cdk.json
-    # (functions/services/targets.py); None = unlimited, which costs nothing per attempt.
+    # (functions/services/flow_control.py); None = unlimited, which costs nothing per attempt.
     target_default_rate_per_second: float | None = None
     target_default_max_concurrency: int | None = None
     # Circuit breaker per target (functions/services/target_health.py): this many consecutive failed

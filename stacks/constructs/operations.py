@@ -61,7 +61,8 @@ class Operations(Construct):
         self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
         # Targets (functions/services/targets.py): PUT writes a target's limits, DELETE removes them and
-        # its flow state; GET lists them from the byStatus index (granted above) and reads the states.
+        # the flow items it finds (a batch read); GET lists them from the byStatus index (granted above)
+        # and reads their flow items.
         # Writes reach messages, targets and replay jobs only: the function that parses the internet's
         # requests can never rewrite a sender's record or a token hash (LeadingKeys).
         self.function.grant_item_writes(

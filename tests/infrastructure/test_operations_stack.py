@@ -308,10 +308,10 @@ def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synt
         },
         "GET /replays/{jobId}": {"dynamodb:GetItem": [table]},
         # functions/services/targets.py: a target's limits item; the listing's keys, then the limits and
-        # flow states they name; a deletion removes both
+        # flow items they name; a deletion removes the limits, reads which flow items exist, removes those
         "PUT /targets": {"dynamodb:PutItem": [table]},
         "GET /targets": {"dynamodb:Query": [status_index], "dynamodb:BatchGetItem": [table]},
-        "DELETE /targets/{targetId}": {"dynamodb:DeleteItem": [table]},
+        "DELETE /targets/{targetId}": {"dynamodb:DeleteItem": [table], "dynamodb:BatchGetItem": [table]},
         # functions/services/schedules.py: one schedule item each; a deletion or pause cancels the
         # firings already created (their heads, read and updated by key)
         "PUT /schedules/{name}": {"dynamodb:GetItem": [table], "dynamodb:PutItem": [table]},

@@ -1,4 +1,4 @@
-"""Per-target limits across processes: the DynamoDB-backed bucket and leases, and the API.
+"""Per-target limits across processes: the DynamoDB-backed sub-buckets and slots, and the API.
 
 FlowControl instances stand for concurrent Lambdas (each has its own caches); they share only the
 table of an embedded AWS. Then `relay dev` in-process with a concurrency-limited target.
@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from functions.adapters.target_store import TargetRepository
-from functions.domain.flow import Permit, Target
-from functions.services.targets import FlowControl
+from functions.domain.flow import Permit, Share, Target, Wait
+from functions.services.flow_control import FlowControl
+from functions.services.targets import target_views
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
@@ -38,6 +39,16 @@ def repository(relay: LocalRelay) -> TargetRepository:
 
 def _flow(repository: TargetRepository) -> FlowControl:
     return FlowControl(repository, Target("*"), lease_seconds=30, max_age_seconds=0.0)
+
+
+def _busiest_second(moments: list[float]) -> int:
+    """The most permits any window of one second held."""
+    moments, most, first = sorted(moments), 0, 0
+    for last, moment in enumerate(moments):
+        while moment - moments[first] >= 1.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
 
 
 def test_two_flow_controls_never_hold_more_than_one_slot(repository: TargetRepository) -> None:
@@ -70,7 +81,8 @@ def test_two_flow_controls_never_hold_more_than_one_slot(repository: TargetRepos
     # Then never more than one held a slot, and the slot was handed on many times
     assert peak[0] == 1
     assert granted[0] >= 10
-    assert repository.get_flow("alpha", origin).live_leases(int(time.time() * 1000)) == {}  # type: ignore[union-attr]
+    limits = Target(origin, max_concurrency=1)
+    assert repository.flow_snapshots("alpha", [limits])[origin].in_flight(int(time.time() * 1000)) == 0
 
 
 def test_the_bucket_holds_across_two_flow_controls(repository: TargetRepository) -> None:
@@ -95,6 +107,148 @@ def test_the_bucket_holds_across_two_flow_controls(repository: TargetRepository)
         list(pool.map(deliverer, [flows[i % 2] for i in range(4)]))
     # Then they got the burst plus the rate, not more (and close to it)
     assert 5 + 5 * 2 - 3 <= len(granted) <= 5 + 5 * 2 + 1
+
+
+class Rounds:
+    """A clock of the test's own that moves one step each time every taker reached `next_round`:
+    the takers race each other for real within a round (concurrent conditional writes), while the
+    limits are measured against this clock, not against how fast the embedded AWS answers."""
+
+    def __init__(self, takers: int, step_seconds: float) -> None:
+        self.now = time.time()
+        self.start = self.now
+        self.step = step_seconds
+        self._barrier = threading.Barrier(takers, action=self._advance)
+
+    def _advance(self) -> None:
+        self.now += self.step
+
+    def __call__(self) -> float:
+        return self.now
+
+    def elapsed(self) -> float:
+        return self.now - self.start
+
+    def next_round(self) -> None:
+        self._barrier.wait(timeout=120)
+
+
+def test_fifty_takers_across_five_flow_controls_hold_the_rate_within_ten_percent(
+    repository: TargetRepository,
+) -> None:
+    # Given a target of 100/s (two sub-buckets, each its own partition key), and five "Lambdas" with
+    # ten takers each, every taker a message of its own that asks again at the turn it was told
+    origin = "https://a-hundred-a-second.example"
+    repository.put("alpha", Target(origin, rate_per_second=100.0))
+    assert Share.of(Target(origin, 100.0)).count == 2
+    rounds = Rounds(takers=50, step_seconds=0.01)
+    flows = [FlowControl(repository, Target("*"), 30, clock=rounds, max_age_seconds=3_600) for _ in range(5)]
+    granted: list[float] = []
+    lock = threading.Lock()
+
+    def taker(number: int) -> None:
+        turn = 0.0
+        while rounds.elapsed() < 4.0:
+            if rounds.elapsed() >= turn:
+                answer = flows[number % 5].acquire("alpha", origin, home=f"message-{number}")
+                if isinstance(answer, Permit):
+                    with lock:
+                        granted.append(rounds.elapsed())
+                else:
+                    turn = rounds.elapsed() + answer.seconds
+            rounds.next_round()
+
+    # When the fifty take permits for four seconds of that clock, asking together every 10 ms
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        list(pool.map(taker, range(50)))
+    # Then after the first second (the burst of 100 spent), the permits granted over the next three
+    # came at the rate, within 10%; and no second held more than the rate plus the burst
+    steady = [moment for moment in granted if 1.0 <= moment < 4.0]
+    assert 0.9 <= len(steady) / (100.0 * 3) <= 1.1, len(steady)
+    assert _busiest_second(granted) <= 100 + 100
+
+
+def test_many_threads_never_hold_more_slots_than_the_cap_and_reach_it(repository: TargetRepository) -> None:
+    # Given a target allowing five attempts in flight, and three "Lambdas" with ten threads each
+    origin = "https://five-at-a-time.example"
+    repository.put("alpha", Target(origin, max_concurrency=5))
+    rounds = Rounds(takers=30, step_seconds=1.0)
+    flows = [FlowControl(repository, Target("*"), 30, clock=rounds, max_age_seconds=3_600) for _ in range(3)]
+    holding: list[list[Permit]] = [[] for _ in range(10)]
+    lock = threading.Lock()
+
+    def deliverer(number: int) -> None:
+        for round_number in range(10):
+            permit = flows[number % 3].acquire("alpha", origin)
+            if isinstance(permit, Permit):
+                with lock:
+                    holding[round_number].append(permit)
+            rounds.next_round()  # every attempt of the round holds its slot until all asked
+            flows[number % 3].release(permit)
+            rounds.next_round()
+
+    # When all thirty ask at once, ten times, each holding what it got until all had asked
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        list(pool.map(deliverer, range(30)))
+    # Then each time exactly five held a slot (never more, and a free slot always found), five
+    # different slots, and every slot was given back
+    assert [len(held) for held in holding] == [5] * 10
+    assert all(len({permit.slot for permit in held}) == 5 for held in holding)
+    snapshot = repository.flow_snapshots("alpha", [Target(origin, max_concurrency=5)])[origin]
+    assert snapshot.in_flight(int(rounds() * 1000)) == 0
+
+
+def test_a_slot_never_given_back_frees_itself_when_its_lease_runs_out(repository: TargetRepository) -> None:
+    # Given a target allowing one attempt in flight, and a holder that crashes (never releases)
+    origin = "https://crashing-holder.example"
+    repository.put("alpha", Target(origin, max_concurrency=1))
+    now = [time.time()]
+    crashed, other = (FlowControl(repository, Target("*"), 30, clock=lambda: now[0]) for _ in range(2))
+    assert isinstance(crashed.acquire("alpha", origin), Permit)
+    # When another process asks while the lease runs, and after it ran out
+    during = other.acquire("alpha", origin)
+    now[0] += 30.5
+    after = other.acquire("alpha", origin)
+    # Then it waits, then takes the slot
+    assert isinstance(during, Wait)
+    assert isinstance(after, Permit)
+
+
+def test_a_waiting_retry_takes_the_next_token_before_a_waiting_fresh_taker(repository: TargetRepository) -> None:
+    # Given a target of 5/s drained by one "Lambda", and a retry (a lane's attempt) in another that waits
+    origin = "https://retries-first.example"
+    repository.put("alpha", Target(origin, rate_per_second=5.0))
+    now = [time.time()]
+    dispatcher, lane = (FlowControl(repository, Target("*"), 30, clock=lambda: now[0]) for _ in range(2))
+    assert [isinstance(dispatcher.acquire("alpha", origin), Permit) for _ in range(5)] == [True] * 5
+    assert isinstance(lane.acquire("alpha", origin, retry=True, home="message-1"), Wait)
+    # When a token came back and a fresh taker asks before the retry comes back
+    now[0] += 0.25
+    fresh = dispatcher.acquire("alpha", origin)
+    retry = lane.acquire("alpha", origin, retry=True, home="message-1")
+    # Then the fresh one waits (its turn after the retry's), and the retry takes the token
+    assert isinstance(fresh, Wait) and fresh.seconds > 0
+    assert isinstance(retry, Permit)
+
+
+def test_a_limited_target_lists_its_live_counts_and_its_flow_items_go_with_it(repository: TargetRepository) -> None:
+    # Given a target of 120/s (three sub-buckets) and two attempts in flight of at most 1,000, at one moment
+    origin = "https://spread.example"
+    repository.put("bravo", Target(origin, rate_per_second=120.0, max_concurrency=1_000))
+    now = time.time()
+    flow = FlowControl(repository, Target("*"), 30, clock=lambda: now)
+    permits = [flow.acquire("bravo", origin) for _ in range(12)]
+    assert all(isinstance(permit, Permit) for permit in permits)
+    for permit in permits[2:]:
+        flow.release(permit)
+    # Then the listing shows the tokens left over all sub-buckets, and the two slots held
+    [view] = target_views(repository, "bravo", now_ms=int(now * 1000))
+    assert view["inFlight"] == 2
+    assert view["tokens"] == pytest.approx(108, abs=0.2)  # the listing reads the clock in ms
+    # And when the target is deleted, none of its flow items is left
+    assert repository.delete("bravo", origin)
+    items = repository.table.client.scan(TableName=repository.table.table_name)["Items"]
+    assert not [item for item in items if item["pk"]["S"].startswith(f"TARGET#bravo#{origin}")]
 
 
 def test_an_unlimited_target_costs_no_request_per_attempt(repository: TargetRepository) -> None:

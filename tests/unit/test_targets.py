@@ -1,4 +1,4 @@
-"""Targets: origin normalisation, the token bucket and lease math, the PUT /targets schema, settings."""
+"""Targets: origin normalisation, the PUT /targets schema, settings (the flow math: test_flow.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from functions.contract.settings_names import Setting
 from functions.domain.exceptions import MessageInvalid
-from functions.domain.flow import FlowState, Target, Wait, json_body, refill, take, validate_target
+from functions.domain.flow import json_body, validate_target
 from functions.domain.origins import origin_of, origin_of_id, parse_origin, target_id
 from relay.cli import peak_per_second
 from stacks.settings import RelaySettings, SettingsError
@@ -68,50 +68,6 @@ def test_a_target_id_has_no_slash_and_names_its_origin_again(origin: str, identi
 def test_origin_of_id_refuses_what_names_no_target(bad: str) -> None:
     with pytest.raises(ValueError):
         origin_of_id(bad)
-
-
-def test_refill_grows_with_time_up_to_the_burst() -> None:
-    # Given an empty bucket of 2/s, burst 2
-    # Then 250 ms later it holds half a token, and never more than the burst
-    assert refill(0.0, 1_000, 1_250, 2.0, 2.0) == pytest.approx(0.5)
-    assert refill(0.0, 1_000, 60_000, 2.0, 2.0) == 2.0
-    assert refill(1.0, 1_000, 500, 2.0, 2.0) == 1.0  # a clock going backwards adds nothing
-
-
-def test_a_new_bucket_is_full_then_empties_then_says_how_long_to_wait() -> None:
-    # Given a target limited to 2/s (burst 2) with no state yet
-    limits = Target("https://a.example", rate_per_second=2.0)
-    state = take(None, limits, 10_000, "p1", 25_000)
-    # When two permits are taken at once, then a third
-    assert isinstance(state, FlowState) and state.tokens == pytest.approx(1.0) and state.version == 1
-    state = take(state, limits, 10_000, "p2", 25_000)
-    assert isinstance(state, FlowState) and state.tokens == pytest.approx(0.0) and state.version == 2
-    third = take(state, limits, 10_000, "p3", 25_000)
-    # Then the third waits half a second (one token at 2/s), and goes after it
-    assert third == pytest.approx(0.5)
-    later = take(state, limits, 10_500, "p3", 25_000)
-    assert isinstance(later, FlowState) and later.tokens == pytest.approx(0.0)
-    assert Wait(0.5).whole_seconds == 1 and Wait(2.01).whole_seconds == 3
-
-
-def test_a_slow_rate_bucket_holds_one_token() -> None:
-    # Given 0.5/s: the burst is one token
-    limits = Target("https://a.example", rate_per_second=0.5)
-    state = take(None, limits, 0, "p1", 1_000)
-    assert isinstance(state, FlowState)
-    # Then the next one waits two seconds
-    assert take(state, limits, 0, "p2", 1_000) == pytest.approx(2.0)
-
-
-def test_concurrency_slots_are_leases_that_run_out() -> None:
-    # Given a target allowing one attempt in flight, held by p1 until t=5000
-    limits = Target("https://a.example", max_concurrency=1)
-    held = take(None, limits, 0, "p1", 5_000)
-    assert isinstance(held, FlowState) and held.leases == {"p1": 5_000}
-    # When another asks while it is held, it waits; after the lease ran out (a crashed holder), it goes
-    assert isinstance(take(held, limits, 1_000, "p2", 5_000), float)
-    after = take(held, limits, 5_001, "p2", 5_000)
-    assert isinstance(after, FlowState) and after.leases == {"p2": 10_001}
 
 
 def test_validate_target_names_every_offending_field() -> None:

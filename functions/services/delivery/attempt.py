@@ -99,7 +99,8 @@ def _attempt_owned(
             return AttemptResult.skipped()
         # The run ends here (its lease is given back); the message keeps its attempts.
         raise DeliveryPaused(f"target {blocked.origin} is {blocked.state.value}")
-    permit = flow_permit(deps, stored)
+    # A lane's attempt is a retry: served before fresh messages (the dispatcher's).
+    permit = flow_permit(deps, stored, retry=event.lane != Lane.INLINE)
     if isinstance(permit, Wait):
         # Before the attempt is counted: the lane's DeliveryThrottled retrier tries again shortly.
         raise DeliveryThrottled(f"the target is at its limit; room in {permit.seconds:.2f} s")
@@ -122,14 +123,16 @@ def _target(stored: StoredMessage) -> str | None:
         return None
 
 
-def flow_permit(deps: DeliveryDependencies, stored: StoredMessage) -> Permit | Wait:
-    """Room at the message's target now (a Permit), or how long to wait; asked before an attempt
-    is counted, so waiting never spends one. Free for a target without limits (cached config)."""
+def flow_permit(deps: DeliveryDependencies, stored: StoredMessage, retry: bool) -> Permit | Wait:
+    """Room at the message's target now (a Permit), or how long to wait (its expected turn); asked
+    before an attempt is counted, so waiting never spends one. `retry`: a retrying message, served
+    before fresh ones. Free for a target without limits (cached config)."""
     origin = _target(stored)
     if origin is None:
         # Not a URL the client would send to: the attempt fails on its own, nothing to limit.
         return Permit(stored.head.key.sender_id, "")
-    permit = deps.flow.acquire(stored.head.key.sender_id, origin)
+    key = stored.head.key
+    permit = deps.flow.acquire(key.sender_id, origin, retry=retry, home=key.message_id)
     if isinstance(permit, Wait):
         metrics.add_metric(name=Metric.THROTTLED, unit=MetricUnit.Count, value=1)
     return permit

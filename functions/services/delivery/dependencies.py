@@ -15,8 +15,8 @@ from functions.adapters.workflows import Workflows
 from functions.domain.breaker import BreakerPolicy
 from functions.domain.config import Settings
 from functions.domain.flow import LEASE_MARGIN_SECONDS, Target
+from functions.services.flow_control import FlowControl
 from functions.services.target_health import TargetBreaker
-from functions.services.targets import FlowControl
 
 if TYPE_CHECKING:
     # The client (urllib3, TLS) is loaded only by the functions that deliver (see `client`).
@@ -45,7 +45,7 @@ class DeliveryDependencies:
 
     @cached_property
     def flow(self) -> FlowControl:
-        """Per-target limits (functions/services/targets.py); free for a target without limits."""
+        """Per-target limits (functions/services/flow_control.py); free for a target without limits."""
         return FlowControl(
             TargetRepository(self.settings.table_name),
             Target(

@@ -117,7 +117,7 @@ def _claim_and_deliver(
             return DispatchOutcome.PAUSED
         return _claim_refused(deps, key, run, epoch) if last_try else None
     inline = deps.settings.first_attempt == FirstAttempt.INLINE
-    permit: Permit | Wait | None = flow_permit(deps, stored) if inline else None
+    permit: Permit | Wait | None = flow_permit(deps, stored, retry=False) if inline else None
     if isinstance(permit, Wait):
         return _defer(deps, queued, head, permit)
     # The fast-lane run this delivery may start: its name is the claim's fencing token.
