@@ -93,12 +93,15 @@ class FlowControl:
             self._limits[key] = (now, limits)
         return limits
 
-    def acquire(self, sender_id: str, origin: str, retry: bool = False, home: str = "") -> Permit | Wait:
+    def acquire(
+        self, sender_id: str, origin: str, retry: bool = False, home: str = "", waited_turn: bool = False
+    ) -> Permit | Wait:
         """A Permit for one attempt now, or the Wait until this taker's expected turn.
 
         `retry`: a retrying message (a lane's attempt), served before fresh ones; `home` (its message
         id) picks the sub-bucket it asks first, where it waits: it comes back to its turn there (or
-        to the mark it left).
+        to the mark it left). `waited_turn`: a fresh taker back at the turn it was told; without a
+        token it asks again at the sub-bucket's next token, not counted in again at the back.
         """
         limits = self.limits(sender_id, origin)
         if limits.unlimited:
@@ -106,7 +109,7 @@ class FlowControl:
         taken: int | None = None
         if limits.rate_per_second is not None:
             share = Share.of(limits)
-            decided = self._take_rate(sender_id, origin, share, retry, home)
+            decided = self._take_rate(sender_id, origin, share, retry, home, waited_turn)
             if isinstance(decided, Wait):
                 return decided
             taken = decided
@@ -151,7 +154,9 @@ class FlowControl:
                 self._buckets[key] = bucket
             return self._buckets.get(key, Bucket())
 
-    def _take_rate(self, sender_id: str, origin: str, share: Share, retry: bool, home: str) -> int | Wait:
+    def _take_rate(
+        self, sender_id: str, origin: str, share: Share, retry: bool, home: str, waited_turn: bool = False
+    ) -> int | Wait:
         """The index of the sub-bucket a permit was taken from, or the Wait for this taker's turn."""
         tries = self._sub_buckets(share.count, home)
         for index in tries:
@@ -159,6 +164,9 @@ class FlowControl:
                 return index
         if retry:
             return self._mark(sender_id, origin, share, tries[0])
+        if waited_turn:
+            bucket, now_us = self._seen(sender_id, origin, tries[0]), self._now_us()
+            return wait_until(bucket.token_at_us(share, now_us, retry=False), now_us)
         return self._enqueue(sender_id, origin, share, tries[0])
 
     @staticmethod

@@ -241,3 +241,19 @@ def test_a_listing_sums_the_sub_buckets_and_counts_the_live_slots() -> None:
     # Then the tokens are the sum (40 + 0 + 20), and in flight are the slots whose lease runs on
     assert snapshot.tokens(share, now_us) == pytest.approx(60.0)
     assert snapshot.in_flight(now_us // 1000) == 2
+
+
+def test_a_taker_back_at_its_turn_without_a_token_is_not_counted_in_again() -> None:
+    # Given a drained 2/s bucket with three fresh takers counted in (turns at 0.5, 1 and 1.5 s)
+    _, clock, flow = _limited(rate=2.0)
+    for _ in range(5):
+        flow.acquire("alpha", ORIGIN)
+    # When the first comes back at its turn but another took the token first
+    clock.now += 0.5
+    assert isinstance(flow.acquire("alpha", ORIGIN), Permit)
+    back = flow.acquire("alpha", ORIGIN, waited_turn=True)
+    # Then it is told the next token's time, not a place at the back of the queue
+    assert isinstance(back, Wait) and back.seconds == pytest.approx(0.5)
+    # And a newcomer still queues behind the two still waiting (turns at 1 and 1.5 s)
+    newcomer = flow.acquire("alpha", ORIGIN)
+    assert isinstance(newcomer, Wait) and newcomer.seconds == pytest.approx(1.5)

@@ -123,16 +123,19 @@ def _target(stored: StoredMessage) -> str | None:
         return None
 
 
-def flow_permit(deps: DeliveryDependencies, stored: StoredMessage, retry: bool) -> Permit | Wait:
+def flow_permit(
+    deps: DeliveryDependencies, stored: StoredMessage, retry: bool, waited_turn: bool = False
+) -> Permit | Wait:
     """Room at the message's target now (a Permit), or how long to wait (its expected turn); asked
     before an attempt is counted, so waiting never spends one. `retry`: a retrying message, served
-    before fresh ones. Free for a target without limits (cached config)."""
+    before fresh ones; `waited_turn`: a fresh one back from waiting its turn (not queued again).
+    Free for a target without limits (cached config)."""
     origin = _target(stored)
     if origin is None:
         # Not a URL the client would send to: the attempt fails on its own, nothing to limit.
         return Permit(stored.head.key.sender_id, "")
     key = stored.head.key
-    permit = deps.flow.acquire(key.sender_id, origin, retry=retry, home=key.message_id)
+    permit = deps.flow.acquire(key.sender_id, origin, retry=retry, home=key.message_id, waited_turn=waited_turn)
     if isinstance(permit, Wait):
         metrics.add_metric(name=Metric.THROTTLED, unit=MetricUnit.Count, value=1)
     return permit

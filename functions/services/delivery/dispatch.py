@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from functions.adapters.observability import logger
@@ -117,7 +118,9 @@ def _claim_and_deliver(
             return DispatchOutcome.PAUSED
         return _claim_refused(deps, key, run, epoch) if last_try else None
     inline = deps.settings.first_attempt == FirstAttempt.INLINE
-    permit: Permit | Wait | None = flow_permit(deps, stored, retry=False) if inline else None
+    permit: Permit | Wait | None = (
+        flow_permit(deps, stored, retry=False, waited_turn=queued.waited_turn) if inline else None
+    )
     if isinstance(permit, Wait):
         return _defer(deps, queued, head, permit)
     # The fast-lane run this delivery may start: its name is the claim's fencing token.
@@ -179,7 +182,8 @@ def _defer(deps: DeliveryDependencies, queued: RunInput, head: MessageHead, wait
     window = deps.settings.redrive_after_seconds
     if head.due_at is None or head.due_at < epoch + wait.whole_seconds + window:
         deps.repository.hold_while_waiting(head, epoch + wait.whole_seconds + 2 * window)
-    deps.delivery_queue.send_json(queued.to_dict(), delay_seconds=wait.whole_seconds)
+    # Counted in its target's queue now: when it comes back it is not counted in again.
+    deps.delivery_queue.send_json(replace(queued, waited_turn=True).to_dict(), delay_seconds=wait.whole_seconds)
     return DispatchOutcome.DEFERRED
 
 

@@ -98,12 +98,15 @@ class RunInput:
     key: MessageKey
     run: int = 0
     wait_seconds: int | None = None
+    # A queue copy sent back to wait for its turn at its target (the dispatcher's deferral): it was
+    # counted in that target's queue then, and is not counted in again when it comes back.
+    waited_turn: bool = False
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> RunInput:
         if not isinstance(event, Mapping):
             raise PayloadInvalid(f"a run's input must be a JSON object, not {type(event).__name__}")
-        return cls(_key(event), _run(event), _whole(event, "waitSeconds", None))
+        return cls(_key(event), _run(event), _whole(event, "waitSeconds", None), event.get("waitedTurn") is True)
 
     @classmethod
     def from_body(cls, body: str) -> RunInput:
@@ -118,6 +121,8 @@ class RunInput:
         payload: dict[str, Any] = {**self.key.to_dict(), "run": self.run}
         if self.wait_seconds is not None:
             payload["waitSeconds"] = self.wait_seconds
+        if self.waited_turn:
+            payload["waitedTurn"] = True
         return payload
 
 
