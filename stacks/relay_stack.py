@@ -7,6 +7,7 @@
     Api                REST API, stage, usage plan, gateway responses
     Operations         GET /messages[/{id}], replay, cancel
     BulkReplay         POST /messages/replay, GET /replays/{id}, the replay job's machine
+    Notifications      outcome callbacks and notifications: grants, PUT/GET/DELETE /notifications, the event bus
     Reconciler         re-drives overdue messages every minute
     Observability      alarms and the dashboard
     TraceSampling      X-Ray sampling rules for the API stage and the state machines
@@ -29,6 +30,7 @@ from stacks.constructs.authentication import SenderAuthentication
 from stacks.constructs.delivery_workflow import DeliveryWorkflow
 from stacks.constructs.functions import Foundation, FunctionPackage
 from stacks.constructs.ingest_workflow import IngestWorkflow
+from stacks.constructs.notifications import Notifications
 from stacks.constructs.observability import Observability, TraceSampling
 from stacks.constructs.operations import Operations
 from stacks.constructs.reconciler import Reconciler
@@ -95,6 +97,15 @@ class RelayStack(Stack):
         self.operations = Operations(self, "Operations", foundation=foundation, api=self.api)
         self.replay = BulkReplay(
             self, "BulkReplay", foundation=foundation, api=self.api, api_function=self.operations.function
+        )
+        delivery = self.delivery
+        self.notifications = Notifications(
+            self,
+            "Notifications",
+            foundation=foundation,
+            reporters=[delivery.dispatcher, delivery.deliver, delivery.finalize],
+            api_function=self.operations.function,
+            api=self.api,
         )
         self.reconciler = Reconciler(
             self,

@@ -1,7 +1,8 @@
 """The read-and-act API: GET /messages/{id}, GET /messages, POST /messages/{id}/replay|cancel,
 POST /messages/replay (bulk), GET /replays/{id},
 and a sender's targets: PUT /targets, GET /targets, DELETE /targets/{id} (id: the origin without its `//`),
-and a target's circuit breaker: GET /targets/health?origin=..., POST /targets/resume.
+and a target's circuit breaker: GET /targets/health?origin=..., POST /targets/resume,
+and a sender's operational notifications: PUT/GET/DELETE /notifications.
 
 The sender comes from the authorizer's context, never from the request.
 """
@@ -168,6 +169,33 @@ def resume_target() -> dict[str, Any]:
         _sender(),
         origin,
     )
+
+
+def _notifications() -> Any:
+    from functions.adapters.notification_store import NotificationStore
+
+    return NotificationStore(get_settings().table_name)
+
+
+@app.put("/notifications")
+def put_notifications() -> dict[str, Any]:
+    from functions.services import notifications
+
+    return notifications.put(_notifications(), get_settings(), _sender(), app.current_event.body)
+
+
+@app.get("/notifications")
+def get_notifications() -> dict[str, Any]:
+    from functions.services import notifications
+
+    return notifications.get(_notifications(), _sender())
+
+
+@app.delete("/notifications")
+def delete_notifications() -> dict[str, Any]:
+    from functions.services import notifications
+
+    return notifications.delete(_notifications(), _sender())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -16,6 +16,8 @@ REPLAY_JOB_PREFIX = "REPLAY#"
 ACTIVITY_PREFIX = "ACTIVE#"
 # A sender's record, and a token's hash (only `relay senders` writes them).
 SENDER_PREFIX = "SENDER#"
+# A sender's operational notifications (PUT /notifications): where its events are delivered.
+NOTIFICATION_PREFIX = "NOTIFY#"
 TOKEN_PREFIX = "TOKEN#"
 
 # -- sort keys (`sk`) ------------------------------------------------------------------------------

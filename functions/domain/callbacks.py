@@ -112,5 +112,21 @@ class OutcomeReport:
         return body
 
 
+@dataclass(frozen=True)
+class NotificationSettings:
+    """Where a sender's operational events go (PUT /notifications), and which ones."""
+
+    sender_id: str
+    url: str
+    events: tuple[NotificationType, ...]
+    updated_at: datetime
+
+    def wants(self, kind: NotificationType) -> bool:
+        return kind in self.events
+
+    def to_body(self) -> dict[str, Any]:
+        return {"url": self.url, "events": [kind.value for kind in self.events], "updatedAt": iso(self.updated_at)}
+
+
 def notification_body(kind: NotificationType, occurred_at: datetime, data: dict[str, Any]) -> dict[str, Any]:
     return {"type": kind.value, "occurredAt": iso(occurred_at), "data": data}

@@ -13,6 +13,7 @@ from functions.domain.exceptions import (
     MessageInvalid,
     MessageNotFinished,
     MessageNotFound,
+    NotificationsNotSet,
     RelayError,
     ReplayJobNotFound,
     TargetNotFound,
@@ -29,6 +30,7 @@ ERROR_CODES: dict[type[Exception], tuple[int, str]] = {
     MessageExpired: (409, "MESSAGE_EXPIRED"),
     ReplayJobNotFound: (404, "REPLAY_NOT_FOUND"),
     TargetNotFound: (404, "TARGET_NOT_FOUND"),
+    NotificationsNotSet: (404, "NOTIFICATIONS_NOT_SET"),
 }
 
 

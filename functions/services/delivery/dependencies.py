@@ -7,7 +7,7 @@ from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from functions.adapters import aws
-from functions.adapters.queue import MessageQueue
+from functions.adapters.queue import DeliveryQueue, MessageQueue
 from functions.adapters.repository import MessageRepository
 from functions.adapters.secrets import SigningSecrets
 from functions.adapters.target_store import TargetRepository
@@ -21,6 +21,7 @@ from functions.services.targets import FlowControl
 if TYPE_CHECKING:
     # The client (urllib3, TLS) is loaded only by the functions that deliver (see `client`).
     from functions.adapters.http_client import DeliveryClient
+    from functions.services.outcomes import Reporter
 
 
 @dataclass
@@ -57,9 +58,17 @@ class DeliveryDependencies:
         )
 
     @cached_property
-    def delivery_queue(self) -> MessageQueue:
-        """Where the dispatcher puts back a message whose target is at its limit."""
-        return MessageQueue(self.settings.queue_url)
+    def delivery_queue(self) -> DeliveryQueue:
+        """Where the dispatcher puts back a message whose target is at its limit, and where the
+        messages Relay sends itself (callbacks, notifications) are enqueued."""
+        return DeliveryQueue(self.settings.queue_url)
+
+    @cached_property
+    def reporter(self) -> Reporter:
+        """Outcome callbacks and notifications (functions/services/outcomes.py)."""
+        from functions.services.outcomes import Reporter
+
+        return Reporter(self.settings, self.repository, self.delivery_queue)
 
     @cached_property
     def breaker(self) -> TargetBreaker:

@@ -29,6 +29,7 @@ from functions.services.delivery.dependencies import DeliveryDependencies
 from functions.services.delivery.lane_endings import fail_message, move_to_slow_lane
 from functions.services.delivery.payloads import DispatchOutcome, Lane, LaneEvent, QueuedRecord, RunInput
 from functions.services.delivery.rules import SNIPPET_CHARS, attempt_lease, attempt_started_event, interrupted_event
+from functions.services.outcomes import report_outcome
 from functions.services.target_health import pause
 
 
@@ -97,6 +98,9 @@ def _claim_and_deliver(
     """None when the claim was refused on a possibly stale read (the caller reads again)."""
     head, key, run = stored.head, stored.head.key, queued.run
     if head.is_terminal:
+        if head.run == run:
+            # The queue's redelivery after a dispatcher that finished it crashed: report it (once).
+            report_outcome(deps.reporter, stored)
         return DispatchOutcome.TERMINAL
     if head.run != run:
         return DispatchOutcome.STALE_RUN if head.run > run or last_try else None

@@ -13,7 +13,7 @@ from functions.adapters.workflows import execution_name, standard_execution_arn
 from functions.contract.metric_names import Metric
 from functions.domain.clock import iso
 from functions.domain.exceptions import DeliveryDeferred, RelayError
-from functions.domain.model import Event, EventType, Status, fencing_token
+from functions.domain.model import Event, EventType, Status, StoredMessage, fencing_token
 from functions.services.delivery.dependencies import DeliveryDependencies
 from functions.services.delivery.payloads import (
     NO_FAILURE,
@@ -25,6 +25,7 @@ from functions.services.delivery.payloads import (
     RunInput,
 )
 from functions.services.delivery.rules import SNIPPET_CHARS, interrupted_event
+from functions.services.outcomes import report_outcome
 
 
 def failure_reason(event: LaneEvent) -> str:
@@ -72,6 +73,10 @@ def fail_message(event: LaneEvent, deps: DeliveryDependencies) -> EndingResult:
         head = updated or deps.repository.get_head(key) or head
     if head.status != Status.FAILED or head.run != run:
         return SKIPPED
+    content = deps.repository.get_contents([key]).get(key)
+    if content is not None:
+        # After FAILED is written, by every try of this step (functions/services/outcomes.py).
+        report_outcome(deps.reporter, StoredMessage(head, content))
     # A retried step finds FAILED already: it keeps the first reason and sends the dead letter again
     # (the failed-messages queue is at-least-once like every queue; consumers dedupe by message id).
     reason = head.last_error or reason
