@@ -1,0 +1,148 @@
+"""Outcome callbacks and operational notifications in one process, as a sender sees them: the real
+dispatcher, lanes and API on moto, delivering over real HTTP to a local target
+(functions/services/outcomes.py, functions/services/emit.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from functions.domain.signing import sign
+from relay.client import RelayClient
+from relay.local.runtime import LocalRelay
+from relay.local.targets import ReceivedRequest, TargetServer
+from tests.conftest import make_message
+from tests.support import SHORT_POLICY, wait_until_terminal
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[LocalRelay]:
+    with LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY, reconcile_every_seconds=0.5) as running:
+        yield running
+
+
+@pytest.fixture
+def client(relay: LocalRelay) -> RelayClient:
+    return RelayClient(relay.url, token=relay.dev_token)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[TargetServer]:
+    with TargetServer() as running:
+        yield running
+
+
+def send(client: RelayClient, **fields: Any) -> dict[str, Any]:
+    message = make_message(senderId="dev", **fields)
+    answer = client.send(message)
+    assert answer.status == 202, answer.body
+    return message
+
+
+def wait_requests(server: TargetServer, path: str, count: int = 1, timeout: float = 30) -> list[ReceivedRequest]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = server.requests_to(path)
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{path} got {len(server.requests_to(path))} requests, not {count}")
+
+
+def assert_signed(request: ReceivedRequest, secret: str) -> None:
+    """The Standard Webhooks signature of the request, checked with the sender's secret."""
+    webhook_id, timestamp = request.header("webhook-id"), request.header("webhook-timestamp")
+    assert webhook_id and timestamp
+    assert request.header("webhook-signature") == sign(secret, webhook_id, int(timestamp), request.body)
+
+
+def test_a_delivered_message_calls_back_once_signed_naming_it(
+    relay: LocalRelay, client: RelayClient, server: TargetServer
+) -> None:
+    # Given a message to a target that takes it, with a callbackUrl
+    message = send(client, targetUrl=f"{server.url}/ok/cb1", callbackUrl=f"{server.url}/callback/delivered")
+    # When it is delivered
+    assert wait_until_terminal(client, message)["status"] == "DELIVERED"
+    (callback,) = wait_requests(server, "/callback/delivered")
+    # Then one callback arrives, signed with the sender's secret, naming the message and DELIVERED
+    assert_signed(callback, relay.dev_secret)
+    body = json.loads(callback.body)
+    assert body["messageId"] == message["messageId"]
+    assert body["status"] == "DELIVERED"
+    assert body["attempts"] == 1
+    assert body["response"] == {"statusCode": 200, "bodySnippet": "ok"}
+    assert body["acceptedAt"] <= body["finishedAt"]
+    # And the callback is a message of its own, visible in the API, delivered once
+    callback_id = callback.header("webhook-id")
+    time.sleep(0.5)
+    assert len(server.requests_to("/callback/delivered")) == 1
+    assert callback_id
+
+
+def test_a_failed_message_calls_its_failure_callback_once(
+    relay: LocalRelay, client: RelayClient, server: TargetServer
+) -> None:
+    # Given a message to a target that answers 404, with both callbacks
+    message = send(
+        client,
+        targetUrl=f"{server.url}/missing/cb2",
+        callbackUrl=f"{server.url}/callback/never",
+        failureCallbackUrl=f"{server.url}/callback/failed",
+    )
+    # When it fails
+    assert wait_until_terminal(client, message)["status"] == "FAILED"
+    (callback,) = wait_requests(server, "/callback/failed")
+    # Then the failure callback arrives, signed, naming the message, FAILED and the 404
+    assert_signed(callback, relay.dev_secret)
+    body = json.loads(callback.body)
+    assert (body["messageId"], body["status"]) == (message["messageId"], "FAILED")
+    assert body["response"]["statusCode"] == 404
+    assert "404" in body["error"]
+    time.sleep(0.5)
+    assert len(server.requests_to("/callback/failed")) == 1
+    assert server.requests_to("/callback/never") == []
+
+
+def test_a_callback_url_that_is_private_on_aws_is_refused_naming_the_field(client: RelayClient) -> None:
+    # Given relay dev (private targets allowed), When a callback is not a URL at all, Then 400 names it
+    answer = client.send(make_message(senderId="dev", callbackUrl="ftp://example.com/x"))
+    assert answer.status == 400
+    assert [detail["path"] for detail in answer.body["error"]["details"]] == ["$.callbackUrl"]
+
+
+def test_message_failed_notification_arrives_naming_the_message(
+    relay: LocalRelay, client: RelayClient, server: TargetServer
+) -> None:
+    # Given the sender subscribed to message.failed
+    answer = client.put_notifications(f"{server.url}/notify", ["message.failed"])
+    assert answer.status == 200, answer.body
+    assert client.notifications().body["events"] == ["message.failed"]
+    try:
+        # When a message to a 404 fails
+        message = send(client, targetUrl=f"{server.url}/missing/ntf")
+        assert wait_until_terminal(client, message)["status"] == "FAILED"
+        # Then the notification arrives, signed, naming the message
+        notification = next(
+            request
+            for request in wait_requests(server, "/notify")
+            if json.loads(request.body)["data"]["messageId"] == message["messageId"]
+        )
+        assert_signed(notification, relay.dev_secret)
+        body = json.loads(notification.body)
+        assert body["type"] == "message.failed"
+        assert body["data"]["status"] == "FAILED"
+        assert body["occurredAt"]
+    finally:
+        assert client.delete_notifications().status == 200
+    assert client.notifications().status == 404
+
+
+def test_a_bad_notification_setting_is_refused_naming_the_field(client: RelayClient) -> None:
+    answer = client.put_notifications("https://example.com/x", ["message.exploded"])
+    assert answer.status == 400
+    assert answer.body["error"]["code"] == "VALIDATION_ERROR"
+    assert [detail["path"] for detail in answer.body["error"]["details"]] == ["$.events[0]"]
