@@ -5,7 +5,7 @@
 - POST /messages is the deployed integration: its request mapping template rendered, the ingest
   machine started synchronously with what it produced, the integration response rendered; POST
   /messages/batch the same with the batch ingest machine (any other method there: 404, as on AWS).
-- The other /messages routes, /replays/{id} and /targets... invoke the API Lambda handler with an
+- The other /messages routes, /replays/{id}, /notifications and /targets... invoke the API Lambda handler with an
   API Gateway proxy event.
 - /_admin/senders... serves `relay senders` locally, only with the admin token `relay dev` prints.
 - Every route refuses a `Host` that is not the address served (421): a web page whose name was
@@ -159,6 +159,8 @@ class RelayHttpServer(StrictHttpServer):
             return self._messages(request)
         if path == "/targets" or path.startswith("/targets/"):
             return self._targets(request)
+        if path == "/notifications":
+            return self._notifications(request)
         if request.method == "GET" and path == "/health":
             return HttpResponse(200, json.dumps({"status": "ok"}), headers=_request_id(request))
         if request.method == "GET" and path == "/openapi.json" and OPENAPI_PATH.exists():
@@ -191,6 +193,15 @@ class RelayHttpServer(StrictHttpServer):
         # hands the function the path as sent.
         nested = request.path not in fixed and "/" in unquote(request.path.removeprefix("/targets/"))
         if request.method not in allowed or nested:
+            return _error(404, "NOT_FOUND", "No such route.", request)
+        admitted = self.gateway.admit(_gateway_request(request))
+        if isinstance(admitted, Answer):
+            return _from_answer(admitted, request)
+        return self._api(request, admitted)
+
+    def _notifications(self, request: HttpRequest) -> HttpResponse:
+        """PUT|GET|DELETE /notifications: the API function, as on AWS."""
+        if request.method not in ("PUT", "GET", "DELETE"):
             return _error(404, "NOT_FOUND", "No such route.", request)
         admitted = self.gateway.admit(_gateway_request(request))
         if isinstance(admitted, Answer):
