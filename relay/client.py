@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import urllib.error
@@ -139,7 +140,7 @@ class RelayClient:
     def resume_target(self, origin: str) -> ApiAnswer:
         return self.request("POST", "/targets/resume", json.dumps({"origin": origin}).encode("utf-8"))
 
-    def put_notifications(self, url: str, events: list[str]) -> ApiAnswer:
+    def put_notifications(self, url: str, events: tuple[str, ...] | builtins.list[str]) -> ApiAnswer:
         return self.request("PUT", "/notifications", json.dumps({"url": url, "events": events}).encode("utf-8"))
 
     def notifications(self) -> ApiAnswer:

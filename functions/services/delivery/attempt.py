@@ -44,7 +44,7 @@ from functions.services.delivery.rules import (
     retry_delay,
     webhook_id,
 )
-from functions.services.outcomes import report_outcome
+from functions.services.outcomes import report_outcome, report_paused
 from functions.services.target_health import pause
 
 if TYPE_CHECKING:
@@ -99,8 +99,10 @@ def _attempt_owned(
     head, tokens, epoch = stored.head, event.tokens, int(now.timestamp())
     blocked = blocked_by(deps, stored)
     if blocked is not None:
-        if pause(deps.repository, head, blocked, deps.breaker.policy, owner=tokens) is None:
+        paused = pause(deps.repository, head, blocked, deps.breaker.policy, owner=tokens)
+        if paused is None:
             return AttemptResult.skipped()
+        notify_paused(deps, paused, blocked.origin)
         # The run ends here (its lease is given back); the message keeps its attempts.
         raise DeliveryPaused(f"target {blocked.origin} is {blocked.state.value}")
     permit = flow_permit(deps, stored)
@@ -117,6 +119,14 @@ def _attempt_owned(
     finally:
         deps.flow.release(permit)
     return None
+
+
+def notify_paused(deps: DeliveryDependencies, head: MessageHead, origin: str) -> None:
+    """`message.paused`, best effort: the pause is written and stands whatever happens here."""
+    try:
+        report_paused(deps.reporter, head, origin)
+    except Exception:
+        logger.exception("Could not notify the paused message")
 
 
 def _target(stored: StoredMessage) -> str | None:

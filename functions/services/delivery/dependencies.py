@@ -12,7 +12,7 @@ from functions.adapters.repository import MessageRepository
 from functions.adapters.secrets import SigningSecrets
 from functions.adapters.target_store import TargetRepository
 from functions.adapters.workflows import Workflows
-from functions.domain.breaker import BreakerPolicy
+from functions.domain.breaker import BreakerPolicy, TargetHealth
 from functions.domain.config import Settings
 from functions.domain.flow import LEASE_MARGIN_SECONDS, Target
 from functions.services.target_health import TargetBreaker
@@ -76,7 +76,12 @@ class DeliveryDependencies:
         from functions.adapters.target_health_store import TargetHealthRepository
 
         store = TargetHealthRepository.from_settings(self.settings)
-        return TargetBreaker(store, BreakerPolicy.from_settings(self.settings))
+        return TargetBreaker(store, BreakerPolicy.from_settings(self.settings), on_change=self._target_changed)
+
+    def _target_changed(self, health: TargetHealth, opened: bool) -> None:
+        from functions.services.outcomes import report_target
+
+        report_target(self.reporter, health.sender_id, health.origin, opened, health.opened_at)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryDependencies:

@@ -24,7 +24,7 @@ from functions.domain.exceptions import (
 )
 from functions.domain.flow import Permit, Wait
 from functions.domain.model import Event, EventType, MessageHead, MessageKey, StoredMessage, fencing_token
-from functions.services.delivery.attempt import blocked_by, flow_permit, send
+from functions.services.delivery.attempt import blocked_by, flow_permit, notify_paused, send
 from functions.services.delivery.dependencies import DeliveryDependencies
 from functions.services.delivery.lane_endings import fail_message, move_to_slow_lane
 from functions.services.delivery.payloads import DispatchOutcome, Lane, LaneEvent, QueuedRecord, RunInput
@@ -112,7 +112,9 @@ def _claim_and_deliver(
     blocked = blocked_by(deps, stored)
     if blocked is not None:
         # Its target is OPEN: PAUSED instead of attempted (unless a live run holds the lease).
-        if pause(deps.repository, head, blocked, deps.breaker.policy, lease_free_at=epoch) is not None:
+        paused = pause(deps.repository, head, blocked, deps.breaker.policy, lease_free_at=epoch)
+        if paused is not None:
+            notify_paused(deps, paused, blocked.origin)
             return DispatchOutcome.PAUSED
         return _claim_refused(deps, key, run, epoch) if last_try else None
     inline = deps.settings.first_attempt == FirstAttempt.INLINE
