@@ -38,8 +38,8 @@ from functions.domain.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
 from functions.domain.model import EventType, Status
 from functions.domain.validation import MAX_BATCH_MESSAGES, MAX_BATCH_REQUEST_BYTES
 from functions.services.api_errors import ERROR_CODES
-from functions.services.operations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from functions.services.notifications import NOTIFICATION_SCHEMA_PATH
+from functions.services.operations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from functions.services.replays import PAGE_SIZE, PAGES_PER_RUN, JobState, replay_schema
 from functions.services.runs import ExecutionType, Workflow
 from stacks.paths import OPENAPI_PATH, PYPROJECT

@@ -171,6 +171,11 @@ class RelayStack(Stack):
             ("SlowLaneArn", delivery.slow_lane.state_machine_arn, "Delivery slow lane (STANDARD)"),
             ("ReplayStateMachineArn", self.replay.state_machine.state_machine_arn, "Bulk replay jobs (STANDARD)"),
             ("DashboardName", self.observability.dashboard.dashboard_name, "CloudWatch dashboard of the whole path"),
+            (
+                "EventBusName",
+                self.notifications.bus.event_bus_name,
+                "Operational notifications (source relay): route them with EventBridge rules",
+            ),
         ]
         for output_id, value, description in outputs:
             CfnOutput(self, output_id, value=value, description=description)

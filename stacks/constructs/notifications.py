@@ -2,11 +2,12 @@
 
 A callback or a notification is a Relay message of its own, stored and enqueued by the function
 that recorded what it reports (functions/services/outcomes.py): the dispatcher and the lanes'
-deliver and finalize steps. Each of them gets exactly what that needs: PutItem on message and
-activity items (the content and the head, the sender's activity minute), the delivery queue, a read
-of the sender's notification setting (GetItem on the table, which they have), and PutEvents on this
-stack's own bus, where every notification also goes (source `relay`) for users' EventBridge rules.
-The API function writes the notification settings (PUT/DELETE /notifications): NOTIFY# items only.
+deliver and finalize steps. Each of them gets exactly what that needs beyond what it has (PutItem
+and UpdateItem on message items, GetItem on the table for the sender's notification setting): PutItem
+on activity items (the sender's activity minute, so the reconciler finds an emitted message that was
+never enqueued), SendMessage on the delivery queue, and PutEvents on this stack's own bus, where every notification also goes (source `relay`) for users' EventBridge rules.
+The API function writes the notification settings (PUT/DELETE /notifications, NOTIFY# items: its
+write grant in stacks/constructs/operations.py); its routes are added here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_events as events
 from constructs import Construct
 
-from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX, NOTIFICATION_PREFIX
+from functions.contract.key_prefixes import ACTIVITY_PREFIX
 from functions.contract.settings_names import Setting
 from stacks.constructs.api import Api
 from stacks.constructs.functions import Foundation, RelayFunction
@@ -40,15 +41,11 @@ class Notifications(Construct):
         for function in reporters:
             function.function.add_environment(Setting.QUEUE_URL, queue.queue_url)
             function.function.add_environment(Setting.EVENT_BUS_NAME, self.bus.event_bus_name)
-            function.grant_item_writes(
-                table.table_arn, "dynamodb:PutItem", "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX, ACTIVITY_PREFIX)
-            )
-            function.grant([table.table_arn], "dynamodb:GetItem")
+            # Message items: PutItem (content, head) and UpdateItem (a failed enqueue) they already
+            # have for their own work; the sender's activity minute is the one new kind of item.
+            function.grant_item_writes(table.table_arn, "dynamodb:PutItem", prefixes=(ACTIVITY_PREFIX,))
             function.grant([queue.queue_arn], "sqs:SendMessage")
             function.grant([self.bus.event_bus_arn], "events:PutEvents")
-        api_function.grant_item_writes(
-            table.table_arn, "dynamodb:PutItem", "dynamodb:DeleteItem", prefixes=(NOTIFICATION_PREFIX,)
-        )
         # PUT/GET/DELETE /notifications: the API function, behind the authorizer like every route.
         integration = apigateway.LambdaIntegration(api_function.function, proxy=True, allow_test_invoke=False)
         resource = api.rest_api.root.add_resource("notifications")

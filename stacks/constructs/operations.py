@@ -20,7 +20,12 @@ from __future__ import annotations
 from aws_cdk import aws_apigateway as apigateway
 from constructs import Construct
 
-from functions.contract.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX, TARGET_PREFIX
+from functions.contract.key_prefixes import (
+    MESSAGE_PREFIX,
+    NOTIFICATION_PREFIX,
+    REPLAY_JOB_PREFIX,
+    TARGET_PREFIX,
+)
 from stacks.constructs.api import Api
 from stacks.constructs.functions import Foundation
 from stacks.constructs.storage import SENDER_INDEX, STATUS_INDEX
@@ -53,14 +58,15 @@ class Operations(Construct):
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
         # Targets (functions/services/targets.py): PUT writes a target's limits, DELETE removes them and
         # its flow state; GET lists them from the byStatus index (granted above) and reads the states.
-        # Writes reach messages, targets and replay jobs only: the function that parses the internet's
+        # Writes reach messages, targets, replay jobs and notification settings only (PUT/DELETE
+        # /notifications, routed in stacks/constructs/notifications.py): the function that parses the internet's
         # requests can never rewrite a sender's record or a token hash (LeadingKeys).
         self.function.grant_item_writes(
             table.table_arn,
             "dynamodb:UpdateItem",
             "dynamodb:PutItem",
             "dynamodb:DeleteItem",
-            prefixes=(MESSAGE_PREFIX, TARGET_PREFIX, REPLAY_JOB_PREFIX),
+            prefixes=(MESSAGE_PREFIX, TARGET_PREFIX, REPLAY_JOB_PREFIX, NOTIFICATION_PREFIX),
         )
 
         self._add_routes(api)

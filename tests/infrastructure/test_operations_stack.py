@@ -50,6 +50,9 @@ ROUTES = [
     ("DELETE", "/targets/{targetId}"),
     ("GET", "/targets/health"),
     ("POST", "/targets/resume"),
+    ("PUT", "/notifications"),
+    ("GET", "/notifications"),
+    ("DELETE", "/notifications"),
 ]
 OPERATION_ROUTES = ROUTES[2:]
 RELAY_METRICS = (
@@ -266,6 +269,10 @@ def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synt
         "PUT /targets": {"dynamodb:PutItem": [table]},
         "GET /targets": {"dynamodb:Query": [status_index], "dynamodb:BatchGetItem": [table]},
         "DELETE /targets/{targetId}": {"dynamodb:DeleteItem": [table]},
+        # a sender's notification setting: one item (functions/adapters/notification_store.py)
+        "PUT /notifications": {"dynamodb:PutItem": [table]},
+        "GET /notifications": {"dynamodb:GetItem": [table]},
+        "DELETE /notifications": {"dynamodb:DeleteItem": [table]},
     }
     required: dict[str, list[Any]] = {}
     for calls in needs.values():
@@ -289,7 +296,7 @@ def test_the_api_function_writes_only_messages_targets_and_replay_jobs(synth: Sy
     assert statements
     for statement in statements:
         assert statement["Condition"] == {
-            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["MSG#*", "TARGET#*", "REPLAY#*"]}
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["MSG#*", "TARGET#*", "REPLAY#*", "NOTIFY#*"]}
         }
 
 
@@ -307,7 +314,7 @@ def test_no_function_may_write_every_item_of_the_table(synth: Synthesized) -> No
     assert statements
     for statement in statements:
         patterns = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-        assert set(patterns) <= {"MSG#*", "TARGET#*", "REPLAY#*", "ACTIVE#*"}, statement
+        assert set(patterns) <= {"MSG#*", "TARGET#*", "REPLAY#*", "ACTIVE#*", "NOTIFY#*"}, statement
 
 
 def test_the_api_function_is_configured_for_replays(synth: Synthesized) -> None:
