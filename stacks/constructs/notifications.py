@@ -2,12 +2,13 @@
 
 A callback or a notification is a Relay message of its own, stored and enqueued by the function
 that recorded what it reports (functions/services/outcomes.py): the dispatcher and the lanes'
-deliver and finalize steps. Each of them gets exactly what that needs beyond what it has (PutItem
-and UpdateItem on message items, GetItem on the table for the sender's notification setting): PutItem
-on activity items (the sender's activity minute, so the reconciler finds an emitted message that was
-never enqueued), SendMessage on the delivery queue, and PutEvents on this stack's own bus, where every notification also goes (source `relay`) for users' EventBridge rules.
-The API function writes the notification settings (PUT/DELETE /notifications, NOTIFY# items: its
-write grant in stacks/constructs/operations.py); its routes are added here.
+deliver and finalize steps. Beyond what they have for their own work (PutItem and UpdateItem on
+message items, GetItem on the table for the sender's notification setting), each gets: PutItem on
+activity items (the sender's activity minute, so the reconciler finds an emitted message that was
+never enqueued), SendMessage on the delivery queue, and PutEvents on this stack's own bus, where
+every notification also goes (source `relay`) for users' EventBridge rules. The API function writes
+the notification settings (PUT/DELETE /notifications, NOTIFY# items: its write grant is in
+stacks/constructs/operations.py); its routes are added here.
 """
 
 from __future__ import annotations

@@ -237,7 +237,7 @@ def test_dispatcher_may_claim_attempt_start_the_fast_lane_and_fail_messages(synt
         # a first attempt answered with a long Retry-After goes straight to the slow lane
         "states:StartExecution": [machine_ref(synth, "fast"), machine_ref(synth, "slow")],
         # the failed queue; the delivery queue (a target at its limit; a callback or notification)
-        "sqs:SendMessage": refs(queue_arn(failed_queue_id(synth)), queue_arn(main), queue_arn(main)),
+        "sqs:SendMessage": refs(queue_arn(failed_queue_id(synth)), queue_arn(main)),
         "secretsmanager:GetSecretValue": [SENDER_SECRETS],
     }
     assert step_environment(synth, "dispatcher")[Setting.FIRST_ATTEMPT] == "inline"
