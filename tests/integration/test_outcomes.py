@@ -5,24 +5,63 @@ dispatcher, lanes and API on moto, delivering over real HTTP to a local target
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
+from functions.contract.settings_names import Setting
 from functions.domain.signing import sign
+from functions.services.target_health import origin_of
 from relay.client import RelayClient
+from relay.local.emulator import REGION
 from relay.local.runtime import LocalRelay
 from relay.local.targets import ReceivedRequest, TargetServer
 from tests.conftest import make_message
 from tests.support import SHORT_POLICY, wait_until_terminal
 
 
+# A small breaker so a target opens after a few failed attempts (a 404 is not one: it never counts).
+BREAKER = {
+    Setting.BREAKER_FAILURE_THRESHOLD: "3",
+    Setting.BREAKER_PROBE_AFTER_SECONDS: "1",
+    Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: "2",
+}
+
+
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY, reconcile_every_seconds=0.5) as running:
+    with LocalRelay(
+        port=0, time_scale=0.01, policy=SHORT_POLICY, environment=BREAKER, reconcile_every_seconds=0.5
+    ) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def bus_events(relay: LocalRelay) -> str:
+    """A queue that an EventBridge rule on Relay's bus (source relay) copies every event to."""
+    events, sqs = boto3.client("events", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName="test-relay-events")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = os.environ[Setting.EVENT_BUS_NAME]
+    events.put_rule(Name="relay-events", EventBusName=bus, EventPattern=json.dumps({"source": ["relay"]}))
+    events.put_targets(Rule="relay-events", EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue}])
+    return str(queue_url)
+
+
+def bus_event(queue_url: str, detail_type: str, matches: Any, timeout: float = 30) -> dict[str, Any]:
+    sqs = boto3.client("sqs", region_name=REGION)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            event = json.loads(message["Body"])
+            if event["detail-type"] == detail_type and matches(event["detail"]):
+                return dict(event)
+        time.sleep(0.05)
+    raise AssertionError(f"no {detail_type} event on the bus")
 
 
 @pytest.fixture
@@ -115,7 +154,7 @@ def test_a_callback_url_that_is_private_on_aws_is_refused_naming_the_field(clien
 
 
 def test_message_failed_notification_arrives_naming_the_message(
-    relay: LocalRelay, client: RelayClient, server: TargetServer
+    relay: LocalRelay, client: RelayClient, server: TargetServer, bus_events: str
 ) -> None:
     # Given the sender subscribed to message.failed
     answer = client.put_notifications(f"{server.url}/notify", ["message.failed"])
@@ -136,6 +175,9 @@ def test_message_failed_notification_arrives_naming_the_message(
         assert body["type"] == "message.failed"
         assert body["data"]["status"] == "FAILED"
         assert body["occurredAt"]
+        # And the same event is on Relay's EventBridge bus (source relay), for users' rules
+        event = bus_event(bus_events, "message.failed", lambda d: d["data"]["messageId"] == message["messageId"])
+        assert (event["source"], event["detail"]["senderId"]) == ("relay", "dev")
     finally:
         assert client.delete_notifications().status == 200
     assert client.notifications().status == 404
@@ -146,3 +188,29 @@ def test_a_bad_notification_setting_is_refused_naming_the_field(client: RelayCli
     assert answer.status == 400
     assert answer.body["error"]["code"] == "VALIDATION_ERROR"
     assert [detail["path"] for detail in answer.body["error"]["details"]] == ["$.events[0]"]
+
+
+def test_a_target_that_opens_and_closes_notifies_both(
+    relay: LocalRelay, client: RelayClient, server: TargetServer, bus_events: str
+) -> None:
+    # Given the sender subscribed to target.opened and target.closed, and a target that fails for now
+    assert client.put_notifications(f"{server.url}/notify-targets", ["target.opened", "target.closed"]).ok
+    try:
+        with TargetServer() as down:
+            origin = origin_of(down.url)
+            # When its messages' failed attempts open its circuit
+            message = send(client, targetUrl=f"{down.url}/switch/breaker")
+            opened = wait_requests(server, "/notify-targets")[0]
+            # Then target.opened arrives, signed, naming the target (and goes on the bus)
+            assert_signed(opened, relay.dev_secret)
+            assert json.loads(opened.body)["type"] == "target.opened"
+            assert json.loads(opened.body)["data"] == {"target": origin}
+            bus_event(bus_events, "target.opened", lambda d: d["data"]["target"] == origin)
+            # And when it recovers, a probe closes it: target.closed arrives, and the message is delivered
+            down.heal("breaker")
+            closed = wait_requests(server, "/notify-targets", count=2)[1]
+            assert json.loads(closed.body)["type"] == "target.closed"
+            assert json.loads(closed.body)["data"] == {"target": origin}
+            assert wait_until_terminal(client, message)["status"] == "DELIVERED"
+    finally:
+        assert client.delete_notifications().ok
