@@ -14,7 +14,12 @@ import boto3
 import pytest
 
 from functions.contract.settings_names import Setting
+from functions.domain.callbacks import Outcome, callback_id
+from functions.domain.config import get_settings
+from functions.domain.model import MessageKey
 from functions.domain.signing import sign
+from functions.services import delivery
+from functions.services.outcomes import report_outcome
 from functions.services.target_health import origin_of
 from relay.client import RelayClient
 from relay.local.emulator import REGION
@@ -22,7 +27,6 @@ from relay.local.runtime import LocalRelay
 from relay.local.targets import ReceivedRequest, TargetServer
 from tests.conftest import make_message
 from tests.support import SHORT_POLICY, wait_until_terminal
-
 
 # A small breaker so a target opens after a few failed attempts (a 404 is not one: it never counts).
 BREAKER = {
@@ -214,3 +218,22 @@ def test_a_target_that_opens_and_closes_notifies_both(
             assert wait_until_terminal(client, message)["status"] == "DELIVERED"
     finally:
         assert client.delete_notifications().ok
+
+
+def test_an_outcome_reported_again_calls_back_no_second_time(
+    relay: LocalRelay, client: RelayClient, server: TargetServer
+) -> None:
+    # Given a delivered message whose callback came
+    message = send(client, targetUrl=f"{server.url}/ok/again", callbackUrl=f"{server.url}/callback/again")
+    assert wait_until_terminal(client, message)["status"] == "DELIVERED"
+    wait_requests(server, "/callback/again")
+    callback = callback_id(message["messageId"], 0, Outcome.DELIVERED)
+    # When the outcome is reported again, as a retried step (or a redelivered queue message) does
+    deps = delivery.dependencies(get_settings())
+    stored = deps.repository.get_message(MessageKey("dev", message["messageId"]))
+    assert stored is not None
+    report_outcome(deps.reporter, stored)
+    # Then the callback is the same one message, delivered once, that names itself as Relay's own
+    record = client.status(callback).body
+    assert (record["status"], record["attempts"], record["run"]) == ("DELIVERED", 1, 0)
+    assert len(server.requests_to("/callback/again")) == 1
