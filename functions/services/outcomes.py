@@ -2,8 +2,9 @@
 operational notifications, each sent as a Relay message of its own (functions/services/emit.py).
 
 When, relative to the write it reports: AFTER it, from the step that wrote it, and again from
-every path that finds the outcome already written by the same run (a retried Deliver or MarkFailed
-step, the queue's redelivery to the dispatcher). The emit's id is derived from the message, its
+every path that finds the outcome already written by the same run: a retried Deliver or MarkFailed
+step, the queue's redelivery to the dispatcher, and a lane's MoveToSlowLane or GiveBack reached
+because a step failed after the write (lane_endings.report_if_finished). The emit's id is derived from the message, its
 run and the outcome (a notification's from the event), so however often those paths run, one
 callback and one notification is stored, and a failed emit raises so that the step runs again.
 Nothing is sent before the outcome is recorded (no callback for an outcome that did not happen),
