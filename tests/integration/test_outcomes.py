@@ -236,4 +236,6 @@ def test_an_outcome_reported_again_calls_back_no_second_time(
     # Then the callback is the same one message, delivered once, that names itself as Relay's own
     record = client.status(callback).body
     assert (record["status"], record["attempts"], record["run"]) == ("DELIVERED", 1, 0)
+    assert record["emittedBy"] == "relay"
+    assert client.status(message["messageId"]).body["callbackUrl"] == f"{server.url}/callback/again"
     assert len(server.requests_to("/callback/again")) == 1
