@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from functions.domain.clock import iso
 from functions.domain.callbacks import CALLBACK_FIELDS
+from functions.domain.clock import iso
 from functions.domain.model import EMITTED_FIELD, Event, EventType, MessageHead, StoredMessage
 
 
