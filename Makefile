@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install dev test lint unit synth bench soak clean
+.PHONY: install dev test lint unit synth bench soak screenshots clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,11 @@ bench: install
 # `make test` runs a small version of each scenario (tests/soak).
 soak: install
 	$(PY) -m bench.soak
+
+# The web console's pictures in docs/console/ (README, "Console"): headless Chromium against a fresh
+# relay. Needs Chromium (`apt-get install chromium`), as `make test` does for tests/browser.
+screenshots: install
+	$(PY) -m tests.browser.screenshots
 
 clean:
 	rm -rf .build cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
 """Lambda code and dependency layer, built without Docker.
 
-- `stage_function_source()` copies `functions/` and `schemas/` (nothing else, no bytecode) into
-  `.build/lambda-src/`; every function of the stack uses that one asset.
+- `stage_function_source()` copies `functions/`, `schemas/` and `console/` (the web console's files,
+  which the API function serves; nothing else, no bytecode) into `.build/lambda-src/`; every
+  function of the stack uses that one asset.
 - `ensure_dependency_layer()` pip-installs the runtime dependencies of `pyproject.toml` (minus the
   AWS SDK, which the Lambda runtime provides) as manylinux2014 aarch64 / CPython 3.12 wheels into
   `.build/layer/<key>/python/`. The key is a hash of the requirement list and the pip target, so
@@ -30,8 +31,8 @@ BUILD_DIR = PROJECT_ROOT / ".build"
 FUNCTION_SOURCE_DIR = BUILD_DIR / "lambda-src"
 LAYER_ROOT = BUILD_DIR / "layer"
 
-# What the functions need at run time besides their own code.
-SOURCE_PACKAGES = ("functions", "schemas")
+# What the functions need at run time besides their own code (console/: the files GET /console serves).
+SOURCE_PACKAGES = ("functions", "schemas", "console")
 
 # The Lambda target the layer is built for; must match the functions' runtime and architecture.
 LAMBDA_PYTHON_VERSION = "3.12"
@@ -157,7 +158,7 @@ def ensure_dependency_layer(requirements: list[str] | None = None, rebuild: bool
 
 
 def stage_function_source(destination: Path = FUNCTION_SOURCE_DIR) -> Path:
-    """Copy the functions' code and schemas into `destination`, replacing what was there."""
+    """Copy the functions' code, schemas and console files into `destination`, replacing what was there."""
     staging = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""What several suites need to drive a relay: waiting for a message's status, one way.
+"""What several suites need to drive a relay, one way: waiting for a message's status; the web
+console's browser (Chromium) and the relay it is tested against.
 
 A terminal status is written a moment before its terminal event is appended, so waiting for a
 terminal status also waits for that event: a test then reads a complete history.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from functions.contract.settings_names import Setting
 from relay.client import RelayClient
 
 TERMINAL = ("DELIVERED", "FAILED", "CANCELLED")
@@ -113,3 +115,84 @@ def quick_reconciling_relay() -> Any:
         reconcile_every_seconds=0.5,
         environment={Setting.REDRIVE_AFTER_SECONDS: "1"},
     )
+
+
+# -- The web console in headless Chromium (tests/browser, `make screenshots`) ----------------------
+
+# A Chromium or Chrome binary to drive instead of the one on the PATH.
+CHROMIUM_VARIABLE = "RELAY_CHROMIUM"
+_CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome")
+GET_CHROMIUM = (
+    "Install Debian's package: `sudo apt-get install -y chromium` (.ci/run does this when it runs as "
+    f"root), or set {CHROMIUM_VARIABLE} to a Chromium or Chrome binary. Playwright (pip install -e "
+    "'.[dev]') drives it; Playwright's own browser download is not used."
+)
+# The breaker of the console's relay: a target opens after 3 failed attempts and is never probed
+# within a test, so an OPEN circuit stays OPEN until the test resumes it.
+CONSOLE_BREAKER = {
+    Setting.BREAKER_FAILURE_THRESHOLD: "3",
+    Setting.BREAKER_PROBE_AFTER_SECONDS: "3600",
+    Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: "3600",
+}
+
+
+class ChromiumMissing(RuntimeError):
+    """No Chromium to drive: the message says how to get one."""
+
+
+def chromium_executable() -> str:
+    """The Chromium to launch: $RELAY_CHROMIUM, else the first of the usual names on the PATH."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    configured = os.environ.get(CHROMIUM_VARIABLE)
+    if configured:
+        if Path(configured).is_file():
+            return configured
+        raise ChromiumMissing(f"{CHROMIUM_VARIABLE}={configured} is not a file. {GET_CHROMIUM}")
+    for name in _CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    names = ", ".join(_CHROMIUM_NAMES)
+    raise ChromiumMissing(
+        f"The web console's browser tests need Chromium; none is on the PATH ({names}). {GET_CHROMIUM}"
+    )
+
+
+def console_relay() -> Any:
+    """A `LocalRelay` (not started) for the console: quick retries, CONSOLE_BREAKER's circuit."""
+    from relay.local.runtime import LocalRelay
+
+    return LocalRelay(port=0, time_scale=0.01, environment=dict(CONSOLE_BREAKER))
+
+
+def dev_message(target_url: str, **fields: Any) -> dict[str, Any]:
+    """A message of `relay dev`'s development sender to `target_url`, with a fresh id."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from relay.local.runtime import DEV_SENDER
+
+    message: dict[str, Any] = {
+        "messageId": f"console-{uuid.uuid4().hex[:10]}",
+        "senderId": DEV_SENDER,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "targetUrl": target_url,
+        "body": {"order": 42},
+    }
+    message.update(fields)
+    return message
+
+
+def wait_for_circuit(client: RelayClient, origin: str, state: str, timeout: float = 60) -> dict[str, Any]:
+    """The target's health once its circuit is in `state` (CLOSED, OPEN, HALF_OPEN)."""
+    deadline = time.monotonic() + timeout
+    health: Any = None
+    while time.monotonic() < deadline:
+        health = client.target_health(origin).body
+        if isinstance(health, dict) and health.get("state") == state:
+            return dict(health)
+        time.sleep(0.1)
+    raise AssertionError(f"{origin} never became {state} in {timeout}s: {health}")

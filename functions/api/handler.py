@@ -2,19 +2,23 @@
 POST /messages/replay (bulk), GET /replays/{id},
 and a sender's targets: PUT /targets, GET /targets, DELETE /targets/{id} (id: the origin without its `//`),
 and a target's circuit breaker: GET /targets/health?origin=..., POST /targets/resume,
-and a sender's operational notifications: PUT/GET/DELETE /notifications.
+a sender's operational notifications: PUT/GET/DELETE /notifications;
+and the web console's files: GET /console, GET /console/{asset} (functions/services/console.py).
 
-The sender comes from the authorizer's context, never from the request.
+The sender comes from the authorizer's context, never from the request. The console's routes are
+the only ones without the authorizer: they serve static files and read no data.
 """
 
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.adapters.observability import logger, metrics, tracer
+from functions.contract.console_routes import ASSET_PARAMETER, CONSOLE_PATH
 from functions.domain.config import get_settings
 from functions.domain.exceptions import FieldError, MessageInvalid
 from functions.domain.json_text import loads_strict
@@ -22,6 +26,7 @@ from functions.services.api_errors import register_error_handlers
 
 if TYPE_CHECKING:
     from functions.adapters.repository import MessageRepository
+    from functions.services.console import Asset
 
 # Each route's modules load on its first use (imports inside the routes): a cold start pays for the
 # router alone, and a route then for what it needs (`make bench`, cold start: within 1.5x of boto3).
@@ -196,6 +201,31 @@ def delete_notifications() -> dict[str, Any]:
     from functions.services import notifications
 
     return notifications.delete(_notifications(), _sender())
+
+
+def _served(asset: "Asset") -> Response[str]:
+    return Response(status_code=200, content_type=asset.content_type, body=asset.body, headers=asset.headers)
+
+
+@app.get(CONSOLE_PATH)
+def console_page() -> Response[str]:
+    from functions.services import console
+
+    if app.current_event.path.endswith("/"):
+        # The page's links are relative to /console (the stage's prefix is unknown to it): from
+        # /console/ they would miss, so the browser is sent to /console (relative: any prefix).
+        return Response(status_code=308, headers={"Location": "../console"}, body="")
+    return _served(console.page())
+
+
+@app.get(f"{CONSOLE_PATH}/<{ASSET_PARAMETER}>")
+def console_asset(asset: str) -> Response[str]:
+    from functions.services import console
+
+    found = console.asset(unquote(asset))
+    if found is None:
+        raise NotFoundError()
+    return _served(found)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

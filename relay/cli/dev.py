@@ -92,6 +92,7 @@ def _print_welcome(relay: LocalRelay, args: argparse.Namespace) -> None:
     )
     print(f"    -d '{example}'")
     print(f"Then: relay status m-1{url_flag}  |  relay events m-1{url_flag}  |  relay list --status DELIVERED")
+    print(f"Or look in a browser: {relay.url}/console (sign in with the API token above).")
     private = "allowed" if args.allow_private_targets else "blocked"
     print(f"Private targets are {private}; time scale {args.time_scale}.")
     sys.stdout.flush()

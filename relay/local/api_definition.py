@@ -178,9 +178,11 @@ def definition_from_template(
 
 
 def _api_key_required(resources: dict[str, Any]) -> bool:
-    """Whether every method of the API requires an API key (the local gateway has one rule for all)."""
+    """Whether every method behind the authorizer requires an API key (the local gateway has one rule
+    for them; the console's open routes, with no authorizer, serve static files and need neither)."""
     methods = [method["Properties"] for method in _of_type(resources, "AWS::ApiGateway::Method").values()]
-    return bool(methods) and all(method.get("ApiKeyRequired") is True for method in methods)
+    guarded = [method for method in methods if method.get("AuthorizationType") != "NONE"]
+    return bool(guarded) and all(method.get("ApiKeyRequired") is True for method in guarded)
 
 
 def _of_type(resources: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:

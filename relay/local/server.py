@@ -7,6 +7,8 @@
   /messages/batch the same with the batch ingest machine (any other method there: 404, as on AWS).
 - The other /messages routes, /replays/{id}, /notifications and /targets... invoke the API Lambda handler with an
   API Gateway proxy event.
+- /console and /console/{asset} (the web console's files) invoke the same handler without the
+  authorizer, as the deployed API does: the same files, with the same headers.
 - /_admin/senders... serves `relay senders` locally, only with the admin token `relay dev` prints.
 - Every route refuses a `Host` that is not the address served (421): a web page whose name was
   rebound to 127.0.0.1 gets nothing. Admin POSTs also need `Content-Type: application/json`, so
@@ -30,6 +32,7 @@ from botocore.exceptions import ClientError
 
 from functions.adapters import aws
 from functions.adapters.senders import SenderRepository
+from functions.contract.console_routes import CONSOLE_PATH
 from functions.domain.config import get_settings
 from functions.domain.exceptions import FieldError, MessageInvalid, SenderExists, SenderUnknown
 from functions.domain.json_text import loads_strict
@@ -159,6 +162,8 @@ class RelayHttpServer(StrictHttpServer):
             return self._messages(request)
         if path == "/targets" or path.startswith("/targets/"):
             return self._targets(request)
+        if path == CONSOLE_PATH or path.startswith(f"{CONSOLE_PATH}/"):
+            return self._console(request)
         if path == "/notifications":
             return self._notifications(request)
         if request.method == "GET" and path == "/health":
@@ -208,8 +213,17 @@ class RelayHttpServer(StrictHttpServer):
             return _from_answer(admitted, request)
         return self._api(request, admitted)
 
-    def _api(self, request: HttpRequest, caller: Caller) -> HttpResponse:
-        """The API Lambda handler, invoked with an API Gateway proxy event."""
+    def _console(self, request: HttpRequest) -> HttpResponse:
+        """GET /console and GET /console/{asset}: the API function, no authorizer (static files).
+
+        As API Gateway routes them: /console/ is /console, a deeper path matches no resource."""
+        asset = request.path.removeprefix(CONSOLE_PATH).removeprefix("/")
+        if request.method != "GET" or "/" in unquote(asset):
+            return _error(404, "NOT_FOUND", "No such route.", request)
+        return self._api(request, None)
+
+    def _api(self, request: HttpRequest, caller: Caller | None) -> HttpResponse:
+        """The API Lambda handler, invoked with an API Gateway proxy event (`caller`: the authorizer's)."""
         body = request.body if request.method in ("POST", "PUT") else b""
         event = {
             "resource": request.path,
@@ -227,7 +241,7 @@ class RelayHttpServer(StrictHttpServer):
                 "httpMethod": request.method,
                 "path": request.path,
                 "resourcePath": request.path,
-                "authorizer": {**caller.context, "principalId": caller.principal_id},
+                "authorizer": {**caller.context, "principalId": caller.principal_id} if caller else None,
                 "identity": {"sourceIp": request.client_ip},
             },
             "body": body.decode("utf-8", errors="replace") if body else None,
@@ -237,7 +251,7 @@ class RelayHttpServer(StrictHttpServer):
             answer = self.local.invoke("relay-api", event)
         except Exception:
             return _error(500, SYSTEM_ERROR, "Relay could not process the request.", request)
-        return HttpResponse(int(answer["statusCode"]), str(answer.get("body") or ""), headers=_request_id(request))
+        return _from_proxy_answer(answer, request)
 
     # -- /_admin: the admin token -----------------------------------------------------------------
 
@@ -337,6 +351,20 @@ def _gateway_request(request: HttpRequest) -> GatewayRequest:
         body=request.body if request.method in ("PUT", "POST") else b"",
         source_ip=request.client_ip,
         request_id=request.request_id,
+    )
+
+
+def _from_proxy_answer(answer: dict[str, Any], request: HttpRequest) -> HttpResponse:
+    """A proxy integration's answer as API Gateway sends it on: status, body and the function's headers."""
+    headers = {str(name): str(value) for name, value in (answer.get("headers") or {}).items()}
+    for name, values in (answer.get("multiValueHeaders") or {}).items():
+        headers[str(name)] = ", ".join(str(value) for value in values)
+    content_type = next((headers.pop(name) for name in list(headers) if name.lower() == "content-type"), None)
+    return HttpResponse(
+        int(answer["statusCode"]),
+        str(answer.get("body") or ""),
+        content_type or "application/json",
+        {**headers, **_request_id(request)},
     )
 
 

@@ -19,7 +19,7 @@ from stacks.paths import CDK_OUT, PROJECT_ROOT
 
 DEFAULT_TEMPLATE = CDK_OUT / "Relay.template.json"
 # What the template is built from (cdk.json's "watch" list, the same files).
-SOURCES = ("stacks", "functions", "statemachines", "schemas", "stacks/definitions.py", "cdk.json", "app.py")
+SOURCES = ("stacks", "functions", "statemachines", "schemas", "console", "stacks/definitions.py", "cdk.json", "app.py")
 _IGNORED_PARTS = frozenset({"__pycache__"})
 
 

@@ -7,7 +7,9 @@ renders too.
 
 Every method requires the sender token authorizer (stacks/constructs/authentication.py) and the
 API key it returns; a usage plan throttles each sender's key (no stage-wide throttle unless
-`relay.apiThrottlingRateLimit` is set).
+`relay.apiThrottlingRateLimit` is set). The web console's static files (GET /console...,
+stacks/constructs/operations.py) are the exception: open to anyone, so the stage throttles them
+on their own (CONSOLE_RATE_LIMIT, CONSOLE_BURST_LIMIT), whatever a caller sends.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from functions.contract.console_routes import ASSET_PARAMETER, CONSOLE_PATH
 from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
 from stacks.api_mapping import (
     ACCESS_LOG_FORMAT,
@@ -39,6 +42,13 @@ from stacks.constructs.functions import LOG_RETENTION
 from stacks.nag import acknowledge
 from stacks.settings import RelaySettings
 from stacks.settings_checks import CLOUD_WATCH_ROLE_CREATE
+
+# Requests per second and burst for the console's files, all callers together: a page load is about
+# a dozen small files, so a few people load it at once; a flood of anonymous requests stops here
+# and cannot take the account's Lambda concurrency from the delivery functions.
+CONSOLE_RATE_LIMIT = 10
+CONSOLE_BURST_LIMIT = 40
+CONSOLE_METHODS = (f"{CONSOLE_PATH}/GET", f"{CONSOLE_PATH}/{{{ASSET_PARAMETER}}}/GET")
 
 
 class Api(Construct):
@@ -135,7 +145,20 @@ class Api(Construct):
             metrics_enabled=False,
             throttling_rate_limit=settings.api_throttling_rate_limit,
             throttling_burst_limit=settings.api_throttling_burst_limit,
+            method_options=dict.fromkeys(CONSOLE_METHODS, self._console_options(logging["logging_level"])),
             **logging,
+        )
+
+    @staticmethod
+    def _console_options(logging_level: apigateway.MethodLoggingLevel) -> apigateway.MethodDeploymentOptions:
+        """The console's methods: the stage's logging (a method's settings replace the stage's whole),
+        and their own throttle."""
+        return apigateway.MethodDeploymentOptions(
+            logging_level=logging_level,
+            data_trace_enabled=False,
+            metrics_enabled=False,
+            throttling_rate_limit=CONSOLE_RATE_LIMIT,
+            throttling_burst_limit=CONSOLE_BURST_LIMIT,
         )
 
     def _add_post_messages(
@@ -221,7 +244,8 @@ class Api(Construct):
             self.rest_api,
             "AwsSolutions-COG4",
             "Every method requires Relay's Lambda token authorizer (per-sender bearer tokens, stored as "
-            "hashes, rotated with a grace period); senders are machines, not Cognito user-pool users.",
+            "hashes, rotated with a grace period); senders are machines, not Cognito user-pool users. "
+            "(The web console's static files are open; their methods say why.)",
         )
 
     @property

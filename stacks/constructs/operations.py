@@ -9,10 +9,14 @@
     DELETE /targets/{id}                       forget a target's limits (id: the URL-encoded origin)
     GET  /targets/health?origin=...            a target's circuit breaker (CLOSED, OPEN, HALF_OPEN)
     POST /targets/resume                       close a target by hand, re-drive its PAUSED messages
+    GET  /console, GET /console/{asset}        the web console's static files (no authorizer)
 
 One Lambda behind a proxy integration serves them all; like every method of the API they
 require the sender token authorizer and its API key (stacks/constructs/api.py), and the
-function takes the sender from the authorizer's context only.
+function takes the sender from the authorizer's context only. The console's two routes are the
+exception: they serve the same static files to anyone (functions/services/console.py), read no
+data and need no grant; every call the page makes carries the sender's token. A stage throttle of
+their own (stacks/constructs/api.py) keeps them from spending the account's Lambda concurrency.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 from aws_cdk import aws_apigateway as apigateway
 from constructs import Construct
 
+from functions.contract.console_routes import ASSET_PARAMETER, CONSOLE_PATH
 from functions.contract.key_prefixes import (
     MESSAGE_PREFIX,
     NOTIFICATION_PREFIX,
@@ -29,6 +34,7 @@ from functions.contract.key_prefixes import (
 from stacks.constructs.api import Api
 from stacks.constructs.functions import Foundation
 from stacks.constructs.storage import SENDER_INDEX, STATUS_INDEX
+from stacks.nag import acknowledge
 
 
 class Operations(Construct):
@@ -99,3 +105,24 @@ class Operations(Construct):
             self.target_health,
             self.resume_target,
         ]
+        self._add_console(api, integration)
+
+    def _add_console(self, api: Api, integration: apigateway.Integration) -> None:
+        """GET /console and GET /console/{asset}: static files, open to anyone (no authorizer, no key)."""
+
+        def open_get(resource: apigateway.Resource) -> apigateway.Method:
+            none = apigateway.AuthorizationType.NONE
+            return resource.add_method("GET", integration, authorization_type=none, api_key_required=False)
+
+        console = api.rest_api.root.add_resource(CONSOLE_PATH.strip("/"))
+        self.console_page = open_get(console)
+        self.console_asset = open_get(console.add_resource(f"{{{ASSET_PARAMETER}}}"))
+        for method in (self.console_page, self.console_asset):
+            for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+                acknowledge(
+                    method,
+                    rule,
+                    "The web console's static files (HTML, JavaScript, CSS) hold no data and no secret; "
+                    "every data call the page makes goes to the other routes with the sender's token, "
+                    "through the authorizer. A stage throttle of their own bounds what they may cost.",
+                )

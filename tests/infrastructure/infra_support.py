@@ -219,3 +219,13 @@ def api_method(synth: Synthesized, http_method: str, path: str) -> dict[str, Any
             and value["Properties"]["HttpMethod"] == http_method
         }
     )[1]
+
+
+# The stage's settings for every method ("/*"), and the web console's files (throttled on their own).
+EVERY_METHOD = "/*"
+CONSOLE_SETTINGS = ("/~1console", "/~1console~1{asset}")
+
+
+def method_settings(stage: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A stage's MethodSettings by resource path ("/*": every method)."""
+    return {setting["ResourcePath"]: setting for setting in stage["Properties"]["MethodSettings"]}

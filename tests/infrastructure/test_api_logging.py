@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from infra_support import Synthesized, only, synthesize
+from infra_support import CONSOLE_SETTINGS, EVERY_METHOD, Synthesized, method_settings, only, synthesize
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,12 @@ def test_an_existing_cloudwatch_role_is_used_and_left_as_it_is(synth: Synthesize
     assert synth.of_type("AWS::ApiGateway::Account") == {}
     # And the stage logs errors (without request data) and access, as JSON lines kept one month
     _, stage = only(synth.of_type("AWS::ApiGateway::Stage"))
-    (method_settings,) = stage["Properties"]["MethodSettings"]
-    assert (method_settings["LoggingLevel"], method_settings["DataTraceEnabled"]) == ("ERROR", False)
+    # (every method: the console's files, throttled on their own, log as the others do)
+    settings = method_settings(stage)
+    assert set(settings) == {EVERY_METHOD, *CONSOLE_SETTINGS}
+    assert {(setting["LoggingLevel"], setting["DataTraceEnabled"]) for setting in settings.values()} == {
+        ("ERROR", False)
+    }
     access = stage["Properties"]["AccessLogSetting"]
     assert json.loads(access["Format"])["status"] == "$context.status"
     log_group_id = access["DestinationArn"]["Fn::Join"][1][-1]["Ref"]

@@ -66,10 +66,17 @@ def test_layer_key_follows_the_requirements() -> None:
     assert bundling.layer_key(["a==1"]) != bundling.layer_key(["a==2"])
 
 
-def test_staged_source_holds_only_functions_and_schemas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_staged_source_holds_only_functions_schemas_and_the_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a project with bytecode and other packages lying around
     project = tmp_path / "project"
-    for path in ("functions/validate/handler.py", "functions/__pycache__/x.cpython-311.pyc", "schemas/m.json"):
+    for path in (
+        "functions/validate/handler.py",
+        "functions/__pycache__/x.cpython-311.pyc",
+        "schemas/m.json",
+        "console/index.html",
+    ):
         (project / path).parent.mkdir(parents=True, exist_ok=True)
         (project / path).write_text("")
     (project / "relay").mkdir()
@@ -77,10 +84,11 @@ def test_staged_source_holds_only_functions_and_schemas(tmp_path: Path, monkeypa
     # When the source is staged (twice: a second staging replaces the first)
     bundling.stage_function_source(tmp_path / "lambda-src")
     staged = bundling.stage_function_source(tmp_path / "lambda-src")
-    # Then only the two packages are there, without bytecode
-    assert sorted(entry.name for entry in staged.iterdir()) == ["functions", "schemas"]
+    # Then only the three folders are there (the console's files beside the functions), without bytecode
+    assert sorted(entry.name for entry in staged.iterdir()) == ["console", "functions", "schemas"]
     assert not [path for path in staged.rglob("*") if path.name == "__pycache__" or path.suffix == ".pyc"]
     assert (staged / "functions" / "validate" / "handler.py").is_file()
+    assert (staged / "console" / "index.html").is_file()
     assert sorted(entry.name for entry in tmp_path.iterdir()) == ["lambda-src", "project"]
 
 

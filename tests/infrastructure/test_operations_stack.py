@@ -11,6 +11,7 @@ from infra_support import (
     Synthesized,
     actions_of,
     api_method,
+    api_resource_id,
     data_grants,
     failed_queue_id,
     function_by_step,
@@ -55,6 +56,8 @@ ROUTES = [
     ("DELETE", "/notifications"),
 ]
 OPERATION_ROUTES = ROUTES[2:]
+# The web console's static files: the only methods without the authorizer (they read no data).
+CONSOLE_ROUTES = [("GET", "/console"), ("GET", "/console/{asset}")]
 RELAY_METRICS = (
     "MessagesAccepted",
     "MessagesDuplicate",
@@ -131,10 +134,15 @@ def test_every_route_requires_the_authorizer_and_an_api_key(synth: Synthesized, 
 def test_the_api_has_no_other_methods(synth: Synthesized) -> None:
     # Given every method of the API
     methods = synth.of_type("AWS::ApiGateway::Method").values()
-    # Then they are exactly the routes above, so none escapes the authorizer
-    assert len(methods) == len(ROUTES)
-    for method in methods:
-        assert method["Properties"]["AuthorizationType"] == "CUSTOM"
+    # Then they are exactly the routes above and the console's, so none but the console's files
+    # escapes the authorizer
+    assert len(methods) == len(ROUTES) + len(CONSOLE_ROUTES)
+    open_methods = {
+        (method["Properties"]["HttpMethod"], method["Properties"]["ResourceId"]["Ref"])
+        for method in methods
+        if method["Properties"]["AuthorizationType"] != "CUSTOM"
+    }
+    assert open_methods == {(http_method, api_resource_id(synth, path)) for http_method, path in CONSOLE_ROUTES}
 
 
 def test_post_messages_takes_the_sender_from_the_authorizer(synth: Synthesized) -> None:
@@ -166,9 +174,12 @@ def test_a_default_usage_plan_throttles_each_sender_on_the_stage(synth: Synthesi
     }
     # And it carries the table's name, so `relay senders create --table T` finds it
     assert plan["Properties"]["Tags"] == [{"Key": USAGE_PLAN_TABLE_TAG, "Value": {"Ref": table_id(synth)}}]
-    # And every method requires the API key that the plan holds
+    # And every method behind the authorizer requires the API key that the plan holds (the only open
+    # ones are the console's static files)
     methods = [method["Properties"] for _, method in synth.of_type("AWS::ApiGateway::Method").items()]
-    assert methods and all(method["ApiKeyRequired"] is True for method in methods)
+    guarded = [method for method in methods if method["AuthorizationType"] != "NONE"]
+    assert guarded and all(method["ApiKeyRequired"] is True for method in guarded)
+    assert len(methods) - len(guarded) == 2
 
 
 @pytest.mark.parametrize(
@@ -236,6 +247,35 @@ def test_operation_routes_proxy_to_the_api_function(synth: Synthesized, http_met
     assert integration["Type"] == "AWS_PROXY"
     assert integration["IntegrationHttpMethod"] == "POST"
     assert f"/functions/<{function_by_step(synth, 'api')[0]}.Arn>/invocations" in joined(integration["Uri"])
+
+
+@pytest.mark.parametrize(("http_method", "path"), CONSOLE_ROUTES)
+def test_the_console_is_served_by_the_api_function_without_the_authorizer(
+    synth: Synthesized, http_method: str, path: str
+) -> None:
+    # Given one of the web console's routes
+    props = api_method(synth, http_method, path)["Properties"]
+    # Then the api function serves it (Lambda proxy): its static files, to anyone, with no API key
+    assert props["Integration"]["Type"] == "AWS_PROXY"
+    assert f"/functions/<{function_by_step(synth, 'api')[0]}.Arn>/invocations" in joined(props["Integration"]["Uri"])
+    assert props["AuthorizationType"] == "NONE" and "AuthorizerId" not in props
+    assert props["ApiKeyRequired"] is False
+
+
+def test_the_console_has_a_throttle_of_its_own_and_only_text_answers(synth: Synthesized) -> None:
+    # Given the stage's method settings and the REST API
+    _, stage = only(synth.of_type("AWS::ApiGateway::Stage"))
+    settings = {(item["ResourcePath"], item["HttpMethod"]): item for item in stage["Properties"]["MethodSettings"]}
+    _, api = only(synth.of_type("AWS::ApiGateway::RestApi"))
+    # Then anonymous requests for the console's files are throttled on their own, all callers together
+    for resource_path in ("/~1console", "/~1console~1{asset}"):
+        throttle = settings[(resource_path, "GET")]
+        assert (throttle["ThrottlingRateLimit"], throttle["ThrottlingBurstLimit"]) == (10, 40)
+        assert (throttle["LoggingLevel"], throttle["DataTraceEnabled"]) == ("OFF", False)  # as the stage
+    # And the API declares no binary media types, so the files' text passes through unchanged
+    assert "BinaryMediaTypes" not in api["Properties"]
+    # And the findings of open methods are acknowledged with a reason, nothing else fails synthesis
+    assert synth.error is None
 
 
 def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synthesized) -> None:

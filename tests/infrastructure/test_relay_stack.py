@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from infra_support import (
+    CONSOLE_SETTINGS,
+    EVERY_METHOD,
     Synthesized,
     actions_of,
     api_method,
@@ -17,6 +19,7 @@ from infra_support import (
     invoked_functions,
     joined,
     machine_role,
+    method_settings,
     only,
     queue_ids,
     resources_of,
@@ -50,6 +53,8 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:relay/senders/*]",
     # The failed-messages queue is a terminal sink for operators, not a queue with consumers.
     "AwsSolutions-SQS3",
+    # The web console's static files (GET /console...) need no authorizer; their data calls do.
+    "AwsSolutions-APIG4",
 }
 
 
@@ -250,12 +255,13 @@ def asset_directory(synth: Synthesized, code: dict[str, Any]) -> Path:
     return directory
 
 
-def test_code_asset_holds_only_functions_and_schemas_without_bytecode(synth: Synthesized) -> None:
+def test_code_asset_holds_only_functions_schemas_and_the_console_without_bytecode(synth: Synthesized) -> None:
     # Given the staged code asset of the functions
     asset = asset_directory(synth, function_by_step(synth, "validate")[1]["Properties"]["Code"])
-    # Then it has the handlers' packages and the schema, and nothing else
-    assert sorted(entry.name for entry in asset.iterdir()) == ["functions", "schemas"]
+    # Then it has the handlers' packages, the schemas and the console's files (GET /console), nothing else
+    assert sorted(entry.name for entry in asset.iterdir()) == ["console", "functions", "schemas"]
     assert (asset / "schemas" / "message.schema.json").is_file()
+    assert (asset / "console" / "index.html").is_file()
     for step in STEPS:
         assert (asset / "functions" / step / "handler.py").is_file()
     assert not [path for path in asset.rglob("*") if path.name == "__pycache__" or path.suffix == ".pyc"]
@@ -545,11 +551,14 @@ def test_stage_is_traced_and_caps_no_callers_together_by_default(synth: Synthesi
     props = stage["Properties"]
     # Then it is traced and logs no request data
     assert props["TracingEnabled"] is True
-    (method_settings,) = props["MethodSettings"]
-    assert method_settings["DataTraceEnabled"] is False
-    # And no stage or method throttle caps all senders together (the account's limit is the only one)
-    for setting in props["MethodSettings"]:
-        assert "ThrottlingRateLimit" not in setting and "ThrottlingBurstLimit" not in setting
+    settings = method_settings(stage)
+    assert set(settings) == {EVERY_METHOD, *CONSOLE_SETTINGS}
+    assert all(setting["DataTraceEnabled"] is False for setting in settings.values())
+    # And no stage or method throttle caps all senders together (the account's limit is the only one;
+    # the web console's static files have a throttle of their own)
+    for path, setting in settings.items():
+        if path not in CONSOLE_SETTINGS:
+            assert "ThrottlingRateLimit" not in setting and "ThrottlingBurstLimit" not in setting
 
 
 def test_the_accounts_cloudwatch_role_is_neither_set_nor_needed_by_default(synth: Synthesized) -> None:
@@ -558,8 +567,7 @@ def test_the_accounts_cloudwatch_role_is_neither_set_nor_needed_by_default(synth
     assert synth.of_type("AWS::ApiGateway::Account") == {}
     # And the stage enables no CloudWatch logging, which would fail the deploy on an account without one
     _, stage = only(synth.of_type("AWS::ApiGateway::Stage"))
-    (method_settings,) = stage["Properties"]["MethodSettings"]
-    assert method_settings["LoggingLevel"] == "OFF"
+    assert {setting["LoggingLevel"] for setting in method_settings(stage).values()} == {"OFF"}
     assert "AccessLogSetting" not in stage["Properties"]
 
 

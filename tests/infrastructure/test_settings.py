@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra_support import Synthesized, synthesize
+from infra_support import EVERY_METHOD, Synthesized, method_settings, synthesize
 
 from functions.contract.settings_names import Setting
 from functions.domain.config import message_schema
@@ -256,8 +256,8 @@ def test_overrides_reach_every_function_and_the_stage(synth: Synthesized) -> Non
         assert variables[Setting.MAX_BODY_BYTES] == "32768"
         assert variables[Setting.REDRIVE_AFTER_SECONDS] == "120"
     # And the stage caps all callers together with the limits set for it
-    (method_settings,) = stage["Properties"]["MethodSettings"]
-    assert (method_settings["ThrottlingRateLimit"], method_settings["ThrottlingBurstLimit"]) == (20, 40)
+    every_method = method_settings(stage)[EVERY_METHOD]
+    assert (every_method["ThrottlingRateLimit"], every_method["ThrottlingBurstLimit"]) == (20, 40)
     assert synth.error is None
 
 
@@ -269,8 +269,8 @@ def test_an_opted_in_cloudwatch_role_is_created_set_for_the_account_and_used(syn
     role_id = account["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]
     assert synth.resources[role_id]["DeletionPolicy"] == "Retain"
     # And the stage logs errors (without request data) and access, as JSON lines
-    (method_settings,) = stage["Properties"]["MethodSettings"]
-    assert (method_settings["LoggingLevel"], method_settings["DataTraceEnabled"]) == ("ERROR", False)
+    for setting in method_settings(stage).values():  # every method, the console's files too
+        assert (setting["LoggingLevel"], setting["DataTraceEnabled"]) == ("ERROR", False)
     assert json.loads(stage["Properties"]["AccessLogSetting"]["Format"])["requestId"] == "$context.requestId"
 
 
