@@ -103,7 +103,7 @@ class RelayStack(Stack):
             self,
             "Notifications",
             foundation=foundation,
-            reporters=[delivery.dispatcher, delivery.deliver, delivery.finalize],
+            reporters=[delivery.dispatcher, delivery.deliver, delivery.finalize, delivery.handoff],
             api_function=self.operations.function,
             api=self.api,
         )

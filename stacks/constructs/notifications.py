@@ -2,8 +2,9 @@
 
 A callback or a notification is a Relay message of its own, stored and enqueued by the function
 that recorded what it reports (functions/services/outcomes.py): the dispatcher and the lanes'
-deliver and finalize steps. Beyond what they have for their own work (PutItem and UpdateItem on
-message items, GetItem on the table for the sender's notification setting), each gets: PutItem on
+deliver, finalize and handoff steps. Beyond what they have for their own work (PutItem and UpdateItem on
+message items, GetItem on the table for the sender's notification setting), each gets: BatchGetItem
+(the finished message's head and content), PutItem on
 activity items (the sender's activity minute, so the reconciler finds an emitted message that was
 never enqueued), SendMessage on the delivery queue, and PutEvents on this stack's own bus, where
 every notification also goes (source `relay`) for users' EventBridge rules. The API function writes
@@ -45,6 +46,8 @@ class Notifications(Construct):
             # Message items: PutItem (content, head) and UpdateItem (a failed enqueue) they already
             # have for their own work; the sender's activity minute is the one new kind of item.
             function.grant_item_writes(table.table_arn, "dynamodb:PutItem", prefixes=(ACTIVITY_PREFIX,))
+            # The finished message's head and content in one read (BatchGetItem), to report it.
+            function.grant([table.table_arn], "dynamodb:BatchGetItem")
             function.grant([queue.queue_arn], "sqs:SendMessage")
             function.grant([self.bus.event_bus_arn], "events:PutEvents")
         # PUT/GET/DELETE /notifications: the API function, behind the authorizer like every route.

@@ -287,6 +287,7 @@ def test_finalize_may_fail_messages_and_dead_letter_them(synth: Synthesized) -> 
     # Then it may read and update the head (status and FAILED event in one write) and send to the failed queue
     assert data_grants(synth, step_role(synth, "finalize")) == {
         "dynamodb:GetItem": [table_arn(synth)],
+        "dynamodb:BatchGetItem": [table_arn(synth)],  # the failed message's head and content, to report it
         "dynamodb:UpdateItem": [table_arn(synth)],
         # older events to an overflow item; a failure callback or notification (and its activity item)
         "dynamodb:PutItem": reporting_puts(synth),
@@ -299,8 +300,11 @@ def test_handoff_may_only_start_the_slow_lane(synth: Synthesized) -> None:
     # Then it may read and update the head (lease and its event in one write) and start the slow lane
     assert data_grants(synth, step_role(synth, "handoff")) == {
         "dynamodb:GetItem": [table_arn(synth)],
+        # a run whose message finished meanwhile reports its outcome (head and content, then the emit)
+        "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": [table_arn(synth)],  # older events to an overflow item
+        "dynamodb:PutItem": reporting_puts(synth),
+        "sqs:SendMessage": [queue_arn(queue_ids(synth)[0])],
         "states:StartExecution": [machine_ref(synth, "slow")],
     }
 

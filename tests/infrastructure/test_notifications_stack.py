@@ -20,7 +20,7 @@ from infra_support import (
 
 from functions.contract.settings_names import Setting
 
-REPORTERS = ("dispatcher", "deliver", "finalize")
+REPORTERS = ("dispatcher", "deliver", "finalize", "handoff")
 
 
 @pytest.fixture(scope="module")
