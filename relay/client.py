@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import urllib.error
@@ -156,6 +157,15 @@ class RelayClient:
 
     def resume_target(self, origin: str) -> ApiAnswer:
         return self.request("POST", "/targets/resume", json.dumps({"origin": origin}).encode("utf-8"))
+
+    def put_notifications(self, url: str, events: tuple[str, ...] | builtins.list[str]) -> ApiAnswer:
+        return self.request("PUT", "/notifications", json.dumps({"url": url, "events": events}).encode("utf-8"))
+
+    def notifications(self) -> ApiAnswer:
+        return self.request("GET", "/notifications")
+
+    def delete_notifications(self) -> ApiAnswer:
+        return self.request("DELETE", "/notifications")
 
     def admin(self, method: str, path: str, payload: dict[str, Any] | None = None) -> ApiAnswer:
         body = json.dumps(payload).encode() if payload is not None else (b"" if method == "POST" else None)

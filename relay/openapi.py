@@ -6,7 +6,8 @@ The document is data: `schemas/openapi/` holds its frame (`document.json`), the 
 module assembles them with the schemas the code validates against: `schemas/message.schema.json`
 becomes the request body of `POST /messages` (OpenAPI 3.1 speaks JSON Schema 2020-12, so it is
 embedded as it is, with its `$defs` moved under `components/schemas`), `schemas/target.schema.json`
-that of `PUT /targets` and `schemas/replay.schema.json` that of `POST /messages/replay`.
+that of `PUT /targets`, `schemas/replay.schema.json` that of `POST /messages/replay` and
+`schemas/notification.schema.json` that of `PUT /notifications`.
 
 The values the code defines (statuses, event types, the error codes of the read-and-act routes and
 their HTTP statuses, page sizes, batch limits) appear in the data as `${NAME}` placeholders filled in
@@ -37,6 +38,7 @@ from functions.domain.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
 from functions.domain.model import EventType, Status
 from functions.domain.validation import MAX_BATCH_MESSAGES, MAX_BATCH_REQUEST_BYTES
 from functions.services.api_errors import ERROR_CODES
+from functions.services.notifications import NOTIFICATION_SCHEMA_PATH
 from functions.services.operations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from functions.services.replays import PAGE_SIZE, PAGES_PER_RUN, JobState, replay_schema
 from functions.services.runs import ExecutionType, Workflow
@@ -208,6 +210,12 @@ def target_limits_schema() -> dict[str, Any]:
     return limits
 
 
+def _notification_schema() -> dict[str, Any]:
+    """`PUT /notifications`'s body: schemas/notification.schema.json, embedded as it is."""
+    source: dict[str, Any] = json.loads(NOTIFICATION_SCHEMA_PATH.read_text(encoding="utf-8"))
+    return {key: value for key, value in source.items() if not key.startswith(("$", "x-"))}
+
+
 def _replay_filter_schema() -> dict[str, Any]:
     return {key: value for key, value in replay_schema().items() if not key.startswith(("$", "x-"))}
 
@@ -272,6 +280,7 @@ def build_document(message_schema: dict[str, Any] | None = None) -> dict[str, An
     values["paths"] = _paths(values, errors)
     values["schemas"] = {
         "ReplayFilter": _replay_filter_schema(),
+        "NotificationSettingsRequest": _notification_schema(),
         **message_schemas(message_schema),
         **load_source("components.json", values),
     }

@@ -7,6 +7,7 @@
     Api                REST API, stage, usage plan, gateway responses
     Operations         GET /messages[/{id}], replay, cancel
     BulkReplay         POST /messages/replay, GET /replays/{id}, the replay job's machine
+    Notifications      outcome callbacks and notifications: grants, PUT/GET/DELETE /notifications, the event bus
     Reconciler         re-drives overdue messages every minute
     Scheduler          queues delayed messages at their time, fires cron schedules, every minute
     Observability      alarms and the dashboard
@@ -30,6 +31,7 @@ from stacks.constructs.authentication import SenderAuthentication
 from stacks.constructs.delivery_workflow import DeliveryWorkflow
 from stacks.constructs.functions import Foundation, FunctionPackage
 from stacks.constructs.ingest_workflow import IngestWorkflow
+from stacks.constructs.notifications import Notifications
 from stacks.constructs.observability import Observability, TraceSampling
 from stacks.constructs.operations import Operations
 from stacks.constructs.reconciler import Reconciler
@@ -98,6 +100,15 @@ class RelayStack(Stack):
         self.replay = BulkReplay(
             self, "BulkReplay", foundation=foundation, api=self.api, api_function=self.operations.function
         )
+        delivery = self.delivery
+        self.notifications = Notifications(
+            self,
+            "Notifications",
+            foundation=foundation,
+            reporters=[delivery.dispatcher, delivery.deliver, delivery.finalize, delivery.handoff],
+            api_function=self.operations.function,
+            api=self.api,
+        )
         self.reconciler = Reconciler(
             self,
             "Reconciler",
@@ -163,6 +174,11 @@ class RelayStack(Stack):
             ("SlowLaneArn", delivery.slow_lane.state_machine_arn, "Delivery slow lane (STANDARD)"),
             ("ReplayStateMachineArn", self.replay.state_machine.state_machine_arn, "Bulk replay jobs (STANDARD)"),
             ("DashboardName", self.observability.dashboard.dashboard_name, "CloudWatch dashboard of the whole path"),
+            (
+                "EventBusName",
+                self.notifications.bus.event_bus_name,
+                "Operational notifications (source relay): route them with EventBridge rules",
+            ),
         ]
         for output_id, value, description in outputs:
             CfnOutput(self, output_id, value=value, description=description)

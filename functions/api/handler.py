@@ -3,6 +3,7 @@ POST /messages/replay (bulk), GET /replays/{id},
 and a sender's targets: PUT /targets, GET /targets, DELETE /targets/{id} (id: the origin without its `//`),
 and a target's circuit breaker: GET /targets/health?origin=..., POST /targets/resume,
 cron schedules: PUT/GET/DELETE /schedules/{name}, GET /schedules, POST /schedules/{name}/pause|resume;
+a sender's operational notifications: PUT/GET/DELETE /notifications;
 and the web console's files: GET /console, GET /console/{asset} (functions/services/console.py).
 
 The sender comes from the authorizer's context, never from the request. The console's routes are
@@ -222,6 +223,33 @@ def resume_schedule(name: str) -> dict[str, Any]:
     from functions.services import schedules
 
     return schedules.set_paused(_schedules(), _sender(), unquote(name), paused=False)
+
+
+def _notifications() -> Any:
+    from functions.adapters.notification_store import NotificationStore
+
+    return NotificationStore(get_settings().table_name)
+
+
+@app.put("/notifications")
+def put_notifications() -> dict[str, Any]:
+    from functions.services import notifications
+
+    return notifications.put(_notifications(), get_settings(), _sender(), app.current_event.body)
+
+
+@app.get("/notifications")
+def get_notifications() -> dict[str, Any]:
+    from functions.services import notifications
+
+    return notifications.get(_notifications(), _sender())
+
+
+@app.delete("/notifications")
+def delete_notifications() -> dict[str, Any]:
+    from functions.services import notifications
+
+    return notifications.delete(_notifications(), _sender())
 
 
 def _served(asset: "Asset") -> Response[str]:

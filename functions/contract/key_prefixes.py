@@ -18,6 +18,8 @@ SCHEDULE_PREFIX = "SCHEDULE#"
 ACTIVITY_PREFIX = "ACTIVE#"
 # A sender's record, and a token's hash (only `relay senders` writes them).
 SENDER_PREFIX = "SENDER#"
+# A sender's operational notifications (PUT /notifications): where its events are delivered.
+NOTIFICATION_PREFIX = "NOTIFY#"
 TOKEN_PREFIX = "TOKEN#"
 
 # -- sort keys (`sk`) ------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ class Setting(StrEnum):
     FAILED_QUEUE_URL = "RELAY_FAILED_QUEUE_URL"
     # The delivery queue's dead-letter queue: the reconciler takes back what lands there.
     DEAD_LETTER_QUEUE_URL = "RELAY_DEAD_LETTER_QUEUE_URL"
+    # The EventBridge bus operational notifications are also put on (source `relay`); empty: none.
+    EVENT_BUS_NAME = "RELAY_EVENT_BUS_NAME"
     FAST_LANE_ARN = "RELAY_FAST_LANE_ARN"
     SLOW_LANE_ARN = "RELAY_SLOW_LANE_ARN"
     # The bulk replay job's state machine (the API function starts it: stacks/constructs/replay.py).

@@ -152,6 +152,8 @@ class Settings:
     breaker_failure_threshold: int = DEFAULT_BREAKER_FAILURE_THRESHOLD
     breaker_probe_after_seconds: int = DEFAULT_BREAKER_PROBE_AFTER_SECONDS
     breaker_max_probe_after_seconds: int = DEFAULT_BREAKER_MAX_PROBE_AFTER_SECONDS
+    # Where operational notifications also go on AWS (an EventBridge bus, source `relay`); "" = none.
+    event_bus_name: str = ""
 
     @property
     def ttl_seconds(self) -> int:
@@ -197,6 +199,7 @@ def get_settings() -> Settings:
         slow_lane_waits=_env_ints(Setting.SLOW_LANE_WAITS),
         slow_lane_initial_wait_seconds=_env_int(Setting.SLOW_LANE_INITIAL_WAIT_SECONDS, 0),
         replay_machine_arn=os.environ.get(Setting.REPLAY_MACHINE_ARN, ""),
+        event_bus_name=os.environ.get(Setting.EVENT_BUS_NAME, ""),
         target_default_rate_per_second=_env_optional(Setting.TARGET_DEFAULT_RATE_PER_SECOND, float),
         target_default_max_concurrency=_env_optional(Setting.TARGET_DEFAULT_MAX_CONCURRENCY, int),  # type: ignore[arg-type]
         breaker_failure_threshold=_env_int(Setting.BREAKER_FAILURE_THRESHOLD, DEFAULT_BREAKER_FAILURE_THRESHOLD),

@@ -162,6 +162,10 @@ class TargetNotFound(RelayError):
     """The sender has no limits set for that target."""
 
 
+class NotificationsNotSet(RelayError):
+    """The sender has no notification setting (GET or DELETE /notifications)."""
+
+
 class DeliveryPaused(RelayError):
     """The message's target is OPEN (circuit breaker): the message is PAUSED, no attempt is spent,
     and its run ends. The delivery state machines catch this class name and end the run."""

@@ -221,6 +221,10 @@ class MessageHead:
         return event.at if event else None
 
 
+# Marks the stored content of a message Relay sends itself (never a field a sender may send).
+EMITTED_FIELD = "emittedBy"
+
+
 @dataclass(frozen=True)
 class MessageContent:
     """What the sender asked to deliver, stored once and never rewritten."""
@@ -255,6 +259,21 @@ class MessageContent:
         """The message's own per-attempt timeout (`timeoutSeconds`), if it set one."""
         timeout = self.message.get("timeoutSeconds")
         return int(timeout) if timeout is not None else None
+
+    @property
+    def emitted(self) -> bool:
+        """Sent by Relay itself (a callback or a notification): its own outcome reports nothing."""
+        return bool(self.message.get(EMITTED_FIELD))
+
+    @property
+    def callback_url(self) -> str | None:
+        """Called after DELIVERED (`callbackUrl`), if the sender named one."""
+        return str(self.message["callbackUrl"]) if self.message.get("callbackUrl") else None
+
+    @property
+    def failure_callback_url(self) -> str | None:
+        """Called after FAILED (`failureCallbackUrl`), if the sender named one."""
+        return str(self.message["failureCallbackUrl"]) if self.message.get("failureCallbackUrl") else None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 
+from functions.domain.callbacks import CALLBACK_FIELDS, callback_errors
 from functions.domain.config import Settings, message_schema
 from functions.domain.exceptions import (
     FieldError,
@@ -49,7 +50,7 @@ RESERVED_HEADERS = HOP_BY_HOP_HEADERS | {"host", "content-length"}
 RESERVED_HEADER_PREFIX = "webhook-"
 METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD"})
 # A message's own delivery options: stored with its content, part of its fingerprint.
-DELIVERY_OPTIONS = ("retry", "timeoutSeconds")
+DELIVERY_OPTIONS = ("retry", "timeoutSeconds", *CALLBACK_FIELDS)
 # The request envelope may exceed the body limit by this much (ids, URL, headers, JSON quoting).
 ENVELOPE_ALLOWANCE_BYTES = 64 * 1024
 # POST /messages/batch: at most this many messages, in a request small enough that its base64 text
@@ -432,6 +433,7 @@ def _field_errors(
         details.extend(_header_errors(headers, settings))
     details.extend(_delivery_option_errors(document, settings, failed_paths))
     details.extend(_due_time_errors(document, failed_paths, now))
+    details.extend(callback_errors(document, settings.allow_private_targets))
     method = document.get("method", "POST")
     if "body" in document and isinstance(method, str) and method in METHODS_WITHOUT_BODY:
         details.append(FieldError("$.body", f"must be absent when method is {method}"))

@@ -13,6 +13,7 @@ from functions.domain.exceptions import (
     MessageInvalid,
     MessageNotFinished,
     MessageNotFound,
+    NotificationsNotSet,
     RelayError,
     ReplayJobNotFound,
     ScheduleNotFound,
@@ -31,6 +32,7 @@ ERROR_CODES: dict[type[Exception], tuple[int, str]] = {
     ReplayJobNotFound: (404, "REPLAY_NOT_FOUND"),
     TargetNotFound: (404, "TARGET_NOT_FOUND"),
     ScheduleNotFound: (404, "SCHEDULE_NOT_FOUND"),
+    NotificationsNotSet: (404, "NOTIFICATIONS_NOT_SET"),
 }
 
 

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from functions.domain.callbacks import CALLBACK_FIELDS
 from functions.domain.clock import iso, iso_seconds
-from functions.domain.model import Event, EventType, MessageHead, StoredMessage
+from functions.domain.model import EMITTED_FIELD, Event, EventType, MessageHead, StoredMessage
 
 
 def head_summary(head: MessageHead) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def status_view(stored: StoredMessage, events: Sequence[Event] | None = None) ->
         view["lastError"] = head.last_error
     if head.redrives:
         view["redrives"] = head.redrives
-    for optional in ("timestamp", "headers", "body"):
+    for optional in ("timestamp", "headers", "body", *CALLBACK_FIELDS, EMITTED_FIELD):
         if optional in content.message:
             view[optional] = content.message[optional]
     view["events"] = [event.to_dict() for event in (head.events if events is None else events)]

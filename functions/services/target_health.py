@@ -61,13 +61,26 @@ class TargetBreaker:
         policy: BreakerPolicy,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        on_change: Callable[[TargetHealth, bool], None] | None = None,
     ) -> None:
         self.store = store
+        # Told once per transition this breaker makes (the health, and True when it opened it):
+        # the target.opened / target.closed notifications (functions/services/outcomes.py).
+        self._on_change = on_change
         self.policy = policy
         self._clock = clock
         self._wall_clock = wall_clock
         self._cache: dict[tuple[str, str], tuple[float, TargetHealth]] = {}
         self._lock = threading.Lock()
+
+    def _changed(self, health: TargetHealth, opened: bool) -> None:
+        """Best effort, like the breaker's own bookkeeping: delivery never fails on a notification."""
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(health, opened)
+        except Exception:
+            logger.exception("Could not notify the target's change")
 
     def _remember(self, health: TargetHealth) -> TargetHealth:
         with self._lock:
@@ -102,6 +115,7 @@ class TargetBreaker:
         if not self.store.open(opened, counted):
             return self._remember(self.store.get(sender_id, origin, consistent=True))
         metrics.add_metric(name=Metric.TARGET_OPENED, unit=MetricUnit.Count, value=1)
+        self._changed(opened, True)
         logger.warning(
             "Target is OPEN: its messages pause until a probe gets through",
             extra={"senderId": sender_id, "origin": origin, "failures": counted.failures, "probes": opened.probes},
@@ -128,6 +142,7 @@ class TargetBreaker:
             logger.warning("A success with no known start closes nothing", extra={"origin": origin})
         elif self.store.close(sender_id, origin, message_id, started_at, resuming=True):
             metrics.add_metric(name=Metric.TARGET_CLOSED, unit=MetricUnit.Count, value=1)
+            self._changed(known, False)
             logger.info("Target is CLOSED again: its paused messages are re-driven", extra={"origin": origin})
             self._remember(TargetHealth(sender_id, origin, resuming=True))
             return True

@@ -1,8 +1,10 @@
-"""`relay demo`: a local relay and demo targets; one message to each, and what became of them."""
+"""`relay demo`: a local relay and demo targets; one message to each, what became of them, and the
+outcome callbacks the healthy and the 404 message asked for."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -27,6 +29,14 @@ DEMO_TARGETS = {
     "always 500": "/fail",
     "404": "/missing",
 }
+# Outcome callbacks: the healthy message calls back when DELIVERED, the 404 one when FAILED; each
+# callback is a signed Relay message of its own, to these paths of the demo target.
+DEMO_CALLBACKS = {
+    "healthy": ("callbackUrl", "/callbacks/delivered"),
+    "404": ("failureCallbackUrl", "/callbacks/failed"),
+}
+# How long the demo waits for the callbacks after their messages finished (they are sent then).
+DEMO_CALLBACK_WAIT_SECONDS = 10.0
 # A receiver that answers 429 above 4 requests in any second, on its own origin (limits are per
 # origin), and the limit the demo sets on it (PUT /targets): 2/s with a burst of 2 never sends it
 # more than 4 in a second, so every message goes through at the first try.
@@ -89,7 +99,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"consecutive failed attempts; {outage.url} is down for a while, then recovers (PAUSED, then DELIVERED)."
         )
         timed = demo_schedule.start(client, targets)
-        sent = {label: _send(client, label, f"{targets.url}{path}") for label, path in DEMO_TARGETS.items()}
+        sent = {
+            label: _send(client, label, f"{targets.url}{path}", _callbacks(label, targets.url))
+            for label, path in DEMO_TARGETS.items()
+        }
         for n in range(1, DEMO_OUTAGE_MESSAGES + 1):
             sent[f"down a while #{n}"] = _send(client, f"down a while #{n}", f"{outage.url}{DEMO_OUTAGE_PATH}")
         limited_ids = [
@@ -100,21 +113,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ]
         records, limited_records = _wait_for_all(client, sent, limited_ids, args.timeout)
         on_time = demo_schedule.finish(client, targets, timed, args.timeout)
+        callbacks = _wait_for_callbacks(targets)
         if args.json:
-            print_json({**records, "rate-limited": limited_records, "on-time": on_time})
+            print_json({**records, "rate-limited": limited_records, "on-time": on_time, "callbacks": callbacks})
             return 0
         _report(records, limited_records, [request.at for request in limited.received])
         demo_schedule.report(on_time)
+        _report_callbacks(callbacks)
     return 0
 
 
-def _send(client: RelayClient, label: str, url: str) -> str:
+def _callbacks(label: str, base_url: str) -> dict[str, str]:
+    if label not in DEMO_CALLBACKS:
+        return {}
+    field, path = DEMO_CALLBACKS[label]
+    return {field: f"{base_url}{path}"}
+
+
+def _wait_for_callbacks(targets: Any) -> dict[str, list[dict[str, Any]]]:
+    """The callbacks the demo target received (path -> bodies), once each expected one came."""
+    deadline = time.monotonic() + DEMO_CALLBACK_WAIT_SECONDS
+    paths = [path for _, path in DEMO_CALLBACKS.values()]
+    while time.monotonic() < deadline and not all(targets.requests_to(path) for path in paths):
+        time.sleep(0.2)
+    return {path: [json.loads(request.body) for request in targets.requests_to(path)] for path in paths}
+
+
+def _report_callbacks(callbacks: dict[str, list[dict[str, Any]]]) -> None:
+    print("\noutcome callbacks (each a signed Relay message from the same sender):")
+    for path, bodies in callbacks.items():
+        if not bodies:
+            print(f"  {path}: none arrived")
+        for body in bodies:
+            answer = body.get("response", {}).get("statusCode", "-")
+            print(
+                f"  {path}: {body.get('messageId')} {body.get('status')} after {body.get('attempts')} attempt(s), "
+                f"target answered {answer}{'; ' + body['error'] if body.get('error') else ''}"
+            )
+
+
+def _send(client: RelayClient, label: str, url: str, extra: dict[str, str] | None = None) -> str:
     message: dict[str, Any] = {
         "messageId": f"demo-{uuid.uuid4().hex[:8]}",
         "senderId": DEFAULT_SENDER,
         "timestamp": iso_seconds(datetime.now(UTC)),
         "targetUrl": url,
         "body": {"demo": label},
+        **(extra or {}),
     }
     answer = client.send(message)
     print(f"  sent {message['messageId']} -> {label:<22} {answer.status} {answer.body.get('status', '')}")

@@ -160,6 +160,7 @@ class LocalAws:
         self._create_table()
         self._create_queues()
         self._create_usage_plans()
+        self._create_event_buses()
         # Overridden lane policies: the attempting functions compare Retry-After with these waits.
         lane_waits = delivery_schedule(self.delivery_policy).lane_waits.environment() if self.delivery_policy else {}
         self._apply_env({**_LOCAL_CREDENTIALS, **shared_environment(self.topology), **lane_waits, **self.environment})
@@ -200,6 +201,15 @@ class LocalAws:
         apigateway = boto3.client("apigateway", region_name=REGION)
         for plan in self.topology.usage_plans:
             apigateway.create_usage_plan(name=plan.name, throttle=plan.throttle, tags=plan.tags)
+
+    def _create_event_buses(self) -> None:
+        """The template's EventBridge buses: operational notifications are put on them as on AWS."""
+        import boto3
+
+        assert self.topology is not None
+        events = boto3.client("events", region_name=REGION)
+        for name in self.topology.event_buses:
+            events.create_event_bus(Name=name)
 
     def _scaled_visibility(self, attributes: dict[str, str]) -> dict[str, str]:
         """A queue's visibility timeout is a retry wait too: scaled, down to a local floor.

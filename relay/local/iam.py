@@ -33,7 +33,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from relay.local.template import ACCOUNT_ID, PARTITION, REGION, function_arn, queue_arn, table_arn
+from relay.local.template import ACCOUNT_ID, PARTITION, REGION, event_bus_arn, function_arn, queue_arn, table_arn
 
 ACCESS_DENIED = "AccessDeniedException"
 
@@ -159,11 +159,21 @@ def _lambda_resource(params: dict[str, Any]) -> str:
     return function_arn(name.split(":")[0])
 
 
+def _events_resource(params: dict[str, Any]) -> str:
+    """PutEvents is authorized on the bus each entry names (Relay puts one entry a call)."""
+    buses = {str(entry.get("EventBusName") or "default") for entry in params.get("Entries", [])}
+    if len(buses) != 1:
+        return "*"
+    (bus,) = buses
+    return bus if bus.startswith("arn:") else event_bus_arn(bus)
+
+
 _RESOURCES: dict[str, Callable[[dict[str, Any]], str]] = {
     "sqs": _sqs_resource,
     "states": _states_resource,
     "secretsmanager": _secret_resource,
     "lambda": _lambda_resource,
+    "events": _events_resource,
 }
 
 

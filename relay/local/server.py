@@ -5,7 +5,7 @@
 - POST /messages is the deployed integration: its request mapping template rendered, the ingest
   machine started synchronously with what it produced, the integration response rendered; POST
   /messages/batch the same with the batch ingest machine (any other method there: 404, as on AWS).
-- The other /messages routes, /replays/{id} and /targets... invoke the API Lambda handler with an
+- The other /messages routes, /replays/{id}, /notifications and /targets... invoke the API Lambda handler with an
   API Gateway proxy event.
 - /console and /console/{asset} (the web console's files) invoke the same handler without the
   authorizer, as the deployed API does: the same files, with the same headers.
@@ -166,6 +166,8 @@ class RelayHttpServer(StrictHttpServer):
             return self._schedules(request)
         if path == CONSOLE_PATH or path.startswith(f"{CONSOLE_PATH}/"):
             return self._console(request)
+        if path == "/notifications":
+            return self._notifications(request)
         if request.method == "GET" and path == "/health":
             return HttpResponse(200, json.dumps({"status": "ok"}), headers=_request_id(request))
         if request.method == "GET" and path == "/openapi.json" and OPENAPI_PATH.exists():
@@ -215,6 +217,15 @@ class RelayHttpServer(StrictHttpServer):
         else:
             allowed = ("POST",) if len(parts) == 3 and parts[2] in ("pause", "resume") else ()
         if request.method not in allowed:
+            return _error(404, "NOT_FOUND", "No such route.", request)
+        admitted = self.gateway.admit(_gateway_request(request))
+        if isinstance(admitted, Answer):
+            return _from_answer(admitted, request)
+        return self._api(request, admitted)
+
+    def _notifications(self, request: HttpRequest) -> HttpResponse:
+        """PUT|GET|DELETE /notifications: the API function, as on AWS."""
+        if request.method not in ("PUT", "GET", "DELETE"):
             return _error(404, "NOT_FOUND", "No such route.", request)
         admitted = self.gateway.admit(_gateway_request(request))
         if isinstance(admitted, Answer):

@@ -57,6 +57,7 @@ EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
 DEFAULT_BATCH_SIZE = 10
 UNCAPPED_LOCAL_POLLERS = 10
 USAGE_PLAN = "AWS::ApiGateway::UsagePlan"
+EVENT_BUS = "AWS::Events::EventBus"
 
 
 class TemplateError(ValueError):
@@ -81,6 +82,10 @@ def queue_url(name: str) -> str:
 
 def table_arn(name: str) -> str:
     return f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
+
+
+def event_bus_arn(name: str) -> str:
+    return f"arn:{PARTITION}:events:{REGION}:{ACCOUNT_ID}:event-bus/{name}"
 
 
 def role_arn(name: str) -> str:
@@ -154,6 +159,8 @@ class Topology:
     queue_consumers: dict[str, QueueConsumerSpec] = field(default_factory=dict)
     # The usage plans senders' API keys join (relay/admin.py finds the default one by its tag).
     usage_plans: tuple[UsagePlanSpec, ...] = ()
+    # The EventBridge buses operational notifications are put on (their local names).
+    event_buses: tuple[str, ...] = ()
     handlers: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -317,6 +324,7 @@ def _arn(resource_type: str, name: str) -> str:
         ROLE: role_arn,
         LOG_GROUP: lambda group: f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT_ID}:log-group:{group}:*",
         MANAGED_POLICY: lambda policy: f"arn:{PARTITION}:iam::{ACCOUNT_ID}:policy/{policy}",
+        EVENT_BUS: event_bus_arn,
     }
     if resource_type in builders:
         return builders[resource_type](name)
@@ -493,6 +501,7 @@ def build_topology(document: dict[str, Any], table_name: str = DEFAULT_TABLE_NAM
         api_start_role_arn=_api_start_role(template),
         queue_consumers=_queue_consumers(template),
         usage_plans=_usage_plans(template),
+        event_buses=tuple(template.names[logical_id] for logical_id in template.of_type(EVENT_BUS)),
     )
 
 

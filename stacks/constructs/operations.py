@@ -28,7 +28,13 @@ from aws_cdk import aws_apigateway as apigateway
 from constructs import Construct
 
 from functions.contract.console_routes import ASSET_PARAMETER, CONSOLE_PATH
-from functions.contract.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX, SCHEDULE_PREFIX, TARGET_PREFIX
+from functions.contract.key_prefixes import (
+    MESSAGE_PREFIX,
+    NOTIFICATION_PREFIX,
+    REPLAY_JOB_PREFIX,
+    SCHEDULE_PREFIX,
+    TARGET_PREFIX,
+)
 from stacks.constructs.api import Api
 from stacks.constructs.functions import Foundation
 from stacks.constructs.storage import SENDER_INDEX, STATUS_INDEX
@@ -63,14 +69,15 @@ class Operations(Construct):
         # Targets (functions/services/targets.py): PUT writes a target's limits, DELETE removes them and
         # the flow items it finds (a batch read); GET lists them from the byStatus index (granted above)
         # and reads their flow items.
-        # Writes reach messages, targets and replay jobs only: the function that parses the internet's
-        # requests can never rewrite a sender's record or a token hash (LeadingKeys).
+        # Writes reach messages, targets, replay jobs, schedules and notification settings only: the
+        # function that parses the internet's requests can never rewrite a sender's record or a token
+        # hash (LeadingKeys).
         self.function.grant_item_writes(
             table.table_arn,
             "dynamodb:UpdateItem",
             "dynamodb:PutItem",
             "dynamodb:DeleteItem",
-            prefixes=(MESSAGE_PREFIX, TARGET_PREFIX, REPLAY_JOB_PREFIX, SCHEDULE_PREFIX),
+            prefixes=(MESSAGE_PREFIX, TARGET_PREFIX, REPLAY_JOB_PREFIX, SCHEDULE_PREFIX, NOTIFICATION_PREFIX),
         )
 
         self._add_routes(api)

@@ -161,6 +161,9 @@ def test_forbidden_and_throttled_senders(document: dict[str, Any], relay: LocalR
         ("get", "/targets/health", lambda c: c.target_health("https://example.com")),
         ("post", "/targets/resume", lambda c: c.resume_target("https://example.com")),
         *SCHEDULE_CALLS,
+        ("put", "/notifications", lambda c: c.put_notifications("https://ops.example.com/x", ["message.failed"])),
+        ("get", "/notifications", lambda c: c.notifications()),
+        ("delete", "/notifications", lambda c: c.delete_notifications()),
     ]
     for method, path, call in calls:
         assert conforms(document, method, path, call(disabled), 403)["error"]["code"] == "FORBIDDEN"
@@ -291,6 +294,22 @@ def test_targets(document: dict[str, Any], client: RelayClient) -> None:
     assert gone["error"]["code"] == "TARGET_NOT_FOUND"
 
 
+def test_notifications(document: dict[str, Any], client: RelayClient) -> None:
+    # PUT /notifications: stored; a bad body names its fields
+    url = "https://ops.example.com/relay-events"
+    stored = conforms(document, "put", "/notifications", client.put_notifications(url, ["message.failed"]), 200)
+    assert (stored["url"], stored["events"]) == (url, ["message.failed"])
+    bad = conforms(document, "put", "/notifications", client.put_notifications("ftp://x", ["nope"]), 400)
+    assert {d["path"] for d in bad["error"]["details"]} == {"$.url", "$.events[0]"}
+    # GET /notifications: the setting; DELETE removes it; then there is none
+    assert conforms(document, "get", "/notifications", client.notifications(), 200)["url"] == url
+    assert conforms(document, "delete", "/notifications", client.delete_notifications(), 200) == {"deleted": True}
+    missing = conforms(document, "get", "/notifications", client.notifications(), 404)
+    assert missing["error"]["code"] == "NOTIFICATIONS_NOT_SET"
+    gone = conforms(document, "delete", "/notifications", client.delete_notifications(), 404)
+    assert gone["error"]["code"] == "NOTIFICATIONS_NOT_SET"
+
+
 def _expire(message: dict[str, Any]) -> None:
     expire_stored_message(DEV_SENDER, message["messageId"])
 
@@ -376,6 +395,9 @@ def test_system_errors(document: dict[str, Any], client: RelayClient, relay: Loc
             ("get", "/targets/health", client.target_health("https://example.com")),
             ("post", "/targets/resume", client.resume_target("https://example.com")),
             *[(method, path, call(client)) for method, path, call in SCHEDULE_CALLS],
+            ("put", "/notifications", client.put_notifications("https://ops.example.com/x", ["message.failed"])),
+            ("get", "/notifications", client.notifications()),
+            ("delete", "/notifications", client.delete_notifications()),
         ]:
             body = conforms(document, method, path, answer, 500)
             assert body["error"]["code"] == "SYSTEM_ERROR" and "boom" not in json.dumps(body)

@@ -18,6 +18,7 @@ from infra_support import (
     machine_role,
     queue_arn,
     queue_ids,
+    refs,
     resources_of,
     role_statements,
     state_machines,
@@ -207,12 +208,20 @@ def dispatcher_grants_without_attempts(synth: Synthesized) -> dict[str, Any]:
         # head and content in one read; the claim is one conditional update (status and events)
         "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
-        # a head that grew moves its older events to an overflow item (one transaction, a PutItem in it)
-        "dynamodb:PutItem": [table_arn(synth)],
+        # a head that grew moves its older events to an overflow item (one transaction, a PutItem in it);
+        # and a callback or notification is stored (the sender's activity item: its own statement)
+        "dynamodb:PutItem": reporting_puts(synth),
         "states:StartExecution": [machine_ref(synth, "fast")],
-        "sqs:SendMessage": [queue_arn(failed_queue_id(synth))],
+        # the failed-messages queue; the delivery queue for a callback or notification
+        "sqs:SendMessage": refs(queue_arn(failed_queue_id(synth)), queue_arn(main)),
         **{action: [queue_arn(main)] for action in CONSUME_ACTIONS},
     }
+
+
+def reporting_puts(synth: Synthesized) -> list[Any]:
+    """PutItem of a function that reports outcomes: message items (its own work, and the callback's
+    content and head) and, in a statement of its own, the sender's activity items."""
+    return [table_arn(synth), table_arn(synth)]
 
 
 def test_dispatcher_may_claim_attempt_start_the_fast_lane_and_fail_messages(synth: Synthesized) -> None:
@@ -227,7 +236,8 @@ def test_dispatcher_may_claim_attempt_start_the_fast_lane_and_fail_messages(synt
         **dispatcher_grants_without_attempts(synth),
         # a first attempt answered with a long Retry-After goes straight to the slow lane
         "states:StartExecution": [machine_ref(synth, "fast"), machine_ref(synth, "slow")],
-        "sqs:SendMessage": [queue_arn(failed_queue_id(synth)), queue_arn(main)],
+        # the failed queue; the delivery queue (a target at its limit; a callback or notification)
+        "sqs:SendMessage": refs(queue_arn(failed_queue_id(synth)), queue_arn(main)),
         "secretsmanager:GetSecretValue": [SENDER_SECRETS],
     }
     assert step_environment(synth, "dispatcher")[Setting.FIRST_ATTEMPT] == "inline"
@@ -265,7 +275,9 @@ def test_deliver_may_read_and_record_attempts_and_read_sender_secrets(synth: Syn
         "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": [table_arn(synth)],  # older events to an overflow item
+        # older events to an overflow item; a callback or notification (and its sender's activity item)
+        "dynamodb:PutItem": reporting_puts(synth),
+        "sqs:SendMessage": [queue_arn(queue_ids(synth)[0])],  # a callback or notification
         "secretsmanager:GetSecretValue": [SENDER_SECRETS],
     }
 
@@ -275,9 +287,11 @@ def test_finalize_may_fail_messages_and_dead_letter_them(synth: Synthesized) -> 
     # Then it may read and update the head (status and FAILED event in one write) and send to the failed queue
     assert data_grants(synth, step_role(synth, "finalize")) == {
         "dynamodb:GetItem": [table_arn(synth)],
+        "dynamodb:BatchGetItem": [table_arn(synth)],  # the failed message's head and content, to report it
         "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": [table_arn(synth)],  # older events to an overflow item
-        "sqs:SendMessage": [queue_arn(failed_queue_id(synth))],
+        # older events to an overflow item; a failure callback or notification (and its activity item)
+        "dynamodb:PutItem": reporting_puts(synth),
+        "sqs:SendMessage": refs(queue_arn(failed_queue_id(synth)), queue_arn(queue_ids(synth)[0])),
     }
 
 
@@ -286,8 +300,11 @@ def test_handoff_may_only_start_the_slow_lane(synth: Synthesized) -> None:
     # Then it may read and update the head (lease and its event in one write) and start the slow lane
     assert data_grants(synth, step_role(synth, "handoff")) == {
         "dynamodb:GetItem": [table_arn(synth)],
+        # a run whose message finished meanwhile reports its outcome (head and content, then the emit)
+        "dynamodb:BatchGetItem": [table_arn(synth)],
         "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": [table_arn(synth)],  # older events to an overflow item
+        "dynamodb:PutItem": reporting_puts(synth),
+        "sqs:SendMessage": [queue_arn(queue_ids(synth)[0])],
         "states:StartExecution": [machine_ref(synth, "slow")],
     }
 

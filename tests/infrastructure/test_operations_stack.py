@@ -57,6 +57,9 @@ ROUTES = [
     ("DELETE", "/schedules/{name}"),
     ("POST", "/schedules/{name}/pause"),
     ("POST", "/schedules/{name}/resume"),
+    ("PUT", "/notifications"),
+    ("GET", "/notifications"),
+    ("DELETE", "/notifications"),
 ]
 OPERATION_ROUTES = ROUTES[2:]
 # The web console's static files: the only methods without the authorizer (they read no data).
@@ -317,6 +320,10 @@ def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synt
         "PUT /schedules/{name}": {"dynamodb:GetItem": [table], "dynamodb:PutItem": [table]},
         "GET /schedules": {"dynamodb:Query": [table]},
         "DELETE /schedules/{name}": {"dynamodb:DeleteItem": [table], "dynamodb:UpdateItem": [table]},
+        # a sender's notification setting: one item (functions/adapters/notification_store.py)
+        "PUT /notifications": {"dynamodb:PutItem": [table]},
+        "GET /notifications": {"dynamodb:GetItem": [table]},
+        "DELETE /notifications": {"dynamodb:DeleteItem": [table]},
     }
     required: dict[str, list[Any]] = {}
     for calls in needs.values():
@@ -340,7 +347,9 @@ def test_the_api_function_writes_only_messages_targets_replay_jobs_and_schedules
     assert statements
     for statement in statements:
         assert statement["Condition"] == {
-            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["MSG#*", "TARGET#*", "REPLAY#*", "SCHEDULE#*"]}
+            "ForAllValues:StringLike": {
+                "dynamodb:LeadingKeys": ["MSG#*", "TARGET#*", "REPLAY#*", "SCHEDULE#*", "NOTIFY#*"]
+            }
         }
 
 
@@ -358,7 +367,7 @@ def test_no_function_may_write_every_item_of_the_table(synth: Synthesized) -> No
     assert statements
     for statement in statements:
         patterns = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-        assert set(patterns) <= {"MSG#*", "TARGET#*", "REPLAY#*", "ACTIVE#*", "SCHEDULE#*"}, statement
+        assert set(patterns) <= {"MSG#*", "TARGET#*", "REPLAY#*", "ACTIVE#*", "SCHEDULE#*", "NOTIFY#*"}, statement
 
 
 def test_the_api_function_is_configured_for_replays(synth: Synthesized) -> None:

@@ -28,7 +28,7 @@ from functions.domain.exceptions import (
     TargetUnreachable,
 )
 from functions.domain.flow import Permit, Wait
-from functions.domain.model import Event, EventType, MessageHead, StoredMessage
+from functions.domain.model import Event, EventType, MessageHead, Status, StoredMessage
 from functions.domain.origins import origin_of
 from functions.domain.signing import signature_headers
 from functions.services.delivery.dependencies import DeliveryDependencies
@@ -44,6 +44,7 @@ from functions.services.delivery.rules import (
     retry_delay,
     webhook_id,
 )
+from functions.services.outcomes import report_outcome, report_paused
 from functions.services.target_health import pause
 
 if TYPE_CHECKING:
@@ -70,6 +71,9 @@ def attempt(event: LaneEvent, deps: DeliveryDependencies) -> AttemptResult:
         if stored is None or stored.head.is_terminal or stored.head.run != run:
             if not consistent:
                 continue
+            if stored is not None and stored.head.run == run:
+                # Finished by this run (a retried step): what it reports is reported again, once.
+                report_outcome(deps.reporter, stored)
             return AttemptResult.skipped(stored.head.status if stored else None)
         head = stored.head
         now = datetime.now(UTC)
@@ -95,8 +99,10 @@ def _attempt_owned(
     head, tokens, epoch = stored.head, event.tokens, int(now.timestamp())
     blocked = blocked_by(deps, stored)
     if blocked is not None:
-        if pause(deps.repository, head, blocked, deps.breaker.policy, owner=tokens) is None:
+        paused = pause(deps.repository, head, blocked, deps.breaker.policy, owner=tokens)
+        if paused is None:
             return AttemptResult.skipped()
+        notify_paused(deps, paused, blocked.origin)
         # The run ends here (its lease is given back); the message keeps its attempts.
         raise DeliveryPaused(f"target {blocked.origin} is {blocked.state.value}")
     # A lane's attempt is a retry: served before fresh messages (the dispatcher's).
@@ -114,6 +120,14 @@ def _attempt_owned(
     finally:
         deps.flow.release(permit)
     return None
+
+
+def notify_paused(deps: DeliveryDependencies, head: MessageHead, origin: str) -> None:
+    """`message.paused`, best effort: the pause is written and stands whatever happens here."""
+    try:
+        report_paused(deps.reporter, head, origin)
+    except Exception:
+        logger.exception("Could not notify the paused message")
 
 
 def _target(stored: StoredMessage) -> str | None:
@@ -193,7 +207,7 @@ def send(deps: DeliveryDependencies, stored: StoredMessage, lane: Lane, retry_co
         _unreachable(deps, stored, error, _ms(started_clock))
 
     if 200 <= response.status_code <= 299:
-        _record_delivered(deps, head, response)
+        _record_delivered(deps, stored, response)
         _target_answered(deps, stored, failed=False)
         return AttemptResult(AttemptOutcome.DELIVERED, head.attempts, response.status_code)
     _http_failure(deps, stored, response, lane, retry_count)
@@ -258,14 +272,24 @@ def _http_failure(
     raise DeliveryRejected(f"{summary}: {kind}")
 
 
-def _record_delivered(deps: DeliveryDependencies, head: MessageHead, response: DeliveryResponse) -> None:
+def _record_delivered(deps: DeliveryDependencies, stored: StoredMessage, response: DeliveryResponse) -> None:
+    """DELIVERED, then the callback it asks for (after the write: functions/services/outcomes.py)."""
+    head = stored.head
     finished_at = datetime.now(UTC)
     details: dict[str, Any] = {"statusCode": response.status_code, "durationMs": response.duration_ms}
     if response.anomaly:
         # The target took the request (2xx status line) but what followed was broken: say so.
         details["anomaly"] = response.anomaly[:SNIPPET_CHARS]
     delivered = Event(EventType.DELIVERED, finished_at, head.run, head.attempts, details)
-    if deps.repository.finish_delivered(head.key, head.run, delivered, head.owner) is None:
+    written = deps.repository.finish_delivered(head.key, head.run, delivered, head.owner)
+    if stored.content.callback_url:
+        # A retried step (written is None: the first one recorded it) reports again; the id dedupes.
+        written_head = written or deps.repository.get_head(head.key) or head
+        if written_head.status is Status.DELIVERED and written_head.run == head.run:
+            report_outcome(
+                deps.reporter, StoredMessage(written_head, stored.content), response.status_code, response.body_snippet
+            )
+    if written is None:
         return  # a retried step: the first one recorded it
     metrics.add_metric(name=Metric.DELIVERED, unit=MetricUnit.Count, value=1)
     metrics.add_metric(

@@ -7,12 +7,12 @@ from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from functions.adapters import aws
-from functions.adapters.queue import MessageQueue
+from functions.adapters.queue import DeliveryQueue, MessageQueue
 from functions.adapters.repository import MessageRepository
 from functions.adapters.secrets import SigningSecrets
 from functions.adapters.target_store import TargetRepository
 from functions.adapters.workflows import Workflows
-from functions.domain.breaker import BreakerPolicy
+from functions.domain.breaker import BreakerPolicy, TargetHealth
 from functions.domain.config import Settings
 from functions.domain.flow import LEASE_MARGIN_SECONDS, Target
 from functions.services.flow_control import FlowControl
@@ -21,6 +21,7 @@ from functions.services.target_health import TargetBreaker
 if TYPE_CHECKING:
     # The client (urllib3, TLS) is loaded only by the functions that deliver (see `client`).
     from functions.adapters.http_client import DeliveryClient
+    from functions.services.outcomes import Reporter
 
 
 @dataclass
@@ -57,9 +58,17 @@ class DeliveryDependencies:
         )
 
     @cached_property
-    def delivery_queue(self) -> MessageQueue:
-        """Where the dispatcher puts back a message whose target is at its limit."""
-        return MessageQueue(self.settings.queue_url)
+    def delivery_queue(self) -> DeliveryQueue:
+        """Where the dispatcher puts back a message whose target is at its limit, and where the
+        messages Relay sends itself (callbacks, notifications) are enqueued."""
+        return DeliveryQueue(self.settings.queue_url)
+
+    @cached_property
+    def reporter(self) -> Reporter:
+        """Outcome callbacks and notifications (functions/services/outcomes.py)."""
+        from functions.services.outcomes import Reporter
+
+        return Reporter(self.settings, self.repository, self.delivery_queue)
 
     @cached_property
     def breaker(self) -> TargetBreaker:
@@ -67,7 +76,12 @@ class DeliveryDependencies:
         from functions.adapters.target_health_store import TargetHealthRepository
 
         store = TargetHealthRepository.from_settings(self.settings)
-        return TargetBreaker(store, BreakerPolicy.from_settings(self.settings))
+        return TargetBreaker(store, BreakerPolicy.from_settings(self.settings), on_change=self._target_changed)
+
+    def _target_changed(self, health: TargetHealth, opened: bool) -> None:
+        from functions.services.outcomes import report_target
+
+        report_target(self.reporter, health.sender_id, health.origin, opened, health.opened_at)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryDependencies:

@@ -25,11 +25,12 @@ from functions.domain.exceptions import (
 )
 from functions.domain.flow import Permit, Wait
 from functions.domain.model import Event, EventType, MessageHead, MessageKey, StoredMessage, fencing_token
-from functions.services.delivery.attempt import blocked_by, flow_permit, send
+from functions.services.delivery.attempt import blocked_by, flow_permit, notify_paused, send
 from functions.services.delivery.dependencies import DeliveryDependencies
 from functions.services.delivery.lane_endings import fail_message, move_to_slow_lane
 from functions.services.delivery.payloads import DispatchOutcome, Lane, LaneEvent, QueuedRecord, RunInput
 from functions.services.delivery.rules import SNIPPET_CHARS, attempt_lease, attempt_started_event, interrupted_event
+from functions.services.outcomes import report_outcome
 from functions.services.target_health import pause
 
 
@@ -98,6 +99,9 @@ def _claim_and_deliver(
     """None when the claim was refused on a possibly stale read (the caller reads again)."""
     head, key, run = stored.head, stored.head.key, queued.run
     if head.is_terminal:
+        if head.run == run:
+            # The queue's redelivery after a dispatcher that finished it crashed: report it (once).
+            report_outcome(deps.reporter, stored)
         return DispatchOutcome.TERMINAL
     if head.run != run:
         return DispatchOutcome.STALE_RUN if head.run > run or last_try else None
@@ -114,7 +118,9 @@ def _claim_and_deliver(
     blocked = blocked_by(deps, stored)
     if blocked is not None:
         # Its target is OPEN: PAUSED instead of attempted (unless a live run holds the lease).
-        if pause(deps.repository, head, blocked, deps.breaker.policy, lease_free_at=epoch) is not None:
+        paused = pause(deps.repository, head, blocked, deps.breaker.policy, lease_free_at=epoch)
+        if paused is not None:
+            notify_paused(deps, paused, blocked.origin)
             return DispatchOutcome.PAUSED
         return _claim_refused(deps, key, run, epoch) if last_try else None
     inline = deps.settings.first_attempt == FirstAttempt.INLINE

@@ -13,7 +13,7 @@ from functions.adapters.workflows import execution_name, standard_execution_arn
 from functions.contract.metric_names import Metric
 from functions.domain.clock import iso
 from functions.domain.exceptions import DeliveryDeferred, RelayError
-from functions.domain.model import Event, EventType, Status, fencing_token
+from functions.domain.model import Event, EventType, MessageKey, Status, StoredMessage, fencing_token
 from functions.services.delivery.dependencies import DeliveryDependencies
 from functions.services.delivery.payloads import (
     NO_FAILURE,
@@ -25,6 +25,7 @@ from functions.services.delivery.payloads import (
     RunInput,
 )
 from functions.services.delivery.rules import SNIPPET_CHARS, interrupted_event
+from functions.services.outcomes import report_outcome
 
 
 def failure_reason(event: LaneEvent) -> str:
@@ -53,8 +54,21 @@ def give_up_run(event: LaneEvent, deps: DeliveryDependencies) -> EndingResult:
     """A lane run that gives up (an internal error outlasted its retries, a hand-off that failed)
     releases its lease and makes the message due now: the reconciler re-drives it within one round
     instead of when the run's long lease would have ended. Only the run that owns it can."""
+    if report_if_finished(deps, event.key, event.run):
+        return SKIPPED
     deps.repository.release_claim(event.key, event.run, event.tokens, due_at=int(time.time()))
     return EndingResult(EndingOutcome.RELEASED)
+
+
+def report_if_finished(deps: DeliveryDependencies, key: MessageKey, run: int) -> bool:
+    """A run whose message this run finished, ending here because a step failed after the outcome was
+    written (its callback's emit, say), reports the outcome again (the ids dedupe; outcomes.py).
+    True when the message had finished in this run."""
+    stored = deps.repository.get_message(key)
+    if stored is None or not stored.head.is_terminal or stored.head.run != run:
+        return False
+    report_outcome(deps.reporter, stored)
+    return True
 
 
 def fail_message(event: LaneEvent, deps: DeliveryDependencies) -> EndingResult:
@@ -72,6 +86,10 @@ def fail_message(event: LaneEvent, deps: DeliveryDependencies) -> EndingResult:
         head = updated or deps.repository.get_head(key) or head
     if head.status != Status.FAILED or head.run != run:
         return SKIPPED
+    content = deps.repository.get_contents([key]).get(key)
+    if content is not None:
+        # After FAILED is written, by every try of this step (functions/services/outcomes.py).
+        report_outcome(deps.reporter, StoredMessage(head, content))
     # A retried step finds FAILED already: it keeps the first reason and sends the dead letter again
     # (the failed-messages queue is at-least-once like every queue; consumers dedupe by message id).
     reason = head.last_error or reason
@@ -89,6 +107,8 @@ def move_to_slow_lane(event: LaneEvent, deps: DeliveryDependencies) -> EndingRes
     key, run = event.key, event.run
     head = deps.repository.get_head(key)
     if head is None or head.is_terminal or head.run != run:
+        if head is not None and head.is_terminal and head.run == run:
+            report_if_finished(deps, key, run)
         return SKIPPED
     # One slow-lane run per fast-lane run: a retried hand-off reads the same attempts count (the same
     # name, so the start is idempotent), while a message re-driven after its slow-lane run died gets a
