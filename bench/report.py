@@ -519,7 +519,7 @@ def assumptions_list(data: dict[str, Any]) -> str:
         "Assumptions and sources:",
         f"- Prices: bench/prices.json ({prices['region']}, taken {prices['taken']}; figures from NOTES.md, "
         "extras marked there). Lambda arm64 at the deployed "
-        f"{memory.get('default_mb')} MB (stacks/constructs/functions.py; overrides in: "
+        f"{memory.get('default_mb')} MB (stacks/constructs/base/functions.py; overrides in: "
         f"{', '.join(memory.get('files_setting_memory_size') or []) or 'none'}).",
         "- Rates: `success_single`, `retried` and `slow_lane` send each message after the previous one "
         f"finished and are priced at {fmt(a['messages_per_month'], 0)} messages/month (0.39/s): SQS batches of "

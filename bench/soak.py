@@ -695,7 +695,7 @@ def wait_stats(waits: Sequence[float]) -> dict[str, Any]:
 def scenario_a(sizes: Sizes) -> ScenarioResult:
     """N messages at once to a target limited to `a_rate`/s: finished in (N - burst) / rate, none FAILED."""
     n, rate = sizes.a_messages, sizes.a_rate
-    burst = max(1.0, rate)  # the bucket's size (functions/services/targets.py Target.burst)
+    burst = max(1.0, rate)  # the bucket's size (functions/services/targeting/targets.py Target.burst)
     expected = max(0.0, (n - burst) / rate)
     result = ScenarioResult(
         "a",

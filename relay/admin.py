@@ -28,7 +28,7 @@ from jsonschema import Draft202012Validator
 
 from functions.adapters import aws
 from functions.adapters.secrets import SigningSecrets
-from functions.adapters.senders import ACTIVE, DISABLED, SenderRepository, rotation_deadline
+from functions.adapters.stores.senders import ACTIVE, DISABLED, SenderRepository, rotation_deadline
 from functions.contract.resource_tags import USAGE_PLAN_TABLE_TAG
 from functions.domain.config import SCHEMA_DIR, message_schema
 from functions.domain.exceptions import FieldError, MessageInvalid, RelayError, SenderExists, SenderUnknown

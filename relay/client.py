@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from functions.contract.settings_names import ToolVariable
-from functions.domain.origins import target_id
+from functions.domain.web.origins import target_id
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

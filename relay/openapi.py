@@ -31,16 +31,16 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from functions.adapters.repository import LISTING_READ_BUDGET
+from functions.adapters.messages.store import LISTING_READ_BUDGET
 from functions.domain.breaker import BreakerState
-from functions.domain.config import MESSAGE_SCHEMA_PATH, SCHEMA_DIR
-from functions.domain.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
+from functions.domain.config import MESSAGE_SCHEMA_PATH, SCHEMA_DIR, replay_schema
 from functions.domain.model import EventType, Status
 from functions.domain.validation import MAX_BATCH_MESSAGES, MAX_BATCH_REQUEST_BYTES
-from functions.services.api_errors import ERROR_CODES
-from functions.services.notifications import NOTIFICATION_SCHEMA_PATH
-from functions.services.operations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from functions.services.replays import PAGE_SIZE, PAGES_PER_RUN, JobState, replay_schema
+from functions.domain.web.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
+from functions.services.http_api.api_errors import ERROR_CODES
+from functions.services.http_api.operations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from functions.services.replays import PAGE_SIZE, PAGES_PER_RUN, JobState
+from functions.services.reporting.notifications import NOTIFICATION_SCHEMA_PATH
 from functions.services.runs import ExecutionType, Workflow
 from stacks.paths import OPENAPI_PATH, PYPROJECT
 

@@ -20,15 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from functions.adapters.messages.table import Table
-from functions.adapters.target_store import TargetRepository
+from functions.adapters.stores.target_store import TargetRepository
 from functions.contract.key_prefixes import TARGET_PREFIX
 from functions.domain.flow import Permit, Target
 from relay.local.runtime import LocalRelay
 
 try:  # after issue 20: the flow control has a module of its own
-    from functions.services.flow_control import FlowControl
+    from functions.services.targeting.flow_control import FlowControl
 except ImportError:  # before
-    from functions.services.targets import FlowControl  # type: ignore[attr-defined,no-redef]
+    from functions.services.targeting.targets import FlowControl  # type: ignore[attr-defined,no-redef]
 
 WRITES = ("update_item", "put_item", "delete_item")
 SENDER = "measure"

@@ -2,7 +2,7 @@
 responses, written once.
 
 Why a module of its own: the stack deploys these texts (stacks/constructs/api.py) and `relay dev`
-renders them with a Velocity engine (relay/local/gateway.py), reading them from the synthesized
+renders them with a Velocity engine (relay/local/apigateway/gateway.py), reading them from the synthesized
 template when there is a current one. Keeping them free of CDK imports lets `relay dev` build the
 same mapping without starting jsii when it has no template to read.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from functions.services.responses import SYSTEM_ERROR_MESSAGE
+from functions.services.http_api.responses import SYSTEM_ERROR_MESSAGE
 from stacks.settings import forwarded_base64_chars
 
 STAGE_NAME = "v1"

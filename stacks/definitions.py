@@ -16,7 +16,7 @@ from functions.contract.lanes import DeliveryLane
 from stacks.paths import STATEMACHINE_DIR
 
 DELIVERY_RETRY_ERROR = "DeliveryRetryable"
-# A target at its limit (functions/services/flow_control.py): retried with its own count, no attempt spent.
+# A target at its limit (functions/services/targeting/flow_control.py): retried with its own count, no attempt spent.
 DELIVERY_THROTTLED_ERROR = "DeliveryThrottled"
 # `relay.delivery` in cdk.json: each lane's definition file (the stack and relay dev apply its policy).
 DELIVERY_LANES: dict[str, str] = {

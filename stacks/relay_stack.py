@@ -28,8 +28,8 @@ from functions.contract.resource_tags import USAGE_PLAN_TABLE_TAG
 from stacks import bundling
 from stacks.constructs.api import Api
 from stacks.constructs.authentication import SenderAuthentication
+from stacks.constructs.base.functions import Foundation, FunctionPackage
 from stacks.constructs.delivery_workflow import DeliveryWorkflow
-from stacks.constructs.functions import Foundation, FunctionPackage
 from stacks.constructs.ingest_workflow import IngestWorkflow
 from stacks.constructs.notifications import Notifications
 from stacks.constructs.observability import Observability, TraceSampling

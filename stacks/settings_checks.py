@@ -23,9 +23,9 @@ from stacks.tracing import Tracing
 CONTEXT_KEY = "relay"
 
 # `relay.targets`: every target's limits unless the sender set its own (PUT /targets; origin "*" for
-# a sender-wide default). null = unlimited, which costs nothing per attempt (functions/services/targets.py).
+# a sender-wide default). null = unlimited, which costs nothing per attempt (functions/services/targeting/targets.py).
 TARGET_DEFAULTS = {"defaultRatePerSecond": (float, 0.001, 10_000), "defaultMaxConcurrency": (int, 1, 1000)}
-# `relay.circuitBreaker` (functions/services/target_health.py): name -> (default, smallest, largest).
+# `relay.circuitBreaker` (functions/services/targeting/target_health.py): name -> (default, smallest, largest).
 CIRCUIT_BREAKER_SETTINGS: dict[str, tuple[int, int, int]] = {
     "failureThreshold": (DEFAULT_BREAKER_FAILURE_THRESHOLD, 1, 10_000),
     "probeAfterSeconds": (DEFAULT_BREAKER_PROBE_AFTER_SECONDS, 1, 86_400),

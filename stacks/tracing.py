@@ -1,6 +1,6 @@
 """`stacks.tracing`: which Step Functions runs the console can open, and what each machine logs for it.
 
-Kept free of CDK so the stack (stacks/constructs/workflow.py) and the cost model (bench/) read the one
+Kept free of CDK so the stack (stacks/constructs/base/workflow.py) and the cost model (bench/) read the one
 mapping. Why the mapping is what it is (Step Functions Developer Guide, "Standard and Express Workflow
 executions in the console", "Log levels", "Logging using CloudWatch Logs"):
 - An EXPRESS run has no history in Step Functions. The console rebuilds it from the machine's

@@ -200,7 +200,7 @@ def wait_for_circuit(client: RelayClient, origin: str, state: str, timeout: floa
 
 class MemoryFlowStore:
     """A target repository's flow items in memory, with the conditions of its writes
-    (functions/adapters/target_store.py), so unit tests drive FlowControl on a clock of their own.
+    (functions/adapters/stores/target_store.py), so unit tests drive FlowControl on a clock of their own.
     Absent attributes read as 0, as `Bucket` stores them; every call is counted in `calls`."""
 
     def __init__(self, *targets: Any) -> None:

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from functions.adapters import aws
 from functions.contract.secret_names import SENDER_SECRET_PREFIX, SIGNING_SECRET_NAME
 from functions.domain.exceptions import StorageUnavailable
-from functions.domain.signing import generate_secret
+from functions.domain.web.signing import generate_secret
 
 CACHE_SECONDS = 300
 

@@ -4,7 +4,7 @@ and a sender's targets: PUT /targets, GET /targets, DELETE /targets/{id} (id: th
 and a target's circuit breaker: GET /targets/health?origin=..., POST /targets/resume,
 cron schedules: PUT/GET/DELETE /schedules/{name}, GET /schedules, POST /schedules/{name}/pause|resume;
 a sender's operational notifications: PUT/GET/DELETE /notifications;
-and the web console's files: GET /console, GET /console/{asset} (functions/services/console.py).
+and the web console's files: GET /console, GET /console/{asset} (functions/services/http_api/console.py).
 
 The sender comes from the authorizer's context, never from the request. The console's routes are
 the only ones without the authorizer: they serve static files and read no data.
@@ -22,12 +22,12 @@ from functions.adapters.observability import logger, metrics, tracer
 from functions.contract.console_routes import ASSET_PARAMETER, CONSOLE_PATH
 from functions.domain.config import get_settings
 from functions.domain.exceptions import FieldError, MessageInvalid
-from functions.domain.json_text import loads_strict
-from functions.services.api_errors import register_error_handlers
+from functions.domain.web.json_text import loads_strict
+from functions.services.http_api.api_errors import register_error_handlers
 
 if TYPE_CHECKING:
     from functions.adapters.repository import MessageRepository
-    from functions.services.console import Asset
+    from functions.services.http_api.console import Asset
 
 # Each route's modules load on its first use (imports inside the routes): a cold start pays for the
 # router alone, and a route then for what it needs (`make bench`, cold start: within 1.5x of boto3).
@@ -58,7 +58,7 @@ def _repository() -> "MessageRepository":
 
 @app.get("/messages/<message_id>")
 def get_message(message_id: str) -> dict[str, Any]:
-    from functions.services import operations
+    from functions.services.http_api import operations
 
     query = app.current_event.query_string_parameters or {}
     return operations.get_status(_repository(), _sender(), _message_id(message_id), query.get("eventsCursor"))
@@ -66,7 +66,7 @@ def get_message(message_id: str) -> dict[str, Any]:
 
 @app.get("/messages")
 def list_messages() -> dict[str, Any]:
-    from functions.services import operations
+    from functions.services.http_api import operations
 
     query = app.current_event.query_string_parameters or {}
     return operations.list_messages(
@@ -76,7 +76,7 @@ def list_messages() -> dict[str, Any]:
 
 @app.post("/messages/replay")
 def replay_messages() -> Response[dict[str, Any]]:
-    from functions.adapters.replay_repository import ReplayRepository
+    from functions.adapters.stores.replay_repository import ReplayRepository
     from functions.adapters.workflows import Workflows
     from functions.services import replays
 
@@ -88,7 +88,7 @@ def replay_messages() -> Response[dict[str, Any]]:
 
 @app.get("/replays/<job_id>")
 def get_replay(job_id: str) -> dict[str, Any]:
-    from functions.adapters.replay_repository import ReplayRepository
+    from functions.adapters.stores.replay_repository import ReplayRepository
     from functions.services import replays
 
     return replays.get_job(ReplayRepository(get_settings().table_name), _sender(), unquote(job_id))
@@ -97,7 +97,7 @@ def get_replay(job_id: str) -> dict[str, Any]:
 @app.post("/messages/<message_id>/replay")
 def replay_message(message_id: str) -> Response[dict[str, Any]]:
     from functions.adapters.queue import DeliveryQueue
-    from functions.services import operations
+    from functions.services.http_api import operations
 
     settings = get_settings()
     body = operations.replay(
@@ -108,19 +108,19 @@ def replay_message(message_id: str) -> Response[dict[str, Any]]:
 
 @app.post("/messages/<message_id>/cancel")
 def cancel_message(message_id: str) -> dict[str, Any]:
-    from functions.services import operations
+    from functions.services.http_api import operations
 
     return operations.cancel(_repository(), _sender(), _message_id(message_id))
 
 
 def _health_store() -> Any:
-    from functions.adapters.target_health_store import TargetHealthRepository
+    from functions.adapters.stores.target_health_store import TargetHealthRepository
 
     return TargetHealthRepository.from_settings(get_settings())
 
 
 def _targets() -> Any:
-    from functions.adapters.target_store import TargetRepository
+    from functions.adapters.stores.target_store import TargetRepository
 
     return TargetRepository(get_settings().table_name)
 
@@ -135,14 +135,14 @@ def put_target() -> dict[str, Any]:
 
 @app.get("/targets")
 def list_targets() -> dict[str, Any]:
-    from functions.services import target_health
+    from functions.services.targeting import target_health
 
     return {"items": target_health.targets_view(_targets(), _health_store(), _sender())}
 
 
 @app.delete("/targets/<target_id>")
 def delete_target(target_id: str) -> dict[str, Any]:
-    from functions.services import targets
+    from functions.services.targeting import targets
 
     # The id as GET /targets lists it ("https:hooks.example.com"), as sent: percent-encoded or not.
     return targets.delete_target(_targets(), _sender(), unquote(target_id))
@@ -150,7 +150,7 @@ def delete_target(target_id: str) -> dict[str, Any]:
 
 @app.get("/targets/health")
 def target_health_view() -> dict[str, Any]:
-    from functions.services import target_health
+    from functions.services.targeting import target_health
 
     query = app.current_event.query_string_parameters or {}
     return target_health.target_health_view(_health_store(), _sender(), str(query.get("origin") or ""))
@@ -159,7 +159,7 @@ def target_health_view() -> dict[str, Any]:
 @app.post("/targets/resume")
 def resume_target() -> dict[str, Any]:
     from functions.adapters.queue import DeliveryQueue
-    from functions.services import target_health
+    from functions.services.targeting import target_health
 
     settings = get_settings()
     try:
@@ -178,76 +178,76 @@ def resume_target() -> dict[str, Any]:
 
 
 def _schedules() -> Any:
-    from functions.adapters.schedule_repository import ScheduleRepository
+    from functions.adapters.stores.schedule_repository import ScheduleRepository
 
     return ScheduleRepository(get_settings().table_name)
 
 
 @app.put("/schedules/<name>")
 def put_schedule(name: str) -> dict[str, Any]:
-    from functions.services import schedules
+    from functions.services.scheduling import schedules
 
     return schedules.put_schedule(_schedules(), get_settings(), _sender(), unquote(name), app.current_event.body)
 
 
 @app.get("/schedules")
 def list_schedules() -> dict[str, Any]:
-    from functions.services import schedules
+    from functions.services.scheduling import schedules
 
     return schedules.list_schedules(_schedules(), _sender())
 
 
 @app.get("/schedules/<name>")
 def get_schedule(name: str) -> dict[str, Any]:
-    from functions.services import schedules
+    from functions.services.scheduling import schedules
 
     return schedules.get_schedule(_schedules(), _sender(), unquote(name))
 
 
 @app.delete("/schedules/<name>")
 def delete_schedule(name: str) -> dict[str, Any]:
-    from functions.services import schedules
+    from functions.services.scheduling import schedules
 
     return schedules.delete_schedule(_schedules(), _sender(), unquote(name))
 
 
 @app.post("/schedules/<name>/pause")
 def pause_schedule(name: str) -> dict[str, Any]:
-    from functions.services import schedules
+    from functions.services.scheduling import schedules
 
     return schedules.set_paused(_schedules(), _sender(), unquote(name), paused=True)
 
 
 @app.post("/schedules/<name>/resume")
 def resume_schedule(name: str) -> dict[str, Any]:
-    from functions.services import schedules
+    from functions.services.scheduling import schedules
 
     return schedules.set_paused(_schedules(), _sender(), unquote(name), paused=False)
 
 
 def _notifications() -> Any:
-    from functions.adapters.notification_store import NotificationStore
+    from functions.adapters.stores.notification_store import NotificationStore
 
     return NotificationStore(get_settings().table_name)
 
 
 @app.put("/notifications")
 def put_notifications() -> dict[str, Any]:
-    from functions.services import notifications
+    from functions.services.reporting import notifications
 
     return notifications.put(_notifications(), get_settings(), _sender(), app.current_event.body)
 
 
 @app.get("/notifications")
 def get_notifications() -> dict[str, Any]:
-    from functions.services import notifications
+    from functions.services.reporting import notifications
 
     return notifications.get(_notifications(), _sender())
 
 
 @app.delete("/notifications")
 def delete_notifications() -> dict[str, Any]:
-    from functions.services import notifications
+    from functions.services.reporting import notifications
 
     return notifications.delete(_notifications(), _sender())
 
@@ -258,7 +258,7 @@ def _served(asset: "Asset") -> Response[str]:
 
 @app.get(CONSOLE_PATH)
 def console_page() -> Response[str]:
-    from functions.services import console
+    from functions.services.http_api import console
 
     if app.current_event.path.endswith("/"):
         # The page's links are relative to /console (the stage's prefix is unknown to it): from
@@ -269,7 +269,7 @@ def console_page() -> Response[str]:
 
 @app.get(f"{CONSOLE_PATH}/<{ASSET_PARAMETER}>")
 def console_asset(asset: str) -> Response[str]:
-    from functions.services import console
+    from functions.services.http_api import console
 
     found = console.asset(unquote(asset))
     if found is None:

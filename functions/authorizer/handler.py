@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.adapters.observability import logger, tracer
-from functions.adapters.senders import SenderRepository
+from functions.adapters.stores.senders import SenderRepository
 from functions.domain.config import get_settings
 
 

@@ -31,9 +31,9 @@ class Metric(StrEnum):
     RECONCILER_ERRORS = "ReconcilerErrors"
     # A delivery found no signing secret for its sender: a configuration error an operator fixes.
     SIGNING_SECRET_MISSING = "SigningSecretMissing"
-    # An attempt waited for its target's rate or concurrency limit (functions/services/flow_control.py).
+    # An attempt waited for its target's rate or concurrency limit (functions/services/targeting/flow_control.py).
     THROTTLED = "DeliveryThrottled"
-    # Circuit breaker per target (functions/services/target_health.py).
+    # Circuit breaker per target (functions/services/targeting/target_health.py).
     TARGET_OPENED = "TargetsOpened"
     TARGET_CLOSED = "TargetsClosed"
     # A gauge: targets OPEN or HALF_OPEN now, counted by the reconciler each round (its alarm stays on

@@ -1,6 +1,6 @@
 """A target's circuit breaker as values: its state, the policy and the transitions (when it opens,
 when a probe is due, which success closes it). Pure: the store is
-functions/adapters/target_health_store.py, the service functions/services/target_health.py.
+functions/adapters/stores/target_health_store.py, the service functions/services/targeting/target_health.py.
 """
 
 from __future__ import annotations

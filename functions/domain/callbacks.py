@@ -18,7 +18,7 @@ from typing import Any
 
 from functions.domain.clock import iso
 from functions.domain.exceptions import FieldError
-from functions.domain.url_safety import UnsafeTarget, parse_target_url
+from functions.domain.web.url_safety import UnsafeTarget, parse_target_url
 
 CALLBACK_FIELDS = ("callbackUrl", "failureCallbackUrl")
 # What a callback quotes of the target's last answer.

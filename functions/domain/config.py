@@ -30,6 +30,13 @@ def message_schema() -> dict[str, Any]:
     return schema
 
 
+@lru_cache(maxsize=1)
+def replay_schema() -> dict[str, Any]:
+    """schemas/replay.schema.json: a bulk replay's filter and its paging limits (`x-relay-replay`)."""
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / "replay.schema.json").read_text(encoding="utf-8"))
+    return schema
+
+
 class FirstAttempt(StrEnum):
     """Who makes a message's first delivery attempt (`relay.delivery.firstAttempt` in cdk.json).
 
@@ -143,10 +150,10 @@ class Settings:
     # The bulk replay job's state machine (POST /messages/replay starts it).
     replay_machine_arn: str = ""
     # Every target's limits unless it (or its sender's `*`) has its own: `relay.targets` in cdk.json
-    # (functions/services/flow_control.py); None = unlimited, which costs nothing per attempt.
+    # (functions/services/targeting/flow_control.py); None = unlimited, which costs nothing per attempt.
     target_default_rate_per_second: float | None = None
     target_default_max_concurrency: int | None = None
-    # Circuit breaker per target (functions/services/target_health.py): this many consecutive failed
+    # Circuit breaker per target (functions/services/targeting/target_health.py): this many consecutive failed
     # attempts open a target; the first probe goes after `probe_after_seconds`, doubling on each
     # failed probe up to `max_probe_after_seconds`.
     breaker_failure_threshold: int = DEFAULT_BREAKER_FAILURE_THRESHOLD

@@ -153,7 +153,7 @@ class SenderUnknown(RelayError):
 
 
 class DeliveryThrottled(RelayError):
-    """The target is at its rate or concurrency limit (functions/services/flow_control.py): nothing was
+    """The target is at its rate or concurrency limit (functions/services/targeting/flow_control.py): nothing was
     sent and no attempt counted. The lanes' Retry policies try again shortly without spending a
     delivery retry; the dispatcher puts the queued message back with a delay instead."""
 

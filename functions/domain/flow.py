@@ -1,7 +1,7 @@
 """A target's limits and the flow-control arithmetic that holds them: the token bucket (rate), split
 into sub-buckets so it scales with the rate, the expected turn of a taker that must wait (retries
 first), and the slots of the attempts in flight (concurrency). Pure: no AWS; the items live in
-functions/adapters/target_store.py and functions/services/flow_control.py applies them per attempt.
+functions/adapters/stores/target_store.py and functions/services/targeting/flow_control.py applies them per attempt.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from functions.domain.clock import iso_seconds
 from functions.domain.exceptions import FieldError, MessageInvalid
-from functions.domain.json_text import loads_strict
-from functions.domain.origins import parse_origin, target_id
+from functions.domain.web.json_text import loads_strict
+from functions.domain.web.origins import parse_origin, target_id
 
 # How long a warm function trusts the limits it read (a changed limit applies within this time).
 CONFIG_MAX_AGE_SECONDS = 30.0
@@ -227,7 +227,7 @@ class Bucket:
 
 @dataclass(frozen=True)
 class Take:
-    """One permit from a sub-bucket, as a conditional write (functions/adapters/target_store.py).
+    """One permit from a sub-bucket, as a conditional write (functions/adapters/stores/target_store.py).
 
     `from_full`: the bucket is full: `full_at` becomes now + one interval, if it is still at most now.
     Otherwise `full_at` moves one interval later, if it is still between now and `latest_full_at_us`.

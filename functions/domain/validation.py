@@ -29,8 +29,8 @@ from functions.domain.exceptions import (
     PayloadTooLarge,
     SenderMismatch,
 )
-from functions.domain.json_text import FIELD_DEPTH, json_path, loads_strict
-from functions.domain.url_safety import UnsafeTarget, parse_target_url
+from functions.domain.web.json_text import FIELD_DEPTH, json_path, loads_strict
+from functions.domain.web.url_safety import UnsafeTarget, parse_target_url
 
 HOP_BY_HOP_HEADERS = frozenset(
     {

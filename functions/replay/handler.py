@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.adapters.observability import logger, metrics, tracer
 from functions.adapters.queue import DeliveryQueue
-from functions.adapters.replay_repository import ReplayRepository
+from functions.adapters.stores.replay_repository import ReplayRepository
 from functions.domain.config import get_settings
 from functions.services import replays
 

@@ -1,5 +1,5 @@
 """Runs every minute (EventBridge; `relay dev` plays it): queues the delayed messages and fires the
-cron schedules whose time is near (functions/services/scheduler.py)."""
+cron schedules whose time is near (functions/services/scheduling/scheduler.py)."""
 
 from typing import Any
 
@@ -7,9 +7,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.adapters.observability import logger, metrics, tracer
 from functions.adapters.queue import DeliveryQueue
-from functions.adapters.schedule_repository import ScheduleRepository
+from functions.adapters.stores.schedule_repository import ScheduleRepository
 from functions.domain.config import get_settings
-from functions.services.scheduler import sweep
+from functions.services.scheduling.scheduler import sweep
 
 
 @logger.inject_lambda_context

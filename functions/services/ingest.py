@@ -39,7 +39,7 @@ from functions.domain.exceptions import (
 )
 from functions.domain.model import DueEntry, Event, EventType, MessageHead, MessageKey, Status
 from functions.domain.scheduling import QUEUE_LEAD_SECONDS, queue_delay, waits_in_scheduler
-from functions.services.responses import (
+from functions.services.http_api.responses import (
     MESSAGE_ID_CONFLICT,
     SYSTEM_ERROR,
     SYSTEM_ERROR_MESSAGE,
@@ -47,7 +47,7 @@ from functions.services.responses import (
     http_response,
     response_for_rejection,
 )
-from functions.services.status import head_summary
+from functions.services.http_api.status import head_summary
 
 # The steps' log correlation id (Powertools' correlation_id_path): a single message's id; none for
 # a batch, whose items each have their own.
@@ -189,8 +189,8 @@ def _documents(body_base64: str | None, shape: RequestShape, settings: Settings)
     """The request's decoded messages: the body itself, or a batch envelope's `messages`."""
     # Imported here so dedup, store and enqueue (which share this module) never load jsonschema
     # at cold start; only the validate function pays for it.
-    from functions.domain.json_text import BATCH_FIELD_DEPTH
     from functions.domain.validation import MAX_BATCH_REQUEST_BYTES, decode_request_body
+    from functions.domain.web.json_text import BATCH_FIELD_DEPTH
 
     if shape is RequestShape.BATCH:
         # A message's fields are at $.messages[i]: the nesting limit counts from each of them.

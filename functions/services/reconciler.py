@@ -25,8 +25,8 @@ from functions.domain.exceptions import RelayError
 from functions.domain.model import Event, EventType, MessageHead, MessageKey, Status, due_partition
 
 if TYPE_CHECKING:
-    from functions.adapters.target_health_store import TargetHealthRepository
-    from functions.services.target_health import TargetHealth
+    from functions.adapters.stores.target_health_store import TargetHealthRepository
+    from functions.services.targeting.target_health import TargetHealth
 
 # Ends a message that expired (FAILED, with its reason): the key, the run, the reason.
 FailExpired = Callable[[MessageKey, int, str], object]
@@ -119,8 +119,8 @@ def reconcile(
             counts, "rescue", lambda: rescue_dead_letters(repository, dead_letters, now)
         )
     # Targets that closed since the last round: their paused messages go again.
-    from functions.adapters.target_health_store import TargetHealthRepository
-    from functions.services.target_health import count_open_targets, resume_closed_targets
+    from functions.adapters.stores.target_health_store import TargetHealthRepository
+    from functions.services.targeting.target_health import count_open_targets, resume_closed_targets
 
     targets = TargetHealthRepository.from_settings(settings)
     counts[RoundCount.RESUMED] = _isolated(
@@ -341,8 +341,8 @@ def reconcile_paused(
     seen: dict[tuple[str, str], TargetHealth],
 ) -> MessageOutcome:
     """A due PAUSED message: FAILED past its expiry; the probe when one is due; re-driven when its
-    target has closed; otherwise due again at the next probe (functions/services/target_health.py)."""
-    from functions.services.target_health import ResumeReason, paused_due_at, paused_origin, resume_message
+    target has closed; otherwise due again at the next probe (functions/services/targeting/target_health.py)."""
+    from functions.services.targeting.target_health import ResumeReason, paused_due_at, paused_origin, resume_message
 
     def resumed(origin: str, how: ResumeReason) -> MessageOutcome:
         done = resume_message(repository, queue, settings, head, origin, how, now)

@@ -31,7 +31,6 @@ any other, under the targets' limits.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import uuid
@@ -44,11 +43,11 @@ from typing import Any
 
 from functions.adapters.observability import logger
 from functions.adapters.queue import DeliveryQueue
-from functions.adapters.replay_repository import ReplayRepository, WindowEntry
+from functions.adapters.stores.replay_repository import ReplayRepository, WindowEntry
 from functions.adapters.workflows import Workflows
 from functions.contract.settings_names import Setting
 from functions.domain.clock import iso, parse_iso
-from functions.domain.config import SCHEMA_DIR, Settings
+from functions.domain.config import Settings, replay_schema
 from functions.domain.exceptions import (
     FieldError,
     MessageExpired,
@@ -58,18 +57,10 @@ from functions.domain.exceptions import (
     RelayError,
     ReplayJobNotFound,
 )
-from functions.domain.json_text import loads_strict
 from functions.domain.model import Status, from_epoch_ms
-from functions.domain.origins import origin_of
-from functions.services.operations import replay
-
-REPLAY_SCHEMA_PATH = SCHEMA_DIR / "replay.schema.json"
-
-
-@lru_cache(maxsize=1)
-def replay_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(REPLAY_SCHEMA_PATH.read_text(encoding="utf-8"))
-    return schema
+from functions.domain.web.json_text import loads_strict
+from functions.domain.web.origins import origin_of
+from functions.services.http_api.operations import replay
 
 
 def _limit(name: str) -> int:

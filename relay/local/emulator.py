@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import datetime
 import importlib
 import json
 import logging
@@ -34,6 +33,7 @@ from typing import Any, ClassVar
 
 from functions.contract.settings_names import Setting
 from relay.local import iam
+from relay.local.executions import run_sync_execution, stepfunctions_backend, stop_execution
 from relay.local.synth import current_template
 from relay.local.template import (
     ACCOUNT_ID,
@@ -276,7 +276,7 @@ class LocalAws:
         A thread still busy after the timeout is refused every later Lambda invoke."""
         from moto.stepfunctions.parser.utils import TMP_THREADS
 
-        backend = _backend()
+        backend = stepfunctions_backend()
         for arn in self.state_machine_arns.values():
             with contextlib.suppress(Exception):
                 for execution in list(backend.describe_state_machine(arn).executions):
@@ -333,24 +333,6 @@ def _reset_caches() -> None:
 
     config.get_settings.cache_clear()
     aws.reset_process_state()
-
-
-def stop_execution(execution: Any, error: str = "LocalAwsStopped", cause: str = "the embedded AWS stopped") -> bool:
-    """Stop a running execution as its process ending would; False when it had ended first.
-
-    A run that has just started has no evaluation environment yet (moto then fails to stop it), so
-    this tries again for a moment.
-    """
-    deadline = time.monotonic() + 5
-    while str(getattr(execution.exec_status, "value", "")) == "RUNNING":
-        try:
-            execution.stop(stop_date=datetime.datetime.now(tz=datetime.UTC), error=error, cause=cause)
-            return True
-        except AttributeError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-    return False
 
 
 def _current() -> LocalAws:
@@ -480,40 +462,3 @@ def _serialise_dynamodb_writes() -> None:
                 return _original(*args, **kwargs)
 
         setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
-
-
-def _backend() -> Any:
-    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
-
-    return stepfunctions_parser_backends[ACCOUNT_ID][REGION]
-
-
-def run_sync_execution(
-    state_machine_arn: str, execution_input: dict[str, Any], name: str | None = None
-) -> dict[str, Any]:
-    """Run one execution to its end in this thread and answer like StartSyncExecution."""
-    from moto.stepfunctions.parser.backend.execution import SyncExecution
-    from moto.stepfunctions.parser.utils import TMP_THREADS
-
-    backend = _backend()
-    state_machine = backend.describe_state_machine(state_machine_arn)
-    name = name or str(uuid.uuid4())
-    execution = SyncExecution(
-        name=name,
-        sm_type=state_machine.sm_type,
-        role_arn=state_machine.roleArn,
-        exec_arn=f"arn:aws:states:{REGION}:{ACCOUNT_ID}:express:{state_machine.name}:{name}:{uuid.uuid4()}",
-        account_id=ACCOUNT_ID,
-        region_name=REGION,
-        state_machine=state_machine,
-        start_date=datetime.datetime.now(tz=datetime.UTC),
-        cloud_watch_logging_session=None,
-        input_data=json.dumps(execution_input),
-        trace_header=None,
-        activity_store={},
-    )
-    execution.start()
-    # moto keeps every worker thread in a module list; a long-running dev server must not.
-    TMP_THREADS[:] = [thread for thread in TMP_THREADS if thread.is_alive()]
-    output: dict[str, Any] = dict(execution.to_start_sync_execution_output())
-    return output

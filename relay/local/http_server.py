@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 
-from functions.services.responses import SYSTEM_ERROR, error_response
+from functions.services.http_api.responses import SYSTEM_ERROR, error_response
 
 SUPPORTED_VERSIONS = (b"1.0", b"1.1")
 RECEIVE_CHUNK = 65536

@@ -1,6 +1,6 @@
 """The local HTTP API of `relay dev`: the same contract as API Gateway in front of the stack.
 
-- Every /messages route passes API Gateway's front door as deployed (relay/local/gateway.py): the
+- Every /messages route passes API Gateway's front door as deployed (relay/local/apigateway/gateway.py): the
   real token authorizer (401 unknown token, 403 disabled sender), then the throttles (429).
 - POST /messages is the deployed integration: its request mapping template rendered, the ingest
   machine started synchronously with what it produced, the integration response rendered; POST
@@ -31,17 +31,17 @@ from urllib.parse import unquote
 from botocore.exceptions import ClientError
 
 from functions.adapters import aws
-from functions.adapters.senders import SenderRepository
+from functions.adapters.stores.senders import SenderRepository
 from functions.contract.console_routes import CONSOLE_PATH
 from functions.domain.config import get_settings
 from functions.domain.exceptions import FieldError, MessageInvalid, SenderExists, SenderUnknown
-from functions.domain.json_text import loads_strict
 from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
-from functions.services.responses import SYSTEM_ERROR, error_response
+from functions.domain.web.json_text import loads_strict
+from functions.services.http_api.responses import SYSTEM_ERROR, error_response
 from relay.admin import AdminInputInvalid, SenderAdmin, SenderNotCreated
-from relay.local.api_definition import load_api_definition
+from relay.local.apigateway.api_definition import load_api_definition
+from relay.local.apigateway.gateway import Answer, ApiGateway, Caller, GatewayRequest
 from relay.local.emulator import LocalAws
-from relay.local.gateway import Answer, ApiGateway, Caller, GatewayRequest
 from relay.local.http_server import HttpRequest, HttpResponse, ServerLimits, StrictHttpServer
 from stacks.paths import OPENAPI_PATH
 

@@ -38,7 +38,7 @@ from stacks.api_mapping import (
     integration_responses,
     request_template,
 )
-from stacks.constructs.functions import LOG_RETENTION
+from stacks.constructs.base.functions import LOG_RETENTION
 from stacks.nag import acknowledge
 from stacks.settings import RelaySettings
 from stacks.settings_checks import CLOUD_WATCH_ROLE_CREATE

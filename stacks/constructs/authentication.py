@@ -12,7 +12,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigateway
 from constructs import Construct
 
-from stacks.constructs.functions import Foundation
+from stacks.constructs.base.functions import Foundation
 
 AUTHORIZATION_HEADER = "Authorization"
 # How long API Gateway reuses an answer for a token. A disabled sender or an expired token can

@@ -29,8 +29,8 @@ from functions.contract.lanes import DeliveryLane
 from functions.contract.secret_names import SENDER_SECRET_PREFIX
 from functions.contract.settings_names import Setting
 from functions.domain.config import MAX_PARALLEL_DISPATCH, FirstAttempt
-from stacks.constructs.functions import DEFAULT_TIMEOUT, Foundation, RelayFunction
-from stacks.constructs.workflow import check_placeholders, relay_state_machine
+from stacks.constructs.base.functions import DEFAULT_TIMEOUT, Foundation, RelayFunction
+from stacks.constructs.base.workflow import check_placeholders, relay_state_machine
 from stacks.definitions import render_definition
 from stacks.nag import acknowledge
 from stacks.settings import (

@@ -2,7 +2,7 @@
 
 POST /messages (one message) and POST /messages/batch (up to 100 messages in one run) each start
 a machine of their own, both built from statemachines/ingest.asl.json like every Relay machine
-(stacks/constructs/workflow.py) and running the same four functions. The only difference is the
+(stacks/constructs/base/workflow.py) and running the same four functions. The only difference is the
 request shape the definition's `${RequestShape}` placeholder hands to Validate: the one way a batch
 is recognised (functions/contract/request_shapes.py). A machine per route keeps each route's runs,
 logs, alarms and trace sampling apart, and the single path's cost unchanged.
@@ -16,8 +16,8 @@ from constructs import Construct
 
 from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX
 from functions.contract.request_shapes import SHAPE_PLACEHOLDER, RequestShape
-from stacks.constructs.functions import Foundation, RelayFunction
-from stacks.constructs.workflow import check_placeholders, relay_state_machine
+from stacks.constructs.base.functions import Foundation, RelayFunction
+from stacks.constructs.base.workflow import check_placeholders, relay_state_machine
 from stacks.paths import STATEMACHINE_DIR
 from stacks.settings import RelaySettings
 

@@ -1,7 +1,7 @@
 """Outcome callbacks and operational notifications (issue 18 items 3 and 4).
 
 A callback or a notification is a Relay message of its own, stored and enqueued by the function
-that recorded what it reports (functions/services/outcomes.py): the dispatcher and the lanes'
+that recorded what it reports (functions/services/reporting/outcomes.py): the dispatcher and the lanes'
 deliver, finalize and handoff steps. Beyond what they have for their own work (PutItem and UpdateItem on
 message items, GetItem on the table for the sender's notification setting), each gets: BatchGetItem
 (the finished message's head and content), PutItem on
@@ -21,7 +21,7 @@ from constructs import Construct
 from functions.contract.key_prefixes import ACTIVITY_PREFIX
 from functions.contract.settings_names import Setting
 from stacks.constructs.api import Api
-from stacks.constructs.functions import Foundation, RelayFunction
+from stacks.constructs.base.functions import Foundation, RelayFunction
 
 
 class Notifications(Construct):

@@ -3,7 +3,7 @@
 Relay's own counts come from the functions' Powertools metrics (functions/adapters/observability:
 namespace `Relay`, dimension `service=relay`), written to stdout as CloudWatch embedded metric
 format (EMF) lines, which CloudWatch Logs turns into metrics whatever the functions' log format
-(stacks/constructs/functions.py); queues, runs and the API from AWS's metrics. No alarm reads a
+(stacks/constructs/base/functions.py); queues, runs and the API from AWS's metrics. No alarm reads a
 log line (there is no metric filter), so the log format is free to change.
 
 Alarms have no actions here: a deployment attaches its own (SNS, chat, paging) to them.

@@ -17,7 +17,7 @@
 One Lambda behind a proxy integration serves them all; like every method of the API they
 require the sender token authorizer and its API key (stacks/constructs/api.py), and the
 function takes the sender from the authorizer's context only. The console's two routes are the
-exception: they serve the same static files to anyone (functions/services/console.py), read no
+exception: they serve the same static files to anyone (functions/services/http_api/console.py), read no
 data and need no grant; every call the page makes carries the sender's token. A stage throttle of
 their own (stacks/constructs/api.py) keeps them from spending the account's Lambda concurrency.
 """
@@ -36,7 +36,7 @@ from functions.contract.key_prefixes import (
     TARGET_PREFIX,
 )
 from stacks.constructs.api import Api
-from stacks.constructs.functions import Foundation
+from stacks.constructs.base.functions import Foundation
 from stacks.constructs.storage import SENDER_INDEX, STATUS_INDEX
 from stacks.nag import acknowledge
 
@@ -66,7 +66,7 @@ class Operations(Construct):
         # A long history's older pages: the message's overflow items (a Query of its own partition).
         self.function.grant([table.table_arn], "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
-        # Targets (functions/services/targets.py): PUT writes a target's limits, DELETE removes them and
+        # Targets (functions/services/targeting/targets.py): PUT writes a target's limits, DELETE removes them and
         # the flow items it finds (a batch read); GET lists them from the byStatus index (granted above)
         # and reads their flow items.
         # Writes reach messages, targets, replay jobs, schedules and notification settings only: the
@@ -115,7 +115,7 @@ class Operations(Construct):
         self._add_console(api, integration)
 
     def _add_schedule_routes(self, api: Api, integration: apigateway.LambdaIntegration) -> None:
-        """Cron schedules (functions/services/schedules.py): the sender's own, by name."""
+        """Cron schedules (functions/services/scheduling/schedules.py): the sender's own, by name."""
         schedules = api.rest_api.root.add_resource("schedules")
         schedule = schedules.add_resource("{name}")
         self.schedule_methods = [

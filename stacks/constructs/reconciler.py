@@ -1,7 +1,7 @@
 """The reconciler: every minute, re-drive messages that are overdue with no live run.
 
 It also runs the circuit breaker's probes and re-drives the PAUSED messages of a target that
-recovered (functions/services/target_health.py). It is what makes "nothing lost" hold when a queue
+recovered (functions/services/targeting/target_health.py). It is what makes "nothing lost" hold when a queue
 send, a Lambda or a run fails between steps:
 it reads the sparse `due` index, re-enqueues a stuck message (or fails it for good after a few
 re-drives, like the finalize step: FAILED plus the failed-messages queue).
@@ -17,7 +17,7 @@ from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
 from functions.contract.settings_names import Setting
-from stacks.constructs.functions import Foundation
+from stacks.constructs.base.functions import Foundation
 from stacks.constructs.storage import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
 
 SCHEDULE = events.Schedule.rate(Duration.minutes(1))

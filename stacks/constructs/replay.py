@@ -24,9 +24,9 @@ from constructs import Construct
 from functions.contract.key_prefixes import MESSAGE_PREFIX, REPLAY_JOB_PREFIX
 from functions.contract.settings_names import Setting
 from stacks.constructs.api import Api
-from stacks.constructs.functions import Foundation, RelayFunction
+from stacks.constructs.base.functions import Foundation, RelayFunction
+from stacks.constructs.base.workflow import check_placeholders, relay_state_machine
 from stacks.constructs.storage import STATUS_INDEX
-from stacks.constructs.workflow import check_placeholders, relay_state_machine
 from stacks.definitions import read_definition
 
 REPLAY_DEFINITION = "replay.asl.json"

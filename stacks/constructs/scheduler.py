@@ -1,5 +1,5 @@
 """The scheduler: every minute, hand the delivery queue the delayed messages whose time is near and
-fire the cron schedules whose next firing is near (functions/services/scheduler.py).
+fire the cron schedules whose next firing is near (functions/services/scheduling/scheduler.py).
 
 It reads only the scheduler's shards of the `due` index (`SCHED#<n>`), never the reconciler's; a
 firing is stored as an ordinary message (content and head) of the schedule's sender.
@@ -13,7 +13,7 @@ from aws_cdk import aws_events_targets as targets
 from constructs import Construct
 
 from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX, SCHEDULE_PREFIX
-from stacks.constructs.functions import Foundation
+from stacks.constructs.base.functions import Foundation
 from stacks.constructs.storage import DUE_INDEX
 
 SCHEDULE = events.Schedule.rate(Duration.minutes(1))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from functions.domain.url_safety import blocked_reason
+from functions.domain.web.url_safety import blocked_reason
 from relay.client import RelayClient
 from relay.local.targets import TargetServer
 from tests.conftest import make_message

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from functions.adapters.senders import ACTIVE
+from functions.adapters.stores.senders import ACTIVE
 from relay.client import RelayClient, save_credentials
 from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.server import default_limits

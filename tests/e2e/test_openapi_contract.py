@@ -22,7 +22,7 @@ from openapi_spec_validator import validate
 from functions.domain.config import get_settings
 from functions.domain.validation import ENVELOPE_ALLOWANCE_BYTES, MAX_BATCH_REQUEST_BYTES
 from relay.client import ApiAnswer, RelayClient
-from relay.local.gateway import INTEGRATION_TIMEOUT_SECONDS
+from relay.local.apigateway.gateway import INTEGRATION_TIMEOUT_SECONDS
 from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.targets import TargetServer
 from relay.openapi import OPENAPI_PATH, response_schema_pointer, validator_for

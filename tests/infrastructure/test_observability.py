@@ -3,7 +3,7 @@
 X-Ray samples head-first (the first traced service decides, the rest follow the trace header), so
 the rules cover the services that decide for Relay: the API stage and the state machines
 (stacks/constructs/observability.TraceSampling). The functions log JSON with Lambda's own lines at
-WARN; their metrics are EMF lines, which Lambda counts as INFO (stacks/constructs/functions.py).
+WARN; their metrics are EMF lines, which Lambda counts as INFO (stacks/constructs/base/functions.py).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from infra_support import (
 
 from functions.contract.resource_tags import USAGE_PLAN_TABLE_TAG
 from functions.contract.settings_names import Setting
-from relay.local.api_definition import definition_from_template
+from relay.local.apigateway.api_definition import definition_from_template
 from relay.local.template import build_topology
 from stacks.settings import RelaySettings
 
@@ -285,7 +285,7 @@ def test_the_console_has_a_throttle_of_its_own_and_only_text_answers(synth: Synt
 
 
 def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synthesized) -> None:
-    # Given what each route of the api function calls (functions/services/operations.py and repository.py)
+    # Given what each route of the api function calls (functions/services/http_api/operations.py and repository.py)
     main, _ = queue_ids(synth)
     table, status_index = table_arn(synth), index_arn(synth, "byStatus")
     replay_machine = {"Ref": state_machines(synth)["replay"][0]}
@@ -310,17 +310,17 @@ def test_the_api_function_may_make_exactly_the_calls_its_routes_make(synth: Synt
             "states:StartExecution": [replay_machine],
         },
         "GET /replays/{jobId}": {"dynamodb:GetItem": [table]},
-        # functions/services/targets.py: a target's limits item; the listing's keys, then the limits and
+        # functions/services/targeting/targets.py: a target's limits item; the listing's keys, then the limits and
         # flow items they name; a deletion removes the limits, reads which flow items exist, removes those
         "PUT /targets": {"dynamodb:PutItem": [table]},
         "GET /targets": {"dynamodb:Query": [status_index], "dynamodb:BatchGetItem": [table]},
         "DELETE /targets/{targetId}": {"dynamodb:DeleteItem": [table], "dynamodb:BatchGetItem": [table]},
-        # functions/services/schedules.py: one schedule item each; a deletion or pause cancels the
+        # functions/services/scheduling/schedules.py: one schedule item each; a deletion or pause cancels the
         # firings already created (their heads, read and updated by key)
         "PUT /schedules/{name}": {"dynamodb:GetItem": [table], "dynamodb:PutItem": [table]},
         "GET /schedules": {"dynamodb:Query": [table]},
         "DELETE /schedules/{name}": {"dynamodb:DeleteItem": [table], "dynamodb:UpdateItem": [table]},
-        # a sender's notification setting: one item (functions/adapters/notification_store.py)
+        # a sender's notification setting: one item (functions/adapters/stores/notification_store.py)
         "PUT /notifications": {"dynamodb:PutItem": [table]},
         "GET /notifications": {"dynamodb:GetItem": [table]},
         "DELETE /notifications": {"dynamodb:DeleteItem": [table]},

@@ -379,7 +379,7 @@ def test_ingest_steps_wait_out_lambda_throttling_within_the_apis_timeout() -> No
 
 
 def test_a_failed_ingest_run_answers_the_apis_system_error() -> None:
-    from functions.services.responses import SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE
+    from functions.services.http_api.responses import SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE
 
     # Given the state that turns any failure of an ingest run into the answer
     error = json.loads(INGEST_ASL.read_text(encoding="utf-8"))["States"]["BuildSystemError"]["Parameters"]["error"]
@@ -572,7 +572,7 @@ def test_the_accounts_cloudwatch_role_is_neither_set_nor_needed_by_default(synth
 
 
 def test_relay_dev_reads_the_same_api_from_the_template_as_from_the_functions(synth: Synthesized) -> None:
-    from relay.local.api_definition import definition_from_functions, definition_from_template
+    from relay.local.apigateway.api_definition import definition_from_functions, definition_from_template
 
     # Given the synthesized template and the functions it is made from
     arn = "arn:aws:states:us-east-1:123456789012:stateMachine:relay-ingest"

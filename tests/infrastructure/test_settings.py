@@ -275,7 +275,7 @@ def test_an_opted_in_cloudwatch_role_is_created_set_for_the_account_and_used(syn
 
 
 def test_relay_dev_reads_the_overridden_api_from_the_template_as_from_the_functions(synth: Synthesized) -> None:
-    from relay.local.api_definition import Throttle, definition_from_functions, definition_from_template
+    from relay.local.apigateway.api_definition import Throttle, definition_from_functions, definition_from_template
 
     # Given the template synthesized with the overrides, and the functions given the same overrides
     arn = "arn:aws:states:us-east-1:123456789012:stateMachine:relay-ingest"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from functions.adapters.queue import DeliveryQueue
-from functions.adapters.replay_repository import ReplayRepository, WindowEntry
+from functions.adapters.stores.replay_repository import ReplayRepository, WindowEntry
 from functions.contract.settings_names import Setting
 from functions.domain.config import get_settings
 from functions.domain.model import Event, EventType, MessageKey, Status

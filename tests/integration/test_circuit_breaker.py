@@ -1,5 +1,5 @@
 """The circuit breaker per target in one process: the real dispatcher, lanes, reconciler and API on
-moto, delivering over real HTTP to local targets (functions/services/target_health.py)."""
+moto, delivering over real HTTP to local targets (functions/services/targeting/target_health.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.adapters.target_health_store import HEALTH_SORT_KEY, TargetHealthRepository, target_partition
+from functions.adapters.stores.target_health_store import HEALTH_SORT_KEY, TargetHealthRepository, target_partition
 from functions.contract.settings_names import Setting
 from functions.domain.breaker import KNOWN_OPEN_AFTER_SECONDS, BreakerPolicy, BreakerState
 from functions.domain.config import get_settings
 from functions.services import delivery
-from functions.services.target_health import TargetBreaker, origin_of
+from functions.services.targeting.target_health import TargetBreaker, origin_of
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer

@@ -16,7 +16,7 @@ from functions.adapters.repository import MessageRepository
 from functions.contract.settings_names import Setting
 from functions.domain.config import get_settings
 from functions.domain.model import MessageKey
-from functions.services.status import status_view
+from functions.services.http_api.status import status_view
 from tests.conftest import make_message
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from functions.adapters import repository as repository_module
+from functions.adapters.messages import store as store_module
 from functions.adapters.messages.items import sender_shard
 from functions.adapters.repository import MessageRepository
 from functions.contract.indexes import SENDER_SHARDS
@@ -93,7 +93,7 @@ def test_a_rare_status_stops_at_the_read_budget_and_its_cursor_goes_on(
     # Given one delivered message under 30 newer pending ones, and a read budget of 8 heads a page
     delivered = store(repository, 1, Status.DELIVERED)
     store(repository, 30, first=1)
-    monkeypatch.setattr(repository_module, "LISTING_READ_BUDGET", 8)
+    monkeypatch.setattr(store_module, "LISTING_READ_BUDGET", 8)
     # When DELIVERED is listed
     pages = list(walk(repository, Status.DELIVERED, 5))
     # Then the first pages are cut short by the budget, each with a cursor, and following them

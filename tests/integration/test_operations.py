@@ -16,7 +16,7 @@ import pytest
 
 from functions.adapters import aws
 from functions.adapters.messages.items import sender_shard
-from functions.adapters.senders import SenderRepository
+from functions.adapters.stores.senders import SenderRepository
 from functions.domain.model import MessageKey
 from relay import cli
 from relay.admin import SenderAdmin

@@ -1,6 +1,6 @@
 """Outcome callbacks and operational notifications in one process, as a sender sees them: the real
 dispatcher, lanes and API on moto, delivering over real HTTP to a local target
-(functions/services/outcomes.py, functions/services/emit.py)."""
+(functions/services/reporting/outcomes.py, functions/services/reporting/emit.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from functions.contract.settings_names import Setting
 from functions.domain.callbacks import Outcome, callback_id
 from functions.domain.config import get_settings
 from functions.domain.model import MessageKey
-from functions.domain.signing import sign
+from functions.domain.web.signing import sign
 from functions.services import delivery
-from functions.services.outcomes import report_outcome
-from functions.services.target_health import origin_of
+from functions.services.reporting.outcomes import report_outcome
+from functions.services.targeting.target_health import origin_of
 from relay.client import RelayClient
 from relay.local.emulator import REGION
 from relay.local.runtime import LocalRelay

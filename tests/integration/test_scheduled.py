@@ -95,9 +95,9 @@ def test_a_minutely_schedule_fires_one_message_per_minute_until_deleted(
     relay: LocalRelay, client: RelayClient, target: TargetServer
 ) -> None:
     from functions.adapters.queue import DeliveryQueue
-    from functions.adapters.schedule_repository import ScheduleRepository
+    from functions.adapters.stores.schedule_repository import ScheduleRepository
     from functions.domain.config import get_settings
-    from functions.services.scheduler import sweep
+    from functions.services.scheduling.scheduler import sweep
 
     # Given a schedule firing every minute
     name = f"tick-{time.time_ns() % 10**9}"

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from functions.adapters import aws
 from functions.adapters.secrets import SigningSecrets
-from functions.adapters.senders import SenderRepository
+from functions.adapters.stores.senders import SenderRepository
 from functions.authorizer.handler import lambda_handler as authorize
 from functions.contract.resource_tags import USAGE_PLAN_TABLE_TAG
 from functions.domain.config import get_settings

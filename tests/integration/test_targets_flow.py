@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from functions.adapters.target_store import TargetRepository
+from functions.adapters.stores.target_store import TargetRepository
 from functions.domain.flow import Permit, Share, Target, Wait
-from functions.services.flow_control import FlowControl
-from functions.services.targets import target_views
+from functions.services.targeting.flow_control import FlowControl
+from functions.services.targeting.targets import target_views
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer

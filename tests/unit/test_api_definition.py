@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from relay.local.api_definition import (
+from relay.local.apigateway.api_definition import (
     FROM_FUNCTIONS,
     GatewayResponseRule,
     TemplateError,
@@ -118,6 +118,6 @@ def test_a_given_template_file_is_read_and_the_functions_say_where_they_came_fro
     # Then relay dev reads it when given, and says so
     assert load_api_definition(ARN, path).source == str(path)
     # And a definition made from the functions says where it came from
-    from relay.local.api_definition import definition_from_functions
+    from relay.local.apigateway.api_definition import definition_from_functions
 
     assert definition_from_functions(ARN, relay_context={}).source == FROM_FUNCTIONS

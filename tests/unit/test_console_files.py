@@ -1,4 +1,4 @@
-"""The web console's files as the API function serves them (functions/services/console.py)."""
+"""The web console's files as the API function serves them (functions/services/http_api/console.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from functions.api.handler import lambda_handler
 from functions.domain.model import Status
-from functions.services import console
+from functions.services.http_api import console
 from relay.local.emulator import LocalLambdaContext
 
 FILES = sorted(path.name for path in console.CONSOLE_DIR.iterdir() if path.is_file())

@@ -26,7 +26,7 @@ from functions.domain.flow import (
     slots_to_probe,
     sub_bucket_count,
 )
-from functions.services.flow_control import FlowControl
+from functions.services.targeting.flow_control import FlowControl
 from tests.support import MemoryFlowStore
 
 ORIGIN = "https://a.example"

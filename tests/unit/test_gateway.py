@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from relay.local.api_definition import definition_from_functions
-from relay.local.gateway import Answer, ApiGateway, Caller, GatewayRequest
+from relay.local.apigateway.api_definition import definition_from_functions
+from relay.local.apigateway.gateway import Answer, ApiGateway, Caller, GatewayRequest
 from stacks.api_mapping import FORBIDDEN_MESSAGE, SYSTEM_ERROR_MESSAGE, UNSUPPORTED_MEDIA_TYPE_MESSAGE
 
 ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:relay-ingest"

@@ -1,4 +1,4 @@
-"""The nesting limit of request bodies (functions/domain/json_text.py): counted from each field, text skipped."""
+"""The nesting limit of request bodies (functions/domain/web/json_text.py): counted from each field, text skipped."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from functions.domain.exceptions import FieldError, MessageInvalid
-from functions.domain.json_text import BATCH_FIELD_DEPTH, MAX_NESTING_DEPTH, loads_strict, nesting_error
+from functions.domain.web.json_text import BATCH_FIELD_DEPTH, MAX_NESTING_DEPTH, loads_strict, nesting_error
 
 
 def deep(levels: int, inner: str = "") -> str:

@@ -19,8 +19,8 @@ from openapi_spec_validator import validate
 
 from functions.domain.config import MESSAGE_SCHEMA_PATH
 from functions.domain.model import EventType, Status
-from functions.services.api_errors import ERROR_CODES
-from functions.services.responses import MESSAGE_ID_CONFLICT, PAYLOAD_TOO_LARGE, SYSTEM_ERROR, VALIDATION_ERROR
+from functions.services.http_api.api_errors import ERROR_CODES
+from functions.services.http_api.responses import MESSAGE_ID_CONFLICT, PAYLOAD_TOO_LARGE, SYSTEM_ERROR, VALIDATION_ERROR
 from relay.openapi import (
     ERROR_CATALOG,
     OPENAPI_PATH,

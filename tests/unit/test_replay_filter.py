@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from functions.adapters.replay_repository import WindowEntry
+from functions.adapters.stores.replay_repository import WindowEntry
 from functions.contract.settings_names import Setting
 from functions.domain.exceptions import MessageInvalid
 from functions.domain.model import MessageKey, Status

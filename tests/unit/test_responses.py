@@ -23,7 +23,7 @@ from functions.domain.exceptions import (
     StorageError,
     StorageUnavailable,
 )
-from functions.services.responses import (
+from functions.services.http_api.responses import (
     FORBIDDEN,
     PAYLOAD_TOO_LARGE,
     SYSTEM_ERROR,

@@ -10,7 +10,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from functions.domain.signing import generate_secret, sign, signature_headers
+from functions.domain.web.signing import generate_secret, sign, signature_headers
 
 WEBHOOK_ID = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"
 

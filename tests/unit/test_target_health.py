@@ -1,4 +1,4 @@
-"""The circuit breaker's state machine and its warm-function cache (functions/services/target_health.py)."""
+"""The circuit breaker's state machine and its warm-function cache (functions/services/targeting/target_health.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from functions.domain.breaker import CACHE_SECONDS, KNOWN_OPEN_AFTER_SECONDS, BreakerPolicy, BreakerState, TargetHealth
-from functions.services.target_health import TargetBreaker, origin_of
+from functions.services.targeting.target_health import TargetBreaker, origin_of
 
 POLICY = BreakerPolicy(failure_threshold=3, probe_after_seconds=10, max_probe_after_seconds=60)
 NOW = 1_000_000

@@ -7,7 +7,7 @@ import pytest
 from functions.contract.settings_names import Setting
 from functions.domain.exceptions import MessageInvalid
 from functions.domain.flow import json_body, validate_target
-from functions.domain.origins import origin_of, origin_of_id, parse_origin, target_id
+from functions.domain.web.origins import origin_of, origin_of_id, parse_origin, target_id
 from relay.cli import peak_per_second
 from stacks.settings import RelaySettings, SettingsError
 

@@ -10,7 +10,7 @@ import ipaddress
 
 import pytest
 
-from functions.domain.url_safety import BLOCKED_NETWORKS, UnsafeTarget, blocked_reason, parse_target_url
+from functions.domain.web.url_safety import BLOCKED_NETWORKS, UnsafeTarget, blocked_reason, parse_target_url
 
 # ---------------------------------------------------------------------------------------------
 # blocked_reason: the explicit block list

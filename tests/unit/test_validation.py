@@ -38,7 +38,7 @@ from functions.domain.validation import (
     decode_request_body,
     validate_message,
 )
-from functions.services.responses import response_for_rejection
+from functions.services.http_api.responses import response_for_rejection
 
 NOW = datetime(2026, 1, 31, 12, 0, 0, tzinfo=UTC)
 SETTINGS: Settings = replace(
@@ -874,7 +874,7 @@ def test_given_brackets_inside_strings_when_decoded_then_they_are_not_nesting() 
 
 def test_the_nesting_limit_is_documented_where_senders_read_the_contract() -> None:
     from functions.domain.config import message_schema
-    from functions.domain.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
+    from functions.domain.web.json_text import MAX_NESTING_DEPTH, NESTING_MESSAGE
 
     # Given the limit the code enforces
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")

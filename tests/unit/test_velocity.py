@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from relay.local.velocity import MappingError, render, substitute
+from relay.local.apigateway.velocity import MappingError, render, substitute
 from stacks.api_mapping import (
     SYSTEM_ERROR_MESSAGE,
     THROTTLED_MESSAGE,

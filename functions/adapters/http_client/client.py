@@ -43,7 +43,7 @@ from functions.adapters.http_client.failures import (
 )
 from functions.adapters.http_client.pools import POOL_MAXSIZE, PoolKey, default_ssl_context, forget_pool, pool_for
 from functions.domain.exceptions import InvalidResponse, TargetBlocked, TargetTimeout, TargetUnreachable
-from functions.domain.url_safety import IPAddress, TargetUrl, UnsafeTarget, blocked_reason, parse_target_url
+from functions.domain.web.url_safety import IPAddress, TargetUrl, UnsafeTarget, blocked_reason, parse_target_url
 
 DEFAULT_USER_AGENT = "Relay-Webhooks/1.0"
 # Set by the client itself; a caller giving one would break the framing or the pinning.

@@ -29,8 +29,8 @@ from functions.domain.exceptions import (
 )
 from functions.domain.flow import Permit, Wait
 from functions.domain.model import Event, EventType, MessageHead, Status, StoredMessage
-from functions.domain.origins import origin_of
-from functions.domain.signing import signature_headers
+from functions.domain.web.origins import origin_of
+from functions.domain.web.signing import signature_headers
 from functions.services.delivery.dependencies import DeliveryDependencies
 from functions.services.delivery.payloads import AttemptOutcome, AttemptResult, Lane, LaneEvent
 from functions.services.delivery.rules import (
@@ -44,8 +44,8 @@ from functions.services.delivery.rules import (
     retry_delay,
     webhook_id,
 )
-from functions.services.outcomes import report_outcome, report_paused
-from functions.services.target_health import pause
+from functions.services.reporting.outcomes import report_outcome, report_paused
+from functions.services.targeting.target_health import pause
 
 if TYPE_CHECKING:
     from functions.adapters.http_client import DeliveryResponse
@@ -273,7 +273,7 @@ def _http_failure(
 
 
 def _record_delivered(deps: DeliveryDependencies, stored: StoredMessage, response: DeliveryResponse) -> None:
-    """DELIVERED, then the callback it asks for (after the write: functions/services/outcomes.py)."""
+    """DELIVERED, then the callback it asks for (after the write: functions/services/reporting/outcomes.py)."""
     head = stored.head
     finished_at = datetime.now(UTC)
     details: dict[str, Any] = {"statusCode": response.status_code, "durationMs": response.duration_ms}

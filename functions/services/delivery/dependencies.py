@@ -10,18 +10,18 @@ from functions.adapters import aws
 from functions.adapters.queue import DeliveryQueue, MessageQueue
 from functions.adapters.repository import MessageRepository
 from functions.adapters.secrets import SigningSecrets
-from functions.adapters.target_store import TargetRepository
+from functions.adapters.stores.target_store import TargetRepository
 from functions.adapters.workflows import Workflows
 from functions.domain.breaker import BreakerPolicy, TargetHealth
 from functions.domain.config import Settings
 from functions.domain.flow import LEASE_MARGIN_SECONDS, Target
-from functions.services.flow_control import FlowControl
-from functions.services.target_health import TargetBreaker
+from functions.services.targeting.flow_control import FlowControl
+from functions.services.targeting.target_health import TargetBreaker
 
 if TYPE_CHECKING:
     # The client (urllib3, TLS) is loaded only by the functions that deliver (see `client`).
     from functions.adapters.http_client import DeliveryClient
-    from functions.services.outcomes import Reporter
+    from functions.services.reporting.outcomes import Reporter
 
 
 @dataclass
@@ -46,7 +46,7 @@ class DeliveryDependencies:
 
     @cached_property
     def flow(self) -> FlowControl:
-        """Per-target limits (functions/services/flow_control.py); free for a target without limits."""
+        """Per-target limits (functions/services/targeting/flow_control.py); free for a target without limits."""
         return FlowControl(
             TargetRepository(self.settings.table_name),
             Target(
@@ -65,21 +65,21 @@ class DeliveryDependencies:
 
     @cached_property
     def reporter(self) -> Reporter:
-        """Outcome callbacks and notifications (functions/services/outcomes.py)."""
-        from functions.services.outcomes import Reporter
+        """Outcome callbacks and notifications (functions/services/reporting/outcomes.py)."""
+        from functions.services.reporting.outcomes import Reporter
 
         return Reporter(self.settings, self.repository, self.delivery_queue)
 
     @cached_property
     def breaker(self) -> TargetBreaker:
-        """Target health, cached in the warm function (functions/services/target_health.py)."""
-        from functions.adapters.target_health_store import TargetHealthRepository
+        """Target health, cached in the warm function (functions/services/targeting/target_health.py)."""
+        from functions.adapters.stores.target_health_store import TargetHealthRepository
 
         store = TargetHealthRepository.from_settings(self.settings)
         return TargetBreaker(store, BreakerPolicy.from_settings(self.settings), on_change=self._target_changed)
 
     def _target_changed(self, health: TargetHealth, opened: bool) -> None:
-        from functions.services.outcomes import report_target
+        from functions.services.reporting.outcomes import report_target
 
         report_target(self.reporter, health.sender_id, health.origin, opened, health.opened_at)
 

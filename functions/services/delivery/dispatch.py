@@ -30,8 +30,8 @@ from functions.services.delivery.dependencies import DeliveryDependencies
 from functions.services.delivery.lane_endings import fail_message, move_to_slow_lane
 from functions.services.delivery.payloads import DispatchOutcome, Lane, LaneEvent, QueuedRecord, RunInput
 from functions.services.delivery.rules import SNIPPET_CHARS, attempt_lease, attempt_started_event, interrupted_event
-from functions.services.outcomes import report_outcome
-from functions.services.target_health import pause
+from functions.services.reporting.outcomes import report_outcome
+from functions.services.targeting.target_health import pause
 
 
 def dispatch_batch(records: list[QueuedRecord], deps: DeliveryDependencies) -> list[str]:

@@ -25,7 +25,7 @@ from functions.services.delivery.payloads import (
     RunInput,
 )
 from functions.services.delivery.rules import SNIPPET_CHARS, interrupted_event
-from functions.services.outcomes import report_outcome
+from functions.services.reporting.outcomes import report_outcome
 
 
 def failure_reason(event: LaneEvent) -> str:
@@ -88,7 +88,7 @@ def fail_message(event: LaneEvent, deps: DeliveryDependencies) -> EndingResult:
         return SKIPPED
     content = deps.repository.get_contents([key]).get(key)
     if content is not None:
-        # After FAILED is written, by every try of this step (functions/services/outcomes.py).
+        # After FAILED is written, by every try of this step (functions/services/reporting/outcomes.py).
         report_outcome(deps.reporter, StoredMessage(head, content))
     # A retried step finds FAILED already: it keeps the first reason and sends the dead letter again
     # (the failed-messages queue is at-least-once like every queue; consumers dedupe by message id).

@@ -1,5 +1,5 @@
 """What a finished message (and a target's circuit) tells the sender: outcome callbacks and
-operational notifications, each sent as a Relay message of its own (functions/services/emit.py).
+operational notifications, each sent as a Relay message of its own (functions/services/reporting/emit.py).
 
 When, relative to the write it reports: AFTER it, from the step that wrote it, and again from
 every path that finds the outcome already written by the same run: a retried Deliver or MarkFailed
@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from functions.adapters.event_bus import EventBus
-from functions.adapters.notification_store import NotificationStore
 from functions.adapters.queue import DeliveryQueue
 from functions.adapters.repository import MessageRepository
+from functions.adapters.stores.notification_store import NotificationStore
 from functions.domain.callbacks import (
     NotificationType,
     Outcome,
@@ -33,7 +33,7 @@ from functions.domain.callbacks import (
 )
 from functions.domain.config import Settings
 from functions.domain.model import EventType, MessageHead, Status, StoredMessage
-from functions.services.emit import Emission, emit
+from functions.services.reporting.emit import Emission, emit
 
 
 @dataclass

@@ -19,7 +19,7 @@ from functions.domain.exceptions import (
     ScheduleNotFound,
     TargetNotFound,
 )
-from functions.services.responses import SYSTEM_ERROR, VALIDATION_ERROR
+from functions.services.http_api.responses import SYSTEM_ERROR, VALIDATION_ERROR
 
 # exception class -> (HTTP status, error code)
 ERROR_CODES: dict[type[Exception], tuple[int, str]] = {

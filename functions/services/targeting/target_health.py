@@ -42,13 +42,13 @@ from functions.domain.breaker import CACHE_SECONDS, BreakerPolicy, BreakerState,
 from functions.domain.clock import iso
 from functions.domain.exceptions import FieldError, MessageInvalid, RelayError
 from functions.domain.model import Event, EventType, MessageHead, from_epoch_ms
-from functions.domain.origins import DEFAULT_ORIGIN, origin_of
-from functions.services.targets import Target, TargetRepository, target_views
+from functions.domain.web.origins import DEFAULT_ORIGIN, origin_of
+from functions.services.targeting.targets import Target, TargetRepository, target_views
 
 if TYPE_CHECKING:
     from functions.adapters.queue import DeliveryQueue
     from functions.adapters.repository import MessageRepository
-    from functions.adapters.target_health_store import TargetHealthRepository
+    from functions.adapters.stores.target_health_store import TargetHealthRepository
     from functions.domain.config import Settings
 
 
@@ -65,7 +65,7 @@ class TargetBreaker:
     ) -> None:
         self.store = store
         # Told once per transition this breaker makes (the health, and True when it opened it):
-        # the target.opened / target.closed notifications (functions/services/outcomes.py).
+        # the target.opened / target.closed notifications (functions/services/reporting/outcomes.py).
         self._on_change = on_change
         self.policy = policy
         self._clock = clock

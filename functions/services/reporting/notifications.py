@@ -2,7 +2,7 @@
 
 The request is checked against schemas/notification.schema.json (the one source for the Lambda,
 the OpenAPI document and the docs), and the URL as a callback is (functions/domain/callbacks.py).
-What is sent, and when, is functions/services/outcomes.py.
+What is sent, and when, is functions/services/reporting/outcomes.py.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from functions.adapters.notification_store import NotificationStore
+from functions.adapters.stores.notification_store import NotificationStore
 from functions.domain.callbacks import NotificationSettings, NotificationType, callback_url_error
 from functions.domain.config import SCHEMA_DIR, Settings
 from functions.domain.exceptions import FieldError, MessageInvalid, NotificationsNotSet
-from functions.domain.json_text import loads_strict
+from functions.domain.web.json_text import loads_strict
 
 NOTIFICATION_SCHEMA_PATH = SCHEMA_DIR / "notification.schema.json"
 NOT_CONFIGURED = "No notifications are set for this sender."

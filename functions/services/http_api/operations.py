@@ -16,9 +16,10 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.messages.store import REPLAYABLE_STATUSES
 from functions.adapters.observability import logger, metrics
 from functions.adapters.queue import DeliveryQueue
-from functions.adapters.repository import REPLAYABLE_STATUSES, MessageRepository
+from functions.adapters.repository import MessageRepository
 from functions.contract.metric_names import Metric
 from functions.domain.clock import iso
 from functions.domain.config import Settings
@@ -32,8 +33,8 @@ from functions.domain.exceptions import (
     RelayError,
 )
 from functions.domain.model import Event, EventType, MessageKey, Status
+from functions.services.http_api.status import status_view
 from functions.services.runs import message_runs
-from functions.services.status import status_view
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 25

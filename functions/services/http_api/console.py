@@ -29,7 +29,7 @@ from functions.domain.config import SCHEMA_DIR
 from functions.domain.model import TERMINAL_STATUSES, Status
 
 # In the repository and in the Lambda asset alike, `console/` sits beside the `functions/` package.
-CONSOLE_DIR = Path(__file__).resolve().parents[2] / "console"
+CONSOLE_DIR = Path(__file__).resolve().parents[3] / "console"
 OPENAPI_DOCUMENT = SCHEMA_DIR / "openapi.json"
 PAGE = "index.html"
 CAPABILITIES = "capabilities.json"
@@ -113,8 +113,8 @@ def _openapi_document() -> dict[str, Any]:
 
 def capabilities(openapi: dict[str, Any]) -> dict[str, Any]:
     """What the page may offer against this API (`openapi`: its OpenAPI document)."""
-    from functions.adapters.repository import REPLAYABLE_STATUSES
-    from functions.services.replays import replay_schema
+    from functions.adapters.messages.store import REPLAYABLE_STATUSES
+    from functions.domain.config import replay_schema
 
     listing = openapi["paths"]["/messages"]["get"]
     status_parameter = next(p for p in listing.get("parameters", []) if p.get("name") == "status")

@@ -2,7 +2,7 @@
 limited target's flow items, each under a partition key of its own so the rate and the slots spread
 over partitions (DynamoDB takes at most 1,000 WCU/s on one key): its sub-buckets
 `TARGET#<sender>#<origin>#B<n>` and its concurrency slots `TARGET#<sender>#<origin>#S<n>`, all with
-`sk = FLOW` (the arithmetic: functions/domain/flow.py; its use: functions/services/flow_control.py).
+`sk = FLOW` (the arithmetic: functions/domain/flow.py; its use: functions/services/targeting/flow_control.py).
 
 Every flow write is one small conditional `UpdateItem` (the delivery functions may update target
 items, never delete them): a slot given back has its lease removed and expires with its TTL.
@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from functions.adapters.messages.table import Table, from_item, is_condition_failure, to_item
 from functions.contract.key_prefixes import SENDER_TARGETS_PREFIX, TARGET_PREFIX
 from functions.domain.flow import FLOW_TTL_SECONDS, Bucket, Enqueue, FlowSnapshot, Mark, Share, Take, Target
-from functions.domain.origins import DEFAULT_ORIGIN
+from functions.domain.web.origins import DEFAULT_ORIGIN
 
 LIMITS_SORT_KEY = "LIMITS"
 FLOW_SORT_KEY = "FLOW"

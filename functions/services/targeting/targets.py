@@ -10,7 +10,7 @@ and one sender's targets never affect another's. Items (in the relay table):
   target, written only for targets with limits: its token bucket as sub-buckets (their number from
   the rate) and its concurrency slots, each a small item under its own partition key, so a target's
   rate and slots spread over partitions and an attempt writes O(1) small items whatever its limits
-  (functions/services/flow_control.py holds them per attempt; functions/adapters/target_store.py
+  (functions/services/targeting/flow_control.py holds them per attempt; functions/adapters/stores/target_store.py
   stores them). A slot is a lease that runs out on its own, so a crashed holder cannot keep it.
 
 Which limits apply: the target's own item, else the sender's `*` item, else the deployment's
@@ -24,10 +24,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from functions.adapters.target_store import TargetRepository
+from functions.adapters.stores.target_store import TargetRepository
 from functions.domain.exceptions import TargetNotFound
 from functions.domain.flow import Share, Target
-from functions.domain.origins import DEFAULT_ORIGIN, origin_of_id, target_id
+from functions.domain.web.origins import DEFAULT_ORIGIN, origin_of_id, target_id
 
 __all__ = ["Target", "TargetRepository", "delete_target", "target_views"]
 

@@ -1,7 +1,7 @@
 """API Gateway in front of `relay dev`: the authorizer, the throttles, the mappings, the gateway responses.
 
 Why: locally, a request must meet what it meets on AWS, decided by what the stack deploys
-(relay/local/api_definition.py), not by a Python imitation of it:
+(relay/local/apigateway/api_definition.py), not by a Python imitation of it:
 
 1. the token authorizer: the real handler, given the `Authorization` header as API Gateway gives it;
    no header is 401 without a call, "Unauthorized" is 401, a Deny policy 403, any other failure 500;
@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from relay.local.api_definition import ApiDefinition, GatewayResponseRule, IntegrationResponseRule, Throttle
-from relay.local.velocity import MappingError, render, substitute
+from relay.local.apigateway.api_definition import ApiDefinition, GatewayResponseRule, IntegrationResponseRule, Throttle
+from relay.local.apigateway.velocity import MappingError, render, substitute
 from stacks.api_mapping import JSON, STAGE_NAME
 
 API_ID = "local"

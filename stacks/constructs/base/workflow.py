@@ -15,7 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks.constructs.functions import LOG_RETENTION, RelayFunction
+from stacks.constructs.base.functions import LOG_RETENTION, RelayFunction
 from stacks.nag import acknowledge
 from stacks.tracing import Tracing, execution_logging
 

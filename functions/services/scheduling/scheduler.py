@@ -20,7 +20,7 @@ from typing import Any
 
 from functions.adapters.observability import logger
 from functions.adapters.queue import DeliveryQueue
-from functions.adapters.schedule_repository import ScheduleKey, ScheduleRepository
+from functions.adapters.stores.schedule_repository import ScheduleKey, ScheduleRepository
 from functions.contract.indexes import SCHEDULER_SHARDS
 from functions.contract.request_shapes import RequestShape
 from functions.domain.clock import iso_seconds

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from functions.adapters.messages.table import Table, from_item, to_item
 from functions.adapters.messages.updates import UpdateBuilder
-from functions.adapters.target_store import target_partition
+from functions.adapters.stores.target_store import target_partition
 from functions.contract.key_prefixes import BREAKER_OPEN_PARTITION, BREAKER_RESUMING_PARTITION
 from functions.domain.breaker import KNOWN_OPEN_AFTER_SECONDS, BreakerState, TargetHealth
 

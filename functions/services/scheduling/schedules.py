@@ -12,14 +12,14 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from functions.adapters.schedule_repository import ScheduleRepository
+from functions.adapters.stores.schedule_repository import ScheduleRepository
 from functions.domain.clock import iso_seconds
 from functions.domain.config import Settings
 from functions.domain.exceptions import FieldError, MessageInvalid, RelayError, ScheduleNotFound
-from functions.domain.json_text import loads_strict
 from functions.domain.model import Event, EventType, MessageHead
 from functions.domain.scheduling import Cron, Schedule, ScheduleMessage, cron_problem, timezone_problem
-from functions.services.scheduler import cancel_upcoming_firings
+from functions.domain.web.json_text import loads_strict
+from functions.services.scheduling.scheduler import cancel_upcoming_firings
 
 # A name fits a firing's id (`schedule-<name>-<yyyymmddThhmmZ>`, at most 128 characters).
 SCHEDULE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")

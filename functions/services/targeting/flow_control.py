@@ -31,7 +31,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
 
-from functions.adapters.target_store import TargetRepository
+from functions.adapters.stores.target_store import TargetRepository
 from functions.domain.exceptions import RelayError
 from functions.domain.flow import (
     CONFIG_MAX_AGE_SECONDS,
