@@ -1074,7 +1074,7 @@ def measure_authorizer(relay: Any, invocations: int) -> dict[str, Any]:
 
 def lambda_memory_mb() -> dict[str, Any]:
     """The deployed memory size, read from stacks/constructs/base/functions.py (and any override)."""
-    source = (ROOT / "stacks" / "constructs" / "functions.py").read_text(encoding="utf-8")
+    source = (ROOT / "stacks" / "constructs" / "base" / "functions.py").read_text(encoding="utf-8")
     match = re.search(r"^DEFAULT_MEMORY_MB\s*=\s*(\d+)", source, re.MULTILINE)
     default = int(match.group(1)) if match else 128
     overrides = []
