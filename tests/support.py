@@ -8,6 +8,8 @@ terminal status also waits for that event: a test then reads a complete history.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from functions.contract.settings_names import Setting
@@ -281,3 +283,17 @@ class MemoryFlowStore:
             return False
         del self.slots[slot]
         return True
+
+
+@contextmanager
+def reconciler_paused(relay: Any) -> Iterator[None]:
+    """No scheduled reconciler round of a running `LocalRelay` starts in this block (a round in
+    progress ends first): a test that runs its own round sees only that round's doing."""
+    from relay.local.workers import ScheduledWorker
+
+    if relay.reconciler is not None:
+        relay.reconciler.stop()
+    try:
+        yield
+    finally:
+        relay.reconciler = ScheduledWorker(relay.local, "relay-reconciler", relay.reconcile_every_seconds).start()
