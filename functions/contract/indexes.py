@@ -22,6 +22,11 @@ writes spread evenly over the shards and readers query each shard and merge.
   `make bench`'s cost section, `slow_lane`: 4 due write units per message). Goal 1,000 messages a
   second per deployment, all of them failing: 4 x 1,000 x 4 / 1,000 = 16 shards.
 
+- activity (`pk = ACTIVE#<minute>#<n>`, n from a hash of the sender): items of the table itself,
+  not an index, under one key per minute, so the same rule holds. At most one write per message
+  (a container's first message of a sender in a minute, and its second): 1 x 1,000 x 4 / 1,000 =
+  4 shards.
+
 HEADROOM 4 leaves each partition at a quarter of its ceiling at the goal: room for bursts (a batch
 of 100 lands at once), for the hash's unevenness, and for twice the goal at half the ceiling.
 Shard counts may grow but never shrink: readers query shards 0..count-1, so entries written under
@@ -45,6 +50,8 @@ DUE_INDEX_WRITES_PER_MESSAGE = 4
 # ceil(a / b) as -(-a // b): integers only, no imports.
 SENDER_SHARDS = -(-SENDER_INDEX_WRITES_PER_MESSAGE * GOAL_MESSAGES_PER_SECOND * HEADROOM // PARTITION_WRITES_PER_SECOND)
 DUE_SHARDS = -(-DUE_INDEX_WRITES_PER_MESSAGE * GOAL_MESSAGES_PER_SECOND * HEADROOM // PARTITION_WRITES_PER_SECOND)
+ACTIVITY_WRITES_PER_MESSAGE = 1
+ACTIVITY_SHARDS = -(-ACTIVITY_WRITES_PER_MESSAGE * GOAL_MESSAGES_PER_SECOND * HEADROOM // PARTITION_WRITES_PER_SECOND)
 # The scheduler's shards of the `due` index (`SCHED#<n>`): one write when a message due later than
 # the queue's delay allows is accepted and one when the scheduler hands it to the queue; 2 x 1,000 x 4
 # / 1,000 = 8 shards.

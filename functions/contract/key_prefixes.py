@@ -13,8 +13,9 @@ TARGET_PREFIX = "TARGET#"
 REPLAY_JOB_PREFIX = "REPLAY#"
 # A sender's cron schedules: `SCHEDULE#<sender>`, sort key the schedule's name.
 SCHEDULE_PREFIX = "SCHEDULE#"
-# Which senders accepted messages in which minute (written once per sender and minute at ingest):
-# the reconciler's sweep of never-claimed messages reads these instead of every sender.
+# Which senders accepted messages in which minute, and the ids of the first ones
+# (`ACTIVE#<minute>#<shard>`, sort key the sender; written at ingest): the reconciler's sweep of
+# never-claimed messages reads these instead of every sender (functions/services/reconciler.py).
 ACTIVITY_PREFIX = "ACTIVE#"
 # A sender's record, and a token's hash (only `relay senders` writes them).
 SENDER_PREFIX = "SENDER#"

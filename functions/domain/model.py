@@ -286,6 +286,20 @@ class DueEntry:
 
 
 @dataclass(frozen=True)
+class SenderActivity:
+    """A sender's messages accepted in one minute, as the reconciler's sweep finds them: the ids of
+    the first ones each store container took (`named`), and whether any container took more than
+    one (`busy`: then the sender's acceptance index is read for that minute)."""
+
+    sender_id: str
+    named: frozenset[str]
+    busy: bool
+
+    def named_keys(self) -> list[MessageKey]:
+        return [MessageKey(self.sender_id, message_id) for message_id in sorted(self.named)]
+
+
+@dataclass(frozen=True)
 class StoredMessage:
     head: MessageHead
     content: MessageContent

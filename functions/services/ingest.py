@@ -15,6 +15,7 @@ or malformed) is the `response` at once.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -315,23 +316,35 @@ def store(
     return _next_state(state, items)
 
 
-# (sender, minute) pairs this process has recorded: one put per sender and minute per warm function.
-_ACTIVE: set[tuple[str, int]] = set()
+# What this process has written to each (sender, minute) activity item: NAMED once its first
+# message of that sender and minute is named there, BUSY once the sender is marked busy (nothing
+# more to write that minute). A lock: a batch stores its messages on several threads.
+_NAMED, _BUSY = "named", "busy"
+_ACTIVITY_NOTED: dict[tuple[str, int], str] = {}
+_ACTIVITY_LOCK = threading.Lock()
 
 
-def _note_activity(repository: MessageRepository, sender_id: str, now: datetime, settings: Settings) -> None:
-    """Record the sender as active this minute before its message is stored, so the reconciler's
-    sweep finds a message whose ingest run dies before its enqueue (operations.sweep_unclaimed)."""
+def _note_activity(repository: MessageRepository, key: MessageKey, now: datetime, settings: Settings) -> None:
+    """Record the message in its sender's activity item before it is stored, so the reconciler's
+    sweep finds it should its ingest run die before its enqueue (reconciler.sweep_unclaimed): this
+    container's first message of the sender and minute is named there, its second marks the sender
+    busy (the sweep then reads the sender's acceptance index for that minute), later ones write
+    nothing. At most two writes per sender, minute and container, so one sender's traffic costs
+    no more than before and many senders' each cost one."""
     minute = int(now.timestamp()) // 60
-    if (sender_id, minute) in _ACTIVE:
-        return
-    if len(_ACTIVE) > 10_000:
-        _ACTIVE.clear()
+    with _ACTIVITY_LOCK:
+        noted = _ACTIVITY_NOTED.get((key.sender_id, minute))
+        if noted == _BUSY:
+            return
+        if len(_ACTIVITY_NOTED) > 10_000:
+            _ACTIVITY_NOTED.clear()
+        _ACTIVITY_NOTED[(key.sender_id, minute)] = _NAMED if noted is None else _BUSY
     # Kept a day past the sweep's window: the sweep reads minutes at most an hour old.
-    repository.note_sender_active(
-        sender_id, now, int(now.timestamp()) + max(86_400, settings.redrive_after_seconds * 4)
-    )
-    _ACTIVE.add((sender_id, minute))
+    ttl = int(now.timestamp()) + max(86_400, settings.redrive_after_seconds * 4)
+    if noted is None:
+        repository.note_activity(key.sender_id, key.message_id, now, ttl)
+    else:
+        repository.note_busy_sender(key.sender_id, now, ttl)
 
 
 def store_item(
@@ -352,7 +365,7 @@ def store_item(
     # A delayed message's expiry counts from its due time: it never expires before it is sent.
     ttl = (due.not_before if due else int(now.timestamp())) + settings.ttl_seconds
 
-    _note_activity(repository, key.sender_id, now, settings)
+    _note_activity(repository, key, now, settings)
     if not repository.put_content(key, item["message"], content_hash, ttl):
         head = repository.get_head(key)
         if head is not None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -129,9 +130,14 @@ def reconcile(
     counts[RoundCount.OPEN_TARGETS] = _isolated(counts, "open-targets", lambda: count_open_targets(targets))
     if sweep:
         sweep_budget = budget.slice(SWEEP_SHARE)
-        counts[RoundCount.UNCLAIMED] = _isolated(
-            counts, "sweep", lambda: sweep_unclaimed(repository, settings, now, sweep_budget)
-        )
+
+        def sweep_round() -> int:
+            outcome = sweep_unclaimed(repository, settings, now, sweep_budget)
+            if not outcome.finished:
+                counts[RoundCount.UNFINISHED] = 1  # the next round starts at the then oldest minute
+            return outcome.marked
+
+        counts[RoundCount.UNCLAIMED] = _isolated(counts, "sweep", sweep_round)
     _walk_due(repository, queue, settings, fail, now, budget, targets, counts)
     if counts[RoundCount.ERRORS]:
         metrics.add_metric(name=Metric.RECONCILER_ERRORS, unit=MetricUnit.Count, value=counts[RoundCount.ERRORS])
@@ -207,34 +213,84 @@ def _push_back(repository: MessageRepository, key: MessageKey, due_at: int) -> N
 # How far back each round looks for messages never claimed (several rounds, so a missed round or
 # two loses nothing; each message's head is read about this many seconds / round interval times).
 SWEEP_WINDOW_SECONDS = 180
+# Head reads (BatchGetItem of up to 100 keys) the sweep keeps in flight at once: its time is then
+# about its messages / 100 / SWEEP_READERS round trips.
+SWEEP_READERS = 8
+_HEADS_PER_READ = 100
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    marked: int  # never-claimed messages marked due
+    finished: bool  # False: the budget ran out before the window's newest minute
 
 
 def sweep_unclaimed(
     repository: MessageRepository, settings: Settings, now: datetime, budget: RoundBudget | None = None
-) -> int:
+) -> SweepOutcome:
     """Mark due every message accepted a while ago that no dispatcher ever claimed.
 
     A message on the success path has no due time (its queue message guards it). If its ingest run
     died between the store and the enqueue (a crash, a restart), nothing was queued: this sweep
     finds it once it is `redrive_after_seconds` old, and the due walk (this round or the next)
-    re-drives it. Its work follows the traffic of its window, not the number of senders: it reads
-    the senders active in the window (one small item per sender and minute, written at ingest),
-    then their messages accepted in it. Reads only, but for the marks.
+    re-drives it. Its work follows the messages accepted in its window, not the number of senders:
+    it reads the window's activity items (a few queries a minute, whatever the senders), whose
+    named ids are the messages of senders that sent one or a few that minute, and, for the busy
+    senders only, their acceptance index for that minute; then the heads, SWEEP_READERS reads at a
+    time. Reads only, but for the marks.
+
+    Oldest minute first: should the budget run out, the next round starts again at what is then
+    the oldest minute, so every message is swept before it leaves the window as long as a round
+    gets through a minute's traffic (the capacity bench measures how many messages a round reads).
     """
     until = now - timedelta(seconds=settings.redrive_after_seconds)
     since = until - timedelta(seconds=max(SWEEP_WINDOW_SECONDS, settings.redrive_after_seconds))
     epoch = int(now.timestamp())
     marked = 0
-    for sender_id in repository.active_senders(since, until):
-        if budget is not None and budget.spent:
-            break
-        keys = list(repository.iter_accepted(sender_id, since, until))
-        for start in range(0, len(keys), 100):
-            for head in repository.get_heads(keys[start : start + 100]):
-                never_claimed = head.status == Status.PENDING and head.enqueued_run < head.run
-                if never_claimed and head.due_at is None and not head.leased(epoch):
-                    repository.set_due(head.key, epoch)
-                    marked += 1
+    with ThreadPoolExecutor(max_workers=SWEEP_READERS) as readers:
+        for minute in range(int(since.timestamp()) // 60, int(until.timestamp()) // 60 + 1):
+            for keys in _accepted_in_minute(repository, minute, since, until):
+                if budget is not None and budget.spent:
+                    return SweepOutcome(marked, finished=False)
+                batches = [keys[start : start + _HEADS_PER_READ] for start in range(0, len(keys), _HEADS_PER_READ)]
+                for heads in readers.map(repository.get_heads, batches):
+                    marked += _mark_never_claimed(repository, heads, since, until, epoch)
+    return SweepOutcome(marked, finished=True)
+
+
+def _accepted_in_minute(
+    repository: MessageRepository, minute: int, since: datetime, until: datetime
+) -> Iterator[list[MessageKey]]:
+    """The keys of the messages accepted in `minute` within [since, until], SWEEP_READERS reads' worth
+    at a time: the activity items' named ids, then the busy senders' acceptance index."""
+    wave = SWEEP_READERS * _HEADS_PER_READ
+    start = max(since, datetime.fromtimestamp(minute * 60, UTC))
+    end = min(until, datetime.fromtimestamp(minute * 60 + 59.999, UTC))
+    named: list[MessageKey] = []
+    busy: list[str] = []
+    for activity in repository.activity(minute):
+        named.extend(activity.named_keys())
+        if activity.busy:
+            busy.append(activity.sender_id)
+    for first in range(0, len(named), wave):
+        yield named[first : first + wave]
+    seen = set(named)
+    for sender_id in busy:
+        keys = [key for key in repository.iter_accepted(sender_id, start, end) if key not in seen]
+        for first in range(0, len(keys), wave):
+            yield keys[first : first + wave]
+
+
+def _mark_never_claimed(
+    repository: MessageRepository, heads: list[MessageHead], since: datetime, until: datetime, epoch: int
+) -> int:
+    marked = 0
+    for head in heads:
+        in_window = since <= head.accepted_at <= until
+        never_claimed = head.status == Status.PENDING and head.enqueued_run < head.run
+        if in_window and never_claimed and head.due_at is None and not head.leased(epoch):
+            repository.set_due(head.key, epoch)
+            marked += 1
     return marked
 
 

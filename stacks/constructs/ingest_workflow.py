@@ -50,8 +50,10 @@ class IngestWorkflow(Construct):
         self.dedup.grant([table.table_arn], "dynamodb:GetItem")
         self.dedup.grant_item_writes(table.table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX,))
         self.store.grant([table.table_arn], "dynamodb:GetItem")
-        # Messages, and the sender's activity minute the reconciler's sweep reads.
-        self.store.grant_item_writes(table.table_arn, "dynamodb:PutItem", prefixes=(MESSAGE_PREFIX, ACTIVITY_PREFIX))
+        # Messages (content and head puts), and the sender's activity minute the reconciler's sweep
+        # reads (an update that adds the message's id).
+        self.store.grant_item_writes(table.table_arn, "dynamodb:PutItem", prefixes=(MESSAGE_PREFIX,))
+        self.store.grant_item_writes(table.table_arn, "dynamodb:UpdateItem", prefixes=(ACTIVITY_PREFIX,))
         self.enqueue.grant_item_writes(table.table_arn, "dynamodb:UpdateItem", prefixes=(MESSAGE_PREFIX,))
         self.enqueue.grant([queue.queue_arn], "sqs:SendMessage")
 

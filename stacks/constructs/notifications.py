@@ -45,7 +45,7 @@ class Notifications(Construct):
             function.function.add_environment(Setting.EVENT_BUS_NAME, self.bus.event_bus_name)
             # Message items: PutItem (content, head) and UpdateItem (a failed enqueue) they already
             # have for their own work; the sender's activity minute is the one new kind of item.
-            function.grant_item_writes(table.table_arn, "dynamodb:PutItem", prefixes=(ACTIVITY_PREFIX,))
+            function.grant_item_writes(table.table_arn, "dynamodb:UpdateItem", prefixes=(ACTIVITY_PREFIX,))
             # The finished message's head and content in one read (BatchGetItem), to report it.
             function.grant([table.table_arn], "dynamodb:BatchGetItem")
             function.grant([queue.queue_arn], "sqs:SendMessage")

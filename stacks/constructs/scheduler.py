@@ -43,11 +43,9 @@ class Scheduler(Construct):
         # storing a firing (content and head, messages; the sender's activity minute, ACTIVE#) and
         # advancing a schedule (SCHEDULE#): nothing else.
         self.function.grant_item_writes(
-            table.table_arn,
-            "dynamodb:UpdateItem",
-            "dynamodb:PutItem",
-            prefixes=(MESSAGE_PREFIX, SCHEDULE_PREFIX, ACTIVITY_PREFIX),
+            table.table_arn, "dynamodb:UpdateItem", "dynamodb:PutItem", prefixes=(MESSAGE_PREFIX, SCHEDULE_PREFIX)
         )
+        self.function.grant_item_writes(table.table_arn, "dynamodb:UpdateItem", prefixes=(ACTIVITY_PREFIX,))
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
         # A missed sweep is made up by the next one a minute later: no retries of old sweeps.
         self.function.function.configure_async_invoke(retry_attempts=0, max_event_age=SWEEP_MAX_AGE)

@@ -207,10 +207,11 @@ def dispatcher_grants_without_attempts(synth: Synthesized) -> dict[str, Any]:
         "dynamodb:GetItem": [table_arn(synth)],
         # head and content in one read; the claim is one conditional update (status and events)
         "dynamodb:BatchGetItem": [table_arn(synth)],
-        "dynamodb:UpdateItem": [table_arn(synth)],
-        # a head that grew moves its older events to an overflow item (one transaction, a PutItem in it);
-        # and a callback or notification is stored (the sender's activity item: its own statement)
-        "dynamodb:PutItem": reporting_puts(synth),
+        # and a callback or notification names itself in its sender's activity item (its own statement)
+        "dynamodb:UpdateItem": reporting_updates(synth),
+        # a head that grew moves its older events to an overflow item (one transaction, a PutItem in
+        # it); a callback or notification is stored (content and head)
+        "dynamodb:PutItem": [table_arn(synth)],
         "states:StartExecution": [machine_ref(synth, "fast")],
         # the failed-messages queue; the delivery queue for a callback or notification
         "sqs:SendMessage": refs(queue_arn(failed_queue_id(synth)), queue_arn(main)),
@@ -218,9 +219,9 @@ def dispatcher_grants_without_attempts(synth: Synthesized) -> dict[str, Any]:
     }
 
 
-def reporting_puts(synth: Synthesized) -> list[Any]:
-    """PutItem of a function that reports outcomes: message items (its own work, and the callback's
-    content and head) and, in a statement of its own, the sender's activity items."""
+def reporting_updates(synth: Synthesized) -> list[Any]:
+    """UpdateItem of a function that reports outcomes: message items (its own work) and, in a
+    statement of its own, the sender's activity items (a callback or notification names itself)."""
     return [table_arn(synth), table_arn(synth)]
 
 
@@ -274,9 +275,10 @@ def test_deliver_may_read_and_record_attempts_and_read_sender_secrets(synth: Syn
     assert grants == {
         "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:BatchGetItem": [table_arn(synth)],
-        "dynamodb:UpdateItem": [table_arn(synth)],
-        # older events to an overflow item; a callback or notification (and its sender's activity item)
-        "dynamodb:PutItem": reporting_puts(synth),
+        # and the sender's activity item of a callback or notification
+        "dynamodb:UpdateItem": reporting_updates(synth),
+        # older events to an overflow item; a callback or notification
+        "dynamodb:PutItem": [table_arn(synth)],
         "sqs:SendMessage": [queue_arn(queue_ids(synth)[0])],  # a callback or notification
         "secretsmanager:GetSecretValue": [SENDER_SECRETS],
     }
@@ -288,9 +290,10 @@ def test_finalize_may_fail_messages_and_dead_letter_them(synth: Synthesized) -> 
     assert data_grants(synth, step_role(synth, "finalize")) == {
         "dynamodb:GetItem": [table_arn(synth)],
         "dynamodb:BatchGetItem": [table_arn(synth)],  # the failed message's head and content, to report it
-        "dynamodb:UpdateItem": [table_arn(synth)],
-        # older events to an overflow item; a failure callback or notification (and its activity item)
-        "dynamodb:PutItem": reporting_puts(synth),
+        # and the activity item of a failure callback or notification
+        "dynamodb:UpdateItem": reporting_updates(synth),
+        # older events to an overflow item; a failure callback or notification
+        "dynamodb:PutItem": [table_arn(synth)],
         "sqs:SendMessage": refs(queue_arn(failed_queue_id(synth)), queue_arn(queue_ids(synth)[0])),
     }
 
@@ -302,8 +305,8 @@ def test_handoff_may_only_start_the_slow_lane(synth: Synthesized) -> None:
         "dynamodb:GetItem": [table_arn(synth)],
         # a run whose message finished meanwhile reports its outcome (head and content, then the emit)
         "dynamodb:BatchGetItem": [table_arn(synth)],
-        "dynamodb:UpdateItem": [table_arn(synth)],
-        "dynamodb:PutItem": reporting_puts(synth),
+        "dynamodb:UpdateItem": reporting_updates(synth),
+        "dynamodb:PutItem": [table_arn(synth)],
         "sqs:SendMessage": [queue_arn(queue_ids(synth)[0])],
         "states:StartExecution": [machine_ref(synth, "slow")],
     }

@@ -70,10 +70,15 @@ def test_no_other_function_may_put_events(synth: Synthesized) -> None:
 
 @pytest.mark.parametrize("step", REPORTERS)
 def test_a_reporting_function_may_write_activity_items_only_beyond_its_own(synth: Synthesized, step: str) -> None:
-    # Given its statements that allow a PutItem, Then each names the kinds of item (messages, activity)
-    puts = [s for s in role_statements(synth, step_role(synth, step)) if "dynamodb:PutItem" in actions_of(s)]
-    patterns = {p for s in puts for p in s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]}
-    assert patterns == {"MSG#*", "ACTIVE#*"}
+    # Given its statements that allow a PutItem or an UpdateItem, Then each names the kinds of item:
+    # messages (put and updated), the sender's activity items (updated only, to name a callback), and
+    # for updates its targets' own items (flow and health)
+    def patterns(action: str) -> set[str]:
+        statements = [s for s in role_statements(synth, step_role(synth, step)) if action in actions_of(s)]
+        return {p for s in statements for p in s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]}
+
+    assert patterns("dynamodb:PutItem") == {"MSG#*"}
+    assert patterns("dynamodb:UpdateItem") == {"MSG#*", "ACTIVE#*", "TARGET#*"}
 
 
 def test_the_bus_is_an_output_and_the_stack_has_no_findings(synth: Synthesized) -> None:

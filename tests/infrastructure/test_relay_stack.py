@@ -209,14 +209,24 @@ def test_dedup_may_only_read_items_and_mark_them_due(synth: Synthesized) -> None
     }
 
 
-def test_store_may_only_put_and_get_items(synth: Synthesized) -> None:
+def test_store_may_only_put_and_get_items_and_name_them_in_activity_items(synth: Synthesized) -> None:
     table_arn = {"Fn::GetAtt": [table_id(synth), "Arn"]}
     # Given store's role
-    # Then it may PutItem and GetItem on the table (not on its indexes), nothing else
+    # Then it may PutItem and GetItem on the table (not on its indexes), and UpdateItem to name the
+    # message in its sender's activity item, nothing else
     assert data_grants(synth, step_role(synth, "store")) == {
         "dynamodb:GetItem": [table_arn],
         "dynamodb:PutItem": [table_arn],
+        "dynamodb:UpdateItem": [table_arn],
     }
+    # And its puts reach message items only, its updates activity items only
+    reach = {
+        action: statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        for statement in role_statements(synth, step_role(synth, "store"))
+        for action in actions_of(statement)
+        if action in ("dynamodb:PutItem", "dynamodb:UpdateItem")
+    }
+    assert reach == {"dynamodb:PutItem": ["MSG#*"], "dynamodb:UpdateItem": ["ACTIVE#*"]}
 
 
 def test_enqueue_may_record_a_failed_send_and_send_to_the_delivery_queue_only(synth: Synthesized) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from functions.adapters.messages.table import from_item
-from functions.contract.indexes import SENDER_SHARDS
+from functions.contract.indexes import ACTIVITY_SHARDS, SENDER_SHARDS
 from functions.contract.key_prefixes import ACTIVITY_PREFIX, SENDER_PREFIX, STATUS_INFIX
 from functions.domain.clock import iso
 from functions.domain.model import (
@@ -170,8 +170,19 @@ def decode_content(item: dict[str, Any]) -> MessageContent:
     return MessageContent(json.loads(zlib.decompress(item["z"]).decode("utf-8")))
 
 
-def activity_partition(at: datetime) -> str:
-    return f"{ACTIVITY_PREFIX}{epoch_ms(at) // 60_000}"
+def activity_minute(at: datetime) -> int:
+    """The minute (epoch minutes) an activity item is filed under."""
+    return epoch_ms(at) // 60_000
+
+
+def activity_partition(sender_id: str, minute: int) -> str:
+    """A sender's activity item's partition: its minute's shard from a hash of the sender
+    (functions/contract/indexes.py sizes ACTIVITY_SHARDS)."""
+    return f"{ACTIVITY_PREFIX}{minute}#{zlib.crc32(sender_id.encode()) % ACTIVITY_SHARDS}"
+
+
+def activity_partitions(minute: int) -> list[str]:
+    return [f"{ACTIVITY_PREFIX}{minute}#{shard}" for shard in range(ACTIVITY_SHARDS)]
 
 
 def sender_partition(sender_id: str) -> str:

@@ -1,5 +1,10 @@
 """Finding messages: the index queries (keys only) and the senders' activity per minute.
 
+The activity items are how the reconciler's sweep finds messages that were stored but never
+queued (their ingest died in between) without reading every sender: at most two small writes per
+sender, minute and store container name the messages (or mark the sender busy), so the sweep's
+reads follow the messages accepted, not the number of senders.
+
 Indexes hold keys only, so every query here gives message keys; the message store reads the heads
 (and content) they name. Index entries are written by the head's own writes (functions/adapters/
 repository.py); the activity items are the one thing written here.
@@ -11,18 +16,26 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from functions.adapters.messages.items import (
+    activity_minute,
     activity_partition,
+    activity_partitions,
     message_key,
     sender_shard_partitions,
     status_partition,
 )
 from functions.adapters.messages.merge import Listing, NewestFirst
-from functions.adapters.messages.table import Table, from_item, to_item
+from functions.adapters.messages.table import Table, from_item, is_condition_failure, to_item
 from functions.contract.indexes import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
-from functions.contract.key_prefixes import ACTIVITY_PREFIX
 from functions.domain.clock import iso
-from functions.domain.model import MessageKey, Status, epoch_ms
+from functions.domain.model import MessageKey, SenderActivity, Status
+
+# The most message ids one activity item names (a store container names its first message of a
+# sender and minute): past it, the sender is marked busy and the sweep reads its acceptance index.
+# 8 ids of up to ~100 bytes keep the item within one write unit.
+ACTIVITY_NAMED_IDS = 8
 
 # Statuses that have an entry in the sparse byStatus index; the others are listed from bySender.
 SPARSE_STATUSES = frozenset({Status.FAILED, Status.CANCELLED, Status.PAUSED})
@@ -60,34 +73,55 @@ class MessageIndexes:
         condition = "dueShard = :shard AND dueAt <= :now"
         yield from self.query_keys(DUE_INDEX, condition, {":shard": shard, ":now": due_before}, page_size)
 
-    def note_sender_active(self, sender_id: str, at: datetime, ttl: int) -> None:
-        """Record that `sender_id` accepted a message in `at`'s minute (a plain put: idempotent)."""
-        item = {"pk": activity_partition(at), "sk": sender_id, "ttl": ttl}
-        self.table.call("put_item", Item=to_item(item))
+    def note_activity(self, sender_id: str, message_id: str, at: datetime, ttl: int) -> None:
+        """Name `message_id` in the sender's activity item of `at`'s minute: a store container's first
+        message of that sender and minute. Past ACTIVITY_NAMED_IDS names the sender is marked busy
+        instead. Idempotent (the ids are a set)."""
+        try:
+            self.table.call(
+                "update_item",
+                Key=to_item({"pk": activity_partition(sender_id, activity_minute(at)), "sk": sender_id}),
+                UpdateExpression="SET #ttl = :ttl ADD #ids :id",
+                ConditionExpression="attribute_not_exists(#ids) OR size(#ids) < :cap",
+                ExpressionAttributeNames={"#ttl": "ttl", "#ids": "ids"},
+                ExpressionAttributeValues=to_item({":ttl": ttl, ":id": {message_id}, ":cap": ACTIVITY_NAMED_IDS}),
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            self.note_busy_sender(sender_id, at, ttl)
 
-    def active_senders(self, since: datetime, until: datetime) -> Iterator[str]:
-        """The senders that accepted messages in [since, until] (each once), minute by minute."""
-        seen: set[str] = set()
-        minute = epoch_ms(since) // 60_000
-        while minute <= epoch_ms(until) // 60_000:
+    def note_busy_sender(self, sender_id: str, at: datetime, ttl: int) -> None:
+        """Mark the sender busy in `at`'s minute: a store container took more of its messages than it
+        names, so the sweep reads the sender's acceptance index for that minute. Idempotent."""
+        self.table.call(
+            "update_item",
+            Key=to_item({"pk": activity_partition(sender_id, activity_minute(at)), "sk": sender_id}),
+            UpdateExpression="SET #ttl = :ttl, #busy = :busy",
+            ExpressionAttributeNames={"#ttl": "ttl", "#busy": "busy"},
+            ExpressionAttributeValues=to_item({":ttl": ttl, ":busy": True}),
+        )
+
+    def activity(self, minute: int) -> Iterator[SenderActivity]:
+        """The senders that accepted messages in `minute` (epoch minutes), shard after shard."""
+        for partition in activity_partitions(minute):
             start: dict[str, Any] | None = None
             while True:
                 kwargs: dict[str, Any] = {
                     "KeyConditionExpression": "pk = :pk",
-                    "ExpressionAttributeValues": to_item({":pk": f"{ACTIVITY_PREFIX}{minute}"}),
-                    "ProjectionExpression": "sk",
+                    "ExpressionAttributeValues": to_item({":pk": partition}),
+                    "ProjectionExpression": "sk, #ids, #busy",
+                    "ExpressionAttributeNames": {"#ids": "ids", "#busy": "busy"},
                 }
                 if start:
                     kwargs["ExclusiveStartKey"] = start
                 response = self.table.call("query", **kwargs)
                 for item in map(from_item, response.get("Items", [])):
-                    if item["sk"] not in seen:
-                        seen.add(item["sk"])
-                        yield str(item["sk"])
+                    named = frozenset(str(message_id) for message_id in item.get("ids", ()))
+                    yield SenderActivity(str(item["sk"]), named, bool(item.get("busy", False)))
                 start = response.get("LastEvaluatedKey")
                 if not start:
                     break
-            minute += 1
 
     def accepted(self, sender_id: str, since: datetime, until: datetime) -> Iterator[MessageKey]:
         """A sender's messages accepted in [since, until] (the bySender index, keys only): each shard

@@ -26,6 +26,7 @@ from functions.domain.model import (
     MessageContent,
     MessageHead,
     MessageKey,
+    SenderActivity,
     Status,
     StoredMessage,
 )
@@ -115,13 +116,17 @@ class MessageStore:
 
     # -- sender activity (the reconciler's sweep) ----------------------------------------------
 
-    def note_sender_active(self, sender_id: str, at: datetime, ttl: int) -> None:
-        """Record that `sender_id` accepted a message in `at`'s minute (a plain put: idempotent)."""
-        self.indexes.note_sender_active(sender_id, at, ttl)
+    def note_activity(self, sender_id: str, message_id: str, at: datetime, ttl: int) -> None:
+        """Name a store container's first message of a sender in `at`'s minute (the sweep reads it)."""
+        self.indexes.note_activity(sender_id, message_id, at, ttl)
 
-    def active_senders(self, since: datetime, until: datetime) -> Iterator[str]:
-        """The senders that accepted messages in [since, until] (each once), minute by minute."""
-        return self.indexes.active_senders(since, until)
+    def note_busy_sender(self, sender_id: str, at: datetime, ttl: int) -> None:
+        """Mark that a store container took more than one message of the sender in `at`'s minute."""
+        self.indexes.note_busy_sender(sender_id, at, ttl)
+
+    def activity(self, minute: int) -> Iterator[SenderActivity]:
+        """The senders that accepted messages in `minute` (epoch minutes), with the messages named."""
+        return self.indexes.activity(minute)
 
     def iter_accepted(self, sender_id: str, since: datetime, until: datetime) -> Iterator[MessageKey]:
         """A sender's messages accepted in [since, until], oldest first (the bySender index, keys only)."""

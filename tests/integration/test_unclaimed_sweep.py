@@ -1,0 +1,104 @@
+"""The reconciler's sweep finds every message whose ingest died between its store and its enqueue,
+whether its sender sent one message that minute or many, through one store container or several.
+
+Runs the real ingest handlers (validate, dedup, store; never enqueue: the run "dies" there) and the
+sweep as the reconciler's role on the embedded AWS, with IAM enforced.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from functions.adapters.repository import MessageRepository
+from functions.domain.config import get_settings
+from functions.domain.model import MessageKey
+from functions.services import ingest
+from functions.services.reconciler import RoundBudget, sweep_unclaimed
+from relay.local import iam
+from tests.conftest import ingest_input, make_message
+
+STEPS_BEFORE_ENQUEUE = ("relay-validate", "relay-dedup", "relay-store")
+
+
+@pytest.fixture(autouse=True)
+def one_store_container() -> Iterator[None]:
+    """Each test starts as a fresh store container (nothing noted yet)."""
+    ingest._ACTIVITY_NOTED.clear()
+    yield
+    ingest._ACTIVITY_NOTED.clear()
+
+
+def store_but_never_enqueue(local: Any, sender_id: str) -> MessageKey:
+    """A message accepted by the store step whose ingest run then died: stored PENDING, never queued."""
+    message = make_message(senderId=sender_id)
+    state = {**ingest_input(message), "shape": "message"}
+    for step in STEPS_BEFORE_ENQUEUE:
+        state = local.invoke(step, state)
+        assert "response" not in state, state
+    return MessageKey(sender_id, message["messageId"])
+
+
+def sweep_later(local: Any, budget: RoundBudget | None = None) -> Any:
+    """The reconciler's sweep once the messages are old enough to be looked at."""
+    settings = get_settings()
+    later = datetime.now(UTC) + timedelta(seconds=settings.redrive_after_seconds + 1)
+    with iam.acting_as(local.role_of("relay-reconciler")):
+        return sweep_unclaimed(MessageRepository(settings.table_name), settings, later, budget)
+
+
+def due_keys(keys: list[MessageKey]) -> set[MessageKey]:
+    repository = MessageRepository(get_settings().table_name)
+    return {head.key for head in repository.get_heads(keys) if head.due_at is not None}
+
+
+def test_never_enqueued_messages_of_many_senders_and_of_a_busy_one_are_all_marked_due(local_aws: Any) -> None:
+    # Given five senders whose one message each was stored but never queued
+    run = uuid.uuid4().hex[:6]
+    single = [store_but_never_enqueue(local_aws, f"one-{run}-{n}") for n in range(5)]
+    # And a sender whose four messages went through the same store container (it is marked busy)
+    busy = [store_but_never_enqueue(local_aws, f"busy-{run}") for _ in range(4)]
+
+    # When the reconciler's sweep runs once they are old enough
+    outcome = sweep_later(local_aws)
+
+    # Then every one of them is due for a re-drive, and the sweep got through its window
+    assert due_keys(single + busy) == set(single + busy)
+    assert outcome.marked == len(single + busy)
+    assert outcome.finished
+
+
+def test_a_sender_stored_by_more_containers_than_its_activity_names_is_swept_whole(local_aws: Any) -> None:
+    # Given one sender whose messages were stored by twelve store containers, one message each
+    # (more containers than one activity item names)
+    sender_id = f"fleet-{uuid.uuid4().hex[:6]}"
+    keys = []
+    for _ in range(12):
+        ingest._ACTIVITY_NOTED.clear()  # the next message lands on another container
+        keys.append(store_but_never_enqueue(local_aws, sender_id))
+
+    # When the reconciler's sweep runs
+    outcome = sweep_later(local_aws)
+
+    # Then all twelve are due for a re-drive
+    assert due_keys(keys) == set(keys)
+    assert outcome.marked == 12
+
+
+def test_a_sweep_whose_budget_ran_out_says_so_and_the_next_one_finishes(local_aws: Any) -> None:
+    # Given a message stored but never queued
+    key = store_but_never_enqueue(local_aws, f"late-{uuid.uuid4().hex[:6]}")
+
+    # When a sweep has no time left
+    cut_short = sweep_later(local_aws, RoundBudget(0))
+
+    # Then it marks nothing and says it did not finish
+    assert cut_short.marked == 0 and not cut_short.finished
+    assert due_keys([key]) == set()
+    # And the next round's sweep marks the message
+    assert sweep_later(local_aws).finished
+    assert due_keys([key]) == {key}
