@@ -326,11 +326,13 @@ _ACTIVITY_LOCK = threading.Lock()
 
 def _note_activity(repository: MessageRepository, key: MessageKey, now: datetime, settings: Settings) -> None:
     """Record the message in its sender's activity item before it is stored, so the reconciler's
-    sweep finds it should its ingest run die before its enqueue (reconciler.sweep_unclaimed): this
-    container's first message of the sender and minute is named there, its second marks the sender
-    busy (the sweep then reads the sender's acceptance index for that minute), later ones write
-    nothing. At most two writes per sender, minute and container, so one sender's traffic costs
-    no more than before and many senders' each cost one."""
+    sweep finds it should its ingest run die before its enqueue (reconciler.sweep_unclaimed).
+
+    A sender this container met the minute before is marked busy at once (steady traffic: the
+    sweep reads its acceptance index for the minute); otherwise the container's first message of
+    the sender and minute is named and its second marks the sender busy. Later ones write nothing.
+    So steady traffic writes once per sender, minute and container, and a sender with one message
+    names it: the sweep's reads follow the messages, whatever the number of senders."""
     minute = int(now.timestamp()) // 60
     with _ACTIVITY_LOCK:
         noted = _ACTIVITY_NOTED.get((key.sender_id, minute))
@@ -338,10 +340,12 @@ def _note_activity(repository: MessageRepository, key: MessageKey, now: datetime
             return
         if len(_ACTIVITY_NOTED) > 10_000:
             _ACTIVITY_NOTED.clear()
-        _ACTIVITY_NOTED[(key.sender_id, minute)] = _NAMED if noted is None else _BUSY
+        steady = (key.sender_id, minute - 1) in _ACTIVITY_NOTED
+        name_it = noted is None and not steady
+        _ACTIVITY_NOTED[(key.sender_id, minute)] = _NAMED if name_it else _BUSY
     # Kept a day past the sweep's window: the sweep reads minutes at most an hour old.
     ttl = int(now.timestamp()) + max(86_400, settings.redrive_after_seconds * 4)
-    if noted is None:
+    if name_it:
         repository.note_activity(key.sender_id, key.message_id, now, ttl)
     else:
         repository.note_busy_sender(key.sender_id, now, ttl)

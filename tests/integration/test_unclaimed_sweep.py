@@ -102,3 +102,31 @@ def test_a_sweep_whose_budget_ran_out_says_so_and_the_next_one_finishes(local_aw
     # And the next round's sweep marks the message
     assert sweep_later(local_aws).finished
     assert due_keys([key]) == {key}
+
+
+def test_a_sender_with_steady_traffic_is_swept_minute_after_minute(local_aws: Any) -> None:
+    # Given a sender whose messages one store container took over three minutes, one or two a
+    # minute (the container meets the sender again the next minute: it marks it busy at once)
+    settings = get_settings()
+    repository = MessageRepository(settings.table_name)
+    sender_id = f"steady-{uuid.uuid4().hex[:6]}"
+    start = datetime.now(UTC).replace(second=5, microsecond=0) - timedelta(minutes=3)
+    keys = []
+    for minute, count in ((0, 1), (1, 2), (2, 1)):
+        for number in range(count):
+            message = make_message(senderId=sender_id)
+            state = local_aws.invoke(
+                "relay-dedup", local_aws.invoke("relay-validate", {**ingest_input(message), "shape": "message"})
+            )
+            with iam.acting_as(local_aws.role_of("relay-store")):
+                ingest.store(state, repository, settings, now=start + timedelta(minutes=minute, seconds=number))
+            keys.append(MessageKey(sender_id, message["messageId"]))
+
+    # When the sweep runs once the last of them is old enough
+    later = start + timedelta(minutes=2, seconds=settings.redrive_after_seconds + 1)
+    with iam.acting_as(local_aws.role_of("relay-reconciler")):
+        outcome = sweep_unclaimed(repository, settings, later)
+
+    # Then all four are due for a re-drive
+    assert due_keys(keys) == set(keys)
+    assert outcome.marked == 4 and outcome.finished

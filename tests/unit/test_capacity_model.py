@@ -314,3 +314,12 @@ def test_a_sweep_that_read_fewer_heads_than_messages_is_no_pass() -> None:
     missed = reconciler_summary(reconciler_section(1_000, 1_100, 4_000, 400.0))
     # Then it is no pass
     assert not missed["sweep_complete"] and not missed["meets_target"]
+
+
+def test_a_round_that_would_not_fit_the_deployed_budget_on_aws_is_no_pass() -> None:
+    # Given complete rounds in the goal's ratio whose sweeps would take 20 s at AWS-like speed
+    # (the deployed sweep budget: 12.6 s)
+    missed = reconciler_summary(reconciler_section(30_000, 31_000, 5_000, 20_000.0))
+    # Then they are no pass: a deployed round would stop its sweep at the budget
+    assert missed["sweep_complete"] and not missed["fits_deployed_budget"] and not missed["meets_target"]
+    assert "does not fit the deployed budget" in missed["finding"]
