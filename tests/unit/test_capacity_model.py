@@ -309,6 +309,16 @@ def test_a_sweep_stopped_by_its_budget_is_no_pass_even_when_its_round_is_short()
     assert "did not look at every message" in missed["finding"] or "stopped at its budget" in missed["finding"]
 
 
+def test_the_goal_is_judged_at_aws_like_speed_not_by_moto_time() -> None:
+    # Given complete rounds whose local times (moto's) differ 1.8x but whose AWS-like times are the same
+    section = reconciler_section(1_000, 1_800, 5_000, 500.0)
+    section["senders_5000"]["median_aws_like_ms"] = 1_000
+    judged = reconciler_summary(section)
+    # Then the goal is met, and the local ratio is reported beside it
+    assert judged["meets_target"] and judged["ratio"] == pytest.approx(1.8)
+    assert judged["ratio_aws_like"] == pytest.approx(1.0)
+
+
 def test_a_sweep_that_read_fewer_heads_than_messages_is_no_pass() -> None:
     # Given a 5,000-sender round that finished but read only 4,000 of the 5,000 messages' heads
     missed = reconciler_summary(reconciler_section(1_000, 1_100, 4_000, 400.0))
