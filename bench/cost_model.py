@@ -619,7 +619,9 @@ def line_items(usage: Usage, prices: dict[str, Any]) -> list[LineItem]:
         ),
     ]
     if usage.scheduler_sweeps_usd_per_million:
-        items.append(
+        # Last of the request path's lines, before observability's.
+        items.insert(
+            next(position for position, item in enumerate(items) if item.group != "core"),
             LineItem(
                 "core",
                 "Scheduler",
@@ -627,7 +629,7 @@ def line_items(usage: Usage, prices: dict[str, Any]) -> list[LineItem]:
                 usage.scheduler_sweeps_usd_per_million / MILLION,
                 "USD",
                 usage.scheduler_sweeps_usd_per_million,
-            )
+            ),
         )
     if usage.metric_log_bytes:
         items.append(

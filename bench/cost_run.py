@@ -1623,12 +1623,12 @@ def run(scale: float) -> dict[str, Any]:
         Scenario("slow_lane", "/fail", "FAILED", inline + fast.attempts + slow.attempts, scaled(4, scale)),
         # A short delay rides the queue's DelaySeconds (2 s here; priced for the longest, QUEUE_LEAD_SECONDS).
         Scenario(
-            "scheduled_short", "/ok", "DELIVERED", 1, scaled(10, scale), mode="delayed", delay_seconds=2,
+            "scheduled_short", "/ok", "DELIVERED", 1, scaled(20, scale), mode="delayed", delay_seconds=2,
             priced_delay_seconds=QUEUE_LEAD_SECONDS,
         ),
         # A long one waits in the scheduler's shards until a sweep (COMPRESSED_QUEUE_LEAD_SECONDS).
         Scenario(
-            "scheduled_long", "/ok", "DELIVERED", 1, scaled(10, scale), mode="scheduler",
+            "scheduled_long", "/ok", "DELIVERED", 1, scaled(20, scale), mode="scheduler",
             delay_seconds=COMPRESSED_QUEUE_LEAD_SECONDS + 2, priced_delay_seconds=PRICED_LONG_DELAY_SECONDS,
         ),
     ]  # fmt: skip
