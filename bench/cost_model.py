@@ -18,6 +18,9 @@
   (`http_request_bytes`); API Gateway calls the authorizer once per token per cache period
   (`authorizer_misses_per_request`); X-Ray's default rule records 1 request/s plus 5%
   (`xray_sampled_fraction`).
+- A delayed message keeps what it stored at acceptance until its due time, from which its TTL
+  counts (`waiting_gb_months`); the scheduler's sweeps are a fixed monthly cost
+  (`sweeps_usd_per_month`), spread over the month's scheduled messages.
 - AWS-like durations (`aws_like_ms`): local wall time minus the time spent inside the emulated AWS
   calls and the local target, plus a typical AWS latency per call and per target request.
 """
@@ -380,6 +383,33 @@ def pitr_gb_months(table_bytes: float, ttl_days: float, days_per_month: float = 
     return table_bytes / GB * ttl_days / days_per_month
 
 
+def waiting_gb_months(bytes_waiting: float, delay_seconds: float, days_per_month: float = DAYS_PER_MONTH) -> float:
+    """GB-months a delayed message's items take while they wait for its due time.
+
+    Its TTL counts from the due time, so what it stores at acceptance is kept `delay_seconds`
+    longer than a message sent at once: storage and point-in-time recovery grow with the horizon.
+    """
+    return bytes_waiting / GB * delay_seconds / 86_400 / days_per_month
+
+
+def sweeps_usd_per_month(
+    sweeps_per_month: float,
+    billed_ms_per_sweep: float,
+    memory_mb: int,
+    read_units_per_sweep: float,
+    prices: dict[str, Any],
+) -> float:
+    """A scheduled function's fixed monthly cost on the request path: its invocations, their
+    duration and the reads each makes whatever there is to do (EventBridge's schedule costs nothing)."""
+    lam = prices["lambda"]
+    per_sweep = (
+        lam["per_million_requests"] / MILLION
+        + lambda_gb_seconds(billed_ms_per_sweep, memory_mb) * lam["per_gb_second_arm64"]
+        + read_units_per_sweep * prices["dynamodb"]["per_million_read_request_units"] / MILLION
+    )
+    return sweeps_per_month * per_sweep
+
+
 def http_request_bytes(method: str, path: str, headers: Mapping[str, str], body: bytes) -> int:
     """Bytes of one HTTP/1.1 request as sent: request line, header lines, blank line, body."""
     head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
@@ -465,6 +495,9 @@ class Usage:
     pitr_gb_months: float = 0.0
     data_transfer_bytes: float = 0.0
     fixed_usd_per_million: float = 0.0  # fixed monthly costs spread over the month's messages
+    # The scheduler's sweeps (one a minute, whatever is due) spread over the month's scheduled
+    # messages: on the request path of a message that waits in the scheduler's shards.
+    scheduler_sweeps_usd_per_million: float = 0.0
 
 
 # The groups: what `request_path` sums, and what `all_in` adds to it.
@@ -585,6 +618,19 @@ def line_items(usage: Usage, prices: dict[str, Any]) -> list[LineItem]:
             usage.xray_traces * prices["xray"]["per_million_traces_recorded"],
         ),
     ]
+    if usage.scheduler_sweeps_usd_per_million:
+        # Last of the request path's lines, before observability's.
+        items.insert(
+            next(position for position, item in enumerate(items) if item.group != "core"),
+            LineItem(
+                "core",
+                "Scheduler",
+                "sweeps, one a minute (invocation, duration, shard queries), spread over the month's messages",
+                usage.scheduler_sweeps_usd_per_million / MILLION,
+                "USD",
+                usage.scheduler_sweeps_usd_per_million,
+            ),
+        )
     if usage.metric_log_bytes:
         items.append(
             LineItem(

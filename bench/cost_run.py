@@ -20,6 +20,13 @@ answers 404). The retry policy is the default one of cdk.json / statemachines/, 
 scaled to almost nothing; the waits' cost (Express duration) is added back arithmetically from
 retry_schedule.
 
+Delayed messages (SCHEDULED_SCENARIOS, one at a time): scheduled_short's delay rides the queue's
+DelaySeconds; scheduled_long's waits in the scheduler's shards of the `due` index until a sweep
+(invoked here once it is due, with the queue's lead compressed to seconds) hands it to the queue.
+The scheduler's sweeps, one a minute whatever is due, are measured idle and spread over the month's
+scheduled messages; what a message stores while it waits is priced for a stated horizon.
+`cost_per_million.scheduled` gives both and their extra over success_single.
+
 Every scenario is priced twice: with the local wall times, and with AWS-like times (the time spent
 inside moto and the local target replaced by typical AWS latencies: AWS_CALL_LATENCY_MS).
 
@@ -77,16 +84,20 @@ from bench.cost_model import (
     retry_schedule_cost,
     slow_lane_transitions,
     sqs_requests,
+    sweeps_usd_per_month,
     table_keys,
     total,
     tracing_costs,
     update_write_units,
+    waiting_gb_months,
     write_units,
     xray_sampled_fraction,
 )
 from functions.adapters.messages.items import HEAD_SORT_KEY, decode_head
+from functions.contract.key_prefixes import SCHEDULER_SHARD_PREFIX
 from functions.contract.settings_names import Setting, ToolVariable
 from functions.domain.model import MessageHead, MessageKey
+from functions.domain.scheduling import QUEUE_LEAD_SECONDS
 from stacks.tracing import Tracing, execution_logging
 
 # Functions on a message's path; the reconciler runs on a schedule whatever the volume (a fixed
@@ -109,6 +120,24 @@ AUTHORIZER = "relay-authorizer"
 # a new route's functions (POST /messages/batch) are counted without being listed here.
 NOT_PER_MESSAGE = ("relay-reconciler", AUTHORIZER, LOCAL_ONLY)
 SCENARIO_NAMES = ("success_single", "success_volume", "success_batch100", "retried", "slow_lane")
+# Delayed messages (after the five, so those run as before): their prices and the extra over
+# success_single are `cost_per_million.scheduled`, under these labels.
+SCHEDULED_SCENARIOS = {"scheduled_short": "short_delay", "scheduled_long": "long_delay"}
+SCHEDULER = "relay-scheduler"
+SWEEP_EVENT = {"source": "aws.events", "detail-type": "Scheduled Event"}
+SWEEPS_PER_MONTH = 30 * 24 * 60  # rate(1 minute), as deployed (stacks/constructs/scheduler.py)
+# The long delay's path in seconds instead of minutes: the queue's lead (QUEUE_LEAD_SECONDS, 300 s
+# deployed) is this long in the scheduled_long run, so a message due 3 s after acceptance waits in
+# the scheduler's shards, a sweep hands it to the queue with the second that remains, and the
+# dispatcher claims it at its time. Every step and call is the deployed one; only the horizon is short.
+COMPRESSED_QUEUE_LEAD_SECONDS = 1
+IDLE_SWEEPS = 5  # the scheduler with nothing due, measured before scheduled_long: its fixed cost
+# What a delayed message's waiting storage is priced for (the counted calls do not depend on it):
+# the short path's longest wait (QUEUE_LEAD_SECONDS), and a day on the long path; `scheduled`
+# gives the long path at other horizons too.
+PRICED_LONG_DELAY_SECONDS = 86_400
+HORIZON_DAYS = (1, 7, 30, 365)
+GOAL_SCHEDULED_EXTRA_USD_PER_MILLION = 1.0  # issue 18: "about $1 per million ... on top of today's cost"
 
 
 def billed(bucket: str) -> bool:
@@ -822,6 +851,9 @@ class Scenario:
     messages_per_second: float = ASSUMPTIONS["messages_per_month"] / SECONDS_PER_MONTH
     batch_size: int = 1
     senders: int = 1
+    # Delayed messages: the message's delaySeconds, and the wait its storage is priced for.
+    delay_seconds: int = 0
+    priced_delay_seconds: int = 0
 
 
 class SkippedScenario(Exception):
@@ -835,6 +867,7 @@ def _message(target_url: str, scenario: Scenario, message_id: str) -> dict[str, 
         "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "targetUrl": f"{target_url}{scenario.path}",
         "body": one_kb_body(message_id),
+        **({"delaySeconds": scenario.delay_seconds} if scenario.delay_seconds else {}),
     }
 
 
@@ -863,6 +896,103 @@ def _send_sequential(relay: Any, target_url: str, scenario: Scenario, ids: list[
             raise RuntimeError(f"{scenario.name}: POST /messages answered {status}")
         _wait_finished(relay, scenario, [message_id], timeout)
     return len(ids)
+
+
+@dataclass
+class DelayedRun:
+    """What sending delayed messages saw besides the counts: the sweeps it invoked and what each
+    message stored at acceptance (kept until its due time; summed over the messages)."""
+
+    api_requests: int = 0
+    sweeps: int = 0
+    waiting_table_bytes: float = 0.0
+    waiting_index_bytes: float = 0.0
+
+
+def _send_delayed(relay: Any, target_url: str, scenario: Scenario, ids: list[str], timeout: float) -> DelayedRun:
+    """Each delayed message after the previous one finished. Mode `delayed`: its wait rides the
+    queue's DelaySeconds. Mode `scheduler`: it waits in the scheduler's shards until a sweep, invoked
+    here once it is due (the minute's sweep on AWS), hands it to the queue."""
+    run = DelayedRun()
+    table = relay.local.table_name
+    for message_id in ids:
+        status, body = _post(relay.url, relay.dev_token, _message(target_url, scenario, message_id))
+        if status != 202 or json.loads(body).get("status") != "SCHEDULED":
+            raise RuntimeError(f"{scenario.name}: POST /messages answered {status}: {body[:200]!r}")
+        shard, due_at = _due_entry_of(table, message_id)
+        if shard.startswith(SCHEDULER_SHARD_PREFIX) != (scenario.mode == "scheduler"):
+            raise RuntimeError(f"{scenario.name}: the message waits in due shard {shard or '(none)'}")
+        stored = _stored_bytes(table, MessageKey("dev", message_id).partition_key)
+        run.waiting_table_bytes += stored[0]
+        run.waiting_index_bytes += stored[1]
+        if scenario.mode == "scheduler":
+            time.sleep(max(0.0, due_at - time.time()) + 0.05)
+            counts = relay.local.invoke(SCHEDULER, SWEEP_EVENT)
+            run.sweeps += 1
+            if counts.get("queued") != 1:
+                raise RuntimeError(f"{scenario.name}: the sweep queued {counts}, not the one message")
+        _wait_finished(relay, scenario, [message_id], timeout)
+        run.api_requests += 1
+    return run
+
+
+def _due_entry_of(table: str, message_id: str) -> tuple[str, float]:
+    """The head's `due` index entry (shard, due time), read from moto (not counted); ("", 0) for none."""
+    key = MessageKey("dev", message_id)
+    item = _moto_item(table, {"pk": {"S": key.partition_key}, "sk": {"S": HEAD_SORT_KEY}}) or {}
+    return attribute_text(item.get("dueShard", "")), float(attribute_text(item.get("dueAt", "0")))
+
+
+class _CompressedQueueLead:
+    """QUEUE_LEAD_SECONDS set to COMPRESSED_QUEUE_LEAD_SECONDS in every loaded Relay module that holds
+    it (the rule in functions/domain/scheduling.py, the due time ingest stores), then restored."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+        self.saved: list[tuple[Any, int]] = []
+
+    def __enter__(self) -> None:
+        import functions.services.ingest
+        import functions.services.scheduling.scheduler  # noqa: F401  (loaded, so patched too)
+
+        for name, module in list(sys.modules.items()):
+            if name.startswith("functions.") and hasattr(module, "QUEUE_LEAD_SECONDS"):
+                self.saved.append((module, module.QUEUE_LEAD_SECONDS))
+                setattr(module, "QUEUE_LEAD_SECONDS", self.seconds)  # noqa: B010  (any module holding it)
+
+    def __exit__(self, *_: object) -> None:
+        for module, value in self.saved:
+            setattr(module, "QUEUE_LEAD_SECONDS", value)  # noqa: B010
+
+
+def measure_idle_sweeps(relay: Any, sweeps: int) -> dict[str, Any]:
+    """The scheduler with nothing due, as every minute of a deployment runs it: its fixed cost."""
+    RECORDER.reset()
+    for _ in range(sweeps):
+        counts = relay.local.invoke(SCHEDULER, SWEEP_EVENT)
+        if any(counts.values()):
+            raise RuntimeError(f"the scheduler found work in an idle sweep: {counts}")
+    return _freeze()
+
+
+def less_idle_sweeps(counted: dict[str, Any], idle: dict[str, Any], factor: float) -> dict[str, Any]:
+    """The counts less `factor` times the idle sweeps' (the scheduler's own calls): what the sweeps did
+    for the messages. Invocations, their fixed time and the empty shard queries are priced apart."""
+    adjusted = dict(counted)
+    for name in (
+        "lambda_calls", "lambda_ms", "lambda_billed_ms", "lambda_aws_ms", "lambda_aws_billed_ms",
+        "log_bytes", "metric_bytes", "metric_lines",
+    ):  # fmt: skip
+        values = dict(counted[name])
+        if SCHEDULER in idle[name]:
+            values[SCHEDULER] = max(0.0, values.get(SCHEDULER, 0.0) - idle[name][SCHEDULER] * factor)
+        adjusted[name] = values
+    for name in ("aws_calls", "ddb_read_units", "ddb_key_reads", "ddb_write_units", "ddb_key_writes", "sqs_requests"):
+        idle_rows = {tuple(row[:-1]): row[-1] for row in idle[name] if row[0] == SCHEDULER}
+        adjusted[name] = [
+            [*row[:-1], max(0.0, row[-1] - idle_rows.get(tuple(row[:-1]), 0.0) * factor)] for row in counted[name]
+        ]
+    return adjusted
 
 
 def _send_paced(relay: Any, target_url: str, scenario: Scenario, ids: list[str]) -> int:
@@ -993,12 +1123,20 @@ def _freeze() -> dict[str, Any]:
 
 def run_scenario(relay: Any, target: Any, scenario: Scenario, timeout: float) -> dict[str, Any]:
     _wait_quiet(relay.local, timeout)
+    idle = measure_idle_sweeps(relay, IDLE_SWEEPS) if scenario.mode == "scheduler" else None
     RECORDER.reset()
     received_before, connections_before = len(target.received), target.connections
     ids = [f"cost-{scenario.name}-{uuid.uuid4().hex[:10]}" for _ in range(scenario.messages)]
     started = time.monotonic()
-    if scenario.mode == "sequential":
-        api_requests = _send_sequential(relay, target.url, scenario, ids, timeout)
+    delayed: DelayedRun | None = None
+    if scenario.mode in ("sequential", "delayed", "scheduler"):
+        if scenario.mode == "sequential":
+            api_requests = _send_sequential(relay, target.url, scenario, ids, timeout)
+        else:
+            lead = _CompressedQueueLead(COMPRESSED_QUEUE_LEAD_SECONDS) if idle else contextlib.nullcontext()
+            with lead:
+                delayed = _send_delayed(relay, target.url, scenario, ids, timeout)
+            api_requests = delayed.api_requests
         sent = time.monotonic()
         heads = [head for message_id in ids if (head := _head(relay.local.table_name, "dev", message_id))]
     else:
@@ -1040,7 +1178,24 @@ def run_scenario(relay: Any, target: Any, scenario: Scenario, timeout: float) ->
             ),
         },
         "counted": counted,
+        **_delayed_outcome(delayed, idle, n),
     }
+
+
+def _delayed_outcome(delayed: DelayedRun | None, idle: dict[str, Any] | None, n: int) -> dict[str, Any]:
+    """A delayed scenario's extras: what each message stored while it waited; the sweeps invoked and
+    the idle sweeps measured before them (the scheduler's fixed cost, priced apart)."""
+    if delayed is None:
+        return {}
+    extras: dict[str, Any] = {
+        "waiting": {
+            "table_bytes_per_message": delayed.waiting_table_bytes / n,
+            "index_bytes_per_message": delayed.waiting_index_bytes / n,
+        }
+    }
+    if idle is not None:
+        extras["sweeps"] = {"sweeps": delayed.sweeps, "idle_sweeps": IDLE_SWEEPS, "idle": idle}
+    return extras
 
 
 _HOOKS: Hooks | None = None
@@ -1130,12 +1285,16 @@ class Pricing:
     fast_full_jitter: bool
     access_log_line: int
     fixed_monthly_usd: float
+    prices: dict[str, Any] = field(default_factory=dict)
 
 
 def usage_per_message(result: dict[str, Any], pricing: Pricing, times: str = "local") -> tuple[Usage, dict[str, Any]]:
     """A scenario's usage per message; `times` "local" bills the local wall times, "aws" the
     AWS-like ones (Lambda from the per-invocation model, Express from its tasks' AWS-like times)."""
+    sweeps = result.get("sweeps")
     counted = result["counted"]
+    if sweeps:
+        counted = less_idle_sweeps(counted, sweeps["idle"], sweeps["sweeps"] / sweeps["idle_sweeps"])
     scenario = result["scenario"]
     n = scenario["messages"]
     rate = scenario["messages_per_second"]
@@ -1202,6 +1361,13 @@ def usage_per_message(result: dict[str, Any], pricing: Pricing, times: str = "lo
     ttl_days = ASSUMPTIONS["dynamodb_ttl_days"]
     usage.dynamodb_storage_gb_months = result["storage_bytes_per_message"] / 1024**3 * ttl_days / 30
     usage.pitr_gb_months = pitr_gb_months(result["table_bytes_per_message"], ttl_days)
+    waiting = result.get("waiting")
+    if waiting:
+        # Its TTL counts from the due time: what it stored at acceptance is kept while it waits.
+        delay = scenario["priced_delay_seconds"]
+        waiting_bytes = waiting["table_bytes_per_message"] + waiting["index_bytes_per_message"]
+        usage.dynamodb_storage_gb_months += waiting_gb_months(waiting_bytes, delay)
+        usage.pitr_gb_months += waiting_gb_months(waiting["table_bytes_per_message"], delay)
     sqs_rows = [row for row in counted["sqs_requests"] if billed(row[0])]
     usage.sqs_requests = sum(row[-1] for row in sqs_rows) / n
 
@@ -1234,6 +1400,7 @@ def usage_per_message(result: dict[str, Any], pricing: Pricing, times: str = "lo
         ),
     }
     usage.xray_traces = api_per_message * sampling["api"] + dispatches * sampling["delivery"]
+    scheduler_sweeps = _add_sweeps(usage, sweeps, pricing, times, messages_per_month) if sweeps else None
 
     target = result["target"]
     usage.data_transfer_bytes = (
@@ -1285,6 +1452,8 @@ def usage_per_message(result: dict[str, Any], pricing: Pricing, times: str = "lo
             "new_connections_per_message": target["connections"] / n,
         },
         "step_functions_log_bytes_per_message_by_tracing": sfn_log_by_tracing,
+        **({"waiting": {**waiting, "priced_delay_seconds": scenario["priced_delay_seconds"]}} if waiting else {}),
+        **({"scheduler_sweeps": scheduler_sweeps} if scheduler_sweeps else {}),
         "step_functions_log_bytes_per_message_by_machine": dict(sfn_log_by_machine),
         "secrets_manager_calls_measured_in_run": secrets_measured,
         "sqs_empty_receives_in_run (idle polling, fixed cost)": counted["sqs_empty_receives"],
@@ -1296,6 +1465,42 @@ def usage_per_message(result: dict[str, Any], pricing: Pricing, times: str = "lo
         "uncounted_operations": counted["uncounted"],
     }
     return usage, details
+
+
+def _add_sweeps(
+    usage: Usage, sweeps: dict[str, Any], pricing: Pricing, times: str, messages_per_month: float
+) -> dict[str, Any]:
+    """The scheduler's sweeps, one a minute whatever is due, spread over the month's messages (each
+    as the idle sweeps measured it): the invocation, its duration and the shard queries on the
+    request path, its log lines, EMF lines and trace in observability."""
+    idle, measured = sweeps["idle"], sweeps["idle_sweeps"]
+    billed_ms = idle["lambda_aws_billed_ms" if times == "aws" else "lambda_billed_ms"]
+    per_sweep = {
+        "billed_ms": billed_ms.get(SCHEDULER, 0.0) / measured,
+        "read_units": sum(row[-1] for row in idle["ddb_read_units"] if row[0] == SCHEDULER) / measured,
+        "queries": sum(row[-1] for row in idle["aws_calls"] if row[0] == SCHEDULER and row[2] == "Query") / measured,
+        "log_bytes": idle["log_bytes"].get(SCHEDULER, 0.0) / measured + PLATFORM_LOG_BYTES,
+        "metric_bytes": idle["metric_bytes"].get(SCHEDULER, 0.0) / measured,
+        # One invocation a minute is under the default rule's reservoir (1/s): every one is traced.
+        "xray_traces": xray_sampled_fraction(
+            1 / 60, ASSUMPTIONS["xray_reservoir_per_second"], ASSUMPTIONS["xray_fixed_rate"]
+        ),
+    }
+    usd_per_month = sweeps_usd_per_month(
+        SWEEPS_PER_MONTH, per_sweep["billed_ms"], pricing.memory_mb, per_sweep["read_units"], pricing.prices
+    )
+    share = SWEEPS_PER_MONTH / messages_per_month
+    usage.scheduler_sweeps_usd_per_million = amortised_usd_per_million(usd_per_month, messages_per_month)
+    usage.log_bytes += per_sweep["log_bytes"] * share
+    usage.metric_log_bytes += per_sweep["metric_bytes"] * share
+    usage.xray_traces += per_sweep["xray_traces"] * share
+    return {
+        "per_sweep": per_sweep,
+        "sweeps_per_month": SWEEPS_PER_MONTH,
+        "messages_per_month": messages_per_month,
+        "request_path_usd_per_month": usd_per_month,
+        "sweeps_in_run": sweeps["sweeps"],
+    }
 
 
 def _write_breakdown(writes: list[list[Any]], n: int) -> dict[str, Any]:
@@ -1416,8 +1621,18 @@ def run(scale: float) -> dict[str, Any]:
         ),
         Scenario("retried", "/flaky/3", "DELIVERED", 4, scaled(10, scale)),
         Scenario("slow_lane", "/fail", "FAILED", inline + fast.attempts + slow.attempts, scaled(4, scale)),
+        # A short delay rides the queue's DelaySeconds (2 s here; priced for the longest, QUEUE_LEAD_SECONDS).
+        Scenario(
+            "scheduled_short", "/ok", "DELIVERED", 1, scaled(20, scale), mode="delayed", delay_seconds=2,
+            priced_delay_seconds=QUEUE_LEAD_SECONDS,
+        ),
+        # A long one waits in the scheduler's shards until a sweep (COMPRESSED_QUEUE_LEAD_SECONDS).
+        Scenario(
+            "scheduled_long", "/ok", "DELIVERED", 1, scaled(20, scale), mode="scheduler",
+            delay_seconds=COMPRESSED_QUEUE_LEAD_SECONDS + 2, priced_delay_seconds=PRICED_LONG_DELAY_SECONDS,
+        ),
     ]  # fmt: skip
-    assert tuple(scenario.name for scenario in scenarios) == SCENARIO_NAMES
+    assert tuple(scenario.name for scenario in scenarios) == SCENARIO_NAMES + tuple(SCHEDULED_SCENARIOS)
     memory = lambda_memory_mb()
     access_line = access_log_bytes()
     prices = load_prices(PRICES_PATH)
@@ -1431,16 +1646,28 @@ def run(scale: float) -> dict[str, Any]:
     environment = {Setting.BREAKER_FAILURE_THRESHOLD: "1000000"}
     with (
         TargetServer() as target,
-        LocalRelay(port=0, time_scale=1e-5, reconcile_every_seconds=86_400, environment=environment) as relay,
+        # The reconciler and the scheduler run on schedules (fixed costs, priced apart): not here, where
+        # their rounds would land in whichever scenario is running. scheduled_long sweeps by itself.
+        LocalRelay(
+            port=0,
+            time_scale=1e-5,
+            reconcile_every_seconds=86_400,
+            schedule_every_seconds=86_400,
+            environment=environment,
+        ) as relay,
     ):
         _emit_metrics()
         warm = Scenario("warmup", "/ok", "DELIVERED", 1, 3)
         run_scenario(relay, target, warm, timeout=60)
         authorizer = measure_authorizer(relay, 5)
         pricing = Pricing(
-            authorizer, memory["default_mb"], fast.waits, fast_full_jitter, access_line, fixed["usd_per_month"]
+            authorizer, memory["default_mb"], fast.waits, fast_full_jitter, access_line, fixed["usd_per_month"], prices
         )
         for scenario in scenarios:
+            if scenario.name == next(iter(SCHEDULED_SCENARIOS)):
+                # The slow lane left failures in the shared target's health; a success clears them (a
+                # write, not priced), so the delayed messages find the target as success_single did.
+                run_scenario(relay, target, warm, timeout=60)
             try:
                 outcome = run_scenario(relay, target, scenario, timeout=180)
             except SkippedScenario as skipped:
@@ -1449,12 +1676,15 @@ def run(scale: float) -> dict[str, Any]:
                 continue
             entry = price_scenario(outcome, pricing, prices)
             results["scenarios"][scenario.name] = entry
+            if scenario.name in SCHEDULED_SCENARIOS:
+                continue  # in cost_per_million.scheduled, with the extra over success_single
             results["cost_per_million"][scenario.name] = {
                 **entry["usd_per_million_aws_like"],
                 "times": "aws_like",
                 "aws_like": entry["usd_per_million_aws_like"],
                 "local_times": entry["usd_per_million_local_times"],
             }
+    results["cost_per_million"]["scheduled"] = scheduled_summary(results["scenarios"], prices)
     measured_slow = results["scenarios"]["slow_lane"]["details"]["executions_per_message"].get(
         "relay-delivery-slow", {}
     )
@@ -1495,6 +1725,8 @@ def run(scale: float) -> dict[str, Any]:
         "lambda_platform_log_bytes_per_invocation": PLATFORM_LOG_BYTES,
         "api_gateway_access_log_bytes_per_request": access_line,
         "time_scale": 1e-5,
+        "compressed_queue_lead_seconds": COMPRESSED_QUEUE_LEAD_SECONDS,
+        "scheduler_sweeps_per_month": SWEEPS_PER_MONTH,
         "aws_call_latency_ms": AWS_CALL_LATENCY_MS,
         "aws_target_request_ms": AWS_TARGET_REQUEST_MS,
         "aws_sfn_task_overhead_ms": AWS_SFN_TASK_OVERHEAD_MS,
@@ -1510,6 +1742,60 @@ def run(scale: float) -> dict[str, Any]:
     }
     results["seconds"] = time.perf_counter() - started
     return results
+
+
+def scheduled_summary(scenarios: dict[str, Any], prices: dict[str, Any]) -> dict[str, Any] | None:
+    """`cost_per_million.scheduled`: each delayed scenario's price (AWS-like times, both time models
+    inside), its extra over success_single, and the long path at other horizons; None when any of
+    them did not run."""
+    base = scenarios.get("success_single")
+    if base is None or any(name not in scenarios for name in SCHEDULED_SCENARIOS):
+        return None
+    summary: dict[str, Any] = {"times": "aws_like", "goal_extra_usd_per_million": GOAL_SCHEDULED_EXTRA_USD_PER_MILLION}
+    extra: dict[str, Any] = {}
+    for name, label in SCHEDULED_SCENARIOS.items():
+        entry = scenarios[name]
+        aws, local = entry["usd_per_million_aws_like"], entry["usd_per_million_local_times"]
+        summary[label] = {
+            **aws,
+            "aws_like": aws,
+            "local_times": local,
+            "priced_delay_seconds": entry["details"]["waiting"]["priced_delay_seconds"],
+        }
+        extra[label] = {key: aws[key] - base["usd_per_million_aws_like"][key] for key in ("request_path", "all_in")} | {
+            "local_times": {key: local[key] - base["usd_per_million_local_times"][key] for key in local}
+        }
+    summary["extra_over_success_single"] = extra
+    summary["goal_met"] = {
+        label: extra[label]["request_path"] <= GOAL_SCHEDULED_EXTRA_USD_PER_MILLION for label in extra
+    }
+    long = scenarios["scheduled_long"]
+    per_day = waiting_usd_per_million_per_day(long["details"]["waiting"], prices)
+    summary["long_delay_per_day_waiting"] = per_day
+    priced_days = long["details"]["waiting"]["priced_delay_seconds"] / 86_400
+    summary["long_delay_by_horizon_days"] = {
+        str(days): {
+            key: summary["long_delay"][key] + (days - priced_days) * per_day[key] for key in ("request_path", "all_in")
+        }
+        for days in HORIZON_DAYS
+    }
+    sweeps = long["details"]["scheduler_sweeps"]
+    summary["scheduler_sweeps"] = {
+        "request_path_usd_per_month": sweeps["request_path_usd_per_month"],
+        "amortised_over_messages_per_month": sweeps["messages_per_month"],
+        "request_path_usd_per_million": long["usage_per_message_aws_like"]["scheduler_sweeps_usd_per_million"],
+        "per_sweep": sweeps["per_sweep"],
+    }
+    return summary
+
+
+def waiting_usd_per_million_per_day(waiting: dict[str, Any], prices: dict[str, Any]) -> dict[str, float]:
+    """What one more day of waiting adds per million messages: storage (request path) and PITR."""
+    storage = waiting_gb_months(waiting["table_bytes_per_message"] + waiting["index_bytes_per_message"], 86_400)
+    pitr = waiting_gb_months(waiting["table_bytes_per_message"], 86_400)
+    storage_usd = storage * prices["dynamodb_storage"]["per_gb_month"] * 1_000_000
+    pitr_usd = pitr * prices["dynamodb_pitr"]["per_gb_month"] * 1_000_000
+    return {"request_path": storage_usd, "all_in": storage_usd + pitr_usd}
 
 
 def _emit_metrics() -> None:

@@ -13,6 +13,8 @@ SCENARIO_TITLES = {
     "success_batch100": "success, POST /messages/batch of 100",
     "retried": "retried (503 x3, then 200)",
     "slow_lane": "slow lane (always 500)",
+    "scheduled_short": "delayed, short: the queue's DelaySeconds (priced for a 300 s wait)",
+    "scheduled_long": "delayed, long: the scheduler's shards and a sweep (priced for a 1-day wait)",
 }
 
 
@@ -209,6 +211,8 @@ def cost_section(data: dict[str, Any]) -> str:
         "",
         summary_table(data),
         "",
+        scheduled_text(data),
+        "",
         "Request path: the services a message's journey bills (API Gateway, Lambda, Step Functions, "
         "DynamoDB reads, writes and storage, SQS, Secrets Manager). All-in adds CloudWatch Logs (function "
         "output, platform lines, access log, Step Functions logs at `stacks.tracing: errors`), the EMF metric "
@@ -276,6 +280,11 @@ def summary_table(data: dict[str, Any]) -> str:
     for name, title in SCENARIO_TITLES.items():
         cost = data.get("cost_per_million", {}).get(name)
         scenario = data["scenarios"].get(name)
+        if cost is None and scenario is not None:  # the delayed ones: in cost_per_million.scheduled
+            cost = {
+                "aws_like": scenario["usd_per_million_aws_like"],
+                "local_times": scenario["usd_per_million_local_times"],
+            }
         if cost is None or scenario is None:
             if name in data.get("skipped", {}) or name in data.get("cost_per_million", {}):
                 rows.append([f"`{name}`", title, "null", "null", "null", "null", "-"])
@@ -303,6 +312,47 @@ def summary_table(data: dict[str, Any]) -> str:
             "WRU per message (table + indexes)",
         ],
         rows,
+    )
+
+
+def scheduled_text(data: dict[str, Any]) -> str:
+    """`cost_per_million.scheduled`: the delayed paths, their extra over success_single, the long path
+    at other horizons and the scheduler's sweeps (bench/cost_run.py scheduled_summary)."""
+    scheduled = data.get("cost_per_million", {}).get("scheduled")
+    if not scheduled:
+        return ""
+    extra, goal = scheduled["extra_over_success_single"], scheduled["goal_extra_usd_per_million"]
+    short, long = scheduled["short_delay"], scheduled["long_delay"]
+    per_day, sweeps = scheduled["long_delay_per_day_waiting"], scheduled["scheduler_sweeps"]
+    horizons = ", ".join(
+        f"{days} days ${fmt(cost['request_path'], 2)} (${fmt(cost['all_in'], 2)})"
+        for days, cost in scheduled["long_delay_by_horizon_days"].items()
+        if days != "1"
+    )
+    per_sweep = sweeps["per_sweep"]
+    lead = data.get("assumptions", {}).get("compressed_queue_lead_seconds")
+
+    def verdict_for(label: str) -> str:
+        return "met" if scheduled["goal_met"][label] else "NOT met"
+
+    return (
+        f"**Scheduled messages (`cost_per_million.scheduled`, AWS-like, request path (all-in)):** a short delay "
+        f"(the queue's DelaySeconds) ${fmt(short['request_path'], 2)} (${fmt(short['all_in'], 2)}), "
+        f"**+${fmt(extra['short_delay']['request_path'], 2)}** over success_single "
+        f"(+${fmt(extra['short_delay']['all_in'], 2)}); a long one (the scheduler's shards, then a sweep) "
+        f"${fmt(long['request_path'], 2)} (${fmt(long['all_in'], 2)}) for a 1-day wait, "
+        f"**+${fmt(extra['long_delay']['request_path'], 2)}** (+${fmt(extra['long_delay']['all_in'], 2)}). "
+        f"Goal, about ${fmt(goal, 2)} per million on top: short {verdict_for('short_delay')}, long "
+        f"{verdict_for('long_delay')}. Each day a message waits adds ${fmt(per_day['request_path'], 4)} "
+        f"(${fmt(per_day['all_in'], 4)} with point-in-time recovery) per million: what it stored at acceptance is "
+        f"kept until its due time, from which its TTL counts; long delay at {horizons}. The scheduler's sweeps "
+        f"(one a minute whatever is due: {fmt(per_sweep['queries'], 0)} shard queries, "
+        f"{fmt(per_sweep['read_units'], 1)} RRU, {fmt(per_sweep['billed_ms'], 0)} ms AWS-like each) cost "
+        f"${fmt(sweeps['request_path_usd_per_month'], 3)} a month on the request path, spread over "
+        f"{fmt(sweeps['amortised_over_messages_per_month'], 0)} scheduled messages a month: "
+        f"${fmt(sweeps['request_path_usd_per_million'], 3)} per million (their logs and traces in all-in). Every "
+        f"deployment pays them, scheduled messages or not; the other scenarios do not carry them. The long path runs "
+        f"with the queue's lead compressed to {fmt(lead, 0)} s (300 s deployed): the same steps and calls in seconds."
     )
 
 

@@ -50,7 +50,7 @@ def start(client: RelayClient, target: TargetServer) -> TimedDemo:
     demo.due[firing_id(demo.schedule, next_run)] = (f"schedule '{DEMO_CRON}'", next_run.timestamp())
     print(
         f"  schedule {demo.schedule} '{DEMO_CRON}': {answer.status}, next firing {answer.body['nextRunAt']} "
-        f"(`relay schedules set {demo.schedule} --cron '{DEMO_CRON}' --target-url {url}`)"
+        f"(`relay schedules set {demo.schedule} --cron '{DEMO_CRON}' --url {url}`)"
     )
     return demo
 

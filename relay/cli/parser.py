@@ -54,8 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _api_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--url", default=os.environ.get(ToolVariable.URL, DEFAULT_URL), help="API base URL")
+def _api_options(command: argparse.ArgumentParser, url_flags: tuple[str, ...] = ("--url", "--api-url")) -> None:
+    """The API's base URL, token and --json. Every API command takes --api-url for the base URL; all but
+    `relay schedules` also --url, which there names the firing's target (the issue's spelling)."""
+    command.add_argument(
+        *url_flags, dest="url", default=os.environ.get(ToolVariable.URL, DEFAULT_URL), help="API base URL"
+    )
     command.add_argument("--token", default=os.environ.get(ToolVariable.TOKEN), help="API token")
     command.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
@@ -161,13 +165,19 @@ def _add_targets(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _add_schedules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    schedules = sub.add_parser("schedules", help="cron schedules: each firing sends a message")
-    _api_options(schedules)
+    schedules = sub.add_parser(
+        "schedules",
+        help="cron schedules: each firing sends a message",
+        description="relay schedules set NAME --cron '*/5 * * * *' --url URL [--body ...] | "
+        "relay schedules list|show|delete|pause|resume [NAME]. Here --url is where each firing goes; "
+        "the API's base URL is --api-url (or RELAY_URL).",
+    )
+    _api_options(schedules, url_flags=("--api-url",))
     schedules.add_argument("action", choices=["set", "list", "show", "delete", "pause", "resume"])
     schedules.add_argument("name", nargs="?")
     schedules.add_argument("--cron", help="five fields: minute hour day-of-month month day-of-week (set)")
     schedules.add_argument("--timezone", help="IANA zone the cron is read in, default UTC (set)")
-    schedules.add_argument("--target-url", help="where each firing is delivered (set)")
+    schedules.add_argument("--url", "--target-url", dest="target_url", help="where each firing is delivered (set)")
     schedules.add_argument("--method", choices=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
     schedules.add_argument("--header", action="append", type=parse_header, help="Name:value (repeatable)")
     schedules.add_argument("--body", help="each firing's body as text")

@@ -33,7 +33,7 @@ def render_schedule(body: dict[str, Any]) -> None:
 
 def _schedule_body(args: argparse.Namespace) -> dict[str, Any] | None:
     if not args.cron or not args.target_url:
-        print("relay: schedules set needs --cron and --target-url", file=sys.stderr)
+        print("relay: schedules set needs --cron and --url (the firing's target)", file=sys.stderr)
         return None
     message: dict[str, Any] = {"targetUrl": args.target_url}
     if args.method:
@@ -52,6 +52,14 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     client, action, name = api_client(args), args.action, args.name
     if action != "list" and not name:
         print(f"relay: schedules {action} needs a NAME", file=sys.stderr)
+        return 2
+    if action != "set" and args.target_url:
+        # Elsewhere --url is the API's base URL; here it names a firing's target, which only set takes.
+        print(
+            f"relay: schedules {action} takes no --url (the firing's target, for set); "
+            "give the API's base URL as --api-url or RELAY_URL",
+            file=sys.stderr,
+        )
         return 2
     if action == "list":
 

@@ -146,9 +146,11 @@ def test_the_cli_sends_with_a_delay_and_manages_a_schedule(
     # Then the message is SCHEDULED ten minutes after its acceptance
     assert sent["status"] == "SCHEDULED"
     assert parse_iso(sent["notBefore"]) - parse_iso(sent["acceptedAt"]) >= timedelta(minutes=10)
-    # Given `relay schedules set` with a cron in a zone, then list, show, pause, resume and delete
+    # Given `relay schedules set` with a cron in a zone (its target as --url, the API's base URL as
+    # --api-url), then list, show, pause, resume and delete
     name = f"cli-{time.time_ns() % 10**9}"
-    set_flags = ["--cron", "*/5 * * * *", "--timezone", "Europe/Berlin", "--target-url", f"{target.url}/ok"]
+    flags = ["--api-url", relay.url, "--token", relay.dev_token]
+    set_flags = ["--cron", "*/5 * * * *", "--timezone", "Europe/Berlin", "--url", f"{target.url}/ok"]
     assert cli.main(["schedules", "set", name, *set_flags, *flags]) == 0
     assert f"{name}: '*/5 * * * *' (Europe/Berlin), next " in capsys.readouterr().out
     assert cli.main(["schedules", "list", *flags]) == 0 and name in capsys.readouterr().out

@@ -36,9 +36,11 @@ from bench.cost_model import (
     request_path_and_all_in,
     slow_lane_transitions,
     sqs_requests,
+    sweeps_usd_per_month,
     total,
     tracing_costs,
     update_write_units,
+    waiting_gb_months,
     write_units,
     xray_sampled_fraction,
 )
@@ -375,3 +377,75 @@ def test_the_write_breakdown_splits_table_and_indexes_per_call_with_totals() -> 
     assert breakdown["by_table_or_index"] == {"table": 4, "byStatus": 3, "due": 1}
     assert next(iter(breakdown["by_table_or_index"])) == "table"
     assert (breakdown["table"], breakdown["indexes"], breakdown["total"]) == (4, 4, 8)
+
+
+# -- delayed messages -------------------------------------------------------------------------------------
+
+
+def test_a_delayed_message_pays_for_what_it_stores_while_it_waits() -> None:
+    # Given 1 GiB stored at acceptance by a million messages
+    # When each waits 30 days (a month) for its due time
+    # Then that is a GB-month per million: $0.25 of storage at the listed price; a day is a thirtieth
+    assert waiting_gb_months(GB / 1_000_000, 30 * 86_400) * 1_000_000 == pytest.approx(1.0)
+    assert waiting_gb_months(GB, 86_400) == pytest.approx(1 / 30)
+    assert waiting_gb_months(GB, 0) == 0.0
+
+
+def test_the_scheduler_s_sweeps_are_a_fixed_monthly_cost_spread_over_the_month_s_messages() -> None:
+    prices = load_prices(PRICES_PATH)
+    # Given a sweep a minute (43,200 a month) of 100 ms at 256 MB with 8 empty queries (4 RRU)
+    monthly = sweeps_usd_per_month(43_200, 100.0, 256, 4.0, prices)
+    # Then requests $0.00864 + 1,080 GB-s $0.0144 + 172,800 RRU $0.0216
+    assert monthly == pytest.approx(43_200 * 0.2e-6 + 1_080 * 0.0000133334 + 172_800 * 0.125e-6)
+    # And over a million scheduled messages a month, on the request path under its own line
+    usage = Usage(scheduler_sweeps_usd_per_million=amortised_usd_per_million(monthly, 1_000_000))
+    items = {f"{item.service}: {item.item.split(',')[0]}": item for item in line_items(usage, prices)}
+    assert items["Scheduler: sweeps"].usd_per_million == pytest.approx(monthly)
+    assert items["Scheduler: sweeps"].group == "core"
+    # and a scenario without sweeps has no such line
+    assert not [item for item in line_items(Usage(), prices) if item.service == "Scheduler"]
+
+
+def test_a_long_delay_s_sweeps_less_the_idle_ones_leave_the_work_done_for_its_messages() -> None:
+    from bench.cost_run import SCHEDULER, less_idle_sweeps
+
+    # Given two sweeps that each queued a message, and five idle sweeps (8 empty queries, 40 ms each)
+    def counted(calls: int, ms: float, queries: int, query_units: float, **extra: list[list[Any]]) -> dict[str, Any]:
+        rows: dict[str, list[list[Any]]] = {name: [] for name in ("ddb_key_reads", "ddb_write_units", "ddb_key_writes")}
+        by_function = {SCHEDULER: ms}
+        return {
+            "lambda_calls": {SCHEDULER: calls, "relay-dispatcher": 2},
+            "lambda_ms": by_function,
+            "lambda_billed_ms": by_function,
+            "lambda_aws_ms": by_function,
+            "lambda_aws_billed_ms": by_function,
+            "log_bytes": {SCHEDULER: 300.0 * calls},
+            "metric_bytes": {},
+            "metric_lines": {},
+            "aws_calls": [[SCHEDULER, "dynamodb", "Query", queries], *extra.get("aws_calls", [])],
+            "ddb_read_units": [[SCHEDULER, "Query", query_units], *extra.get("ddb_read_units", [])],
+            "sqs_requests": extra.get("sqs_requests", []),
+            **rows,
+        }
+
+    run = counted(
+        2,
+        2 * 40.0 + 2 * 15.0,
+        16,
+        8.0,
+        aws_calls=[[SCHEDULER, "dynamodb", "GetItem", 2]],
+        ddb_read_units=[[SCHEDULER, "GetItem", 2.0]],
+        sqs_requests=[[SCHEDULER, "SendMessage", 2]],
+    )
+    idle = counted(5, 5 * 40.0, 40, 20.0)
+    # When the idle sweeps' share (2 of 5) is taken out
+    left = less_idle_sweeps(run, idle, 2 / 5)
+    # Then no invocation and no empty query remain; the messages' own reads, sends and time do
+    assert left["lambda_calls"][SCHEDULER] == 0
+    assert left["lambda_aws_billed_ms"][SCHEDULER] == pytest.approx(30.0)
+    assert left["log_bytes"][SCHEDULER] == pytest.approx(0.0)
+    assert [SCHEDULER, "Query", 0.0] in left["ddb_read_units"]
+    assert [SCHEDULER, "GetItem", 2.0] in left["ddb_read_units"]
+    assert left["sqs_requests"] == [[SCHEDULER, "SendMessage", 2]]
+    # and the other functions are untouched
+    assert left["lambda_calls"]["relay-dispatcher"] == 2
