@@ -121,7 +121,7 @@ def test_each_lane_names_the_functions_relay_dev_wires_to_it(synth: Synthesized,
         step = PLACEHOLDER_STEPS[placeholder]
         assert value == function_arn(synth, step)
         assert topology.handlers[f"relay-{step}"] == handler_of(step)
-        assert f'"{local_template.function_arn(f"relay-{step}")}"' in local.definition
+        assert f'"{local_template.arn(local_template.FUNCTION, f"relay-{step}")}"' in local.definition
 
 
 def test_the_fast_lane_uses_all_three_functions_and_the_slow_lane_two(synth: Synthesized) -> None:

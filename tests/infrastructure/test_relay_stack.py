@@ -31,7 +31,7 @@ from infra_support import (
 )
 
 from functions.contract.settings_names import Setting
-from relay.local.template import build_topology, function_arn
+from relay.local.template import FUNCTION, arn, build_topology
 from stacks.settings import RelaySettings, forwarded_base64_chars
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -316,7 +316,7 @@ def test_ingest_placeholders_name_the_four_step_functions_and_the_request_shape(
     for step in STEPS:
         placeholder = f"{step.capitalize()}FunctionArn"
         assert substitutions[placeholder] == {"Fn::GetAtt": [function_by_step(synth, step)[0], "Arn"]}
-        assert f'"{function_arn(f"relay-{step}")}"' in local.definition
+        assert f'"{arn(FUNCTION, f"relay-{step}")}"' in local.definition
 
 
 def test_ingest_machine_logs_failed_runs_with_their_data_and_is_traced(synth: Synthesized) -> None:
