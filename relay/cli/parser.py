@@ -156,10 +156,7 @@ def _add_list(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _add_targets(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     targets = _api_command(
-        sub,
-        "targets",
-        cmd_targets,
-        "your targets: delivery limits per origin (rate, concurrency) and circuit breaker",
+        sub, "targets", cmd_targets, "your targets: delivery limits per origin (rate, concurrency) and circuit breaker"
     )
     targets.add_argument(
         "action",
