@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,6 +75,19 @@ def start_relay_dev(*extra: str) -> RelayDev:
             time.sleep(0.2)
     relay.stop()
     raise RuntimeError("relay dev did not start within 60 s")
+
+
+@pytest.fixture(scope="module")
+def relay(target: Any) -> Iterator[Any]:
+    """`relay dev`'s runtime in this process (for tests that look inside it), delivering to `target`."""
+    from relay.local.runtime import LocalRelay
+
+    local = LocalRelay(port=0, time_scale=0.01).start()
+    try:
+        yield local
+    finally:
+        target.stop()  # releases /hang first, so no worker waits on it while stopping
+        local.stop()
 
 
 @pytest.fixture(scope="module")

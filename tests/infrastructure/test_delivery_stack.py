@@ -65,13 +65,6 @@ CONSUME_ACTIONS = (
 )
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    # Given the app as `cdk synth` builds it (cdk.json context, AwsSolutions checks)
-    # When it is synthesized once for the whole module
-    return synthesize(tmp_path_factory.mktemp("cdk.out"))
-
-
 def machine(synth: Synthesized, lane: str) -> tuple[str, dict[str, Any]]:
     return state_machines(synth)[lane]
 

@@ -26,7 +26,6 @@ from infra_support import (
     role_statements,
     state_machines,
     step_role,
-    synthesize,
     table_id,
 )
 
@@ -56,13 +55,6 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     # The web console's static files (GET /console...) need no authorizer; their data calls do.
     "AwsSolutions-APIG4",
 }
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    # Given the app exactly as `cdk synth` builds it (cdk.json context, AwsSolutions checks)
-    # When it is synthesized once for the whole module
-    return synthesize(tmp_path_factory.mktemp("cdk.out"))
 
 
 # -- helpers -----------------------------------------------------------------------------------

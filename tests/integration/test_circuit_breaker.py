@@ -24,28 +24,24 @@ from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.support import SHORT_POLICY, delivery_executions, expire_stored_message, wait_for, wait_until_terminal
+from tests.support import (
+    QUICK_BREAKER,
+    QUICK_BREAKER_THRESHOLD,
+    delivery_executions,
+    delivery_relay,
+    expire_stored_message,
+    wait_for,
+    wait_until_terminal,
+)
 
-THRESHOLD = 3
-ENVIRONMENT = {
-    Setting.BREAKER_FAILURE_THRESHOLD: str(THRESHOLD),
-    Setting.BREAKER_PROBE_AFTER_SECONDS: "1",
-    Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: "2",
-    Setting.TOTAL_TIMEOUT_SECONDS: "1",
-}
+THRESHOLD = QUICK_BREAKER_THRESHOLD
+ENVIRONMENT = {**QUICK_BREAKER, Setting.TOTAL_TIMEOUT_SECONDS: "1"}
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(
-        port=0, time_scale=0.01, policy=SHORT_POLICY, environment=ENVIRONMENT, reconcile_every_seconds=0.5
-    ) as running:
+    with delivery_relay(ENVIRONMENT, reconcile_every_seconds=0.5) as running:
         yield running
-
-
-@pytest.fixture
-def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url, token=relay.dev_token)
 
 
 @pytest.fixture

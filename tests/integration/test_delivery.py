@@ -18,7 +18,6 @@ from standardwebhooks.webhooks import Webhook
 
 from functions.adapters.repository import MessageRepository
 from functions.adapters.secrets import SigningSecrets, secret_name
-from functions.contract.settings_names import Setting
 from functions.deliver import handler as deliver_handler
 from functions.domain.config import get_settings
 from functions.domain.exceptions import ClaimHeld, DeliveryRetryable
@@ -32,8 +31,9 @@ from tests.conftest import make_message
 from tests.support import (
     FAST_ATTEMPTS,
     INLINE_ATTEMPTS,
-    SHORT_POLICY,
+    NO_BREAKER,
     SLOW_ATTEMPTS,
+    delivery_relay,
     expire_stored_message,
     wait_until_terminal,
 )
@@ -41,20 +41,11 @@ from tests.support import (
 ALL_ATTEMPTS = INLINE_ATTEMPTS + FAST_ATTEMPTS + SLOW_ATTEMPTS
 
 
-# Every test here shares one target origin and many of them fail every attempt on purpose: the
-# circuit breaker (tests/integration/test_circuit_breaker.py) would open it and pause later tests.
-ENVIRONMENT = {Setting.TOTAL_TIMEOUT_SECONDS: "1", Setting.BREAKER_FAILURE_THRESHOLD: "10000"}
-
-
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY, environment=ENVIRONMENT) as running:
+    # Every test here shares one target origin and many of them fail every attempt on purpose.
+    with delivery_relay(NO_BREAKER) as running:
         yield running
-
-
-@pytest.fixture
-def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url, token=relay.dev_token)
 
 
 def event_types(record: dict[str, Any]) -> list[str]:

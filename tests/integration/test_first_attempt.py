@@ -20,9 +20,9 @@ from tests.conftest import make_message
 from tests.support import (
     FAST_ATTEMPTS,
     INLINE_ATTEMPTS,
-    SHORT_POLICY,
     SLOW_ATTEMPTS,
     delivery_executions,
+    delivery_relay,
     wait_until_terminal,
 )
 
@@ -31,13 +31,8 @@ ENVIRONMENT = {Setting.TOTAL_TIMEOUT_SECONDS: "1"}
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY, environment=ENVIRONMENT) as running:
+    with delivery_relay(ENVIRONMENT) as running:
         yield running
-
-
-@pytest.fixture
-def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url, token=relay.dev_token)
 
 
 def send(client: RelayClient, target_url: str) -> dict[str, Any]:

@@ -26,21 +26,13 @@ from relay.local.emulator import REGION
 from relay.local.runtime import LocalRelay
 from relay.local.targets import ReceivedRequest, TargetServer
 from tests.conftest import make_message
-from tests.support import SHORT_POLICY, wait_until_terminal
-
-# A small breaker so a target opens after a few failed attempts (a 404 is not one: it never counts).
-BREAKER = {
-    Setting.BREAKER_FAILURE_THRESHOLD: "3",
-    Setting.BREAKER_PROBE_AFTER_SECONDS: "1",
-    Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: "2",
-}
+from tests.support import QUICK_BREAKER, delivery_relay, wait_until_terminal
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(
-        port=0, time_scale=0.01, policy=SHORT_POLICY, environment=BREAKER, reconcile_every_seconds=0.5
-    ) as running:
+    # A small breaker, so a target opens after a few failed attempts (a 404 is not one: it never counts).
+    with delivery_relay(QUICK_BREAKER, reconcile_every_seconds=0.5) as running:
         yield running
 
 
@@ -66,11 +58,6 @@ def bus_event(queue_url: str, detail_type: str, matches: Any, timeout: float = 3
                 return dict(event)
         time.sleep(0.05)
     raise AssertionError(f"no {detail_type} event on the bus")
-
-
-@pytest.fixture
-def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url, token=relay.dev_token)
 
 
 @pytest.fixture(scope="module")

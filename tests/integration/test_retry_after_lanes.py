@@ -14,18 +14,13 @@ from relay.local.emulator import ACCOUNT_ID, REGION
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.support import SHORT_POLICY, wait_until_terminal
+from tests.support import delivery_relay, wait_until_terminal
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY) as running:
+    with delivery_relay() as running:
         yield running
-
-
-@pytest.fixture
-def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url, token=relay.dev_token)
 
 
 def send(client: RelayClient, **fields: Any) -> dict[str, Any]:
