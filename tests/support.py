@@ -83,6 +83,22 @@ def wait_for(
     raise AssertionError(f"{message_id} never reached {statuses} in {timeout}s: {body}")
 
 
+def event_types(record: dict[str, Any]) -> list[str]:
+    """The types of a message's events (GET /messages/{id}), oldest first."""
+    return [event["type"] for event in record["events"]]
+
+
+def send_accepted(client: RelayClient, **fields: Any) -> dict[str, Any]:
+    """Send a message of `relay dev`'s development sender with `fields`; it must be accepted (202).
+    Gives the message as sent."""
+    from tests.conftest import make_message
+
+    message = make_message(**{"senderId": "dev", **fields})
+    answer = client.send(message)
+    assert answer.status == 202, answer.body
+    return message
+
+
 def wait_until_terminal(client: RelayClient, message: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
     """`wait_for` a message (as sent) to end DELIVERED, FAILED or CANCELLED."""
     return wait_for(client, str(message["messageId"]), TERMINAL, timeout)

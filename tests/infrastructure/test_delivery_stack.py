@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from infra_support import (
     Synthesized,
-    actions_of,
+    assert_actions_named,
     data_grants,
     failed_queue_id,
     function_by_step,
@@ -19,8 +19,6 @@ from infra_support import (
     queue_arn,
     queue_ids,
     refs,
-    resources_of,
-    role_statements,
     state_machines,
     step_environment,
     step_role,
@@ -324,10 +322,7 @@ def test_what_each_step_must_not_do(synth: Synthesized) -> None:
 def test_no_delivery_step_has_wildcard_actions(synth: Synthesized, step: str) -> None:
     # Given a step's role
     # Then every action is named, and only X-Ray (no resource-level permissions) is on `*`
-    for statement in role_statements(synth, step_role(synth, step)):
-        assert all("*" not in action for action in actions_of(statement)), statement
-        if "*" in resources_of(statement):
-            assert all(action.startswith("xray:") for action in actions_of(statement)), statement
+    assert_actions_named(synth, step)
 
 
 def test_each_step_knows_only_the_lanes_and_queues_it_uses(synth: Synthesized) -> None:
