@@ -8,11 +8,16 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from functions.contract.settings_names import ToolVariable
+from functions.domain.clock import iso_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "bench"
@@ -145,6 +150,49 @@ def one_kb_body(seed: str = "") -> str:
     prefix = '{"event":"order.paid","id":"' + seed + '","pad":"'
     suffix = '"}'
     return prefix + "x" * (1000 - len(prefix) - len(suffix)) + suffix
+
+
+def one_kb_message(target_url: str, message_id: str) -> dict[str, Any]:
+    """The benchmarks' message: a 1 KB body from the development sender to the target's /ok."""
+    return {
+        "messageId": message_id,
+        "senderId": "dev",
+        "timestamp": iso_seconds(datetime.now(UTC)),
+        "targetUrl": f"{target_url}/ok",
+        "body": one_kb_body(message_id),
+    }
+
+
+def spawn_relay_dev(arguments: Sequence[str], home: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """`relay dev` in a process of its own, as users run it (from the repository, unbuffered, its
+    credentials under `home`), and the list a thread fills with every line it prints."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "relay.cli", "dev", *arguments],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", ToolVariable.HOME: home},
+    )
+    output: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return process, output
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    """Ask a process to end (SIGTERM), and kill it when it has not within 15 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 def section_main(description: str, run: Callable[[float], dict[str, Any]], argv: list[str] | None) -> int:

@@ -20,10 +20,9 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from bench.common import median, one_kb_body, percentile, scaled, section_main
+from bench.common import median, one_kb_message, percentile, scaled, section_main
 from functions.contract.settings_names import Setting, ToolVariable
 
 INGEST_STEPS = ("relay-validate", "relay-dedup", "relay-store", "relay-enqueue")
@@ -31,14 +30,7 @@ INGEST_STEPS = ("relay-validate", "relay-dedup", "relay-store", "relay-enqueue")
 
 def _ingest_input(target_url: str) -> tuple[str, dict[str, Any]]:
     message_id = f"ovh-{uuid.uuid4().hex[:12]}"
-    message = {
-        "messageId": message_id,
-        "senderId": "dev",
-        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "targetUrl": f"{target_url}/ok",
-        "body": one_kb_body(message_id),
-    }
-    body = base64.b64encode(json.dumps(message).encode()).decode()
+    body = base64.b64encode(json.dumps(one_kb_message(target_url, message_id)).encode()).decode()
     return message_id, {"requestId": str(uuid.uuid4()), "senderId": "dev", "bodyBase64": body}
 
 

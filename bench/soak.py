@@ -203,6 +203,10 @@ class ScenarioResult:
     def check(self, name: str, ok: bool, value: Any, expected: str, detail: str = "") -> None:
         self.invariants.append(Invariant(name, bool(ok), value, expected, detail))
 
+    def check_none(self, name: str, count: int, expected: str) -> None:
+        """An invariant that holds when `count` (of what must never happen) is 0."""
+        self.check(name, count == 0, count, expected)
+
     def invariant(self, name: str) -> Invariant:
         return next(item for item in self.invariants if item.name == name)
 
@@ -656,19 +660,13 @@ def common_checks(
     result.measurements["reconciler"] = rounds_summary(rounds)
     if judged.reasons:
         result.measurements["failed_reasons"] = dict(judged.reasons.most_common(5))
-    result.check("lost", counts["lost"] == 0, counts["lost"], "0 (every accepted message ends DELIVERED or FAILED)")
-    result.check(
+    result.check_none("lost", counts["lost"], "0 (every accepted message ends DELIVERED or FAILED)")
+    result.check_none(
         "failed_without_spent_budget",
-        counts["failed_without_spent_budget"] == 0,
         counts["failed_without_spent_budget"],
         "0 (FAILED only for a spent budget, a final refusal or expiry; issue 16 item 1)",
     )
-    result.check(
-        "duplicate_sends",
-        counts["duplicate_sends"] == 0,
-        counts["duplicate_sends"],
-        duplicates,
-    )
+    result.check_none("duplicate_sends", counts["duplicate_sends"], duplicates)
     result.check(
         "stalled_rounds",
         not stalled_rounds,
@@ -686,6 +684,17 @@ def wait_stats(waits: Sequence[float]) -> dict[str, Any]:
         "p50": round(percentile(waits, 0.5), 2),
         "p99": round(percentile(waits, 0.99), 2),
         "max": round(max(waits), 2),
+    }
+
+
+def wait_against(what: str, seconds: float, expected: float, waits: Sequence[float]) -> dict[str, Any]:
+    """A scenario's wait (`seconds`) beside what it is expected to take, and each message's waits."""
+    return {
+        "what": what,
+        "seconds": round(seconds, 1),
+        "expected_seconds": round(expected, 1),
+        "ratio": round(seconds / expected, 3) if expected else None,
+        "per_message": wait_stats(waits),
     }
 
 
@@ -729,23 +738,18 @@ def scenario_a(sizes: Sizes) -> ScenarioResult:
         result.measurements["still_waiting"] = len(waiting)
 
         # Finish time: first acceptance to the last delivery the target saw.
+        from relay.cli import peak_per_second
         from tests.faults.harness import read_messages
 
         stored = _read(functools.partial(read_messages, soak.local.table_name, SOAK_SENDER, ids))
         first_accepted = min((item.head.accepted_at.timestamp() for item in stored.values()), default=time.time())
         arrivals = sorted(at for entries in requests_by_webhook(soak.target).values() for at, _ in entries)
         finish = (arrivals[-1] - first_accepted) if arrivals else 0.0
-        peak = _peak_per_second(arrivals)
+        peak = peak_per_second(arrivals)
         result.measurements["target_peak_in_flight"] = soak.target.peak_in_flight
         result.measurements["target_requests_peak_per_second"] = peak
     delivered_all = judged.counts["delivered"] == n
-    result.wait = {
-        "what": "first acceptance to the last request the target got",
-        "seconds": round(finish, 1),
-        "expected_seconds": round(expected, 1),
-        "ratio": round(finish / expected, 3) if expected else None,
-        "per_message": wait_stats(judged.waits),
-    }
+    result.wait = wait_against("first acceptance to the last request the target got", finish, expected, judged.waits)
     result.check(
         "finish_within_10pct",
         delivered_all and finish <= expected * (1 + BACKLOG_TOLERANCE) + 1.0,
@@ -760,16 +764,6 @@ def scenario_a(sizes: Sizes) -> ScenarioResult:
     )
     result.seconds = time.monotonic() - started
     return result
-
-
-def _peak_per_second(arrivals: Sequence[float]) -> int:
-    """The most requests in any one-second window."""
-    peak, low = 0, 0
-    for high, at in enumerate(arrivals):
-        while at - arrivals[low] >= 1.0:
-            low += 1
-        peak = max(peak, high - low + 1)
-    return peak
 
 
 def scenario_b(sizes: Sizes) -> ScenarioResult:
@@ -1007,13 +1001,8 @@ def scenario_c(sizes: Sizes) -> ScenarioResult:
         "expected_seconds": None,
         "per_message": wait_stats(waits),
     }
-    result.check("replays_accepted", problems["replay_not_202"] == 0, problems["replay_not_202"], "every replay 202")
-    result.check(
-        "replays_delivered",
-        problems["replay_not_delivered"] == 0,
-        problems["replay_not_delivered"],
-        "every replay ends DELIVERED",
-    )
+    result.check_none("replays_accepted", problems["replay_not_202"], "every replay 202")
+    result.check_none("replays_delivered", problems["replay_not_delivered"], "every replay ends DELIVERED")
     result.check(
         "get_200_with_delivered_last",
         problems["get_not_200"] == 0 and problems["last_event_not_delivered"] == 0,
@@ -1162,13 +1151,7 @@ def scenario_e(sizes: Sizes) -> ScenarioResult:
     longest = max(judged.waits, default=0.0)
     # Everything queued waits out the outage; then the backlog drains (a re-drive window's grace).
     expected = result.measurements["outage_seconds_actual"] + sizes.redrive_seconds + 30.0
-    result.wait = {
-        "what": "accepted to DELIVERED, longest",
-        "seconds": round(longest, 1),
-        "expected_seconds": round(expected, 1),
-        "ratio": round(longest / expected, 3) if expected else None,
-        "per_message": wait_stats(judged.waits),
-    }
+    result.wait = wait_against("accepted to DELIVERED, longest", longest, expected, judged.waits)
     result.check(
         "all_delivered",
         judged.counts["delivered"] == n,

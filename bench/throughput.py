@@ -14,21 +14,17 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, one_kb_body, scaled, section_main, summary_ms
-from functions.contract.settings_names import ToolVariable
+from bench.common import one_kb_body, one_kb_message, scaled, section_main, spawn_relay_dev, stop_process, summary_ms
 from relay.local.targets import TargetServer
 
 LEVELS = (1, 4, 16)
@@ -70,31 +66,12 @@ class RelayProcess:
         return values
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 def start_relay_dev(home: str) -> RelayProcess:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "dev", "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", ToolVariable.HOME: home},
-    )
-    relay = RelayProcess(process)
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            relay.output.append(line)
-
-    threading.Thread(target=pump, daemon=True).start()
+    process, output = spawn_relay_dev(["--port", "0"], home)
+    relay = RelayProcess(process, output=output)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (relay.url and relay.token):
         text = "".join(relay.output)
@@ -119,17 +96,6 @@ class Sent:
     status: int
 
 
-def _message(target_url: str, message_id: str) -> bytes:
-    document = {
-        "messageId": message_id,
-        "senderId": "dev",
-        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "targetUrl": f"{target_url}/ok",
-        "body": one_kb_body(message_id),
-    }
-    return json.dumps(document).encode()
-
-
 def _sender(relay: RelayProcess, target_url: str, ids: list[str], results: list[Sent], lock: threading.Lock) -> None:
     host, port = relay.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=120)
@@ -139,7 +105,7 @@ def _sender(relay: RelayProcess, target_url: str, ids: list[str], results: list[
             if not ids:
                 break
             message_id = ids.pop()
-        body = _message(target_url, message_id)
+        body = json.dumps(one_kb_message(target_url, message_id)).encode()
         started = time.perf_counter()
         try:
             connection.request("POST", "/messages", body=body, headers=headers)

@@ -97,6 +97,14 @@ def target() -> Iterator[Any]:
 
 
 @pytest.fixture
+def client(relay: Any) -> Any:
+    """The development sender's API client of the module's `relay` (a started LocalRelay)."""
+    from relay.client import RelayClient
+
+    return RelayClient(relay.url, token=relay.dev_token)
+
+
+@pytest.fixture
 def local_aws() -> Iterator[Any]:
     from relay.local.emulator import LocalAws
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.contract.settings_names import Setting
 from relay.client import RelayClient
+
+if TYPE_CHECKING:
+    from functions.domain.config import Settings
+    from relay.local.runtime import LocalRelay
 
 TERMINAL = ("DELIVERED", "FAILED", "CANCELLED")
 
@@ -26,6 +30,41 @@ SHORT_POLICY = {
 INLINE_ATTEMPTS = 1
 FAST_ATTEMPTS = 1 + SHORT_POLICY["fastLane"]["maxAttempts"]
 SLOW_ATTEMPTS = 1 + SHORT_POLICY["slowLane"]["maxAttempts"]
+# A target's circuit opens after this many failed attempts, probed a second later (at most two).
+QUICK_BREAKER_THRESHOLD = 3
+QUICK_BREAKER = {
+    Setting.BREAKER_FAILURE_THRESHOLD: str(QUICK_BREAKER_THRESHOLD),
+    Setting.BREAKER_PROBE_AFTER_SECONDS: "1",
+    Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: "2",
+}
+# For suites whose tests share one target and fail on purpose: an attempt gives up after a second,
+# and the circuit breaker (its own suites) never opens the target to pause later tests.
+NO_BREAKER = {Setting.TOTAL_TIMEOUT_SECONDS: "1", Setting.BREAKER_FAILURE_THRESHOLD: "10000"}
+
+
+def delivery_relay(environment: dict[str, str] | None = None, **options: Any) -> LocalRelay:
+    """A `LocalRelay` (not started) as the delivery suites run it: SHORT_POLICY, waits scaled by 0.01."""
+    from relay.local.runtime import LocalRelay
+
+    return LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY, environment=dict(environment or {}), **options)
+
+
+def validation_settings() -> Settings:
+    """The settings the validator's suites (unit and fuzz) check messages against: the defaults but
+    for these limits, written here so a change of a default does not move the tests' edges."""
+    from dataclasses import replace
+
+    from functions.domain.config import get_settings
+
+    return replace(
+        get_settings(),
+        ttl_days=30,
+        max_body_bytes=65_536,
+        max_header_count=32,
+        max_header_bytes=8_192,
+        max_future_skew_seconds=300,
+        allow_private_targets=False,
+    )
 
 
 def wait_for(
@@ -42,6 +81,22 @@ def wait_for(
             return dict(body)
         time.sleep(0.05)
     raise AssertionError(f"{message_id} never reached {statuses} in {timeout}s: {body}")
+
+
+def event_types(record: dict[str, Any]) -> list[str]:
+    """The types of a message's events (GET /messages/{id}), oldest first."""
+    return [event["type"] for event in record["events"]]
+
+
+def send_accepted(client: RelayClient, **fields: Any) -> dict[str, Any]:
+    """Send a message of `relay dev`'s development sender with `fields`; it must be accepted (202).
+    Gives the message as sent."""
+    from tests.conftest import make_message
+
+    message = make_message(**{"senderId": "dev", **fields})
+    answer = client.send(message)
+    assert answer.status == 202, answer.body
+    return message
 
 
 def wait_until_terminal(client: RelayClient, message: dict[str, Any], timeout: float = 60) -> dict[str, Any]:

@@ -11,14 +11,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.adapters.observability import logger, metrics, tracer
+from functions.adapters.observability import logger, step_handler
 from functions.domain.config import get_settings
 from functions.services.delivery import PayloadInvalid, QueuedRecord, dependencies, dispatch_batch
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@step_handler()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records, unreadable = [], []
     for record in SQSEvent(event).records:

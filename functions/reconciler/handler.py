@@ -4,7 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.adapters.observability import logger, metrics, tracer
+from functions.adapters.observability import logger, step_handler
 from functions.adapters.queue import DeliveryQueue, MessageQueue
 from functions.domain.config import get_settings
 from functions.domain.model import MessageKey
@@ -15,9 +15,7 @@ from functions.services.reconciler import ROUND_BUDGET_SECONDS, RoundBudget, rec
 ROUND_MARGIN_SECONDS = 8
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@step_handler()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     settings = get_settings()
     deps = dependencies(settings)

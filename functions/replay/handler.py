@@ -4,16 +4,14 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.adapters.observability import logger, metrics, tracer
+from functions.adapters.observability import logger, step_handler
 from functions.adapters.queue import DeliveryQueue
 from functions.adapters.stores.replay_repository import ReplayRepository
 from functions.domain.config import get_settings
 from functions.services import replays
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@step_handler()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
     repository = ReplayRepository(settings.table_name)

@@ -6,15 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from functions.contract.lanes import DeliveryLane
 from functions.contract.settings_names import Setting
-from functions.domain.clock import iso_seconds
 from relay.cli import demo_schedule
-from relay.cli.common import DEFAULT_SENDER, print_json
+from relay.cli.common import print_json, send_demo_message
 from relay.cli.messages import render_events
 from relay.client import RelayClient
 
@@ -100,13 +97,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         timed = demo_schedule.start(client, targets)
         sent = {
-            label: _send(client, label, f"{targets.url}{path}", _callbacks(label, targets.url))
+            label: send_demo_message(client, label, f"{targets.url}{path}", _callbacks(label, targets.url))
             for label, path in DEMO_TARGETS.items()
         }
         for n in range(1, DEMO_OUTAGE_MESSAGES + 1):
-            sent[f"down a while #{n}"] = _send(client, f"down a while #{n}", f"{outage.url}{DEMO_OUTAGE_PATH}")
+            sent[f"down a while #{n}"] = send_demo_message(
+                client, f"down a while #{n}", f"{outage.url}{DEMO_OUTAGE_PATH}"
+            )
         limited_ids = [
-            _send(
+            send_demo_message(
                 client, f"rate-limited {n + 1}/{DEMO_RATE_LIMITED_MESSAGES}", f"{limited.url}{DEMO_RATE_LIMITED_PATH}"
             )
             for n in range(DEMO_RATE_LIMITED_MESSAGES)
@@ -150,20 +149,6 @@ def _report_callbacks(callbacks: dict[str, list[dict[str, Any]]]) -> None:
                 f"  {path}: {body.get('messageId')} {body.get('status')} after {body.get('attempts')} attempt(s), "
                 f"target answered {answer}{'; ' + body['error'] if body.get('error') else ''}"
             )
-
-
-def _send(client: RelayClient, label: str, url: str, extra: dict[str, str] | None = None) -> str:
-    message: dict[str, Any] = {
-        "messageId": f"demo-{uuid.uuid4().hex[:8]}",
-        "senderId": DEFAULT_SENDER,
-        "timestamp": iso_seconds(datetime.now(UTC)),
-        "targetUrl": url,
-        "body": {"demo": label},
-        **(extra or {}),
-    }
-    answer = client.send(message)
-    print(f"  sent {message['messageId']} -> {label:<22} {answer.status} {answer.body.get('status', '')}")
-    return str(message["messageId"])
 
 
 def _wait_for_all(

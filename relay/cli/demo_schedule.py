@@ -15,7 +15,7 @@ from typing import Any
 
 from functions.domain.clock import iso_seconds, parse_iso
 from functions.domain.scheduling import firing_id
-from relay.cli.common import DEFAULT_SENDER
+from relay.cli.common import DEFAULT_SENDER, send_demo_message
 from relay.client import RelayClient
 from relay.local.targets import TargetServer
 
@@ -38,11 +38,11 @@ def start(client: RelayClient, target: TargetServer) -> TimedDemo:
     """Send a message with delaySeconds, one with notBefore, and set a schedule firing every minute."""
     demo = TimedDemo()
     url = f"{target.url}{TIMED_PATH}"
-    delayed = _send(client, url, {"delaySeconds": DEMO_DELAY_SECONDS}, f"delaySeconds {DEMO_DELAY_SECONDS}")
+    delayed = send_demo_message(client, f"delaySeconds {DEMO_DELAY_SECONDS}", url, {"delaySeconds": DEMO_DELAY_SECONDS})
     demo.accepted_at[delayed] = time.time()
     demo.due[delayed] = (f"delaySeconds {DEMO_DELAY_SECONDS}", demo.accepted_at[delayed] + DEMO_DELAY_SECONDS)
     at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=DEMO_NOT_BEFORE_SECONDS)
-    timed = _send(client, url, {"notBefore": iso_seconds(at)}, f"notBefore +{DEMO_NOT_BEFORE_SECONDS}s")
+    timed = send_demo_message(client, f"notBefore +{DEMO_NOT_BEFORE_SECONDS}s", url, {"notBefore": iso_seconds(at)})
     demo.due[timed] = (f"notBefore +{DEMO_NOT_BEFORE_SECONDS}s", at.timestamp())
     demo.schedule = f"demo-{uuid.uuid4().hex[:6]}"
     answer = client.put_schedule(demo.schedule, {"cron": DEMO_CRON, "message": {"targetUrl": url, "body": "tick"}})
@@ -53,20 +53,6 @@ def start(client: RelayClient, target: TargetServer) -> TimedDemo:
         f"(`relay schedules set {demo.schedule} --cron '{DEMO_CRON}' --url {url}`)"
     )
     return demo
-
-
-def _send(client: RelayClient, url: str, timing: dict[str, Any], label: str) -> str:
-    message = {
-        "messageId": f"demo-{uuid.uuid4().hex[:8]}",
-        "senderId": DEFAULT_SENDER,
-        "timestamp": iso_seconds(datetime.now(UTC)),
-        "targetUrl": url,
-        "body": {"demo": label},
-        **timing,
-    }
-    answer = client.send(message)
-    print(f"  sent {message['messageId']} -> {label:<22} {answer.status} {answer.body.get('status', '')}")
-    return str(message["messageId"])
 
 
 def finish(client: RelayClient, target: TargetServer, demo: TimedDemo, timeout: float) -> list[dict[str, Any]]:

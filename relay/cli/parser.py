@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from functions.contract.settings_names import ToolVariable
@@ -25,6 +26,8 @@ from relay.cli.messages import (
 from relay.cli.schedules import cmd_schedules, parse_delay
 from relay.client import DEFAULT_URL
 
+Handler = Callable[[argparse.Namespace], int]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relay", description="Relay: an HTTP message relay in your AWS account.")
@@ -41,10 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("events", cmd_events, "show a message's timeline and its Step Functions runs"),
         ("cancel", cmd_cancel, "stop a pending or retrying message"),
     ):
-        command = sub.add_parser(name, help=help_text)
-        _api_options(command)
-        command.add_argument("message_id")
-        command.set_defaults(handler=handler)
+        _api_command(sub, name, handler, help_text).add_argument("message_id")
     _add_replay(sub)
     sub._name_parser_map["trace"] = sub._name_parser_map["events"]  # `relay trace` is `relay events`
     _add_list(sub)
@@ -54,14 +54,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _api_options(command: argparse.ArgumentParser, url_flags: tuple[str, ...] = ("--url", "--api-url")) -> None:
-    """The API's base URL, token and --json. Every API command takes --api-url for the base URL; all but
-    `relay schedules` also --url, which there names the firing's target (the issue's spelling)."""
+def _api_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Handler,
+    help_text: str,
+    description: str | None = None,
+    url_flags: tuple[str, ...] = ("--url", "--api-url"),
+) -> argparse.ArgumentParser:
+    """A command that calls the API: its parser, with the API's base URL, --token and --json, run by
+    `handler`. Every API command takes --api-url for the base URL; all but `relay schedules` also
+    --url, which there names the firing's target (the issue's spelling)."""
+    command = sub.add_parser(name, help=help_text, description=description)
     command.add_argument(
         *url_flags, dest="url", default=os.environ.get(ToolVariable.URL, DEFAULT_URL), help="API base URL"
     )
     command.add_argument("--token", default=os.environ.get(ToolVariable.TOKEN), help="API token")
     command.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    command.set_defaults(handler=handler)
+    return command
+
+
+def _request_options(
+    command: argparse.ArgumentParser,
+    target_help: str | None,
+    body_help: str,
+    target_flags: tuple[str, ...] = ("--target-url",),
+) -> None:
+    """What the request to the target is, in `relay send` and `relay schedules` alike."""
+    command.add_argument(*target_flags, dest="target_url", help=target_help)
+    command.add_argument("--method", choices=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+    command.add_argument("--header", action="append", type=parse_header, help="Name:value (repeatable)")
+    command.add_argument("--body", help=body_help)
 
 
 def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,8 +117,7 @@ def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _add_send(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    send = sub.add_parser("send", help="post a message")
-    _api_options(send)
+    send = _api_command(sub, "send", cmd_send, "post a message")
     source = send.add_mutually_exclusive_group()
     source.add_argument("--file", help="a JSON message file ('-' for stdin); flags override its fields")
     source.add_argument(
@@ -105,25 +128,22 @@ def _add_send(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     send.add_argument("--message-id")
     send.add_argument("--sender-id")
     send.add_argument("--timestamp")
-    send.add_argument("--target-url")
-    send.add_argument("--method", choices=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
-    send.add_argument("--header", action="append", type=parse_header, help="Name:value (repeatable)")
-    send.add_argument("--body", help="the request body as text")
+    _request_options(send, None, "the request body as text")
     send.add_argument("--body-file", help="read the body from a file")
     due = send.add_mutually_exclusive_group()
     due.add_argument("--delay", type=parse_delay, help="deliver after this long: 90s, 10m, 2h, 7d (at most a year)")
     due.add_argument("--at", help="deliver at this RFC 3339 time with a zone, e.g. 2026-12-24T09:00:00+01:00")
-    send.set_defaults(handler=cmd_send)
 
 
 def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    replaying = sub.add_parser(
+    replaying = _api_command(
+        sub,
         "replay",
-        help="deliver a finished message again (MESSAGE_ID), or every match of a filter (--status ...)",
-        description="relay replay MESSAGE_ID | relay replay --status FAILED [--since 2h] [--until T] "
+        cmd_replay,
+        "deliver a finished message again (MESSAGE_ID), or every match of a filter (--status ...)",
+        "relay replay MESSAGE_ID | relay replay --status FAILED [--since 2h] [--until T] "
         "[--origin URL] [--wait] | relay replay --job JOB_ID",
     )
-    _api_options(replaying)
     replaying.add_argument("message_id", nargs="?", help="one DELIVERED, FAILED or CANCELLED message")
     replaying.add_argument("--status", choices=["FAILED", "CANCELLED"], help="bulk: replay messages in this status")
     replaying.add_argument(
@@ -133,25 +153,21 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     replaying.add_argument("--origin", help="bulk: only messages to this target origin (scheme://host[:port])")
     replaying.add_argument("--wait", action="store_true", help="bulk: wait until the job has finished")
     replaying.add_argument("--job", metavar="JOB_ID", help="show a bulk replay job's progress")
-    replaying.set_defaults(handler=cmd_replay)
 
 
 def _add_list(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    listing = sub.add_parser("list", help="list your recent messages (of every status, or one), newest first")
-    _api_options(listing)
+    listing = _api_command(sub, "list", cmd_list, "list your recent messages (of every status, or one), newest first")
     statuses = ["SCHEDULED", "PENDING", "DELIVERING", "RETRYING", "PAUSED", "DELIVERED", "FAILED", "CANCELLED"]
     listing.add_argument("--status", choices=statuses, help="only messages in this status (default: every status)")
     listing.add_argument("--limit", type=int)
     listing.add_argument("--cursor")
     listing.add_argument("--all", action="store_true", help="follow every page")
-    listing.set_defaults(handler=cmd_list)
 
 
 def _add_targets(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    targets = sub.add_parser(
-        "targets", help="your targets: delivery limits per origin (rate, concurrency) and circuit breaker"
+    targets = _api_command(
+        sub, "targets", cmd_targets, "your targets: delivery limits per origin (rate, concurrency) and circuit breaker"
     )
-    _api_options(targets)
     targets.add_argument(
         "action",
         choices=["set", "list", "delete", "resume", "health"],
@@ -161,32 +177,32 @@ def _add_targets(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     targets.add_argument("origin", nargs="?", help="scheme://host[:port] of the target, or * for your default")
     targets.add_argument("--rate", type=float, help="attempts per second (set)")
     targets.add_argument("--concurrency", type=int, help="attempts in flight at once (set)")
-    targets.set_defaults(handler=cmd_targets)
 
 
 def _add_schedules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    schedules = sub.add_parser(
+    schedules = _api_command(
+        sub,
         "schedules",
-        help="cron schedules: each firing sends a message",
+        cmd_schedules,
+        "cron schedules: each firing sends a message",
         description="relay schedules set NAME --cron '*/5 * * * *' --url URL [--body ...] | "
         "relay schedules list|show|delete|pause|resume [NAME]. Here --url is where each firing goes; "
         "the API's base URL is --api-url (or RELAY_URL).",
+        url_flags=("--api-url",),
     )
-    _api_options(schedules, url_flags=("--api-url",))
     schedules.add_argument("action", choices=["set", "list", "show", "delete", "pause", "resume"])
     schedules.add_argument("name", nargs="?")
     schedules.add_argument("--cron", help="five fields: minute hour day-of-month month day-of-week (set)")
     schedules.add_argument("--timezone", help="IANA zone the cron is read in, default UTC (set)")
-    schedules.add_argument("--url", "--target-url", dest="target_url", help="where each firing is delivered (set)")
-    schedules.add_argument("--method", choices=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
-    schedules.add_argument("--header", action="append", type=parse_header, help="Name:value (repeatable)")
-    schedules.add_argument("--body", help="each firing's body as text")
-    schedules.set_defaults(handler=cmd_schedules)
+    _request_options(
+        schedules, "where each firing is delivered (set)", "each firing's body as text", ("--url", "--target-url")
+    )
 
 
 def _add_senders(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    senders = sub.add_parser("senders", help="manage senders (local relay, or a deployment with --stack/--table)")
-    _api_options(senders)
+    senders = _api_command(
+        sub, "senders", cmd_senders, "manage senders (local relay, or a deployment with --stack/--table)"
+    )
     senders.add_argument("action", choices=["create", "list", "rotate-token", "rotate-secret", "disable", "enable"])
     senders.add_argument("sender_id", nargs="?")
     senders.add_argument("--rate", type=float, help="requests per second for this sender")
@@ -204,7 +220,6 @@ def _add_senders(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="the usage plan senders' API keys join (with --table; default: the stack's UsagePlanId, found by "
         "the plan's relay:table tag)",
     )
-    senders.set_defaults(handler=cmd_senders)
 
 
 def main(argv: list[str] | None = None) -> int:

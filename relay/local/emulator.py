@@ -38,10 +38,11 @@ from relay.local.synth import current_template
 from relay.local.template import (
     ACCOUNT_ID,
     DEFAULT_TABLE_NAME,
+    FUNCTION,
     QUEUE_VARIABLES,
     REGION,
     Topology,
-    function_arn,
+    arn,
     load_topology,
     shared_environment,
 )
@@ -53,7 +54,6 @@ __all__ = [
     "REGION",
     "LocalAws",
     "LocalLambdaContext",
-    "function_arn",
     "run_sync_execution",
     "template_topology",
 ]
@@ -83,7 +83,7 @@ class LocalLambdaContext:
     def __init__(self, function_name: str) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = function_arn(function_name)
+        self.invoked_function_arn = arn(FUNCTION, function_name)
         self.memory_limit_in_mb = 256
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
@@ -277,9 +277,9 @@ class LocalAws:
         from moto.stepfunctions.parser.utils import TMP_THREADS
 
         backend = stepfunctions_backend()
-        for arn in self.state_machine_arns.values():
+        for machine_arn in self.state_machine_arns.values():
             with contextlib.suppress(Exception):
-                for execution in list(backend.describe_state_machine(arn).executions):
+                for execution in list(backend.describe_state_machine(machine_arn).executions):
                     stop_execution(execution)
         deadline = time.monotonic() + timeout_seconds
         for thread in list(TMP_THREADS):
@@ -313,11 +313,12 @@ class LocalAws:
         """StartSyncExecution for an EXPRESS machine (its name or ARN), as API Gateway's integration
         makes it: authorized against the integration's role from the template (AccessDenied raises),
         then run in the calling thread."""
-        arn = self.state_machine_arns.get(state_machine, state_machine)
+        machine_arn = self.state_machine_arns.get(state_machine, state_machine)
         assert self.topology is not None
         if self.enforce_iam and self.topology.api_start_role_arn:
-            iam.authorize_as(self.topology.api_start_role_arn, "StartSyncExecution", "states", {"stateMachineArn": arn})
-        return run_sync_execution(arn, execution_input)
+            params = {"stateMachineArn": machine_arn}
+            iam.authorize_as(self.topology.api_start_role_arn, "StartSyncExecution", "states", params)
+        return run_sync_execution(machine_arn, execution_input)
 
 
 _ACTIVE: list[LocalAws] = []

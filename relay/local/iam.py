@@ -33,7 +33,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from relay.local.template import ACCOUNT_ID, PARTITION, REGION, event_bus_arn, function_arn, queue_arn, table_arn
+from relay.local.template import ACCOUNT_ID, EVENT_BUS, FUNCTION, PARTITION, QUEUE, REGION, TABLE, arn
 
 ACCESS_DENIED = "AccessDeniedException"
 
@@ -95,8 +95,8 @@ def _leading_keys(*keys: dict[str, Any]) -> tuple[str, ...] | None:
 
 
 def _dynamodb_table(name: str, index: str | None = None) -> str:
-    arn = name if name.startswith("arn:") else table_arn(name)
-    return f"{arn}/index/{index}" if index else arn
+    table = name if name.startswith("arn:") else arn(TABLE, name)
+    return f"{table}/index/{index}" if index else table
 
 
 def _dynamodb(operation: str, params: dict[str, Any]) -> list[Request]:
@@ -131,9 +131,9 @@ def _dynamodb(operation: str, params: dict[str, Any]) -> list[Request]:
 
 def _sqs_resource(params: dict[str, Any]) -> str:
     if "QueueUrl" in params:
-        return queue_arn(str(params["QueueUrl"]).rstrip("/").rsplit("/", 1)[-1])
+        return arn(QUEUE, str(params["QueueUrl"]).rstrip("/").rsplit("/", 1)[-1])
     if "QueueName" in params:
-        return queue_arn(str(params["QueueName"]))
+        return arn(QUEUE, str(params["QueueName"]))
     return "*"
 
 
@@ -156,7 +156,7 @@ def _lambda_resource(params: dict[str, Any]) -> str:
     name = str(params.get("FunctionName", "*"))
     if name.startswith("arn:"):
         return ":".join(name.split(":")[:7])  # without a qualifier
-    return function_arn(name.split(":")[0])
+    return arn(FUNCTION, name.split(":")[0])
 
 
 def _events_resource(params: dict[str, Any]) -> str:
@@ -165,7 +165,7 @@ def _events_resource(params: dict[str, Any]) -> str:
     if len(buses) != 1:
         return "*"
     (bus,) = buses
-    return bus if bus.startswith("arn:") else event_bus_arn(bus)
+    return bus if bus.startswith("arn:") else arn(EVENT_BUS, bus)
 
 
 _RESOURCES: dict[str, Callable[[dict[str, Any]], str]] = {

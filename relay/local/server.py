@@ -199,12 +199,7 @@ class RelayHttpServer(StrictHttpServer):
         # API Gateway matches routes on the decoded path (a %2F in {id} is one more segment there) and
         # hands the function the path as sent.
         nested = request.path not in fixed and "/" in unquote(request.path.removeprefix("/targets/"))
-        if request.method not in allowed or nested:
-            return _error(404, "NOT_FOUND", "No such route.", request)
-        admitted = self.gateway.admit(_gateway_request(request))
-        if isinstance(admitted, Answer):
-            return _from_answer(admitted, request)
-        return self._api(request, admitted)
+        return self._authorized_api(request, routed=request.method in allowed and not nested)
 
     def _schedules(self, request: HttpRequest) -> HttpResponse:
         """GET /schedules, PUT|GET|DELETE /schedules/{name}, POST /schedules/{name}/pause|resume: the
@@ -216,16 +211,16 @@ class RelayHttpServer(StrictHttpServer):
             allowed = ("GET", "PUT", "DELETE")
         else:
             allowed = ("POST",) if len(parts) == 3 and parts[2] in ("pause", "resume") else ()
-        if request.method not in allowed:
-            return _error(404, "NOT_FOUND", "No such route.", request)
-        admitted = self.gateway.admit(_gateway_request(request))
-        if isinstance(admitted, Answer):
-            return _from_answer(admitted, request)
-        return self._api(request, admitted)
+        return self._authorized_api(request, routed=request.method in allowed)
 
     def _notifications(self, request: HttpRequest) -> HttpResponse:
         """PUT|GET|DELETE /notifications: the API function, as on AWS."""
-        if request.method not in ("PUT", "GET", "DELETE"):
+        return self._authorized_api(request, routed=request.method in ("PUT", "GET", "DELETE"))
+
+    def _authorized_api(self, request: HttpRequest, *, routed: bool) -> HttpResponse:
+        """A route of the API function behind the authorizer: 404 when the API defines no such method
+        there (not `routed`), else API Gateway's admission (authorizer, throttles), then the function."""
+        if not routed:
             return _error(404, "NOT_FOUND", "No such route.", request)
         admitted = self.gateway.admit(_gateway_request(request))
         if isinstance(admitted, Answer):

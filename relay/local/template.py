@@ -72,32 +72,31 @@ class TemplateError(ValueError):
     """The template uses something the local runtime cannot run."""
 
 
-def function_arn(name: str) -> str:
-    return f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
+# Where each resource type's ARN differs: its service and its resource part (`{}`: the local name).
+# The rest is the same for all: the partition, the region (none for IAM) and the account.
+_ARN_PARTS: dict[str, tuple[str, str]] = {
+    FUNCTION: ("lambda", "function:{}"),
+    STATE_MACHINE: ("states", "stateMachine:{}"),
+    QUEUE: ("sqs", "{}"),
+    TABLE: ("dynamodb", "table/{}"),
+    ROLE: ("iam", "role/{}"),
+    LOG_GROUP: ("logs", "log-group:{}:*"),
+    MANAGED_POLICY: ("iam", "policy/{}"),
+    EVENT_BUS: ("events", "event-bus/{}"),
+}
 
 
-def state_machine_arn(name: str) -> str:
-    return f"arn:{PARTITION}:states:{REGION}:{ACCOUNT_ID}:stateMachine:{name}"
-
-
-def queue_arn(name: str) -> str:
-    return f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT_ID}:{name}"
+def arn(resource_type: str, name: str) -> str:
+    """The ARN a resource of `resource_type` (a CloudFormation type) named `name` has on the
+    embedded AWS."""
+    default_service = resource_type.split("::")[1].lower() if resource_type.count("::") == 2 else "unknown"
+    service, resource = _ARN_PARTS.get(resource_type, (default_service, "{}"))
+    region = "" if service == "iam" else REGION
+    return f"arn:{PARTITION}:{service}:{region}:{ACCOUNT_ID}:{resource.format(name)}"
 
 
 def queue_url(name: str) -> str:
     return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{name}"
-
-
-def table_arn(name: str) -> str:
-    return f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
-
-
-def event_bus_arn(name: str) -> str:
-    return f"arn:{PARTITION}:events:{REGION}:{ACCOUNT_ID}:event-bus/{name}"
-
-
-def role_arn(name: str) -> str:
-    return f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{name}"
 
 
 def _stem(logical_id: str) -> str:
@@ -195,7 +194,7 @@ class Template:
         if resource_type == QUEUE:
             return queue_url(local_name)
         if resource_type == STATE_MACHINE:
-            return state_machine_arn(local_name)
+            return arn(STATE_MACHINE, local_name)
         return local_name
 
     def _get_att(self, argument: Any) -> str:
@@ -206,7 +205,7 @@ class Template:
         name = self.names[logical_id]
         resource_type = str(resource.get("Type"))
         if attribute == "Arn":
-            return _arn(resource_type, name)
+            return arn(resource_type, name)
         simple = {"QueueName": name, "Name": name, "QueueUrl": queue_url(name), "RoleId": name}
         if attribute in simple:
             return simple[attribute]
@@ -246,23 +245,6 @@ class Template:
         "Fn::Select": _select,
         "Fn::Split": _split,
     }
-
-
-def _arn(resource_type: str, name: str) -> str:
-    builders: dict[str, Callable[[str], str]] = {
-        FUNCTION: function_arn,
-        STATE_MACHINE: state_machine_arn,
-        QUEUE: queue_arn,
-        TABLE: table_arn,
-        ROLE: role_arn,
-        LOG_GROUP: lambda group: f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT_ID}:log-group:{group}:*",
-        MANAGED_POLICY: lambda policy: f"arn:{PARTITION}:iam::{ACCOUNT_ID}:policy/{policy}",
-        EVENT_BUS: event_bus_arn,
-    }
-    if resource_type in builders:
-        return builders[resource_type](name)
-    service = resource_type.split("::")[1].lower() if resource_type.count("::") == 2 else "unknown"
-    return f"arn:{PARTITION}:{service}:{REGION}:{ACCOUNT_ID}:{name}"
 
 
 # -- the topology -------------------------------------------------------------------------------------
@@ -384,7 +366,7 @@ def _policies(template: Template) -> dict[str, tuple[dict[str, Any], ...]]:
     one for a call the local runtime makes is reported by that call's AccessDenied.
     """
     attached: dict[str, list[dict[str, Any]]] = {}
-    roles = {logical_id: role_arn(template.names[logical_id]) for logical_id in template.of_type(ROLE)}
+    roles = {logical_id: arn(ROLE, template.names[logical_id]) for logical_id in template.of_type(ROLE)}
     for logical_id, resource in template.of_type(ROLE).items():
         statements = attached.setdefault(roles[logical_id], [])
         for policy in resource.get("Properties", {}).get("Policies", []):
@@ -395,8 +377,8 @@ def _policies(template: Template) -> dict[str, tuple[dict[str, Any], ...]]:
             document = template.resolve(properties["PolicyDocument"])
             for role in properties.get("Roles", []):
                 role_name = template.resolve(role)
-                attached.setdefault(role_arn(role_name), []).extend(_statements(document))
-    return {arn: tuple(statements) for arn, statements in attached.items()}
+                attached.setdefault(arn(ROLE, role_name), []).extend(_statements(document))
+    return {role: tuple(statements) for role, statements in attached.items()}
 
 
 def _api_start_role(template: Template) -> str | None:

@@ -19,7 +19,7 @@ import boto3
 
 from relay.local import iam
 from relay.local.emulator import REGION, LocalAws
-from relay.local.template import QueueConsumerSpec
+from relay.local.template import QUEUE, QueueConsumerSpec, arn
 
 LOG = logging.getLogger("relay.local")
 
@@ -212,6 +212,6 @@ def _sqs_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
         "messageAttributes": {},
         "md5OfBody": message.get("MD5OfBody", ""),
         "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:{queue_name}",
+        "eventSourceARN": arn(QUEUE, queue_name),
         "awsRegion": REGION,
     }

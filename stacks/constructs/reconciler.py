@@ -10,20 +10,16 @@ re-drives, like the finalize step: FAILED plus the failed-messages queue).
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
 from functions.contract.settings_names import Setting
-from stacks.constructs.base.functions import Foundation
+from stacks.constructs.base.functions import Foundation, run_every_minute
 from stacks.constructs.storage import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
 
-SCHEDULE = events.Schedule.rate(Duration.minutes(1))
 # A round finishes well before the next one starts (conditional writes keep overlapping rounds safe).
 TIMEOUT = Duration.seconds(50)
-ROUND_MAX_AGE = Duration.minutes(1)
 
 
 class Reconciler(Construct):
@@ -73,13 +69,5 @@ class Reconciler(Construct):
         self.function.grant([queue.queue_arn, failed_queue.queue_arn], "sqs:SendMessage")
         # Dispatches that failed too often land in the dead-letter queue; each round takes them back.
         self.function.grant([dead_letter_queue.queue_arn], "sqs:ReceiveMessage", "sqs:DeleteMessage")
-        # A missed round is made up by the next one a minute later: no retries of old rounds.
-        self.function.function.configure_async_invoke(retry_attempts=0, max_event_age=ROUND_MAX_AGE)
-
-        self.rule = events.Rule(
-            self,
-            "Schedule",
-            description="Run the Relay reconciler every minute",
-            schedule=SCHEDULE,
-            targets=[targets.LambdaFunction(self.function.function, retry_attempts=0, max_event_age=ROUND_MAX_AGE)],
-        )
+        # A missed round is made up by the next one a minute later.
+        self.rule = run_every_minute(self, self.function, "Run the Relay reconciler every minute")

@@ -8,18 +8,14 @@ firing is stored as an ordinary message (content and head) of the schedule's sen
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from constructs import Construct
 
 from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX, SCHEDULE_PREFIX
-from stacks.constructs.base.functions import Foundation
+from stacks.constructs.base.functions import Foundation, run_every_minute
 from stacks.constructs.storage import DUE_INDEX
 
-SCHEDULE = events.Schedule.rate(Duration.minutes(1))
 # A sweep finishes well before the next starts (conditional writes keep overlapping sweeps safe).
 TIMEOUT = Duration.seconds(50)
-SWEEP_MAX_AGE = Duration.minutes(1)
 
 
 class Scheduler(Construct):
@@ -47,12 +43,5 @@ class Scheduler(Construct):
         )
         self.function.grant_item_writes(table.table_arn, "dynamodb:UpdateItem", prefixes=(ACTIVITY_PREFIX,))
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
-        # A missed sweep is made up by the next one a minute later: no retries of old sweeps.
-        self.function.function.configure_async_invoke(retry_attempts=0, max_event_age=SWEEP_MAX_AGE)
-        self.rule = events.Rule(
-            self,
-            "Schedule",
-            description="Run the Relay scheduler every minute",
-            schedule=SCHEDULE,
-            targets=[targets.LambdaFunction(self.function.function, retry_attempts=0, max_event_age=SWEEP_MAX_AGE)],
-        )
+        # A missed sweep is made up by the next one a minute later.
+        self.rule = run_every_minute(self, self.function, "Run the Relay scheduler every minute")

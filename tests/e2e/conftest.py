@@ -6,17 +6,17 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench.common import spawn_relay_dev, stop_process
 from functions.contract.settings_names import ToolVariable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,31 +57,13 @@ class RelayDev:
         return self._printed(r"(whsec_[A-Za-z0-9+/=]+)", "signing secret")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
 
 
 def start_relay_dev(*extra: str) -> RelayDev:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "dev", "--port", str(port), *extra],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", ToolVariable.HOME: str(RELAY_HOME)},
-    )
-    relay = RelayDev(process, f"http://127.0.0.1:{port}")
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            relay.output.append(line)
-
-    threading.Thread(target=pump, daemon=True).start()
+    process, output = spawn_relay_dev(["--port", str(port), *extra], str(RELAY_HOME))
+    relay = RelayDev(process, f"http://127.0.0.1:{port}", output)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -93,6 +75,19 @@ def start_relay_dev(*extra: str) -> RelayDev:
             time.sleep(0.2)
     relay.stop()
     raise RuntimeError("relay dev did not start within 60 s")
+
+
+@pytest.fixture(scope="module")
+def relay(target: Any) -> Iterator[Any]:
+    """`relay dev`'s runtime in this process (for tests that look inside it), delivering to `target`."""
+    from relay.local.runtime import LocalRelay
+
+    local = LocalRelay(port=0, time_scale=0.01).start()
+    try:
+        yield local
+    finally:
+        target.stop()  # releases /hang first, so no worker waits on it while stopping
+        local.stop()
 
 
 @pytest.fixture(scope="module")

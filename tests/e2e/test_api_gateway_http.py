@@ -7,7 +7,6 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,15 +17,6 @@ from relay.client import RelayClient
 from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-
-
-@pytest.fixture(scope="module")
-def relay(target: TargetServer) -> Iterator[LocalRelay]:
-    local = LocalRelay(port=0, time_scale=0.01).start()
-    try:
-        yield local
-    finally:
-        local.stop()
 
 
 def message(target: TargetServer, sender: str = DEV_SENDER) -> dict[str, Any]:

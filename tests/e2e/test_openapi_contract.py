@@ -13,7 +13,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,16 +30,6 @@ from tests.support import expire_stored_message, wait_for
 
 # (method, path template, status) -> times seen
 SEEN: dict[tuple[str, str, int], int] = {}
-
-
-@pytest.fixture(scope="module")
-def relay(target: TargetServer) -> Iterator[LocalRelay]:
-    local = LocalRelay(port=0, time_scale=0.01).start()
-    try:
-        yield local
-    finally:
-        target.stop()  # releases /hang first, so no worker waits on it while stopping
-        local.stop()
 
 
 @pytest.fixture(scope="module")

@@ -48,11 +48,6 @@ def relay() -> Iterator[LocalRelay]:
         yield running
 
 
-@pytest.fixture
-def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url, token=relay.dev_token)
-
-
 def appended_events(kwargs: dict[str, Any]) -> list[EventType]:
     """The events a put_item/update_item of a message head writes (its list of stored events)."""
     values = from_item({**(kwargs.get("Item") or {}), **(kwargs.get("ExpressionAttributeValues") or {})})

@@ -26,7 +26,6 @@ import os
 import string
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -34,9 +33,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.domain.config import Settings, get_settings, message_schema
+from functions.domain.config import Settings, message_schema
 from functions.domain.validation import HOP_BY_HOP_HEADERS, RESERVED_HEADERS
 from functions.services.ingest import validate
+from tests.support import validation_settings
 
 # Hypothesis warns when it prints a failing example of hundreds of KB; those are expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
@@ -51,15 +51,7 @@ MINIMUM_TOTAL = 10_000
 # (future) from the edges of the accepted window, so a slow run does not move them across.
 NOW = datetime.now(UTC).replace(microsecond=0)
 PAST_MARGIN, FUTURE_MARGIN = timedelta(hours=1), timedelta(minutes=1)
-SETTINGS: Settings = replace(
-    get_settings(),
-    ttl_days=30,
-    max_body_bytes=65_536,
-    max_header_count=32,
-    max_header_bytes=8_192,
-    max_future_skew_seconds=300,
-    allow_private_targets=False,
-)
+SETTINGS: Settings = validation_settings()
 LIMITS = message_schema()["x-relay-limits"]
 SENDER = "acme_shop-01"
 EXAMPLES: Counter[str] = Counter()

@@ -100,6 +100,15 @@ def resources_of(statement: dict[str, Any]) -> list[Any]:
     return resources if isinstance(resources, list) else [resources]
 
 
+def assert_actions_named(synth: Synthesized, step: str) -> None:
+    """Every action of a step's role is named, and only X-Ray (which has no resource-level
+    permissions) is allowed on `Resource: *`."""
+    for statement in role_statements(synth, step_role(synth, step)):
+        assert all("*" not in action for action in actions_of(statement)), statement
+        if "*" in resources_of(statement):
+            assert all(action.startswith("xray:") for action in actions_of(statement)), statement
+
+
 def data_grants(synth: Synthesized, role_logical_id: str) -> dict[str, list[Any]]:
     """DynamoDB/SQS/KMS/Secrets Manager/Step Functions action -> resources it is allowed on."""
     grants: dict[str, list[Any]] = {}

@@ -15,17 +15,11 @@ from infra_support import (
     role_statements,
     step_environment,
     step_role,
-    synthesize,
 )
 
 from functions.contract.settings_names import Setting
 
 REPORTERS = ("dispatcher", "deliver", "finalize", "handoff")
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    return synthesize(tmp_path_factory.mktemp("cdk.out"))
 
 
 def bus_ref(synth: Synthesized) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -26,7 +26,6 @@ from infra_support import (
     state_machines,
     step_environment,
     step_role,
-    synthesize,
     table_arn,
     table_id,
 )
@@ -74,13 +73,6 @@ RELAY_METRICS = (
     "MessagesFailed",
     "DeliveryLatency",
 )
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    # Given the app as `cdk synth` builds it (cdk.json context, AwsSolutions checks)
-    # When it is synthesized once for the whole module
-    return synthesize(tmp_path_factory.mktemp("cdk.out"))
 
 
 def authorizer(synth: Synthesized) -> tuple[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ from infra_support import (
     Synthesized,
     actions_of,
     api_method,
+    assert_actions_named,
     data_grants,
     function_by_step,
     invoked_functions,
@@ -26,12 +27,11 @@ from infra_support import (
     role_statements,
     state_machines,
     step_role,
-    synthesize,
     table_id,
 )
 
 from functions.contract.settings_names import Setting
-from relay.local.template import build_topology, function_arn
+from relay.local.template import FUNCTION, arn, build_topology
 from stacks.settings import RelaySettings, forwarded_base64_chars
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -56,13 +56,6 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     # The web console's static files (GET /console...) need no authorizer; their data calls do.
     "AwsSolutions-APIG4",
 }
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    # Given the app exactly as `cdk synth` builds it (cdk.json context, AwsSolutions checks)
-    # When it is synthesized once for the whole module
-    return synthesize(tmp_path_factory.mktemp("cdk.out"))
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -245,10 +238,7 @@ def test_enqueue_may_record_a_failed_send_and_send_to_the_delivery_queue_only(sy
 def test_no_step_has_wildcard_actions(synth: Synthesized, step: str) -> None:
     # Given a step's role
     # Then every action is named (X-Ray is the only `Resource: *`, and it has no resource-level permissions)
-    for statement in role_statements(synth, step_role(synth, step)):
-        assert all("*" not in action for action in actions_of(statement)), statement
-        if "*" in resources_of(statement):
-            assert all(action.startswith("xray:") for action in actions_of(statement)), statement
+    assert_actions_named(synth, step)
 
 
 def test_all_steps_share_one_code_asset(synth: Synthesized) -> None:
@@ -326,7 +316,7 @@ def test_ingest_placeholders_name_the_four_step_functions_and_the_request_shape(
     for step in STEPS:
         placeholder = f"{step.capitalize()}FunctionArn"
         assert substitutions[placeholder] == {"Fn::GetAtt": [function_by_step(synth, step)[0], "Arn"]}
-        assert f'"{function_arn(f"relay-{step}")}"' in local.definition
+        assert f'"{arn(FUNCTION, f"relay-{step}")}"' in local.definition
 
 
 def test_ingest_machine_logs_failed_runs_with_their_data_and_is_traced(synth: Synthesized) -> None:

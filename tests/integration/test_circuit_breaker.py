@@ -23,29 +23,26 @@ from functions.services.targeting.target_health import TargetBreaker, origin_of
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
-from tests.conftest import make_message
-from tests.support import SHORT_POLICY, delivery_executions, expire_stored_message, wait_for, wait_until_terminal
+from tests.support import (
+    QUICK_BREAKER,
+    QUICK_BREAKER_THRESHOLD,
+    delivery_executions,
+    delivery_relay,
+    event_types,
+    expire_stored_message,
+    send_accepted,
+    wait_for,
+    wait_until_terminal,
+)
 
-THRESHOLD = 3
-ENVIRONMENT = {
-    Setting.BREAKER_FAILURE_THRESHOLD: str(THRESHOLD),
-    Setting.BREAKER_PROBE_AFTER_SECONDS: "1",
-    Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: "2",
-    Setting.TOTAL_TIMEOUT_SECONDS: "1",
-}
+THRESHOLD = QUICK_BREAKER_THRESHOLD
+ENVIRONMENT = {**QUICK_BREAKER, Setting.TOTAL_TIMEOUT_SECONDS: "1"}
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(
-        port=0, time_scale=0.01, policy=SHORT_POLICY, environment=ENVIRONMENT, reconcile_every_seconds=0.5
-    ) as running:
+    with delivery_relay(ENVIRONMENT, reconcile_every_seconds=0.5) as running:
         yield running
-
-
-@pytest.fixture
-def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url, token=relay.dev_token)
 
 
 @pytest.fixture
@@ -53,13 +50,6 @@ def down() -> Iterator[TargetServer]:
     """A target of its own (its own origin, so its own breaker): /switch/down answers 500 until healed."""
     with TargetServer() as server:
         yield server
-
-
-def send(client: RelayClient, url: str) -> dict[str, Any]:
-    message = make_message(senderId="dev", targetUrl=url)
-    answer = client.send(message)
-    assert answer.status == 202, answer.body
-    return message
 
 
 def health(server: TargetServer) -> Any:
@@ -80,15 +70,11 @@ def wait_state(server: TargetServer, state: BreakerState, timeout: float = 30) -
     raise AssertionError(f"{server.url} never became {state}: {health(server)}")
 
 
-def types(record: dict[str, Any]) -> list[str]:
-    return [event["type"] for event in record["events"]]
-
-
 def test_open_target_pauses_messages_then_delivers_every_one_when_it_recovers(
     client: RelayClient, down: TargetServer
 ) -> None:
     # Given a target that fails every attempt
-    messages = [send(client, f"{down.url}/switch/down") for _ in range(6)]
+    messages = [send_accepted(client, targetUrl=f"{down.url}/switch/down") for _ in range(6)]
     # When the failures reach the threshold
     wait_state(down, BreakerState.OPEN)
     paused = [wait_for(client, m["messageId"], ("PAUSED",), timeout=30) for m in messages]
@@ -115,7 +101,7 @@ def test_open_target_pauses_messages_then_delivers_every_one_when_it_recovers(
     # Then every message ends DELIVERED, each delivered once, with its RESUMED event
     assert [r["status"] for r in records] == ["DELIVERED"] * len(messages)
     for record in records:
-        assert "RESUMED" in types(record)
+        assert "RESUMED" in event_types(record)
         ok = [r for r in down.requests_to("/switch/down") if r.header("webhook-id") == f"dev:{record['messageId']}"]
         assert len(ok) == record["attempts"]  # every request was an attempt; only the last got 200
     wait_state(down, BreakerState.CLOSED)
@@ -125,7 +111,7 @@ def test_a_lane_attempt_to_an_open_target_pauses_without_spending_an_attempt(
     client: RelayClient, down: TargetServer, relay: LocalRelay
 ) -> None:
     # Given a message whose first (inline) attempt is under way and will time out
-    message = send(client, f"{down.url}/slow/3000")
+    message = send_accepted(client, targetUrl=f"{down.url}/slow/3000")
     wait_for(client, message["messageId"], ("DELIVERING",), timeout=30)
     # And its target opening meanwhile (other messages' failures)
     breaker = delivery.dependencies(get_settings()).breaker
@@ -135,7 +121,7 @@ def test_a_lane_attempt_to_an_open_target_pauses_without_spending_an_attempt(
     # When the fast lane comes to its next attempt
     record = wait_for(client, message["messageId"], ("PAUSED",), timeout=30)
     # Then the message is PAUSED with the one attempt it made, not FAILED, and the run ended well
-    history = types(record)
+    history = event_types(record)
     assert history[: history.index("PAUSED") + 1] == [
         "RECEIVED",
         "ENQUEUED",
@@ -160,11 +146,11 @@ def test_a_message_for_an_open_target_is_paused_before_any_attempt(client: Relay
     for _ in range(THRESHOLD):
         breaker.failed("dev", origin_of(down.url), "another-message")
     # When a new message for it is dispatched
-    message = send(client, f"{down.url}/ok")
+    message = send_accepted(client, targetUrl=f"{down.url}/ok")
     record = wait_for(client, message["messageId"], ("PAUSED",), timeout=30)
     # Then it is PAUSED without an attempt
     assert record["attempts"] == 0
-    assert types(record)[:2] == ["RECEIVED", "PAUSED"]
+    assert event_types(record)[:2] == ["RECEIVED", "PAUSED"]
     # And the probe (this very message: the target is fine) closes it and delivers it
     final = wait_until_terminal(client, message, timeout=30)
     assert (final["status"], final["attempts"]) == ("DELIVERED", 1)
@@ -174,7 +160,7 @@ def test_a_message_for_an_open_target_is_paused_before_any_attempt(client: Relay
 
 def test_a_paused_message_still_expires_at_its_ttl(client: RelayClient, down: TargetServer) -> None:
     # Given a message PAUSED behind an OPEN target
-    messages = [send(client, f"{down.url}/switch/down") for _ in range(THRESHOLD + 1)]
+    messages = [send_accepted(client, targetUrl=f"{down.url}/switch/down") for _ in range(THRESHOLD + 1)]
     wait_state(down, BreakerState.OPEN)
     message = messages[-1]
     wait_for(client, message["messageId"], ("PAUSED",), timeout=30)
@@ -191,7 +177,7 @@ def test_relay_targets_resume_closes_it_by_hand_and_redrives_its_paused_messages
     client: RelayClient, down: TargetServer
 ) -> None:
     # Given an OPEN target with paused messages, that has recovered
-    messages = [send(client, f"{down.url}/switch/down") for _ in range(THRESHOLD + 1)]
+    messages = [send_accepted(client, targetUrl=f"{down.url}/switch/down") for _ in range(THRESHOLD + 1)]
     wait_state(down, BreakerState.OPEN)
     for message in messages:
         wait_for(client, message["messageId"], ("PAUSED",), timeout=30)
@@ -239,7 +225,7 @@ def test_a_target_health_item_expires_a_day_after_the_messages_it_counted(
     client: RelayClient, down: TargetServer
 ) -> None:
     # Given a target that failed once (below the threshold: it stays CLOSED with a count)
-    message = send(client, f"{down.url}/switch/down")
+    message = send_accepted(client, targetUrl=f"{down.url}/switch/down")
     deadline = time.monotonic() + 30
     while health(down).failures < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -261,7 +247,7 @@ def test_an_attempt_in_flight_when_the_target_opened_does_not_close_it_by_succee
 ) -> None:
     # Given a message whose attempt is under way (the target holds it 500 ms, then answers 200)
     path = "/slow/500"
-    message = send(client, f"{down.url}{path}")
+    message = send_accepted(client, targetUrl=f"{down.url}{path}")
     deadline = time.monotonic() + 30
     while not down.requests_to(path) and time.monotonic() < deadline:
         time.sleep(0.01)

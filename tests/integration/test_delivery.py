@@ -18,7 +18,6 @@ from standardwebhooks.webhooks import Webhook
 
 from functions.adapters.repository import MessageRepository
 from functions.adapters.secrets import SigningSecrets, secret_name
-from functions.contract.settings_names import Setting
 from functions.deliver import handler as deliver_handler
 from functions.domain.config import get_settings
 from functions.domain.exceptions import ClaimHeld, DeliveryRetryable
@@ -32,46 +31,29 @@ from tests.conftest import make_message
 from tests.support import (
     FAST_ATTEMPTS,
     INLINE_ATTEMPTS,
-    SHORT_POLICY,
+    NO_BREAKER,
     SLOW_ATTEMPTS,
+    delivery_relay,
+    event_types,
     expire_stored_message,
+    send_accepted,
     wait_until_terminal,
 )
 
 ALL_ATTEMPTS = INLINE_ATTEMPTS + FAST_ATTEMPTS + SLOW_ATTEMPTS
 
 
-# Every test here shares one target origin and many of them fail every attempt on purpose: the
-# circuit breaker (tests/integration/test_circuit_breaker.py) would open it and pause later tests.
-ENVIRONMENT = {Setting.TOTAL_TIMEOUT_SECONDS: "1", Setting.BREAKER_FAILURE_THRESHOLD: "10000"}
-
-
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY, environment=ENVIRONMENT) as running:
+    # Every test here shares one target origin and many of them fail every attempt on purpose.
+    with delivery_relay(NO_BREAKER) as running:
         yield running
-
-
-@pytest.fixture
-def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url, token=relay.dev_token)
-
-
-def event_types(record: dict[str, Any]) -> list[str]:
-    return [event["type"] for event in record["events"]]
-
-
-def send(client: RelayClient, **fields: Any) -> dict[str, Any]:
-    message = make_message(**{"senderId": "dev", **fields})
-    answer = client.send(message)
-    assert answer.status == 202, answer.body
-    return message
 
 
 def test_healthy_target_gets_the_exact_request_signed(client: RelayClient, target: TargetServer) -> None:
     # Given a message with a method, headers and a body with non-ASCII text
     body = '{"name": "Zoë", "amount": 12.50}'
-    message = send(client, targetUrl=f"{target.url}/ok", method="PUT", headers={"X-Order": "42"}, body=body)
+    message = send_accepted(client, targetUrl=f"{target.url}/ok", method="PUT", headers={"X-Order": "42"}, body=body)
     # When it is delivered
     record = wait_until_terminal(client, message)
     # Then it is DELIVERED after one attempt
@@ -90,7 +72,7 @@ def test_healthy_target_gets_the_exact_request_signed(client: RelayClient, targe
 
 
 def test_target_failing_twice_then_ok_is_delivered_on_attempt_three(client: RelayClient, target: TargetServer) -> None:
-    message = send(client, targetUrl=f"{target.url}/flaky/2")
+    message = send_accepted(client, targetUrl=f"{target.url}/flaky/2")
     record = wait_until_terminal(client, message)
     assert (record["status"], record["attempts"]) == ("DELIVERED", 3)
     failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
@@ -102,7 +84,7 @@ def test_always_500_fails_after_the_configured_attempts_with_a_dead_letter(
     client: RelayClient, target: TargetServer, relay: LocalRelay
 ) -> None:
     # Given a target that always answers 500
-    message = send(client, targetUrl=f"{target.url}/fail")
+    message = send_accepted(client, targetUrl=f"{target.url}/fail")
     # When the fast and slow lanes are exhausted
     record = wait_until_terminal(client, message, timeout=60)
     # Then the message is FAILED after every configured attempt, with its whole history
@@ -130,7 +112,7 @@ def test_always_500_fails_after_the_configured_attempts_with_a_dead_letter(
 
 
 def test_404_fails_after_one_attempt(client: RelayClient, target: TargetServer) -> None:
-    message = send(client, targetUrl=f"{target.url}/missing")
+    message = send_accepted(client, targetUrl=f"{target.url}/missing")
     record = wait_until_terminal(client, message)
     assert (record["status"], record["attempts"]) == ("FAILED", 1)
     assert record["lastError"] == "HTTP 404: not retried"
@@ -138,7 +120,7 @@ def test_404_fails_after_one_attempt(client: RelayClient, target: TargetServer) 
 
 def test_redirect_is_not_followed(client: RelayClient, target: TargetServer) -> None:
     before = len(target.requests_to("/ok"))
-    message = send(client, targetUrl=f"{target.url}/redirect")
+    message = send_accepted(client, targetUrl=f"{target.url}/redirect")
     record = wait_until_terminal(client, message)
     assert (record["status"], record["attempts"]) == ("FAILED", 1)
     assert "redirects are not followed" in record["lastError"]
@@ -146,7 +128,7 @@ def test_redirect_is_not_followed(client: RelayClient, target: TargetServer) -> 
 
 
 def test_target_that_never_answers_times_out_and_is_retried(client: RelayClient, target: TargetServer) -> None:
-    message = send(client, targetUrl=f"{target.url}/hang")
+    message = send_accepted(client, targetUrl=f"{target.url}/hang")
     record = wait_until_terminal(client, message, timeout=90)
     assert record["status"] == "FAILED"
     failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
@@ -155,7 +137,7 @@ def test_target_that_never_answers_times_out_and_is_retried(client: RelayClient,
 
 
 def test_429_records_retry_after_and_is_retried(client: RelayClient, target: TargetServer) -> None:
-    message = send(client, targetUrl=f"{target.url}/throttle")
+    message = send_accepted(client, targetUrl=f"{target.url}/throttle")
     record = wait_until_terminal(client, message, timeout=60)
     failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
     assert len(failures) == ALL_ATTEMPTS
@@ -164,7 +146,7 @@ def test_429_records_retry_after_and_is_retried(client: RelayClient, target: Tar
 
 def test_redelivered_queue_message_never_delivers_twice(client: RelayClient, target: TargetServer) -> None:
     # Given a delivered message
-    message = send(client, targetUrl=f"{target.url}/ok")
+    message = send_accepted(client, targetUrl=f"{target.url}/ok")
     wait_until_terminal(client, message)
     hits = len(target.requests_to("/ok"))
     # When its queue message arrives again
@@ -180,7 +162,7 @@ def test_redelivered_queue_message_never_delivers_twice(client: RelayClient, tar
 
 def test_duplicate_dispatch_while_running_starts_one_run(client: RelayClient, target: TargetServer) -> None:
     # Given a message whose delivery is in flight (the target is slow)
-    message = send(client, targetUrl=f"{target.url}/slow/600")  # under the 1 s total timeout
+    message = send_accepted(client, targetUrl=f"{target.url}/slow/600")  # under the 1 s total timeout
     deadline = time.monotonic() + 30
     while client.status(message["messageId"]).body.get("status") != "DELIVERING":
         assert time.monotonic() < deadline, "the first run never started"
@@ -200,7 +182,7 @@ def test_duplicate_dispatch_while_running_starts_one_run(client: RelayClient, ta
 
 def test_expired_message_is_never_sent(client: RelayClient, target: TargetServer) -> None:
     # Given a stored message whose expiry has passed before its delivery
-    message = send(client, targetUrl=f"{target.url}/slow/1")
+    message = send_accepted(client, targetUrl=f"{target.url}/slow/1")
     wait_until_terminal(client, message)
     repository = MessageRepository(get_settings().table_name)
     key = MessageKey(message["senderId"], message["messageId"])
@@ -248,7 +230,7 @@ def test_missing_signing_secret_is_retried_and_delivered_once_restored(
     monkeypatch.setitem(relay.local.overrides, "relay-deliver", deliver)
     client = RelayClient(relay.url, token=token)
     # When a message of that sender is delivered
-    message = send(client, senderId=sender_id, targetUrl=f"{target.url}/ok")
+    message = send_accepted(client, senderId=sender_id, targetUrl=f"{target.url}/ok")
     assert reported.wait(60), "no delivery reported the missing secret"
     restored.append(SigningSecrets().rotate(sender_id))  # the operator, with their own credentials
     restored_secret.set()
@@ -326,7 +308,7 @@ def test_200_with_150_headers_is_delivered_after_one_attempt_and_sent_once(clien
     headers = b"".join(b"X-H-%d: v\r\n" % number for number in range(150))
     target = hostile(b"HTTP/1.1 200 OK\r\n" + headers + b"Content-Length: 2\r\n\r\nok")
     # When a message is delivered to it
-    record = wait_until_terminal(client, send(client, targetUrl=target.url))
+    record = wait_until_terminal(client, send_accepted(client, targetUrl=target.url))
     # Then it is DELIVERED after one attempt, the target saw one request, and the event says what was wrong
     assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
     assert target.requests == 1
@@ -339,7 +321,7 @@ def test_trickled_connection_close_body_ends_the_attempt_within_the_total_timeou
     # Given a target that answers 200 with `Connection: close` and trickles its body forever
     target = hostile(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", trickle=b"a")
     # When a message is delivered to it (total timeout 1 s)
-    record = wait_until_terminal(client, send(client, targetUrl=target.url))
+    record = wait_until_terminal(client, send_accepted(client, targetUrl=target.url))
     # Then the attempt is recorded within the total timeout + 1 s, as delivered, once
     event = delivered_event(record)
     assert event["durationMs"] <= 2000
@@ -351,7 +333,7 @@ def test_a_status_code_outside_100_to_599_is_retried_as_a_server_error(client: R
     # Given a target that answers `HTTP/1.1 999 Weird` (RFC 9110: an invalid code, to be treated as a 5xx)
     target = hostile(b"HTTP/1.1 999 Weird\r\nContent-Length: 5\r\n\r\noops!")
     # When a message with a budget of two attempts is delivered to it
-    message = send(client, targetUrl=target.url, retry={"maxAttempts": 2})
+    message = send_accepted(client, targetUrl=target.url, retry={"maxAttempts": 2})
     record = wait_until_terminal(client, message, timeout=60)
     # Then the first answer was retried, not FAILED at once: both attempts were made and recorded
     # with the code the target sent and what is wrong with it
@@ -367,7 +349,7 @@ def test_an_http09_answer_is_retried_with_its_reason(client: RelayClient, hostil
     # Given a target that answers with a bare body and no status line
     target = hostile(b"<html>hello</html>")
     # When a message is delivered to it
-    record = wait_until_terminal(client, send(client, targetUrl=target.url), timeout=60)
+    record = wait_until_terminal(client, send_accepted(client, targetUrl=target.url), timeout=60)
     # Then every attempt failed with the precise reason, and the message ended FAILED after its retries
     failures = [event for event in record["events"] if event["type"] == "ATTEMPT_FAILED"]
     assert record["status"] == "FAILED"

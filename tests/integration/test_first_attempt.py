@@ -8,7 +8,6 @@ Through `relay dev` in-process (the synthesized template, IAM enforced) and real
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -16,13 +15,14 @@ from functions.contract.settings_names import Setting
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
-from tests.conftest import make_message
 from tests.support import (
     FAST_ATTEMPTS,
     INLINE_ATTEMPTS,
-    SHORT_POLICY,
     SLOW_ATTEMPTS,
     delivery_executions,
+    delivery_relay,
+    event_types,
+    send_accepted,
     wait_until_terminal,
 )
 
@@ -31,36 +31,20 @@ ENVIRONMENT = {Setting.TOTAL_TIMEOUT_SECONDS: "1"}
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY, environment=ENVIRONMENT) as running:
+    with delivery_relay(ENVIRONMENT) as running:
         yield running
-
-
-@pytest.fixture
-def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url, token=relay.dev_token)
-
-
-def send(client: RelayClient, target_url: str) -> dict[str, Any]:
-    message = make_message(senderId="dev", targetUrl=target_url)
-    answer = client.send(message)
-    assert answer.status == 202, answer.body
-    return message
-
-
-def types(record: dict[str, Any]) -> list[str]:
-    return [event["type"] for event in record["events"]]
 
 
 def test_a_200_target_is_delivered_by_the_dispatcher_without_any_run(
     client: RelayClient, relay: LocalRelay, target: TargetServer
 ) -> None:
     # Given a target that answers 200
-    message = send(client, f"{target.url}/ok")
+    message = send_accepted(client, targetUrl=f"{target.url}/ok")
     # When the message is delivered
     record = wait_until_terminal(client, message)
     # Then it is DELIVERED after one attempt, with the same events as a fast-lane delivery
     assert (record["status"], record["attempts"]) == ("DELIVERED", 1)
-    assert types(record) == ["RECEIVED", "ENQUEUED", "ATTEMPT_STARTED", "DELIVERED"]
+    assert event_types(record) == ["RECEIVED", "ENQUEUED", "ATTEMPT_STARTED", "DELIVERED"]
     started = record["events"][2]
     assert (started["attempt"], started["lane"]) == (1, "inline")
     # And no delivery state machine run was started for it
@@ -74,12 +58,12 @@ def test_a_retryable_failure_hands_the_next_attempt_to_one_fast_lane_run(
     client: RelayClient, relay: LocalRelay, target: TargetServer
 ) -> None:
     # Given a target that fails once with 503, then answers 200
-    message = send(client, f"{target.url}/flaky/1")
+    message = send_accepted(client, targetUrl=f"{target.url}/flaky/1")
     # When it is delivered
     record = wait_until_terminal(client, message)
     # Then the fast lane delivered it on attempt 2, after the dispatcher's failed attempt 1
     assert (record["status"], record["attempts"]) == ("DELIVERED", 2)
-    assert types(record) == [
+    assert event_types(record) == [
         "RECEIVED",
         "ENQUEUED",
         "ATTEMPT_STARTED",
@@ -101,13 +85,13 @@ def test_a_404_fails_after_one_attempt_without_any_run(
     client: RelayClient, relay: LocalRelay, target: TargetServer
 ) -> None:
     # Given a target that answers 404
-    message = send(client, f"{target.url}/missing")
+    message = send_accepted(client, targetUrl=f"{target.url}/missing")
     # When it is attempted
     record = wait_until_terminal(client, message)
     # Then it is FAILED after one attempt, as the fast lane's MarkFailed would have it
     assert (record["status"], record["attempts"]) == ("FAILED", 1)
     assert record["lastError"] == "HTTP 404: not retried"
-    assert types(record) == ["RECEIVED", "ENQUEUED", "ATTEMPT_STARTED", "ATTEMPT_FAILED", "FAILED"]
+    assert event_types(record) == ["RECEIVED", "ENQUEUED", "ATTEMPT_STARTED", "ATTEMPT_FAILED", "FAILED"]
     # And no run was started for it
     assert delivery_executions(relay.local, message["messageId"]) == []
 
@@ -116,12 +100,12 @@ def test_always_500_spends_the_inline_attempt_then_both_lanes(
     client: RelayClient, relay: LocalRelay, target: TargetServer
 ) -> None:
     # Given a target that always answers 500
-    message = send(client, f"{target.url}/fail")
+    message = send_accepted(client, targetUrl=f"{target.url}/fail")
     # When every lane is exhausted
     record = wait_until_terminal(client, message, timeout=60)
     # Then it is FAILED after the inline attempt and every attempt of both lanes
     total = INLINE_ATTEMPTS + FAST_ATTEMPTS + SLOW_ATTEMPTS
     assert (record["status"], record["attempts"]) == ("FAILED", total)
-    assert types(record).count("ATTEMPT_STARTED") == types(record).count("ATTEMPT_FAILED") == total
-    assert types(record).index("MOVED_TO_SLOW_LANE") == 2 + 2 * (INLINE_ATTEMPTS + FAST_ATTEMPTS)
+    assert event_types(record).count("ATTEMPT_STARTED") == event_types(record).count("ATTEMPT_FAILED") == total
+    assert event_types(record).index("MOVED_TO_SLOW_LANE") == 2 + 2 * (INLINE_ATTEMPTS + FAST_ATTEMPTS)
     assert "retries exhausted" in record["lastError"]

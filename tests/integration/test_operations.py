@@ -24,7 +24,7 @@ from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.support import quick_reconciling_relay, wait_for, wait_until_terminal
+from tests.support import event_types, quick_reconciling_relay, wait_for, wait_until_terminal
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +47,6 @@ def alice(relay: LocalRelay, admin: SenderAdmin) -> RelayClient:
 @pytest.fixture(scope="module")
 def bob(relay: LocalRelay, admin: SenderAdmin) -> RelayClient:
     return RelayClient(relay.url, token=admin.create("bob")["token"])
-
-
-def types(record: dict[str, Any]) -> list[str]:
-    return [event["type"] for event in record["events"]]
 
 
 def assert_console_links(runs: list[dict[str, Any]]) -> None:
@@ -169,7 +165,7 @@ def test_status_shows_the_whole_timeline_and_the_runs(alice: RelayClient, target
     assert alice.send(message).status == 202
     record = wait_for(alice, message["messageId"])
     assert record["status"] == "DELIVERED" and record["attempts"] == 4
-    assert types(record) == [
+    assert event_types(record) == [
         "RECEIVED",
         "ENQUEUED",
         "ATTEMPT_STARTED",  # inline, in the dispatcher
@@ -303,7 +299,7 @@ def test_replay_of_a_failed_message_after_the_target_recovers(alice: RelayClient
     assert answer.status == 202 and answer.body["status"] == "PENDING"
     # Then it is delivered, with REPLAYED in its history after the failure
     record = wait_for(alice, message["messageId"], ("DELIVERED",))
-    history = types(record)
+    history = event_types(record)
     assert history.index("FAILED") < history.index("REPLAYED") < history.index("DELIVERED")
     # And the replay was delivered by the dispatcher's inline attempt, so it started no run: the
     # first delivery's runs are the ones listed, each with a link that opens it
@@ -331,7 +327,7 @@ def test_cancel_stops_a_message_that_is_being_retried(alice: RelayClient, target
     time.sleep(2)
     record = alice.status(message["messageId"]).body
     assert record["status"] == "CANCELLED"
-    history = types(record)
+    history = event_types(record)
     assert "ATTEMPT_STARTED" not in history[history.index("CANCELLED") :]
     # And cancelling a finished message is refused
     answer = alice.cancel(message["messageId"])
@@ -374,5 +370,5 @@ def test_message_stored_while_the_queue_was_down_is_delivered_by_the_reconciler(
     record = wait_for(alice, message["messageId"], timeout=30)
     # Then the reconciler re-drove it and it was delivered
     assert record["status"] == "DELIVERED"
-    history = types(record)
+    history = event_types(record)
     assert "ENQUEUE_FAILED" in history and "REDRIVEN" in history

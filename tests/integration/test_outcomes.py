@@ -26,21 +26,13 @@ from relay.local.emulator import REGION
 from relay.local.runtime import LocalRelay
 from relay.local.targets import ReceivedRequest, TargetServer
 from tests.conftest import make_message
-from tests.support import SHORT_POLICY, wait_until_terminal
-
-# A small breaker so a target opens after a few failed attempts (a 404 is not one: it never counts).
-BREAKER = {
-    Setting.BREAKER_FAILURE_THRESHOLD: "3",
-    Setting.BREAKER_PROBE_AFTER_SECONDS: "1",
-    Setting.BREAKER_MAX_PROBE_AFTER_SECONDS: "2",
-}
+from tests.support import QUICK_BREAKER, delivery_relay, send_accepted, wait_until_terminal
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(
-        port=0, time_scale=0.01, policy=SHORT_POLICY, environment=BREAKER, reconcile_every_seconds=0.5
-    ) as running:
+    # A small breaker, so a target opens after a few failed attempts (a 404 is not one: it never counts).
+    with delivery_relay(QUICK_BREAKER, reconcile_every_seconds=0.5) as running:
         yield running
 
 
@@ -68,22 +60,10 @@ def bus_event(queue_url: str, detail_type: str, matches: Any, timeout: float = 3
     raise AssertionError(f"no {detail_type} event on the bus")
 
 
-@pytest.fixture
-def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url, token=relay.dev_token)
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[TargetServer]:
     with TargetServer() as running:
         yield running
-
-
-def send(client: RelayClient, **fields: Any) -> dict[str, Any]:
-    message = make_message(senderId="dev", **fields)
-    answer = client.send(message)
-    assert answer.status == 202, answer.body
-    return message
 
 
 def wait_requests(server: TargetServer, path: str, count: int = 1, timeout: float = 30) -> list[ReceivedRequest]:
@@ -107,7 +87,7 @@ def test_a_delivered_message_calls_back_once_signed_naming_it(
     relay: LocalRelay, client: RelayClient, server: TargetServer
 ) -> None:
     # Given a message to a target that takes it, with a callbackUrl
-    message = send(client, targetUrl=f"{server.url}/ok/cb1", callbackUrl=f"{server.url}/callback/delivered")
+    message = send_accepted(client, targetUrl=f"{server.url}/ok/cb1", callbackUrl=f"{server.url}/callback/delivered")
     # When it is delivered
     assert wait_until_terminal(client, message)["status"] == "DELIVERED"
     (callback,) = wait_requests(server, "/callback/delivered")
@@ -130,7 +110,7 @@ def test_a_failed_message_calls_its_failure_callback_once(
     relay: LocalRelay, client: RelayClient, server: TargetServer
 ) -> None:
     # Given a message to a target that answers 404, with both callbacks
-    message = send(
+    message = send_accepted(
         client,
         targetUrl=f"{server.url}/missing/cb2",
         callbackUrl=f"{server.url}/callback/never",
@@ -166,7 +146,7 @@ def test_message_failed_notification_arrives_naming_the_message(
     assert client.notifications().body["events"] == ["message.failed"]
     try:
         # When a message to a 404 fails
-        message = send(client, targetUrl=f"{server.url}/missing/ntf")
+        message = send_accepted(client, targetUrl=f"{server.url}/missing/ntf")
         assert wait_until_terminal(client, message)["status"] == "FAILED"
         # Then the notification arrives, signed, naming the message
         notification = next(
@@ -203,7 +183,7 @@ def test_a_target_that_opens_and_closes_notifies_both(
         with TargetServer() as down:
             origin = origin_of(down.url)
             # When its messages' failed attempts open its circuit
-            message = send(client, targetUrl=f"{down.url}/switch/breaker")
+            message = send_accepted(client, targetUrl=f"{down.url}/switch/breaker")
             opened = wait_requests(server, "/notify-targets")[0]
             # Then target.opened arrives, signed, naming the target (and goes on the bus)
             assert_signed(opened, relay.dev_secret)
@@ -224,7 +204,7 @@ def test_an_outcome_reported_again_calls_back_no_second_time(
     relay: LocalRelay, client: RelayClient, server: TargetServer
 ) -> None:
     # Given a delivered message whose callback came
-    message = send(client, targetUrl=f"{server.url}/ok/again", callbackUrl=f"{server.url}/callback/again")
+    message = send_accepted(client, targetUrl=f"{server.url}/ok/again", callbackUrl=f"{server.url}/callback/again")
     assert wait_until_terminal(client, message)["status"] == "DELIVERED"
     wait_requests(server, "/callback/again")
     callback = callback_id(message["messageId"], 0, Outcome.DELIVERED)

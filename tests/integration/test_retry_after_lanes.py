@@ -13,26 +13,13 @@ from relay.client import RelayClient
 from relay.local.emulator import ACCOUNT_ID, REGION
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
-from tests.conftest import make_message
-from tests.support import SHORT_POLICY, wait_until_terminal
+from tests.support import delivery_relay, send_accepted, wait_until_terminal
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY) as running:
+    with delivery_relay() as running:
         yield running
-
-
-@pytest.fixture
-def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url, token=relay.dev_token)
-
-
-def send(client: RelayClient, **fields: Any) -> dict[str, Any]:
-    message = make_message(**{"senderId": "dev", **fields})
-    answer = client.send(message)
-    assert answer.status == 202, answer.body
-    return message
 
 
 def events(record: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -50,7 +37,7 @@ def test_long_retry_after_on_the_first_attempt_waits_in_the_slow_lane(
     relay: LocalRelay, client: RelayClient, target: TargetServer
 ) -> None:
     # Given a target that answers 503 with Retry-After: 120 once, then 200
-    message = send(client, targetUrl=f"{target.url}/busy/120")
+    message = send_accepted(client, targetUrl=f"{target.url}/busy/120")
     # When it is delivered (time scaled: 120 s pass in about a second)
     record = wait_until_terminal(client, message, timeout=60)
     # Then it is DELIVERED at the second attempt
@@ -72,7 +59,7 @@ def test_retry_after_longer_than_the_slow_lanes_next_wait_waits_again(
     relay: LocalRelay, client: RelayClient, target: TargetServer
 ) -> None:
     # Given a target that answers 503 with Retry-After: 30 twice (longer than every SHORT_POLICY wait)
-    message = send(client, targetUrl=f"{target.url}/busy/30/2")
+    message = send_accepted(client, targetUrl=f"{target.url}/busy/30/2")
     # When it is delivered
     record = wait_until_terminal(client, message, timeout=60)
     # Then the slow lane deferred its own attempt to a Wait state and the third attempt delivered it
@@ -85,7 +72,7 @@ def test_retry_after_longer_than_the_slow_lanes_next_wait_waits_again(
 
 def test_short_retry_after_is_left_to_the_lanes_backoff(client: RelayClient, target: TargetServer) -> None:
     # Given a target that answers 503 with Retry-After: 1 once (no longer than the fast lane's first wait)
-    message = send(client, targetUrl=f"{target.url}/busy/1")
+    message = send_accepted(client, targetUrl=f"{target.url}/busy/1")
     # When it is delivered
     record = wait_until_terminal(client, message, timeout=60)
     # Then the fast lane took the next attempt (it waited the second first) and no slow lane was needed
@@ -96,7 +83,7 @@ def test_short_retry_after_is_left_to_the_lanes_backoff(client: RelayClient, tar
 
 def test_retry_after_is_capped_by_the_message_expiry(client: RelayClient, target: TargetServer) -> None:
     # Given a target asking for a wait of about ten years
-    message = send(client, targetUrl=f"{target.url}/busy/315360000")
+    message = send_accepted(client, targetUrl=f"{target.url}/busy/315360000")
     # When it fails once
     record = wait_until_terminal(client, message, timeout=60)
     # Then the delay recorded is capped (by the default cap of an hour, well before the 30-day expiry)
@@ -107,7 +94,7 @@ def test_retry_after_is_capped_by_the_message_expiry(client: RelayClient, target
 
 def test_max_attempts_two_fails_after_two_attempts(client: RelayClient, target: TargetServer) -> None:
     # Given a message with its own retry budget of 2 attempts to an always-500 target
-    message = send(client, targetUrl=f"{target.url}/fail", retry={"maxAttempts": 2})
+    message = send_accepted(client, targetUrl=f"{target.url}/fail", retry={"maxAttempts": 2})
     # When it is delivered
     record = wait_until_terminal(client, message, timeout=60)
     # Then it is FAILED after 2 attempts, with the budget as the reason
@@ -116,14 +103,14 @@ def test_max_attempts_two_fails_after_two_attempts(client: RelayClient, target: 
 
 
 def test_max_attempts_one_fails_at_the_first_attempt(client: RelayClient, target: TargetServer) -> None:
-    message = send(client, targetUrl=f"{target.url}/fail", retry={"maxAttempts": 1})
+    message = send_accepted(client, targetUrl=f"{target.url}/fail", retry={"maxAttempts": 1})
     record = wait_until_terminal(client, message, timeout=60)
     assert (record["status"], record["attempts"]) == ("FAILED", 1), record
 
 
 def test_message_timeout_is_the_attempts_timeout(client: RelayClient, target: TargetServer) -> None:
     # Given a target that answers after 2.5 s and a message whose own timeout is 1 s
-    message = send(client, targetUrl=f"{target.url}/slow/2500", timeoutSeconds=1, retry={"maxAttempts": 1})
+    message = send_accepted(client, targetUrl=f"{target.url}/slow/2500", timeoutSeconds=1, retry={"maxAttempts": 1})
     # When it is delivered
     record = wait_until_terminal(client, message, timeout=60)
     # Then the attempt timed out (the deployment's 15 s would have waited for it)

@@ -13,28 +13,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from functions.contract.settings_names import Setting
 from functions.domain.clock import parse_iso
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.support import SHORT_POLICY, wait_for
-
-ENVIRONMENT = {Setting.TOTAL_TIMEOUT_SECONDS: "1", Setting.BREAKER_FAILURE_THRESHOLD: "10000"}
+from tests.support import NO_BREAKER, delivery_relay, wait_for
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(
-        port=0, time_scale=0.01, policy=SHORT_POLICY, environment=ENVIRONMENT, schedule_every_seconds=0.5
-    ) as running:
+    with delivery_relay(NO_BREAKER, schedule_every_seconds=0.5) as running:
         yield running
-
-
-@pytest.fixture
-def client(relay: LocalRelay) -> RelayClient:
-    return RelayClient(relay.url, token=relay.dev_token)
 
 
 def test_a_short_delay_is_scheduled_meanwhile_and_never_sent_early(client: RelayClient, target: TargetServer) -> None:

@@ -18,16 +18,17 @@ from functions.adapters.stores.target_store import TargetRepository
 from functions.domain.flow import Permit, Share, Target, Wait
 from functions.services.targeting.flow_control import FlowControl
 from functions.services.targeting.targets import target_views
+from relay.cli import peak_per_second
 from relay.client import RelayClient
 from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.support import SHORT_POLICY, wait_until_terminal
+from tests.support import delivery_relay, wait_until_terminal
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelay]:
-    with LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY) as running:
+    with delivery_relay() as running:
         yield running
 
 
@@ -39,16 +40,6 @@ def repository(relay: LocalRelay) -> TargetRepository:
 
 def _flow(repository: TargetRepository) -> FlowControl:
     return FlowControl(repository, Target("*"), lease_seconds=30, max_age_seconds=0.0)
-
-
-def _busiest_second(moments: list[float]) -> int:
-    """The most permits any window of one second held."""
-    moments, most, first = sorted(moments), 0, 0
-    for last, moment in enumerate(moments):
-        while moment - moments[first] >= 1.0:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 def test_two_flow_controls_never_hold_more_than_one_slot(repository: TargetRepository) -> None:
@@ -165,7 +156,7 @@ def test_fifty_takers_across_five_flow_controls_hold_the_rate_within_ten_percent
     # came at the rate, within 10%; and no second held more than the rate plus the burst
     steady = [moment for moment in granted if 1.0 <= moment < 4.0]
     assert 0.9 <= len(steady) / (100.0 * 3) <= 1.1, len(steady)
-    assert _busiest_second(granted) <= 100 + 100
+    assert peak_per_second(granted) <= 100 + 100
 
 
 def test_many_threads_never_hold_more_slots_than_the_cap_and_reach_it(repository: TargetRepository) -> None:

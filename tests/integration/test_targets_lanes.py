@@ -10,10 +10,9 @@ from __future__ import annotations
 from functions.contract.settings_names import Setting
 from functions.domain.config import FirstAttempt
 from relay.client import RelayClient
-from relay.local.runtime import LocalRelay
 from relay.local.targets import TargetServer
 from tests.conftest import make_message
-from tests.support import SHORT_POLICY, wait_until_terminal
+from tests.support import delivery_relay, wait_until_terminal
 
 
 def test_in_the_lanes_a_throttled_attempt_is_retried_without_being_counted() -> None:
@@ -21,7 +20,7 @@ def test_in_the_lanes_a_throttled_attempt_is_retried_without_being_counted() -> 
     # takes 300 ms per request, limited to one in flight
     environment = {Setting.FIRST_ATTEMPT: FirstAttempt.STATE_MACHINE.value}
     with (
-        LocalRelay(port=0, time_scale=0.01, policy=SHORT_POLICY, environment=environment) as running,
+        delivery_relay(environment) as running,
         TargetServer() as slow,
     ):
         client = RelayClient(running.url, token=running.dev_token)

@@ -12,7 +12,8 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent
 
 from functions.domain.model import MessageKey, Status, fencing_token
-from functions.services.delivery import (
+from functions.services.delivery.lane_endings import deferral_seconds
+from functions.services.delivery.payloads import (
     AttemptOutcome,
     AttemptResult,
     EndingOutcome,
@@ -23,7 +24,6 @@ from functions.services.delivery import (
     QueuedRecord,
     RunInput,
 )
-from functions.services.delivery.lane_endings import deferral_seconds
 
 STATE_MACHINES = Path(__file__).resolve().parents[2] / "statemachines"
 KEY = MessageKey("sender-1", "message-1")

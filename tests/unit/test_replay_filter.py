@@ -19,7 +19,6 @@ from functions.services.replays import (
     ReplayFilter,
     ReplayRunResult,
     ReplayStep,
-    origin_of,
     parse_filter,
     start_job,
 )
@@ -82,19 +81,6 @@ def test_until_is_capped_at_the_request_and_origin_normalised() -> None:
 )
 def test_each_bad_field_is_named(body: object, expected: set[str]) -> None:
     assert paths(body) == expected
-
-
-@pytest.mark.parametrize(
-    ("url", "origin"),
-    [
-        ("http://127.0.0.1:8080/x", "http://127.0.0.1:8080"),
-        ("http://Example.com:80/", "http://example.com"),
-        ("https://example.com:8443", "https://example.com:8443"),
-        ("https://[::1]:443/a", "https://[::1]"),
-    ],
-)
-def test_origin_of(url: str, origin: str) -> None:
-    assert origin_of(url) == origin
 
 
 def test_cli_durations_and_times() -> None:

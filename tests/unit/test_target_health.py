@@ -8,30 +8,10 @@ from typing import Any
 import pytest
 
 from functions.domain.breaker import CACHE_SECONDS, KNOWN_OPEN_AFTER_SECONDS, BreakerPolicy, BreakerState, TargetHealth
-from functions.services.targeting.target_health import TargetBreaker, origin_of
+from functions.services.targeting.target_health import TargetBreaker
 
 POLICY = BreakerPolicy(failure_threshold=3, probe_after_seconds=10, max_probe_after_seconds=60)
 NOW = 1_000_000
-
-
-@pytest.mark.parametrize(
-    ("url", "origin"),
-    [
-        ("https://Example.COM/hooks?a=1", "https://example.com"),
-        ("https://example.com:443/x", "https://example.com"),
-        ("http://example.com:80", "http://example.com"),
-        ("http://example.com:8080/x", "http://example.com:8080"),
-        ("HTTP://127.0.0.1:9000", "http://127.0.0.1:9000"),
-        ("https://[::1]:8443/p", "https://[::1]:8443"),
-    ],
-)
-def test_origin_is_scheme_host_and_port_normalised(url: str, origin: str) -> None:
-    assert origin_of(url) == origin
-
-
-def test_origin_of_something_that_is_not_a_url_is_refused() -> None:
-    with pytest.raises(ValueError):
-        origin_of("not a url")
 
 
 def test_closed_target_opens_at_the_threshold_only() -> None:

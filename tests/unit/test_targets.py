@@ -22,6 +22,10 @@ from stacks.settings import RelaySettings, SettingsError
         ("https://user:pw@example.com:8443", "https://example.com:8443"),
         ("http://[::1]:9000/p", "http://[::1]:9000"),
         ("http://127.0.0.1:5000/ok", "http://127.0.0.1:5000"),
+        ("HTTP://127.0.0.1:9000", "http://127.0.0.1:9000"),
+        ("http://Example.com:80/", "http://example.com"),
+        ("https://[::1]:443/a", "https://[::1]"),
+        ("https://[::1]:8443/p", "https://[::1]:8443"),
     ],
 )
 def test_origin_of_normalises_scheme_host_and_port(url: str, origin: str) -> None:
@@ -30,7 +34,8 @@ def test_origin_of_normalises_scheme_host_and_port(url: str, origin: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://example.com", "example.com", "https://", "http://example.com:99999", f"https://{'a' * 254}"]
+    "url",
+    ["ftp://example.com", "example.com", "not a url", "https://", "http://example.com:99999", f"https://{'a' * 254}"],
 )
 def test_origin_of_refuses_what_is_not_an_http_url(url: str) -> None:
     with pytest.raises(ValueError):

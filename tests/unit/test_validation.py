@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.domain.config import Settings, get_settings
+from functions.domain.config import Settings
 from functions.domain.exceptions import (
     FieldError,
     MalformedRequest,
@@ -39,17 +39,10 @@ from functions.domain.validation import (
     validate_message,
 )
 from functions.services.http_api.responses import response_for_rejection
+from tests.support import validation_settings
 
 NOW = datetime(2026, 1, 31, 12, 0, 0, tzinfo=UTC)
-SETTINGS: Settings = replace(
-    get_settings(),
-    ttl_days=30,
-    max_body_bytes=65_536,
-    max_header_count=32,
-    max_header_bytes=8_192,
-    max_future_skew_seconds=300,
-    allow_private_targets=False,
-)
+SETTINGS: Settings = validation_settings()
 MISSING: Any = object()
 REQUIRED = ("messageId", "senderId", "timestamp", "targetUrl")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ssl
 import threading
 from collections import OrderedDict
+from typing import TypedDict
 
 from urllib3 import HTTPConnectionPool
 
@@ -13,6 +14,17 @@ from functions.adapters.http_client.attempt import PinnedHTTPPool, PinnedHTTPSPo
 
 _POOL_CACHE_SIZE = 64
 POOL_MAXSIZE = 4
+
+
+class _PoolOptions(TypedDict):
+    maxsize: int
+    block: bool
+    retries: bool
+
+
+# Every pool, HTTP or HTTPS: up to POOL_MAXSIZE connections kept for keep-alive (more are opened,
+# never waited for, when all are busy), and no retries of urllib3's own: Relay's schedule retries.
+_POOL_OPTIONS: _PoolOptions = {"maxsize": POOL_MAXSIZE, "block": False, "retries": False}
 
 PoolKey = tuple[str, str, int, str, ssl.SSLContext | None]
 _pools: OrderedDict[PoolKey, HTTPConnectionPool] = OrderedDict()
@@ -45,17 +57,10 @@ def pool_for(key: PoolKey) -> HTTPConnectionPool:
         if scheme == "https":
             tls_name = hostname.rstrip(".")
             pool = PinnedHTTPSPool(
-                address,
-                port,
-                maxsize=POOL_MAXSIZE,
-                block=False,
-                retries=False,
-                ssl_context=context,
-                server_hostname=tls_name,
-                assert_hostname=tls_name,
+                address, port, ssl_context=context, server_hostname=tls_name, assert_hostname=tls_name, **_POOL_OPTIONS
             )
         else:
-            pool = PinnedHTTPPool(address, port, maxsize=POOL_MAXSIZE, block=False, retries=False)
+            pool = PinnedHTTPPool(address, port, **_POOL_OPTIONS)
         _pools[key] = pool
         while len(_pools) > _POOL_CACHE_SIZE:
             _, evicted = _pools.popitem(last=False)

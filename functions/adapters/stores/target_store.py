@@ -154,6 +154,27 @@ class TargetRepository:
             return False, from_item(item)
         return True, from_item(response.get("Attributes") or {})
 
+    def _update_bucket(
+        self,
+        sender_id: str,
+        origin: str,
+        index: int,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> tuple[bool, Bucket]:
+        """One conditional update of sub-bucket `index`: (applied, the sub-bucket after it, or as
+        found when the condition failed it)."""
+        applied, item = self._conditional(
+            self._flow_key(sender_id, origin, BUCKET_INFIX, index),
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+        )
+        return applied, _bucket_from(item)
+
     def take_token(self, sender_id: str, origin: str, index: int, take: Take) -> tuple[bool, Bucket]:
         """One permit from sub-bucket `index` as `take` planned it: (taken, the sub-bucket as found)."""
         names = {"#fa": _FULL_AT, "#ttl": "ttl"}
@@ -174,15 +195,7 @@ class TargetRepository:
             names["#rm"] = _MARKS
             update += ", #rm :unmark" if "ADD" in update else " ADD #rm :unmark"
             values[":unmark"] = -take.spent_mark_us
-        key = self._flow_key(sender_id, origin, BUCKET_INFIX, index)
-        taken, item = self._conditional(
-            key,
-            UpdateExpression=update,
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_item(values),
-        )
-        return taken, _bucket_from(item)
+        return self._update_bucket(sender_id, origin, index, update, condition, names, values)
 
     def give_back(self, sender_id: str, origin: str, index: int, interval_us: int) -> None:
         """Undo a permit just taken (its attempt found no slot): as if it had never been taken."""
@@ -203,14 +216,7 @@ class TargetRepository:
         else:
             update, condition = "SET #wq = :turn, #ttl = :ttl", "(attribute_not_exists(#wq) OR #wq < :after)"
             values[":turn"] = plan.turn_us
-        counted, item = self._conditional(
-            self._flow_key(sender_id, origin, BUCKET_INFIX, index),
-            UpdateExpression=update,
-            ConditionExpression=condition,
-            ExpressionAttributeNames={"#wq": _QUEUE, "#ttl": "ttl"},
-            ExpressionAttributeValues=to_item(values),
-        )
-        return counted, _bucket_from(item)
+        return self._update_bucket(sender_id, origin, index, update, condition, {"#wq": _QUEUE, "#ttl": "ttl"}, values)
 
     def mark_retry(self, sender_id: str, origin: str, index: int, mark: Mark) -> tuple[bool, Bucket]:
         """Leave a waiting retry's mark on sub-bucket `index`: (marked, the sub-bucket after or as found)."""
@@ -221,14 +227,7 @@ class TargetRepository:
         else:
             update, condition = "SET #rm = :first, #ttl = :ttl", "(attribute_not_exists(#rm) OR #rm <= :now)"
             values[":first"] = mark.now_us + mark.mark_us
-        marked, item = self._conditional(
-            self._flow_key(sender_id, origin, BUCKET_INFIX, index),
-            UpdateExpression=update,
-            ConditionExpression=condition,
-            ExpressionAttributeNames={"#rm": _MARKS, "#ttl": "ttl"},
-            ExpressionAttributeValues=to_item(values),
-        )
-        return marked, _bucket_from(item)
+        return self._update_bucket(sender_id, origin, index, update, condition, {"#rm": _MARKS, "#ttl": "ttl"}, values)
 
     def take_slot(
         self, sender_id: str, origin: str, slot: int, holder: str, now_ms: int, until_ms: int

@@ -18,12 +18,8 @@ from functions.services.delivery.dependencies import DeliveryDependencies, depen
 from functions.services.delivery.dispatch import dispatch, dispatch_batch
 from functions.services.delivery.lane_endings import fail_message, failure_reason, finish_run, move_to_slow_lane
 from functions.services.delivery.payloads import (
-    AttemptOutcome,
-    AttemptResult,
     DispatchOutcome,
     EndingOutcome,
-    EndingResult,
-    Lane,
     LaneEvent,
     PayloadInvalid,
     QueuedRecord,
@@ -39,13 +35,9 @@ from functions.services.delivery.rules import (
 
 __all__ = [
     "INTERRUPTED_ERROR",
-    "AttemptOutcome",
-    "AttemptResult",
     "DeliveryDependencies",
     "DispatchOutcome",
     "EndingOutcome",
-    "EndingResult",
-    "Lane",
     "LaneEvent",
     "PayloadInvalid",
     "QueuedRecord",

@@ -20,6 +20,8 @@ from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -39,6 +41,11 @@ DEFAULT_MEMORY_MB = 256
 DEFAULT_TIMEOUT = Duration.seconds(10)
 LOGGING_FORMAT = lambda_.LoggingFormat.JSON
 SYSTEM_LOG_LEVEL = lambda_.SystemLogLevel.WARN
+
+# The periodic functions (the reconciler's rounds, the scheduler's sweeps) run once a minute, and a
+# run missed is made up by the next one: an invocation older than a minute is not retried.
+EVERY_MINUTE = events.Schedule.rate(Duration.minutes(1))
+MISSED_RUN_MAX_AGE = Duration.minutes(1)
 
 POWERTOOLS_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
@@ -153,6 +160,19 @@ class RelayFunction(Construct):
         self.role.add_to_principal_policy(
             iam.PolicyStatement(actions=list(actions), resources=resource_arns, conditions=conditions)
         )
+
+
+def run_every_minute(scope: Construct, function: RelayFunction, description: str) -> events.Rule:
+    """The EventBridge rule `Schedule` of `scope` that runs `function` every minute, with no retries of
+    old runs (neither EventBridge's nor Lambda's asynchronous ones): the next run makes a missed one up."""
+    function.function.configure_async_invoke(retry_attempts=0, max_event_age=MISSED_RUN_MAX_AGE)
+    return events.Rule(
+        scope,
+        "Schedule",
+        description=description,
+        schedule=EVERY_MINUTE,
+        targets=[targets.LambdaFunction(function.function, retry_attempts=0, max_event_age=MISSED_RUN_MAX_AGE)],
+    )
 
 
 def handler_path(step: str) -> str:
