@@ -239,44 +239,41 @@ def sweep_unclaimed(
     senders only, their acceptance index for that minute; then the heads, SWEEP_READERS reads at a
     time. Reads only, but for the marks.
 
-    Oldest minute first: should the budget run out, the next round starts again at what is then
-    the oldest minute, so every message is swept before it leaves the window as long as a round
-    gets through a minute's traffic (the capacity bench measures how many messages a round reads).
+    Oldest first: should the budget run out, the next round starts again at what is then the
+    oldest, so every message is swept before it leaves the window as long as a round gets through a
+    minute's traffic (the capacity bench measures how many messages a round reads).
     """
     until = now - timedelta(seconds=settings.redrive_after_seconds)
     since = until - timedelta(seconds=max(SWEEP_WINDOW_SECONDS, settings.redrive_after_seconds))
     epoch = int(now.timestamp())
     marked = 0
     with ThreadPoolExecutor(max_workers=SWEEP_READERS) as readers:
-        for minute in range(int(since.timestamp()) // 60, int(until.timestamp()) // 60 + 1):
-            for keys in _accepted_in_minute(repository, minute, since, until):
-                if budget is not None and budget.spent:
-                    return SweepOutcome(marked, finished=False)
-                batches = [keys[start : start + _HEADS_PER_READ] for start in range(0, len(keys), _HEADS_PER_READ)]
-                for heads in readers.map(repository.get_heads, batches):
-                    marked += _mark_never_claimed(repository, heads, since, until, epoch)
+        for keys in _accepted_in_window(repository, since, until):
+            if budget is not None and budget.spent:
+                return SweepOutcome(marked, finished=False)
+            batches = [keys[start : start + _HEADS_PER_READ] for start in range(0, len(keys), _HEADS_PER_READ)]
+            for heads in readers.map(repository.get_heads, batches):
+                marked += _mark_never_claimed(repository, heads, since, until, epoch)
     return SweepOutcome(marked, finished=True)
 
 
-def _accepted_in_minute(
-    repository: MessageRepository, minute: int, since: datetime, until: datetime
-) -> Iterator[list[MessageKey]]:
-    """The keys of the messages accepted in `minute` within [since, until], SWEEP_READERS reads' worth
-    at a time: the activity items' named ids, then the busy senders' acceptance index."""
+def _accepted_in_window(repository: MessageRepository, since: datetime, until: datetime) -> Iterator[list[MessageKey]]:
+    """The keys of the messages accepted in [since, until], SWEEP_READERS reads' worth at a time: the
+    activity items' named ids, oldest minute first, then each busy sender's acceptance index over
+    the whole window (one query per shard however many minutes it was busy)."""
     wave = SWEEP_READERS * _HEADS_PER_READ
-    start = max(since, datetime.fromtimestamp(minute * 60, UTC))
-    end = min(until, datetime.fromtimestamp(minute * 60 + 59.999, UTC))
     named: list[MessageKey] = []
-    busy: list[str] = []
-    for activity in repository.activity(minute):
-        named.extend(activity.named_keys())
-        if activity.busy:
-            busy.append(activity.sender_id)
+    busy: dict[str, None] = {}  # in the order first met: oldest minute first
+    for minute in range(int(since.timestamp()) // 60, int(until.timestamp()) // 60 + 1):
+        for activity in repository.activity(minute):
+            named.extend(activity.named_keys())
+            if activity.busy:
+                busy.setdefault(activity.sender_id)
     for first in range(0, len(named), wave):
         yield named[first : first + wave]
     seen = set(named)
     for sender_id in busy:
-        keys = [key for key in repository.iter_accepted(sender_id, start, end) if key not in seen]
+        keys = [key for key in repository.iter_accepted(sender_id, since, until) if key not in seen]
         for first in range(0, len(keys), wave):
             yield keys[first : first + wave]
 
