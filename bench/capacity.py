@@ -1025,6 +1025,17 @@ def _section(results: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     return data if isinstance(data, Mapping) and "error" not in data else None
 
 
+def _this_run_or_previous(
+    results: Mapping[str, Any], previous: Mapping[str, Any] | None, name: str
+) -> tuple[Mapping[str, Any] | None, str]:
+    """A section of this run, else of the previous latest.json (`--only`), and where it came from."""
+    section = _section(results, name)
+    if section is not None or previous is None:
+        return section, f"the {name} section of this run"
+    date = previous.get("machine", {}).get("date")
+    return _section(previous, name), f"the {name} section of the previous latest.json ({date})"
+
+
 def collect_inputs(results: Mapping[str, Any], previous: Mapping[str, Any] | None, root: Path) -> CapacityInputs | None:
     """This run's cost and capacity sections, or the previous latest.json's when this run has none
     (`--only`); None when no cost section can be found at all."""
@@ -1032,22 +1043,10 @@ def collect_inputs(results: Mapping[str, Any], previous: Mapping[str, Any] | Non
     from functions.domain import flow
 
     provenance: dict[str, str] = {}
-    cost = _section(results, "cost")
-    provenance["use_per_message"] = "the cost section of this run"
-    if cost is None and previous is not None:
-        cost = _section(previous, "cost")
-        provenance["use_per_message"] = (
-            f"the cost section of the previous latest.json ({previous.get('machine', {}).get('date')})"
-        )
+    cost, provenance["use_per_message"] = _this_run_or_previous(results, previous, "cost")
     if cost is None:
         return None
-    measured = _section(results, "capacity")
-    provenance["reconciler"] = "the capacity section of this run"
-    if measured is None and previous is not None:
-        measured = _section(previous, "capacity")
-        provenance["reconciler"] = (
-            f"the capacity section of the previous latest.json ({previous.get('machine', {}).get('date')})"
-        )
+    measured, provenance["reconciler"] = _this_run_or_previous(results, previous, "capacity")
     template, template_path = synthesized_template()
     document = load_quotas()
     facts = code_facts(root)
