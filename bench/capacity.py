@@ -780,7 +780,7 @@ def raise_for(limits: Iterable[Limit], rate: float, quotas: Mapping[str, Any]) -
 def _design_change(limit: Limit, required: float, quotas: Mapping[str, Any]) -> str:
     per_key = quota_value(quotas, limit.quota_key) if limit.quota_key.startswith("dynamodb_partition") else None
     if per_key:
-        if limit.component.startswith("ACTIVE#"):  # already ACTIVITY_SHARDS keys: `required` is one key's
+        if limit.component.startswith("ACTIVE#<minute>#<shard>"):  # ACTIVITY_SHARDS keys: `required` is one key's
             shards = math.ceil(required * ACTIVITY_SHARDS / per_key)
             return f"not a quota (one partition key's limit): ACTIVITY_SHARDS to at least {shards}"
         keys = math.ceil(required / per_key)
