@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.adapters.observability import logger
 from functions.adapters.queue import DeliveryQueue
@@ -34,6 +34,10 @@ from functions.domain.scheduling import (
     firing_id,
     queue_delay,
 )
+
+if TYPE_CHECKING:  # the ingest steps load with the first firing (emit_firing), not at cold start
+    from functions.services.http_api.responses import HttpAnswer
+    from functions.services.ingest_payloads import ItemsState, StoredItem
 
 # Firings one schedule may create in a sweep (a schedule fires at most once a minute).
 MAX_FIRINGS_PER_SWEEP = 5
@@ -124,7 +128,7 @@ def emit_firing(
     schedule: Schedule,
     due: datetime,
     now: datetime,
-) -> dict[str, Any]:
+) -> HttpAnswer:
     """One firing through the ingest steps (validate, store, enqueue): its answer (202, or 200
     duplicate when this firing was already processed)."""
     from functions.domain.validation import validate_message
@@ -139,9 +143,9 @@ def emit_firing(
         now=now,
     )
     if "response" in item:
-        return dict(item["response"])
-    state = {"requestId": request_id, "shape": RequestShape.MESSAGE.value, "items": [item]}
-    return dict(enqueue(state, repository, queue, now)["response"])
+        return item["response"]
+    state: ItemsState[StoredItem] = {"requestId": request_id, "shape": RequestShape.MESSAGE, "items": [item]}
+    return enqueue(state, repository, queue, now)["response"]
 
 
 def cancel_upcoming_firings(repository: ScheduleRepository, schedule: Schedule, now: datetime, cancel: Any) -> int:
