@@ -22,7 +22,7 @@ import pytest
 from functions.adapters import queue
 from functions.contract.request_shapes import RequestShape
 from functions.domain.config import get_settings
-from functions.domain.exceptions import QueueUnavailable
+from functions.domain.exceptions import PayloadInvalid, QueueUnavailable
 from functions.domain.model import MessageKey
 from functions.domain.validation import MAX_BATCH_MESSAGES, MAX_BATCH_REQUEST_BYTES
 from functions.services import ingest
@@ -162,6 +162,70 @@ def test_a_batch_of_rejected_messages_is_answered_at_once() -> None:
     assert status == 200
     assert [result["statusCode"] for result in body["results"]] == [400, 400]
     assert body["results"][1]["body"]["error"]["code"] == "VALIDATION_ERROR"
+
+
+# -- the state as each step's handler reads it -----------------------------------------------------
+
+
+def test_a_state_read_by_the_next_step_is_the_json_it_was() -> None:
+    # Given Validate's answer for a batch with a valid and a rejected message
+    state = ingest.validate(batch_state({"messages": [message(0), message(1, targetUrl="ftp://x")]}), SETTINGS)
+    text = json.dumps(state)
+    # When the next step's handler reads it (and StorePending's, with the run's ARN)
+    read = validated_state(json.loads(text))
+    with_arn = validated_state({**json.loads(text), "executionArn": "arn:run"})
+    # Then it is the same JSON, byte for byte, ARN and all
+    assert json.dumps(read) == text
+    assert json.dumps(with_arn) == json.dumps({**json.loads(text), "executionArn": "arn:run"})
+
+
+def test_a_stored_state_read_by_enqueue_is_the_json_it_was() -> None:
+    # Given StorePending's answer: a stored message and an answered one
+    state = {
+        "requestId": "req",
+        "shape": "batch",
+        "items": [
+            {k: v for k, v in stored_item("m-0", 0).items() if k not in ("contentHash", "ttl")},
+            {"response": {"statusCode": 409, "body": "{}"}},
+        ],
+        "executionArn": "arn:run",
+    }
+    # When Enqueue's handler reads it, then it is the same JSON
+    assert json.dumps(stored_state(state)) == json.dumps(state)
+
+
+@pytest.mark.parametrize(
+    ("state", "field"),
+    [
+        ({"shape": "batch", "items": [{"response": {"statusCode": 400, "body": "{}"}}]}, "requestId"),
+        ({"requestId": "req", "shape": "many", "items": [{"response": {"statusCode": 400, "body": "{}"}}]}, "shape"),
+        ({"requestId": "req", "shape": "batch", "items": []}, "items"),
+        (
+            {"requestId": "req", "shape": "batch", "items": [{"requestId": "r", "message": {}, "contentHash": "h"}]},
+            "senderId",
+        ),
+        (
+            {
+                "requestId": "req",
+                "shape": "batch",
+                "items": [{"requestId": "r", "message": {"senderId": "a", "messageId": "m"}}],
+            },
+            "contentHash",
+        ),
+        ({"requestId": "req", "shape": "batch", "items": [{"response": {"body": "{}"}}]}, "statusCode"),
+    ],
+)
+def test_a_state_that_is_not_a_steps_shape_is_refused_naming_the_field(state: dict[str, Any], field: str) -> None:
+    # When a step's handler is handed a state no step answers, it refuses it naming the field
+    with pytest.raises(PayloadInvalid, match=field):
+        validated_state(state)
+
+
+def test_validates_input_reads_an_empty_sender_as_none_and_a_missing_request_id_as_unknown() -> None:
+    # When Validate's input has an empty senderId (no authorizer) and no requestId
+    request = IngestRequest.from_event({"shape": "message", "senderId": "", "bodyBase64": "e30="})
+    # Then there is no authenticated sender, and answers name the request "unknown"
+    assert (request.sender_id, request.request_id, request.shape) == (None, "unknown", RequestShape.MESSAGE)
 
 
 # -- the steps over the items ------------------------------------------------------------------------
