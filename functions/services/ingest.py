@@ -2,7 +2,8 @@
 
 POST /messages and POST /messages/batch run the same definition (statemachines/ingest.asl.json) and
 these same four steps. Validate reads the request's shape (functions/contract/request_shapes.py,
-filled in by the machine) and turns the request into the state `{requestId, shape, items: [...]}`:
+filled in by the machine) and turns the request into the state `{requestId, shape, items: [...]}`
+(its shapes, and how a step's results make the next state: ingest_payloads.py):
 one item per message, each the state that message has at this step. A step works on the items not
 answered yet, in parallel when there are several; an answered item keeps only its `response`, which
 keeps the state small. Once no item is left to work on, the step answers the request (`response`):
@@ -16,10 +17,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -55,9 +56,15 @@ from functions.services.ingest_payloads import (
     AnsweredState,
     IngestRequest,
     ItemsState,
+    Next,
     Open,
     StoredItem,
     ValidatedItem,
+    answer_only,
+    answered_state,
+    next_state,
+    open_items,
+    with_results,
 )
 
 # The steps' log correlation id (Powertools' correlation_id_path): a single message's id; none for
@@ -77,10 +84,6 @@ BATCH_ITEM_ALLOWANCE_BYTES = 512
 # -- the state: items, answered or not -------------------------------------------------------------
 
 
-# What a step makes of a message not answered yet: the message at its next step, or its answer.
-Next = TypeVar("Next", ValidatedItem, StoredItem)
-
-
 def _key(item: ValidatedItem | StoredItem) -> MessageKey:
     message = item["message"]
     return MessageKey(message["senderId"], message["messageId"])
@@ -89,16 +92,6 @@ def _key(item: ValidatedItem | StoredItem) -> MessageKey:
 def item_request_id(request_id: str, index: int, shape: RequestShape) -> str:
     """An item's own request id: store tells a retry of its own write from a twin's by it."""
     return f"{request_id}:{index}" if shape is RequestShape.BATCH else request_id
-
-
-def _pending(items: Sequence[Open | AnsweredItem]) -> list[tuple[int, Open]]:
-    """The items not answered yet, with their places."""
-    return [(index, item) for index, item in enumerate(items) if "response" not in item]
-
-
-def _answered(item: Next | AnsweredItem) -> Next | AnsweredItem:
-    """An item once it has its answer: the answer only (whatever else the step's result held)."""
-    return {"response": item["response"]} if "response" in item else item
 
 
 def _run_items(
@@ -112,45 +105,14 @@ def _run_items(
     if not pending:
         return {}
     (first_index, first), *rest = pending
-    results = {first_index: _answered(step(first))}
+    results = {first_index: answer_only(step(first))}
     if not rest:
         return results
     with ThreadPoolExecutor(max_workers=min(len(rest), BATCH_WORKERS)) as pool:
         done = list(pool.map(step, [item for _, item in rest]))
     for (index, _), result in zip(rest, done, strict=True):
-        results[index] = _answered(result)
+        results[index] = answer_only(result)
     return results
-
-
-def _with_results(
-    items: Sequence[Open | AnsweredItem], results: Mapping[int, Next | AnsweredItem]
-) -> list[Next | AnsweredItem]:
-    """The items, each pending one replaced by its result (a step has one for every pending item)."""
-    return [item if "response" in item else results[index] for index, item in enumerate(items)]
-
-
-def _next_state(
-    request_id: str, shape: RequestShape, items: list[Next | AnsweredItem]
-) -> ItemsState[Next] | AnsweredState:
-    """The state the next step gets; the request's answer once no item is left to work on."""
-    answers = [item["response"] for item in items if "response" in item]
-    if len(answers) < len(items):
-        return {"requestId": request_id, "shape": shape, "items": items}
-    return _answer(request_id, shape, answers)
-
-
-def _answer(request_id: str, shape: RequestShape, answers: list[HttpAnswer]) -> AnsweredState:
-    """The request's answer: a batch's every answer, in order; a single message's own."""
-    if shape is RequestShape.BATCH:
-        return {"requestId": request_id, "response": batch_response(answers)}
-    (answer,) = answers
-    return {"requestId": request_id, "response": answer}
-
-
-def batch_response(answers: list[HttpAnswer]) -> HttpAnswer:
-    """200 with one result per message, in order: the status code and body POST /messages gives."""
-    results = [{"statusCode": answer["statusCode"], "body": json.loads(answer["body"])} for answer in answers]
-    return http_response(200, {"results": results})
 
 
 # -- answers -----------------------------------------------------------------------------------------
@@ -209,7 +171,7 @@ def validate(request: IngestRequest, settings: Settings) -> ItemsState[Validated
             _check_batch_state_size(items)
         except PayloadTooLarge as rejection:
             return {"requestId": request_id, "response": _rejected(rejection, request_id)}
-    return _next_state(request_id, shape, items)
+    return next_state(request_id, shape, items)
 
 
 def _documents(body_base64: str | None, shape: RequestShape, settings: Settings) -> list[Any]:
@@ -276,7 +238,7 @@ def _batch_messages(document: Any) -> list[Any]:
 def _check_batch_state_size(items: list[ValidatedItem | AnsweredItem]) -> None:
     """The validated batch, with room for what each item adds later, must fit a state (like
     `_check_state_size` for one message)."""
-    size = len(json.dumps(items).encode("utf-8")) + BATCH_ITEM_ALLOWANCE_BYTES * len(_pending(items))
+    size = len(json.dumps(items).encode("utf-8")) + BATCH_ITEM_ALLOWANCE_BYTES * len(open_items(items))
     if size > MAX_STATE_MESSAGE_BYTES:
         raise PayloadTooLarge(
             "$.messages",
@@ -293,8 +255,8 @@ def dedup(
 ) -> ItemsState[ValidatedItem] | AnsweredState:
     """Fast path for repeats: each one answered from its stored head (200 duplicate or 409 conflict)."""
     items = state["items"]
-    results = _run_items(_pending(items), lambda item: dedup_item(item, repository, settings))
-    return _next_state(state["requestId"], state["shape"], _with_results(items, results))
+    results = _run_items(open_items(items), lambda item: dedup_item(item, repository, settings))
+    return next_state(state["requestId"], state["shape"], with_results(items, results))
 
 
 def dedup_item(
@@ -333,7 +295,7 @@ def store(
     execution_arn = state.get("executionArn")
     rounds: list[list[tuple[int, ValidatedItem]]] = []
     seen: dict[MessageKey, int] = {}
-    for index, item in _pending(items):
+    for index, item in open_items(items):
         key = _key(item)
         occurrence = seen[key] = seen.get(key, -1) + 1
         if occurrence == len(rounds):
@@ -342,7 +304,7 @@ def store(
     results: dict[int, StoredItem | AnsweredItem] = {}
     for pending in rounds:
         results.update(_run_items(pending, lambda item: store_item(item, repository, settings, execution_arn, now)))
-    return _next_state(state["requestId"], state["shape"], _with_results(items, results))
+    return next_state(state["requestId"], state["shape"], with_results(items, results))
 
 
 # What this process has written to each (sender, minute) activity item: NAMED once its first
@@ -460,10 +422,10 @@ def enqueue(
     """
     now = now or datetime.now(UTC)
     items = list(state["items"])
-    for index, item in _pending(items):
+    for index, item in open_items(items):
         if _scheduler_queues_it(item):
             items[index] = _enqueued(item)
-    pending = _pending(items)
+    pending = open_items(items)
     queue_ids = _send(queue, [item for _, item in pending], now)
     for (index, item), queue_id in zip(pending, queue_ids, strict=True):
         if queue_id is None:
@@ -472,7 +434,7 @@ def enqueue(
     if pending and all(queue_id is None for queue_id in queue_ids):
         raise QueueUnavailable("SQS took none of the request's messages")
     answers = [item["response"] if "response" in item else _enqueued(item)["response"] for item in items]
-    return _answer(state["requestId"], state["shape"], answers)
+    return answered_state(state["requestId"], state["shape"], answers)
 
 
 def _scheduler_queues_it(item: StoredItem) -> bool:

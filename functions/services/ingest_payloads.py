@@ -17,20 +17,24 @@ exactly the JSON it was, with no conversion to keep in step with it; Validate's 
 field by field and never handed on. An item's `message` is the validated message itself
 (functions/domain/validation.py normalises it), stored as it is.
 
+A step works on the open items (open_items), each result in its place (with_results), and hands
+on the next state: the items while one is open, else the request's answer (next_state).
+
 A state the functions cannot read raises PayloadInvalid naming the field: the machine never hands
 one over, and its Catch answers 500 SYSTEM_ERROR, as it does for any failed step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, NotRequired, TypedDict, TypeVar, final
 
 from functions.contract.request_shapes import RequestShape
 from functions.domain.exceptions import PayloadInvalid
 from functions.domain.model import MessageKey
-from functions.services.http_api.responses import HttpAnswer
+from functions.services.http_api.responses import HttpAnswer, http_response
 
 
 @final
@@ -63,6 +67,8 @@ class StoredItem(TypedDict):
 
 # The message not answered yet at a step: validated before StorePending, stored after it.
 Open = TypeVar("Open", ValidatedItem, StoredItem)
+# What a step makes of an open message: the message at its next step (or its answer).
+Next = TypeVar("Next", ValidatedItem, StoredItem)
 
 
 class ItemsState(TypedDict, Generic[Open]):
@@ -115,6 +121,50 @@ def validated_state(event: Mapping[str, Any]) -> ItemsState[ValidatedItem]:
 def stored_state(event: Mapping[str, Any]) -> ItemsState[StoredItem]:
     """Enqueue's input: the state StorePending answered."""
     return _items_state(event, _stored_item)
+
+
+# -- a step's results, the next state ------------------------------------------------------------
+
+
+def open_items(items: Sequence[Open | AnsweredItem]) -> list[tuple[int, Open]]:
+    """The items not answered yet, with their places."""
+    return [(index, item) for index, item in enumerate(items) if "response" not in item]
+
+
+def answer_only(item: Next | AnsweredItem) -> Next | AnsweredItem:
+    """An item once it has its answer: the answer only (whatever else the step's result held)."""
+    return {"response": item["response"]} if "response" in item else item
+
+
+def with_results(
+    items: Sequence[Open | AnsweredItem], results: Mapping[int, Next | AnsweredItem]
+) -> list[Next | AnsweredItem]:
+    """The items, each open one replaced by its result (a step has one for every open item)."""
+    return [item if "response" in item else results[index] for index, item in enumerate(items)]
+
+
+def next_state(
+    request_id: str, shape: RequestShape, items: list[Next | AnsweredItem]
+) -> ItemsState[Next] | AnsweredState:
+    """The state the next step gets; the request's answer once no item is left to work on."""
+    answers = [item["response"] for item in items if "response" in item]
+    if len(answers) < len(items):
+        return {"requestId": request_id, "shape": shape, "items": items}
+    return answered_state(request_id, shape, answers)
+
+
+def answered_state(request_id: str, shape: RequestShape, answers: list[HttpAnswer]) -> AnsweredState:
+    """The request's answer: a batch's every answer, in order; a single message's own."""
+    if shape is RequestShape.BATCH:
+        return {"requestId": request_id, "response": batch_response(answers)}
+    (answer,) = answers
+    return {"requestId": request_id, "response": answer}
+
+
+def batch_response(answers: list[HttpAnswer]) -> HttpAnswer:
+    """200 with one result per message, in order: the status code and body POST /messages gives."""
+    results = [{"statusCode": answer["statusCode"], "body": json.loads(answer["body"])} for answer in answers]
+    return http_response(200, {"results": results})
 
 
 # -- reading a state -----------------------------------------------------------------------------
