@@ -236,7 +236,7 @@ def sweep_unclaimed(
     re-drives it. Its work follows the messages accepted in its window, not the number of senders:
     it reads the window's activity items (a few queries a minute, whatever the senders), whose
     named ids are the messages of senders that sent one or a few that minute, and, for the busy
-    senders only, their acceptance index for that minute; then the heads, SWEEP_READERS reads at a
+    senders only, their acceptance index over the window; then the heads, SWEEP_READERS reads at a
     time. Reads only, but for the marks.
 
     Oldest first: should the budget run out, the next round starts again at what is then the

@@ -26,7 +26,7 @@ from relay.local.emulator import REGION
 from relay.local.runtime import LocalRelay
 from relay.local.targets import ReceivedRequest, TargetServer
 from tests.conftest import make_message
-from tests.support import QUICK_BREAKER, delivery_relay, send_accepted, wait_until_terminal
+from tests.support import QUICK_BREAKER, TERMINAL, delivery_relay, send_accepted, wait_for, wait_until_terminal
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +208,8 @@ def test_an_outcome_reported_again_calls_back_no_second_time(
     assert wait_until_terminal(client, message)["status"] == "DELIVERED"
     wait_requests(server, "/callback/again")
     callback = callback_id(message["messageId"], 0, Outcome.DELIVERED)
+    # (the target has the request before Relay records the callback's answer: wait for the record)
+    assert wait_for(client, callback, TERMINAL)["status"] == "DELIVERED"
     # When the outcome is reported again, as a retried step (or a redelivered queue message) does
     deps = delivery.dependencies(get_settings())
     stored = deps.repository.get_message(MessageKey("dev", message["messageId"]))
