@@ -16,7 +16,6 @@ or malformed) is the `response` at once.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -24,7 +23,6 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.adapters import aws
 from functions.adapters.observability import logger, metrics
 from functions.adapters.queue import DeliveryQueue
 from functions.adapters.repository import MessageRepository
@@ -42,6 +40,7 @@ from functions.domain.exceptions import (
 )
 from functions.domain.model import DueEntry, Event, EventType, MessageHead, MessageKey, Status
 from functions.domain.scheduling import QUEUE_LEAD_SECONDS, queue_delay, waits_in_scheduler
+from functions.services.activity import note_activity
 from functions.services.http_api.responses import (
     MESSAGE_ID_CONFLICT,
     SYSTEM_ERROR,
@@ -308,57 +307,6 @@ def store(
     return next_state(state["requestId"], state["shape"], with_results(items, results))
 
 
-# What this process has written to each (sender, minute) activity item: NAMED once its first
-# message of that sender and minute is named there, BUSY once the sender is marked busy (nothing
-# more to write that minute). A lock: a batch stores its messages on several threads.
-_NAMED, _BUSY = "named", "busy"
-_ACTIVITY_NOTED: dict[tuple[str, int], str] = {}
-_ACTIVITY_LOCK = threading.Lock()
-
-
-def forget_activity() -> None:
-    """Forget what this container noted (as a cold start does). The notes are bound to one table:
-    `relay dev` and the tests forget them whenever an embedded AWS starts or stops."""
-    with _ACTIVITY_LOCK:
-        _ACTIVITY_NOTED.clear()
-
-
-aws.on_reset(forget_activity)
-
-
-def _note_activity(repository: MessageRepository, key: MessageKey, now: datetime, settings: Settings) -> None:
-    """Record the message in its sender's activity item before it is stored, so the reconciler's
-    sweep finds it should its ingest run die before its enqueue (reconciler.sweep_unclaimed).
-
-    A sender this container met the minute before is marked busy at once (steady traffic: the
-    sweep reads its acceptance index for the minute); otherwise the container's first message of
-    the sender and minute is named and its second marks the sender busy. Later ones write nothing.
-    So steady traffic writes once per sender, minute and container, and a sender with one message
-    names it: the sweep's reads follow the messages, whatever the number of senders.
-
-    The note is remembered only once its write succeeded: a failed write (the step is retried)
-    must not leave a message the sweep cannot find. Two threads racing write twice, harmlessly
-    (a name and a busy mark are both idempotent)."""
-    minute = int(now.timestamp()) // 60
-    with _ACTIVITY_LOCK:
-        noted = _ACTIVITY_NOTED.get((key.sender_id, minute))
-        if noted == _BUSY:
-            return
-        steady = (key.sender_id, minute - 1) in _ACTIVITY_NOTED
-    name_it = noted is None and not steady
-    # Kept a day past the sweep's window: the sweep reads minutes at most an hour old.
-    ttl = int(now.timestamp()) + max(86_400, settings.redrive_after_seconds * 4)
-    if name_it:
-        repository.note_activity(key.sender_id, key.message_id, now, ttl)
-    else:
-        repository.note_busy_sender(key.sender_id, now, ttl)
-    with _ACTIVITY_LOCK:
-        if len(_ACTIVITY_NOTED) > 10_000:
-            _ACTIVITY_NOTED.clear()
-        if _ACTIVITY_NOTED.get((key.sender_id, minute)) != _BUSY:
-            _ACTIVITY_NOTED[(key.sender_id, minute)] = _NAMED if name_it else _BUSY
-
-
 def store_item(
     item: ValidatedItem,
     repository: MessageRepository,
@@ -377,7 +325,7 @@ def store_item(
     # A delayed message's expiry counts from its due time: it never expires before it is sent.
     ttl = (due.not_before if due else int(now.timestamp())) + settings.ttl_seconds
 
-    _note_activity(repository, key, now, settings)
+    note_activity(repository, key, now, settings)
     if not repository.put_content(key, item["message"], content_hash, ttl):
         head = repository.get_head(key)
         if head is not None:
