@@ -32,16 +32,16 @@ class Reconciler(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         table, queue = foundation.table, foundation.queue
-        queues = {
-            Setting.FAILED_QUEUE_URL: failed_queue.queue_url,
-            Setting.DEAD_LETTER_QUEUE_URL: dead_letter_queue.queue_url,
-        }
         # A missed round is made up by the next one a minute later.
         self.function, self.rule = foundation.periodic_function(
             self,
             "reconciler",
             "Relay: re-drive messages that are overdue with no live delivery run",
-            {**queues, **foundation.settings.delivery_environment()},
+            {
+                Setting.FAILED_QUEUE_URL: failed_queue.queue_url,
+                Setting.DEAD_LETTER_QUEUE_URL: dead_letter_queue.queue_url,
+                **foundation.settings.delivery_environment(),
+            },
         )
         # The due index; the senders (byStatus) and their recent messages (bySender) for the sweep of
         # messages never claimed, whose heads it batch-reads.
