@@ -130,8 +130,12 @@ class MessageRepository(MessageStore):
         return True
 
     def record_enqueue_failed(self, key: MessageKey, event: Event, request_id: str, due_at: int) -> None:
-        """ENQUEUE_FAILED and a due time (the reconciler re-drives it); once per request."""
+        """ENQUEUE_FAILED and a due time (the reconciler re-drives it); once per request, and only
+        while the message still waits for its first hand-off (PENDING or SCHEDULED): a send SQS took
+        but answered as failed may already have been delivered, and its history must not gain a
+        failure after its end, nor its run a due time."""
         update = UpdateBuilder().append_events([event]).assign("ef", request_id)
+        update.when_status_in({Status.PENDING, Status.SCHEDULED})
         update.assign("dueAt", due_at).assign("dueShard", key.due_shard)
         ef = update.name("ef")
         update.when(f"(attribute_not_exists({ef}) OR {ef} <> {update.value('ef', request_id)})")

@@ -31,6 +31,10 @@ class LocalRelay:
     local: LocalAws | None = None
     server: RelayHttpServer | None = None
     workers: list[QueueWorker] = field(default_factory=list)
+    # None: the dispatcher's MaximumConcurrency from the template, as Lambda scales it. A smaller
+    # number suits a small machine carrying a large backlog (the soak): each poller runs its
+    # batch's records on threads, and a hundred of them only contend for two cores.
+    dispatcher_pollers: int | None = None
     dev_secret: str = ""
     dev_token: str = ""
     # The credential of the /_admin routes (`relay senders ...`), new at every start.
@@ -66,7 +70,11 @@ class LocalRelay:
         ).start()
         created = SenderAdmin(self.local.table_name).create(DEV_SENDER)
         self.dev_token, self.dev_secret = created["token"], created["signingSecret"]
-        self.workers = [QueueWorker(self.local, self.local.queue_urls[self.local.queue_name]).start()]
+        self.workers = [
+            QueueWorker(
+                self.local, self.local.queue_urls[self.local.queue_name], max_pollers=self.dispatcher_pollers
+            ).start()
+        ]
         self.reconciler = ScheduledWorker(self.local, "relay-reconciler", self.reconcile_every_seconds).start()
         self.scheduler = ScheduledWorker(self.local, "relay-scheduler", self.schedule_every_seconds).start()
         limits = self.server_limits or default_limits()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -68,6 +70,7 @@ class QueueWorker:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pollers: list[threading.Thread] = field(default_factory=list)
     _busy: int = 0
+    _visibility: int | None = None
     peak_pollers: int = 0
 
     def start(self) -> Self:
@@ -153,6 +156,47 @@ class QueueWorker:
             self._process(sqs, received)
         return len(received)
 
+    @contextmanager
+    def _kept_invisible(self, sqs: Any, received: list[dict[str, Any]]) -> Iterator[None]:
+        """Keep a batch invisible while its invocation runs, as AWS does by construction.
+
+        On AWS the function's timeout is shorter than the queue's visibility timeout, so a batch is
+        never received twice while it runs. Here the visibility is scaled down (a crashed batch
+        comes back quickly) but an invocation is as slow as the emulator under load: without this,
+        a long batch would be received again, run twice and, after maxReceiveCount, dead-lettered.
+        Extending stops with the invocation, so a crashed batch still comes back after one timeout.
+        """
+        visibility = self._visibility_seconds(sqs)
+        finished = threading.Event()
+
+        def extend() -> None:
+            while not finished.wait(visibility / 2):
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": visibility}
+                    for i, m in enumerate(received)
+                ]
+                for start in range(0, len(entries), 10):
+                    try:
+                        sqs.change_message_visibility_batch(
+                            QueueUrl=self.queue_url, Entries=entries[start : start + 10]
+                        )
+                    except Exception:  # a lost extension only risks the redelivery it guards against
+                        LOG.debug("Extending visibility on %s failed", self.queue_url, exc_info=True)
+
+        keeper = threading.Thread(target=extend, name=f"visibility-{self.function_name}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            finished.set()
+            keeper.join(timeout=5)
+
+    def _visibility_seconds(self, sqs: Any) -> int:
+        if self._visibility is None:
+            attributes = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"])
+            self._visibility = max(1, int(attributes["Attributes"]["VisibilityTimeout"]))
+        return self._visibility
+
     def receive_batch(self, sqs: Any) -> list[dict[str, Any]]:
         assert self.function_name is not None
         with iam.acting_as(self.local.role_of(self.function_name)):
@@ -168,7 +212,8 @@ class QueueWorker:
         assert self.function_name is not None
         event = {"Records": [_sqs_record(dict(message), self.queue_url) for message in received]}
         try:
-            answer = self.local.invoke(self.function_name, event) or {}
+            with self._kept_invisible(sqs, received):
+                answer = self.local.invoke(self.function_name, event) or {}
             failed = {item["itemIdentifier"] for item in answer.get("batchItemFailures", [])}
         except Exception:
             failed = {message["MessageId"] for message in received}

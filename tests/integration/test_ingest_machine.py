@@ -15,8 +15,9 @@ from functions.adapters import aws
 from functions.adapters.repository import MessageRepository
 from functions.contract.settings_names import Setting
 from functions.domain.config import get_settings
-from functions.domain.model import MessageKey
+from functions.domain.model import Event, EventType, MessageKey
 from functions.services.http_api.status import status_view
+from functions.services.ingest import record_enqueue_failed
 from tests.conftest import make_message
 
 
@@ -266,3 +267,25 @@ def test_enqueue_failure_keeps_the_message_stored_and_findable_for_redrive(
     monkeypatch.undo()
     status, body = post(message)
     assert status == 200 and body["duplicate"] is True
+
+
+def test_an_enqueue_failure_reported_after_the_message_ended_changes_nothing(post: Any) -> None:
+    # Given a message accepted and then ended (here cancelled; a send SQS took but answered as
+    # failed may equally have been delivered by the time its failure is recorded)
+    message = make_message()
+    status, _ = post(message)
+    assert status == 202
+    repository = MessageRepository(get_settings().table_name)
+    key = MessageKey(message["senderId"], message["messageId"])
+    head = repository.get_head(key)
+    assert head is not None
+    cancelled = Event(EventType.CANCELLED, datetime.now(UTC), 0, None, {})
+    assert repository.cancel(head, cancelled) is not None
+    # When the enqueue step records its send as failed
+    item = {"message": message, "requestId": "late-request"}
+    record_enqueue_failed(item, None, repository, datetime.now(UTC))
+    # Then the history still ends with the cancel, and nothing makes the message due again
+    record = stored(message)
+    assert [event["type"] for event in record.events][-1] == "CANCELLED"
+    assert "ENQUEUE_FAILED" not in [event["type"] for event in record.events]
+    assert key not in list(repository.iter_due(key.due_shard, int(time.time()) + 60))
