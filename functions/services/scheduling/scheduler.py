@@ -13,9 +13,9 @@ the queue what is due in its shards of the `due` index.
   then was written before that sweep queried its shard. (The one gap: the store step's few
   milliseconds between its clock and its write, plus the index's propagation lag, under a second;
   a message accepted in it, due just over QUEUE_LEAD_SECONDS later, is re-driven as below, late by
-  a re-drive window, never lost.) If a sweep fails for an
-  entry, its cursor stays before that entry: the next sweep sends again from there (the dispatcher's
-  claim makes a second queue copy harmless, and never attempts early).
+  a re-drive window, never lost.) If a sweep fails for an entry, its cursor stays before that
+  entry: the next sweep sends again from there (the dispatcher's claim makes a second queue copy
+  harmless, and never attempts early).
 - A handed message whose queue copy was lost (never claimed): its entry is still in the shard a
   re-drive window after its time, the head still SCHEDULED. The sweep then moves it to the
   reconciler's shard, due at once, and the reconciler's due walk re-drives it (a write on that
@@ -43,7 +43,7 @@ from functions.contract.request_shapes import RequestShape
 from functions.domain.clock import iso_seconds
 from functions.domain.config import Settings
 from functions.domain.exceptions import RelayError
-from functions.domain.model import MessageKey, Status
+from functions.domain.model import MessageHead, MessageKey, Status
 from functions.domain.scheduling import (
     QUEUE_LEAD_SECONDS,
     SCHEDULE_LEAD_SECONDS,
@@ -122,11 +122,9 @@ def _guarded(done: Sweep, step: Any) -> SweepCount:
 
 def _queue_message(repository: ScheduleRepository, queue: DeliveryQueue, key: MessageKey, now: datetime) -> SweepCount:
     """Send a SCHEDULED message to the queue with the seconds that remain; write nothing (the cursor
-    remembers it was handed). A cancelled or finished one leaves the shard instead."""
-    head = repository.get_head(key)
-    if head is None or head.status != Status.SCHEDULED or head.not_before is None:
-        if head is not None and head.is_terminal:
-            repository.clear_due(key)
+    remembers it was handed)."""
+    head = _waiting_head(repository, key)
+    if head is None or head.not_before is None:
         return SweepCount.SKIPPED
     queue.send(key, head.run, delay_seconds=queue_delay(head.not_before, now.timestamp()))
     return SweepCount.QUEUED
@@ -135,14 +133,20 @@ def _queue_message(repository: ScheduleRepository, queue: DeliveryQueue, key: Me
 def _hand_unclaimed(repository: ScheduleRepository, entry: DueMessage, epoch: int) -> SweepCount:
     """A handed message still in the shard a re-drive window after its time: its queue copy was lost.
     Moved to the reconciler's shard, due now (conditional on SCHEDULED, its run and its time), so the
-    reconciler's due walk re-drives it; a finished one just leaves the shard."""
-    head = repository.get_head(entry.key)
-    if head is None or head.status != Status.SCHEDULED or head.not_before is None:
-        if head is not None and head.is_terminal:
-            repository.clear_due(entry.key)
+    reconciler's due walk re-drives it."""
+    head = _waiting_head(repository, entry.key)
+    if head is None:
         return SweepCount.SKIPPED
     moved = repository.hand_scheduled_to_reconciler(head, epoch)
     return SweepCount.UNCLAIMED if moved is not None else SweepCount.SKIPPED
+
+
+def _waiting_head(repository: ScheduleRepository, key: MessageKey) -> MessageHead | None:
+    """The head while it is SCHEDULED; else None, and a finished (cancelled) one's entry leaves the shard."""
+    head = repository.get_head(key)
+    if head is not None and head.is_terminal:
+        repository.clear_due(key)
+    return head if head is not None and head.status == Status.SCHEDULED else None
 
 
 def _fire(
