@@ -90,12 +90,13 @@ def _sweep_shard(
     window after their time go to the reconciler, its schedules due fire; then, when it queued any,
     its cursor moves on to `now` (or to just before the first that failed)."""
     epoch = int(now.timestamp())
-    cursor = repository.scheduler_cursor(shard)
+    cursor: int | None = None  # read with the shard's first message entry: an idle sweep reads none
     # Due this long ago (its time plus a re-drive window passed) and still here: never claimed.
     unclaimed_by = epoch - QUEUE_LEAD_SECONDS - settings.redrive_after_seconds
     handed_until, handed = epoch, False
     for work in repository.scheduler_due(shard, epoch):
         for entry in work.messages:
+            cursor = repository.scheduler_cursor(shard) if cursor is None else cursor
             if entry.due_at > cursor:
                 handed = True
                 queued = _guarded(done, lambda key=entry.key: _queue_message(repository, queue, key, now))
@@ -105,7 +106,7 @@ def _sweep_shard(
                 _guarded(done, lambda entry=entry: _hand_unclaimed(repository, entry, epoch))
         for schedule_key in work.schedules:
             _guarded(done, lambda k=schedule_key: _fire(repository, queue, settings, k, now))
-    if handed and handed_until > cursor:
+    if handed and cursor is not None and handed_until > cursor:
         repository.advance_scheduler_cursor(shard, handed_until)
 
 
