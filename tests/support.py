@@ -387,6 +387,8 @@ def compress_queue_lead(monkeypatch: Any, seconds: int) -> None:
     for name, module in list(sys.modules.items()):
         if name.startswith("functions.") and hasattr(module, "QUEUE_LEAD_SECONDS"):
             monkeypatch.setattr(module, "QUEUE_LEAD_SECONDS", seconds)
+        if name.startswith("functions.") and hasattr(module, "SCHEDULER_ENTRY_MARGIN_SECONDS"):
+            monkeypatch.setattr(module, "SCHEDULER_ENTRY_MARGIN_SECONDS", 0)  # (a minute: compressed away)
 
 
 class QueueSends:

@@ -8,12 +8,11 @@ the queue what is due in its shards of the `due` index.
   a sweep, only forward): the time up to which a sweep handed every message due there. A later
   sweep skips, without reading its head, every message entry due by the cursor. A message entry is
   never written due at or before a cursor: ingest puts it due QUEUE_LEAD_SECONDS before its time,
-  which is more than QUEUE_LEAD_SECONDS after its acceptance (else the queue's delay takes it), so
-  its due time is after its acceptance, and a cursor is the start of a sweep: an entry due by
-  then was written before that sweep queried its shard. (The one gap: the store step's few
-  milliseconds between its clock and its write, plus the index's propagation lag, under a second;
-  a message accepted in it, due just over QUEUE_LEAD_SECONDS later, is re-driven as below, late by
-  a re-drive window, never lost.) If a sweep fails for an entry, its cursor stays before that
+  and it waits here only when that is more than SCHEDULER_ENTRY_MARGIN_SECONDS (a minute) after
+  its acceptance (else the queue's delay takes it), while a cursor is the start of a sweep that
+  has already run: an entry due by then was written, and indexed, before that sweep queried its
+  shard. (Were one missed all the same, it is re-driven as below, late by a re-drive window, never
+  lost.) If a sweep fails for an entry, its cursor stays before that
   entry: the next sweep sends again from there (the dispatcher's claim makes a second queue copy
   harmless, and never attempts early).
 - A handed message whose queue copy was lost (never claimed): its entry is still in the shard a
