@@ -141,9 +141,10 @@ class MessageRepository(MessageStore):
         update.when(f"(attribute_not_exists({ef}) OR {ef} <> {update.value('ef', request_id)})")
         self._apply(key, update)
 
-    def hand_scheduled_to_queue(self, head: MessageHead, due_at: int) -> MessageHead | None:
-        """A SCHEDULED message the scheduler queued: from its shard to the reconciler's, due at `due_at`
-        (its due time plus the re-drive window); None when it moved on (cancelled, claimed) meanwhile."""
+    def hand_scheduled_to_reconciler(self, head: MessageHead, due_at: int) -> MessageHead | None:
+        """A SCHEDULED message the scheduler queued that was never claimed a re-drive window after its
+        time: from the scheduler's shard to the reconciler's, due at `due_at` (the reconciler re-drives
+        it); None when it moved on (cancelled, claimed) meanwhile."""
         update = UpdateBuilder().when_run(head.run).when_status_in({Status.SCHEDULED})
         update.when(f"{update.name('nb')} = {update.value('nb', head.not_before)}")
         update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)

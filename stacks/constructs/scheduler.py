@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from constructs import Construct
 
-from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX, SCHEDULE_PREFIX
+from functions.contract.key_prefixes import (
+    ACTIVITY_PREFIX,
+    MESSAGE_PREFIX,
+    SCHEDULE_PREFIX,
+    SCHEDULER_CURSOR_PREFIX,
+)
 from stacks.constructs.base.functions import Foundation
 from stacks.constructs.storage import DUE_INDEX
 
@@ -27,11 +32,13 @@ class Scheduler(Construct):
         # Its shards of the due index; then the heads and schedules they name.
         self.function.grant([f"{table.table_arn}/index/{DUE_INDEX}"], "dynamodb:Query")
         self.function.grant([table.table_arn], "dynamodb:GetItem")
-        # Moving a queued message's head to the reconciler's shard and cancelling leftovers (messages),
-        # storing a firing (content and head, messages; the sender's activity minute, ACTIVE#) and
-        # advancing a schedule (SCHEDULE#): nothing else.
+        # Moving a never-claimed message's head to the reconciler's shard and clearing leftovers
+        # (messages), storing a firing (content and head, messages; the sender's activity minute,
+        # ACTIVE#), advancing a schedule (SCHEDULE#) and its shards' cursors (CURSOR#): nothing else.
         self.function.grant_item_writes(
             table.table_arn, "dynamodb:UpdateItem", "dynamodb:PutItem", prefixes=(MESSAGE_PREFIX, SCHEDULE_PREFIX)
         )
-        self.function.grant_item_writes(table.table_arn, "dynamodb:UpdateItem", prefixes=(ACTIVITY_PREFIX,))
+        self.function.grant_item_writes(
+            table.table_arn, "dynamodb:UpdateItem", prefixes=(ACTIVITY_PREFIX, SCHEDULER_CURSOR_PREFIX)
+        )
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
