@@ -100,9 +100,11 @@ class MessageRepository(MessageStore):
     ) -> bool:
         """The dedup point: a conditional put, so of concurrent twins exactly one wins.
 
-        The head is PENDING (with `due`, SCHEDULED, in the `due` index under `due.shard`) with its
-        RECEIVED event, and its bySender entry."""
-        scheduled = {"nb": due.not_before, "dueShard": due.shard, "dueAt": due.due_at} if due else {}
+        The head is PENDING (with `due`, SCHEDULED, and in the `due` index under `due.shard` when it
+        has one) with its RECEIVED event, and its bySender entry."""
+        scheduled: dict[str, Any] = {"nb": due.not_before} if due else {}
+        if due is not None and due.shard is not None:
+            scheduled.update(dueShard=due.shard, dueAt=due.due_at)
         item = {
             **scheduled,
             "pk": key.partition_key,

@@ -278,11 +278,13 @@ class MessageContent:
 
 @dataclass(frozen=True)
 class DueEntry:
-    """Where a delayed message's new head sits in the `due` index, and its due time (epoch s)."""
+    """A delayed message's due time (epoch s, `not_before`) and where its new head sits in the `due`
+    index (`shard`, due at `due_at`): the scheduler's shards for a long wait. None for a short one
+    (the queue's delay): the activity item of its due minute watches it instead (no index writes)."""
 
     not_before: int
-    shard: str
-    due_at: int
+    shard: str | None = None
+    due_at: int | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ on steady traffic.
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 
 from functions.adapters import aws
 from functions.adapters.repository import MessageRepository
@@ -67,3 +67,12 @@ def note_activity(repository: MessageRepository, key: MessageKey, now: datetime,
             _ACTIVITY_NOTED.clear()
         if _ACTIVITY_NOTED.get((key.sender_id, minute)) != _BUSY:
             _ACTIVITY_NOTED[(key.sender_id, minute)] = _NAMED if name_it else _BUSY
+
+
+def note_due_later(repository: MessageRepository, key: MessageKey, not_before: int, settings: Settings) -> None:
+    """Name a message the queue holds for a short delay in the activity of its due minute, before it
+    is stored: the sweep then reads its head a re-drive window after its time, and re-drives it if
+    no dispatcher claimed it (its queue copy lost, or its ingest run dead before the enqueue). One
+    small write, in place of a `due` index entry put at acceptance and removed at the claim."""
+    due = datetime.fromtimestamp(not_before, UTC)
+    repository.note_due_later(key, due, not_before + max(86_400, settings.redrive_after_seconds * 4))

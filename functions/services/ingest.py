@@ -40,7 +40,7 @@ from functions.domain.exceptions import (
 )
 from functions.domain.model import DueEntry, Event, EventType, MessageHead, MessageKey, Status
 from functions.domain.scheduling import QUEUE_LEAD_SECONDS, queue_delay, waits_in_scheduler
-from functions.services.activity import note_activity
+from functions.services.activity import note_activity, note_due_later
 from functions.services.http_api.responses import (
     MESSAGE_ID_CONFLICT,
     SYSTEM_ERROR,
@@ -321,11 +321,13 @@ def store_item(
     """
     key, request_id, content_hash = _key(item), item["requestId"], item["contentHash"]
     now = now or datetime.now(UTC)
-    due = _due_entry(key, item["message"], now, settings)
+    due = _due_entry(key, item["message"], now)
     # A delayed message's expiry counts from its due time: it never expires before it is sent.
     ttl = (due.not_before if due else int(now.timestamp())) + settings.ttl_seconds
 
     note_activity(repository, key, now, settings)
+    if due is not None and due.shard is None:
+        note_due_later(repository, key, due.not_before, settings)
     if not repository.put_content(key, item["message"], content_hash, ttl):
         head = repository.get_head(key)
         if head is not None:
@@ -359,16 +361,17 @@ def not_before_of(message: Mapping[str, Any]) -> int | None:
     return int(datetime.fromisoformat(raw).timestamp()) if isinstance(raw, str) else None
 
 
-def _due_entry(key: MessageKey, message: Mapping[str, Any], now: datetime, settings: Settings) -> DueEntry | None:
+def _due_entry(key: MessageKey, message: Mapping[str, Any], now: datetime) -> DueEntry | None:
     """Where a delayed message waits: the scheduler's shards when its time is further than the queue
-    can delay (due QUEUE_LEAD_SECONDS early), else the reconciler's, due a re-drive window after its
-    time (the queue holds it until then; the reconciler re-drives it if that copy is lost)."""
+    can delay (due QUEUE_LEAD_SECONDS early); else the queue holds it, with no index entry: the
+    activity item of its due minute names it, and the reconciler's sweep re-drives it should that
+    queue copy be lost (activity.note_due_later)."""
     not_before = not_before_of(message)
     if not_before is None:
         return None
     if waits_in_scheduler(not_before, now.timestamp()):
         return DueEntry(not_before, key.scheduler_shard, not_before - QUEUE_LEAD_SECONDS)
-    return DueEntry(not_before, key.due_shard, not_before + settings.redrive_after_seconds)
+    return DueEntry(not_before)
 
 
 # -- Enqueue -------------------------------------------------------------------------------------------

@@ -233,7 +233,10 @@ def sweep_unclaimed(
     A message on the success path has no due time (its queue message guards it). If its ingest run
     died between the store and the enqueue (a crash, a restart), nothing was queued: this sweep
     finds it once it is `redrive_after_seconds` old, and the due walk (this round or the next)
-    re-drives it. Its work follows the messages accepted in its window, not the number of senders:
+    re-drives it. A message the queue holds for a short delay (SCHEDULED, no index entry) is found
+    the same way a re-drive window after its due time: the activity item of its due minute names it
+    (activity.note_due_later), and the lost queue copy is re-driven.
+    Its work follows the messages accepted in its window, not the number of senders:
     it reads the window's activity items (a few queries a minute, whatever the senders), whose
     named ids are the messages of senders that sent one or a few that minute, and, for the busy
     senders only, their acceptance index over the window; then the heads, SWEEP_READERS reads at a
@@ -269,6 +272,8 @@ def _accepted_in_window(repository: MessageRepository, since: datetime, until: d
             named.extend(activity.named_keys())
             if activity.busy:
                 busy.setdefault(activity.sender_id)
+    # Once each: a message due later can be named in its acceptance minute and its due minute.
+    named = list(dict.fromkeys(named))
     for first in range(0, len(named), wave):
         yield named[first : first + wave]
     seen = set(named)
@@ -278,13 +283,19 @@ def _accepted_in_window(repository: MessageRepository, since: datetime, until: d
             yield keys[first : first + wave]
 
 
+# What a message is until a dispatcher claims it: PENDING, or SCHEDULED while the queue holds it.
+_WAITING_FOR_A_CLAIM = frozenset({Status.PENDING, Status.SCHEDULED})
+
+
 def _mark_never_claimed(
     repository: MessageRepository, heads: list[MessageHead], since: datetime, until: datetime, epoch: int
 ) -> int:
     marked = 0
     for head in heads:
-        in_window = since <= head.accepted_at <= until
-        never_claimed = head.status == Status.PENDING and head.enqueued_run < head.run
+        # A message the queue holds for a short delay should be claimed from its due time on.
+        expected_claim = max(head.accepted_at.timestamp(), head.not_before or 0)
+        in_window = since.timestamp() <= expected_claim <= until.timestamp()
+        never_claimed = head.status in _WAITING_FOR_A_CLAIM and head.enqueued_run < head.run
         if in_window and never_claimed and head.due_at is None and not head.leased(epoch):
             repository.set_due(head.key, epoch)
             marked += 1

@@ -11,7 +11,9 @@ period is an hour. No timing is asserted beyond order.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -33,6 +35,7 @@ from tests.support import (
 
 LEAD_SECONDS = 3
 DELAY_SECONDS = 6  # over the lead: the message waits in the scheduler's shards
+SHORT_DELAY_SECONDS = 2  # within the lead: the queue's delay holds it
 REDRIVE_AFTER_SECONDS = 1
 SWEEP_EVENT = {"source": "aws.events", "detail-type": "Scheduled Event"}
 
@@ -149,3 +152,25 @@ def test_a_cancelled_long_delayed_message_is_never_sent(
     assert client.status(message_id).body["status"] == "CANCELLED"
     assert received(target, message_id) == 0
     assert due_entry(message_id) == ("", 0)
+
+
+def test_a_short_delayed_message_whose_queue_copy_is_lost_is_redriven_after_its_window(
+    relay: LocalRelay, client: RelayClient, target: TargetServer, sends: QueueSends
+) -> None:
+    # Given a message the queue holds for a short delay, whose queue copy is lost
+    message_id = f"short-{uuid.uuid4().hex[:12]}"
+    sends.lose.add(message_id)
+    send_accepted(client, messageId=message_id, targetUrl=f"{target.url}/ok", delaySeconds=SHORT_DELAY_SECONDS)
+    # Then it waits SCHEDULED with no `due` index entry (the activity of its due minute names it)
+    assert client.status(message_id).body["status"] == "SCHEDULED"
+    assert due_entry(message_id) == ("", 0)
+    assert sends.of(message_id) == 1
+    sends.lose.clear()
+    # When its time and a re-drive window pass with no dispatcher claiming it
+    delivered = wait_for(client, message_id, ("DELIVERED",), timeout=60)
+    # Then the reconciler's sweep found it never claimed and re-drove it: delivered once, not early
+    types = [event["type"] for event in delivered["events"]]
+    assert "REDRIVEN" in types
+    assert received(target, message_id) == 1
+    started = next(event["at"] for event in delivered["events"] if event["type"] == "ATTEMPT_STARTED")
+    assert datetime.fromisoformat(started) >= datetime.fromisoformat(delivered["notBefore"])

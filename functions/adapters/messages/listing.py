@@ -102,6 +102,19 @@ class MessageIndexes:
             ExpressionAttributeValues=to_item({":ttl": ttl, ":busy": True}),
         )
 
+    def note_due_later(self, key: MessageKey, due: datetime, ttl: int) -> None:
+        """Name a message due later (a short delay: the queue holds it) in the activity of its due
+        minute, in an item of its own (`<sender>#<id>`; identifiers have no `#`), so the sweep reads
+        its head once it should have been claimed. One small write, whatever the sender's traffic
+        that minute: no cap to overflow. Idempotent."""
+        self.table.call(
+            "update_item",
+            Key=to_item({"pk": activity_partition(key.sender_id, activity_minute(due)), "sk": _due_later_sort(key)}),
+            UpdateExpression="SET #ttl = :ttl",
+            ExpressionAttributeNames={"#ttl": "ttl"},
+            ExpressionAttributeValues=to_item({":ttl": ttl}),
+        )
+
     def activity(self, minute: int) -> Iterator[SenderActivity]:
         """The senders that accepted messages in `minute` (epoch minutes), shard after shard."""
         for partition in activity_partitions(minute):
@@ -117,8 +130,9 @@ class MessageIndexes:
                     kwargs["ExclusiveStartKey"] = start
                 response = self.table.call("query", **kwargs)
                 for item in map(from_item, response.get("Items", [])):
+                    sender_id, _, due_later = str(item["sk"]).partition(DUE_LATER_SEPARATOR)
                     named = frozenset(str(message_id) for message_id in item.get("ids", ()))
-                    yield SenderActivity(str(item["sk"]), named, bool(item.get("busy", False)))
+                    yield SenderActivity(sender_id, named | {due_later} if due_later else named, bool(item.get("busy")))
                 start = response.get("LastEvaluatedKey")
                 if not start:
                     break
@@ -149,3 +163,12 @@ class MessageIndexes:
         condition = "gsi1pk = :pk AND begins_with(gsi1sk, :origin)"
         values = {":pk": status_partition(sender_id, Status.PAUSED), ":origin": f"{origin}#"}
         yield from self.query_keys(STATUS_INDEX, condition, values, page_size)
+
+
+# Between the sender and the message id in a due-later activity item's sort key (identifiers are
+# [A-Za-z0-9._:-], so a sender's own item, keyed by the sender alone, never has it).
+DUE_LATER_SEPARATOR = "#"
+
+
+def _due_later_sort(key: MessageKey) -> str:
+    return f"{key.sender_id}{DUE_LATER_SEPARATOR}{key.message_id}"

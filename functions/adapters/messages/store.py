@@ -120,6 +120,10 @@ class MessageStore:
         """Name a store container's first message of a sender in `at`'s minute (the sweep reads it)."""
         self.indexes.note_activity(sender_id, message_id, at, ttl)
 
+    def note_due_later(self, key: MessageKey, due: datetime, ttl: int) -> None:
+        """See MessageIndexes.note_due_later."""
+        self.indexes.note_due_later(key, due, ttl)
+
     def note_busy_sender(self, sender_id: str, at: datetime, ttl: int) -> None:
         """Mark that a store container took more than one message of the sender in `at`'s minute."""
         self.indexes.note_busy_sender(sender_id, at, ttl)
