@@ -949,20 +949,23 @@ class _CompressedQueueLead:
 
     def __init__(self, seconds: int) -> None:
         self.seconds = seconds
-        self.saved: list[tuple[Any, int]] = []
+        self.saved: list[tuple[Any, str, int]] = []
 
     def __enter__(self) -> None:
         import functions.services.ingest
         import functions.services.scheduling.scheduler  # noqa: F401  (loaded, so patched too)
 
+        # The lead, and the margin a scheduler entry keeps past it (a minute), in seconds.
+        compressed = {"QUEUE_LEAD_SECONDS": self.seconds, "SCHEDULER_ENTRY_MARGIN_SECONDS": 0}
         for name, module in list(sys.modules.items()):
-            if name.startswith("functions.") and hasattr(module, "QUEUE_LEAD_SECONDS"):
-                self.saved.append((module, module.QUEUE_LEAD_SECONDS))
-                setattr(module, "QUEUE_LEAD_SECONDS", self.seconds)  # noqa: B010  (any module holding it)
+            for constant, value in compressed.items():
+                if name.startswith("functions.") and hasattr(module, constant):
+                    self.saved.append((module, constant, getattr(module, constant)))
+                    setattr(module, constant, value)
 
     def __exit__(self, *_: object) -> None:
-        for module, value in self.saved:
-            setattr(module, "QUEUE_LEAD_SECONDS", value)  # noqa: B010
+        for module, constant, value in self.saved:
+            setattr(module, constant, value)
 
 
 def measure_idle_sweeps(relay: Any, sweeps: int) -> dict[str, Any]:

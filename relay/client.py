@@ -73,17 +73,17 @@ class RelayClient:
             return ApiAnswer(error.code, _decode(error.read()))
 
     def send(self, message: dict[str, Any] | bytes) -> ApiAnswer:
-        payload = message if isinstance(message, bytes) else json.dumps(message).encode("utf-8")
+        payload = message if isinstance(message, bytes) else _json(message)
         return self.request("POST", "/messages", payload)
 
     def send_batch(self, messages: list[Any] | bytes) -> ApiAnswer:
         """POST /messages/batch: up to 100 messages, one answer with a result per message, in order."""
-        payload = messages if isinstance(messages, bytes) else json.dumps({"messages": messages}).encode("utf-8")
+        payload = messages if isinstance(messages, bytes) else _json({"messages": messages})
         return self.request("POST", "/messages/batch", payload)
 
     def status(self, message_id: str, events_cursor: str | None = None) -> ApiAnswer:
         query = f"?{urlencode({'eventsCursor': events_cursor})}" if events_cursor else ""
-        return self.request("GET", f"/messages/{quote(message_id, safe='')}{query}")
+        return self.request("GET", _item_path("messages", message_id) + query)
 
     def status_with_history(self, message_id: str) -> ApiAnswer:
         """`status`, its `events` the message's whole history: a long history comes in pages (newest
@@ -111,39 +111,39 @@ class RelayClient:
         return self.request("GET", "/messages" + (f"?{urlencode(query)}" if query else ""))
 
     def replay(self, message_id: str) -> ApiAnswer:
-        return self.request("POST", f"/messages/{quote(message_id, safe='')}/replay", b"")
+        return self.request("POST", _item_path("messages", message_id, "replay"), b"")
 
     def replay_many(self, job_filter: dict[str, Any]) -> ApiAnswer:
         """POST /messages/replay: start a bulk replay job ({status, since?, until?, origin?})."""
-        return self.request("POST", "/messages/replay", json.dumps(job_filter).encode("utf-8"))
+        return self.request("POST", "/messages/replay", _json(job_filter))
 
     def replay_job(self, job_id: str) -> ApiAnswer:
-        return self.request("GET", f"/replays/{quote(job_id, safe='')}")
+        return self.request("GET", _item_path("replays", job_id))
 
     def cancel(self, message_id: str) -> ApiAnswer:
-        return self.request("POST", f"/messages/{quote(message_id, safe='')}/cancel", b"")
+        return self.request("POST", _item_path("messages", message_id, "cancel"), b"")
 
     def put_schedule(self, name: str, schedule: dict[str, Any]) -> ApiAnswer:
         """PUT /schedules/{name}: create or replace a cron schedule ({cron, timezone?, message})."""
-        return self.request("PUT", f"/schedules/{quote(name, safe='')}", json.dumps(schedule).encode("utf-8"))
+        return self.request("PUT", _item_path("schedules", name), _json(schedule))
 
     def schedules(self) -> ApiAnswer:
         return self.request("GET", "/schedules")
 
     def schedule(self, name: str) -> ApiAnswer:
-        return self.request("GET", f"/schedules/{quote(name, safe='')}")
+        return self.request("GET", _item_path("schedules", name))
 
     def delete_schedule(self, name: str) -> ApiAnswer:
-        return self.request("DELETE", f"/schedules/{quote(name, safe='')}")
+        return self.request("DELETE", _item_path("schedules", name))
 
     def pause_schedule(self, name: str, paused: bool = True) -> ApiAnswer:
         """POST /schedules/{name}/pause (or /resume with `paused=False`)."""
         action = "pause" if paused else "resume"
-        return self.request("POST", f"/schedules/{quote(name, safe='')}/{action}", b"")
+        return self.request("POST", _item_path("schedules", name, action), b"")
 
     def put_target(self, origin: str, rate_per_second: float | None, max_concurrency: int | None) -> ApiAnswer:
         body = {"origin": origin, "ratePerSecond": rate_per_second, "maxConcurrency": max_concurrency}
-        return self.request("PUT", "/targets", json.dumps(body).encode("utf-8"))
+        return self.request("PUT", "/targets", _json(body))
 
     def targets(self) -> ApiAnswer:
         return self.request("GET", "/targets")
@@ -156,10 +156,10 @@ class RelayClient:
         return self.request("GET", f"/targets/health?{urlencode({'origin': origin})}")
 
     def resume_target(self, origin: str) -> ApiAnswer:
-        return self.request("POST", "/targets/resume", json.dumps({"origin": origin}).encode("utf-8"))
+        return self.request("POST", "/targets/resume", _json({"origin": origin}))
 
     def put_notifications(self, url: str, events: tuple[str, ...] | builtins.list[str]) -> ApiAnswer:
-        return self.request("PUT", "/notifications", json.dumps({"url": url, "events": events}).encode("utf-8"))
+        return self.request("PUT", "/notifications", _json({"url": url, "events": events}))
 
     def notifications(self) -> ApiAnswer:
         return self.request("GET", "/notifications")
@@ -168,8 +168,18 @@ class RelayClient:
         return self.request("DELETE", "/notifications")
 
     def admin(self, method: str, path: str, payload: dict[str, Any] | None = None) -> ApiAnswer:
-        body = json.dumps(payload).encode() if payload is not None else (b"" if method == "POST" else None)
+        body = _json(payload) if payload is not None else (b"" if method == "POST" else None)
         return self.request(method, f"/_admin{path}", body)
+
+
+def _item_path(collection: str, name: str, action: str = "") -> str:
+    """`/collection/name[/action]`: the name (a message id, a job id, a schedule's name) is quoted
+    whole, so a "/" in it stays inside its one path segment."""
+    return f"/{collection}/{quote(name, safe='')}" + (f"/{action}" if action else "")
+
+
+def _json(body: Any) -> bytes:
+    return json.dumps(body).encode("utf-8")
 
 
 def _decode(raw: bytes) -> Any:

@@ -152,6 +152,24 @@ def _write_head(sender_id: str, message_id: str, **attributes: str | int) -> Non
     )
 
 
+def stored_due_entry(sender_id: str, message_id: str) -> tuple[str, int]:
+    """The message's `due` index entry as stored (`dueShard`, `dueAt`); ("", 0) when it has none."""
+    import boto3
+
+    from functions.adapters.messages.items import HEAD_SORT_KEY
+    from functions.domain.config import get_settings
+    from functions.domain.model import MessageKey
+
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=get_settings().table_name,
+        Key={"pk": {"S": MessageKey(sender_id, message_id).partition_key}, "sk": {"S": HEAD_SORT_KEY}},
+        ConsistentRead=True,
+    )["Item"]
+    if "dueShard" not in item:
+        return ("", 0)
+    return (item["dueShard"]["S"], int(item["dueAt"]["N"]))
+
+
 # A relay whose reconciler re-drives after one second (every half second): a backlog or a stuck
 # message outlasts many re-drive windows within a test. One retry per lane.
 ONE_RETRY_POLICY = {
@@ -352,3 +370,45 @@ def reconciler_paused(relay: Any) -> Iterator[None]:
         yield
     finally:
         relay.reconciler = ScheduledWorker(relay.local, "relay-reconciler", relay.reconcile_every_seconds).start()
+
+
+# -- The scheduler's hand-off in seconds (tests/integration/test_scheduler_handoff.py) -------------
+
+
+def compress_queue_lead(monkeypatch: Any, seconds: int) -> None:
+    """QUEUE_LEAD_SECONDS set to `seconds` in every loaded Relay module that holds it (the rule, the
+    due time ingest stores, the scheduler's), as bench/cost_run.py does: a message due a few seconds
+    after acceptance then waits in the scheduler's shards, as one due in hours does when deployed."""
+    import sys
+
+    import functions.services.ingest
+    import functions.services.scheduling.scheduler  # noqa: F401  (loaded, so patched too)
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("functions.") and hasattr(module, "QUEUE_LEAD_SECONDS"):
+            monkeypatch.setattr(module, "QUEUE_LEAD_SECONDS", seconds)
+        if name.startswith("functions.") and hasattr(module, "SCHEDULER_ENTRY_MARGIN_SECONDS"):
+            monkeypatch.setattr(module, "SCHEDULER_ENTRY_MARGIN_SECONDS", 0)  # (a minute: compressed away)
+
+
+class QueueSends:
+    """Every delivery-queue send of the relay's functions, by message id (DeliveryQueue.send patched);
+    the ids in `lose` are not sent at all, as if their queue copy were lost."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        from functions.adapters.queue import DeliveryQueue
+
+        self.sent: list[str] = []
+        self.lose: set[str] = set()
+        send = DeliveryQueue.send
+
+        def recording(queue: Any, key: Any, run: int = 0, delay_seconds: int = 0) -> str:
+            self.sent.append(key.message_id)
+            if key.message_id in self.lose:
+                return "lost"
+            return str(send(queue, key, run, delay_seconds))
+
+        monkeypatch.setattr(DeliveryQueue, "send", recording)
+
+    def of(self, message_id: str) -> int:
+        return self.sent.count(message_id)

@@ -35,10 +35,14 @@ from botocore.exceptions import ClientError
 
 from functions.adapters.messages.items import (
     CONTENT_SORT_KEY,
+    HEAD_SORT_KEY,
     encode_content,
+    encode_event,
+    index_sort,
     last_attempt_arn,
-    new_head_item,
     paused_sort,
+    sender_shard,
+    sender_shard_partition,
     status_partition,
 )
 from functions.adapters.messages.store import REPLAYABLE_STATUSES, MessageStore
@@ -96,8 +100,27 @@ class MessageRepository(MessageStore):
     ) -> bool:
         """The dedup point: a conditional put, so of concurrent twins exactly one wins.
 
-        With `due`, the head is SCHEDULED and sits in the `due` index under `due.shard`."""
-        item = new_head_item(key, content_hash, request_id, accepted_at, ttl, received, due)
+        The head is PENDING (with `due`, SCHEDULED, in the `due` index under `due.shard`) with its
+        RECEIVED event, and its bySender entry."""
+        scheduled = {"nb": due.not_before, "dueShard": due.shard, "dueAt": due.due_at} if due else {}
+        item = {
+            **scheduled,
+            "pk": key.partition_key,
+            "sk": HEAD_SORT_KEY,
+            "s": (Status.SCHEDULED if due else Status.PENDING).value,
+            "r": 0,
+            "a": 0,
+            "acc": epoch_ms(accepted_at),
+            "u": epoch_ms(accepted_at),
+            "ttl": ttl,
+            "h": content_hash,
+            "rq": request_id,
+            "ev": [encode_event(received)],
+            # The one index entry of the success path, written here and never re-keyed; its shard comes
+            # from the message id, so the key's value changes with the shard count, not the writes.
+            "spk": sender_shard_partition(key.sender_id, sender_shard(key)),
+            "ssk": index_sort(key, accepted_at),
+        }
         try:
             self.table.call("put_item", Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
@@ -118,9 +141,10 @@ class MessageRepository(MessageStore):
         update.when(f"(attribute_not_exists({ef}) OR {ef} <> {update.value('ef', request_id)})")
         self._apply(key, update)
 
-    def hand_scheduled_to_queue(self, head: MessageHead, due_at: int) -> MessageHead | None:
-        """A SCHEDULED message the scheduler queued: from its shard to the reconciler's, due at `due_at`
-        (its due time plus the re-drive window); None when it moved on (cancelled, claimed) meanwhile."""
+    def hand_scheduled_to_reconciler(self, head: MessageHead, due_at: int) -> MessageHead | None:
+        """A SCHEDULED message the scheduler queued that was never claimed a re-drive window after its
+        time: from the scheduler's shard to the reconciler's, due at `due_at` (the reconciler re-drives
+        it); None when it moved on (cancelled, claimed) meanwhile."""
         update = UpdateBuilder().when_run(head.run).when_status_in({Status.SCHEDULED})
         update.when(f"{update.name('nb')} = {update.value('nb', head.not_before)}")
         update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)

@@ -28,6 +28,7 @@ from functions.services.http_api.api_errors import register_error_handlers
 if TYPE_CHECKING:
     from functions.adapters.repository import MessageRepository
     from functions.services.http_api.console import Asset
+    from functions.services.http_api.operations import Cancelled, MessagePage, ReplayStarted
 
 # Each route's modules load on its first use (imports inside the routes): a cold start pays for the
 # router alone, and a route then for what it needs (`make bench`, cold start: within 1.5x of boto3).
@@ -65,7 +66,7 @@ def get_message(message_id: str) -> dict[str, Any]:
 
 
 @app.get("/messages")
-def list_messages() -> dict[str, Any]:
+def list_messages() -> "MessagePage":
     from functions.services.http_api import operations
 
     query = app.current_event.query_string_parameters or {}
@@ -95,7 +96,7 @@ def get_replay(job_id: str) -> dict[str, Any]:
 
 
 @app.post("/messages/<message_id>/replay")
-def replay_message(message_id: str) -> Response[dict[str, Any]]:
+def replay_message(message_id: str) -> Response["ReplayStarted"]:
     from functions.adapters.queue import DeliveryQueue
     from functions.services.http_api import operations
 
@@ -107,7 +108,7 @@ def replay_message(message_id: str) -> Response[dict[str, Any]]:
 
 
 @app.post("/messages/<message_id>/cancel")
-def cancel_message(message_id: str) -> dict[str, Any]:
+def cancel_message(message_id: str) -> "Cancelled":
     from functions.services.http_api import operations
 
     return operations.cancel(_repository(), _sender(), _message_id(message_id))

@@ -53,8 +53,9 @@ DUE_SHARDS = -(-DUE_INDEX_WRITES_PER_MESSAGE * GOAL_MESSAGES_PER_SECOND * HEADRO
 ACTIVITY_WRITES_PER_MESSAGE = 1
 ACTIVITY_SHARDS = -(-ACTIVITY_WRITES_PER_MESSAGE * GOAL_MESSAGES_PER_SECOND * HEADROOM // PARTITION_WRITES_PER_SECOND)
 # The scheduler's shards of the `due` index (`SCHED#<n>`): one write when a message due later than
-# the queue's delay allows is accepted and one when the scheduler hands it to the queue; 2 x 1,000 x 4
-# / 1,000 = 8 shards.
+# the queue's delay allows is accepted and one when the dispatcher's claim removes it (the scheduler
+# hands it to the queue without a write: its shard's cursor, functions/services/scheduling/
+# scheduler.py); 2 x 1,000 x 4 / 1,000 = 8 shards.
 SCHEDULER_INDEX_WRITES_PER_MESSAGE = 2
 SCHEDULER_SHARDS = -(
     -SCHEDULER_INDEX_WRITES_PER_MESSAGE * GOAL_MESSAGES_PER_SECOND * HEADROOM // PARTITION_WRITES_PER_SECOND

@@ -17,6 +17,10 @@ SCHEDULE_PREFIX = "SCHEDULE#"
 # (`ACTIVE#<minute>#<shard>`, sort key the sender; written at ingest): the reconciler's sweep of
 # never-claimed messages reads these instead of every sender (functions/services/reconciler.py).
 ACTIVITY_PREFIX = "ACTIVE#"
+# The scheduler's cursor of each of its shards (`CURSOR#<n>`): the time up to which a sweep handed
+# every delayed message due there to the queue, so the next sweep skips them without a write per
+# message (functions/services/scheduling/scheduler.py).
+SCHEDULER_CURSOR_PREFIX = "CURSOR#"
 # A sender's record, and a token's hash (only `relay senders` writes them).
 SENDER_PREFIX = "SENDER#"
 # A sender's operational notifications (PUT /notifications): where its events are delivered.

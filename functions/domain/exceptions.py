@@ -7,10 +7,23 @@ state machines' `Retry`/`Catch` clauses match on it (see statemachines/*.asl.jso
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
+
+
+class PayloadInvalid(ValueError):
+    """A step's input (or a queued message) that is not the shape its step reads: a state machine
+    never hands one over, so it is a fault of Relay's, not the sender's (no RelayError)."""
 
 
 class RelayError(Exception):
     """Base of every error Relay raises on purpose."""
+
+
+class FieldDetail(TypedDict):
+    """A FieldError as an error answer's `details` list it."""
+
+    path: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -18,7 +31,7 @@ class FieldError:
     path: str
     message: str
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> FieldDetail:
         return {"path": self.path, "message": self.message}
 
 

@@ -1,7 +1,7 @@
 """Time rules of delayed messages and cron schedules, pure (no AWS): the one place they are decided.
 
 A delayed message's wait rides the delivery queue's own delay when its due time is at most
-QUEUE_LEAD_SECONDS away (SQS delays up to 900 s); a later one waits in the scheduler's shards of
+QUEUE_LEAD_SECONDS (plus a margin) away (SQS delays up to 900 s); a later one waits in the scheduler's shards of
 the `due` index, due QUEUE_LEAD_SECONDS before its time, and the scheduler (swept every minute)
 hands it to the queue with the seconds that remain. So every message reaches the queue early and
 the queue's delay, not the sweep, sets the second it is sent.
@@ -18,6 +18,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # Due within this many seconds: queued at once with the delay that remains. Over twice the
 # scheduler's period (60 s), under SQS's 900 s ceiling.
 QUEUE_LEAD_SECONDS = 300
+# A message waits in the scheduler only when due more than this much beyond QUEUE_LEAD_SECONDS: its
+# entry (due QUEUE_LEAD_SECONDS early) is then due a minute after its acceptance at the earliest,
+# so no sweep's cursor (the start of a sweep) can have passed it by the time it is written and
+# indexed (scheduler.py). One due within QUEUE_LEAD_SECONDS + this rides the queue's delay (< 900 s).
+SCHEDULER_ENTRY_MARGIN_SECONDS = 60
 # A schedule's firing is created this long before its time (over the scheduler's 60 s period, so
 # it is queued before its minute and the queue's delay sends it on the second), and no earlier:
 # a schedule deleted or paused has at most the firings of this window to cancel.
@@ -33,7 +38,7 @@ def queue_delay(not_before: int, now: float) -> int:
 
 def waits_in_scheduler(not_before: int, accepted_at: float) -> bool:
     """True when the due time is too far for the queue's delay: the scheduler queues it later."""
-    return not_before - accepted_at > QUEUE_LEAD_SECONDS
+    return not_before - accepted_at > QUEUE_LEAD_SECONDS + SCHEDULER_ENTRY_MARGIN_SECONDS
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from functions.adapters.queue import DeliveryQueue
 from functions.adapters.repository import MessageRepository
 from functions.domain.config import get_settings
 from functions.services.ingest import CORRELATION_ID_PATH, enqueue
+from functions.services.ingest_payloads import AnsweredState, stored_state
 
 
 @step_handler(CORRELATION_ID_PATH)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> AnsweredState:
     settings = get_settings()
-    return enqueue(event, MessageRepository(settings.table_name), DeliveryQueue(settings.queue_url))
+    return enqueue(stored_state(event), MessageRepository(settings.table_name), DeliveryQueue(settings.queue_url))

@@ -2,7 +2,8 @@
 
 POST /messages and POST /messages/batch run the same definition (statemachines/ingest.asl.json) and
 these same four steps. Validate reads the request's shape (functions/contract/request_shapes.py,
-filled in by the machine) and turns the request into the state `{requestId, shape, items: [...]}`:
+filled in by the machine) and turns the request into the state `{requestId, shape, items: [...]}`
+(its shapes, and how a step's results make the next state: ingest_payloads.py):
 one item per message, each the state that message has at this step. A step works on the items not
 answered yet, in parallel when there are several; an answered item keeps only its `response`, which
 keeps the state small. Once no item is left to work on, the step answers the request (`response`):
@@ -15,15 +16,13 @@ or malformed) is the `response` at once.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.adapters import aws
 from functions.adapters.observability import logger, metrics
 from functions.adapters.queue import DeliveryQueue
 from functions.adapters.repository import MessageRepository
@@ -41,15 +40,32 @@ from functions.domain.exceptions import (
 )
 from functions.domain.model import DueEntry, Event, EventType, MessageHead, MessageKey, Status
 from functions.domain.scheduling import QUEUE_LEAD_SECONDS, queue_delay, waits_in_scheduler
+from functions.services.activity import note_activity
 from functions.services.http_api.responses import (
     MESSAGE_ID_CONFLICT,
     SYSTEM_ERROR,
     SYSTEM_ERROR_MESSAGE,
+    HttpAnswer,
     error_response,
     http_response,
     response_for_rejection,
 )
 from functions.services.http_api.status import head_summary
+from functions.services.ingest_payloads import (
+    AnsweredItem,
+    AnsweredState,
+    IngestRequest,
+    ItemsState,
+    Next,
+    Open,
+    StoredItem,
+    ValidatedItem,
+    answer_only,
+    answered_state,
+    next_state,
+    open_items,
+    with_results,
+)
 
 # The steps' log correlation id (Powertools' correlation_id_path): a single message's id; none for
 # a batch, whose items each have their own.
@@ -68,7 +84,7 @@ BATCH_ITEM_ALLOWANCE_BYTES = 512
 # -- the state: items, answered or not -------------------------------------------------------------
 
 
-def _key(item: dict[str, Any]) -> MessageKey:
+def _key(item: ValidatedItem | StoredItem) -> MessageKey:
     message = item["message"]
     return MessageKey(message["senderId"], message["messageId"])
 
@@ -78,62 +94,35 @@ def item_request_id(request_id: str, index: int, shape: RequestShape) -> str:
     return f"{request_id}:{index}" if shape is RequestShape.BATCH else request_id
 
 
-def _pending(items: list[dict[str, Any]]) -> list[int]:
-    return [index for index, item in enumerate(items) if "response" not in item]
-
-
-def _answered(item: dict[str, Any]) -> dict[str, Any]:
-    """An item once it has its answer: the answer only."""
-    return {"response": item["response"]} if "response" in item else item
-
-
 def _run_items(
-    items: list[dict[str, Any]], indexes: list[int], step: Callable[[dict[str, Any]], dict[str, Any]]
-) -> None:
-    """`step` over the items at `indexes`, in parallel; each result replaces its item in place.
+    pending: list[tuple[int, Open]], step: Callable[[Open], Next | AnsweredItem]
+) -> dict[int, Next | AnsweredItem]:
+    """`step` over the `pending` items, in parallel: each one's result by its place.
 
     The first runs in this thread (a single message never starts a thread), so the clients the
     others share are created once.
     """
-    if not indexes:
-        return
-    first, *rest = indexes
-    items[first] = _answered(step(items[first]))
+    if not pending:
+        return {}
+    (first_index, first), *rest = pending
+    results = {first_index: answer_only(step(first))}
     if not rest:
-        return
+        return results
     with ThreadPoolExecutor(max_workers=min(len(rest), BATCH_WORKERS)) as pool:
-        results = list(pool.map(step, [items[index] for index in rest]))
-    for index, result in zip(rest, results, strict=True):
-        items[index] = _answered(result)
-
-
-def _next_state(state: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
-    """The state the next step gets; the request's answer once no item is left to work on."""
-    shape = RequestShape(state["shape"])
-    if _pending(items):
-        return {"requestId": state["requestId"], "shape": shape.value, "items": items}
-    if shape is RequestShape.BATCH:
-        return {"requestId": state["requestId"], "response": batch_response(items)}
-    (item,) = items
-    return {"requestId": state["requestId"], "response": item["response"]}
-
-
-def batch_response(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """200 with one result per message, in order: the status code and body POST /messages gives."""
-    results = [
-        {"statusCode": item["response"]["statusCode"], "body": json.loads(item["response"]["body"])} for item in items
-    ]
-    return http_response(200, {"results": results})
+        done = list(pool.map(step, [item for _, item in rest]))
+    for (index, _), result in zip(rest, done, strict=True):
+        results[index] = answer_only(result)
+    return results
 
 
 # -- answers -----------------------------------------------------------------------------------------
 
 
-def duplicate_response(head: MessageHead) -> dict[str, Any]:
+def duplicate_response(head: MessageHead) -> HttpAnswer:
     return http_response(200, {"duplicate": True, **head_summary(head)})
 
 
-def conflict_response(key: MessageKey, request_id: str) -> dict[str, Any]:
+def conflict_response(key: MessageKey, request_id: str) -> HttpAnswer:
     return error_response(
         409,
         MESSAGE_ID_CONFLICT,
@@ -142,7 +131,7 @@ def conflict_response(key: MessageKey, request_id: str) -> dict[str, Any]:
     )
 
 
-def _answer_existing(head: MessageHead, content_hash: str, key: MessageKey, request_id: str) -> dict[str, Any]:
+def _answer_existing(head: MessageHead, content_hash: str, key: MessageKey, request_id: str) -> HttpAnswer:
     if head.content_hash == content_hash:
         metrics.add_metric(name=Metric.DUPLICATE, unit=MetricUnit.Count, value=1)
         return duplicate_response(head)
@@ -150,41 +139,39 @@ def _answer_existing(head: MessageHead, content_hash: str, key: MessageKey, requ
     return conflict_response(key, request_id)
 
 
-def _rejected(rejection: RelayError, request_id: str) -> dict[str, Any]:
+def _rejected(rejection: RelayError, request_id: str) -> HttpAnswer:
     metrics.add_metric(name=Metric.REJECTED, unit=MetricUnit.Count, value=1)
     logger.info("Message rejected", extra={"reason": type(rejection).__name__})
-    return {"requestId": request_id, "response": response_for_rejection(rejection, request_id)}
+    return response_for_rejection(rejection, request_id)
 
 
 # -- Validate ------------------------------------------------------------------------------------------
 
 
-def validate(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def validate(request: IngestRequest, settings: Settings) -> ItemsState[ValidatedItem] | AnsweredState:
     """The request's messages through the schema and rules: the items, or the whole request's answer.
 
     One message (shape `message`): its rejection is the answer. A batch: the envelope
     `{"messages": [...]}` (1 to 100), then each message alone, a rejected one answered in its place;
     a malformed envelope is a 400 naming the field, a validated batch too large for a state a 413.
     """
-    shape = RequestShape(state["shape"])
-    request_id = str(state.get("requestId") or "unknown")
-    authenticated = state.get("senderId") or None
+    shape, request_id, authenticated = request.shape, request.request_id, request.sender_id
     try:
         if authenticated is None and settings.require_sender:
             raise SenderMismatch("The request has no authenticated sender.")
-        documents = _documents(state.get("bodyBase64"), shape, settings)
+        documents = _documents(request.body_base64, shape, settings)
     except RelayError as rejection:
-        return _rejected(rejection, request_id)
+        return {"requestId": request_id, "response": _rejected(rejection, request_id)}
     items = [
-        _answered(_validated(document, item_request_id(request_id, index, shape), authenticated, settings, shape))
+        _validated(document, item_request_id(request_id, index, shape), authenticated, settings, shape)
         for index, document in enumerate(documents)
     ]
     if shape is RequestShape.BATCH:
         try:
             _check_batch_state_size(items)
         except PayloadTooLarge as rejection:
-            return _rejected(rejection, request_id)
-    return _next_state({"requestId": request_id, "shape": shape}, items)
+            return {"requestId": request_id, "response": _rejected(rejection, request_id)}
+    return next_state(request_id, shape, items)
 
 
 def _documents(body_base64: str | None, shape: RequestShape, settings: Settings) -> list[Any]:
@@ -205,7 +192,7 @@ def _documents(body_base64: str | None, shape: RequestShape, settings: Settings)
 
 def _validated(
     document: Any, request_id: str, authenticated: str | None, settings: Settings, shape: RequestShape
-) -> dict[str, Any]:
+) -> ValidatedItem | AnsweredItem:
     """One decoded message through validation: its item for the next step, or its answer."""
     from functions.domain.validation import validate_message
 
@@ -214,11 +201,11 @@ def _validated(
         if shape is RequestShape.MESSAGE:  # a batch's size is checked as a whole
             _check_state_size(valid.message)
     except RelayError as rejection:
-        return _rejected(rejection, request_id)
+        return {"response": _rejected(rejection, request_id)}
     return {"requestId": request_id, "message": valid.message, "contentHash": valid.content_hash}
 
 
-def _check_state_size(message: dict[str, Any]) -> None:
+def _check_state_size(message: Mapping[str, Any]) -> None:
     size = len(json.dumps(message).encode("utf-8"))
     if size > MAX_STATE_MESSAGE_BYTES:
         raise PayloadTooLarge(
@@ -248,10 +235,10 @@ def _batch_messages(document: Any) -> list[Any]:
     return messages
 
 
-def _check_batch_state_size(items: list[dict[str, Any]]) -> None:
+def _check_batch_state_size(items: list[ValidatedItem | AnsweredItem]) -> None:
     """The validated batch, with room for what each item adds later, must fit a state (like
     `_check_state_size` for one message)."""
-    size = len(json.dumps(items).encode("utf-8")) + BATCH_ITEM_ALLOWANCE_BYTES * len(_pending(items))
+    size = len(json.dumps(items).encode("utf-8")) + BATCH_ITEM_ALLOWANCE_BYTES * len(open_items(items))
     if size > MAX_STATE_MESSAGE_BYTES:
         raise PayloadTooLarge(
             "$.messages",
@@ -263,23 +250,25 @@ def _check_batch_state_size(items: list[dict[str, Any]]) -> None:
 # -- Dedup ---------------------------------------------------------------------------------------------
 
 
-def dedup(state: dict[str, Any], repository: MessageRepository, settings: Settings) -> dict[str, Any]:
+def dedup(
+    state: ItemsState[ValidatedItem], repository: MessageRepository, settings: Settings
+) -> ItemsState[ValidatedItem] | AnsweredState:
     """Fast path for repeats: each one answered from its stored head (200 duplicate or 409 conflict)."""
-    items = list(state["items"])
-    _run_items(items, _pending(items), lambda item: dedup_item(item, repository, settings))
-    return _next_state(state, items)
+    items = state["items"]
+    results = _run_items(open_items(items), lambda item: dedup_item(item, repository, settings))
+    return next_state(state["requestId"], state["shape"], with_results(items, results))
 
 
 def dedup_item(
-    item: dict[str, Any], repository: MessageRepository, settings: Settings, now: datetime | None = None
-) -> dict[str, Any]:
+    item: ValidatedItem, repository: MessageRepository, settings: Settings, now: datetime | None = None
+) -> ValidatedItem | AnsweredItem:
     """One message's repeat check. Store's conditional write stays the guard."""
     key = _key(item)
     head = repository.get_head(key, consistent=False)
     if head is None:
         return item
     _redrive_if_never_enqueued(repository, settings, head, now or datetime.now(UTC))
-    return {**item, "response": _answer_existing(head, item["contentHash"], key, item["requestId"])}
+    return {"response": _answer_existing(head, item["contentHash"], key, item["requestId"])}
 
 
 def _redrive_if_never_enqueued(
@@ -297,84 +286,34 @@ def _redrive_if_never_enqueued(
 
 
 def store(
-    state: dict[str, Any], repository: MessageRepository, settings: Settings, now: datetime | None = None
-) -> dict[str, Any]:
+    state: ItemsState[ValidatedItem], repository: MessageRepository, settings: Settings, now: datetime | None = None
+) -> ItemsState[StoredItem] | AnsweredState:
     """store_item for every new message, in parallel, except that a messageId met again in the
     request is stored after its earlier occurrence: the first is the one accepted, the next a
     duplicate (or a conflict, when its content differs), as if they had been posted one after the other."""
-    items = list(state["items"])
+    items = state["items"]
     execution_arn = state.get("executionArn")
-    rounds: list[list[int]] = []
+    rounds: list[list[tuple[int, ValidatedItem]]] = []
     seen: dict[MessageKey, int] = {}
-    for index in _pending(items):
-        key = _key(items[index])
+    for index, item in open_items(items):
+        key = _key(item)
         occurrence = seen[key] = seen.get(key, -1) + 1
         if occurrence == len(rounds):
             rounds.append([])
-        rounds[occurrence].append(index)
-    for indexes in rounds:
-        _run_items(items, indexes, lambda item: store_item(item, repository, settings, execution_arn, now))
-    return _next_state(state, items)
-
-
-# What this process has written to each (sender, minute) activity item: NAMED once its first
-# message of that sender and minute is named there, BUSY once the sender is marked busy (nothing
-# more to write that minute). A lock: a batch stores its messages on several threads.
-_NAMED, _BUSY = "named", "busy"
-_ACTIVITY_NOTED: dict[tuple[str, int], str] = {}
-_ACTIVITY_LOCK = threading.Lock()
-
-
-def forget_activity() -> None:
-    """Forget what this container noted (as a cold start does). The notes are bound to one table:
-    `relay dev` and the tests forget them whenever an embedded AWS starts or stops."""
-    with _ACTIVITY_LOCK:
-        _ACTIVITY_NOTED.clear()
-
-
-aws.on_reset(forget_activity)
-
-
-def _note_activity(repository: MessageRepository, key: MessageKey, now: datetime, settings: Settings) -> None:
-    """Record the message in its sender's activity item before it is stored, so the reconciler's
-    sweep finds it should its ingest run die before its enqueue (reconciler.sweep_unclaimed).
-
-    A sender this container met the minute before is marked busy at once (steady traffic: the
-    sweep reads its acceptance index for the minute); otherwise the container's first message of
-    the sender and minute is named and its second marks the sender busy. Later ones write nothing.
-    So steady traffic writes once per sender, minute and container, and a sender with one message
-    names it: the sweep's reads follow the messages, whatever the number of senders.
-
-    The note is remembered only once its write succeeded: a failed write (the step is retried)
-    must not leave a message the sweep cannot find. Two threads racing write twice, harmlessly
-    (a name and a busy mark are both idempotent)."""
-    minute = int(now.timestamp()) // 60
-    with _ACTIVITY_LOCK:
-        noted = _ACTIVITY_NOTED.get((key.sender_id, minute))
-        if noted == _BUSY:
-            return
-        steady = (key.sender_id, minute - 1) in _ACTIVITY_NOTED
-    name_it = noted is None and not steady
-    # Kept a day past the sweep's window: the sweep reads minutes at most an hour old.
-    ttl = int(now.timestamp()) + max(86_400, settings.redrive_after_seconds * 4)
-    if name_it:
-        repository.note_activity(key.sender_id, key.message_id, now, ttl)
-    else:
-        repository.note_busy_sender(key.sender_id, now, ttl)
-    with _ACTIVITY_LOCK:
-        if len(_ACTIVITY_NOTED) > 10_000:
-            _ACTIVITY_NOTED.clear()
-        if _ACTIVITY_NOTED.get((key.sender_id, minute)) != _BUSY:
-            _ACTIVITY_NOTED[(key.sender_id, minute)] = _NAMED if name_it else _BUSY
+        rounds[occurrence].append((index, item))
+    results: dict[int, StoredItem | AnsweredItem] = {}
+    for pending in rounds:
+        results.update(_run_items(pending, lambda item: store_item(item, repository, settings, execution_arn, now)))
+    return next_state(state["requestId"], state["shape"], with_results(items, results))
 
 
 def store_item(
-    item: dict[str, Any],
+    item: ValidatedItem,
     repository: MessageRepository,
     settings: Settings,
     execution_arn: str | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> StoredItem | AnsweredItem:
     """Store the content, then the head (PENDING, with RECEIVED): the head's put is the dedup point.
 
     `execution_arn` is the ingest run's (the machine passes $$.Execution.Id): RECEIVED names it, so
@@ -386,12 +325,12 @@ def store_item(
     # A delayed message's expiry counts from its due time: it never expires before it is sent.
     ttl = (due.not_before if due else int(now.timestamp())) + settings.ttl_seconds
 
-    _note_activity(repository, key, now, settings)
+    note_activity(repository, key, now, settings)
     if not repository.put_content(key, item["message"], content_hash, ttl):
         head = repository.get_head(key)
         if head is not None:
-            return {**item, "response": _answer_existing(head, content_hash, key, request_id)}
-        return {**item, "response": conflict_response(key, request_id)}
+            return {"response": _answer_existing(head, content_hash, key, request_id)}
+        return {"response": conflict_response(key, request_id)}
 
     details = {"requestId": request_id, **({"executionArn": str(execution_arn)} if execution_arn else {})}
     received = Event(EventType.RECEIVED, now, 0, None, details)
@@ -399,9 +338,9 @@ def store_item(
     if not repository.create_head(key, content_hash, request_id, now, ttl, received, due):
         existing = repository.get_head(key)
         if existing is None:  # pragma: no cover - a head never disappears before its TTL
-            return {**item, "response": conflict_response(key, request_id)}
+            return {"response": conflict_response(key, request_id)}
         if existing.accept_request_id != request_id:
-            return {**item, "response": _answer_existing(existing, content_hash, key, request_id)}
+            return {"response": _answer_existing(existing, content_hash, key, request_id)}
         # This very request stored it on an earlier try of this step: go on with what it stored.
     accepted_at = existing.accepted_at if existing else now
     stored_ttl = existing.ttl if existing else ttl
@@ -414,13 +353,13 @@ def store_item(
     }
 
 
-def not_before_of(message: dict[str, Any]) -> int | None:
+def not_before_of(message: Mapping[str, Any]) -> int | None:
     """A validated message's due time (epoch seconds), or None: send at once."""
     raw = message.get("notBefore")
     return int(datetime.fromisoformat(raw).timestamp()) if isinstance(raw, str) else None
 
 
-def _due_entry(key: MessageKey, message: dict[str, Any], now: datetime, settings: Settings) -> DueEntry | None:
+def _due_entry(key: MessageKey, message: Mapping[str, Any], now: datetime, settings: Settings) -> DueEntry | None:
     """Where a delayed message waits: the scheduler's shards when its time is further than the queue
     can delay (due QUEUE_LEAD_SECONDS early), else the reconciler's, due a re-drive window after its
     time (the queue holds it until then; the reconciler re-drives it if that copy is lost)."""
@@ -436,8 +375,8 @@ def _due_entry(key: MessageKey, message: dict[str, Any], now: datetime, settings
 
 
 def enqueue(
-    state: dict[str, Any], repository: MessageRepository, queue: DeliveryQueue, now: datetime | None = None
-) -> dict[str, Any]:
+    state: ItemsState[StoredItem], repository: MessageRepository, queue: DeliveryQueue, now: datetime | None = None
+) -> AnsweredState:
     """The stored messages' keys to the delivery queue (DeliveryQueue.send_keys); each taken one answered 202.
 
     ENQUEUED is recorded by the dispatcher's claim (with SQS's sent time), so the success path writes
@@ -448,24 +387,22 @@ def enqueue(
     """
     now = now or datetime.now(UTC)
     items = list(state["items"])
-    for index in _pending(items):
-        if _scheduler_queues_it(items[index]):
-            items[index] = _answered(_enqueued(items[index]))
-    pending = _pending(items)
-    queue_ids = _send(queue, [items[index] for index in pending], now)
-    for index, queue_id in zip(pending, queue_ids, strict=True):
+    for index, item in open_items(items):
+        if _scheduler_queues_it(item):
+            items[index] = _enqueued(item)
+    pending = open_items(items)
+    queue_ids = _send(queue, [item for _, item in pending], now)
+    for (index, item), queue_id in zip(pending, queue_ids, strict=True):
         if queue_id is None:
-            request_id = items[index]["requestId"]
-            record_enqueue_failed(items[index], state.get("executionArn"), repository, now)
-            items[index] = {"response": error_response(500, SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE, request_id)}
+            record_enqueue_failed(item, state.get("executionArn"), repository, now)
+            items[index] = {"response": error_response(500, SYSTEM_ERROR, SYSTEM_ERROR_MESSAGE, item["requestId"])}
     if pending and all(queue_id is None for queue_id in queue_ids):
         raise QueueUnavailable("SQS took none of the request's messages")
-    for index in _pending(items):
-        items[index] = _answered(_enqueued(items[index]))
-    return _next_state(state, items)
+    answers = [item["response"] if "response" in item else _enqueued(item)["response"] for item in items]
+    return answered_state(state["requestId"], state["shape"], answers)
 
 
-def _scheduler_queues_it(item: dict[str, Any]) -> bool:
+def _scheduler_queues_it(item: StoredItem) -> bool:
     """A message due too far ahead for the queue's delay: the scheduler queues it (store put it in
     the scheduler's shards by the same rule)."""
     not_before = not_before_of(item["message"])
@@ -473,7 +410,7 @@ def _scheduler_queues_it(item: dict[str, Any]) -> bool:
     return not_before is not None and waits_in_scheduler(not_before, accepted_at)
 
 
-def _send(queue: DeliveryQueue, items: list[dict[str, Any]], now: datetime) -> list[str | None]:
+def _send(queue: DeliveryQueue, items: list[StoredItem], now: datetime) -> list[str | None]:
     """The items' keys to the queue: the undelayed together (send_keys), a delayed one alone with
     the seconds that remain until its time."""
     ids: list[str | None] = [None] * len(items)
@@ -490,7 +427,7 @@ def _send(queue: DeliveryQueue, items: list[dict[str, Any]], now: datetime) -> l
     return ids
 
 
-def _enqueued(item: dict[str, Any]) -> dict[str, Any]:
+def _enqueued(item: StoredItem) -> AnsweredItem:
     """The queue took the message (or the scheduler will): answer 202."""
     key = _key(item)
     metrics.add_metric(name=Metric.ACCEPTED, unit=MetricUnit.Count, value=1)
@@ -503,11 +440,11 @@ def _enqueued(item: dict[str, Any]) -> dict[str, Any]:
         "expiresAt": item["expiresAt"],
         **({"notBefore": not_before} if not_before else {}),
     }
-    return {"requestId": item["requestId"], "response": http_response(202, body)}
+    return {"response": http_response(202, body)}
 
 
 def record_enqueue_failed(
-    item: dict[str, Any], execution_arn: str | None, repository: MessageRepository, now: datetime
+    item: ValidatedItem | StoredItem, execution_arn: str | None, repository: MessageRepository, now: datetime
 ) -> None:
     """ENQUEUE_FAILED (once per request) and a due time of now, so the reconciler re-drives it."""
     failed = Event(EventType.ENQUEUE_FAILED, now, 0, None, {"executionArn": execution_arn} if execution_arn else {})

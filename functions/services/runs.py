@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TypedDict
 from urllib.parse import quote
 
 from functions.contract.lanes import DeliveryLane, Lane
@@ -59,6 +59,17 @@ WORKFLOW_TYPES = {
 _LANES: dict[str, Workflow] = {Lane.FAST: Workflow.FAST_LANE, Lane.SLOW: Workflow.SLOW_LANE}
 
 
+class RunView(TypedDict):
+    """A run as GET /messages/{id} lists it (`executions`)."""
+
+    executionArn: str
+    type: str
+    workflow: str
+    run: int
+    startedAt: str
+    consoleUrl: str
+
+
 @dataclass(frozen=True)
 class Run:
     """One execution that worked on the message: which machine, for which run of the message, and when."""
@@ -76,7 +87,7 @@ class Run:
     def console_url(self) -> str:
         return console_link(self.execution_arn, self.execution_type, self.started_at)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> RunView:
         return {
             "executionArn": self.execution_arn,
             "type": self.execution_type.value,

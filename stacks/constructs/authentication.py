@@ -25,13 +25,7 @@ class SenderAuthentication(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation) -> None:
         super().__init__(scope, construct_id)
-        self.function = foundation.function(
-            self,
-            "Authorizer",
-            "authorizer",
-            "Relay API: authenticate a sender's bearer token",
-            foundation.environment(),
-        )
+        self.function = foundation.step_function(self, "authorizer", "Relay API: authenticate a sender's bearer token")
         # Token hashes and sender records are single items, read by key.
         self.function.grant([foundation.table.table_arn], "dynamodb:GetItem")
 

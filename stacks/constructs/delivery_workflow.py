@@ -97,10 +97,8 @@ class DeliveryWorkflow(Construct):
         extra: dict[str, str] | None = None,
         timeout: Duration = DEFAULT_TIMEOUT,
     ) -> RelayFunction:
-        environment = self._foundation.environment(
-            {**self._foundation.settings.delivery_environment(), **(extra or {})}
-        )
-        return self._foundation.function(self, name.capitalize(), name, description, environment, timeout=timeout)
+        environment = {**self._foundation.settings.delivery_environment(), **(extra or {})}
+        return self._foundation.step_function(self, name, description, environment, timeout=timeout)
 
     def _build_lanes(self, settings: RelaySettings) -> None:
         """The deliver, finalize and handoff functions and the two lanes that run them."""

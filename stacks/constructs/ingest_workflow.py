@@ -10,13 +10,15 @@ logs, alarms and trace sampling apart, and the single path's cost unchanged.
 
 from __future__ import annotations
 
+from functools import partial
+
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX
 from functions.contract.request_shapes import SHAPE_PLACEHOLDER, RequestShape
-from stacks.constructs.base.functions import Foundation, RelayFunction
+from stacks.constructs.base.functions import Foundation
 from stacks.constructs.base.workflow import check_placeholders, relay_state_machine
 from stacks.paths import STATEMACHINE_DIR
 from stacks.settings import RelaySettings
@@ -32,10 +34,7 @@ class IngestWorkflow(Construct):
         super().__init__(scope, construct_id)
         table, queue, settings = foundation.table, foundation.queue, foundation.settings
 
-        def step(name: str, description: str, with_queue: bool = False) -> RelayFunction:
-            environment = foundation.environment(with_queue=with_queue)
-            return foundation.function(self, name.capitalize(), name, description, environment)
-
+        step = partial(foundation.step_function, self)
         self.validate = step("validate", "Relay ingest: validate a message against the schema and rules")
         self.dedup = step("dedup", "Relay ingest: answer a repeated message from its stored head")
         self.store = step("store", "Relay ingest: store the message PENDING (conditional write)")

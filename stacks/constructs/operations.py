@@ -47,13 +47,9 @@ class Operations(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation, api: Api) -> None:
         super().__init__(scope, construct_id)
         table, queue = foundation.table, foundation.queue
-        self.function = foundation.function(
-            self,
-            "Api",
-            "api",
-            "Relay API: message status, listing, replay and cancel; target limits",
-            # Replay enqueues the new run; until the queue takes it, the reconciler owns it.
-            foundation.environment(with_queue=True),
+        # Replay enqueues the new run; until the queue takes it, the reconciler owns it.
+        self.function = foundation.step_function(
+            self, "api", "Relay API: message status, listing, replay and cancel; target limits", with_queue=True
         )
         # Status: the head and the content in one BatchGetItem; listing: the bySender or the sparse
         # byStatus index, which hold keys only, then the messages they name in one BatchGetItem per

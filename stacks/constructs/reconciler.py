@@ -9,17 +9,13 @@ re-drives, like the finalize step: FAILED plus the failed-messages queue).
 
 from __future__ import annotations
 
-from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.contract.key_prefixes import MESSAGE_PREFIX, TARGET_PREFIX
 from functions.contract.settings_names import Setting
-from stacks.constructs.base.functions import Foundation, run_every_minute
+from stacks.constructs.base.functions import Foundation
 from stacks.constructs.storage import DUE_INDEX, SENDER_INDEX, STATUS_INDEX
-
-# A round finishes well before the next one starts (conditional writes keep overlapping rounds safe).
-TIMEOUT = Duration.seconds(50)
 
 
 class Reconciler(Construct):
@@ -36,20 +32,16 @@ class Reconciler(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         table, queue = foundation.table, foundation.queue
-        self.function = foundation.function(
+        # A missed round is made up by the next one a minute later.
+        self.function, self.rule = foundation.periodic_function(
             self,
-            "Reconciler",
             "reconciler",
             "Relay: re-drive messages that are overdue with no live delivery run",
-            foundation.environment(
-                {
-                    Setting.FAILED_QUEUE_URL: failed_queue.queue_url,
-                    Setting.DEAD_LETTER_QUEUE_URL: dead_letter_queue.queue_url,
-                    **foundation.settings.delivery_environment(),
-                },
-                with_queue=True,
-            ),
-            timeout=TIMEOUT,
+            {
+                Setting.FAILED_QUEUE_URL: failed_queue.queue_url,
+                Setting.DEAD_LETTER_QUEUE_URL: dead_letter_queue.queue_url,
+                **foundation.settings.delivery_environment(),
+            },
         )
         # The due index; the senders (byStatus) and their recent messages (bySender) for the sweep of
         # messages never claimed, whose heads it batch-reads.
@@ -69,5 +61,3 @@ class Reconciler(Construct):
         self.function.grant([queue.queue_arn, failed_queue.queue_arn], "sqs:SendMessage")
         # Dispatches that failed too often land in the dead-letter queue; each round takes them back.
         self.function.grant([dead_letter_queue.queue_arn], "sqs:ReceiveMessage", "sqs:DeleteMessage")
-        # A missed round is made up by the next one a minute later.
-        self.rule = run_every_minute(self, self.function, "Run the Relay reconciler every minute")

@@ -7,15 +7,16 @@ firing is stored as an ordinary message (content and head) of the schedule's sen
 
 from __future__ import annotations
 
-from aws_cdk import Duration
 from constructs import Construct
 
-from functions.contract.key_prefixes import ACTIVITY_PREFIX, MESSAGE_PREFIX, SCHEDULE_PREFIX
-from stacks.constructs.base.functions import Foundation, run_every_minute
+from functions.contract.key_prefixes import (
+    ACTIVITY_PREFIX,
+    MESSAGE_PREFIX,
+    SCHEDULE_PREFIX,
+    SCHEDULER_CURSOR_PREFIX,
+)
+from stacks.constructs.base.functions import Foundation
 from stacks.constructs.storage import DUE_INDEX
-
-# A sweep finishes well before the next starts (conditional writes keep overlapping sweeps safe).
-TIMEOUT = Duration.seconds(50)
 
 
 class Scheduler(Construct):
@@ -24,24 +25,20 @@ class Scheduler(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, foundation: Foundation) -> None:
         super().__init__(scope, construct_id)
         table, queue = foundation.table, foundation.queue
-        self.function = foundation.function(
-            self,
-            "Scheduler",
-            "scheduler",
-            "Relay: queue delayed messages at their time and fire cron schedules",
-            foundation.environment(with_queue=True),
-            timeout=TIMEOUT,
+        # A missed sweep is made up by the next one a minute later.
+        self.function, self.rule = foundation.periodic_function(
+            self, "scheduler", "Relay: queue delayed messages at their time and fire cron schedules"
         )
         # Its shards of the due index; then the heads and schedules they name.
         self.function.grant([f"{table.table_arn}/index/{DUE_INDEX}"], "dynamodb:Query")
         self.function.grant([table.table_arn], "dynamodb:GetItem")
-        # Moving a queued message's head to the reconciler's shard and cancelling leftovers (messages),
-        # storing a firing (content and head, messages; the sender's activity minute, ACTIVE#) and
-        # advancing a schedule (SCHEDULE#): nothing else.
+        # Moving a never-claimed message's head to the reconciler's shard and clearing leftovers
+        # (messages), storing a firing (content and head, messages; the sender's activity minute,
+        # ACTIVE#), advancing a schedule (SCHEDULE#) and its shards' cursors (CURSOR#): nothing else.
         self.function.grant_item_writes(
             table.table_arn, "dynamodb:UpdateItem", "dynamodb:PutItem", prefixes=(MESSAGE_PREFIX, SCHEDULE_PREFIX)
         )
-        self.function.grant_item_writes(table.table_arn, "dynamodb:UpdateItem", prefixes=(ACTIVITY_PREFIX,))
+        self.function.grant_item_writes(
+            table.table_arn, "dynamodb:UpdateItem", prefixes=(ACTIVITY_PREFIX, SCHEDULER_CURSOR_PREFIX)
+        )
         self.function.grant([queue.queue_arn], "sqs:SendMessage")
-        # A missed sweep is made up by the next one a minute later.
-        self.rule = run_every_minute(self, self.function, "Run the Relay scheduler every minute")

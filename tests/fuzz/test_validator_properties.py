@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from functions.domain.config import Settings, message_schema
 from functions.domain.validation import HOP_BY_HOP_HEADERS, RESERVED_HEADERS
 from functions.services.ingest import validate
+from functions.services.ingest_payloads import IngestRequest
 from tests.support import validation_settings
 
 # Hypothesis warns when it prints a failing example of hundreds of KB; those are expected here.
@@ -68,7 +69,7 @@ def run_validator(raw: bytes, authenticated: str = SENDER) -> dict[str, Any]:
     """The validate step's output for one message: its item {message, contentHash}, or {response}."""
     body = base64.b64encode(raw).decode("ascii")
     state = {"requestId": "req-1", "senderId": authenticated, "bodyBase64": body, "shape": "message"}
-    output = validate(state, SETTINGS)
+    output = validate(IngestRequest.from_event(state), SETTINGS)
     if "response" in output:
         return output
     (item,) = output["items"]

@@ -355,11 +355,13 @@ def test_no_function_may_write_every_item_of_the_table(synth: Synthesized) -> No
         if writes & set(actions_of(statement))
     ]
     # Then each names the kinds of item it may write (LeadingKeys), and only message, target and
-    # replay job items: sender records and token hashes are written by `relay senders` alone
+    # replay job items (and the Relay's own: activity minutes, schedules, notification settings, the
+    # scheduler's cursors): sender records and token hashes are written by `relay senders` alone
     assert statements
     for statement in statements:
         patterns = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-        assert set(patterns) <= {"MSG#*", "TARGET#*", "REPLAY#*", "ACTIVE#*", "SCHEDULE#*", "NOTIFY#*"}, statement
+        allowed = {"MSG#*", "TARGET#*", "REPLAY#*", "ACTIVE#*", "SCHEDULE#*", "NOTIFY#*", "CURSOR#*"}
+        assert set(patterns) <= allowed, statement
 
 
 def test_the_api_function_is_configured_for_replays(synth: Synthesized) -> None:
@@ -427,6 +429,7 @@ def test_the_scheduler_may_read_its_shards_store_firings_and_queue(synth: Synthe
         "sqs:SendMessage": [queue_arn(main)],
     }
     # And its writes reach messages and schedules, and (updates only) the senders' activity minutes
+    # and its shards' cursors
     writes = {"dynamodb:PutItem", "dynamodb:UpdateItem"}
     statements = [s for s in role_statements(synth, step_role(synth, "scheduler")) if writes & set(actions_of(s))]
     reach = {
@@ -435,7 +438,7 @@ def test_the_scheduler_may_read_its_shards_store_firings_and_queue(synth: Synthe
     }
     assert reach == {
         ("dynamodb:PutItem", "dynamodb:UpdateItem"): ["MSG#*", "SCHEDULE#*"],
-        ("dynamodb:UpdateItem",): ["ACTIVE#*"],
+        ("dynamodb:UpdateItem",): ["ACTIVE#*", "CURSOR#*"],
     }
 
 

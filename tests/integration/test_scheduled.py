@@ -6,6 +6,7 @@ No timing is asserted beyond order: a delayed message never reaches its target b
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -111,6 +112,12 @@ def test_a_minutely_schedule_fires_one_message_per_minute_until_deleted(
     firings = sorted({m for m in listed if m.startswith(f"schedule-{name}-")})
     assert len(firings) >= 4
     assert len(firings) == len(set(firings))
+    # And they are one a minute: consecutive minutes, none skipped, none twice (the scheduler's
+    # cursor skips delayed messages already handed, never a schedule)
+    minutes = sorted(datetime.strptime(firing.rsplit("-", 1)[1], "%Y%m%dT%H%MZ") for firing in firings)
+    assert [later - earlier for earlier, later in itertools.pairwise(minutes)] == [timedelta(minutes=1)] * (
+        len(minutes) - 1
+    )
     # When the schedule is deleted
     assert client.delete_schedule(name).status == 200
     # Then no firing is created any more, and the firings still waiting are cancelled

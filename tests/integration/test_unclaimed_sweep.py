@@ -17,7 +17,7 @@ import pytest
 from functions.adapters.repository import MessageRepository
 from functions.domain.config import get_settings
 from functions.domain.model import MessageKey
-from functions.services import ingest
+from functions.services import activity, ingest
 from functions.services.reconciler import RoundBudget, sweep_unclaimed
 from relay.local import iam
 from tests.conftest import ingest_input, make_message
@@ -28,9 +28,9 @@ STEPS_BEFORE_ENQUEUE = ("relay-validate", "relay-dedup", "relay-store")
 @pytest.fixture(autouse=True)
 def one_store_container() -> Iterator[None]:
     """Each test starts as a fresh store container (nothing noted yet)."""
-    ingest.forget_activity()
+    activity.forget_activity()
     yield
-    ingest.forget_activity()
+    activity.forget_activity()
 
 
 def store_but_never_enqueue(local: Any, sender_id: str) -> MessageKey:
@@ -78,7 +78,7 @@ def test_a_sender_stored_by_more_containers_than_its_activity_names_is_swept_who
     sender_id = f"fleet-{uuid.uuid4().hex[:6]}"
     keys = []
     for _ in range(12):
-        ingest.forget_activity()  # the next message lands on another container
+        activity.forget_activity()  # the next message lands on another container
         keys.append(store_but_never_enqueue(local_aws, sender_id))
 
     # When the reconciler's sweep runs

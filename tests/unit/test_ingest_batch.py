@@ -22,10 +22,11 @@ import pytest
 from functions.adapters import queue
 from functions.contract.request_shapes import RequestShape
 from functions.domain.config import get_settings
-from functions.domain.exceptions import QueueUnavailable
+from functions.domain.exceptions import PayloadInvalid, QueueUnavailable
 from functions.domain.model import MessageKey
 from functions.domain.validation import MAX_BATCH_MESSAGES, MAX_BATCH_REQUEST_BYTES
 from functions.services import ingest
+from functions.services.ingest_payloads import IngestRequest, stored_state, validated_state
 
 SETTINGS = replace(get_settings(), allow_private_targets=False, require_sender=True, max_body_bytes=65_536)
 
@@ -42,16 +43,17 @@ def message(index: int, **overrides: Any) -> dict[str, Any]:
     return document
 
 
-def batch_state(body: Any, sender: str = "acme") -> dict[str, Any]:
+def batch_state(body: Any, sender: str = "acme", shape: str = "batch") -> IngestRequest:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return {"requestId": "req", "senderId": sender, "bodyBase64": base64.b64encode(raw).decode(), "shape": "batch"}
+    encoded = base64.b64encode(raw).decode()
+    return IngestRequest.from_event({"requestId": "req", "senderId": sender, "bodyBase64": encoded, "shape": shape})
 
 
-def single_state(body: Any, sender: str = "acme") -> dict[str, Any]:
-    return {**batch_state(body, sender), "shape": "message"}
+def single_state(body: Any, sender: str = "acme") -> IngestRequest:
+    return batch_state(body, sender, shape="message")
 
 
-def answer(state: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def answer(state: Any) -> tuple[int, dict[str, Any]]:
     response = state["response"]
     return response["statusCode"], json.loads(response["body"])
 
@@ -162,6 +164,70 @@ def test_a_batch_of_rejected_messages_is_answered_at_once() -> None:
     assert body["results"][1]["body"]["error"]["code"] == "VALIDATION_ERROR"
 
 
+# -- the state as each step's handler reads it -----------------------------------------------------
+
+
+def test_a_state_read_by_the_next_step_is_the_json_it_was() -> None:
+    # Given Validate's answer for a batch with a valid and a rejected message
+    state = ingest.validate(batch_state({"messages": [message(0), message(1, targetUrl="ftp://x")]}), SETTINGS)
+    text = json.dumps(state)
+    # When the next step's handler reads it (and StorePending's, with the run's ARN)
+    read = validated_state(json.loads(text))
+    with_arn = validated_state({**json.loads(text), "executionArn": "arn:run"})
+    # Then it is the same JSON, byte for byte, ARN and all
+    assert json.dumps(read) == text
+    assert json.dumps(with_arn) == json.dumps({**json.loads(text), "executionArn": "arn:run"})
+
+
+def test_a_stored_state_read_by_enqueue_is_the_json_it_was() -> None:
+    # Given StorePending's answer: a stored message and an answered one
+    state = {
+        "requestId": "req",
+        "shape": "batch",
+        "items": [
+            {k: v for k, v in stored_item("m-0", 0).items() if k not in ("contentHash", "ttl")},
+            {"response": {"statusCode": 409, "body": "{}"}},
+        ],
+        "executionArn": "arn:run",
+    }
+    # When Enqueue's handler reads it, then it is the same JSON
+    assert json.dumps(stored_state(state)) == json.dumps(state)
+
+
+@pytest.mark.parametrize(
+    ("state", "field"),
+    [
+        ({"shape": "batch", "items": [{"response": {"statusCode": 400, "body": "{}"}}]}, "requestId"),
+        ({"requestId": "req", "shape": "many", "items": [{"response": {"statusCode": 400, "body": "{}"}}]}, "shape"),
+        ({"requestId": "req", "shape": "batch", "items": []}, "items"),
+        (
+            {"requestId": "req", "shape": "batch", "items": [{"requestId": "r", "message": {}, "contentHash": "h"}]},
+            "senderId",
+        ),
+        (
+            {
+                "requestId": "req",
+                "shape": "batch",
+                "items": [{"requestId": "r", "message": {"senderId": "a", "messageId": "m"}}],
+            },
+            "contentHash",
+        ),
+        ({"requestId": "req", "shape": "batch", "items": [{"response": {"body": "{}"}}]}, "statusCode"),
+    ],
+)
+def test_a_state_that_is_not_a_steps_shape_is_refused_naming_the_field(state: dict[str, Any], field: str) -> None:
+    # When a step's handler is handed a state no step answers, it refuses it naming the field
+    with pytest.raises(PayloadInvalid, match=field):
+        validated_state(state)
+
+
+def test_validates_input_reads_an_empty_sender_as_none_and_a_missing_request_id_as_unknown() -> None:
+    # When Validate's input has an empty senderId (no authorizer) and no requestId
+    request = IngestRequest.from_event({"shape": "message", "senderId": "", "bodyBase64": "e30="})
+    # Then there is no authenticated sender, and answers name the request "unknown"
+    assert (request.sender_id, request.request_id, request.shape) == (None, "unknown", RequestShape.MESSAGE)
+
+
 # -- the steps over the items ------------------------------------------------------------------------
 
 
@@ -181,7 +247,9 @@ def test_results_stay_in_order_whatever_order_the_items_finish(monkeypatch: pyte
     monkeypatch.setattr(ingest, "dedup_item", slow_dedup)
     items = [pending(f"m-{index}", index) for index in range(40)]
     # When the batch's dedup step runs
-    state = ingest.dedup({"requestId": "req", "shape": "batch", "items": items}, repository=None, settings=None)  # type: ignore[arg-type]
+    state = ingest.dedup(
+        validated_state({"requestId": "req", "shape": "batch", "items": items}), repository=None, settings=None
+    )  # type: ignore[arg-type]
     # Then every item is in its place: the answered ones reduced to their answer, the others untouched
     for index, item in enumerate(state["items"]):
         if index % 3 == 0:
@@ -201,7 +269,9 @@ def test_answered_items_are_skipped_and_a_fully_answered_batch_is_the_answer(mon
     monkeypatch.setattr(ingest, "dedup_item", dedup)
     items = [{"response": {"statusCode": 400, "body": '{"error":{}}'}}, pending("m-1", 1)]
     # When the dedup step runs
-    state = ingest.dedup({"requestId": "req", "shape": "batch", "items": items}, repository=None, settings=None)  # type: ignore[arg-type]
+    state = ingest.dedup(
+        validated_state({"requestId": "req", "shape": "batch", "items": items}), repository=None, settings=None
+    )  # type: ignore[arg-type]
     # Then only the pending item went through it, and the state is now the whole answer, in order
     assert calls == ["req:1"]
     assert "items" not in state
@@ -233,7 +303,9 @@ def test_a_twin_is_stored_after_its_first_occurrence(monkeypatch: pytest.MonkeyP
     keys = ["a", "twin", "b", "twin", "c", "twin"]
     items = [pending(key, index) for index, key in enumerate(keys)]
     # When the batch's store step runs
-    state = ingest.store({"requestId": "req", "shape": "batch", "items": items}, repository=None, settings=SETTINGS)  # type: ignore[arg-type]
+    state = ingest.store(
+        validated_state({"requestId": "req", "shape": "batch", "items": items}), repository=None, settings=SETTINGS
+    )  # type: ignore[arg-type]
     # Then each occurrence of the twin starts only after the previous one has finished
     order = {entry: position for position, entry in enumerate(log)}
     assert order[("end", "req:1")] < order[("start", "req:3")]
@@ -278,7 +350,7 @@ def test_enqueue_sends_the_stored_items_together_and_answers_each(monkeypatch: p
     items = [stored_item("m-0", 0), {"response": {"statusCode": 400, "body": "{}"}}, stored_item("m-2", 2)]
     # When the batch's enqueue step runs
     state = ingest.enqueue(
-        {"requestId": "req", "shape": "batch", "items": items, "executionArn": "arn:run"},
+        stored_state({"requestId": "req", "shape": "batch", "items": items, "executionArn": "arn:run"}),
         repository=None,  # type: ignore[arg-type]
         queue=fake,  # type: ignore[arg-type]
     )
@@ -313,7 +385,7 @@ def test_enqueue_fails_the_step_when_the_queue_takes_nothing(monkeypatch: pytest
     )
     # When the enqueue step runs, it fails for the machine to retry, each message recorded first
     with pytest.raises(QueueUnavailable):
-        ingest.enqueue({"requestId": "req", "shape": shape, "items": items}, repository=None, queue=fake)  # type: ignore[arg-type]
+        ingest.enqueue(stored_state({"requestId": "req", "shape": shape, "items": items}), repository=None, queue=fake)  # type: ignore[arg-type]
     assert failed == (["req:0", "req:1"] if shape == "batch" else ["req"])
 
 
@@ -378,7 +450,7 @@ def test_a_single_messages_answer_is_its_items_answer(monkeypatch: pytest.Monkey
     monkeypatch.setattr(ingest, "dedup_item", lambda item, repository, settings: {**item, "response": duplicate})
     # When a single message's dedup step runs
     state = ingest.dedup(
-        {"requestId": "req", "shape": "message", "items": [pending("m-0", 0)]},
+        validated_state({"requestId": "req", "shape": "message", "items": [pending("m-0", 0)]}),
         repository=None,  # type: ignore[arg-type]
         settings=None,  # type: ignore[arg-type]
     )

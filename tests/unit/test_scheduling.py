@@ -11,6 +11,7 @@ from functions.domain.config import get_settings
 from functions.domain.exceptions import MessageInvalid
 from functions.domain.scheduling import (
     QUEUE_LEAD_SECONDS,
+    SCHEDULER_ENTRY_MARGIN_SECONDS,
     Cron,
     cron_problem,
     firing_id,
@@ -83,8 +84,10 @@ def test_time_zones_are_checked_by_name() -> None:
 
 def test_a_near_due_time_rides_the_queue_delay_and_a_far_one_waits_in_the_scheduler() -> None:
     accepted = NOW.timestamp()
-    assert not waits_in_scheduler(int(accepted) + QUEUE_LEAD_SECONDS, accepted)
-    assert waits_in_scheduler(int(accepted) + QUEUE_LEAD_SECONDS + 1, accepted)
+    # (with a minute's margin past the lead: a scheduler entry is due a minute after acceptance at the earliest)
+    assert not waits_in_scheduler(int(accepted) + QUEUE_LEAD_SECONDS + SCHEDULER_ENTRY_MARGIN_SECONDS, accepted)
+    assert waits_in_scheduler(int(accepted) + QUEUE_LEAD_SECONDS + SCHEDULER_ENTRY_MARGIN_SECONDS + 1, accepted)
+    assert QUEUE_LEAD_SECONDS + SCHEDULER_ENTRY_MARGIN_SECONDS < 900  # what rides the queue fits its delay
     assert queue_delay(int(accepted) + 8, accepted + 0.4) == 8  # rounded up: never early
     assert queue_delay(int(accepted) + 5_000, accepted) == 900  # SQS's ceiling
     assert queue_delay(int(accepted) - 5, accepted) == 0

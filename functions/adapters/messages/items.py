@@ -17,7 +17,6 @@ from functions.contract.indexes import ACTIVITY_SHARDS, SENDER_SHARDS
 from functions.contract.key_prefixes import ACTIVITY_PREFIX, SENDER_PREFIX, STATUS_INFIX
 from functions.domain.clock import iso
 from functions.domain.model import (
-    DueEntry,
     Event,
     EventType,
     MessageContent,
@@ -216,35 +215,3 @@ def paused_sort(origin: str, at: datetime, key: MessageKey) -> str:
 
 def index_sort(head_key: MessageKey, accepted_at: datetime) -> str:
     return f"{iso(accepted_at)}#{head_key.message_id}"
-
-
-def new_head_item(
-    key: MessageKey,
-    content_hash: str,
-    request_id: str,
-    accepted_at: datetime,
-    ttl: int,
-    received: Event,
-    due: DueEntry | None = None,
-) -> dict[str, Any]:
-    """A message's first head: PENDING (SCHEDULED with a due time) with its RECEIVED event, and its
-    bySender entry."""
-    scheduled = {"nb": due.not_before, "dueShard": due.shard, "dueAt": due.due_at} if due else {}
-    return {
-        **scheduled,
-        "pk": key.partition_key,
-        "sk": HEAD_SORT_KEY,
-        "s": (Status.SCHEDULED if due else Status.PENDING).value,
-        "r": 0,
-        "a": 0,
-        "acc": epoch_ms(accepted_at),
-        "u": epoch_ms(accepted_at),
-        "ttl": ttl,
-        "h": content_hash,
-        "rq": request_id,
-        "ev": [encode_event(received)],
-        # The one index entry of the success path, written here and never re-keyed; its shard comes
-        # from the message id, so the key's value changes with the shard count, not the writes.
-        "spk": sender_shard_partition(key.sender_id, sender_shard(key)),
-        "ssk": index_sort(key, accepted_at),
-    }

@@ -7,6 +7,9 @@
   two sweeps never both advance it.
 - The scheduler's shards also hold delayed messages whose time is further than the queue's delay
   (functions/services/ingest.py puts them there): `scheduler_due` tells the two kinds apart by key.
+- Each shard's cursor is one small item, `pk = CURSOR#<n>`: the time up to which a sweep handed every
+  message due there to the queue. It only moves forward (a conditional write), so an older sweep
+  finishing late never moves it back.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from functions.adapters.messages.table import from_item, to_item
 from functions.adapters.messages.updates import UpdateBuilder
 from functions.adapters.repository import MessageRepository
 from functions.contract.indexes import DUE_INDEX, SCHEDULER_SHARDS
-from functions.contract.key_prefixes import MESSAGE_PREFIX, SCHEDULE_PREFIX
+from functions.contract.key_prefixes import MESSAGE_PREFIX, SCHEDULE_PREFIX, SCHEDULER_CURSOR_PREFIX
 from functions.domain.model import MessageKey, scheduler_partition
 from functions.domain.scheduling import SCHEDULE_LEAD_SECONDS, Cron, Schedule, ScheduleMessage
 
 # A sender's schedules one listing reads at most.
 MAX_SCHEDULES_LISTED = 1_000
+# The sort key of a shard's cursor item (one item per partition).
+CURSOR_SORT_KEY = "C"
 
 
 class ScheduleKey(NamedTuple):
@@ -35,10 +40,17 @@ class ScheduleKey(NamedTuple):
     name: str
 
 
+class DueMessage(NamedTuple):
+    """A delayed message's entry in the scheduler's shard: its key and due time (epoch s)."""
+
+    key: MessageKey
+    due_at: int
+
+
 class DueWork(NamedTuple):
     """A page of the scheduler's shard: delayed messages and schedules whose time has come."""
 
-    messages: list[MessageKey]
+    messages: list[DueMessage]
     schedules: list[ScheduleKey]
 
 
@@ -48,6 +60,10 @@ def _key(sender_id: str, name: str) -> dict[str, Any]:
 
 def _shard(sender_id: str, name: str) -> str:
     return scheduler_partition(crc32(f"{SCHEDULE_PREFIX}{sender_id}#{name}".encode()) % SCHEDULER_SHARDS)
+
+
+def _cursor_key(shard: int) -> dict[str, Any]:
+    return to_item({"pk": f"{SCHEDULER_CURSOR_PREFIX}{shard}", "sk": CURSOR_SORT_KEY})
 
 
 def _epoch(moment: datetime) -> int:
@@ -145,10 +161,22 @@ class ScheduleRepository(MessageRepository):
                 item = from_item(raw)
                 pk = str(item["pk"])
                 if pk.startswith(MESSAGE_PREFIX):
-                    work.messages.append(message_key(item))
+                    work.messages.append(DueMessage(message_key(item), int(item["dueAt"])))
                 elif pk.startswith(SCHEDULE_PREFIX):
                     work.schedules.append(ScheduleKey(pk[len(SCHEDULE_PREFIX) :], str(item["sk"])))
             yield work
             start = response.get("LastEvaluatedKey")
             if not start:
                 return
+
+    def scheduler_cursor(self, shard: int) -> int:
+        """The time (epoch s) up to which shard `shard`'s messages were handed to the queue; 0 for none."""
+        item = self.table.call("get_item", Key=_cursor_key(shard), ConsistentRead=True).get("Item")
+        return int(from_item(item)["at"]) if item else 0
+
+    def advance_scheduler_cursor(self, shard: int, handed_until: int) -> bool:
+        """Move shard `shard`'s cursor forward to `handed_until`; False when it was there or beyond."""
+        update = UpdateBuilder().assign("at", handed_until)
+        at = update.name("at")
+        update.when(f"(attribute_not_exists({at}) OR {at} < {update.value('until', handed_until)})")
+        return self.table.update(_cursor_key(shard), update, must_exist=False) is not None

@@ -23,14 +23,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from functions.contract.lanes import Lane
+from functions.domain.exceptions import PayloadInvalid
 from functions.domain.model import MessageKey, Status, fencing_token
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-
-
-class PayloadInvalid(ValueError):
-    """A step's input (or a queued message) that is not the shape its step reads."""
 
 
 class DispatchOutcome(StrEnum):

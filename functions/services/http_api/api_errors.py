@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
 from functions.adapters.observability import logger
 from functions.domain.exceptions import (
+    FieldDetail,
     MessageExpired,
     MessageFinished,
     MessageInvalid,
@@ -19,7 +18,7 @@ from functions.domain.exceptions import (
     ScheduleNotFound,
     TargetNotFound,
 )
-from functions.services.http_api.responses import SYSTEM_ERROR, VALIDATION_ERROR
+from functions.services.http_api.responses import SYSTEM_ERROR, VALIDATION_ERROR, ErrorBody, api_error
 
 # exception class -> (HTTP status, error code)
 ERROR_CODES: dict[type[Exception], tuple[int, str]] = {
@@ -36,18 +35,17 @@ ERROR_CODES: dict[type[Exception], tuple[int, str]] = {
 }
 
 
-def _error(app: APIGatewayRestResolver, status: int, code: str, message: str, details: Any = None) -> Response[Any]:
-    request_id = app.current_event.request_context.request_id
-    error: dict[str, Any] = {"code": code, "message": message, "requestId": request_id}
-    if details:
-        error["details"] = details
-    return Response(status_code=status, content_type="application/json", body={"error": error})
+def _error(
+    app: APIGatewayRestResolver, status: int, code: str, message: str, details: list[FieldDetail] | None = None
+) -> Response[ErrorBody]:
+    body: ErrorBody = {"error": api_error(code, message, app.current_event.request_context.request_id, details)}
+    return Response(status_code=status, content_type="application/json", body=body)
 
 
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
     for exception_type, (status, code) in ERROR_CODES.items():
 
-        def handle(error: Exception, _status: int = status, _code: str = code) -> Response[Any]:
+        def handle(error: Exception, _status: int = status, _code: str = code) -> Response[ErrorBody]:
             details = [d.to_dict() for d in error.details] if isinstance(error, MessageInvalid) else None
             message = str(error) if isinstance(error, RelayError) else "Not allowed."
             return _error(app, _status, _code, message, details)
@@ -55,11 +53,11 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
         app.exception_handler(exception_type)(handle)
 
     @app.exception_handler(Exception)
-    def unexpected(error: Exception) -> Response[Any]:
+    def unexpected(error: Exception) -> Response[ErrorBody]:
         # No stack trace or AWS text reaches a caller; the log keeps them.
         logger.exception("Unhandled error")
         return _error(app, 500, SYSTEM_ERROR, "Relay could not process the request.")
 
     @app.not_found
-    def not_found(_: Exception) -> Response[Any]:
+    def not_found(_: Exception) -> Response[ErrorBody]:
         return _error(app, 404, "NOT_FOUND", "No such route.")

@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from functions.domain.config import SCHEMA_DIR
 from functions.domain.model import TERMINAL_STATUSES, Status
@@ -70,6 +70,17 @@ SECURITY_HEADERS = {
 }
 
 
+class Capabilities(TypedDict):
+    """`capabilities.json`: what the page may offer against this API."""
+
+    statuses: list[str]
+    finishedStatuses: list[str]
+    replayableStatuses: list[str]
+    bulkReplayStatuses: list[str]
+    listsEveryStatus: bool
+    paths: list[str]  # the OpenAPI document's routes
+
+
 @dataclass(frozen=True)
 class Asset:
     """One file of the console: its text and media type."""
@@ -111,7 +122,7 @@ def _openapi_document() -> dict[str, Any]:
     return document
 
 
-def capabilities(openapi: dict[str, Any]) -> dict[str, Any]:
+def capabilities(openapi: dict[str, Any]) -> Capabilities:
     """What the page may offer against this API (`openapi`: its OpenAPI document)."""
     from functions.adapters.messages.store import REPLAYABLE_STATUSES
     from functions.domain.config import replay_schema

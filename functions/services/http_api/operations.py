@@ -12,7 +12,7 @@ import binascii
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -33,7 +33,7 @@ from functions.domain.exceptions import (
     RelayError,
 )
 from functions.domain.model import Event, EventType, MessageKey, Status
-from functions.services.http_api.status import status_view
+from functions.services.http_api.status import ListedMessage, listed_message, status_view
 from functions.services.runs import message_runs
 
 MAX_PAGE_SIZE = 100
@@ -43,17 +43,30 @@ DEFAULT_PAGE_SIZE = 25
 # A messageId from a URL that no message can carry (schemas/message.schema.json) names no message;
 # it is answered without asking DynamoDB, which refuses keys over 2 KB with an error (a 500).
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_SUMMARY_FIELDS = (
-    "messageId",
-    "status",
-    "attempts",
-    "acceptedAt",
-    "updatedAt",
-    "notBefore",
-    "targetUrl",
-    "method",
-    "lastError",
-)
+
+
+class MessagePage(TypedDict):
+    """GET /messages: a page of the sender's messages, and where the next one starts."""
+
+    items: list[ListedMessage]
+    nextCursor: str | None
+
+
+class ReplayStarted(TypedDict):
+    """POST /messages/{id}/replay: the new run, started."""
+
+    messageId: str
+    senderId: str
+    status: str
+    run: int
+
+
+class Cancelled(TypedDict):
+    """POST /messages/{id}/cancel."""
+
+    messageId: str
+    senderId: str
+    status: str
 
 
 def _message_key(sender_id: str, message_id: str) -> MessageKey:
@@ -109,7 +122,7 @@ def _encode_cursor(start: dict[str, Any]) -> str:
 
 def list_messages(
     repository: MessageRepository, sender_id: str, status: str | None, limit: str | None, cursor: str | None
-) -> dict[str, Any]:
+) -> MessagePage:
     """A page of the sender's messages, newest first: in `status`, or in every status without one."""
     errors: list[FieldError] = []
     if status is not None and status not in {s.value for s in Status}:
@@ -129,10 +142,7 @@ def list_messages(
         messages, last = repository.list_by_status(sender_id, Status(status) if status else None, page_size, start)
     except ValueError:
         raise _invalid_cursor() from None
-    items = []
-    for message in messages:
-        view = status_view(message)
-        items.append({name: view[name] for name in _SUMMARY_FIELDS if name in view})
+    items = [listed_message(message) for message in messages]
     return {"items": items, "nextCursor": _encode_cursor(last) if last else None}
 
 
@@ -145,7 +155,7 @@ def replay(
     statuses: frozenset[Status] = REPLAYABLE_STATUSES,
     job_id: str | None = None,
     expected_sort: str | None = None,
-) -> dict[str, Any]:
+) -> ReplayStarted:
     """Start a new run of a finished message in one of `statuses` (a bulk replay: its job's status,
     and `expected_sort`, the status index sort key of the failure the job matched)."""
     key = _message_key(sender_id, message_id)
@@ -173,7 +183,7 @@ def replay(
     return {"messageId": message_id, "senderId": sender_id, "status": updated.status.value, "run": updated.run}
 
 
-def cancel(repository: MessageRepository, sender_id: str, message_id: str) -> dict[str, Any]:
+def cancel(repository: MessageRepository, sender_id: str, message_id: str) -> Cancelled:
     key = _message_key(sender_id, message_id)
     head = repository.get_head(key)
     if head is None:

@@ -7,9 +7,11 @@ it through unchanged. Every error body is `{"error": {"code", "message", "reques
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import NotRequired, TypedDict
 
 from functions.domain.exceptions import (
+    FieldDetail,
     FieldError,
     MalformedRequest,
     MessageInvalid,
@@ -28,8 +30,36 @@ SYSTEM_ERROR = "SYSTEM_ERROR"
 SYSTEM_ERROR_MESSAGE = "Relay could not process the request; it is safe to retry with the same messageId."
 
 
-def http_response(status_code: int, body: dict[str, Any]) -> dict[str, Any]:
+class HttpAnswer(TypedDict):
+    """An answer as a state machine (and the local server) gives it: the body is JSON text."""
+
+    statusCode: int
+    body: str
+
+
+class ApiError(TypedDict):
+    """What an error body's `error` holds (the body is `{"error": ApiError}`)."""
+
+    code: str
+    message: str
+    requestId: str
+    details: NotRequired[list[FieldDetail]]
+
+
+class ErrorBody(TypedDict):
+    error: ApiError
+
+
+def http_response(status_code: int, body: Mapping[str, object]) -> HttpAnswer:
     return {"statusCode": status_code, "body": json.dumps(body, separators=(",", ":"), ensure_ascii=False)}
+
+
+def api_error(code: str, message: str, request_id: str, details: list[FieldDetail] | None = None) -> ApiError:
+    """An error body's `error`; `details` only when there are some."""
+    error: ApiError = {"code": code, "message": message, "requestId": request_id}
+    if details:
+        error["details"] = details
+    return error
 
 
 def error_response(
@@ -38,14 +68,12 @@ def error_response(
     message: str,
     request_id: str,
     details: list[FieldError] | None = None,
-) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message, "requestId": request_id}
-    if details:
-        error["details"] = [detail.to_dict() for detail in details]
-    return http_response(status_code, {"error": error})
+) -> HttpAnswer:
+    body: ErrorBody = {"error": api_error(code, message, request_id, [detail.to_dict() for detail in details or ()])}
+    return http_response(status_code, body)
 
 
-def response_for_rejection(error: RelayError, request_id: str) -> dict[str, Any]:
+def response_for_rejection(error: RelayError, request_id: str) -> HttpAnswer:
     """Map a domain rejection of the request to its API answer."""
     if isinstance(error, MessageInvalid):
         return error_response(400, VALIDATION_ERROR, str(error), request_id, error.details)

@@ -29,6 +29,7 @@ from functions.domain.clock import iso
 from functions.domain.config import Settings
 from functions.domain.model import EMITTED_FIELD, MessageKey
 from functions.services.ingest import record_enqueue_failed, store_item
+from functions.services.ingest_payloads import ValidatedItem
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def emit(
     now = now or datetime.now(UTC)
     message = _content(emission, now)
     # The derived id is the request id too: a retried emit is "this very request" to store_item.
-    item = {"requestId": emission.message_id, "message": message, "contentHash": content_hash(message)}
+    item: ValidatedItem = {"requestId": emission.message_id, "message": message, "contentHash": content_hash(message)}
     stored = store_item(item, repository, settings, now=now)
     if "response" in stored:
         return False  # stored by an earlier emit of the same occurrence, which enqueued it

@@ -162,12 +162,14 @@ class FlowControl:
         for index in tries:
             if self._take_from(sender_id, origin, share, index, retry):
                 return index
+        # None free: it waits on the first one it tried (its own), as that was last seen.
+        first = tries[0]
+        bucket, now_us = self._seen(sender_id, origin, first), self._now_us()
         if retry:
-            return self._mark(sender_id, origin, share, tries[0])
+            return self._mark(sender_id, origin, share, first, bucket, now_us)
         if waited_turn:
-            bucket, now_us = self._seen(sender_id, origin, tries[0]), self._now_us()
             return wait_until(bucket.token_at_us(share, now_us, retry=False), now_us)
-        return self._enqueue(sender_id, origin, share, tries[0])
+        return self._enqueue(sender_id, origin, share, first, bucket, now_us)
 
     @staticmethod
     def _sub_buckets(count: int, home: str) -> list[int]:
@@ -193,11 +195,12 @@ class FlowControl:
                 return True
         return False
 
-    def _enqueue(self, sender_id: str, origin: str, share: Share, index: int) -> int | Wait:
-        """Count a fresh taker into a sub-bucket's queue; its Wait is its turn. When what it finds
-        there shows a token after all (what it saw was stale: the items were deleted), it takes it."""
-        bucket = self._seen(sender_id, origin, index)
-        now_us = self._now_us()
+    def _enqueue(
+        self, sender_id: str, origin: str, share: Share, index: int, bucket: Bucket, now_us: int
+    ) -> int | Wait:
+        """Count a fresh taker into a sub-bucket's queue (`bucket`: as last seen); its Wait is its turn.
+        When what it finds there shows a token after all (what it saw was stale: the items were
+        deleted), it takes it."""
         for _ in range(MAX_WRITE_TRIES):
             plan = plan_enqueue(bucket, share, now_us)
             if plan is None:
@@ -212,10 +215,9 @@ class FlowControl:
                 return wait_until(bucket.queue_us, now_us)
         return wait_until(fresh_turn_us(bucket, share, now_us), now_us)
 
-    def _mark(self, sender_id: str, origin: str, share: Share, index: int) -> Wait:
-        """Leave a waiting retry's mark on its own sub-bucket; its Wait is its next token."""
-        bucket = self._seen(sender_id, origin, index)
-        now_us = self._now_us()
+    def _mark(self, sender_id: str, origin: str, share: Share, index: int, bucket: Bucket, now_us: int) -> Wait:
+        """Leave a waiting retry's mark on its own sub-bucket (`bucket`: as last seen); its Wait is its
+        next token."""
         for _ in range(MAX_WRITE_TRIES):
             plan = plan_mark(bucket, share, now_us)
             if plan is None:

@@ -46,6 +46,8 @@ SYSTEM_LOG_LEVEL = lambda_.SystemLogLevel.WARN
 # run missed is made up by the next one: an invocation older than a minute is not retried.
 EVERY_MINUTE = events.Schedule.rate(Duration.minutes(1))
 MISSED_RUN_MAX_AGE = Duration.minutes(1)
+# A run finishes well before the next one starts (conditional writes keep overlapping runs safe).
+PERIODIC_TIMEOUT = Duration.seconds(50)
 
 POWERTOOLS_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
@@ -217,3 +219,26 @@ class Foundation:
             environment=environment,
             **options,
         )
+
+    def step_function(
+        self,
+        scope: Construct,
+        step: str,
+        description: str,
+        extra: Mapping[str, str] | None = None,
+        *,
+        with_queue: bool = False,
+        **options: Any,
+    ) -> RelayFunction:
+        """The function of `step`, named after it (construct `<Step>` of `scope`), with the foundation's
+        `environment(extra, with_queue=...)`."""
+        environment = self.environment(extra, with_queue=with_queue)
+        return self.function(scope, step.capitalize(), step, description, environment, **options)
+
+    def periodic_function(
+        self, scope: Construct, step: str, description: str, extra: Mapping[str, str] | None = None
+    ) -> tuple[RelayFunction, events.Rule]:
+        """The function of a step that runs every minute (the rule `run_every_minute` adds to `scope`)
+        and hands messages to the delivery queue: the queue in its environment, a run within the minute."""
+        function = self.step_function(scope, step, description, extra, with_queue=True, timeout=PERIODIC_TIMEOUT)
+        return function, run_every_minute(scope, function, f"Run the Relay {step} every minute")
