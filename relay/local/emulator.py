@@ -388,6 +388,7 @@ def _install_patches() -> None:
         LambdaSimpleBackend.invoke = _local_invoke  # type: ignore[method-assign]
         _reuse_interpreter_clients()
         _scan_queues_once_per_receive()
+        _query_one_partition()
         _serialise_dynamodb_writes()
         retrier_decl.time = _ScaledSleep()  # type: ignore[assignment]
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
@@ -412,6 +413,53 @@ def _install_patches() -> None:
 
         execution_worker.ExecutionWorker._get_evaluation_entrypoint = entrypoint  # type: ignore[method-assign,assignment]
         _patched = True
+
+
+def _query_one_partition() -> None:
+    """moto answers a query by listing and sorting the whole table, then comparing every item's key
+    to the one asked: at thousands of messages each of the reconciler's and scheduler's shard
+    queries cost tens of ms, and `relay dev` spent most of its time there. The same query, handed
+    only the items whose partition (or index partition) matches; moto still sorts, pages, filters
+    and projects them itself."""
+    import inspect
+
+    from moto.dynamodb.models.table import Table
+
+    original = Table.query
+    signature = inspect.signature(original)
+
+    def candidates(table: Table, arguments: dict[str, Any]) -> list[Any] | None:
+        conditions = arguments.get("hash_key_conditions") or []
+        if arguments.get("index_name") is None:
+            partition = table.items.get(arguments["hash_key"]) if arguments.get("hash_key") is not None else None
+            if partition is None:
+                return []
+            return list(partition.values()) if table.range_key_attr else [partition]
+        if len(conditions) != 1:
+            return None
+        name, expected = conditions[0]
+        found = []
+        partitions: list[Any] = list(table.items.values())
+        for partition in partitions:
+            for item in partition.values() if table.range_key_attr else [partition]:
+                value = item.attrs.get(name)
+                if value is not None and value.type == expected.type and value.value == expected.value:
+                    found.append(item)
+        return found
+
+    def query(self: Table, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        matching = candidates(self, arguments)
+        if matching is None:
+            return original(self, *args, **kwargs)
+        # Every DynamoDB call holds one lock (_serialise_dynamodb_writes): no other call sees this.
+        self.all_items = lambda: matching  # type: ignore[method-assign]
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    Table.query = query  # type: ignore[method-assign]
 
 
 def _scan_queues_once_per_receive() -> None:
