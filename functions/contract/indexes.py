@@ -17,15 +17,16 @@ writes spread evenly over the shards and readers query each shard and merge.
 - `bySender` (`spk = SENDER#<sender>#<n>`): one entry per message, put with the head and never
   re-keyed (keys only, so no later update writes it): 1 write per message. Goal 1,000 messages a
   second per sender: 1 x 1,000 x 4 / 1,000 = 4 shards.
-- `due` (`dueShard = DUE#<n>`): sparse, nothing on the success path; a message that goes down the
+- `due` (`dueShard = DUE#<n>`): sparse, nothing on the success path nor for a short delay; a message that goes down the
   whole retry path (inline attempt, fast lane, slow lane, FAILED) changes it 4 times (measured by
   `make bench`'s cost section, `slow_lane`: 4 due write units per message). Goal 1,000 messages a
   second per deployment, all of them failing: 4 x 1,000 x 4 / 1,000 = 16 shards.
 
 - activity (`pk = ACTIVE#<minute>#<n>`, n from a hash of the sender): items of the table itself,
-  not an index, under one key per minute, so the same rule holds. At most one write per message
-  (a container's first message of a sender in a minute, and its second): 1 x 1,000 x 4 / 1,000 =
-  4 shards.
+  not an index, under one key per minute, so the same rule holds. About one write per message at
+  most: a container's first message of a sender in a minute and its second (none for the rest of
+  the minute), and a message the queue holds for a short delay names itself once more, in the item
+  of its due minute (in place of a `due` entry): 1 x 1,000 x 4 / 1,000 = 4 shards.
 
 HEADROOM 4 leaves each partition at a quarter of its ceiling at the goal: room for bursts (a batch
 of 100 lands at once), for the hash's unevenness, and for twice the goal at half the ceiling.
