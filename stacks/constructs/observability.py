@@ -11,6 +11,9 @@ Alarms have no actions here: a deployment attaches its own (SNS, chat, paging) t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from aws_cdk import Duration, Names, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -136,6 +139,112 @@ def failed_runs(machine: sfn.IStateMachine, label: str) -> cloudwatch.MathExpres
     )
 
 
+@dataclass(frozen=True)
+class AlarmInputs:
+    """The resources the alarms watch, as the Observability construct receives them."""
+
+    rest_api: apigateway.RestApi
+    fast_lane: sfn.IStateMachine
+    slow_lane: sfn.IStateMachine
+    dead_letter_queue: sqs.IQueue
+    failed_queue: sqs.IQueue
+    reconciler: lambda_.IFunction
+
+
+@dataclass(frozen=True)
+class AlarmSpec:
+    """One alarm: it fires when `metric` is above `threshold` in `datapoints_to_alarm` of
+    `evaluation_periods` five-minute periods (in all of them when None); no data is not breaching."""
+
+    construct_id: str
+    metric: Callable[[AlarmInputs], cloudwatch.IMetric]
+    description: str
+    threshold: float = 0
+    evaluation_periods: int = 1
+    datapoints_to_alarm: int | None = None
+
+
+# Every alarm, in the order the dashboard's alarm widget shows them: what waits on a person first
+# (FAILED messages, open targets, missing secrets), then the path (dead letters, failed runs, 5XX),
+# then Relay's own health (the failure rate, the reconciler, stuck messages).
+ALARMS: tuple[AlarmSpec, ...] = (
+    AlarmSpec(
+        "FailedMessagesAlarm",
+        lambda on: _depth(on.failed_queue, "Failed messages"),
+        "Messages ended FAILED (retries exhausted, rejected, blocked or expired) and wait on the "
+        "failed-messages queue: read the reason, fix the target, replay them.",
+    ),
+    AlarmSpec(
+        "TargetOpenedAlarm",
+        lambda on: relay_metric(Metric.OPEN_TARGETS, statistic="Maximum", label="Open targets"),
+        "At least one target's circuit breaker is OPEN (on for as long as one is) after a run of failed "
+        "attempts: its messages are PAUSED (not failed) and a probe goes now and then. `relay targets "
+        "health ORIGIN` shows it; it closes by itself when a probe gets through, or by hand with "
+        "`relay targets resume ORIGIN`.",
+    ),
+    AlarmSpec(
+        "SigningSecretMissingAlarm",
+        lambda on: relay_metric(Metric.SIGNING_SECRET_MISSING),
+        "Deliveries found no signing secret for their sender in Secrets Manager "
+        f"({SENDER_SECRET_PREFIX}<sender>/{SIGNING_SECRET_NAME}). They are retried, not failed: "
+        "restore the secret (or run `relay senders rotate-secret`) before the retries run out.",
+    ),
+    AlarmSpec(
+        "DeliveryDeadLettersAlarm",
+        lambda on: _depth(on.dead_letter_queue, "Delivery dead letters"),
+        "The dispatcher failed to start delivery for queued messages several times; the reconciler "
+        "re-drives them, but the dispatcher's errors need a look.",
+    ),
+    AlarmSpec(
+        "FastLaneRunsFailedAlarm",
+        lambda on: failed_runs(on.fast_lane, "Fast-lane runs failed"),
+        "Fast-lane runs failed, timed out or were aborted (for instance the slow lane could not be "
+        "started); the reconciler re-drives their messages when their lease ends (at most minutes).",
+    ),
+    AlarmSpec(
+        "SlowLaneRunsFailedAlarm",
+        lambda on: failed_runs(on.slow_lane, "Slow-lane runs failed"),
+        "Slow-lane runs failed, timed out or were aborted; a run that gave up released its lease, so "
+        "the reconciler re-drives its message within a round (others when their lease ends).",
+    ),
+    AlarmSpec(
+        "Api5xxAlarm",
+        lambda on: on.rest_api.metric_server_error(period=PERIOD, statistic="Sum", label="API 5XX"),
+        "The API answered 5XX (SYSTEM_ERROR): the ingest path or the API function failed.",
+    ),
+    AlarmSpec(
+        "DeliveryFailureRateAlarm",
+        lambda on: failure_rate(),
+        f"More than {FAILURE_RATE_THRESHOLD:.0%} of finished deliveries ended FAILED.",
+        threshold=FAILURE_RATE_THRESHOLD,
+        evaluation_periods=3,
+        datapoints_to_alarm=2,
+    ),
+    AlarmSpec(
+        "ReconcilerErrorsAlarm",
+        lambda on: on.reconciler.metric_errors(period=PERIOD, statistic="Sum"),
+        "The reconciler has failed for 15 minutes: stuck messages are not being re-driven.",
+        evaluation_periods=3,
+    ),
+    AlarmSpec(
+        "StuckMessagesAlarm",
+        lambda on: relay_metric(Metric.STUCK),
+        "Messages were re-driven more than 5 times without progress (never claimed from the queue, or "
+        "their runs keep ending without a result): Relay's own trouble, not the target's. They are not "
+        "failed: the reconciler keeps re-driving them with a growing delay until they are delivered or "
+        "expire. Their REDRIVEN events say what kept them.",
+    ),
+    AlarmSpec(
+        "ReconcilerPartErrorsAlarm",
+        lambda on: relay_metric(Metric.RECONCILER_ERRORS),
+        "A part of a reconciler round, or one due message, failed (logged with its message); the round "
+        "went on and the message is looked at again later. Repeated errors need a look.",
+        evaluation_periods=3,
+        datapoints_to_alarm=2,
+    ),
+)
+
+
 class Observability(Construct):
     """Alarms on what needs a person, and one dashboard of the whole path."""
 
@@ -155,21 +264,9 @@ class Observability(Construct):
         reconciler: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
-        self._build_path_alarms(rest_api, fast_lane, slow_lane, dead_letter_queue, failed_queue)
-        self._build_operations_alarms(reconciler)
-        self.alarms = [
-            self.failed_messages_alarm,
-            self.target_opened_alarm,
-            self.signing_secret_alarm,
-            self.dead_letters_alarm,
-            self.fast_lane_alarm,
-            self.slow_lane_alarm,
-            self.api_errors_alarm,
-            self.failure_rate_alarm,
-            self.reconciler_alarm,
-            self.stuck_messages_alarm,
-            self.reconciler_part_errors_alarm,
-        ]
+        inputs = AlarmInputs(rest_api, fast_lane, slow_lane, dead_letter_queue, failed_queue, reconciler)
+        # Keyed by construct id, in ALARMS' order.
+        self.alarms: dict[str, cloudwatch.Alarm] = {spec.construct_id: self._alarm(spec, inputs) for spec in ALARMS}
 
         self.dashboard = cloudwatch.Dashboard(
             self,
@@ -179,114 +276,21 @@ class Observability(Construct):
         )
         self._add_path_rows(queue, dead_letter_queue, failed_queue, [ingest, ingest_batch, fast_lane, slow_lane])
         self._add_operations_rows(rest_api)
-        self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=3))
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24, height=3)
+        )
 
-    def _alarm(
-        self,
-        alarm_id: str,
-        metric: cloudwatch.IMetric,
-        description: str,
-        threshold: float = 0,
-        evaluation_periods: int = 1,
-        datapoints_to_alarm: int | None = None,
-    ) -> cloudwatch.Alarm:
+    def _alarm(self, spec: AlarmSpec, inputs: AlarmInputs) -> cloudwatch.Alarm:
         return cloudwatch.Alarm(
             self,
-            alarm_id,
-            metric=metric,
-            threshold=threshold,
+            spec.construct_id,
+            metric=spec.metric(inputs),
+            threshold=spec.threshold,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=evaluation_periods,
-            datapoints_to_alarm=datapoints_to_alarm,
+            evaluation_periods=spec.evaluation_periods,
+            datapoints_to_alarm=spec.datapoints_to_alarm,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=description,
-        )
-
-    def _build_path_alarms(
-        self,
-        rest_api: apigateway.RestApi,
-        fast_lane: sfn.IStateMachine,
-        slow_lane: sfn.IStateMachine,
-        dead_letter_queue: sqs.IQueue,
-        failed_queue: sqs.IQueue,
-    ) -> None:
-        """What a message's path needs a person for: FAILED messages, dead letters, failed runs, 5XX."""
-        self.failed_messages_alarm = self._alarm(
-            "FailedMessagesAlarm",
-            _depth(failed_queue, "Failed messages"),
-            "Messages ended FAILED (retries exhausted, rejected, blocked or expired) and wait on the "
-            "failed-messages queue: read the reason, fix the target, replay them.",
-        )
-        self.dead_letters_alarm = self._alarm(
-            "DeliveryDeadLettersAlarm",
-            _depth(dead_letter_queue, "Delivery dead letters"),
-            "The dispatcher failed to start delivery for queued messages several times; the reconciler "
-            "re-drives them, but the dispatcher's errors need a look.",
-        )
-        self.fast_lane_alarm = self._alarm(
-            "FastLaneRunsFailedAlarm",
-            failed_runs(fast_lane, "Fast-lane runs failed"),
-            "Fast-lane runs failed, timed out or were aborted (for instance the slow lane could not be "
-            "started); the reconciler re-drives their messages when their lease ends (at most minutes).",
-        )
-        self.slow_lane_alarm = self._alarm(
-            "SlowLaneRunsFailedAlarm",
-            failed_runs(slow_lane, "Slow-lane runs failed"),
-            "Slow-lane runs failed, timed out or were aborted; a run that gave up released its lease, so "
-            "the reconciler re-drives its message within a round (others when their lease ends).",
-        )
-        self.api_errors_alarm = self._alarm(
-            "Api5xxAlarm",
-            rest_api.metric_server_error(period=PERIOD, statistic="Sum", label="API 5XX"),
-            "The API answered 5XX (SYSTEM_ERROR): the ingest path or the API function failed.",
-        )
-
-    def _build_operations_alarms(self, reconciler: lambda_.IFunction) -> None:
-        """Relay's own health: the failure rate, the reconciler, stuck messages, secrets, open targets."""
-        self.failure_rate_alarm = self._alarm(
-            "DeliveryFailureRateAlarm",
-            failure_rate(),
-            f"More than {FAILURE_RATE_THRESHOLD:.0%} of finished deliveries ended FAILED.",
-            threshold=FAILURE_RATE_THRESHOLD,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-        )
-        self.reconciler_alarm = self._alarm(
-            "ReconcilerErrorsAlarm",
-            reconciler.metric_errors(period=PERIOD, statistic="Sum"),
-            "The reconciler has failed for 15 minutes: stuck messages are not being re-driven.",
-            evaluation_periods=3,
-        )
-        self.stuck_messages_alarm = self._alarm(
-            "StuckMessagesAlarm",
-            relay_metric(Metric.STUCK),
-            "Messages were re-driven more than 5 times without progress (never claimed from the queue, or "
-            "their runs keep ending without a result): Relay's own trouble, not the target's. They are not "
-            "failed: the reconciler keeps re-driving them with a growing delay until they are delivered or "
-            "expire. Their REDRIVEN events say what kept them.",
-        )
-        self.reconciler_part_errors_alarm = self._alarm(
-            "ReconcilerPartErrorsAlarm",
-            relay_metric(Metric.RECONCILER_ERRORS),
-            "A part of a reconciler round, or one due message, failed (logged with its message); the round "
-            "went on and the message is looked at again later. Repeated errors need a look.",
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-        )
-        self.signing_secret_alarm = self._alarm(
-            "SigningSecretMissingAlarm",
-            relay_metric(Metric.SIGNING_SECRET_MISSING),
-            "Deliveries found no signing secret for their sender in Secrets Manager "
-            f"({SENDER_SECRET_PREFIX}<sender>/{SIGNING_SECRET_NAME}). They are retried, not failed: "
-            "restore the secret (or run `relay senders rotate-secret`) before the retries run out.",
-        )
-        self.target_opened_alarm = self._alarm(
-            "TargetOpenedAlarm",
-            relay_metric(Metric.OPEN_TARGETS, statistic="Maximum", label="Open targets"),
-            "At least one target's circuit breaker is OPEN (on for as long as one is) after a run of failed "
-            "attempts: its messages are PAUSED (not failed) and a probe goes now and then. `relay targets "
-            "health ORIGIN` shows it; it closes by itself when a probe gets through, or by hand with "
-            "`relay targets resume ORIGIN`.",
+            alarm_description=spec.description,
         )
 
     def _add_path_rows(
