@@ -283,10 +283,10 @@ class _DeployedContext:
 
 
 def deployed_timeout_seconds() -> float:
-    """The reconciler function's timeout in the stack (stacks/constructs/reconciler.py)."""
-    from stacks.constructs.reconciler import TIMEOUT
+    """The reconciler function's timeout in the stack (a periodic step's: stacks/constructs/base/functions.py)."""
+    from stacks.constructs.base.functions import PERIODIC_TIMEOUT
 
-    return float(TIMEOUT.to_seconds())
+    return float(PERIODIC_TIMEOUT.to_seconds())
 
 
 @dataclass
