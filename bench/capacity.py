@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.dev_isolation import summarize as dev_isolation_summary
 from functions.contract.indexes import ACTIVITY_SHARDS
 
 QUOTAS_PATH = Path(__file__).resolve().parent / "quotas.json"
@@ -915,6 +916,8 @@ class CapacityInputs:
     deployment: DeploymentLimits
     flow: FlowDesign
     reconciler: Mapping[str, Any] | None  # the capacity section's `reconciler` (bench/capacity_run.py)
+    # The capacity section's `dev_isolation` (bench/dev_isolation.py), when it has one.
+    dev_isolation: Mapping[str, Any] | None = None
     provenance: dict[str, str] = field(default_factory=dict)
     # A single-item DynamoDB call's typical latency (bench/cost_run.py AWS_CALL_LATENCY_MS).
     dynamodb_call_ms: float = 5.0
@@ -959,6 +962,8 @@ def build(inputs: CapacityInputs) -> dict[str, Any]:
     }
     if inputs.reconciler is not None:
         capacity["reconciler_round_ms"] = reconciler_summary(inputs.reconciler)
+    if inputs.dev_isolation is not None:
+        capacity["dev_isolation"] = dev_isolation_summary(inputs.dev_isolation)
     return capacity
 
 
@@ -1050,6 +1055,8 @@ def collect_inputs(results: Mapping[str, Any], previous: Mapping[str, Any] | Non
     if cost is None:
         return None
     measured, provenance["reconciler"] = _this_run_or_previous(results, previous, "capacity")
+    if measured is not None and "dev_isolation" in measured:
+        provenance["dev_isolation"] = provenance["reconciler"]
     template, template_path = synthesized_template()
     document = load_quotas()
     facts = code_facts(root)
@@ -1070,6 +1077,7 @@ def collect_inputs(results: Mapping[str, Any], previous: Mapping[str, Any] | Non
         deployment=DeploymentLimits.from_template(template, **facts),
         flow=design,
         reconciler=measured.get("reconciler") if measured else None,
+        dev_isolation=measured.get("dev_isolation") if measured else None,
         provenance=provenance,
         dynamodb_call_ms=AWS_CALL_LATENCY_MS["dynamodb"],
     )

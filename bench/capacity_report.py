@@ -38,6 +38,8 @@ def capacity_section(capacity: Mapping[str, Any]) -> str:
     parts += component_tables(capacity)
     if "reconciler_round_ms" in capacity:
         parts.append(reconciler_section(capacity["reconciler_round_ms"]))
+    if "dev_isolation" in capacity:
+        parts.append(dev_isolation_section(capacity["dev_isolation"]))
     parts.append(assumptions(capacity))
     return "\n\n".join(parts)
 
@@ -98,7 +100,22 @@ def headline(capacity: Mapping[str, Any]) -> str:
             f"goal at most {fmt(reconciler['target_ratio'], 1)}x): "
             + ("meets it." if reconciler["meets_target"] else _missed(reconciler))
         )
+    isolation = capacity.get("dev_isolation")
+    if isolation:
+        lines.append("- " + _isolation_verdict(isolation))
     return "\n".join(lines)
+
+
+def _isolation_verdict(isolation: Mapping[str, Any]) -> str:
+    """One line: the healthy message's time behind a trickling target's batch against the goal."""
+    if "error" in isolation:
+        return f"`relay dev`, a healthy message behind a trickling target's batch: not measured ({isolation['error']})."
+    return (
+        f"`relay dev`, a healthy message sent right after 10 messages to a trickling target: delivered "
+        f"{fmt(isolation['behind_trickle_seconds'], 3)} s after its 202, idle {fmt(isolation['idle_seconds'], 3)} s "
+        f"(**{fmt(isolation['ratio'], 2)}x**; goal: at most {fmt(isolation['allowed_seconds'], 3)} s, 2x idle or "
+        "idle + 1 s): " + ("meets it." if isolation["meets_goal"] else "**misses it**.")
+    )
 
 
 def _missed(reconciler: Mapping[str, Any]) -> str:
@@ -189,6 +206,39 @@ def reconciler_section(reconciler: Mapping[str, Any]) -> str:
             "",
             f"Ratio {fmt(reconciler['ratio_aws_like'], 2)}x AWS-like ({fmt(reconciler['ratio'], 2)}x locally), "
             f"goal at most {fmt(reconciler['target_ratio'], 1)}x: {reconciler['finding']}",
+        ]
+    )
+
+
+def dev_isolation_section(isolation: Mapping[str, Any]) -> str:
+    """The samples behind the headline's `relay dev` line (bench/dev_isolation.py)."""
+    if "error" in isolation:
+        return "`relay dev` isolation (bench/dev_isolation.py): " + _isolation_verdict(isolation)
+    trickle = isolation.get("trickle", {})
+    samples = isolation["samples"]
+    rows = [
+        ["idle relay", fmt(isolation["idle_seconds"], 3), ", ".join(fmt(v, 3) for v in samples["idle_seconds"])],
+        [
+            f"right after {fmt(trickle.get('messages'))} messages to a trickling target",
+            fmt(isolation["behind_trickle_seconds"], 3),
+            ", ".join(fmt(v, 3) for v in samples["behind_trickle_seconds"]),
+        ],
+    ]
+    return "\n".join(
+        [
+            "`relay dev` isolation (bench/dev_isolation.py: one LocalRelay, a healthy message's 202 to its "
+            "target's receipt of the request; the trickling target holds each request "
+            f"{fmt(trickle.get('answer_ms'))} ms; the two kinds alternate):",
+            "",
+            table(["healthy message sent", "median s", "samples s"], rows),
+            "",
+            f"Goal (issue 20): {isolation['goal']} Ratio {fmt(isolation['ratio'], 2)}x, allowed "
+            f"{fmt(isolation['allowed_seconds'], 3)} s: "
+            + ("met." if isolation["meets_goal"] else "**missed**.")
+            + " The batches' messages ended "
+            + ", ".join(f"{fmt(count)} {status}" for status, count in trickle.get("batch_statuses", {}).items())
+            + f"; at most "
+            f"{fmt(trickle.get('peak_pollers'))} dispatcher pollers ran at once.",
         ]
     )
 

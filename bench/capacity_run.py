@@ -27,6 +27,9 @@ How, in a fresh LocalAws per configuration (moto, the synthesized template, IAM 
   function's 42 s budget) so that they finish and their work is measured whole; whether a round
   fits the deployed budget is judged from its AWS-like time (bench/capacity.py reconciler_summary).
 
+Also, first: `relay dev`'s isolation of a healthy message from a trickling target's batch
+(bench/dev_isolation.py, `dev_isolation` in the section).
+
 Run as `python -m bench.capacity_run --out FILE` (bench.run does it in a fresh process).
 BENCH_CAPACITY_SENDERS (default 5,000) and BENCH_CAPACITY_MESSAGES (default: as many as senders)
 shrink it for a quick look; BENCH_SCALE scales the number of rounds (at least 3).
@@ -51,6 +54,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bench import dev_isolation
 from bench.capacity import key_pattern
 from bench.common import one_kb_body, scaled, section_main
 from functions.contract.indexes import SENDER_INDEX
@@ -279,10 +283,10 @@ class _DeployedContext:
 
 
 def deployed_timeout_seconds() -> float:
-    """The reconciler function's timeout in the stack (stacks/constructs/reconciler.py)."""
-    from stacks.constructs.reconciler import TIMEOUT
+    """The reconciler function's timeout in the stack (a periodic step's: stacks/constructs/base/functions.py)."""
+    from stacks.constructs.base.functions import PERIODIC_TIMEOUT
 
-    return float(TIMEOUT.to_seconds())
+    return float(PERIODIC_TIMEOUT.to_seconds())
 
 
 @dataclass
@@ -440,6 +444,10 @@ def run(scale: float) -> dict[str, Any]:
     rounds = scaled(3, scale, minimum=3)
     timeout = deployed_timeout_seconds()
     started = time.perf_counter()
+    # First, while this process has nothing else going: `relay dev` with a healthy message behind a
+    # trickling target's batch (seconds; its own LocalRelay, stopped before the rounds' LocalAws).
+    _progress("relay dev: a healthy message behind a trickling target's batch")
+    isolation = dev_isolation.run(scale)
     one = measure(1, messages, rounds, timeout)
     spread = measure(many, messages, rounds, timeout)
     from functions.reconciler.handler import ROUND_MARGIN_SECONDS
@@ -459,6 +467,7 @@ def run(scale: float) -> dict[str, Any]:
             "round_budget_seconds": budget,
             "sweep_budget_seconds": budget * SWEEP_SHARE,
         },
+        "dev_isolation": isolation,
         "seconds": time.perf_counter() - started,
     }
 

@@ -18,6 +18,7 @@ from relay.client import RelayClient
 if TYPE_CHECKING:
     from functions.domain.config import Settings
     from relay.local.runtime import LocalRelay
+    from relay.local.targets import ReceivedRequest, TargetServer
 
 TERMINAL = ("DELIVERED", "FAILED", "CANCELLED")
 
@@ -102,6 +103,31 @@ def send_accepted(client: RelayClient, **fields: Any) -> dict[str, Any]:
 def wait_until_terminal(client: RelayClient, message: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
     """`wait_for` a message (as sent) to end DELIVERED, FAILED or CANCELLED."""
     return wait_for(client, str(message["messageId"]), TERMINAL, timeout)
+
+
+def wait_requests(server: TargetServer, path: str, count: int = 1, timeout: float = 30) -> list[ReceivedRequest]:
+    """The requests `server` received on `path`, once there are at least `count` of them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = server.requests_to(path)
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{path} got {len(server.requests_to(path))} requests, not {count}")
+
+
+# A batch waiting on a trickling target (issue 20): messages to a target that holds each request
+# this long before it answers, far longer than a delivery to a healthy target takes. The queue
+# pollers' test shows a healthy message sent right after them is not held up; bench/dev_isolation.py
+# measures by how much it is.
+TRICKLE_MESSAGES = 10
+TRICKLE_ANSWER_MS = 4000
+
+
+def send_trickling_batch(client: RelayClient, target_url: str, count: int = TRICKLE_MESSAGES) -> list[dict[str, Any]]:
+    """`count` messages of the development sender to `target_url`'s /slow/TRICKLE_ANSWER_MS, each
+    accepted (202); gives them as sent."""
+    return [send_accepted(client, targetUrl=f"{target_url}/slow/{TRICKLE_ANSWER_MS}") for _ in range(count)]
 
 
 def delivery_executions(local: Any, message_id: str) -> list[str]:

@@ -26,7 +26,15 @@ from relay.local.emulator import REGION
 from relay.local.runtime import LocalRelay
 from relay.local.targets import ReceivedRequest, TargetServer
 from tests.conftest import make_message
-from tests.support import QUICK_BREAKER, TERMINAL, delivery_relay, send_accepted, wait_for, wait_until_terminal
+from tests.support import (
+    QUICK_BREAKER,
+    TERMINAL,
+    delivery_relay,
+    send_accepted,
+    wait_for,
+    wait_requests,
+    wait_until_terminal,
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,16 +72,6 @@ def bus_event(queue_url: str, detail_type: str, matches: Any, timeout: float = 3
 def server() -> Iterator[TargetServer]:
     with TargetServer() as running:
         yield running
-
-
-def wait_requests(server: TargetServer, path: str, count: int = 1, timeout: float = 30) -> list[ReceivedRequest]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = server.requests_to(path)
-        if len(found) >= count:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"{path} got {len(server.requests_to(path))} requests, not {count}")
 
 
 def assert_signed(request: ReceivedRequest, secret: str) -> None:

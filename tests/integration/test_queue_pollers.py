@@ -21,11 +21,7 @@ from relay.local.runtime import DEV_SENDER, LocalRelay
 from relay.local.targets import TargetServer
 from stacks.settings import DEFAULT_DISPATCHER_MAX_CONCURRENCY
 from tests.conftest import make_message
-from tests.support import wait_until_terminal
-
-SLOW_MESSAGES = 10
-# The slow target answers after this long: far longer than a delivery to a healthy target takes.
-SLOW_ANSWER_MS = 4000
+from tests.support import send_trickling_batch, wait_until_terminal
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +49,7 @@ def test_a_healthy_message_is_not_held_up_by_a_batch_waiting_on_a_slow_target(re
     client = RelayClient(relay.url, token=relay.dev_token)
     with TargetServer() as target:
         # Given a batch of messages to a target that takes seconds to answer
-        slow = [
-            make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/slow/{SLOW_ANSWER_MS}")
-            for _ in range(SLOW_MESSAGES)
-        ]
-        for message in slow:
-            assert client.send(message).status == 202
+        slow = send_trickling_batch(client, target.url)
         # When a message to a healthy target is sent right after them
         healthy = make_message(senderId=DEV_SENDER, targetUrl=f"{target.url}/ok")
         assert client.send(healthy).status == 202
