@@ -17,7 +17,7 @@ import pytest
 from functions.adapters.repository import MessageRepository
 from functions.domain.config import get_settings
 from functions.domain.model import MessageKey
-from functions.services import activity, ingest
+from functions.services import activity, ingest, reconciler
 from functions.services.reconciler import RoundBudget, sweep_unclaimed
 from relay.local import iam
 from tests.conftest import ingest_input, make_message
@@ -130,3 +130,36 @@ def test_a_sender_with_steady_traffic_is_swept_minute_after_minute(local_aws: An
     # Then all four are due for a re-drive
     assert due_keys(keys) == set(keys)
     assert outcome.marked == 4 and outcome.finished
+
+
+def test_a_sweep_cut_short_has_marked_a_busy_senders_oldest_messages_first(
+    local_aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a busy sender whose six messages, a second apart, are spread over its acceptance shards
+    settings = get_settings()
+    repository = MessageRepository(settings.table_name)
+    sender_id = f"backlog-{uuid.uuid4().hex[:6]}"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    keys = []
+    for second in range(6):
+        message = make_message(senderId=sender_id)
+        state = local_aws.invoke(
+            "relay-dedup", local_aws.invoke("relay-validate", {**ingest_input(message), "shape": "message"})
+        )
+        with iam.acting_as(local_aws.role_of("relay-store")):
+            ingest.store(state, repository, settings, now=start + timedelta(seconds=second))
+        keys.append(MessageKey(sender_id, message["messageId"]))
+    # And a sweep that reads one head at a time and has time for three reads only
+    monkeypatch.setattr(reconciler, "SWEEP_READERS", 1)
+    monkeypatch.setattr(reconciler, "_HEADS_PER_READ", 1)
+    ticks = iter([0.0, 0.0, 0.0, 0.0, 10.0])
+    budget = RoundBudget(1.0, clock=lambda: next(ticks, 10.0))
+
+    # When the sweep runs once they are old enough
+    later = start + timedelta(seconds=5 + settings.redrive_after_seconds + 1)
+    with iam.acting_as(local_aws.role_of("relay-reconciler")):
+        outcome = sweep_unclaimed(repository, settings, later, budget)
+
+    # Then it marked the three oldest, said it did not finish, and left the newer ones for the next round
+    assert not outcome.finished
+    assert due_keys(keys) == set(keys[:3])
