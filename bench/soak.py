@@ -408,27 +408,41 @@ class Soak:
 
 @contextmanager
 def permits_recorded() -> Iterator[list[float]]:
-    """The times Relay's flow control granted an attempt (a Permit), as the limit promises them.
+    """When Relay's flow control let each attempt go: the time its permit's token was taken at, the
+    clock reading the bucket's conditional write judged it by (what the limit promises about).
 
-    In one process the target's arrival times carry the emulator's scheduling on top: a thread that
-    took its permit can wait for the GIL before its request leaves, so arrivals bunch a little.
+    In one process, times read after the fact carry the emulator's scheduling on top: a thread that
+    took its token can wait for the GIL before it records it or sends its request, so such times (and
+    the target's arrivals) bunch a little. Tokens given back (no slot free) are not permits.
     """
+    from functions.adapters.stores.target_store import TargetRepository
     from functions.services.targeting.flow_control import FlowControl, Permit
 
     granted: list[float] = []
-    acquire = FlowControl.acquire
+    taken_at = threading.local()
+    acquire, take_token = FlowControl.acquire, TargetRepository.take_token
 
-    def recording(self: FlowControl, *args: Any, **kwargs: Any) -> Any:
+    def recording_take(self: TargetRepository, *args: Any, **kwargs: Any) -> Any:
+        taken, bucket = take_token(self, *args, **kwargs)
+        if taken:
+            take = kwargs.get("take", args[-1])
+            taken_at.seconds = take.now_us / 1_000_000
+        return taken, bucket
+
+    def recording_acquire(self: FlowControl, *args: Any, **kwargs: Any) -> Any:
+        taken_at.seconds = None
         decided = acquire(self, *args, **kwargs)
-        if isinstance(decided, Permit):
-            granted.append(time.time())
+        if isinstance(decided, Permit) and taken_at.seconds is not None:
+            granted.append(taken_at.seconds)
         return decided
 
-    FlowControl.acquire = recording  # type: ignore[method-assign]
+    FlowControl.acquire = recording_acquire  # type: ignore[method-assign]
+    TargetRepository.take_token = recording_take  # type: ignore[method-assign]
     try:
         yield granted
     finally:
         FlowControl.acquire = acquire  # type: ignore[method-assign]
+        TargetRepository.take_token = take_token  # type: ignore[method-assign]
 
 
 # -- sending and waiting --------------------------------------------------------------------------------

@@ -163,3 +163,45 @@ def test_a_sweep_cut_short_has_marked_a_busy_senders_oldest_messages_first(
     # Then it marked the three oldest, said it did not finish, and left the newer ones for the next round
     assert not outcome.finished
     assert due_keys(keys) == set(keys[:3])
+
+
+def test_a_second_queue_copy_of_a_waiting_message_waits_for_its_turn_and_is_not_counted_again(
+    local_aws: Any,
+) -> None:
+    # Given a sender's target limited to 1/s whose token is taken, and a message whose queue copy
+    # was counted into the target's queue (it waits for its turn)
+    from functions.adapters.stores.target_store import TargetRepository
+    from functions.domain.flow import Permit, Target
+    from functions.services.delivery import dependencies
+    from functions.services.delivery.dispatch import DispatchOutcome, dispatch
+    from functions.services.delivery.payloads import RunInput
+
+    settings = get_settings()
+    sender_id = f"turns-{uuid.uuid4().hex[:6]}"
+    target = Target("https://example.com", rate_per_second=1.0)
+    targets = TargetRepository(settings.table_name)
+    targets.put(sender_id, target)
+    key = store_but_never_enqueue(local_aws, sender_id)
+    repository = MessageRepository(settings.table_name)
+
+    def queue_end() -> int:
+        bucket = targets.flow_snapshots(sender_id, [target])[target.origin].buckets[0]
+        assert bucket is not None
+        return bucket.queue_us
+
+    with iam.acting_as(local_aws.role_of("relay-dispatcher")):
+        deps = dependencies(settings)
+        assert isinstance(deps.flow.acquire(sender_id, target.origin), Permit)
+        assert dispatch(RunInput(key), deps) == DispatchOutcome.DEFERRED
+        head = repository.get_head(key)
+        assert head is not None and head.turn_at is not None
+        counted_once = queue_end()
+
+        # When a second copy of the same run comes while it waits (a re-drive's, say)
+        second = dispatch(RunInput(key), deps)
+
+    # Then that copy waits too, the message keeps its one turn, and the target's queue did not grow
+    assert second == DispatchOutcome.DEFERRED
+    again = repository.get_head(key)
+    assert again is not None and again.turn_at == head.turn_at
+    assert queue_end() == counted_once
