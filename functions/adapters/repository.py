@@ -180,7 +180,7 @@ class MessageRepository(MessageStore):
         """
         update = UpdateBuilder().assign("l", lease_until)
         update.when_run(head.run).when_status_in(IN_FLIGHT_STATUSES).when_nobody_delivering(now)
-        update.when_attempts(head.attempts).remove("rd")
+        update.when_attempts(head.attempts).remove("rd", "tw")
         if owner is not None:
             update.assign("o", owner)
         if head.status == Status.SCHEDULED and started is None:
@@ -333,11 +333,15 @@ class MessageRepository(MessageStore):
             update.assign("dueAt", due_at).assign("dueShard", key.due_shard)
         self._apply(key, update)
 
-    def hold_while_waiting(self, head: MessageHead, due_at: int) -> MessageHead | None:
+    def hold_while_waiting(self, head: MessageHead, due_at: int, turn_at: int | None = None) -> MessageHead | None:
         """A message waiting for its target's limit (nothing sent): the reconciler leaves it alone until
-        `due_at`, since the queue holds it. Waiting is not trouble: it never counts as a re-drive."""
+        `due_at`, since the queue holds it. Waiting is not trouble: it never counts as a re-drive.
+        `turn_at`: the turn its target's queue counted it in for (kept until the claim)."""
         update = UpdateBuilder().when_run(head.run).when_status_in(IN_FLIGHT_STATUSES)
-        return self._apply(head.key, update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard))
+        update.assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
+        if turn_at is not None:
+            update.assign("tw", turn_at)
+        return self._apply(head.key, update)
 
     # -- operations ------------------------------------------------------------------------------
 
@@ -363,7 +367,7 @@ class MessageRepository(MessageStore):
         )
         update.assign("ab", head.attempts).assign("dueAt", due_at).assign("dueShard", head.key.due_shard)
         # A replay goes now: a cancelled delayed message's due time no longer holds it back.
-        update.append_events([replayed]).remove("l", "al", "o", "rd", "err", "gsi1pk", "gsi1sk", "sl", "nb")
+        update.append_events([replayed]).remove("l", "al", "o", "rd", "err", "gsi1pk", "gsi1sk", "sl", "nb", "tw")
         return self._apply(head.key, update)
 
     def cancel(self, head: MessageHead, cancelled: Event) -> MessageHead | None:

@@ -317,8 +317,8 @@ def plan_mark(bucket: Bucket, share: Share, now_us: int) -> Mark | None:
     return Mark(now_us, _MARK_US, marks > 0, now_us + (share.most_marks - 1) * _MARK_US)
 
 
-def wait_until(turn_us: int, now_us: int) -> Wait:
-    return Wait(max(0.0, (turn_us - now_us) / _MICROS))
+def wait_until(turn_us: int, now_us: int, counted: bool = False) -> Wait:
+    return Wait(max(0.0, (turn_us - now_us) / _MICROS), counted)
 
 
 # -- concurrency: slots ---------------------------------------------------------------------------------
@@ -373,9 +373,15 @@ class Permit:
 
 @dataclass(frozen=True)
 class Wait:
-    """No room now: try again after `seconds`, the taker's expected turn (no attempt was counted)."""
+    """No room now: try again after `seconds`, the taker's expected turn (no attempt was counted).
+
+    `counted`: the taker was counted into its target's queue for that turn. Another copy of the same
+    message (a re-drive's, while this one waits) must wait for this turn, not be counted again: a
+    turn counted twice is a token's time that nobody takes.
+    """
 
     seconds: float
+    counted: bool = False
 
     @property
     def whole_seconds(self) -> int:

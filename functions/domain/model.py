@@ -167,6 +167,9 @@ class MessageHead:
     overflow_chunks: int = 0
     # The due time of a delayed message (epoch seconds): no attempt before it. None: send at once.
     not_before: int | None = None
+    # The turn its target's queue counted this PENDING run in for (epoch seconds; flow.Wait.counted):
+    # a second queue copy of the run waits for it instead of being counted again. Cleared by a claim.
+    turn_at: int | None = None
 
     def seconds_until_due(self, now_epoch: float) -> int:
         """Whole seconds until the due time (0 when it has come or there is none)."""

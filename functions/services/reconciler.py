@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -264,23 +265,24 @@ def _accepted_in_window(repository: MessageRepository, since: datetime, until: d
     """The keys of the messages accepted in [since, until], SWEEP_READERS reads' worth at a time: the
     activity items' named ids, oldest minute first, then each busy sender's acceptance index over
     the whole window (one query per shard however many minutes it was busy)."""
-    wave = SWEEP_READERS * _HEADS_PER_READ
-    named: list[MessageKey] = []
+    named: dict[MessageKey, None] = {}
     busy: dict[str, None] = {}  # in the order first met: oldest minute first
     for minute in range(int(since.timestamp()) // 60, int(until.timestamp()) // 60 + 1):
         for activity in repository.activity(minute):
-            named.extend(activity.named_keys())
+            # Once each: a message due later can be named in its acceptance minute and its due minute.
+            named.update(dict.fromkeys(activity.named_keys()))
             if activity.busy:
                 busy.setdefault(activity.sender_id)
-    # Once each: a message due later can be named in its acceptance minute and its due minute.
-    named = list(dict.fromkeys(named))
-    for first in range(0, len(named), wave):
-        yield named[first : first + wave]
-    seen = set(named)
+    yield from _waves(iter(named))
     for sender_id in busy:
-        keys = [key for key in repository.iter_accepted(sender_id, since, until) if key not in seen]
-        for first in range(0, len(keys), wave):
-            yield keys[first : first + wave]
+        # Read as the waves go (not listed first): the budget, checked between waves, bounds it.
+        yield from _waves(key for key in repository.iter_accepted(sender_id, since, until) if key not in named)
+
+
+def _waves(keys: Iterator[MessageKey]) -> Iterator[list[MessageKey]]:
+    """`keys` in lists of SWEEP_READERS reads' worth, each taken from `keys` only when asked for."""
+    while wave := list(islice(keys, SWEEP_READERS * _HEADS_PER_READ)):
+        yield wave
 
 
 # What a message is until a dispatcher claims it: PENDING, or SCHEDULED while the queue holds it.

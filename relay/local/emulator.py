@@ -27,12 +27,12 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 from functions.contract.settings_names import Setting
-from relay.local import iam
+from relay.local import iam, moto_pace
 from relay.local.executions import run_sync_execution, stepfunctions_backend, stop_execution
 from relay.local.synth import current_template
 from relay.local.template import (
@@ -382,13 +382,9 @@ def _install_patches() -> None:
             return
         from moto.awslambda_simple.models import LambdaSimpleBackend
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
-        from moto.stepfunctions.parser.backend import execution_worker
 
         LambdaSimpleBackend.invoke = _local_invoke  # type: ignore[method-assign]
-        _reuse_interpreter_clients()
-        _scan_queues_once_per_receive()
-        _query_one_partition()
+        moto_pace.install()
         _serialise_dynamodb_writes()
         retrier_decl.time = _ScaledSleep()  # type: ignore[assignment]
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
@@ -399,112 +395,7 @@ def _install_patches() -> None:
                 env.program_state_event.wait(wait_seconds * scale)
 
         WaitFunction._wait_interval = scaled_wait  # type: ignore[method-assign]
-
-        # Parsing a definition is two thirds of a run's cost; programs keep per-run state in the
-        # evaluation environment, so one parsed program serves every execution of a definition.
-        parse = AmazonStateLanguageParser.parse
-
-        @lru_cache(maxsize=32)
-        def cached_parse(definition: str) -> Any:
-            return parse(definition)
-
-        def entrypoint(worker: Any) -> Any:
-            return cached_parse(worker._evaluation_details.state_machine_details.definition)[0]
-
-        execution_worker.ExecutionWorker._get_evaluation_entrypoint = entrypoint  # type: ignore[method-assign,assignment]
         _patched = True
-
-
-def _query_one_partition() -> None:
-    """moto answers a query by listing and sorting the whole table, then comparing every item's key
-    to the one asked: at thousands of messages each of the reconciler's and scheduler's shard
-    queries cost tens of ms, and `relay dev` spent most of its time there. The same query, handed
-    only the items whose partition (or index partition) matches; moto still sorts, pages, filters
-    and projects them itself."""
-    import inspect
-
-    from moto.dynamodb.models.table import Table
-
-    original = Table.query
-    signature = inspect.signature(original)
-
-    def candidates(table: Table, arguments: dict[str, Any]) -> list[Any] | None:
-        conditions = arguments.get("hash_key_conditions") or []
-        if arguments.get("index_name") is None:
-            partition = table.items.get(arguments["hash_key"]) if arguments.get("hash_key") is not None else None
-            if partition is None:
-                return []
-            return list(partition.values()) if table.range_key_attr else [partition]
-        if len(conditions) != 1:
-            return None
-        name, expected = conditions[0]
-        found = []
-        partitions: list[Any] = list(table.items.values())
-        for partition in partitions:
-            for item in partition.values() if table.range_key_attr else [partition]:
-                value = item.attrs.get(name)
-                if value is not None and value.type == expected.type and value.value == expected.value:
-                    found.append(item)
-        return found
-
-    def query(self: Table, *args: Any, **kwargs: Any) -> Any:
-        arguments = signature.bind(self, *args, **kwargs).arguments
-        matching = candidates(self, arguments)
-        if matching is None:
-            return original(self, *args, **kwargs)
-        # Every DynamoDB call holds one lock (_serialise_dynamodb_writes): no other call sees this.
-        self.all_items = lambda: matching  # type: ignore[method-assign]
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            del self.all_items
-
-    Table.query = query  # type: ignore[method-assign]
-
-
-def _scan_queues_once_per_receive() -> None:
-    """moto asks each message of a queue the time twice to find what is receivable, and once more
-    per message for each approximate count, which it computes for every message it hands out (to
-    read the retention period). With a backlog of thousands (delayed, waiting for their turn) a
-    receive cost ~85 ms of CPU per scan and `relay dev`'s pollers spent its time there. The same
-    tests, with the clock read once per scan."""
-    from moto.core.utils import unix_time_millis
-    from moto.sqs.models import Message, Queue
-
-    def receivable(self: Queue) -> list[Message]:
-        now = unix_time_millis()
-        return [message for message in self._messages if message.visible_at < now and message.delayed_until <= now]
-
-    def delayed(self: Queue) -> int:
-        now = unix_time_millis()
-        return sum(1 for message in self._messages if now < message.delayed_until)
-
-    def not_visible(self: Queue) -> int:
-        now = unix_time_millis()
-        return sum(1 for message in self._messages if now <= message.visible_at)
-
-    Queue.messages = property(receivable)  # type: ignore[method-assign,assignment]
-    Queue.approximate_number_of_messages_delayed = property(delayed)  # type: ignore[method-assign,assignment]
-    Queue.approximate_number_of_messages_not_visible = property(not_visible)  # type: ignore[method-assign,assignment]
-
-
-def _reuse_interpreter_clients() -> None:
-    """moto's interpreter builds a new boto3 Lambda client for every Lambda task it runs (a sixth of
-    relay dev's time); one client per (region, service) serves them all, as boto3 clients are
-    thread-safe. IAM still sees each call as its caller's (relay/local/iam.py checks per call)."""
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-
-    build = lambda_eval_utils.boto_client_for
-    clients: dict[tuple[str, str], Any] = {}
-    lock = threading.Lock()
-
-    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        with lock:
-            if (region, service) not in clients:
-                clients[(region, service)] = build(region=region, service=service, state_credentials=state_credentials)
-            return clients[(region, service)]
-
-    lambda_eval_utils.boto_client_for = boto_client_for  # type: ignore[assignment]
 
 
 def _serialise_dynamodb_writes() -> None:

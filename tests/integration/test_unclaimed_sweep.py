@@ -17,7 +17,7 @@ import pytest
 from functions.adapters.repository import MessageRepository
 from functions.domain.config import get_settings
 from functions.domain.model import MessageKey
-from functions.services import activity, ingest
+from functions.services import activity, ingest, reconciler
 from functions.services.reconciler import RoundBudget, sweep_unclaimed
 from relay.local import iam
 from tests.conftest import ingest_input, make_message
@@ -130,3 +130,78 @@ def test_a_sender_with_steady_traffic_is_swept_minute_after_minute(local_aws: An
     # Then all four are due for a re-drive
     assert due_keys(keys) == set(keys)
     assert outcome.marked == 4 and outcome.finished
+
+
+def test_a_sweep_cut_short_has_marked_a_busy_senders_oldest_messages_first(
+    local_aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a busy sender whose six messages, a second apart, are spread over its acceptance shards
+    settings = get_settings()
+    repository = MessageRepository(settings.table_name)
+    sender_id = f"backlog-{uuid.uuid4().hex[:6]}"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    keys = []
+    for second in range(6):
+        message = make_message(senderId=sender_id)
+        state = local_aws.invoke(
+            "relay-dedup", local_aws.invoke("relay-validate", {**ingest_input(message), "shape": "message"})
+        )
+        with iam.acting_as(local_aws.role_of("relay-store")):
+            ingest.store(state, repository, settings, now=start + timedelta(seconds=second))
+        keys.append(MessageKey(sender_id, message["messageId"]))
+    # And a sweep that reads one head at a time and has time for three reads only
+    monkeypatch.setattr(reconciler, "SWEEP_READERS", 1)
+    monkeypatch.setattr(reconciler, "_HEADS_PER_READ", 1)
+    ticks = iter([0.0, 0.0, 0.0, 0.0, 10.0])
+    budget = RoundBudget(1.0, clock=lambda: next(ticks, 10.0))
+
+    # When the sweep runs once they are old enough
+    later = start + timedelta(seconds=5 + settings.redrive_after_seconds + 1)
+    with iam.acting_as(local_aws.role_of("relay-reconciler")):
+        outcome = sweep_unclaimed(repository, settings, later, budget)
+
+    # Then it marked the three oldest, said it did not finish, and left the newer ones for the next round
+    assert not outcome.finished
+    assert due_keys(keys) == set(keys[:3])
+
+
+def test_a_second_queue_copy_of_a_waiting_message_waits_for_its_turn_and_is_not_counted_again(
+    local_aws: Any,
+) -> None:
+    # Given a sender's target limited to 1/s whose token is taken, and a message whose queue copy
+    # was counted into the target's queue (it waits for its turn)
+    from functions.adapters.stores.target_store import TargetRepository
+    from functions.domain.flow import Permit, Target
+    from functions.services.delivery import dependencies
+    from functions.services.delivery.dispatch import DispatchOutcome, dispatch
+    from functions.services.delivery.payloads import RunInput
+
+    settings = get_settings()
+    sender_id = f"turns-{uuid.uuid4().hex[:6]}"
+    target = Target("https://example.com", rate_per_second=1.0)
+    targets = TargetRepository(settings.table_name)
+    targets.put(sender_id, target)
+    key = store_but_never_enqueue(local_aws, sender_id)
+    repository = MessageRepository(settings.table_name)
+
+    def queue_end() -> int:
+        bucket = targets.flow_snapshots(sender_id, [target])[target.origin].buckets[0]
+        assert bucket is not None
+        return bucket.queue_us
+
+    with iam.acting_as(local_aws.role_of("relay-dispatcher")):
+        deps = dependencies(settings)
+        assert isinstance(deps.flow.acquire(sender_id, target.origin), Permit)
+        assert dispatch(RunInput(key), deps) == DispatchOutcome.DEFERRED
+        head = repository.get_head(key)
+        assert head is not None and head.turn_at is not None
+        counted_once = queue_end()
+
+        # When a second copy of the same run comes while it waits (a re-drive's, say)
+        second = dispatch(RunInput(key), deps)
+
+    # Then that copy waits too, the message keeps its one turn, and the target's queue did not grow
+    assert second == DispatchOutcome.DEFERRED
+    again = repository.get_head(key)
+    assert again is not None and again.turn_at == head.turn_at
+    assert queue_end() == counted_once

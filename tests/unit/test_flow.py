@@ -248,3 +248,15 @@ def test_a_taker_back_at_its_turn_without_a_token_is_not_counted_in_again() -> N
     # And a newcomer still queues behind the two still waiting (turns at 1 and 1.5 s)
     newcomer = flow.acquire("alpha", ORIGIN)
     assert isinstance(newcomer, Wait) and newcomer.seconds == pytest.approx(1.5)
+
+
+def test_a_waiter_counted_into_the_queue_is_told_so_and_one_back_at_its_turn_is_not() -> None:
+    # Given a drained 2/s bucket
+    _, _, flow = _limited(rate=2.0)
+    assert [isinstance(flow.acquire("alpha", ORIGIN), Permit) for _ in range(2)] == [True, True]
+    # When a fresh taker waits, and one back from its turn finds no token either
+    counted = flow.acquire("alpha", ORIGIN)
+    back = flow.acquire("alpha", ORIGIN, waited_turn=True)
+    # Then the first holds a place in the target's queue (its message keeps that turn), the second does not
+    assert isinstance(counted, Wait) and counted.counted
+    assert isinstance(back, Wait) and not back.counted

@@ -152,6 +152,7 @@ def head_from_item(item: dict[str, Any]) -> MessageHead:
         run_attempt_base=int(item.get("ab", 0)),
         overflow_chunks=int(item.get("eo", 0)),
         not_before=int(item["nb"]) if "nb" in item else None,
+        turn_at=int(item["tw"]) if "tw" in item else None,
     )
 
 

@@ -12,6 +12,7 @@ repository.py); the activity items are the one thing written here.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -51,6 +52,13 @@ class MessageIndexes:
         self, index: str, condition: str, values: dict[str, Any], page_size: int | None = None
     ) -> Iterator[list[MessageKey]]:
         """The message keys an index query matches, a page at a time (index entries hold keys only)."""
+        for page in self._query_entries(index, condition, values, page_size):
+            yield [message_key(entry) for entry in page]
+
+    def _query_entries(
+        self, index: str, condition: str, values: dict[str, Any], page_size: int | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The index entries (table and index keys) a query matches, a page at a time."""
         start: dict[str, Any] | None = None
         while True:
             kwargs: dict[str, Any] = {
@@ -63,7 +71,7 @@ class MessageIndexes:
             if start:
                 kwargs["ExclusiveStartKey"] = start
             response = self.table.call("query", **kwargs)
-            yield [message_key(from_item(item)) for item in response.get("Items", [])]
+            yield [from_item(item) for item in response.get("Items", [])]
             start = response.get("LastEvaluatedKey")
             if not start:
                 return
@@ -138,13 +146,19 @@ class MessageIndexes:
                     break
 
     def accepted(self, sender_id: str, since: datetime, until: datetime) -> Iterator[MessageKey]:
-        """A sender's messages accepted in [since, until] (the bySender index, keys only): each shard
-        oldest first, one shard after another."""
+        """A sender's messages accepted in [since, until] (the bySender index, keys only), oldest
+        first: its shards merged as they are read, a page of each at a time, so a reader that stops
+        early has read only what it used."""
+        shards = [self._accepted_in_shard(partition, since, until) for partition in sender_shard_partitions(sender_id)]
+        for _, key in heapq.merge(*shards, key=lambda entry: entry[0]):
+            yield key
+
+    def _accepted_in_shard(self, partition: str, since: datetime, until: datetime) -> Iterator[tuple[str, MessageKey]]:
         condition = "spk = :pk AND ssk BETWEEN :since AND :until"
-        for partition in sender_shard_partitions(sender_id):
-            values = {":pk": partition, ":since": iso(since), ":until": f"{iso(until)}~"}
-            for page in self.query_keys(SENDER_INDEX, condition, values):
-                yield from page
+        values = {":pk": partition, ":since": iso(since), ":until": f"{iso(until)}~"}
+        for page in self._query_entries(SENDER_INDEX, condition, values):
+            for entry in page:
+                yield str(entry["ssk"]), message_key(entry)
 
     def newest_first(self, sender_id: str, status: Status | None, cursor: dict[str, Any] | None) -> NewestFirst:
         """A walk over a sender's messages newest first, from `cursor` (None: the newest): those in a

@@ -123,10 +123,12 @@ def _claim_and_deliver(
             notify_paused(deps, paused, blocked.origin)
             return DispatchOutcome.PAUSED
         return _claim_refused(deps, key, run, epoch) if last_try else None
+    if _turn_counted_for_another_copy(deps, queued, head, now):
+        return DispatchOutcome.DEFERRED
     inline = deps.settings.first_attempt == FirstAttempt.INLINE
-    permit: Permit | Wait | None = (
-        flow_permit(deps, stored, retry=False, waited_turn=queued.waited_turn) if inline else None
-    )
+    # A run counted in already (this copy, or another) is not counted in again: its turn has come.
+    waited_turn = queued.waited_turn or head.turn_at is not None
+    permit: Permit | Wait | None = flow_permit(deps, stored, retry=False, waited_turn=waited_turn) if inline else None
     if isinstance(permit, Wait):
         return _defer(deps, queued, head, permit)
     # The fast-lane run this delivery may start: its name is the claim's fencing token.
@@ -173,6 +175,19 @@ def _claim(
     )
 
 
+def _turn_counted_for_another_copy(
+    deps: DeliveryDependencies, queued: RunInput, head: MessageHead, now: datetime
+) -> bool:
+    """A second queue copy of a run whose target counted it in for a turn still ahead (a re-drive's
+    copy, sent while the first one waits): back until that turn, as a copy that waited for it. One
+    turn per run: a turn counted twice is a token's time that nobody takes. True when sent back."""
+    if queued.waited_turn or head.turn_at is None or head.turn_at <= now.timestamp():
+        return False
+    wait = Wait(head.turn_at - now.timestamp())
+    deps.delivery_queue.send_json(replace(queued, waited_turn=True).to_dict(), delay_seconds=wait.whole_seconds)
+    return True
+
+
 def _defer(deps: DeliveryDependencies, queued: RunInput, head: MessageHead, wait: Wait) -> DispatchOutcome:
     """Put a queued message whose target is at its limit back on the queue, visible after the wait.
 
@@ -186,8 +201,10 @@ def _defer(deps: DeliveryDependencies, queued: RunInput, head: MessageHead, wait
     """
     epoch = int(time.time())
     window = deps.settings.redrive_after_seconds
-    if head.due_at is None or head.due_at < epoch + wait.whole_seconds + window:
-        deps.repository.hold_while_waiting(head, epoch + wait.whole_seconds + 2 * window)
+    turn_at = epoch + wait.whole_seconds if wait.counted else None
+    if turn_at is not None or head.due_at is None or head.due_at < epoch + wait.whole_seconds + window:
+        # Counted in: the turn is kept with the head (the same write), for any other copy of the run.
+        deps.repository.hold_while_waiting(head, epoch + wait.whole_seconds + 2 * window, turn_at)
     # Counted in its target's queue now: when it comes back it is not counted in again.
     deps.delivery_queue.send_json(replace(queued, waited_turn=True).to_dict(), delay_seconds=wait.whole_seconds)
     return DispatchOutcome.DEFERRED

@@ -212,7 +212,7 @@ class FlowControl:
             ):
                 return index
             if counted:
-                return wait_until(bucket.queue_us, now_us)
+                return wait_until(bucket.queue_us, now_us, counted=True)
         return wait_until(fresh_turn_us(bucket, share, now_us), now_us)
 
     def _mark(self, sender_id: str, origin: str, share: Share, index: int, bucket: Bucket, now_us: int) -> Wait:
